@@ -1,0 +1,159 @@
+"""A private Mosquitto broker on a free loopback port: the embedded default for `make demo`
+and the broker every integration test runs against (never a mock of one)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEARCH = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def mosquitto_binary() -> str:
+    for candidate in SEARCH:
+        if Path(candidate).exists():
+            return candidate
+    found = shutil.which("mosquitto")
+    if found is None:
+        raise BrokerError(
+            "mosquitto is not installed: `apt-get install mosquitto` (make test does this)"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class BrokerConfig:
+    port: int = 0
+    # Persistence on, so that a broker restart keeps queued QoS 1 messages for persistent
+    # sessions; a queue far above Mosquitto's default of 1000 so that a slow consumer is
+    # not silently dropped (see docs/operations.md).
+    persistence: bool = True
+    max_queued_messages: int = 1_000_000
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def render(self, data_dir: Path) -> str:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            f"max_queued_messages {self.max_queued_messages}",
+            "max_inflight_messages 0",
+            "set_tcp_nodelay true",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {data_dir}/",
+            "autosave_interval 1",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if self.password_file:
+            lines.append(f"password_file {self.password_file}")
+        if self.acl_file:
+            lines.append(f"acl_file {self.acl_file}")
+        return "\n".join(lines + self.extra) + "\n"
+
+
+class Mosquitto:
+    """Start, stop and restart one private Mosquitto. Data survives restart()."""
+
+    def __init__(self, config: BrokerConfig | None = None, workdir: Path | None = None) -> None:
+        self.config = config or BrokerConfig()
+        if not self.config.port:
+            self.config.port = free_port()
+        self._own_dir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="tagwatch-mqtt-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    def start(self, timeout: float = 10.0) -> None:
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(self.config.render(self.workdir))
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log, cwd=self.workdir
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerError(f"mosquitto exited at start: {self.log_tail()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on {self.port}: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash or power cut would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        path = self.workdir / "mosquitto.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def running(config: BrokerConfig | None = None) -> Iterator[Mosquitto]:
+    with Mosquitto(config) as broker:
+        yield broker

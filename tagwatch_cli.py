@@ -1,0 +1,16 @@
+"""The `tagwatch` command: one typer app whose sub-commands come from each component."""
+
+from __future__ import annotations
+
+import typer
+
+from hw.cli import app as hw_app
+from sim.cli import app as sim_app
+
+app = typer.Typer(
+    help="tagwatch: open electronic monitoring for GPS/RF ankle tags.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(hw_app, name="hw")
+app.add_typer(sim_app, name="sim")

@@ -1,0 +1,21 @@
+"""`make bench`: every benchmark, each printed beside a raw baseline measured in the same run."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from tests.bench import codec
+
+
+def main() -> None:
+    table = Table(title="tagwatch benchmarks (ratios against raw baselines from this run)")
+    for col in ("suite", "what", "result", "vs baseline"):
+        table.add_column(col)
+    for row in codec.rows():
+        table.add_row(*row)
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
