@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 .PHONY: demo test bench lint format setup clean
 
 setup: $(STAMP)
-	@.ci/ensure-debian mosquitto=mosquitto
+	@.ci/ensure-debian mosquitto=mosquitto '/usr/lib/postgresql/*/bin/initdb=postgresql'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from backend.cli import app as backend_app
+from home_unit.cli import app as home_unit_app
 from hw.cli import app as hw_app
 from sim.cli import app as sim_app
 
@@ -12,5 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(backend_app, name="backend")
+app.add_typer(home_unit_app, name="home-unit")
 app.add_typer(hw_app, name="hw")
 app.add_typer(sim_app, name="sim")

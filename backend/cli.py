@@ -1,0 +1,149 @@
+"""`tagwatch backend ...`: storage, device registry, broker credentials, ingest, retention.
+Configuration comes from TAGWATCH_* environment variables (backend/settings.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from backend.registry import Registry
+    from backend.settings import Settings
+
+app = typer.Typer(help="Monitoring backend: storage, devices, ingest.", no_args_is_help=True)
+console = Console()
+
+
+def _registry() -> tuple[Settings, Registry]:
+    from backend.registry import KeyVault, Registry, load_server_key
+    from backend.settings import Settings
+    from backend.storage.database import make_engine, upgrade
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    return settings, Registry(engine, KeyVault(load_server_key(settings)))
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema (Alembic)."""
+    from backend.settings import Settings
+    from backend.storage.database import current_revision, make_engine, upgrade
+
+    engine = make_engine(Settings().resolved_database_url())
+    upgrade(engine)
+    console.print(f"schema at revision {current_revision(engine)}")
+
+
+@app.command()
+def register(
+    device_id: Annotated[int, typer.Argument(help="the device id written at provisioning")],
+    kind: Annotated[str, typer.Option(help="tag or home_unit")] = "tag",
+    key: Annotated[
+        str | None, typer.Option(help="the device's key as 64 hex digits (default: generate)")
+    ] = None,
+    home_unit: Annotated[int | None, typer.Option(help="pair a tag with this home unit")] = None,
+    show_key: Annotated[
+        bool, typer.Option(help="print the key (to provision the device); shown only now")
+    ] = False,
+) -> None:
+    """Register a tag or home unit; its key is stored encrypted with the server key."""
+    from backend.registry import RegistryError
+
+    _, registry = _registry()
+    try:
+        raw = bytes.fromhex(key) if key else None
+        dev = registry.register(device_id, kind, raw, home_unit)
+    except (RegistryError, ValueError) as e:
+        console.print(f"[red]refused:[/] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"registered {dev.kind} {dev.id}")
+    if show_key:
+        print(dev.key.hex())
+
+
+@app.command()
+def pair(tag: int, home_unit: int) -> None:
+    """Pair a tag with a home unit (regenerate the broker config afterwards)."""
+    from backend.registry import RegistryError
+
+    _, registry = _registry()
+    try:
+        registry.pair(tag, home_unit)
+    except RegistryError as e:
+        console.print(f"[red]refused:[/] {e}")
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def devices() -> None:
+    """List registered devices (never their keys)."""
+    _, registry = _registry()
+    table = Table("id", "kind", "home unit", "retired")
+    for d in registry.all(include_retired=True):
+        table.add_row(str(d.id), d.kind, str(d.home_unit or "-"), "yes" if d.retired else "")
+    console.print(table)
+
+
+@app.command("broker-config")
+def broker_config(
+    out: Annotated[Path, typer.Option(help="folder for the passwd and acl files")] = Path(
+        "var/mosquitto"
+    ),
+) -> None:
+    """Write Mosquitto's password and ACL files from the registry (then SIGHUP Mosquitto)."""
+    from backend import broker_credentials
+
+    settings, registry = _registry()
+    try:
+        passwd, acl = broker_credentials.write(
+            out, registry.all(), settings.mqtt_username, settings.mqtt_password
+        )
+    except ValueError as e:
+        console.print(f"[red]refused:[/] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"wrote {passwd} and {acl}")
+    console.print(
+        f"mosquitto.conf:\n  password_file {passwd.resolve()}\n  acl_file {acl.resolve()}"
+    )
+
+
+@app.command()
+def ingest(
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 0,
+    index: Annotated[int, typer.Option(min=0, help="this worker's slot (one worker)")] = 0,
+    client_id: Annotated[str | None, typer.Option(help="MQTT client id (one worker)")] = None,
+) -> None:
+    """Run MQTT ingest workers (N processes on a shared subscription) until stopped."""
+    from backend.ingest_worker import run_worker, supervise
+    from backend.logs import configure
+    from backend.settings import Settings
+
+    settings = Settings()
+    configure()
+    n = workers or settings.ingest_workers
+    if n == 1:
+        run_worker(settings, index, client_id)
+    else:
+        supervise(settings, n)
+
+
+@app.command()
+def purge(
+    only: Annotated[str | None, typer.Option(help="one data class only")] = None,
+) -> None:
+    """Delete data older than its retention period, in small batches; audited."""
+    from backend.settings import Settings
+    from backend.storage.database import make_engine, upgrade
+    from backend.storage.retention import purge as run_purge
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    print(json.dumps(run_purge(engine, settings, only=only)))

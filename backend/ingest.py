@@ -1,0 +1,577 @@
+"""The ingest pipeline, in the order it runs (docs/protocol.md; ARCHITECTURE.md, data flow):
+
+    decode -> look up device -> verify MAC -> de-duplicate -> persist (one transaction)
+           -> publish the signed end-to-end ACK -> hand over to rule evaluation
+
+`Ingest.process(batch)` runs it over a batch of MQTT messages. The MQTT side (connection,
+batching, broker PUBACKs) is backend/ingest_worker.py; this module knows nothing of paho.
+
+Guarantees:
+- Nothing is stored twice: (device, boot, seq) is a unique key and frames are inserted with
+  insert-or-ignore; only a frame that was actually inserted has its records stored. The
+  in-process SequenceGuard is a fast path that skips the database for retransmissions this
+  worker saw recently; with several workers the database is the authority.
+- Nothing is acknowledged before it is durable: ACK frames are built after the transaction
+  commits. A duplicate is acknowledged again (its first ACK may have been lost).
+- Bad input (undecodable, unknown device, bad MAC, wrong topic, replay) is rejected with a
+  reason, counted per (reason, device), and written as a security event; it never touches
+  what is stored and never stops the worker.
+- Event time, not arrival time: a frame older than the device's newest stored event, or
+  further behind backend "now" than `late_after_s`, is flagged late; rows are written in
+  event-time order and indexed by event time, so nothing depends on arrival order.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    case,
+    insert,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from backend.clock import Clock, SystemClock
+from backend.registry import Device, Registry
+from backend.settings import Settings
+from backend.storage.database import IMMEDIATE
+from backend.storage.schema import (
+    HOME_UNIT,
+    TAG,
+    cell_of,
+    device_events,
+    devices,
+    frames,
+    positions,
+    presence,
+    security_events,
+)
+from firmware import frame as fr
+from firmware import replay, topics
+
+log = structlog.get_logger("tagwatch.ingest")
+
+# Rejection reasons beyond the decoder's own (DecodeError.reason, docs/protocol.md).
+UNKNOWN_DEVICE = "unknown_device"
+TOPIC = "topic"  # the frame does not belong on the topic it came in on
+REPLAY = "replay"
+MAX_RAW_EVIDENCE = 8192  # bytes of a rejected payload kept in its security event
+MAX_RANGES_PER_ACK = (fr.MAX_BODY // 12) - 1  # an ack_range record is 12 bytes
+
+
+@dataclass
+class Message:
+    """One MQTT message as received. `token` is opaque to the pipeline (the worker uses it
+    to send the broker PUBACK once the batch is done)."""
+
+    topic: str
+    payload: bytes
+    token: Any = None
+
+
+@dataclass
+class StoredFrame:
+    """A frame that this batch stored for the first time: what rule evaluation receives."""
+
+    frame_id: int
+    device: int
+    kind: str  # TAG or HOME_UNIT (the sender)
+    via_unit: int | None  # home unit that relayed a tag frame
+    frame: fr.Frame
+    late: bool
+    received_at: float
+
+
+class RuleSink:
+    """Hand-over to rule evaluation (the rules issue subclasses this; every hook defaults to
+    doing nothing, so a subclass overrides only what it uses). Called after the
+    batch is committed and acknowledged, with the frames stored for the first time, in
+    event-time order per device. Must not raise for bad data; a raise is logged and the
+    frames stay stored (rules can re-evaluate from storage)."""
+
+    def frames_committed(self, stored: Sequence[StoredFrame], now: float) -> None:
+        """New frames are durable."""
+
+    def frames_rejected(self, rejections: Sequence[Rejection], now: float) -> None:
+        """Frames were refused (security events are already written)."""
+
+
+class NoRules(RuleSink):
+    """The default until rules exist: evaluation is a no-op."""
+
+
+@dataclass
+class Rejection:
+    reason: str
+    device: int | None
+    topic: str
+    detail: str
+    payload: bytes = b""
+
+
+@dataclass
+class Ack:
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class BatchResult:
+    stored: list[StoredFrame] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    acks: list[Ack] = field(default_factory=list)
+    acks_failed: int = 0
+
+
+# Publishes one ACK frame (QoS 1); returns False if it could not be queued.
+Publisher = Callable[[str, bytes], bool]
+
+
+class DeviceDirectory:
+    """Device keys by id, decrypted once and cached. Unknown ids are cached briefly too, so
+    a flood of frames from an unregistered id does not become a flood of queries."""
+
+    def __init__(self, registry: Registry, ttl_s: float = 60.0, miss_ttl_s: float = 5.0) -> None:
+        self.registry = registry
+        self.ttl_s = ttl_s
+        self.miss_ttl_s = miss_ttl_s
+        self._cache: dict[int, tuple[float, Device | None]] = {}
+
+    def get(self, device_id: int) -> Device | None:
+        now = time.monotonic()
+        hit = self._cache.get(device_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        dev = self.registry.get(device_id)
+        if dev is not None and dev.retired:
+            dev = None
+        self._cache[device_id] = (now + (self.ttl_s if dev else self.miss_ttl_s), dev)
+        return dev
+
+
+@dataclass
+class _Verified:
+    msg: Message
+    frame: fr.Frame
+    device: Device
+    via_unit: int | None
+    late: bool = False
+    frame_id: int | None = None
+
+
+class Ingest:
+    def __init__(
+        self,
+        engine: Engine,
+        directory: DeviceDirectory,
+        publish: Publisher,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        rules: RuleSink | None = None,
+    ) -> None:
+        self.engine = engine
+        self.directory = directory
+        self.publish = publish
+        self.settings = settings or Settings()
+        self.clock = clock or SystemClock()
+        self.rules = rules or NoRules()
+        self.guard = replay.SequenceGuard()
+        self.counts: Counter[str] = Counter()
+        self.rejections: Counter[tuple[str, int | None]] = Counter()
+
+    # ---- the pipeline ----------------------------------------------------------------------
+
+    def process(self, batch: Sequence[Message]) -> BatchResult:
+        now = self.clock.now()
+        result = BatchResult()
+        verified: list[_Verified] = []
+        for msg in batch:
+            v = self._decode_lookup_verify(msg, result.rejected)
+            if v is not None:
+                verified.append(v)
+
+        fresh, known = self._deduplicate_fast(verified)
+        try:
+            with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+                inserted, duplicates = self._persist(conn, fresh, now, result.rejected)
+        except Exception:
+            # Nothing was committed: forget what the guard learnt from this batch, so the
+            # redelivered frames are not mistaken for duplicates of frames never stored.
+            for v in fresh:
+                self.guard.forget(v.frame.device)
+            raise
+        known += duplicates
+        result.duplicates = len(known)
+
+        # Only now, with the transaction committed, may devices be told to free frames.
+        result.acks = self._acks(inserted + known, now)
+        for ack in result.acks:
+            if not self.publish(ack.topic, ack.payload):
+                result.acks_failed += 1
+
+        result.stored = [
+            StoredFrame(
+                v.frame_id or 0,
+                v.frame.device,
+                v.device.kind,
+                v.via_unit,
+                v.frame,
+                v.late,
+                now,
+            )
+            for v in inserted
+        ]
+        self._count(result)
+        self._hand_over(result, now)
+        return result
+
+    # 1-3: decode, look up the sender, verify its MAC (and that it belongs on this topic)
+    def _decode_lookup_verify(self, msg: Message, rejected: list[Rejection]) -> _Verified | None:
+        where = topics.parse(msg.topic)
+        try:
+            f = fr.parse(msg.payload)
+        except fr.DecodeError as e:
+            rejected.append(self._reject(msg, e.reason, fr.peek_device(msg.payload), e.detail))
+            return None
+        if where is None:
+            rejected.append(self._reject(msg, TOPIC, f.device, "not a tagwatch topic"))
+            return None
+        kind, ident, channel = where
+        via_unit = ident if (kind, channel) == ("hu", "relay") else None
+        expect = TAG if kind == "tag" or via_unit is not None else HOME_UNIT
+        device = self.directory.get(f.device)
+        if device is None:
+            rejected.append(self._reject(msg, UNKNOWN_DEVICE, f.device, "not registered"))
+            return None
+        # Verify with the sender's own key (for a relayed tag frame: the TAG's key; the home
+        # unit that relayed it cannot sign for the tag).
+        want = hmac.digest(device.key, f.signed, "sha256")[: f.mac_len]
+        if not hmac.compare_digest(want, f.mac):
+            rejected.append(self._reject(msg, "mac", f.device, f"MAC does not verify ({kind})"))
+            return None
+        wrong = self._misplaced(f, device, expect, kind, ident, channel, via_unit)
+        if wrong:
+            rejected.append(self._reject(msg, TOPIC, f.device, wrong))
+            return None
+        return _Verified(msg, f, device, via_unit)
+
+    @staticmethod
+    def _misplaced(
+        f: fr.Frame,
+        device: Device,
+        expect: str,
+        kind: str,
+        ident: int,
+        channel: str,
+        via_unit: int | None,
+    ) -> str:
+        """Why a correctly signed frame does not belong on its topic ('' if it does)."""
+        want_type = fr.TAG_DATA if expect == TAG else fr.HOME_DATA
+        if device.kind != expect or f.mtype != want_type:
+            return f"a {device.kind} frame of type {f.mtype} on {kind}/{channel}"
+        if via_unit is None and f.device != ident:
+            return f"device {f.device}'s frame on device {ident}'s topic"
+        if channel not in ("up", "relay", "status"):
+            return f"channel {channel} is not an uplink"
+        return ""
+
+    # 4a: de-duplicate, fast path (this worker's recent history; the database decides)
+    def _deduplicate_fast(
+        self, verified: list[_Verified]
+    ) -> tuple[list[_Verified], list[_Verified]]:
+        fresh: list[_Verified] = []
+        known: list[_Verified] = []
+        for v in verified:
+            f = v.frame
+            status = self.guard.accept(f.device, f.boot, f.seq)
+            (known if status == replay.DUPLICATE else fresh).append(v)
+        return fresh, known
+
+    # 4b + 5: de-duplicate in the database and persist, in one transaction
+    def _persist(
+        self, conn: Connection, fresh: list[_Verified], now: float, rejected: list[Rejection]
+    ) -> tuple[list[_Verified], list[_Verified]]:
+        inserted: list[_Verified] = []
+        duplicates: list[_Verified] = []
+        if fresh:
+            self._flag_late(conn, fresh, now)
+            # Event-time order (per device), whatever order the frames arrived in.
+            fresh.sort(key=lambda v: (v.frame.device, v.frame.boot, v.frame.ts, v.frame.seq))
+            ids = self._insert_frames(conn, fresh, now)
+            for v in fresh:
+                f = v.frame
+                v.frame_id = ids.get((f.device, f.boot, f.seq))
+                (inserted if v.frame_id is not None else duplicates).append(v)
+            self._insert_records(conn, inserted)
+            self._update_devices(conn, inserted, now)
+            if duplicates:
+                rejected += self._replays(conn, duplicates, now)
+        if rejected:
+            conn.execute(
+                insert(security_events),
+                [
+                    {
+                        "at": now,
+                        "reason": r.reason,
+                        "device": r.device,
+                        "topic": r.topic[:255],
+                        "detail": r.detail,
+                        "raw": r.payload[:MAX_RAW_EVIDENCE],
+                    }
+                    for r in rejected
+                ],
+            )
+        return inserted, duplicates
+
+    def _flag_late(self, conn: Connection, fresh: list[_Verified], now: float) -> None:
+        """Late: behind the device's newest stored event time when it arrived, or a backlog
+        further behind backend now than late_after_s. Frames without TIME_VALID carry
+        seconds since boot and cannot be compared with calendar time: never late."""
+        ids = sorted({v.frame.device for v in fresh})
+        newest: dict[int, int] = {
+            row.id: row.last_event_at
+            for row in conn.execute(
+                select(devices.c.id, devices.c.last_event_at).where(devices.c.id.in_(ids))
+            )
+            if row.last_event_at is not None
+        }
+        for v in fresh:  # arrival order
+            f = v.frame
+            if not f.flags & fr.FLAG_TIME_VALID:
+                continue
+            high = newest.get(f.device)
+            v.late = (high is not None and f.ts < high) or now - f.ts > self.settings.late_after_s
+            if high is None or f.ts > high:
+                newest[f.device] = f.ts
+
+    def _insert_frames(
+        self, conn: Connection, fresh: list[_Verified], now: float
+    ) -> dict[tuple[int, int, int], int]:
+        rows = [
+            {
+                "device": v.frame.device,
+                "boot": v.frame.boot,
+                "seq": v.frame.seq,
+                "mtype": v.frame.mtype,
+                "flags": v.frame.flags,
+                "ts": v.frame.ts,
+                "received_at": now,
+                "via_unit": v.via_unit,
+                "late": v.late,
+                "raw": v.msg.payload,
+            }
+            for v in fresh
+        ]
+        stmt = insert_ignore(conn, frames, ("device", "boot", "seq")).returning(
+            frames.c.id, frames.c.device, frames.c.boot, frames.c.seq
+        )
+        # RETURNING yields only the rows actually inserted: the rest were already stored.
+        return {(r.device, r.boot, r.seq): r.id for r in conn.execute(stmt, rows)}
+
+    def _insert_records(self, conn: Connection, inserted: list[_Verified]) -> None:
+        pos: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        pres: list[dict[str, Any]] = []
+        for v in inserted:
+            f = v.frame
+            timed = bool(f.flags & fr.FLAG_TIME_VALID)
+            for idx, rec in enumerate(f.records):
+                dated = _has_dt(rec)
+                t = f.ts - rec.dt if timed and dated else None
+                if rec.type == fr.FIX and t is not None:
+                    lat, lon = rec.lat_e7, rec.lon_e7
+                    pos.append(
+                        {
+                            "device": f.device,
+                            "ts": t,
+                            "lat_e7": lat,
+                            "lon_e7": lon,
+                            "cell": cell_of(lat, lon),
+                            "acc_dm": rec.acc_dm,
+                            "fix_type": rec.fix_type,
+                            "source": rec.source,
+                            "sats": rec.sats,
+                            "speed_cms": rec.speed_cms,
+                            "course_cd": rec.course_cd,
+                            "hdop_d": rec.hdop_d,
+                            "late": v.late,
+                            "frame_id": v.frame_id,
+                            "idx": idx,
+                        }
+                    )
+                elif rec.type == fr.PRESENCE:
+                    pres.append(
+                        {
+                            "home_unit": rec.home_unit,
+                            "tag": rec.tag,
+                            "ts": t,
+                            "state": rec.state,
+                            "rssi": rec.rssi,
+                            "late": v.late,
+                            "frame_id": v.frame_id,
+                        }
+                    )
+                else:
+                    # Everything else, and fixes without calendar time (their seconds since
+                    # boot are kept until a clock_set from the same boot can place them).
+                    data = rec.to_dict()
+                    if not timed and dated:
+                        data["since_boot"] = f.ts - rec.dt
+                    events.append(
+                        {
+                            "device": f.device,
+                            "ts": t,
+                            "kind": rec.name or f"type_{rec.type}",
+                            "data": data,
+                            "late": v.late,
+                            "frame_id": v.frame_id,
+                            "idx": idx,
+                        }
+                    )
+        for table, rows in ((positions, pos), (device_events, events), (presence, pres)):
+            if rows:
+                rows.sort(key=lambda r: (r.get("device", r.get("tag")), r["ts"] or 0))
+                conn.execute(insert(table), rows)
+
+    def _update_devices(self, conn: Connection, inserted: list[_Verified], now: float) -> None:
+        newest: dict[int, int | None] = {}
+        for v in inserted:
+            f = v.frame
+            ts = f.ts if f.flags & fr.FLAG_TIME_VALID else None
+            old = newest.get(f.device)
+            newest[f.device] = ts if old is None else max(old, ts or old)
+        if not newest:
+            return
+        high: BindParameter[int | None] = bindparam("high", type_=BigInteger)
+        stmt = (
+            devices.update()
+            .where(devices.c.id == bindparam("dev"))
+            .values(
+                last_seen_at=now,
+                last_event_at=case(
+                    (high.is_(None), devices.c.last_event_at),
+                    (devices.c.last_event_at.is_(None), high),
+                    (devices.c.last_event_at < high, high),
+                    else_=devices.c.last_event_at,
+                ),
+            )
+        )
+        conn.execute(stmt, [{"dev": d, "high": h} for d, h in sorted(newest.items())])
+
+    def _replays(
+        self, conn: Connection, duplicates: list[_Verified], now: float
+    ) -> list[Rejection]:
+        """A duplicate soon after the original is a retransmission (its ack was lost); long
+        after, it is a replay: still harmless (it is acknowledged and not stored again) but
+        worth a security event."""
+        keys = [(v.frame.device, v.frame.boot, v.frame.seq) for v in duplicates]
+        first_seen = {
+            (r.device, r.boot, r.seq): r.received_at
+            for r in conn.execute(
+                select(frames.c.device, frames.c.boot, frames.c.seq, frames.c.received_at).where(
+                    tuple_(frames.c.device, frames.c.boot, frames.c.seq).in_(keys)
+                )
+            )
+        }
+        out = []
+        for v, key in zip(duplicates, keys, strict=True):
+            seen = first_seen.get(key)
+            if seen is not None and now - seen > self.settings.replay_after_s:
+                out.append(
+                    self._reject(
+                        v.msg,
+                        REPLAY,
+                        v.frame.device,
+                        f"boot {key[1]} seq {key[2]} first stored {now - seen:.0f} s ago",
+                    )
+                )
+        return out
+
+    # 6: the end-to-end acknowledgement, signed with the addressed device's key
+    def _acks(self, done: Iterable[_Verified], now: float) -> list[Ack]:
+        by_device: dict[int, tuple[Device, set[tuple[int, int]]]] = {}
+        for v in done:
+            entry = by_device.setdefault(v.frame.device, (v.device, set()))
+            entry[1].add((v.frame.boot, v.frame.seq))
+        acks = []
+        for dev_id in sorted(by_device):
+            device, seen = by_device[dev_id]
+            topic = topics.tag_down(dev_id) if device.kind == TAG else topics.home_down(dev_id)
+            ranges = ack_ranges(seen)
+            for i in range(0, len(ranges), MAX_RANGES_PER_ACK):
+                recs = [
+                    fr.Record(fr.ACK_RANGE, boot=b, first=lo, last=hi)
+                    for b, lo, hi in ranges[i : i + MAX_RANGES_PER_ACK]
+                ]
+                ack = fr.Frame(fr.ACK, dev_id, 0, 0, int(now), recs, fr.FLAG_TIME_VALID)
+                acks.append(Ack(topic, fr.encode(ack, device.key)))
+        return acks
+
+    # 7: hand over to rule evaluation
+    def _hand_over(self, result: BatchResult, now: float) -> None:
+        try:
+            if result.stored:
+                self.rules.frames_committed(result.stored, now)
+            if result.rejected:
+                self.rules.frames_rejected(result.rejected, now)
+        except Exception:
+            log.exception("rule evaluation failed; the frames are stored")
+            self.counts["rules_failed"] += 1
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    def _reject(self, msg: Message, reason: str, device: int | None, detail: str) -> Rejection:
+        log.warning("frame rejected", reason=reason, device=device, topic=msg.topic, detail=detail)
+        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload))
+
+    def _count(self, result: BatchResult) -> None:
+        self.counts["frames_stored"] += len(result.stored)
+        self.counts["duplicates"] += result.duplicates
+        self.counts["acks_published"] += len(result.acks) - result.acks_failed
+        self.counts["acks_failed"] += result.acks_failed
+        self.counts["frames_late"] += sum(1 for s in result.stored if s.late)
+        for r in result.rejected:
+            self.counts["rejected"] += 1
+            self.rejections[(r.reason, r.device)] += 1
+
+
+def _has_dt(rec: fr.Record) -> bool:
+    """Whether a record describes something that happened (its first field is dt)."""
+    spec = fr.SPECS.get(rec.type)
+    return spec is not None and spec[2][:1] == ("dt",)
+
+
+def ack_ranges(seen: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(boot, first, last) runs of consecutive sequence numbers."""
+    out: list[tuple[int, int, int]] = []
+    for boot, seq in sorted(seen):
+        if out and out[-1][0] == boot and out[-1][2] + 1 == seq:
+            out[-1] = (boot, out[-1][1], seq)
+        else:
+            out.append((boot, seq, seq))
+    return out
+
+
+def insert_ignore(conn: Connection, table: Table, key: Sequence[str]) -> Insert:
+    """INSERT that skips rows whose unique key exists (SQLite and PostgreSQL spell it alike)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    raise RuntimeError(f"unsupported database {conn.dialect.name}")

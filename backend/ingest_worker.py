@@ -1,0 +1,253 @@
+"""An MQTT ingest worker: paho-mqtt 2 (MQTT v5, QoS 1) feeding backend.ingest in batches.
+
+- One persistent session per worker (clean_start off, a session expiry), so frames queued
+  while a worker or the broker restarts are delivered when it comes back.
+- Shared subscription `$share/<group>/...`: start N workers with the same group and the
+  broker spreads frames across them.
+- Broker PUBACKs are sent by hand (manual_ack) only after the batch is committed and its
+  end-to-end ACKs are published; a worker killed mid-batch leaves its frames unacknowledged
+  at the broker, which redelivers them when the session reconnects. Independently, devices
+  retransmit every frame without an end-to-end ACK; idempotent ingest makes both safe.
+- The paho network thread only queues messages; the worker thread runs the pipeline.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from backend.clock import Clock
+from backend.ingest import DeviceDirectory, Ingest, Message, RuleSink
+from backend.registry import KeyVault, Registry, load_server_key
+from backend.settings import Settings
+from backend.storage.database import make_engine, upgrade
+from firmware import topics
+
+log = structlog.get_logger("tagwatch.ingest")
+
+
+def subscriptions(group: str) -> list[str]:
+    return [f"$share/{group}/{t}" for t in topics.INGEST]
+
+
+def default_client_id(settings: Settings, index: int) -> str:
+    # Stable across restarts (the broker keeps the session under this id) and unique per
+    # host and worker slot.
+    return f"tagwatch-{settings.ingest_group}-{socket.gethostname()}-{index}"
+
+
+@dataclass
+class _Token:
+    mid: int
+    qos: int
+    generation: int  # the connection it arrived on; a PUBACK is only valid on that one
+
+
+class IngestWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        client_id: str,
+        clock: Clock | None = None,
+        rules: RuleSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.engine = make_engine(settings.resolved_database_url())
+        registry = Registry(self.engine, KeyVault(load_server_key(settings)), clock)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        self.ingest = Ingest(
+            self.engine, DeviceDirectory(registry), self._publish, settings, clock, rules
+        )
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self._generation = 0
+        self.batches = 0
+
+    # ---- MQTT ------------------------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        if rc.is_failure:
+            log.error("broker refused the connection", reason=str(rc))
+            return
+        self._generation += 1
+        # Subscribing again on a resumed session is harmless and covers a lost session.
+        client.subscribe([(t, topics.QOS) for t in subscriptions(self.settings.ingest_group)])
+        self.connected.set()
+        log.info("connected", client_id=self.client_id, generation=self._generation)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("disconnected; reconnecting", reason=str(rc))
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self.inbox.put(
+            Message(msg.topic, bytes(msg.payload), _Token(msg.mid, msg.qos, self._generation))
+        )
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        info = self.client.publish(topic, payload, qos=topics.QOS)
+        # NO_CONN: paho keeps the message and sends it after reconnecting; anything else
+        # (e.g. its queue full) is a lost ack, which the device's retransmission recovers.
+        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+
+    def connect(self) -> None:
+        c = self.client
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        if self.settings.mqtt_password:
+            c.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password)
+        c.max_inflight_messages_set(1000)  # acks out; paho's default of 20 throttles them
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(1, 2)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
+        props.ReceiveMaximum = 65535
+        c.connect_async(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        c.loop_start()
+
+    # ---- batches ---------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Message]:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        limit = self.settings.ingest_batch_size
+        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
+        while len(batch) < limit:
+            try:
+                batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.inbox.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def run_once(self) -> int:
+        batch = self._next_batch()
+        if not batch:
+            return 0
+        while True:
+            try:
+                self.ingest.process(batch)
+                break
+            except Exception:
+                # The database is unavailable or refused the batch: nothing was committed,
+                # nothing acknowledged. Retry; the broker keeps the frames meanwhile.
+                log.exception("batch failed; retrying", frames=len(batch))
+                if self.stopping.wait(1.0):
+                    return 0
+        for m in batch:
+            tok = m.token
+            if isinstance(tok, _Token) and tok.qos > 0 and tok.generation == self._generation:
+                self.client.ack(tok.mid, tok.qos)
+        self.batches += 1
+        return len(batch)
+
+    def run(self) -> None:
+        upgrade(self.engine)
+        self.connect()
+        last_report = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self.run_once()
+                if time.monotonic() - last_report > 10:
+                    last_report = time.monotonic()
+                    self.report()
+        finally:
+            self.close()
+
+    def report(self) -> None:
+        log.info(
+            "ingest",
+            **dict(self.ingest.counts),
+            rejections={f"{r}:{d}": n for (r, d), n in self.ingest.rejections.items()},
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.report()
+        self.engine.dispose()
+
+
+def run_worker(settings: Settings, index: int = 0, client_id: str | None = None) -> None:
+    """Run one worker in this process until SIGTERM or SIGINT."""
+    worker = IngestWorker(settings, client_id or default_client_id(settings, index))
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.run()
+
+
+def _child(settings_json: str, index: int) -> None:
+    from backend.logs import configure
+
+    configure()
+    run_worker(Settings.model_validate_json(settings_json), index)
+
+
+def supervise(settings: Settings, workers: int) -> None:
+    """Run N worker processes; restart any that dies (as systemd would) until stopped."""
+    ctx = multiprocessing.get_context("spawn")
+    blob = settings.model_dump_json()
+    procs: dict[int, Any] = {}
+    stop = threading.Event()
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    upgrade(make_engine(settings.resolved_database_url()))  # once, before workers race
+    while not stop.is_set():
+        for i in range(workers):
+            p = procs.get(i)
+            if p is None or not p.is_alive():
+                if p is not None:
+                    log.warning("worker died; restarting", index=i, exitcode=p.exitcode)
+                procs[i] = ctx.Process(target=_child, args=(blob, i), daemon=False)
+                procs[i].start()
+        stop.wait(1.0)
+    for p in procs.values():
+        if p.pid is not None and p.is_alive():
+            os.kill(p.pid, signal.SIGTERM)
+    for p in procs.values():
+        p.join(10)

@@ -1,0 +1,54 @@
+"""The backend's one settings object: defaults here, overridden by TAGWATCH_* environment
+variables (docs/operations.md lists them). Secrets come from the environment or files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAGWATCH_", extra="ignore")
+
+    # Where the embedded defaults (SQLite database, server key) live.
+    data_dir: Path = Path("var")
+    # SQLAlchemy URL; empty means SQLite in data_dir. PostgreSQL:
+    # postgresql+psycopg://user:password@host:5432/tagwatch
+    database_url: str = ""
+    # 32-byte key that encrypts device keys at rest, as hex; or a file holding it. With
+    # neither, data_dir/server.key is created (mode 0600) on first use.
+    server_key: str = Field(default="", repr=False)
+    server_key_file: Path | None = None
+
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str = "backend"
+    mqtt_password: str = Field(default="", repr=False)
+    # Shared-subscription group: every worker in the group gets a share of the frames.
+    ingest_group: str = "ingest"
+    ingest_workers: int = 1
+    # A worker commits when it has this many frames or the oldest has waited batch_ms.
+    ingest_batch_size: int = 500
+    ingest_batch_ms: int = 20
+    # Broker keeps a worker's session (subscriptions and queued frames) this long offline.
+    ingest_session_expiry_s: int = 3600
+    # A frame whose event time is this far behind backend now is flagged late (a backlog).
+    late_after_s: int = 300
+    # A duplicate arriving this long after the original was stored is a replay (security
+    # event). Sooner, it is the device retransmitting because an ack was lost.
+    replay_after_s: int = 86_400
+
+    # Retention per data class, in days (0 keeps forever); purge deletes in small batches.
+    retention_positions_days: int = 365
+    retention_device_events_days: int = 365
+    retention_presence_days: int = 365
+    retention_frames_days: int = 90
+    retention_security_events_days: int = 730
+    retention_batch_rows: int = 2000
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'tagwatch.db'}"

@@ -1,0 +1,1 @@
+"""Durable storage: one SQLAlchemy schema for SQLite (embedded default) and PostgreSQL."""
