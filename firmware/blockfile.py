@@ -1,0 +1,55 @@
+# A block device backed by an image file, for VfsLfs2 on the unix port: the simulator board's
+# flash, which persists across firmware restarts (a reboot or a power cut is a process kill).
+# The image lives outside the MicroPython heap, so a 1 MB flash costs no RAM.
+
+
+class BlockFile:
+    def __init__(self, path: str, block_size: int = 4096, blocks: int = 256) -> None:
+        self.path = path
+        self.bs = block_size
+        self.n = blocks
+        try:
+            self.f = open(path, "r+b")  # noqa: SIM115 - open for the device's lifetime
+        except OSError:
+            self.f = open(path, "w+b")  # noqa: SIM115 - as above
+        self.f.seek(0, 2)
+        have = self.f.tell()
+        want = block_size * blocks
+        if have < want:
+            pad = b"\xff" * 512
+            while have < want:
+                k = min(512, want - have)
+                self.f.write(pad[:k])
+                have += k
+            self.f.flush()
+        self.budget = -1  # block writes allowed before a simulated power cut (-1: no limit)
+        self.writes = 0
+
+    def _spend(self) -> None:
+        if self.budget == 0:
+            raise OSError(5, "power cut")
+        if self.budget > 0:
+            self.budget -= 1
+        self.writes += 1
+
+    def readblocks(self, block: int, buf: bytearray, off: int = 0) -> None:
+        self.f.seek(block * self.bs + off)
+        self.f.readinto(buf)
+
+    def writeblocks(self, block: int, buf: bytes, off: "int | None" = None) -> None:
+        self._spend()
+        self.f.seek(block * self.bs + (off or 0))
+        self.f.write(buf)
+        self.f.flush()
+
+    def ioctl(self, op: int, arg: int) -> int:
+        if op == 4:  # block count
+            return self.n
+        if op == 5:  # block size
+            return self.bs
+        if op == 6:  # erase: littlefs rewrites the block whole; count it as a write step
+            self._spend()
+        return 0
+
+    def close(self) -> None:
+        self.f.close()
