@@ -4,6 +4,8 @@ and the broker every integration test runs against (never a mock of one)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -64,6 +66,10 @@ class BrokerConfig:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
+            # Run as whoever started us: as root, Mosquitto would otherwise switch to the
+            # `mosquitto` user and could no longer read our private data, password or ACL
+            # files (which are 0600 in directories only their owner can enter).
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         ]
         if self.password_file:
             lines.append(f"password_file {self.password_file}")
