@@ -77,7 +77,12 @@ class Sampler:
         self.last_fix_ms = now_ms
         self.state = TRACKING
         self.locate = False
-        self.next_ms = now_ms + interval_s * 1000
+        # Duty-cycled fixes keep their cadence from the power-on, whatever the start took;
+        # a receiver left tracking counts from this fix.
+        nxt = self.on_at_ms + interval_s * 1000
+        if interval_s <= KEEP_ON_S or nxt <= now_ms:
+            nxt = now_ms + interval_s * 1000
+        self.next_ms = nxt
 
     def should_power_off(self, now_ms: int, interval_s: int) -> bool:
         if self.state == OFF or interval_s <= KEEP_ON_S:

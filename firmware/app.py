@@ -1,0 +1,390 @@
+# The tag application: a step machine on an injected clock. poll(now_ticks) does what is due
+# (read GNSS, sense tamper/motion/battery, seal batches into signed frames in the flash log,
+# drive the mode's positioning and transport, act on ACKs and commands) and returns the tick
+# at which it next needs to run. Nothing here sleeps, blocks or reads a clock: the board does.
+from firmware import battery as bat
+from firmware import commands, modes, motion, nmea, sampling, ticks
+from firmware import frame as fr
+from firmware.energy import Ledger
+from firmware.fixfilter import FixFilter
+from firmware.state import State
+from firmware.store import Store
+from firmware.tamper import Sensor
+from firmware.uplink import Uplink
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:  # MicroPython
+    TYPE_CHECKING = False  # type: ignore[misc]
+if TYPE_CHECKING:
+    from firmware.board import Board
+
+_ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
+
+
+class App:
+    def __init__(self, board: "Board", cfg: "dict[str, object]") -> None:
+        self.board = board
+        self.cfg = cfg
+        self.device = self._i("device")
+        self.key = bytes.fromhex(str(cfg["key"]))
+        self.client_id = "tag-%d" % self.device
+        self.files = board.files()
+        self.state = State(self.files)
+        over = self.state.get("cfg", {})
+        if isinstance(over, dict):
+            for k in over:
+                if k in cfg:
+                    cfg[k] = over[k]
+        now = board.ticks_ms()
+        self.mono = ticks.Monotonic(now)
+        self.boot = (self.state.int("boot") + 1) & 0xFFFF
+        self.state.set("boot", self.boot)  # before any frame of this boot is sealed
+        self.seq = 0
+        self.store = Store(self.files, self.state, self._i("store_bytes"), self._i("seg_bytes"))
+        self.ledger = Ledger(board.currents, 0)
+        self.nmea = nmea.Reader()
+        self.filter = FixFilter(self._i("hdop_max_d"))
+        self.sampler = sampling.Sampler(cfg)  # type: ignore[arg-type]
+        self.sampler.fast_until_unix = self.state.int("fast_until")
+        self.motion = motion.MotionNoFix(
+            self._i("mnf_minutes"), self._i("mnf_window_min"), self._i("mnf_grace_min")
+        )
+        self.battery = bat.Battery(board.capacity_mah)
+        self.strap = Sensor(fr.SENSOR_STRAP, self._i("debounce_ms"))
+        self.case = Sensor(fr.SENSOR_CASE, self._i("debounce_ms"))
+        self.strap.latched = bool(self.state.get("latch_1", False))
+        self.case.latched = bool(self.state.get("latch_2", False))
+        self.downlink = commands.Downlink(self.device, self.key, self.state)
+        self.uplink = Uplink(board.modem, self.store, self.device, cfg)
+        self.uplink.ledger = self.ledger
+        self.uplink.tx_uas = board.bursts.get("modem_tx", 0)
+        self.gnss_on = False
+        self.clock_base = -1  # Unix seconds at clock_at_ms; -1 until set
+        self.clock_at_ms = 0
+        self.batch: list[tuple[int, int, tuple[int, ...]]] = []  # (type, mono ms, values)
+        self.batch_fixes = 0
+        self.batch_start_ms = 0
+        self.batch_urgent = False
+        self.flush = False
+        self.next_battery_ms = 0
+        self.next_status_ms = 0
+        self.refusal_reported_ms = -60000
+        self.store_errors = 0
+        self.polls = 0
+        self.fixes = 0
+        self.mode: modes.Mode = modes.Mode()
+        board.watchdog_start(self._i("watchdog_ms"))
+        self.add(fr.BOOT, 0, (board.reset_cause(), self._i("fw_version")))
+        self.set_mode(modes.GpsMode(), 0, fr.MODE_REASON_BOOT)
+
+    def _i(self, name: str) -> int:
+        v = self.cfg[name]
+        return v if type(v) is int else 0
+
+    # -- clock ----------------------------------------------------------------------------
+    def clock_unix(self, now_ms: int) -> int:
+        if self.clock_base < 0:
+            return -1
+        return self.clock_base + (now_ms - self.clock_at_ms) // 1000
+
+    def set_clock(self, unix: int, now_ms: int, source: int) -> None:
+        old = self.clock_unix(now_ms)
+        if old >= 0 and -2 <= unix - old <= 2:
+            return
+        delta = 0 if old < 0 else unix - old
+        delta = max(-0x80000000, min(0x7FFFFFFF, delta))
+        self.clock_base = unix
+        self.clock_at_ms = now_ms
+        self.add(fr.CLOCK_SET, now_ms, (source, delta))
+
+    # -- records and batches --------------------------------------------------------------
+    def add(self, rtype: int, now_ms: int, values: "tuple[int, ...]", urgent: bool = False) -> None:
+        if not self.batch:
+            self.batch_start_ms = now_ms
+        self.batch.append((rtype, now_ms, values))
+        if rtype == fr.FIX:
+            self.batch_fixes += 1
+        if urgent or rtype in _ALERT:
+            self.batch_urgent = True
+
+    def _batch_due(self, now_ms: int) -> int:
+        if not self.batch:
+            return -1
+        if (
+            self.batch_urgent
+            or self.flush
+            or self.batch_fixes >= self._i("batch_fixes")
+            or len(self.batch) >= self._i("batch_max_records")
+        ):
+            return now_ms
+        return self.batch_start_ms + self._i("batch_s") * 1000
+
+    def seal(self, now_ms: int) -> None:
+        """Close the batch into a signed frame (sequence assigned now) and store it sealed, so
+        every retransmission is byte-identical."""
+        lost = self.store.take_lost()
+        if lost:
+            self.batch.append((fr.OVERFLOW, now_ms, (min(lost, 0xFFFFFFFF),)))
+        unix = self.clock_unix(now_ms)
+        flags = 0
+        if unix >= 0:
+            ts = unix
+            flags |= fr.FLAG_TIME_VALID
+        else:
+            ts = now_ms // 1000
+        if self.batch_urgent:
+            flags |= fr.FLAG_URGENT
+        recs = []
+        for rtype, t, values in self.batch:
+            dt = (now_ms - t) // 1000
+            recs.append(fr.Record(rtype, (min(max(dt, 0), 0xFFFF),) + values))
+        f = fr.Frame(fr.TAG_DATA, self.device, self.boot, self.seq, ts, recs, flags)
+        data = fr.encode(f, self.key)
+        try:
+            self.store.append(data)
+        except OSError:
+            # The flash refused the write (worn or full beyond the ring's reserve): keep the
+            # records in RAM and try again later; the count shows in the status record.
+            self.store_errors += 1
+            if lost:
+                self.batch.pop()
+            while len(self.batch) > 2 * self._i("batch_max_records"):
+                self.batch.pop(0)
+            return
+        self.seq += 1
+        if lost:
+            self.store.lost_reported(lost)
+        if self.batch_urgent:
+            self.uplink.urgent_now()
+        self.batch = []
+        self.batch_fixes = 0
+        self.batch_urgent = False
+        self.flush = False
+
+    # -- mode seam ------------------------------------------------------------------------
+    def set_mode(self, mode: "modes.Mode", now_ms: int, reason: int) -> None:
+        self.mode.leave(self, now_ms)
+        self.mode = mode
+        mode.enter(self, now_ms)
+        self.add(fr.MODE, now_ms, (mode.code, reason, mode.home_unit))
+
+    def gnss_set(self, on: bool, now_ms: int) -> None:
+        if on == self.gnss_on:
+            return
+        self.gnss_on = on
+        self.board.gnss_power(on)
+        if on:
+            self.sampler.power_on(now_ms)
+            self.ledger.set("gnss", "acquire", now_ms)
+        else:
+            self.sampler.power_off(now_ms)
+            self.ledger.set("gnss", "off", now_ms)
+
+    # -- inputs ---------------------------------------------------------------------------
+    def _gnss(self, now_ms: int) -> None:
+        data = self.board.gnss_read()
+        if data:
+            self.nmea.feed(data)
+        fix = self.nmea.take()
+        while fix is not None:
+            self._fix(fix, now_ms)
+            fix = self.nmea.take()
+
+    def _fix(self, fix: "nmea.Fix", now_ms: int) -> None:
+        acc, why = self.filter.check(fix, self.clock_unix(now_ms))
+        if why:
+            return
+        self.set_clock(fix.unix(), now_ms, fr.CLOCK_GNSS)
+        if self.motion.fix() == motion.CLEARED:
+            self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_CLEARED, 0))
+        s = self.sampler
+        if s.state == sampling.ACQUIRING or now_ms >= s.next_ms:
+            if s.state == sampling.ACQUIRING:
+                self.ledger.set("gnss", "track", now_ms)
+            interval = s.interval_s(now_ms, self.motion.last_motion_ms, self.clock_unix(now_ms))
+            s.got_fix(now_ms, interval)
+            self.fixes += 1
+            self.add(
+                fr.FIX,
+                now_ms,
+                (
+                    fix.lat_e7,
+                    fix.lon_e7,
+                    acc,
+                    fix.fix_type,
+                    fr.SOURCE_GNSS,
+                    min(fix.sats, 255),
+                    min(fix.speed_cms, 0xFFFF),
+                    fix.course_cd,
+                    fix.hdop_d,
+                ),
+            )
+
+    def _tamper(self, now_ms: int) -> int:
+        due = -1
+        for sensor, raw in (
+            (self.strap, self.board.strap_open()),
+            (self.case, self.board.case_open()),
+        ):
+            ev = sensor.sample(raw, now_ms)
+            if ev >= 0:
+                self.add(fr.TAMPER, now_ms, (sensor.kind, ev), urgent=True)
+                self.state.set("latch_%d" % sensor.kind, sensor.latched)
+            d = sensor.due_ms()
+            if d >= 0 and (due < 0 or d < due):
+                due = d
+        return due
+
+    def _motion(self, now_ms: int) -> int:
+        m = self.motion
+        if self.board.motion() > 0:
+            m.motion(now_ms)
+        stage = m.step(now_ms, self.mode.gnss_expected())
+        if stage == motion.NOTIFIED:
+            self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_NOTIFIED, m.count()))
+            self.board.vibrate(2, 3)  # "go outside": the wearer acknowledges on the device
+        elif stage == motion.ESCALATED:
+            self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_ESCALATED, m.count()))
+        if m.last_motion_ms >= 0 and now_ms - m.last_motion_ms < 60000:
+            return (now_ms // 60000 + 1) * 60000  # count every moving minute
+        if m.stage == motion.NOTIFIED:
+            return (m.stage_at_min + m.grace_min) * 60000
+        return -1
+
+    def _battery(self, now_ms: int) -> None:
+        if now_ms < self.next_battery_ms:
+            return
+        self.next_battery_ms = now_ms + self._i("battery_every_s") * 1000
+        connected, charging = self.board.charger()
+        events = self.battery.update(self.board.battery_mv(), connected, charging)
+        if events:
+            self._battery_record(now_ms, bat.EV_CRITICAL in events)
+
+    def _battery_record(self, now_ms: int, urgent: bool) -> None:
+        b = self.battery
+        hours = b.hours_left(self.ledger.average_ua(now_ms))
+        self.add(fr.BATTERY, now_ms, (b.level, b.flags(), min(b.mv, 0xFFFF), hours), urgent)
+
+    def bad_inputs(self) -> int:
+        return min(self.nmea.bad() + self.downlink.refused_total(), 0xFFFF)
+
+    def _status(self, now_ms: int) -> None:
+        if now_ms < self.next_status_ms:
+            return
+        self.next_status_ms = now_ms + self._i("status_every_s") * 1000
+        free_kb = max(0, self.store.max_bytes - self.store.used_bytes()) // 1024
+        used = min(self.store.pending(), 0xFFFF)
+        self.add(
+            fr.STATUS,
+            now_ms,
+            (self._i("fw_version"), used, min(free_kb, 0xFFFF), self.bad_inputs()),
+        )
+        if self.battery.level >= 0:
+            self._battery_record(now_ms, False)
+
+    # -- downlink -------------------------------------------------------------------------
+    def _downlink(self, now_ms: int) -> None:
+        for _ in range(8):  # bounded per poll; the rest waits in the modem's queue
+            msg = self.board.modem.receive()
+            if msg is None:
+                return
+            self.handle_downlink(msg[1], now_ms)
+
+    def handle_downlink(self, data: bytes, now_ms: int) -> None:
+        kind, f, result = self.downlink.classify(data)
+        if kind == commands.ACK:
+            freed = 0
+            for rec in f.records:  # type: ignore[attr-defined]
+                if rec.type == fr.ACK_RANGE:
+                    freed += self.store.ack(rec.boot, rec.first, rec.last)
+            if freed:
+                self.uplink.progress(now_ms)
+            return
+        if kind == commands.REFUSED:
+            # Answer a refused command (a security event for the backend), at most once a
+            # minute so a flood of forgeries cannot fill the flash.
+            if result >= 0 and now_ms - self.refusal_reported_ms >= 60000:
+                self.refusal_reported_ms = now_ms
+                self.add(fr.COMMAND_RESULT, now_ms, (f.seq, result))  # type: ignore[attr-defined]
+                self.flush = True
+            return
+        for rec in f.records:  # type: ignore[attr-defined]
+            self.add(fr.COMMAND_RESULT, now_ms, (f.seq, self._command(rec, now_ms)))  # type: ignore[attr-defined]
+        self.flush = True
+
+    def _command(self, rec: "fr.Record", now_ms: int) -> int:
+        t = rec.type
+        if t == fr.CMD_CONFIG:
+            ch = commands.config_change(rec)
+            if type(ch) is int:
+                return ch
+            name, value = ch  # type: ignore[misc]
+            if name == "fast_until":
+                self.sampler.fast_until_unix = value
+                self.state.set("fast_until", value)
+            else:
+                self.cfg[name] = value
+                over = self.state.get("cfg", {})
+                if isinstance(over, dict):
+                    over[name] = value
+                    self.state.set("cfg", over)
+                if name == "hdop_max_d":
+                    self.filter.hdop_max_d = value
+            return fr.RESULT_OK
+        if t == fr.CMD_NOTIFY:
+            self.board.vibrate(rec.pattern, rec.repeats)
+            return fr.RESULT_OK
+        if t == fr.CMD_LOCATE:
+            self.sampler.locate = True
+            self.sampler.next_ms = now_ms
+            return fr.RESULT_OK
+        if t == fr.CMD_TIME_SYNC:
+            self.set_clock(rec.unix, now_ms, fr.CLOCK_COMMAND)
+            return fr.RESULT_OK
+        if t == fr.CMD_CLEAR_TAMPER:
+            sensor = self.strap if rec.sensor == fr.SENSOR_STRAP else None
+            if rec.sensor == fr.SENSOR_CASE:
+                sensor = self.case
+            if sensor is None or not sensor.clear():
+                return fr.RESULT_BAD_ARGS
+            self.state.set("latch_%d" % sensor.kind, False)
+            return fr.RESULT_OK
+        return fr.RESULT_UNKNOWN
+
+    # -- the step -------------------------------------------------------------------------
+    def poll(self, now_ticks: int) -> int:
+        """Do what is due at now_ticks; returns the tick at which to call poll again."""
+        now = self.mono.update(now_ticks)
+        self.polls += 1
+        self.board.watchdog_feed()
+        if self.gnss_on:
+            self._gnss(now)
+        due = [now + min(self._i("max_sleep_s") * 1000, self._i("watchdog_ms") // 2)]
+        due.append(self._tamper(now))
+        due.append(self._motion(now))
+        self._battery(now)
+        due.append(self.next_battery_ms)
+        self._status(now)
+        due.append(self.next_status_ms)
+        self._downlink(now)
+        b = self._batch_due(now)
+        if b >= 0 and b <= now:
+            self.seal(now)
+            b = self._batch_due(now)
+        due.append(b)
+        due.append(self.mode.step(self, now))
+        self._downlink(now)
+        if self.flush and self.batch:
+            self.seal(now)
+            due.append(self.mode.step(self, now))
+        m = self.board.modem.step(now_ticks)
+        if m >= 0:
+            due.append(now + m)
+        wake = -1
+        for d in due:
+            if d >= 0 and (wake < 0 or d < wake):
+                wake = d
+        if wake <= now:
+            wake = now + 1
+        return self.mono.to_ticks(wake)

@@ -1,0 +1,85 @@
+# Tag configuration: one dict of defaults, a JSON file from provisioning over it (device id,
+# key, server, thresholds), and backend overrides (cmd_config) persisted in the state file.
+import json
+
+DEFAULTS = {
+    "device": 0,
+    "key": "",  # 32-byte device key, hex
+    "fw_version": 1,
+    "fix_moving_s": 60,  # one fix a minute while moving
+    "fix_fast_s": 15,  # while the backend has raised the rate (zone, violation)
+    "fix_rest_s": 3600,  # at rest
+    "rest_after_s": 600,  # no motion this long = at rest
+    "hdop_max_d": 50,
+    "batch_fixes": 10,
+    "batch_s": 600,
+    "batch_max_records": 40,
+    "mnf_minutes": 10,  # motion without fix: minutes of motion
+    "mnf_window_min": 60,  # ... within this window
+    "mnf_grace_min": 10,  # then escalate after this grace
+    "debounce_ms": 200,
+    "battery_every_s": 60,
+    "status_every_s": 3600,
+    "backoff_min_s": 30,
+    "backoff_max_s": 1800,
+    "connect_timeout_s": 120,
+    "ack_wait_s": 60,
+    "linger_s": 15,
+    "send_window": 8,
+    "store_bytes": 786432,  # of a 1 MB littlefs partition
+    "seg_bytes": 16384,
+    "watchdog_ms": 60000,
+    "max_sleep_s": 600,
+    "lease_s": 300,  # RF-mode lease (issue 4)
+    "fs_root": "/flash/tw",
+}
+
+# cmd_config keys (docs/protocol.md) -> (name, minimum, maximum) that this firmware honours.
+COMMAND_KEYS = {
+    1: ("fix_moving_s", 5, 3600),
+    2: ("fix_fast_s", 5, 600),
+    3: ("fix_rest_s", 60, 86400),
+    4: ("batch_fixes", 1, 40),
+    5: ("batch_s", 10, 86400),
+    6: ("fast_until", 0, 0x7FFFFFFF),
+    7: ("hdop_max_d", 5, 255),
+    8: ("lease_s", 30, 86400),
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path: str) -> "dict[str, object]":
+    """Defaults overlaid with the provisioning file; unknown keys and wrong types refused."""
+    try:
+        with open(path) as f:
+            given = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError("cannot read config %s: %s" % (path, e)) from e
+    return merge(given)
+
+
+def merge(given: "object") -> "dict[str, object]":
+    if not isinstance(given, dict):
+        raise ConfigError("config must be a JSON object")
+    cfg: dict[str, object] = dict(DEFAULTS)
+    for k in given:
+        v = given[k]
+        if k in DEFAULTS:
+            if type(v) is not type(DEFAULTS[k]):
+                raise ConfigError("%s must be %s" % (k, type(DEFAULTS[k]).__name__))
+            cfg[k] = v
+        elif k.startswith("board_"):  # board-specific settings pass through
+            cfg[k] = v
+        else:
+            raise ConfigError("unknown config key %s" % k)
+    key = cfg["key"]
+    if not isinstance(key, str) or len(key) != 64:
+        raise ConfigError("key must be 64 hex digits")
+    try:
+        bytes.fromhex(key)
+    except ValueError:
+        raise ConfigError("key must be 64 hex digits") from None
+    return cfg

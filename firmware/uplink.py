@@ -1,0 +1,152 @@
+# Cellular uplink in GPS mode: powers the modem when there are stored frames to send, sends
+# them oldest first within a window, waits for the backend's end-to-end ACK frames (which the
+# application hands to the store), resends what is not acknowledged, and backs off
+# exponentially when there is no coverage. The modem is off whenever nothing is owed.
+from firmware import board as hal
+from firmware import topics
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:  # MicroPython
+    TYPE_CHECKING = False  # type: ignore[misc]
+if TYPE_CHECKING:
+    from firmware.board import Modem
+    from firmware.energy import Ledger
+    from firmware.store import Store
+
+IDLE = 0
+CONNECTING = 1
+ONLINE = 2
+BACKOFF = 3
+STATE_NAMES = ("idle", "connecting", "online", "backoff")
+
+
+class Uplink:
+    def __init__(
+        self, modem: "Modem", store: "Store", device: int, cfg: "dict[str, object]"
+    ) -> None:
+        self.modem = modem
+        self.store = store
+        self.device = device
+        self.cfg = cfg
+        self.up_topic = topics.tag_up(device)
+        self.down_topic = topics.tag_down(device)
+        self.state = IDLE
+        self.until_ms = 0  # connect deadline / back-off end / linger end
+        self.failures = 0
+        self.cursor = (-1, -1)  # (segment, index) of the last frame sent this session
+        self.last_progress_ms = 0
+        self.acked_seen = 0
+        self.resends = 0
+        self.sessions = 0
+        self.published = 0
+        self.urgent = False
+        self.ledger: "Ledger | None" = None
+        self.tx_uas = 0  # charge of one publish burst (board.bursts["modem_tx"])
+
+    def _i(self, name: str) -> int:
+        v = self.cfg[name]
+        return v if type(v) is int else 0
+
+    def urgent_now(self) -> None:
+        """An alert-class frame was stored: skip any back-off and send it at once."""
+        self.urgent = True
+
+    def progress(self, now_ms: int) -> None:
+        """The application freed frames on an ACK."""
+        self.last_progress_ms = now_ms
+
+    def _power(self, on: bool, now_ms: int) -> None:
+        self.modem.power(on)
+        if self.ledger is not None:
+            self.ledger.set("modem", "on" if on else "off", now_ms)
+
+    def _backoff(self, now_ms: int) -> None:
+        self._power(False, now_ms)
+        delay = self._i("backoff_min_s") << min(self.failures, 10)
+        delay = min(delay, self._i("backoff_max_s"))
+        self.failures += 1
+        self.state = BACKOFF
+        self.until_ms = now_ms + delay * 1000
+
+    def step(self, now_ms: int, client_id: str) -> int:
+        """Advance; returns the monotonic ms at which it next needs a step."""
+        st = self.state
+        pending = self.store.pending()
+        if st == BACKOFF and (now_ms >= self.until_ms or self.urgent):
+            st = self.state = IDLE
+        if st == IDLE:
+            if pending == 0:
+                self.urgent = False
+                return -1
+            self.urgent = False
+            self._power(True, now_ms)
+            self.modem.connect(client_id, self.down_topic)
+            self.state = CONNECTING
+            self.until_ms = now_ms + self._i("connect_timeout_s") * 1000
+            return now_ms + 1000
+        if st == CONNECTING:
+            s = self.modem.status()
+            if s == hal.MODEM_ONLINE:
+                self.state = ONLINE
+                self.sessions += 1
+                self.failures = 0
+                self.cursor = (-1, -1)
+                self.last_progress_ms = now_ms
+                self.until_ms = now_ms + self._i("linger_s") * 1000
+                return self._online(now_ms, pending)
+            if s == hal.MODEM_FAILED or now_ms >= self.until_ms:
+                self._backoff(now_ms)
+                return self.until_ms
+            return now_ms + 1000
+        if st == ONLINE:
+            if self.modem.status() != hal.MODEM_ONLINE:  # coverage lost mid-session
+                self._backoff(now_ms)
+                return self.until_ms
+            return self._online(now_ms, pending)
+        return self.until_ms
+
+    def _online(self, now_ms: int, pending: int) -> int:
+        if pending == 0:
+            if now_ms >= self.until_ms:  # linger for commands, then the modem sleeps
+                self._power(False, now_ms)
+                self.state = IDLE
+                return -1
+            return self.until_ms
+        self.until_ms = now_ms + self._i("linger_s") * 1000
+        store = self.store
+        window = self._i("send_window")
+        # Frames sent and not yet acknowledged this session.
+        inflight = 0
+        p = store.first_pending()
+        while p is not None and inflight < window:
+            seq, n = p[1], p[2]
+            i = store.index_of(n, seq)
+            if (n, i) > self.cursor:
+                break
+            inflight += 1
+            p = store.next_pending(n, i)
+        while p is not None and inflight < window:
+            seq, n = p[1], p[2]
+            data = store.read(n, seq)
+            if not self.modem.publish(self.up_topic, data):
+                self._backoff(now_ms)
+                return self.until_ms
+            self.published += 1
+            if self.ledger is not None:
+                self.ledger.charge("modem", self.tx_uas)
+            i = store.index_of(n, seq)
+            self.cursor = (n, i)
+            inflight += 1
+            p = store.next_pending(n, i)
+        wait_ms = self._i("ack_wait_s") * 1000
+        if now_ms - self.last_progress_ms >= wait_ms:
+            # Nothing acknowledged for a while: send the unacknowledged frames again (they are
+            # byte-identical, so ingest de-duplicates), and give up the session after a few.
+            self.resends += 1
+            self.cursor = (-1, -1)
+            self.last_progress_ms = now_ms
+            if self.resends % 3 == 0:
+                self._backoff(now_ms)
+                return self.until_ms
+        return min(now_ms + 1000, self.last_progress_ms + wait_ms)

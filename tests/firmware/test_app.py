@@ -1,0 +1,216 @@
+# The application step machine on the fake board: fixes to sealed frames to uplink to ACK,
+# tamper, motion without fix, commands, coverage loss, reboot, tick wraparound.
+from firmware import config
+from firmware import frame as fr
+from firmware.app import App
+from tests.firmware import fakeboard as fb
+from tests.firmware.flash import Flash
+
+MICROPYTHON = True
+MICROPYTHON_HEAP = "192k"
+MIN = 60000
+
+
+def make(start_ticks=0, flash=None, **over):
+    flash = flash or Flash(blocks=64, block_size=4096)
+    board = fb.FakeBoard(flash.files(), start_ticks)
+    cfg = dict(fb.CFG)
+    cfg.update(over)
+    return App(board, config.merge(cfg)), board, flash
+
+
+def seqs(board):
+    return [(f.boot, f.seq) for f in fb.frames(board)]
+
+
+def test_cold_start_fix_batch_uplink_ack_frees():
+    app, board, flash = make()
+    board.moving = True
+    fb.run(app, board, 25 * MIN)
+    fixes = fb.records(board, "fix")
+    assert len(fixes) >= 10
+    f0, r0 = fixes[0]
+    assert f0.flags & fr.FLAG_TIME_VALID
+    assert r0.lat_e7 == 507161700 and r0.lon_e7 == -18753500 and r0.acc_dm == 45
+    # The first fix came after the cold-start time to first fix, not before.
+    assert f0.time_of(r0) >= fb.T0 + board.ttff_ms // 1000
+    assert app.sampler.starts[2] == 1 and app.sampler.starts[0] >= 9  # then hot starts
+    # A batch of 10 fixes went up in one frame and the backend's ACK freed it.
+    assert any(len([r for r in f.records if r.name == "fix"]) == 10 for f in fb.frames(board))
+    assert app.store.pending() == 0
+    assert len(seqs(board)) == len(set(seqs(board)))
+    assert not board.modem.on  # nothing owed: modem off
+    assert board.feeds == app.polls
+    names = [r.name for f in fb.frames(board) for r in f.records]
+    assert "boot" in names and "mode" in names and "clock_set" in names
+    flash.close()
+
+
+def test_gnss_duty_cycled_and_ledger_charges_it():
+    app, board, flash = make()
+    board.moving = True
+    fb.run(app, board, 30 * MIN)
+    gnss_uas = app.ledger.uas["gnss"]
+    # On for ~25 s cold, then ~3 s of hot start a minute: well under a sixth of what
+    # tracking all the time would cost.
+    assert 0 < gnss_uas < 12700 * 30 * 60 // 6
+    flash.close()
+
+
+def test_at_rest_fixes_hourly():
+    app, board, flash = make()
+    fb.run(app, board, 3 * 60 * MIN + MIN)
+    assert app.fixes == 4  # boot, then 1 h, 2 h, 3 h
+    flash.close()
+
+
+def test_strap_cut_urgent_within_seconds():
+    app, board, flash = make()
+    cut_at = 5 * MIN + 1234
+
+    def cut(b):
+        b.strap = True
+
+    fb.run(app, board, 6 * MIN, events=[(cut_at, cut)])
+    t = fb.records(board, "tamper")
+    assert len(t) == 1
+    f, r = t[0]
+    assert r.sensor == fr.SENSOR_STRAP and r.state == fr.OPEN and f.flags & fr.FLAG_URGENT
+    # Recorded at the debounce (0.2 s), sent as soon as the modem was up (5 s registration).
+    assert f.time_of(r) - (fb.T0 + cut_at // 1000) <= 1
+    first_send = board.modem.sent.index(fr.encode(f, fb.KEY))
+    assert first_send >= 0 and app.strap.latched
+    flash.close()
+
+
+def test_motion_without_fix_notifies_then_escalates_then_clears():
+    app, board, flash = make()
+    board.moving = True
+    board.sky = False  # foil: the receiver never gets a fix
+    fb.run(app, board, 25 * MIN)
+    stages = [r.stage for _f, r in fb.records(board, "motion_no_fix")]
+    assert stages == [fr.MOTION_NOTIFIED, fr.MOTION_ESCALATED]
+    assert board.vibrations == [(2, 3)]
+    board.sky = True
+    fb.run(app, board, 28 * MIN)
+    stages = [r.stage for _f, r in fb.records(board, "motion_no_fix")]
+    assert stages[-1] == fr.MOTION_CLEARED
+    flash.close()
+
+
+def command(seq, *recs, key=fb.KEY):
+    return fr.encode(fr.Frame(fr.COMMAND, fb.DEVICE, 0, seq, fb.T0, list(recs)), key)
+
+
+def results(board):
+    return [(r.cmd_seq, r.result) for _f, r in fb.records(board, "command_result")]
+
+
+def test_commands_signed_replay_protected_and_answered():
+    app, board, flash = make()
+    board.moving = True
+    fb.run(app, board, 2 * MIN)
+    m = board.modem
+    m.inbox.append(command(5, fr.Record(fr.CMD_CONFIG, (fr.CFG_FIX_MOVING_S, 30))))
+    m.inbox.append(command(5, fr.Record(fr.CMD_NOTIFY, (1, 2, 7))))  # replay of seq 5
+    m.inbox.append(command(6, fr.Record(fr.CMD_NOTIFY, (1, 2, 7)), key=bytes(32)))  # forged
+    m.inbox.append(command(7, fr.Record(fr.CMD_CONFIG, (99, 1)), fr.Record(fr.CMD_LOCATE, ())))
+    m.inbox.append(b"\x01garbage")
+    # The broker holds them until the tag's next session (its next batch).
+    fb.run(app, board, 14 * MIN)
+    got = results(board)
+    assert (5, fr.RESULT_OK) in got and (5, fr.RESULT_REPLAY) in got
+    assert (7, fr.RESULT_UNKNOWN) in got and (7, fr.RESULT_OK) in got
+    assert app.cfg["fix_moving_s"] == 30 and board.vibrations == []
+    assert app.downlink.refused["replay"] == 1 and app.downlink.refused["bad_mac"] == 1
+    assert app.downlink.refused["malformed_short"] == 1
+    assert app.state.int("cmd_seq") == 7
+    flash.close()
+
+
+def test_clear_tamper_and_time_sync():
+    app, board, flash = make()
+    board.strap = True
+    fb.run(app, board, MIN)
+    board.strap = False
+    fb.run(app, board, 2 * MIN)
+    assert app.strap.latched
+    board.modem.inbox.append(
+        command(
+            1, fr.Record(fr.CMD_CLEAR_TAMPER, (1,)), fr.Record(fr.CMD_TIME_SYNC, (fb.T0 + 500,))
+        )
+    )
+    fb.run(app, board, 75 * MIN)  # at rest, the hourly status is the next call-in
+    assert results(board) == [(1, 0), (1, 0)] and not app.strap.latched
+    assert app.state.get("latch_1") is False
+    clock = [r for _f, r in fb.records(board, "clock_set") if r.source == fr.CLOCK_COMMAND]
+    assert len(clock) == 1
+    flash.close()
+
+
+def test_coverage_loss_backoff_and_recovery_nothing_lost_or_doubled():
+    app, board, flash = make()
+    board.moving = True
+    board.modem.coverage = False
+    fb.run(app, board, 60 * MIN)
+    assert board.modem.sent == [] and app.uplink.failures >= 3
+    attempts = board.modem.connects
+    assert attempts < 15  # exponential back-off, not a retry every poll
+    board.modem.coverage = True
+    fb.run(app, board, 100 * MIN)
+    got = seqs(board)
+    assert app.store.pending() == 0
+    assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # every frame arrived
+    assert len(got) == len(set(got))  # and none twice (acks came back at once)
+    flash.close()
+
+
+def test_unacked_frames_resent_byte_identical_then_freed():
+    app, board, flash = make()
+    board.moving = True
+    board.backend = None  # the backend is down: nothing is acknowledged
+    fb.run(app, board, 14 * MIN)
+    sent = list(board.modem.sent)
+    assert len(sent) > len(set(sent))  # resent...
+    assert app.store.pending() == len(set(sent))
+    board.backend = fb.acking_backend
+    fb.run(app, board, 40 * MIN)
+    assert app.store.pending() == 0
+    flash.close()
+
+
+def test_reboot_keeps_unacked_frames_and_new_boot_number():
+    flash = Flash(blocks=64, block_size=4096)
+    app, board, _ = make(flash=flash)
+    board.moving = True
+    board.modem.coverage = False
+    fb.run(app, board, 25 * MIN)
+    pending = app.store.pending()
+    assert pending >= 2
+    app2, board2, _ = make(flash=flash)
+    assert app2.boot == app.boot + 1 and app2.store.pending() == pending
+    board2.moving = True
+    fb.run(app2, board2, 15 * MIN)
+    boots = set(b for b, _s in seqs(board2))
+    assert boots == {app.boot, app2.boot} and app2.store.pending() == 0
+    flash.close()
+
+
+def test_tick_wraparound():
+    app, board, flash = make(start_ticks=(1 << 30) - 90 * 1000)
+    board.moving = True
+    fb.run(app, board, 13 * MIN)
+    assert app.fixes >= 12 and len(fb.records(board, "fix")) >= 10
+    assert app.store.pending() == 0
+    flash.close()
+
+
+def test_battery_critical_is_urgent_and_reports_hours_left():
+    app, board, flash = make()
+    fb.run(app, board, 2 * MIN)
+    board.mv = 3500
+    fb.run(app, board, 12 * MIN)
+    crit = [(f, r) for f, r in fb.records(board, "battery") if r.flags & fr.BATTERY_CRITICAL]
+    assert crit and crit[0][0].flags & fr.FLAG_URGENT
+    assert crit[0][1].hours_left < 0xFFFF
+    flash.close()
