@@ -1,0 +1,28 @@
+"""Where the home unit's "now" comes from: the wall clock (NTP-disciplined on a real unit) or
+the simulator, which owns time in lock-step runs and sets it with tick messages."""
+
+from __future__ import annotations
+
+import time
+
+
+class Clock:
+    def now(self) -> float:
+        return time.time()
+
+
+class SimClock(Clock):
+    """Time set from outside; never goes backwards (a late tick cannot undo a timeout).
+    Until the simulator first sets it, `started` is False and the daemon does no
+    time-driven work (no heartbeat stamped with a time that never was)."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = 0.0 if start is None else start
+        self.started = start is not None
+
+    def now(self) -> float:
+        return self._now
+
+    def set(self, t: float) -> None:
+        self._now = max(self._now, t)
+        self.started = True

@@ -1,0 +1,514 @@
+"""The home unit daemon: radio in, MQTT out, SQLite in between (docs/home-unit.md).
+
+Everything runs on one asyncio loop; paho's network thread and the radio only hand events to
+it. The pipeline for a beacon, top to bottom:
+    verify (paired tag, MAC, counter) -> presence -> persist counter and presence
+    -> acknowledge (only beacons that keep the tag home) -> receive the offload
+    -> queue it (SQLite) -> deliver the tag's waiting downlinks
+and for the relay:
+    queue -> publish QoS 1 in order, a window at a time -> PUBACK (one hop, nothing freed)
+    -> the backend's ACK on the tag's (or the unit's) down topic -> free.
+A frame leaves the queue only when an ACK names it."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from firmware import frame as fr
+from firmware import topics
+from home_unit import handshake, own_frames, presence, pushed_config, store
+from home_unit.clock import Clock, SimClock
+from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair
+from home_unit.radio import BeaconHeard, Radio, RadioError
+from home_unit.sensors import FileSensors, Reading
+from home_unit.settings import HomeUnitSettings
+
+log = structlog.get_logger("home_unit")
+
+
+@dataclass(frozen=True)
+class Contact:
+    tag: int
+    address: str
+    ack: bytes
+    offload: bool
+
+
+class HomeUnit:
+    def __init__(
+        self,
+        settings: HomeUnitSettings,
+        radio: Radio,
+        clock: Clock | None = None,
+        sensors: FileSensors | None = None,
+    ) -> None:
+        self.s = settings
+        self.unit = settings.unit
+        self.key = settings.key()
+        self.radio = radio
+        self.clock = clock or Clock()
+        self.sensors = sensors or FileSensors(
+            settings.power_supply_dir, settings.moved_file, settings.case_file
+        )
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.store = store.Store(settings.state_db)
+        self.boot = self.store.next_boot()
+        self.own = own_frames.OwnFrames(self.unit, self.key, self.boot)
+        self.acker = handshake.Acknowledger(self.unit, self.key)
+        self.config: pushed_config.UnitConfig | None = None
+        self.beacon_keys: dict[int, bytes] = {}
+        self.trackers: dict[int, presence.PresenceTracker] = {}
+        self.last_counter: dict[int, int] = {
+            t: st.counter for t, st in self.store.tag_states().items()
+        }
+        self.link: MqttLink | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        # Relay state for this process: which queue rows are in paho's hands.
+        self.cursor = 0  # highest queue id published since start
+        self.inflight: dict[int, int] = {}  # mid -> queue id, awaiting PUBACK
+        self.pubacked: dict[int, float] = {}  # queue id -> monotonic time of its PUBACK
+        self.subscribed_tags: set[int] = set()
+        self.busy: set[int] = set()  # tags with a contact in progress
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.sensed: Reading | None = None
+        self.next_heartbeat = 0.0
+        self.next_sensor_poll = 0.0
+        self.wake = asyncio.Event()
+        self._load_stored_config()
+
+    # -- configuration --------------------------------------------------------------------
+    def _load_stored_config(self) -> None:
+        stored = self.store.config()
+        if stored is None:
+            log.info("no_config_yet", unit=self.unit)
+            return
+        try:
+            cfg = pushed_config.open_payload(stored[1], self.unit, self.key)
+        except pushed_config.ConfigRefused as e:
+            self.counters["config_stored_invalid"] += 1
+            log.error("stored_config_invalid", reason=e.reason, detail=e.detail)
+            return
+        self._apply_config(cfg)
+
+    def _apply_config(self, cfg: pushed_config.UnitConfig) -> None:
+        self.config = cfg
+        self.beacon_keys = cfg.beacon_keys()
+        th = cfg.thresholds.presence()
+        states = self.store.tag_states()
+        trackers: dict[int, presence.PresenceTracker] = {}
+        for tag in self.beacon_keys:
+            old = self.trackers.get(tag)
+            if old is not None:
+                old.thresholds = th
+                trackers[tag] = old
+                continue
+            st = states.get(tag)
+            if st is not None and st.state == presence.HOME and st.last_kept is not None:
+                # Home when the unit went down: still home unless the away timeout has run
+                # out since its last beacon, which poll() will then report.
+                trackers[tag] = presence.PresenceTracker(th, presence.HOME, st.last_kept, st.rssi)
+            else:
+                state = st.state if st is not None else presence.UNKNOWN
+                trackers[tag] = presence.PresenceTracker(th, state)
+        self.trackers = trackers
+        log.info("config_applied", version=cfg.version, tags=sorted(self.beacon_keys))
+        self._sync_subscriptions()
+
+    def on_config(self, payload: bytes) -> None:
+        current = self.config.version if self.config else 0
+        try:
+            cfg = pushed_config.open_payload(payload, self.unit, self.key)
+            if cfg.version == current and self.store.config() == (current, payload):
+                return  # the retained message again, at reconnect
+            if cfg.version <= current:
+                raise pushed_config.ConfigRefused(
+                    "version", f"version {cfg.version} is not above {current}"
+                )
+        except pushed_config.ConfigRefused as e:
+            self.counters[f"config_refused_{e.reason}"] += 1
+            log.warning("config_refused", reason=e.reason, detail=e.detail, kept=current)
+            return
+        self.store.save_config(cfg.version, payload)
+        self._apply_config(cfg)
+
+    def _sync_subscriptions(self) -> None:
+        if self.link is None or not self.link.connected:
+            return
+        want = set(self.beacon_keys)
+        self.link.subscribe([topics.tag_down(t) for t in sorted(want - self.subscribed_tags)])
+        self.link.unsubscribe([topics.tag_down(t) for t in sorted(self.subscribed_tags - want)])
+        self.subscribed_tags = want
+
+    # -- beacons --------------------------------------------------------------------------
+    def _accept_counter(self, tag: int, counter: int) -> bool:
+        if counter <= self.last_counter.get(tag, -1):
+            return False
+        self.last_counter[tag] = counter
+        return True
+
+    def accept_beacon(self, heard: BeaconHeard) -> Contact | None:
+        """Verify one beacon and update presence; the contact to make, if the tag is to be
+        acknowledged. Synchronous: the benchmark measures exactly this."""
+        try:
+            v = handshake.verify_beacon(heard.payload, self.beacon_keys, self._accept_counter)
+        except handshake.BeaconRefused as e:
+            self.counters[e.reason] += 1
+            if e.reason != handshake.UNPAIRED:  # unpaired tags next door are normal
+                log.warning("beacon_refused", reason=e.reason, tag=e.tag, detail=e.detail)
+            return None
+        self.counters["beacons_accepted"] += 1
+        b = v.beacon
+        tracker = self.trackers[b.tag]
+        change, kept = tracker.observe(heard.rssi, heard.time)
+        # Counter and presence in one commit, before anything goes out: a restart can neither
+        # accept this beacon again nor forget that the tag was home.
+        self.store.save_beacon(b.tag, b.counter, tracker.state, tracker.last_kept, tracker.rssi)
+        if change is not None:
+            self._report_presence(b.tag, change)
+        if not kept or self.config is None:
+            return None
+        offload = v.wants_offload and self.store.count(store.RELAY) < self.s.max_relay_frames
+        ack = self.acker.ack(b, self.clock.now(), self.config.thresholds.lease_s, offload)
+        return Contact(b.tag, heard.address, ack, offload)
+
+    def on_beacon(self, heard: BeaconHeard) -> None:
+        contact = self.accept_beacon(heard)
+        if contact is None:
+            return
+        if contact.tag in self.busy:
+            self.counters["contact_busy"] += 1
+            return
+        self.busy.add(contact.tag)
+        task = asyncio.get_running_loop().create_task(self._contact(contact))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _contact(self, c: Contact) -> None:
+        try:
+            async with self.radio.contact(c.address) as link:
+                await link.send_ack(c.ack)
+                self.counters["acks_sent"] += 1
+                if c.offload:
+                    self.take_offload(c.tag, await link.receive_offload())
+                for ident, data in self.store.downlinks(c.tag):
+                    await link.deliver_downlink(data)
+                    self.store.drop_downlink(ident)
+                    self.counters["downlinks_delivered"] += 1
+        except RadioError as e:
+            self.counters[f"radio_{e.reason}"] += 1
+            log.info("contact_failed", tag=c.tag, reason=e.reason, detail=e.detail)
+        finally:
+            self.busy.discard(c.tag)
+
+    def take_offload(self, tag: int, frames: list[bytes]) -> None:
+        """Queue what a tag handed over. The unit cannot check a tag's MAC (it has no tag
+        key) but refuses what is not structurally a TAG_DATA frame of that very tag."""
+        good: list[tuple[int, int, int, bytes]] = []
+        for data in frames:
+            try:
+                f = fr.parse(data)
+            except fr.DecodeError as e:
+                self.counters[f"offload_malformed_{e.reason}"] += 1
+                log.warning("offload_refused", tag=tag, reason=e.reason, detail=e.detail)
+                continue
+            if f.mtype != fr.TAG_DATA or f.device != tag:
+                self.counters["offload_foreign"] += 1
+                log.warning("offload_refused", tag=tag, reason="foreign", device=f.device)
+                continue
+            good.append((f.device, f.boot, f.seq, data))
+        stored, dup, refused = self.store.enqueue(
+            store.RELAY, good, self.clock.now(), self.s.max_relay_frames
+        )
+        self.counters["relay_queued"] += stored
+        self.counters["relay_duplicate"] += dup
+        if refused:
+            self.counters["relay_overflow"] += refused
+            log.warning("relay_queue_full", tag=tag, refused=refused)
+        self.wake.set()
+
+    # -- own frames -----------------------------------------------------------------------
+    def _own(self, records: list[fr.Record], urgent: bool = False) -> None:
+        now = self.clock.now()
+        signed = self.own.sign(records, now, urgent)
+        _, _, refused = self.store.enqueue(
+            store.OWN,
+            [(self.unit, signed.boot, signed.seq, signed.data)],
+            now,
+            self.s.max_own_frames,
+        )
+        if refused:
+            self.counters["own_overflow"] += refused
+            log.warning("own_queue_full", records=[r.name for r in records])
+        self.wake.set()
+
+    def _report_presence(self, tag: int, change: presence.Change) -> None:
+        now = self.clock.now()
+        rec = own_frames.presence(self.unit, tag, change.state, change.rssi, now, change.time)
+        log.info("presence", tag=tag, state="home" if change.state else "away", at=change.time)
+        self._own([rec])
+
+    def _status_pair(self) -> StatusPair:
+        now = self.clock.now()
+        online = self.own.sign([fr.Record(fr.LINK, dt=0, state=fr.LINK_ONLINE)], now)
+        will = self.own.sign([fr.Record(fr.LINK, dt=0, state=fr.LINK_OFFLINE)], now)
+        return StatusPair(online.data, will.data)
+
+    def _heartbeat(self, now: float) -> None:
+        relay = self.store.count(store.RELAY)
+        bad = sum(
+            n
+            for k, n in self.counters.items()
+            if k.startswith(
+                (
+                    "beacon_mac",
+                    "beacon_replay",
+                    "beacon_malformed",
+                    "offload_",
+                    "config_refused",
+                    "downlink_malformed",
+                )
+            )
+        )
+        recs = [
+            fr.Record(
+                fr.STATUS,
+                dt=0,
+                fw_version=own_frames.FW_VERSION,
+                buf_used=own_frames.saturate16(relay + self.store.count(store.OWN)),
+                buf_free=own_frames.saturate16(self.s.max_relay_frames - relay),
+                bad_inputs=own_frames.saturate16(bad),
+            )
+        ]
+        if self.sensed is not None and self.sensed.mains is not None:
+            recs.append(
+                fr.Record(
+                    fr.HOME_POWER,
+                    dt=0,
+                    mains=int(self.sensed.mains),
+                    battery=self.sensed.battery if self.sensed.battery is not None else 0,
+                )
+            )
+        self._own(recs)
+        log.info("heartbeat", queue=relay, counters=dict(self.counters))
+
+    def _poll_sensors(self) -> None:
+        r = self.sensors.read()
+        old = self.sensed
+        self.sensed = r
+        if old is None:
+            return  # the first reading is the baseline; the heartbeat reports it
+        recs: list[fr.Record] = []
+        urgent = False
+        if r.mains is not None and old.mains is not None and r.mains != old.mains:
+            battery = r.battery if r.battery is not None else 0
+            recs.append(fr.Record(fr.HOME_POWER, dt=0, mains=int(r.mains), battery=battery))
+            log.warning("mains", on=r.mains, battery=r.battery)
+        for kind, new, was in (
+            (fr.HOME_MOVED, r.moved, old.moved),
+            (fr.HOME_CASE, r.case_open, old.case_open),
+        ):
+            if new is not None and was is not None and new != was:
+                recs.append(fr.Record(fr.HOME_TAMPER, dt=0, kind=kind, state=int(new)))
+                urgent = urgent or bool(new)
+                log.warning("tamper", kind=kind, state=new)
+        if recs:
+            self._own(recs, urgent)
+
+    def _report_overflow(self) -> None:
+        lost = self.store.overflow_unreported()
+        if lost <= 0 or self.store.count(store.OWN) >= self.s.max_own_frames:
+            return
+        now = self.clock.now()
+        rec = fr.Record(fr.OVERFLOW, dt=0, lost=min(lost, 0xFFFFFFFF))
+        signed = self.own.sign([rec], now, urgent=True)
+        self.store.enqueue_overflow_report(
+            self.unit, signed.boot, signed.seq, signed.data, now, lost
+        )
+        log.warning("overflow_reported", lost=lost)
+
+    def poll(self) -> None:
+        """The due work: presence timeouts, sensors, heartbeat, overflow report, relay."""
+        if isinstance(self.clock, SimClock) and not self.clock.started:
+            self.pump()  # the simulator has not said what time it is yet
+            return
+        now = self.clock.now()
+        for tag, tracker in self.trackers.items():
+            change = tracker.expire(now)
+            if change is not None:
+                self.store.save_presence(tag, tracker.state, tracker.last_kept, tracker.rssi)
+                self._report_presence(tag, change)
+        mono = time.monotonic()
+        if mono >= self.next_sensor_poll:
+            self.next_sensor_poll = mono + self.s.sensor_poll_s
+            self._poll_sensors()
+        if now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.s.heartbeat_s
+            self._heartbeat(now)
+        self._report_overflow()
+        self.pump()
+
+    # -- relay ----------------------------------------------------------------------------
+    def pump(self) -> None:
+        link = self.link
+        if link is None or not link.connected:
+            return
+        mono = time.monotonic()
+        stale = [q for q, t in self.pubacked.items() if mono - t >= self.s.resend_after_s]
+        for q in self.store.get(stale):
+            # PUBACKed long ago and still no ACK: the backend may have lost it. Send again;
+            # ingest is idempotent on (device, boot, seq).
+            del self.pubacked[q.id]
+            self.counters["relay_resent"] += 1
+            self._publish(q)
+        while len(self.inflight) < self.s.relay_window:
+            rows = self.store.pending(self.cursor, self.s.relay_window - len(self.inflight))
+            if not rows:
+                break
+            for q in rows:
+                if not self._publish(q):
+                    return
+                self.cursor = q.id
+
+    def _publish(self, q: store.Queued) -> bool:
+        assert self.link is not None
+        topic = topics.home_relay(self.unit) if q.kind == store.RELAY else topics.home_up(self.unit)
+        mid = self.link.publish(topic, q.data)
+        if mid is None:
+            self.counters["publish_refused"] += 1
+            return False
+        self.inflight[mid] = q.id
+        return True
+
+    def on_puback(self, mid: int, accepted: bool) -> None:
+        qid = self.inflight.pop(mid, None)
+        if qid is None:
+            return  # a status frame, or a message from before a restart
+        if accepted:
+            self.pubacked[qid] = time.monotonic()
+        else:
+            # The broker refused it (e.g. not authorised); try again after the resend delay.
+            self.counters["relay_puback_refused"] += 1
+            self.pubacked[qid] = time.monotonic()
+        self.pump()
+
+    # -- messages from the backend --------------------------------------------------------
+    def on_message(self, msg: Incoming) -> None:
+        parsed = topics.parse(msg.topic)
+        try:
+            if parsed == ("hu", self.unit, "config"):
+                self.on_config(msg.payload)
+            elif parsed == ("hu", self.unit, "down"):
+                self._own_ack(msg.payload)
+            elif parsed is not None and parsed[0] == "tag" and parsed[2] == "down":
+                self._tag_down(parsed[1], msg.payload)
+            else:
+                self.counters["message_unexpected"] += 1
+                log.warning("unexpected_message", topic=msg.topic)
+        finally:
+            # PUBACK only now that whatever the message carried is committed: a crash before
+            # this line makes the broker deliver it again.
+            if self.link is not None:
+                self.link.ack(msg)
+
+    def _own_ack(self, payload: bytes) -> None:
+        try:
+            f = fr.decode(payload, self.key)
+            if f.mtype != fr.ACK or f.device != self.unit:
+                raise fr.DecodeError("message_type", f"type {f.mtype} for {f.device}")
+        except fr.DecodeError as e:
+            self.counters[f"own_ack_refused_{e.reason}"] += 1
+            log.warning("own_ack_refused", reason=e.reason, detail=e.detail)
+            return
+        self._free(store.OWN, self.unit, f)
+
+    def _tag_down(self, tag: int, payload: bytes) -> None:
+        """An ACK or COMMAND for a paired tag. The unit holds no tag key, so it cannot verify
+        it; it relies on the broker ACL (only the backend may publish on tag down topics) to
+        free relayed frames an ACK names, and passes the frame on for the tag to verify
+        before the tag frees anything itself (docs/home-unit.md, "Trust")."""
+        try:
+            f = fr.parse(payload)
+            if f.device != tag or f.mtype not in (fr.ACK, fr.COMMAND):
+                raise fr.DecodeError("message_type", f"type {f.mtype} for {f.device}")
+        except fr.DecodeError as e:
+            self.counters["downlink_malformed"] += 1
+            log.warning("downlink_refused", tag=tag, reason=e.reason, detail=e.detail)
+            return
+        dropped = self.store.add_downlink(
+            tag, payload, self.clock.now(), self.s.max_downlinks_per_tag
+        )
+        if dropped:
+            self.counters["downlink_dropped"] += dropped
+        if f.mtype == fr.ACK:
+            self._free(store.RELAY, tag, f)
+
+    def _free(self, kind: int, device: int, f: fr.Frame) -> None:
+        ranges = [(r.boot, r.first, r.last) for r in f.records if r.type == fr.ACK_RANGE]
+        freed = self.store.free(kind, device, ranges)
+        for qid in freed:
+            self.pubacked.pop(qid, None)
+        self.counters["relay_freed" if kind == store.RELAY else "own_freed"] += len(freed)
+
+    # -- connection -----------------------------------------------------------------------
+    def on_connected(self, pair: StatusPair | None, session_present: bool) -> None:
+        assert self.link is not None
+        log.info("mqtt_connected", session_present=session_present)
+        self.counters["mqtt_connects"] += 1
+        if pair is not None:
+            self.link.publish(topics.home_status(self.unit), pair.online, retain=True)
+        self.link.arm(self._status_pair())  # the will for the next connection
+        self.subscribed_tags = set()  # subscribe again: a lost session lost them too
+        self.link.subscribe([topics.home_config(self.unit), topics.home_down(self.unit)])
+        self._sync_subscriptions()
+        self.wake.set()
+
+    def on_disconnected(self, reason: str) -> None:
+        log.warning("mqtt_disconnected", reason=reason)
+
+    # -- run ------------------------------------------------------------------------------
+    async def _on_tick(self, t: float) -> None:
+        self.poll()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.link = MqttLink(
+            self.unit,
+            self.s.broker_host,
+            self.s.broker_port,
+            self.loop,
+            LinkEvents(self.on_connected, self.on_disconnected, self.on_puback, self.on_message),
+            username=self.s.username,
+            password=self.s.password,
+            keepalive=self.s.keepalive_s,
+            reconnect=(self.s.reconnect_min_s, self.s.reconnect_max_s),
+            session_expiry=self.s.session_expiry_s,
+            inflight=self.s.relay_window,
+        )
+        self.link.arm(self._status_pair())
+        self.link.start()
+        if hasattr(self.radio, "on_tick") and isinstance(self.clock, SimClock):
+            self.radio.on_tick = self._on_tick
+        await self.radio.start(self.on_beacon)
+        log.info(
+            "home_unit_started", unit=self.unit, boot=self.boot, radio=type(self.radio).__name__
+        )
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.s.poll_s)
+                self.wake.clear()
+                self.poll()
+        finally:
+            await self.radio.stop()
+            for task in list(self.tasks):
+                task.cancel()
+            farewell = self._status_pair().will if self.link.connected else None
+            self.link.stop(farewell)
+            self.store.close()
+            log.info("home_unit_stopped", unit=self.unit)
