@@ -21,3 +21,51 @@ def demo(
     out = run_demo.run(frames)
     if len(out.accepted) != frames or out.acks_verified != frames or len(out.rejected) != 2:
         raise typer.Exit(1)
+
+
+@app.command()
+def world(
+    scenario: Annotated[str, typer.Argument(help="scenario name in sim/scenarios/ or a path")],
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same world")] = 0,
+    days: Annotated[
+        int | None, typer.Option(min=1, max=366, help="days to simulate (default: the scenario's)")
+    ] = None,
+    out: Annotated[str, typer.Option(help="directory for summary.json, truth.json, map.png")] = (
+        "build/sim-world"
+    ),
+) -> None:
+    """Generate a scenario's world, movements and ground truth; write a summary and a map."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim import generate as gen
+    from sim import scenario as scn
+    from sim import world_map
+
+    try:
+        sc = scn.load(scenario)
+    except scn.ScenarioError as exc:
+        typer.echo(f"tagwatch sim world: {exc}", err=True)
+        raise typer.Exit(2) from None
+    sim = gen.generate(sc, seed=seed, days=days)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = sim.summary()
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    sim.truth.save(folder / "truth.json")
+    png = world_map.draw(sim, folder / "map.png")
+    table = Table(title=f"{sc.name}, seed {seed}: ground truth episodes")
+    table.add_column("type")
+    table.add_column("episodes", justify="right")
+    for kind, n in summary["truth"].items():
+        table.add_row(kind, str(n))
+    console = Console()
+    console.print(
+        f"{summary['subjects']} subjects, {summary['days']} day(s) from {summary['start']}; "
+        f"{summary['world']['road_nodes']} road nodes, {summary['world']['road_km']} km of road"
+    )
+    console.print(table)
+    console.print(f"summary: {folder / 'summary.json'}\ntruth: {folder / 'truth.json'}\nmap: {png}")
