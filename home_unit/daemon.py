@@ -72,7 +72,9 @@ class HomeUnit:
         # Relay state for this process: which queue rows are in paho's hands.
         self.cursor = 0  # highest queue id published since start
         self.inflight: dict[int, int] = {}  # mid -> queue id, awaiting PUBACK
-        self.pubacked: dict[int, float] = {}  # queue id -> monotonic time of its PUBACK
+        # queue id -> monotonic time of its PUBACK, oldest first (so the resend scan stops
+        # at the first that is not yet due instead of walking the whole backlog)
+        self.pubacked: collections.OrderedDict[int, float] = collections.OrderedDict()
         self.subscribed_tags: set[int] = set()
         self.busy: set[int] = set()  # tags with a contact in progress
         self.tasks: set[asyncio.Task[None]] = set()
@@ -351,6 +353,7 @@ class HomeUnit:
             self.next_heartbeat = now + self.s.heartbeat_s
             self._heartbeat(now)
         self._report_overflow()
+        self._resend_stale()
         self.pump()
 
     # -- relay ----------------------------------------------------------------------------
@@ -358,14 +361,6 @@ class HomeUnit:
         link = self.link
         if link is None or not link.connected:
             return
-        mono = time.monotonic()
-        stale = [q for q, t in self.pubacked.items() if mono - t >= self.s.resend_after_s]
-        for q in self.store.get(stale):
-            # PUBACKed long ago and still no ACK: the backend may have lost it. Send again;
-            # ingest is idempotent on (device, boot, seq).
-            del self.pubacked[q.id]
-            self.counters["relay_resent"] += 1
-            self._publish(q)
         while len(self.inflight) < self.s.relay_window:
             rows = self.store.pending(self.cursor, self.s.relay_window - len(self.inflight))
             if not rows:
@@ -374,6 +369,23 @@ class HomeUnit:
                 if not self._publish(q):
                     return
                 self.cursor = q.id
+
+    def _resend_stale(self) -> None:
+        """PUBACKed long ago and still no ACK: the backend may have lost it. Send it again;
+        ingest is idempotent on (device, boot, seq)."""
+        if self.link is None or not self.link.connected:
+            return
+        due = time.monotonic() - self.s.resend_after_s
+        stale = []
+        for qid, t in self.pubacked.items():
+            if t > due or len(stale) >= self.s.relay_window:
+                break
+            stale.append(qid)
+        for qid in stale:
+            del self.pubacked[qid]
+        for q in self.store.get(stale):
+            self.counters["relay_resent"] += 1
+            self._publish(q)
 
     def _publish(self, q: store.Queued) -> bool:
         assert self.link is not None
@@ -389,12 +401,10 @@ class HomeUnit:
         qid = self.inflight.pop(mid, None)
         if qid is None:
             return  # a status frame, or a message from before a restart
-        if accepted:
-            self.pubacked[qid] = time.monotonic()
-        else:
-            # The broker refused it (e.g. not authorised); try again after the resend delay.
+        if not accepted:
+            # The broker refused it (e.g. not authorised); tried again after the resend delay.
             self.counters["relay_puback_refused"] += 1
-            self.pubacked[qid] = time.monotonic()
+        self.pubacked[qid] = time.monotonic()
         self.pump()
 
     # -- messages from the backend --------------------------------------------------------

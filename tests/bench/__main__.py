@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.bench import codec
+from tests.bench import home_unit as home_unit_bench
 
 
 def main() -> None:
@@ -13,6 +14,8 @@ def main() -> None:
     for col in ("suite", "what", "result", "vs baseline"):
         table.add_column(col)
     for row in codec.rows():
+        table.add_row(*row)
+    for row in home_unit_bench.rows():
         table.add_row(*row)
     Console(width=140).print(table)
 
