@@ -3,6 +3,7 @@
 import json
 
 DEFAULTS = {
+    "board": "esp32s3",  # firmware/boards/<board>.py
     "device": 0,
     "key": "",  # 32-byte device key, hex
     "fw_version": 1,
