@@ -5,8 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tests.bench import codec
+from tests.bench import codec, sim_models
 from tests.bench import home_unit as home_unit_bench
+from tests.bench import ingest as ingest_bench
 
 
 def main() -> None:
@@ -16,6 +17,10 @@ def main() -> None:
     for row in codec.rows():
         table.add_row(*row)
     for row in home_unit_bench.rows():
+        table.add_row(*row)
+    for row in ingest_bench.rows():
+        table.add_row(*row)
+    for row in sim_models.rows():
         table.add_row(*row)
     Console(width=140).print(table)
 
