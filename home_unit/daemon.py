@@ -376,7 +376,7 @@ class HomeUnit:
         if self.link is None or not self.link.connected:
             return
         due = time.monotonic() - self.s.resend_after_s
-        stale = []
+        stale: list[int] = []
         for qid, t in self.pubacked.items():
             if t > due or len(stale) >= self.s.relay_window:
                 break

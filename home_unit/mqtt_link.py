@@ -10,6 +10,7 @@ asyncio loop with call_soon_threadsafe, so all state lives on one thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -142,6 +143,12 @@ class MqttLink:
             self.client.ack(msg.mid, msg.qos)
 
     # -- paho's network thread ------------------------------------------------------------
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        """Hand an event to the daemon's loop; after the loop has closed (shutdown) there is
+        no one left to tell."""
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(fn, *args)
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -155,7 +162,7 @@ class MqttLink:
             return
         self.connected = True
         pair = self._armed  # the will this connection's CONNECT carried
-        self.loop.call_soon_threadsafe(self.events.connected, pair, flags.session_present)
+        self._post(self.events.connected, pair, flags.session_present)
 
     def _on_disconnect(
         self,
@@ -166,7 +173,7 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         self.connected = False
-        self.loop.call_soon_threadsafe(self.events.disconnected, str(reason))
+        self._post(self.events.disconnected, str(reason))
 
     def _on_publish(
         self,
@@ -176,8 +183,8 @@ class MqttLink:
         reason: ReasonCode,
         props: Properties | None,
     ) -> None:
-        self.loop.call_soon_threadsafe(self.events.puback, mid, not reason.is_failure)
+        self._post(self.events.puback, mid, not reason.is_failure)
 
     def _on_message(self, client: mqtt.Client, userdata: object, m: mqtt.MQTTMessage) -> None:
         msg = Incoming(m.topic, bytes(m.payload), m.mid, m.qos, bool(m.retain))
-        self.loop.call_soon_threadsafe(self.events.message, msg)
+        self._post(self.events.message, msg)

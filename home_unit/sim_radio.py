@@ -108,7 +108,7 @@ class SimRadio(Radio):
             except (ValueError, KeyError, TypeError) as e:
                 self.bad_messages += 1
                 log.warning(
-                    "sim_radio_bad_message", error=str(e), line=line[:200].decode("replace")
+                    "sim_radio_bad_message", error=str(e), line=line[:200].decode(errors="replace")
                 )
 
     async def _dispatch(self, msg: dict[str, Any]) -> None:
