@@ -20,10 +20,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/tagwatch sim demo
 
-lint: setup
+lint: setup typings/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/pyright -p pyrightconfig.json
+
+# MicroPython stubs for pyright's check of firmware/ (machine, esp32, vfs, time.ticks_*).
+typings/.installed: $(STAMP)
+	$(BIN)/pip install -q --target typings --no-deps micropython-esp32-stubs micropython-stdlib-stubs
+	@touch $@
 
 test: setup lint
 	$(BIN)/pytest -q

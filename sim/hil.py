@@ -143,6 +143,7 @@ class HilTag:
             "board_socket": f"127.0.0.1:{port}",
             "board_gnss": gnss_path,
             "board_flash": str(self.flash_path),
+            "board_def": str(micropython.repo_root() / "hw" / "boards" / "virtual.json"),
             "board_reset_cause": reset_cause,
             "board_start_ticks": self._ticks(),
         }

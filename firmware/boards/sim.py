@@ -13,15 +13,8 @@ import vfs
 from firmware import board as hal
 from firmware import frame as fr
 from firmware.blockfile import BlockFile
+from firmware.boards import definition
 from firmware.files import Files
-
-# Current table for the energy ledger: the same parts as the real board (hw/boards).
-CURRENTS = {
-    "mcu": {"on": 800},  # ESP32-S3 light sleep with RTC timer, sensors idle
-    "gnss": {"off": 15, "acquire": 25000, "track": 12700},  # u-blox M10, V_BCKP kept
-    "modem": {"off": 9, "on": 10000},  # SIM7080G PSM / connected idle (eDRX)
-}
-BURSTS = {"modem_tx": 167000 // 2}  # ~0.5 s at 167 mA per publish (23 dBm)
 
 
 class SimModem:
@@ -85,12 +78,14 @@ class Link:
 
 class SimBoard:
     name = "sim"
-    capacity_mah = 1100
-    currents = CURRENTS
-    bursts = BURSTS
 
     def __init__(self, cfg: "dict[str, object]") -> None:
         self.cfg = cfg
+        # Battery and current table from hw/boards/virtual.json (the real tag's parts).
+        d = definition.load(str(cfg["board_def"]))
+        self.capacity_mah: int = d["battery_mah"]  # type: ignore[assignment]
+        self.currents: dict[str, dict[str, int]] = d["currents_ua"]  # type: ignore[assignment]
+        self.bursts: dict[str, int] = d["bursts_uas"]  # type: ignore[assignment]
         self.link = Link(str(cfg["board_socket"]))
         self.uart = open(str(cfg["board_gnss"]), "rb")  # noqa: SIM115 - the UART stays open
         self.modem = SimModem(self.link)
@@ -102,10 +97,11 @@ class SimBoard:
         self.app: object = None
         flash = BlockFile(str(cfg["board_flash"]), 4096, 256)  # 1 MB
         try:
-            fs = vfs.VfsLfs2(flash)
+            # BlockFile implements the block protocol without subclassing the stubs' class.
+            fs = vfs.VfsLfs2(flash)  # pyright: ignore[reportArgumentType]
         except OSError:  # a blank image: format it, as provisioning does
-            vfs.VfsLfs2.mkfs(flash)
-            fs = vfs.VfsLfs2(flash)
+            vfs.VfsLfs2.mkfs(flash)  # pyright: ignore[reportArgumentType]
+            fs = vfs.VfsLfs2(flash)  # pyright: ignore[reportArgumentType]
         vfs.mount(fs, "/flash")
         self._turn()  # the simulator opens with the boot time
 

@@ -1,0 +1,43 @@
+# Freeze manifest for the ESP32-S3 tag image (MicroPython's `make BOARD=ESP32_GENERIC_S3
+# FROZEN_MANIFEST=.../firmware/manifest.py`). Frozen code and its interned names live in
+# flash, so the heap holds only data. Before building, generate the board definition module:
+#   python -m hw.boarddef esp32s3 build/board_def.py
+# The functions used below are provided by MicroPython's manifest tool (tools/manifestfile.py).
+include("$(PORT_DIR)/boards/manifest.py")  # noqa: F821 - the port's own frozen modules
+
+package(  # noqa: F821
+    "firmware",
+    files=(
+        "__init__.py",
+        "frame.py",
+        "mac.py",
+        "beacon.py",
+        "topics.py",
+        "ticks.py",
+        "nmea.py",
+        "fixfilter.py",
+        "sampling.py",
+        "energy.py",
+        "battery.py",
+        "tamper.py",
+        "motion.py",
+        "files.py",
+        "state.py",
+        "store.py",
+        "config.py",
+        "commands.py",
+        "board.py",
+        "uplink.py",
+        "modes.py",
+        "mqtt.py",
+        "app.py",
+        "main.py",
+        "boards/__init__.py",
+        "boards/definition.py",
+        "boards/sim7080g.py",
+        "boards/esp32s3.py",
+    ),
+    base_path="..",
+    opt=3,
+)
+module("board_def.py", base_path="../build")  # noqa: F821 - generated from hw/boards
