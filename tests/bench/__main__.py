@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tests.bench import codec, sim_models
+from tests.bench import firmware as firmware_bench
 from tests.bench import home_unit as home_unit_bench
 from tests.bench import ingest as ingest_bench
 
@@ -21,6 +22,8 @@ def main() -> None:
     for row in ingest_bench.rows():
         table.add_row(*row)
     for row in sim_models.rows():
+        table.add_row(*row)
+    for row in firmware_bench.rows():
         table.add_row(*row)
     Console(width=140).print(table)
 
