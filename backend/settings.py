@@ -48,6 +48,29 @@ class Settings(BaseSettings):
     retention_security_events_days: int = 730
     retention_batch_rows: int = 2000
 
+    # API and access control (docs/security.md).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    # Signs bearer tokens (HS256). Empty: derived from the server key, so no second
+    # secret needs managing; set it (or the file) to rotate tokens apart from the key.
+    jwt_secret: str = Field(default="", repr=False)
+    jwt_secret_file: Path | None = None
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 12 * 3600
+    # Lock-out: this many consecutive failures lock the account for login_lockout_s.
+    login_max_failures: int = 5
+    login_lockout_s: int = 900
+    # Login attempts per client address and per username per minute (per API process).
+    login_rate_per_minute: int = 10
+    # argon2id cost; OWASP's minimum is 19 MiB with t=2; the default is argon2-cffi's.
+    password_memory_kib: int = 65536
+    password_time_cost: int = 3
+    # Browser origins allowed to call the API cross-origin; empty closes CORS.
+    cors_origins: list[str] = []
+    # Requests with a larger body are refused with 413 before the body is read.
+    max_request_bytes: int = 1_000_000
+    totp_issuer: str = "tagwatch"
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

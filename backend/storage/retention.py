@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Column, Engine, Table, delete, insert, select
+from sqlalchemy import Column, Engine, Table, delete, select
 
 from backend.clock import Clock, SystemClock
+from backend.security import audit
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
-    audit_log,
     device_events,
     frames,
     positions,
@@ -86,21 +86,22 @@ def purge(
             if n < batch:
                 break
         deleted[dc.name] = total
-        with engine.begin() as conn:
-            conn.execute(
-                insert(audit_log).values(
-                    at=clock.now(),
-                    actor=actor,
-                    action="retention.purge",
-                    detail={
-                        "data_class": dc.name,
-                        "retention_days": days[dc.name],
-                        "cutoff": cutoff,
-                        "deleted": total,
-                        "batch_rows": batch,
-                        "started_at": started,
-                    },
-                )
-            )
+        # Chained into the tamper-evident audit log (backend/security/audit.py).
+        audit.append_now(
+            engine,
+            audit.Entry(
+                actor=actor,
+                action="retention.purge",
+                detail={
+                    "data_class": dc.name,
+                    "retention_days": days[dc.name],
+                    "cutoff": cutoff,
+                    "deleted": total,
+                    "batch_rows": batch,
+                    "started_at": started,
+                },
+            ),
+            clock.now(),
+        )
         log.info("purged", data_class=dc.name, deleted=total, cutoff=cutoff)
     return deleted

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Double,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -166,4 +167,104 @@ audit_log = Table(
     Column("actor", String(64), nullable=False),
     Column("action", String(64), nullable=False),
     Column("detail", JSON, nullable=False),
+    # Added by 0002_access: who (user and unit; actor keeps the username or process name),
+    # which subjects, what scope, the purpose stated, the request, and the hash chain:
+    # hash = SHA-256 over prev_hash and this record's canonical form (backend/security/
+    # audit.py), so editing or deleting a record breaks every later hash.
+    Column("user_id", BigInteger, nullable=True),
+    Column("unit_id", BigInteger, nullable=True),
+    Column("subject_ids", JSON, nullable=True),
+    Column("scope", String(16), nullable=True),
+    Column("purpose", Text, nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
+)
+
+# ---------------------------------------------------------------------------------------
+# Access control (issue 7, migration 0002_access): units, users, their sessions, subjects
+# and shares. Authorization is by unit: a subject belongs to one unit; another unit sees it
+# only through an unexpired, unrevoked share with the scope it needs.
+
+units = Table(
+    "units",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    # "police" (a force unit: IOM, MOSOVO) or "partner" (probation, drug intervention team)
+    Column("kind", String(16), nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("name"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False),
+    Column("display_name", String(100), nullable=False),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),
+    # administrator, supervisor, officer, partner, auditor (backend/security/roles.py)
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),  # argon2id, PHC string
+    # TOTP secret sealed with the server key (AES-GCM), NULL when TOTP is not enrolled.
+    Column("totp_enc", LargeBinary, nullable=True),
+    Column("totp_confirmed_at", Double, nullable=True),  # enrolment completed
+    Column("totp_last_step", BigInteger, nullable=True),  # a code is accepted only once
+    Column("failed_logins", Integer, nullable=False),
+    Column("locked_until", Double, nullable=True),
+    Column("disabled_at", Double, nullable=True),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("username"),
+)
+
+# One row per login. The access token names its session; logout or disabling the user
+# revokes the session, which invalidates the access token at once and the refresh token.
+# The refresh token is stored only as its SHA-256 and rotates on every use; presenting an
+# already-rotated one revokes the session (it was stolen, or replayed).
+auth_sessions = Table(
+    "auth_sessions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("refresh_hash", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("refreshed_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Column("revoked_reason", String(32), nullable=True),
+    UniqueConstraint("refresh_hash"),
+    Index(None, "user_id"),
+)
+
+# The monitored person. The rules/monitoring tables (orders, assignments, ...) reference it.
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("reference", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),  # owning unit
+    Column("risk_notes", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("reference"),
+    Index(None, "unit_id"),
+)
+
+# A subject shared by its owning unit with another unit: scopes (comma-separated subset of
+# live, trail, alerts, reports), the purpose stated when sharing, and an expiry.
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),  # shared with
+    Column("scopes", String(64), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("created_by", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+    Column("revoked_at", Double, nullable=True),
+    Index(None, "unit_id", "subject_id"),
+    Index(None, "subject_id"),
 )

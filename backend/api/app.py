@@ -1,0 +1,111 @@
+"""The one FastAPI application factory: security headers, CORS closed unless origins are
+configured, request size limits, error handlers that never echo secrets or internals, and
+every router. Other routers are added here with one `include_router` line each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from backend.api import routes_admin, routes_audit, routes_auth
+from backend.api.context import ApiContext
+from backend.api.middleware import SecurityMiddleware
+from backend.api.ratelimit import RateLimiter
+from backend.clock import Clock, SystemClock
+from backend.registry import KeyVault, load_server_key
+from backend.security.passwords import Passwords
+from backend.security.sessions import Sessions
+from backend.security.tokens import TokenSigner, signing_key
+from backend.settings import Settings
+from backend.storage.database import make_engine, upgrade
+
+log = structlog.get_logger("tagwatch.api")
+
+
+def build_context(
+    settings: Settings, clock: Clock | None = None, engine: Engine | None = None
+) -> ApiContext:
+    clock = clock or SystemClock()
+    if engine is None:
+        engine = make_engine(settings.resolved_database_url())
+        upgrade(engine)
+    server_key = load_server_key(settings)
+    vault = KeyVault(server_key)
+    passwords = Passwords(settings)
+    signer = TokenSigner(signing_key(settings, server_key), settings.access_token_ttl_s)
+    return ApiContext(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        vault=vault,
+        passwords=passwords,
+        sessions=Sessions(settings, passwords, signer, vault),
+        login_limiter=RateLimiter(settings.login_rate_per_minute, clock),
+    )
+
+
+def _request_id(request: Request) -> str:
+    rid: str = request.scope.get("state", {}).get("request_id", "")
+    return rid
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's default echoes the offending input, which may be a password or a token.
+    assert isinstance(exc, RequestValidationError)
+    errors: list[dict[str, Any]] = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": errors, "request_id": _request_id(request)}, status_code=422)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled",
+        request_id=_request_id(request),
+        path=request.url.path,
+        error=type(exc).__name__,
+    )
+    return JSONResponse(
+        {"detail": "internal error", "request_id": _request_id(request)}, status_code=500
+    )
+
+
+def create_app(
+    settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="tagwatch",
+        version="1",
+        summary="Electronic monitoring backend: subjects, alerts, access control, audit.",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.tagwatch = build_context(settings, clock, engine)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID"],
+        )
+    # Outermost, so every answer (CORS preflights and 413s included) carries the headers.
+    app.add_middleware(SecurityMiddleware, max_body=settings.max_request_bytes)
+
+    app.include_router(routes_auth.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_audit.router)
+    return app

@@ -1,0 +1,455 @@
+"""The one authorization dependency and the scoped queries (STYLE.md 9).
+
+Every route takes its caller from here, never from a check of its own:
+
+- `CurrentUser`: the authenticated user (401 otherwise). `require_role(...)` narrows it.
+- `subject_scope(scope)`: for a route with a `subject_id` path parameter; returns the
+  `SubjectAccess` if the caller may use that subject with `scope`, answers 404 if the caller
+  may not see the subject at all (whether or not it exists) and 403 if it may see it but not
+  with this scope. Consultation scopes (live, trail, alerts, reports) are audited here,
+  before the route reads anything; trail also requires a `purpose` query parameter.
+- `object_scope(param, resolve, scope)`: the same for an object that belongs to a subject
+  (an alert, a zone...): `resolve(conn, object_id) -> subject_id | None`.
+- `visible_subjects(scope)`: for list routes: `Visible.where(column)` restricts any query
+  to subjects the caller may use with that scope, so lists never leak.
+- `DB`: the request's connection. Its transaction begins at the route's first statement
+  (BEGIN IMMEDIATE on SQLite, so a route that reads then writes cannot fail to upgrade its
+  lock) and commits when the route returns; any exception rolls it back. The dependencies
+  above use short transactions of their own, finished before the route body runs. Streams
+  (WebSocket/SSE) must not hold `DB` open for their lifetime: take `EngineDep` and open short
+  transactions per message.
+- `Audit`: `await`-free `Auditor.record(action, ...)` appends to the hash-chained audit log
+  inside the request's transaction when one is open (so a change and its record commit
+  together), else in a transaction of its own.
+
+The route inventory test (tests/backend/api/test_route_inventory.py) fails if a route with
+an id path parameter reaches its handler without one of these guards.
+"""
+
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, HTTPException, Path, Query, WebSocketException, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import ColumnElement, Connection, Engine, Select
+from starlette.requests import HTTPConnection
+
+from backend.api.context import ApiContext
+from backend.clock import Clock
+from backend.security import audit, roles
+from backend.security.access import SubjectAccess, User, subject_access, visible_subject_ids
+from backend.security.sessions import LoginError
+from backend.security.tokens import TokenError
+from backend.storage.database import IMMEDIATE
+
+log = structlog.get_logger("tagwatch.api")
+
+# Attribute a guard dependency carries: the path parameters it authorizes. The route
+# inventory test looks for it in every route's dependency tree.
+GUARDS_ATTR = "__tagwatch_guards__"
+TOKEN_URL = "/api/auth/token"
+PURPOSE_MIN, PURPOSE_MAX = 3, 500
+
+__all__ = [
+    "DB",
+    "Audit",
+    "Auditor",
+    "ClockDep",
+    "Context",
+    "CurrentUser",
+    "EngineDep",
+    "RequestId",
+    "SubjectAccess",
+    "User",
+    "Visible",
+    "get_clock",
+    "get_context",
+    "get_current_user",
+    "get_db",
+    "get_engine",
+    "object_scope",
+    "require_role",
+    "subject_scope",
+    "visible_subject_ids",
+    "visible_subjects",
+]
+
+
+# Plumbing -------------------------------------------------------------------------------
+
+
+def get_context(conn: HTTPConnection) -> ApiContext:
+    ctx: ApiContext = conn.app.state.tagwatch
+    return ctx
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_engine(ctx: Context) -> Engine:
+    return ctx.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def get_clock(ctx: Context) -> Clock:
+    return ctx.clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_request_id(conn: HTTPConnection) -> str:
+    rid: str = conn.scope.get("state", {}).get("request_id", "")
+    return rid
+
+
+RequestId = Annotated[str, Depends(get_request_id)]
+
+
+def get_db(engine: EngineDep) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        conn.execution_options(**IMMEDIATE)
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction():
+                conn.rollback()
+            raise
+        if conn.in_transaction():
+            conn.commit()
+
+
+DB = Annotated[Connection, Depends(get_db)]
+
+
+# Authentication -------------------------------------------------------------------------
+
+
+class _Bearer(OAuth2PasswordBearer):
+    """The OAuth2 password-flow bearer scheme (so OpenAPI documents it), reading the token
+    from the Authorization header on HTTP and on WebSocket handshakes, or, for browsers
+    that cannot set headers on a WebSocket, from the `access_token` query parameter."""
+
+    async def __call__(self, conn: HTTPConnection) -> str | None:
+        header = conn.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token:
+            return token.strip()
+        if conn.scope["type"] == "websocket":
+            return conn.query_params.get("access_token")
+        return None
+
+
+bearer = _Bearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def _unauthorized(conn: HTTPConnection, detail: str) -> Exception:
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(code=status.WS_1008_POLICY_VIOLATION, reason=detail)
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def get_current_user(
+    conn: HTTPConnection,
+    ctx: Context,
+    token: Annotated[str | None, Depends(bearer)],
+) -> User:
+    if not token:
+        raise _unauthorized(conn, "not authenticated")
+    try:
+        with ctx.engine.connect() as db:
+            return ctx.sessions.authenticate(db, token, ctx.clock.now())
+    except (TokenError, LoginError) as e:
+        log.info("token_refused", reason=str(e))
+        raise _unauthorized(conn, "invalid or expired token") from e
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def _forbidden(conn: HTTPConnection, detail: str) -> Exception:
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(code=status.WS_1008_POLICY_VIOLATION, reason=detail)
+    return HTTPException(status.HTTP_403_FORBIDDEN, detail)
+
+
+def _not_found(conn: HTTPConnection, what: str) -> Exception:
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(code=status.WS_1008_POLICY_VIOLATION, reason="not found")
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+def require_role(*allowed: str) -> Callable[..., User]:
+    """A dependency: the current user if its role is one of `allowed`, else 403."""
+    unknown = set(allowed) - set(roles.ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    def dependency(conn: HTTPConnection, user: CurrentUser) -> User:
+        if user.role not in allowed:
+            raise _forbidden(conn, f"requires role {' or '.join(allowed)}")
+        return user
+
+    dependency.__name__ = f"require_{'_or_'.join(allowed)}"
+    return dependency
+
+
+# Audit ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Auditor:
+    """Appends audit records for the current request (who, request id, clock)."""
+
+    user: User | None
+    request_id: str
+    clock: Clock
+    engine: Engine
+    db: Connection | None = None
+
+    def record(
+        self,
+        action: str,
+        *,
+        subject_ids: list[int] | None = None,
+        scope: str | None = None,
+        purpose: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> int:
+        entry = audit.Entry(
+            actor=self.user.username if self.user else "anonymous",
+            action=action,
+            detail=detail or {},
+            user_id=self.user.id if self.user else None,
+            unit_id=self.user.unit_id if self.user else None,
+            subject_ids=subject_ids,
+            scope=scope,
+            purpose=purpose,
+            request_id=self.request_id,
+        )
+        if self.db is not None and self.db.in_transaction():
+            return audit.append(self.db, entry, self.clock.now())
+        return audit.append_now(self.engine, entry, self.clock.now())
+
+
+def get_auditor(user: CurrentUser, ctx: Context, request_id: RequestId, db: DB) -> Auditor:
+    return Auditor(user, request_id, ctx.clock, ctx.engine, db)
+
+
+Audit = Annotated[Auditor, Depends(get_auditor)]
+
+
+# Object-level authorization -------------------------------------------------------------
+
+
+def _authorize(
+    conn: HTTPConnection,
+    ctx: ApiContext,
+    user: User,
+    request_id: str,
+    subject_id: int,
+    scope: str,
+    purpose: str | None,
+    via: dict[str, Any],
+) -> SubjectAccess:
+    now = ctx.clock.now()
+    with ctx.engine.connect() as db:
+        found = subject_access(db, user, subject_id, now)
+    auditor = Auditor(user, request_id, ctx.clock, ctx.engine)
+    where = {"method": conn.scope.get("method", "WEBSOCKET"), "path": conn.url.path, **via}
+    if found is None or not found.can(scope):
+        # A refused look is recorded too: probing for other units' subjects is exactly
+        # what the curious-officer threat looks like (docs/security.md).
+        auditor.record(
+            "access.denied",
+            subject_ids=[subject_id],
+            scope=scope,
+            purpose=purpose,
+            detail={**where, "visible": found is not None},
+        )
+        if found is None:
+            raise _not_found(conn, "subject")
+        raise _forbidden(conn, f"no {scope} access to this subject")
+    if scope in roles.CONSULTATION:
+        detail = {**where, "owner": found.owner}
+        if not found.owner:
+            detail["share_ids"] = list(found.share_ids)
+        # Consultation through a share is a disclosure to another unit, recorded as such.
+        action = f"read.{scope}" if found.owner else f"disclose.{scope}"
+        auditor.record(
+            action, subject_ids=[subject_id], scope=scope, purpose=purpose, detail=detail
+        )
+    return found
+
+
+def _mark(dependency: Callable[..., Any], *params: str) -> None:
+    setattr(dependency, GUARDS_ATTR, params)
+
+
+def subject_scope(scope: str) -> Callable[..., SubjectAccess]:
+    """Dependency for routes with a `subject_id` path parameter (see module docstring)."""
+    if scope not in roles.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+    SubjectId = Annotated[int, Path(ge=1, le=2**62, description="subject id")]
+
+    if scope in roles.PURPOSE_REQUIRED:
+
+        def dependency(
+            conn: HTTPConnection,
+            ctx: Context,
+            user: CurrentUser,
+            request_id: RequestId,
+            subject_id: SubjectId,
+            purpose: Annotated[
+                str,
+                Query(
+                    min_length=PURPOSE_MIN,
+                    max_length=PURPOSE_MAX,
+                    description="why this data is consulted (recorded in the audit log)",
+                ),
+            ],
+        ) -> SubjectAccess:
+            return _authorize(conn, ctx, user, request_id, subject_id, scope, purpose, {})
+
+    else:
+
+        def dependency(  # type: ignore[misc]
+            conn: HTTPConnection,
+            ctx: Context,
+            user: CurrentUser,
+            request_id: RequestId,
+            subject_id: SubjectId,
+            purpose: Annotated[
+                str | None,
+                Query(
+                    max_length=PURPOSE_MAX,
+                    description="why this data is consulted (recorded in the audit log)",
+                ),
+            ] = None,
+        ) -> SubjectAccess:
+            return _authorize(conn, ctx, user, request_id, subject_id, scope, purpose, {})
+
+    dependency.__name__ = f"subject_scope_{scope}"
+    _mark(dependency, "subject_id")
+    return dependency
+
+
+@dataclass(frozen=True)
+class ObjectAccess:
+    """An object of a subject (alert, zone, ...) and the caller's access to that subject."""
+
+    object_id: int
+    subject: SubjectAccess
+
+
+def object_scope(
+    param: str,
+    resolve: Callable[[Connection, int], int | None],
+    scope: str,
+    what: str = "object",
+) -> Callable[..., ObjectAccess]:
+    """Dependency for routes with an `<param>` path parameter naming an object that
+    belongs to a subject: `resolve(conn, object_id)` gives its subject id (None: no such
+    object). Answers 404 for a missing object and for one of a subject the caller may not
+    see, so existence does not leak."""
+    if scope not in roles.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def dependency(**kwargs: Any) -> ObjectAccess:
+        conn: HTTPConnection = kwargs["conn"]
+        ctx: ApiContext = kwargs["ctx"]
+        user: User = kwargs["user"]
+        object_id: int = kwargs[param]
+        with ctx.engine.connect() as db:
+            subject_id = resolve(db, object_id)
+        if subject_id is None:
+            raise _not_found(conn, what)
+        via = {"object": what, "object_id": object_id}
+        try:
+            found = _authorize(
+                conn, ctx, user, kwargs["request_id"], subject_id, scope, kwargs["purpose"], via
+            )
+        except HTTPException as e:
+            if e.status_code == status.HTTP_404_NOT_FOUND:
+                raise _not_found(conn, what) from e
+            raise
+        return ObjectAccess(object_id, found)
+
+    purpose_default: Any = inspect.Parameter.empty if scope in roles.PURPOSE_REQUIRED else None
+    purpose_type: Any = str if scope in roles.PURPOSE_REQUIRED else (str | None)
+    query = (
+        Query(min_length=PURPOSE_MIN, max_length=PURPOSE_MAX)
+        if scope in roles.PURPOSE_REQUIRED
+        else Query(max_length=PURPOSE_MAX)
+    )
+    kw = inspect.Parameter.KEYWORD_ONLY
+    dependency.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("conn", kw, annotation=HTTPConnection),
+            inspect.Parameter("ctx", kw, annotation=Context),
+            inspect.Parameter("user", kw, annotation=CurrentUser),
+            inspect.Parameter("request_id", kw, annotation=RequestId),
+            inspect.Parameter(param, kw, annotation=Annotated[int, Path(ge=1, le=2**62)]),
+            inspect.Parameter(
+                "purpose", kw, annotation=Annotated[purpose_type, query], default=purpose_default
+            ),
+        ],
+        return_annotation=ObjectAccess,
+    )
+    dependency.__name__ = f"object_scope_{param}_{scope}"
+    _mark(dependency, param)
+    return dependency
+
+
+def guard(*params: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a dependency as the authorization guard of these path parameters (for ids
+    that are not subjects' objects: units, users, shares). It must itself check the
+    caller's right to the object; the inventory test only checks that one is present."""
+
+    def mark(dependency: Callable[..., Any]) -> Callable[..., Any]:
+        _mark(dependency, *params)
+        return dependency
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Visible:
+    """The subjects the caller may use with `scope` now, as SQL."""
+
+    user: User
+    scope: str
+    ids: Select[Any]
+
+    def where(self, column: Any) -> ColumnElement[bool]:
+        """`query.where(visible.where(table.c.subject_id))`"""
+        clause: ColumnElement[bool] = column.in_(self.ids)
+        return clause
+
+
+def visible_subjects(scope: str) -> Callable[..., Visible]:
+    """Dependency for list routes (see module docstring)."""
+    if scope not in roles.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def dependency(user: CurrentUser, ctx: Context) -> Visible:
+        return Visible(user, scope, visible_subject_ids(user, scope, ctx.clock.now()))
+
+    dependency.__name__ = f"visible_subjects_{scope}"
+    return dependency
+
+
+# Convenience aliases for the common scopes.
+SubjectView = Annotated[SubjectAccess, Depends(subject_scope(roles.VIEW))]
+SubjectLive = Annotated[SubjectAccess, Depends(subject_scope(roles.LIVE))]
+SubjectTrail = Annotated[SubjectAccess, Depends(subject_scope(roles.TRAIL))]
+SubjectAlerts = Annotated[SubjectAccess, Depends(subject_scope(roles.ALERTS))]
+SubjectReports = Annotated[SubjectAccess, Depends(subject_scope(roles.REPORTS))]
+SubjectManage = Annotated[SubjectAccess, Depends(subject_scope(roles.MANAGE))]

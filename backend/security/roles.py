@@ -1,0 +1,78 @@
+"""Roles and scopes: what a role may do with a subject of its own unit, and with a subject
+another unit has shared with its unit.
+
+Separation of duties: an administrator manages units and accounts but sees no subject
+data; an auditor reads the audit log and nothing else; partners only read."""
+
+from __future__ import annotations
+
+ADMINISTRATOR = "administrator"
+SUPERVISOR = "supervisor"
+OFFICER = "officer"
+PARTNER = "partner"
+AUDITOR = "auditor"
+ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR)
+
+# Subject scopes. VIEW: that the subject exists, its reference and name. LIVE: current
+# position. TRAIL: position history (a purpose is required). ALERTS: its alerts. REPORTS:
+# compliance reports and exports. MANAGE: change its monitoring (orders, curfews, zones...).
+VIEW = "view"
+LIVE = "live"
+TRAIL = "trail"
+ALERTS = "alerts"
+REPORTS = "reports"
+MANAGE = "manage"
+SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, MANAGE)
+# What a share can grant (VIEW comes with any share; MANAGE never crosses units).
+SHAREABLE = (LIVE, TRAIL, ALERTS, REPORTS)
+# Scopes whose every use is a consultation of location-bearing data, audited as such.
+CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS)
+# Scopes that need a stated purpose on every request.
+PURPOSE_REQUIRED = (TRAIL,)
+
+UNIT_KINDS = ("police", "partner")
+
+_OWN: dict[str, frozenset[str]] = {
+    SUPERVISOR: frozenset(SCOPES),
+    OFFICER: frozenset(SCOPES),
+    PARTNER: frozenset((VIEW, LIVE, TRAIL, ALERTS, REPORTS)),
+}
+# Roles that may use what a share grants to their unit.
+_SHARED_ROLES = frozenset((SUPERVISOR, OFFICER, PARTNER))
+
+
+def own_scopes(role: str) -> frozenset[str]:
+    """Scopes a role has over subjects its unit owns."""
+    return _OWN.get(role, frozenset())
+
+
+def shared_scopes(role: str, granted: frozenset[str]) -> frozenset[str]:
+    """Scopes a role has over a subject shared with its unit with `granted`."""
+    if role not in _SHARED_ROLES or not granted:
+        return frozenset()
+    return frozenset({VIEW} | (granted & frozenset(SHAREABLE)))
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    return frozenset(s for s in text.split(",") if s)
+
+
+def format_scopes(scopes: frozenset[str] | set[str] | list[str]) -> str:
+    return ",".join(sorted(set(scopes)))
+
+
+def may_share(role: str) -> bool:
+    return role == SUPERVISOR
+
+
+def may_administer(role: str) -> bool:
+    return role == ADMINISTRATOR
+
+
+def may_read_directory(role: str) -> bool:
+    """Units and users lists: administrators manage them, auditors need names for the log."""
+    return role in (ADMINISTRATOR, AUDITOR)
+
+
+def may_audit(role: str) -> bool:
+    return role == AUDITOR

@@ -1,0 +1,212 @@
+"""Login, refresh, logout and revocation on the `users` and `auth_sessions` tables.
+
+A login checks the password (argon2id), the lock-out, the account state and, when enrolled,
+a TOTP code; it creates a session holding the SHA-256 of a fresh refresh token. The refresh
+token rotates on use; an old one presented again revokes the whole session (theft signal).
+Disabling a user or changing its password revokes all its sessions, which invalidates its
+access tokens at once because every request checks the session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, insert, or_, select, update
+
+from backend.registry import KeyVault
+from backend.security import totp
+from backend.security.access import User
+from backend.security.passwords import Passwords
+from backend.security.tokens import TokenSigner, new_refresh_token, refresh_hash
+from backend.settings import Settings
+from backend.storage.database import IMMEDIATE
+from backend.storage.schema import auth_sessions, users
+
+# Sealing TOTP secrets reuses the device-key vault with an id space of its own.
+_TOTP_AAD_BASE = 1 << 40
+
+
+class LoginError(Exception):
+    """A refused login; `reason` is for the audit log, never for the caller."""
+
+    def __init__(self, reason: str, user_id: int | None = None, unit_id: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.user_id = user_id
+        self.unit_id = unit_id
+
+
+class OtpRequired(LoginError):
+    """Password right, TOTP enrolled, no code given: the client should ask for one."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class Sessions:
+    def __init__(
+        self, settings: Settings, passwords: Passwords, signer: TokenSigner, vault: KeyVault
+    ) -> None:
+        self.settings = settings
+        self.passwords = passwords
+        self.signer = signer
+        self.vault = vault
+
+    # TOTP secrets at rest ---------------------------------------------------------------
+    def seal_totp(self, user_id: int, secret: bytes) -> bytes:
+        return self.vault.seal(_TOTP_AAD_BASE + user_id, secret)
+
+    def open_totp(self, user_id: int, blob: bytes) -> bytes:
+        return self.vault.open(_TOTP_AAD_BASE + user_id, blob)
+
+    # Login ------------------------------------------------------------------------------
+    def login(
+        self, engine: Engine, username: str, password: str, otp: str | None, now: float
+    ) -> Issued:
+        """Check a login and open a session. The slow argon2 verification runs outside any
+        write transaction (on SQLite a write lock held that long would stall ingest); the
+        writes after it are atomic updates that cannot lose a concurrent failure count."""
+        with engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+        # Always run one argon2 verification so an unknown name costs what a known one does.
+        ok = self.passwords.verify(row.password_hash if row else None, password)
+        if row is None:
+            raise LoginError("unknown_user")
+        if row.disabled_at is not None:
+            raise LoginError("disabled", row.id, row.unit_id)
+        if row.locked_until is not None and row.locked_until > now:
+            raise LoginError("locked", row.id, row.unit_id)
+        if not ok:
+            self._failed(engine, row.id, now)
+            raise LoginError("bad_password", row.id, row.unit_id)
+        step: int | None = None
+        if row.totp_enc is not None and row.totp_confirmed_at is not None:
+            if not otp:
+                raise OtpRequired("otp_required", row.id, row.unit_id)
+            secret = self.open_totp(row.id, row.totp_enc)
+            step = totp.match(secret, otp, now, row.totp_last_step)
+            if step is None:
+                self._failed(engine, row.id, now)
+                raise LoginError("bad_otp", row.id, row.unit_id)
+        rehash = (
+            self.passwords.hash(password)
+            if self.passwords.needs_rehash(row.password_hash)
+            else None
+        )
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            if step is not None:
+                # A code is good once: a concurrent login with the same code loses here.
+                used = conn.execute(
+                    update(users)
+                    .where(
+                        users.c.id == row.id,
+                        or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step),
+                    )
+                    .values(totp_last_step=step)
+                ).rowcount
+                if used != 1:
+                    raise LoginError("otp_reused", row.id, row.unit_id)
+            values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+            if rehash is not None:
+                values["password_hash"] = rehash
+            conn.execute(update(users).where(users.c.id == row.id).values(**values))
+            return self._open_session(conn, User(row.id, row.username, row.unit_id, row.role), now)
+
+    def _failed(self, engine: Engine, user_id: int, now: float) -> None:
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            failures = conn.execute(
+                update(users)
+                .where(users.c.id == user_id)
+                .values(failed_logins=users.c.failed_logins + 1)
+                .returning(users.c.failed_logins)
+            ).scalar_one()
+            if failures >= self.settings.login_max_failures:
+                conn.execute(
+                    update(users)
+                    .where(users.c.id == user_id)
+                    .values(failed_logins=0, locked_until=now + self.settings.login_lockout_s)
+                )
+
+    def _open_session(self, conn: Connection, user: User, now: float) -> Issued:
+        refresh = new_refresh_token()
+        sid = conn.execute(
+            insert(auth_sessions)
+            .values(
+                user_id=user.id,
+                refresh_hash=refresh_hash(refresh),
+                created_at=now,
+                refreshed_at=now,
+                expires_at=now + self.settings.refresh_token_ttl_s,
+            )
+            .returning(auth_sessions.c.id)
+        ).scalar_one()
+        user = User(user.id, user.username, user.unit_id, user.role, int(sid))
+        return Issued(user, self.signer.issue(user.id, int(sid), now), refresh, self.signer.ttl_s)
+
+    # Refresh ----------------------------------------------------------------------------
+    def refresh(self, conn: Connection, token: str, now: float) -> Issued:
+        h = refresh_hash(token)
+        row = conn.execute(
+            select(auth_sessions, users.c.username, users.c.unit_id, users.c.role,
+                   users.c.disabled_at)
+            .join(users, users.c.id == auth_sessions.c.user_id)
+            .where(auth_sessions.c.refresh_hash == h)
+        ).first()  # fmt: skip
+        if row is None:
+            raise LoginError("unknown_refresh_token")
+        if row.revoked_at is not None:
+            raise LoginError("revoked_session", row.user_id, row.unit_id)
+        if row.expires_at <= now:
+            raise LoginError("expired_session", row.user_id, row.unit_id)
+        if row.disabled_at is not None:
+            raise LoginError("disabled", row.user_id, row.unit_id)
+        fresh = new_refresh_token()
+        conn.execute(
+            update(auth_sessions)
+            .where(auth_sessions.c.id == row.id)
+            .values(refresh_hash=refresh_hash(fresh), refreshed_at=now)
+        )
+        user = User(row.user_id, row.username, row.unit_id, row.role, row.id)
+        return Issued(user, self.signer.issue(user.id, row.id, now), fresh, self.signer.ttl_s)
+
+    # Revocation -------------------------------------------------------------------------
+    @staticmethod
+    def revoke(conn: Connection, session_id: int, now: float, reason: str) -> None:
+        conn.execute(
+            update(auth_sessions)
+            .where(auth_sessions.c.id == session_id, auth_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+
+    @staticmethod
+    def revoke_user(conn: Connection, user_id: int, now: float, reason: str) -> int:
+        n = conn.execute(
+            update(auth_sessions)
+            .where(auth_sessions.c.user_id == user_id, auth_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason)
+        ).rowcount
+        return int(n)
+
+    # Per request ------------------------------------------------------------------------
+    def authenticate(self, conn: Connection, token: str, now: float) -> User:
+        """The user behind an access token, checked against the database: the session
+        must be live and the user enabled; role and unit come from the database, so a
+        change takes effect on the next request."""
+        claims = self.signer.check(token, now)
+        row = conn.execute(
+            select(users.c.id, users.c.username, users.c.unit_id, users.c.role,
+                   users.c.disabled_at, auth_sessions.c.revoked_at, auth_sessions.c.expires_at)
+            .join(auth_sessions, auth_sessions.c.user_id == users.c.id)
+            .where(users.c.id == claims.user_id, auth_sessions.c.id == claims.session_id)
+        ).first()  # fmt: skip
+        if row is None:
+            raise LoginError("unknown_session")
+        if row.revoked_at is not None or row.expires_at <= now:
+            raise LoginError("revoked_session", row.id, row.unit_id)
+        if row.disabled_at is not None:
+            raise LoginError("disabled", row.id, row.unit_id)
+        return User(row.id, row.username, row.unit_id, row.role, claims.session_id)
