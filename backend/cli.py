@@ -11,11 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from backend.api.admin_cli import subject_app, unit_app, user_app
+
 if TYPE_CHECKING:
     from backend.registry import Registry
     from backend.settings import Settings
 
 app = typer.Typer(help="Monitoring backend: storage, devices, ingest.", no_args_is_help=True)
+app.add_typer(unit_app, name="unit")
+app.add_typer(user_app, name="user")
+app.add_typer(subject_app, name="subject")
 console = Console()
 
 
@@ -132,6 +137,32 @@ def ingest(
         run_worker(settings, index, client_id)
     else:
         supervise(settings, n)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default TAGWATCH_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default TAGWATCH_API_PORT")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API (uvicorn) until stopped; TLS belongs to the reverse proxy in front
+    (docs/security.md)."""
+    import uvicorn
+
+    from backend.logs import configure
+    from backend.settings import Settings
+
+    settings = Settings()
+    configure()
+    uvicorn.run(
+        "backend.api.app:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers,
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 @app.command()

@@ -11,6 +11,7 @@ from backend.api.deps import DB, Audit, Context, CurrentUser, RequestId
 from backend.security import audit, totp
 from backend.security.passwords import PasswordPolicyError
 from backend.security.sessions import Issued, LoginError, OtpRequired
+from backend.storage.database import IMMEDIATE
 from backend.storage.schema import units, users
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -103,13 +104,16 @@ def token(
     if grant_type == "refresh_token":
         if not refresh_token:
             raise _refused("refresh_token required")
-        try:
-            with ctx.engine.connect() as conn, conn.begin():
+        refused: LoginError | None = None
+        with ctx.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            try:
                 issued = ctx.sessions.refresh(conn, refresh_token, now)
-        except LoginError as e:
-            if e.reason == "revoked_session" or e.reason == "unknown_refresh_token":
-                _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", e, None)
-            raise _refused("invalid refresh token") from e
+            except LoginError as e:
+                # Committed: a reuse revokes the session even though the answer is 401.
+                refused = e
+        if refused is not None:
+            _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", refused, None)
+            raise _refused("invalid refresh token")
         return TokenPublic(
             access_token=issued.access_token,
             expires_in=issued.expires_in,

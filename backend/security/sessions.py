@@ -157,6 +157,15 @@ class Sessions:
             .where(auth_sessions.c.refresh_hash == h)
         ).first()  # fmt: skip
         if row is None:
+            # A rotated-away token: someone holds a copy. Revoke the session it belonged to.
+            reused = conn.execute(
+                select(auth_sessions.c.id, auth_sessions.c.user_id).where(
+                    auth_sessions.c.previous_hash == h
+                )
+            ).first()
+            if reused is not None:
+                self.revoke(conn, reused.id, now, "refresh_reuse")
+                raise LoginError("refresh_reuse", reused.user_id)
             raise LoginError("unknown_refresh_token")
         if row.revoked_at is not None:
             raise LoginError("revoked_session", row.user_id, row.unit_id)
@@ -168,7 +177,7 @@ class Sessions:
         conn.execute(
             update(auth_sessions)
             .where(auth_sessions.c.id == row.id)
-            .values(refresh_hash=refresh_hash(fresh), refreshed_at=now)
+            .values(refresh_hash=refresh_hash(fresh), previous_hash=h, refreshed_at=now)
         )
         user = User(row.user_id, row.username, row.unit_id, row.role, row.id)
         return Issued(user, self.signer.issue(user.id, row.id, now), fresh, self.signer.ttl_s)

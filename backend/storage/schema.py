@@ -228,6 +228,8 @@ auth_sessions = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False),
     Column("refresh_hash", String(64), nullable=False),
+    # The refresh token rotated away last: presented again, it proves a copy exists.
+    Column("previous_hash", String(64), nullable=True),
     Column("created_at", Double, nullable=False),
     Column("refreshed_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
@@ -235,6 +237,7 @@ auth_sessions = Table(
     Column("revoked_reason", String(32), nullable=True),
     UniqueConstraint("refresh_hash"),
     Index(None, "user_id"),
+    Index(None, "previous_hash"),
 )
 
 # The monitored person. The rules/monitoring tables (orders, assignments, ...) reference it.

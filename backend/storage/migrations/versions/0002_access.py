@@ -76,6 +76,7 @@ def upgrade() -> None:
         sa.Column("id", RowId, autoincrement=True, nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("refresh_hash", sa.String(length=64), nullable=False),
+        sa.Column("previous_hash", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.Double(), nullable=False),
         sa.Column("refreshed_at", sa.Double(), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False),
@@ -86,6 +87,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("refresh_hash", name=op.f("uq_auth_sessions_refresh_hash")),
     )
     op.create_index(op.f("ix_auth_sessions_user_id"), "auth_sessions", ["user_id"], unique=False)
+    op.create_index(
+        op.f("ix_auth_sessions_previous_hash"), "auth_sessions", ["previous_hash"], unique=False
+    )
     op.create_table(
         "shares",
         sa.Column("id", RowId, autoincrement=True, nullable=False),
@@ -122,6 +126,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_shares_unit_id_subject_id"), table_name="shares")
     op.drop_index(op.f("ix_shares_subject_id"), table_name="shares")
     op.drop_table("shares")
+    op.drop_index(op.f("ix_auth_sessions_previous_hash"), table_name="auth_sessions")
     op.drop_index(op.f("ix_auth_sessions_user_id"), table_name="auth_sessions")
     op.drop_table("auth_sessions")
     op.drop_table("users")

@@ -1,0 +1,195 @@
+"""`tagwatch backend unit add|list`, `user add|list|disable|unlock`, `subject add`: bootstrap
+the directory from a shell (the first administrator cannot be created through the API).
+Passwords are read from a prompt or TAGWATCH_NEW_PASSWORD, never from the command line,
+where they would land in shell history and the process list. Every change is audited."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, select, update
+
+from backend.security import audit, roles
+from backend.security.access import (
+    DirectoryError,
+    create_subject,
+    create_unit,
+    create_user,
+    unit_by_name,
+)
+from backend.security.passwords import PasswordPolicyError, Passwords
+from backend.security.sessions import Sessions
+from backend.settings import Settings
+from backend.storage.database import IMMEDIATE, make_engine, upgrade
+from backend.storage.schema import units, users
+
+unit_app = typer.Typer(help="Units (police units and partner agencies).", no_args_is_help=True)
+user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+subject_app = typer.Typer(help="Monitored subjects.", no_args_is_help=True)
+console = Console()
+ACTOR = "cli"
+
+
+def _engine() -> tuple[Settings, Engine]:
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url())
+    upgrade(engine)
+    return settings, engine
+
+
+def _now() -> float:
+    from backend.clock import SystemClock
+
+    return SystemClock().now()
+
+
+def _fail(e: Exception) -> typer.Exit:
+    console.print(f"[red]refused:[/] {e}")
+    return typer.Exit(2)
+
+
+def _unit_id(engine: Engine, unit: str) -> int:
+    with engine.connect() as conn:
+        found = int(unit) if unit.isdigit() else unit_by_name(conn, unit)
+    if found is None:
+        raise _fail(DirectoryError(f"no unit {unit!r}"))
+    return found
+
+
+@unit_app.command("add")
+def unit_add(
+    name: str,
+    kind: Annotated[str, typer.Option(help="police or partner")] = "police",
+) -> None:
+    """Create a unit."""
+    _, engine = _engine()
+    now = _now()
+    try:
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            unit_id = create_unit(conn, name, kind, now)
+            audit.append(
+                conn,
+                audit.Entry(ACTOR, "unit.create", {"unit_id": unit_id, "name": name, "kind": kind}),
+                now,
+            )
+    except DirectoryError as e:
+        raise _fail(e) from e
+    console.print(f"unit {unit_id}: {name} ({kind})")
+
+
+@unit_app.command("list")
+def unit_list() -> None:
+    _, engine = _engine()
+    table = Table("id", "name", "kind")
+    with engine.connect() as conn:
+        for r in conn.execute(select(units).order_by(units.c.id)):
+            table.add_row(str(r.id), r.name, r.kind)
+    console.print(table)
+
+
+def _new_password() -> str:
+    from_env = os.environ.get("TAGWATCH_NEW_PASSWORD")
+    if from_env:
+        return from_env
+    password: str = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
+@user_app.command("add")
+def user_add(
+    username: str,
+    unit: Annotated[str, typer.Option(help="unit id or name")],
+    role: Annotated[str, typer.Option(help=", ".join(roles.ROLES))],
+    display_name: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create a user (password from a prompt or TAGWATCH_NEW_PASSWORD)."""
+    settings, engine = _engine()
+    unit_id = _unit_id(engine, unit)
+    password = _new_password()
+    now = _now()
+    try:
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            user_id = create_user(
+                conn, Passwords(settings), username=username, display_name=display_name,
+                unit_id=unit_id, role=role, password=password, now=now,
+            )  # fmt: skip
+            detail = {"user_id": user_id, "username": username, "unit_id": unit_id, "role": role}
+            audit.append(conn, audit.Entry(ACTOR, "user.create", detail), now)
+    except (DirectoryError, PasswordPolicyError) as e:
+        raise _fail(e) from e
+    console.print(f"user {user_id}: {username} ({role} of unit {unit_id})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    _, engine = _engine()
+    table = Table("id", "username", "unit", "role", "state")
+    now = _now()
+    with engine.connect() as conn:
+        for r in conn.execute(select(users).order_by(users.c.id)):
+            state = "disabled" if r.disabled_at else ""
+            if r.locked_until and r.locked_until > now:
+                state = "locked"
+            table.add_row(str(r.id), r.username, str(r.unit_id), r.role, state)
+    console.print(table)
+
+
+def _set(username: str, action: str, **values: object) -> None:
+    _, engine = _engine()
+    now = _now()
+    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+        user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        if user_id is None:
+            raise _fail(DirectoryError(f"no user {username!r}"))
+        conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        revoked = 0
+        if action == "user.disable":
+            revoked = Sessions.revoke_user(conn, user_id, now, "disabled")
+        detail = {"user_id": user_id, "sessions_revoked": revoked}
+        audit.append(conn, audit.Entry(ACTOR, action, detail), now)
+    console.print(f"{action.split('.')[1]}d {username}")
+
+
+@user_app.command("disable")
+def user_disable(username: str) -> None:
+    """Disable an account and revoke all of its sessions."""
+    _set(username, "user.disable", disabled_at=_now())
+
+
+@user_app.command("unlock")
+def user_unlock(username: str) -> None:
+    """Clear a lock-out after repeated failed logins."""
+    _set(username, "user.unlock", locked_until=None, failed_logins=0)
+
+
+@subject_app.command("add")
+def subject_add(
+    reference: str,
+    name: Annotated[str, typer.Option()],
+    unit: Annotated[str, typer.Option(help="owning unit id or name")],
+    risk_notes: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Create a subject owned by a unit."""
+    _, engine = _engine()
+    unit_id = _unit_id(engine, unit)
+    now = _now()
+    try:
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            subject_id = create_subject(
+                conn, reference=reference, name=name, unit_id=unit_id, risk_notes=risk_notes,
+                now=now,
+            )  # fmt: skip
+            audit.append(
+                conn,
+                audit.Entry(
+                    ACTOR, "subject.create", {"unit_id": unit_id}, subject_ids=[subject_id]
+                ),
+                now,
+            )
+    except DirectoryError as e:
+        raise _fail(e) from e
+    console.print(f"subject {subject_id}: {reference} (unit {unit_id})")
