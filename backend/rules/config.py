@@ -1,0 +1,79 @@
+"""A subject's monitoring configuration as the rules read it: what equipment they wear,
+their curfews, zones, charging schedule and per-order thresholds. The sink builds it from
+the domain tables (backend/storage/schema.py); tests build it directly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from backend.rules.geo import EXCLUSION, HOME, INCLUSION, Projection, ZoneIndex, ZoneSpec
+from backend.rules.model import HOME_UNIT, TAG
+from backend.rules.schedule import DEFAULT_TZ, Exception_, Weekly
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Device `device` served subject in `role` over [start, end) (end None = still)."""
+
+    device: int
+    role: str
+    start: int
+    end: int | None = None
+
+    def covers(self, t: int) -> bool:
+        return self.start <= t and (self.end is None or t < self.end)
+
+
+@dataclass
+class SubjectConfig:
+    subject: int
+    assignments: list[Assignment] = field(default_factory=list)
+    tz: str = DEFAULT_TZ
+    curfews: list[Weekly] = field(default_factory=list)
+    curfew_grace_s: int | None = None
+    exceptions: list[Exception_] = field(default_factory=list)
+    zones: list[ZoneSpec] = field(default_factory=list)
+    charge_min_minutes: int | None = None  # None: no charging schedule
+    comms_loss_s: int | None = None  # per-order threshold (None: the rule's default)
+    # Monitoring runs over [start, end) (the orders' span); nothing alerts outside it.
+    start: int | None = None
+    end: int | None = None
+    version: int = 0  # bumped when any of it changes (invalidates rule state)
+
+    def role_of(self, device: int, t: int) -> str | None:
+        for a in self.assignments:
+            if a.device == device and a.covers(t):
+                return a.role
+        return None
+
+    def devices(self, role: str) -> set[int]:
+        return {a.device for a in self.assignments if a.role == role}
+
+    @property
+    def tags(self) -> set[int]:
+        return self.devices(TAG)
+
+    @property
+    def home_units(self) -> set[int]:
+        return self.devices(HOME_UNIT)
+
+    def monitored(self, t: int) -> bool:
+        return (self.start is None or t >= self.start) and (self.end is None or t < self.end)
+
+    @cached_property
+    def projection(self) -> Projection:
+        for z in self.zones:
+            lat, lon = z.anchor()
+            return Projection(lat, lon)
+        return Projection(50.72, -1.88)  # unused without zones
+
+    @cached_property
+    def zone_index(self) -> ZoneIndex:
+        return ZoneIndex.build(
+            [z for z in self.zones if z.kind in (INCLUSION, EXCLUSION)], self.projection
+        )
+
+    @cached_property
+    def home_index(self) -> ZoneIndex:
+        return ZoneIndex.build([z for z in self.zones if z.kind == HOME], self.projection)

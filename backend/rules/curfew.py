@@ -1,0 +1,208 @@
+"""Curfew (version 1): must be at home during weekly windows in local civil time.
+
+Where the subject is comes from the latest evidence in event time:
+- home-unit presence: home (the unit hears the tag) / away (dated at the last beacon that
+  kept the tag home — the best evidence of when they left, docs/home-unit.md);
+- the tag's mode record switching to RF on a home acknowledgement (home), and fixes with
+  source RF-home (home);
+- GNSS fixes against the subject's home zone (a `home` zone): inside the zone is home,
+  outside it by more than the fix's accuracy plus `hysteresis_m` is away; a fix in between,
+  or one with worse accuracy than `max_accuracy_m`, changes nothing (drift at the edge).
+
+Alert types (sub-key: the local date the window starts on, i.e. the curfew night):
+- `curfew_late_return`: not home when the window opens, still not home `grace_s` later;
+  ends at the return (or the window's end);
+- `curfew_breach`: left home during the window and away for longer than `grace_s`;
+- `curfew_home_unit_offline`: the home unit is offline (link last will) during the window
+  for longer than `offline_grace_s`, so presence cannot be known.
+
+Windows come from SubjectConfig.curfews (backend/rules/schedule.py handles DST), minus
+`excused` exceptions (authorised absence), plus `extra` ones. An absence shorter than the
+grace is a near miss and raises nothing.
+
+Parameters: `grace_s` 600 (a per-subject SubjectConfig.curfew_grace_s overrides it),
+`offline_grace_s` 900, `hysteresis_m` 15, `max_accuracy_m` 100."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from backend.rules.base import Context, Rule
+from backend.rules.config import SubjectConfig
+from backend.rules.model import HOME_UNIT, TAG, Obs
+from backend.rules.schedule import local_date, subtract
+
+LATE = "curfew_late_return"
+BREACH = "curfew_breach"
+OFFLINE = "curfew_home_unit_offline"
+HOME, AWAY, UNKNOWN = "home", "away", "unknown"
+LOOKAHEAD_S = 2 * 86400  # how far ahead the next window boundary is looked for
+
+
+@dataclass(frozen=True)
+class CurfewParams:
+    grace_s: int = 600
+    offline_grace_s: int = 900
+    hysteresis_m: float = 15.0
+    max_accuracy_m: float = 100.0
+
+
+def windows(config: SubjectConfig, t0: int, t1: int) -> list[tuple[int, int, str]]:
+    """Curfew intervals overlapping [t0, t1): (start, end, night id), sorted."""
+    out: list[tuple[int, int, str]] = []
+    excused = [(x.start, x.end) for x in config.exceptions if x.kind == "excused"]
+    for w in config.curfews:
+        for s, e, night in w.windows(t0, t1):
+            out += [(a, b, night) for a, b in subtract([(s, e)], excused)]
+    for x in config.exceptions:
+        if x.kind == "extra" and x.start < t1 and x.end > t0:
+            out.append((x.start, x.end, local_date(x.start, config.tz).isoformat()))
+    return sorted(set(out))
+
+
+class Curfew(Rule):
+    name = "curfew"
+    version = 1
+    Params = CurfewParams
+
+    def initial(self, config: SubjectConfig) -> dict[str, Any]:
+        return {"open": {}, "loc": UNKNOWN, "offline": False, "win": None, "t": None, "nb": None}
+
+    def _grace(self, ctx: Context) -> int:
+        g = ctx.config.curfew_grace_s
+        return self.p.grace_s if g is None else g
+
+    def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
+        if not ctx.config.curfews and not ctx.config.exceptions:
+            return
+        if st["t"] is None:
+            # First look: if monitoring starts inside a window, that window is in force.
+            st["t"] = to - 1
+            inside = [w for w in windows(ctx.config, to - 1, to) if w[0] < to - 1 < w[1]]
+            st["win"] = list(inside[0]) if inside else None
+        t = st["t"]
+        if to <= t:
+            return
+        if st.get("nb") is not None and to <= st["nb"]:
+            st["t"] = to  # no window opens or closes before `to`: the common case
+            super().advance(st, ctx, to)
+            return
+        # Boundaries in [t, to), in time order: window ends first at the same second.
+        events: list[tuple[int, int, tuple[int, int, str]]] = []
+        for w in windows(ctx.config, t - 1, to):
+            if t <= w[0] < to:
+                events.append((w[0], 1, w))
+            if t <= w[1] < to:
+                events.append((w[1], 0, w))
+        for at, kind, w in sorted(events):
+            if kind == 0:
+                self._close_window(st, ctx, at)
+            else:
+                self._open_window(st, ctx, w)
+        st["t"] = to
+        ahead = [b for w in windows(ctx.config, to, to + LOOKAHEAD_S) for b in w[:2] if b >= to]
+        st["nb"] = min(ahead) if ahead else to + LOOKAHEAD_S
+        super().advance(st, ctx, to)
+
+    def _open_window(self, st: dict[str, Any], ctx: Context, w: tuple[int, int, str]) -> None:
+        st["win"] = list(w)
+        ws, _, night = w
+        if st["loc"] == AWAY:
+            self.begin(
+                st, ctx, LATE, night, ws, grace_s=self._grace(ctx), details={"window": [w[0], w[1]]}
+            )
+        if st["offline"]:
+            self.begin(
+                st,
+                ctx,
+                OFFLINE,
+                night,
+                ws,
+                grace_s=self.p.offline_grace_s,
+                details={"window": [w[0], w[1]]},
+                severity="medium",
+            )
+
+    def _close_window(self, st: dict[str, Any], ctx: Context, at: int) -> None:
+        night = st["win"][2] if st["win"] else None
+        st["win"] = None
+        if night is None:
+            return
+        for type_ in (LATE, BREACH, OFFLINE):
+            self.end(st, ctx, type_, night, at, at, details={"window_ended": True})
+
+    def _where(self, ctx: Context, obs: Obs) -> str | None:
+        if obs.name == "presence" and obs.role == HOME_UNIT:
+            if obs.v("tag") not in ctx.config.tags:
+                return None
+            return HOME if obs.v("state") == 1 else AWAY
+        if obs.role != TAG:
+            return None
+        if obs.name == "mode" and obs.v("mode") == 1 and obs.v("reason") == 1:
+            return HOME
+        if obs.name != "fix" or obs.v("fix_type") == 0:
+            return None
+        if obs.v("source") == 1:
+            return HOME
+        acc = obs.v("acc_dm") / 10
+        index = ctx.config.home_index
+        if index.tree is None or acc > self.p.max_accuracy_m:
+            return None
+        proj = index.proj
+        x, y = proj.xy(obs.v("lat_e7") / 1e7, obs.v("lon_e7") / 1e7)
+        reach = acc + self.p.hysteresis_m + 1
+        _, _, d = index.near(np.array([float(x)]), np.array([float(y)]), reach)
+        if len(d) and float(d.min()) <= 0:
+            return HOME
+        if len(d) == 0:
+            return AWAY  # farther than acc + hysteresis from every home zone
+        return None
+
+    def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+        if obs.role == HOME_UNIT:
+            if obs.name == "link":
+                st["offline"] = obs.v("state") == 0
+            else:
+                st["offline"] = False  # any other frame proves the unit is connected
+            win = st["win"]
+            if win is not None:
+                if st["offline"]:
+                    self.begin(
+                        st,
+                        ctx,
+                        OFFLINE,
+                        win[2],
+                        obs.t,
+                        grace_s=self.p.offline_grace_s,
+                        evidence=obs.evidence(),
+                        severity="medium",
+                    )
+                else:
+                    self.end(st, ctx, OFFLINE, win[2], obs.t, obs.t, evidence=obs.evidence())
+        where = self._where(ctx, obs)
+        if where is None:
+            return
+        st["loc"] = where
+        win = st["win"]
+        if win is None:
+            return
+        night = win[2]
+        if where == HOME:
+            for type_ in (LATE, BREACH):
+                self.end(st, ctx, type_, night, obs.t, obs.t, evidence=obs.evidence())
+        elif self.is_open(st, LATE, night):
+            self.evidence(st, LATE, night, obs.evidence())
+        else:
+            self.begin(
+                st,
+                ctx,
+                BREACH,
+                night,
+                obs.t,
+                grace_s=self._grace(ctx),
+                evidence=obs.evidence(),
+                details={"window": [win[0], win[1]]},
+            )

@@ -1,0 +1,196 @@
+"""Incremental evaluation with late-data re-evaluation, over a repository of stored data.
+
+`Evaluator.observe(config, new, horizon)` is called with observations just stored (any
+order, duplicates removed by the repository). If they all lie after the subject's saved
+state (`State.covers`), the fold simply continues (the live path). If any lies before it —
+a backlog, a reordered frame — the fold re-runs from the latest snapshot at or before the
+earliest new record, over everything stored since (the late path), and the episodes it
+finds replace those in the re-run window. Either way the episodes are reconciled against
+the stored ones whose fate the run decides (open, or closed at or after where the run
+started): same key → updated if changed, new key → raised, missing → cleared. A late run
+marks what it raises, changes or clears as late.
+
+`Evaluator.tick(config, horizon)` moves only the horizon (backend clock): what time alone
+concludes (a grace run out, a comms gap) is raised without new data.
+
+The repository is an interface: MemoryRepository here (tests, simulator), SqlRepository in
+store.py (production)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from backend.rules.config import SubjectConfig
+from backend.rules.engine import Engine, State
+from backend.rules.model import Command, Episode, Obs, ordered
+
+SNAPSHOT_KEEP_S = 7 * 86400  # snapshots further back than this before covers are pruned
+
+
+@dataclass
+class Changes:
+    raised: list[Episode] = field(default_factory=list)
+    updated: list[Episode] = field(default_factory=list)
+    cleared: list[Episode] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    late: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.raised or self.updated or self.cleared)
+
+
+class Repository(Protocol):
+    def state(self, subject: int) -> State | None: ...
+    def save_state(self, subject: int, state: State, snapshots: Sequence[tuple[int, str]]) -> None:
+        """Save the current state and upsert snapshots; prune snapshots older than
+        state.covers - SNAPSHOT_KEEP_S."""
+
+    def snapshot_at_or_before(self, subject: int, t: int) -> State | None: ...
+    def observations(self, config: SubjectConfig, since: int) -> list[Obs]:
+        """Stored observations of the subject's devices with t >= since."""
+
+    def first_time(self, config: SubjectConfig) -> int | None: ...
+    def episodes_in_scope(self, subject: int, since: int) -> list[Episode]:
+        """Stored, not cleared: open ones and those with closed_t >= since."""
+
+    def apply(self, subject: int, changes: Changes) -> None: ...
+
+
+class Evaluator:
+    def __init__(self, repo: Repository, engine: Engine | None = None) -> None:
+        self.repo = repo
+        self.engine = engine or Engine()
+
+    def observe(self, config: SubjectConfig, new: Iterable[Obs], horizon: int) -> Changes:
+        fresh = ordered(new)
+        if not fresh:
+            return self.tick(config, horizon)
+        state = self.repo.state(config.subject)
+        tmin = fresh[0].t
+        if state is not None and state.config_version == config.version and tmin >= state.covers:
+            # In event-time order, so no re-evaluation; still late if ingest flagged it so
+            # (a backlog behind backend now): it was not known when it happened.
+            late = any(o.late for o in fresh)
+            res = self.engine.run(config, state, fresh, horizon, live=not late)
+            return self._finish(config, state.covers, res.state, res, late=late)
+        start = None
+        if state is not None and state.config_version == config.version:
+            start = self.repo.snapshot_at_or_before(config.subject, tmin)
+        if start is None:
+            first = self.repo.first_time(config)
+            t0 = tmin if first is None else min(first, tmin)
+            if config.start is not None:
+                t0 = min(t0, config.start)
+            start = self.engine.initial(config, t0)
+        obs = self.repo.observations(config, start.covers)
+        res = self.engine.run(config, start, obs, horizon, live=False)
+        return self._finish(config, start.covers, res.state, res, late=True)
+
+    def tick(self, config: SubjectConfig, horizon: int) -> Changes:
+        state = self.repo.state(config.subject)
+        if state is None or state.config_version != config.version:
+            return Changes()
+        closed, open_eps = self.engine.at_horizon(config, state, horizon)
+        changes = self.reconcile(config.subject, closed + open_eps, state.covers, late=False)
+        self.repo.apply(config.subject, changes)
+        return changes
+
+    def _finish(
+        self, config: SubjectConfig, since: int, state: State, res: object, late: bool
+    ) -> Changes:
+        from backend.rules.engine import Result
+
+        assert isinstance(res, Result)
+        self.repo.save_state(config.subject, state, res.snapshots)
+        changes = self.reconcile(config.subject, res.episodes, since, late)
+        changes.commands = res.commands
+        self.repo.apply(config.subject, changes)
+        return changes
+
+    def reconcile(self, subject: int, found: Sequence[Episode], since: int, late: bool) -> Changes:
+        stored = {e.key: e for e in self.repo.episodes_in_scope(subject, since)}
+        changes = Changes(late=late)
+        seen = set()
+        for ep in found:
+            if ep.key in seen:
+                continue
+            seen.add(ep.key)
+            old = stored.get(ep.key)
+            if old is None:
+                ep.late = late
+                changes.raised.append(ep)
+            elif _material(old) != _material(ep) or old.evidence != ep.evidence:
+                ep.late = old.late or late
+                changes.updated.append(ep)
+        for key, old in stored.items():
+            if key not in seen:
+                old.late = True if late else old.late
+                changes.cleared.append(old)
+        return changes
+
+
+def _material(ep: Episode) -> tuple[object, ...]:
+    return (ep.end, ep.closed_t, ep.confirmed_t, ep.version, sorted(ep.details.items()))
+
+
+class MemoryRepository:
+    """Everything in memory: the tests' and the simulator's repository."""
+
+    def __init__(self) -> None:
+        self.obs: dict[str, Obs] = {}
+        self.states: dict[int, State] = {}
+        self.snaps: dict[int, dict[int, str]] = {}
+        self.episodes: dict[str, Episode] = {}
+        self.cleared: dict[str, Episode] = {}
+        self.log: list[Changes] = []
+
+    def store(self, observations: Iterable[Obs]) -> list[Obs]:
+        """Store; return the observations not seen before (what ingest would hand over)."""
+        new = []
+        for o in observations:
+            if o.ref not in self.obs:
+                self.obs[o.ref] = o
+                new.append(o)
+        return new
+
+    def state(self, subject: int) -> State | None:
+        return self.states.get(subject)
+
+    def save_state(self, subject: int, state: State, snapshots: Sequence[tuple[int, str]]) -> None:
+        self.states[subject] = state
+        snaps = self.snaps.setdefault(subject, {})
+        snaps.update(dict(snapshots))
+        for at in [a for a in snaps if a < state.covers - SNAPSHOT_KEEP_S]:
+            del snaps[at]
+
+    def snapshot_at_or_before(self, subject: int, t: int) -> State | None:
+        snaps = self.snaps.get(subject, {})
+        best = max((a for a in snaps if a <= t), default=None)
+        return None if best is None else State.from_json(snaps[best])
+
+    def observations(self, config: SubjectConfig, since: int) -> list[Obs]:
+        devices = {a.device for a in config.assignments}
+        return ordered(o for o in self.obs.values() if o.t >= since and o.device in devices)
+
+    def first_time(self, config: SubjectConfig) -> int | None:
+        devices = {a.device for a in config.assignments}
+        return min((o.t for o in self.obs.values() if o.device in devices), default=None)
+
+    def episodes_in_scope(self, subject: int, since: int) -> list[Episode]:
+        return [
+            Episode.from_dict(e.to_dict())
+            for e in self.episodes.values()
+            if e.subject == subject and (e.end is None or (e.closed_t or 0) >= since)
+        ]
+
+    def apply(self, subject: int, changes: Changes) -> None:
+        for ep in changes.raised + changes.updated:
+            self.episodes[ep.key] = ep
+            self.cleared.pop(ep.key, None)
+        for ep in changes.cleared:
+            self.episodes.pop(ep.key, None)
+            self.cleared[ep.key] = ep
+        if changes:
+            self.log.append(changes)

@@ -1,0 +1,135 @@
+"""What the rule engine reads and writes: observations in, episodes out.
+
+Everything here is plain data. An observation is one record a device reported (or one
+rejection ingest recorded), placed on the device's event-time line; its `ref` names it by
+what the device sent — (device, boot, seq, record index) — never by arrival, so the same data
+delivered twice or in another order gives the same observations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Roles a device plays for a subject (equipment assignment).
+TAG = "tag"
+HOME_UNIT = "home_unit"
+
+# Observation names beyond the record names of docs/protocol.md.
+SECURITY = "security"  # a rejected frame (bad MAC, replay, ...) attributed to a device
+
+
+@dataclass(frozen=True, slots=True)
+class Obs:
+    """One thing a device said, at event time `t` (Unix seconds)."""
+
+    t: int
+    device: int
+    role: str  # TAG or HOME_UNIT: the device's role for the subject
+    name: str  # record name ("fix", "tamper", "presence", "link", ...) or SECURITY
+    ref: str  # "device/boot/seq/idx": stable identity, used for ordering ties and evidence
+    values: Mapping[str, int] = field(default_factory=dict)
+    detail: str = ""
+    late: bool = False
+
+    def sort_key(self) -> tuple[int, str]:
+        return (self.t, self.ref)
+
+    def v(self, name: str, default: int = 0) -> int:
+        return int(self.values.get(name, default))
+
+    def evidence(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": self.t, "device": self.device, "name": self.name}
+        out["ref"] = self.ref
+        out.update({k: v for k, v in self.values.items() if k != "dt"})
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+def ordered(observations: Iterable[Obs]) -> list[Obs]:
+    """Event-time order with duplicates removed (same ref = same record delivered twice)."""
+    seen: dict[str, Obs] = {}
+    for o in observations:
+        seen.setdefault(o.ref, o)
+    return sorted(seen.values(), key=Obs.sort_key)
+
+
+MAX_EVIDENCE = 12  # evidence items kept per episode: the first half and the latest half
+
+
+@dataclass
+class Episode:
+    """A continuous condition a rule found: one alert per episode (docs/rules.md).
+
+    `key` is deterministic — subject, rule, type, sub-key (zone id, curfew night, sensor) and
+    start time — so re-evaluating the same data finds the same episode again. `end` is None
+    while the condition lasts. `confirmed_t` is the event time at which the condition became
+    alert-worthy (grace or dwell passed); `closed_t` is the event time at which the engine
+    closed it (the reconciliation boundary, see engine.py)."""
+
+    subject: int
+    rule: str
+    type: str
+    subkey: str
+    start: int
+    version: int
+    confirmed_t: int
+    end: int | None = None
+    closed_t: int | None = None
+    severity: str = "high"
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    late: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject}:{self.rule}:{self.type}:{self.subkey}:{self.start}"
+
+    @property
+    def duration(self) -> int | None:
+        return None if self.end is None else self.end - self.start
+
+    def add_evidence(self, item: Mapping[str, Any]) -> None:
+        add_evidence(self.evidence, item)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "rule": self.rule,
+            "type": self.type,
+            "subkey": self.subkey,
+            "start": self.start,
+            "version": self.version,
+            "confirmed_t": self.confirmed_t,
+            "end": self.end,
+            "closed_t": self.closed_t,
+            "severity": self.severity,
+            "evidence": list(self.evidence),
+            "details": dict(self.details),
+            "late": self.late,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Episode:
+        return cls(**dict(d))
+
+
+def add_evidence(items: list[dict[str, Any]], item: Mapping[str, Any]) -> None:
+    """Keep the first MAX_EVIDENCE/2 items (what started it) and the latest ones."""
+    if any(i.get("ref") == item.get("ref") for i in items if "ref" in item):
+        return
+    items.append(dict(item))
+    half = MAX_EVIDENCE // 2
+    if len(items) > MAX_EVIDENCE:
+        del items[half]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A downlink the engine asks for (the sink signs and publishes it, live data only)."""
+
+    device: int
+    key: int  # firmware.frame CFG_* key
+    value: int
+    reason: str

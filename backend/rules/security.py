@@ -1,0 +1,62 @@
+"""Security events from ingest (version 1): frames refused because their MAC did not verify,
+or replayed long after the original.
+
+Ingest writes every refusal to security_events with the backend time it happened; the sink
+attributes those naming a device assigned to the subject and hands them in as `security`
+observations. A burst is one episode: refusals of the same reason from the same device
+within `window_s` of each other join the open episode (its details count them) instead of
+each raising its own alert.
+
+Parameters: `reasons` ("mac", "replay"), `window_s` 3600."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backend.rules.base import Context, Rule
+from backend.rules.model import SECURITY, Obs
+
+TYPE = "security_event"
+
+
+@dataclass(frozen=True)
+class SecurityParams:
+    reasons: tuple[str, ...] = ("mac", "replay")
+    window_s: int = 3600
+
+
+class Security(Rule):
+    name = "security"
+    version = 1
+    Params = SecurityParams
+
+    def initial(self, config: Any) -> dict[str, Any]:
+        return {"open": {}, "last": {}}
+
+    def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
+        for slot in sorted(st["open"]):
+            sub = slot.split("/", 1)[1]
+            last = st["last"][sub]
+            if last + self.p.window_s < to:
+                self.end(st, ctx, TYPE, sub, last, last + self.p.window_s)
+                del st["last"][sub]
+
+    def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+        if obs.name != SECURITY or obs.detail.split(":", 1)[0] not in self.p.reasons:
+            return
+        reason = obs.detail.split(":", 1)[0]
+        sub = f"{obs.device}/{reason}"
+        cur = self.begin(
+            st,
+            ctx,
+            TYPE,
+            sub,
+            obs.t,
+            evidence=obs.evidence(),
+            details={"reason": reason, "count": 0},
+        )
+        slot = self.slot(st, TYPE, sub)
+        assert slot is not None and cur is not None
+        slot["ep"]["details"]["count"] += 1
+        st["last"][sub] = obs.t

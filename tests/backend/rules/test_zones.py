@@ -1,0 +1,135 @@
+"""Zones: exclusion entry and inclusion exit with dwell and accuracy hysteresis, segment
+crossing between sparse fixes, schedules across a clock change, fast sampling, late data."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from backend.rules.engine import Engine
+from backend.rules.evaluator import Evaluator, MemoryRepository
+from backend.rules.schedule import Weekly
+from backend.rules.zones import Zones
+from firmware import frame as fr
+from tests.backend.rules.scenario import Builder, circle, config, curfew, local, types
+
+ENGINE = Engine([Zones()])
+T = local("2026-05-12 14:00")
+# An exclusion zone: a 100 m circle 1 km east of home.
+EXCL = circle(7, "exclusion", 1000, 0, 100, name="town centre")
+
+
+def zone_config(*zones, **kw):  # type: ignore[no-untyped-def]
+    return config(zones=list(zones) or [EXCL], **kw)
+
+
+def walk(b: Builder, t0: int, points: list[tuple[float, float]], every: int = 15, acc: float = 5):
+    return [b.fix(t0 + every * i, dx, dy, acc) for i, (dx, dy) in enumerate(points)]
+
+
+def test_entering_an_exclusion_zone_beyond_dwell_alerts_at_the_crossing() -> None:
+    b = Builder()
+    # From 200 m west of the centre walk east at ~2 m/s, stay inside 2 minutes, walk out.
+    path = [(800 + 30 * i, 0) for i in range(7)] + [(1000, 0)] * 8
+    path += [(1000 + 40 * i, 0) for i in range(1, 6)]
+    fixes = walk(b, T, path)
+    eps = ENGINE.evaluate(zone_config(), b.obs, T + 3600)
+    assert types(eps) == ["exclusion_entry"]
+    ep = eps[0]
+    # The boundary is at x=900: crossed between the fix at 890 (i=3) and 920 (i=4).
+    assert fixes[3].t < ep.start < fixes[4].t
+    assert ep.confirmed_t >= ep.start + 30 and ep.end is not None
+    assert ep.details["zone"] == 7 and ep.evidence
+
+
+def test_gps_drift_at_the_zone_edge_does_not_alert() -> None:
+    b = Builder()
+    # Standing 10 m outside the edge for an hour; fixes scatter +-15 m with 12 m accuracy.
+    scatter = [-15, 8, -3, 14, -12, 2, 11, -9, 5, -14]
+    walk(b, T, [(890 + scatter[i % 10], 0) for i in range(240)], acc=12)
+    assert ENGINE.evaluate(zone_config(), b.obs, T + 7200) == []
+
+
+def test_a_single_outlier_inside_does_not_alert() -> None:
+    b = Builder()
+    walk(b, T, [(700, 0)] * 5 + [(1000, 0)] + [(700, 0)] * 5, every=60, acc=8)
+    assert ENGINE.evaluate(zone_config(), b.obs, T + 7200) == []
+
+
+def test_brief_entry_shorter_than_dwell_is_a_near_miss() -> None:
+    b = Builder()
+    walk(b, T, [(880, 0), (920, 0), (880, 0), (850, 0)], every=10, acc=4)
+    assert ENGINE.evaluate(zone_config(), b.obs, T + 3600) == []
+
+
+def test_sparse_fixes_either_side_of_a_zone_give_a_pass_through() -> None:
+    b = Builder()
+    # One fix a minute: 600 m west of the centre, then 600 m east — the straight line
+    # crosses the 200 m wide zone, spending ~ 10 s of a 60 s gap... too short at walking
+    # pace; at a 5-minute gap it is ~ 50 s inside: alert.
+    walk(b, T, [(400, 0), (1600, 0)], every=300, acc=5)
+    eps = ENGINE.evaluate(zone_config(), b.obs, T + 3600)
+    assert types(eps) == ["exclusion_entry"] and eps[0].details["pass_through"]
+    assert T < eps[0].start < eps[0].end < T + 300  # type: ignore[operator]
+    b2 = Builder()
+    walk(b2, T, [(400, 0), (1600, 0)], every=20, acc=5)  # a car: 3 s inside, under dwell
+    assert ENGINE.evaluate(zone_config(), b2.obs, T + 3600) == []
+
+
+def test_leaving_an_inclusion_zone() -> None:
+    county = circle(9, "inclusion", 0, 0, 500, name="county")
+    b = Builder()
+    walk(b, T, [(300, 0), (450, 0), (560, 0), (600, 0), (650, 0), (700, 0), (400, 0)], every=30)
+    eps = ENGINE.evaluate(zone_config(county), b.obs, T + 3600)
+    assert types(eps) == ["inclusion_exit"]
+    assert T + 30 < eps[0].start < T + 60 and eps[0].end is not None
+
+
+def test_zone_schedule_applies_in_local_time_across_the_clock_change() -> None:
+    # The zone applies 19:00-07:00 only. On 29 March 2026 06:30 BST is 05:30 UTC.
+    night = replace(EXCL, schedule=(Weekly(("sat",), "19:00", "07:00"),))
+    b = Builder()
+    walk(b, local("2026-03-29 06:30"), [(1000, 0)] * 6)
+    assert types(ENGINE.evaluate(zone_config(night), b.obs, local("2026-03-29 09:00"))) == [
+        "exclusion_entry"
+    ]
+    b2 = Builder()
+    walk(b2, local("2026-03-29 07:30"), [(1000, 0)] * 6)  # after the window (BST)
+    assert ENGINE.evaluate(zone_config(night), b2.obs, local("2026-03-29 09:00")) == []
+
+
+def test_near_an_exclusion_zone_asks_the_tag_to_sample_fast_once() -> None:
+    b = Builder()
+    walk(b, T, [(600 + 10 * i, 0) for i in range(20)], every=30)
+    cfg = zone_config()
+    res = ENGINE.run(cfg, ENGINE.initial(cfg, T), b.obs, T + 3600, live=True)
+    # Within 300 m (+ accuracy) of the zone from the first fix; renewed once half the fast
+    # period has gone, not at every fix.
+    assert [(c.key, c.value) for c in res.commands] == [
+        (fr.CFG_FAST_UNTIL, T + 900),
+        (fr.CFG_FAST_UNTIL, T + 480 + 900),
+    ]
+    # Stored data being re-evaluated never commands a tag.
+    assert ENGINE.run(cfg, ENGINE.initial(cfg, T), b.obs, T + 3600, live=False).commands == []
+
+
+def test_a_backlog_of_fixes_inside_arriving_late_raises_a_late_alert() -> None:
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    cfg = zone_config()
+    b = Builder()
+    before = walk(b, T, [(500, 0)] * 4, every=60)
+    inside = walk(b, T + 240, [(1000, 0)] * 5, every=60)
+    after = walk(b, T + 540, [(500, 0)] * 4, every=60)
+    ev.observe(cfg, repo.store(before), before[-1].t + 5)
+    ev.observe(cfg, repo.store(after), after[-1].t + 5)  # the middle was in a dead zone
+    assert repo.episodes == {}
+    changes = ev.observe(cfg, repo.store(inside), T + 4 * 3600)
+    assert changes.late and types(changes.raised) == ["exclusion_entry"]
+    assert next(iter(repo.episodes.values())).late
+
+
+def test_a_curfew_config_alongside_zones_changes_nothing_for_zones() -> None:
+    b = Builder()
+    walk(b, T, [(1000, 0)] * 6)
+    eps = ENGINE.evaluate(zone_config(curfews=[curfew()]), b.obs, T + 3600)
+    assert types(eps) == ["exclusion_entry"]
