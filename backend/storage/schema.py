@@ -271,3 +271,224 @@ shares = Table(
     Index(None, "unit_id", "subject_id"),
     Index(None, "subject_id"),
 )
+
+# ---------------------------------------------------------------------------------------
+# Monitoring (issue 6, migration 0003_monitoring): what a subject is ordered to do, what they
+# wear, their curfews, zones and charging schedule; the alerts the rules raise and their
+# workflow; the rule engine's state. Event times (starts_at, start, end...) are integer Unix
+# seconds like device times; backend times (created_at, raised_at...) are float.
+
+# Per-subject monitoring settings; config_version goes up with every change to anything the
+# rules read, which makes the rule engine start its state afresh (docs/rules.md).
+subject_monitoring = Table(
+    "subject_monitoring",
+    metadata,
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), primary_key=True),
+    Column("tz", String(64), nullable=False),  # IANA zone for curfews and charging days
+    Column("config_version", Integer, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+# Orders / licence conditions: licence, voluntary scheme, bail, domestic-abuse order.
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=True),
+    Column("comms_loss_s", Integer, nullable=True),  # per-order no-data threshold
+    Column("curfew_grace_s", Integer, nullable=True),
+    Column("conditions", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)
+
+# Equipment assignment with history: a tag or home unit served a subject over
+# [starts_at, ends_at). Rules attribute a device's data by the assignment at its event time.
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("role", String(16), nullable=False),  # tag or home_unit
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index(None, "device", "starts_at"),
+    Index(None, "subject_id"),
+)
+
+curfews = Table(
+    "curfews",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("days", String(32), nullable=False),  # "mon,tue,..." (the day a window starts)
+    Column("start", String(5), nullable=False),  # HH:MM local civil time
+    Column("end", String(5), nullable=False),
+    Column("tz", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)
+
+# One-off changes: excused (authorised absence) or extra curfew time.
+curfew_exceptions = Table(
+    "curfew_exceptions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)
+
+# Zones: inclusion, exclusion or the subject's home; a circle (GeoJSON Point + radius), a
+# polygon, or a corridor (LineString + width); buffer_m grows it (a victim's address zone);
+# schedule: weekly windows when it applies (empty: always).
+zones = Table(
+    "zones",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("shape", String(16), nullable=False),
+    Column("geometry", JSON, nullable=False),
+    Column("radius_m", Double, nullable=False),
+    Column("width_m", Double, nullable=False),
+    Column("buffer_m", Double, nullable=False),
+    Column("victim", Boolean, nullable=False),
+    Column("schedule", JSON, nullable=False),
+    Column("dwell_s", Integer, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)
+
+charging_schedules = Table(
+    "charging_schedules",
+    metadata,
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), primary_key=True),
+    Column("min_minutes", Integer, nullable=False),  # at least this much charging a day
+    Column("created_at", Double, nullable=False),
+)
+
+# The officer-facing alert: one per episode, and episodes that recur soon after (or while
+# the alert is still being worked) attach to it rather than raising another; a resolved
+# alert whose condition recurs is reopened. state: open, acknowledged, resolved, cleared
+# (late data showed the condition never happened).
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("group_key", String(128), nullable=False),  # subject:type:sub-key base
+    Column("severity", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("start", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=True),
+    Column("episodes", Integer, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("rule_version", Integer, nullable=False),
+    Column("raised_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("acknowledged_by", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("acknowledged_at", Double, nullable=True),
+    Column("resolved_by", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("resolved_at", Double, nullable=True),
+    Column("outcome", String(32), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("reopened", Integer, nullable=False),
+    Index(None, "subject_id", "start"),
+    Index(None, "group_key", "end"),
+    Index(None, "state", "raised_at"),
+    Index(None, "raised_at"),
+)
+
+# What the rules found: one row per episode, keyed deterministically (backend/rules/model.py)
+# so re-evaluation finds the same row. cleared_at: late data showed it never happened.
+alert_episodes = Table(
+    "alert_episodes",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("subject_id", BigInteger, nullable=False),
+    Column("rule", String(32), nullable=False),
+    Column("type", String(48), nullable=False),
+    Column("subkey", String(100), nullable=False),
+    Column("rule_version", Integer, nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("start", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=True),
+    Column("confirmed_t", BigInteger, nullable=False),
+    Column("closed_t", BigInteger, nullable=True),
+    Column("evidence", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("raised_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("cleared_at", Double, nullable=True),
+    UniqueConstraint("key"),
+    Index(None, "subject_id", "closed_t"),
+    Index(None, "alert_id"),
+)
+
+# The alert's history: raised, acknowledged, resolved, reopened, cleared, updated.
+alert_actions = Table(
+    "alert_actions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("user_id", BigInteger, nullable=True),  # NULL: the rule engine
+    Column("action", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Index(None, "alert_id"),
+)
+
+# The rule engine's state per subject (backend/rules/engine.py State) and its snapshots at
+# event-time boundaries, from which late data is re-evaluated.
+rule_state = Table(
+    "rule_state",
+    metadata,
+    Column("subject_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("covers", BigInteger, nullable=False),
+    Column("config_version", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
+rule_snapshots = Table(
+    "rule_snapshots",
+    metadata,
+    Column("subject_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", Text, nullable=False),
+)
+
+# Commands sent to devices; seq is the per-device command sequence (docs/protocol.md,
+# COMMAND): strictly increasing, so the device refuses a replayed command.
+device_commands = Table(
+    "device_commands",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("key", SmallInteger, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("at", Double, nullable=False),
+    UniqueConstraint("device", "seq"),
+)
+
+# Re-evaluation reads a subject's stored frames by device and event time.
+Index("ix_frames_device_ts", frames.c.device, frames.c.ts)
