@@ -85,8 +85,12 @@ class Evaluator:
                 t0 = min(t0, config.start)
             start = self.engine.initial(config, t0)
         obs = self.repo.observations(config, start.covers)
-        res = self.engine.run(config, start, obs, horizon, live=False)
-        return self._finish(config, start.covers, res.state, res, late=True)
+        # A first evaluation (no state yet, or a new configuration) is not late data unless
+        # the data itself is; a re-evaluation behind the state is.
+        first = state is None or state.config_version != config.version
+        late = any(o.late for o in fresh) if first else True
+        res = self.engine.run(config, start, obs, horizon, live=not late)
+        return self._finish(config, start.covers, res.state, res, late=late)
 
     def tick(self, config: SubjectConfig, horizon: int) -> Changes:
         state = self.repo.state(config.subject)
