@@ -87,6 +87,7 @@ def create_app(
         summary="Electronic monitoring backend: subjects, alerts, access control, audit.",
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
     )
     app.state.tagwatch = build_context(settings, clock, engine)

@@ -50,6 +50,8 @@ log = structlog.get_logger("tagwatch.api")
 # Attribute a guard dependency carries: the path parameters it authorizes. The route
 # inventory test looks for it in every route's dependency tree.
 GUARDS_ATTR = "__tagwatch_guards__"
+# And the subject scope a subject/object guard enforces (the authorization matrix reads it).
+SCOPE_ATTR = "__tagwatch_scope__"
 TOKEN_URL = "/api/auth/token"
 PURPOSE_MIN, PURPOSE_MAX = 3, 500
 
@@ -338,6 +340,7 @@ def subject_scope(scope: str) -> Callable[..., SubjectAccess]:
 
     dependency.__name__ = f"subject_scope_{scope}"
     _mark(dependency, "subject_id")
+    setattr(dependency, SCOPE_ATTR, scope)
     return dependency
 
 
@@ -405,6 +408,7 @@ def object_scope(
     )
     dependency.__name__ = f"object_scope_{param}_{scope}"
     _mark(dependency, param)
+    setattr(dependency, SCOPE_ATTR, scope)
     return dependency
 
 

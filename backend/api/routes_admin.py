@@ -22,6 +22,8 @@ from backend.security import access, roles
 from backend.security.passwords import PasswordPolicyError
 from backend.storage.schema import shares, subjects, units, users
 
+# 422 by number: Starlette renamed the constant (UNPROCESSABLE_CONTENT, RFC 9110).
+UNPROCESSABLE = 422
 router = APIRouter(prefix="/api", tags=["admin"])
 
 Administrator = Annotated[User, Depends(require_role(roles.ADMINISTRATOR))]
@@ -36,7 +38,7 @@ Scope = Literal["live", "trail", "alerts", "reports"]
 
 
 def _refused(e: Exception) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e))
+    return HTTPException(UNPROCESSABLE, str(e))
 
 
 # Units ----------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def update_unit(
         select(units.c.id).where(units.c.name == name, units.c.id != unit_id)
     ).first()
     if clash or not name:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "unit name taken or empty")
+        raise HTTPException(UNPROCESSABLE, "unit name taken or empty")
     db.execute(update(units).where(units.c.id == unit_id).values(name=name))
     log.record("unit.update", detail={"unit_id": unit_id, "name": name})
     return get_unit(unit_id, db)
@@ -237,7 +239,7 @@ def update_user(
         changed.append("display_name")
     if body.unit_id is not None:
         if not access.unit_exists(db, body.unit_id):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "unit does not exist")
+            raise HTTPException(UNPROCESSABLE, "unit does not exist")
         values["unit_id"] = body.unit_id
         changed.append("unit_id")
         revoke = True

@@ -14,6 +14,8 @@ from backend.security.sessions import Issued, LoginError, OtpRequired
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import units, users
 
+# 422 by number: Starlette renamed the constant (UNPROCESSABLE_CONTENT, RFC 9110).
+UNPROCESSABLE = 422
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
@@ -184,7 +186,7 @@ def change_password(
     try:
         new_hash = ctx.passwords.hash(body.new_password)
     except PasswordPolicyError as e:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(e)) from e
+        raise HTTPException(UNPROCESSABLE, str(e)) from e
     now = ctx.clock.now()
     db.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
     revoked = ctx.sessions.revoke_user(db, user.id, now, "password_change")

@@ -20,6 +20,7 @@ from backend.broker import free_port
 from backend.clock import ManualClock
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
+from tests.backend.api import probe
 from tests.backend.api.world import PASSWORD, World, build
 from tests.backend.conftest import T0
 
@@ -54,7 +55,9 @@ def api_engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def app(tmp_path: Path, api_clock: ManualClock, api_engine: Engine) -> FastAPI:
-    return create_app(api_settings(tmp_path), api_clock, api_engine)
+    """The real app plus the probe routes that exercise every guard (tests/backend/api/
+    probe.py)."""
+    return probe.mount(create_app(api_settings(tmp_path), api_clock, api_engine))
 
 
 @pytest.fixture
