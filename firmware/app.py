@@ -7,6 +7,7 @@ from firmware import commands, modes, motion, nmea, sampling, ticks
 from firmware import frame as fr
 from firmware.energy import Ledger
 from firmware.fixfilter import FixFilter
+from firmware.rfmode import RfControl
 from firmware.state import State
 from firmware.store import Store
 from firmware.tamper import Sensor
@@ -77,6 +78,10 @@ class App:
         board.watchdog_start(self._i("watchdog_ms"))
         self.add(fr.BOOT, 0, (board.reset_cause(), self._i("fw_version")))
         self.set_mode(modes.GpsMode(), 0, fr.MODE_REASON_BOOT)
+        # A board with a BLE radio beacons and can enter RF home mode; one without stays in
+        # GPS mode (a board's `radio` is optional).
+        radio = getattr(board, "radio", None)
+        self.rf = RfControl(self, radio) if radio is not None else None
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]
@@ -168,6 +173,8 @@ class App:
         self.mode = mode
         mode.enter(self, now_ms)
         self.add(fr.MODE, now_ms, (mode.code, reason, mode.home_unit))
+        if reason != fr.MODE_REASON_BOOT:
+            self.flush = True  # the backend hears of a switch without waiting for a batch
 
     def gnss_set(self, on: bool, now_ms: int) -> None:
         if on == self.gnss_on:
@@ -267,7 +274,8 @@ class App:
         self.add(fr.BATTERY, now_ms, (b.level, b.flags(), min(b.mv, 0xFFFF), hours), urgent)
 
     def bad_inputs(self) -> int:
-        return min(self.nmea.bad() + self.downlink.refused_total(), 0xFFFF)
+        rf = self.rf.refused_total() if self.rf is not None else 0
+        return min(self.nmea.bad() + self.downlink.refused_total() + rf, 0xFFFF)
 
     def _status(self, now_ms: int) -> None:
         if now_ms < self.next_status_ms:
@@ -368,6 +376,8 @@ class App:
         self._status(now)
         due.append(self.next_status_ms)
         self._downlink(now)
+        if self.rf is not None:
+            due.append(self.rf.step(now))
         b = self._batch_due(now)
         if b >= 0 and b <= now:
             self.seal(now)

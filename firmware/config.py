@@ -31,7 +31,17 @@ DEFAULTS = {
     "seg_bytes": 16384,
     "watchdog_ms": 60000,
     "max_sleep_s": 600,
-    "lease_s": 300,  # RF-mode lease (issue 4)
+    "lease_s": 300,  # RF mode: the longest lease the tag grants a home unit's ack
+    "home_unit": 0,  # the paired home unit (0: not paired, never RF mode)
+    "pairing_key": "",  # 64 hex digits: firmware.beacon.pairing_key(unit key, device)
+    "beacon_gps_s": 15,  # beacon interval in GPS mode (how soon arriving home is noticed)
+    "beacon_rf_s": 30,  # relaxed beacon interval in RF mode (each beacon keeps the lease)
+    "rf_enter_acks": 3,  # good acks ...
+    "rf_enter_window_s": 120,  # ... within this window enter RF mode
+    "rf_hold_s": 120,  # after a lease expiry, stay in GPS mode at least this long
+    "home_lat_e7": 0,  # the home's position for RF-home FIX records ...
+    "home_lon_e7": 0,
+    "home_acc_dm": 0,  # ... and its accuracy (0: no RF-home fixes, MODE records only)
     "fs_root": "/flash/tw",
 }
 
@@ -83,4 +93,12 @@ def merge(given: "object") -> "dict[str, object]":
         bytes.fromhex(key)
     except ValueError:
         raise ConfigError("key must be 64 hex digits") from None
+    pk = cfg["pairing_key"]
+    if pk != "":
+        try:
+            if not isinstance(pk, str) or len(pk) != 64:
+                raise ValueError
+            bytes.fromhex(pk)
+        except ValueError:
+            raise ConfigError("pairing_key must be empty or 64 hex digits") from None
     return cfg

@@ -40,9 +40,10 @@ class Ledger:
         self.since[part] = now_ms
 
     def total_uas(self, now_ms: int) -> int:
-        t = 0
         for part in self.table:
             self._settle(part, now_ms)
+        t = 0
+        for part in self.uas:  # parts with one-off charges only (the BLE radio) count too
             t += self.uas[part]
         return t
 

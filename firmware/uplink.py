@@ -56,6 +56,15 @@ class Uplink:
         """The application freed frames on an ACK."""
         self.last_progress_ms = now_ms
 
+    def suspend(self, now_ms: int) -> None:
+        """RF home mode: the modem goes off whatever it was doing; frames stay in the log (the
+        home unit relays them) and the uplink starts afresh if GPS mode returns."""
+        if self.state != IDLE and self.state != BACKOFF:
+            self._power(False, now_ms)
+        self.state = IDLE
+        self.failures = 0
+        self.urgent = False
+
     def _power(self, on: bool, now_ms: int) -> None:
         self.modem.power(on)
         if self.ledger is not None:

@@ -1,0 +1,133 @@
+# RF home mode (docs/firmware.md, "RF home mode"). The tag beacons in every mode; RfControl
+# (called from App.poll) sends the beacons, takes what the home unit wrote during contacts
+# (verified acknowledgements, downlink frames), and switches modes: k good acks within the
+# window -> RfMode; no ack for the lease -> GpsMode at once, with a fix taken now.
+#
+# In RfMode the GNSS and the modem are off and beacons are relaxed; the home unit takes the
+# sealed frames over GATT and relays them; they are freed only when the backend's ACK comes
+# back as a downlink and verifies, exactly as in GPS mode. The home unit's signed clock keeps
+# the tag's time right. Positions: a MODE record naming the home unit at every switch, and,
+# when the tag is provisioned with its home's coordinates, a FIX with source RF-home at the
+# fix-at-rest interval.
+from firmware import beacon as bc
+from firmware import frame as fr
+from firmware import modes
+from firmware.homelink import HomeLink
+from firmware.proximity import BeaconCounter, Proximity
+
+try:
+    from typing import TYPE_CHECKING
+except ImportError:  # MicroPython
+    TYPE_CHECKING = False  # type: ignore[misc]
+if TYPE_CHECKING:
+    from firmware.app import App
+
+
+class RfMode(modes.Mode):
+    code = fr.MODE_RF
+
+    def __init__(self, home_unit: int) -> None:
+        self.home_unit = home_unit
+        self.next_fix_ms = 0
+
+    def enter(self, app: "App", now_ms: int) -> None:
+        app.gnss_set(False, now_ms)
+        app.uplink.suspend(now_ms)
+        self.next_fix_ms = now_ms
+
+    def step(self, app: "App", now_ms: int) -> int:
+        c = app.cfg
+        acc = c.get("home_acc_dm", 0)
+        if type(acc) is not int or acc <= 0:
+            return -1  # no home coordinates provisioned: the MODE record is the position
+        if now_ms >= self.next_fix_ms:
+            self.next_fix_ms = now_ms + app._i("fix_rest_s") * 1000
+            lat, lon = c["home_lat_e7"], c["home_lon_e7"]
+            app.add(fr.FIX, now_ms, (lat, lon, acc, 0, fr.SOURCE_RF_HOME, 0, 0, 0, 0))  # type: ignore[arg-type]
+        return self.next_fix_ms
+
+
+class RfControl:
+    def __init__(self, app: "App", radio: "object") -> None:
+        self.app = app
+        self.radio = radio  # the board's BLE radio (advertise, serve)
+        self.prox = Proximity(app.device, app.cfg)
+        self.counter = BeaconCounter(app.state)
+        self.bkey = bc.beacon_key(app.key)
+        self.link = HomeLink(self.prox, app.store)
+        radio.serve(self.link)  # type: ignore[attr-defined]
+        self.next_beacon_ms = 0
+        self.beacons = 0
+        self.adv_uas = app.board.bursts.get("ble_adv", 0)
+        self.contact_uas = app.board.bursts.get("ble_contact", 0)
+        self.contacts_charged = 0
+
+    def in_rf(self) -> bool:
+        return self.app.mode.code == fr.MODE_RF
+
+    def refused_total(self) -> int:
+        return self.prox.refused_total()
+
+    def _beacon(self, now_ms: int) -> None:
+        app = self.app
+        pending = app.store.pending()
+        status = 0
+        if app.strap.latched:
+            status |= bc.ST_STRAP_OPEN
+        if app.case.latched:
+            status |= bc.ST_CASE_OPEN
+        flags = app.battery.flags()
+        if flags & 1:
+            status |= bc.ST_CHARGING
+        if flags & 4:
+            status |= bc.ST_BATTERY_LOW
+        if pending:
+            status |= bc.ST_PENDING
+        if self.in_rf():
+            status |= bc.ST_RF_MODE
+        level = app.battery.level if app.battery.level >= 0 else 0
+        n = self.counter.next()
+        b = bc.Beacon(app.device, n, status, min(level, 100), min(pending, 0xFFFF))
+        self.prox.sent(n)  # before it is on air: the ack can come back at once
+        self.radio.advertise(bc.advertisement(bc.encode_beacon(b, self.bkey)))  # type: ignore[attr-defined]
+        self.beacons += 1
+        app.ledger.charge("ble", self.adv_uas)
+
+    def _take(self, now_ms: int) -> None:
+        """What the home unit wrote during contacts since the last poll."""
+        app = self.app
+        link = self.link
+        if link.contacts > self.contacts_charged:
+            app.ledger.charge("ble", self.contact_uas * (link.contacts - self.contacts_charged))
+            self.contacts_charged = link.contacts
+        while link.acks:
+            a = link.acks.pop(0)
+            self.prox.acked(a, now_ms, self.in_rf())  # type: ignore[arg-type]
+            app.set_clock(a.unix, now_ms, fr.CLOCK_HOME_UNIT)  # type: ignore[attr-defined]
+            if not self.in_rf() and self.prox.should_enter(now_ms):
+                self.prox.entered(a, now_ms)  # type: ignore[arg-type]
+                app.set_mode(RfMode(self.prox.home_unit), now_ms, fr.MODE_REASON_HOME_ACK)
+        while link.downlinks:
+            app.handle_downlink(link.downlinks.pop(0), now_ms)
+
+    def step(self, now_ms: int) -> int:
+        """Take the contact results, switch modes, beacon when due; the next deadline."""
+        app = self.app
+        self._take(now_ms)
+        if self.in_rf() and self.prox.expired(now_ms):
+            self.prox.left(now_ms)
+            app.set_mode(modes.GpsMode(), now_ms, fr.MODE_REASON_LEASE_EXPIRED)
+            app.sampler.locate = True  # back in GPS mode: a fix now
+            app.sampler.next_ms = now_ms
+        # An alert-class frame goes to the home unit at the next contact: beacon at once.
+        urgent = self.in_rf() and app.uplink.urgent
+        if now_ms >= self.next_beacon_ms or urgent:
+            app.uplink.urgent = app.uplink.urgent and not self.in_rf()
+            self._beacon(now_ms)
+            every = app._i("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
+            self.next_beacon_ms = now_ms + every * 1000
+            self._take(now_ms)  # a contact may answer the beacon at once
+        due = self.next_beacon_ms
+        if self.in_rf() and self.prox.lease_until < due:
+            due = self.prox.lease_until
+        return due

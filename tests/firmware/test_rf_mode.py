@@ -1,0 +1,197 @@
+# RF home mode through the application step machine, on the fake board with a BLE radio and
+# a home unit at the other end: arrive -> RF mode -> offload -> freed on the backend's ACK
+# delivered back through the unit; leave -> GPS mode at the lease with a fix; forged,
+# replayed and foreign acks; unpaired tag; clock from the unit; the edge of range.
+from firmware import config
+from firmware import frame as fr
+from firmware.app import App
+from tests.firmware import fakeboard as fb
+from tests.firmware.fakehome import UNIT, FakeHome, FakeRadio, pairing
+from tests.firmware.flash import Flash
+
+MICROPYTHON = True
+MICROPYTHON_HEAP = "256k"  # the test keeps every frame the tag sent, to check them
+MIN = 60000
+
+
+def make(flash=None, paired=True, **over):
+    flash = flash or Flash(blocks=64, block_size=4096)
+    board = fb.FakeBoard(flash.files())
+    board.radio = FakeRadio()
+    board.bursts = {"modem_tx": 100000, "ble_adv": 900, "ble_contact": 6000}
+    cfg = dict(fb.CFG)
+    if paired:
+        cfg["home_unit"] = UNIT
+        cfg["pairing_key"] = pairing(fb.DEVICE)
+    cfg.update(over)
+    return App(board, config.merge(cfg)), board, flash
+
+
+def all_frames(board, home):
+    out = {}
+    for p in board.modem.sent:
+        f = fr.decode(p, fb.KEY)
+        out[(f.boot, f.seq)] = f
+    if home is not None:
+        for k in home.relayed:
+            out[k] = fr.decode(home.relayed[k], fb.KEY)
+    return [out[k] for k in sorted(out)]
+
+
+def records(board, home, name):
+    return [(f, r) for f in all_frames(board, home) for r in f.records if r.name == name]
+
+
+def arrive(app, board, until, **home_over):
+    home = FakeHome(fb.DEVICE, fb.KEY, board, **home_over)
+    board.radio.home = home
+    fb.run(app, board, until)
+    return home
+
+
+def test_arrive_home_rf_mode_offload_freed_on_backend_ack():
+    app, board, flash = make()
+    board.moving = True
+    board.modem.coverage = False  # frames pile up in the flash log on the way home
+    fb.run(app, board, 30 * MIN)
+    waiting = app.store.pending()
+    assert waiting >= 2 and app.mode.code == fr.MODE_GPS
+    board.moving = False
+    home = arrive(app, board, 40 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    assert not board.gnss and not board.modem.on  # GNSS and modem off
+    assert app.store.pending() == 0  # relayed, and freed only by the backend's ACKs
+    seqs = sorted(home.relayed)
+    assert seqs == [(app.boot, s) for s in range(len(seqs))]  # every frame, once each
+    modes = [(r.mode, r.reason, r.home_unit) for _f, r in records(board, home, "mode")]
+    assert modes == [(fr.MODE_GPS, fr.MODE_REASON_BOOT, 0), (fr.MODE_RF, 1, UNIT)]
+    # Entered after k = 3 acks: three beacons at the GPS-mode interval (15 s).
+    f, r = records(board, home, "mode")[1]
+    assert f.time_of(r) - (fb.T0 + 30 * 60) <= 3 * 15 + 1
+    # In RF mode beacons are relaxed to 30 s.
+    before = len(board.radio.adverts)
+    fb.run(app, board, 50 * MIN)
+    assert len(board.radio.adverts) - before == 20
+    assert app.bad_inputs() == 0
+    flash.close()
+
+
+def test_leave_home_gps_mode_at_lease_expiry_with_a_fix():
+    app, board, flash = make()
+    home = arrive(app, board, 5 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    last_ack_at = 5 * MIN  # approximately: the last beacon before leaving
+    board.radio.home = None  # walked out of range: silence
+    fixes_before = app.fixes
+    fb.run(app, board, 25 * MIN)  # the batch with the fix is sealed and sent by now
+    assert app.mode.code == fr.MODE_GPS
+    f, r = records(board, home, "mode")[-1]
+    assert r.mode == fr.MODE_GPS and r.reason == fr.MODE_REASON_LEASE_EXPIRED
+    left_at = f.time_of(r) - fb.T0
+    assert 0 < left_at * 1000 - last_ack_at <= 120_000  # within the lease (120 s)
+    assert app.fixes > fixes_before  # a fix at once (hot start)
+    after = [ff.time_of(x) - fb.T0 - left_at for ff, x in records(board, None, "fix")]
+    assert after and 0 <= min(after) <= 10  # sent by the modem, taken within 10 s
+    flash.close()
+
+
+def test_forged_replayed_and_foreign_acks_never_enter_rf_mode():
+    app, board, flash = make()
+    fb.run(app, board, 2 * MIN)
+    recording = FakeHome(fb.DEVICE, fb.KEY, board)
+    board.radio.home = recording
+    fb.run(app, board, 2 * MIN + 20_000)  # one or two genuine acks, recorded
+    board.radio.home = None
+    fb.run(app, board, 20 * MIN)  # lease and window pass
+    assert app.mode.code == fr.MODE_GPS or app.rf.prox.lease_until >= 0
+    mode_before = app.mode.code
+    radio = board.radio
+    neighbour = FakeHome(fb.DEVICE, fb.KEY, board, unit=5002, unit_key=bytes(range(32)))
+    for _ in range(6):
+        for ack in recording.acks:
+            radio.contact(ack)  # replayed recording
+        radio.contact(b"\xa1" + bytes(27))  # forged
+        counter = app.rf.prox.recent[-1]
+        neighbour.last_counter = counter - 1
+        neighbour.heard(radio.adverts[-1], radio)  # a neighbour's unit answers our beacon
+        fb.run(app, board, board.clock + 15_000)
+    assert app.mode.code == mode_before == fr.MODE_GPS
+    refused = app.rf.prox.refused
+    assert refused["replay"] >= 6 and refused["mac"] >= 12
+    assert app.bad_inputs() >= 18
+    # Without a good ack the offload stays closed.
+    assert radio.contact(b"\xa1" + bytes(27)) == []
+    flash.close()
+
+
+def test_unpaired_tag_never_enters_rf_mode():
+    app, board, flash = make(paired=False)
+    arrive(app, board, 10 * MIN)
+    assert app.mode.code == fr.MODE_GPS
+    assert app.rf.prox.refused["unpaired"] >= 10
+    flash.close()
+
+
+def test_clock_from_the_home_unit_without_gnss():
+    app, board, flash = make()
+    board.sky = False  # indoors from boot: no GNSS time at all
+    arrive(app, board, 5 * MIN)
+    assert app.clock_unix(app.mono.ms) == fb.T0 + 5 * 60
+    sets = [r for _f, r in records(board, board.radio.home, "clock_set")]
+    assert sets and sets[0].source == fr.CLOCK_HOME_UNIT
+    assert app.mode.code == fr.MODE_RF
+    flash.close()
+
+
+def test_edge_of_range_does_not_flap():
+    app, board, flash = make()
+    board.radio.hear_every = 3  # at the edge: two beacons in three are lost
+    home = arrive(app, board, 120 * MIN)
+    switches = len(records(board, home, "mode")) - 1
+    assert app.mode.code == fr.MODE_RF and switches == 1
+    flash.close()
+
+
+def test_out_of_range_briefly_keeps_rf_mode_longer_leaves_once():
+    app, board, flash = make()
+    home = FakeHome(fb.DEVICE, fb.KEY, board)
+
+    def away(b):
+        b.radio.home = None
+
+    def back(b):
+        b.radio.home = home
+
+    # Out of range for 50 s at 10 min (under lease - 2 beacon intervals, 60 s: cannot expire),
+    # then for 10 min at 30 min.
+    events = [(0, back), (10 * MIN, away), (10 * MIN + 50_000, back), (30 * MIN, away),
+              (40 * MIN, back)]  # fmt: skip
+    fb.run(app, board, 50 * MIN, events)
+    switches = [(r.mode, r.reason) for _f, r in records(board, home, "mode")]
+    assert switches == [
+        (fr.MODE_GPS, fr.MODE_REASON_BOOT),
+        (fr.MODE_RF, fr.MODE_REASON_HOME_ACK),
+        (fr.MODE_GPS, fr.MODE_REASON_LEASE_EXPIRED),
+        (fr.MODE_RF, fr.MODE_REASON_HOME_ACK),
+    ]
+    flash.close()
+
+
+def test_rf_home_fix_records_when_home_position_is_provisioned():
+    app, board, flash = make(
+        home_lat_e7=507200000, home_lon_e7=-18800000, home_acc_dm=300, fix_rest_s=900
+    )
+    home = arrive(app, board, 45 * MIN)
+    rf = [r for _f, r in records(board, home, "fix") if r.source == fr.SOURCE_RF_HOME]
+    assert len(rf) == 3  # at entry, then at the fix-at-rest interval (15 min here)
+    assert rf[0].lat_e7 == 507200000 and rf[0].acc_dm == 300
+    flash.close()
+
+
+def test_ble_energy_is_in_the_ledger():
+    app, board, flash = make()
+    arrive(app, board, 60 * MIN)
+    n = len(board.radio.adverts)
+    assert app.ledger.uas["ble"] == n * 900 + app.rf.link.contacts * 6000
+    assert app.ledger.total_uas(app.mono.ms) >= app.ledger.uas["ble"]
+    flash.close()
