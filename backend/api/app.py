@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from backend.api import routes_admin, routes_audit, routes_auth
 from backend.api.context import ApiContext
-from backend.api.middleware import SecurityMiddleware
+from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
 from backend.api.ratelimit import RateLimiter
 from backend.clock import Clock, SystemClock
 from backend.registry import KeyVault, load_server_key
@@ -72,8 +72,14 @@ async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
         path=request.url.path,
         error=type(exc).__name__,
     )
+    # Starlette answers this from its outermost middleware, outside SecurityMiddleware:
+    # the headers are set here.
+    headers = {k.decode(): v.decode() for k, v in SECURITY_HEADERS}
+    headers["x-request-id"] = _request_id(request)
     return JSONResponse(
-        {"detail": "internal error", "request_id": _request_id(request)}, status_code=500
+        {"detail": "internal error", "request_id": _request_id(request)},
+        status_code=500,
+        headers=headers,
     )
 
 

@@ -59,13 +59,20 @@ class SecurityMiddleware:
 
         received = 0
         started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused, started
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > self.max_body and not refused:
+                    # Answer now: the framework may catch the exception below and turn it
+                    # into a 400 of its own, which send_with_headers then drops.
+                    refused = True
+                    if not started:
+                        started = True
+                        await _too_large(send, request_id)
                     raise BodyTooLarge
             return message
 
@@ -73,6 +80,8 @@ class SecurityMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 headers = [
@@ -93,6 +102,8 @@ class SecurityMiddleware:
         except BodyTooLarge:
             if not started:
                 await _too_large(send, request_id)
+            elif not refused:
+                raise
 
 
 def _content_length(scope: Scope) -> int | None:
