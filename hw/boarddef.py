@@ -11,7 +11,18 @@ from pathlib import Path
 from typing import Any
 
 BOARDS = Path(__file__).resolve().parent / "boards"
-REQUIRED = ("name", "mcu", "firmware_board", "battery_mah", "pins", "parts", "currents_ua")
+REQUIRED = (
+    "name",
+    "mcu",
+    "mpy_arch",
+    "firmware_board",
+    "battery_mah",
+    "pins",
+    "parts",
+    "currents_ua",
+)
+# mpy-cross -march values a board may name ("host": the machine running the unix port).
+ARCHES = ("x86", "x64", "armv6m", "armv7m", "armv7em", "xtensa", "xtensawin", "rv32imc", "host")
 
 
 class BoardDefError(ValueError):
@@ -23,6 +34,8 @@ def path(name: str) -> Path:
 
 
 def load(name: str) -> dict[str, Any]:
+    if name not in names():
+        raise BoardDefError(f"unknown board {name!r} (known: {', '.join(names())})")
     try:
         d = json.loads(path(name).read_text())
     except (OSError, ValueError) as e:
@@ -35,7 +48,22 @@ def load(name: str) -> dict[str, Any]:
             raise BoardDefError(f"board {name}: bad current table for {part}")
     if not isinstance(d["battery_mah"], int) or d["battery_mah"] <= 0:
         raise BoardDefError(f"board {name}: battery_mah must be a positive int")
+    if d["mpy_arch"] not in ARCHES:
+        raise BoardDefError(f"board {name}: mpy_arch must be one of {', '.join(ARCHES)}")
+    if not str(d["firmware_board"]).startswith("firmware.boards."):
+        raise BoardDefError(f"board {name}: firmware_board must be a firmware.boards module")
     return d  # type: ignore[no-any-return]
+
+
+def names() -> list[str]:
+    """Every board with a definition file."""
+    return sorted(p.stem for p in BOARDS.glob("*.json"))
+
+
+def firmware_board(d: dict[str, Any]) -> str:
+    """The `board` value of the device config (`firmware/main.py` make_board): the module
+    name under firmware/boards/."""
+    return str(d["firmware_board"]).rsplit(".", 1)[1]
 
 
 def module_source(name: str) -> str:

@@ -1,0 +1,470 @@
+"""The virtual board: a tag you can flash, provision and bench like the real one, made of the
+MicroPython unix port and the simulator board (firmware/boards/sim.py).
+
+    console pty  <->  MicroPython's REPL (raw REPL included: mpremote works on it)
+    GNSS pty     -->  the firmware's GNSS UART (write NMEA into it, e.g. with pyserial)
+    control      -->  sensors: "strap 1", "case 0", "motion 3", "mv 3600", "charger 3"
+    fs/          the board's filesystem: a real folder, written by `tagwatch hw flash`
+
+The board "boots" like a device: MicroPython starts in fs/ and runs main.py if there is one
+(the image's start script starts the firmware from config.json), then drops to the REPL if
+it ends or is interrupted (Ctrl-C from the console, as mpremote sends). When MicroPython
+exits (`machine.soft_reset()`, Ctrl-D at the REPL, a crash), the board boots again from
+what is in fs/ — so flash, reset, run uses what was flashed.
+
+The firmware's simulator board talks to this program over its socket (docs/firmware.md,
+"Simulator board protocol"), which here runs in real time: the clock is the host's
+monotonic clock, NMEA written to the GNSS pty reaches the firmware while its receiver is
+powered (a powered-down receiver says nothing), and the modem is bridged to a real MQTT
+broker with sim/hil.py's bridge (`HilTag`, subclassed)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from firmware import board as hal
+from firmware import ticks
+from hw import boarddef, micropython
+from sim.hil import HilConfig, HilTag
+
+# The unix port keeps loaded code in its heap (~90 KiB for the firmware on 64-bit; see
+# docs/firmware.md, "Heap"), so the virtual board runs with more than a device has.
+DEFAULT_HEAP = "256k"
+# Boots like a device: main.py if present, then the REPL (micropython -i).
+ROM = """\
+import os
+try:
+    os.stat('main.py')
+except OSError:
+    print('virtual board: no main.py (flash an image: tagwatch hw flash)')
+else:
+    exec(open('main.py').read())
+"""
+SENSORS = ("strap", "case", "motion", "mv", "charger")
+CONSOLE_TAIL = 4000  # bytes of console output kept for `status`
+
+
+class VirtualBoardError(RuntimeError):
+    pass
+
+
+def _raw_pty() -> tuple[int, int, str]:
+    """A pty pair in raw mode (a UART: bytes as they are, no echo); (master, slave, path)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave, os.ttyname(slave)
+
+
+class VirtualBoard(HilTag):
+    def __init__(
+        self,
+        root: Path,
+        broker_host: str = "127.0.0.1",
+        broker_port: int = 1883,
+        heap: str = DEFAULT_HEAP,
+        control_port: int = 0,
+    ) -> None:
+        d = boarddef.load("virtual")
+        super().__init__(
+            HilConfig(
+                device=0,  # the board learns its identity from config.json, not from here
+                key=b"",
+                workdir=root,
+                broker_host=broker_host,
+                broker_port=broker_port,
+                heap=heap,
+                reply_wait_s=0.0,  # real time: a downlink wakes the firmware when it comes
+                connect_delay_ms=300,
+            )
+        )
+        self.env_name = str(d["host_wiring_env"])
+        self.root = root.resolve()
+        self.fs = self.root / "fs"
+        self.fs.mkdir(parents=True, exist_ok=True)
+        self.console_master, self._console_slave, self.console_path = _raw_pty()
+        self.gnss_master, self._gnss_slave, self.gnss_path = _raw_pty()
+        self.master, self._slave, internal_gnss = _raw_pty()  # HilTag's GNSS pty
+        os.set_blocking(self.master, True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.control = socket.create_server(("127.0.0.1", control_port))
+        self.controls: list[socket.socket] = []
+        self.wiring = self.root / "wiring.json"
+        self.wiring.write_text(
+            json.dumps(
+                {
+                    "board_socket": f"127.0.0.1:{self.listener.getsockname()[1]}",
+                    "board_gnss": internal_gnss,
+                    "board_flash": str(self.fs / "lfs.img"),
+                    "board_def": "",  # the image's generated board_def module
+                }
+            )
+        )
+        self.rom = self.root / "rom.py"
+        self.rom.write_text(ROM)
+        self.t0 = time.monotonic()
+        self.repl: subprocess.Popen[bytes] | None = None
+        self.repl_master = -1
+        self.started_at = 0.0
+        self.inbuf = b""
+        self.turn: list[str] = []
+        self.awaiting = False
+        self.gnss_pending = bytearray()
+        self.console_tail = b""
+        self.stopping = False
+
+    # -- what the engineer sees ----------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        return {
+            "console": self.console_path,
+            "gnss": self.gnss_path,
+            "control": f"127.0.0.1:{self.control.getsockname()[1]}",
+            "fs": str(self.fs),
+            "broker": f"{self.cfg.broker_host}:{self.cfg.broker_port}",
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "boots": self.boots,
+            "attached": self.conn is not None,  # the firmware connected since its boot
+            "gnss_on": self.gnss_on,
+            "modem": self.modem_state,
+            "published": len(self.published),
+            "sensors": dict(self.sensors),
+        }
+
+    # -- MicroPython ---------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        """Power on: MicroPython in fs/, its stdio on a fresh pty that is its controlling
+        terminal, so a Ctrl-C from the console interrupts the running program."""
+        setsid = shutil.which("setsid")
+        if setsid is None:
+            raise VirtualBoardError("the setsid program (util-linux) is missing")
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        attrs = termios.tcgetattr(slave)
+        attrs[3] |= termios.ISIG  # Ctrl-C is SIGINT while a program runs, as on a device
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f".frozen:{self.fs}"
+        env[self.env_name] = str(self.wiring)
+        cmd = [setsid, "--ctty", *micropython.command(["-i", str(self.rom)], self.cfg.heap)]
+        self.repl = subprocess.Popen(
+            cmd, stdin=slave, stdout=slave, stderr=slave, cwd=self.fs, env=env, close_fds=True
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        self.repl_master = master
+        self.started_at = time.monotonic()
+
+    def _power_off(self) -> None:
+        if self.repl is not None:
+            if self.repl.poll() is None:
+                self.repl.kill()
+            self.repl.wait()
+            self.repl = None
+        if self.repl_master >= 0:
+            os.close(self.repl_master)
+            self.repl_master = -1
+        self._detach()
+
+    def _detach(self) -> None:
+        """The firmware stopped talking (interrupted, reset or dead)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.inbuf = b""
+        self.turn = []
+        self.awaiting = False
+        self._disconnect_modem()
+        self.modem_state = hal.MODEM_OFF
+        self.gnss_on = False
+        self.gnss_pending.clear()
+
+    def _attach(self, conn: socket.socket) -> None:
+        """The firmware's simulator board connected: it is booting."""
+        self._detach()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.setblocking(False)
+        self.conn = conn
+        self.boots += 1
+        self.last_feed_ms = self.now_ms
+        self.wake_ms = self.now_ms
+        # A freshly booted board reads its sensors: tell it what differs from the defaults.
+        for name, value in self.sensors.items():
+            if (name, value) not in (("strap", 0), ("case", 0), ("mv", 4100), ("charger", 0)):
+                self.pending_lines.append(f"S {name} {value}")
+        self._start_turn()
+
+    def _connect_modem(self, client_id: str, down_topic: str) -> None:
+        try:
+            super()._connect_modem(client_id, down_topic)
+        except OSError as e:  # broker unreachable: the modem fails to connect, as in the field
+            print(f"virtual board: modem: broker unreachable: {e}", file=sys.stderr)
+            self.mqtt = None
+            self.modem_ready_ms = self.now_ms
+
+    # -- the lock-step protocol, in real time ----------------------------------------------------
+    def _clock(self) -> None:
+        self.now_ms = int((time.monotonic() - self.t0) * 1000)
+
+    def _start_turn(self) -> None:
+        assert self.conn is not None
+        lines = self.pending_lines
+        self.pending_lines = []
+        while not self.down.empty():
+            topic, data = self.down.get()
+            lines.append(f"R {topic} {data.hex()}")
+        n = len(self.gnss_pending)
+        if n:
+            os.write(self.master, bytes(self.gnss_pending))
+            self.gnss_pending.clear()
+        lines.append(f"T {self._ticks()} {n}")
+        self.conn.setblocking(True)
+        try:
+            self.conn.sendall("".join(x + "\n" for x in lines).encode())
+        except OSError:
+            self._detach()
+            return
+        finally:
+            if self.conn is not None:
+                self.conn.setblocking(False)
+        self.awaiting = True
+
+    def _receive(self) -> None:
+        assert self.conn is not None
+        try:
+            data = self.conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._detach()
+            return
+        self.inbuf += data
+        while b"\n" in self.inbuf:
+            raw, self.inbuf = self.inbuf.split(b"\n", 1)
+            line = raw.decode()
+            if line.startswith("W "):
+                self._finish_turn(self.turn, int(line[2:]))
+                self.turn = []
+            elif line.startswith("X "):
+                continue  # a report nobody asked for here
+            else:
+                self.turn.append(line)
+
+    def _finish_turn(self, lines: list[str], wake: int) -> None:
+        """The firmware's outputs of one poll (the same operations HilTag handles)."""
+        self.awaiting = False
+        self.wake_ms = self.now_ms + ticks.diff(wake, self._ticks())
+        for line in lines:
+            op, _, rest = line.partition(" ")
+            if op == "F":
+                self.last_feed_ms = self.now_ms
+            elif op == "D":
+                self.watchdog_ms = int(rest)
+            elif op == "G":
+                self._gnss_power(rest == "1")
+                if rest != "1":
+                    self.gnss_pending.clear()
+            elif op == "M":
+                self.modem_on = rest == "1"
+                if not self.modem_on:
+                    self._disconnect_modem()
+                    self.modem_state = hal.MODEM_OFF
+            elif op == "C":
+                client_id, down_topic = rest.split()
+                self._connect_modem(client_id, down_topic)
+            elif op == "P":
+                topic, hexdata = rest.split()
+                self._publish(topic, bytes.fromhex(hexdata))
+            elif op == "V":
+                pattern, repeats = rest.split()
+                self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
+            else:
+                print(f"virtual board: unknown line from firmware: {line!r}", file=sys.stderr)
+
+    # -- byte pumps ------------------------------------------------------------------------------
+    def _pump_console_out(self) -> None:
+        try:
+            data = os.read(self.repl_master, 4096)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: MicroPython closed its side (it exited)
+            data = b""
+        if not data:
+            return
+        self.console_tail = (self.console_tail + data)[-CONSOLE_TAIL:]
+        # Nobody listening on the console: its buffer fills and output is lost, as on a UART.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.console_master, data)
+
+    def _pump_console_in(self) -> None:
+        try:
+            data = os.read(self.console_master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if data and self.repl_master >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.repl_master, data)
+
+    def _pump_gnss(self) -> None:
+        try:
+            data = os.read(self.gnss_master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if self.gnss_on and self.conn is not None:
+            self.gnss_pending += data
+
+    def _control_line(self, c: socket.socket, line: str) -> None:
+        parts = line.split()
+        reply: str
+        if parts == ["status"]:
+            reply = json.dumps(self.status())
+        elif len(parts) == 2 and parts[0] in SENSORS and parts[1].lstrip("-").isdigit():
+            self.set_sensor(parts[0], int(parts[1]))
+            self.wake_ms = self.now_ms  # a sensor change is an interrupt: wake the firmware
+            reply = "ok"
+        else:
+            reply = f"error: expected 'status' or '<{'|'.join(SENSORS)}> <int>'"
+        with contextlib.suppress(OSError):
+            c.sendall(reply.encode() + b"\n")
+
+    def _pump_control(self, c: socket.socket) -> None:
+        try:
+            data = c.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            self.controls.remove(c)
+            c.close()
+            return
+        for line in data.decode(errors="replace").splitlines():
+            if line.strip():
+                self._control_line(c, line.strip())
+
+    # -- the loop --------------------------------------------------------------------------------
+    def step(self, timeout_s: float = 0.05) -> None:
+        """One pass: restart MicroPython if it exited, move bytes, run a turn when due."""
+        if self.repl is None or self.repl.poll() is not None:
+            if self.repl is not None:
+                quick = time.monotonic() - self.started_at < 1.0
+                self._power_off()
+                if quick:  # a crash loop must not spin the CPU
+                    time.sleep(1.0)
+            self._spawn()
+        self._clock()
+        if self.conn is not None and not self.awaiting:
+            if self.modem_state == hal.MODEM_CONNECTING and self.now_ms >= self.modem_ready_ms:
+                self._modem_progress()  # queues the modem's status line: wake the firmware
+                self.wake_ms = self.now_ms
+            if not self.down.empty():
+                self.wake_ms = self.now_ms  # a downlink arrived: the modem raises its line
+            if self.now_ms >= self.wake_ms:
+                self._start_turn()
+        fds: list[Any] = [self.console_master, self.gnss_master, self.listener, self.control]
+        fds += self.controls
+        if self.repl_master >= 0:
+            fds.append(self.repl_master)
+        if self.conn is not None:
+            fds.append(self.conn)
+        wait = timeout_s
+        if self.conn is not None and not self.awaiting:
+            wait = max(0.0, min(timeout_s, (self.wake_ms - self.now_ms) / 1000))
+        try:
+            ready, _, _ = select.select(fds, [], [], wait)
+        except InterruptedError:
+            return
+        self._clock()
+        for r in ready:
+            if r == self.repl_master:
+                self._pump_console_out()
+            elif r == self.console_master:
+                self._pump_console_in()
+            elif r == self.gnss_master:
+                self._pump_gnss()
+            elif r is self.listener:
+                conn, _ = self.listener.accept()
+                self._attach(conn)
+            elif r is self.control:
+                c, _ = self.control.accept()
+                self.controls.append(c)
+            elif r is self.conn:
+                self._receive()
+            elif r in self.controls:
+                self._pump_control(r)
+
+    def run(self) -> None:
+        """Until stop() (or SIGINT/SIGTERM when run from the CLI)."""
+        while not self.stopping:
+            self.step()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def close(self) -> None:
+        self._power_off()
+        for s in (self.listener, self.control, *self.controls):
+            s.close()
+        for fd in (
+            self.console_master,
+            self._console_slave,
+            self.gnss_master,
+            self._gnss_slave,
+            self.master,
+            self._slave,
+        ):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.master = self._slave = -1
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def control(address: str, line: str, timeout_s: float = 5.0) -> str:
+    """Send one control line to a running virtual board; its answer."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as s:
+            s.sendall(line.encode() + b"\n")
+            answer = s.makefile("rb").readline().decode().strip()
+    except (OSError, ValueError) as e:
+        raise VirtualBoardError(f"virtual board control {address}: {e}") from e
+    if answer.startswith("error"):
+        raise VirtualBoardError(f"virtual board control {address}: {answer}")
+    return answer
+
+
+def serve(board: VirtualBoard, on_ready: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Run the board until SIGINT or SIGTERM, then power it off."""
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        board.stop()
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        board.step(0)  # power on
+        if on_ready is not None:
+            on_ready(board.info())
+        board.run()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        board.close()
