@@ -16,12 +16,13 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import structlog
 from sqlalchemy import Connection, Engine, func, insert, select
 
 from backend.clock import Clock, SystemClock
-from backend.ingest import Rejection, RuleSink, StoredFrame
+from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.config import SubjectConfig
 from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
@@ -36,6 +37,13 @@ from firmware import topics
 log = structlog.get_logger("tagwatch.rules")
 
 Publisher = Callable[[str, bytes], bool]
+
+
+class IngestWorkerLike(Protocol):
+    engine: Engine
+    ingest: Ingest
+
+
 KeyLookup = Callable[[int], bytes | None]
 
 
@@ -222,3 +230,18 @@ class RuleTimer:
                 self.sink.tick()
             except Exception:
                 log.exception("rule timer tick failed")
+
+
+def attach(worker: IngestWorkerLike, tick_s: float = 30.0) -> RuleTimer:
+    """Wire rules into an ingest worker: its Ingest hands frames to a MonitoringSink that
+    publishes commands through the worker's client and signs them with the registry's keys;
+    a RuleTimer moves horizons on. Returns the started timer (stop it before closing)."""
+    directory = worker.ingest.directory
+
+    def key_for(device: int) -> bytes | None:
+        dev = directory.get(device)
+        return None if dev is None else dev.key
+
+    sink = MonitoringSink(worker.engine, worker.ingest.clock, worker.ingest.publish, key_for)
+    worker.ingest.rules = sink
+    return RuleTimer(sink, tick_s).start()

@@ -1,0 +1,347 @@
+"""Pydantic v2 models of the monitoring API (routes_subjects.py, routes_alerts.py): Create,
+Update and Public variants. Times are Unix seconds; zones and trails are GeoJSON."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backend.rules.geo import ZoneSpec
+from backend.rules.schedule import Weekly, parse_hhmm, zone
+
+Unix = Field(ge=0, le=2**40, description="Unix seconds")
+OrderKind = Literal["licence", "voluntary", "bail", "domestic_abuse"]
+Role = Literal["tag", "home_unit"]
+ZoneKind = Literal["inclusion", "exclusion", "home"]
+AlertState = Literal["open", "acknowledged", "resolved", "cleared"]
+Outcome = Literal["breach_confirmed", "false_alert", "technical_fault", "authorised_absence"]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_tz(tz: str) -> str:
+    try:
+        zone(tz)
+    except Exception as e:
+        raise ValueError(f"unknown IANA time zone {tz!r}") from e
+    return tz
+
+
+def _check_hhmm(v: str) -> str:
+    parse_hhmm(v)
+    return v
+
+
+# ---- subjects ---------------------------------------------------------------------------
+
+
+class SubjectCreate(Strict):
+    reference: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=200)
+    risk_notes: str = Field(default="", max_length=10_000)
+    tz: str = Field(default="Europe/London", max_length=64, description="IANA time zone")
+
+    _tz = field_validator("tz")(_check_tz)
+
+
+class SubjectUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    risk_notes: str | None = Field(default=None, max_length=10_000)
+    tz: str | None = Field(default=None, max_length=64)
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_tz(v)
+
+
+# ---- orders -----------------------------------------------------------------------------
+
+
+class OrderCreate(Strict):
+    kind: OrderKind
+    reference: str = Field(min_length=1, max_length=64)
+    starts_at: int = Unix
+    ends_at: int | None = Field(default=None, ge=0, le=2**40)
+    comms_loss_s: int | None = Field(
+        default=None, ge=60, le=7 * 86400, description="no-data alert threshold for this order"
+    )
+    curfew_grace_s: int | None = Field(default=None, ge=0, le=6 * 3600)
+    conditions: str = Field(default="", max_length=10_000)
+
+    @model_validator(mode="after")
+    def _span(self) -> OrderCreate:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class OrderUpdate(Strict):
+    ends_at: int | None = Field(default=None, ge=0, le=2**40)
+    comms_loss_s: int | None = Field(default=None, ge=60, le=7 * 86400)
+    curfew_grace_s: int | None = Field(default=None, ge=0, le=6 * 3600)
+    conditions: str | None = Field(default=None, max_length=10_000)
+
+
+class OrderPublic(BaseModel):
+    id: int
+    subject_id: int
+    kind: str
+    reference: str
+    starts_at: int
+    ends_at: int | None
+    comms_loss_s: int | None
+    curfew_grace_s: int | None
+    conditions: str
+    created_at: float
+
+
+# ---- equipment assignments ------------------------------------------------------------------
+
+
+class AssignmentCreate(Strict):
+    device: int = Field(ge=1, le=0xFFFFFFFF, description="a registered tag or home unit")
+    role: Role
+    starts_at: int = Unix
+
+
+class AssignmentUpdate(Strict):
+    ends_at: int = Unix
+
+
+class AssignmentPublic(BaseModel):
+    id: int
+    subject_id: int
+    device: int
+    role: str
+    starts_at: int
+    ends_at: int | None
+    created_at: float
+
+
+# ---- curfews ----------------------------------------------------------------------------
+
+
+class CurfewCreate(Strict):
+    days: list[Day] = Field(min_length=1, max_length=7, description="days a window starts on")
+    start: str = Field(pattern=r"^\d{2}:\d{2}$", description="local HH:MM")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$", description="local HH:MM; <= start: next day")
+    tz: str = Field(default="Europe/London", max_length=64)
+
+    _tz = field_validator("tz")(_check_tz)
+    _hm = field_validator("start", "end")(_check_hhmm)
+
+
+class CurfewPublic(BaseModel):
+    id: int
+    subject_id: int
+    days: list[str]
+    start: str
+    end: str
+    tz: str
+    created_at: float
+
+
+class ExceptionCreate(Strict):
+    kind: Literal["excused", "extra"] = Field(
+        description="excused: authorised absence (no curfew); extra: additional curfew"
+    )
+    starts_at: int = Unix
+    ends_at: int = Unix
+    reason: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _span(self) -> ExceptionCreate:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class ExceptionPublic(BaseModel):
+    id: int
+    subject_id: int
+    kind: str
+    starts_at: int
+    ends_at: int
+    reason: str
+    created_at: float
+
+
+# ---- zones (GeoJSON) --------------------------------------------------------------------
+
+
+class ScheduleWindow(Strict):
+    days: list[Day] = Field(min_length=1, max_length=7)
+    start: str = Field(pattern=r"^\d{2}:\d{2}$")
+    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+    tz: str = Field(default="Europe/London", max_length=64)
+
+    _tz = field_validator("tz")(_check_tz)
+    _hm = field_validator("start", "end")(_check_hhmm)
+
+
+class ZoneProperties(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    kind: ZoneKind
+    radius_m: float = Field(default=0, ge=0, le=100_000, description="circle (Point) radius")
+    width_m: float = Field(default=0, ge=0, le=10_000, description="corridor (LineString) width")
+    buffer_m: float = Field(default=0, ge=0, le=10_000, description="grows the zone")
+    victim: bool = Field(default=False, description="a victim's-address zone")
+    schedule: list[ScheduleWindow] = Field(default_factory=list, max_length=14)
+    dwell_s: int | None = Field(default=None, ge=0, le=86_400)
+
+
+class Geometry(Strict):
+    type: Literal["Point", "Polygon", "LineString"]
+    coordinates: list[Any] = Field(description="GeoJSON coordinates, [lon, lat]")
+
+
+class ZoneFeatureCreate(Strict):
+    """A GeoJSON Feature: Point (circle, radius_m), Polygon, or LineString (corridor)."""
+
+    type: Literal["Feature"] = "Feature"
+    geometry: Geometry
+    properties: ZoneProperties
+
+    @model_validator(mode="after")
+    def _valid(self) -> ZoneFeatureCreate:
+        spec = self.to_spec(0)
+        spec.to_metres(_projection_for(spec))  # shape checks (self-intersection, ranges)
+        return self
+
+    def shape(self) -> str:
+        return {"Point": "circle", "Polygon": "polygon", "LineString": "corridor"}[
+            self.geometry.type
+        ]
+
+    def to_spec(self, zone_id: int) -> ZoneSpec:
+        p = self.properties
+        try:
+            return ZoneSpec(
+                zone_id,
+                p.kind,
+                self.shape(),
+                self.geometry.model_dump(),
+                p.radius_m,
+                p.width_m,
+                p.buffer_m,
+                tuple(Weekly(tuple(w.days), w.start, w.end, w.tz) for w in p.schedule),
+                p.dwell_s,
+                p.name,
+            )
+        except (ValueError, TypeError, IndexError, KeyError) as e:
+            raise ValueError(str(e) or "bad geometry") from e
+
+
+def _projection_for(spec: ZoneSpec) -> Any:
+    from backend.rules.geo import Projection
+
+    try:
+        lat, lon = spec.anchor()
+    except (TypeError, IndexError, ValueError) as e:
+        raise ValueError("bad coordinates") from e
+    return Projection(lat, lon)
+
+
+class ZoneUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    dwell_s: int | None = Field(default=None, ge=0, le=86_400)
+    schedule: list[ScheduleWindow] | None = Field(default=None, max_length=14)
+
+
+class ZoneFeature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    id: int
+    geometry: dict[str, Any]
+    properties: dict[str, Any]
+
+
+class FeatureCollection(BaseModel):
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    features: list[dict[str, Any]]
+
+
+# ---- charging -------------------------------------------------------------------------
+
+
+class ChargingSet(Strict):
+    min_minutes: int = Field(ge=1, le=24 * 60, description="charge at least this long a day")
+
+
+class ChargingPublic(BaseModel):
+    subject_id: int
+    min_minutes: int | None
+
+
+# ---- alerts -----------------------------------------------------------------------------
+
+
+class AlertAcknowledge(Strict):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AlertResolve(Strict):
+    outcome: Outcome
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class EpisodePublic(BaseModel):
+    key: str
+    type: str
+    start: int
+    end: int | None
+    duration_s: int | None
+    confirmed_t: int = Field(description="event time the condition became alert-worthy")
+    rule_version: int
+    late: bool
+    cleared: bool
+    evidence: list[dict[str, Any]]
+    details: dict[str, Any]
+    raised_at: float = Field(description="backend time the episode was first stored")
+
+
+class ActionPublic(BaseModel):
+    at: float
+    user_id: int | None
+    action: str
+    note: str | None
+
+
+class AlertPublic(BaseModel):
+    id: int
+    subject_id: int
+    unit_id: int
+    rule: str
+    type: str
+    severity: str
+    state: AlertState
+    start: int
+    end: int | None
+    duration_s: int | None
+    episodes: int
+    late: bool
+    rule_version: int
+    raised_at: float
+    updated_at: float
+    acknowledged_by: int | None
+    acknowledged_at: float | None
+    resolved_by: int | None
+    resolved_at: float | None
+    outcome: str | None
+    note: str | None
+    reopened: int
+
+
+class AlertDetail(AlertPublic):
+    episode_list: list[EpisodePublic]
+    actions: list[ActionPublic]
+
+
+class RuleInfo(BaseModel):
+    rule: str
+    version: int
+    params: dict[str, Any]
