@@ -42,6 +42,36 @@ def free_port() -> int:
 
 
 @dataclass
+class TlsListener:
+    """A Mosquitto TLS listener: server certificate and key, the CA that signed the
+    clients' certificates (or, without client certificates, the server's own CA), and
+    whether a client must present a certificate signed by it."""
+
+    certfile: Path
+    keyfile: Path
+    cafile: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    require_certificate: bool = False
+    # With client certificates, the certificate's CN is the MQTT username, so the ACL
+    # applies to the identity the CA vouched for, not to a name the client chose.
+    use_identity_as_username: bool = False
+
+    def render(self) -> list[str]:
+        if not self.port:
+            self.port = free_port()
+        return [
+            f"listener {self.port} {self.host}",
+            f"certfile {self.certfile}",
+            f"keyfile {self.keyfile}",
+            f"cafile {self.cafile}",
+            "tls_version tlsv1.2",
+            f"require_certificate {'true' if self.require_certificate else 'false'}",
+            f"use_identity_as_username {'true' if self.use_identity_as_username else 'false'}",
+        ]
+
+
+@dataclass
 class BrokerConfig:
     port: int = 0
     # Persistence on, so that a broker restart keeps queued QoS 1 messages for persistent
@@ -52,6 +82,8 @@ class BrokerConfig:
     password_file: Path | None = None
     acl_file: Path | None = None
     extra: list[str] = field(default_factory=list)
+    # An additional TLS listener (docs/security.md); the plain one stays on loopback.
+    tls: TlsListener | None = None
 
     def render(self, data_dir: Path) -> str:
         lines = [
@@ -75,7 +107,11 @@ class BrokerConfig:
             lines.append(f"password_file {self.password_file}")
         if self.acl_file:
             lines.append(f"acl_file {self.acl_file}")
-        return "\n".join(lines + self.extra) + "\n"
+        lines += self.extra
+        if self.tls is not None:
+            # Listener options follow their `listener` line, so this block comes last.
+            lines += self.tls.render()
+        return "\n".join(lines) + "\n"
 
 
 class Mosquitto:

@@ -1,0 +1,255 @@
+"""TLS on the broker hop, against a real Mosquitto: a CA generated here signs the server's
+certificate and a device's client certificate; clients verify the server (and its name),
+plaintext and wrong-CA clients are refused, and with client certificates required the
+certificate's CN is the MQTT identity the generated ACL confines."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import queue
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.enums import CallbackAPIVersion
+
+from backend import broker_credentials as bc
+from backend.broker import BrokerConfig, Mosquitto, TlsListener
+from backend.registry import KeyVault, Registry
+from backend.storage.database import make_engine, upgrade
+from backend.storage.schema import TAG
+from firmware import topics
+
+BACKEND_PASSWORD = "backend-secret-for-tls-tests"
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    backend_cert: Path
+    backend_key: Path
+    other_ca: Path
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _write_cert(cert: x509.Certificate, path: Path) -> Path:
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(
+    ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate, cn: str, server: bool
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca = _ca("tagwatch test CA")
+    s_key, s_cert = _leaf(ca_key, ca, "broker.test", server=True)
+    c_key, c_cert = _leaf(ca_key, ca, "tag-1001", server=False)
+    b_key, b_cert = _leaf(ca_key, ca, "backend", server=False)
+    _, other = _ca("someone else's CA")
+    return Pki(
+        ca=_write_cert(ca, d / "ca.pem"),
+        server_cert=_write_cert(s_cert, d / "server.pem"),
+        server_key=_write_key(s_key, d / "server.key"),
+        client_cert=_write_cert(c_cert, d / "tag-1001.pem"),
+        client_key=_write_key(c_key, d / "tag-1001.key"),
+        backend_cert=_write_cert(b_cert, d / "backend.pem"),
+        backend_key=_write_key(b_key, d / "backend.key"),
+        other_ca=_write_cert(other, d / "other-ca.pem"),
+    )
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> tuple[Path, Path, bytes]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    registry = Registry(engine, KeyVault(bytes(range(32))))
+    tag = registry.register(1001, TAG)
+    passwd, acl = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
+    return passwd, acl, tag.key
+
+
+def _wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+@contextlib.contextmanager
+def _broker(config: BrokerConfig) -> Iterator[Mosquitto]:
+    with Mosquitto(config) as b:
+        assert config.tls is not None
+        _wait_listening(config.tls.port)
+        yield b
+
+
+def _connect(
+    port: int,
+    user: str | None,
+    password: str | None,
+    ca: Path | None,
+    cert: tuple[Path, Path] | None = None,
+    client_id: str = "t",
+) -> int | str:
+    """CONNACK reason code (0 = accepted), or the error that stopped the connection."""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if user is not None:
+        c.username_pw_set(user, password)
+    if ca is not None:
+        c.tls_set(
+            ca_certs=str(ca),
+            certfile=str(cert[0]) if cert else None,
+            keyfile=str(cert[1]) if cert else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    result: queue.Queue[int] = queue.Queue()
+    c.on_connect = lambda _c, _u, _f, rc, _p: result.put(rc.value)
+    try:
+        c.connect("127.0.0.1", port)
+    except (ssl.SSLError, OSError) as e:
+        return type(e).__name__
+    c.loop_start()
+    try:
+        return result.get(timeout=1.5)
+    except queue.Empty:
+        return "no CONNACK"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_tls_listener_with_passwords_from_the_registry(
+    pki: Pki, credentials: tuple[Path, Path, bytes]
+) -> None:
+    passwd, acl, tag_key = credentials
+    tls = TlsListener(pki.server_cert, pki.server_key, pki.ca)
+    with _broker(BrokerConfig(password_file=passwd, acl_file=acl, tls=tls)):
+        good = bc.device_password(tag_key)
+        assert _connect(tls.port, "tag-1001", good, pki.ca) == 0
+        assert _connect(tls.port, "backend", BACKEND_PASSWORD, pki.ca) == 0
+        # Not authorized (MQTT v5 reason 135) with a wrong password, even over TLS.
+        assert _connect(tls.port, "tag-1001", "0" * 32, pki.ca) == 135
+        # A client that trusts another CA refuses the broker's certificate.
+        assert _connect(tls.port, "tag-1001", good, pki.other_ca) == "SSLCertVerificationError"
+        # Plaintext MQTT to the TLS port gets no answer.
+        assert _connect(tls.port, "tag-1001", good, None) != 0
+
+
+def test_client_certificates_required_and_cn_is_the_acl_identity(
+    pki: Pki, credentials: tuple[Path, Path, bytes]
+) -> None:
+    _, acl, _ = credentials
+    tls = TlsListener(
+        pki.server_cert, pki.server_key, pki.ca,
+        require_certificate=True, use_identity_as_username=True,
+    )  # fmt: skip
+    with _broker(BrokerConfig(acl_file=acl, tls=tls)):
+        cert = (pki.client_cert, pki.client_key)
+        assert _connect(tls.port, None, None, pki.ca, cert) == 0
+        # No client certificate: the handshake fails.
+        assert _connect(tls.port, None, None, pki.ca) != 0
+        # The CN is the identity the ACL confines: tag-1001 reaches its own uplink only.
+        seen: queue.Queue[str] = queue.Queue()
+        backend = _tls_client("backend", tls.port, pki.ca, (pki.backend_cert, pki.backend_key))
+        backend.on_message = lambda _c, _u, m: seen.put(m.topic)
+        backend.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
+        time.sleep(0.3)
+        tag = _tls_client("tag", tls.port, pki.ca, cert)
+        try:
+            for t in (1002, 1001):
+                tag.publish(topics.tag_up(t), b"frame", qos=1).wait_for_publish(3)
+            assert seen.get(timeout=3) == topics.tag_up(1001)
+            time.sleep(0.2)
+            assert seen.empty()
+        finally:
+            for c in (tag, backend):
+                c.loop_stop()
+                c.disconnect()
+
+
+def _tls_client(client_id: str, port: int, ca: Path, cert: tuple[Path, Path]) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=str(ca), certfile=str(cert[0]), keyfile=str(cert[1]))
+    connected: queue.Queue[int] = queue.Queue()
+    c.on_connect = lambda _c, _u, _f, rc, _p: connected.put(rc.value)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    assert connected.get(timeout=3) == 0
+    return c
