@@ -1,0 +1,631 @@
+"""The lock-step fleet runner: simulated people wearing tags running the real firmware,
+through home units, a real broker and the real backend, on one simulated clock.
+
+Time moves in slices (default 5 s of simulated time). Within a slice every fleet tag is
+polled at exactly the times its firmware asked for (`App.poll` returns its next wake) or at
+an interrupt (a strap or case edge, the wearer starting to move, a charger change), in time
+order; beacons heard by home units are sent to them with their simulated reception time;
+HIL tags (the same firmware under the `micropython` binary) run to the end of the slice. At
+the slice boundary the backend's clock and the home units' clocks are set to it, and the
+runner waits (real time) until the backend has acknowledged every frame the fleet published,
+so an ACK reaches a tag at the same simulated moment however loaded the machine is.
+
+What is deterministic for a seed: the world, the truth, every tag's inputs and so every
+fix its firmware records. What is not: the exact real-time interleaving of the broker, so a
+rare retransmission may differ between runs (ingest de-duplicates it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import heapq
+import math
+import random
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from firmware import beacon as bc
+from firmware import config as fw_config
+from firmware import frame as fr
+from firmware.app import App
+from sim import clock as sclock
+from sim import gnss, rf
+from sim.fleet_board import FleetBoard, WorldView, mv_from_level
+from sim.fleet_radio import TagRadio
+from sim.fleet_uplink import LoopbackUplink, SharedUplink
+from sim.generate import Simulation, generate
+from sim.params import INDOORS, SHIELDED
+from sim.scenario import Scenario
+from sim.world import PARK
+
+if TYPE_CHECKING:
+    from firmware.board import Board
+
+Progress = Callable[[int, int, dict[str, Any]], None]
+BEACON_RANGE_M = 200.0  # beyond this a beacon is never heard (sim.rf: ~28 m through a wall)
+
+
+@dataclass
+class RunOptions:
+    seed: int = 0
+    subjects: int | None = None
+    days: int | None = None
+    hil: int = 0
+    slice_s: int = 5
+    beacon_s: int = 60  # the tags' beacon interval in RF mode (firmware beacon_rf_s)
+    unit_tick_s: int = 60
+    drain_s: int = 3600  # after the end: time for tags to upload what they still hold
+    backend: bool = True  # False: fleet only (frames acknowledged in-process, no broker)
+    home_units: bool = True
+    hil_heap: str = "160k"
+    barrier_timeout_s: float = 15.0
+    database_url: str = ""
+    workdir: Path | None = None
+    record_frames: bool = True
+
+
+def with_subjects(sc: Scenario, n: int | None) -> Scenario:
+    """The scenario with n subjects; events for subjects beyond n are dropped."""
+    if n is None or n == sc.population.subjects:
+        return sc
+    pop = sc.population.model_copy(update={"subjects": n})
+    events = [e for e in sc.events if e.subject < n or e.type == "cellular_outage"]
+    return sc.model_copy(update={"population": pop, "events": events})
+
+
+class SubjectWorld:
+    """One subject's world as fast scalar look-ups (a poll asks several times)."""
+
+    def __init__(self, sim: Simulation, i: int) -> None:
+        self.sim = sim
+        self.i = i
+        w = sim.world
+        s = sim.subjects[i]
+        t, x, y, place = sim.movements.track(i)
+        self.t = t.tolist()
+        self.x = x.tolist()
+        self.y = y.tolist()
+        self.place = place.tolist()
+        self.home = s.home
+        self.home_xy = (float(w.place_xy[s.home, 0]), float(w.place_xy[s.home, 1]))
+        self.home_walls = s.home_walls
+        self.indoor_place = (w.place_kind != PARK).tolist()
+        self.grid = w.env_grid
+        self.ox, self.oy = w.env_origin
+        self.cell = w.env_cell
+        self.rows, self.cols = w.env_grid.shape
+
+        def spans(kind: str) -> list[tuple[int, int]]:
+            return [
+                (j.start_ms, j.end_ms if j.end_ms is not None else 2**62)
+                for j in sim.injections
+                if j.type == kind and j.subject == i
+            ]
+
+        self.strap = spans("strap_cut")
+        self.case = spans("case_open")
+        self.foil = spans("foil_shielding")
+        self.unplugged = spans("home_unit_unplugged")
+        self.charging_spans = sim.movements.charging[i]
+        self.outages = [
+            (o.start_ms, o.end_ms) for o in sim.cellular.outages if o.subject in (i, -1)
+        ]
+        self.dead = [(z.x, z.y, z.radius_m) for z in sim.cellular.dead]
+        self.battery_t = sim.battery_t.tolist()
+        self.levels = sim.battery[i].tolist()
+        self._cache: tuple[int, tuple[float, float, int, bool]] | None = None
+
+    @staticmethod
+    def _in(spans: list[tuple[int, int]], t: int) -> bool:
+        return any(a <= t < b for a, b in spans)
+
+    def xyp(self, t_ms: int) -> tuple[float, float, int]:
+        tl = self.t
+        j = bisect.bisect_right(tl, t_ms) - 1
+        j = min(max(j, 0), len(tl) - 1)
+        k = min(j + 1, len(tl) - 1)
+        t0, t1 = tl[j], tl[k]
+        f = 0.0 if k == j or t1 <= t0 else min(max((t_ms - t0) / (t1 - t0), 0.0), 1.0)
+        x = self.x[j] + f * (self.x[k] - self.x[j])
+        y = self.y[j] + f * (self.y[k] - self.y[j])
+        pj, pk = self.place[j], self.place[k]
+        place = pj if pj >= 0 and (pj == pk or t_ms <= t0) else -1
+        return x, y, place
+
+    def position(self, t_ms: int) -> tuple[float, float, int, bool]:
+        c = self._cache
+        if c is not None and c[0] == t_ms:
+            return c[1]
+        x, y, place = self.xyp(t_ms)
+        if self._in(self.foil, t_ms):
+            env = SHIELDED
+        elif place >= 0 and self.indoor_place[place]:
+            env = INDOORS
+        else:
+            col = min(max(int((x - self.ox) / self.cell), 0), self.cols - 1)
+            row = min(max(int((y - self.oy) / self.cell), 0), self.rows - 1)
+            env = int(self.grid[row, col])
+        out = (x, y, env, place < 0)
+        self._cache = (t_ms, out)
+        return out
+
+    def at_home(self, t_ms: int) -> bool:
+        return self.xyp(t_ms)[2] == self.home
+
+    def battery(self, t_ms: int) -> float:
+        k = max(0, bisect.bisect_right(self.battery_t, t_ms) - 1)
+        return float(self.levels[min(k, len(self.levels) - 1)])
+
+    def charging(self, t_ms: int) -> bool:
+        return self._in(self.charging_spans, t_ms)
+
+    def covered(self, t_ms: int) -> bool:
+        if self._in(self.outages, t_ms):
+            return False
+        x, y, _ = self.xyp(t_ms)
+        return not any((x - zx) ** 2 + (y - zy) ** 2 <= r * r for zx, zy, r in self.dead)
+
+    def interrupts(self, start: int, end: int) -> list[int]:
+        """Times a real tag would be woken regardless of its timer: strap/case edges (the
+        sensors' interrupt), the wearer starting to move (accelerometer), charger edges."""
+        out: list[int] = []
+        for a, b in self.strap + self.case + self.charging_spans:
+            out += [a, b]
+        tl, pl = self.t, self.place
+        for j in range(len(tl) - 1):
+            if pl[j] >= 0 and pl[j + 1] < 0:
+                out.append(tl[j])
+        return sorted({t for t in out if start <= t < end})
+
+    def view(self) -> WorldView:
+        w = self.sim.world
+
+        def to_latlon(x: float, y: float) -> tuple[float, float]:
+            lat, lon = w.to_latlon(np.array([x]), np.array([y]))
+            return float(lat[0]), float(lon[0])
+
+        return WorldView(
+            position=self.position,
+            to_latlon=to_latlon,
+            strap_open=lambda t: self._in(self.strap, t),
+            case_open=lambda t: self._in(self.case, t),
+            battery=self.battery,
+            charging=self.charging,
+            covered=self.covered,
+        )
+
+
+@dataclass
+class FleetTag:
+    index: int
+    device: int
+    key: bytes
+    world: SubjectWorld
+    board: FleetBoard
+    cfg: dict[str, object]
+    app: App | None = None
+    radio: TagRadio | None = None
+    gen: int = 0
+    polls: int = 0
+    boots: list[tuple[int, int]] = field(default_factory=list)  # (boot, frames sealed)
+    off_since: int | None = None
+
+    def alive(self, t: int) -> bool:
+        return self.world.battery(t) > 0.0
+
+
+@dataclass
+class HilSubject:
+    index: int
+    device: int
+    tag: Any  # sim.hil.HilTag
+    world: SubjectWorld
+    sensors: dict[str, int] = field(default_factory=dict)
+    coverage: bool = True
+
+
+@dataclass
+class RunResult:
+    sim: Simulation
+    options: RunOptions
+    tags: list[FleetTag]
+    hil: list[HilSubject]
+    keys: dict[int, bytes]
+    unit_keys: dict[int, bytes]
+    frames: dict[tuple[int, int, int], bytes]  # every frame a tag published (first copy)
+    pending: dict[tuple[int, int, int], bytes]  # still on the tags at the end
+    sealed: dict[int, set[tuple[int, int]]]  # device -> every (boot, seq) its firmware sealed
+    wall_s: float
+    sim_ms: int
+    counters: dict[str, int]
+    database_url: str = ""
+    workdir: Path | None = None
+
+
+class Fleet:
+    """Builds and runs one simulated run; `run()` returns a RunResult. As a context manager
+    it keeps the broker and backend up after the run (the demo serves them) until closed."""
+
+    def __init__(self, scenario: Scenario, options: RunOptions | None = None) -> None:
+        self.o = options or RunOptions()
+        self.scenario = with_subjects(scenario, self.o.subjects)
+        self.sim = generate(self.scenario, seed=self.o.seed, days=self.o.days)
+        self._own_dir = self.o.workdir is None
+        self.workdir = self.o.workdir or Path(tempfile.mkdtemp(prefix="tagwatch-sim-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker: Any = None
+        self.backend: Any = None
+        self.uplink: SharedUplink | LoopbackUplink | None = None
+        self.farm: Any = None
+        self.tags: list[FleetTag] = []
+        self.hil: list[HilSubject] = []
+        self.counters: dict[str, int] = {"barrier_timeouts": 0, "beacons": 0, "reboots": 0}
+        self._unit_dir: Path | None = None
+        # Held while tags are polled: the home units' GATT operations (other threads) run
+        # between polls, as a radio interrupt would.
+        self.lock = threading.RLock()
+        self.keys: dict[int, bytes] = {}
+        self.unit_keys: dict[int, bytes] = {}
+
+    # -- set-up --------------------------------------------------------------------------
+    def hil_indices(self) -> list[int]:
+        n = len(self.sim.subjects)
+        k = min(self.o.hil, n)
+        return sorted({int(j * n / k) for j in range(k)}) if k else []
+
+    def setup(self) -> None:
+        sim = self.sim
+        pairs = [(s.tag_id, s.home_unit_id) for s in sim.subjects]
+        if self.o.backend:
+            from backend.broker import Mosquitto
+            from sim.stack import Backend
+
+            (self.workdir / "mosquitto").mkdir(exist_ok=True)
+            self.broker = Mosquitto(workdir=self.workdir / "mosquitto")
+            self.broker.start()
+            self.backend = Backend(
+                self.workdir / "backend",
+                self.broker.host,
+                self.broker.port,
+                sim.start_ms / 1000,
+                self.o.database_url,
+            )
+            keys = self.backend.register(pairs)
+            self.keys, self.unit_keys = keys.tags, keys.home_units
+            self.backend.start()
+            up = SharedUplink(self.broker.host, self.broker.port)
+            up.record = self.o.record_frames
+            up.start()
+            self.uplink = up
+        else:
+            keygen = random.Random(self.o.seed)
+            for tag_id, unit in pairs:
+                self.keys[tag_id] = keygen.randbytes(32)
+                self.unit_keys[unit] = keygen.randbytes(32)
+            self.uplink = LoopbackUplink(self.keys)
+        hil = set(self.hil_indices())
+        for i, s in enumerate(sim.subjects):
+            w = SubjectWorld(sim, i)
+            if i in hil:
+                self.hil.append(self._hil(i, w))
+                continue
+            rng = np.random.default_rng([self.o.seed, 0xF1EE7, i])
+            board = FleetBoard(s.tag_id, w.view(), self.uplink, self.uplink.box(s.tag_id), rng)
+            cfg = fw_config.merge(self.provisioning(i))
+            tag = FleetTag(i, s.tag_id, self.keys[s.tag_id], w, board, cfg)
+            tag.radio = TagRadio(s.tag_id, self.lock)
+            self.tags.append(tag)
+        if self.o.backend and self.o.home_units:
+            self._home_units()
+
+    def provisioning(self, i: int) -> dict[str, object]:
+        """A tag's provisioning file: id, key, paired home unit and its home's position."""
+        s = self.sim.subjects[i]
+        hx, hy = self.sim.world.place_xy[s.home]
+        lat, lon = self.sim.world.to_latlon(np.array([hx]), np.array([hy]))
+        return {
+            "device": s.tag_id,
+            "key": self.keys[s.tag_id].hex(),
+            "home_unit": s.home_unit_id,
+            "pairing_key": bc.pairing_key(self.unit_keys[s.home_unit_id], s.tag_id).hex(),
+            "beacon_rf_s": self.o.beacon_s,
+            "home_lat_e7": round(float(lat[0]) * 1e7),
+            "home_lon_e7": round(float(lon[0]) * 1e7),
+            "home_acc_dm": 150,
+        }
+
+    def _hil(self, i: int, w: SubjectWorld) -> HilSubject:
+        from sim.fleet_hil import FleetHilTag
+        from sim.hil import HilConfig
+
+        s = self.sim.subjects[i]
+        rnd = random.Random(self.o.seed * 1_000_003 + i)
+        start_s = self.sim.start_ms // 1000
+        gp = self.sim.params.gnss
+
+        def route(unix: int) -> tuple[int, int] | None:
+            x, y, env, _ = w.position(unix * 1000)
+            ok, fx, fy, _err, _sats, _hdop = gnss.sample_one(x, y, env, rnd, gp)
+            if not ok:
+                return None
+            lat, lon = self.sim.world.to_latlon(np.array([fx]), np.array([fy]))
+            return round(float(lat[0]) * 1e7), round(float(lon[0]) * 1e7)
+
+        cfg = HilConfig(
+            device=s.tag_id,
+            key=self.keys[s.tag_id],
+            workdir=self.workdir / f"hil-{s.tag_id}",
+            broker_host=self.broker.host if self.broker else "127.0.0.1",
+            broker_port=self.broker.port if self.broker else 1,
+            heap=self.o.hil_heap,
+            t0_unix=start_s,
+            reply_wait_s=0.0,
+            timeout_s=60.0,
+        )
+        return HilSubject(i, s.tag_id, FleetHilTag(cfg, route), w)
+
+    def _home_units(self) -> None:
+        from sim.home_units import HomeUnitFarm, UnitSpec
+
+        # The units' SQLite stores sync every commit (synchronous=FULL, as on a real unit); on a
+        # RAM disk that costs microseconds instead of a disk flush per beacon.
+        shm = Path("/dev/shm")
+        base = Path(tempfile.mkdtemp(prefix="tagwatch-hu-", dir=shm)) if shm.is_dir() else None
+        self._unit_dir = base
+        farm = HomeUnitFarm(base or self.workdir / "home-units", self.broker.host, self.broker.port)
+        cur = self.scenario.population.curfew
+        for t in self.tags:
+            s = self.sim.subjects[t.index]
+            assert t.radio is not None
+            spec = UnitSpec(
+                s.home_unit_id,
+                self.unit_keys[s.home_unit_id],
+                s.tag_id,
+                t.key,
+                (cur.start, cur.end),
+                self.scenario.timezone,
+            )
+            farm.add(spec, t.radio)
+        assert isinstance(self.uplink, SharedUplink)
+        farm.push_configs(self.uplink, self.sim.start_ms // 1000)
+        farm.start()
+        self.farm = farm
+
+    # -- the run -------------------------------------------------------------------------
+    def _boot(self, tag: FleetTag, t: int, reset: int) -> None:
+        tag.board.boot(t, reset)
+        tag.app = App(cast("Board", tag.board), dict(tag.cfg))
+        tag.board.watchdog_feed()
+        if tag.radio is not None:
+            tag.radio.service = tag.board.radio.service
+
+    def _poll(self, tag: FleetTag, t: int, heap: list[tuple[int, int, int, int]]) -> None:
+        b = tag.board
+        if not tag.alive(t):
+            if tag.app is not None:  # the battery ran flat: power gone, RAM gone
+                tag.boots.append((tag.app.boot, tag.app.seq))
+                tag.app = None
+                if tag.radio is not None:
+                    tag.radio.service = None
+                b.gnss_on = False
+                b.modem.power(False)
+                tag.off_since = t
+            tag.gen += 1
+            heapq.heappush(heap, (t + 60_000, tag.index, tag.gen, 0))
+            return
+        if tag.app is None:
+            self._boot(
+                tag, t, fr.RESET_BROWNOUT if tag.off_since is not None else fr.RESET_POWER_ON
+            )
+            self.counters["reboots"] += int(tag.off_since is not None)
+        app = tag.app
+        assert app is not None
+        b.sim_ms = t
+        wake = b.to_sim_ms(app.poll(b.ticks_ms()))
+        self._air(tag)
+        tag.polls += 1
+        tag.gen += 1
+        heapq.heappush(heap, (max(wake, t + 1), tag.index, tag.gen, 0))
+
+    def _air(self, tag: FleetTag) -> None:
+        """The tag's advertisements since its last poll: heard by its home unit or not."""
+        out = tag.board.radio.out
+        if not out:
+            return
+        sent, tag.board.radio.out = out, []
+        if self.farm is None or tag.radio is None:
+            return
+        w = tag.world
+        unit = self.sim.subjects[tag.index].home_unit_id
+        for tb, adv in sent:
+            x, y, _env, _ = w.position(tb)
+            d = math.hypot(x - w.home_xy[0], y - w.home_xy[1])
+            if d > BEACON_RANGE_M:
+                continue
+            at_home = np.array([w.xyp(tb)[2] == w.home])
+            inner, outer, indoor = rf.walls_between(at_home, np.array([w.home_walls]))
+            heard, rssi = rf.receive(
+                np.array([d]), tag.board.rng, inner, outer, indoor, self.sim.params.rf
+            )
+            if heard[0]:
+                self.farm.beacon(unit, tag.radio.address, adv, int(rssi[0]), tb / 1000)
+                self.counters["beacons"] += 1
+
+    def _hil_slice(self, h: HilSubject, t: int) -> None:
+        w = h.world
+        want = {
+            "strap": int(w._in(w.strap, t)),
+            "case": int(w._in(w.case, t)),
+            "mv": mv_from_level(w.battery(t)),
+            "charger": 3 if w.charging(t) else 0,
+        }
+        for k, v in want.items():
+            if h.sensors.get(k) != v:
+                h.tag.set_sensor(k, v)
+                h.sensors[k] = v
+        cov = w.covered(t)
+        if cov != h.coverage:
+            h.tag.set_coverage(cov)
+            h.coverage = cov
+
+    def _units_power(self, t: int) -> None:
+        for tag in self.tags:
+            unit = self.sim.subjects[tag.index].home_unit_id
+            self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
+
+    def run(self, progress: Progress | None = None) -> RunResult:
+        if self.uplink is None:
+            self.setup()
+        sim = self.sim
+        start, end = sim.start_ms, sim.end_ms
+        stop = end + self.o.drain_s * 1000
+        wall0 = time.monotonic()
+        heap: list[tuple[int, int, int, int]] = []
+        for tag in self.tags:
+            heapq.heappush(heap, (start, tag.index, tag.gen, 0))
+            for t in tag.world.interrupts(start, stop):
+                heapq.heappush(heap, (t, tag.index, -1, 1))
+        by_index = {t.index: t for t in self.tags}
+        for h in self.hil:
+            self._hil_slice(h, start)
+            h.tag.start()
+        slice_ms = self.o.slice_s * 1000
+        next_unit_tick = start
+        t = start
+        if self.farm is not None:
+            self.farm.tick(start / 1000)
+        while t < stop:
+            t1 = min(t + slice_ms, stop)
+            if self.farm is not None:
+                self._units_power(t)
+            with self.lock:
+                while heap and heap[0][0] <= t1:
+                    when, idx, gen, interrupt = heapq.heappop(heap)
+                    tag = by_index[idx]
+                    if not interrupt and gen != tag.gen:
+                        continue
+                    self._poll(tag, max(when, t), heap)
+            for h in self.hil:
+                self._hil_slice(h, t)
+                _, _, _, moving = h.world.position(t)
+                h.tag.run_until(t1 - start, moving=moving)
+            t = t1
+            if self.backend is not None:
+                self.backend.clock.set(t / 1000)
+                assert isinstance(self.uplink, SharedUplink)
+                if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
+                    self.counters["barrier_timeouts"] += 1
+            if self.farm is not None and t >= next_unit_tick:
+                self.farm.tick(t / 1000)
+                next_unit_tick = t + self.o.unit_tick_s * 1000
+            if progress is not None:
+                progress(t - start, stop - start, self._live())
+            if t >= end and self._drained():
+                break
+        return self._result(t, time.monotonic() - wall0)
+
+    def _live(self) -> dict[str, Any]:
+        published = self.uplink.published if self.uplink is not None else 0
+        return {"published": published, "beacons": self.counters["beacons"]}
+
+    def _drained(self) -> bool:
+        return all(t.app is None or t.app.store.pending() == 0 for t in self.tags) and all(
+            not h.tag.report().get("pending") for h in self.hil
+        )
+
+    def _result(self, t_end: int, wall_s: float) -> RunResult:
+        frames: dict[tuple[int, int, int], bytes] = {}
+        pending: dict[tuple[int, int, int], bytes] = {}
+        sealed: dict[int, set[tuple[int, int]]] = {}
+        up = self.uplink
+        if isinstance(up, SharedUplink):
+            for _dev, _topic, payload in up.log:
+                f = fr.parse(payload)
+                frames.setdefault((f.device, f.boot, f.seq), payload)
+        elif isinstance(up, LoopbackUplink):
+            frames.update(up.frames)
+        for tag in self.tags:
+            if tag.radio is not None:
+                for payload in tag.radio.offloaded:
+                    f = fr.parse(payload)
+                    frames.setdefault((f.device, f.boot, f.seq), payload)
+            boots = list(tag.boots)
+            app = tag.app
+            if app is not None:
+                boots.append((app.boot, app.seq))
+                st = app.store
+                p = st.first_pending()
+                while p is not None:
+                    boot, seq, n = p
+                    pending[(tag.device, boot, seq)] = st.read(n, seq)
+                    p = st.next_pending(n, st.index_of(n, seq))
+            sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
+        for h in self.hil:
+            rep = h.tag.report()
+            for _ms, _topic, payload in h.tag.published:
+                f = fr.parse(payload)
+                frames.setdefault((f.device, f.boot, f.seq), payload)
+            sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
+            self.counters[f"hil_{h.device}_pending"] = int(rep.get("pending", 0))
+        counters = dict(self.counters)
+        counters["polls"] = sum(t.polls for t in self.tags)
+        if self.farm is not None:
+            for k, v in self.farm.counters().items():
+                counters[f"home_unit_{k}"] = v
+        if self.backend is not None and self.backend.worker is not None:
+            for k, v in self.backend.worker.ingest.counts.items():
+                counters[f"ingest_{k}"] = v
+        return RunResult(
+            sim=self.sim,
+            options=self.o,
+            tags=self.tags,
+            hil=self.hil,
+            keys=self.keys,
+            unit_keys=self.unit_keys,
+            frames=frames,
+            pending=pending,
+            sealed=sealed,
+            wall_s=wall_s,
+            sim_ms=t_end - self.sim.start_ms,
+            counters=counters,
+            database_url=(
+                self.backend.settings.resolved_database_url() if self.backend is not None else ""
+            ),
+            workdir=self.workdir,
+        )
+
+    def close(self) -> None:
+        for h in self.hil:
+            with contextlib.suppress(Exception):
+                h.tag.kill()
+        if self.farm is not None:
+            self.farm.stop()
+        if isinstance(self.uplink, SharedUplink):
+            self.uplink.stop()
+        if self.backend is not None:
+            self.backend.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self._unit_dir is not None:
+            shutil.rmtree(self._unit_dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Fleet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def local_day(sim: Simulation, t_ms: int) -> str:
+    return sclock.to_local(t_ms, sim.scenario.timezone).strftime("%a %d %b %H:%M")

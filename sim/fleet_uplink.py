@@ -1,0 +1,146 @@
+"""One MQTT connection for the whole simulated fleet (paho-mqtt 2, MQTT v5, QoS 1).
+
+Thousands of fleet tags cannot each hold a TCP connection to the broker, and need not: each
+publishes on its own topic (`tw/v1/tag/<id>/up`) through this client, exactly the bytes its
+firmware sealed, and the client's one subscription to every tag's down topic sorts the
+backend's ACKs and commands into per-tag boxes (sim.fleet_board.DownlinkBox), which the
+tag's modem hands to the firmware only while it is online — what the broker's persistent
+session does for a real modem. Counters let the lock-step runner wait until the backend has
+answered everything published in a slice of simulated time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from firmware import frame as fr
+from firmware import topics
+from sim.fleet_board import DownlinkBox
+
+
+class UplinkError(RuntimeError):
+    pass
+
+
+class SharedUplink:
+    def __init__(self, host: str, port: int, client_id: str = "tagwatch-sim-fleet") -> None:
+        self.host = host
+        self.port = port
+        self.boxes: dict[int, DownlinkBox] = {}
+        self.published = 0
+        self.received = 0
+        self.unknown = 0  # downlinks for a tag this fleet does not run (counted, dropped)
+        self.refused = 0
+        self.log: list[tuple[int, str, bytes]] = []  # (device, topic, payload) when recording
+        self.record = False
+        # Frames published and not yet named by an ACK: the lock-step barrier waits on it.
+        self.outstanding: set[tuple[int, int, int]] = set()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.max_inflight_messages_set(2000)
+        self.client.max_queued_messages_set(0)
+
+    def box(self, device: int) -> DownlinkBox:
+        return self.boxes.setdefault(device, DownlinkBox())
+
+    def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        if not rc.is_failure:
+            c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
+        self._ready.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        where = topics.parse(msg.topic)
+        with self._lock:
+            self.received += 1
+            box = self.boxes.get(where[1]) if where is not None else None
+            if box is None:
+                self.unknown += 1
+                return
+            payload = bytes(msg.payload)
+            box.items.append((msg.topic, payload))
+            try:
+                f = fr.parse(payload)
+            except fr.DecodeError:
+                return  # the tag's firmware counts and refuses it
+            if f.mtype == fr.ACK:
+                for r in f.records:
+                    if r.type == fr.ACK_RANGE:
+                        for seq in range(r.first, r.last + 1):
+                            self.outstanding.discard((f.device, r.boot, seq))
+
+    def start(self, timeout: float = 10.0) -> None:
+        rc = self.client.connect(self.host, self.port, keepalive=60)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise UplinkError(f"cannot connect to {self.host}:{self.port}: {mqtt.error_string(rc)}")
+        self.client.loop_start()
+        if not self._ready.wait(timeout):
+            raise UplinkError("the broker did not confirm the fleet's subscription")
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, device: int, topic: str, payload: bytes) -> bool:
+        f = fr.parse(payload)
+        key = (f.device, f.boot, f.seq)
+        with self._lock:  # before the publish: the ACK may arrive before it returns
+            self.outstanding.add(key)
+        info = self.client.publish(topic, payload, qos=topics.QOS)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            # paho refused to queue it (REFERENCES: easy to ignore): the modem reports a
+            # failed publish, so the firmware keeps the frame and backs off.
+            with self._lock:
+                self.outstanding.discard(key)
+            self.refused += 1
+            return False
+        with self._lock:
+            self.published += 1
+            if self.record:
+                self.log.append((device, topic, payload))
+        return True
+
+    def wait_acked(self, timeout: float) -> bool:
+        """Until every frame published so far has been acknowledged (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        while self.outstanding:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
+
+class LoopbackUplink:
+    """No broker, no backend: every frame is acknowledged at once, signed with the tag's key
+    as ingest would sign it. For fleet-only runs (the benchmark's "fleet without the stack")
+    and tests of the fleet itself."""
+
+    def __init__(self, keys: dict[int, bytes]) -> None:
+        self.keys = keys
+        self.boxes: dict[int, DownlinkBox] = {}
+        self.published = 0
+        self.frames: dict[tuple[int, int, int], bytes] = {}
+
+    def box(self, device: int) -> DownlinkBox:
+        return self.boxes.setdefault(device, DownlinkBox())
+
+    def publish(self, device: int, topic: str, payload: bytes) -> bool:
+        f = fr.parse(payload)
+        self.published += 1
+        self.frames.setdefault((f.device, f.boot, f.seq), payload)
+        rec = fr.Record(fr.ACK_RANGE, boot=f.boot, first=f.seq, last=f.seq)
+        ack = fr.Frame(fr.ACK, device, 0, 0, f.ts, [rec], fr.FLAG_TIME_VALID)
+        self.box(device).items.append((topics.tag_down(device), fr.encode(ack, self.keys[device])))
+        return True

@@ -1,0 +1,219 @@
+"""Home units in a simulated run: the real daemon (home_unit.daemon.HomeUnit) with the
+simulator radio, many of them on one asyncio loop in a thread, and the simulator's end of
+the radio socket (home_unit.sim_radio_peer.SimRadioPeer).
+
+The simulator plays the air between tags and units: each tag's beacon goes to its unit only
+if the RF model (sim.rf.receive, distance from the unit and the walls between) says it was
+heard, with the RSSI the unit would measure. What the unit then asks of the tag (take this
+acknowledgement, hand over your buffered frames, take this downlink) reaches the tag's radio
+(sim.fleet_radio.TagRadio). Each unit gets its configuration as the backend would push it
+(retained, signed with the unit's key) and its mains power from a power-supply directory the
+simulator writes, so an unplugged unit is seen through the daemon's own sensor code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware import beacon as bc
+from firmware import topics
+from home_unit import pushed_config
+from home_unit.clock import SimClock
+from home_unit.daemon import HomeUnit
+from home_unit.settings import HomeUnitSettings
+from home_unit.sim_radio import SimRadio
+from home_unit.sim_radio_peer import SimRadioPeer, TagSide
+from sim.fleet_radio import TagRadio
+from sim.fleet_uplink import SharedUplink
+
+# In RF mode the simulated tags beacon every 60 s (firmware beacon_rf_s, relaxed from 30 s
+# so that a simulated day stays minutes long); away timeout and lease are scaled to it.
+AWAY_TIMEOUT_S = 300.0
+LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go unheard
+
+
+class FleetTagSide(TagSide):
+    """The tags as their home units reach them, by the address in their beacons."""
+
+    def __init__(self) -> None:
+        self.radios: dict[str, TagRadio] = {}
+
+    def on_ack(self, unit: int, address: str, data: bytes) -> str | None:
+        r = self.radios.get(address)
+        if r is None:
+            return "no_tag"
+        return r.take_ack(unit, data)
+
+    def on_offload(self, unit: int, address: str) -> list[bytes] | str:
+        r = self.radios.get(address)
+        if r is None:
+            return "no_tag"
+        return r.offload(unit)
+
+    def on_downlink(self, unit: int, address: str, data: bytes) -> str | None:
+        r = self.radios.get(address)
+        if r is None:
+            return "no_tag"
+        return r.take_downlink(unit, data)
+
+
+class Air(SimRadioPeer):
+    """SimRadioPeer with a lock-step tick to every unit at once (send all, then wait)."""
+
+    def tick_all(self, units: Iterable[int], t: float, timeout: float = 20.0) -> None:
+        units = list(units)
+        with self._cond:
+            for u in units:
+                self._tocks.pop(u, None)
+        for u in units:
+            self._conn(u).send({"op": "tick", "time": t})
+        with self._cond:
+            ok = self._cond.wait_for(lambda: all(self._tocks.get(u) == t for u in units), timeout)
+        if not ok:
+            late = [u for u in units if self._tocks.get(u) != t]
+            raise TimeoutError(f"home units {late[:5]} did not answer tick {t}")
+
+
+@dataclass
+class UnitSpec:
+    unit: int
+    key: bytes
+    tag: int
+    tag_key: bytes
+    curfew: tuple[str, str]
+    tz: str
+
+
+class HomeUnitFarm:
+    def __init__(self, workdir: Path, broker_host: str, broker_port: int) -> None:
+        self.workdir = workdir
+        self.host = broker_host
+        self.port = broker_port
+        self.tags = FleetTagSide()
+        self.air = Air(self.tags)
+        self.units: dict[int, HomeUnit] = {}
+        self.specs: dict[int, UnitSpec] = {}
+        self.loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._done: list[asyncio.Future[None]] = []
+        self.beacons_sent = 0
+        self.mains: dict[int, bool] = {}
+
+    def _supply(self, unit: int) -> Path:
+        return self.workdir / f"hu-{unit}" / "power_supply"
+
+    def set_mains(self, unit: int, on: bool) -> None:
+        if self.mains.get(unit) == on:
+            return
+        self.mains[unit] = on
+        d = self._supply(unit) / "AC"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "type").write_text("Mains\n")
+        tmp = d / "online.tmp"
+        tmp.write_text("1\n" if on else "0\n")
+        tmp.replace(d / "online")
+
+    def add(self, spec: UnitSpec, radio: TagRadio) -> None:
+        self.specs[spec.unit] = spec
+        self.tags.radios[radio.address] = radio
+        self.set_mains(spec.unit, True)
+
+    def push_configs(self, uplink: SharedUplink, issued: int) -> None:
+        """Publish each unit's configuration (retained), as the backend does."""
+        days: list[pushed_config.Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        for s in self.specs.values():
+            cfg = pushed_config.UnitConfig(
+                unit=s.unit,
+                version=1,
+                issued=issued,
+                tags=[
+                    pushed_config.PairedTag(tag=s.tag, beacon_key=bc.beacon_key(s.tag_key).hex())
+                ],
+                curfews=[
+                    pushed_config.CurfewWindow(
+                        tag=s.tag, days=days, start=s.curfew[0], end=s.curfew[1], tz=s.tz
+                    )
+                ],
+                thresholds=pushed_config.ThresholdSettings(
+                    away_timeout_s=AWAY_TIMEOUT_S, lease_s=LEASE_S
+                ),
+            )
+            info = uplink.client.publish(
+                topics.home_config(s.unit), pushed_config.sign(cfg, s.key), qos=1, retain=True
+            )
+            info.wait_for_publish(10)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.air.start()
+        ready = threading.Event()
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            for s in self.specs.values():
+                settings = HomeUnitSettings(
+                    unit=s.unit,
+                    key_hex=s.key.hex(),
+                    state_db=self.workdir / f"hu-{s.unit}" / "state.db",
+                    broker_host=self.host,
+                    broker_port=self.port,
+                    radio="sim",
+                    sim_radio=f"127.0.0.1:{self.air.port}",
+                    clock="sim",
+                    power_supply_dir=self._supply(s.unit),
+                    sensor_poll_s=0.05,
+                    log_level="warning",
+                )
+                clock = SimClock()
+                unit = HomeUnit(
+                    settings, SimRadio(s.unit, "127.0.0.1", self.air.port, clock), clock
+                )
+                self.units[s.unit] = unit
+                self._done.append(asyncio.ensure_future(unit.run(self._stop)))
+            ready.set()
+            await asyncio.gather(*self._done, return_exceptions=True)
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(main())
+
+        self._thread = threading.Thread(target=run, name="sim-home-units", daemon=True)
+        self._thread.start()
+        ready.wait(timeout)
+        deadline = time.monotonic() + timeout
+        for u in self.specs:
+            if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
+                raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
+        # Configured (from the retained message) before the run starts.
+        while any(self.units[u].config is None for u in self.specs):
+            if time.monotonic() > deadline:
+                missing = [u for u in self.specs if self.units[u].config is None]
+                raise TimeoutError(f"home units {missing[:5]} got no configuration")
+            time.sleep(0.01)
+
+    def tick(self, t: float) -> None:
+        if self.specs:
+            self.air.tick_all(self.specs, t)
+
+    def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
+        self.air.send_beacon(unit, address, adv, rssi, t)
+        self.beacons_sent += 1
+
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for u in self.units.values():
+            for k, n in u.counters.items():
+                out[k] = out.get(k, 0) + n
+        return out
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(20)
+        self.air.close()
