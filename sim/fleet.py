@@ -344,8 +344,7 @@ class Fleet:
         }
 
     def _hil(self, i: int, w: SubjectWorld) -> HilSubject:
-        from sim.fleet_hil import FleetHilTag
-        from sim.hil import HilConfig
+        from sim.hil import HilConfig, HilTag
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
@@ -371,7 +370,7 @@ class Fleet:
             reply_wait_s=0.0,
             timeout_s=60.0,
         )
-        return HilSubject(i, s.tag_id, FleetHilTag(cfg, route), w)
+        return HilSubject(i, s.tag_id, HilTag(cfg, route), w)
 
     def _home_units(self) -> None:
         from sim.home_units import HomeUnitFarm, UnitSpec
