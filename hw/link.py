@@ -9,8 +9,11 @@ data and never echoed or logged."""
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import os
 import stat
+import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
@@ -22,6 +25,7 @@ from mpremote.transport_serial import SerialTransport
 # Bytes per write snippet: raw-paste mode has flow control, so a larger chunk only saves
 # round trips (repr() of binary .mpy data can be up to 4x the raw size).
 CHUNK = 2048
+ATTEMPT_S = 1.0  # one try at the raw REPL
 
 # Hashes every file named, in one round trip, as "<hex sha256> <path>" lines.
 _HASH_SNIPPET = """\
@@ -119,15 +123,24 @@ class Board:
             pass  # the board went away (a reset): nothing left to close cleanly
 
     def enter(self) -> None:
-        """Interrupt the running program and enter the raw REPL."""
-        try:
-            self.t.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout_s)
-        except (TransportError, serial.SerialException, OSError) as e:
-            raise NoAnswerError(
-                f"the board on {self.port} does not answer (no raw REPL within "
-                f"{self.timeout_s:g} s): is MicroPython on it, is it powered, is this its "
-                "console port?"
-            ) from e
+        """Interrupt the running program and enter the raw REPL. Ctrl-C and Ctrl-A are sent
+        again every ATTEMPT_S: a board still booting (just reset) can swallow the first ones."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                # mpremote prints what it got instead of a prompt; the error below says it.
+                with contextlib.redirect_stdout(io.StringIO()):
+                    self.t.enter_raw_repl(soft_reset=False, timeout_overall=min(ATTEMPT_S, left))
+                return
+            except (TransportError, serial.SerialException, OSError) as e:
+                if isinstance(e, TransportError) and time.monotonic() < deadline - 0.1:
+                    continue
+                raise NoAnswerError(
+                    f"the board on {self.port} does not answer (no raw REPL within "
+                    f"{self.timeout_s:g} s): is MicroPython on it, is it powered, is this its "
+                    "console port?"
+                ) from e
 
     def exec(self, code: str, timeout_s: float | None = None) -> str:
         """Run code in the raw REPL; its printed output, or BoardError with its traceback."""

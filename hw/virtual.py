@@ -127,6 +127,8 @@ class VirtualBoard(HilTag):
         self.gnss_pending = bytearray()
         self.console_tail = b""
         self.stopping = False
+        self.adverts_sent = 0
+        self.unknown_ops: set[str] = set()
 
     # -- what the engineer sees ----------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -297,8 +299,11 @@ class VirtualBoard(HilTag):
             elif op == "V":
                 pattern, repeats = rest.split()
                 self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
-            else:
-                print(f"virtual board: unknown line from firmware: {line!r}", file=sys.stderr)
+            elif op == "B":
+                self.adverts_sent += 1  # BLE advertising: no home unit in the air on the bench
+            elif op not in self.unknown_ops:
+                self.unknown_ops.add(op)  # a newer firmware's line this board does not model
+                print(f"virtual board: ignoring firmware lines {op!r}", file=sys.stderr)
 
     # -- byte pumps ------------------------------------------------------------------------------
     def _pump_console_out(self) -> None:

@@ -1,0 +1,197 @@
+"""The hardware engineer's commands against a virtual board, as CI runs them: `tagwatch hw
+virtual` (a real process: the firmware under the MicroPython unix port, REPL and GNSS on
+ptys), a private Mosquitto, the backend registry on SQLite and a `tagwatch backend ingest`
+worker. flash over the pty, provision, bench (NMEA in, signed fixes out), and the fixes are
+stored by the backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from backend.broker import Mosquitto
+from backend.registry import KeyVault, Registry
+from backend.storage.database import make_engine, upgrade
+from backend.storage.schema import HOME_UNIT, frames, positions
+from hw import image as img
+from hw.cli import EXIT_CHECK, app
+from hw.virtual import control
+
+pytestmark = [pytest.mark.micropython, pytest.mark.broker]
+
+TAGWATCH = str(Path(sys.executable).parent / "tagwatch")
+SERVER_KEY = bytes(range(100, 132))
+DEVICE = 7001
+HOME = 9001
+BENCH_SETTINGS = ["fix_rest_s=2", "fix_moving_s=2", "batch_fixes=3", "batch_s=10"]
+runner = CliRunner()
+
+
+@dataclass
+class Rig:
+    broker: Mosquitto
+    board: dict[str, str]
+    fs: Path
+    db_url: str
+    env: dict[str, str]
+    logs: Path
+
+    def tail(self) -> str:
+        return "\n".join(p.read_text()[-3000:] for p in sorted(self.logs.glob("*.log")))
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], log: Path) -> dict[str, str]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())  # type: ignore[no-any-return]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"the virtual board did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    tmp = tmp_path_factory.mktemp("hwrig")
+    db_url = f"sqlite:///{tmp / 'tagwatch.db'}"
+    engine = make_engine(db_url)
+    upgrade(engine)
+    Registry(engine, KeyVault(SERVER_KEY)).register(HOME, HOME_UNIT)
+    engine.dispose()
+    with Mosquitto() as broker:
+        env = {
+            **os.environ,
+            "TAGWATCH_DATABASE_URL": db_url,
+            "TAGWATCH_SERVER_KEY": SERVER_KEY.hex(),
+            "TAGWATCH_MQTT_PORT": str(broker.port),
+            "TAGWATCH_INGEST_BATCH_MS": "10",
+        }
+        board_log = (tmp / "virtual.log").open("ab")
+        info = tmp / "board.json"
+        vproc = subprocess.Popen(
+            [TAGWATCH, "hw", "virtual", "--dir", str(tmp / "vb"),
+             "--broker", f"{broker.host}:{broker.port}", "--info-file", str(info)],
+            stdout=board_log, stderr=board_log,
+        )  # fmt: skip
+        ingest_log = (tmp / "ingest.log").open("ab")
+        iproc = subprocess.Popen(
+            [TAGWATCH, "backend", "ingest", "--workers", "1", "--client-id", "hw-test-ingest"],
+            env=env, stdout=ingest_log, stderr=ingest_log,
+        )  # fmt: skip
+        try:
+            board = _wait_file(info, vproc, tmp / "virtual.log")
+            yield Rig(broker, board, Path(board["fs"]), db_url, env, tmp)
+        finally:
+            for p in (vproc, iproc):
+                p.send_signal(signal.SIGINT if p is vproc else signal.SIGTERM)
+            for p in (vproc, iproc):
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+
+def test_a_failed_hash_check_is_a_clear_error(rig: Rig, virtual_image: img.Image) -> None:
+    """A board whose filesystem drops what is written to one file (here: main.py is a link
+    to /dev/null on the virtual board's flash) fails the read-back hash check."""
+    (rig.fs / "main.py").unlink(missing_ok=True)
+    (rig.fs / "main.py").symlink_to("/dev/null")
+    res = runner.invoke(
+        app,
+        ["flash", "--port", rig.board["console"], "--board", "virtual",
+         "--image", str(virtual_image.root)],
+    )  # fmt: skip
+    assert res.exit_code == EXIT_CHECK, res.output
+    assert "hash check failed: 1 file(s) differ on the board: main.py" in res.output
+
+
+def test_flash_provision_bench_and_the_backend_stores_the_signed_fixes(
+    rig: Rig,
+    virtual_image: img.Image,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = rig.board["console"]
+    # flash: --erase wipes the broken board first; every file verified on the board.
+    res = runner.invoke(
+        app,
+        ["flash", "--port", port, "--board", "virtual", "--erase",
+         "--image", str(virtual_image.root)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    for f in virtual_image.files:  # what flash wrote is what the board runs from
+        assert (rig.fs / f.path).read_bytes() == (virtual_image.fs / f.path).read_bytes()
+    assert not (rig.fs / "main.py").is_symlink()
+
+    # provision: registry on SQLite through the backend settings, as `backend register` does.
+    for k in ("TAGWATCH_DATABASE_URL", "TAGWATCH_SERVER_KEY"):
+        monkeypatch.setenv(k, rig.env[k])
+    server = f"{rig.broker.host}:{rig.broker.port}"
+    args = ["provision", "--port", port, "--board", "virtual", "--device", str(DEVICE),
+            "--server", server, "--home-unit", str(HOME)]  # fmt: skip
+    for s in BENCH_SETTINGS:
+        args += ["--set", s]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert f"tagwatch tag {DEVICE} | board virtual | home unit {HOME} |" in res.output
+    engine = make_engine(rig.db_url)
+    dev = Registry(engine, KeyVault(SERVER_KEY)).get(DEVICE)
+    assert dev is not None and dev.home_unit == HOME
+    on_board = json.loads((rig.fs / "config.json").read_text())
+    assert on_board["key"] == dev.key.hex()  # the board holds the registered key ...
+    assert on_board["device"] == DEVICE and on_board["board_broker_port"] == rig.broker.port
+
+    # bench: NMEA into the GNSS pty, strap opened through the control socket.
+    report = tmp_path / "bench.json"
+    res = runner.invoke(
+        app,
+        ["bench", "--port", port, "--gnss-port", rig.board["gnss"], "--broker", server,
+         "--strap-control", rig.board["control"], "--report", str(report)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output + rig.tail()
+    rep = json.loads(report.read_text())
+    assert rep["passed"] and rep["device"] == DEVICE
+    assert {c["name"] for c in rep["checks"]} >= {"fixes", "no fix", "jump", "tamper", "batching"}
+    assert all(c["passed"] for c in rep["checks"]), rep["checks"]
+
+    # The backend verified (MAC with the registered key) and stored what the tag signed.
+    with engine.connect() as conn:
+        n_frames = conn.execute(
+            select(func.count()).select_from(frames).where(frames.c.device == DEVICE)
+        ).scalar_one()
+        stored = conn.execute(
+            select(positions.c.ts, positions.c.lat_e7, positions.c.lon_e7).where(
+                positions.c.device == DEVICE
+            )
+        ).all()
+    engine.dispose()
+    assert n_frames == rep["frames"]
+    bench_fixes = {(f["ts"], f["lat_e7"], f["lon_e7"]) for f in rep["fixes"]}
+    assert bench_fixes and bench_fixes <= {(r.ts, r.lat_e7, r.lon_e7) for r in stored}
+
+    # ... and the key was never shown or logged by any of it.
+    out, errs = capfd.readouterr()
+    everything = out + errs + caplog.text + rig.tail()
+    for r in (res,):
+        everything += r.output
+    assert dev.key.hex() not in everything
+    assert dev.key.hex().upper() not in everything
+    status = json.loads(control(rig.board["control"], "status"))
+    assert status["sensors"]["strap"] == 1
