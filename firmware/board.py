@@ -31,6 +31,8 @@ BOARD_METHODS = (
 )
 BOARD_ATTRIBUTES = ("name", "capacity_mah", "currents", "bursts", "modem")
 MODEM_METHODS = ("power", "connect", "status", "publish", "receive", "step")
+# Optional: a board with a BLE radio has `radio` with these methods (RF home mode).
+RADIO_METHODS = ("serve", "advertise")
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -47,6 +49,14 @@ if TYPE_CHECKING:
         def publish(self, topic: str, payload: bytes) -> bool: ...  # queued QoS 1
         def receive(self) -> "tuple[str, bytes] | None": ...
         def step(self, now_ms: int) -> int: ...  # ms until it needs a step again, -1 idle
+
+    class Radio(Protocol):
+        """BLE peripheral. advertise() puts one beacon on air as a short connectable burst;
+        serve() hands it the GATT service logic (firmware.homelink.HomeLink), whose methods
+        the radio calls as the home unit connects, writes and reads."""
+
+        def serve(self, service: object) -> None: ...
+        def advertise(self, adv: bytes) -> None: ...
 
     class Board(Protocol):
         name: str

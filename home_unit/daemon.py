@@ -483,6 +483,10 @@ class HomeUnit:
 
     # -- run ------------------------------------------------------------------------------
     async def _on_tick(self, t: float) -> None:
+        # Lock-step: the work due by t includes the contacts already started (a beacon the
+        # simulator delivered before this tick), so they finish before the unit answers.
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
         self.poll()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -49,6 +49,7 @@ class SimRadio(Radio):
         self._task: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
+        self._ticks: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
 
     async def start(self, on_beacon: BeaconCallback) -> None:
@@ -138,11 +139,21 @@ class SimRadio(Radio):
             t = float(msg["time"])
             if isinstance(self.clock, SimClock):
                 self.clock.set(t)
-            if self.on_tick is not None:
-                await self.on_tick(t)
-            await self._send({"op": "tock", "time": t})
+            if self.on_tick is None:
+                await self._send({"op": "tock", "time": t})
+            else:
+                # In a task: the unit may first finish contacts, whose results this reader
+                # must go on delivering.
+                task = asyncio.get_running_loop().create_task(self._tick(t, self.on_tick))
+                self._ticks.add(task)
+                task.add_done_callback(self._ticks.discard)
         else:
             raise ValueError(f"unknown op {op!r}")
+
+    async def _tick(self, t: float, on_tick: Callable[[float], Awaitable[None]]) -> None:
+        await on_tick(t)
+        with contextlib.suppress(RadioError, OSError):
+            await self._send({"op": "tock", "time": t})
 
     async def _send(self, msg: dict[str, Any]) -> None:
         if self._writer is None:

@@ -166,9 +166,18 @@ class SimRadioPeer:
 
     def tick(self, unit: int, time: float, timeout: float = 10.0) -> None:
         """Set the unit's clock and wait until it has done the work due by then."""
-        with self._cond:
-            self._tocks.pop(unit, None)
-        self._conn(unit).send({"op": "tick", "time": time})
+        self.send_tick(unit, time)
         with self._cond:
             if not self._cond.wait_for(lambda: self._tocks.get(unit) == time, timeout):
                 raise TimeoutError(f"home unit {unit} did not answer tick {time}")
+
+    def send_tick(self, unit: int, time: float) -> None:
+        """tick() without waiting: a simulator that must answer the unit's radio requests
+        meanwhile (a lock-step tag) polls tocked() instead."""
+        with self._cond:
+            self._tocks.pop(unit, None)
+        self._conn(unit).send({"op": "tick", "time": time})
+
+    def tocked(self, unit: int, time: float) -> bool:
+        with self._cond:
+            return self._tocks.get(unit) == time

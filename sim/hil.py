@@ -16,6 +16,7 @@ import queue
 import select
 import socket
 import subprocess
+import threading
 import time
 import tty
 from collections.abc import Callable
@@ -23,21 +24,97 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware import board as hal
-from firmware import nmea, sampling, ticks
+from firmware import homelink, nmea, sampling, ticks
+from home_unit.sim_radio_peer import SimRadioPeer, TagSide
+from sim import rf
 
 TICK_MASK = ticks.PERIOD - 1
 # A position source: Unix seconds -> (lat_e7, lon_e7), or None when the sky is hidden.
 Route = Callable[[int], "tuple[int, int] | None"]
 
 
+# What the home unit hears of one beacon: Unix seconds -> RSSI in dBm, or None (not heard).
+Hearing = Callable[[int], "int | None"]
+
+
 class HilError(RuntimeError):
     pass
+
+
+def rf_hearing(
+    distance_m: Callable[[int], float],
+    rng: np.random.Generator,
+    interior_walls: int = 0,
+    exterior_walls: int = 0,
+    indoor: bool = True,
+) -> Hearing:
+    """A Hearing from the simulator's RF model (sim/rf.py): log-distance path loss with
+    shadowing and a soft sensitivity edge, for a tag `distance_m(t)` from its home unit."""
+
+    def hear(t: int) -> int | None:
+        heard, rssi = rf.receive(
+            np.array([distance_m(t)]), rng, interior_walls, exterior_walls, indoor
+        )
+        return int(rssi[0]) if bool(heard[0]) else None
+
+    return hear
+
+
+@dataclass
+class _GattRequest:
+    op: str  # "ack", "offload", "downlink"
+    data: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+
+class _TagRadioSide(TagSide):
+    """The simulator end of the home unit's radio requests for one HIL tag: each request is
+    handed to the thread running the tag's lock-step loop, which performs it on the firmware
+    (as GATT operations over the simulator board protocol) and answers."""
+
+    def __init__(self, address: str, timeout_s: float) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.requests: queue.Queue[_GattRequest] = queue.Queue()
+        self.in_range = False
+
+    def _ask(self, address: str, op: str, data: bytes = b"") -> Any:
+        if address != self.address:
+            return "no_tag"
+        if not self.in_range:
+            return "out_of_range"
+        req = _GattRequest(op, data)
+        self.requests.put(req)
+        if not req.done.wait(self.timeout_s):
+            return "timeout"
+        return req.result
+
+    def on_ack(self, unit: int, address: str, data: bytes) -> str | None:
+        return self._ask(address, "ack", data)  # type: ignore[no-any-return]
+
+    def on_offload(self, unit: int, address: str) -> list[bytes] | str:
+        return self._ask(address, "offload")  # type: ignore[no-any-return]
+
+    def on_downlink(self, unit: int, address: str, data: bytes) -> str | None:
+        return self._ask(address, "downlink", data)  # type: ignore[no-any-return]
+
+
+@dataclass
+class HomeRadio:
+    """The air between a HIL tag and one home unit (the unit connects to `peer`)."""
+
+    peer: SimRadioPeer
+    unit: int
+    hearing: Hearing
+    side: _TagRadioSide
 
 
 def nmea_epoch(unix: int, pos: tuple[int, int] | None, hdop_d: int = 9, sats: int = 9) -> bytes:
@@ -116,6 +193,39 @@ class HilTag:
         self.last_feed_ms = 0
         self.boots = 0
         self.stderr = b""
+        self.adverts: list[tuple[int, bytes]] = []  # (now_ms, advertisement) the tag sent
+        self.home: HomeRadio | None = None
+        self.gatt_connected = False
+        self.acks_written: list[bytes] = []  # every home ack written to the tag (a recording)
+        self.last_unit_tick_ms = -(10**12)
+        self.unit_tick_ms = 1000  # how often the home unit's clock follows simulated time
+
+    @property
+    def address(self) -> str:
+        return f"tag-{self.cfg.device}"
+
+    def unix_at(self, now_ms: int) -> float:
+        return self.cfg.t0_unix + now_ms / 1000
+
+    def attach_home(self, peer: SimRadioPeer, unit: int, hearing: Hearing | None = None) -> None:
+        """Put the tag within reach of a home unit that is (or will be) connected to `peer`:
+        its beacons go to the unit when `hearing(t)` gives an RSSI, the unit's GATT requests
+        come back to the firmware, and the unit's clock follows simulated time (ticks).
+        `peer` must have been created with `tag_side()` of this tag."""
+        side = peer.tags
+        if not isinstance(side, _TagRadioSide):
+            raise HilError("the peer must be built with HilTag.tag_side()")
+        self.home = HomeRadio(peer, unit, hearing or (lambda _t: None), side)
+
+    def tag_side(self) -> TagSide:
+        """The TagSide to build the SimRadioPeer with (SimRadioPeer(tag.tag_side()))."""
+        return _TagRadioSide(self.address, self.cfg.timeout_s)
+
+    def set_rssi(self, rssi: int | None) -> None:
+        """Every beacon is heard at this RSSI from now on (None: out of range)."""
+        if self.home is None:
+            raise HilError("no home unit attached")
+        self.home.hearing = lambda _t: rssi
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
@@ -265,7 +375,10 @@ class HilTag:
                 self.set_sensor("motion", 1)
                 next_motion = self.now_ms + 20000
             self._modem_progress()
+            sent = len(self.adverts)
             self._turn(self._gnss_bytes())
+            if self.home is not None:
+                self._air(self.adverts[sent:])
             if self.watchdog_ms and self.now_ms - self.last_feed_ms > self.watchdog_ms:
                 raise HilError(f"watchdog: no feed for {self.now_ms - self.last_feed_ms} ms")
 
@@ -385,6 +498,9 @@ class HilTag:
         return self.stderr.decode(errors="replace")[-3000:]
 
     def _exchange(self, lines: list[str], until: str) -> list[str]:
+        return self._exchange_any(lines, (until,))
+
+    def _exchange_any(self, lines: list[str], until: tuple[str, ...]) -> list[str]:
         self._send(lines)
         got = []
         while True:
@@ -428,6 +544,8 @@ class HilTag:
             elif op == "V":
                 pattern, repeats = rest.split()
                 self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
+            elif op == "B":
+                self.adverts.append((self.now_ms, bytes.fromhex(rest)))
             else:
                 raise HilError(f"unknown line from firmware: {line!r}")
         if published and self.cfg.reply_wait_s > 0:
@@ -436,3 +554,84 @@ class HilTag:
             deadline = time.monotonic() + self.cfg.reply_wait_s
             while self.down.empty() and time.monotonic() < deadline:
                 select.select([], [], [], 0.002)
+
+    # -- the BLE radio and the home unit --------------------------------------------------------
+    def _air(self, adverts: list[tuple[int, bytes]]) -> None:
+        """Deliver this turn's beacons the home unit hears, then tick the unit in lock-step,
+        performing the GATT requests it makes meanwhile on the firmware."""
+        h = self.home
+        assert h is not None
+        t = self.unix_at(self.now_ms)
+        heard = False
+        rssi = h.hearing(int(t))
+        h.side.in_range = rssi is not None
+        if not h.peer.connected(h.unit):
+            return  # the unit is down (or not up yet): nobody hears
+        for _ms, adv in adverts:
+            if rssi is not None:
+                h.peer.send_beacon(h.unit, self.address, adv, rssi, t)
+                heard = True
+        if heard or self.now_ms - self.last_unit_tick_ms >= self.unit_tick_ms:
+            self.last_unit_tick_ms = self.now_ms
+            self._unit_lockstep(t)
+
+    def _unit_lockstep(self, t: float) -> None:
+        h = self.home
+        assert h is not None
+        try:
+            h.peer.send_tick(h.unit, t)
+        except (ConnectionError, OSError):
+            return  # the unit went down meanwhile
+        deadline = time.monotonic() + self.cfg.timeout_s
+        while True:
+            try:
+                req = h.side.requests.get(timeout=0.001)
+            except queue.Empty:
+                if h.peer.tocked(h.unit, t) or not h.peer.connected(h.unit):
+                    break
+                if time.monotonic() > deadline:
+                    raise HilError(f"home unit {h.unit} did not answer tick {t}") from None
+                continue
+            req.result = self._gatt(req)
+            req.done.set()
+        if self.gatt_connected:
+            self._exchange_any(["N 0"], ("n", "e"))
+            self.gatt_connected = False
+            self.wake_ms = min(self.wake_ms, self.now_ms + 1)  # the BLE IRQ wakes the MCU
+
+    def _gatt(self, req: _GattRequest) -> Any:
+        """One GATT operation on the firmware (docs/home-unit.md, "GATT contract")."""
+        if self.proc is None:
+            return "out_of_range"  # the tag is off
+        if not self.gatt_connected:
+            self._exchange_any(["N 1"], ("n", "e"))
+            self.gatt_connected = True
+        if req.op == "ack":
+            self.acks_written.append(req.data)
+            self._exchange_any([f"A {req.data.hex()}"], ("a", "e"))
+            return None
+        if req.op == "downlink":
+            for i in range(0, max(len(req.data), 1), homelink.CHUNK):
+                part = req.data[i : i + homelink.CHUNK]
+                flags = homelink.FINAL if i + homelink.CHUNK >= len(req.data) else 0
+                self._exchange_any([f"K {bytes((flags,)).hex()}{part.hex()}"], ("k", "e"))
+            return None
+        frames: list[bytes] = []
+        cur = b""
+        while True:
+            line = self._exchange_any(["O"], ("o", "e"))[-1]
+            chunk = bytes.fromhex(line[2:]) if line.startswith("o ") else b""
+            if not chunk:
+                return frames
+            cur += chunk[1:]
+            if chunk[0] & homelink.FINAL:
+                frames.append(cur)
+                cur = b""
+
+    def write_ack(self, ack: bytes) -> None:
+        """Connect and write a home ack as any BLE central in range could (a replayed
+        recording, a forgery); the firmware takes it at its next poll."""
+        self._gatt(_GattRequest("ack", ack))
+        self._exchange_any(["N 0"], ("n", "e"))
+        self.gatt_connected = False
+        self.wake_ms = min(self.wake_ms, self.now_ms + 1)

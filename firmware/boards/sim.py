@@ -50,6 +50,42 @@ class SimModem:
         return -1
 
 
+class SimRadio:
+    """The BLE radio: advertisements go to the simulator ("B"), which decides whether the home
+    unit hears them and with what RSSI; the home unit's GATT operations come back as lines
+    between turns (N, A, O, K) and are answered at once, as a GATT server answers."""
+
+    def __init__(self, link: "Link") -> None:
+        self.link = link
+        self.service: object = None  # firmware.homelink.HomeLink
+
+    def serve(self, service: "object") -> None:
+        self.service = service
+
+    def advertise(self, adv: bytes) -> None:
+        self.link.send("B " + adv.hex())
+
+    def handle(self, op: str, arg: str) -> None:
+        s = self.service
+        if s is None:  # no RF support in this build: the tag refuses every GATT operation
+            self.link.send("e")
+        elif op == "N":
+            if arg == "1":
+                s.connect()  # type: ignore[attr-defined]
+            else:
+                s.disconnect()  # type: ignore[attr-defined]
+            self.link.send("n")
+        elif op == "A":
+            s.write_ack(bytes.fromhex(arg))  # type: ignore[attr-defined]
+            self.link.send("a")
+        elif op == "O":
+            self.link.send(("o " + s.read_offload().hex()).strip())  # type: ignore[attr-defined]
+        else:
+            s.write_downlink(bytes.fromhex(arg))  # type: ignore[attr-defined]
+            self.link.send("k")
+        self.link.flush()
+
+
 class Link:
     """The simulator's socket: line-based, one turn per T ... W exchange."""
 
@@ -89,6 +125,7 @@ class SimBoard:
         self.link = Link(str(cfg["board_socket"]))
         self.uart = open(str(cfg["board_gnss"]), "rb")  # noqa: SIM115 - the UART stays open
         self.modem = SimModem(self.link)
+        self.radio = SimRadio(self.link)
         self.now = int(cfg.get("board_start_ticks", 0))  # type: ignore[call-overload]
         self.gnss_buf = b""
         self.sensors = {"strap": 0, "case": 0, "mv": 4100, "charger": 0, "motion": 0}
@@ -128,6 +165,8 @@ class SimBoard:
             elif op == "R":
                 _r, topic, data = line.split()
                 self.modem.inbox.append((topic, bytes.fromhex(data)))
+            elif op in ("N", "A", "O", "K"):
+                self.radio.handle(op, line[2:])
             elif op == "?":
                 self.link.send("X " + json.dumps(self.report()))
                 self.link.flush()
@@ -157,8 +196,21 @@ class SimBoard:
                     "refused": a.downlink.refused,  # type: ignore[attr-defined]
                     "starts": a.sampler.starts,  # type: ignore[attr-defined]
                     "latched": [a.strap.latched, a.case.latched],  # type: ignore[attr-defined]
+                    "mode": a.mode.code,  # type: ignore[attr-defined]
+                    "clock": a.clock_unix(a.mono.ms),  # type: ignore[attr-defined]
                 }
             )
+            rf = a.rf  # type: ignore[attr-defined]
+            if rf is not None:
+                out["rf"] = {
+                    "beacons": rf.beacons,
+                    "counter": rf.counter.value,
+                    "acks": rf.prox.accepted,
+                    "refused": rf.prox.refused,
+                    "contacts": rf.link.contacts,
+                    "offered": rf.link.offered,
+                    "lease_until": rf.prox.lease_until,
+                }
         return out
 
     # clock and power ----------------------------------------------------------------------
