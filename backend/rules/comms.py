@@ -33,7 +33,12 @@ class CommsLoss(Rule):
     Params = CommsParams
 
     def initial(self, config: SubjectConfig) -> dict[str, Any]:
-        return {"open": {}, "last": config.start, "home": False}
+        # Counting starts when monitoring does: the order's start, or the tag's fitting if
+        # that is later (a tag cannot be silent before it is worn).
+        starts = [a.start for a in config.assignments if a.role == TAG]
+        if config.start is not None:
+            starts = [max(config.start, s) for s in starts] or [config.start]
+        return {"open": {}, "last": min(starts) if starts else None, "home": False}
 
     def _threshold(self, ctx: Context) -> int:
         return ctx.config.comms_loss_s or self.p.threshold_s

@@ -59,7 +59,7 @@ class World:
             ).scalar_one()  # fmt: skip
             for dev, role in ((TAG_ID, TAG), (UNIT_ID, HOME_UNIT)):
                 conn.execute(insert(assignments).values(subject_id=self.subject, device=dev,
-                                                        role=role, starts_at=T - 86400,
+                                                        role=role, starts_at=T - 600,
                                                         created_at=T))  # fmt: skip
             lat, lon = offset(1000, 0)
             conn.execute(insert(zones).values(
