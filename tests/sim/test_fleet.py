@@ -1,0 +1,100 @@
+"""The fleet board and runner without a broker: the real firmware fed by the world."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from firmware import frame as fr
+from firmware import nmea as fw_nmea
+from sim import scenario
+from sim.fleet import Fleet, RunOptions, SubjectWorld
+from sim.fleet_board import FleetBoard, MemFiles, mv_from_level
+from sim.fleet_uplink import LoopbackUplink
+from sim.generate import generate
+
+
+def test_memfiles_behaves_like_the_firmware_files() -> None:
+    f = MemFiles()
+    f.append("s1", b"ab")
+    f.append("s1", b"cd")
+    assert f.read("s1") == b"abcd" and f.read("s1", 1, 2) == b"bc" and f.size("s1") == 4
+    f.replace("state.json", b"{}")
+    assert sorted(f.listdir()) == ["s1", "state.json"]
+    f.remove("s1")
+    assert f.size("s1") == -1
+    try:
+        f.read("s1")
+    except OSError:
+        pass
+    else:
+        raise AssertionError("reading a removed file must fail")
+
+
+def test_cell_voltage_follows_the_level() -> None:
+    mv = [mv_from_level(x / 20) for x in range(21)]
+    assert mv == sorted(mv) and mv[0] == 3300 and mv[-1] == 4200
+
+
+def _edge_sim(subjects: int = 3) -> object:
+    sc = scenario.load("edge-cases")
+    from sim.fleet import with_subjects
+
+    return generate(with_subjects(sc, subjects), seed=1, days=1)
+
+
+def test_board_nmea_goes_through_the_firmware_parser_near_the_truth() -> None:
+    sim = _edge_sim()
+    w = SubjectWorld(sim, 0)  # type: ignore[arg-type]
+    up = LoopbackUplink({1: bytes(32)})
+    board = FleetBoard(1, w.view(), up, up.box(1), np.random.default_rng(3))
+    # Noon: find a time the subject is out of doors (not at a place) so fixes are likely.
+    t = next(t for t in range(w.t[0], w.t[-1], 60_000) if w.position(t)[3])
+    board.boot(t, 0)
+    board.gnss_power(True)
+    board.sim_ms = t + 120_000
+    data = board.gnss_read()
+    assert data is not None and data.startswith(b"$GN")
+    reader = fw_nmea.Reader()
+    reader.feed(data)
+    fixes = []
+    fix = reader.take()
+    while fix is not None:
+        if fix.valid and fix.quality:
+            fixes.append(fix)
+        fix = reader.take()
+    assert reader.bad() == 0
+    assert fixes, "two minutes walking outdoors gave no fix"
+    last = fixes[-1]
+    x, y, _env, _ = w.position(last.unix() * 1000)
+    lat, lon = sim.world.to_latlon(np.array([x]), np.array([y]))  # type: ignore[attr-defined]
+    err = np.hypot((last.lat_e7 / 1e7 - lat[0]) * 111_000, (last.lon_e7 / 1e7 - lon[0]) * 70_000)
+    assert err < 200  # the GNSS model's outliers reach 150 m near buildings
+
+
+def _fleet_only(seed: int) -> dict[tuple[int, int, int], bytes]:
+    sc = scenario.load("edge-cases")
+    opts = RunOptions(seed=seed, subjects=4, days=1, backend=False, drain_s=1800)
+    with Fleet(sc, opts) as f:
+        r = f.run()
+        sealed = {(d, b, s) for d, bs in r.sealed.items() for b, s in bs}
+        # Fleet only: every frame is acknowledged at once, so every sealed frame went out.
+        assert sealed == set(r.frames) and not r.pending
+        strap = f.tags[3] if len(f.tags) > 3 else None
+        assert strap is not None
+        tampers = [
+            rec
+            for k, p in r.frames.items()
+            if k[0] == strap.device
+            for rec in fr.parse(p).records
+            if rec.type == fr.TAMPER
+        ]
+        assert tampers, "edge-cases subject 3 cuts the strap on day 0"
+        return r.frames
+
+
+def test_fleet_only_run_is_deterministic_for_a_seed() -> None:
+    a = _fleet_only(5)
+    b = _fleet_only(5)
+    assert a == b
+    fixes = sum(1 for p in a.values() for r in fr.parse(p).records if r.type == fr.FIX)
+    assert fixes > 50
