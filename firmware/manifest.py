@@ -39,6 +39,7 @@ package(  # noqa: F821
         "boards/definition.py",
         "boards/sim7080g.py",
         "boards/esp32s3.py",
+        "boards/esp32s3_ble.py",
     ),
     base_path="..",
     opt=3,

@@ -8,6 +8,7 @@ import machine
 
 from firmware import frame as fr
 from firmware.boards import definition
+from firmware.boards.esp32s3_ble import BleRadio
 from firmware.boards.sim7080g import Sim7080G
 from firmware.files import Files
 
@@ -89,6 +90,7 @@ class Esp32S3Board:
         self.gnss_on = False
         self.buzz: list[int] = []
         self.timer = machine.Timer(0)
+        self.radio = BleRadio("tw%s" % cfg.get("device", 0))
 
     def _accel_init(self) -> None:
         addr = self.pins["accel_addr"]
@@ -110,14 +112,24 @@ class Esp32S3Board:
         return time.ticks_ms()  # pyright: ignore[reportReturnType]
 
     def sleep_until(self, wake_ticks: int) -> None:
-        ms = time.ticks_diff(wake_ticks, time.ticks_ms())
-        if ms <= 0:
-            return
-        if self.gnss_on or self.modem.phase != "off" or self.buzz:
-            # UARTs and the motor timer need the clocks running: plain idle sleep.
-            time.sleep_ms(ms)
-        else:
-            machine.lightsleep(ms)
+        r = self.radio
+        while True:
+            ms = time.ticks_diff(wake_ticks, time.ticks_ms())
+            if ms <= 0:
+                return
+            r.step()
+            if r.events:  # the home unit wrote an ack or a downlink: poll now
+                r.events = 0
+                return
+            if self.gnss_on or self.modem.phase != "off" or self.buzz or r.busy():
+                # UARTs, the motor timer and the BLE link need the clocks running: idle
+                # sleep in slices, so a GATT write is acted on within 50 ms.
+                time.sleep_ms(min(ms, 50))
+            else:
+                # Light sleep with the BLE controller idle keeps its timing on the 32 kHz
+                # crystal; beacons are bursts the application starts, so nothing is lost.
+                machine.lightsleep(ms)
+                return
 
     def reset_cause(self) -> int:
         return _RESETS.get(machine.reset_cause(), fr.RESET_HARD)

@@ -44,6 +44,15 @@ def test_modems_implement_the_modem_interface() -> None:
         assert set(hal.MODEM_METHODS) <= methods, name
 
 
+def test_radios_implement_the_radio_interface() -> None:
+    for module, name in (("sim", "SimRadio"), ("esp32s3_ble", "BleRadio")):
+        cls = _class(module, name)
+        methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+        assert set(hal.RADIO_METHODS) <= methods, name
+    for module, cls_name in BOARDS.items():
+        assert re.search(r"self\.radio\s*=", ast.unparse(_class(module, cls_name))), module
+
+
 @pytest.mark.parametrize("name", ["esp32s3", "virtual"])
 def test_board_definitions_load(name: str) -> None:
     d = boarddef.load(name)
