@@ -5,10 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tests.bench import codec, sim_models
+from tests.bench import codec, sim_models, sim_run
 from tests.bench import firmware as firmware_bench
 from tests.bench import home_unit as home_unit_bench
 from tests.bench import ingest as ingest_bench
+from tests.bench import rf as rf_bench
 
 
 def main() -> None:
@@ -23,7 +24,11 @@ def main() -> None:
         table.add_row(*row)
     for row in sim_models.rows():
         table.add_row(*row)
+    for row in sim_run.rows():
+        table.add_row(*row)
     for row in firmware_bench.rows():
+        table.add_row(*row)
+    for row in rf_bench.rows():
         table.add_row(*row)
     Console(width=140).print(table)
 
