@@ -64,6 +64,9 @@ class RunOptions:
     beacon_s: int = 60  # the tags' beacon interval in RF mode (firmware beacon_rf_s)
     unit_tick_s: int = 60
     drain_s: int = 3600  # after the end: time for tags to upload what they still hold
+    # Part of the run only (benchmarks): start this many hours in, run this many hours.
+    from_hour: float = 0.0
+    hours: float | None = None
     backend: bool = True  # False: fleet only (frames acknowledged in-process, no broker)
     home_units: bool = True
     hil_heap: str = "160k"
@@ -485,7 +488,8 @@ class Fleet:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start, end = sim.start_ms, sim.end_ms
+        start = sim.start_ms + int(self.o.from_hour * 3_600_000)
+        end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
         heap: list[tuple[int, int, int, int]] = []
@@ -530,7 +534,7 @@ class Fleet:
                 progress(t - start, stop - start, self._live())
             if t >= end and self._drained():
                 break
-        return self._result(t, time.monotonic() - wall0)
+        return self._result(t - start, time.monotonic() - wall0)
 
     def _live(self) -> dict[str, Any]:
         published = self.uplink.published if self.uplink is not None else 0
@@ -541,7 +545,7 @@ class Fleet:
             not h.tag.report().get("pending") for h in self.hil
         )
 
-    def _result(self, t_end: int, wall_s: float) -> RunResult:
+    def _result(self, sim_ms: int, wall_s: float) -> RunResult:
         frames: dict[tuple[int, int, int], bytes] = {}
         pending: dict[tuple[int, int, int], bytes] = {}
         sealed: dict[int, set[tuple[int, int]]] = {}
@@ -594,7 +598,7 @@ class Fleet:
             pending=pending,
             sealed=sealed,
             wall_s=wall_s,
-            sim_ms=t_end - self.sim.start_ms,
+            sim_ms=sim_ms,
             counters=counters,
             database_url=(
                 self.backend.settings.resolved_database_url() if self.backend is not None else ""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from firmware import beacon as bc
 from firmware import topics
@@ -103,6 +104,7 @@ class HomeUnitFarm:
         self._thread: threading.Thread | None = None
         self._done: list[asyncio.Future[None]] = []
         self.beacons_sent = 0
+        self.shutdown_errors = 0
         self.mains: dict[int, bool] = {}
 
     def _supply(self, unit: int) -> Path:
@@ -178,8 +180,17 @@ class HomeUnitFarm:
             ready.set()
             await asyncio.gather(*self._done, return_exceptions=True)
 
+        def on_error(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+            # Once stopping, a unit that has closed its store may still get a message paho
+            # queued just before (the daemon does not drop those); that is shutdown noise.
+            if self._stop is not None and self._stop.is_set():
+                self.shutdown_errors += 1
+                return
+            loop.default_exception_handler(ctx)
+
         def run() -> None:
             asyncio.set_event_loop(self.loop)
+            self.loop.set_exception_handler(on_error)
             self.loop.run_until_complete(main())
 
         self._thread = threading.Thread(target=run, name="sim-home-units", daemon=True)

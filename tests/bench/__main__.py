@@ -26,6 +26,8 @@ def main() -> None:
         table.add_row(*row)
     for row in sim_run.rows():
         table.add_row(*row)
+    for row in sim_run.rows():
+        table.add_row(*row)
     for row in firmware_bench.rows():
         table.add_row(*row)
     for row in rf_bench.rows():
