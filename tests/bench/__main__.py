@@ -26,8 +26,6 @@ def main() -> None:
         table.add_row(*row)
     for row in sim_run.rows():
         table.add_row(*row)
-    for row in sim_run.rows():
-        table.add_row(*row)
     for row in firmware_bench.rows():
         table.add_row(*row)
     for row in rf_bench.rows():
