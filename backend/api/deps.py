@@ -18,6 +18,9 @@ Every route takes its caller from here, never from a check of its own:
   above use short transactions of their own, finished before the route body runs. Streams
   (WebSocket/SSE) must not hold `DB` open for their lifetime: take `EngineDep` and open short
   transactions per message.
+- `session_active(engine, user, now)` and `Visible.at(now)`: for streams, which
+  authenticate once; re-check both periodically so logout, disabling and share expiry end
+  what the stream shows.
 - `Audit`: `await`-free `Auditor.record(action, ...)` appends to the hash-chained audit log
   inside the request's transaction when one is open (so a change and its record commit
   together), else in a transaction of its own.
@@ -34,7 +37,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, HTTPException, Path, Query, WebSocketException, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import ColumnElement, Connection, Engine, Select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, select
 from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
@@ -44,6 +47,7 @@ from backend.security.access import SubjectAccess, User, subject_access, visible
 from backend.security.sessions import LoginError
 from backend.security.tokens import TokenError
 from backend.storage.database import IMMEDIATE
+from backend.storage.schema import auth_sessions, users
 
 log = structlog.get_logger("tagwatch.api")
 
@@ -74,6 +78,7 @@ __all__ = [
     "get_engine",
     "object_scope",
     "require_role",
+    "session_active",
     "subject_scope",
     "visible_subject_ids",
     "visible_subjects",
@@ -436,6 +441,29 @@ class Visible:
         """`query.where(visible.where(table.c.subject_id))`"""
         clause: ColumnElement[bool] = column.in_(self.ids)
         return clause
+
+    def at(self, now: float) -> "Visible":
+        """The same visibility re-evaluated at `now`: a stream calls this on every poll so
+        that a share expiring while it runs stops at once."""
+        return Visible(self.user, self.scope, visible_subject_ids(self.user, self.scope, now))
+
+
+def session_active(engine: Engine, user: User, now: float) -> bool:
+    """Whether the caller's session still stands (not logged out, revoked, expired, nor the
+    user disabled). Long-lived streams call it periodically and end when it is False,
+    since their authentication happened once, at subscription."""
+    with engine.connect() as db:
+        row = db.execute(
+            select(auth_sessions.c.revoked_at, auth_sessions.c.expires_at, users.c.disabled_at)
+            .join(users, users.c.id == auth_sessions.c.user_id)
+            .where(auth_sessions.c.id == user.session_id, users.c.id == user.id)
+        ).first()
+    return (
+        row is not None
+        and row.revoked_at is None
+        and row.expires_at > now
+        and row.disabled_at is None
+    )
 
 
 def visible_subjects(scope: str) -> Callable[..., Visible]:
