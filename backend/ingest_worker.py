@@ -8,14 +8,20 @@
   end-to-end ACKs are published; a worker killed mid-batch leaves its frames unacknowledged
   at the broker, which redelivers them when the session reconnects. Independently, devices
   retransmit every frame without an end-to-end ACK; idempotent ingest makes both safe.
-- The paho network thread only queues messages; the worker thread runs the pipeline.
+- One thread does everything: it drives paho's network loop itself (`loop()`, the client's
+  documented external-loop API) to collect a batch, then runs the pipeline, then sends the
+  PUBACKs. A CPU-bound pipeline beside paho's own network thread made the two fight for the
+  GIL (paho releases it for each of the three or more recv() calls a message costs, then
+  waits up to the 5 ms switch interval to get it back), so receiving and processing did not
+  overlap anyway and each message paid for thread hand-offs; profiled in docs/scaling.md.
+  While a batch is processed the kernel socket buffer and the broker hold what arrives.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
+import select
 import signal
 import socket
 import threading
@@ -78,10 +84,11 @@ class IngestWorker:
         self.ingest = Ingest(
             self.engine, DeviceDirectory(registry), self._publish, settings, clock, rules
         )
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.inbox: list[Message] = []  # filled by _on_message while _pump runs
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self._generation = 0
+        self._next_attempt = 0.0  # monotonic time of the next connection attempt
         self.batches = 0
 
     # ---- MQTT ------------------------------------------------------------------------
@@ -102,7 +109,7 @@ class IngestWorker:
             log.warning("disconnected; reconnecting", reason=str(rc))
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self.inbox.put(
+        self.inbox.append(
             Message(msg.topic, bytes(msg.payload), _Token(msg.mid, msg.qos, self._generation))
         )
 
@@ -132,30 +139,85 @@ class IngestWorker:
             clean_start=False,
             properties=props,
         )
-        c.loop_start()
+        self._pump(0.0)
+
+    def _pump(self, timeout: float, limit: int = 1) -> None:
+        """One step of the network loop (paho's external-loop API: socket(), loop_read(),
+        loop_write(), loop_misc()): (re)connect if needed, else wait up to `timeout` for
+        traffic and read while messages keep coming (up to `limit` in the inbox), write what
+        is queued, keep the connection alive."""
+        c = self.client
+        sock = c.socket()
+        if sock is None:
+            now = time.monotonic()
+            if now < self._next_attempt:
+                self.stopping.wait(min(timeout, self._next_attempt - now))
+                return
+            try:
+                c.reconnect()
+            except OSError as e:
+                # The broker is down or restarting: try again shortly (the frames wait in
+                # the broker's persistent session or on the devices).
+                log.warning("cannot reach the broker; retrying", error=str(e))
+                self._next_attempt = now + 1.0
+            return
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            timeout = 0.0  # TLS: bytes already decrypted, invisible to select()
+        try:
+            readable, writable, _ = select.select(
+                [sock], [sock] if c.want_write() else [], [], timeout
+            )
+        except (OSError, ValueError):
+            readable, writable = [sock], []  # let loop_read find out what happened
+        rc = mqtt.MQTT_ERR_SUCCESS
+        if readable:
+            # A read that completes no message (EAGAIN, or a PUBACK for one of our ACKs)
+            # ends the burst; the next select() waits for more.
+            before = -1
+            while rc == mqtt.MQTT_ERR_SUCCESS and before != len(self.inbox):
+                if len(self.inbox) >= limit:
+                    break
+                before = len(self.inbox)
+                rc = c.loop_read()
+        if rc == mqtt.MQTT_ERR_SUCCESS and (writable or c.want_write()):
+            rc = c.loop_write()
+        if rc == mqtt.MQTT_ERR_SUCCESS:
+            rc = c.loop_misc()
+        if c.socket() is None:
+            # Connection lost: paho has closed the socket and called on_disconnect.
+            self._next_attempt = time.monotonic() + 1.0
 
     # ---- batches ---------------------------------------------------------------------
 
     def _next_batch(self) -> list[Message]:
-        try:
-            first = self.inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+        """Run the network loop until a batch is complete: ingest_batch_size messages, or
+        ingest_batch_ms after the first one (0.2 s without any: a chance to stop)."""
         limit = self.settings.ingest_batch_size
-        deadline = time.monotonic() + self.settings.ingest_batch_ms / 1000
-        while len(batch) < limit:
-            try:
-                batch.append(self.inbox.get_nowait())
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(self.inbox.get(timeout=left))
-                except queue.Empty:
-                    break
+        batch_s = self.settings.ingest_batch_ms / 1000
+        first = not self.inbox
+        deadline = time.monotonic() + (0.2 if first else batch_s)
+        while len(self.inbox) < limit and not self.stopping.is_set():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            self._pump(deadline - now, limit)
+            if first and self.inbox:
+                first = False
+                deadline = time.monotonic() + batch_s
+        batch, self.inbox = self.inbox[:limit], self.inbox[limit:]
         return batch
+
+    def _idle(self, seconds: float) -> bool:
+        """Keep the connection alive (pings, the broker's PUBACKs for our ACKs) for a while
+        without starting a batch; True if asked to stop meanwhile."""
+        until = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            self._pump(min(left, 0.2))
+        return True
 
     def run_once(self) -> int:
         batch = self._next_batch()
@@ -169,7 +231,7 @@ class IngestWorker:
                 # The database is unavailable or refused the batch: nothing was committed,
                 # nothing acknowledged. Retry; the broker keeps the frames meanwhile.
                 log.exception("batch failed; retrying", frames=len(batch))
-                if self.stopping.wait(1.0):
+                if self._idle(1.0):
                     return 0
         for m in batch:
             tok = m.token
@@ -194,13 +256,13 @@ class IngestWorker:
     def report(self) -> None:
         log.info(
             "ingest",
+            batches=self.batches,
             **dict(self.ingest.counts),
             rejections={f"{r}:{d}": n for (r, d), n in self.ingest.rejections.items()},
         )
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.disconnect()  # sent at once: no network thread to hand it to
         self.report()
         self.engine.dispose()
 

@@ -1,7 +1,18 @@
 """Ingest throughput (issue 5): signed frames of 1 and 10 fixes from a load generator through
-a real Mosquitto to 1 and 2 `tagwatch backend ingest` processes on SQLite, timed until every
-frame is committed and its end-to-end ACK has reached the generator; beside the raw
-paho -> Mosquitto QoS 1 rate (publisher to a bare subscriber) measured in the same run.
+a real Mosquitto to 1 and 2 `tagwatch backend ingest` processes, timed until every frame is
+committed and its end-to-end ACK has reached the generator; beside the raw
+paho -> Mosquitto QoS 1 rate (a publisher process to a bare subscriber process, the same
+payloads) measured in the same run.
+
+Measurement discipline (the machine has 2 cores shared with other work): one warm-up round
+that is thrown away; then ROUNDS rounds, each measuring raw, 1 worker and 2 workers back to
+back, so each ratio compares figures taken seconds apart; the table shows the median of the
+per-round ratios with their range, and the load average. Worker sessions expire when the
+worker disconnects, so a stopped configuration never has the broker queue frames for it
+while the next one is measured.
+
+With --postgres (or TAGWATCH_BENCH_POSTGRES=1), the 2-worker 10-fix case also runs against a
+PostgreSQL started as the tests do (tests/backend/conftest.py).
 
 Plus the position index decision: the radius-in-a-time-window query and insert cost with a
 (cell, ts) index, a plain (ts) index, and an SQLite R*Tree, on the same rows."""
@@ -12,69 +23,123 @@ import os
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
 
 from backend.broker import Mosquitto
 from backend.registry import KeyVault, Registry
 from backend.storage import position_queries as pq
 from backend.storage.database import make_engine, upgrade
-from backend.storage.schema import TAG, cell_of
+from backend.storage.schema import TAG, cell_of, frames
 from firmware import topics
 from tests.backend.fleet import Fleet
 
 SERVER_KEY = bytes(range(32))
 DEVICES = 100
 TAGWATCH = str(Path(sys.executable).parent / "tagwatch")
+ROUNDS = 3
+# Frames per device per measured run: ~10k 1-fix and ~5k 10-fix frames, a few seconds each.
+PER_DEVICE = {1: 100, 10: 50}
+Row = tuple[str, str, str, str]
 
 
-def raw_rate(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
-    """QoS 1 publisher -> Mosquitto -> bare subscriber, messages/s end to end."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    rate: float  # messages (frames) per second, end to end
+    consumer_cpu_us: float  # CPU of the consuming process(es) per message
+    producer_cpu_us: float  # CPU of the publishing process per message
+    broker_cpu_us: float
+
+
+def _raw_subscriber(port: int, count: int) -> None:
+    """Child process: a bare QoS 1 subscriber (paho auto-acks); prints `ready`, then the
+    monotonic clock (system-wide on Linux) when message `count` has arrived."""
     done = threading.Event()
     got = [0]
+    cpu0 = 0.0
 
     def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
         got[0] += 1
-        if got[0] == len(payloads):
+        if got[0] == count:
+            print(f"done {time.monotonic()!r} {time.process_time() - cpu0!r}", flush=True)
             done.set()
 
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-sub", protocol=mqtt.MQTTv5)
     sub.on_message = on_message
     subscribed = threading.Event()
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.connect(broker.host, broker.port)
+    sub.connect("127.0.0.1", port)
     sub.loop_start()
     sub.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
-    subscribed.wait(5)
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-pub", protocol=mqtt.MQTTv5)
-    pub.max_inflight_messages_set(1000)
-    pub.max_queued_messages_set(0)
-    pub.connect(broker.host, broker.port)
-    pub.loop_start()
-    t = time.perf_counter()
-    for topic, p in payloads:
-        pub.publish(topic, p, qos=1)
-    if not done.wait(120):
-        raise RuntimeError(f"raw subscriber got {got[0]} of {len(payloads)}")
-    elapsed = time.perf_counter() - t
-    for c in (pub, sub):
-        c.disconnect()
-        c.loop_stop()
-    return len(payloads) / elapsed
+    if not subscribed.wait(10):
+        raise SystemExit("raw subscriber: no SUBACK")
+    cpu0 = time.process_time()
+    print("ready", flush=True)
+    if not done.wait(300):
+        raise SystemExit(f"raw subscriber got {got[0]} of {count}")
+    sub.disconnect()
+    sub.loop_stop()
+
+
+def raw_rate(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Run:
+    """QoS 1 publisher -> Mosquitto -> bare subscriber in another process, messages/s end to
+    end (from the first publish to the last message received)."""
+    sub = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.ingest", "subscribe", str(broker.port),
+         str(len(payloads))],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert sub.stdout is not None
+    try:
+        if sub.stdout.readline().strip() != "ready":
+            raise RuntimeError("raw subscriber did not start")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-pub", protocol=mqtt.MQTTv5)
+        pub.max_inflight_messages_set(1000)
+        pub.max_queued_messages_set(0)
+        pub.connect(broker.host, broker.port)
+        pub.loop_start()
+        assert broker.proc is not None
+        b0, c0 = cpu_seconds(broker.proc.pid), time.process_time()
+        t = time.monotonic()
+        for topic, p in payloads:
+            pub.publish(topic, p, qos=1)
+        line = sub.stdout.readline().split()
+        if line[:1] != ["done"]:
+            raise RuntimeError(f"raw subscriber failed: {line}")
+        elapsed = float(line[1]) - t
+        b1, c1 = cpu_seconds(broker.proc.pid), time.process_time()
+        pub.disconnect()
+        pub.loop_stop()
+    finally:
+        sub.wait(30)
+    n = len(payloads)
+    return Run(n / elapsed, float(line[2]) / n * 1e6, (c1 - c0) / n * 1e6, (b1 - b0) / n * 1e6)
 
 
 def ingest_rate(
-    broker: Mosquitto, workdir: Path, workers: int, fixes: int, per_device: int, tag: str
-) -> float:
+    broker: Mosquitto, db_url: str, workdir: Path, workers: int, fixes: int, tag: str
+) -> Run:
     """Frames/s from first publish to the last end-to-end ACK, frames committed."""
-    db_url = f"sqlite:///{workdir / f'{tag}.db'}"
     engine = make_engine(db_url)
     upgrade(engine)
     registry = Registry(engine, KeyVault(SERVER_KEY))
@@ -86,6 +151,7 @@ def ingest_rate(
         "TAGWATCH_SERVER_KEY": SERVER_KEY.hex(),
         "TAGWATCH_MQTT_PORT": str(broker.port),
         "TAGWATCH_INGEST_GROUP": tag,
+        "TAGWATCH_INGEST_SESSION_EXPIRY_S": "0",  # nothing queued for it once stopped
     }
     procs = [
         subprocess.Popen(
@@ -107,32 +173,52 @@ def ingest_rate(
         for i in range(workers)
     ]
     fleet = Fleet(broker.host, broker.port, keys, fixes, retransmit_s=1e9, client_id=tag)
+    per_device = PER_DEVICE[fixes]
     try:
         fleet.start()
-        fleet.retransmit_s = 5.0  # warm-up only: until every worker has subscribed
+        fleet.retransmit_s = 2.0  # warm-up only: until every worker has subscribed
         fleet.publish(fleet.frames(1))
         if not fleet.wait_all_acked(60):
             raise RuntimeError("ingest workers did not start")
-        time.sleep(0.5 * workers)  # both workers subscribed before the measured run
+        # Every worker subscribed (its own log says so) before the measured run.
+        deadline = time.monotonic() + 30
+        while not all(
+            "connected" in (workdir / f"{tag}-{i}.log").read_text() for i in range(workers)
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("ingest workers did not connect")
+            time.sleep(0.1)
+        time.sleep(0.3)
         fleet.retransmit_s = 1e9  # measured run: no retransmissions
         batch = fleet.frames(per_device, first_seq=2)
-        t = time.perf_counter()
+        assert broker.proc is not None
+        pids = [broker.proc.pid] + [p.pid for p in procs]
+        cpu0 = [cpu_seconds(pid) for pid in pids] + [time.process_time()]
+        t = time.monotonic()
         fleet.publish(batch)
         if not fleet.wait_all_acked(300):
             raise RuntimeError(f"{len(fleet.pending)} frames never acknowledged")
-        elapsed = time.perf_counter() - t
+        elapsed = time.monotonic() - t
+        cpu = [
+            b - a
+            for a, b in zip(
+                cpu0, [cpu_seconds(pid) for pid in pids] + [time.process_time()], strict=True
+            )
+        ]
     finally:
         fleet.stop()
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(30)
-    check = sqlite3.connect(workdir / f"{tag}.db")
-    stored = check.execute("select count(*) from frames").fetchone()[0]
-    check.close()
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(frames)).scalar_one()
+    engine.dispose()
     if stored != DEVICES * (per_device + 1):
         raise RuntimeError(f"stored {stored} frames, expected {DEVICES * (per_device + 1)}")
-    return len(batch) / elapsed
+    n = len(batch)
+    return Run(n / elapsed, sum(cpu[1:-1]) / n * 1e6, cpu[-1] / n * 1e6, cpu[0] / n * 1e6)
 
 
 def _payloads(fixes: int, per_device: int) -> list[tuple[str, bytes]]:
@@ -141,34 +227,107 @@ def _payloads(fixes: int, per_device: int) -> list[tuple[str, bytes]]:
     return [(topics.tag_up(d), p) for d, _s, p in fleet_frames]
 
 
-def throughput_rows() -> list[tuple[str, str, str, str]]:
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="tagwatch-bench-") as tmp, Mosquitto() as broker:
-        for fixes, per_device in ((1, 200), (10, 80)):
-            payloads = _payloads(fixes, per_device)
-            raw = raw_rate(broker, payloads)
-            size = len(payloads[0][1])
-            rows.append(
-                (
-                    "ingest",
-                    f"raw paho->Mosquitto->paho QoS 1, {size} B, {len(payloads):,} msgs",
-                    f"{raw:,.0f} msg/s",
-                    "baseline",
-                )
+def _spread(values: list[float], fmt: str) -> str:
+    """Median (min-max)."""
+    med, lo, hi = (fmt.format(x) for x in (statistics.median(values), min(values), max(values)))
+    return f"{med} ({lo}-{hi})"
+
+
+def _median_run(runs: list[Run]) -> Run:
+    med = statistics.median
+    return Run(
+        med(r.rate for r in runs),
+        med(r.consumer_cpu_us for r in runs),
+        med(r.producer_cpu_us for r in runs),
+        med(r.broker_cpu_us for r in runs),
+    )
+
+
+# (label, workers, database URL for a fresh database)
+Config = tuple[str, int, Callable[[], str]]
+
+
+def _compare(
+    broker: Mosquitto, work: Path, fixes: int, configs: list[Config], rounds: int
+) -> list[Row]:
+    """Rounds of raw then each configuration, back to back; a row for raw and one per
+    configuration with the median (range) of its per-round ratio to raw."""
+    payloads = _payloads(fixes, PER_DEVICE[fixes])
+    raws: list[Run] = []
+    runs: dict[str, list[Run]] = {label: [] for label, _w, _u in configs}
+    for r in range(rounds):
+        raws.append(raw_rate(broker, payloads))
+        for label, workers, url in configs:
+            tag = f"b{len(raws)}{label.split(',')[0].replace(' ', '')}{fixes}x{workers}r{r}"
+            runs[label].append(ingest_rate(broker, url(), work, workers, fixes, tag))
+    raw = _median_run(raws)
+    rows: list[Row] = [
+        (
+            "ingest",
+            f"raw paho->Mosquitto->paho QoS 1, publisher and subscriber processes, "
+            f"{len(payloads[0][1])} B, {len(payloads):,} msgs; median (range) of {rounds}",
+            f"{_spread([x.rate for x in raws], '{:,.0f}')} msg/s; CPU/msg: subscriber "
+            f"{raw.consumer_cpu_us:.0f} us, publisher {raw.producer_cpu_us:.0f} us, "
+            f"broker {raw.broker_cpu_us:.0f} us",
+            "baseline",
+        )
+    ]
+    for label, _workers, _url in configs:
+        got = runs[label]
+        m = _median_run(got)
+        ratios = [a.rate / b.rate for a, b in zip(got, raws, strict=True)]
+        rows.append(
+            (
+                "ingest",
+                f"{label}, {fixes}-fix frames: verify, dedupe, commit, signed ack",
+                f"{_spread([x.rate for x in got], '{:,.0f}')} frames/s = "
+                f"{m.rate * fixes:,.0f} positions/s; CPU/frame: workers "
+                f"{m.consumer_cpu_us:.0f} us, generator {m.producer_cpu_us:.0f} us, "
+                f"broker {m.broker_cpu_us:.0f} us",
+                f"{_spread(ratios, '{:.2f}')} x raw",
             )
-            for workers in (1, 2):
-                rate = ingest_rate(
-                    broker, Path(tmp), workers, fixes, per_device, f"b{fixes}x{workers}"
-                )
-                rows.append(
-                    (
-                        "ingest",
-                        f"{workers} worker(s), SQLite, {fixes}-fix frames: verify, dedupe, "
-                        "commit, signed ack",
-                        f"{rate:,.0f} frames/s = {rate * fixes:,.0f} positions/s",
-                        f"{rate / raw:.2f} x raw",
-                    )
-                )
+        )
+    return rows
+
+
+def throughput_rows(rounds: int = ROUNDS, postgres: bool = False) -> list[Row]:
+    rows: list[Row] = []
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="tagwatch-bench-") as tmp, Mosquitto() as broker:
+        work = Path(tmp)
+        count = [0]
+
+        def sqlite_url() -> str:
+            count[0] += 1
+            return f"sqlite:///{work / f'r{count[0]}.db'}"
+
+        raw_rate(broker, _payloads(1, 20))  # warm-up: broker, page cache, imports
+        sqlite = [("1 worker, SQLite", 1, sqlite_url), ("2 workers, SQLite", 2, sqlite_url)]
+        rows += _compare(broker, work, 1, sqlite, rounds)
+        if not postgres:
+            rows += _compare(broker, work, 10, sqlite, rounds)
+        else:
+            from tests.backend.conftest import PostgresServer
+
+            server = PostgresServer()
+            server.start()
+            try:
+                pg = [
+                    ("1 worker, PostgreSQL", 1, server.create_database),
+                    ("2 workers, PostgreSQL", 2, server.create_database),
+                ]
+                rows += _compare(broker, work, 10, sqlite + pg, rounds)
+            finally:
+                server.stop()
+    load1 = os.getloadavg()
+    rows.append(
+        (
+            "ingest",
+            "machine load average (1 min) before / after the ingest runs",
+            f"{load0[0]:.1f} / {load1[0]:.1f} on {os.cpu_count()} cores",
+            "",
+        )
+    )
     return rows
 
 
@@ -300,10 +459,23 @@ def index_rows(n: int = 300_000) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def rows() -> list[tuple[str, str, str, str]]:
-    return throughput_rows() + index_rows()
+def rows() -> list[Row]:
+    postgres = os.environ.get("TAGWATCH_BENCH_POSTGRES", "") not in ("", "0")
+    return throughput_rows(postgres=postgres) + index_rows()
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["subscribe"]:
+        _raw_subscriber(int(argv[1]), int(argv[2]))
+        return
+    commands: dict[str, Callable[[], list[Row]]] = {
+        "index": index_rows,
+        "throughput": lambda: throughput_rows(postgres="--postgres" in argv),
+        "": rows,
+    }
+    for r in commands[argv[0] if argv and not argv[0].startswith("-") else ""]():
+        print(" | ".join(r), flush=True)
 
 
 if __name__ == "__main__":
-    for r in index_rows() if sys.argv[1:] == ["index"] else rows():
-        print(" | ".join(r), flush=True)
+    main(sys.argv[1:])
