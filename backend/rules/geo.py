@@ -163,19 +163,29 @@ class ZoneIndex:
             np.stack([np.stack([x0, y0], axis=1), np.stack([x1, y1], axis=1)], axis=1)
         )
         si, zi = self.tree.query(segs, predicate="intersects")
-        out = []
-        for s, z in zip(si.tolist(), zi.tolist(), strict=True):
-            seg = segs[s]
-            length = seg.length
-            part = seg.intersection(self.geoms[z])
-            if length <= 0 or part.is_empty:
-                continue
-            fracs = [seg.project(shapely.Point(c)) / length for c in _coords(part)]
-            out.append((s, z, min(fracs), max(fracs)))
-        return out
-
-
-def _coords(geom: BaseGeometry) -> list[tuple[float, float]]:
-    if hasattr(geom, "geoms"):
-        return [c for g in geom.geoms for c in _coords(g)]
-    return [(float(c[0]), float(c[1])) for c in geom.coords]
+        if len(si) == 0:
+            return []
+        # Vectorized: the part of each segment inside each zone it meets, and where its
+        # points lie along the segment (dot product with the direction, as a fraction).
+        parts = shapely.intersection(segs[si], np.asarray(self.geoms, dtype=object)[zi])
+        coords, which = shapely.get_coordinates(parts, return_index=True)
+        if len(which) == 0:
+            return []
+        ax, ay, bx, by = x0[si], y0[si], x1[si], y1[si]
+        dx, dy = bx - ax, by - ay
+        norm = dx * dx + dy * dy
+        safe = np.where(norm > 0, norm, 1.0)
+        f = ((coords[:, 0] - ax[which]) * dx[which] + (coords[:, 1] - ay[which]) * dy[which]) / (
+            safe[which]
+        )
+        f = np.clip(f, 0.0, 1.0)
+        lo = np.full(len(si), np.inf)
+        hi = np.full(len(si), -np.inf)
+        np.minimum.at(lo, which, f)
+        np.maximum.at(hi, which, f)
+        ok = (norm > 0) & np.isfinite(lo)
+        return [
+            (int(s_), int(z_), float(a), float(b))
+            for s_, z_, a, b, good in zip(si, zi, lo, hi, ok, strict=True)
+            if good
+        ]

@@ -164,7 +164,11 @@ class Zones(Rule):
                 return
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
-        candidates = set(near) | {int(z) for z in st["zone"]} | set(cross)
+        # Only zones the fix could be entering, zones already entered, and zones the segment
+        # from the previous fix crosses need judging; the rest are merely near (fast sampling).
+        edge = self.p.k * acc + self.p.hysteresis_m
+        candidates = {z for z, d in near.items() if d < edge} | set(cross)
+        candidates |= {int(z) for z in st["zone"]}
         if "inclusion" not in ctx.cache:
             ctx.cache["inclusion"] = {i for i, s in enumerate(index.specs) if s.kind == INCLUSION}
         candidates |= ctx.cache["inclusion"]
