@@ -309,6 +309,8 @@ class App:
             if freed:
                 self.uplink.progress(now_ms)
             return
+        if kind == commands.DUPLICATE:
+            return
         if kind == commands.REFUSED:
             # Answer a refused command (a security event for the backend), at most once a
             # minute so a flood of forgeries cannot fill the flash.

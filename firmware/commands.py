@@ -7,6 +7,8 @@ from firmware import frame as fr
 ACK = 1
 COMMAND = 2
 REFUSED = 0
+DUPLICATE = 3  # a command already run, delivered again by the other path: ignored
+RECENT_COMMANDS = 4
 
 
 class Downlink:
@@ -15,6 +17,12 @@ class Downlink:
         self.key = key
         self.state = state  # firmware.state.State: holds "cmd_seq"
         self.refused: dict[str, int] = {}
+        # MACs of the last commands run: in RF mode a command reaches the tag through the
+        # home unit and, later, again through the modem's persistent session. The same bytes
+        # again are a duplicate, not a replay attack (a replay needs a different frame to
+        # matter: it is the same command, already run).
+        self.recent: list[bytes] = []
+        self.duplicates = 0
 
     def _refuse(self, why: str) -> None:
         self.refused[why] = self.refused.get(why, 0) + 1
@@ -44,11 +52,17 @@ class Downlink:
         if f.mtype == fr.ACK:
             return ACK, f, 0
         st = self.state
+        if f.mac in self.recent:
+            self.duplicates += 1
+            return DUPLICATE, f, -1
         if f.seq <= st.int("cmd_seq", -1):  # type: ignore[attr-defined]
             self._refuse("replay")
             return REFUSED, f, fr.RESULT_REPLAY
         # Persist first: a command that crashes the tag must not run again after the reboot.
         st.set("cmd_seq", f.seq)  # type: ignore[attr-defined]
+        self.recent.append(f.mac)
+        if len(self.recent) > RECENT_COMMANDS:
+            self.recent.pop(0)
         return COMMAND, f, 0
 
 

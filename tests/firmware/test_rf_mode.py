@@ -195,3 +195,22 @@ def test_ble_energy_is_in_the_ledger():
     assert app.ledger.uas["ble"] == n * 900 + app.rf.link.contacts * 6000
     assert app.ledger.total_uas(app.mono.ms) >= app.ledger.uas["ble"]
     flash.close()
+
+
+def test_command_through_the_home_unit_runs_once_even_if_the_modem_brings_it_again():
+    app, board, flash = make()
+    home = arrive(app, board, 3 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    cmd = fr.encode(
+        fr.Frame(fr.COMMAND, fb.DEVICE, 0, 9, fb.T0, [fr.Record(fr.CMD_NOTIFY, (1, 2, 7))]), fb.KEY
+    )
+    home.downlinks.append(cmd)  # the backend's command, relayed by the unit
+    fb.run(app, board, 6 * MIN)
+    assert board.vibrations == [(1, 2)]
+    app.handle_downlink(cmd, app.mono.ms)  # the same frame from the modem session later
+    fb.run(app, board, 20 * MIN)
+    assert board.vibrations == [(1, 2)] and app.downlink.duplicates == 1
+    assert app.downlink.refused_total() == 0
+    results = [(r.cmd_seq, r.result) for _f, r in records(board, home, "command_result")]
+    assert results == [(9, fr.RESULT_OK)]
+    flash.close()
