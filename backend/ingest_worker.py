@@ -269,14 +269,21 @@ class IngestWorker:
 
 def run_worker(settings: Settings, index: int = 0, client_id: str | None = None) -> None:
     """Run one worker in this process until SIGTERM or SIGINT."""
+    from backend.rules.sink import attach
+
     worker = IngestWorker(settings, client_id or default_client_id(settings, index))
+    # Stored frames go on to the monitoring rules; a timer moves their horizons on.
+    timer = attach(worker)
 
     def _stop(_sig: int, _frame: Any) -> None:
         worker.stopping.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    worker.run()
+    try:
+        worker.run()
+    finally:
+        timer.stop()
 
 
 def _child(settings_json: str, index: int) -> None:
