@@ -268,3 +268,21 @@ def test_replayed_acknowledgement_from_a_recording_is_refused(world: World) -> N
     final = tag.report()
     assert final["rf"]["refused"].get("mac", 0) == before["refused"].get("mac", 0) + 2
     assert final["mode"] == fr.MODE_GPS
+
+
+def test_tag_power_cut_at_home_reboots_and_reenters_rf_mode(world: World) -> None:
+    """The beacon counter is persisted in blocks: after a power cut the rebooted tag's
+    beacons are above every counter the unit accepted, so the unit acknowledges them."""
+    w = world
+    u = w.start_unit()
+    w.tag.start()
+    w.tag.run_until(MIN)
+    arrive(w, 3 * MIN)
+    before = w.tag.report()
+    w.tag.kill()  # power cut in RF mode
+    w.tag.start(reset_cause=fr.RESET_POWER_ON)
+    rep = w.tag.report()
+    assert rep["boot"] == before["boot"] + 1 and rep["mode"] == fr.MODE_GPS
+    assert rep["rf"]["counter"] > before["rf"]["counter"]
+    w.run_until(lambda: w.tag.report()["mode"] == fr.MODE_RF, 15_000, 8 * MIN, "RF again")
+    assert u.unit.counters["beacon_replay"] == 0
