@@ -49,8 +49,8 @@ SERVER_KEY = bytes(range(32))
 DEVICES = 100
 TAGWATCH = str(Path(sys.executable).parent / "tagwatch")
 ROUNDS = 3
-# Frames per device per measured run: ~10k 1-fix and ~5k 10-fix frames, a few seconds each.
-PER_DEVICE = {1: 100, 10: 50}
+# Frames per device per measured run: 6,000 1-fix and 3,000 10-fix frames, 1-3 s each.
+PER_DEVICE = {1: 60, 10: 30}
 Row = tuple[str, str, str, str]
 
 
