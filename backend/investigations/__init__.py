@@ -1,0 +1,2 @@
+"""Investigations: crime-scene correlation, evidence-grade exports and compliance reports
+(docs/investigations.md)."""

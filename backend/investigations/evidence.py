@@ -1,0 +1,322 @@
+"""What puts a subject somewhere: their tags' fixes and their home unit's presence reports,
+read from storage and attributed to subjects through the equipment assignment history.
+
+Positions are stored per device; a device serves a subject over [starts_at, ends_at)
+(`assignments`), so a tag moved between subjects keeps its history apart. Reads use the
+indexes ingest chose (docs/scaling.md): candidates by (cell, ts) — the grid cells around the
+place — then each candidate's trail by (device, ts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, Select, and_, or_, select
+
+from backend.investigations.area import Area
+from backend.storage.schema import TAG, assignments, positions, presence, subjects, zones
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Tenure:
+    """Device `device` served `subject` as its tag over [start, end) (end None: still)."""
+
+    subject: int
+    device: int
+    start: int
+    end: int | None
+
+    def clip(self, lo: int, hi: int) -> tuple[int, int] | None:
+        """[lo, hi] (inclusive event times) within the tenure, or None."""
+        a = max(lo, self.start)
+        b = hi if self.end is None else min(hi, self.end - 1)
+        return (a, b) if a <= b else None
+
+
+@dataclass
+class Fixes:
+    """Fixes of several subjects, sorted by (subject, t): parallel numpy arrays."""
+
+    subject: I64
+    t: I64
+    lat_e7: I64
+    lon_e7: I64
+    acc_m: F64
+    device: I64
+    source: I64
+
+    @classmethod
+    def empty(cls) -> Fixes:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z, z, z, np.zeros(0), z, z)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def take(self, idx: npt.NDArray[Any]) -> Fixes:
+        return Fixes(
+            self.subject[idx],
+            self.t[idx],
+            self.lat_e7[idx],
+            self.lon_e7[idx],
+            self.acc_m[idx],
+            self.device[idx],
+            self.source[idx],
+        )
+
+
+@dataclass(frozen=True)
+class HomeStay:
+    """The home unit heard the subject's tag over [start, end): at home."""
+
+    subject: int
+    start: int
+    end: int
+    tag: int
+    home_unit: int
+    # The presence records that open and close the stay (evidence), end None while open.
+    opened_t: int
+    closed_t: int | None
+
+
+@dataclass
+class Home:
+    """A subject's home: the `home` zone's centre (circle) or representative point."""
+
+    subject: int
+    lat: float
+    lon: float
+    zone_id: int
+
+
+@dataclass
+class Evidence:
+    fixes: Fixes = field(default_factory=Fixes.empty)
+    stays: list[HomeStay] = field(default_factory=list)
+    homes: dict[int, Home] = field(default_factory=dict)
+    tenures: list[Tenure] = field(default_factory=list)
+
+
+# ---- reads --------------------------------------------------------------------------------
+
+
+def candidate_devices(conn: Connection, area: Area, t0: int, t1: int, margin_m: float) -> list[int]:
+    """Devices with any fix within the area's bounding box plus `margin_m` in [t0, t1]:
+    the (cell, ts) index, one range per cell."""
+    c = positions.c
+    lat_lo, lat_hi, lon_lo, lon_hi = area.bounds_e7(margin_m)
+    q = (
+        select(c.device)
+        .where(
+            c.ts.between(t0, t1),
+            c.lat_e7.between(lat_lo, lat_hi),
+            c.lon_e7.between(lon_lo, lon_hi),
+        )
+        .distinct()
+    )
+    cells = area.cells(margin_m)
+    if cells is not None:
+        q = q.where(c.cell.in_(cells))
+    return sorted(int(d) for d in conn.execute(q).scalars())
+
+
+def tag_tenures(
+    conn: Connection,
+    t0: int,
+    t1: int,
+    *,
+    devices: Iterable[int] | None = None,
+    subject_ids: Iterable[int] | None = None,
+    visible: Select[Any] | None = None,
+) -> list[Tenure]:
+    """Tag assignments overlapping [t0, t1], for some devices and/or subjects, limited to
+    the subjects `visible` selects (None: no limit)."""
+    a = assignments.c
+    q = select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
+        a.role == TAG, a.starts_at <= t1, or_(a.ends_at.is_(None), a.ends_at > t0)
+    )
+    if devices is not None:
+        q = q.where(a.device.in_(sorted(set(devices))))
+    if subject_ids is not None:
+        q = q.where(a.subject_id.in_(sorted(set(subject_ids))))
+    if visible is not None:
+        q = q.where(a.subject_id.in_(visible))
+    return [Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in conn.execute(q)]
+
+
+def load_fixes(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> Fixes:
+    """Every fix of the tenures' devices in [t0, t1] while they served their subject,
+    sorted by (subject, t). One statement over the (device, ts) index."""
+    if not tenures:
+        return Fixes.empty()
+    c = positions.c
+    devs = sorted({tn.device for tn in tenures})
+    rows = conn.execute(
+        select(c.device, c.ts, c.lat_e7, c.lon_e7, c.acc_dm, c.source).where(
+            c.device.in_(devs), c.ts.between(t0, t1)
+        )
+    ).all()
+    if not rows:
+        return Fixes.empty()
+    arr = np.array(rows, dtype=np.int64)
+    dev, ts = arr[:, 0], arr[:, 1]
+    parts_idx: list[I64] = []
+    parts_sub: list[I64] = []
+    for tn in tenures:
+        span = tn.clip(t0, t1)
+        if span is None:
+            continue
+        (idx,) = np.nonzero((dev == tn.device) & (ts >= span[0]) & (ts <= span[1]))
+        parts_idx.append(idx)
+        parts_sub.append(np.full(len(idx), tn.subject, dtype=np.int64))
+    if not parts_idx:
+        return Fixes.empty()
+    idx = np.concatenate(parts_idx)
+    sub = np.concatenate(parts_sub)
+    order = np.lexsort((arr[idx, 1], sub))
+    idx, sub = idx[order], sub[order]
+    # The same fix stored twice cannot happen (ingest is idempotent), but two devices of one
+    # subject can report the same second: both stay, in device order after time.
+    return Fixes(
+        sub,
+        arr[idx, 1],
+        arr[idx, 2],
+        arr[idx, 3],
+        arr[idx, 4].astype(np.float64) / 10.0,
+        arr[idx, 0],
+        arr[idx, 5],
+    )
+
+
+def load_homes(
+    conn: Connection,
+    *,
+    visible: Select[Any] | None = None,
+    subject_ids: Iterable[int] | None = None,
+) -> dict[int, Home]:
+    """Each subject's home point from its `home` zone (the first, if several)."""
+    z = zones.c
+    q = select(z.id, z.subject_id, z.shape, z.geometry).where(z.kind == "home").order_by(z.id)
+    if visible is not None:
+        q = q.where(z.subject_id.in_(visible))
+    if subject_ids is not None:
+        q = q.where(z.subject_id.in_(sorted(set(subject_ids))))
+    out: dict[int, Home] = {}
+    for r in conn.execute(q):
+        if r.subject_id in out:
+            continue
+        point = _home_point(r.shape, r.geometry)
+        if point is not None:
+            out[int(r.subject_id)] = Home(int(r.subject_id), point[1], point[0], int(r.id))
+    return out
+
+
+def _home_point(shape: str, geometry: Any) -> tuple[float, float] | None:
+    """(lon, lat) of a home zone: a circle's centre, else the mean of its first ring."""
+    try:
+        coords = geometry["coordinates"]
+        if shape == "circle":
+            return float(coords[0]), float(coords[1])
+        ring = coords[0] if shape == "polygon" else coords
+        pts = ring[:-1] if shape == "polygon" and len(ring) > 1 else ring
+        return (
+            sum(float(p[0]) for p in pts) / len(pts),
+            sum(float(p[1]) for p in pts) / len(pts),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def load_stays(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> list[HomeStay]:
+    """Home stays overlapping [t0, t1] from presence transitions (the home unit reports a
+    PRESENCE record when the tag arrives and when it leaves, docs/home-unit.md): the state
+    at t0 comes from the latest record before it."""
+    out: list[HomeStay] = []
+    p = presence.c
+    for tn in tenures:
+        span = tn.clip(t0, t1)
+        if span is None:
+            continue
+        lo, hi = span
+        before = conn.execute(
+            select(p.ts, p.state, p.home_unit)
+            .where(p.tag == tn.device, p.ts < lo, p.ts >= tn.start)
+            .order_by(p.ts.desc(), p.id.desc())
+            .limit(1)
+        ).first()
+        rows = [] if before is None else [before]
+        rows += conn.execute(
+            select(p.ts, p.state, p.home_unit)
+            .where(p.tag == tn.device, p.ts.between(lo, hi))
+            .order_by(p.ts, p.id)
+        ).all()
+        # The first record at or after hi closes a stay that is open at the window's end.
+        after = conn.execute(
+            select(p.ts, p.state, p.home_unit)
+            .where(p.tag == tn.device, p.ts > hi)
+            .order_by(p.ts, p.id)
+            .limit(1)
+        ).first()
+        if after is not None:
+            rows.append(after)
+        opened: tuple[int, int] | None = None
+        for ts, state, unit in rows:
+            if state == 1 and opened is None:
+                opened = (int(ts), int(unit))
+            elif state == 0 and opened is not None:
+                if ts > lo and opened[0] <= hi:
+                    out.append(
+                        HomeStay(tn.subject, opened[0], int(ts), tn.device, opened[1], opened[0],
+                                 int(ts))
+                    )  # fmt: skip
+                opened = None
+        if opened is not None and opened[0] <= hi:
+            end = hi + 1 if tn.end is None else min(hi + 1, tn.end)
+            out.append(HomeStay(tn.subject, opened[0], end, tn.device, opened[1], opened[0], None))
+    return out
+
+
+def subject_names(conn: Connection, ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:
+    """id -> (reference, name, owning unit)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(subjects.c.id, subjects.c.reference, subjects.c.name, subjects.c.unit_id).where(
+            subjects.c.id.in_(wanted)
+        )
+    )
+    return {int(r.id): (r.reference, r.name, int(r.unit_id)) for r in rows}
+
+
+def nearest_fix(
+    conn: Connection, tenures: list[Tenure], t: int, before: bool
+) -> tuple[int, int, int, int, float, int] | None:
+    """The subject's last fix at or before t (before=True) or first at or after t, within
+    its tenures: (device, ts, lat_e7, lon_e7, accuracy m, source)."""
+    c = positions.c
+    best: tuple[int, int, int, int, float, int] | None = None
+    for tn in tenures:
+        cond = c.ts <= t if before else c.ts >= t
+        cond = and_(cond, c.ts >= tn.start)
+        if tn.end is not None:
+            cond = and_(cond, c.ts < tn.end)
+        order = (c.ts.desc(),) if before else (c.ts.asc(),)
+        r = conn.execute(
+            select(c.device, c.ts, c.lat_e7, c.lon_e7, c.acc_dm, c.source)
+            .where(c.device == tn.device, cond)
+            .order_by(*order)
+            .limit(1)
+        ).first()
+        if r is None:
+            continue
+        cand = (int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4] / 10.0, int(r[5]))
+        if best is None or (cand[1] > best[1] if before else cand[1] < best[1]):
+            best = cand
+    return best
