@@ -587,7 +587,10 @@ class HilTag:
             try:
                 req = h.side.requests.get(timeout=0.001)
             except queue.Empty:
-                if h.peer.tocked(h.unit, t) or not h.peer.connected(h.unit):
+                if h.peer.tocked(h.unit, t):
+                    break
+                if not h.peer.connected(h.unit):
+                    self._drop_requests()  # the unit died mid-contact: nobody waits for them
                     break
                 if time.monotonic() > deadline:
                     raise HilError(f"home unit {h.unit} did not answer tick {t}") from None
@@ -598,6 +601,16 @@ class HilTag:
             self._exchange_any(["N 0"], ("n", "e"))
             self.gatt_connected = False
             self.wake_ms = min(self.wake_ms, self.now_ms + 1)  # the BLE IRQ wakes the MCU
+
+    def _drop_requests(self) -> None:
+        assert self.home is not None
+        while True:
+            try:
+                req = self.home.side.requests.get_nowait()
+            except queue.Empty:
+                return
+            req.result = "link_down"
+            req.done.set()
 
     def _gatt(self, req: _GattRequest) -> Any:
         """One GATT operation on the firmware (docs/home-unit.md, "GATT contract")."""
