@@ -13,7 +13,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from backend.api import routes_admin, routes_alerts, routes_audit, routes_auth, routes_subjects
+from backend.api import (
+    routes_admin,
+    routes_alerts,
+    routes_audit,
+    routes_auth,
+    routes_investigations,
+    routes_subjects,
+)
 from backend.api.context import ApiContext
 from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
 from backend.api.ratelimit import RateLimiter
@@ -117,4 +124,5 @@ def create_app(
     app.include_router(routes_audit.router)
     app.include_router(routes_subjects.router)
     app.include_router(routes_alerts.router)
+    app.include_router(routes_investigations.router)
     return app

@@ -292,7 +292,8 @@ def _segment_approaches(tab: _Table, area: Area, t0: int, t1: int, f: ev.Fixes, 
             zero = np.zeros(int(np.sum(touch)))
             u[touch] = _fraction(ax[touch], ay[touch], bx[touch], by[touch], zero, zero)
         else:
-            u[touch] = np.where(np.isfinite(lo), (lo + hi) / 2, 0.0)
+            met = np.isfinite(lo)
+            u[touch] = np.where(met, (np.where(met, lo, 0.0) + np.where(met, hi, 0.0)) / 2, 0.0)
         tin_lo[touch] = np.where(np.isfinite(lo), lo, 0.0)
         tin_hi[touch] = np.where(np.isfinite(hi), hi, 1.0)
     cx, cy = ax + (bx - ax) * u, ay + (by - ay) * u

@@ -1,0 +1,195 @@
+"""The investigations API's request and response bodies (pydantic v2), documented for the
+OpenAPI schema the web UI is built against."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from backend.investigations.area import MAX_RADIUS_M, Area, AreaError
+from backend.investigations.correlate import Params
+
+Time = Field(ge=0, le=2**40, description="Unix seconds")
+
+
+class Geometry(BaseModel):
+    """A GeoJSON geometry: Point (with `radius_m` beside it), Polygon or MultiPolygon."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["Point", "Polygon", "MultiPolygon"]
+    coordinates: list[Any] = Field(description="GeoJSON coordinates, [lon, lat] order")
+
+
+class Place(BaseModel):
+    """Where: a GeoJSON Point with `radius_m` (a circle), or a Polygon/MultiPolygon."""
+
+    geometry: Geometry
+    radius_m: float | None = Field(
+        default=None, gt=0, le=MAX_RADIUS_M, description="circle radius for a Point (metres)"
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Place:
+        if self.geometry.type == "Point" and self.radius_m is None:
+            raise ValueError("a Point needs radius_m")
+        if self.geometry.type != "Point" and self.radius_m is not None:
+            raise ValueError("radius_m applies to a Point only")
+        return self
+
+    def area(self) -> Area:
+        return place_area(self.geometry.model_dump(), self.radius_m)
+
+
+def place_area(geometry: dict[str, Any], radius_m: float | None) -> Area:
+    """An Area from a GeoJSON geometry (+ radius for a Point); AreaError if unusable."""
+    if geometry.get("type") == "Point":
+        c = geometry.get("coordinates")
+        if not isinstance(c, list) or len(c) < 2:
+            raise AreaError("a Point has [lon, lat] coordinates")
+        if radius_m is None:
+            raise AreaError("a Point needs radius_m")
+        try:
+            lon, lat = float(c[0]), float(c[1])
+        except (TypeError, ValueError) as e:
+            raise AreaError("a Point has numeric [lon, lat] coordinates") from e
+        return Area.circle(lat, lon, radius_m)
+    return Area.polygon(geometry)
+
+
+class Options(BaseModel):
+    """How sure a position must be (docs/investigations.md, "Accuracy")."""
+
+    k: float = Field(default=1.0, ge=0, le=5, description="accuracy multiplier")
+    max_gap_s: int = Field(
+        default=900, ge=0, le=7200, description="interpolate between fixes at most this far apart"
+    )
+
+    def params(self) -> Params:
+        return Params(k=self.k, max_gap_s=self.max_gap_s)
+
+
+class CorrelationQuery(Place):
+    """An ad-hoc correlation: a place and a time window."""
+
+    reference: str = Field(
+        min_length=1, max_length=100, description="the incident or case reference"
+    )
+    start: int = Field(alias="from", ge=0, le=2**40, description="window start, Unix s")
+    end: int = Field(alias="to", ge=0, le=2**40, description="window end, Unix s")
+    options: Options = Field(default_factory=Options)
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class FixOut(BaseModel):
+    t: int
+    lat: float
+    lon: float
+    accuracy_m: float
+    device: int
+    source: str = Field(description="fix (GNSS) or rf_home_fix (the tag's home position)")
+    edge_m: float | None = Field(
+        default=None, description="signed distance to the area's edge, negative inside"
+    )
+
+
+class ApproachOut(BaseModel):
+    """A position relative to the area: a fix, a point interpolated between two fixes, or
+    a home stay."""
+
+    t: int = Field(description="when (Unix s)")
+    lat: float
+    lon: float
+    distance_m: float = Field(description="distance to the area, 0 inside")
+    edge_m: float = Field(description="signed distance to the area's edge, negative inside")
+    accuracy_m: float
+    source: Literal["fix", "rf_home_fix", "interpolated", "home_presence"]
+    status: Literal["within", "possibly_within", "not_within"]
+    evidence: list[dict[str, Any]] = Field(
+        description="the fix, the two fixes an interpolation lies between, or the home stay"
+    )
+    gap_s: int | None = Field(default=None, description="interpolated: seconds between fixes")
+
+
+class HitOut(BaseModel):
+    subject_id: int
+    reference: str
+    name: str
+    status: Literal["within", "possibly_within"]
+    closest: ApproachOut
+    inside_s: int = Field(description="time inside the area by the best estimate")
+    first_inside: int | None
+    last_inside: int | None
+    fixes_in_window: int
+    devices: list[int]
+    path: list[list[float]] = Field(description="[lon, lat, t] through the window")
+
+
+class CorrelationResult(BaseModel):
+    reference: str
+    purpose: str
+    area: dict[str, Any]
+    start: int = Field(serialization_alias="from")
+    end: int = Field(serialization_alias="to")
+    options: Options
+    count: int
+    hits: list[HitOut]
+    audit_id: int = Field(description="the audit record of this query")
+
+
+class WhereaboutsQuery(Place):
+    reference: str = Field(min_length=1, max_length=100)
+    start: int = Field(alias="from", ge=0, le=2**40)
+    end: int = Field(alias="to", ge=0, le=2**40)
+    options: Options = Field(default_factory=Options)
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class WhereaboutsResult(BaseModel):
+    """The exculpatory answer: where the subject was instead, with the evidence."""
+
+    subject_id: int
+    reference: str
+    status: Literal["within", "possibly_within", "not_within", "no_data"]
+    summary: str
+    closest: ApproachOut | None
+    inside_s: int
+    coverage: float = Field(description="fraction of the window the evidence covers")
+    complete: bool
+    gaps: list[list[int]] = Field(description="[start, end] stretches without evidence")
+    before: FixOut | None = Field(description="last fix at or before the window")
+    after: FixOut | None = Field(description="first fix at or after the window")
+    fixes: list[FixOut]
+    home_stays: list[dict[str, Any]]
+    home_distance_m: float | None
+    fixes_in_window: int
+    audit_id: int
+
+
+class IncidentResult(BaseModel):
+    at: str = Field(description="where in the file: 'line N' (CSV) or 'feature N' (GeoJSON)")
+    reference: str
+    area: dict[str, Any]
+    start: int = Field(serialization_alias="from")
+    end: int = Field(serialization_alias="to")
+    count: int
+    hits: list[HitOut]
+
+
+class IncidentError(BaseModel):
+    at: str
+    line: int | None = Field(default=None, description="CSV line number (header is line 1)")
+    feature: int | None = Field(default=None, description="GeoJSON feature index (from 1)")
+    reason: str
+
+
+class BatchResult(BaseModel):
+    reference: str
+    purpose: str
+    format: Literal["csv", "geojson"]
+    incidents: list[IncidentResult]
+    errors: list[IncidentError]
+    subjects: int = Field(description="distinct subjects in all hits")
+    audit_id: int
