@@ -49,8 +49,8 @@ SERVER_KEY = bytes(range(32))
 DEVICES = 100
 TAGWATCH = str(Path(sys.executable).parent / "tagwatch")
 ROUNDS = 3
-# Frames per device per measured run: 6,000 1-fix and 3,000 10-fix frames, 1-3 s each.
-PER_DEVICE = {1: 60, 10: 30}
+# Frames per device per measured run: 5,000 1-fix and 2,500 10-fix frames, 1-3 s each.
+PER_DEVICE = {1: 50, 10: 25}
 Row = tuple[str, str, str, str]
 
 
@@ -420,7 +420,7 @@ def _query(path: Path, variant: str, probes: list[tuple[int, int, int]], radius:
     return elapsed / len(probes)
 
 
-def index_rows(n: int = 300_000) -> list[tuple[str, str, str, str]]:
+def index_rows(n: int = 150_000) -> list[tuple[str, str, str, str]]:
     rows = _synthetic(n)
     rnd = random.Random(3)
     probes = [
