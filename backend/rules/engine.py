@@ -34,18 +34,37 @@ class State:
     covers: int
     rules: dict[str, dict[str, Any]]
     config_version: int = 0
+    # The unsettled tail (observations within the allowed lateness) folded on top: what the
+    # clock-driven tick continues from without reading stored data again.
+    tail_covers: int | None = None
+    tail_rules: dict[str, dict[str, Any]] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"covers": self.covers, "rules": self.rules, "config_version": self.config_version},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
+        d: dict[str, Any] = {
+            "covers": self.covers,
+            "rules": self.rules,
+            "config_version": self.config_version,
+        }
+        if self.tail_rules is not None:
+            d["tail_covers"], d["tail_rules"] = self.tail_covers, self.tail_rules
+        return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> State:
         d = json.loads(text)
-        return cls(int(d["covers"]), d["rules"], int(d.get("config_version", 0)))
+        return cls(
+            int(d["covers"]),
+            d["rules"],
+            int(d.get("config_version", 0)),
+            d.get("tail_covers"),
+            d.get("tail_rules"),
+        )
+
+    def latest(self) -> State:
+        """The state with the unsettled tail folded in (itself if there is none)."""
+        if self.tail_rules is None or self.tail_covers is None:
+            return self
+        return State(self.tail_covers, self.tail_rules, self.config_version)
 
 
 @dataclass
@@ -113,32 +132,63 @@ class Engine:
         observations: Iterable[Obs],
         horizon: int | None = None,
         live: bool = True,
+        settle: int | None = None,
+        fresh: set[str] | None = None,
     ) -> Result:
         """Fold observations (t >= state.covers; any order, duplicates allowed) into a copy
-        of state; then, if a horizon is given, conclude what time alone says up to it."""
+        of state; then, if a horizon is given, conclude what time alone says up to it.
+
+        With `settle`, only observations before it enter the returned state (which then
+        covers up to `settle`); the rest are folded on a copy, for this run's episodes only,
+        and their commands (for refs in `fresh`, if given) are the run's commands. That is
+        the allowed lateness: data a little out of order across a subject's devices (a
+        relayed tag frame after its home unit's) then continues the state instead of
+        re-evaluating it from a snapshot."""
         st = State(state.covers, copy.deepcopy(state.rules), state.config_version)
-        ctx = Context(config, live=live)
         snapshots: list[tuple[int, str]] = []
         obs = ordered(observations)
         skipped = sum(1 for o in obs if o.t < st.covers)
         batch = [o for o in obs if o.t >= st.covers]
+        if settle is None:
+            ctx = self._fold(config, st, batch, live, snapshots, end=None)
+            closed, commands, tail_state = list(ctx.emitted), list(ctx.commands), st
+        else:
+            head = [o for o in batch if o.t < settle]
+            tail = [o for o in batch if o.t >= settle]
+            ctx = self._fold(config, st, head, False, snapshots, end=max(settle, st.covers))
+            tail_state = State(st.covers, copy.deepcopy(st.rules), st.config_version)
+            tctx = self._fold(config, tail_state, tail, live, None, end=None)
+            closed = list(ctx.emitted) + list(tctx.emitted)
+            commands = [c for c in tctx.commands if fresh is None or c.ref in fresh]
+            st.tail_covers, st.tail_rules = tail_state.covers, tail_state.rules
+        open_eps: list[Episode] = []
+        if horizon is not None:
+            extra, open_eps = self.at_horizon(config, tail_state, horizon)
+            closed += extra
+        return Result(st, closed, open_eps, snapshots, commands, skipped)
+
+    def _fold(
+        self,
+        config: SubjectConfig,
+        st: State,
+        batch: list[Obs],
+        live: bool,
+        snapshots: list[tuple[int, str]] | None,
+        end: int | None,
+    ) -> Context:
+        ctx = Context(config, live=live)
         for rule in self.rules:
             rule.prepare(st.rules[rule.name], ctx, batch)
-        for o in obs:
-            if o.t < st.covers:
-                continue
+        for o in batch:
             self._advance(st, ctx, o.t, snapshots)
             if config.monitored(o.t) and config.role_of(o.device, o.t) is not None:
                 for rule in self.rules:
                     rule.apply(st.rules[rule.name], ctx, o)
-        if obs and obs[-1].t >= st.covers:
-            self._advance(st, ctx, obs[-1].t + 1, snapshots)
-        closed = list(ctx.emitted)
-        open_eps: list[Episode] = []
-        if horizon is not None:
-            extra, open_eps = self.at_horizon(config, st, horizon)
-            closed += extra
-        return Result(st, closed, open_eps, snapshots, list(ctx.commands), skipped)
+        if end is not None:
+            self._advance(st, ctx, end, snapshots)
+        elif batch:
+            self._advance(st, ctx, batch[-1].t + 1, snapshots)
+        return ctx
 
     def at_horizon(
         self, config: SubjectConfig, state: State, horizon: int

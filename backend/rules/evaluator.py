@@ -27,6 +27,7 @@ from backend.rules.engine import Engine, State
 from backend.rules.model import Command, Episode, Obs, ordered
 
 SNAPSHOT_KEEP_S = 7 * 86400  # snapshots further back than this before covers are pruned
+LATENESS_S = 900  # allowed lateness: a tag's batch period plus relay delays
 
 
 @dataclass
@@ -59,56 +60,81 @@ class Repository(Protocol):
 
 
 class Evaluator:
-    def __init__(self, repo: Repository, engine: Engine | None = None) -> None:
+    """`lateness_s`: how far behind the newest stored observation the saved state is kept
+    (Engine.run's `settle`). Data up to that much out of order across a subject's devices
+    continues the state; only data later than that re-evaluates from a snapshot."""
+
+    def __init__(
+        self, repo: Repository, engine: Engine | None = None, lateness_s: int = LATENESS_S
+    ) -> None:
         self.repo = repo
         self.engine = engine or Engine()
+        self.lateness_s = lateness_s
 
     def observe(self, config: SubjectConfig, new: Iterable[Obs], horizon: int) -> Changes:
         fresh = ordered(new)
         if not fresh:
             return self.tick(config, horizon)
         state = self.repo.state(config.subject)
+        valid = state is not None and state.config_version == config.version
         tmin = fresh[0].t
-        if state is not None and state.config_version == config.version and tmin >= state.covers:
-            # In event-time order, so no re-evaluation; still late if ingest flagged it so
-            # (a backlog behind backend now): it was not known when it happened.
-            late = any(o.late for o in fresh)
-            res = self.engine.run(config, state, fresh, horizon, live=not late)
-            return self._finish(config, state.covers, res.state, res, late=late)
-        start = None
-        if state is not None and state.config_version == config.version:
-            start = self.repo.snapshot_at_or_before(config.subject, tmin)
+        flagged = any(o.late for o in fresh)  # ingest: a backlog behind backend now
+        if valid and state is not None and tmin >= state.covers:
+            tail = state.tail_covers
+            span = fresh[-1].t + 1 - state.covers  # the tail's span if these joined it
+            if tail is not None and tmin >= tail and span <= 2 * self.lateness_s:
+                return self._extend(config, state, fresh, horizon, flagged)
+            return self._run(config, state, horizon, flagged, {o.ref for o in fresh})
+        start = self.repo.snapshot_at_or_before(config.subject, tmin) if valid else None
         if start is None:
             first = self.repo.first_time(config)
             t0 = tmin if first is None else min(first, tmin)
             if config.start is not None:
                 t0 = min(t0, config.start)
             start = self.engine.initial(config, t0)
-        obs = self.repo.observations(config, start.covers)
         # A first evaluation (no state yet, or a new configuration) is not late data unless
         # the data itself is; a re-evaluation behind the state is.
-        first = state is None or state.config_version != config.version
-        late = any(o.late for o in fresh) if first else True
-        res = self.engine.run(config, start, obs, horizon, live=not late)
-        return self._finish(config, start.covers, res.state, res, late=late)
+        late = flagged if not valid else True
+        return self._run(config, start, horizon, late, {o.ref for o in fresh})
 
     def tick(self, config: SubjectConfig, horizon: int) -> Changes:
+        """Only the horizon moves: continue from the saved state with its tail (no stored
+        data is read, nothing is saved unless an episode changes)."""
         state = self.repo.state(config.subject)
         if state is None or state.config_version != config.version:
             return Changes()
-        closed, open_eps = self.engine.at_horizon(config, state, horizon)
-        changes = self.reconcile(config.subject, closed + open_eps, state.covers, late=False)
+        latest = state.latest()
+        closed, open_eps = self.engine.at_horizon(config, latest, horizon)
+        changes = self.reconcile(config.subject, closed + open_eps, latest.covers, late=False)
         self.repo.apply(config.subject, changes)
         return changes
 
-    def _finish(
-        self, config: SubjectConfig, since: int, state: State, res: object, late: bool
+    def _extend(
+        self, config: SubjectConfig, state: State, fresh: list[Obs], horizon: int, late: bool
     ) -> Changes:
-        from backend.rules.engine import Result
+        """In order after everything seen: fold onto the tail, reading nothing stored. The
+        settled state moves on (a full _run) once the tail spans twice the lateness."""
+        latest = state.latest()
+        res = self.engine.run(config, latest, fresh, horizon, live=not late)
+        new = State(
+            state.covers, state.rules, state.config_version, res.state.covers, res.state.rules
+        )
+        self.repo.save_state(config.subject, new, [])
+        changes = self.reconcile(config.subject, res.episodes, latest.covers, late)
+        changes.commands = res.commands
+        self.repo.apply(config.subject, changes)
+        return changes
 
-        assert isinstance(res, Result)
-        self.repo.save_state(config.subject, state, res.snapshots)
-        changes = self.reconcile(config.subject, res.episodes, since, late)
+    def _run(
+        self, config: SubjectConfig, start: State, horizon: int, late: bool, fresh: set[str]
+    ) -> Changes:
+        obs = self.repo.observations(config, start.covers)
+        settle = max(o.t for o in obs) + 1 - self.lateness_s if obs else start.covers
+        res = self.engine.run(
+            config, start, obs, horizon, live=not late, settle=settle, fresh=fresh
+        )
+        self.repo.save_state(config.subject, res.state, res.snapshots)
+        changes = self.reconcile(config.subject, res.episodes, start.covers, late)
         changes.commands = res.commands
         self.repo.apply(config.subject, changes)
         return changes

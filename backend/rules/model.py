@@ -133,3 +133,5 @@ class Command:
     key: int  # firmware.frame CFG_* key
     value: int
     reason: str
+    ref: str = ""  # the observation that asked for it
+    min_gap: int = 0  # not sent if the last command's value is within this of `value`

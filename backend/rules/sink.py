@@ -177,6 +177,18 @@ class MonitoringSink(RuleSink):
             if key is None or self.publish is None:
                 self.counts["commands_unsendable"] += 1
                 continue
+            if c.min_gap:
+                # An earlier evaluation may already have asked for nearly the same (the
+                # unsettled tail is folded afresh each time): do not send it again.
+                prev = conn.execute(
+                    select(device_commands.c.value)
+                    .where(device_commands.c.device == c.device, device_commands.c.key == c.key)
+                    .order_by(device_commands.c.seq.desc())
+                    .limit(1)
+                ).scalar()
+                if prev is not None and prev >= c.value - c.min_gap:
+                    self.counts["commands_suppressed"] += 1
+                    continue
             last = conn.execute(
                 select(func.max(device_commands.c.seq)).where(device_commands.c.device == c.device)
             ).scalar()

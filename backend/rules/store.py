@@ -20,7 +20,7 @@ from backend.rules.config import Assignment, SubjectConfig
 from backend.rules.engine import State
 from backend.rules.evaluator import SNAPSHOT_KEEP_S, Changes
 from backend.rules.geo import ZoneSpec
-from backend.rules.model import Episode, Obs, ordered
+from backend.rules.model import HOME_UNIT, Episode, Obs, ordered
 from backend.rules.observe import frame_observations, security_observation
 from backend.rules.schedule import DEFAULT_TZ, Exception_, Weekly
 from backend.storage.schema import (
@@ -184,7 +184,8 @@ class SqlRepository:
         if row is None:
             return None
         st = State.from_json(row.state)
-        return State(row.covers, st.rules, row.config_version)
+        st.covers, st.config_version = row.covers, row.config_version
+        return st
 
     def save_state(self, subject: int, state: State, snapshots: Sequence[tuple[int, str]]) -> None:
         values = {
@@ -230,11 +231,27 @@ class SqlRepository:
         if not roles:
             return []
         out: list[Obs] = []
-        rows = self.conn.execute(
-            select(frames.c.raw, frames.c.received_at, frames.c.late).where(
-                frames.c.device.in_(sorted(roles)), frames.c.ts >= since
+        rows = list(
+            self.conn.execute(
+                select(frames.c.raw, frames.c.received_at, frames.c.late).where(
+                    frames.c.device.in_(sorted(roles)), frames.c.ts >= since
+                )
             )
         )
+        # Home-unit frames stored since, whatever their timestamp: a last will is dated at
+        # its arrival (observe.py), which can be long after the time it was signed.
+        homes = sorted(d for d, role in roles.items() if role == HOME_UNIT)
+        if homes:
+            rows += list(
+                self.conn.execute(
+                    select(frames.c.raw, frames.c.received_at, frames.c.late).where(
+                        frames.c.device.in_(homes),
+                        frames.c.mtype == fr.HOME_DATA,
+                        frames.c.received_at >= since,
+                        frames.c.ts < since,
+                    )
+                )
+            )
         for r in rows:
             f = fr.parse(r.raw)  # verified when stored
             out += [

@@ -304,5 +304,12 @@ class Zones(Rule):
         st["fast_until"] = obs.t + self.p.fast_for_s
         if ctx.live:
             ctx.commands.append(
-                Command(obs.device, fr.CFG_FAST_UNTIL, st["fast_until"], "near exclusion zone")
+                Command(
+                    obs.device,
+                    fr.CFG_FAST_UNTIL,
+                    st["fast_until"],
+                    "near exclusion zone",
+                    obs.ref,
+                    self.p.fast_for_s // 2,
+                )
             )

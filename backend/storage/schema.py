@@ -490,5 +490,14 @@ device_commands = Table(
     UniqueConstraint("device", "seq"),
 )
 
-# Re-evaluation reads a subject's stored frames by device and event time.
+# Re-evaluation reads a subject's stored frames by device and event time; and home-unit
+# frames by arrival too, because a LINK-offline last will is dated when it arrived (it was
+# signed at connect time). Partial: only home-unit frames (few) pay for the second index.
 Index("ix_frames_device_ts", frames.c.device, frames.c.ts)
+Index(
+    "ix_frames_home_received",
+    frames.c.device,
+    frames.c.received_at,
+    sqlite_where=frames.c.mtype == 2,
+    postgresql_where=frames.c.mtype == 2,
+)

@@ -118,7 +118,8 @@ def test_a_backlog_of_fixes_inside_arriving_late_raises_a_late_alert() -> None:
     cfg = zone_config()
     b = Builder()
     before = walk(b, T, [(500, 0)] * 4, every=60)
-    inside = walk(b, T + 240, [(1000, 0)] * 5, every=60)
+    # Flagged late as ingest flags them (older than the device's newest stored event).
+    inside = [replace(o, late=True) for o in walk(b, T + 240, [(1000, 0)] * 5, every=60)]
     after = walk(b, T + 540, [(500, 0)] * 4, every=60)
     ev.observe(cfg, repo.store(before), before[-1].t + 5)
     ev.observe(cfg, repo.store(after), after[-1].t + 5)  # the middle was in a dead zone

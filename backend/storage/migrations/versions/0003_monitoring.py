@@ -270,9 +270,18 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index("ix_frames_device_ts", "frames", ["device", "ts"], unique=False)
+    op.create_index(
+        "ix_frames_home_received",
+        "frames",
+        ["device", "received_at"],
+        unique=False,
+        sqlite_where=sa.text("mtype = 2"),
+        postgresql_where=sa.text("mtype = 2"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_frames_home_received", table_name="frames")
     op.drop_index("ix_frames_device_ts", table_name="frames")
     op.drop_index(op.f("ix_alert_episodes_subject_id_closed_t"), table_name="alert_episodes")
     op.drop_index(op.f("ix_alert_episodes_alert_id"), table_name="alert_episodes")
