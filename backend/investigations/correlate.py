@@ -256,46 +256,10 @@ def _segment_approaches(tab: _Table, area: Area, t0: int, t1: int, f: ev.Fixes, 
     ax, ay = xa + (xb - xa) * fa, ya + (yb - ya) * fa
     bx, by = xa + (xb - xa) * fb, ya + (yb - ya) * fb
     acc_a, acc_b = f.acc_m[i], f.acc_m[i + 1]
-    segs: Any = shapely.linestrings(
-        np.stack([np.stack([ax, ay], axis=1), np.stack([bx, by], axis=1)], axis=1)
-    )
-    dist = shapely.distance(segs, area.geom)
-    seg_len = np.hypot(bx - ax, by - ay)
-    # Closest point on each segment: for a segment reaching the area, the point deepest
-    # inside among the ends and the middle of the inside part; otherwise the end of the
-    # shortest line from the segment to the area.
-    u = np.zeros(len(i))
-    far = dist > 0
-    if np.any(far):
-        near_pts = shapely.get_coordinates(shapely.shortest_line(segs[far], area.geom))[0::2]
-        u[far] = _fraction(ax[far], ay[far], bx[far], by[far], near_pts[:, 0], near_pts[:, 1])
-    touch = ~far
-    inside_frac = np.zeros(len(i))
-    tin_lo, tin_hi = np.zeros(len(i)), np.ones(len(i))
-    if np.any(touch):
-        parts = shapely.intersection(segs[touch], area.geom)
-        plen = shapely.length(parts)
-        safe_len = np.where(seg_len[touch] > 1e-9, seg_len[touch], 1.0)
-        inside_frac[touch] = np.where(seg_len[touch] > 1e-9, plen / safe_len, 1.0)
-        coords, which = shapely.get_coordinates(parts, return_index=True)
-        lo = np.full(int(np.sum(touch)), np.inf)
-        hi = np.full(int(np.sum(touch)), -np.inf)
-        if len(which):
-            g = _fraction(
-                ax[touch][which], ay[touch][which], bx[touch][which], by[touch][which],
-                coords[:, 0], coords[:, 1],
-            )  # fmt: skip
-            np.minimum.at(lo, which, g)
-            np.maximum.at(hi, which, g)
-        if area.radius_m is not None:
-            # A circle: the foot of the perpendicular from the centre is the deepest point.
-            zero = np.zeros(int(np.sum(touch)))
-            u[touch] = _fraction(ax[touch], ay[touch], bx[touch], by[touch], zero, zero)
-        else:
-            met = np.isfinite(lo)
-            u[touch] = np.where(met, (np.where(met, lo, 0.0) + np.where(met, hi, 0.0)) / 2, 0.0)
-        tin_lo[touch] = np.where(np.isfinite(lo), lo, 0.0)
-        tin_hi[touch] = np.where(np.isfinite(hi), hi, 1.0)
+    if area.radius_m is not None:
+        u, dist, inside_frac, tin_lo, tin_hi = _circle_segments(ax, ay, bx, by, area.radius_m)
+    else:
+        u, dist, inside_frac, tin_lo, tin_hi = _polygon_segments(ax, ay, bx, by, area)
     cx, cy = ax + (bx - ax) * u, ay + (by - ay) * u
     edge = area.signed_distance(cx, cy)
     seg_t = ta + (tb - ta) * u
@@ -312,6 +276,74 @@ def _segment_approaches(tab: _Table, area: Area, t0: int, t1: int, f: ev.Fixes, 
         tab, f.subject[i], np.asarray(dist, dtype=np.float64), edge, 1, status, inside_s,
         first_in, last_in, ("seg", f, i, lat, lon, seg_t, edge, acc, status),
     )  # fmt: skip
+
+
+Segs = tuple[F64, F64, F64, F64, F64]
+
+
+def _circle_segments(ax: F64, ay: F64, bx: F64, by: F64, r: float) -> Segs:
+    """Segments against a circle of radius r at the origin, analytically: (fraction of the
+    closest/deepest point — the foot of the perpendicular from the centre —, distance to
+    the circle, fraction of the segment inside, and where the inside part starts and ends)."""
+    dx, dy = bx - ax, by - ay
+    a = dx * dx + dy * dy
+    u = _fraction(ax, ay, bx, by, np.zeros(len(ax)), np.zeros(len(ax)))
+    dist = np.maximum(np.hypot(ax + dx * u, ay + dy * u) - r, 0.0)
+    # |A + u d|^2 = r^2: a u^2 + b u + c = 0, inside between the roots.
+    b = 2 * (ax * dx + ay * dy)
+    c = ax * ax + ay * ay - r * r
+    disc = b * b - 4 * a * c
+    moving = a > 1e-12
+    root = np.sqrt(np.maximum(disc, 0.0))
+    safe_a = np.where(moving, a, 1.0)
+    lo = np.clip((-b - root) / (2 * safe_a), 0.0, 1.0)
+    hi = np.clip((-b + root) / (2 * safe_a), 0.0, 1.0)
+    crosses = moving & (disc > 0) & (hi > lo)
+    still_inside = ~moving & (c <= 0)
+    frac = np.where(crosses, hi - lo, np.where(still_inside, 1.0, 0.0))
+    tin_lo = np.where(crosses, lo, 0.0)
+    tin_hi = np.where(crosses, hi, 1.0)
+    return u, dist, frac, tin_lo, tin_hi
+
+
+def _polygon_segments(ax: F64, ay: F64, bx: F64, by: F64, area: Area) -> Segs:
+    """The same against any polygon, with shapely 2 (vectorized): the closest point is the
+    end of the shortest line to the area, or for a segment that reaches it, the middle of
+    its inside part."""
+    n = len(ax)
+    segs: Any = shapely.linestrings(
+        np.stack([np.stack([ax, ay], axis=1), np.stack([bx, by], axis=1)], axis=1)
+    )
+    dist = np.asarray(shapely.distance(segs, area.geom), dtype=np.float64)
+    seg_len = np.hypot(bx - ax, by - ay)
+    u = np.zeros(n)
+    far = dist > 0
+    if np.any(far):
+        near_pts = shapely.get_coordinates(shapely.shortest_line(segs[far], area.geom))[0::2]
+        u[far] = _fraction(ax[far], ay[far], bx[far], by[far], near_pts[:, 0], near_pts[:, 1])
+    touch = ~far
+    frac = np.zeros(n)
+    tin_lo, tin_hi = np.zeros(n), np.ones(n)
+    if np.any(touch):
+        parts = shapely.intersection(segs[touch], area.geom)
+        plen = shapely.length(parts)
+        length = seg_len[touch]
+        frac[touch] = np.where(length > 1e-9, plen / np.where(length > 1e-9, length, 1.0), 1.0)
+        coords, which = shapely.get_coordinates(parts, return_index=True)
+        lo = np.full(int(np.sum(touch)), np.inf)
+        hi = np.full(int(np.sum(touch)), -np.inf)
+        if len(which):
+            g = _fraction(
+                ax[touch][which], ay[touch][which], bx[touch][which], by[touch][which],
+                coords[:, 0], coords[:, 1],
+            )  # fmt: skip
+            np.minimum.at(lo, which, g)
+            np.maximum.at(hi, which, g)
+        met = np.isfinite(lo)
+        lo, hi = np.where(met, lo, 0.0), np.where(met, hi, 1.0)
+        u[touch] = np.where(met, (lo + hi) / 2, 0.0)
+        tin_lo[touch], tin_hi[touch] = lo, hi
+    return u, dist, frac, tin_lo, tin_hi
 
 
 def _fraction(ax: F64, ay: F64, bx: F64, by: F64, px: F64, py: F64) -> F64:
@@ -480,9 +512,7 @@ def correlate(
     p = p or Params()
     check_window(t0, t1)
     lo, hi = t0 - p.max_gap_s, t1 + p.max_gap_s
-    devices = ev.candidate_devices(conn, area, lo, hi, p.margin_m)
-    tenures = ev.tag_tenures(conn, lo, hi, devices=devices, visible=visible) if devices else []
-    fixes = ev.load_fixes(conn, tenures, lo, hi)
+    fixes, tenures = ev.nearby_fixes(conn, area, lo, hi, p.margin_m, visible)
     # Home presence: subjects whose home is near the place, whatever their fixes say (in RF
     # mode a tag at home sends no GNSS fixes at all).
     homes = ev.load_homes(conn, visible=visible)

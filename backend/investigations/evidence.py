@@ -8,16 +8,24 @@ place — then each candidate's trail by (device, ts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Select, and_, or_, select
+from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from backend.investigations.area import Area
-from backend.storage.schema import TAG, assignments, positions, presence, subjects, zones
+from backend.storage.schema import (
+    TAG,
+    assignments,
+    positions,
+    presence,
+    subject_monitoring,
+    subjects,
+    zones,
+)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -126,6 +134,89 @@ def candidate_devices(conn: Connection, area: Area, t0: int, t1: int, margin_m: 
     return sorted(int(d) for d in conn.execute(q).scalars())
 
 
+def _raw(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples straight from the DBAPI cursor: the hot reads of a correlation
+    fetch tens of thousands of rows, where SQLAlchemy's per-row result machinery costs
+    several times the database's own work. `sql` uses `?` placeholders (qmark); they become
+    `%s` for drivers with the format/pyformat style (psycopg)."""
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(sql, tuple(params))
+        return [tuple(r) for r in cur.fetchall()]
+    finally:
+        cur.close()
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+_FIX_COLUMNS = "device, ts, lat_e7, lon_e7, acc_dm, source"
+
+
+def nearby_fixes(
+    conn: Connection,
+    area: Area,
+    t0: int,
+    t1: int,
+    margin_m: float,
+    visible: Select[Any] | None = None,
+) -> tuple[Fixes, list[Tenure]]:
+    """The fixes that can place anyone in the area during [t0, t1]: every fix within the
+    area's bounding box plus `margin_m` ((cell, ts) index), and for each run of them the fix
+    just before and just after (the other end of a segment that may cross the area). The
+    neighbours are found from the devices' timestamps alone — an index-only scan of
+    (device, ts) — and read by point look-ups, so a long window costs index entries, not
+    table rows. Only devices serving a subject `visible` selects, while they served it."""
+    lat_lo, lat_hi, lon_lo, lon_hi = area.bounds_e7(margin_m)
+    sql = (
+        f"SELECT {_FIX_COLUMNS} FROM positions WHERE ts BETWEEN ? AND ? "
+        "AND lat_e7 BETWEEN ? AND ? AND lon_e7 BETWEEN ? AND ?"
+    )
+    params: list[Any] = [t0, t1, lat_lo, lat_hi, lon_lo, lon_hi]
+    cells = area.cells(margin_m)
+    if cells is not None:
+        sql += f" AND cell IN ({_marks(len(cells))})"
+        params += cells
+    near = _raw(conn, sql, params)
+    if not near:
+        return Fixes.empty(), []
+    tenures = tag_tenures(conn, t0, t1, devices={int(r[0]) for r in near}, visible=visible)
+    wanted = sorted({tn.device for tn in tenures})
+    if not wanted:
+        return Fixes.empty(), tenures
+    rows = [r for r in near if r[0] in set(wanted)]
+    stamps = np.array(
+        _raw(
+            conn,
+            f"SELECT device, ts FROM positions WHERE device IN ({_marks(len(wanted))}) "
+            "AND ts BETWEEN ? AND ? ORDER BY device, ts",
+            [*wanted, t0, t1],
+        ),
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    inside = np.array([(r[0], r[1]) for r in rows], dtype=np.int64)
+    # A fix is in the box if (device, ts) is among the box's rows; out-of-box fixes next to
+    # an in-box one of the same device are the far ends of the segments that matter.
+    key_all = stamps[:, 0] * (1 << 42) + stamps[:, 1]
+    is_in = np.isin(key_all, inside[:, 0] * (1 << 42) + inside[:, 1])
+    same_next = np.r_[stamps[1:, 0] == stamps[:-1, 0], False]
+    same_prev = np.r_[False, stamps[1:, 0] == stamps[:-1, 0]]
+    nxt_in = np.r_[is_in[1:], False] & same_next
+    prv_in = np.r_[False, is_in[:-1]] & same_prev
+    extra = stamps[~is_in & (nxt_in | prv_in)]
+    for dev in np.unique(extra[:, 0]) if len(extra) else []:
+        ts = extra[extra[:, 0] == dev, 1].tolist()
+        rows += _raw(
+            conn,
+            f"SELECT {_FIX_COLUMNS} FROM positions WHERE device = ? AND ts IN ({_marks(len(ts))})",
+            [int(dev), *ts],
+        )
+    return _attribute(np.array(rows, dtype=np.int64), tenures, t0, t1), tenures
+
+
 def tag_tenures(
     conn: Connection,
     t0: int,
@@ -157,14 +248,23 @@ def load_fixes(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> Fix
         return Fixes.empty()
     c = positions.c
     devs = sorted({tn.device for tn in tenures})
-    rows = conn.execute(
+    result = conn.execute(
         select(c.device, c.ts, c.lat_e7, c.lon_e7, c.acc_dm, c.source).where(
             c.device.in_(devs), c.ts.between(t0, t1)
         )
-    ).all()
+    )
+    # Plain tuples: numpy probing SQLAlchemy Row objects as sequences costs 30x more.
+    rows = [tuple(r) for r in result]
     if not rows:
         return Fixes.empty()
-    arr = np.array(rows, dtype=np.int64)
+    return _attribute(np.array(rows, dtype=np.int64), tenures, t0, t1)
+
+
+def _attribute(arr: npt.NDArray[np.int64], tenures: list[Tenure], t0: int, t1: int) -> Fixes:
+    """Rows (device, ts, lat, lon, acc_dm, source) to Fixes of the subjects whose tenure
+    covers each row's time, sorted by (subject, t)."""
+    if len(arr) == 0:
+        return Fixes.empty()
     dev, ts = arr[:, 0], arr[:, 1]
     parts_idx: list[I64] = []
     parts_sub: list[I64] = []
@@ -194,6 +294,36 @@ def load_fixes(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> Fix
     )
 
 
+# Every subject's home point, parsed from the zones' GeoJSON, per database: a correlation
+# needs all visible homes on every query. Any zone change bumps the subject's configuration
+# (subject_monitoring.updated_at), which is part of the signature that invalidates it.
+_HOMES: dict[str, tuple[tuple[Any, ...], dict[int, Home]]] = {}
+
+
+def _all_homes(conn: Connection) -> dict[int, Home]:
+    z = zones.c
+    count, top = conn.execute(
+        select(func.count(z.id), func.max(z.id)).where(z.kind == "home")
+    ).one()
+    sig = (count, top, conn.execute(select(func.max(subject_monitoring.c.updated_at))).scalar())
+    key = str(conn.engine.url)
+    cached = _HOMES.get(key)
+    if cached is not None and cached[0] == sig:
+        return cached[1]
+    out: dict[int, Home] = {}
+    q = select(z.id, z.subject_id, z.shape, z.geometry).where(z.kind == "home").order_by(z.id)
+    for r in conn.execute(q):
+        if r.subject_id in out:
+            continue
+        point = _home_point(r.shape, r.geometry)
+        if point is not None:
+            out[int(r.subject_id)] = Home(int(r.subject_id), point[1], point[0], int(r.id))
+    if len(_HOMES) > 8:
+        _HOMES.clear()
+    _HOMES[key] = (sig, out)
+    return out
+
+
 def load_homes(
     conn: Connection,
     *,
@@ -201,20 +331,17 @@ def load_homes(
     subject_ids: Iterable[int] | None = None,
 ) -> dict[int, Home]:
     """Each subject's home point from its `home` zone (the first, if several)."""
-    z = zones.c
-    q = select(z.id, z.subject_id, z.shape, z.geometry).where(z.kind == "home").order_by(z.id)
+    homes = _all_homes(conn)
     if visible is not None:
-        q = q.where(z.subject_id.in_(visible))
+        allowed = {
+            int(i)
+            for i in conn.execute(select(subjects.c.id).where(subjects.c.id.in_(visible))).scalars()
+        }
+        homes = {s: h for s, h in homes.items() if s in allowed}
     if subject_ids is not None:
-        q = q.where(z.subject_id.in_(sorted(set(subject_ids))))
-    out: dict[int, Home] = {}
-    for r in conn.execute(q):
-        if r.subject_id in out:
-            continue
-        point = _home_point(r.shape, r.geometry)
-        if point is not None:
-            out[int(r.subject_id)] = Home(int(r.subject_id), point[1], point[0], int(r.id))
-    return out
+        wanted = set(subject_ids)
+        homes = {s: h for s, h in homes.items() if s in wanted}
+    return homes
 
 
 def _home_point(shape: str, geometry: Any) -> tuple[float, float] | None:

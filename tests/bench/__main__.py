@@ -9,6 +9,7 @@ from tests.bench import codec, sim_models, sim_run
 from tests.bench import firmware as firmware_bench
 from tests.bench import home_unit as home_unit_bench
 from tests.bench import ingest as ingest_bench
+from tests.bench import investigations as investigations_bench
 from tests.bench import rf as rf_bench
 from tests.bench import rules as rules_bench
 
@@ -24,6 +25,8 @@ def main() -> None:
     for row in ingest_bench.rows():
         table.add_row(*row)
     for row in rules_bench.rows():
+        table.add_row(*row)
+    for row in investigations_bench.rows():
         table.add_row(*row)
     for row in sim_models.rows():
         table.add_row(*row)
