@@ -33,6 +33,9 @@ def run_scenario(
     hil: Annotated[int, typer.Option(min=0, help="tags run under the micropython binary")] = 2,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same truth")] = 0,
     out: Annotated[str, typer.Option(help="folder for report.json, plots")] = "build/sim-run",
+    rules: Annotated[
+        bool, typer.Option(help="configure subjects and run the backend's rules (alerts)")
+    ] = True,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -47,7 +50,7 @@ def run_scenario(
         typer.echo(f"tagwatch sim run: {exc}", err=True)
         raise typer.Exit(2) from None
     outcome = sim_run.run(
-        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil), Path(out)
+        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
     )
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")

@@ -74,6 +74,8 @@ class RunOptions:
     database_url: str = ""
     workdir: Path | None = None
     record_frames: bool = True
+    rules: bool = True  # configure subjects in the backend and run its rules engine
+    rules_tick_s: int = 60  # the rules' horizon moves this often (comms loss, grace)
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -273,6 +275,7 @@ class Fleet:
         self.hil: list[HilSubject] = []
         self.counters: dict[str, int] = {"barrier_timeouts": 0, "beacons": 0, "reboots": 0}
         self._unit_dir: Path | None = None
+        self.subject_of: dict[int, int] = {}  # backend subject id -> simulation index
         # Held while tags are polled: the home units' GATT operations (other threads) run
         # between polls, as a radio interrupt would.
         self.lock = threading.RLock()
@@ -301,9 +304,14 @@ class Fleet:
                 self.broker.port,
                 sim.start_ms / 1000,
                 self.o.database_url,
+                monitoring=self.o.rules,
             )
             keys = self.backend.register(pairs)
             self.keys, self.unit_keys = keys.tags, keys.home_units
+            if self.o.rules:
+                from sim import monitoring
+
+                self.subject_of = monitoring.register(self.backend.engine, sim)
             self.backend.start()
             up = SharedUplink(self.broker.host, self.broker.port)
             up.record = self.o.record_frames
@@ -399,7 +407,7 @@ class Fleet:
             farm.add(spec, t.radio)
         assert isinstance(self.uplink, SharedUplink)
         farm.push_configs(self.uplink, self.sim.start_ms // 1000)
-        farm.start()
+        farm.start(self.sim.start_ms / 1000)
         self.farm = farm
 
     # -- the run -------------------------------------------------------------------------
@@ -503,6 +511,7 @@ class Fleet:
             h.tag.start()
         slice_ms = self.o.slice_s * 1000
         next_unit_tick = start
+        next_rules_tick = start
         t = start
         if self.farm is not None:
             self.farm.tick(start / 1000)
@@ -527,6 +536,9 @@ class Fleet:
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
                     self.counters["barrier_timeouts"] += 1
+            if self.backend is not None and t >= next_rules_tick:
+                self.backend.tick(t / 1000)
+                next_rules_tick = t + self.o.rules_tick_s * 1000
             if self.farm is not None and t >= next_unit_tick:
                 self.farm.tick(t / 1000)
                 next_unit_tick = t + self.o.unit_tick_s * 1000

@@ -151,7 +151,9 @@ class HomeUnitFarm:
             )
             info.wait_for_publish(10)
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, t0: float, timeout: float = 30.0) -> None:
+        """Start every unit with its clock at simulated time t0 (a unit signs its LINK
+        online frame as it connects to the broker, before the first tick could reach it)."""
         self.air.start()
         ready = threading.Event()
 
@@ -171,7 +173,7 @@ class HomeUnitFarm:
                     sensor_poll_s=0.05,
                     log_level="warning",
                 )
-                clock = SimClock()
+                clock = SimClock(t0)
                 unit = HomeUnit(
                     settings, SimRadio(s.unit, "127.0.0.1", self.air.port, clock), clock
                 )

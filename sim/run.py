@@ -98,7 +98,12 @@ def run(
         comp = None
         if fleet.backend is not None:
             comp = score.completeness(result, fleet.backend.engine)
-        source = alert_source(fleet, result) if alert_source is not None else None
+        if alert_source is not None:
+            source = alert_source(fleet, result)
+        elif fleet.backend is not None and fleet.subject_of:
+            source = score.TableAlertSource(fleet.backend.engine, fleet.subject_of)
+        else:
+            source = None
         alerts: list[score.Alert] = source.alerts() if source is not None else []
         scores = score.score_alerts(sim.truth, alerts) if source is not None else None
         note = (
@@ -110,6 +115,8 @@ def run(
             )
         )
         rep = score.report(result, comp, scores, note)
+        if isinstance(source, score.TableAlertSource):
+            rep["other_alerts"] = dict(source.unmapped)  # types with no truth to score
         paths = {"report": out / "report.json", "truth": out / "truth.json"}
         paths["report"].write_text(json.dumps(rep, indent=1), encoding="utf-8")
         sim.truth.save(paths["truth"])

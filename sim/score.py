@@ -160,9 +160,7 @@ class AlertSource(Protocol):
 RULE_TO_TRUTH = {
     "curfew_breach": tr.CURFEW_BREACH,
     "curfew_late_return": tr.CURFEW_BREACH,
-    "curfew_absence": tr.CURFEW_BREACH,
-    "exclusion_zone_entry": tr.EXCLUSION_ZONE_ENTRY,
-    "zone_entry": tr.EXCLUSION_ZONE_ENTRY,
+    "exclusion_entry": tr.EXCLUSION_ZONE_ENTRY,
     "strap_tamper": tr.STRAP_CUT,
     "case_tamper": tr.CASE_OPEN,
     "motion_no_fix": tr.FOIL_SHIELDING,

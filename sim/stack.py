@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -47,7 +48,9 @@ class Backend:
         start_s: float,
         database_url: str = "",
         rules: RuleSink | None = None,
+        monitoring: bool = True,
     ) -> None:
+        self.monitoring = monitoring and rules is None
         self.clock = ManualClock(start_s)
         self.settings = Settings(
             data_dir=data_dir,
@@ -64,6 +67,7 @@ class Backend:
             self.engine, KeyVault(bytes.fromhex(self.settings.server_key)), self.clock
         )
         self.rules = rules
+        self.sink: Any = None  # backend.rules.sink.MonitoringSink once monitoring is on
         self.worker: IngestWorker | None = None
         self._thread: threading.Thread | None = None
 
@@ -78,10 +82,29 @@ class Backend:
 
     def start(self, timeout: float = 10.0) -> None:
         self.worker = IngestWorker(self.settings, "tagwatch-sim-ingest", self.clock, self.rules)
+        if self.monitoring:
+            from backend.rules.sink import MonitoringSink
+
+            w = self.worker
+            directory = w.ingest.directory
+
+            def key_for(device: int) -> bytes | None:
+                dev = directory.get(device)
+                return None if dev is None else dev.key
+
+            # As backend.rules.sink.attach wires it, minus the wall-clock timer: the
+            # simulator moves the rules' horizon itself, in lock-step (tick()).
+            self.sink = MonitoringSink(w.engine, self.clock, w.ingest.publish, key_for)
+            w.ingest.rules = self.sink
         self._thread = threading.Thread(target=self.worker.run, name="sim-ingest", daemon=True)
         self._thread.start()
         if not self.worker.connected.wait(timeout):
             raise StackError("the ingest worker did not connect to the broker")
+
+    def tick(self, now: float) -> None:
+        """Move the rules' horizon to simulated now (comms loss, grace run out)."""
+        if self.sink is not None:
+            self.sink.tick(now)
 
     def stop(self) -> None:
         if self.worker is not None:
