@@ -18,7 +18,9 @@ from backend.api import (
     routes_alerts,
     routes_audit,
     routes_auth,
+    routes_exports,
     routes_investigations,
+    routes_reports,
     routes_subjects,
 )
 from backend.api.context import ApiContext
@@ -125,4 +127,6 @@ def create_app(
     app.include_router(routes_subjects.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_investigations.router)
+    app.include_router(routes_exports.router)
+    app.include_router(routes_reports.router)
     return app

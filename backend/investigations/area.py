@@ -17,7 +17,7 @@ import numpy.typing as npt
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from backend.rules.geo import M_PER_DEG_LAT, Projection
+from backend.rules.geo import Projection
 from backend.storage.schema import CELL_E7, cell_of
 
 F64 = npt.NDArray[np.float64]
@@ -173,7 +173,3 @@ def _to_xy(proj: Projection, ring: Sequence[Any]) -> list[tuple[float, float]]:
         x, y = proj.xy(lat, lon)
         out.append((float(x), float(y)))
     return out
-
-
-def metres_to_deg_lat(m: float) -> float:
-    return m / M_PER_DEG_LAT

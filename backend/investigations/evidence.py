@@ -114,26 +114,6 @@ class Evidence:
 # ---- reads --------------------------------------------------------------------------------
 
 
-def candidate_devices(conn: Connection, area: Area, t0: int, t1: int, margin_m: float) -> list[int]:
-    """Devices with any fix within the area's bounding box plus `margin_m` in [t0, t1]:
-    the (cell, ts) index, one range per cell."""
-    c = positions.c
-    lat_lo, lat_hi, lon_lo, lon_hi = area.bounds_e7(margin_m)
-    q = (
-        select(c.device)
-        .where(
-            c.ts.between(t0, t1),
-            c.lat_e7.between(lat_lo, lat_hi),
-            c.lon_e7.between(lon_lo, lon_hi),
-        )
-        .distinct()
-    )
-    cells = area.cells(margin_m)
-    if cells is not None:
-        q = q.where(c.cell.in_(cells))
-    return sorted(int(d) for d in conn.execute(q).scalars())
-
-
 def _raw(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Rows as plain tuples straight from the DBAPI cursor: the hot reads of a correlation
     fetch tens of thousands of rows, where SQLAlchemy's per-row result machinery costs

@@ -193,3 +193,95 @@ class BatchResult(BaseModel):
     errors: list[IncidentError]
     subjects: int = Field(description="distinct subjects in all hits")
     audit_id: int
+
+
+class NightOut(BaseModel):
+    night: str = Field(description="local date the curfew window starts on")
+    start: int
+    end: int
+    kept: bool
+    minutes_away: float = Field(description="minutes away from home inside the window")
+    alerts: list[int]
+
+
+class CompletenessOut(BaseModel):
+    fix_interval_s: int
+    away_s: int = Field(description="monitored seconds away from home")
+    expected_fixes: int = Field(description="one per fix_interval_s of time away")
+    received_fixes: int
+    ratio: float | None
+    longest_gap_s: int
+    frames_expected: int = Field(description="by the devices' sequence numbers")
+    frames_received: int
+
+
+class ChargingDayOut(BaseModel):
+    day: str
+    minutes: float
+    required: int | None
+    compliant: bool | None
+
+
+class ComplianceOut(BaseModel):
+    """A subject's compliance over a period (docs/investigations.md, "Reports")."""
+
+    subject_id: int
+    reference: str
+    name: str
+    tz: str
+    start: int = Field(serialization_alias="from")
+    end: int = Field(serialization_alias="to")
+    generated_at: float
+    summary: dict[str, Any]
+    nights: list[NightOut]
+    zone_events: list[dict[str, Any]]
+    tamper_events: list[dict[str, Any]]
+    battery_events: list[dict[str, Any]]
+    charging: list[ChargingDayOut]
+    completeness: CompletenessOut | None
+    alerts_by_outcome: dict[str, int] = Field(
+        description="resolved alerts by outcome; others by state (open, acknowledged, cleared)"
+    )
+    alerts_by_type: dict[str, int]
+    alerts: list[dict[str, Any]]
+
+
+class CaseloadRow(BaseModel):
+    subject_id: int
+    reference: str
+    name: str
+    owned: bool = Field(description="owned by the caller's unit (else shared with it)")
+    open_alerts: int
+    last_contact: int | None = Field(description="newest event time from the subject's tags")
+    curfew_nights: int
+    curfew_nights_kept: int
+    curfew_nights_broken: int
+    curfew_minutes_away: float
+    zone_events: int
+    tamper_events: int
+    battery_events: int
+    charging_days: int
+    charging_days_compliant: int
+    expected_fixes: int
+    received_fixes: int
+    completeness: float | None
+    alerts: int
+
+
+class FleetRow(BaseModel):
+    device: int
+    kind: Literal["tag", "home_unit"]
+    registered_at: float
+    retired: bool
+    last_contact: float | None = Field(description="backend time of the last frame")
+    last_event_at: int | None
+    contact_age_s: int | None
+    online: bool
+    battery_pct: int | None
+    charging: bool | None
+    firmware: int | None
+    buffer_fill: float | None = Field(description="tag flash buffer used, 0-1")
+    home_link: Literal["online", "offline"] | None
+    subject_id: int | None = Field(
+        default=None, description="only for supervisors and officers of the owning unit"
+    )

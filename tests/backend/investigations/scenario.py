@@ -8,6 +8,8 @@ found, and how, is written next to each subject in `stage_correlation`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, insert
 
@@ -17,7 +19,15 @@ from backend.registry import KeyVault, Registry
 from backend.rules import store
 from backend.rules.sink import MonitoringSink
 from backend.security import access
-from backend.storage.schema import HOME_UNIT, TAG, assignments, orders, zones
+from backend.storage.schema import (
+    HOME_UNIT,
+    TAG,
+    assignments,
+    charging_schedules,
+    curfews,
+    orders,
+    zones,
+)
 from firmware import frame as fr
 from firmware import topics
 from tests.backend.conftest import T0
@@ -253,3 +263,144 @@ def stage_correlation(stage: Stage, unit_a: int, unit_b: int, a2: int) -> Truth:
     tr.expected_partner["A-2"] = "within"
     stage.deliver(msgs, W1 + 7200)
     return tr
+
+
+# ---- the compliance scenario ----------------------------------------------------------------
+
+LONDON = ZoneInfo("Europe/London")
+
+
+def local(text: str) -> int:
+    """Unix time of a Europe/London wall-clock time 'YYYY-MM-DD HH:MM'."""
+    return int(datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=LONDON).timestamp())
+
+
+P0, P1 = local("2026-09-22 12:00"), local("2026-09-25 12:00")
+RPT_TAG, RPT_UNIT = 5001, 5101
+HOME = (5000.0, 0.0)  # the subject's home, metres from the incident point
+ZONE = (7000.0, 500.0)  # an exclusion zone centre
+
+
+@dataclass
+class ComplianceTruth:
+    subject: int
+    nights: dict[str, tuple[bool, float]]  # night -> (kept, minutes away)
+    charging: dict[str, tuple[float, bool]]  # local day -> (minutes, compliant)
+    expected_fixes: int
+    received_fixes: int
+    longest_gap_s: int
+    tamper_records: int
+    zone_minutes: float
+    fixes_in_period: int
+
+
+def stage_compliance(stage: Stage, unit_a: int) -> ComplianceTruth:
+    """Three curfew nights (19:00-07:00) over 22-25 September 2026: the 22nd kept, the 23rd
+    broken by 45 minutes out (22:00-22:45), the 24th kept; days out with a fix a minute
+    (an hour missing on the 24th); a 10-minute stay in an exclusion zone on the 23rd; a strap
+    opened and closed on the 24th; battery low on the 24th; charging 90 minutes on the 23rd,
+    30 on the 24th (60 required)."""
+    sid = stage.subject("RPT-1", unit_a)
+    stage.device(RPT_UNIT, HOME_UNIT)
+    stage.device(RPT_TAG, TAG, home_unit=RPT_UNIT)
+    stage.assign(sid, RPT_TAG, TAG, P0 - 86400)
+    stage.assign(sid, RPT_UNIT, HOME_UNIT, P0 - 86400)
+    stage.order(sid, P0)
+    stage.home_zone(sid, *HOME, radius_m=60)
+    lat_e7, lon_e7 = at(*ZONE)
+    with stage.engine.begin() as conn:
+        conn.execute(insert(curfews).values(
+            subject_id=sid, days="mon,tue,wed,thu,fri,sat,sun", start="19:00", end="07:00",
+            tz="Europe/London", created_at=stage.clock.now()))  # fmt: skip
+        conn.execute(insert(charging_schedules).values(
+            subject_id=sid, min_minutes=60, created_at=stage.clock.now()))  # fmt: skip
+        conn.execute(insert(zones).values(
+            subject_id=sid, name="precinct", kind="exclusion", shape="circle",
+            geometry={"type": "Point", "coordinates": [lon_e7 / 1e7, lat_e7 / 1e7]},
+            radius_m=100, width_m=0, buffer_m=0, victim=False, schedule=[], dwell_s=None,
+            created_at=stage.clock.now()))  # fmt: skip
+        store.bump_config(conn, sid, stage.clock.now())
+
+    timeline: list[tuple[int, Message]] = []
+
+    def home(t: int, is_home: bool) -> None:
+        timeline.append((t, stage.presence(RPT_UNIT, RPT_TAG, t, is_home)))
+
+    def away_fixes(t0: int, t1: int, where: dict[int, tuple[float, float]] | None = None,
+                   skip: tuple[int, int] | None = None) -> int:  # fmt: skip
+        fixes = []
+        for t in range(t0, t1, 60):
+            if skip and skip[0] <= t < skip[1]:
+                continue
+            x, y = (where or {}).get(t, (ZONE[0], -1000.0))
+            fixes.append(Fix(t, x, y, 5.0))
+        for m in stage.fixes(RPT_TAG, fixes):
+            timeline.append((fr.parse(m.payload).ts, m))
+        return len(fixes)
+
+    def tag_record(t: int, rec: fr.Record) -> None:
+        timeline.append((t, stage.tag_records(RPT_TAG, t, [rec])))
+
+    # 22nd: out (no presence report yet) until 18:30.
+    received = away_fixes(P0, local("2026-09-22 18:30"))
+    home(local("2026-09-22 18:30"), True)
+    # 23rd: out for the day, 10 minutes inside the exclusion zone from 14:00.
+    home(local("2026-09-23 08:00"), False)
+    z0 = local("2026-09-23 14:00")
+    in_zone = {t: ZONE for t in range(z0, z0 + 600, 60)}
+    received += away_fixes(local("2026-09-23 08:00"), local("2026-09-23 18:30"), in_zone)
+    home(local("2026-09-23 18:30"), True)
+    tag_record(local("2026-09-23 20:00"), fr.Record(fr.BATTERY, (0, 60, 0x03, 3900, 40)))
+    tag_record(local("2026-09-23 21:30"), fr.Record(fr.BATTERY, (0, 95, 0x00, 4100, 60)))
+    # Out during curfew 22:00-22:45, 1 km from home.
+    home(local("2026-09-23 22:00"), False)
+    received += away_fixes(
+        local("2026-09-23 22:00"),
+        local("2026-09-23 22:45"),
+        {
+            t: (HOME[0], 1000.0)
+            for t in range(local("2026-09-23 22:00"), local("2026-09-23 22:45"), 60)
+        },
+    )
+    home(local("2026-09-23 22:45"), True)  # fmt: skip
+    # 24th: out, an hour of fixes missing, strap opened and closed, battery low.
+    home(local("2026-09-24 08:00"), False)
+    gap = (local("2026-09-24 12:00"), local("2026-09-24 13:00"))
+    received += away_fixes(local("2026-09-24 08:00"), local("2026-09-24 18:30"), skip=gap)
+    tag_record(local("2026-09-24 10:00"), fr.Record(fr.TAMPER, (0, 1, 1)))
+    tag_record(local("2026-09-24 10:05"), fr.Record(fr.TAMPER, (0, 1, 0)))
+    tag_record(local("2026-09-24 16:00"), fr.Record(fr.BATTERY, (0, 15, 0x04, 3500, 6)))
+    home(local("2026-09-24 18:30"), True)
+    tag_record(local("2026-09-24 20:00"), fr.Record(fr.BATTERY, (0, 30, 0x03, 3700, 10)))
+    tag_record(local("2026-09-24 20:30"), fr.Record(fr.BATTERY, (0, 45, 0x02, 3800, 20)))
+    # 25th: out from 08:00 until after the period ends.
+    home(local("2026-09-25 08:00"), False)
+    received += away_fixes(local("2026-09-25 08:00"), local("2026-09-25 12:30"))
+    in_period = received - 30  # the last 30 minutes are after P1
+    timeline.sort(key=lambda x: x[0])
+    for k in range(0, len(timeline), 8):
+        chunk = timeline[k : k + 8]
+        stage.deliver([m for _, m in chunk], chunk[-1][0] + 30)
+    stage.clock.set(P1 + 3600)
+    assert stage.sink is not None
+    stage.sink.tick(P1 + 3600)
+    away = [(P0, local("2026-09-22 18:30")),
+            (local("2026-09-23 08:00"), local("2026-09-23 18:30")),
+            (local("2026-09-23 22:00"), local("2026-09-23 22:45")),
+            (local("2026-09-24 08:00"), local("2026-09-24 18:30")),
+            (local("2026-09-25 08:00"), P1)]  # fmt: skip
+    return ComplianceTruth(
+        subject=sid,
+        nights={
+            "2026-09-22": (True, 0.0),
+            "2026-09-23": (False, 45.0),
+            "2026-09-24": (True, 0.0),
+        },
+        charging={"2026-09-23": (90.0, True), "2026-09-24": (30.0, False)},
+        expected_fixes=sum((b - a) // 60 for a, b in away),
+        received_fixes=in_period,
+        longest_gap_s=gap[1] - gap[0] + 60,
+        tamper_records=2,
+        zone_minutes=10.0,
+        fixes_in_period=in_period,
+    )
