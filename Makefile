@@ -7,8 +7,19 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: demo test bench lint format setup clean
 
-setup: $(STAMP)
-	@.ci/ensure-debian mosquitto=mosquitto '/usr/lib/postgresql/*/bin/initdb=postgresql'
+WEB := backend/web
+WEB_STAMP := $(WEB)/node_modules/.installed
+
+setup: $(STAMP) $(WEB_STAMP)
+	@.ci/ensure-debian mosquitto=mosquitto '/usr/lib/postgresql/*/bin/initdb=postgresql' \
+	  chromium=chromium
+
+# The web UI's front-end packages (Leaflet) from the npm registry, served by the backend:
+# never committed, never a CDN at run time (docs/web.md).
+$(WEB_STAMP): $(WEB)/package.json $(WEB)/package-lock.json
+	@.ci/ensure-debian npm=npm
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
@@ -42,4 +53,4 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis $(WEB)/node_modules

@@ -84,14 +84,20 @@ class SecurityMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() not in {h for h, _ in SECURITY_HEADERS}
-                ]
+                own_csp = None
+                headers = []
+                for k, v in message.get("headers", []):
+                    if k.lower() == b"content-security-policy":
+                        own_csp = v
+                    if k.lower() not in {h for h, _ in SECURITY_HEADERS}:
+                        headers.append((k, v))
                 for k, v in SECURITY_HEADERS:
                     if k == b"content-security-policy" and path.startswith("/api/docs"):
                         v = DOCS_CSP
+                    elif k == b"content-security-policy" and own_csp and _is_page(path):
+                        # The web UI's pages (backend/api/routes_web.py) set their own
+                        # policy: scripts, styles and tiles; never for an /api answer.
+                        v = own_csp
                     headers.append((k, v))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -104,6 +110,10 @@ class SecurityMiddleware:
                 await _too_large(send, request_id)
             elif not refused:
                 raise
+
+
+def _is_page(path: str) -> bool:
+    return path != "/api" and not path.startswith("/api/")
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,0 +1,212 @@
+// The JSON API with the bearer token: sign-in (OAuth2 password flow, TOTP code when the
+// account has one), a refresh shortly before the 15-minute access token expires and once
+// more on a 401, and Server-Sent Events read through fetch (EventSource cannot send an
+// Authorization header). Tokens live in sessionStorage: one tab, gone when it closes.
+
+const KEY = "tagwatch.session";
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : JSON.stringify(detail));
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+let session = load();
+let refreshing = null;
+let refreshTimer = null;
+const listeners = new Set();
+
+function load() {
+  try {
+    return JSON.parse(sessionStorage.getItem(KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function store(s) {
+  session = s;
+  if (s) sessionStorage.setItem(KEY, JSON.stringify(s));
+  else sessionStorage.removeItem(KEY);
+  schedule();
+  for (const fn of listeners) fn(s);
+}
+
+function schedule() {
+  clearTimeout(refreshTimer);
+  if (!session) return;
+  const wait = Math.max(5, session.expires_at - Date.now() / 1000 - 60);
+  refreshTimer = setTimeout(() => refresh().catch(() => {}), wait * 1000);
+}
+
+export function onSession(fn) {
+  listeners.add(fn);
+}
+
+export function signedIn() {
+  return session !== null;
+}
+
+function issued(body) {
+  return {
+    access_token: body.access_token,
+    refresh_token: body.refresh_token,
+    expires_at: Date.now() / 1000 + body.expires_in,
+  };
+}
+
+async function tokenRequest(form) {
+  const r = await fetch("/api/auth/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(form),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw new ApiError(r.status, body.detail || r.statusText);
+  return body;
+}
+
+export async function signIn(username, password, otp) {
+  const form = { grant_type: "password", username, password };
+  if (otp) form.otp = otp;
+  store(issued(await tokenRequest(form)));
+}
+
+export async function refresh() {
+  if (!session) throw new ApiError(401, "not signed in");
+  if (!refreshing) {
+    refreshing = tokenRequest({ grant_type: "refresh_token", refresh_token: session.refresh_token })
+      .then((body) => store(issued(body)))
+      .catch((e) => {
+        store(null);
+        throw e;
+      })
+      .finally(() => {
+        refreshing = null;
+      });
+  }
+  return refreshing;
+}
+
+export async function signOut() {
+  if (session) {
+    await raw("/api/auth/logout", { method: "POST" }).catch(() => {});
+  }
+  store(null);
+}
+
+// fetch with the bearer token; one refresh and retry on 401.
+export async function raw(path, init = {}, retried = false) {
+  if (!session) throw new ApiError(401, "not signed in");
+  const headers = new Headers(init.headers || {});
+  headers.set("Authorization", `Bearer ${session.access_token}`);
+  const r = await fetch(path, { ...init, headers });
+  if (r.status === 401 && !retried) {
+    await refresh();
+    return raw(path, init, true);
+  }
+  return r;
+}
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
+    else q.append(k, v);
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export async function request(method, path, { params, json } = {}) {
+  const init = { method, headers: {} };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  }
+  const r = await raw(path + query(params), init);
+  if (r.status === 204) return null;
+  const type = r.headers.get("content-type") || "";
+  const body = type.includes("json") ? await r.json() : await r.text();
+  if (!r.ok) throw new ApiError(r.status, (body && body.detail) || r.statusText);
+  return body;
+}
+
+export const get = (path, params) => request("GET", path, { params });
+export const post = (path, json, params) => request("POST", path, { json, params });
+export const patch = (path, json) => request("PATCH", path, { json });
+export const del = (path) => request("DELETE", path);
+
+// A file from the API (CSV, GPX, ...) saved through a temporary link.
+export async function download(path, params, fallbackName) {
+  const r = await raw(path + query(params));
+  if (!r.ok) {
+    const body = await r.json().catch(() => ({}));
+    throw new ApiError(r.status, body.detail || r.statusText);
+  }
+  const disposition = r.headers.get("content-disposition") || "";
+  const m = /filename="?([^";]+)"?/.exec(disposition);
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = m ? m[1] : fallbackName;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+// Server-Sent Events over fetch; reconnects with Last-Event-ID until `signal` aborts.
+export function stream(path, params, onEvent, { signal, onState } = {}) {
+  let lastId = null;
+  let delay = 1000;
+  const run = async () => {
+    while (!signal.aborted) {
+      try {
+        const headers = { Accept: "text/event-stream" };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const r = await raw(path + query(params), { headers, signal });
+        if (!r.ok) throw new ApiError(r.status, r.statusText);
+        onState && onState("open");
+        delay = 1000;
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += value;
+          let cut;
+          while ((cut = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            const ev = { event: "message", data: "" };
+            for (const line of block.split("\n")) {
+              if (line.startsWith(":")) continue;
+              const i = line.indexOf(":");
+              const field = i < 0 ? line : line.slice(0, i);
+              const val = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+              if (field === "event") ev.event = val;
+              else if (field === "data") ev.data += (ev.data ? "\n" : "") + val;
+              else if (field === "id") ev.id = val;
+            }
+            if (ev.id) lastId = ev.id;
+            if (ev.data) {
+              if (ev.event === "end") return;
+              onEvent(ev.event, JSON.parse(ev.data));
+            }
+          }
+        }
+      } catch (e) {
+        if (signal.aborted) return;
+        if (e instanceof ApiError && (e.status === 401 || e.status === 403)) return;
+      }
+      onState && onState("reconnecting");
+      await new Promise((res) => setTimeout(res, delay));
+      delay = Math.min(delay * 2, 15000);
+    }
+  };
+  run();
+}

@@ -1,0 +1,134 @@
+// DOM building without innerHTML (so nothing from the API is ever parsed as markup),
+// time formatting, the backend clock, announcements for screen readers, and toasts.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k in el && typeof v !== "string") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+export function clear(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
+let uid = 0;
+export function id(prefix = "f") {
+  uid += 1;
+  return `${prefix}-${uid}`;
+}
+
+// A labelled form field: returns [label, control].
+export function field(labelText, control) {
+  if (!control.id) control.id = id();
+  return [h("label", { for: control.id, text: labelText }), control];
+}
+
+// Backend time: simulated runs drive the backend clock, so "now" comes from the server.
+let offset = 0;
+export function setServerNow(serverNow) {
+  offset = serverNow - Date.now() / 1000;
+}
+export function now() {
+  return Date.now() / 1000 + offset;
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+export function fmtTime(t) {
+  if (t === null || t === undefined) return "—";
+  const d = new Date(t * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+export function fmtDuration(s) {
+  if (s === null || s === undefined) return "ongoing";
+  s = Math.round(s);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  const hours = Math.floor(s / 3600);
+  if (hours < 48) return `${hours} h ${Math.floor((s % 3600) / 60)} min`;
+  return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+}
+export function fmtAge(t) {
+  if (t === null || t === undefined) return "never";
+  const s = Math.max(0, now() - t);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+}
+// Freshness classes of a last fix: fresh (< 10 min), stale (< 2 h), old.
+export function freshness(t) {
+  if (t === null || t === undefined) return "old";
+  const s = now() - t;
+  return s < 600 ? "fresh" : s < 7200 ? "stale" : "old";
+}
+export function label(text) {
+  return String(text || "").replaceAll("_", " ");
+}
+
+// <input type="datetime-local"> value <-> Unix seconds (local civil time of the browser).
+export function toLocalInput(t) {
+  const d = new Date(t * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+export function fromLocalInput(v) {
+  const t = new Date(v).getTime();
+  return Number.isFinite(t) ? Math.round(t / 1000) : null;
+}
+
+export function announce(text) {
+  const el = document.getElementById("announce");
+  el.textContent = "";
+  setTimeout(() => {
+    el.textContent = text;
+  }, 30);
+}
+
+export function toast(text, kind = "") {
+  const el = h("div", { class: `toast ${kind}`, role: "status", text });
+  document.getElementById("toasts").append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+export function errorText(e) {
+  if (e && e.detail !== undefined) {
+    if (Array.isArray(e.detail)) return e.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+    return String(e.detail);
+  }
+  return String(e && e.message ? e.message : e);
+}
+
+// A short tone for a new alert (Web Audio: no sound file to fetch).
+let audio = null;
+export function beep() {
+  try {
+    audio = audio || new AudioContext();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.15, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+    osc.connect(gain).connect(audio.destination);
+    osc.start();
+    osc.stop(audio.currentTime + 0.4);
+  } catch {
+    // No audio device (or not allowed yet): the visual cue remains.
+  }
+}

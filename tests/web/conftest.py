@@ -1,0 +1,113 @@
+"""Fixtures for the web UI tests: the scenario served by a real uvicorn (tests/web/
+scenario.py), and Debian's headless Chromium driven by Playwright — never a browser
+download: `make setup` installs the `chromium` package. Screenshots of each screen are kept
+in build/screenshots/ as test artifacts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.web import scenario
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scenario.Scenario]:
+    s = scenario.start(tmp_path_factory.mktemp("web"))
+    yield s
+    scenario.stop(s)
+
+
+@pytest.fixture(scope="session")
+def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make setup`")
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")  # a fresh user-data dir
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1366, "height": 900},
+        )
+        context.set_default_timeout(30_000)  # a loaded 2-core CI machine is slow
+        yield context
+        context.close()
+
+
+class Browser:
+    """A tab signed in (or not) with every console error and page error collected: a
+    Content-Security-Policy violation or a script error fails the test."""
+
+    def __init__(self, context: Any, base: str) -> None:
+        self.page = context.new_page()
+        self.base = base
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("response", self._response)
+
+    def _console(self, message: Any) -> None:
+        # A refused API call (a 404 for a foreign subject) is logged by Chromium as a
+        # failed resource: _response judges those by URL instead.
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            self.errors.append(message.text)
+
+    def _response(self, response: Any) -> None:
+        api = "/api/" in response.url
+        if response.status >= 500 or (response.status >= 400 and not api):
+            self.errors.append(f"{response.status} {response.url}")
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> Any:
+        page = self.page
+        page.goto(f"{self.base}/")
+        # Keyboard only: the username field has focus, Tab to the password, Enter submits.
+        page.wait_for_selector("#username:focus")
+        page.keyboard.type(username)
+        page.keyboard.press("Tab")
+        page.keyboard.type(password)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#top:not([hidden])")
+        return page
+
+    def go(self, screen: str) -> Any:
+        self.page.goto(f"{self.base}/web/#/{screen}")
+        self.page.wait_for_selector(".screen h1")
+        return self.page
+
+    def shot(self, name: str, full_page: bool = False) -> None:
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def tab(browser_context: Any, stack: scenario.Scenario) -> Iterator[Browser]:
+    b = Browser(browser_context, stack.url)
+    yield b
+    errors = list(b.errors)
+    b.close()
+    assert errors == [], errors
