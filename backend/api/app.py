@@ -22,6 +22,7 @@ from backend.api import (
     routes_investigations,
     routes_reports,
     routes_subjects,
+    routes_web,
 )
 from backend.api.context import ApiContext
 from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
@@ -129,4 +130,5 @@ def create_app(
     app.include_router(routes_investigations.router)
     app.include_router(routes_exports.router)
     app.include_router(routes_reports.router)
+    routes_web.install(app)  # the web UI's API; the UI itself at /web/ (docs/web.md)
     return app
