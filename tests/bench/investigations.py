@@ -12,7 +12,8 @@ accuracy estimate. A tenth of the subjects change tags half-way (assignment hist
 Generation is bulk (no indexes while loading, constant columns in the statement, one
 executemany per subject, indexes built at the end); the file is cached under build/bench/
 keyed by the parameters, so later runs only query. Environment overrides for a quick run:
-TAGWATCH_BENCH_INV_SUBJECTS, _DAYS, _STEP, _QUERIES, _BRUTE."""
+TAGWATCH_BENCH_INV_SUBJECTS, _DAYS, _STEP, _QUERIES, _BRUTE. With TAGWATCH_BENCH_POSTGRES=1 the
+same runs on a real PostgreSQL too (loaded with COPY)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ import random
 import sqlite3
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from backend.investigations import evidence as ev
 from backend.investigations.area import Area
@@ -57,7 +60,7 @@ DAYS = int(os.environ.get("TAGWATCH_BENCH_INV_DAYS", "35"))
 STEP = int(os.environ.get("TAGWATCH_BENCH_INV_STEP", "60"))
 QUERIES = int(os.environ.get("TAGWATCH_BENCH_INV_QUERIES", "60"))
 BRUTE = int(os.environ.get("TAGWATCH_BENCH_INV_BRUTE", "6"))
-VERSION = 1  # bump when the generator changes: the cache key includes it
+VERSION = 2  # bump when the generator changes: the cache key includes it
 T_START = 1_788_220_800  # 2026-09-01 00:00 UTC
 LAT0, LON0 = 50.7192, -1.8808  # Bournemouth
 TOWN_M = 12_000.0  # homes within +-12 km of the centre
@@ -109,14 +112,8 @@ def _day_knots(
     return sorted(knots)
 
 
-def generate(path: Path) -> tuple[float, int]:
-    """Build the data set into `path` (via a temporary file); (seconds, fixes)."""
-    started = time.perf_counter()
-    tmp = path.with_suffix(".tmp")
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    engine = make_engine(f"sqlite:///{tmp}")
-    upgrade(engine)
+def _directory(engine: Engine) -> list[tuple[float, float]]:
+    """Unit, user, subjects, home zones, devices and assignments; the subjects' homes."""
     rng = random.Random(20260901)
     homes: list[tuple[float, float]] = []
     with engine.begin() as conn:
@@ -144,7 +141,7 @@ def generate(path: Path) -> tuple[float, int]:
             for dev, kind in ((100_000 + s, TAG), (200_000 + s, HOME_UNIT), (300_000 + s, TAG)):
                 conn.execute(insert(devices).values(id=dev, kind=kind, key_enc=b"-",
                                                     registered_at=T_START))  # fmt: skip
-            swap = T_START + (DAYS // 2) * 86400 if s % 10 == 0 else None
+            swap = _swap(s)
             conn.execute(insert(assignments).values(
                 subject_id=sid, device=100_000 + s, role=TAG, starts_at=T_START - 86400,
                 ends_at=swap, created_at=T_START))  # fmt: skip
@@ -155,23 +152,23 @@ def generate(path: Path) -> tuple[float, int]:
             conn.execute(insert(assignments).values(
                 subject_id=sid, device=200_000 + s, role=HOME_UNIT, starts_at=T_START - 86400,
                 ends_at=None, created_at=T_START))  # fmt: skip
-    engine.dispose()
-    raw = sqlite3.connect(tmp, isolation_level=None)
-    raw.execute("PRAGMA journal_mode=OFF")
-    raw.execute("PRAGMA synchronous=OFF")
-    raw.execute("PRAGMA cache_size=-200000")
-    index_names = [ix.name for ix in positions.indexes]
-    for name in index_names:
-        raw.execute(f'DROP INDEX "{name}"')
-    stmt = (
-        "INSERT INTO positions (device, ts, lat_e7, lon_e7, cell, acc_dm, fix_type, source, "
-        "sats, speed_cms, course_cd, hdop_d, late, frame_id, idx) "
-        "VALUES (?, ?, ?, ?, ?, ?, 2, 0, 9, 0, 0, 9, 0, 0, 0)"
-    )
-    ts = np.arange(T_START, T_START + DAYS * 86400, STEP, dtype=np.int64)
+    return homes
+
+
+def _swap(s: int) -> int | None:
+    """A tenth of the subjects change tags half-way through."""
+    return T_START + (DAYS // 2) * 86400 if s % 10 == 0 else None
+
+
+Batch = tuple[list[tuple[int, ...]], list[tuple[int, ...]]]
+
+
+def _batches(homes: list[tuple[float, float]]) -> Iterator[Batch]:
+    """Per subject: position rows (device, ts, lat, lon, cell, acc_dm) and presence rows
+    (home_unit, tag, ts, state)."""
+    rng = random.Random(20260902)
     nrng = np.random.default_rng(7)
-    total = 0
-    raw.execute("BEGIN")
+    ts = np.arange(T_START, T_START + DAYS * 86400, STEP, dtype=np.int64)
     for s, home in enumerate(homes):
         knots = [k for d in range(DAYS) for k in _day_knots(rng, T_START + d * 86400, home)]
         kt = np.array([k[0] for k in knots])
@@ -184,14 +181,11 @@ def generate(path: Path) -> tuple[float, int]:
         y = y + nrng.normal(0, 1, len(ts)) * acc / 1.5
         lat, lon = _to_e7(x, y)
         cells = _cells(lat, lon)
-        swap = T_START + (DAYS // 2) * 86400 if s % 10 == 0 else None
-        dev = np.where((ts >= swap) if swap else np.zeros(len(ts), bool), 300_000 + s, 100_000 + s)
+        swap = _swap(s)
+        dev = np.where(ts >= (swap or 2**62), 300_000 + s, 100_000 + s)
         acc_dm = np.round(acc * 10).astype(np.int64)
-        raw.executemany(
-            stmt, zip(dev.tolist(), ts.tolist(), lat.tolist(), lon.tolist(), cells.tolist(),
-                      acc_dm.tolist(), strict=True)
-        )  # fmt: skip
-        total += len(ts)
+        rows = list(zip(dev.tolist(), ts.tolist(), lat.tolist(), lon.tolist(), cells.tolist(),
+                        acc_dm.tolist(), strict=True))  # fmt: skip
         # Home presence: the unit hears the tag from the evening's return to the morning.
         stays: list[list[float]] = []
         for k0, k1 in itertools.pairwise(knots):
@@ -205,11 +199,45 @@ def generate(path: Path) -> tuple[float, int]:
             for t, state in ((int(a) + 60, 1), (int(b), 0)):
                 tag = 300_000 + s if swap is not None and t >= swap else 100_000 + s
                 pres.append((200_000 + s, tag, t, state))
+        yield rows, pres
+
+
+POSITION_COLUMNS = (
+    "device, ts, lat_e7, lon_e7, cell, acc_dm, fix_type, source, sats, speed_cms, course_cd, "
+    "hdop_d, late, frame_id, idx"
+)
+PRESENCE_COLUMNS = "home_unit, tag, ts, state, rssi, late, frame_id"
+
+
+def generate(path: Path) -> tuple[float, int]:
+    """Build the data set into the SQLite file `path` (via a temporary file): the schema by
+    migration, positions loaded without indexes (built at the end). (seconds, fixes)."""
+    started = time.perf_counter()
+    tmp = path.with_suffix(".tmp")
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    engine = make_engine(f"sqlite:///{tmp}")
+    upgrade(engine)
+    homes = _directory(engine)
+    engine.dispose()
+    raw = sqlite3.connect(tmp, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=OFF")
+    raw.execute("PRAGMA synchronous=OFF")
+    raw.execute("PRAGMA cache_size=-200000")
+    for ix in positions.indexes:
+        raw.execute(f'DROP INDEX "{ix.name}"')
+    total = 0
+    raw.execute("BEGIN")
+    for rows, pres in _batches(homes):
         raw.executemany(
-            "INSERT INTO presence (home_unit, tag, ts, state, rssi, late, frame_id) "
-            "VALUES (?, ?, ?, ?, -60, 0, 0)",
-            pres,
+            f"INSERT INTO positions ({POSITION_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, 2, 0, 9, 0, 0, 9, 0, 0, 0)",
+            rows,
         )
+        raw.executemany(
+            f"INSERT INTO presence ({PRESENCE_COLUMNS}) VALUES (?, ?, ?, ?, -60, 0, 0)", pres
+        )
+        total += len(rows)
     raw.execute("COMMIT")
     for ix in positions.indexes:
         cols = ", ".join(f'"{c.name}"' for c in ix.columns)
@@ -218,6 +246,31 @@ def generate(path: Path) -> tuple[float, int]:
     raw.execute("PRAGMA journal_mode=WAL")
     raw.close()
     tmp.replace(path)
+    return time.perf_counter() - started, total
+
+
+def generate_postgres(engine: Engine) -> tuple[float, int]:
+    """The same data set into a migrated PostgreSQL database with COPY."""
+    started = time.perf_counter()
+    homes = _directory(engine)
+    total = 0
+    with engine.begin() as conn:
+        for ix in positions.indexes:
+            conn.exec_driver_sql(f'DROP INDEX "{ix.name}"')
+        cur: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        for rows, pres in _batches(homes):
+            with cur.copy(f"COPY positions ({POSITION_COLUMNS}) FROM STDIN") as cp:
+                for r in rows:
+                    cp.write_row((*r, 2, 0, 9, 0, 0, 9, False, 0, 0))
+            with cur.copy(f"COPY presence ({PRESENCE_COLUMNS}) FROM STDIN") as cp:
+                for r in pres:
+                    cp.write_row((*r, -60, False, 0))
+            total += len(rows)
+        for ix in positions.indexes:
+            cols = ", ".join(f'"{c.name}"' for c in ix.columns)
+            conn.exec_driver_sql(f'CREATE INDEX "{ix.name}" ON positions ({cols})')
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE")
     return time.perf_counter() - started, total
 
 
@@ -249,17 +302,19 @@ def _queries(rng: random.Random, engine: Engine) -> list[tuple[Area, int, int]]:
 
 
 def brute(engine: Engine, area: Area, t0: int, t1: int, p: Params) -> set[int]:
-    """The same question by scanning every fix of the window, no spatial index: the whole
-    table read (NOT INDEXED), every device's fixes analysed."""
-    with engine.connect() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT device, ts, lat_e7, lon_e7, acc_dm, source FROM positions NOT INDEXED "
-            "WHERE ts BETWEEN ? AND ?",
-            (t0 - p.max_gap_s, t1 + p.max_gap_s),
-        ).all()
-        devs = sorted({int(r[0]) for r in rows})
-        tenures = ev.tag_tenures(conn, t0 - p.max_gap_s, t1 + p.max_gap_s, devices=devs)
-        fixes = ev.load_fixes(conn, tenures, t0 - p.max_gap_s, t1 + p.max_gap_s)
+    """The same question by scanning every fix of the window with no index at all (SQLite
+    NOT INDEXED; PostgreSQL with index scans disabled): every device's fixes analysed."""
+    lo, hi = t0 - p.max_gap_s, t1 + p.max_gap_s
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT device FROM positions NOT INDEXED WHERE ts BETWEEN ? AND ?"
+        else:
+            for knob in ("enable_indexscan", "enable_bitmapscan", "enable_indexonlyscan"):
+                conn.exec_driver_sql(f"SET LOCAL {knob} = off")
+            sql = "SELECT device FROM positions WHERE ts BETWEEN %s AND %s"
+        devs = sorted({int(r[0]) for r in conn.exec_driver_sql(sql, (lo, hi))})
+        tenures = ev.tag_tenures(conn, lo, hi, devices=devs)
+        fixes = ev.load_fixes(conn, tenures, lo, hi)
         homes = ev.load_homes(conn)
         stays = ev.load_stays(conn, ev.tag_tenures(conn, t0, t1, subject_ids=list(homes)), t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p)
@@ -269,6 +324,71 @@ def brute(engine: Engine, area: Area, t0: int, t1: int, p: Params) -> set[int]:
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def measure(engine: Engine, what: str) -> list[Row]:
+    """Query latency over the varied places and windows, and the brute-force comparison."""
+    with engine.connect() as conn:
+        n_fixes = conn.execute(select(func.count()).select_from(positions)).scalar_one()
+        user_row = conn.execute(select(users).where(users.c.username == "bench")).one()
+    user = User(user_row.id, "bench", user_row.unit_id, user_row.role)
+    visible = visible_subject_ids(user, "trail", T_START)
+    qs = _queries(random.Random(11), engine)
+    p = Params()
+    times: list[float] = []
+    found: list[set[int]] = []
+    with engine.connect() as conn:
+        correlate(conn, *qs[0], p, visible=visible)  # warm the caches
+        for area, t0, t1 in qs:
+            t = time.perf_counter()
+            hits = correlate(conn, area, t0, t1, p, visible=visible)
+            times.append(time.perf_counter() - t)
+            found.append({h.subject_id for h in hits})
+    brute_times: list[float] = []
+    agree = 0
+    for k in range(min(max(BRUTE, 1), len(qs))):
+        area, t0, t1 = qs[k]
+        t = time.perf_counter()
+        expect = brute(engine, area, t0, t1, p)
+        brute_times.append(time.perf_counter() - t)
+        agree += expect == found[k]
+    p50, p95 = statistics.median(times) * 1e3, _pct(times, 0.95) * 1e3
+    b50 = statistics.median(brute_times) * 1e3
+    label = f"{n_fixes / 1e6:.1f} M fixes ({SUBJECTS} subjects x {DAYS} d, 1 per {STEP} s), {what}"
+    return [
+        (
+            "investigations",
+            f"correlation p50 / p95, {len(qs)} places x windows, {label}",
+            f"{p50:.1f} ms / {p95:.1f} ms (target < 100 ms)",
+            f"brute scan p50 {b50:,.0f} ms: {b50 / p50:,.0f}x faster",
+        ),
+        (
+            "investigations",
+            f"indexed vs brute force, same subjects found ({what}, first {len(brute_times)})",
+            f"{agree}/{len(brute_times)}",
+            f"hits per query median {statistics.median(len(f) for f in found):.0f}, "
+            f"max {max(len(f) for f in found)}",
+        ),
+    ]
+
+
+def postgres_rows() -> list[Row]:
+    """The same on a real PostgreSQL started as the tests do (TAGWATCH_BENCH_POSTGRES=1):
+    generated afresh with COPY each run (the server is temporary)."""
+    from tests.backend.conftest import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    try:
+        engine = make_engine(server.create_database())
+        upgrade(engine)
+        secs, n = generate_postgres(engine)
+        out = measure(engine, "PostgreSQL")
+        engine.dispose()
+    finally:
+        server.stop()
+    made = f"generated {n:,} fixes in {secs:.0f} s ({n / secs:,.0f} fixes/s, COPY)"
+    return [*out, ("investigations", "data set on PostgreSQL", made, "")]
 
 
 def rows() -> list[Row]:
@@ -282,51 +402,12 @@ def rows() -> list[Row]:
         secs, n = generate(path)
         made = f"generated {n:,} fixes in {secs:.0f} s ({n / secs:,.0f} fixes/s)"
     engine = make_engine(f"sqlite:///{path}")
-    with engine.connect() as conn:
-        n_fixes = conn.exec_driver_sql("SELECT max(id) FROM positions").scalar() or 0
-        user_row = conn.execute(select(users).where(users.c.username == "bench")).one()
-    user = User(user_row.id, "bench", user_row.unit_id, user_row.role)
-    visible = visible_subject_ids(user, "trail", T_START)
-    qs = _queries(random.Random(11), engine)
-    p = Params()
-    times: list[float] = []
-    found: list[set[int]] = []
-    with engine.connect() as conn:
-        correlate(conn, *qs[0], p, visible=visible)  # warm the page cache
-        for area, t0, t1 in qs:
-            t = time.perf_counter()
-            hits = correlate(conn, area, t0, t1, p, visible=visible)
-            times.append(time.perf_counter() - t)
-            found.append({h.subject_id for h in hits})
-    brute_times: list[float] = []
-    agree = 0
-    for k in range(min(BRUTE, len(qs))):
-        area, t0, t1 = qs[k]
-        t = time.perf_counter()
-        expect = brute(engine, area, t0, t1, p)
-        brute_times.append(time.perf_counter() - t)
-        agree += expect == found[k]
+    out = measure(engine, "SQLite")
     engine.dispose()
-    p50, p95 = statistics.median(times) * 1e3, _pct(times, 0.95) * 1e3
-    b50 = statistics.median(brute_times) * 1e3
-    label = f"{n_fixes / 1e6:.1f} M fixes ({SUBJECTS} subjects x {DAYS} d, 1 per {STEP} s), SQLite"
-    out = [
-        (
-            "investigations",
-            f"correlation p50 / p95, {len(qs)} places x windows, {label}",
-            f"{p50:.1f} ms / {p95:.1f} ms (target < 100 ms)",
-            f"brute scan p50 {b50:,.0f} ms: {b50 / p50:,.0f}x faster",
-        ),
-        (
-            "investigations",
-            f"indexed vs brute-force: same subjects found (first {len(brute_times)} queries)",
-            f"{agree}/{len(brute_times)}",
-            f"hits per query median {statistics.median(len(f) for f in found):.0f}, "
-            f"max {max(len(f) for f in found)}",
-        ),
-    ]
     if made:
-        out.append(("investigations", "data set (cached under build/bench)", made, ""))
+        out.append(("investigations", "data set on SQLite (cached under build/bench)", made, ""))
+    if os.environ.get("TAGWATCH_BENCH_POSTGRES", "") not in ("", "0"):
+        out += postgres_rows()
     return out
 
 
