@@ -1,6 +1,13 @@
 # Battery monitor: level from the cell voltage (a Li-ion discharge curve), charging start/stop,
 # low (20 %) and critical (5 %) events with hysteresis so a sagging cell does not flap, and
 # hours left from the energy ledger's average current.
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
 
 # (millivolts, percent) for a single Li-ion/LiPo cell at light load.
 CURVE = (
@@ -18,9 +25,9 @@ CURVE = (
     (4130, 90),
     (4200, 100),
 )
-LOW = 20
-CRITICAL = 5
-REARM = 5  # percent above a threshold before it can fire again
+_LOW = const(20)
+_CRITICAL = const(5)
+_REARM = const(5)  # percent above a threshold before it can fire again
 
 EV_CHARGING = 1
 EV_NOT_CHARGING = 2
@@ -59,15 +66,15 @@ class Battery:
             events.append(EV_CHARGING if charging else EV_NOT_CHARGING)
         self.charging = charging
         self.charger = charger
-        if not self.low and self.level <= LOW and not charging:
+        if not self.low and self.level <= _LOW and not charging:
             self.low = True
             events.append(EV_LOW)
-        elif self.low and self.level >= LOW + REARM:
+        elif self.low and self.level >= _LOW + _REARM:
             self.low = False
-        if not self.critical and self.level <= CRITICAL and not charging:
+        if not self.critical and self.level <= _CRITICAL and not charging:
             self.critical = True
             events.append(EV_CRITICAL)
-        elif self.critical and self.level >= CRITICAL + REARM:
+        elif self.critical and self.level >= _CRITICAL + _REARM:
             self.critical = False
         return events
 

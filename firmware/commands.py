@@ -4,11 +4,19 @@
 from firmware import config
 from firmware import frame as fr
 
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 ACK = 1
 COMMAND = 2
 REFUSED = 0
 DUPLICATE = 3  # a command already run, delivered again by the other path: ignored
-RECENT_COMMANDS = 4
+_RECENT_COMMANDS = const(4)
 
 
 class Downlink:
@@ -61,7 +69,7 @@ class Downlink:
         # Persist first: a command that crashes the tag must not run again after the reboot.
         st.set("cmd_seq", f.seq)  # type: ignore[attr-defined]
         self.recent.append(f.mac)
-        if len(self.recent) > RECENT_COMMANDS:
+        if len(self.recent) > _RECENT_COMMANDS:
             self.recent.pop(0)
         return COMMAND, f, 0
 

@@ -6,26 +6,34 @@ try:
     from typing import TYPE_CHECKING
 except ImportError:  # MicroPython
     TYPE_CHECKING = False  # type: ignore[misc]
+
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 if TYPE_CHECKING:
     from firmware.nmea import Fix
 
 # User-equivalent range error of a modern single-band receiver in open sky (u-blox M10: 1.5 m
 # CEP, ~5 m typical); horizontal accuracy ~ HDOP x UERE, widened for 2D fixes and few satellites.
-UERE_DM = 50
-MAX_ACC_DM = 65535
+_UERE_DM = const(50)
 
 REASONS = ("no_fix", "hdop", "no_time", "stale", "future", "jump")
 
 
 def accuracy_dm(hdop_d: int, fix_type: int, sats: int) -> int:
-    acc = hdop_d * UERE_DM // 10
+    acc: int = hdop_d * _UERE_DM // 10
     if fix_type == 1:
         acc *= 2
     if sats < 5:
         acc = acc * 3 // 2
     if acc < 10:
         acc = 10
-    return MAX_ACC_DM if acc > MAX_ACC_DM else acc
+    return min(acc, 0xFFFF)  # acc_dm is a 16-bit field
 
 
 def distance_m(lat1_e7: int, lon1_e7: int, lat2_e7: int, lon2_e7: int) -> float:

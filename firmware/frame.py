@@ -9,6 +9,14 @@ import struct
 from firmware import mac as _mac
 
 try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
+try:
     from typing import TYPE_CHECKING
 except ImportError:  # MicroPython: annotations are never evaluated there
     TYPE_CHECKING = False  # type: ignore[misc]
@@ -34,8 +42,8 @@ MAC_MIN = 8
 MAC_MAX = 32
 MAC_DEFAULT = 12
 MAX_BODY = 4096
-RECORD_HEADER_LEN = 2
-MAX_RECORD_PAYLOAD = 255
+_RECORD_HEADER_LEN = const(2)
+_MAX_RECORD_PAYLOAD = const(255)
 
 # Record types. Each is (name, struct format, field names); the format's first field is
 # "dt" (seconds before the frame timestamp) for records that describe something that happened.
@@ -98,10 +106,6 @@ SPECS = {
     CMD_CLEAR_TAMPER: ("cmd_clear_tamper", ">B", ("sensor",)),
 }
 
-_BY_NAME: "dict[str, int]" = {}
-for _t in SPECS:
-    _BY_NAME[SPECS[_t][0]] = _t
-
 # Enumerations carried in record fields.
 FIX_NONE = 0
 FIX_2D = 1
@@ -156,15 +160,6 @@ CFG_FAST_UNTIL = 6
 CFG_HDOP_MAX_D = 7
 CFG_LEASE_S = 8
 
-_RANGES: "dict[str, tuple[int, int]]" = {
-    "B": (0, 0xFF),
-    "b": (-0x80, 0x7F),
-    "H": (0, 0xFFFF),
-    "h": (-0x8000, 0x7FFF),
-    "I": (0, 0xFFFFFFFF),
-    "i": (-0x80000000, 0x7FFFFFFF),
-}
-
 
 class DecodeError(ValueError):
     """The one error a decoder raises; `reason` is a short stable code (see docs/protocol.md)."""
@@ -184,9 +179,11 @@ def check_values(fmt: str, values: "tuple[Any, ...] | list[Any]") -> None:
         v = values[i]
         if type(v) is not int:
             raise ValueError("value %r is not an int" % (v,))
-        lo, hi = _RANGES[codes[i]]
-        if v < lo or v > hi:
-            raise ValueError("value %d out of range for %s" % (v, codes[i]))
+        c = codes[i]
+        bits = 8 if c in "Bb" else 16 if c in "Hh" else 32
+        lo = -(1 << (bits - 1)) if c in "bhi" else 0
+        if v < lo or v >= lo + (1 << bits):
+            raise ValueError("value %d out of range for %s" % (v, c))
 
 
 class Record:
@@ -244,15 +241,10 @@ class Record:
         return struct.pack(spec[1], *self.values) + self.extra
 
     def to_dict(self) -> "dict[str, Any]":
-        if self.name is None:
-            return {"type": self.type, "raw": self.raw.hex()}
-        d: dict[str, Any] = {"type": self.name}
-        names = SPECS[self.type][2]
-        for i in range(len(names)):
-            d[names[i]] = self.values[i]
-        if self.extra:
-            d["extra"] = self.extra.hex()
-        return d
+        # The dict form is for tools and tests: its code loads only when asked for.
+        from firmware.framedict import record_to_dict
+
+        return record_to_dict(self)
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -265,23 +257,6 @@ class Record:
 
     def __repr__(self) -> str:
         return "Record(%r)" % (self.to_dict(),)
-
-
-def record_from_dict(d: "dict[str, Any]") -> Record:
-    t = d["type"]
-    if type(t) is int:
-        return Record(t, raw=bytes.fromhex(d["raw"]))
-    rtype = _BY_NAME.get(t)
-    if rtype is None:
-        raise ValueError("unknown record name %s" % t)
-    fields = {}
-    for k in d:
-        if k != "type" and k != "extra":
-            fields[k] = d[k]
-    rec = Record(rtype, **fields)
-    if "extra" in d:
-        rec.extra = bytes.fromhex(d["extra"])
-    return rec
 
 
 class Frame:
@@ -314,50 +289,12 @@ class Frame:
         return self.ts - record.dt
 
     def to_dict(self) -> "dict[str, Any]":
-        return {
-            "version": self.version,
-            "mtype": self.mtype,
-            "flags": self.flags,
-            "mac_len": self.mac_len,
-            "device": self.device,
-            "boot": self.boot,
-            "seq": self.seq,
-            "ts": self.ts,
-            "records": [r.to_dict() for r in self.records],
-        }
+        from firmware.framedict import frame_to_dict
+
+        return frame_to_dict(self)
 
     def __repr__(self) -> str:
         return "Frame(%r)" % (self.to_dict(),)
-
-
-def frame_from_dict(d: "dict[str, Any]") -> Frame:
-    return Frame(
-        d["mtype"],
-        d["device"],
-        d["boot"],
-        d["seq"],
-        d["ts"],
-        [record_from_dict(r) for r in d["records"]],
-        flags=d.get("flags", 0),
-        mac_len=d.get("mac_len", MAC_DEFAULT),
-        version=d.get("version", VERSION),
-    )
-
-
-def encode_body(records: "list[Record]") -> bytes:
-    parts = []
-    for rec in records:
-        p = rec.payload()
-        if len(p) > MAX_RECORD_PAYLOAD:
-            raise ValueError("record payload too long")
-        if rec.type < 1 or rec.type > 0xFF:
-            raise ValueError("record type out of range")
-        parts.append(bytes((rec.type, len(p))))
-        parts.append(p)
-    body = b"".join(parts)
-    if len(body) > MAX_BODY:
-        raise ValueError("body of %d bytes exceeds %d" % (len(body), MAX_BODY))
-    return body
 
 
 def encode(frame: Frame, key: bytes) -> bytes:
@@ -368,7 +305,18 @@ def encode(frame: Frame, key: bytes) -> bytes:
         raise ValueError("unknown message type %r" % (frame.mtype,))
     if frame.mac_len < MAC_MIN or frame.mac_len > MAC_MAX:
         raise ValueError("mac_len must be %d..%d" % (MAC_MIN, MAC_MAX))
-    body = encode_body(frame.records)
+    parts = []
+    for rec in frame.records:
+        p = rec.payload()
+        if len(p) > _MAX_RECORD_PAYLOAD:
+            raise ValueError("record payload too long")
+        if rec.type < 1 or rec.type > 0xFF:
+            raise ValueError("record type out of range")
+        parts.append(bytes((rec.type, len(p))))
+        parts.append(p)
+    body = b"".join(parts)
+    if len(body) > MAX_BODY:
+        raise ValueError("body of %d bytes exceeds %d" % (len(body), MAX_BODY))
     head = (
         frame.version,
         frame.mtype,
@@ -393,11 +341,11 @@ def _decode_records(body: memoryview) -> "list[Record]":
     i = 0
     n = len(body)
     while i < n:
-        if n - i < RECORD_HEADER_LEN:
+        if n - i < _RECORD_HEADER_LEN:
             raise DecodeError("record_truncated", "record header at %d" % i)
         rtype = body[i]
         rlen = body[i + 1]
-        i += RECORD_HEADER_LEN
+        i += _RECORD_HEADER_LEN
         if rtype == 0:
             raise DecodeError("record_type", "type 0 at %d" % (i - 2))
         if i + rlen > n:

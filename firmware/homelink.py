@@ -8,10 +8,18 @@
 # Offload is served only once an acknowledgement has verified in this connection: the frames
 # are signed, not encrypted, and only the paired home unit may take them. Reading frees
 # nothing: frames leave the flash log only when the backend's ACK (a downlink) verifies.
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 CHUNK = 500  # frame bytes per GATT value after the flags byte (an ATT value is <= 512)
 FINAL = 0x01  # flags: this chunk ends a frame
-MAX_DOWNLINK = 20 + 4096 + 32  # header + largest body + largest MAC
-MAX_INBOX = 8  # downlink frames waiting for the next poll; more are dropped and counted
+_MAX_DOWNLINK = const(20 + 4096 + 32)  # header + largest body + largest MAC
+_MAX_INBOX = const(8)  # downlink frames waiting for the next poll; more are dropped and counted
 
 
 class HomeLink:
@@ -90,12 +98,12 @@ class HomeLink:
         if not chunk:
             return
         self.rx += bytes(chunk[1:])
-        if len(self.rx) > MAX_DOWNLINK:
+        if len(self.rx) > _MAX_DOWNLINK:
             self.rx = b""
             self.dropped += 1
             return
         if chunk[0] & FINAL:
-            if len(self.downlinks) < MAX_INBOX:
+            if len(self.downlinks) < _MAX_INBOX:
                 self.downlinks.append(self.rx)
             else:
                 self.dropped += 1

@@ -7,6 +7,22 @@ import sys
 
 from firmware import config
 
+# The application's modules, each after the modules it imports. When they are .mpy files
+# loaded into the heap (the unix port; a board run from .mpy files on its filesystem rather
+# than a frozen image) a module's bytecode stays in the heap while its own imports load, so
+# importing dependencies first, with a collection after each, keeps the boot's peak low. With
+# a frozen image the order costs nothing.
+_LEAVES_FIRST = (
+    "ticks mac frame board files battery sampling modes motion nmea energy fixfilter"
+    " beacon homelink proximity rfmode state store tamper topics uplink commands app"
+)
+
+
+def preload() -> None:
+    for name in _LEAVES_FIRST.split():
+        __import__("firmware." + name)
+        gc.collect()
+
 
 def make_board(cfg: "dict[str, object]") -> "object":
     name = cfg["board"]
@@ -23,6 +39,7 @@ def make_board(cfg: "dict[str, object]") -> "object":
 
 def main(path: str) -> None:
     cfg = config.load(path)
+    preload()
     board = make_board(cfg)
     from firmware.app import App
 

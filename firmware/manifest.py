@@ -10,6 +10,7 @@ package(  # noqa: F821
     files=(
         "__init__.py",
         "frame.py",
+        "framedict.py",  # frozen, so to_dict() works; loaded only when a tool asks for it
         "mac.py",
         "beacon.py",
         "topics.py",

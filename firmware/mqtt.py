@@ -4,14 +4,22 @@
 # subscribe, PUBACK for received QoS 1 messages, keep-alive pings, persistent session.
 import struct
 
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 CONNECT = 0x10
 CONNACK = 0x20
-PUBLISH = 0x30
+_PUBLISH = const(0x30)
 PUBACK = 0x40
-SUBSCRIBE = 0x82
+_SUBSCRIBE = const(0x82)
 SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
 DISCONNECT = 0xE0
 
 
@@ -42,11 +50,11 @@ def connect(client_id: str, keepalive_s: int, clean: bool = False) -> bytes:
 
 
 def publish(topic: str, payload: bytes, pid: int) -> bytes:
-    return packet(PUBLISH | 0x02, _str(topic) + struct.pack(">H", pid) + payload)  # QoS 1
+    return packet(_PUBLISH | 0x02, _str(topic) + struct.pack(">H", pid) + payload)  # QoS 1
 
 
 def subscribe(topic: str, pid: int) -> bytes:
-    return packet(SUBSCRIBE, struct.pack(">H", pid) + _str(topic) + b"\x01")
+    return packet(_SUBSCRIBE, struct.pack(">H", pid) + _str(topic) + b"\x01")
 
 
 def puback(pid: int) -> bytes:
@@ -169,7 +177,7 @@ class Session:
                 self.subscribed = True
             elif kind == PUBACK:
                 self.unacked.pop(struct.unpack(">H", body[:2])[0], None)
-            elif kind == PUBLISH:
+            elif kind == _PUBLISH:
                 topic, payload, pid = parse_publish(head & 0x0F, body)
                 if pid:
                     self.out.append(puback(pid))

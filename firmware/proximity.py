@@ -12,7 +12,15 @@
 from firmware import beacon as bc
 from firmware.frame import DecodeError
 
-RECENT = 4  # beacons whose counter an ack may echo (a minute at the GPS-mode interval)
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
+_RECENT = const(4)  # beacons whose counter an ack may echo (a minute at the GPS-mode interval)
 COUNTER_BLOCK = 1024  # beacon counters reserved per state-file write
 
 
@@ -74,7 +82,7 @@ class Proximity:
     def sent(self, counter: int) -> None:
         """A beacon with this counter went out."""
         self.recent.append(counter)
-        if len(self.recent) > RECENT:
+        if len(self.recent) > _RECENT:
             self.recent.pop(0)
 
     def check(self, data: bytes) -> "bc.HomeAck | None":

@@ -2,33 +2,39 @@
 # the backend has raised the rate, once a minute while moving, hourly at rest), when to power
 # the receiver, and a cold/warm/hot start model that sets the acquisition budget. The energy
 # ledger charges the receiver's actual on-time in its acquisition and tracking states.
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
 
 OFF = 0
 ACQUIRING = 1
-TRACKING = 2
+_TRACKING = const(2)
 
 HOT = 0
 WARM = 1
 COLD = 2
-START_NAMES = ("hot", "warm", "cold")
 
 # Ephemeris stays usable ~2 h (hot start with backup power); the almanac for weeks (warm).
-HOT_AGE_S = 2 * 3600
-WARM_AGE_S = 14 * 86400
+_HOT_AGE_S = const(2 * 3600)
+_WARM_AGE_S = const(14 * 86400)
 # Expected time to first fix (u-blox M10: hot ~1 s, cold ~23-30 s) and how long to try before
 # giving up for this interval; NIJ 1004.00 asks for a cold fix within 2 minutes.
 TTFF_S = (2, 26, 32)
 BUDGET_S = (30, 90, 120)
 # Below this interval the receiver stays on: a restart costs more than tracking through it.
-KEEP_ON_S = 30
+_KEEP_ON_S = const(30)
 
 
 def start_kind(off_s: int, ever_fixed: bool) -> int:
     if not ever_fixed:
         return COLD
-    if off_s <= HOT_AGE_S:
+    if off_s <= _HOT_AGE_S:
         return HOT
-    if off_s <= WARM_AGE_S:
+    if off_s <= _WARM_AGE_S:
         return WARM
     return COLD
 
@@ -59,7 +65,7 @@ class Sampler:
     def wants_on(self, now_ms: int, interval_s: int) -> bool:
         if self.state != OFF:
             return True
-        return now_ms >= self.next_ms or interval_s <= KEEP_ON_S
+        return now_ms >= self.next_ms or interval_s <= _KEEP_ON_S
 
     def power_on(self, now_ms: int) -> int:
         off_s = (now_ms - self.off_at_ms) // 1000
@@ -75,19 +81,19 @@ class Sampler:
 
     def got_fix(self, now_ms: int, interval_s: int) -> None:
         self.last_fix_ms = now_ms
-        self.state = TRACKING
+        self.state = _TRACKING
         self.locate = False
         # Duty-cycled fixes keep their cadence from the power-on, whatever the start took;
         # a receiver left tracking counts from this fix.
         nxt = self.on_at_ms + interval_s * 1000
-        if interval_s <= KEEP_ON_S or nxt <= now_ms:
+        if interval_s <= _KEEP_ON_S or nxt <= now_ms:
             nxt = now_ms + interval_s * 1000
         self.next_ms = nxt
 
     def should_power_off(self, now_ms: int, interval_s: int) -> bool:
-        if self.state == OFF or interval_s <= KEEP_ON_S:
+        if self.state == OFF or interval_s <= _KEEP_ON_S:
             return False
-        if self.state == TRACKING:
+        if self.state == _TRACKING:
             return True
         if now_ms >= self.acquire_deadline_ms():
             self.timeouts += 1

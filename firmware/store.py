@@ -17,12 +17,21 @@ try:
     from typing import TYPE_CHECKING
 except ImportError:  # MicroPython
     TYPE_CHECKING = False  # type: ignore[misc]
+
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 if TYPE_CHECKING:
     from firmware.files import Files
     from firmware.state import State
 
-MAGIC = 0xA5
-ENTRY_HEAD = 7  # magic, length (2), crc32 (4)
+_MAGIC = const(0xA5)
+_ENTRY_HEAD = const(7)  # magic, length (2), crc32 (4)
 
 
 def _seg_name(n: int) -> str:
@@ -113,14 +122,14 @@ class Store:
         name = _seg_name(n)
         total = self.files.size(name)
         off = 0
-        while off + ENTRY_HEAD <= total and seg.count() < self.seg_entries:
-            head = self.files.read(name, off, ENTRY_HEAD)
-            if len(head) < ENTRY_HEAD or head[0] != MAGIC:
+        while off + _ENTRY_HEAD <= total and seg.count() < self.seg_entries:
+            head = self.files.read(name, off, _ENTRY_HEAD)
+            if len(head) < _ENTRY_HEAD or head[0] != _MAGIC:
                 break
             ln, crc = struct.unpack(">HI", head[1:])
-            if off + ENTRY_HEAD + ln > total or ln < 28:
+            if off + _ENTRY_HEAD + ln > total or ln < 28:
                 break
-            data = self.files.read(name, off + ENTRY_HEAD, ln)
+            data = self.files.read(name, off + _ENTRY_HEAD, ln)
             if crc32(data) & 0xFFFFFFFF != crc:
                 break
             boot, seq = struct.unpack_from(">HI", data, 8)
@@ -129,7 +138,7 @@ class Store:
             elif boot != seg.boot or seq != seg.first + seg.count():
                 break
             seg.offs.append(off)
-            off += ENTRY_HEAD + ln
+            off += _ENTRY_HEAD + ln
         if off < total:
             self.torn += 1
         seg.size = total
@@ -154,7 +163,7 @@ class Store:
         """Store one sealed frame (its header gives boot and seq). Returns once it is durable;
         a power cut during the call leaves the log as it was or with this frame complete."""
         boot, seq = struct.unpack_from(">HI", data, 8)
-        entry = struct.pack(">BHI", MAGIC, len(data), crc32(data) & 0xFFFFFFFF) + data
+        entry = struct.pack(">BHI", _MAGIC, len(data), crc32(data) & 0xFFFFFFFF) + data
         seg = self.segs[-1] if self.segs else None
         if (
             seg is None
@@ -258,9 +267,9 @@ class Store:
         for seg in self.segs:
             if seg.n == n:
                 off = seg.offs[seq - seg.first]
-                head = self.files.read(_seg_name(n), off, ENTRY_HEAD)
+                head = self.files.read(_seg_name(n), off, _ENTRY_HEAD)
                 ln = struct.unpack(">H", head[1:3])[0]
-                return self.files.read(_seg_name(n), off + ENTRY_HEAD, ln)
+                return self.files.read(_seg_name(n), off + _ENTRY_HEAD, ln)
         raise KeyError(n)
 
     def index_of(self, n: int, seq: int) -> int:

@@ -9,16 +9,24 @@ try:
     from typing import TYPE_CHECKING
 except ImportError:  # MicroPython
     TYPE_CHECKING = False  # type: ignore[misc]
+
+try:
+    from micropython import const  # type: ignore[import-not-found]
+except ImportError:  # CPython; MicroPython's compiler folds const() names away
+
+    def const(x: int) -> int:
+        return x
+
+
 if TYPE_CHECKING:
     from firmware.board import Modem
     from firmware.energy import Ledger
     from firmware.store import Store
 
-IDLE = 0
-CONNECTING = 1
-ONLINE = 2
-BACKOFF = 3
-STATE_NAMES = ("idle", "connecting", "online", "backoff")
+_IDLE = const(0)
+_CONNECTING = const(1)
+_ONLINE = const(2)
+_BACKOFF = const(3)
 
 
 class Uplink:
@@ -31,7 +39,7 @@ class Uplink:
         self.cfg = cfg
         self.up_topic = topics.tag_up(device)
         self.down_topic = topics.tag_down(device)
-        self.state = IDLE
+        self.state = _IDLE
         self.until_ms = 0  # connect deadline / back-off end / linger end
         self.failures = 0
         self.cursor = (-1, -1)  # (segment, index) of the last frame sent this session
@@ -59,9 +67,9 @@ class Uplink:
     def suspend(self, now_ms: int) -> None:
         """RF home mode: the modem goes off whatever it was doing; frames stay in the log (the
         home unit relays them) and the uplink starts afresh if GPS mode returns."""
-        if self.state != IDLE and self.state != BACKOFF:
+        if self.state != _IDLE and self.state != _BACKOFF:
             self._power(False, now_ms)
-        self.state = IDLE
+        self.state = _IDLE
         self.failures = 0
         self.urgent = False
 
@@ -75,29 +83,29 @@ class Uplink:
         delay = self._i("backoff_min_s") << min(self.failures, 10)
         delay = min(delay, self._i("backoff_max_s"))
         self.failures += 1
-        self.state = BACKOFF
+        self.state = _BACKOFF
         self.until_ms = now_ms + delay * 1000
 
     def step(self, now_ms: int, client_id: str) -> int:
         """Advance; returns the monotonic ms at which it next needs a step."""
         st = self.state
         pending = self.store.pending()
-        if st == BACKOFF and (now_ms >= self.until_ms or self.urgent):
-            st = self.state = IDLE
-        if st == IDLE:
+        if st == _BACKOFF and (now_ms >= self.until_ms or self.urgent):
+            st = self.state = _IDLE
+        if st == _IDLE:
             if pending == 0:
                 self.urgent = False
                 return -1
             self.urgent = False
             self._power(True, now_ms)
             self.modem.connect(client_id, self.down_topic)
-            self.state = CONNECTING
+            self.state = _CONNECTING
             self.until_ms = now_ms + self._i("connect_timeout_s") * 1000
             return now_ms + 1000
-        if st == CONNECTING:
+        if st == _CONNECTING:
             s = self.modem.status()
             if s == hal.MODEM_ONLINE:
-                self.state = ONLINE
+                self.state = _ONLINE
                 self.sessions += 1
                 self.failures = 0
                 self.cursor = (-1, -1)
@@ -108,7 +116,7 @@ class Uplink:
                 self._backoff(now_ms)
                 return self.until_ms
             return now_ms + 1000
-        if st == ONLINE:
+        if st == _ONLINE:
             if self.modem.status() != hal.MODEM_ONLINE:  # coverage lost mid-session
                 self._backoff(now_ms)
                 return self.until_ms
@@ -119,7 +127,7 @@ class Uplink:
         if pending == 0:
             if now_ms >= self.until_ms:  # linger for commands, then the modem sleeps
                 self._power(False, now_ms)
-                self.state = IDLE
+                self.state = _IDLE
                 return -1
             return self.until_ms
         self.until_ms = now_ms + self._i("linger_s") * 1000

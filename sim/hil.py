@@ -262,7 +262,10 @@ class HilTag:
         path.write_text(json.dumps(conf))
         self.proc = subprocess.Popen(
             micropython.command(["-m", "firmware.main", str(path)], c.heap),
-            cwd=micropython.repo_root(),
+            # `-m` puts the working directory first on sys.path: from the repository root the
+            # firmware would be compiled from its .py source in the tag's own heap; from the
+            # compiled tree it loads the precompiled .mpy, as a device loads its image.
+            cwd=micropython.compiled_root(),
             env=micropython.environment(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

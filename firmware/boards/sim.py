@@ -165,7 +165,7 @@ class SimBoard:
             elif op == "R":
                 _r, topic, data = line.split()
                 self.modem.inbox.append((topic, bytes.fromhex(data)))
-            elif op in ("N", "A", "O", "K"):
+            elif op and op in "NAOK":
                 self.radio.handle(op, line[2:])
             elif op == "?":
                 self.link.send("X " + json.dumps(self.report()))

@@ -16,10 +16,12 @@ from typing import Any
 from backend.broker import Mosquitto
 from hw import boarddef, micropython
 from sim.hil import HilConfig, HilTag
+from tests.firmware import code_heap
 from tests.hil.peer import ScriptedBackend
 
 HOUR = 3_600_000
-DAY_HEAP = "160k"
+# 64 KiB scaled for the word size: the device budget on this 64-bit host (docs/firmware.md).
+DAY_HEAP = "64wk"
 
 
 def poll_cost(minutes: int = 60) -> dict[str, Any]:
@@ -85,6 +87,10 @@ def rows() -> list[tuple[str, str, str, str]]:
     cap = boarddef.load("virtual")["battery_mah"]
     hours = cap * 1000 / uah * 24
     peak, code = day["heap_peak"], day["heap_code"]
+    mods = code_heap.measure()
+    loaded = sum(int(m["heap"]) for m in mods)
+    qstr = sum(int(m["qstr_bytes"]) for m in mods)
+    top = sorted(((str(m["module"])[9:], int(m["heap"])) for m in mods), key=lambda x: -x[1])[:4]
     return [
         (
             "firmware",
@@ -101,9 +107,16 @@ def rows() -> list[tuple[str, str, str, str]]:
         (
             "firmware",
             f"heap high-water, the day at -X heapsize={DAY_HEAP} (unix port, 64-bit)",
-            f"{peak / 1024:.1f} KiB live = {code / 1024:.1f} code"
+            f"{peak / 1024:.1f} KiB live = {code / 1024:.1f} loaded code + board"
             f" + {(peak - code) / 1024:.1f} data",
-            "64 KiB target: data fits, loaded code does not (frozen on a device)",
+            f"{peak / (128 * 1024):.0%} of the 128 KiB that 64wk gives; data"
+            f" {(peak - code) / (64 * 1024):.0%} of a 64 KiB device heap",
+        ),
+        (
+            "firmware",
+            f"heap taken by importing the firmware ({len(mods)} modules, unix port)",
+            f"{loaded / 1024:.1f} KiB, of which qstr pools {qstr / 1024:.1f} KiB",
+            "biggest: " + ", ".join(f"{n} {b / 1024:.1f}" for n, b in top),
         ),
         (
             "firmware",

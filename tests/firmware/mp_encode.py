@@ -5,13 +5,14 @@ import json
 import sys
 
 from firmware import frame as fr
+from firmware.framedict import frame_from_dict
 
 for line in sys.stdin:
     if not line.strip():
         continue
     spec = json.loads(line)
     key = bytes.fromhex(spec["key"])
-    f = fr.frame_from_dict(spec["frame"])
+    f = frame_from_dict(spec["frame"])
     data = fr.encode(f, key)
     back = fr.decode(data, key).to_dict() == spec["frame"]
     print(json.dumps({"hex": data.hex(), "round_trip": back}))

@@ -31,9 +31,9 @@ def _class(module: str, name: str) -> ast.ClassDef:
 def test_board_implements_the_hal(module: str) -> None:
     cls = _class(module, BOARDS[module])
     methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
-    assert set(hal.BOARD_METHODS) <= methods
+    assert set(hal.BOARD_METHODS.split()) <= methods
     src = ast.unparse(cls)
-    for attr in hal.BOARD_ATTRIBUTES:
+    for attr in hal.BOARD_ATTRIBUTES.split():
         assert re.search(rf"\b(self\.)?{attr}\b\s*(:[^=]+)?=", src), attr
 
 
@@ -41,14 +41,14 @@ def test_modems_implement_the_modem_interface() -> None:
     for module, name in (("sim", "SimModem"), ("sim7080g", "Sim7080G")):
         cls = _class(module, name)
         methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
-        assert set(hal.MODEM_METHODS) <= methods, name
+        assert set(hal.MODEM_METHODS.split()) <= methods, name
 
 
 def test_radios_implement_the_radio_interface() -> None:
     for module, name in (("sim", "SimRadio"), ("esp32s3_ble", "BleRadio")):
         cls = _class(module, name)
         methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
-        assert set(hal.RADIO_METHODS) <= methods, name
+        assert set(hal.RADIO_METHODS.split()) <= methods, name
     for module, cls_name in BOARDS.items():
         assert re.search(r"self\.radio\s*=", ast.unparse(_class(module, cls_name))), module
 

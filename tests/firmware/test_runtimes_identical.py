@@ -8,7 +8,9 @@ import random
 import pytest
 
 from firmware import frame as fr
+from firmware.framedict import frame_from_dict
 from hw import micropython
+from tests.firmware.test_frame_properties import LIMITS
 
 CPYTHON_ONLY = "drives the micropython binary"
 
@@ -18,7 +20,7 @@ def _random_frame(rng: random.Random) -> fr.Frame:
     for _ in range(rng.randint(0, 12)):
         rtype = rng.choice(sorted(fr.SPECS))
         fmt = fr.SPECS[rtype][1]
-        values = [rng.randint(*fr._RANGES[c]) for c in fmt[1:]]
+        values = [rng.randint(*LIMITS[c]) for c in fmt[1:]]
         if rtype == fr.FIX:
             values[1] = rng.randint(-900_000_000, 900_000_000)
             values[2] = rng.randint(-1_800_000_000, 1_800_000_000)
@@ -48,6 +50,6 @@ def test_both_runtimes_encode_identical_bytes() -> None:
     out = [json.loads(x) for x in proc.stdout.decode().splitlines()]
     assert len(out) == len(specs)
     for spec, got in zip(specs, out, strict=True):
-        f = fr.frame_from_dict(spec["frame"])
+        f = frame_from_dict(spec["frame"])
         assert got["hex"] == fr.encode(f, bytes.fromhex(spec["key"])).hex()
         assert got["round_trip"]
