@@ -4,12 +4,17 @@ rules' parameters. docs/rules.md describes the lifecycle.
 
 The stream follows alert_actions (every raise, reopen, update, clear, acknowledgement and
 resolution is a row), polling the database in short transactions — so it sees alerts raised
-by ingest workers in other processes, and `Last-Event-ID` resumes it without a gap."""
+by ingest workers in other processes, and `Last-Event-ID` resumes it without a gap. Its
+authorization is not a one-off at subscription: who may be seen is re-evaluated at backend
+now on every poll (`Visible.at`: a share that expires stops at once), and the session every
+`SESSION_CHECK_S` (`session_active`: a logout, a revoked session or a disabled user ends the
+stream with `event: end`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -30,6 +35,7 @@ from backend.api.deps import (
     Visible,
     object_scope,
     require_role,
+    session_active,
     visible_subjects,
 )
 from backend.api.models_monitoring import (
@@ -51,6 +57,7 @@ router = APIRouter(prefix="/api", tags=["alerts"])
 
 POLL_S = 0.1  # how often the stream looks for new alert actions
 KEEPALIVE_S = 15.0
+SESSION_CHECK_S = 5.0  # how often the stream re-checks the caller's session
 
 
 def _alert_subject(conn: Connection, alert_id: int) -> int | None:
@@ -173,7 +180,7 @@ async def stream_alerts(
         detail={"unit": unit, "subject": subject, "type": type_, "state": state},
     )
 
-    def poll(after_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+    def poll(after_id: int, now: float) -> list[tuple[int, str, dict[str, Any]]]:
         q = (
             _filtered(
                 _base()
@@ -181,7 +188,7 @@ async def stream_alerts(
                     alert_actions.c.id.label("action_id"), alert_actions.c.action.label("action")
                 )
                 .join(alert_actions, alert_actions.c.alert_id == alerts.c.id),
-                visible,
+                visible.at(now),  # shares that have expired since subscription no longer count
                 unit,
                 subject,
                 type_,
@@ -204,9 +211,15 @@ async def stream_alerts(
     async def events() -> AsyncIterator[bytes]:
         last = cursor or 0
         idle = 0.0
+        checked = time.monotonic()
         yield b": stream open\n\n"
         while not await request.is_disconnected():
-            batch = await run_in_threadpool(poll, last)
+            if time.monotonic() - checked >= SESSION_CHECK_S:
+                checked = time.monotonic()
+                if not await run_in_threadpool(session_active, engine, user, clock.now()):
+                    yield b'event: end\ndata: {"reason": "session ended"}\n\n'
+                    return
+            batch = await run_in_threadpool(poll, last, clock.now())
             for action_id, _action, body in batch:
                 last = action_id
                 yield f"id: {action_id}\nevent: alert\ndata: {json.dumps(body)}\n\n".encode()
