@@ -135,6 +135,7 @@ export async function render(el, ctx, args) {
     buffer.value = "0";
     victim.checked = false;
     coords.value = "";
+    radius.value = "";
     formTitle.textContent = "New zone";
     saveBtn.textContent = "Save zone";
     cancelBtn.hidden = true;
