@@ -6,7 +6,11 @@ JSON-able dict (so it can be snapshotted and stored); it never reads a clock:
 - `advance(st, ctx, to)` handles what happens by the passage of event time alone, strictly
   before `to` (a curfew window opening, a grace period running out, a local day ending);
 - `apply(st, ctx, obs)` takes one observation at `obs.t` (after `advance(obs.t)`);
-- `open(st)` lists the confirmed episodes still open.
+- `open(st)` lists the confirmed episodes still open;
+- `due(st, ctx)` says when the passage of time alone next matters: the smallest `to` at
+  which `advance` could emit, confirm or begin anything (None: nothing pending). The clock
+  tick uses it as a deadline index, so it must never be later than the truth; a rule that
+  overrides `advance` without `due` is treated as always due (correct, only slower).
 
 `advance` must compose: advance(advance(s, a), b) == advance(s, b) for a <= b. The engine
 (engine.py) owns ordering, snapshots and the horizon (backend "now")."""
@@ -22,6 +26,7 @@ from backend.rules.config import SubjectConfig
 from backend.rules.model import Command, Episode, Obs
 
 PENDING = -1  # confirmed_t of an episode whose grace/dwell has not passed yet
+ALWAYS = -(2**62)  # Rule.due: time may matter at any moment (no deadline known)
 
 
 @dataclass
@@ -60,6 +65,21 @@ class Rule(abc.ABC):
 
     def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
         self._confirm_due(st, to)
+
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        """The earliest `to` at which advance() may change anything observable. This base
+        version knows only pending graces (confirmed once due < to)."""
+        if type(self).advance is not Rule.advance and type(self).due is Rule.due:
+            return ALWAYS
+        return self._pending_due(st)
+
+    def _pending_due(self, st: dict[str, Any]) -> int | None:
+        dues = [
+            cur["due"] + 1
+            for cur in st["open"].values()
+            if cur["ep"]["confirmed_t"] == PENDING and cur["due"] is not None
+        ]
+        return min(dues) if dues else None
 
     @abc.abstractmethod
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None: ...

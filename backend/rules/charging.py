@@ -73,6 +73,11 @@ class Charging(Rule):
                 self.end(st, ctx, TYPE, date, day_end, day_end)
             st["day"], st["secs"] = day_end, 0
 
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        # The day is judged once `to` passes its end; nothing else is time-driven (episodes
+        # begin and end in the same step, and advance() keeps no pending graces).
+        return None if st["day"] is None else _next_midnight(st["day"], ctx.config.tz) + 1
+
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         if obs.role != TAG or obs.name != "battery":
             return

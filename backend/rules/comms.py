@@ -58,6 +58,12 @@ class CommsLoss(Rule):
             )
         super().advance(st, ctx, to)
 
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        cands = [self._pending_due(st)]
+        if st["last"] is not None and not st["open"]:
+            cands.append(st["last"] + self._threshold(ctx) + 1)  # begins once last + t < to
+        return min((c for c in cands if c is not None), default=None)
+
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         if obs.name == "presence":
             st["home"] = obs.v("state") == 1

@@ -25,13 +25,15 @@ Parameters: `grace_s` 600 (a per-subject SubjectConfig.curfew_grace_s overrides 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from backend.rules.base import Context, Rule
+from backend.rules.base import ALWAYS, Context, Rule
 from backend.rules.config import SubjectConfig
+from backend.rules.geo import ZoneIndex
 from backend.rules.model import HOME_UNIT, TAG, Obs
 from backend.rules.schedule import local_date, subtract
 
@@ -107,6 +109,15 @@ class Curfew(Rule):
         st["nb"] = min(ahead) if ahead else to + LOOKAHEAD_S
         super().advance(st, ctx, to)
 
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        if not ctx.config.curfews and not ctx.config.exceptions:
+            return None  # advance() does nothing at all
+        if st["t"] is None or st.get("nb") is None:
+            return ALWAYS  # the first look decides which window is in force
+        # Nothing opens or closes up to nb (the fast path); pending graces run out on their own.
+        cands: list[int | None] = [int(st["nb"]) + 1, self._pending_due(st)]
+        return min(c for c in cands if c is not None)
+
     def _open_window(self, st: dict[str, Any], ctx: Context, w: tuple[int, int, str]) -> None:
         st["win"] = list(w)
         ws, _, night = w
@@ -151,15 +162,46 @@ class Curfew(Rule):
         index = ctx.config.home_index
         if index.tree is None or acc > self.p.max_accuracy_m:
             return None
+        known = ctx.cache.get("curfew_home")
+        if known is not None and obs.ref in known:
+            judged: str | None = known[obs.ref]  # prepare() judged every fix of the run
+            return judged
         proj = index.proj
         x, y = proj.xy(obs.v("lat_e7") / 1e7, obs.v("lon_e7") / 1e7)
-        reach = acc + self.p.hysteresis_m + 1
-        _, _, d = index.near(np.array([float(x)]), np.array([float(y)]), reach)
-        if len(d) and float(d.min()) <= 0:
-            return HOME
-        if len(d) == 0:
-            return AWAY  # farther than acc + hysteresis from every home zone
-        return None
+        return self._judge(index, np.array([float(x)]), np.array([float(y)]), [acc])[0]
+
+    def _judge(self, index: ZoneIndex, x: Any, y: Any, acc: list[float]) -> list[str | None]:
+        """Home (inside a home zone), away (farther than accuracy + hysteresis from every
+        home zone) or None (in between: no change), for each point."""
+        reach = np.asarray(acc) + self.p.hysteresis_m + 1
+        pi, _, d = index.near(x, y, reach)
+        out: list[str | None] = [AWAY] * len(acc)
+        for p, dist in zip(pi.tolist(), d.tolist(), strict=True):
+            if dist <= 0:
+                out[p] = HOME
+            elif out[p] is AWAY:
+                out[p] = None
+        return out
+
+    def prepare(self, st: dict[str, Any], ctx: Context, batch: Sequence[Obs]) -> None:
+        """Judge all the run's GNSS fixes against the home zones in one tree query."""
+        index = ctx.config.home_index
+        fixes = [
+            o
+            for o in batch
+            if o.name == "fix"
+            and o.role == TAG
+            and o.v("fix_type") != 0
+            and o.v("source") != 1
+            and o.v("acc_dm") / 10 <= self.p.max_accuracy_m
+        ]
+        if index.tree is None or not fixes:
+            return
+        lat = np.fromiter((o.v("lat_e7") for o in fixes), float, len(fixes)) / 1e7
+        lon = np.fromiter((o.v("lon_e7") for o in fixes), float, len(fixes)) / 1e7
+        x, y = index.proj.xy(lat, lon)
+        judged = self._judge(index, x, y, [o.v("acc_dm") / 10 for o in fixes])
+        ctx.cache["curfew_home"] = {o.ref: w for o, w in zip(fixes, judged, strict=True)}
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         if obs.role == HOME_UNIT:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,10 @@ class State:
     # clock-driven tick continues from without reading stored data again.
     tail_covers: int | None = None
     tail_rules: dict[str, dict[str, Any]] | None = None
+    # Bumped by every write of a subject's state or episodes (any worker): the revision a
+    # worker's cache is validated against (sink.py). Written first in the JSON so that it
+    # can be read back as a short prefix (`revision_of`).
+    rev: int = 0
 
     def to_json(self) -> str:
         d: dict[str, Any] = {
@@ -47,7 +52,8 @@ class State:
         }
         if self.tail_rules is not None:
             d["tail_covers"], d["tail_rules"] = self.tail_covers, self.tail_rules
-        return json.dumps(d, sort_keys=True, separators=(",", ":"))
+        body = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return f'{{"rev":{self.rev},{body[1:]}'
 
     @classmethod
     def from_json(cls, text: str) -> State:
@@ -58,6 +64,7 @@ class State:
             int(d.get("config_version", 0)),
             d.get("tail_covers"),
             d.get("tail_rules"),
+            int(d.get("rev", 0)),
         )
 
     def latest(self) -> State:
@@ -65,6 +72,37 @@ class State:
         if self.tail_rules is None or self.tail_covers is None:
             return self
         return State(self.tail_covers, self.tail_rules, self.config_version)
+
+
+REV_PREFIX = 32  # characters of a stored state that always hold its revision
+
+
+def revision_of(text: str | None) -> int | None:
+    """The revision at the start of a stored state (None: no state, or one written before
+    revisions existed — either way not something a cache can vouch for)."""
+    m = _REV.match(text or "")
+    return int(m.group(1)) if m else None
+
+
+_REV = re.compile(r'\{"rev":(\d+),')
+
+
+def copy_state(v: Any) -> Any:
+    """A deep copy of JSON-like rule state (dicts, lists, scalars), several times faster than
+    copy.deepcopy, which the fold pays on every evaluation."""
+    t = type(v)
+    if t is dict:
+        return {k: copy_state(x) for k, x in v.items()}
+    if t is list:
+        return [copy_state(x) for x in v]
+    if t is str or t is int or t is float or t is bool or v is None:
+        return v
+    if t is tuple:
+        return tuple(copy_state(x) for x in v)
+    return copy.deepcopy(v)
+
+
+NEVER = 2**62  # a deadline that never comes
 
 
 @dataclass
@@ -76,6 +114,9 @@ class Result:
     commands: list[Command] = field(default_factory=list)
     skipped: int = 0  # observations before the start state (the caller should have sent them
     #                   to a re-evaluation from an earlier snapshot)
+    # With a horizon: the earliest horizon + 1 at which time alone could change the episodes
+    # found (Engine.deadline of the state advanced to the horizon); NEVER if nothing is due.
+    deadline: int = NEVER
 
     @property
     def episodes(self) -> list[Episode]:
@@ -144,7 +185,7 @@ class Engine:
         the allowed lateness: data a little out of order across a subject's devices (a
         relayed tag frame after its home unit's) then continues the state instead of
         re-evaluating it from a snapshot."""
-        st = State(state.covers, copy.deepcopy(state.rules), state.config_version)
+        st = State(state.covers, copy_state(state.rules), state.config_version)
         snapshots: list[tuple[int, str]] = []
         obs = ordered(observations)
         skipped = sum(1 for o in obs if o.t < st.covers)
@@ -156,16 +197,17 @@ class Engine:
             head = [o for o in batch if o.t < settle]
             tail = [o for o in batch if o.t >= settle]
             ctx = self._fold(config, st, head, False, snapshots, end=max(settle, st.covers))
-            tail_state = State(st.covers, copy.deepcopy(st.rules), st.config_version)
+            tail_state = State(st.covers, copy_state(st.rules), st.config_version)
             tctx = self._fold(config, tail_state, tail, live, None, end=None)
             closed = list(ctx.emitted) + list(tctx.emitted)
             commands = [c for c in tctx.commands if fresh is None or c.ref in fresh]
             st.tail_covers, st.tail_rules = tail_state.covers, tail_state.rules
         open_eps: list[Episode] = []
+        deadline = NEVER
         if horizon is not None:
-            extra, open_eps = self.at_horizon(config, tail_state, horizon)
+            extra, open_eps, deadline = self.horizon(config, tail_state, horizon)
             closed += extra
-        return Result(st, closed, open_eps, snapshots, commands, skipped)
+        return Result(st, closed, open_eps, snapshots, commands, skipped, deadline)
 
     def _fold(
         self,
@@ -194,12 +236,29 @@ class Engine:
         self, config: SubjectConfig, state: State, horizon: int
     ) -> tuple[list[Episode], list[Episode]]:
         """What time alone concludes by `horizon`, on a copy (the state is left as it was)."""
-        tmp = State(state.covers, copy.deepcopy(state.rules), state.config_version)
+        closed, open_eps, _ = self.horizon(config, state, horizon)
+        return closed, open_eps
+
+    def horizon(
+        self, config: SubjectConfig, state: State, horizon: int
+    ) -> tuple[list[Episode], list[Episode], int]:
+        """at_horizon, and the deadline after it: until horizon + 1 reaches it, a later
+        horizon concludes exactly the same (advance composes), so the clock tick can skip
+        the subject."""
+        tmp = State(state.covers, copy_state(state.rules), state.config_version)
         ctx = Context(config, live=False)
         if horizon + 1 > tmp.covers:
             self._advance(tmp, ctx, horizon + 1, None)
         open_eps = [ep for r in self.rules for ep in r.open(tmp.rules[r.name])]
-        return list(ctx.emitted), open_eps
+        return list(ctx.emitted), open_eps, self.deadline(config, tmp)
+
+    def deadline(self, config: SubjectConfig, state: State) -> int:
+        """The smallest `to` at which advancing `state` could change anything (NEVER if
+        nothing is pending; at most state.covers + 1 when some rule cannot tell)."""
+        ctx = Context(config, live=False)
+        dues = [r.due(state.rules[r.name], ctx) for r in self.rules]
+        found = [d for d in dues if d is not None]
+        return max(min(found), state.covers + 1) if found else NEVER
 
     def _advance(
         self, st: State, ctx: Context, to: int, snapshots: list[tuple[int, str]] | None

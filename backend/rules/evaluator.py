@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from backend.rules.config import SubjectConfig
-from backend.rules.engine import Engine, State
+from backend.rules.engine import NEVER, Engine, State
 from backend.rules.model import Command, Episode, Obs, ordered
 
 SNAPSHOT_KEEP_S = 7 * 86400  # snapshots further back than this before covers are pruned
@@ -37,6 +37,9 @@ class Changes:
     cleared: list[Episode] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     late: bool = False
+    # The earliest horizon + 1 at which the clock alone could change this subject's episodes
+    # again (engine.Result.deadline); the sink's tick skips the subject until then.
+    deadline: int = NEVER
 
     def __bool__(self) -> bool:
         return bool(self.raised or self.updated or self.cleared)
@@ -104,8 +107,9 @@ class Evaluator:
         if state is None or state.config_version != config.version:
             return Changes()
         latest = state.latest()
-        closed, open_eps = self.engine.at_horizon(config, latest, horizon)
+        closed, open_eps, deadline = self.engine.horizon(config, latest, horizon)
         changes = self.reconcile(config.subject, closed + open_eps, latest.covers, late=False)
+        changes.deadline = deadline
         self.repo.apply(config.subject, changes)
         return changes
 
@@ -121,7 +125,7 @@ class Evaluator:
         )
         self.repo.save_state(config.subject, new, [])
         changes = self.reconcile(config.subject, res.episodes, latest.covers, late)
-        changes.commands = res.commands
+        changes.commands, changes.deadline = res.commands, res.deadline
         self.repo.apply(config.subject, changes)
         return changes
 
@@ -135,7 +139,7 @@ class Evaluator:
         )
         self.repo.save_state(config.subject, res.state, res.snapshots)
         changes = self.reconcile(config.subject, res.episodes, start.covers, late)
-        changes.commands = res.commands
+        changes.commands, changes.deadline = res.commands, res.deadline
         self.repo.apply(config.subject, changes)
         return changes
 

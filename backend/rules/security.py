@@ -42,6 +42,11 @@ class Security(Rule):
                 self.end(st, ctx, TYPE, sub, last, last + self.p.window_s)
                 del st["last"][sub]
 
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        # An open burst ends once `to` passes its last refusal + window_s.
+        ends = [st["last"][slot.split("/", 1)[1]] + self.p.window_s + 1 for slot in st["open"]]
+        return min(ends) if ends else None
+
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         if obs.name != SECURITY or obs.detail.split(":", 1)[0] not in self.p.reasons:
             return

@@ -1,21 +1,28 @@
 """The hand-over from ingest (backend/ingest.py RuleSink) and the clock-driven timer.
 
 `MonitoringSink.frames_committed` turns the frames a batch stored into observations, finds
-each device's subject by its assignment at the observation's event time, and runs the
-Evaluator for each subject in its own transaction: live data continues the fold; anything
-behind the subject's state is re-evaluated from stored data (evaluator.py). Commands the
+each device's subject by its assignment at the observation's event time, and evaluates every
+subject of the batch once, all in one transaction (BEGIN IMMEDIATE on SQLite; on PostgreSQL
+the subjects' advisory locks, taken in id order): live data continues the fold; anything
+behind the subject's state is re-evaluated from stored data (evaluator.py). Configuration,
+state and stored episodes come from the worker's cache (cache.py), checked against the
+database by one query per batch, so several workers on a shared subscription stay
+consistent. If the batch transaction fails, each subject is retried alone. Commands the
 rules ask for (fast sampling near exclusion zones) are signed with the tag's key, numbered
 with the device's command sequence and published on its down topic.
 
 `tick(now)` (the RuleTimer thread calls it every `tick_s` of wall time, reading the backend
 clock object, so a simulator that drives the clock drives it too) moves every monitored
-subject's horizon: comms loss and a curfew absence with no further data alert on time."""
+subject's horizon: comms loss and a curfew absence with no further data alert on time. It
+reads every subject's config version and state revision in one query and evaluates only
+subjects whose deadline (Rule.due: the next time the clock alone could change anything) has
+come, or whose cached entry is stale."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -23,20 +30,22 @@ from sqlalchemy import Connection, Engine, func, insert, select
 
 from backend.clock import Clock, SystemClock
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
+from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
 from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
 from backend.rules.observe import frame_observations, security_observation
-from backend.rules.store import SqlRepository, config_versions, load_config, subjects_of_devices
+from backend.rules.store import config_versions, load_config, subjects_of_devices
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import assignments, device_commands
+from backend.storage.schema import device_commands
 from firmware import frame as fr
 from firmware import topics
 
 log = structlog.get_logger("tagwatch.rules")
 
 Publisher = Callable[[str, bytes], bool]
+TICK_CHUNK = 200  # subjects per clock-tick transaction (bounds how long it holds locks)
 
 
 class IngestWorkerLike(Protocol):
@@ -55,6 +64,7 @@ class MonitoringSink(RuleSink):
         publish: Publisher | None = None,
         key_for: KeyLookup | None = None,
         rules: RuleEngine | None = None,
+        cache: SubjectCache | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock or SystemClock()
@@ -62,8 +72,8 @@ class MonitoringSink(RuleSink):
         self.key_for = key_for
         self.rules = rules or RuleEngine()
         self.counts: Counter[str] = Counter()
-        self._configs: dict[int, SubjectConfig] = {}
-        self._lock = threading.Lock()  # ingest thread and timer thread
+        self.cache = cache or SubjectCache()
+        self._lock = threading.RLock()  # ingest thread and timer thread
         self.on_changes: list[Callable[[int, Changes], None]] = []
 
     def bind(self, publish: Publisher, key_for: KeyLookup) -> None:
@@ -113,59 +123,88 @@ class MonitoringSink(RuleSink):
 
     def tick(self, now: float | None = None) -> int:
         """Advance every monitored subject's horizon to backend now; returns how many
-        subjects had alert changes."""
+        subjects had alert changes. One query checks every subject against the cache; only
+        subjects whose deadline has come (or whose cache entry is stale) are evaluated."""
         now = self.clock.now() if now is None else now
-        with self.engine.connect() as conn:
-            subjects = sorted(
-                set(conn.execute(select(assignments.c.subject_id).distinct()).scalars())
-            )
-        changed = 0
-        for subj in subjects:
-            changed += bool(self._run(subj, None, now))
+        with self._lock:
+            with self.engine.connect() as conn:
+                db = revisions(conn)
+            due = [
+                s
+                for s in sorted(db.versions)
+                if not self.cache.quiet(s, db.versions[s], db.revs[s], int(now))
+            ]
+            self.counts["ticks"] += 1
+            self.counts["tick_subjects"] += len(db.versions)
+            self.counts["tick_due"] += len(due)
+            changed = 0
+            for i in range(0, len(due), TICK_CHUNK):
+                work: dict[int, list[Obs] | None] = {s: None for s in due[i : i + TICK_CHUNK]}
+                changed += sum(1 for c in self._evaluate(work, now).values() if c)
         return changed
 
     # ---- evaluation ------------------------------------------------------------------
 
-    def _evaluate(self, per_subject: dict[int, list[Obs]], now: float) -> None:
-        for subj in sorted(per_subject):
+    def _evaluate(self, work: Mapping[int, list[Obs] | None], now: float) -> dict[int, Changes]:
+        """Every subject of a batch in one transaction; if that fails, each subject alone
+        (so one subject's failure cannot hold back the others)."""
+        if not work:
+            return {}
+        with self._lock:
             try:
-                self._run(subj, per_subject[subj], now)
+                return self._transaction(work, now)
             except Exception:
-                # Stored data is safe; the next batch or tick re-evaluates from storage.
-                log.exception("rule evaluation failed", subject=subj)
-                self.counts["evaluation_failed"] += 1
+                self.cache.drop(work)
+                if len(work) == 1:
+                    # Stored data is safe; the next batch or tick re-evaluates from storage.
+                    log.exception("rule evaluation failed", subject=next(iter(work)))
+                    self.counts["evaluation_failed"] += 1
+                    return {}
+                self.counts["batch_retried"] += 1
+            out: dict[int, Changes] = {}
+            for subj in sorted(work):
+                out.update(self._evaluate({subj: work[subj]}, now))
+            return out
 
-    def config(self, conn: Connection, subject: int) -> SubjectConfig:
-        version = config_versions(conn, [subject])[subject]
-        cfg = self._configs.get(subject)
-        if cfg is None or cfg.version != version:
-            cfg = load_config(conn, subject)
-            self._configs[subject] = cfg
-        return cfg
+    def config(self, conn: Connection, subject: int, version: int | None = None) -> SubjectConfig:
+        """The subject's configuration at `version` (read if not given), from the cache."""
+        if version is None:
+            version = config_versions(conn, [subject])[subject]
+        e = self.cache.get(subject)
+        if e.config is None or e.config.version != version:
+            e.config = load_config(conn, subject)
+        return e.config
 
-    def _run(self, subject: int, obs: list[Obs] | None, now: float) -> Changes:
-        with (
-            self._lock,
-            self.engine.connect() as conn,
-            conn.execution_options(**IMMEDIATE).begin(),
-        ):
-            repo = SqlRepository(conn, now)
-            repo.lock(subject)
-            cfg = self.config(conn, subject)
+    def _transaction(self, work: Mapping[int, list[Obs] | None], now: float) -> dict[int, Changes]:
+        subjects = sorted(work)
+        results: dict[int, Changes] = {}
+        sent: list[tuple[int, bytes]] = []
+        with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            repo = CachedRepository(conn, now, self.cache)
+            repo.lock_all(subjects)
+            db = repo.validate(subjects)
             ev = Evaluator(repo, self.rules)
-            if obs is None:
-                changes = ev.tick(cfg, int(now))
-            else:
-                changes = ev.observe(cfg, obs, int(now))
-                self.counts["observations"] += len(obs)
-            sent = self._commands(conn, changes.commands, now)
+            for subj in subjects:
+                cfg = self.config(conn, subj, db.versions[subj])
+                obs = work[subj]
+                if obs is None:
+                    results[subj] = ev.tick(cfg, int(now))
+                else:
+                    results[subj] = ev.observe(cfg, obs, int(now))
+                sent += self._commands(conn, results[subj].commands, now)
+            repo.flush()
+        self.counts["evaluations"] += len(subjects)
+        self.counts["observations"] += sum(len(o) for o in work.values() if o is not None)
+        for subj, changes in results.items():
+            self.cache.get(subj).deadline = changes.deadline
         for c in sent:
             self._send(*c)
-        if changes:
-            self.counts["alert_changes"] += 1
-            for cb in self.on_changes:
-                cb(subject, changes)
-        return changes
+        for subj, changes in results.items():
+            if changes:
+                self.counts["alert_changes"] += 1
+                for cb in self.on_changes:
+                    cb(subj, changes)
+        return results
 
     def _commands(
         self, conn: Connection, commands: list[Command], now: float

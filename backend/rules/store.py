@@ -14,10 +14,10 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
 from backend.rules.config import Assignment, SubjectConfig
-from backend.rules.engine import State
+from backend.rules.engine import REV_PREFIX, State, revision_of
 from backend.rules.evaluator import SNAPSHOT_KEEP_S, Changes
 from backend.rules.geo import ZoneSpec
 from backend.rules.model import HOME_UNIT, Episode, Obs, ordered
@@ -147,6 +147,15 @@ def load_config(conn: Connection, subject_id: int) -> SubjectConfig:
     return cfg
 
 
+_OWNERS = select(
+    assignments.c.device,
+    assignments.c.subject_id,
+    assignments.c.role,
+    assignments.c.starts_at,
+    assignments.c.ends_at,
+).where(assignments.c.device.in_(bindparam("devices", expanding=True)))
+
+
 def subjects_of_devices(
     conn: Connection, devices: Iterable[int]
 ) -> dict[int, list[tuple[int, str, int, int | None]]]:
@@ -155,7 +164,7 @@ def subjects_of_devices(
     out: dict[int, list[tuple[int, str, int, int | None]]] = {d: [] for d in ids}
     if not ids:
         return out
-    for a in conn.execute(select(assignments).where(assignments.c.device.in_(ids))):
+    for a in conn.execute(_OWNERS, {"devices": ids}):
         out[a.device].append((a.subject_id, a.role, a.starts_at, a.ends_at))
     return out
 
@@ -170,6 +179,7 @@ class SqlRepository:
         self.conn = conn
         self.now = now
         self.actions: list[int] = []  # alert ids changed (for callers that publish them)
+        self._saved: set[int] = set()  # subjects whose state this transaction wrote
 
     def lock(self, subject: int) -> None:
         """Serialize evaluations of one subject across workers (SQLite: BEGIN IMMEDIATE
@@ -187,7 +197,18 @@ class SqlRepository:
         st.covers, st.config_version = row.covers, row.config_version
         return st
 
+    def _stored_rev(self, subject: int) -> int:
+        head = self.conn.execute(
+            select(func.substr(rule_state.c.state, 1, REV_PREFIX)).where(
+                rule_state.c.subject_id == subject
+            )
+        ).scalar()
+        return revision_of(head) or 0
+
     def save_state(self, subject: int, state: State, snapshots: Sequence[tuple[int, str]]) -> None:
+        # Every write moves the revision on: the workers' caches (cache.py) check it.
+        state.rev = self._stored_rev(subject) + 1
+        self._saved.add(subject)
         values = {
             "covers": state.covers,
             "config_version": state.config_version,
@@ -293,6 +314,19 @@ class SqlRepository:
     # ---- the alert workflow -----------------------------------------------------------
 
     def apply(self, subject: int, changes: Changes) -> None:
+        self.apply_episodes(changes)
+        if changes and subject not in self._saved:
+            # Episodes changed without a new state (a clock tick): move the revision on all
+            # the same, so that caches of these episodes elsewhere are seen to be stale.
+            row = self.conn.execute(
+                select(rule_state.c.state).where(rule_state.c.subject_id == subject)
+            ).first()
+            if row is not None:
+                st = State.from_json(row.state)
+                self.save_state(subject, st, [])
+
+    def apply_episodes(self, changes: Changes) -> None:
+        """The alert workflow for what the rules found."""
         for ep in changes.raised:
             self._raise(ep)
         for ep in changes.updated:
@@ -461,6 +495,27 @@ def _episode_row(ep: Episode, alert_id: int | None, now: float) -> dict[str, Any
         "raised_at": now,
         "updated_at": now,
     }
+
+
+def stored_form(ep: Episode) -> Episode:
+    """The episode as episodes_in_scope reads it back once applied (evidence and details
+    through JSON, the sub-key as stored): what a cache of stored episodes must hold."""
+    row = _episode_row(ep, None, 0.0)
+    return Episode(
+        subject=ep.subject,
+        rule=ep.rule,
+        type=ep.type,
+        subkey=row["subkey"],
+        start=ep.start,
+        version=ep.version,
+        confirmed_t=ep.confirmed_t,
+        end=ep.end,
+        closed_t=ep.closed_t,
+        severity=ep.severity,
+        evidence=row["evidence"],
+        details=row["details"],
+        late=ep.late,
+    )
 
 
 def _episode(r: Any) -> Episode:
