@@ -7,7 +7,8 @@ a Point with `radius_m` in its properties, or a Polygon/MultiPolygon, with `refe
 without one is ambiguous across a clock change, so it is refused).
 
 A bad row never stops the run: it is reported with where it is (CSV line number, header =
-line 1; GeoJSON feature number, from 1) and why, and the good rows still run."""
+line 1; GeoJSON feature number, from 1, and the line it starts on) and why, and the good rows
+still run."""
 
 from __future__ import annotations
 
@@ -179,12 +180,16 @@ def _geojson(text: str) -> tuple[list[Incident], list[Problem]]:
     features = doc.get("features")
     if not isinstance(features, list):
         raise IncidentFileError("the FeatureCollection has no features list")
+    lines = _feature_lines(text)
     incidents: list[Incident] = []
     problems: list[Problem] = []
     for n, feat in enumerate(features, start=1):
-        at = f"feature {n}"
+        line = lines[n - 1] if len(lines) == len(features) else None
+        at = f"feature {n}" + ("" if line is None else f" (line {line})")
         if len(incidents) >= MAX_INCIDENTS:
-            problems.append(Problem(at, f"more than {MAX_INCIDENTS} incidents", feature=n))
+            problems.append(
+                Problem(at, f"more than {MAX_INCIDENTS} incidents", line=line, feature=n)
+            )
             continue
         try:
             if not isinstance(feat, dict) or feat.get("type") != "Feature":
@@ -202,7 +207,49 @@ def _geojson(text: str) -> tuple[list[Incident], list[Problem]]:
             area = place_area(geom, None if radius is None else float(radius))
             t0, t1 = _window(props.get("from"), props.get("to"))
         except (ValueError, AreaError) as e:
-            problems.append(Problem(at, str(e), feature=n))
+            problems.append(Problem(at, str(e), line=line, feature=n))
             continue
         incidents.append(Incident(at, ref, area, t0, t1))
     return incidents, problems
+
+
+def _feature_lines(text: str) -> list[int]:
+    """The line on which each element of the top-level `features` array starts, found by
+    walking the document with the JSON decoder (json.loads keeps no positions). Empty if
+    the document is not shaped as expected (the caller then reports feature numbers)."""
+    dec = json.JSONDecoder()
+    ws = " \t\n\r"
+
+    def skip(i: int) -> int:
+        while i < len(text) and text[i] in ws:
+            i += 1
+        return i
+
+    try:
+        i = skip(0)
+        if text[i] != "{":
+            return []
+        i = skip(i + 1)
+        while i < len(text) and text[i] != "}":
+            key, i = dec.raw_decode(text, i)
+            i = skip(i)
+            if text[i] != ":":
+                return []
+            i = skip(i + 1)
+            if key == "features" and text[i] == "[":
+                out = []
+                i = skip(i + 1)
+                while text[i] != "]":
+                    out.append(text.count("\n", 0, i) + 1)
+                    _, i = dec.raw_decode(text, i)
+                    i = skip(i)
+                    if text[i] == ",":
+                        i = skip(i + 1)
+                return out
+            _, i = dec.raw_decode(text, i)
+            i = skip(i)
+            if text[i] == ",":
+                i = skip(i + 1)
+    except (ValueError, IndexError):
+        return []
+    return []

@@ -169,7 +169,9 @@ class WhereaboutsResult(BaseModel):
 
 
 class IncidentResult(BaseModel):
-    at: str = Field(description="where in the file: 'line N' (CSV) or 'feature N' (GeoJSON)")
+    at: str = Field(
+        description="where in the file: 'line N' (CSV) or 'feature N (line L)' (GeoJSON)"
+    )
     reference: str
     area: dict[str, Any]
     start: int = Field(serialization_alias="from")
@@ -180,7 +182,10 @@ class IncidentResult(BaseModel):
 
 class IncidentError(BaseModel):
     at: str
-    line: int | None = Field(default=None, description="CSV line number (header is line 1)")
+    line: int | None = Field(
+        default=None,
+        description="CSV line (header is line 1), or the line a GeoJSON feature starts on",
+    )
     feature: int | None = Field(default=None, description="GeoJSON feature index (from 1)")
     reason: str
 

@@ -189,10 +189,13 @@ def test_batch_geojson_with_a_polygon_and_bad_features(client: TestClient, truth
             {"type": "Feature", "geometry": None, "properties": {"reference": "X"}},
         ],
     }  # fmt: skip
+    text = json.dumps(doc, indent=2)
+    # With indent=2 each feature opens on a line of its own, four spaces in.
+    starts = [n for n, ln in enumerate(text.splitlines(), start=1) if ln == "    {"]
     r = client.post(
         "/api/investigations/batch",
         params={**PURPOSE, "reference": "geojson run"},
-        files={"file": ("incidents.geojson", json.dumps(doc).encode(), "application/geo+json")},
+        files={"file": ("incidents.geojson", text.encode(), "application/geo+json")},
         headers=_as(client, "officer.turnaround"),
     )
     assert r.status_code == 200, r.text
@@ -200,8 +203,9 @@ def test_batch_geojson_with_a_polygon_and_bad_features(client: TestClient, truth
     assert out["format"] == "geojson" and [i["reference"] for i in out["incidents"]] == ["SQ-1"]
     found = {x["reference"] for x in out["incidents"][0]["hits"]}
     assert set(truth.expected_a) <= found  # the square contains the circle
-    assert [(e["feature"], "radius_m" in e["reason"]) for e in out["errors"]] == [
-        (2, True), (3, False)]  # fmt: skip
+    errors = [(e["feature"], e["line"], "radius_m" in e["reason"]) for e in out["errors"]]
+    assert errors == [(2, starts[1], True), (3, starts[2], False)]
+    assert out["incidents"][0]["at"] == f"feature 1 (line {starts[0]})"
 
 
 def test_a_file_that_is_not_incidents_is_refused(client: TestClient, truth: Truth) -> None:
