@@ -29,13 +29,19 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     Connection,
+    Integer,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     insert,
+    literal,
+    null,
     or_,
     select,
     text,
+    union_all,
     update,
 )
 
@@ -133,8 +139,18 @@ _HEAD = func.substr(rule_state.c.state, 1, REV_PREFIX)
 _ALL_SUBJECTS = select(assignments.c.subject_id).distinct()
 _ALL_VERSIONS = select(subject_monitoring.c.subject_id, subject_monitoring.c.config_version)
 _ALL_HEADS = select(rule_state.c.subject_id, _HEAD)
-_VERSIONS = _ALL_VERSIONS.where(subject_monitoring.c.subject_id.in_(_IDS))
-_HEADS = _ALL_HEADS.where(rule_state.c.subject_id.in_(_IDS))
+# One round trip for a batch: versions (kind 0) and revision prefixes (kind 1).
+_REVISIONS = union_all(
+    select(
+        literal(0).label("kind"),
+        subject_monitoring.c.subject_id.label("sid"),
+        subject_monitoring.c.config_version.label("version"),
+        cast(null(), Text).label("head"),
+    ).where(subject_monitoring.c.subject_id.in_(_IDS)),
+    select(literal(1), rule_state.c.subject_id, cast(null(), Integer), _HEAD).where(
+        rule_state.c.subject_id.in_(_IDS)
+    ),
+)
 _STATES = select(rule_state).where(rule_state.c.subject_id.in_(_IDS))
 _UPDATE = (
     update(rule_state)
@@ -159,14 +175,17 @@ def revisions(conn: Connection, subjects: Sequence[int] | None = None) -> Revisi
     """Config versions and state revisions of `subjects` (None: every subject with
     equipment assigned, for the clock), in two short queries."""
     out = Revisions()
+    versions: Iterable[tuple[int, int]]
+    heads: Iterable[tuple[int, str]]
     if subjects is None:
         ids = list(conn.execute(_ALL_SUBJECTS).scalars())
-        versions = conn.execute(_ALL_VERSIONS)
-        heads = conn.execute(_ALL_HEADS)
+        versions = [(r[0], r[1]) for r in conn.execute(_ALL_VERSIONS)]
+        heads = [(r[0], r[1]) for r in conn.execute(_ALL_HEADS)]
     else:
         ids = sorted(set(subjects))
-        versions = conn.execute(_VERSIONS, {"ids": ids})
-        heads = conn.execute(_HEADS, {"ids": ids})
+        rows = conn.execute(_REVISIONS, {"ids": ids}).all()
+        versions = [(r.sid, r.version) for r in rows if r.kind == 0]
+        heads = [(r.sid, r.head) for r in rows if r.kind == 1]
     for sid in ids:
         out.versions[sid], out.revs[sid] = 0, NO_ROW
     for sid, version in versions:
@@ -284,10 +303,9 @@ class CachedRepository(SqlRepository):
             )
             if snapshots:
                 self._snapshots(subject, state, snapshots)
-        if rows[True]:
-            self.conn.execute(_UPDATE, rows[True])
-        if rows[False]:
-            self.conn.execute(_INSERT, rows[False])
+        for stmt, params in ((_UPDATE, rows[True]), (_INSERT, rows[False])):
+            if params:  # a single row as one statement (executemany costs more round trips)
+                self.conn.execute(stmt, params if len(params) > 1 else params[0])
         self.pending.clear()
 
     def _snapshots(self, subject: int, state: State, snapshots: Sequence[tuple[int, str]]) -> None:
