@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import time, timedelta
+from functools import lru_cache
 from typing import Any
 
 from backend.rules.base import Context, Rule
@@ -30,6 +31,7 @@ class ChargingParams:
     max_gap_s: int = 21600
 
 
+@lru_cache(maxsize=4096)  # advance() asks for the same day's end on every step
 def _next_midnight(t: int, tz: str) -> int:
     d = local_date(t, tz) + timedelta(days=1)
     return to_unix(d, time(0, 0), tz)

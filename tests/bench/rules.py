@@ -6,7 +6,17 @@
    point-in-polygon tests (`contains_xy` against every zone — sampled for 10,000 zones,
    where the full loop would take minutes) and one vectorized STRtree `contains` query (the
    floor: what the spatial work alone costs).
-2. Alert latency: a tag frame that confirms an exclusion-zone entry is published to a real
+2. Rule overhead on top of ingest, on SQLite and PostgreSQL: the same signed frames (4 fixes
+   and a battery record each, subjects with a curfew, a home zone, two exclusion zones and a
+   charging schedule) go through two Ingest pipelines on two databases, one handing over to
+   the MonitoringSink, one to no rules (the raw baseline), alternating frame by frame so both
+   see the same machine load. One-frame batches (a lightly loaded worker, the simulator's
+   lock-step) and 30-frame batches (one frame per subject). Then a reordered frame per
+   subject (behind the settled state: re-evaluated from a snapshot over stored data).
+3. The clock tick per monitored subject: with nothing due (the deadline index), and with
+   every subject due on a fresh worker (cold cache), beside the engine's own in-memory
+   horizon step for the same subjects.
+4. Alert latency: a tag frame that confirms an exclusion-zone entry is published to a real
    Mosquitto; an ingest worker (with the rules attached) stores it and evaluates; the alert
    appears on the API's SSE stream (uvicorn). p50/p95 over many subjects, while a fleet of
    100 other tags loads ingest at a steady rate (the ingest benchmark's 1-fix frames)."""
@@ -133,6 +143,238 @@ def throughput_rows() -> list[Row]:
                 f"{rate / vec_rate:.2f}x one vectorized STRtree query ({vec_rate:,.0f}/s)",
             )
         )
+    return rows
+
+
+# ---- rule overhead per frame, clock tick per subject ------------------------------------
+
+T_OVERHEAD = 1_790_000_000 + 3 * 3600  # a weekday morning (no curfew window)
+
+
+class _Site:
+    """A database with `n` subjects, each with a tag, a home unit, a curfew, a home zone, two
+    exclusion zones and a charging schedule, and an Ingest handing over to `sink`."""
+
+    def __init__(self, url: str, n: int, with_rules: bool) -> None:
+        from sqlalchemy import insert
+
+        from backend.clock import ManualClock
+        from backend.ingest import DeviceDirectory, Ingest, NoRules
+        from backend.registry import KeyVault, Registry
+        from backend.rules import store
+        from backend.rules.sink import MonitoringSink
+        from backend.security import access
+        from backend.storage.database import make_engine, upgrade
+        from backend.storage.schema import (
+            assignments,
+            charging_schedules,
+            curfews,
+            orders,
+        )
+        from backend.storage.schema import zones as zones_table
+
+        t = T_OVERHEAD
+        self.engine = make_engine(url)
+        upgrade(self.engine)
+        self.clock = ManualClock(t)
+        registry = Registry(self.engine, KeyVault(bytes(range(32))), self.clock)
+        self.keys: dict[int, bytes] = {}
+        with self.engine.begin() as conn:
+            unit = access.create_unit(conn, "bench", "police", t)
+        for i in range(n):
+            tag, hu = 10_000 + i, 20_000 + i
+            self.keys[hu] = registry.register(hu, "home_unit").key
+            self.keys[tag] = registry.register(tag, "tag", home_unit=hu).key
+            with self.engine.begin() as conn:
+                sid = access.create_subject(
+                    conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t
+                )
+                for dev, role in ((tag, "tag"), (hu, "home_unit")):
+                    conn.execute(
+                        insert(assignments).values(
+                            subject_id=sid, device=dev, role=role, starts_at=t - 86400,
+                            created_at=t,
+                        )
+                    )  # fmt: skip
+                conn.execute(
+                    insert(orders).values(
+                        subject_id=sid, kind="licence", reference="L", starts_at=t - 86400,
+                        conditions="", created_at=t,
+                    )
+                )  # fmt: skip
+                conn.execute(
+                    insert(curfews).values(
+                        subject_id=sid, days="mon,tue,wed,thu,fri,sat,sun", start="19:00",
+                        end="07:00", tz="Europe/London", created_at=t,
+                    )
+                )  # fmt: skip
+                conn.execute(
+                    insert(charging_schedules).values(subject_id=sid, min_minutes=60, created_at=t)
+                )
+                for k, (dx, r, kind) in enumerate(
+                    ((0, 50, "home"), (3000, 100, "exclusion"), (-3000, 200, "exclusion"))
+                ):
+                    lon = LON0 + dx / M_LON
+                    lat = LAT0 + 500 * i / M_LAT
+                    conn.execute(
+                        insert(zones_table).values(
+                            subject_id=sid, name=f"z{k}", kind=kind, shape="circle",
+                            geometry={"type": "Point", "coordinates": [lon, lat]}, radius_m=r,
+                            width_m=0, buffer_m=0, victim=False, schedule=[], dwell_s=None,
+                            created_at=t,
+                        )
+                    )  # fmt: skip
+                store.bump_config(conn, sid, t)
+        self.sink = MonitoringSink(self.engine, self.clock, lambda _t, _p: True, self.keys.get)
+        self.ingest = Ingest(
+            self.engine,
+            DeviceDirectory(registry),
+            lambda _t, _p: True,
+            clock=self.clock,
+            rules=self.sink if with_rules else NoRules(),
+        )
+
+    def frame(self, i: int, seq: int, ts: int) -> Any:
+        from backend.ingest import Message
+        from firmware import frame as fr
+        from firmware import topics
+
+        tag = 10_000 + i
+        recs = []
+        for j in range(4):  # walking east from home, 3 m a fix
+            lat, lon = LAT0 + 500 * i / M_LAT, LON0 + (200 + 3 * (4 * seq + j)) / M_LON
+            recs.append(
+                fr.Record(
+                    fr.FIX,
+                    (15 * (3 - j), round(lat * 1e7), round(lon * 1e7), 50, 2, 0, 9, 100, 0, 9),
+                )
+            )
+        recs.append(fr.Record(fr.BATTERY, dt=0, level=80, flags=0, mv=3900, hours_left=30))
+        f = fr.Frame(fr.TAG_DATA, tag, 1, seq, ts, recs, fr.FLAG_TIME_VALID)
+        return Message(topics.tag_up(tag), fr.encode(f, self.keys[tag]))
+
+
+def _overhead(url_rules: str, url_raw: str, label: str, n: int = 30, rounds: int = 12) -> list[Row]:
+    with_rules, raw = _Site(url_rules, n, True), _Site(url_raw, n, False)
+    spent = {id(with_rules): 0.0, id(raw): 0.0}
+    frames = 0
+    seq = 0
+    for batched in (False, True):
+        for key in spent:
+            spent[key] = 0.0
+        frames = 0
+        for _ in range(rounds):
+            seq += 1
+            ts = T_OVERHEAD + 60 * seq
+            msgs = {id(s): [s.frame(i, seq, ts) for i in range(n)] for s in (with_rules, raw)}
+            groups = [list(range(n))] if batched else [[i] for i in range(n)]
+            for g in groups:
+                for site in (with_rules, raw):  # alternating: both see the same load
+                    site.clock.set(ts + 2)
+                    batch = [msgs[id(site)][i] for i in g]
+                    t0 = time.perf_counter()
+                    site.ingest.process(batch)
+                    spent[id(site)] += time.perf_counter() - t0
+            frames += n
+        a, b = spent[id(with_rules)] / frames * 1000, spent[id(raw)] / frames * 1000
+        size = f"{n}-frame batches" if batched else "one-frame batches"
+        rows_out = (
+            "rules",
+            f"rule overhead per frame, {size} ({label})",
+            f"+{a - b:.2f} ms/frame",
+            f"ingest alone {b:.2f} ms/frame, with rules {a:.2f} ({a / b:.1f}x)",
+        )
+        if batched:
+            batched_row = rows_out
+        else:
+            single_row = rows_out
+    # A reordered frame per subject: behind the settled state (15 min of allowed lateness).
+    seq += 1
+    t0 = time.perf_counter()
+    for i in range(n):
+        ts = T_OVERHEAD + 60 * seq - 3600
+        with_rules.clock.set(T_OVERHEAD + 60 * seq)
+        with_rules.ingest.process([with_rules.frame(i, seq, ts)])
+    late_ms = (time.perf_counter() - t0) / n * 1000
+    late_row = (
+        "rules",
+        f"late frame (1 h behind), per subject ({label})",
+        f"{late_ms:.1f} ms",
+        "ingest + re-evaluation from the hourly snapshot over stored frames",
+    )
+    tick_rows = _tick_rows(with_rules, n, label)
+    with_rules.engine.dispose()
+    raw.engine.dispose()
+    return [single_row, batched_row, late_row, *tick_rows]
+
+
+def _tick_rows(site: _Site, n: int, label: str) -> list[Row]:
+    from backend.rules.sink import MonitoringSink
+
+    now = int(site.clock.now()) + 30
+    ticks = 20
+    t0 = time.perf_counter()
+    for k in range(ticks):
+        site.sink.tick(now + 30 * k)
+    quiet_us = (time.perf_counter() - t0) / ticks / n * 1e6
+    due = site.sink.counts["tick_due"]
+    # Every subject due at once on a warm worker: the curfew window opens for all of them.
+    entries = [site.sink.cache.peek(s) for s in range(1, n + 1)]
+    opens = min(e.deadline for e in entries if e is not None)
+    before = site.sink.counts["tick_due"]
+    t0 = time.perf_counter()
+    site.sink.tick(opens)
+    warm_ms = (time.perf_counter() - t0) / n * 1000
+    warm_due = site.sink.counts["tick_due"] - before
+    fresh = MonitoringSink(site.engine, site.clock)  # a new worker: every subject due once
+    t0 = time.perf_counter()
+    fresh.tick(opens)
+    cold_ms = (time.perf_counter() - t0) / n * 1000
+    # The in-memory floor: the engine's horizon step alone, for the same subjects.
+    entries = [fresh.cache.peek(s) for s in range(1, n + 1)]
+    pairs = [(e.config, e.state) for e in entries if e and e.config and e.state]
+    t0 = time.perf_counter()
+    for cfg, st in pairs:
+        fresh.rules.horizon(cfg, st.latest(), opens)
+    floor_ms = (time.perf_counter() - t0) / max(1, len(pairs)) * 1000
+    return [
+        (
+            "rules",
+            f"clock tick per subject, nothing due ({label})",
+            f"{quiet_us:.0f} µs",
+            f"{n} subjects x {ticks} ticks, {due} evaluated (deadline index)",
+        ),
+        (
+            "rules",
+            f"clock tick per subject, all due, warm cache ({label})",
+            f"{warm_ms:.2f} ms",
+            f"{warm_due} due (curfew opens); {warm_ms / floor_ms:.0f}x the in-memory horizon"
+            f" step ({floor_ms:.2f} ms)",
+        ),
+        (
+            "rules",
+            f"clock tick per subject, all due, fresh worker ({label})",
+            f"{cold_ms:.2f} ms",
+            f"{cold_ms / floor_ms:.0f}x the in-memory horizon step ({floor_ms:.2f} ms)",
+        ),
+    ]
+
+
+def overhead_rows() -> list[Row]:
+    rows: list[Row] = []
+    work = Path(tempfile.mkdtemp(prefix="tagwatch-bench-rules-overhead-"))
+    rows += _overhead(f"sqlite:///{work / 'rules.db'}", f"sqlite:///{work / 'raw.db'}", "SQLite")
+    from tests.backend.conftest import PostgresServer
+
+    try:
+        pg = PostgresServer()
+    except RuntimeError as e:  # no server binaries: say so in the table
+        return [*rows, ("rules", "rule overhead (PostgreSQL)", "not run", str(e)[:60])]
+    pg.start()
+    try:
+        rows += _overhead(pg.create_database(), pg.create_database(), "PostgreSQL")
+    finally:
+        pg.stop()
     return rows
 
 
@@ -334,7 +576,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
 
 
 def rows() -> list[Row]:
-    return throughput_rows() + latency_rows()
+    return throughput_rows() + overhead_rows() + latency_rows()
 
 
 if __name__ == "__main__":
