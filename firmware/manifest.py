@@ -9,6 +9,7 @@ package(  # noqa: F821
     "firmware",
     files=(
         "__init__.py",
+        "runtime.py",
         "frame.py",
         "framedict.py",  # frozen, so to_dict() works; loaded only when a tool asks for it
         "mac.py",

@@ -13,18 +13,7 @@ import struct
 from array import array
 from binascii import crc32
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
-
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import TYPE_CHECKING, const
 
 if TYPE_CHECKING:
     from firmware.files import Files

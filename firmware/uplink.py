@@ -4,19 +4,7 @@
 # exponentially when there is no coverage. The modem is off whenever nothing is owed.
 from firmware import board as hal
 from firmware import topics
-
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
-
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import TYPE_CHECKING, const
 
 if TYPE_CHECKING:
     from firmware.board import Modem
