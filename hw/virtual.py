@@ -277,28 +277,12 @@ class VirtualBoard(HilTag):
         self.wake_ms = self.now_ms + ticks.diff(wake, self._ticks())
         for line in lines:
             op, _, rest = line.partition(" ")
-            if op == "F":
-                self.last_feed_ms = self.now_ms
-            elif op == "D":
-                self.watchdog_ms = int(rest)
-            elif op == "G":
+            if op == "G":
                 self._gnss_power(rest == "1")
                 if rest != "1":
                     self.gnss_pending.clear()
-            elif op == "M":
-                self.modem_on = rest == "1"
-                if not self.modem_on:
-                    self._disconnect_modem()
-                    self.modem_state = hal.MODEM_OFF
-            elif op == "C":
-                client_id, down_topic = rest.split()
-                self._connect_modem(client_id, down_topic)
-            elif op == "P":
-                topic, hexdata = rest.split()
-                self._publish(topic, bytes.fromhex(hexdata))
-            elif op == "V":
-                pattern, repeats = rest.split()
-                self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
+            elif self._device_line(op, rest):
+                continue
             elif op == "B":
                 self.adverts_sent += 1  # BLE advertising: no home unit in the air on the bench
             elif op not in self.unknown_ops:

@@ -512,6 +512,31 @@ class HilTag:
             if line.startswith(until):
                 return got
 
+    def _device_line(self, op: str, rest: str) -> bool:
+        """Apply one firmware output line for the watchdog, modem, uplink or vibration motor, the
+        operations every board model handles alike; False when `op` is none of them."""
+        if op == "F":
+            self.last_feed_ms = self.now_ms
+        elif op == "D":
+            self.watchdog_ms = int(rest)
+        elif op == "M":
+            self.modem_on = rest == "1"
+            if not self.modem_on:
+                self._disconnect_modem()
+                self.modem_state = hal.MODEM_OFF
+        elif op == "C":
+            client_id, down_topic = rest.split()
+            self._connect_modem(client_id, down_topic)
+        elif op == "P":
+            topic, hexdata = rest.split()
+            self._publish(topic, bytes.fromhex(hexdata))
+        elif op == "V":
+            pattern, repeats = rest.split()
+            self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
+        else:
+            return False
+        return True
+
     def _turn(self, gnss_bytes: int) -> None:
         """One lock-step turn: deliver inputs and the time, handle outputs until W."""
         lines = self.pending_lines
@@ -526,29 +551,12 @@ class HilTag:
             if op == "W":
                 wake = int(rest)
                 self.wake_ms = self.now_ms + ticks.diff(wake, self._ticks())
-            elif op == "F":
-                self.last_feed_ms = self.now_ms
-            elif op == "D":
-                self.watchdog_ms = int(rest)
             elif op == "G":
                 self._gnss_power(rest == "1")
-            elif op == "M":
-                self.modem_on = rest == "1"
-                if not self.modem_on:
-                    self._disconnect_modem()
-                    self.modem_state = hal.MODEM_OFF
-            elif op == "C":
-                client_id, down_topic = rest.split()
-                self._connect_modem(client_id, down_topic)
-            elif op == "P":
-                topic, hexdata = rest.split()
-                self._publish(topic, bytes.fromhex(hexdata))
-                published = True
-            elif op == "V":
-                pattern, repeats = rest.split()
-                self.vibrations.append((self.now_ms, int(pattern), int(repeats)))
             elif op == "B":
                 self.adverts.append((self.now_ms, bytes.fromhex(rest)))
+            elif self._device_line(op, rest):
+                published = published or op == "P"
             else:
                 raise HilError(f"unknown line from firmware: {line!r}")
         if published and self.cfg.reply_wait_s > 0:
