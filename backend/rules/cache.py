@@ -263,6 +263,17 @@ class CachedRepository(SqlRepository):
         if e.episodes is None or since < e.low:
             e.episodes = {ep.key: ep for ep in super().episodes_in_scope(subject, since)}
             e.low = since
+        elif since > e.low:
+            # The scope only moves on with live data: forget what has left it (an earlier
+            # `since`, from late data, reloads from the database).
+            gone = [
+                k
+                for k, ep in e.episodes.items()
+                if ep.end is not None and (ep.closed_t is None or ep.closed_t < since)
+            ]
+            for k in gone:
+                del e.episodes[k]
+            e.low = since
         return [
             ep
             for ep in e.episodes.values()

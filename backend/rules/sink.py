@@ -142,10 +142,12 @@ class MonitoringSink(RuleSink):
             self.counts["ticks"] += 1
             self.counts["tick_subjects"] += len(db.versions)
             self.counts["tick_due"] += len(due)
-            changed = 0
-            for i in range(0, len(due), TICK_CHUNK):
-                work: dict[int, list[Obs] | None] = {s: None for s in due[i : i + TICK_CHUNK]}
-                changed += sum(1 for c in self._evaluate(work, now).values() if c)
+        changed = 0
+        # Chunk by chunk, each taking the lock itself: ingest's hand-over gets in between
+        # (a fresh worker's first tick evaluates every subject).
+        for i in range(0, len(due), TICK_CHUNK):
+            work: dict[int, list[Obs] | None] = {s: None for s in due[i : i + TICK_CHUNK]}
+            changed += sum(1 for c in self._evaluate(work, now).values() if c)
         return changed
 
     # ---- evaluation ------------------------------------------------------------------
