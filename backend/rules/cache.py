@@ -208,7 +208,6 @@ class CachedRepository(SqlRepository):
         self.db = Revisions()
         # subject -> (state to write, snapshots, whether a row exists)
         self.pending: dict[int, tuple[State, Sequence[tuple[int, str]], bool]] = {}
-        self.statements = 0
 
     def lock_all(self, subjects: Sequence[int]) -> None:
         """The subjects' evaluation locks, in id order (SQLite: BEGIN IMMEDIATE already

@@ -200,6 +200,8 @@ class MonitoringSink(RuleSink):
             if callable(work):
                 work = work(conn)
             subjects = sorted(work)
+            if not subjects:
+                return {}
             repo = CachedRepository(conn, now, self.cache)
             repo.lock_all(subjects)
             db = repo.validate(subjects)
