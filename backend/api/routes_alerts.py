@@ -12,17 +12,13 @@ stream with `event: end`)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Select, func, select
 
+from backend.api import sse
 from backend.api.deps import (
     DB,
     Audit,
@@ -35,7 +31,6 @@ from backend.api.deps import (
     Visible,
     object_scope,
     require_role,
-    session_active,
     visible_subjects,
 )
 from backend.api.models_monitoring import (
@@ -208,34 +203,22 @@ async def stream_alerts(
                 out.append((r.action_id, r.action, body))
             return out
 
-    async def events() -> AsyncIterator[bytes]:
-        last = cursor or 0
-        idle = 0.0
-        checked = time.monotonic()
-        yield b": stream open\n\n"
-        while not await request.is_disconnected():
-            if time.monotonic() - checked >= SESSION_CHECK_S:
-                checked = time.monotonic()
-                if not await run_in_threadpool(session_active, engine, user, clock.now()):
-                    yield b'event: end\ndata: {"reason": "session ended"}\n\n'
-                    return
-            batch = await run_in_threadpool(poll, last, clock.now())
-            for action_id, _action, body in batch:
-                last = action_id
-                yield f"id: {action_id}\nevent: alert\ndata: {json.dumps(body)}\n\n".encode()
-            if batch:
-                idle = 0.0
-                continue
-            await asyncio.sleep(POLL_S)
-            idle += POLL_S
-            if idle >= KEEPALIVE_S:
-                idle = 0.0
-                yield b": keep-alive\n\n"
+    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
+        batch = [(action_id, "alert", body) for action_id, _action, body in poll(after_id, now)]
+        return (batch[-1][0] if batch else after_id), batch
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return sse.response(
+        sse.events(
+            request,
+            engine,
+            user,
+            clock,
+            fetch,
+            cursor or 0,
+            poll_s=POLL_S,
+            session_check_s=SESSION_CHECK_S,
+            keepalive_s=KEEPALIVE_S,
+        )
     )
 
 

@@ -9,17 +9,14 @@ scoped with `visible_subjects(...)`, subject routes with `subject_scope(...)`.""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, func, select
@@ -29,6 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
+from backend.api import sse
 from backend.api.deps import (
     DB,
     Audit,
@@ -41,7 +39,6 @@ from backend.api.deps import (
     SubjectAlerts,
     SubjectTrail,
     Visible,
-    session_active,
     visible_subjects,
 )
 from backend.api.models_monitoring import FeatureCollection, ZoneFeatureCreate
@@ -441,34 +438,22 @@ async def live_stream(
         "stream.live", scope=roles.LIVE, detail={"via": "live map"}
     )
 
-    async def events() -> AsyncIterator[bytes]:
-        last = cursor or 0
-        idle = 0.0
-        checked = time.monotonic()
-        yield b": stream open\n\n"
-        while not await request.is_disconnected():
-            if time.monotonic() - checked >= SESSION_CHECK_S:
-                checked = time.monotonic()
-                if not await run_in_threadpool(session_active, engine, user, clock.now()):
-                    yield b'event: end\ndata: {"reason": "session ended"}\n\n'
-                    return
-            now_visible = visible.at(clock.now())
-            last, batch = await run_in_threadpool(_new_positions, engine, now_visible, last)
-            for body in batch:
-                yield f"id: {body['id']}\nevent: position\ndata: {json.dumps(body)}\n\n".encode()
-            if batch:
-                idle = 0.0
-                continue
-            await asyncio.sleep(POLL_S)
-            idle += POLL_S
-            if idle >= KEEPALIVE_S:
-                idle = 0.0
-                yield f": keep-alive {last}\n\n".encode()
+    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
+        last, batch = _new_positions(engine, visible.at(now), after_id)
+        return last, [(body["id"], "position", body) for body in batch]
 
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    return sse.response(
+        sse.events(
+            request,
+            engine,
+            user,
+            clock,
+            fetch,
+            cursor or 0,
+            poll_s=POLL_S,
+            session_check_s=SESSION_CHECK_S,
+            keepalive_s=KEEPALIVE_S,
+        )
     )
 
 
