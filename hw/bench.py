@@ -302,7 +302,10 @@ def _run(
 ) -> Report:
     device = int(settings["device"])
     board.soft_reset()  # boot the firmware afresh with the bench watching from the start
-    reader = ConsoleReader(board.t.serial)
+    console = board.t.serial
+    patience = console.timeout
+    console.timeout = 0.2  # the reader notices its stop flag between short reads
+    reader = ConsoleReader(console)
     reader.start()
     t0 = int(time.time()) + 1
     sky = Sky(t0, plan)
@@ -327,6 +330,7 @@ def _run(
         reader.stop.set()
         feeder.join(5)
         reader.join(5)
+        console.timeout = patience
     if feeder.error:
         raise BenchError(f"writing NMEA to the GNSS port failed: {feeder.error}")
     frames, acked = uplink.snapshot()

@@ -119,6 +119,7 @@ class VirtualBoard(HilTag):
         self.rom.write_text(ROM)
         self.t0 = time.monotonic()
         self.repl: subprocess.Popen[bytes] | None = None
+        self.safe_boot = False
         self.repl_master = -1
         self.started_at = 0.0
         self.inbuf = b""
@@ -165,7 +166,11 @@ class VirtualBoard(HilTag):
         env = dict(os.environ)
         env["MICROPYPATH"] = f".frozen:{self.fs}"
         env[self.env_name] = str(self.wiring)
-        cmd = [setsid, "--ctty", *micropython.command(["-i", str(self.rom)], self.cfg.heap)]
+        # A Ctrl-C that killed the last boot before MicroPython took the terminal over leaves
+        # the board at its REPL without running main.py, as a device interrupted in boot does.
+        script = [] if self.safe_boot else ["-i", str(self.rom)]
+        self.safe_boot = False
+        cmd = [setsid, "--ctty", *micropython.command(script, self.cfg.heap)]
         self.repl = subprocess.Popen(
             cmd, stdin=slave, stdout=slave, stderr=slave, cwd=self.fs, env=env, close_fds=True
         )
@@ -353,9 +358,12 @@ class VirtualBoard(HilTag):
         """One pass: restart MicroPython if it exited, move bytes, run a turn when due."""
         if self.repl is None or self.repl.poll() is not None:
             if self.repl is not None:
+                interrupted = self.repl.returncode == -signal.SIGINT
                 quick = time.monotonic() - self.started_at < 1.0
                 self._power_off()
-                if quick:  # a crash loop must not spin the CPU
+                if interrupted:
+                    self.safe_boot = True
+                elif quick:  # a crash loop must not spin the CPU
                     time.sleep(1.0)
             self._spawn()
         self._clock()
