@@ -11,6 +11,7 @@ import ipaddress
 import queue
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ def _connect(
         return type(e).__name__
     c.loop_start()
     try:
-        return result.get(timeout=1.5)
+        return result.get(timeout=6)  # generous: a loaded CI machine
     except queue.Empty:
         return "no CONNACK"
     finally:
@@ -229,13 +230,15 @@ def test_client_certificates_required_and_cn_is_the_acl_identity(
         seen: queue.Queue[str] = queue.Queue()
         backend = _tls_client("backend", tls.port, pki.ca, (pki.backend_cert, pki.backend_key))
         backend.on_message = lambda _c, _u, m: seen.put(m.topic)
+        subscribed = threading.Event()
+        backend.on_subscribe = lambda *_a: subscribed.set()
         backend.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
-        time.sleep(0.3)
+        assert subscribed.wait(10)
         tag = _tls_client("tag", tls.port, pki.ca, cert)
         try:
             for t in (1002, 1001):
-                tag.publish(topics.tag_up(t), b"frame", qos=1).wait_for_publish(3)
-            assert seen.get(timeout=3) == topics.tag_up(1001)
+                tag.publish(topics.tag_up(t), b"frame", qos=1).wait_for_publish(10)
+            assert seen.get(timeout=10) == topics.tag_up(1001)
             time.sleep(0.2)
             assert seen.empty()
         finally:
@@ -251,5 +254,5 @@ def _tls_client(client_id: str, port: int, ca: Path, cert: tuple[Path, Path]) ->
     c.on_connect = lambda _c, _u, _f, rc, _p: connected.put(rc.value)
     c.connect("127.0.0.1", port)
     c.loop_start()
-    assert connected.get(timeout=3) == 0
+    assert connected.get(timeout=10) == 0
     return c

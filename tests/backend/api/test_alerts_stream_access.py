@@ -35,7 +35,7 @@ class Stream:
         headers = {**bearer(token), "Accept": "text/event-stream"}
         self._thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self._thread.start()
-        assert self.opened.wait(10)
+        assert self.opened.wait(20)
 
     def _read(self, url: str, headers: dict[str, str]) -> None:
         kind = "message"
@@ -52,7 +52,7 @@ class Stream:
                     self.events.put((kind, json.loads(line[6:])))
         self.closed.set()
 
-    def next(self, timeout: float = 10) -> tuple[str, dict[str, Any]]:
+    def next(self, timeout: float = 20) -> tuple[str, dict[str, Any]]:
         return self.events.get(timeout=timeout)
 
 
@@ -106,8 +106,8 @@ def test_logout_and_disabling_end_the_stream(
     assert not by_logout.closed.is_set() and not by_disable.closed.is_set()
 
     assert http.post("/api/auth/logout", headers=bearer(officer)).status_code == 204
-    assert by_logout.next(timeout=5) == ("end", {"reason": "session ended"})
-    assert by_logout.closed.wait(5)
+    assert by_logout.next(timeout=20) == ("end", {"reason": "session ended"})
+    assert by_logout.closed.wait(20)
     assert not by_disable.closed.is_set()  # another session is not affected
 
     with api_engine.begin() as conn:
@@ -116,5 +116,5 @@ def test_logout_and_disabling_end_the_stream(
             .where(users.c.id == world.users[supervisor_name][0])
             .values(disabled_at=api_clock.now())
         )
-    assert by_disable.next(timeout=5) == ("end", {"reason": "session ended"})
-    assert by_disable.closed.wait(5)
+    assert by_disable.next(timeout=20) == ("end", {"reason": "session ended"})
+    assert by_disable.closed.wait(20)
