@@ -6,6 +6,7 @@ import base64
 import contextlib
 import queue
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -29,6 +30,21 @@ def registry(tmp_path: Path) -> Registry:
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine)
     return Registry(engine, KeyVault(bytes(range(32))))
+
+
+def _collect(q: queue.Queue[str], expected: set[str], wait_s: float = 15.0) -> set[str]:
+    """What arrives on q: until everything expected has (or wait_s passes on a loaded machine),
+    then half a second more, so that anything unexpected that was also let through shows."""
+    got: set[str] = set()
+    deadline = time.monotonic() + wait_s
+    while not got >= expected and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            got.add(q.get(timeout=0.2))
+    settle = time.monotonic() + 0.5
+    while time.monotonic() < settle:
+        with contextlib.suppress(queue.Empty):
+            got.add(q.get(timeout=0.1))
+    return got
 
 
 def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
@@ -88,28 +104,24 @@ def test_devices_confined_to_their_own_topics(
     unit.publish(topics.home_relay(2001), b"relayed", qos=1).wait_for_publish(5)
     unit.publish(topics.tag_up(1001), b"pose", qos=1).wait_for_publish(5)
 
-    got = set()
-    deadline = time.monotonic() + 1
-    while time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            got.add(seen.get(timeout=0.2))
-    assert got == {topics.tag_up(1001), topics.home_relay(2001)}
+    assert _collect(seen, {topics.tag_up(1001), topics.home_relay(2001)}) == {
+        topics.tag_up(1001),
+        topics.home_relay(2001),
+    }
 
     # Reading: a tag reads its own downlink only; the unit reads its paired tag's too.
     down: queue.Queue[str] = queue.Queue()
     tag.on_message = lambda _c, _u, m: down.put(m.topic)
     unit.on_message = lambda _c, _u, m: down.put("unit:" + m.topic)
-    tag.subscribe([(topics.tag_down(1001), 1), (topics.tag_down(1002), 1)])
-    unit.subscribe([(topics.tag_down(1001), 1), (topics.tag_down(1002), 1)])
-    time.sleep(0.3)
+    subacks = threading.Semaphore(0)
+    for c in (tag, unit):
+        c.on_subscribe = lambda *_a: subacks.release()
+        c.subscribe([(topics.tag_down(1001), 1), (topics.tag_down(1002), 1)])
+    assert subacks.acquire(timeout=10) and subacks.acquire(timeout=10)
     for t in (1001, 1002):
         backend.publish(topics.tag_down(t), b"ack", qos=1).wait_for_publish(5)
-    got = set()
-    deadline = time.monotonic() + 1
-    while time.monotonic() < deadline:
-        with contextlib.suppress(queue.Empty):
-            got.add(down.get(timeout=0.2))
-    assert got == {topics.tag_down(1001), "unit:" + topics.tag_down(1001)}
+    want = {topics.tag_down(1001), "unit:" + topics.tag_down(1001)}
+    assert _collect(down, want) == want
     for c in (backend, tag, unit):
         c.disconnect()
         c.loop_stop()
