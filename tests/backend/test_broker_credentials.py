@@ -91,8 +91,10 @@ def test_devices_confined_to_their_own_topics(
     backend, rc = _client("backend", broker, "backend", BACKEND_PASSWORD)
     assert rc == 0
     backend.on_message = lambda _c, _u, m: seen.put(m.topic)
+    subscribed = threading.Event()
+    backend.on_subscribe = lambda *_a: subscribed.set()
     backend.subscribe(f"{topics.ROOT}/#", qos=1)
-    time.sleep(0.3)
+    assert subscribed.wait(10)
 
     tag, rc = _client("tag-1001", broker, "tag-1001", bc.device_password(devs[1001].key))
     assert rc == 0
