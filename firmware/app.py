@@ -8,15 +8,12 @@ from firmware import frame as fr
 from firmware.energy import Ledger
 from firmware.fixfilter import FixFilter
 from firmware.rfmode import RfControl
+from firmware.runtime import TYPE_CHECKING
 from firmware.state import State
 from firmware.store import Store
 from firmware.tamper import Sensor
 from firmware.uplink import Uplink
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
 if TYPE_CHECKING:
     from firmware.board import Board
 

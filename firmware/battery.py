@@ -1,13 +1,7 @@
 # Battery monitor: level from the cell voltage (a Li-ion discharge curve), charging start/stop,
 # low (20 %) and critical (5 %) events with hysteresis so a sagging cell does not flap, and
 # hours left from the energy ledger's average current.
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 # (millivolts, percent) for a single Li-ion/LiPo cell at light load.
 CURVE = (

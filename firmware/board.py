@@ -2,10 +2,7 @@
 # sockets or the wall clock: a board object supplies every input and output below. Times are
 # the board's millisecond ticks (they wrap; the logic uses firmware.ticks). Boards live in
 # firmware/boards/; tests/firmware/test_boards.py checks each implements the whole interface.
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
+from firmware.runtime import TYPE_CHECKING
 
 MODEM_OFF = 0
 MODEM_CONNECTING = 1

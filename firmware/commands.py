@@ -3,14 +3,7 @@
 # Anything that fails is refused, counted, and (for commands) answered with a result code.
 from firmware import config
 from firmware import frame as fr
-
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 ACK = 1
 COMMAND = 2

@@ -7,19 +7,8 @@
 import struct
 
 from firmware import mac as _mac
+from firmware.runtime import TYPE_CHECKING, const
 
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
-
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython: annotations are never evaluated there
-    TYPE_CHECKING = False  # type: ignore[misc]
 if TYPE_CHECKING:
     from typing import Any
 

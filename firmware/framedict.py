@@ -2,11 +2,8 @@
 # the device image (a tag never needs it); runs on both runtimes so the vector tests can use
 # it under MicroPython too. `Record.to_dict()` and `Frame.to_dict()` load it on first use.
 from firmware import frame as fr
+from firmware.runtime import TYPE_CHECKING
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
 if TYPE_CHECKING:
     from typing import Any
 

@@ -8,13 +8,7 @@
 # Offload is served only once an acknowledgement has verified in this connection: the frames
 # are signed, not encrypted, and only the paired home unit may take them. Reading frees
 # nothing: frames leave the flash log only when the backend's ACK (a downlink) verifies.
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 CHUNK = 500  # frame bytes per GATT value after the flags byte (an ATT value is <= 512)
 FINAL = 0x01  # flags: this chunk ends a frame

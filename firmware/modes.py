@@ -4,11 +4,8 @@
 # handed over for relay; it switches with App.set_mode(), which records a MODE record.
 from firmware import frame as fr
 from firmware import sampling
+from firmware.runtime import TYPE_CHECKING
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
 if TYPE_CHECKING:
     from firmware.app import App
 

@@ -4,13 +4,7 @@
 # subscribe, PUBACK for received QoS 1 messages, keep-alive pings, persistent session.
 import struct
 
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 CONNECT = 0x10
 CONNACK = 0x20

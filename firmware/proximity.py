@@ -11,14 +11,7 @@
 # for a while: at the edge of range it does not flap.
 from firmware import beacon as bc
 from firmware.frame import DecodeError
-
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 _RECENT = const(4)  # beacons whose counter an ack may echo (a minute at the GPS-mode interval)
 COUNTER_BLOCK = 1024  # beacon counters reserved per state-file write

@@ -14,11 +14,8 @@ from firmware import frame as fr
 from firmware import modes
 from firmware.homelink import HomeLink
 from firmware.proximity import BeaconCounter, Proximity
+from firmware.runtime import TYPE_CHECKING
 
-try:
-    from typing import TYPE_CHECKING
-except ImportError:  # MicroPython
-    TYPE_CHECKING = False  # type: ignore[misc]
 if TYPE_CHECKING:
     from firmware.app import App
 

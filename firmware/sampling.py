@@ -2,13 +2,7 @@
 # the backend has raised the rate, once a minute while moving, hourly at rest), when to power
 # the receiver, and a cold/warm/hot start model that sets the acquisition budget. The energy
 # ledger charges the receiver's actual on-time in its acquisition and tracking states.
-try:
-    from micropython import const  # type: ignore[import-not-found]
-except ImportError:  # CPython; MicroPython's compiler folds const() names away
-
-    def const(x: int) -> int:
-        return x
-
+from firmware.runtime import const
 
 OFF = 0
 ACQUIRING = 1
