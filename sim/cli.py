@@ -11,16 +11,49 @@ app = typer.Typer(help="Simulated tags and runs through the real stack.", no_arg
 
 @app.command()
 def demo(
-    frames: Annotated[
-        int, typer.Option(min=1, max=1000, help="frames the MicroPython tag sends")
-    ] = 6,
+    scenario: Annotated[
+        str, typer.Argument(help="scenario name in sim/scenarios/ or a path")
+    ] = "dorset-iom-50",
+    subjects: Annotated[
+        int | None, typer.Option(min=1, help="subjects (default: the scenario's)")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="days to simulate")] = 1,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=24, help="simulate only this many hours of the first day"),
+    ] = None,
+    hil: Annotated[int, typer.Option(min=0, help="tags run under the micropython binary")] = 3,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same truth")] = 0,
+    out: Annotated[str, typer.Option(help="folder for report.json and the plots")] = "build/demo",
+    port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="API port on 127.0.0.1 (default 8080 if free; 0: any)"),
+    ] = None,
+    serve: Annotated[
+        bool, typer.Option(help="serve the API and web app after the run, until Ctrl-C")
+    ] = True,
 ) -> None:
-    """A MicroPython tag's signed frames through a private Mosquitto, verified and acked."""
-    from sim import demo as run_demo
+    """The demo: a scenario through the whole stack with the rules on, scored, then the API
+    and web app served with demo logins for two units until Ctrl-C."""
+    from pathlib import Path
 
-    out = run_demo.run(frames)
-    if len(out.accepted) != frames or out.acks_verified != frames or len(out.rejected) != 2:
-        raise typer.Exit(1)
+    from sim import demo as sim_demo
+
+    opts = sim_demo.DemoOptions(
+        scenario=scenario, subjects=subjects, days=days, hours=hours, hil=hil, seed=seed,
+        out=Path(out), port=port, serve=serve,
+    )  # fmt: skip
+    try:
+        sim_demo.run(opts)
+    except sim_demo.DemoError as exc:
+        typer.echo(f"tagwatch sim demo: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("tagwatch sim demo: interrupted; everything it started is stopped", err=True)
+        raise typer.Exit(130) from None
+    except sim_demo.Stopped:
+        typer.echo("tagwatch sim demo: terminated; everything it started is stopped", err=True)
+        raise typer.Exit(143) from None
 
 
 @app.command("run")

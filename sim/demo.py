@@ -1,148 +1,249 @@
-"""`tagwatch sim demo`: the most complete path that exists today, end to end and real.
+"""`tagwatch sim demo` (`make demo`): the product end to end on embedded defaults.
 
-A tag under the real MicroPython interpreter signs frames; they cross a private Mosquitto on
-QoS 1 as a tag's modem would send them; a consumer parses, verifies the MAC with the
-device's key, screens replays with the sequence guard, and publishes a signed end-to-end
-acknowledgement that the tag side verifies before it would free its buffer. A replayed frame
-and a forged one are injected on the way and must be refused."""
+A scenario (dorset-iom-50 by default: about 50 subjects, one simulated day, a few tags under
+the real micropython binary) runs through the whole stack exactly as `tagwatch sim run`
+does (sim/run.py): a private Mosquitto, the backend's ingest and rules on SQLite in a
+temporary folder with a generated server key, home units, fleet and HIL tags. The score
+table and the plots' paths are printed. Then, over the same database, the API and the
+officers' web application are served by uvicorn on 127.0.0.1, with demo logins for two
+units (backend/web/demo_accounts.py): the simulator's unit, which owns every simulated
+subject (sim/monitoring.py registers them), and a second unit that sees two of them through
+a share. Ctrl-C (or SIGTERM) stops the server, the broker, the home units and the tags and
+removes the temporary folder.
+
+While it serves, backend "now" carries on from the end of the simulated run at wall-clock
+pace (ContinuingClock), so the web app's freshness, trail windows, token lifetimes and the
+login rate limit behave as in a live deployment whose last data came in moments ago.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import queue
+import signal
+import socket
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
-from rich.table import Table
 
-from backend.broker import Mosquitto
-from firmware import frame as fr
-from firmware import replay, topics
-from hw import micropython
+from sim import monitoring
+from sim import run as sim_run
+from sim import scenario as scn
+from sim.fleet import RunOptions
 
-DEVICE = 1001
-T0 = 1_790_000_000
+SCENARIO = "dorset-iom-50"
+HIL_TAGS = 3
+DEFAULT_PORT = 8080  # backend.settings.Settings.api_port; the demo falls back to a free one
+HOST = "127.0.0.1"
 
 
-def demo_key(device: int) -> bytes:
-    """A fixed per-device key for the demo only (real keys are generated at provisioning)."""
-    return hashlib.sha256(b"tagwatch demo key %d" % device).digest()
+class DemoError(RuntimeError):
+    """A reason the demo cannot start (bad scenario, port in use); exit status 2."""
 
 
 @dataclass
-class Outcome:
-    accepted: list[fr.Frame] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (reason, detail)
-    acks_verified: int = 0
+class DemoOptions:
+    scenario: str = SCENARIO
+    subjects: int | None = None  # None: the scenario's
+    days: int = 1
+    hours: float | None = None  # part of the first day only (quick runs, tests)
+    hil: int = HIL_TAGS
+    seed: int = 0
+    out: Path = Path("build/demo")
+    port: int | None = None  # None: 8080 if free, else any free port; 0: any free port
+    serve: bool = True
 
 
-def _client(name: str) -> mqtt.Client:
-    return mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5, clean_session=None
-    )
+@dataclass
+class Served:
+    """What the demo printed, for callers that drive it (tests)."""
+
+    url: str
+    paths: dict[str, Path]
+    logins: list[tuple[str, str, str, str]]  # (username, password, role, unit)
 
 
-def _connect(c: mqtt.Client, broker: Mosquitto) -> None:
-    rc = c.connect(broker.host, broker.port)
-    if rc != mqtt.MQTT_ERR_SUCCESS:
-        raise RuntimeError(f"{c._client_id!r} could not connect: {mqtt.error_string(rc)}")
-    c.loop_start()
+class ContinuingClock:
+    """Backend now after a simulated run: the run's last instant, moving on in real time."""
+
+    def __init__(self, start: float) -> None:
+        self._start = start
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return self._start + (time.monotonic() - self._t0)
 
 
-def tag_frames(count: int) -> list[bytes]:
-    proc = micropython.run(
-        ["sim/mp_demo_tag.py", str(DEVICE), demo_key(DEVICE).hex(), str(T0), str(count)]
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"the MicroPython tag failed: {proc.stderr.decode()}")
-    return [bytes.fromhex(x) for x in proc.stdout.decode().split()]
+class Stopped(Exception):
+    """SIGTERM before the demo was serving: the run was unwound and everything stopped."""
 
 
-def run(count: int = 6, console: Console | None = None) -> Outcome:
+@dataclass
+class _Control:
+    stop: threading.Event
+    serving: bool = False
+
+
+def listen(port: int | None) -> socket.socket:
+    """The API's listening socket, bound before the run so a busy port fails at once."""
+
+    def bound(p: int) -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, p))
+        except OSError:
+            s.close()
+            raise
+        s.listen(128)
+        return s
+
+    if port is None:
+        try:
+            return bound(DEFAULT_PORT)
+        except OSError:
+            return bound(0)
+    try:
+        return bound(port)
+    except OSError as exc:
+        raise DemoError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
+
+
+def run(
+    opts: DemoOptions,
+    console: Console | None = None,
+    stop: threading.Event | None = None,
+) -> Served:
+    """Run the scenario, print the scores and plots, then (opts.serve) serve the API and web
+    app until Ctrl-C, SIGTERM or `stop` is set. Raises DemoError for bad input."""
     console = console or Console()
-    out = Outcome()
-    guard = replay.SequenceGuard()
-    keys = {DEVICE: demo_key(DEVICE)}
-    with Mosquitto() as broker:
-        console.print(f"private Mosquitto on [bold]{broker.host}:{broker.port}[/]")
-        inbox: queue.Queue[bytes] = queue.Queue()
-        acks: queue.Queue[bytes] = queue.Queue()
-
-        consumer = _client("demo-consumer")
-        consumer.on_message = lambda c, u, m: inbox.put(bytes(m.payload))
-        _connect(consumer, broker)
-        consumer.subscribe(topics.tag_up(DEVICE), qos=topics.QOS)
-
-        tag = _client(f"tag-{DEVICE}")
-        tag.on_message = lambda c, u, m: acks.put(bytes(m.payload))
-        _connect(tag, broker)
-        tag.subscribe(topics.tag_down(DEVICE), qos=topics.QOS)
-        time.sleep(0.2)  # both subscriptions in place before anything is sent
-
-        frames = tag_frames(count)
-        console.print(f"MicroPython tag {DEVICE} signed {len(frames)} frames")
-        forged = bytearray(frames[1])
-        forged[30] ^= 0x01  # a position moved by someone without the key
-        for data in [*frames, frames[0], bytes(forged)]:
-            info = tag.publish(topics.tag_up(DEVICE), data, qos=topics.QOS)
-            info.wait_for_publish(5)
-
-        for _ in range(len(frames) + 2):
-            data = inbox.get(timeout=10)
-            try:
-                f = fr.parse(data)
-                key = keys.get(f.device)
-                if key is None:
-                    raise fr.DecodeError("unknown_device", str(f.device))
-                fr.verify(f, key)
-            except fr.DecodeError as e:
-                out.rejected.append((e.reason, e.detail))
-                continue
-            status = guard.accept(f.device, f.boot, f.seq)
-            if status in (replay.DUPLICATE, replay.STALE):
-                out.rejected.append(("replay", f"seq {f.seq} was {status}"))
-                continue
-            out.accepted.append(f)
-            ack = fr.Frame(
-                fr.ACK,
-                f.device,
-                0,
-                0,
-                f.ts,
-                [fr.Record(fr.ACK_RANGE, boot=f.boot, first=f.seq, last=f.seq)],
-                fr.FLAG_TIME_VALID,
-            )
-            consumer.publish(topics.tag_down(f.device), fr.encode(ack, key), qos=topics.QOS)
-
-        for _ in range(len(out.accepted)):
-            fr.decode(acks.get(timeout=10), keys[DEVICE])
-            out.acks_verified += 1
-        for c in (consumer, tag):
-            c.disconnect()
-            c.loop_stop()
-
-    _report(console, out)
-    return out
+    try:
+        sc = scn.load(opts.scenario)
+    except scn.ScenarioError as exc:
+        raise DemoError(str(exc)) from None
+    sock = listen(opts.port) if opts.serve else None
+    ctl = _Control(stop or threading.Event())
+    previous = _signals(ctl) if threading.current_thread() is threading.main_thread() else None
+    try:
+        return _run(opts, sc, console, sock, ctl)
+    finally:
+        if sock is not None:
+            sock.close()
+        if previous is not None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
-def _report(console: Console, out: Outcome) -> None:
-    table = Table(title="frames verified and acknowledged end to end")
-    for col in ("seq", "device time (UTC)", "fixes", "last position", "events"):
-        table.add_column(col)
-    for f in out.accepted:
-        fixes = [r for r in f.records if r.type == fr.FIX]
-        events = [r.name or str(r.type) for r in f.records if r.type != fr.FIX]
-        last = fixes[-1] if fixes else None
-        where = f"{last.lat_e7 / 1e7:.5f}, {last.lon_e7 / 1e7:.5f}" if last else "-"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(f.ts))
-        table.add_row(str(f.seq), when, str(len(fixes)), where, ", ".join(events) or "-")
-    console.print(table)
-    for reason, detail in out.rejected:
-        console.print(f"[red]rejected[/] {reason}: {detail}")
-    console.print(
-        f"{len(out.accepted)} accepted, {len(out.rejected)} rejected, "
-        f"{out.acks_verified} signed acknowledgements verified by the tag side"
+def _signals(ctl: _Control) -> dict[int, Any]:
+    """Ctrl-C and SIGTERM: during the run they unwind it (sim.run closes the fleet on the
+    way out); while serving they ask the serving loop to stop everything in order."""
+
+    def handler(sig: int, frame: FrameType | None) -> None:
+        if ctl.serving and not ctl.stop.is_set():
+            ctl.stop.set()
+            return
+        if sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Stopped
+
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _run(
+    opts: DemoOptions,
+    sc: scn.Scenario,
+    console: Console,
+    sock: socket.socket | None,
+    ctl: _Control,
+) -> Served:
+    options = RunOptions(
+        seed=opts.seed,
+        subjects=opts.subjects,
+        days=opts.days,
+        hours=opts.hours,
+        hil=opts.hil,
+        rules=True,
     )
+    outcome = sim_run.run(sc, options, opts.out, console, keep=True)
+    try:
+        return _serve(outcome, console, sock, ctl)
+    finally:
+        outcome.close()
+
+
+def _serve(
+    outcome: sim_run.Outcome,
+    console: Console,
+    sock: socket.socket | None,
+    ctl: _Control,
+) -> Served:
+    import uvicorn
+
+    from backend.api.app import create_app
+    from backend.api.routes_web import LEAFLET_DIR
+    from backend.web.demo_accounts import format_logins, seed_demo_accounts
+    from backend.web.settings import WebSettings
+    from backend.web.world_layer import write_world_layer
+
+    fleet = outcome.fleet
+    assert fleet is not None and fleet.backend is not None  # run(keep=True) with a backend
+    backend = fleet.backend
+    for name, path in outcome.paths.items():
+        console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
+    # cast: sim.world.Zone is a frozen dataclass (read-only fields), which mypy will not
+    # match with the layer's Protocol of plain attributes; the shapes are the same.
+    layer = Path(backend.settings.data_dir) / "world.geojson"
+    world = write_world_layer(cast("Any", fleet.sim.world), layer)
+    clock = ContinuingClock(backend.clock.now())
+    app = create_app(backend.settings, clock, backend.engine)
+    app.state.tagwatch_web = WebSettings(world_layer=world)
+    with console.status("creating demo logins..."):
+        logins = seed_demo_accounts(
+            backend.engine,
+            app.state.tagwatch.passwords,
+            clock.now(),
+            owner_unit=monitoring.UNIT_NAME,
+        )
+    served = Served(
+        "", dict(outcome.paths), [(x.username, x.password, x.role, x.unit) for x in logins]
+    )
+    if sock is None:
+        console.print("Demo logins (--no-serve: the API is not started):")
+        for line in format_logins(logins, "http://" + HOST)[1:]:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        return served
+    port = sock.getsockname()[1]
+    served.url = f"http://{HOST}:{port}"
+    config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
+    server = uvicorn.Server(config)
+    # On a thread, so uvicorn does not take the process's signals: the demo's handlers stop
+    # the server and then everything else, in order.
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="demo-api", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise DemoError("the API server did not start")
+        time.sleep(0.05)
+    for line in format_logins(logins, served.url):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"API: {served.url}/api/docs", markup=False, highlight=False, soft_wrap=True)
+    if not LEAFLET_DIR.is_dir():
+        console.print(f"[yellow]the web app's map needs Leaflet in {LEAFLET_DIR}: run make setup")
+    console.print("Serving until Ctrl-C.")
+    ctl.serving = True
+    try:
+        while not ctl.stop.wait(0.5):
+            if not thread.is_alive():
+                raise DemoError("the API server stopped unexpectedly")
+    finally:
+        console.print("stopping...")
+        server.should_exit = True
+        thread.join(15)
+    console.print("stopped: API, ingest, broker, home units and tags")
+    return served

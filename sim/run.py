@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from rich.table import Table
 
 from sim import score
 from sim import score_plots as plots
+from sim import truth as tr
 from sim.fleet import Fleet, RunOptions, RunResult, local_day
 from sim.scenario import Scenario
 
@@ -95,6 +96,10 @@ def run(
                 )
 
             result = fleet.run(progress)
+        window = run_window(result)
+        if window is not None:  # part of a day: score against what happened in it only
+            clipped = clip_truth(sim.truth, *window)
+            result = replace(result, sim=replace(sim, truth=clipped))
         comp = None
         if fleet.backend is not None:
             comp = score.completeness(result, fleet.backend.engine)
@@ -105,7 +110,7 @@ def run(
         else:
             source = None
         alerts: list[score.Alert] = source.alerts() if source is not None else []
-        scores = score.score_alerts(sim.truth, alerts) if source is not None else None
+        scores = score.score_alerts(result.sim.truth, alerts) if source is not None else None
         note = (
             ""
             if source is not None
@@ -115,11 +120,13 @@ def run(
             )
         )
         rep = score.report(result, comp, scores, note)
+        if window is not None:
+            _per_window(rep, result, scores, window)
         if isinstance(source, score.TableAlertSource):
             rep["other_alerts"] = dict(source.unmapped)  # types with no truth to score
         paths = {"report": out / "report.json", "truth": out / "truth.json"}
         paths["report"].write_text(json.dumps(rep, indent=1), encoding="utf-8")
-        sim.truth.save(paths["truth"])
+        result.sim.truth.save(paths["truth"])
         if fleet.backend is not None:
             trails = plots.stored_trails(result, fleet.backend.engine)
             paths["map"] = plots.draw_map(result, trails, alerts, out / "map.png")
@@ -132,6 +139,50 @@ def run(
     if not keep:
         fleet.close()
     return outcome
+
+
+def run_window(result: RunResult) -> tuple[int, int] | None:
+    """The simulated span a partial run covered (RunOptions.from_hour/hours): its start to
+    where it stopped, drain included (tags move and rules run in the drain too); None for
+    a run of the scenario's whole days."""
+    o = result.options
+    if o.hours is None and not o.from_hour:
+        return None
+    start = result.sim.start_ms + int(o.from_hour * 3_600_000)
+    return start, start + result.sim_ms
+
+
+def clip_truth(truth: tr.TruthLog, start_ms: int, end_ms: int) -> tr.TruthLog:
+    """The truth of [start_ms, end_ms): episodes outside it dropped, those crossing its
+    edges cut to it (marked ongoing_at_end when cut at the end, as sim.truth does)."""
+    out = []
+    for e in truth.episodes:
+        if e.end_ms <= start_ms or e.start_ms >= end_ms:
+            continue
+        detail = dict(e.detail)
+        if e.end_ms > end_ms:
+            detail["ongoing_at_end"] = True
+        out.append(
+            replace(e, start_ms=max(e.start_ms, start_ms), end_ms=min(e.end_ms, end_ms),
+                    detail=detail)
+        )  # fmt: skip
+    return tr.TruthLog(out, start_ms, end_ms)
+
+
+def _per_window(
+    rep: dict[str, Any],
+    result: RunResult,
+    scores: dict[str, score.TypeScore] | None,
+    window: tuple[int, int],
+) -> None:
+    """score.report counts the scenario's whole days; a partial run's rates are per the
+    tag-days it simulated."""
+    days = len(result.sim.subjects) * (window[1] - window[0]) / 86_400_000
+    rep["tag_days"] = days
+    rep["tag_days_per_wall_minute"] = round(days / max(result.wall_s, 1e-9) * 60, 2)
+    rep["window_ms"] = list(window)
+    if scores is not None:
+        rep["alerts"] = {k: s.to_json(days) for k, s in scores.items()}
 
 
 def _pct(v: float | None) -> str:
