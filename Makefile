@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 demo: setup
-	$(BIN)/tagwatch sim demo
+	$(BIN)/tagwatch sim demo $(DEMO_ARGS)
 
 lint: setup typings/.installed
 	$(BIN)/ruff check .
