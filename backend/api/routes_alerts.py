@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Select, func, select
 
@@ -163,17 +164,24 @@ async def stream_alerts(
     The client must accept `text/event-stream` (EventSource does); anything else is 406."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
-    cursor = after
+    resume = after
     if last_event_id is not None and last_event_id.isdigit():
-        cursor = int(last_event_id)
-    if cursor is None:
+        resume = int(last_event_id)
+
+    def opened() -> int:
+        # Off the event loop: waiting for SQLite's write lock here would block the loop
+        # that the lock's holder (a request finishing its transaction) needs to commit.
+        Auditor(user, request_id, clock, engine).record(
+            "stream.alerts",
+            scope=roles.ALERTS,
+            detail={"unit": unit, "subject": subject, "type": type_, "state": state},
+        )
+        if resume is not None:
+            return resume
         with engine.connect() as conn:
-            cursor = int(conn.execute(select(func.max(alert_actions.c.id))).scalar() or 0)
-    Auditor(user, request_id, clock, engine).record(
-        "stream.alerts",
-        scope=roles.ALERTS,
-        detail={"unit": unit, "subject": subject, "type": type_, "state": state},
-    )
+            return int(conn.execute(select(func.max(alert_actions.c.id))).scalar() or 0)
+
+    cursor = await run_in_threadpool(opened)
 
     def poll(after_id: int, now: float) -> list[tuple[int, str, dict[str, Any]]]:
         q = (
@@ -214,7 +222,7 @@ async def stream_alerts(
             user,
             clock,
             fetch,
-            cursor or 0,
+            cursor,
             poll_s=POLL_S,
             session_check_s=SESSION_CHECK_S,
             keepalive_s=KEEPALIVE_S,

@@ -137,6 +137,11 @@ def token(
         raise _refused("one-time code required") from e
     except LoginError as e:
         _audit_login(ctx, request_id, username, "auth.login_failed", e, None)
+        # A wrong or reused code is only judged after the password (and lock-out) passed,
+        # which "one-time code required" already told this caller: naming the code reveals
+        # nothing more and tells the user what to retype.
+        if e.reason in ("bad_otp", "otp_reused"):
+            raise _refused("one-time code not accepted") from e
         raise _refused() from e
     _audit_login(ctx, request_id, username, "auth.login", None, issued)
     return TokenPublic(

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine, func, select
@@ -428,15 +429,22 @@ async def live_stream(
     every few seconds (logout or disabling ends the stream). Accept text/event-stream."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
-    cursor: int | None = None
+    resume: int | None = None
     if last_event_id is not None and last_event_id.isdigit():
-        cursor = int(last_event_id)
-    if cursor is None:
+        resume = int(last_event_id)
+
+    def opened() -> int:
+        # Off the event loop: waiting for SQLite's write lock here would block the loop
+        # that the lock's holder (a request finishing its transaction) needs to commit.
+        Auditor(user, request_id, clock, engine).record(
+            "stream.live", scope=roles.LIVE, detail={"via": "live map"}
+        )
+        if resume is not None:
+            return resume
         with engine.connect() as conn:
-            cursor = int(conn.execute(select(func.max(positions.c.id))).scalar() or 0)
-    Auditor(user, request_id, clock, engine).record(
-        "stream.live", scope=roles.LIVE, detail={"via": "live map"}
-    )
+            return int(conn.execute(select(func.max(positions.c.id))).scalar() or 0)
+
+    cursor = await run_in_threadpool(opened)
 
     def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
         last, batch = _new_positions(engine, visible.at(now), after_id)
@@ -449,7 +457,7 @@ async def live_stream(
             user,
             clock,
             fetch,
-            cursor or 0,
+            cursor,
             poll_s=POLL_S,
             session_check_s=SESSION_CHECK_S,
             keepalive_s=KEEPALIVE_S,

@@ -245,3 +245,50 @@ def test_demo_accounts_for_two_units(stack: Scenario) -> None:
     lines = format_logins(again, "http://127.0.0.1:8080")
     assert lines[0] == "Web application: http://127.0.0.1:8080/web/"
     assert len(lines) == len(again) + 1 and again[0].password in lines[1]
+
+
+def test_streams_open_while_requests_write_the_audit_log(stack: Scenario) -> None:
+    """Opening a stream writes its audit record; done on the event loop, waiting for
+    SQLite's write lock there blocked the loop that the lock's holder (a request committing
+    its transaction) needed, until the busy timeout gave "database is locked". Streams and
+    audited reads now run side by side without a single failure."""
+    officer = stack.officer(UNIT_A)
+    failures: list[tuple[str, int, str]] = []
+    counts = {"reads": 0, "streams": 0}
+    done = threading.Event()
+
+    def read() -> None:
+        with httpx.Client(base_url=stack.url, timeout=60) as c:
+            while not done.is_set():
+                r = c.get("/api/web/live", headers=officer)  # audited in its transaction
+                counts["reads"] += 1
+                if r.status_code != 200:
+                    failures.append(("live", r.status_code, r.text[:200]))
+
+    def open_streams(path: str) -> None:
+        headers = {**officer, "Accept": "text/event-stream"}
+        with httpx.Client(base_url=stack.url, timeout=60) as c:
+            for _ in range(15):
+                with c.stream("GET", path, headers=headers) as r:
+                    if r.status_code != 200:
+                        failures.append((path, r.status_code, r.read().decode()[:200]))
+                        continue
+                    next(r.iter_bytes())  # the stream's opening comment
+                counts["streams"] += 1
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    streamers = [
+        threading.Thread(target=open_streams, args=(p,))
+        for p in ("/api/alerts/stream", "/api/web/live/stream")
+    ]
+    for t in readers + streamers:
+        t.start()
+    for t in streamers:
+        t.join()
+    done.set()
+    for t in readers:
+        t.join()
+    assert failures == []
+    assert counts["streams"] == 30 and counts["reads"] > 0
+    opened = [r for r in _audit(stack, "stream.") if r["user_id"] is not None]
+    assert len(opened) >= 30

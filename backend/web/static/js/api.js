@@ -140,7 +140,8 @@ export const post = (path, json, params) => request("POST", path, { json, params
 export const patch = (path, json) => request("PATCH", path, { json });
 export const del = (path) => request("DELETE", path);
 
-// A file from the API (CSV, GPX, ...) saved through a temporary link.
+// A file from the API (CSV, GPX, ...) saved through a temporary link. Returns the name it
+// was saved under and the answer's headers (evidence hashes, the audit record).
 export async function download(path, params, fallbackName) {
   const r = await raw(path + query(params));
   if (!r.ok) {
@@ -157,6 +158,7 @@ export async function download(path, params, fallbackName) {
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return { name: a.download, headers: r.headers };
 }
 
 // Server-Sent Events over fetch; reconnects with Last-Event-ID until `signal` aborts.

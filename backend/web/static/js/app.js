@@ -124,10 +124,16 @@ function showSignIn(message) {
       pass.value = "";
       await start();
     } catch (e) {
-      if (e.status === 401 && /one-time code/.test(e.message)) {
+      if (e.status === 401 && /one-time code required/.test(e.message)) {
         otpWrap.hidden = false;
+        otp.required = true;
         status.textContent = "Enter the one-time code from your authenticator.";
         otp.focus();
+      } else if (e.status === 401 && /one-time code not accepted/.test(e.message)) {
+        // The password was right: only the code is asked again (it changes every 30 s).
+        otp.value = "";
+        otp.focus();
+        status.textContent = "That one-time code was not accepted. Enter the current code from your authenticator.";
       } else if (e.status === 429) {
         status.textContent = "Too many attempts: wait a minute and try again.";
       } else {
@@ -153,10 +159,11 @@ async function start() {
 }
 
 // Which optional API routes this server has (the investigations API lands separately).
-ctx.hasRoute = async (path) => {
+ctx.describe = async () => {
   if (!ctx.openapi) ctx.openapi = await api.get("/api/openapi.json").catch(() => ({ paths: {} }));
-  return Object.prototype.hasOwnProperty.call(ctx.openapi.paths || {}, path);
+  return ctx.openapi;
 };
+ctx.hasRoute = async (path) => Object.prototype.hasOwnProperty.call((await ctx.describe()).paths || {}, path);
 
 api.onSession((s) => {
   if (!s && ctx.me) {

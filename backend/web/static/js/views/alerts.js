@@ -75,11 +75,7 @@ export async function render(el, ctx, args) {
         // The address follows the selection without reloading the screen.
         history.replaceState(null, "", `#/alerts/${a.id}`);
         await showDetail(a.id);
-        const title = document.getElementById("alert-title");
-        if (title) {
-          title.tabIndex = -1;
-          title.focus();
-        }
+        focusTitle();
       },
     });
     return h(
@@ -179,6 +175,7 @@ export async function render(el, ctx, args) {
                 announce("Alert acknowledged");
                 await showDetail(a.id);
                 await load();
+                focusTitle();
               } catch (e) {
                 msg.textContent = errorText(e);
               }
@@ -210,6 +207,7 @@ export async function render(el, ctx, args) {
                 announce("Alert resolved");
                 await showDetail(a.id);
                 await load();
+                focusTitle();
               } catch (e) {
                 msg.textContent = errorText(e);
               }
@@ -256,6 +254,16 @@ export async function render(el, ctx, args) {
     if (pts.length > 1) L.polyline(pts.map((e) => [e.lat_e7 / 1e7, e.lon_e7 / 1e7]), { color: "#b3261e", weight: 1, dashArray: "3 3" }).addTo(map);
     fitTo(map, layers);
     detailCleanup = () => map.remove();
+  }
+
+  // Keyboard and screen-reader users continue from the alert's heading after opening or
+  // working an alert (the detail is rebuilt, which would otherwise drop the focus).
+  function focusTitle() {
+    const title = document.getElementById("alert-title");
+    if (title) {
+      title.tabIndex = -1;
+      title.focus();
+    }
   }
 
   function evidenceText(e) {

@@ -1,42 +1,80 @@
-// Export buttons for a subject, found in the server's OpenAPI description: every GET under
-// /api/subjects/{subject_id}/ whose path names an export or a report becomes a button that
-// downloads the file with the bearer token (so the export is authorized and audited like
-// any other read). The investigations API adds these routes; without them, none show.
+// Exports and reports of one subject, found in the server's OpenAPI description: every GET
+// route with `{subject_id}` as its only path parameter whose path names an export or a
+// report (the evidence bundle under /api/exports/subjects/, the compliance report under
+// /api/reports/subjects/, ...) becomes a button; a `format` enumeration gives one button per
+// downloadable format. The file is fetched with the bearer token, so it is authorized and
+// audited like any other read, and the answer's evidence headers (the bundle's SHA-256, the
+// audit record) are shown beside the file name so the officer can note them.
 import * as api from "../api.js";
-import { errorText, h, toast } from "../util.js";
+import { announce, clear, errorText, h, label, toast } from "../util.js";
 
-const PREFIX = "/api/subjects/{subject_id}/";
+const FORMAT_NAMES = { html: "printable HTML", csv: "CSV", zip: "zip", pdf: "PDF" };
 
-export async function exportButtons(ctx, subjectId, values) {
-  if (!ctx.openapi) await ctx.hasRoute(PREFIX);
-  const paths = ctx.openapi.paths || {};
+// The subject routes that produce a file: [{path, op, format, text}].
+export function exportRoutes(openapi) {
   const out = [];
-  for (const [path, ops] of Object.entries(paths)) {
-    if (!path.startsWith(PREFIX) || !/export|report/.test(path) || !ops.get) continue;
-    if (/\{(?!subject_id)[^}]+\}/.test(path)) continue;
+  for (const [path, ops] of Object.entries((openapi && openapi.paths) || {})) {
     const op = ops.get;
-    const names = new Set((op.parameters || []).filter((p) => p.in === "query").map((p) => p.name));
-    const params = {};
-    for (const [k, v] of Object.entries(values)) if (names.has(k)) params[k] = v;
-    const text = op.summary || path.slice(PREFIX.length).replaceAll("/", " ");
-    const url = path.replace("{subject_id}", String(subjectId));
-    out.push(
-      h("button", {
-        type: "button",
-        class: "secondary",
-        text,
-        dataset: { export: path.slice(PREFIX.length) },
-        onclick: async () => {
-          try {
-            await api.download(url, params, `${subjectId}-${path.split("/").pop()}`);
-            toast(`Downloaded: ${text}`);
-          } catch (e) {
-            toast(`Export failed: ${errorText(e)}`, "alert");
-          }
-        },
-      }),
-    );
+    if (!op || !path.includes("{subject_id}") || /\{(?!subject_id\})[^}]+\}/.test(path)) continue;
+    if (!/export|report/.test(path)) continue;
+    const name = path.split("/").pop();
+    // A file route (evidence.zip) is named for its file; others by their OpenAPI summary.
+    const stem = name.includes(".") ? label(name.split(".")[0]) : "";
+    const title = stem ? `${stem[0].toUpperCase()}${stem.slice(1)} export` : op.summary || label(name);
+    const format = (op.parameters || []).find((p) => p.in === "query" && p.name === "format");
+    const choices = format && format.schema && format.schema.enum ? format.schema.enum.filter((f) => f !== "json") : [];
+    if (choices.length) {
+      for (const f of choices) out.push({ path, op, format: f, text: `${title} (${FORMAT_NAMES[f] || f})` });
+    } else {
+      const ext = name.includes(".") ? name.split(".").pop() : "";
+      out.push({ path, op, format: null, text: ext ? `${title} (${FORMAT_NAMES[ext] || ext})` : title });
+    }
   }
-  if (!out.length) out.push(h("p", { class: "muted", text: "This server offers no exports yet." }));
-  return out;
+  return out.sort((a, b) => a.text.localeCompare(b.text));
+}
+
+// Buttons for the routes; `values()` gives the form's current {from, to, purpose, reference}
+// and `inputs` the fields to focus when a required one is empty; results go to `status`.
+export async function exportButtons(ctx, subjectId, values, inputs, status) {
+  const routes = exportRoutes(await ctx.describe());
+  if (!routes.length) return [h("p", { class: "muted", text: "This server offers no exports or reports." })];
+  return routes.map((r) =>
+    h("button", {
+      type: "button",
+      class: "secondary",
+      text: r.text,
+      dataset: { export: r.path, format: r.format || "" },
+      onclick: async () => {
+        const given = values();
+        const params = {};
+        for (const p of r.op.parameters || []) {
+          if (p.in !== "query") continue;
+          const v = p.name === "format" ? r.format : given[p.name];
+          if (v !== undefined && v !== null && v !== "") params[p.name] = v;
+          else if (p.required) {
+            clear(status, h("span", { class: "error", text: `${r.text} needs the ${label(p.name)}.` }));
+            if (inputs[p.name]) inputs[p.name].focus();
+            return;
+          }
+        }
+        const url = r.path.replace("{subject_id}", String(subjectId));
+        try {
+          const got = await api.download(url, params, `${subjectId}-${r.path.split("/").pop()}${r.format ? `.${r.format}` : ""}`);
+          const bundle = got.headers.get("x-bundle-sha256");
+          const audit = got.headers.get("x-audit-id");
+          clear(
+            status,
+            h("span", { class: "saved-name", text: `Saved ${got.name}` }),
+            bundle ? [" — SHA-256 ", h("code", { class: "sha", text: bundle })] : null,
+            audit ? `, audit record ${audit}` : null,
+            ".",
+          );
+          announce(status.textContent);
+          toast(`Downloaded: ${r.text}`);
+        } catch (e) {
+          clear(status, h("span", { class: "error", text: `${r.text} failed: ${errorText(e)}` }));
+        }
+      },
+    }),
+  );
 }

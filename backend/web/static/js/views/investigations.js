@@ -6,6 +6,13 @@ import { L, baseMap, fitTo } from "../map.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput } from "../util.js";
 
 const STATUS_COLOUR = { within: "#b3261e", possibly_within: "#a15c00", not_within: "#1e7b34", no_data: "#6b7580" };
+const MAX_ROWS = 200; // fixes listed in the whereabouts table (the map shows them all)
+
+// A signed distance to the place's edge (negative inside) in words.
+function distanceText(edge) {
+  if (edge === null || edge === undefined) return "distance unknown";
+  return edge <= 0 ? `inside the place (${Math.round(-edge)} m from its edge)` : `${Math.round(edge)} m from the place`;
+}
 
 export async function render(el, ctx) {
   el.append(h("h1", { text: "Investigations" }));
@@ -13,7 +20,8 @@ export async function render(el, ctx) {
     el.append(h("p", { class: "muted", role: "status", text: "This server does not offer the investigations API yet." }));
     return null;
   }
-  const end = Math.floor(now());
+  // Rounded up to the minute (datetime-local has no seconds): "to" includes the newest data.
+  const end = Math.ceil(now() / 60) * 60;
   const lat = h("input", { id: "inv-lat", type: "number", step: "any", required: true });
   const lon = h("input", { id: "inv-lon", type: "number", step: "any", required: true });
   const radius = h("input", { id: "inv-radius", type: "number", min: 1, max: 50000, value: 200, required: true });
@@ -40,14 +48,14 @@ export async function render(el, ctx) {
   );
 
   const file = h("input", { id: "batch-file", type: "file", accept: ".csv,.geojson,.json,text/csv,application/geo+json,application/json" });
-  const batchRef = h("input", { id: "batch-reference", maxlength: 100 });
-  const batchPurpose = h("input", { id: "batch-purpose", minlength: 3, maxlength: 500 });
+  const batchRef = h("input", { id: "batch-reference", required: true, maxlength: 100 });
+  const batchPurpose = h("input", { id: "batch-purpose", required: true, minlength: 3, maxlength: 500 });
   const batchOut = h("div", { id: "batch-results", "aria-live": "polite" });
   const batch = h(
     "form",
     { class: "stack", "aria-label": "Batch of incidents" },
     h("h2", { text: "Batch of incidents" }),
-    h("p", { class: "muted", text: "CSV with reference,lat,lon,radius_m,from,to — or a GeoJSON FeatureCollection." }),
+    h("p", { class: "muted", text: "CSV with a header reference,lat,lon,radius_m,from,to (times in Unix seconds or ISO 8601 with a UTC offset), or a GeoJSON FeatureCollection (Points with radius_m, or Polygons; properties reference, from, to). Bad rows are listed by line; the good ones still run." }),
     ...field("Incident file", file),
     ...field("Batch reference", batchRef),
     ...field("Purpose (recorded in the audit log)", batchPurpose),
@@ -79,6 +87,63 @@ export async function render(el, ctx) {
     return `${fmtTime(c.t)} — ${Math.round(c.distance_m)} m from the place (±${Math.round(c.accuracy_m)} m, ${label(c.source)})`;
   }
 
+  function fixText(f, what) {
+    return `${what} ${fmtTime(f.t)}: ${distanceText(f.edge_m)} (±${Math.round(f.accuracy_m)} m, ${label(f.source)})`;
+  }
+
+  // The exculpatory answer on the map: the fixes in the window coloured by the answer, the
+  // fixes bracketing the window, home while the subject was there, the closest approach.
+  function drawWhereabouts(w) {
+    const colour = STATUS_COLOUR[w.status];
+    const pts = w.fixes.map((f) => [f.lat, f.lon]);
+    if (pts.length) found.addLayer(L.polyline(pts, { color: colour, weight: 3 }));
+    for (const f of w.fixes) found.addLayer(L.circleMarker([f.lat, f.lon], { radius: 4, color: colour }).bindTooltip(fixText(f, "")));
+    for (const [f, what] of [[w.before, "Last fix before the window"], [w.after, "First fix after the window"]]) {
+      if (f) found.addLayer(L.circleMarker([f.lat, f.lon], { radius: 6, color: "#3d4f62", weight: 2, dashArray: "2 2" }).bindTooltip(fixText(f, what)));
+    }
+    for (const s of w.home_stays) {
+      if (s.home) found.addLayer(L.circle([s.home[1], s.home[0]], { radius: 30, color: "#3d4f62", weight: 2, fillOpacity: 0.2 }).bindTooltip(`At home ${fmtTime(s.home_from)} → ${fmtTime(s.home_until)}`));
+    }
+    if (w.closest) found.addLayer(L.circleMarker([w.closest.lat, w.closest.lon], { radius: 7, color: colour, fillOpacity: 0.9 }).bindTooltip(`Closest approach: ${approachText(w.closest)}`));
+  }
+
+  // One incident of a batch on the map: its place, and each hit's closest approach.
+  function drawIncident(i) {
+    const g = i.area.geometry;
+    const shape = g.type === "Point" ? L.circle([g.coordinates[1], g.coordinates[0]], { radius: i.area.radius_m || 1 }) : L.geoJSON(g);
+    place.addLayer(shape.setStyle({ color: "#6a1b9a", weight: 2, fillOpacity: 0.1 }).bindTooltip(`${i.reference}: ${i.count} hit${i.count === 1 ? "" : "s"}`));
+    for (const hit of i.hits) found.addLayer(L.circleMarker([hit.closest.lat, hit.closest.lon], { radius: 6, color: STATUS_COLOUR[hit.status], fillOpacity: 0.9 }).bindTooltip(`${i.reference} · ${hit.reference}: ${approachText(hit.closest)}`));
+  }
+
+  function whereaboutsView(w) {
+    const shown = w.fixes.slice(0, MAX_ROWS);
+    const gapText = w.gaps.map(([a, b]) => `${fmtTime(a)} → ${fmtTime(b)} (${fmtDuration(b - a)})`).join("; ");
+    return [
+      h("h2", { text: w.status === "not_within" ? `Where ${w.reference} was instead` : `Where ${w.reference} was` }),
+      h("p", { id: "inv-summary" }, h("span", { class: `badge ${w.status}`, text: label(w.status) }), ` ${w.summary}`),
+      h(
+        "dl",
+        { class: "facts", id: "inv-where-facts" },
+        h("dt", { text: "Closest approach" }), h("dd", { text: w.closest ? approachText(w.closest) : "no evidence in or around the window" }),
+        h("dt", { text: "Before the window" }), h("dd", { text: w.before ? fixText(w.before, "last fix") : "no earlier fix" }),
+        h("dt", { text: "After the window" }), h("dd", { text: w.after ? fixText(w.after, "first fix") : "no later fix" }),
+        h("dt", { text: "Evidence covers" }), h("dd", { text: `${Math.round(w.coverage * 100)} % of the window${w.complete ? " (all of it)" : `; without data: ${gapText}`}` }),
+        h("dt", { text: "Home" }),
+        h("dd", { text: `${w.home_distance_m === null ? "no home zone" : `${distanceText(w.home_distance_m)}`}${w.home_stays.length ? `; at home ${w.home_stays.map((s) => `${fmtTime(s.home_from)} → ${s.home_until === null ? "still there" : fmtTime(s.home_until)}`).join(", ")}` : "; not at home in the window"}` }),
+      ),
+      h("h3", { text: `Positions in the window (${w.fixes_in_window})` }),
+      w.fixes.length
+        ? h(
+            "table",
+            { id: "inv-where" },
+            h("thead", {}, h("tr", {}, ["Time", "Position", "Accuracy", "From the place"].map((t) => h("th", { scope: "col", text: t })))),
+            h("tbody", {}, shown.map((f) => h("tr", {}, h("td", { text: fmtTime(f.t) }), h("td", { text: `${f.lat.toFixed(5)}, ${f.lon.toFixed(5)}` }), h("td", { text: `±${Math.round(f.accuracy_m)} m` }), h("td", { text: distanceText(f.edge_m) })))),
+          )
+        : h("p", { class: "muted", text: "No fixes in the window." }),
+      w.fixes.length > shown.length ? h("p", { class: "muted", text: `The first ${shown.length} of ${w.fixes.length} shown here; all are on the map.` }) : null,
+    ];
+  }
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     msg.textContent = "";
@@ -93,16 +158,9 @@ export async function render(el, ctx) {
     try {
       if (who.value) {
         const w = await api.post(`/api/investigations/subjects/${who.value}/whereabouts`, body, { purpose: purpose.value.trim() });
-        const pts = w.fixes.map((f) => [f.lat, f.lon]);
-        if (pts.length) found.addLayer(L.polyline(pts, { color: STATUS_COLOUR[w.status], weight: 3 }));
-        for (const f of w.fixes) found.addLayer(L.circleMarker([f.lat, f.lon], { radius: 4, color: STATUS_COLOUR[w.status] }).bindTooltip(`${fmtTime(f.t)} ±${f.accuracy_m} m`));
-        clear(
-          results,
-          h("h2", { text: `Where ${w.reference} was` }),
-          h("p", { id: "inv-summary" }, h("span", { class: "badge", text: label(w.status) }), ` ${w.summary}`),
-          w.closest ? h("p", { text: `Closest approach: ${approachText(w.closest)}` }) : null,
-          h("p", { text: `Evidence covers ${Math.round(w.coverage * 100)} % of the window; ${w.fixes_in_window} fixes in it.` }),
-        );
+        drawWhereabouts(w);
+        clear(results, ...whereaboutsView(w));
+        msg.textContent = `Query recorded in the audit log (record ${w.audit_id}).`;
       } else {
         const r = await api.post("/api/investigations/correlate", body, { purpose: purpose.value.trim() });
         for (const hit of r.hits) {
@@ -148,11 +206,45 @@ export async function render(el, ctx) {
       const r = await api.raw(`/api/investigations/batch${api.query({ purpose: batchPurpose.value.trim(), reference: batchRef.value.trim() })}`, { method: "POST", body: data });
       const body = await r.json();
       if (!r.ok) throw new api.ApiError(r.status, body.detail);
+      found.clearLayers();
+      place.clearLayers();
+      for (const i of body.incidents) drawIncident(i);
+      fitTo(map, [place, found]);
       batchOut.append(
-        h("p", { id: "batch-summary", text: `${body.incidents.length} incidents run, ${body.errors.length} rejected, ${body.subjects} subjects hit.` }),
-        h("ul", {}, body.incidents.map((i) => h("li", { text: `${i.at} ${i.reference}: ${i.count} hit${i.count === 1 ? "" : "s"}${i.hits.length ? ` (${i.hits.map((x) => x.reference).join(", ")})` : ""}` }))),
-        body.errors.length ? h("ul", { class: "error" }, body.errors.map((e) => h("li", { text: `${e.at}: ${e.reason}` }))) : null,
+        h("p", { id: "batch-summary", text: `${body.incidents.length} incident${body.incidents.length === 1 ? "" : "s"} run, ${body.errors.length} rejected, ${body.subjects} subject${body.subjects === 1 ? "" : "s"} hit. Recorded in the audit log (record ${body.audit_id}).` }),
+        body.incidents.length
+          ? h(
+              "table",
+              { id: "batch-incidents" },
+              h("caption", { text: "Hits per incident" }),
+              h("thead", {}, h("tr", {}, ["In the file", "Incident", "Window", "Hits"].map((t) => h("th", { scope: "col", text: t })))),
+              h(
+                "tbody",
+                {},
+                body.incidents.map((i) =>
+                  h(
+                    "tr",
+                    { dataset: { incident: i.reference } },
+                    h("td", { text: i.at }),
+                    h("td", { text: i.reference }),
+                    h("td", { text: `${fmtTime(i.from)} → ${fmtTime(i.to)}` }),
+                    h("td", {}, i.hits.length ? i.hits.map((x) => h("div", {}, h("a", { href: `#/subjects/${x.subject_id}`, text: x.reference }), ` ${label(x.status)}, ${approachText(x.closest)}`)) : "none"),
+                  ),
+                ),
+              ),
+            )
+          : null,
+        body.errors.length
+          ? h(
+              "table",
+              { id: "batch-errors", class: "rejected" },
+              h("caption", { class: "error", text: `Rejected rows (${body.errors.length}): fix them and upload them again` }),
+              h("thead", {}, h("tr", {}, ["Line", "Feature", "Reason"].map((t) => h("th", { scope: "col", text: t })))),
+              h("tbody", {}, body.errors.map((e) => h("tr", { dataset: { line: e.line === null ? "" : String(e.line) } }, h("td", { text: e.line === null ? "—" : String(e.line) }), h("td", { text: e.feature === null || e.feature === undefined ? "—" : String(e.feature) }), h("td", { text: e.reason })))),
+            )
+          : null,
       );
+      announce(batchOut.querySelector("#batch-summary").textContent);
     } catch (e) {
       batchOut.append(h("p", { class: "error", text: errorText(e) }));
     }

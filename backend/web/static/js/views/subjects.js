@@ -1,6 +1,6 @@
 // Subjects: the list, and one subject's view — details, orders and conditions, curfew
 // calendar, equipment, timeline of device events and alerts, trail playback with a time
-// slider, and exports (when the server has the investigations API).
+// slider, and exports and reports (when the server has the investigations API).
 import * as api from "../api.js";
 import { L, baseMap, fitTo, zoneLayer } from "../map.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput } from "../util.js";
@@ -156,7 +156,8 @@ async function renderSubject(el, ctx, id) {
   );
 
   // Trail playback.
-  const end = Math.floor(now());
+  // Rounded up to the minute (datetime-local has no seconds): "to" includes the newest data.
+  const end = Math.ceil(now() / 60) * 60;
   const fromIn = h("input", { type: "datetime-local", id: "trail-from", value: toLocalInput(end - 86400) });
   const toIn = h("input", { type: "datetime-local", id: "trail-to", value: toLocalInput(end) });
   const purpose = h("input", { id: "trail-purpose", required: true, minlength: 3, maxlength: 500, placeholder: "e.g. review of alert 12" });
@@ -166,7 +167,6 @@ async function renderSubject(el, ctx, id) {
   const play = h("button", { type: "button", id: "trail-play", "aria-pressed": "false", disabled: true, text: "Play" });
   const speed = h("select", { id: "trail-speed" }, [60, 300, 900, 3600].map((s) => h("option", { value: s, text: `${s / 60} min/s`, selected: s === 300 })));
   const mapEl = h("div", { class: "map", id: "trail-map" });
-  const exports = h("div", { class: "row", id: "exports" });
   const form = h(
     "form",
     { class: "row", "aria-label": "Trail time range" },
@@ -184,10 +184,9 @@ async function renderSubject(el, ctx, id) {
       msg,
       h("div", { class: "playback" }, play, h("label", { class: "inline", for: "trail-slider", text: "Time" }), slider, sliderLabel, ...field("Speed", speed)),
       mapEl,
-      h("h3", { text: "Exports" }),
-      exports,
     ),
   );
+  el.append(await exportsSection(ctx, id, end));
   const map = await baseMap(mapEl, ctx.config, { label: "Trail map" });
   cleanups.push(() => map.remove());
   const zoneGroup = L.featureGroup().addTo(map);
@@ -280,7 +279,6 @@ async function renderSubject(el, ctx, id) {
       fitTo(map, [trailGroup]);
       msg.textContent = `${fixes.length} positions, ${fmtTime(fixes[0].t)} → ${fmtTime(fixes[fixes.length - 1].t)} (${fmtDuration(fixes[fixes.length - 1].t - fixes[0].t)}).`;
       announce(msg.textContent);
-      clear(exports, await exportButtons(ctx, id, { from: t0, to: t1, purpose: purpose.value.trim() }));
     } catch (e) {
       msg.textContent = e.status === 403 ? "Your unit may not see this subject's trail." : errorText(e);
     }
@@ -302,4 +300,32 @@ async function renderSubject(el, ctx, id) {
     }),
   );
   return () => cleanups.forEach((fn) => fn());
+}
+
+// Exports and reports for a period: the evidence bundle needs a reference (case or request)
+// and a purpose, both recorded in the audit log and the bundle's manifest; reports need the
+// period only. Independent of the trail: a unit shared the reports scope alone still gets them.
+async function exportsSection(ctx, id, end) {
+  const fromIn = h("input", { type: "datetime-local", id: "export-from", value: toLocalInput(end - 7 * 86400) });
+  const toIn = h("input", { type: "datetime-local", id: "export-to", value: toLocalInput(end) });
+  const reference = h("input", { id: "export-reference", maxlength: 100, placeholder: "case or request" });
+  const purpose = h("input", { id: "export-purpose", minlength: 3, maxlength: 500, placeholder: "e.g. disclosure to CPS" });
+  const status = h("p", { role: "status", id: "export-status" });
+  const values = () => ({ from: fromIn.value ? fromLocalInput(fromIn.value) : null, to: toIn.value ? fromLocalInput(toIn.value) : null, reference: reference.value.trim(), purpose: purpose.value.trim() });
+  const buttons = h("div", { class: "row", id: "exports" }, await exportButtons(ctx, id, values, { from: fromIn, to: toIn, reference, purpose }, status));
+  return h(
+    "section",
+    { class: "panel", "aria-label": "Exports and reports" },
+    h("h2", { text: "Exports and reports" }),
+    h(
+      "form",
+      { class: "row", "aria-label": "Export period and reason", onsubmit: (ev) => ev.preventDefault() },
+      h("div", {}, ...field("From", fromIn)),
+      h("div", {}, ...field("To", toIn)),
+      h("div", {}, ...field("Reference", reference)),
+      h("div", {}, ...field("Purpose (recorded in the audit log)", purpose)),
+    ),
+    buttons,
+    status,
+  );
 }

@@ -1,0 +1,193 @@
+"""Sign-in with a second factor, keyboard-only work and the tablet layout, in headless
+Chromium against the scenario on a real uvicorn: a user with TOTP enabled signs in with a
+code computed here by the backend's own RFC 6238 helper (after a wrong code is refused with
+a plain message); an alert is opened, acknowledged and resolved with the keyboard alone; and
+every main screen is laid out for a portrait tablet (screenshots in build/screenshots/)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from backend.security import access, roles, totp
+from tests.web.conftest import PASSWORD, Browser
+from tests.web.scenario import UNIT_A, Scenario
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _focused(page: Any) -> str:
+    """The focused element, described: its id, or its accessible label, or its text."""
+    described: str = page.evaluate(
+        """() => { const e = document.activeElement;
+                   return e.id || e.getAttribute('aria-label') || e.textContent.trim(); }"""
+    )
+    return described
+
+
+def _tab_to(page: Any, wanted: str, key: str = "Tab", limit: int = 80) -> int:
+    """Press Tab (or Shift+Tab) until the focused element is described by `wanted`."""
+    for presses in range(1, limit + 1):
+        page.keyboard.press(key)
+        if _focused(page) == wanted:
+            return presses
+    raise AssertionError(f"{wanted!r} not reached with {limit} x {key} (at {_focused(page)!r})")
+
+
+def _totp_user(stack: Scenario) -> tuple[str, bytes]:
+    """An officer of unit A with TOTP enrolled and confirmed through the API."""
+    name = "officer.totp"
+    with stack.engine.begin() as conn:
+        access.create_user(
+            conn, stack.app.state.tagwatch.passwords, username=name, display_name="Officer TOTP",
+            unit_id=stack.world.units[UNIT_A], role=roles.OFFICER, password=PASSWORD,
+            now=stack.clock.now(),
+        )  # fmt: skip
+    token = stack.http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    enrol = stack.http.post("/api/auth/totp/enroll", json={"password": PASSWORD}, headers=auth)
+    assert enrol.status_code == 200, enrol.text
+    b32 = enrol.json()["secret"]
+    secret = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+    code = totp.totp(secret, stack.clock.now())
+    confirmed = stack.http.post("/api/auth/totp/confirm", json={"code": code}, headers=auth)
+    assert confirmed.status_code == 204, confirmed.text
+    # The confirming code's step is used up: sign-in needs the next one.
+    stack.clock.set(stack.clock.now() + totp.STEP_S)
+    return name, secret
+
+
+def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
+    name, secret = _totp_user(stack)
+    page = tab.page
+    page.goto(f"{stack.url}/")
+    page.wait_for_selector("#username:focus")
+    page.keyboard.type(name)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    # The password was right: the form asks for the code and puts the cursor there.
+    page.wait_for_selector("#otp:focus")
+    assert "one-time code" in page.inner_text("#signin-error")
+    assert page.locator("#top").is_hidden()
+
+    now = stack.clock.now()
+    good = totp.totp(secret, now)
+    valid = {totp.hotp(secret, int(now // totp.STEP_S) + d) for d in (-1, 0, 1)}
+    wrong = next(
+        c for c in (f"{(int(good) + k) % 10**6:06d}" for k in range(1, 9)) if c not in valid
+    )
+    page.keyboard.type(wrong)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#signin-error:has-text('not accepted')")
+    assert "one-time code was not accepted" in page.inner_text("#signin-error")
+    assert page.locator("#top").is_hidden()
+    assert page.evaluate("document.activeElement.id") == "otp"
+    assert page.input_value("#otp") == ""
+    tab.shot("sign-in-totp-refused")
+
+    page.keyboard.type(good)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#top:not([hidden])")
+    assert "Officer TOTP" in page.inner_text("#who")
+    page.wait_for_selector("#live-subjects li[data-subject]")
+
+    auditor = stack.http.post(
+        "/api/auth/token",
+        data={"username": stack.world.user(UNIT_A, "auditor"), "password": PASSWORD},
+    ).json()["access_token"]
+    records = stack.http.get(
+        "/api/audit", params={"action": "auth.login"},
+        headers={"Authorization": f"Bearer {auditor}"},
+    ).json()["records"]  # fmt: skip
+    mine = [(r["action"], r["detail"].get("reason")) for r in records if r["actor"] == name]
+    # The enrolment's password login, the code asked for, the wrong code, the right one.
+    assert mine[-3:] == [
+        ("auth.login_otp_required", "otp_required"),
+        ("auth.login_failed", "bad_otp"),
+        ("auth.login", None),
+    ]
+
+
+def test_acknowledge_and_resolve_an_alert_with_the_keyboard_only(
+    tab: Browser, stack: Scenario
+) -> None:
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))  # typed, Tab, Enter
+    page = tab.page
+    page.wait_for_selector("#live-subjects li[data-subject]")
+    stack.walk_into_zone()  # an exclusion_entry alert for A-1
+    a1 = stack.world.subjects["A-1"]
+    alerts = stack.http.get("/api/alerts", params={"subject": a1}, headers=stack.officer(UNIT_A))
+    alert = next(a for a in alerts.json() if a["type"] == "exclusion_entry")
+
+    # From the live map's heading back up to the navigation, then into the queue.
+    assert page.evaluate("document.activeElement.tagName") == "H1"
+    _tab_to(page, "Alerts", key="Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#alerts-table tbody tr[data-alert]")
+    page.wait_for_function(
+        "document.activeElement.tagName === 'H1' && document.activeElement.textContent === 'Alerts'"
+    )
+    _tab_to(page, f"Open alert {alert['id']}: exclusion entry for A-1")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#alert-title:focus")
+    _tab_to(page, "ack-note")
+    page.keyboard.type("on it, by keyboard")
+    page.keyboard.press("Tab")
+    assert _focused(page) == "acknowledge"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#alert-state:text('acknowledged')")
+    # Focus comes back to the alert's heading, so the next Tab continues in the detail.
+    page.wait_for_selector("#alert-title:focus")
+    _tab_to(page, "resolve-outcome")
+    page.keyboard.press("ArrowDown")  # breach confirmed -> false alert
+    assert page.input_value("#resolve-outcome") == "false_alert"
+    page.keyboard.press("Tab")
+    page.keyboard.type("tag strap checked, no breach")
+    page.keyboard.press("Tab")
+    assert _focused(page) == "resolve"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#alert-state:text('resolved')")
+    tab.shot("alert-resolved-by-keyboard", full_page=True)
+
+    done = stack.http.get(f"/api/alerts/{alert['id']}", headers=stack.officer(UNIT_A)).json()
+    assert done["state"] == "resolved" and done["outcome"] == "false_alert"
+    assert done["note"] == "tag strap checked, no breach"
+    (ack, ack_note), (res, res_note) = [(a["action"], a.get("note")) for a in done["actions"]][-2:]
+    assert (ack, ack_note) == ("acknowledged", "on it, by keyboard")
+    assert res == "resolved" and res_note.endswith("tag strap checked, no breach")
+
+
+TABLET = {"width": 820, "height": 1180}  # a portrait 10.9-inch tablet
+
+
+def test_main_screens_on_a_portrait_tablet(tab: Browser, stack: Scenario) -> None:
+    page = tab.page
+    page.set_viewport_size(TABLET)
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    a1 = stack.world.subjects["A-1"]
+    screens = [
+        ("map", "#live-subjects li[data-subject]"),
+        ("alerts", "#alerts-table tbody tr"),
+        (f"subjects/{a1}", "#exports button"),
+        (f"zones/{a1}", "#zone-list li[data-zone]"),
+        ("investigations", "#batch-file"),
+    ]
+    for screen, ready in screens:
+        page = tab.go(screen)
+        page.wait_for_selector(ready)
+        # Nothing wider than the screen: no sideways scrolling on a tablet.
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= TABLET["width"], (screen, width)
+        # The navigation stays reachable (inline at 820 px, behind Menu below 800 px).
+        assert page.locator("#nav").is_visible()
+        split = page.locator(".split:has(> .map)")
+        if split.count():  # a map's side panel drops below it
+            box = split.first.locator("> .map").bounding_box()
+            panel = split.first.locator("> .panel").bounding_box()
+            assert box is not None and panel is not None
+            assert panel["y"] >= box["y"] + box["height"] - 1, screen
+            assert box["width"] > TABLET["width"] * 0.8, screen
+        tab.shot(f"tablet-{screen.split('/')[0]}", full_page=True)
