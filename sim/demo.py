@@ -57,15 +57,6 @@ class DemoOptions:
     serve: bool = True
 
 
-@dataclass
-class Served:
-    """What the demo printed, for callers that drive it (tests)."""
-
-    url: str
-    paths: dict[str, Path]
-    logins: list[tuple[str, str, str, str]]  # (username, password, role, unit)
-
-
 class ContinuingClock:
     """Backend now after a simulated run: the run's last instant, moving on in real time."""
 
@@ -112,23 +103,19 @@ def listen(port: int | None) -> socket.socket:
         raise DemoError(f"cannot listen on {HOST}:{port}: {exc.strerror}") from None
 
 
-def run(
-    opts: DemoOptions,
-    console: Console | None = None,
-    stop: threading.Event | None = None,
-) -> Served:
+def run(opts: DemoOptions, console: Console | None = None) -> None:
     """Run the scenario, print the scores and plots, then (opts.serve) serve the API and web
-    app until Ctrl-C, SIGTERM or `stop` is set. Raises DemoError for bad input."""
+    app until Ctrl-C or SIGTERM. Raises DemoError for bad input or a busy port."""
     console = console or Console()
     try:
         sc = scn.load(opts.scenario)
     except scn.ScenarioError as exc:
         raise DemoError(str(exc)) from None
     sock = listen(opts.port) if opts.serve else None
-    ctl = _Control(stop or threading.Event())
+    ctl = _Control(threading.Event())
     previous = _signals(ctl) if threading.current_thread() is threading.main_thread() else None
     try:
-        return _run(opts, sc, console, sock, ctl)
+        _run(opts, sc, console, sock, ctl)
     finally:
         if sock is not None:
             sock.close()
@@ -158,7 +145,7 @@ def _run(
     console: Console,
     sock: socket.socket | None,
     ctl: _Control,
-) -> Served:
+) -> None:
     options = RunOptions(
         seed=opts.seed,
         subjects=opts.subjects,
@@ -169,9 +156,11 @@ def _run(
     )
     outcome = sim_run.run(sc, options, opts.out, console, keep=True)
     try:
-        return _serve(outcome, console, sock, ctl)
+        _serve(outcome, console, sock, ctl)
     finally:
         outcome.close()
+    if sock is not None:
+        console.print("stopped: API, ingest, broker, home units and tags")
 
 
 def _serve(
@@ -179,7 +168,7 @@ def _serve(
     console: Console,
     sock: socket.socket | None,
     ctl: _Control,
-) -> Served:
+) -> None:
     import uvicorn
 
     from backend.api.app import create_app
@@ -207,16 +196,12 @@ def _serve(
             clock.now(),
             owner_unit=monitoring.UNIT_NAME,
         )
-    served = Served(
-        "", dict(outcome.paths), [(x.username, x.password, x.role, x.unit) for x in logins]
-    )
     if sock is None:
         console.print("Demo logins (--no-serve: the API is not started):")
         for line in format_logins(logins, "http://" + HOST)[1:]:
             console.print(line, markup=False, highlight=False, soft_wrap=True)
-        return served
-    port = sock.getsockname()[1]
-    served.url = f"http://{HOST}:{port}"
+        return
+    url = f"http://{HOST}:{sock.getsockname()[1]}"
     config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
     server = uvicorn.Server(config)
     # On a thread, so uvicorn does not take the process's signals: the demo's handlers stop
@@ -230,9 +215,9 @@ def _serve(
         if not thread.is_alive() or time.monotonic() > deadline:
             raise DemoError("the API server did not start")
         time.sleep(0.05)
-    for line in format_logins(logins, served.url):
+    for line in format_logins(logins, url):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    console.print(f"API: {served.url}/api/docs", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"API: {url}/api/docs", markup=False, highlight=False, soft_wrap=True)
     if not LEAFLET_DIR.is_dir():
         console.print(f"[yellow]the web app's map needs Leaflet in {LEAFLET_DIR}: run make setup")
     console.print("Serving until Ctrl-C.")
@@ -245,5 +230,3 @@ def _serve(
         console.print("stopping...")
         server.should_exit = True
         thread.join(15)
-    console.print("stopped: API, ingest, broker, home units and tags")
-    return served
