@@ -188,6 +188,10 @@ def test_demo_serves_the_run_to_officers_and_stops_on_ctrl_c(demo: Demo) -> None
         ).json()
         assert sum(f["geometry"]["type"] == "Point" for f in trail["features"]) >= 1
         assert http.get("/api/web/world", headers=iom).status_code == 200
+        # Backend now carries on from the end of the simulated run (1.5 h and the drain
+        # after the strap cut at 00:20), not from today's date, and it moves.
+        now = [http.get("/api/web/config", headers=iom).json()["now"] for _ in range(2)]
+        assert strap[0]["start"] + 3600 < now[0] < now[1] < strap[0]["start"] + 3 * 3600
         assert http.get("/web/").status_code == 200
         # The other unit sees the two shared subjects and their alerts, not the third.
         mosovo = sign_in(http, who, "mosovo.officer")
