@@ -212,3 +212,22 @@ def test_demo_serves_the_run_to_officers_and_stops_on_ctrl_c(demo: Demo) -> None
         assert not Path(f"/proc/{pid}").exists(), pid
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
         pass
+
+
+def test_demo_refuses_a_busy_port_and_an_unknown_scenario_before_running() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = subprocess.run(
+            [TAGWATCH, "sim", "demo", "--port", str(port)],
+            capture_output=True, text=True, timeout=120, env=env(),
+        )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "data completeness" not in proc.stdout  # refused before anything ran
+    proc = subprocess.run(
+        [TAGWATCH, "sim", "demo", "no-such-scenario", "--no-serve"],
+        capture_output=True, text=True, timeout=120, env=env(),
+    )  # fmt: skip
+    assert proc.returncode == 2 and "no scenario 'no-such-scenario'" in proc.stderr, proc.stderr
