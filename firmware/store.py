@@ -16,6 +16,8 @@ from binascii import crc32
 from firmware.runtime import TYPE_CHECKING, const
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from firmware.files import Files
     from firmware.state import State
 
@@ -244,6 +246,14 @@ class Store:
                 if not seg.is_acked(j):
                     return seg.boot, seg.first + j, seg.n
         return None
+
+    def pending_frames(self) -> "Iterator[tuple[int, int, bytes]]":
+        """(boot, seq, sealed frame) of every unacknowledged frame, oldest first."""
+        p = self.first_pending()
+        while p is not None:
+            boot, seq, n = p
+            yield boot, seq, self.read(n, seq)
+            p = self.next_pending(n, self.index_of(n, seq))
 
     def is_pending(self, boot: int, seq: int) -> bool:
         for seg in self.segs:

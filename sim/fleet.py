@@ -577,12 +577,8 @@ class Fleet:
             app = tag.app
             if app is not None:
                 boots.append((app.boot, app.seq))
-                st = app.store
-                p = st.first_pending()
-                while p is not None:
-                    boot, seq, n = p
-                    pending[(tag.device, boot, seq)] = st.read(n, seq)
-                    p = st.next_pending(n, st.index_of(n, seq))
+                for boot, seq, data in app.store.pending_frames():
+                    pending[(tag.device, boot, seq)] = data
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
@@ -590,6 +586,9 @@ class Fleet:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
+            for payload in h.tag.pending_frames():
+                f = fr.parse(payload)
+                pending[(h.device, f.boot, f.seq)] = payload
             self.counters[f"hil_{h.device}_pending"] = int(rep.get("pending", 0))
         counters = dict(self.counters)
         counters["polls"] = sum(t.polls for t in self.tags)

@@ -348,6 +348,11 @@ class HilTag:
         lines = self._exchange(["?"], until="X")
         return json.loads(lines[-1][2:])  # type: ignore[no-any-return]
 
+    def pending_frames(self) -> list[bytes]:
+        """The sealed frames still in the firmware's flash log (not yet acknowledged)."""
+        lines = self._exchange(["U"], until="Z")
+        return [bytes.fromhex(x[2:]) for x in lines if x.startswith("Y ")]
+
     # -- time ---------------------------------------------------------------------------------
     def _ticks(self) -> int:
         return (self.cfg.start_ticks + self.now_ms) & TICK_MASK

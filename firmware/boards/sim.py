@@ -170,6 +170,12 @@ class SimBoard:
             elif op == "?":
                 self.link.send("X " + json.dumps(self.report()))
                 self.link.flush()
+            elif op == "U":  # the frames still in the flash log, for the run's accounting
+                if self.app is not None:
+                    for _boot, _seq, data in self.app.store.pending_frames():  # type: ignore[attr-defined]
+                        self.link.send("Y " + data.hex())
+                self.link.send("Z")
+                self.link.flush()
             elif op == "Q":
                 raise SystemExit(0)
 
