@@ -265,7 +265,7 @@ def generate_world(spec: WorldSpec, seed: int, p: WorldParams | None = None) -> 
 
     def off_road(n: int, exclude_zones: bool) -> F64:
         """n points a few metres off random road nodes (a building beside the street)."""
-        out: list[F64] = []
+        out: list[F64] = [np.zeros((0, 2))]  # none asked for (a scenario may want none)
         while sum(len(o) for o in out) < n:
             pick = nodes[rng.integers(0, len(nodes), 2 * n + 8)]
             ang = rng.uniform(0, 2 * np.pi, len(pick))
