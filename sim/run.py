@@ -2,8 +2,8 @@
 
 run() builds the fleet (sim.fleet), runs it with a progress bar, then scores:
 - completeness from the backend's tables (always);
-- alerts per type through an AlertSource when the run has one (the backend's alerts table
-  once the rules engine raises alerts in simulated runs; see docs/simulator.md).
+- alerts per type through an AlertSource when the run has one (by default the backend's
+  alerts table, which the rules engine fills during the run; see docs/simulator.md).
 It writes report.json, truth.json, map.png and timeline.png to the output folder and prints
 a table. With keep=True the broker and backend stay up (the demo serves the API over them)
 until the returned Outcome is closed.
@@ -115,8 +115,8 @@ def run(
             ""
             if source is not None
             else (
-                "no alert source: the rules engine is not wired into simulated runs yet "
-                "(docs/simulator.md, Scoring)"
+                "no alert source: the run had no backend or its rules were off "
+                "(RunOptions.rules; docs/simulator.md, Scoring)"
             )
         )
         rep = score.report(result, comp, scores, note)

@@ -186,6 +186,8 @@ class TableAlertSource:
         with self.engine.connect() as conn:
             for r in conn.execute(select(t)):
                 m = r._mapping
+                if m["state"] == "cleared":
+                    continue  # late data showed the condition did not happen (docs/rules.md)
                 kind = RULE_TO_TRUTH.get(m["type"])
                 subject = self.subject_of.get(m["subject_id"])
                 if kind is None or subject is None:

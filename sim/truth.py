@@ -109,19 +109,41 @@ def subtract(
     return out
 
 
+# Home is the premises, not the point the house stands on: a house and its garden, the
+# front door and the pavement outside it. Someone waiting at a bus stop 15 m from the door
+# is not yet out (and no tag could tell: the home unit's range through a wall is ~28 m, REF
+# bracelet range 23-30 m); a curfew breach starts when they are farther than this.
+PREMISES_M = 25.0
+
+
 def curfew_breaches(
     movements: Movements,
     subjects: Sequence[Subject],
     windows: Sequence[tuple[int, int]],
     min_ms: int = 1000,
+    premises_m: float = PREMISES_M,
 ) -> list[Episode]:
-    """Time away from home inside a curfew window (any length over `min_ms`; grace is the
-    scorer's business, which reads `duration_ms`)."""
+    """Time away from home (beyond `premises_m` of it) inside a curfew window (any length
+    over `min_ms`; grace is the scorer's business, which reads `duration_ms`)."""
     out = []
     full = {(max(a, movements.start_ms), min(b, movements.end_ms)): (a, b) for a, b in windows}
     clip = [c for c in full if c[1] > c[0]]
+    n = movements.subjects
+    cx, cy = np.full(n, np.nan), np.full(n, np.nan)
+    for s in subjects:
+        _, x, y, place = movements.track(s.index)
+        at = np.flatnonzero(place == s.home)
+        if len(at):
+            cx[s.index], cy[s.index] = x[at[0]], y[at[0]]
+    mask = np.zeros(n, bool)
+    mask[[s.index for s in subjects]] = True
+    mask &= ~np.isnan(cx)
+    near: dict[int, list[tuple[int, int]]] = {}
+    for i, a, b in disc_intervals(movements, cx, cy, premises_m, mask):
+        near.setdefault(i, []).append((a, b))
     for s in subjects:
         home = sorted((a, b) for pl, a, b in movements.stays[s.index] if pl == s.home)
+        home = sorted(home + near.get(s.index, []))
         merged: list[tuple[int, int]] = []
         for a, b in home:
             if merged and a <= merged[-1][1]:
@@ -145,6 +167,21 @@ def circle_intervals(
     movements: Movements, zone: Zone, subject_mask: NDArray[np.bool_]
 ) -> list[tuple[int, int, int]]:
     """Exact (subject, enter_ms, exit_ms) of tracks inside a circle, for masked subjects."""
+    n = movements.subjects
+    return disc_intervals(
+        movements, np.full(n, zone.x), np.full(n, zone.y), zone.radius_m, subject_mask
+    )
+
+
+def disc_intervals(
+    movements: Movements,
+    cx: NDArray[np.float64],
+    cy: NDArray[np.float64],
+    radius_m: float,
+    subject_mask: NDArray[np.bool_],
+) -> list[tuple[int, int, int]]:
+    """Exact (subject, enter_ms, exit_ms) of tracks inside each masked subject's own circle
+    (centre cx[i], cy[i])."""
     off = movements.offsets
     n = movements.subjects
     counts = np.diff(off)
@@ -157,10 +194,10 @@ def circle_intervals(
         return []
     ax, ay, bx, by = movements.x[j], movements.y[j], movements.x[j + 1], movements.y[j + 1]
     dx, dy = bx - ax, by - ay
-    fx, fy = ax - zone.x, ay - zone.y
+    fx, fy = ax - cx[subj[j]], ay - cy[subj[j]]
     a = dx * dx + dy * dy
     b = 2 * (dx * fx + dy * fy)
-    c = fx * fx + fy * fy - zone.radius_m**2
+    c = fx * fx + fy * fy - radius_m**2
     with np.errstate(invalid="ignore", divide="ignore"):
         disc = b * b - 4 * a * c
         sq = np.sqrt(np.maximum(disc, 0))

@@ -8,6 +8,16 @@ Where the subject is comes from the latest evidence in event time:
 - GNSS fixes against the subject's home zone (a `home` zone): inside the zone is home,
   outside it by more than the fix's accuracy plus `hysteresis_m` is away; a fix in between,
   or one with worse accuracy than `max_accuracy_m`, changes nothing (drift at the edge).
+  Away from GNSS needs two such fixes in a row (dated from the first): indoors one multipath
+  fix lands 100 m off with a good HDOP, and at rest the next fix is an hour later.
+
+Away is evidence only while the tag is heard from: when a window opens and the tag's last
+contact (any record of its own, or the home unit hearing it) is older than the comms-loss
+threshold (the order's `comms_loss_s`, else `stale_s`), where the subject is is unknown — a
+tag that went flat in the morning says nothing about the evening. The late return is then
+held: once the tag is heard from again in the window (it comes home, or reports from
+outside) it stands, from the window's start with the usual grace; a tag never heard from
+again raises no late return (the comms-loss rule reports the silence). Version 2.
 
 Alert types (sub-key: the local date the window starts on, i.e. the curfew night):
 - `curfew_late_return`: not home when the window opens, still not home `grace_s` later;
@@ -21,7 +31,7 @@ Windows come from SubjectConfig.curfews (backend/rules/schedule.py handles DST),
 grace is a near miss and raises nothing.
 
 Parameters: `grace_s` 600 (a per-subject SubjectConfig.curfew_grace_s overrides it),
-`offline_grace_s` 900, `hysteresis_m` 15, `max_accuracy_m` 100."""
+`offline_grace_s` 900, `hysteresis_m` 15, `max_accuracy_m` 100, `stale_s` 7200."""
 
 from __future__ import annotations
 
@@ -50,6 +60,7 @@ class CurfewParams:
     offline_grace_s: int = 900
     hysteresis_m: float = 15.0
     max_accuracy_m: float = 100.0
+    stale_s: int = 7200  # as the comms rule's default threshold
 
 
 def windows(config: SubjectConfig, t0: int, t1: int) -> list[tuple[int, int, str]]:
@@ -67,11 +78,21 @@ def windows(config: SubjectConfig, t0: int, t1: int) -> list[tuple[int, int, str
 
 class Curfew(Rule):
     name = "curfew"
-    version = 1
+    version = 2
     Params = CurfewParams
 
     def initial(self, config: SubjectConfig) -> dict[str, Any]:
-        return {"open": {}, "loc": UNKNOWN, "offline": False, "win": None, "t": None, "nb": None}
+        return {
+            "open": {},
+            "loc": UNKNOWN,
+            "offline": False,
+            "win": None,
+            "t": None,
+            "nb": None,
+            "contact": None,
+            "away_fix": None,  # the first of a run of GNSS fixes away (needs a second)
+            "away_ev": None,
+        }
 
     def _grace(self, ctx: Context) -> int:
         g = ctx.config.curfew_grace_s
@@ -118,12 +139,26 @@ class Curfew(Rule):
         cands: list[int | None] = [int(st["nb"]) + 1, self._pending_due(st)]
         return min(c for c in cands if c is not None)
 
+    def _stale(self, ctx: Context) -> int:
+        return ctx.config.comms_loss_s or self.p.stale_s
+
     def _open_window(self, st: dict[str, Any], ctx: Context, w: tuple[int, int, str]) -> None:
         st["win"] = list(w)
         ws, _, night = w
         if st["loc"] == AWAY:
+            # Heard from lately: away stands and the grace runs. Silent for longer than the
+            # comms-loss threshold: the late return waits for the tag to be heard from again
+            # (its grace then counts from the window's start); never heard, it raises nothing.
+            contact = st.get("contact")
+            silent = contact is not None and ws - contact > self._stale(ctx)
             self.begin(
-                st, ctx, LATE, night, ws, grace_s=self._grace(ctx), details={"window": [w[0], w[1]]}
+                st,
+                ctx,
+                LATE,
+                night,
+                ws,
+                grace_s=None if silent else self._grace(ctx),
+                details={"window": [w[0], w[1]]},
             )
         if st["offline"]:
             self.begin(
@@ -225,8 +260,25 @@ class Curfew(Rule):
                 else:
                     self.end(st, ctx, OFFLINE, win[2], obs.t, obs.t, evidence=obs.evidence())
         where = self._where(ctx, obs)
+        if obs.role == TAG or (where == HOME and obs.role == HOME_UNIT):
+            st["contact"] = obs.t
+            held = self.slot(st, LATE, st["win"][2]) if st["win"] is not None else None
+            if held is not None and held["due"] is None:
+                held["due"] = held["ep"]["start"] + self._grace(ctx)
         if where is None:
             return
+        since = obs.t
+        if where == AWAY and obs.name == "fix" and st["loc"] != AWAY:
+            # One fix away is not enough: indoors a multipath fix can land 100 m off with a
+            # good HDOP. Away from GNSS takes two in a row (no home evidence between), and
+            # then dates from the first; a subject really out gives a fix a minute.
+            first = st.get("away_fix")
+            if first is None:
+                st["away_fix"], st["away_ev"] = obs.t, obs.evidence()
+                return
+            since = first
+        first_ev = st.get("away_ev")
+        st["away_fix"], st["away_ev"] = None, None
         st["loc"] = where
         win = st["win"]
         if win is None:
@@ -238,13 +290,16 @@ class Curfew(Rule):
         elif self.is_open(st, LATE, night):
             self.evidence(st, LATE, night, obs.evidence())
         else:
+            late = since < win[0]  # away since before the window opened: a late return
             self.begin(
                 st,
                 ctx,
-                BREACH,
+                LATE if late else BREACH,
                 night,
-                obs.t,
+                win[0] if late else since,
                 grace_s=self._grace(ctx),
-                evidence=obs.evidence(),
+                evidence=first_ev or obs.evidence(),
                 details={"window": [win[0], win[1]]},
             )
+            if first_ev:
+                self.evidence(st, LATE if late else BREACH, night, obs.evidence())

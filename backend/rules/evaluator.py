@@ -210,7 +210,8 @@ class MemoryRepository:
 
     def first_time(self, config: SubjectConfig) -> int | None:
         devices = {a.device for a in config.assignments}
-        return min((o.t for o in self.obs.values() if o.device in devices), default=None)
+        t = min((o.t for o in self.obs.values() if o.device in devices), default=None)
+        return None if t is None else max(t, min(a.start for a in config.assignments))
 
     def episodes_in_scope(self, subject: int, since: int) -> list[Episode]:
         return [

@@ -292,13 +292,22 @@ class SqlRepository:
         return ordered(out)
 
     def first_time(self, config: SubjectConfig) -> int | None:
+        """Where a subject's first evaluation starts: its devices' first frame with calendar
+        time (a frame without TIME_VALID carries seconds since boot, near 1970), never
+        before its first assignment (nothing earlier can be the subject's). Starting at 1970
+        would walk (and snapshot) every hour since."""
         devices = sorted({a.device for a in config.assignments})
         if not devices:
             return None
         t = self.conn.execute(
-            select(func.min(frames.c.ts)).where(frames.c.device.in_(devices))
+            select(func.min(frames.c.ts)).where(
+                frames.c.device.in_(devices),
+                frames.c.flags.op("&")(fr.FLAG_TIME_VALID) != 0,
+            )
         ).scalar()
-        return None if t is None else int(t) - MAX_DT
+        if t is None:
+            return None
+        return max(int(t) - MAX_DT, min(a.start for a in config.assignments))
 
     def episodes_in_scope(self, subject: int, since: int) -> list[Episode]:
         c = alert_episodes.c

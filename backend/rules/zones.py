@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,10 @@ class Zones(Rule):
             for s, z, f0, f1 in index.crossings(x[:-1], y[:-1], x[1:], y[1:]):
                 key = (fixes[s].ref, fixes[s + 1].ref)
                 cross.setdefault(key, []).append((z, f0, f1))
+        # The segments judged above join each fix to the next one in the batch. The fold's
+        # previous fix is another one when a fix between was dropped (a jump, or outside the
+        # subject's monitoring): that segment was never asked and must be, not assumed clear.
+        ctx.cache["zones_next"] = {a.ref: b.ref for a, b in pairwise(fixes)}
         ctx.cache["zones_xy"] = {
             o.ref: (float(a), float(b)) for o, a, b in zip(fixes, x, y, strict=True)
         }
@@ -133,8 +138,8 @@ class Zones(Rule):
         key = (prev[4], obs.ref)
         if key in cross:
             return {z: (f0, f1) for z, f0, f1 in cross[key]}
-        if "zones_xy" in ctx.cache and prev[4] in ctx.cache["zones_xy"]:
-            return {}
+        if ctx.cache.get("zones_next", {}).get(prev[4]) == obs.ref:
+            return {}  # precomputed: this very segment crosses nothing
         index = ctx.config.zone_index
         hits = index.crossings(
             np.array([prev[1]]), np.array([prev[2]]), np.array([x]), np.array([y])

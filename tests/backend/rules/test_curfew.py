@@ -30,7 +30,7 @@ def test_leaving_during_curfew_beyond_grace_is_a_breach() -> None:
     ep = eps[0]
     assert (ep.start, ep.end) == (left.t, back.t)
     assert ep.confirmed_t == left.t + 600
-    assert ep.subkey == "2026-05-12" and ep.version == 1
+    assert ep.subkey == "2026-05-12" and ep.version == 2
     assert [e["ref"] for e in ep.evidence] == [left.ref, back.ref]
 
 
@@ -56,6 +56,28 @@ def test_late_return_starts_at_the_window_and_ends_at_the_return() -> None:
     eps = ENGINE.evaluate(curfew_config(), b.obs, local("2026-05-13 08:00"))
     assert types(eps) == ["curfew_late_return"]
     assert (eps[0].start, eps[0].end) == (local("2026-05-12 19:00"), back.t)
+
+
+def test_a_tag_silent_for_hours_before_the_window_is_no_late_return() -> None:
+    # Out in the morning, the tag goes flat at 09:00 (its last record); the home unit never
+    # hears it again. At 19:00 the last evidence of "away" is ten hours old: where the
+    # subject is is unknown (comms loss says so), not a late return.
+    b = Builder()
+    b.presence(local("2026-05-12 08:00"), 0)
+    b.fix(local("2026-05-12 08:30"), 2000, 0)
+    b.battery(local("2026-05-12 09:00"), 0)
+    cfg = curfew_config()
+    assert ENGINE.evaluate(cfg, b.obs, local("2026-05-13 08:00")) == []
+    # A tag still heard from an hour before the window: away stands, late return.
+    b2 = Builder()
+    b2.presence(local("2026-05-12 08:00"), 0)
+    b2.fix(local("2026-05-12 18:00"), 2000, 0)
+    back = b2.presence(local("2026-05-12 19:40"), 1)
+    eps = ENGINE.evaluate(cfg, b2.obs, local("2026-05-13 08:00"))
+    assert types(eps) == ["curfew_late_return"]
+    assert (eps[0].start, eps[0].end) == (local("2026-05-12 19:00"), back.t)
+    # The threshold is the order's comms-loss threshold when it has one.
+    assert ENGINE.evaluate(replace(cfg, comms_loss_s=12 * 3600), b.obs, local("2026-05-13 08:00"))
 
 
 def test_no_data_after_leaving_alerts_by_the_backend_clock() -> None:
@@ -87,6 +109,24 @@ def test_gps_outside_home_zone_is_absence_but_drift_at_the_edge_is_not() -> None
     assert types(eps) == ["curfew_breach"]
     assert eps[0].start == local("2026-05-12 22:00")
     assert eps[0].end == local("2026-05-12 22:30")
+
+
+def test_one_confident_fix_away_at_night_is_not_a_breach() -> None:
+    # At home overnight in GPS mode, a fix an hour; one indoor multipath fix lands 150 m off
+    # with a good HDOP (accuracy 5 m), the next is back inside the home zone an hour later.
+    b = Builder()
+    b.fix(local("2026-05-12 23:00"), dx_m=10, acc_m=5)
+    b.fix(local("2026-05-13 00:00"), dx_m=150, acc_m=5)
+    b.fix(local("2026-05-13 01:00"), dx_m=5, acc_m=5)
+    assert ENGINE.evaluate(curfew_config(), b.obs, local("2026-05-13 08:00")) == []
+    # Two in a row away before the window opens: a late return from the window's start.
+    b2 = Builder()
+    b2.fix(local("2026-05-12 18:40"), dx_m=900, acc_m=5)
+    b2.fix(local("2026-05-12 18:41"), dx_m=950, acc_m=5)
+    back = b2.fix(local("2026-05-12 19:30"), dx_m=5, acc_m=5)
+    eps = ENGINE.evaluate(curfew_config(), b2.obs, local("2026-05-13 08:00"))
+    assert types(eps) == ["curfew_late_return"]
+    assert (eps[0].start, eps[0].end) == (local("2026-05-12 19:00"), back.t)
 
 
 def test_home_unit_offline_during_curfew() -> None:

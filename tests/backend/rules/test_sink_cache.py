@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, func, insert, select
 
 from backend.clock import ManualClock
 from backend.ingest import DeviceDirectory, Ingest, Message
@@ -28,6 +28,7 @@ from backend.storage.schema import (
     alert_episodes,
     alerts,
     assignments,
+    rule_snapshots,
     rule_state,
     subjects,
     units,
@@ -242,3 +243,26 @@ def test_one_subjects_failure_does_not_hold_back_its_batch(
     good = set(site.subjects) - {bad}
     assert evaluated == good and raised == good
     assert sink.cache.peek(bad) is None  # nothing of the failed attempt is kept
+
+
+def test_a_frame_without_calendar_time_does_not_start_the_rules_in_1970(
+    engine: Engine, clock: ManualClock
+) -> None:
+    # A tag that boots before it has GNSS time sends frames dated in seconds since boot
+    # (no TIME_VALID). They give no observations; they must not be where the subject's first
+    # evaluation starts either — from ts 40 it would fold (and snapshot) every hour since 1970.
+    site = Site(engine, clock)
+    ingest, sink = site.worker()
+    clock.set(T + 2)
+    site.seq[TAG_ID] = 1
+    boot = fr.Frame(fr.TAG_DATA, TAG_ID, 1, 1, 40, [fr.Record(fr.TAMPER, dt=0, sensor=1,
+                    state=0)], 0)  # fmt: skip
+    ingest.process([Message(topics.tag_up(TAG_ID), fr.encode(boot, site.keys[TAG_ID]))])
+    ingest.process([site.frame(T, [fix(0, 600)])])
+    assert sink.counts["evaluation_failed"] == 0
+    with engine.connect() as conn:
+        covers = conn.execute(select(rule_state.c.covers)).scalar_one()
+        first = conn.execute(select(func.min(rule_snapshots.c.at))).scalar()
+    assert T - 3600 <= covers <= T + 1
+    # Snapshots (hourly) only from the subject's first assignment (T - 600) on.
+    assert first is None or first >= T - 600

@@ -75,6 +75,20 @@ def test_sparse_fixes_either_side_of_a_zone_give_a_pass_through() -> None:
     assert ENGINE.evaluate(zone_config(), b2.obs, T + 3600) == []
 
 
+def test_a_dropped_jump_between_two_fixes_still_leaves_their_segment_checked() -> None:
+    # Two fixes 5 minutes apart either side of the zone (a pass-through on their own, as
+    # above), with a multipath jump 20 km away between them: the jump is dropped, so the
+    # fold's previous fix for the second one is the first — and that segment, which the
+    # batch's precomputation (fix to next fix in the batch) never judged, crosses the zone.
+    b = Builder()
+    b.fix(T, 400, 0, 5)
+    b.fix(T + 150, 20_000, 0, 5)
+    b.fix(T + 300, 1600, 0, 5)
+    eps = ENGINE.evaluate(zone_config(), b.obs, T + 3600)
+    assert types(eps) == ["exclusion_entry"] and eps[0].details["pass_through"]
+    assert T < eps[0].start < eps[0].end < T + 300  # type: ignore[operator]
+
+
 def test_leaving_an_inclusion_zone() -> None:
     county = circle(9, "inclusion", 0, 0, 500, name="county")
     b = Builder()
