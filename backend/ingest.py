@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import hmac
 import os
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -202,19 +203,15 @@ class _Verified:
     frame: fr.Frame
     device: Device
     via_unit: int | None
+    # The frame's FIX records as value tuples (wire order), with their record indexes.
+    fixes: list[tuple[int, ...]]
+    fix_idx: Sequence[int]
     late: bool = False
     frame_id: int | None = None
+    # Position rows lacking (late, frame_id, idx), built by Ingest._prepare.
+    heads: list[tuple[int, ...]] = field(default_factory=list)
     # Records that are not positions, with their index (sorted out by Ingest._prepare).
     others: list[tuple[int, fr.Record]] = field(default_factory=list)
-
-
-@dataclass
-class _Prepared:
-    """A batch's fresh frames in event-time order per device, and their fixes as position
-    rows lacking (late, frame_id, idx), also in event-time order per device."""
-
-    frames: list[_Verified]
-    fixes: list[_Fix]
 
 
 class Ingest:
@@ -252,14 +249,14 @@ class Ingest:
         fresh, known = self._deduplicate_fast(verified)
         # Everything that needs no database is done before the write transaction: on SQLite
         # the transaction holds the one write lock every worker queues for.
-        prepared = self._prepare(fresh)
+        ordered = self._prepare(fresh)
         try:
             with (
                 self._writer,
                 self.engine.connect() as conn,
                 conn.execution_options(**IMMEDIATE).begin(),
             ):
-                inserted, duplicates = self._persist(conn, fresh, prepared, now, result.rejected)
+                inserted, duplicates = self._persist(conn, fresh, ordered, now, result.rejected)
         except Exception:
             # Nothing was committed: forget what the guard learnt from this batch, so the
             # redelivered frames are not mistaken for duplicates of frames never stored.
@@ -294,11 +291,15 @@ class Ingest:
     # 1-3: decode, look up the sender, verify its MAC (and that it belongs on this topic)
     def _decode_lookup_verify(self, msg: Message, rejected: list[Rejection]) -> _Verified | None:
         where = topics.parse(msg.topic)
-        try:
-            f = fr.parse(msg.payload)
-        except fr.DecodeError as e:
-            rejected.append(self._reject(msg, e.reason, fr.peek_device(msg.payload), e.detail))
-            return None
+        fast = parse_fixes(msg.payload)
+        if fast is not None:
+            f, fixes, fix_idx = fast
+        else:
+            try:
+                f, fixes, fix_idx = _parse_records(msg.payload)
+            except fr.DecodeError as e:
+                rejected.append(self._reject(msg, e.reason, fr.peek_device(msg.payload), e.detail))
+                return None
         if where is None:
             rejected.append(self._reject(msg, TOPIC, f.device, "not a tagwatch topic"))
             return None
@@ -319,7 +320,7 @@ class Ingest:
         if wrong:
             rejected.append(self._reject(msg, TOPIC, f.device, wrong))
             return None
-        return _Verified(msg, f, device, via_unit)
+        return _Verified(msg, f, device, via_unit, fixes, fix_idx)
 
     @staticmethod
     def _misplaced(
@@ -355,34 +356,48 @@ class Ingest:
 
     # 5a: turn records into rows, outside the write transaction
     @staticmethod
-    def _prepare(fresh: list[_Verified]) -> _Prepared:
-        """Position rows (the bulk of every frame) are built here from the records' value
-        tuples, and put in event-time order per device, whatever order they arrived in."""
-        fixes: list[_Fix] = []
+    def _prepare(fresh: list[_Verified]) -> list[_Verified]:
+        """Position rows (the bulk of every frame) are built here from the fixes' value
+        tuples; returns the frames in event-time order per device, whatever order they
+        arrived in (their rows are written in that order, then sorted by event time)."""
         for v in fresh:
             f = v.frame
-            timed = bool(f.flags & fr.FLAG_TIME_VALID)
+            timed = f.flags & fr.FLAG_TIME_VALID
+            if not timed or type(f) is not FixFrame:
+                # Fixes without calendar time (seconds since boot) are kept as device events
+                # until a clock_set from the same boot can place them.
+                v.others = [
+                    (i, r) for i, r in enumerate(f.records) if not timed or r.type != fr.FIX
+                ]
+            if not timed:
+                v.fixes, v.fix_idx = [], ()
+                continue
             dev, ts = f.device, f.ts
-            for idx, rec in enumerate(f.records):
-                if timed and rec.type == fr.FIX:
-                    val = rec.values  # (dt, lat_e7, lon_e7, then _FIX_TAIL in order)
-                    lat, lon = val[1], val[2]
-                    t = ts - val[0]
-                    fixes.append((dev, t, v, (dev, t, lat, lon, cell_of(lat, lon), *val[3:]), idx))
-                else:
-                    v.others.append((idx, rec))
-        fixes.sort(key=_DEVICE_TIME)
-        frames_ = sorted(
-            fresh, key=lambda v: (v.frame.device, v.frame.boot, v.frame.ts, v.frame.seq)
-        )
-        return _Prepared(frames_, fixes)
+            v.heads = [
+                (
+                    dev,
+                    ts - dt,
+                    lat,
+                    lon,
+                    cell_of(lat, lon),
+                    acc,
+                    kind,
+                    src,
+                    sats,
+                    speed,
+                    course,
+                    hdop,
+                )
+                for dt, lat, lon, acc, kind, src, sats, speed, course, hdop in v.fixes
+            ]
+        return sorted(fresh, key=lambda v: (v.frame.device, v.frame.boot, v.frame.ts, v.frame.seq))
 
     # 4b + 5b: de-duplicate in the database and persist, in one transaction
     def _persist(
         self,
         conn: Connection,
         fresh: list[_Verified],
-        prepared: _Prepared,
+        ordered: list[_Verified],
         now: float,
         rejected: list[Rejection],
     ) -> tuple[list[_Verified], list[_Verified]]:
@@ -390,12 +405,12 @@ class Ingest:
         duplicates: list[_Verified] = []
         if fresh:
             self._flag_late(conn, fresh, now)  # in arrival order
-            ids = self._insert_frames(conn, prepared.frames, now)
-            for v in prepared.frames:
+            ids = self._insert_frames(conn, ordered, now)
+            for v in ordered:
                 f = v.frame
                 v.frame_id = ids.get((f.device, f.boot, f.seq))
                 (inserted if v.frame_id is not None else duplicates).append(v)
-            self._insert_records(conn, inserted, prepared.fixes)
+            self._insert_records(conn, inserted)
             self._update_devices(conn, inserted, now)
             if duplicates:
                 rejected += self._replays(conn, duplicates, now)
@@ -461,18 +476,15 @@ class Ingest:
         returned = _insert_rows(conn, frames, _FRAME_COLUMNS, rows, _FRAMES_CONFLICT)
         return {(dev, boot, seq): fid for fid, dev, boot, seq in returned}
 
-    def _insert_records(
-        self,
-        conn: Connection,
-        inserted: list[_Verified],
-        fixes: list[_Fix],
-    ) -> None:
-        # Positions: the hot path, rows built in _prepare, straight to executemany.
+    def _insert_records(self, conn: Connection, inserted: list[_Verified]) -> None:
+        # Positions: the hot path, rows built in _prepare; frames come in (device, boot, ts)
+        # order, so the sort into event-time order per device is nearly linear.
         pos = [
-            (*core, v.late, v.frame_id, idx)
-            for _d, _t, v, core, idx in fixes
-            if v.frame_id is not None
+            (*head, v.late, v.frame_id, idx)
+            for v in inserted
+            for head, idx in zip(v.heads, v.fix_idx, strict=True)
         ]
+        pos.sort(key=_DEVICE_TIME)
         _insert_rows(conn, positions, _POSITION_COLUMNS, pos)
         events: list[dict[str, Any]] = []
         pres: list[dict[str, Any]] = []
@@ -622,9 +634,85 @@ class Ingest:
 _DATED = frozenset(t for t, spec in fr.SPECS.items() if spec[2][:1] == ("dt",))
 
 
-# A fix waiting for its frame's fate: (device, time, frame, row without the tail, index).
-_Fix = tuple[int, int, _Verified, tuple[Any, ...], int]
 _DEVICE_TIME = itemgetter(0, 1)
+
+
+# The fast path for the frame a tag sends most: nothing but fixes (GPS mode). Its values come
+# straight from struct.iter_unpack over the body, with no Record object per fix; anything
+# else about the frame (another record type, a fix with extra bytes from a newer version, a
+# bad length, a value out of range) sends it to the codec, which parses or rejects it with its
+# reason. So the fast path accepts only what firmware/frame.py's parse accepts, and yields
+# the same values (tests/backend/test_ingest_decode.py checks both on valid and mutated
+# frames); the validation rules stay the codec's.
+_HEADER = struct.Struct(fr.HEADER_FMT)
+_FIX_RECORD = struct.Struct(">2x" + fr.SPECS[fr.FIX][1][1:])  # record header, then the fix
+_FIX_TYPES = bytes([fr.FIX]) * (fr.MAX_BODY // _FIX_RECORD.size + 1)
+_FIX_LENGTHS = bytes([_FIX_RECORD.size - 2]) * len(_FIX_TYPES)
+_DATA_TYPES = (fr.TAG_DATA, fr.HOME_DATA)
+_ParsedFrame = tuple[fr.Frame, list[tuple[int, ...]], Sequence[int]]
+
+
+class FixFrame(fr.Frame):
+    """A frame decoded by the fast path. Its Record objects are made only if something asks
+    for `records` (rule evaluation does, for devices assigned to a subject), by the codec
+    itself from the same bytes."""
+
+    _records: list[fr.Record] | None
+
+    @property
+    def records(self) -> list[fr.Record]:
+        if self._records is None:
+            self._records = fr.parse(self.signed + self.mac).records
+        return self._records
+
+    @records.setter
+    def records(self, value: list[fr.Record]) -> None:
+        self._records = value
+
+
+def parse_fixes(data: bytes) -> _ParsedFrame | None:
+    """(frame, fix value tuples, their record indexes) of a well-formed data frame whose
+    records are all fixes; None for anything else (the codec then decides). MAC unchecked,
+    as with fr.parse."""
+    if type(data) is not bytes or len(data) < fr.HEADER_LEN + fr.MAC_MIN:
+        return None
+    version, mtype, flags, mac_len, device, boot, seq, ts, body_len = _HEADER.unpack_from(data)
+    end = fr.HEADER_LEN + body_len
+    count, rest = divmod(body_len, _FIX_RECORD.size)
+    if (
+        version != fr.VERSION
+        or mtype not in _DATA_TYPES
+        or not fr.MAC_MIN <= mac_len <= fr.MAC_MAX
+        or body_len > fr.MAX_BODY
+        or end + mac_len != len(data)
+        or rest
+        or not count
+    ):
+        return None
+    body = data[fr.HEADER_LEN : end]
+    stride = _FIX_RECORD.size
+    if body[0::stride] != _FIX_TYPES[:count] or body[1::stride] != _FIX_LENGTHS[:count]:
+        return None
+    fixes = list(_FIX_RECORD.iter_unpack(body))
+    if not all(map(fr._fix_in_range, fixes)):
+        return None  # the codec rejects it ("value")
+    f = FixFrame(mtype, device, boot, seq, ts, (), flags, mac_len, version)
+    f._records = None
+    f.signed = data[:end]
+    f.mac = data[end:]
+    return f, fixes, range(count)
+
+
+def _parse_records(data: bytes) -> _ParsedFrame:
+    """The codec's parse (raises DecodeError), fixes picked out as on the fast path."""
+    f = fr.parse(data)
+    fixes: list[tuple[int, ...]] = []
+    idx: list[int] = []
+    for i, rec in enumerate(f.records):
+        if rec.type == fr.FIX:
+            fixes.append(rec.values)
+            idx.append(i)
+    return f, fixes, idx
 
 
 def ack_ranges(seen: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
@@ -675,6 +763,16 @@ _FRAME_COLUMNS = (
     "late",
     "raw",
 )
+if fr.SPECS[fr.FIX][2] != ("dt", "lat_e7", "lon_e7", *_FIX_TAIL) or _FIX_TAIL != (
+    "acc_dm",
+    "fix_type",
+    "source",
+    "sats",
+    "speed_cms",
+    "course_cd",
+    "hdop_d",
+):
+    raise RuntimeError("ingest's FIX unpacking does not match the codec's FIX record")
 for _table, _cols in ((positions, _POSITION_COLUMNS), (frames, _FRAME_COLUMNS)):
     if sorted(_cols) != sorted(c.name for c in _table.columns if c.name != "id"):
         raise RuntimeError(f"ingest's {_table.name} row layout does not match the schema")

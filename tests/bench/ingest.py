@@ -4,12 +4,15 @@ committed and its end-to-end ACK has reached the generator; beside the raw
 paho -> Mosquitto QoS 1 rate (a publisher process to a bare subscriber process, the same
 payloads) measured in the same run.
 
-Measurement discipline (the machine has 2 cores shared with other work): one warm-up round
-that is thrown away; then ROUNDS rounds, each measuring raw, 1 worker and 2 workers back to
-back, so each ratio compares figures taken seconds apart; the table shows the median of the
-per-round ratios with their range, and the load average. Worker sessions expire when the
-worker disconnects, so a stopped configuration never has the broker queue frames for it
-while the next one is measured.
+Measurement discipline (the machine has 2 cores shared with other work): a warm-up that is
+thrown away; then ROUNDS rounds of each configuration (1 worker, 2 workers): the workers are
+started once per round and measured on BURSTS bursts of frames, each burst right after a raw
+run, so every ratio compares figures taken seconds apart; the table shows the median of the
+ratios with their range, and the load average. Every process of the measurement (raw
+publisher and load generator, which share this process; raw subscriber; workers) runs with
+the same garbage-collector settings (backend.ingest_worker.tune_gc). Worker sessions expire
+when the worker disconnects, so a stopped configuration never has the broker queue frames for
+it while the next one is measured.
 
 With --postgres (or TAGWATCH_BENCH_POSTGRES=1), the 2-worker 10-fix case also runs against a
 PostgreSQL started as the tests do (tests/backend/conftest.py).
@@ -38,6 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
 
 from backend.broker import Mosquitto
+from backend.ingest_worker import tune_gc
 from backend.registry import KeyVault, Registry
 from backend.storage import position_queries as pq
 from backend.storage.database import make_engine, upgrade
@@ -48,8 +52,9 @@ from tests.backend.fleet import Fleet
 SERVER_KEY = bytes(range(32))
 DEVICES = 100
 TAGWATCH = str(Path(sys.executable).parent / "tagwatch")
-ROUNDS = 3
-# Frames per device per measured run: 5,000 1-fix and 2,500 10-fix frames, 1-3 s each.
+ROUNDS = 2  # worker start-ups per configuration
+BURSTS = 3  # measured bursts per start-up, each paired with a raw run
+# Frames per device per measured burst: 5,000 1-fix and 2,500 10-fix frames, 1-5 s each.
 PER_DEVICE = {1: 50, 10: 25}
 Row = tuple[str, str, str, str]
 
@@ -71,75 +76,106 @@ class Run:
     broker_cpu_us: float
 
 
-def _raw_subscriber(port: int, count: int) -> None:
-    """Child process: a bare QoS 1 subscriber (paho auto-acks); prints `ready`, then the
-    monotonic clock (system-wide on Linux) when message `count` has arrived."""
+def _raw_subscriber(port: int) -> None:
+    """Child process: a bare QoS 1 subscriber (paho auto-acks), kept for a whole comparison.
+    For each line `count` on stdin it prints `ready`, then the monotonic clock (system-wide
+    on Linux) and its CPU time when message `count` of that run has arrived."""
     done = threading.Event()
-    got = [0]
-    cpu0 = 0.0
+    state = {"got": 0, "want": -1, "cpu0": 0.0}
 
     def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
-        got[0] += 1
-        if got[0] == count:
-            print(f"done {time.monotonic()!r} {time.process_time() - cpu0!r}", flush=True)
+        state["got"] += 1
+        if state["got"] == state["want"]:
+            cpu = time.process_time() - state["cpu0"]
+            print(f"done {time.monotonic()!r} {cpu!r}", flush=True)
             done.set()
 
     sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-sub", protocol=mqtt.MQTTv5)
     sub.on_message = on_message
-    subscribed = threading.Event()
-    sub.on_subscribe = lambda *a: subscribed.set()
+    acked = threading.Event()
+    sub.on_subscribe = lambda *a: acked.set()
+    sub.on_unsubscribe = lambda *a: acked.set()
     sub.connect("127.0.0.1", port)
     sub.loop_start()
-    sub.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
-    if not subscribed.wait(10):
-        raise SystemExit("raw subscriber: no SUBACK")
-    cpu0 = time.process_time()
-    print("ready", flush=True)
-    if not done.wait(300):
-        raise SystemExit(f"raw subscriber got {got[0]} of {count}")
+    tune_gc()  # as the ingest workers do
+    topic = f"{topics.ROOT}/tag/+/up"
+    for line in sys.stdin:
+        # Subscribed only while measuring: the ingest bursts in between use the same topics.
+        acked.clear()
+        sub.subscribe(topic, qos=1)
+        if not acked.wait(10):
+            raise SystemExit("raw subscriber: no SUBACK")
+        done.clear()
+        state.update(got=0, want=int(line), cpu0=time.process_time())
+        print("ready", flush=True)
+        if not done.wait(300):
+            raise SystemExit(f"raw subscriber got {state['got']} of {state['want']}")
+        acked.clear()
+        sub.unsubscribe(topic)
+        if not acked.wait(10):
+            raise SystemExit("raw subscriber: no UNSUBACK")
     sub.disconnect()
     sub.loop_stop()
 
 
-def raw_rate(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> Run:
-    """QoS 1 publisher -> Mosquitto -> bare subscriber in another process, messages/s end to
-    end (from the first publish to the last message received)."""
-    sub = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.ingest", "subscribe", str(broker.port),
-         str(len(payloads))],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert sub.stdout is not None
-    try:
-        if sub.stdout.readline().strip() != "ready":
+class Raw:
+    """QoS 1 publisher (in this process, as the load generator is) -> Mosquitto -> a bare
+    subscriber in another process (as a worker is), both kept between runs."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.broker = broker
+        self.sub = subprocess.Popen(
+            [sys.executable, "-m", "tests.bench.ingest", "subscribe", str(broker.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.pub = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="raw-pub", protocol=mqtt.MQTTv5
+        )
+        self.pub.max_inflight_messages_set(1000)
+        self.pub.max_queued_messages_set(0)
+        self.pub.connect(broker.host, broker.port)
+        self.pub.loop_start()
+
+    def rate(self, payloads: list[tuple[str, bytes]]) -> Run:
+        """Messages/s end to end (from the first publish to the last message received)."""
+        assert self.sub.stdin is not None and self.sub.stdout is not None
+        assert self.broker.proc is not None
+        self.sub.stdin.write(f"{len(payloads)}\n")
+        self.sub.stdin.flush()
+        if self.sub.stdout.readline().strip() != "ready":
             raise RuntimeError("raw subscriber did not start")
-        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="raw-pub", protocol=mqtt.MQTTv5)
-        pub.max_inflight_messages_set(1000)
-        pub.max_queued_messages_set(0)
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        assert broker.proc is not None
-        b0, c0 = cpu_seconds(broker.proc.pid), time.process_time()
+        b0, c0 = cpu_seconds(self.broker.proc.pid), time.process_time()
         t = time.monotonic()
         for topic, p in payloads:
-            pub.publish(topic, p, qos=1)
-        line = sub.stdout.readline().split()
+            self.pub.publish(topic, p, qos=1)
+        line = self.sub.stdout.readline().split()
         if line[:1] != ["done"]:
             raise RuntimeError(f"raw subscriber failed: {line}")
         elapsed = float(line[1]) - t
-        b1, c1 = cpu_seconds(broker.proc.pid), time.process_time()
-        pub.disconnect()
-        pub.loop_stop()
-    finally:
-        sub.wait(30)
-    n = len(payloads)
-    return Run(n / elapsed, float(line[2]) / n * 1e6, (c1 - c0) / n * 1e6, (b1 - b0) / n * 1e6)
+        b1, c1 = cpu_seconds(self.broker.proc.pid), time.process_time()
+        n = len(payloads)
+        return Run(n / elapsed, float(line[2]) / n * 1e6, (c1 - c0) / n * 1e6, (b1 - b0) / n * 1e6)
+
+    def close(self) -> None:
+        assert self.sub.stdin is not None
+        self.sub.stdin.close()
+        self.sub.wait(30)
+        self.pub.disconnect()
+        self.pub.loop_stop()
 
 
 def ingest_rate(
-    broker: Mosquitto, db_url: str, workdir: Path, workers: int, fixes: int, tag: str
-) -> Run:
-    """Frames/s from first publish to the last end-to-end ACK, frames committed."""
+    broker: Mosquitto,
+    db_url: str,
+    workdir: Path,
+    workers: int,
+    fixes: int,
+    tag: str,
+    raw: Callable[[], Run],
+    bursts: int = BURSTS,
+) -> list[tuple[Run, Run]]:
+    """Start the workers, then `bursts` times: a raw run, then a burst of frames timed from
+    its first publish to the last end-to-end ACK, frames committed. (raw, ingest) pairs."""
     engine = make_engine(db_url)
     upgrade(engine)
     registry = Registry(engine, KeyVault(SERVER_KEY))
@@ -174,6 +210,7 @@ def ingest_rate(
     ]
     fleet = Fleet(broker.host, broker.port, keys, fixes, retransmit_s=1e9, client_id=tag)
     per_device = PER_DEVICE[fixes]
+    out: list[tuple[Run, Run]] = []
     try:
         fleet.start()
         fleet.retransmit_s = 2.0  # warm-up only: until every worker has subscribed
@@ -189,22 +226,23 @@ def ingest_rate(
                 raise RuntimeError("ingest workers did not connect")
             time.sleep(0.1)
         time.sleep(0.3)
-        fleet.retransmit_s = 1e9  # measured run: no retransmissions
-        batch = fleet.frames(per_device, first_seq=2)
+        fleet.retransmit_s = 1e9  # measured runs: no retransmissions
         assert broker.proc is not None
         pids = [broker.proc.pid] + [p.pid for p in procs]
-        cpu0 = [cpu_seconds(pid) for pid in pids] + [time.process_time()]
-        t = time.monotonic()
-        fleet.publish(batch)
-        if not fleet.wait_all_acked(300):
-            raise RuntimeError(f"{len(fleet.pending)} frames never acknowledged")
-        elapsed = time.monotonic() - t
-        cpu = [
-            b - a
-            for a, b in zip(
-                cpu0, [cpu_seconds(pid) for pid in pids] + [time.process_time()], strict=True
-            )
-        ]
+        for b in range(bursts):
+            baseline = raw()
+            batch = fleet.frames(per_device, first_seq=2 + b * per_device)
+            cpu0 = [cpu_seconds(pid) for pid in pids] + [time.process_time()]
+            t = time.monotonic()
+            fleet.publish(batch)
+            if not fleet.wait_all_acked(300):
+                raise RuntimeError(f"{len(fleet.pending)} frames never acknowledged")
+            elapsed = time.monotonic() - t
+            cpu1 = [cpu_seconds(pid) for pid in pids] + [time.process_time()]
+            cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
+            n = len(batch)
+            run = Run(n / elapsed, sum(cpu[1:-1]) / n * 1e6, cpu[-1] / n * 1e6, cpu[0] / n * 1e6)
+            out.append((baseline, run))
     finally:
         fleet.stop()
         for p in procs:
@@ -215,10 +253,10 @@ def ingest_rate(
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(frames)).scalar_one()
     engine.dispose()
-    if stored != DEVICES * (per_device + 1):
-        raise RuntimeError(f"stored {stored} frames, expected {DEVICES * (per_device + 1)}")
-    n = len(batch)
-    return Run(n / elapsed, sum(cpu[1:-1]) / n * 1e6, cpu[-1] / n * 1e6, cpu[0] / n * 1e6)
+    expected = DEVICES * (bursts * per_device + 1)
+    if stored != expected:
+        raise RuntimeError(f"stored {stored} frames, expected {expected}")
+    return out
 
 
 def _payloads(fixes: int, per_device: int) -> list[tuple[str, bytes]]:
@@ -250,22 +288,32 @@ Config = tuple[str, int, Callable[[], str]]
 def _compare(
     broker: Mosquitto, work: Path, fixes: int, configs: list[Config], rounds: int
 ) -> list[Row]:
-    """Rounds of raw then each configuration, back to back; a row for raw and one per
-    configuration with the median (range) of its per-round ratio to raw."""
+    """Rounds of each configuration, each burst paired with a raw run just before it; a row
+    for raw and one per configuration with the median (range) of its ratios to raw."""
     payloads = _payloads(fixes, PER_DEVICE[fixes])
+    baseline = Raw(broker)
     raws: list[Run] = []
     runs: dict[str, list[Run]] = {label: [] for label, _w, _u in configs}
-    for r in range(rounds):
-        raws.append(raw_rate(broker, payloads))
-        for label, workers, url in configs:
-            tag = f"b{len(raws)}{label.split(',')[0].replace(' ', '')}{fixes}x{workers}r{r}"
-            runs[label].append(ingest_rate(broker, url(), work, workers, fixes, tag))
+    pairs: dict[str, list[tuple[Run, Run]]] = {label: [] for label, _w, _u in configs}
+    try:
+        baseline.rate(payloads)  # warm-up: subscriber, broker, page cache
+        for r in range(rounds):
+            for label, workers, url in configs:
+                tag = f"b{label.split(',')[0].replace(' ', '')}{label[-3:]}{fixes}x{workers}r{r}"
+                measured = ingest_rate(
+                    broker, url(), work, workers, fixes, tag, lambda: baseline.rate(payloads)
+                )
+                pairs[label] += measured
+                runs[label] += [ingest for _raw, ingest in measured]
+                raws += [raw for raw, _ingest in measured]
+    finally:
+        baseline.close()
     raw = _median_run(raws)
     rows: list[Row] = [
         (
             "ingest",
             f"raw paho->Mosquitto->paho QoS 1, publisher and subscriber processes, "
-            f"{len(payloads[0][1])} B, {len(payloads):,} msgs; median (range) of {rounds}",
+            f"{len(payloads[0][1])} B, {len(payloads):,} msgs; median (range) of {len(raws)}",
             f"{_spread([x.rate for x in raws], '{:,.0f}')} msg/s; CPU/msg: subscriber "
             f"{raw.consumer_cpu_us:.0f} us, publisher {raw.producer_cpu_us:.0f} us, "
             f"broker {raw.broker_cpu_us:.0f} us",
@@ -275,11 +323,12 @@ def _compare(
     for label, _workers, _url in configs:
         got = runs[label]
         m = _median_run(got)
-        ratios = [a.rate / b.rate for a, b in zip(got, raws, strict=True)]
+        ratios = [i.rate / r.rate for r, i in pairs[label]]
         rows.append(
             (
                 "ingest",
-                f"{label}, {fixes}-fix frames: verify, dedupe, commit, signed ack",
+                f"{label}, {fixes}-fix frames: verify, dedupe, commit, signed ack; "
+                f"median (range) of {len(got)}",
                 f"{_spread([x.rate for x in got], '{:,.0f}')} frames/s = "
                 f"{m.rate * fixes:,.0f} positions/s; CPU/frame: workers "
                 f"{m.consumer_cpu_us:.0f} us, generator {m.producer_cpu_us:.0f} us, "
@@ -293,6 +342,7 @@ def _compare(
 def throughput_rows(rounds: int = ROUNDS, postgres: bool = False) -> list[Row]:
     rows: list[Row] = []
     load0 = os.getloadavg()
+    tune_gc()  # this process is the raw publisher and the load generator: the same for both
     with tempfile.TemporaryDirectory(prefix="tagwatch-bench-") as tmp, Mosquitto() as broker:
         work = Path(tmp)
         count = [0]
@@ -301,7 +351,6 @@ def throughput_rows(rounds: int = ROUNDS, postgres: bool = False) -> list[Row]:
             count[0] += 1
             return f"sqlite:///{work / f'r{count[0]}.db'}"
 
-        raw_rate(broker, _payloads(1, 20))  # warm-up: broker, page cache, imports
         sqlite = [("1 worker, SQLite", 1, sqlite_url), ("2 workers, SQLite", 2, sqlite_url)]
         rows += _compare(broker, work, 1, sqlite, rounds)
         if not postgres:
@@ -466,7 +515,7 @@ def rows() -> list[Row]:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["subscribe"]:
-        _raw_subscriber(int(argv[1]), int(argv[2]))
+        _raw_subscriber(int(argv[1]))
         return
     commands: dict[str, Callable[[], list[Row]]] = {
         "index": index_rows,
