@@ -60,6 +60,7 @@ class App:
         self.gnss_on = False
         self.clock_base = -1  # Unix seconds at clock_at_ms; -1 until set
         self.clock_at_ms = 0
+        self.clock_src = -1  # CLOCK_* source of the clock; GNSS is the precise one
         self.batch: list[tuple[int, int, tuple[int, ...]]] = []  # (type, mono ms, values)
         self.batch_fixes = 0
         self.batch_start_ms = 0
@@ -90,14 +91,26 @@ class App:
             return -1
         return self.clock_base + (now_ms - self.clock_at_ms) // 1000
 
-    def set_clock(self, unix: int, now_ms: int, source: int) -> None:
-        old = self.clock_unix(now_ms)
+    def clock_soft(self) -> bool:
+        """The clock is unset or came from a source less precise than GNSS (the home unit's
+        ack, a command): GNSS time that disagrees with it may re-base it (fixfilter)."""
+        return self.clock_src != fr.CLOCK_GNSS
+
+    def set_clock(self, unix: int, now_ms: int, source: int, at_ms: int = -1) -> None:
+        """unix was the time at at_ms (monotonic; default now_ms): an ack taken a while after
+        it arrived is applied with that delay, not as if fresh."""
+        if at_ms < 0:
+            at_ms = now_ms
+        old = self.clock_unix(at_ms)
         if old >= 0 and -2 <= unix - old <= 2:
+            if source == fr.CLOCK_GNSS:
+                self.clock_src = source  # agrees with GNSS: as good as GNSS
             return
         delta = 0 if old < 0 else unix - old
         delta = max(-0x80000000, min(0x7FFFFFFF, delta))
         self.clock_base = unix
-        self.clock_at_ms = now_ms
+        self.clock_at_ms = at_ms
+        self.clock_src = source
         self.add(fr.CLOCK_SET, now_ms, (source, delta))
 
     # -- records and batches --------------------------------------------------------------
@@ -196,7 +209,7 @@ class App:
             fix = self.nmea.take()
 
     def _fix(self, fix: "nmea.Fix", now_ms: int) -> None:
-        acc, why = self.filter.check(fix, self.clock_unix(now_ms))
+        acc, why = self.filter.check(fix, self.clock_unix(now_ms), self.clock_soft())
         if why:
             return
         self.set_clock(fix.unix(), now_ms, fr.CLOCK_GNSS)
@@ -375,6 +388,11 @@ class App:
         self._status(now)
         due.append(self.next_status_ms)
         self._downlink(now)
+        # Seal a due batch before RF control beacons: an urgent frame (a tamper at home) then
+        # goes out flagged pending in this poll's beacon, not the next one.
+        b = self._batch_due(now)
+        if b >= 0 and b <= now:
+            self.seal(now)
         if self.rf is not None:
             due.append(self.rf.step(now))
         b = self._batch_due(now)

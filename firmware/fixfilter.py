@@ -41,6 +41,13 @@ class FixFilter:
         self.max_speed_ms = max_speed_ms  # faster than any vehicle a wearer is likely in
         self.future_s = 30  # a fix this far ahead of a valid clock is not believed
         self.reanchor_after = 3  # consecutive "jumps" mean the last good fix was the outlier
+        # A clock set from a less precise source (the home unit's ack, a command) may be
+        # behind: this many consecutive 3D epochs that agree with each other on the offset
+        # re-base it to GNSS time (one bogus epoch cannot).
+        self.rebase_after = 3
+        self.rebase_n = 0
+        self.rebase_last = (0, 0)  # (fix unix, offset from the clock) of the last candidate
+        self.rebased = 0
         self.last: "tuple[int, int, int, int] | None" = None  # (unix, lat, lon, acc_dm)
         self.jumps_in_row = 0
         self.rejected: dict[str, int] = {}
@@ -48,10 +55,11 @@ class FixFilter:
             self.rejected[r] = 0
         self.accepted = 0
 
-    def check(self, fix: "Fix", clock_unix: int) -> "tuple[int, str]":
+    def check(self, fix: "Fix", clock_unix: int, clock_soft: bool = False) -> "tuple[int, str]":
         """Returns (accuracy_dm, "") for an accepted fix, else (0, reason). clock_unix is the
-        tag's clock (-1 when it has never been set)."""
-        reason = self._reason(fix, clock_unix)
+        tag's clock (-1 when it has never been set); clock_soft: it was set from a source
+        less precise than GNSS, so consistent GNSS time may re-base it."""
+        reason = self._reason(fix, clock_unix, clock_soft)
         if reason:
             self.rejected[reason] += 1
             return 0, reason
@@ -60,17 +68,38 @@ class FixFilter:
         self.accepted += 1
         return acc, ""
 
-    def _reason(self, fix: "Fix", clock_unix: int) -> str:
+    def _rebase(self, f: "Fix", t: int, clock_unix: int) -> bool:
+        """A future fix against a soft clock: True once rebase_after consecutive 3D epochs
+        (one second apart, with a valid date) put GNSS time at the same offset (+-2 s)."""
+        off = t - clock_unix
+        prev_t, prev_off = self.rebase_last
+        if self.rebase_n and 0 < t - prev_t <= 2 and -2 <= off - prev_off <= 2:
+            self.rebase_n += 1
+        else:
+            self.rebase_n = 1
+        self.rebase_last = (t, off)
+        if f.fix_type < 2 or f.sats < 4 or self.rebase_n < self.rebase_after:
+            return False
+        self.rebase_n = 0
+        self.rebased += 1
+        return True
+
+    def _reason(self, fix: "Fix", clock_unix: int, clock_soft: bool) -> str:
         f = fix
         if not f.valid or f.quality == 0 or f.fix_type == 0:
+            self.rebase_n = 0
             return "no_fix"
         if f.hdop_d > self.hdop_max_d:
+            self.rebase_n = 0
             return "hdop"
         t = f.unix()
         if t < 0:
             return "no_time"
         if clock_unix >= 0 and t > clock_unix + self.future_s:
-            return "future"
+            if not (clock_soft and self._rebase(f, t, clock_unix)):
+                return "future"
+        else:
+            self.rebase_n = 0
         last = self.last
         if last is None:
             return ""

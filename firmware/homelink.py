@@ -17,12 +17,16 @@ _MAX_INBOX = const(8)  # downlink frames waiting for the next poll; more are dro
 
 
 class HomeLink:
-    def __init__(self, prox: "object", store: "object") -> None:
+    def __init__(self, prox: "object", store: "object", ticks_ms: "object" = None) -> None:
         self.prox = prox  # firmware.proximity.Proximity
         self.store = store  # firmware.store.Store
+        self.ticks_ms = ticks_ms  # the board's tick counter: when each ack arrived
         self.connected = False
         self.authorized = False
-        self.acks: list[object] = []  # verified HomeAcks for the next poll
+        # Verified HomeAcks for the next poll, each with the tick it arrived at: the poll may
+        # come a beacon interval later, and the ack's time is applied with that delay.
+        self.acks: list[object] = []
+        self.ack_ticks: list[int] = []
         self.downlinks: list[bytes] = []  # reassembled downlink frames for the next poll
         self.rx = b""
         self.cur: "tuple[int, int, int] | None" = None  # (boot, seq, segment) being served
@@ -50,6 +54,7 @@ class HomeLink:
         if a is not None:
             self.authorized = True
             self.acks.append(a)
+            self.ack_ticks.append(self.ticks_ms() if self.ticks_ms is not None else -1)  # type: ignore[operator]
 
     def _next_frame(self) -> bool:
         st = self.store

@@ -11,7 +11,7 @@
 # fix-at-rest interval.
 from firmware import beacon as bc
 from firmware import frame as fr
-from firmware import modes
+from firmware import modes, ticks
 from firmware.homelink import HomeLink
 from firmware.proximity import BeaconCounter, Proximity
 from firmware.runtime import TYPE_CHECKING
@@ -51,7 +51,7 @@ class RfControl:
         self.prox = Proximity(app.device, app.cfg)
         self.counter = BeaconCounter(app.state)
         self.bkey = bc.beacon_key(app.key)
-        self.link = HomeLink(self.prox, app.store)
+        self.link = HomeLink(self.prox, app.store, app.board.ticks_ms)
         radio.serve(self.link)  # type: ignore[attr-defined]
         self.next_beacon_ms = 0
         self.beacons = 0
@@ -99,8 +99,12 @@ class RfControl:
             self.contacts_charged = link.contacts
         while link.acks:
             a = link.acks.pop(0)
+            rx = link.ack_ticks.pop(0) if link.ack_ticks else -1
+            # The ack's time was the unit's at rx; the poll may come much later.
+            age = ticks.diff(app.mono.last, rx) if rx >= 0 else 0
+            at = now_ms - age if 0 < age <= now_ms else now_ms
             self.prox.acked(a, now_ms, self.in_rf())  # type: ignore[arg-type]
-            app.set_clock(a.unix, now_ms, fr.CLOCK_HOME_UNIT)  # type: ignore[attr-defined]
+            app.set_clock(a.unix, now_ms, fr.CLOCK_HOME_UNIT, at)  # type: ignore[attr-defined]
             if not self.in_rf() and self.prox.should_enter(now_ms):
                 self.prox.entered(a, now_ms)  # type: ignore[arg-type]
                 app.set_mode(RfMode(self.prox.home_unit), now_ms, fr.MODE_REASON_HOME_ACK)

@@ -42,6 +42,7 @@ class Sampler:
         self.last_fix_ms = -1  # last accepted fix (monotonic ms)
         self.last_attempt_ms = -1
         self.next_ms = 0  # when the next fix is due
+        self.plan_ms = -1  # what next_ms counts from (power-on of a fix, or a give-up)
         self.kind = COLD
         self.starts = [0, 0, 0]
         self.timeouts = 0
@@ -59,6 +60,10 @@ class Sampler:
     def wants_on(self, now_ms: int, interval_s: int) -> bool:
         if self.state != OFF:
             return True
+        # The interval may have shrunk since the fix was planned (the wearer started moving
+        # after an hour at rest, the backend raised the rate): bring the next fix forward.
+        if self.plan_ms >= 0 and self.plan_ms + interval_s * 1000 < self.next_ms:
+            self.next_ms = self.plan_ms + interval_s * 1000
         return now_ms >= self.next_ms or interval_s <= _KEEP_ON_S
 
     def power_on(self, now_ms: int) -> int:
@@ -79,10 +84,11 @@ class Sampler:
         self.locate = False
         # Duty-cycled fixes keep their cadence from the power-on, whatever the start took;
         # a receiver left tracking counts from this fix.
-        nxt = self.on_at_ms + interval_s * 1000
-        if interval_s <= _KEEP_ON_S or nxt <= now_ms:
-            nxt = now_ms + interval_s * 1000
-        self.next_ms = nxt
+        base = self.on_at_ms
+        if interval_s <= _KEEP_ON_S or base + interval_s * 1000 <= now_ms:
+            base = now_ms
+        self.plan_ms = base
+        self.next_ms = base + interval_s * 1000
 
     def should_power_off(self, now_ms: int, interval_s: int) -> bool:
         if self.state == OFF or interval_s <= _KEEP_ON_S:
@@ -91,6 +97,7 @@ class Sampler:
             return True
         if now_ms >= self.acquire_deadline_ms():
             self.timeouts += 1
+            self.plan_ms = now_ms
             self.next_ms = now_ms + interval_s * 1000
             return True
         return False

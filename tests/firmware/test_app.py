@@ -64,6 +64,23 @@ def test_at_rest_fixes_hourly():
     flash.close()
 
 
+def test_motion_after_an_hour_at_rest_brings_the_next_fix_forward():
+    app, board, flash = make()
+    start = 75 * MIN  # at rest since boot: fixes at ~0 and ~60 min, the next planned at 120
+
+    def walk(b):
+        b.moving = True
+
+    fb.run(app, board, 80 * MIN, events=[(start, walk)])
+    times = [f.time_of(r) - fb.T0 for f, r in fb.records(board, "fix")]
+    times += [app.batch[i][1] // 1000 for i in range(len(app.batch)) if app.batch[i][0] == fr.FIX]
+    moving = [t for t in times if t >= start // 1000]
+    # Once a minute from the start of the walk, the first within seconds (hot start).
+    assert moving and moving[0] - start // 1000 <= 10
+    assert len(moving) >= 4
+    flash.close()
+
+
 def test_strap_cut_urgent_within_seconds():
     app, board, flash = make()
     cut_at = 5 * MIN + 1234

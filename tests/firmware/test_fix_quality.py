@@ -55,3 +55,27 @@ def test_reanchors_after_repeated_jumps():
     far = 507161700 + 500000
     got = [ff.check(fix(t=T0 + 10 * i, lat=far), -1)[1] for i in range(1, 5)]
     assert got[0] == "jump" and got[1] == "jump" and got[2] == ""
+
+
+def test_soft_clock_rebased_by_consistent_gnss_time_not_by_one_bogus_epoch():
+    # The clock came from the home unit's ack and is 45 s behind GNSS time.
+    clock = T0 - 45
+    ff = fixfilter.FixFilter()
+    assert ff.check(fix(t=T0), clock, True)[1] == "future"  # one epoch is not enough
+    assert ff.check(fix(t=T0 + 1), clock + 1, True)[1] == "future"
+    acc, why = ff.check(fix(t=T0 + 2), clock + 2, True)  # the third consistent epoch
+    assert why == "" and acc == 45 and ff.rebased == 1
+    # A receiver's bogus times (offsets jumping about) never re-base a soft clock ...
+    ff = fixfilter.FixFilter()
+    for i, off in enumerate((3600, 45, 900, 7200, 45, 3600)):
+        assert ff.check(fix(t=T0 + off + i), T0 + i, True)[1] == "future"
+    # ... nor do 2D fixes or a break without a fix between the epochs ...
+    for i in range(5):
+        assert ff.check(fix(t=T0 + 45 + i, ftype=1), T0 + i, True)[1] == "future"
+    for i in range(6):
+        f = fix(t=T0 + 45 + i, q=0 if i % 2 else 1)
+        assert ff.check(f, T0 + i, True)[1] in ("future", "no_fix")
+    # ... and a clock set from GNSS is never re-based by future fixes.
+    for i in range(10):
+        assert ff.check(fix(t=T0 + 45 + i), T0 + i, False)[1] == "future"
+    assert ff.rebased == 0 and ff.accepted == 0

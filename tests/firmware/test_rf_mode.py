@@ -2,6 +2,7 @@
 # a home unit at the other end: arrive -> RF mode -> offload -> freed on the backend's ACK
 # delivered back through the unit; leave -> GPS mode at the lease with a fix; forged,
 # replayed and foreign acks; unpaired tag; clock from the unit; the edge of range.
+from firmware import beacon as bc
 from firmware import config
 from firmware import frame as fr
 from firmware.app import App
@@ -140,6 +141,66 @@ def test_clock_from_the_home_unit_without_gnss():
     sets = [r for _f, r in records(board, board.radio.home, "clock_set")]
     assert sets and sets[0].source == fr.CLOCK_HOME_UNIT
     assert app.mode.code == fr.MODE_RF
+    flash.close()
+
+
+def late_ack(board, home, unix):
+    """The unit answers the tag's last beacon now (a contact between two polls)."""
+    b = bc.decode_beacon(bc.manufacturer_payload(board.radio.adverts[-1]), home.bkey)
+    a = bc.HomeAck(UNIT, fb.DEVICE, unix, home.lease, b.counter, 0)
+    board.radio.contact(bc.encode_home_ack(a, home.pkey), read=False)
+
+
+def test_ack_time_applied_with_the_delay_since_it_arrived():
+    app, board, flash = make()
+    board.sky = False  # no GNSS time: the ack is the only clock
+    fb.run(app, board, 50 * 1000)  # beacons at 0, 15, 30, 45 s; nobody answers
+    home = FakeHome(fb.DEVICE, fb.KEY, board)
+    late_ack(board, home, fb.T0 + board.clock // 1000)
+    board.advance(board.clock + 40 * 1000)  # the next poll comes 40 s later
+    app.poll(board.ticks_ms())
+    assert app.rf.refused_total() == 0 and app.clock_src == fr.CLOCK_HOME_UNIT
+    assert abs(app.clock_unix(app.mono.ms) - (fb.T0 + board.clock // 1000)) <= 1
+    flash.close()
+
+
+def test_back_in_gps_mode_gnss_time_rebases_a_clock_the_home_unit_left_behind():
+    app, board, flash = make()
+    board.sky = False
+    home = arrive(app, board, 5 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    # The unit's time reached the tag 45 s late: the clock runs behind GNSS time.
+    now = app.mono.ms
+    app.set_clock(fb.T0 + now // 1000 - 45, now, fr.CLOCK_HOME_UNIT)
+    board.radio.home = None  # leaves home, out under the sky
+    board.sky = True
+    board.moving = True
+    fixes = app.fixes
+    fb.run(app, board, 20 * MIN)
+    assert app.mode.code == fr.MODE_GPS
+    assert app.fixes - fixes >= 8  # a fix a minute again, not every one rejected as future
+    assert abs(app.clock_unix(app.mono.ms) - (fb.T0 + board.clock // 1000)) <= 1
+    assert app.filter.rebased == 1
+    sets = [r for _f, r in records(board, home, "clock_set")]
+    assert (sets[-1].source, sets[-1].delta_s) == (fr.CLOCK_GNSS, 45)
+    flash.close()
+
+
+def test_tamper_at_home_goes_out_with_the_same_polls_beacon():
+    app, board, flash = make()
+    home = arrive(app, board, 5 * MIN)
+    assert app.mode.code == fr.MODE_RF and app.store.pending() == 0
+    cut_at = 5 * MIN + 7000  # between two RF-mode beacons (30 s apart)
+
+    def cut(b):
+        b.strap = True
+
+    # Run to the poll at the end of the debounce (200 ms), the one that records the tamper.
+    fb.run(app, board, cut_at + 200, events=[(cut_at, cut)])
+    tampers = [(f, r) for f, r in records(board, home, "tamper") if r.sensor == fr.SENSOR_STRAP]
+    assert len(tampers) == 1  # relayed at that poll's beacon, not the next one (30 s on)
+    f, r = tampers[0]
+    assert f.flags & fr.FLAG_URGENT and f.time_of(r) - (fb.T0 + cut_at // 1000) <= 1
     flash.close()
 
 
