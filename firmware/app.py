@@ -13,6 +13,7 @@ from firmware.state import State
 from firmware.store import Store
 from firmware.tamper import Sensor
 from firmware.uplink import Uplink
+from firmware.zonewatch import AT, FAR, ZoneWatch
 
 if TYPE_CHECKING:
     from firmware.board import Board
@@ -53,6 +54,7 @@ class App:
         self.case = Sensor(fr.SENSOR_CASE, self._i("debounce_ms"))
         self.strap.latched = bool(self.state.get("latch_1", False))
         self.case.latched = bool(self.state.get("latch_2", False))
+        self.zones = ZoneWatch(self.state)
         self.downlink = commands.Downlink(self.device, self.key, self.state)
         self.uplink = Uplink(board.modem, self.store, self.device, cfg)
         self.uplink.ledger = self.ledger
@@ -133,6 +135,8 @@ class App:
             or len(self.batch) >= self._i("batch_max_records")
         ):
             return now_ms
+        if now_ms < self.sampler.near_until_ms:  # near a watched zone: upload promptly
+            return self.batch_start_ms + self._i("zone_batch_s") * 1000
         return self.batch_start_ms + self._i("batch_s") * 1000
 
     def seal(self, now_ms: int) -> None:
@@ -237,6 +241,15 @@ class App:
                     fix.hdop_d,
                 ),
             )
+            self._zones(fix, acc, now_ms)
+
+    def _zones(self, fix: "nmea.Fix", acc: int, now_ms: int) -> None:
+        where = self.zones.check(fix.lat_e7, fix.lon_e7, acc, self._i("zone_near_m"))
+        if where == FAR:
+            return
+        self.sampler.near_until_ms = now_ms + self._i("zone_hold_s") * 1000
+        if where == AT:
+            self.flush = True  # an entry reaches the backend with this fix, not a batch later
 
     def _tamper(self, now_ms: int) -> int:
         due = -1
@@ -362,6 +375,9 @@ class App:
         if t == fr.CMD_TIME_SYNC:
             self.set_clock(rec.unix, now_ms, fr.CLOCK_COMMAND)
             return fr.RESULT_OK
+        if t == fr.CMD_ZONE:
+            ok = self.zones.set(rec.slot, rec.lat_e7, rec.lon_e7, rec.radius_m)
+            return fr.RESULT_OK if ok else fr.RESULT_BAD_ARGS
         if t == fr.CMD_CLEAR_TAMPER:
             sensor = self.strap if rec.sensor == fr.SENSOR_STRAP else None
             if rec.sensor == fr.SENSOR_CASE:

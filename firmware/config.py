@@ -42,6 +42,9 @@ DEFAULTS = {
     "home_lat_e7": 0,  # the home's position for RF-home FIX records ...
     "home_lon_e7": 0,
     "home_acc_dm": 0,  # ... and its accuracy (0: no RF-home fixes, MODE records only)
+    "zone_near_m": 300,  # within this of a pushed zone's edge: fast fixes, prompt batches
+    "zone_batch_s": 60,  # ... batches close after this long (at the edge: every fix at once)
+    "zone_hold_s": 120,  # ... for this long after the last fix near a zone
     "fs_root": "/flash/tw",
 }
 

@@ -56,6 +56,7 @@ CMD_NOTIFY = 0x31
 CMD_LOCATE = 0x32
 CMD_TIME_SYNC = 0x33
 CMD_CLEAR_TAMPER = 0x34
+CMD_ZONE = 0x35
 
 SPECS = {
     FIX: (
@@ -93,6 +94,7 @@ SPECS = {
     CMD_LOCATE: ("cmd_locate", ">", ()),
     CMD_TIME_SYNC: ("cmd_time_sync", ">I", ("unix",)),
     CMD_CLEAR_TAMPER: ("cmd_clear_tamper", ">B", ("sensor",)),
+    CMD_ZONE: ("cmd_zone", ">BiiH", ("slot", "lat_e7", "lon_e7", "radius_m")),
 }
 
 # Enumerations carried in record fields.

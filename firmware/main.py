@@ -13,7 +13,7 @@ from firmware import config
 # importing dependencies first, with a collection after each, keeps the boot's peak low. With
 # a frozen image the order costs nothing.
 _LEAVES_FIRST = (
-    "ticks mac frame board files battery sampling modes motion nmea energy fixfilter"
+    "ticks mac frame board files battery sampling modes motion nmea energy fixfilter zonewatch"
     " beacon homelink proximity rfmode state store tamper topics uplink commands app"
 )
 

@@ -18,6 +18,7 @@ package(  # noqa: F821
         "ticks.py",
         "nmea.py",
         "fixfilter.py",
+        "zonewatch.py",
         "sampling.py",
         "energy.py",
         "battery.py",

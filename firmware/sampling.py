@@ -48,10 +48,15 @@ class Sampler:
         self.timeouts = 0
         self.fast_until_unix = 0
         self.locate = False
+        self.near_until_ms = -1  # near a zone the tag watches (zonewatch): sample fast
 
     def interval_s(self, now_ms: int, last_motion_ms: int, unix: int) -> int:
         c = self.cfg
-        if self.locate or (unix >= 0 and unix < self.fast_until_unix):
+        if (
+            self.locate
+            or (unix >= 0 and unix < self.fast_until_unix)
+            or now_ms < self.near_until_ms
+        ):
             return c["fix_fast_s"]
         if last_motion_ms >= 0 and now_ms - last_motion_ms < c["rest_after_s"] * 1000:
             return c["fix_moving_s"]

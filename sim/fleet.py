@@ -36,6 +36,7 @@ import numpy as np
 from firmware import beacon as bc
 from firmware import config as fw_config
 from firmware import frame as fr
+from firmware import topics
 from firmware.app import App
 from sim import clock as sclock
 from sim import gnss, rf
@@ -317,6 +318,7 @@ class Fleet:
             up.record = self.o.record_frames
             up.start()
             self.uplink = up
+            self._push_zones(up, set(self.hil_indices()), exclude=True)
         else:
             keygen = random.Random(self.o.seed)
             for tag_id, unit in pairs:
@@ -337,6 +339,23 @@ class Fleet:
             self.tags.append(tag)
         if self.o.backend and self.o.home_units:
             self._home_units()
+
+    def _push_zones(self, up: SharedUplink, which: set[int], exclude: bool = False) -> None:
+        """Each subject's exclusion zones to their tag (cmd_zone on its down topic), as the
+        backend sends them when an order's zones are set (backend.zone_push). Fleet tags'
+        down topics are held by the shared client; a HIL tag's session exists only after its
+        first connection, so its zones go once it has had time to call in."""
+        if self.backend is None or not self.subject_of:
+            return
+        from backend.zone_push import zone_command
+
+        with self.backend.engine.begin() as conn:
+            for sid, i in sorted(self.subject_of.items()):
+                if (i in which) == exclude:
+                    continue
+                tag = self.sim.subjects[i].tag_id
+                data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
+                up.client.publish(topics.tag_down(tag), data, qos=topics.QOS)
 
     def provisioning(self, i: int) -> dict[str, object]:
         """A tag's provisioning file: id, key, paired home unit and its home's position."""
@@ -515,6 +534,7 @@ class Fleet:
         t = start
         if self.farm is not None:
             self.farm.tick(start / 1000)
+        hil_zones_at = start + 15 * 60_000 if self.hil else None
         while t < stop:
             t1 = min(t + slice_ms, stop)
             if self.farm is not None:
@@ -533,6 +553,13 @@ class Fleet:
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
+            if (
+                hil_zones_at is not None
+                and t >= hil_zones_at
+                and isinstance(self.uplink, SharedUplink)
+            ):
+                self._push_zones(self.uplink, set(self.hil_indices()))
+                hil_zones_at = None
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
                     self.counters["barrier_timeouts"] += 1

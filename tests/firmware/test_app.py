@@ -231,3 +231,36 @@ def test_battery_critical_is_urgent_and_reports_hours_left():
     assert crit and crit[0][0].flags & fr.FLAG_URGENT
     assert crit[0][1].hours_left < 0xFFFF
     flash.close()
+
+
+def test_zone_pushed_to_the_tag_gets_an_entry_uploaded_at_once():
+    app, board, flash = make()
+    board.moving = True
+    lat, lon = board.pos
+    per_m = 1 / 0.0111319  # 1e-7 degrees of latitude per metre
+    centre = lat + round(1000 * per_m)  # a 200 m zone 1 km north
+    zone = fr.Record(fr.CMD_ZONE, slot=0, lat_e7=centre, lon_e7=lon, radius_m=200)
+    board.modem.inbox.append(command(1, zone))
+    fb.run(app, board, 10 * MIN)
+    assert results(board) == [(1, fr.RESULT_OK)]
+    assert app.sampler.interval_s(app.mono.ms, app.motion.last_motion_ms, -1) == 60  # far
+
+    def near(b):
+        b.pos = (centre - round(250 * per_m), lon)  # 50 m from the edge
+
+    def inside(b):
+        b.pos = (centre, lon)
+
+    fb.run(app, board, 14 * MIN, events=[(10 * MIN + 30000, near), (12 * MIN, inside)])
+    sent_at = {}
+    for f, r in fb.records(board, "fix"):
+        if r.lat_e7 == centre:
+            sent_at.setdefault("first", (f.time_of(r), f.ts))
+    fix_t, frame_t = sent_at["first"]
+    # Sampling fast near the zone: the first fix inside within 15 s (+ hot start) of entry,
+    # and sealed with that fix (not 10 fixes later), so it left within seconds.
+    assert fix_t - (fb.T0 + 12 * 60) <= 20 and frame_t - fix_t <= 1
+    # The zone survives a reboot (persisted).
+    app2 = App(fb.FakeBoard(flash.files()), config.merge(dict(fb.CFG)))
+    assert app2.zones.zones == [[0, centre, lon, 200]]
+    flash.close()

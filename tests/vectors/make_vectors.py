@@ -113,6 +113,11 @@ def frames() -> list[dict[str, Any]]:
     out.append(
         ("long_mac_empty", TAG_KEY, fr.Frame(fr.TAG_DATA, 1, 65535, 2**32 - 1, 0, [], 0, 32))
     )
+    zones = [
+        fr.Record(fr.CMD_ZONE, slot=0, lat_e7=507200000, lon_e7=-18795000, radius_m=350),
+        fr.Record(fr.CMD_ZONE, slot=7, lat_e7=0, lon_e7=0, radius_m=0),
+    ]
+    out.append(("command_zone", TAG_KEY, fr.Frame(fr.COMMAND, 1001, 0, 43, T0 + 4, zones, 1)))
     return [
         {"name": n, "key": k.hex(), "hex": fr.encode(f, k).hex(), "frame": f.to_dict()}
         for n, k, f in out
