@@ -553,16 +553,12 @@ class Fleet:
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
-            if (
-                hil_zones_at is not None
-                and t >= hil_zones_at
-                and isinstance(self.uplink, SharedUplink)
-            ):
-                self._push_zones(self.uplink, set(self.hil_indices()))
-                hil_zones_at = None
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
                     self.counters["barrier_timeouts"] += 1
+                if hil_zones_at is not None and t >= hil_zones_at:
+                    self._push_zones(self.uplink, set(self.hil_indices()))
+                    hil_zones_at = None
             if self.backend is not None and t >= next_rules_tick:
                 self.backend.tick(t / 1000)
                 next_rules_tick = t + self.o.rules_tick_s * 1000
