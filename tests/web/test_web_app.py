@@ -191,14 +191,6 @@ def test_draw_zones_on_the_map(tab: Browser, stack: Scenario) -> None:
 def test_correlation_query_on_the_map(tab: Browser, stack: Scenario) -> None:
     tab.sign_in(stack.world.user(UNIT_A, "officer"))
     page = tab.go("investigations")
-    paths = stack.http.get("/api/openapi.json").json()["paths"]
-    has_api = "/api/investigations/correlate" in paths
-    if not has_api:
-        # Until the investigations router is included the screen says so, and nothing else.
-        page.wait_for_selector(".screen p[role=status]")
-        assert "does not offer" in page.locator(".screen").inner_text()
-        tab.shot("investigations")
-        return
     box = _box(page, "#inv-map")
     page.wait_for_selector("#inv-lat")
     # A-1's last positions are ~300 m east of home: place the incident there by a click

@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.storage.schema import positions
+from tests.backend.api.world import PARTNER_UNIT
 from tests.backend.rules.scenario import offset
 from tests.web.conftest import PASSWORD, Browser
-from tests.web.scenario import START, TAG_A, TAG_B, UNIT_A, ZONE_DX, Scenario
+from tests.web.scenario import START, TAG_A, TAG_B, UNIT_A, UNIT_B, ZONE_DX, Scenario
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -297,3 +298,39 @@ def test_where_a_named_subject_was_instead(tab: Browser, stack: Scenario) -> Non
     assert record["purpose"] == "web test: is A-1 a suspect?"
     status = page.inner_text("#inv-status")
     assert f"record {record['id']}" in status
+
+
+def test_a_shared_subjects_exports_follow_the_share(tab: Browser, stack: Scenario) -> None:
+    """A-2 is shared with probation for its trail and reports, with MOSOVO for live
+    position and alerts only: probation downloads the report (a disclosure, audited as
+    such); MOSOVO's buttons are refused with a message and nothing is downloaded."""
+    a2 = stack.world.subjects["A-2"]
+    partner = stack.world.user(PARTNER_UNIT, "partner")
+    page = tab.sign_in(partner)
+    page = tab.go(f"subjects/{a2}")
+    page.wait_for_selector("#exports button")
+    with page.expect_download() as info:
+        page.locator("#exports button", has_text="(CSV)").click()
+    rows = list(csv.reader(io.StringIO(Path(info.value.path()).read_text())))
+    assert rows[1][:3] == ["subject", "A-2", str(a2)]
+    disclosed = _audit(stack, "disclose.reports", a2)
+    assert disclosed[-1]["user_id"] == stack.world.users[partner][0]
+    page.click("#sign-out")
+    page.wait_for_selector("#username")
+
+    downloads: list[Any] = []
+    page = tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    page.on("download", lambda d: downloads.append(d))
+    page = tab.go(f"subjects/{a2}")
+    page.wait_for_selector("#exports button")
+    page.fill("#export-reference", "MOSOVO-1")
+    page.fill("#export-purpose", "web test: not ours to export")
+    for label in ("(zip)", "(CSV)"):
+        page.locator("#exports button", has_text=label).click()
+        page.wait_for_selector("#export-status .error:has-text('failed')")
+        page.evaluate("document.getElementById('export-status').replaceChildren()")
+    assert downloads == []
+    refused = _audit(stack, "access.denied", a2)
+    assert {r["user_id"] for r in refused} >= {
+        stack.world.users[stack.world.user(UNIT_B, "officer")][0]
+    }

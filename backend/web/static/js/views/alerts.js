@@ -15,6 +15,7 @@ export async function render(el, ctx, args) {
   const alerts = new Map();
   let selected = args[0] ? Number(args[0]) : null;
   let detailCleanup = null;
+  let detailGeneration = 0;
 
   // Filters
   const stateBoxes = STATES.map((s) =>
@@ -132,22 +133,32 @@ export async function render(el, ctx, args) {
     { signal: abort.signal, onState: (s) => (liveState.textContent = s) },
   );
 
+  // The detail is rebuilt whenever the alert changes (the user's own actions, and stream
+  // updates that may arrive at any moment): only the newest rebuild draws, and what the user
+  // was typing and where the focus was survive it.
   async function showDetail(id) {
+    const mine = ++detailGeneration;
     selected = id;
     for (const tr of tbody.querySelectorAll("tr")) tr.setAttribute("aria-selected", String(tr.dataset.alert === String(id)));
-    if (detailCleanup) detailCleanup();
-    detailCleanup = null;
     let a;
     try {
       a = await api.get(`/api/alerts/${id}`);
     } catch (e) {
+      if (mine !== detailGeneration) return;
+      if (detailCleanup) detailCleanup();
+      detailCleanup = null;
       clear(detail, h("p", { class: "error", role: "alert", text: `Alert ${id}: ${errorText(e)}` }));
+      delete detail.dataset.alert;
       return;
     }
+    if (mine !== detailGeneration) return;
+    if (detailCleanup) detailCleanup();
+    detailCleanup = null;
+    const kept = detail.dataset.alert === String(a.id) ? formState(detail) : null;
     alerts.set(a.id, a);
     const msg = h("p", { role: "status", id: "alert-action-status" });
     const body = [
-      h("h2", { id: "alert-title", text: `${label(a.type)} · ${subjectName(a.subject_id)}` }),
+      h("h2", { id: "alert-title", tabindex: "-1", text: `${label(a.type)} · ${subjectName(a.subject_id)}` }),
       h(
         "dl",
         { class: "facts" },
@@ -175,7 +186,6 @@ export async function render(el, ctx, args) {
                 announce("Alert acknowledged");
                 await showDetail(a.id);
                 await load();
-                focusTitle();
               } catch (e) {
                 msg.textContent = errorText(e);
               }
@@ -207,7 +217,6 @@ export async function render(el, ctx, args) {
                 announce("Alert resolved");
                 await showDetail(a.id);
                 await load();
-                focusTitle();
               } catch (e) {
                 msg.textContent = errorText(e);
               }
@@ -236,11 +245,19 @@ export async function render(el, ctx, args) {
     }
     body.push(evList, h("h3", { text: "History" }), h("ul", {}, a.actions.map((x) => h("li", { text: `${fmtTime(x.at)} ${x.action}${x.note ? ` — ${x.note}` : ""}` }))));
     clear(detail, body);
+    detail.dataset.alert = String(a.id);
+    if (kept) restoreFormState(kept);
 
     const map = await baseMap(mapEl, ctx.config, { label: "Evidence map" });
+    if (mine !== detailGeneration) {
+      map.remove();
+      return;
+    }
+    detailCleanup = () => map.remove();
     const layers = [];
     try {
       const zones = await api.get(`/api/subjects/${a.subject_id}/zones`);
+      if (mine !== detailGeneration) return; // a newer rebuild has removed this map
       for (const z of zones.features) layers.push(zoneLayer(z).addTo(map));
     } catch {
       // Zones need the view scope, which every reader of the alert has; nothing to add otherwise.
@@ -253,17 +270,30 @@ export async function render(el, ctx, args) {
     }
     if (pts.length > 1) L.polyline(pts.map((e) => [e.lat_e7 / 1e7, e.lon_e7 / 1e7]), { color: "#b3261e", weight: 1, dashArray: "3 3" }).addTo(map);
     fitTo(map, layers);
-    detailCleanup = () => map.remove();
   }
 
-  // Keyboard and screen-reader users continue from the alert's heading after opening or
-  // working an alert (the detail is rebuilt, which would otherwise drop the focus).
+  function formState(root) {
+    const active = root.contains(document.activeElement) ? document.activeElement : null;
+    const values = [...root.querySelectorAll("input[id], select[id], textarea[id]")].map((e) => [e.id, e.value]);
+    return { values, focus: active ? active.id || null : null, hadFocus: active !== null };
+  }
+
+  function restoreFormState(kept) {
+    for (const [fieldId, value] of kept.values) {
+      const e = document.getElementById(fieldId);
+      if (e && detail.contains(e)) e.value = value;
+    }
+    if (!kept.hadFocus) return;
+    const again = kept.focus ? document.getElementById(kept.focus) : null;
+    if (again && detail.contains(again)) again.focus();
+    else focusTitle();
+  }
+
+  // Keyboard and screen-reader users continue from the alert's heading after opening an
+  // alert; after working one, the rebuild puts the focus there (the button is gone).
   function focusTitle() {
     const title = document.getElementById("alert-title");
-    if (title) {
-      title.tabIndex = -1;
-      title.focus();
-    }
+    if (title) title.focus();
   }
 
   function evidenceText(e) {
