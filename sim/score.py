@@ -281,7 +281,8 @@ def score_alerts(
     criteria: dict[str, Criterion] | None = None,
     subjects: Iterable[int] | None = None,
 ) -> dict[str, TypeScore]:
-    """Per truth type in `criteria`: match alerts to episodes of the same subject."""
+    """Per truth type in `criteria`: match alerts to episodes of the same subject whose
+    span (start to end, or still open) overlaps the episode widened by the tolerance."""
     criteria = criteria or CRITERIA
     only = set(subjects) if subjects is not None else None
     out: dict[str, TypeScore] = {}
@@ -295,8 +296,16 @@ def score_alerts(
         used: set[int] = set()
         ts = TypeScore(kind, len(must), 0, len(mine), 0, 0)
         for e in sorted(must):
+            # An alert is this episode's if its span overlaps the episode (widened by the
+            # tolerance): where the condition starts is measured differently by the backend
+            # (the home unit losing the tag at the door, the first fix away) and by the truth
+            # (leaving the premises), but an alert covering the breach is not a false one.
             lo, hi = e.start_ms - c.tolerance_ms, e.end_ms + c.tolerance_ms
-            cands = [a for a in by_subject.get(e.subject, []) if lo <= a.start_ms <= hi]
+            cands = [
+                a
+                for a in by_subject.get(e.subject, [])
+                if a.start_ms <= hi and (a.end_ms is None or a.end_ms >= lo)
+            ]
             if not cands:
                 ts.missed.append({"subject": e.subject, "start_ms": e.start_ms, "end_ms": e.end_ms})
                 continue

@@ -75,6 +75,20 @@ def table_source(fleet: Fleet, result: RunResult) -> sc_score.AlertSource:
     return sc_score.TableAlertSource(fleet.backend.engine, fleet.subject_of)
 
 
+def test_an_alert_covering_a_breach_matches_it_however_its_start_was_measured() -> None:
+    # The home unit lost the tag at the bus stop by the door 6 minutes before the subject
+    # left the premises (the truth's start): the alert spans the breach, so it is detected
+    # and not false; an alert over a different span of the same subject is false.
+    truth = tr.TruthLog([tr.Episode(3_600_000, 9_000_000, tr.CURFEW_BREACH, 1)], 0, 86_400_000)
+    early = Alert(tr.CURFEW_BREACH, 1, 3_240_000, 3_900_000, 9_000_000)
+    s = score_alerts(truth, [early])[tr.CURFEW_BREACH]
+    assert (s.detected, s.false_alerts, s.latencies_ms) == (1, 0, [0])
+    elsewhere = Alert(tr.CURFEW_BREACH, 1, 20_000_000, 20_700_000, 21_000_000)
+    s = score_alerts(truth, [early, elsewhere])[tr.CURFEW_BREACH]
+    assert (s.detected, s.false_alerts) == (1, 1)
+    assert alert_failures(score_alerts(truth, [elsewhere]), 10.0)
+
+
 @pytest.fixture(scope="module")
 def gate_run(tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     sc = scenario.load(GATE_SCENARIO)
