@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 from rich.console import Console
 
@@ -182,10 +182,8 @@ def _serve(
     backend = fleet.backend
     for name, path in outcome.paths.items():
         console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
-    # cast: sim.world.Zone is a frozen dataclass (read-only fields), which mypy will not
-    # match with the layer's Protocol of plain attributes; the shapes are the same.
     layer = Path(backend.settings.data_dir) / "world.geojson"
-    world = write_world_layer(cast("Any", fleet.sim.world), layer)
+    world = write_world_layer(fleet.sim.world, layer)
     clock = ContinuingClock(backend.clock.now())
     app = create_app(backend.settings, clock, backend.engine)
     app.state.tagwatch_web = WebSettings(world_layer=world)

@@ -23,11 +23,17 @@ PUBLIC_PLACES = frozenset({"probation", "town", "park"})
 
 
 class _Zone(Protocol):
-    name: str
-    kind: str
-    x: float
-    y: float
-    radius_m: float
+    # Read-only properties: a frozen dataclass (the simulator's zones) matches them.
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def x(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def radius_m(self) -> float: ...
 
 
 class _World(Protocol):
