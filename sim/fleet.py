@@ -318,7 +318,6 @@ class Fleet:
             up.record = self.o.record_frames
             up.start()
             self.uplink = up
-            self._push_zones(up, set(self.hil_indices()), exclude=True)
         else:
             keygen = random.Random(self.o.seed)
             for tag_id, unit in pairs:
@@ -337,6 +336,10 @@ class Fleet:
             tag = FleetTag(i, s.tag_id, self.keys[s.tag_id], w, board, cfg)
             tag.radio = TagRadio(s.tag_id, self.lock)
             self.tags.append(tag)
+        if isinstance(self.uplink, SharedUplink):
+            # Only now: every fleet tag has its downlink box, so the shared client does not
+            # drop the commands as addressed to a tag it does not run.
+            self._push_zones(self.uplink, hil, exclude=True)
         if self.o.backend and self.o.home_units:
             self._home_units()
 
@@ -349,11 +352,14 @@ class Fleet:
             return
         from backend.zone_push import zone_command
 
+        hil = set(self.hil_indices())
         with self.backend.engine.begin() as conn:
             for sid, i in sorted(self.subject_of.items()):
                 if (i in which) == exclude:
                     continue
                 tag = self.sim.subjects[i].tag_id
+                if i not in hil:
+                    up.box(tag)  # held for the tag from now on, whenever this is called
                 data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
                 up.client.publish(topics.tag_down(tag), data, qos=topics.QOS)
 
@@ -553,6 +559,8 @@ class Fleet:
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
+                if self.farm is not None:  # relays this slice's beacons began, in lock-step
+                    self.farm.settle(t / 1000)
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
                     self.counters["barrier_timeouts"] += 1

@@ -1,16 +1,21 @@
-"""The fleet board and runner without a broker: the real firmware fed by the world."""
+"""The fleet board and runner: the real firmware fed by the world (mostly without a broker;
+the zone push goes through Mosquitto and the backend)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 
 from firmware import frame as fr
 from firmware import nmea as fw_nmea
+from sim import fleet as fleet_module
 from sim import scenario
 from sim.fleet import Fleet, RunOptions, SubjectWorld
 from sim.fleet_board import FleetBoard, MemFiles, mv_from_level
-from sim.fleet_uplink import LoopbackUplink
-from sim.generate import generate
+from sim.fleet_uplink import LoopbackUplink, SharedUplink
+from sim.generate import Simulation, generate
 
 
 def test_memfiles_behaves_like_the_firmware_files() -> None:
@@ -98,3 +103,46 @@ def test_fleet_only_run_is_deterministic_for_a_seed() -> None:
     assert a == b
     fixes = sum(1 for p in a.values() for r in fr.parse(p).records if r.type == fr.FIX)
     assert fixes > 50
+
+
+class SlowWorld(SubjectWorld):
+    """A subject's world that takes a while to build, as on a loaded machine or beside HIL
+    tags starting: downlinks published during set-up arrive while it is being built."""
+
+    def __init__(self, sim: Simulation, i: int) -> None:
+        time.sleep(0.2)
+        super().__init__(sim, i)
+
+
+@pytest.mark.broker
+def test_zones_pushed_at_the_start_reach_every_fleet_tag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runner pushes each subject's exclusion zones (cmd_zone) when it sets up. The shared
+    # client drops a downlink for a tag it has no box for, so however slow the set-up, the
+    # push must come after the fleet tags exist; every tag then holds its zones and answered.
+    from backend.zone_push import zone_records
+
+    monkeypatch.setattr(fleet_module, "SubjectWorld", SlowWorld)
+    sc = scenario.load("edge-cases")
+    opts = RunOptions(seed=2, subjects=4, days=1, hours=0.25, drain_s=0, home_units=False)
+    with Fleet(sc, opts) as f:
+        r = f.run()
+        assert isinstance(f.uplink, SharedUplink) and f.uplink.unknown == 0
+        assert f.tags and f.backend is not None
+        for sid, i in f.subject_of.items():
+            tag = next(t for t in f.tags if t.index == i)
+            with f.backend.engine.connect() as conn:
+                want = [
+                    [rec.slot, rec.lat_e7, rec.lon_e7, rec.radius_m]
+                    for rec in zone_records(conn, sid)
+                    if rec.radius_m
+                ]
+            assert want, f"subject {i} has no exclusion zone to push"
+            assert tag.app is not None and sorted(tag.app.zones.zones) == sorted(want)
+            results = [
+                (rec.cmd_seq, rec.result)
+                for k, p in r.frames.items()
+                if k[0] == tag.device
+                for rec in fr.parse(p).records
+                if rec.type == fr.COMMAND_RESULT
+            ]
+            assert results and all(res == fr.RESULT_OK for _, res in results), results
