@@ -77,11 +77,15 @@ class HomeUnit:
         self.pubacked: collections.OrderedDict[int, float] = collections.OrderedDict()
         self.subscribed_tags: set[int] = set()
         self.busy: set[int] = set()  # tags with a contact in progress
+        # A beacon asking for an offload heard while a contact with its tag was open: the
+        # contact to make as soon as that one ends (the newest such beacon per tag).
+        self.deferred: dict[int, Contact] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.sensed: Reading | None = None
         self.next_heartbeat = 0.0
         self.next_sensor_poll = 0.0
         self.wake = asyncio.Event()
+        self.stopping = False
         self._load_stored_config()
 
     # -- configuration --------------------------------------------------------------------
@@ -185,11 +189,29 @@ class HomeUnit:
             return
         if contact.tag in self.busy:
             self.counters["contact_busy"] += 1
+            if contact.offload:
+                # The tag has sealed something since the beacon being answered (a tamper
+                # right after a routine beacon): the open contact was not asked to offload,
+                # so contact it again as soon as this one ends instead of waiting a whole
+                # beacon interval for the next pending flag.
+                self.deferred[contact.tag] = contact
             return
+        self._start_contact(contact)
+
+    def _start_contact(self, contact: Contact) -> None:
         self.busy.add(contact.tag)
         task = asyncio.get_running_loop().create_task(self._contact(contact))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _start_deferred(self, tag: int) -> None:
+        c = self.deferred.pop(tag, None)
+        if c is None or self.stopping:
+            return
+        # The ack signed when its beacon was heard: it carries the unit's time at the moment
+        # the tag sent that beacon, as every ack does (the tag applies it with the delay since).
+        self.counters["contact_deferred"] += 1
+        self._start_contact(c)
 
     async def _contact(self, c: Contact) -> None:
         try:
@@ -207,6 +229,7 @@ class HomeUnit:
             log.info("contact_failed", tag=c.tag, reason=e.reason, detail=e.detail)
         finally:
             self.busy.discard(c.tag)
+            self._start_deferred(c.tag)
 
     def take_offload(self, tag: int, frames: list[bytes]) -> None:
         """Queue what a tag handed over. The unit cannot check a tag's MAC (it has no tag
@@ -519,6 +542,7 @@ class HomeUnit:
                 self.wake.clear()
                 self.poll()
         finally:
+            self.stopping = True
             await self.radio.stop()
             for task in list(self.tasks):
                 task.cancel()

@@ -14,6 +14,7 @@ simulator writes, so an unplugged unit is seen through the daemon's own sensor c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from typing import Any
 
 from firmware import beacon as bc
 from firmware import topics
+from firmware.frame import DecodeError
 from home_unit import pushed_config
 from home_unit.clock import SimClock
 from home_unit.daemon import HomeUnit
@@ -105,6 +107,11 @@ class HomeUnitFarm:
         self._done: list[asyncio.Future[None]] = []
         self.beacons_sent = 0
         self.shutdown_errors = 0
+        # Units sent a beacon asking for an offload since the last settle(): their contacts
+        # and relays are finished in lock-step at the slice end.
+        self.to_settle: set[int] = set()
+        self.settles = 0
+        self.settle_timeouts = 0
         self.mains: dict[int, bool] = {}
 
     def _supply(self, unit: int) -> Path:
@@ -216,6 +223,38 @@ class HomeUnitFarm:
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)
         self.beacons_sent += 1
+        payload = bc.manufacturer_payload(adv)
+        if payload is not None:
+            with contextlib.suppress(DecodeError):
+                b = bc.parse_beacon(payload)[0]
+                if b.status & bc.ST_PENDING or b.pending:
+                    self.to_settle.add(unit)
+
+    def settle(self, t: float, timeout: float = 10.0) -> None:
+        """Lock-step for the relay: the units sent a beacon with frames pending since the
+        last call finish their contacts (a tick at t: the simulator answers their GATT
+        requests meanwhile, from other threads, so the caller must not hold the fleet's lock)
+        and wait until the backend has acknowledged every frame they queued, so a relayed
+        frame (a tamper at home) is stored at the simulated time it was offloaded, not
+        whenever real time lets the runner's slices stop outrunning the relay."""
+        units = sorted(self.to_settle)
+        self.to_settle.clear()
+        if not units:
+            return
+        self.settles += 1
+        self.air.tick_all(units, t)
+        deadline = time.monotonic() + timeout
+
+        def waiting(u: int) -> bool:
+            unit = self.units[u]
+            online = unit.link is not None and unit.link.connected
+            return online and unit.counters["relay_queued"] > unit.counters["relay_freed"]
+
+        while any(waiting(u) for u in units):
+            if time.monotonic() > deadline:
+                self.settle_timeouts += 1
+                return
+            time.sleep(0.0005)
 
     def counters(self) -> dict[str, int]:
         out: dict[str, int] = {}
