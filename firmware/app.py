@@ -3,11 +3,10 @@
 # drive the mode's positioning and transport, act on ACKs and commands) and returns the tick
 # at which it next needs to run. Nothing here sleeps, blocks or reads a clock: the board does.
 from firmware import battery as bat
-from firmware import commands, modes, motion, nmea, sampling, ticks
+from firmware import commands, config, modes, motion, nmea, sampling, ticks
 from firmware import frame as fr
 from firmware.energy import Ledger
 from firmware.fixfilter import FixFilter
-from firmware.rfmode import RfControl
 from firmware.runtime import TYPE_CHECKING
 from firmware.state import State
 from firmware.store import Store
@@ -17,6 +16,7 @@ from firmware.zonewatch import AT, FAR, ZoneWatch
 
 if TYPE_CHECKING:
     from firmware.board import Board
+    from firmware.rfmode import RfControl
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
 
@@ -78,10 +78,15 @@ class App:
         board.watchdog_start(self._i("watchdog_ms"))
         self.add(fr.BOOT, 0, (board.reset_cause(), self._i("fw_version")))
         self.set_mode(modes.GpsMode(), 0, fr.MODE_REASON_BOOT)
-        # A board with a BLE radio beacons and can enter RF home mode; one without stays in
-        # GPS mode (a board's `radio` is optional).
+        # A paired tag on a board with a BLE radio beacons and can enter RF home mode; an
+        # unpaired one, or a board without a radio, stays in GPS mode and never loads the RF
+        # code (a fifth of the firmware's heap where modules load into RAM).
         radio = getattr(board, "radio", None)
-        self.rf = RfControl(self, radio) if radio is not None else None
+        self.rf: "RfControl | None" = None
+        if radio is not None and config.paired(cfg):
+            from firmware.rfmode import RfControl
+
+            self.rf = RfControl(self, radio)
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]

@@ -105,3 +105,10 @@ def merge(given: "object") -> "dict[str, object]":
         except ValueError:
             raise ConfigError("pairing_key must be empty or 64 hex digits") from None
     return cfg
+
+
+def paired(cfg: "dict[str, object]") -> bool:
+    """Paired with a home unit (an id and its pairing key): only then can the tag use RF home
+    mode, so only then does it load the RF code and beacon."""
+    unit, pk = cfg.get("home_unit", 0), cfg.get("pairing_key", "")
+    return type(unit) is int and unit != 0 and type(pk) is str and len(pk) == 64

@@ -14,12 +14,14 @@ from firmware import config
 # a frozen image the order costs nothing.
 _LEAVES_FIRST = (
     "ticks mac frame board files battery sampling modes motion nmea energy fixfilter zonewatch"
-    " beacon homelink proximity rfmode state store tamper topics uplink commands app"
+    " state store tamper topics uplink commands"
 )
+_RF = "beacon homelink proximity rfmode"  # only a tag paired with a home unit uses these
 
 
-def preload() -> None:
-    for name in _LEAVES_FIRST.split():
+def preload(cfg: "dict[str, object]") -> None:
+    names = _LEAVES_FIRST + (" " + _RF if config.paired(cfg) else "") + " app"
+    for name in names.split():
         __import__("firmware." + name)
         gc.collect()
 
@@ -39,7 +41,7 @@ def make_board(cfg: "dict[str, object]") -> "object":
 
 def main(path: str) -> None:
     cfg = config.load(path)
-    preload()
+    preload(cfg)
     board = make_board(cfg)
     from firmware.app import App
 

@@ -126,10 +126,13 @@ def test_forged_replayed_and_foreign_acks_never_enter_rf_mode():
 
 
 def test_unpaired_tag_never_enters_rf_mode():
+    # Unpaired, the tag has no RF control at all: it does not beacon (nothing to spend power
+    # on, nothing for a unit to answer) and a unit's acks reach nothing.
     app, board, flash = make(paired=False)
     arrive(app, board, 10 * MIN)
     assert app.mode.code == fr.MODE_GPS
-    assert app.rf.prox.refused["unpaired"] >= 10
+    assert app.rf is None and board.radio.adverts == []
+    assert app.fixes > 0  # it is an ordinary GPS-mode tag
     flash.close()
 
 
