@@ -96,16 +96,18 @@ class Sampler:
         self.next_ms = base + interval_s * 1000
 
     def should_power_off(self, now_ms: int, interval_s: int) -> bool:
-        if self.state == OFF or interval_s <= _KEEP_ON_S:
+        if self.state == OFF:
             return False
-        if self.state == _TRACKING:
-            return True
-        if now_ms >= self.acquire_deadline_ms():
+        # An attempt past its budget is given up even when fixes are wanted fast: keeping a
+        # receiver on is for tracking between fixes, not for searching for hours from where it
+        # found nothing (switched on indoors). Fast sampling restarts it straight away.
+        if self.state == ACQUIRING and now_ms >= self.acquire_deadline_ms():
             self.timeouts += 1
             self.plan_ms = now_ms
             self.next_ms = now_ms + interval_s * 1000
             return True
-        return False
+        # Tracking with fixes far apart: off until the next one.
+        return interval_s > _KEEP_ON_S and self.state not in (OFF, ACQUIRING)
 
     def power_off(self, now_ms: int) -> None:
         self.state = OFF

@@ -264,3 +264,30 @@ def test_zone_pushed_to_the_tag_gets_an_entry_uploaded_at_once():
     app2 = App(fb.FakeBoard(flash.files()), config.merge(dict(fb.CFG)))
     assert app2.zones.zones == [[0, centre, lon, 200]]
     flash.close()
+
+
+def test_fast_sampling_gives_up_an_attempt_without_a_fix_and_tries_again():
+    # The receiver stays on between 15-s fixes (near a zone, a fix asked for now), but an
+    # attempt with no fix within its budget (switched on indoors) is not kept searching for
+    # hours: it is counted as a timeout and the receiver restarted, which then gets its fix.
+    app, board, flash = make()
+    board.moving = True
+    board.ttff_ms = 10**9  # this first attempt never gets a fix
+    app.sampler.locate = True  # a fix wanted now: 15-s sampling until it comes
+    ons = []
+    power = board.gnss_power
+
+    def gnss_power(on):
+        if on:
+            ons.append(board.clock)
+            if len(ons) > 1:
+                board.ttff_ms = 25000  # the next attempt finds the sky
+        power(on)
+
+    board.gnss_power = gnss_power
+    fb.run(app, board, 10 * MIN)
+    assert app.sampler.timeouts >= 1 and len(ons) >= 2
+    # Given up after the cold-start budget (120 s), not kept on for the whole 10 minutes.
+    assert ons[1] - ons[0] <= 150000
+    assert app.fixes >= 5  # then one every 15 s
+    flash.close()
