@@ -68,6 +68,7 @@ class App:
         self.batch_start_ms = 0
         self.batch_urgent = False
         self.flush = False
+        self.zone_retry_ms = -1  # last uplink retry forced by a fix inside a zone
         self.next_battery_ms = 0
         self.next_status_ms = 0
         self.refusal_reported_ms = -60000
@@ -255,6 +256,13 @@ class App:
         self.sampler.near_until_ms = now_ms + self._i("zone_hold_s") * 1000
         if where == AT:
             self.flush = True  # an entry reaches the backend with this fix, not a batch later
+            # In a coverage gap the uplink backs off (doubling up to backoff_max_s): inside a
+            # zone it retries at least every zone_batch_s instead, so an entry leaves about a
+            # minute after coverage returns, not at the back-off's next turn.
+            every = self._i("zone_batch_s") * 1000
+            if self.zone_retry_ms < 0 or now_ms - self.zone_retry_ms >= every:
+                self.zone_retry_ms = now_ms
+                self.uplink.urgent_now()
 
     def _tamper(self, now_ms: int) -> int:
         due = -1
