@@ -68,7 +68,8 @@ class App:
         self.batch_start_ms = 0
         self.batch_urgent = False
         self.flush = False
-        self.zone_retry_ms = -1  # last uplink retry forced by a fix inside a zone
+        self.zone_owed = False  # a fix inside a zone not yet acknowledged (_zone_retry)
+        self.zone_retry_ms = -1  # the last uplink retry it forced
         self.next_battery_ms = 0
         self.next_status_ms = 0
         self.refusal_reported_ms = -60000
@@ -256,13 +257,23 @@ class App:
         self.sampler.near_until_ms = now_ms + self._i("zone_hold_s") * 1000
         if where == AT:
             self.flush = True  # an entry reaches the backend with this fix, not a batch later
-            # In a coverage gap the uplink backs off (doubling up to backoff_max_s): inside a
-            # zone it retries at least every zone_batch_s instead, so an entry leaves about a
-            # minute after coverage returns, not at the back-off's next turn.
-            every = self._i("zone_batch_s") * 1000
-            if self.zone_retry_ms < 0 or now_ms - self.zone_retry_ms >= every:
-                self.zone_retry_ms = now_ms
-                self.uplink.urgent_now()
+            self.zone_owed = True
+
+    def _zone_retry(self, now_ms: int) -> int:
+        """In a coverage gap the uplink backs off (doubling up to backoff_max_s). From a fix
+        inside a zone until the log is acknowledged it retries at least every zone_batch_s
+        instead, so an entry leaves about a minute after coverage returns (even after the
+        visit), not at the back-off's next turn. Returns the next retry (-1: none owed)."""
+        if not self.zone_owed:
+            return -1
+        if self.store.pending() == 0:  # (the fix's frame was sealed: flush, before this)
+            self.zone_owed = False
+            return -1
+        every = self._i("zone_batch_s") * 1000
+        if self.zone_retry_ms < 0 or now_ms - self.zone_retry_ms >= every:
+            self.zone_retry_ms = now_ms
+            self.uplink.urgent_now()
+        return self.zone_retry_ms + every
 
     def _tamper(self, now_ms: int) -> int:
         due = -1
@@ -429,6 +440,7 @@ class App:
             self.seal(now)
             b = self._batch_due(now)
         due.append(b)
+        due.append(self._zone_retry(now))
         due.append(self.mode.step(self, now))
         self._downlink(now)
         if self.flush and self.batch:

@@ -1,6 +1,6 @@
-# A zone entry in a cellular coverage gap: the fixes inside the zone are stored, and once
-# coverage returns they reach the backend within about a minute, not after the uplink's
-# exponential back-off (30 s doubling to 30 min) has run its course.
+# A zone visit in a cellular coverage gap: the fixes inside the zone are stored, and once
+# coverage returns (even after the visit) they reach the backend within about a minute, not
+# after the uplink's exponential back-off (30 s doubling to 30 min) has run its course.
 from firmware import config
 from firmware import frame as fr
 from firmware.app import App
@@ -42,11 +42,15 @@ def test_zone_entry_in_a_coverage_gap_leaves_soon_after_coverage_returns():
     def inside(b):
         b.pos = (centre, lon)
 
+    def out(b):
+        b.pos = (lat, lon)
+
     def back(b):
         b.modem.coverage = True
 
-    # Coverage goes at 11 min, the wearer enters the zone at 13 min, coverage returns at 33.
-    events = [(11 * MIN, gap), (13 * MIN, inside), (33 * MIN, back)]
+    # Coverage goes at 11 min, the wearer is in the zone from 13 to 25 min, coverage returns
+    # at 33 min, after the visit (the entry is owed until it is acknowledged).
+    events = [(11 * MIN, gap), (13 * MIN, inside), (25 * MIN, out), (33 * MIN, back)]
     fb.run(app, board, 40 * MIN, events=events)
     first = None  # (sent at, fix time) of the first frame with a fix inside the zone
     for at, payload in sent_at:
