@@ -9,7 +9,10 @@ state and stored episodes come from the worker's cache (cache.py), checked again
 database by one query per batch, so several workers on a shared subscription stay
 consistent. If the batch transaction fails, each subject is retried alone. Commands the
 rules ask for (fast sampling near exclusion zones) are signed with the tag's key, numbered
-with the device's command sequence and published on its down topic.
+with the device's command sequence and published on its down topic. So is the subject's
+set of circular exclusion zones (cmd_zone, backend/zone_push.py) whenever it differs from the
+last set recorded for its current tag; checked against the database only when the subject's
+config version or tag changes.
 
 `tick(now)` (the RuleTimer thread calls it every `tick_s` of wall time, reading the backend
 clock object, so a simulator that drives the clock drives it too) moves every monitored
@@ -38,7 +41,8 @@ from backend.rules.model import Command, Obs
 from backend.rules.observe import frame_observations, security_observation
 from backend.rules.store import config_versions, load_config, subjects_of_devices
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import device_commands
+from backend.storage.schema import TAG, device_commands
+from backend.zone_push import zone_update
 from firmware import frame as fr
 from firmware import topics
 
@@ -76,6 +80,10 @@ class MonitoringSink(RuleSink):
         self.cache = cache or SubjectCache()
         self._lock = threading.RLock()  # ingest thread and timer thread
         self.on_changes: list[Callable[[int, Changes], None]] = []
+        # Per subject, the (config version, tag) whose zones were last found recorded for
+        # that tag: zones change only with the version (the API bumps it), so the database
+        # is asked again only when either changes. Set after the transaction commits.
+        self._zones_checked: dict[int, tuple[int, int | None]] = {}
 
     def bind(self, publish: Publisher, key_for: KeyLookup) -> None:
         self.publish, self.key_for = publish, key_for
@@ -196,6 +204,7 @@ class MonitoringSink(RuleSink):
     def _transaction(self, work: Work, now: float) -> dict[int, Changes]:
         results: dict[int, Changes] = {}
         sent: list[tuple[int, bytes]] = []
+        checked: dict[int, tuple[int, int | None]] = {}
         with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             if callable(work):
                 work = work(conn)
@@ -214,7 +223,9 @@ class MonitoringSink(RuleSink):
                 else:
                     results[subj] = ev.observe(cfg, obs, int(now))
                 sent += self._commands(conn, results[subj].commands, now)
+                sent += self._zones(conn, cfg, now, checked)
             repo.flush()
+        self._zones_checked.update(checked)
         self.counts["evaluations"] += len(subjects)
         self.counts["observations"] += sum(len(o) for o in work.values() if o is not None)
         for subj, changes in results.items():
@@ -263,6 +274,36 @@ class MonitoringSink(RuleSink):
             )
             out.append((c.device, fr.encode(frame, key)))
         return out
+
+    def _zones(
+        self,
+        conn: Connection,
+        cfg: SubjectConfig,
+        now: float,
+        checked: dict[int, tuple[int, int | None]],
+    ) -> list[tuple[int, bytes]]:
+        """A cmd_zone for the subject's current tag if its zones differ from the last set
+        recorded for that tag, numbered inside the evaluation's transaction."""
+        if self.publish is None or self.key_for is None:
+            return []
+        current = [a for a in cfg.assignments if a.role == TAG and a.covers(int(now))]
+        device = max(current, key=lambda a: a.start).device if current else None
+        seen = (cfg.version, device)
+        if self._zones_checked.get(cfg.subject) == seen:
+            return []
+        if device is None:
+            checked[cfg.subject] = seen
+            return []
+        key = self.key_for(device)
+        if key is None:
+            self.counts["commands_unsendable"] += 1
+            return []
+        checked[cfg.subject] = seen
+        data = zone_update(conn, device, cfg.subject, key, now)
+        if data is None:
+            return []
+        self.counts["zone_pushes"] += 1
+        return [(device, data)]
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None
