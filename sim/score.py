@@ -11,7 +11,9 @@ dwell (sim.truth); the scorer applies each rule's: a truth episode that lasted a
 rule's required duration must be alerted (recall), shorter ones must not be; an alert that
 matches no episode long enough is a false alert (precision, false alerts per 100 tag-days).
 Detection latency is alert raised time minus the moment it became due (episode start plus
-the required duration), in simulated time.
+the required duration), in simulated time; for what only the tag's own cellular uplink can
+report (an exclusion-zone entry: the subject is away from home), a moment due inside a
+coverage gap in the truth (dead zone, outage) is due when coverage returns.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class Completeness:
     positions_lost: int
     positions_doubled: int
     positions_mismatched: int  # stored rows that differ from what the frame said
+    lost: list[tuple[int, int, int]] = field(default_factory=list)  # the first lost frames
 
     @property
     def ok(self) -> bool:
@@ -129,6 +132,7 @@ def completeness(result: RunResult, engine: Engine) -> Completeness:
         frames_stored=len(stored & sealed),
         frames_on_tags=len(on_tags & sealed - stored),
         frames_lost=len(sealed - stored - on_tags),
+        lost=sorted(sealed - stored - on_tags)[:20],
         frames_unknown=len(stored - sealed),
         positions_generated=generated,
         positions_stored=len(rows),
@@ -216,6 +220,10 @@ class Criterion:
     required_ms: int
     latency_ms: int
     tolerance_ms: int = 5 * MIN_MS
+    # Reported only through the tag's own cellular uplink (the subject is away from home):
+    # a moment due without coverage (a dead zone, an outage: in the truth) is due when
+    # coverage returns. No tag can report sooner; it must report then, within latency_ms.
+    cellular: bool = False
 
 
 # Defaults follow backend/rules (curfew grace 10 min, exclusion dwell 30 s, tamper at once)
@@ -223,7 +231,7 @@ class Criterion:
 # 3 and 4 minutes.
 CRITERIA: dict[str, Criterion] = {
     tr.CURFEW_BREACH: Criterion(10 * MIN_MS, 5 * MIN_MS),
-    tr.EXCLUSION_ZONE_ENTRY: Criterion(30_000, 2 * MIN_MS),
+    tr.EXCLUSION_ZONE_ENTRY: Criterion(30_000, 2 * MIN_MS, cellular=True),
     tr.STRAP_CUT: Criterion(0, 60_000, 60_000),
     tr.CASE_OPEN: Criterion(0, 60_000, 60_000),
 }
@@ -275,6 +283,22 @@ def false_rate(n: int, tag_days: float) -> float:
     return 100.0 * n / tag_days if tag_days > 0 else 0.0
 
 
+NO_COVERAGE = (tr.CELLULAR_DEAD_ZONE, tr.CELLULAR_OUTAGE)
+
+
+def covered_from(truth: tr.TruthLog, subject: int, t_ms: int) -> int:
+    """The first instant at or after t_ms at which the subject's tag has cellular coverage,
+    from the truth's dead-zone visits and outages (one subject's, or everyone's)."""
+    gaps = [e for e in truth.of_subject(subject) if e.type in NO_COVERAGE]
+    moved = True
+    while moved:
+        moved = False
+        for e in gaps:
+            if e.start_ms <= t_ms < e.end_ms:
+                t_ms, moved = e.end_ms, True
+    return t_ms
+
+
 def score_alerts(
     truth: tr.TruthLog,
     alerts: Sequence[Alert],
@@ -312,10 +336,16 @@ def score_alerts(
             first = min(cands, key=lambda a: a.raised_ms)
             ts.detected += 1
             used.update(id(a) for a in cands)
-            lat = max(0, first.raised_ms - (e.start_ms + c.required_ms))
+            due = e.start_ms + c.required_ms
+            if c.cellular:
+                due = covered_from(truth, e.subject, due)
+            lat = max(0, first.raised_ms - due)
             ts.latencies_ms.append(lat)
             if lat > c.latency_ms:
-                ts.late.append({"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat})
+                late = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
+                if due != e.start_ms + c.required_ms:
+                    late["due_ms"] = due  # held back by a coverage gap until then
+                ts.late.append(late)
         ts.true_alerts = sum(1 for a in mine if id(a) in used)
         ts.false_alerts = len(mine) - ts.true_alerts
         out[kind] = ts

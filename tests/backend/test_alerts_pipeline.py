@@ -26,6 +26,7 @@ from backend.storage.schema import (
     users,
     zones,
 )
+from backend.zone_push import ZONE_COMMAND_KEY
 from firmware import frame as fr
 from firmware import topics
 from tests.backend.rules.scenario import offset
@@ -118,11 +119,16 @@ def test_live_frames_raise_one_alert_with_evidence_and_commands(world: World) ->
         cmds = list(conn.execute(select(device_commands).order_by(device_commands.c.seq)))
     assert [c.seq for c in cmds] == list(range(1, len(cmds) + 1)) and cmds
     # 7.5 minutes near the zone, a fast period of 15: asked once (renewal is due only after
-    # half the period), however many times the unsettled tail was folded.
-    assert len(cmds) == 1
-    sent = [p for t, p in world.published if fr.parse(p).mtype == fr.COMMAND]
-    got = fr.decode(sent[0], world.tag.key)  # signed with the tag's own key
-    assert got.records[0].key == fr.CFG_FAST_UNTIL and got.seq == 1
+    # half the period), however many times the unsettled tail was folded. Beside it, the
+    # subject's zone went to the tag once (cmd_zone, device_commands key 0).
+    assert [c.key for c in cmds].count(fr.CFG_FAST_UNTIL) == 1
+    assert [c.key for c in cmds if c.key != fr.CFG_FAST_UNTIL] == [ZONE_COMMAND_KEY]
+    sent = [fr.decode(p, world.tag.key) for t, p in world.published]  # signed with its key
+    commands = [f for f in sent if f.mtype == fr.COMMAND]
+    fast = [f for f in commands if f.records[0].name == "cmd_config"]
+    assert len(fast) == 1 and fast[0].records[0].key == fr.CFG_FAST_UNTIL
+    zone = [f for f in commands if f.records[0].name == "cmd_zone"]
+    assert len(zone) == 1 and [r.radius_m for r in zone[0].records if r.radius_m] != []
 
 
 def test_reordered_duplicated_late_delivery_gives_the_same_alerts(world: World) -> None:

@@ -58,3 +58,23 @@ def test_two_alerts_for_one_episode_are_both_true() -> None:
     ]
     s = score_alerts(_truth(ep), alerts)[tr.EXCLUSION_ZONE_ENTRY]
     assert (s.detected, s.true_alerts, s.false_alerts) == (1, 2, 0)
+
+
+def test_a_zone_entry_without_coverage_is_due_when_coverage_returns() -> None:
+    # Subject 0 enters a zone inside a dead zone; coverage returns after an outage for
+    # everyone that follows on. The entry is due then (no tag could report sooner) and
+    # must be reported within 2 minutes of it; a tamper in the same gap is not held back.
+    entry = tr.Episode(10 * M, 20 * M, tr.EXCLUSION_ZONE_ENTRY, 0)
+    dead = tr.Episode(9 * M, 25 * M, tr.CELLULAR_DEAD_ZONE, 0)
+    outage = tr.Episode(24 * M, 30 * M, tr.CELLULAR_OUTAGE, tr.ALL_SUBJECTS)
+    other = tr.Episode(0, 60 * M, tr.CELLULAR_DEAD_ZONE, 1)  # another subject's gap
+    cut = tr.Episode(12 * M, 13 * M, tr.STRAP_CUT, 0)
+    truth = _truth(entry, dead, outage, other, cut)
+    on_time = [Alert(tr.EXCLUSION_ZONE_ENTRY, 0, 10 * M, 31 * M)]
+    s = score_alerts(truth, on_time)[tr.EXCLUSION_ZONE_ENTRY]
+    assert s.detected == 1 and s.late == [] and s.latencies_ms == [M]
+    late = [Alert(tr.EXCLUSION_ZONE_ENTRY, 0, 10 * M, 33 * M)]
+    s = score_alerts(truth, late)[tr.EXCLUSION_ZONE_ENTRY]
+    assert s.late == [{"subject": 0, "start_ms": 10 * M, "latency_ms": 3 * M, "due_ms": 30 * M}]
+    tamper = [Alert(tr.STRAP_CUT, 0, 12 * M, 31 * M)]
+    assert score_alerts(truth, tamper)[tr.STRAP_CUT].late[0]["latency_ms"] == 19 * M
