@@ -38,6 +38,9 @@ from firmware import config as fw_config
 from firmware import frame as fr
 from firmware import topics
 from firmware.app import App
+from firmware.files import Files
+from firmware.state import State
+from firmware.store import Store
 from sim import clock as sclock
 from sim import gnss, rf
 from sim.fleet_board import FleetBoard, WorldView, mv_from_level
@@ -208,6 +211,16 @@ class SubjectWorld:
             charging=self.charging,
             covered=self.covered,
         )
+
+
+def flash_log(files: Files, cfg: dict[str, object]) -> Store:
+    """The flash log a tag left on its files (as the firmware opens it at boot)."""
+
+    def setting(name: str) -> int:
+        v = cfg.get(name, fw_config.DEFAULTS[name])
+        return v if isinstance(v, int) else int(str(v))
+
+    return Store(files, State(files), setting("store_bytes"), setting("seg_bytes"))
 
 
 @dataclass
@@ -608,8 +621,10 @@ class Fleet:
             app = tag.app
             if app is not None:
                 boots.append((app.boot, app.seq))
-                for boot, seq, data in app.store.pending_frames():
-                    pending[(tag.device, boot, seq)] = data
+            # A tag whose battery ran flat still holds its log in flash: read it from there.
+            store = app.store if app is not None else flash_log(tag.board.files(), tag.cfg)
+            for boot, seq, data in store.pending_frames():
+                pending[(tag.device, boot, seq)] = data
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()

@@ -35,6 +35,25 @@ def test_memfiles_behaves_like_the_firmware_files() -> None:
         raise AssertionError("reading a removed file must fail")
 
 
+def test_a_dead_tags_flash_log_is_read_for_the_accounting() -> None:
+    # A tag whose battery ran flat has no running firmware, but its flash still holds the
+    # frames it sealed and the backend never acknowledged: the run counts them as on the tag.
+    files = MemFiles()
+    cfg = {"store_bytes": 65536, "seg_bytes": 4096}
+    frames = [
+        fr.encode(fr.Frame(fr.TAG_DATA, 7, 3, s, 1795737600 + s, [], 1), bytes(32))
+        for s in range(5)
+    ]
+    running = fleet_module.flash_log(files, cfg)
+    for f in frames:
+        running.append(f)
+    running.ack(3, 0, 1)
+    del running  # power gone
+    held = list(fleet_module.flash_log(files, cfg).pending_frames())
+    assert [(b, s) for b, s, _ in held] == [(3, 2), (3, 3), (3, 4)]
+    assert [d for _, _, d in held] == frames[2:]
+
+
 def test_cell_voltage_follows_the_level() -> None:
     mv = [mv_from_level(x / 20) for x in range(21)]
     assert mv == sorted(mv) and mv[0] == 3300 and mv[-1] == 4200
