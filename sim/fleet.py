@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -213,7 +213,7 @@ class SubjectWorld:
         )
 
 
-def flash_log(files: Files, cfg: dict[str, object]) -> Store:
+def flash_log(files: Files, cfg: Mapping[str, object]) -> Store:
     """The flash log a tag left on its files (as the firmware opens it at boot)."""
 
     def setting(name: str) -> int:
