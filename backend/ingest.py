@@ -763,15 +763,9 @@ _FRAME_COLUMNS = (
     "late",
     "raw",
 )
-if fr.SPECS[fr.FIX][2] != ("dt", "lat_e7", "lon_e7", *_FIX_TAIL) or _FIX_TAIL != (
-    "acc_dm",
-    "fix_type",
-    "source",
-    "sats",
-    "speed_cms",
-    "course_cd",
-    "hdop_d",
-):
+# The row tuples take the fix's fields in wire order: dt, lat, lon first, the rest (the
+# tail) into position columns of the same names, which the loop below checks exist.
+if fr.SPECS[fr.FIX][2][:3] != ("dt", "lat_e7", "lon_e7"):
     raise RuntimeError("ingest's FIX unpacking does not match the codec's FIX record")
 for _table, _cols in ((positions, _POSITION_COLUMNS), (frames, _FRAME_COLUMNS)):
     if sorted(_cols) != sorted(c.name for c in _table.columns if c.name != "id"):

@@ -80,7 +80,7 @@ class Browser:
         if response.status >= 500 or (response.status >= 400 and not api):
             self.errors.append(f"{response.status} {response.url}")
 
-    def sign_in(self, username: str, password: str = PASSWORD) -> Any:
+    def submit_credentials(self, username: str, password: str = PASSWORD) -> Any:
         page = self.page
         page.goto(f"{self.base}/")
         # Keyboard only: the username field has focus, Tab to the password, Enter submits.
@@ -89,6 +89,10 @@ class Browser:
         page.keyboard.press("Tab")
         page.keyboard.type(password)
         page.keyboard.press("Enter")
+        return page
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> Any:
+        page = self.submit_credentials(username, password)
         page.wait_for_selector("#top:not([hidden])")
         return page
 

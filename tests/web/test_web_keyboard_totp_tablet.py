@@ -61,13 +61,7 @@ def _totp_user(stack: Scenario) -> tuple[str, bytes]:
 
 def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
     name, secret = _totp_user(stack)
-    page = tab.page
-    page.goto(f"{stack.url}/")
-    page.wait_for_selector("#username:focus")
-    page.keyboard.type(name)
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    page.keyboard.press("Enter")
+    page = tab.submit_credentials(name, PASSWORD)
     # The password was right: the form asks for the code and puts the cursor there.
     page.wait_for_selector("#otp:focus")
     assert "one-time code" in page.inner_text("#signin-error")

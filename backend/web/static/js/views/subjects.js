@@ -167,13 +167,16 @@ async function renderSubject(el, ctx, id) {
   const play = h("button", { type: "button", id: "trail-play", "aria-pressed": "false", disabled: true, text: "Play" });
   const speed = h("select", { id: "trail-speed" }, [60, 300, 900, 3600].map((s) => h("option", { value: s, text: `${s / 60} min/s`, selected: s === 300 })));
   const mapEl = h("div", { class: "map", id: "trail-map" });
+  // Enabled once its handler is attached below (the exports and the map load in between): a
+  // click before then would submit the form as a plain page request.
+  const load = h("button", { type: "submit", id: "trail-load", disabled: true, text: "Load trail" });
   const form = h(
     "form",
     { class: "row", "aria-label": "Trail time range" },
     h("div", {}, ...field("From", fromIn)),
     h("div", {}, ...field("To", toIn)),
     h("div", {}, ...field("Purpose (recorded in the audit log)", purpose)),
-    h("button", { type: "submit", id: "trail-load", text: "Load trail" }),
+    load,
   );
   el.append(
     h(
@@ -283,6 +286,7 @@ async function renderSubject(el, ctx, id) {
       msg.textContent = e.status === 403 ? "Your unit may not see this subject's trail." : errorText(e);
     }
   });
+  load.disabled = false;
 
   // Timeline: device events and alerts, newest first.
   el.append(
