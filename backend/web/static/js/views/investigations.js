@@ -43,7 +43,7 @@ export async function render(el, ctx) {
     ...field("Reference", reference),
     ...field("Purpose (recorded in the audit log)", purpose),
     ...field("Subject (for where they were instead)", who),
-    h("button", { type: "submit", id: "inv-run", text: "Run query" }),
+    h("button", { type: "submit", id: "inv-run", disabled: true, text: "Run query" }),
     msg,
   );
 
@@ -59,7 +59,7 @@ export async function render(el, ctx) {
     ...field("Incident file", file),
     ...field("Batch reference", batchRef),
     ...field("Purpose (recorded in the audit log)", batchPurpose),
-    h("button", { type: "submit", id: "batch-run", text: "Upload and run" }),
+    h("button", { type: "submit", id: "batch-run", disabled: true, text: "Upload and run" }),
     batchOut,
   );
   el.append(h("div", { class: "split" }, mapEl, h("aside", { class: "panel", "aria-label": "Query" }, form, results, batch)));
@@ -192,6 +192,7 @@ export async function render(el, ctx) {
       msg.textContent = errorText(e);
     }
   });
+  form.querySelector("#inv-run").disabled = false; // handler attached: usable now
 
   batch.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -249,5 +250,6 @@ export async function render(el, ctx) {
       batchOut.append(h("p", { class: "error", text: errorText(e) }));
     }
   });
+  batch.querySelector("#batch-run").disabled = false;
   return () => map.remove();
 }

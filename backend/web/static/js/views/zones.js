@@ -34,7 +34,7 @@ export async function render(el, ctx, args) {
   const purpose = h("input", { id: "preview-purpose", maxlength: 500, placeholder: "e.g. checking a new exclusion zone" });
   const previewBtn = h("button", { type: "button", class: "secondary", id: "zone-preview", text: "Preview breaches (last 24 h)" });
   const preview = h("div", { id: "preview-result", "aria-live": "polite" });
-  const saveBtn = h("button", { type: "submit", id: "zone-save", text: "Save zone" });
+  const saveBtn = h("button", { type: "submit", id: "zone-save", disabled: true, text: "Save zone" }); // enabled once its handler is attached
   const cancelBtn = h("button", { type: "button", class: "secondary", id: "zone-cancel", text: "New zone", hidden: true });
   const formTitle = h("h2", { id: "zone-form-title", text: "New zone" });
   const form = h(
@@ -260,6 +260,7 @@ export async function render(el, ctx, args) {
       msg.textContent = errorText(e);
     }
   });
+  saveBtn.disabled = false;
 
   await loadZones(true);
   return () => map.remove();
