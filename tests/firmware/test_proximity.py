@@ -9,7 +9,9 @@ from tests.firmware.fakehome import UNIT, UNIT_KEY, pairing
 from tests.firmware.flash import Flash
 
 MICROPYTHON = True
-MICROPYTHON_HEAP = "160k"  # a littlefs mount beside the loaded test code
+# A littlefs mount beside the loaded test code; 160k left 5 % to spare (measured), too
+# little for a CI machine to be sure of: ~25 % above the need.
+MICROPYTHON_HEAP = "200k"
 TAG = 4242
 
 
