@@ -419,7 +419,8 @@ def delete_exception(obj: ExceptionManage, db: DB, clock: ClockDep, log: Audit) 
 # ---- zones ------------------------------------------------------------------------------
 
 
-def _zone_feature(r: Any) -> dict[str, Any]:
+def zone_feature(r: Any) -> dict[str, Any]:
+    """A zones row as the GeoJSON Feature the API answers (also the live map's)."""
     return ZoneFeature(
         id=r.id,
         geometry=r.geometry,
@@ -443,7 +444,7 @@ def _zone_feature(r: Any) -> dict[str, Any]:
 def list_zones(subject: SubjectView, db: DB) -> FeatureCollection:
     """The subject's zones as a GeoJSON FeatureCollection."""
     rows = db.execute(select(zones).where(zones.c.subject_id == subject.id).order_by(zones.c.id))
-    return FeatureCollection(features=[_zone_feature(r) for r in rows])
+    return FeatureCollection(features=[zone_feature(r) for r in rows])
 
 
 @router.post("/subjects/{subject_id}/zones", response_model=ZoneFeature, status_code=201)
@@ -473,7 +474,7 @@ def create_zone(
     ).scalar_one()
     _changed(db, subject.id, clock.now())
     log.record("zone.create", subject_ids=[subject.id], scope=roles.MANAGE, detail={"id": zid})
-    return _zone_feature(db.execute(select(zones).where(zones.c.id == zid)).one())
+    return zone_feature(db.execute(select(zones).where(zones.c.id == zid)).one())
 
 
 @router.patch("/zones/{zone_id}", response_model=ZoneFeature)
@@ -492,7 +493,7 @@ def update_zone(
         scope=roles.MANAGE,
         detail={"id": obj.object_id, "fields": sorted(values)},
     )
-    return _zone_feature(db.execute(select(zones).where(zones.c.id == obj.object_id)).one())
+    return zone_feature(db.execute(select(zones).where(zones.c.id == obj.object_id)).one())
 
 
 @router.delete("/zones/{zone_id}", status_code=204)

@@ -43,6 +43,7 @@ from backend.api.deps import (
     visible_subjects,
 )
 from backend.api.models_monitoring import FeatureCollection, ZoneFeatureCreate
+from backend.api.routes_subjects import zone_feature
 from backend.rules.geo import Projection, ZoneIndex
 from backend.rules.schedule import active_at
 from backend.rules.zones import ZoneParams
@@ -211,26 +212,6 @@ def _in_force(now: float) -> Any:
     return (a.starts_at <= now) & ((a.ends_at.is_(None)) | (a.ends_at > now))
 
 
-def _zone_feature(r: Any) -> dict[str, Any]:
-    return {
-        "type": "Feature",
-        "id": r.id,
-        "geometry": r.geometry,
-        "properties": {
-            "name": r.name,
-            "kind": r.kind,
-            "shape": r.shape,
-            "radius_m": r.radius_m,
-            "width_m": r.width_m,
-            "buffer_m": r.buffer_m,
-            "victim": r.victim,
-            "schedule": r.schedule,
-            "dwell_s": r.dwell_s,
-            "subject_id": r.subject_id,
-        },
-    }
-
-
 def _last_position(db: Connection, tag: int, since: int) -> LivePosition | None:
     p = positions.c
     r = db.execute(
@@ -351,7 +332,7 @@ def live(
         now=now,
         subjects=out,
         zones=FeatureCollection(
-            features=[_zone_feature(z) for z in zone_rows if z.subject_id in listed]
+            features=[zone_feature(z) for z in zone_rows if z.subject_id in listed]
         ),
     )
 
