@@ -25,6 +25,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+# The browser's computer is set to a zone far from London: the UI shows and reads every time
+# in Europe/London whatever the computer's zone (docs/web.md), and a test that reads a time
+# off the screen would pass by accident in a browser that happened to run on London time.
+BROWSER_TIME_ZONE = "America/New_York"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
@@ -51,6 +55,7 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             args=CHROMIUM_ARGS,
             headless=True,
             viewport={"width": 1366, "height": 900},
+            timezone_id=BROWSER_TIME_ZONE,
         )
         context.set_default_timeout(30_000)  # a loaded 2-core CI machine is slow
         yield context
@@ -106,6 +111,24 @@ class Browser:
 
     def close(self) -> None:
         self.page.close()
+
+
+def focused(page: Any) -> str:
+    """The focused element, described: its id, or its accessible label, or its text."""
+    described: str = page.evaluate(
+        """() => { const e = document.activeElement;
+                   return e.id || e.getAttribute('aria-label') || e.textContent.trim(); }"""
+    )
+    return described
+
+
+def tab_to(page: Any, wanted: str, key: str = "Tab", limit: int = 80) -> int:
+    """Press Tab (or Shift+Tab) until the focused element is described by `wanted`."""
+    for presses in range(1, limit + 1):
+        page.keyboard.press(key)
+        if focused(page) == wanted:
+            return presses
+    raise AssertionError(f"{wanted!r} not reached with {limit} x {key} (at {focused(page)!r})")
 
 
 @pytest.fixture

@@ -228,7 +228,8 @@ def test_admin_and_audit_screens(tab: Browser, stack: Scenario) -> None:
     page = tab.sign_in(stack.world.user(UNIT_A, "administrator"))
     page.wait_for_selector("section[aria-label='Users'] tbody tr")
     assert "MOSOVO" in page.locator("section[aria-label='Units']").inner_text()
-    assert page.locator("nav a").all_inner_texts() == ["Admin"]  # no subject data screens
+    # No subject data screens: Admin, and the account's own sign-in settings.
+    assert page.locator("nav a").all_inner_texts() == ["Admin", "Security"]
     tab.shot("admin", full_page=True)
     page.click("#sign-out")
     page.wait_for_selector("#username")

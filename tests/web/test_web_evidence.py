@@ -12,8 +12,10 @@ import io
 import json
 import re
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -21,10 +23,11 @@ from sqlalchemy import func, select
 from backend.storage.schema import positions
 from tests.backend.api.world import PARTNER_UNIT
 from tests.backend.rules.scenario import offset
-from tests.web.conftest import PASSWORD, Browser
+from tests.web.conftest import PASSWORD, Browser, focused, tab_to
 from tests.web.scenario import START, TAG_A, TAG_B, UNIT_A, UNIT_B, ZONE_DX, Scenario
 
 pytestmark = pytest.mark.timeout(120)
+LONDON = ZoneInfo("Europe/London")
 
 
 def _auditor(stack: Scenario) -> dict[str, str]:
@@ -45,16 +48,14 @@ def _audit(stack: Scenario, action: str, subject_id: int | None = None) -> list[
     return records
 
 
-def _local_input(page: Any, t: int) -> str:
-    """A datetime-local value for Unix time t in the browser's own time zone."""
-    value: str = page.evaluate(
-        """t => { const d = new Date(t * 1000);
-                  const p = (n) => String(n).padStart(2, "0");
-                  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}` +
-                         `T${p(d.getHours())}:${p(d.getMinutes())}`; }""",
-        t,
-    )
-    return value
+def _local_input(t: int) -> str:
+    """A datetime-local value for Unix time t: the UI reads them in London time."""
+    return datetime.fromtimestamp(t, LONDON).strftime("%Y-%m-%dT%H:%M")
+
+
+def _civil(t: float) -> str:
+    """Unix time t as the UI shows it: London civil time with the zone's abbreviation."""
+    return datetime.fromtimestamp(t, LONDON).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _fixes_stored(stack: Scenario, device: int) -> int:
@@ -268,8 +269,8 @@ def test_where_a_named_subject_was_instead(tab: Browser, stack: Scenario) -> Non
     page.fill("#inv-lat", f"{lat:.6f}")
     page.fill("#inv-lon", f"{lon:.6f}")
     page.fill("#inv-radius", "100")
-    page.fill("#inv-from", _local_input(page, t0))
-    page.fill("#inv-to", _local_input(page, t1))
+    page.fill("#inv-from", _local_input(t0))
+    page.fill("#inv-to", _local_input(t1))
     page.fill("#inv-reference", "CRIME-77")
     page.fill("#inv-purpose", "web test: is A-1 a suspect?")
     page.select_option("#inv-subject", str(a1))
@@ -298,6 +299,79 @@ def test_where_a_named_subject_was_instead(tab: Browser, stack: Scenario) -> Non
     assert record["purpose"] == "web test: is A-1 a suspect?"
     status = page.inner_text("#inv-status")
     assert f"record {record['id']}" in status
+    # Every time in civil time: the summary's closest approach included, no Unix seconds.
+    assert re.search(r"\b\d{9,}\b", page.inner_text("#inv-results")) is None
+    assert re.search(r"at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (BST|GMT) ", summary), summary
+
+
+def test_where_instead_for_a_hit_of_the_correlation_by_keyboard(
+    tab: Browser, stack: Scenario
+) -> None:
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page = tab.go("investigations")
+    page.wait_for_selector("#inv-run:enabled")
+    a1 = stack.world.subjects["A-1"]
+    # A place on A-1's trail half-way through the window (a fix a minute, 2 m east each).
+    t0, t1 = START + 2 * 3600, START + 3 * 3600
+    lat, lon = offset(-400.0 + 2 * 150, 40.0)
+    page.fill("#inv-lat", f"{lat:.6f}")
+    page.fill("#inv-lon", f"{lon:.6f}")
+    page.fill("#inv-radius", "100")
+    page.fill("#inv-from", _local_input(t0))
+    page.fill("#inv-to", _local_input(t1))
+    page.fill("#inv-reference", "CRIME-88")
+    page.fill("#inv-purpose", "web test: who was near the bus stop?")
+    page.focus("#inv-purpose")
+    page.keyboard.press("Enter")  # submits the correlation query (no subject chosen)
+    page.wait_for_selector(f'#inv-hits tbody tr[data-subject="{a1}"]')
+    assert page.locator("#inv-hits tbody tr").count() == 1
+    assert page.locator("#inv-where-out").inner_text() == ""
+
+    # From the query form, Tab reaches the row's subject link, then its labelled button.
+    page.focus("#inv-run")
+    assert tab_to(page, "Where instead: A-1", limit=6) == 2
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#inv-where-out #inv-summary")
+    # The answer opens under the hits (still listed), and focus is on its heading.
+    assert page.locator("#inv-hits tbody tr").count() == 1
+    assert focused(page) == "inv-where-title"
+    assert page.inner_text("#inv-where-title") == "Where A-1 was"
+    summary = page.inner_text("#inv-summary")
+    assert summary.startswith("within")
+    tab.shot("investigations-where-instead-from-a-hit", full_page=True)
+
+    # The same answer from the API gives the times the screen must show in London time.
+    body = {
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "radius_m": 100,
+        "reference": "CRIME-88",
+        "from": t0,
+        "to": t1,
+    }
+    r = stack.http.post(
+        f"/api/investigations/subjects/{a1}/whereabouts", json=body,
+        params={"purpose": "web test: the times shown"}, headers=stack.officer(UNIT_A),
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    w = r.json()
+    closest = w["closest"]["t"]
+    assert f"at {_civil(closest)} (" in summary, summary
+    assert f"t={closest}" not in summary
+    assert _civil(closest) in page.inner_text("#inv-where-facts")
+    times = page.locator("#inv-where tbody td:nth-child(1)").all_inner_texts()
+    assert times == [_civil(f["t"]) for f in w["fixes"][: len(times)]]
+    assert re.search(r"\b\d{9,}\b", page.inner_text("#inv-results")) is None
+    # The zone matters: the browser runs on New York time, and London is not UTC in
+    # September (what the old formatting would have shown on a CI machine).
+    utc = datetime.fromtimestamp(closest, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    assert not _civil(closest).startswith(utc)
+
+    # Audited as a whereabouts query with the correlation's reference and purpose.
+    record = _audit(stack, "investigation.whereabouts", a1)[-2]
+    assert record["detail"]["reference"] == "CRIME-88"
+    assert record["detail"]["status"] == "within"
+    assert record["purpose"] == "web test: who was near the bus stop?"
+    assert f"record {record['id']}" in page.inner_text("#inv-status")
 
 
 def test_a_shared_subjects_exports_follow_the_share(tab: Browser, stack: Scenario) -> None:

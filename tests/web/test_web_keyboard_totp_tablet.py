@@ -7,33 +7,16 @@ every main screen is laid out for a portrait tablet (screenshots in build/screen
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
 
 from backend.security import access, roles, totp
-from tests.web.conftest import PASSWORD, Browser
+from tests.web.conftest import PASSWORD, Browser, focused, tab_to
 from tests.web.scenario import UNIT_A, Scenario
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _focused(page: Any) -> str:
-    """The focused element, described: its id, or its accessible label, or its text."""
-    described: str = page.evaluate(
-        """() => { const e = document.activeElement;
-                   return e.id || e.getAttribute('aria-label') || e.textContent.trim(); }"""
-    )
-    return described
-
-
-def _tab_to(page: Any, wanted: str, key: str = "Tab", limit: int = 80) -> int:
-    """Press Tab (or Shift+Tab) until the focused element is described by `wanted`."""
-    for presses in range(1, limit + 1):
-        page.keyboard.press(key)
-        if _focused(page) == wanted:
-            return presses
-    raise AssertionError(f"{wanted!r} not reached with {limit} x {key} (at {_focused(page)!r})")
 
 
 def _totp_user(stack: Scenario) -> tuple[str, bytes]:
@@ -105,6 +88,140 @@ def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
     ]
 
 
+def _me(stack: Scenario, name: str, otp: str | None = None) -> dict[str, Any]:
+    data = {"username": name, "password": PASSWORD}
+    if otp is not None:
+        data["otp"] = otp
+    token = stack.http.post("/api/auth/token", data=data)
+    assert token.status_code == 200, token.text
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    me: dict[str, Any] = stack.http.get("/api/auth/me", headers=auth).json()
+    return me
+
+
+def _wrong_code(secret: bytes, now: float) -> str:
+    """A six-digit code no step of the accepted window gives."""
+    valid = {totp.hotp(secret, int(now // totp.STEP_S) + d) for d in (-1, 0, 1)}
+    return next(c for c in (f"{k:06d}" for k in range(123456, 123500)) if c not in valid)
+
+
+def _shown_secret(page: Any) -> bytes:
+    """The set-up key as shown (groups of four), decoded; the otpauth URI must carry it."""
+    shown = page.inner_text("#totp-secret")
+    assert re.fullmatch(r"[A-Z2-7]{4}( [A-Z2-7]{1,4})+", shown), shown
+    b32 = shown.replace(" ", "")
+    uri = page.input_value("#totp-uri")
+    assert uri.startswith("otpauth://totp/tagwatch%3Aofficer.enrol?"), uri
+    assert f"secret={b32}&" in uri and "issuer=tagwatch" in uri
+    return base64.b32decode(b32 + "=" * (-len(b32) % 8))
+
+
+def test_enrol_an_authenticator_in_the_browser_then_sign_in_with_it(
+    tab: Browser, stack: Scenario
+) -> None:
+    name = "officer.enrol"
+    with stack.engine.begin() as conn:
+        access.create_user(
+            conn, stack.app.state.tagwatch.passwords, username=name, display_name="Officer Enrol",
+            unit_id=stack.world.units[UNIT_A], role=roles.OFFICER, password=PASSWORD,
+            now=stack.clock.now(),
+        )  # fmt: skip
+    page = tab.sign_in(name)
+    page.wait_for_selector(".screen h1:focus")
+    # Keyboard only: back up to the navigation's Security link, then the set-up form.
+    tab_to(page, "Security", key="Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".screen h1:focus:text-is('Security')")
+    assert "off" in page.inner_text("#totp-state")
+    tab_to(page, "totp-password", limit=6)
+    assert page.locator("label[for='totp-password']").inner_text() == "Your password"
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    assert focused(page) == "totp-start"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-secret")
+    secret = _shown_secret(page)
+    # Focus is at the top of the steps; Tab goes to the set-up address, then the code.
+    assert focused(page) == "totp-title"
+    page.keyboard.press("Tab")
+    assert focused(page) == "totp-uri"
+    page.keyboard.press("Tab")
+    assert focused(page) == "totp-code"
+    assert "setting up" in page.inner_text("#totp-state")
+    tab.shot("security-totp-setup", full_page=True)
+
+    # A wrong code: a plain message, the field cleared for the next try, nothing turned on.
+    page.keyboard.type(_wrong_code(secret, stack.clock.now()))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-error:has-text('did not match')")
+    assert focused(page) == "totp-code" and page.input_value("#totp-code") == ""
+    assert _me(stack, name)["totp_enabled"] is False
+
+    # The code the app would show, from the backend's own RFC 6238 code at its clock.
+    page.keyboard.type(totp.totp(secret, stack.clock.now()))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-state .badge:text('on')")
+    assert focused(page) == "totp-title"
+    tab.shot("security-totp-on", full_page=True)
+
+    # Signing in now needs a code: the confirming step is used, so the next one.
+    page.click("#sign-out")
+    page.wait_for_selector("#username:focus")
+    stack.clock.set(stack.clock.now() + totp.STEP_S)
+    page = tab.submit_credentials(name, PASSWORD)
+    page.wait_for_selector("#otp:focus")
+    page.keyboard.type(totp.totp(secret, stack.clock.now()))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#top:not([hidden])")
+    assert "Officer Enrol" in page.inner_text("#who")
+
+    # A new authenticator (Enter in the password field) replaces the secret at once ...
+    page = tab.go("account")
+    page.wait_for_selector("#totp-manage-password")
+    page.focus("#totp-manage-password")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-secret")
+    second = _shown_secret(page)
+    assert second != secret
+    assert _me(stack, name)["totp_enabled"] is False  # until the new one is confirmed
+    page.focus("#totp-code")
+    page.keyboard.type(totp.totp(second, stack.clock.now()))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-state .badge:text('on')")
+    stack.clock.set(stack.clock.now() + totp.STEP_S)
+    assert _me(stack, name, totp.totp(second, stack.clock.now()))["totp_enabled"] is True
+
+    # ... and turning it off asks for the password: a wrong one is refused in place.
+    tab_to(page, "totp-manage-password", limit=6)
+    page.keyboard.type("not my password at all")
+    tab_to(page, "totp-disable", limit=3)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-error:has-text('password is not right')")
+    assert focused(page) == "totp-manage-password"
+    page.keyboard.type(PASSWORD)
+    tab_to(page, "totp-disable", limit=3)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-state .badge:text('off')")
+    assert _me(stack, name)["totp_enabled"] is False  # a password alone signs in again
+
+    auditor = stack.http.post(
+        "/api/auth/token",
+        data={"username": stack.world.user(UNIT_A, "auditor"), "password": PASSWORD},
+    ).json()["access_token"]
+    records = stack.http.get(
+        "/api/audit", params={"action": "auth.totp"},
+        headers={"Authorization": f"Bearer {auditor}"},
+    ).json()["records"]  # fmt: skip
+    assert [r["action"] for r in records if r["actor"] == name] == [
+        "auth.totp_enroll_started",
+        "auth.totp_enabled",
+        "auth.totp_enroll_started",
+        "auth.totp_enabled",
+        "auth.totp_disabled",
+    ]
+
+
 def test_acknowledge_and_resolve_an_alert_with_the_keyboard_only(
     tab: Browser, stack: Scenario
 ) -> None:
@@ -118,30 +235,30 @@ def test_acknowledge_and_resolve_an_alert_with_the_keyboard_only(
 
     # From the live map's heading back up to the navigation, then into the queue.
     assert page.evaluate("document.activeElement.tagName") == "H1"
-    _tab_to(page, "Alerts", key="Shift+Tab")
+    tab_to(page, "Alerts", key="Shift+Tab")
     page.keyboard.press("Enter")
     page.wait_for_selector("#alerts-table tbody tr[data-alert]")
     page.wait_for_function(
         "document.activeElement.tagName === 'H1' && document.activeElement.textContent === 'Alerts'"
     )
-    _tab_to(page, f"Open alert {alert['id']}: exclusion entry for A-1")
+    tab_to(page, f"Open alert {alert['id']}: exclusion entry for A-1")
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-title:focus")
-    _tab_to(page, "ack-note")
+    tab_to(page, "ack-note")
     page.keyboard.type("on it, by keyboard")
     page.keyboard.press("Tab")
-    assert _focused(page) == "acknowledge"
+    assert focused(page) == "acknowledge"
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-state:text('acknowledged')")
     # Focus comes back to the alert's heading, so the next Tab continues in the detail.
     page.wait_for_selector("#alert-title:focus")
-    _tab_to(page, "resolve-outcome")
+    tab_to(page, "resolve-outcome")
     page.keyboard.press("ArrowDown")  # breach confirmed -> false alert
     assert page.input_value("#resolve-outcome") == "false_alert"
     page.keyboard.press("Tab")
     page.keyboard.type("tag strap checked, no breach")
     page.keyboard.press("Tab")
-    assert _focused(page) == "resolve"
+    assert focused(page) == "resolve"
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-state:text('resolved')")
     tab.shot("alert-resolved-by-keyboard", full_page=True)

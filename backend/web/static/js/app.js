@@ -11,6 +11,8 @@ const SCREENS = {
   investigations: { title: "Investigations", module: "./views/investigations.js", roles: ["supervisor", "officer", "partner"] },
   admin: { title: "Admin", module: "./views/admin.js", roles: ["administrator", "supervisor"] },
   audit: { title: "Audit", module: "./views/audit.js", roles: ["auditor"] },
+  // Last, so no role's first screen: everyone's own sign-in settings (TOTP).
+  account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor"] },
 };
 
 const ctx = { me: null, config: null, openapi: null };

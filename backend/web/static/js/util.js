@@ -50,11 +50,39 @@ export function now() {
   return Date.now() / 1000 + offset;
 }
 
-const pad = (n) => String(n).padStart(2, "0");
+// Civil time: every time is shown, and typed into date fields, in the force's zone — the zone
+// curfews and zone schedules default to — whatever zone the computer is set to, so a time
+// read off a laptop left on UTC matches the officer's notes and the subject's curfew. The
+// zone's abbreviation (GMT/BST) is shown: the hour repeated when the clocks go back is not
+// ambiguous in evidence.
+export const TIME_ZONE = "Europe/London";
+// Said beside every date field, since the computer's own zone may differ.
+export const ZONE_LABEL = "London time";
+const civil = new Intl.DateTimeFormat("en-GB", {
+  timeZone: TIME_ZONE,
+  hourCycle: "h23",
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  timeZoneName: "short",
+});
+function civilParts(t) {
+  const p = {};
+  for (const { type, value } of civil.formatToParts(new Date(t * 1000))) p[type] = value;
+  return p;
+}
+// Seconds the zone is ahead of UTC at Unix time t.
+function zoneOffset(t) {
+  const p = civilParts(t);
+  return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) / 1000 - Math.floor(t);
+}
 export function fmtTime(t) {
   if (t === null || t === undefined) return "—";
-  const d = new Date(t * 1000);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const p = civilParts(t);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.timeZoneName}`;
 }
 export function fmtDuration(s) {
   if (s === null || s === undefined) return "ongoing";
@@ -83,14 +111,19 @@ export function label(text) {
   return String(text || "").replaceAll("_", " ");
 }
 
-// <input type="datetime-local"> value <-> Unix seconds (local civil time of the browser).
+// <input type="datetime-local"> value <-> Unix seconds, in civil time (TIME_ZONE).
 export function toLocalInput(t) {
-  const d = new Date(t * 1000);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  const p = civilParts(t);
+  return `${p.year}-${p.month}-${p.day}T${p.hour}:${p.minute}`;
 }
 export function fromLocalInput(v) {
-  const t = new Date(v).getTime();
-  return Number.isFinite(t) ? Math.round(t / 1000) : null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(v || "");
+  if (!m) return null;
+  const wall = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0)) / 1000;
+  // The offset at the wall time read as UTC is right except within hours of a change;
+  // a second look at the offset of the first guess settles it.
+  const guess = wall - zoneOffset(wall);
+  return wall - zoneOffset(guess);
 }
 
 export function announce(text) {

@@ -1,7 +1,7 @@
 // Admin: units and user accounts (administrators), the unit's users and its shares of
 // subjects with other units (supervisors).
 import * as api from "../api.js";
-import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput } from "../util.js";
+import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor"];
 const SCOPES = ["live", "trail", "alerts", "reports"];
@@ -188,7 +188,7 @@ async function sharesSection(ctx, units, unitName) {
     h("div", { class: "row" }, h("div", {}, ...field("Subject", subject)), h("div", {}, ...field("With unit", unit))),
     h("fieldset", {}, h("legend", { text: "What the unit may see" }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, label(b.value)))),
     ...field("Purpose", purpose),
-    ...field("Expires", expires),
+    ...field(`Expires (${ZONE_LABEL})`, expires),
     h("button", { type: "submit", text: "Share" }),
   );
   form.addEventListener("submit", async (ev) => {

@@ -1,7 +1,7 @@
 // Audit (auditors only): search the hash-chained log, page through it, verify the chain,
 // export CSV. Reading the log is itself recorded in it.
 import * as api from "../api.js";
-import { clear, errorText, field, fmtTime, fromLocalInput, h } from "../util.js";
+import { clear, errorText, field, fmtTime, fromLocalInput, h, ZONE_LABEL } from "../util.js";
 
 export async function render(el) {
   const action = h("input", { id: "audit-action", maxlength: 64, placeholder: "e.g. read. or disclose." });
@@ -57,8 +57,8 @@ export async function render(el) {
     h("div", {}, ...field("Action starts with", action)),
     h("div", {}, ...field("User id", userId)),
     h("div", {}, ...field("Subject id", subjectId)),
-    h("div", {}, ...field("Since", since)),
-    h("div", {}, ...field("Until", until)),
+    h("div", {}, ...field(`Since (${ZONE_LABEL})`, since)),
+    h("div", {}, ...field(`Until (${ZONE_LABEL})`, until)),
     h("button", { type: "submit", text: "Search" }),
     h("button", {
       type: "button",

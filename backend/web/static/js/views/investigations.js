@@ -1,9 +1,10 @@
 // Investigations: a correlation query drawn on the map (click the place, set the radius and
 // the window; purpose and reference required) with hits and their closest approach; where a
-// named subject was instead; and a batch upload of incidents (CSV or GeoJSON).
+// named subject was instead (chosen in the form, or a hit's "Where instead" button); and a
+// batch upload of incidents (CSV or GeoJSON).
 import * as api from "../api.js";
 import { L, baseMap, fitTo } from "../map.js";
-import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput } from "../util.js";
+import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const STATUS_COLOUR = { within: "#b3261e", possibly_within: "#a15c00", not_within: "#1e7b34", no_data: "#6b7580" };
 const MAX_ROWS = 200; // fixes listed in the whereabouts table (the map shows them all)
@@ -12,6 +13,12 @@ const MAX_ROWS = 200; // fixes listed in the whereabouts table (the map shows th
 function distanceText(edge) {
   if (edge === null || edge === undefined) return "distance unknown";
   return edge <= 0 ? `inside the place (${Math.round(-edge)} m from its edge)` : `${Math.round(edge)} m from the place`;
+}
+
+// The server's summary gives the closest approach's time in Unix seconds ("t=1790000000"):
+// shown in civil time like every other time on the screen.
+function civilSummary(text) {
+  return String(text).replace(/\bt=(\d{1,12})\b/g, (_, t) => fmtTime(Number(t)));
 }
 
 export async function render(el, ctx) {
@@ -39,7 +46,7 @@ export async function render(el, ctx) {
     { class: "stack", "aria-label": "Correlation query" },
     h("p", { class: "muted", text: "Click the map to place the incident, or type its position." }),
     h("div", { class: "row" }, h("div", {}, ...field("Latitude", lat)), h("div", {}, ...field("Longitude", lon)), h("div", {}, ...field("Radius (m)", radius))),
-    h("div", { class: "row" }, h("div", {}, ...field("From", fromIn)), h("div", {}, ...field("To", toIn))),
+    h("div", { class: "row" }, h("div", {}, ...field(`From (${ZONE_LABEL})`, fromIn)), h("div", {}, ...field(`To (${ZONE_LABEL})`, toIn))),
     ...field("Reference", reference),
     ...field("Purpose (recorded in the audit log)", purpose),
     ...field("Subject (for where they were instead)", who),
@@ -67,6 +74,7 @@ export async function render(el, ctx) {
   const map = await baseMap(mapEl, ctx.config, { label: "Investigation map" });
   const place = L.featureGroup().addTo(map);
   const found = L.featureGroup().addTo(map);
+  const where = L.featureGroup().addTo(map); // a hit's "where instead", over the hits
 
   function drawPlace() {
     place.clearLayers();
@@ -93,18 +101,18 @@ export async function render(el, ctx) {
 
   // The exculpatory answer on the map: the fixes in the window coloured by the answer, the
   // fixes bracketing the window, home while the subject was there, the closest approach.
-  function drawWhereabouts(w) {
+  function drawWhereabouts(w, layer) {
     const colour = STATUS_COLOUR[w.status];
     const pts = w.fixes.map((f) => [f.lat, f.lon]);
-    if (pts.length) found.addLayer(L.polyline(pts, { color: colour, weight: 3 }));
-    for (const f of w.fixes) found.addLayer(L.circleMarker([f.lat, f.lon], { radius: 4, color: colour }).bindTooltip(fixText(f, "")));
+    if (pts.length) layer.addLayer(L.polyline(pts, { color: colour, weight: 3 }));
+    for (const f of w.fixes) layer.addLayer(L.circleMarker([f.lat, f.lon], { radius: 4, color: colour }).bindTooltip(fixText(f, "")));
     for (const [f, what] of [[w.before, "Last fix before the window"], [w.after, "First fix after the window"]]) {
-      if (f) found.addLayer(L.circleMarker([f.lat, f.lon], { radius: 6, color: "#3d4f62", weight: 2, dashArray: "2 2" }).bindTooltip(fixText(f, what)));
+      if (f) layer.addLayer(L.circleMarker([f.lat, f.lon], { radius: 6, color: "#3d4f62", weight: 2, dashArray: "2 2" }).bindTooltip(fixText(f, what)));
     }
     for (const s of w.home_stays) {
-      if (s.home) found.addLayer(L.circle([s.home[1], s.home[0]], { radius: 30, color: "#3d4f62", weight: 2, fillOpacity: 0.2 }).bindTooltip(`At home ${fmtTime(s.home_from)} → ${fmtTime(s.home_until)}`));
+      if (s.home) layer.addLayer(L.circle([s.home[1], s.home[0]], { radius: 30, color: "#3d4f62", weight: 2, fillOpacity: 0.2 }).bindTooltip(`At home ${fmtTime(s.home_from)} → ${fmtTime(s.home_until)}`));
     }
-    if (w.closest) found.addLayer(L.circleMarker([w.closest.lat, w.closest.lon], { radius: 7, color: colour, fillOpacity: 0.9 }).bindTooltip(`Closest approach: ${approachText(w.closest)}`));
+    if (w.closest) layer.addLayer(L.circleMarker([w.closest.lat, w.closest.lon], { radius: 7, color: colour, fillOpacity: 0.9 }).bindTooltip(`Closest approach: ${approachText(w.closest)}`));
   }
 
   // One incident of a batch on the map: its place, and each hit's closest approach.
@@ -119,8 +127,8 @@ export async function render(el, ctx) {
     const shown = w.fixes.slice(0, MAX_ROWS);
     const gapText = w.gaps.map(([a, b]) => `${fmtTime(a)} → ${fmtTime(b)} (${fmtDuration(b - a)})`).join("; ");
     return [
-      h("h2", { text: w.status === "not_within" ? `Where ${w.reference} was instead` : `Where ${w.reference} was` }),
-      h("p", { id: "inv-summary" }, h("span", { class: `badge ${w.status}`, text: label(w.status) }), ` ${w.summary}`),
+      h("h2", { id: "inv-where-title", text: w.status === "not_within" ? `Where ${w.reference} was instead` : `Where ${w.reference} was` }),
+      h("p", { id: "inv-summary" }, h("span", { class: `badge ${w.status}`, text: label(w.status) }), ` ${civilSummary(w.summary)}`),
       h(
         "dl",
         { class: "facts", id: "inv-where-facts" },
@@ -144,10 +152,65 @@ export async function render(el, ctx) {
     ];
   }
 
+  // Where one subject was, for the place and window of `body`: listed in `out`, drawn on
+  // `layer`. The answer is audited with the same purpose as the query it follows.
+  async function whereabouts(subjectId, body, purposeText, out, layer) {
+    const w = await api.post(`/api/investigations/subjects/${subjectId}/whereabouts`, body, { purpose: purposeText });
+    layer.clearLayers();
+    drawWhereabouts(w, layer);
+    clear(out, ...whereaboutsView(w));
+    msg.textContent = `Query recorded in the audit log (record ${w.audit_id}).`;
+    return w;
+  }
+
+  // The correlation's hits, each with a "Where instead" button that asks, for the same place,
+  // window, reference and purpose, where that subject was; the answer opens under the table.
+  function hitsView(r, body, purposeText) {
+    const whereOut = h("section", { id: "inv-where-out", "aria-label": "Where a subject was" });
+    const rows = r.hits.map((hit) => {
+      const button = h("button", { type: "button", class: "secondary small", dataset: { subject: String(hit.subject_id) }, "aria-label": `Where instead: ${hit.reference}`, text: "Where instead" });
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        msg.textContent = "";
+        try {
+          await whereabouts(hit.subject_id, body, purposeText, whereOut, where);
+          fitTo(map, [place, where]);
+          announce(whereOut.querySelector("h2").textContent);
+          const title = whereOut.querySelector("h2");
+          title.tabIndex = -1;
+          title.focus(); // the answer is read from its heading; Tab goes on into it
+        } catch (e) {
+          clear(whereOut, h("p", { class: "error", role: "alert", text: `Where ${hit.reference} was: ${errorText(e)}` }));
+        } finally {
+          button.disabled = false;
+        }
+      });
+      return h(
+        "tr",
+        { dataset: { subject: String(hit.subject_id) } },
+        h("td", {}, h("a", { href: `#/subjects/${hit.subject_id}`, text: hit.reference }), h("div", {}, button)),
+        h("td", {}, h("span", { class: `badge ${hit.status}`, text: label(hit.status) })),
+        h("td", { text: approachText(hit.closest) }),
+        h("td", { text: fmtDuration(hit.inside_s) }),
+      );
+    });
+    return [
+      h("h2", { text: `${r.count} subject${r.count === 1 ? "" : "s"} near ${r.reference}` }),
+      h(
+        "table",
+        { id: "inv-hits" },
+        h("thead", {}, h("tr", {}, ["Subject", "Status", "Closest approach", "Time inside"].map((t) => h("th", { scope: "col", text: t })))),
+        h("tbody", {}, rows),
+      ),
+      whereOut,
+    ];
+  }
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     msg.textContent = "";
     found.clearLayers();
+    where.clearLayers();
     const body = {
       geometry: { type: "Point", coordinates: [Number(lon.value), Number(lat.value)] },
       radius_m: Number(radius.value),
@@ -155,35 +218,18 @@ export async function render(el, ctx) {
       from: fromLocalInput(fromIn.value),
       to: fromLocalInput(toIn.value),
     };
+    const purposeText = purpose.value.trim();
     try {
       if (who.value) {
-        const w = await api.post(`/api/investigations/subjects/${who.value}/whereabouts`, body, { purpose: purpose.value.trim() });
-        drawWhereabouts(w);
-        clear(results, ...whereaboutsView(w));
-        msg.textContent = `Query recorded in the audit log (record ${w.audit_id}).`;
+        await whereabouts(who.value, body, purposeText, results, found);
       } else {
-        const r = await api.post("/api/investigations/correlate", body, { purpose: purpose.value.trim() });
+        const r = await api.post("/api/investigations/correlate", body, { purpose: purposeText });
         for (const hit of r.hits) {
           const colour = STATUS_COLOUR[hit.status];
           if (hit.path.length) found.addLayer(L.polyline(hit.path.map(([x, y]) => [y, x]), { color: colour, weight: 2 }));
           found.addLayer(L.circleMarker([hit.closest.lat, hit.closest.lon], { radius: 6, color: colour, fillOpacity: 0.9 }).bindTooltip(`${hit.reference}: ${approachText(hit.closest)}`));
         }
-        clear(
-          results,
-          h("h2", { text: `${r.count} subject${r.count === 1 ? "" : "s"} near ${r.reference}` }),
-          h(
-            "table",
-            { id: "inv-hits" },
-            h("thead", {}, h("tr", {}, ["Subject", "Status", "Closest approach", "Time inside"].map((t) => h("th", { scope: "col", text: t })))),
-            h(
-              "tbody",
-              {},
-              r.hits.map((hit) =>
-                h("tr", {}, h("td", {}, h("a", { href: `#/subjects/${hit.subject_id}`, text: hit.reference })), h("td", {}, h("span", { class: "badge", text: label(hit.status) })), h("td", { text: approachText(hit.closest) }), h("td", { text: fmtDuration(hit.inside_s) })),
-              ),
-            ),
-          ),
-        );
+        clear(results, ...hitsView(r, body, purposeText));
         msg.textContent = `Query recorded in the audit log (record ${r.audit_id}).`;
       }
       announce(results.querySelector("h2").textContent);

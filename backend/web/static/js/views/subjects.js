@@ -3,7 +3,7 @@
 // slider, and exports and reports (when the server has the investigations API).
 import * as api from "../api.js";
 import { L, baseMap, fitTo, zoneLayer } from "../map.js";
-import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput } from "../util.js";
+import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 import { exportButtons } from "./exports.js";
 
 export async function render(el, ctx, args) {
@@ -173,8 +173,8 @@ async function renderSubject(el, ctx, id) {
   const form = h(
     "form",
     { class: "row", "aria-label": "Trail time range" },
-    h("div", {}, ...field("From", fromIn)),
-    h("div", {}, ...field("To", toIn)),
+    h("div", {}, ...field(`From (${ZONE_LABEL})`, fromIn)),
+    h("div", {}, ...field(`To (${ZONE_LABEL})`, toIn)),
     h("div", {}, ...field("Purpose (recorded in the audit log)", purpose)),
     load,
   );
@@ -324,8 +324,8 @@ async function exportsSection(ctx, id, end) {
     h(
       "form",
       { class: "row", "aria-label": "Export period and reason", onsubmit: (ev) => ev.preventDefault() },
-      h("div", {}, ...field("From", fromIn)),
-      h("div", {}, ...field("To", toIn)),
+      h("div", {}, ...field(`From (${ZONE_LABEL})`, fromIn)),
+      h("div", {}, ...field(`To (${ZONE_LABEL})`, toIn)),
       h("div", {}, ...field("Reference", reference)),
       h("div", {}, ...field("Purpose (recorded in the audit log)", purpose)),
     ),
