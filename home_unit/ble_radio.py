@@ -26,7 +26,14 @@ from bleak.exc import BleakError
 from firmware import beacon as bc
 from firmware import frame as fr
 from home_unit.clock import Clock
-from home_unit.radio import BeaconCallback, BeaconHeard, Radio, RadioError, TagLink
+from home_unit.radio import (
+    MAX_OFFLOAD_FRAMES,
+    BeaconCallback,
+    BeaconHeard,
+    Radio,
+    RadioError,
+    TagLink,
+)
 
 SERVICE_UUID = "7a9e0001-6c1f-4b4e-9d43-746167776174"
 ACK_CHAR_UUID = "7a9e0002-6c1f-4b4e-9d43-746167776174"  # write with response: 28-byte home ack
@@ -36,7 +43,6 @@ DOWNLINK_CHAR_UUID = "7a9e0004-6c1f-4b4e-9d43-746167776174"  # write with respon
 CHUNK = 500  # frame bytes per chunk; with the flags byte a value stays under ATT's 512
 FINAL = 0x01
 MAX_FRAME = fr.HEADER_LEN + fr.MAX_BODY + fr.MAC_MAX
-MAX_FRAMES_PER_CONTACT = 256  # a tag that streams without end is cut off here
 
 log = structlog.get_logger("home_unit.ble_radio")
 
@@ -126,7 +132,7 @@ class _GattLink(TagLink):
     async def receive_offload(self) -> list[bytes]:
         frames: list[bytes] = []
         current = bytearray()
-        while len(frames) < MAX_FRAMES_PER_CONTACT:
+        while len(frames) < MAX_OFFLOAD_FRAMES:
             try:
                 value = bytes(await self.client.read_gatt_char(OFFLOAD_CHAR_UUID))
             except (BleakError, TimeoutError, OSError) as e:

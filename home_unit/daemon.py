@@ -4,7 +4,8 @@ Everything runs on one asyncio loop; paho's network thread and the radio only ha
 it. The pipeline for a beacon, top to bottom:
     verify (paired tag, MAC, counter) -> presence -> persist counter and presence
     -> acknowledge (only beacons that keep the tag home) -> receive the offload
-    -> queue it (SQLite) -> deliver the tag's waiting downlinks
+    -> queue what the backend has not acknowledged (SQLite) -> deliver the tag's waiting
+    commands and the ACKs for what it still holds
 and for the relay:
     queue -> publish QoS 1 in order, a window at a time -> PUBACK (one hop, nothing freed)
     -> the backend's ACK on the tag's (or the unit's) down topic -> free.
@@ -13,9 +14,11 @@ A frame leaves the queue only when an ACK names it."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -25,7 +28,7 @@ from firmware import topics
 from home_unit import handshake, own_frames, presence, pushed_config, store
 from home_unit.clock import Clock, SimClock
 from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair
-from home_unit.radio import BeaconHeard, Radio, RadioError
+from home_unit.radio import MAX_OFFLOAD_FRAMES, BeaconHeard, Radio, RadioError, TagLink
 from home_unit.sensors import FileSensors, Reading
 from home_unit.settings import HomeUnitSettings
 
@@ -37,7 +40,32 @@ class Contact:
     tag: int
     address: str
     ack: bytes
-    offload: bool
+    offload: bool  # the ack asks for the offload
+    holds: bool  # the beacon said the tag holds frames not yet acknowledged
+
+
+class Held:
+    """The (boot, seq) of the frames a tag offered in one contact, for range look-ups."""
+
+    def __init__(self, keys: Iterable[tuple[int, int]]) -> None:
+        by_boot: dict[int, list[int]] = {}
+        for boot, seq in keys:
+            by_boot.setdefault(boot, []).append(seq)
+        self.by_boot = {b: sorted(seqs) for b, seqs in by_boot.items()}
+
+    def named_by(self, ranges: Iterable[tuple[int, int, int]]) -> bool:
+        """Whether any offered frame lies in one of the (boot, first, last) ranges."""
+        for boot, first, last in ranges:
+            seqs = self.by_boot.get(boot)
+            if seqs:
+                i = bisect.bisect_left(seqs, first)
+                if i < len(seqs) and seqs[i] <= last:
+                    return True
+        return False
+
+
+def _covers(ranges: Iterable[tuple[int, int, int]], boot: int, seq: int) -> bool:
+    return any(b == boot and first <= seq <= last for b, first, last in ranges)
 
 
 class HomeUnit:
@@ -181,7 +209,7 @@ class HomeUnit:
             return None
         offload = v.wants_offload and self.store.count(store.RELAY) < self.s.max_relay_frames
         ack = self.acker.ack(b, self.clock.now(), self.config.thresholds.lease_s, offload)
-        return Contact(b.tag, heard.address, ack, offload)
+        return Contact(b.tag, heard.address, ack, offload, v.wants_offload)
 
     def on_beacon(self, heard: BeaconHeard) -> None:
         contact = self.accept_beacon(heard)
@@ -219,11 +247,15 @@ class HomeUnit:
                 await link.send_ack(c.ack)
                 self.counters["acks_sent"] += 1
                 if c.offload:
-                    self.take_offload(c.tag, await link.receive_offload())
-                for ident, data in self.store.downlinks(c.tag):
-                    await link.deliver_downlink(data)
-                    self.store.drop_downlink(ident)
-                    self.counters["downlinks_delivered"] += 1
+                    frames = await link.receive_offload()
+                    held = self.take_offload(c.tag, frames)
+                    # A cut-off offload is not all the tag holds.
+                    complete = len(frames) < MAX_OFFLOAD_FRAMES
+                else:
+                    # Nothing pending: the tag holds no frame an ACK could free. Pending but
+                    # not read (the relay queue is full): the unit cannot tell what it holds.
+                    held, complete = Held(()), not c.holds
+                await self._deliver(c.tag, link, held, complete)
         except RadioError as e:
             self.counters[f"radio_{e.reason}"] += 1
             log.info("contact_failed", tag=c.tag, reason=e.reason, detail=e.detail)
@@ -231,10 +263,50 @@ class HomeUnit:
             self.busy.discard(c.tag)
             self._start_deferred(c.tag)
 
-    def take_offload(self, tag: int, frames: list[bytes]) -> None:
-        """Queue what a tag handed over. The unit cannot check a tag's MAC (it has no tag
-        key) but refuses what is not structurally a TAG_DATA frame of that very tag."""
+    async def _deliver(self, tag: int, link: TagLink, held: Held, complete: bool) -> None:
+        """Write the tag's downlinks: its waiting commands first (oldest first, each deleted
+        once written), then the remembered ACKs naming frames it offered in this contact, at
+        most max_downlinks_per_contact in all (the tag keeps no more until its next poll).
+
+        An ACK naming none of the frames the tag offered is not written: the tag has freed
+        them, either on this ACK at an earlier contact (`downlink_ack_confirmed`) or on the
+        same ACK over its own cellular link (`downlink_ack_unneeded`: most ACKs for a tag's
+        days away). When the unit knows the offer was everything the tag holds, such an ACK
+        is forgotten. When it does not (the offload was not read: the queue is full), the
+        ACKs not yet written are written, since they may be what the tag needs to free room."""
+        budget = self.s.max_downlinks_per_contact
+        send: list[store.KnownAck] = []
+        confirmed: list[int] = []
+        unneeded: list[int] = []
+        for a in self.store.known_acks(tag):
+            if held.named_by(a.ranges) or (not complete and not a.delivered):
+                send.append(a)
+            elif complete:
+                (confirmed if a.delivered else unneeded).append(a.id)
+        if confirmed or unneeded:
+            self.store.forget_acks(confirmed + unneeded)
+            self.counters["downlink_ack_confirmed"] += len(confirmed)
+            self.counters["downlink_ack_unneeded"] += len(unneeded)
+        for ident, data in self.store.downlinks(tag)[:budget]:
+            await link.deliver_downlink(data)
+            self.store.drop_downlink(ident)
+            self.counters["downlinks_delivered"] += 1
+            budget -= 1
+        for a in send[: max(budget, 0)]:
+            await link.deliver_downlink(a.data)
+            self.store.ack_delivered(a.id)
+            self.counters["downlinks_delivered"] += 1
+            self.counters["downlink_acks_delivered"] += 1
+
+    def take_offload(self, tag: int, frames: list[bytes]) -> Held:
+        """Queue what a tag handed over; returns the frames it offered. The unit cannot check
+        a tag's MAC (it has no tag key) but refuses what is not structurally a TAG_DATA frame
+        of that very tag. A frame a remembered ACK names is not queued: the backend has it,
+        and the tag gets the ACK in this contact instead (`relay_already_acked`)."""
+        acked = [a.ranges for a in self.store.known_acks(tag)]
         good: list[tuple[int, int, int, bytes]] = []
+        offered: list[tuple[int, int]] = []
+        already = 0
         for data in frames:
             try:
                 f = fr.parse(data)
@@ -246,16 +318,22 @@ class HomeUnit:
                 self.counters["offload_foreign"] += 1
                 log.warning("offload_refused", tag=tag, reason="foreign", device=f.device)
                 continue
+            offered.append((f.boot, f.seq))
+            if any(_covers(r, f.boot, f.seq) for r in acked):
+                already += 1
+                continue
             good.append((f.device, f.boot, f.seq, data))
         stored, dup, refused = self.store.enqueue(
             store.RELAY, good, self.clock.now(), self.s.max_relay_frames
         )
         self.counters["relay_queued"] += stored
         self.counters["relay_duplicate"] += dup
+        self.counters["relay_already_acked"] += already
         if refused:
             self.counters["relay_overflow"] += refused
             log.warning("relay_queue_full", tag=tag, refused=refused)
         self.wake.set()
+        return Held(offered)
 
     # -- own frames -----------------------------------------------------------------------
     def _own(self, records: list[fr.Record], urgent: bool = False) -> None:
@@ -473,13 +551,22 @@ class HomeUnit:
             self.counters["downlink_malformed"] += 1
             log.warning("downlink_refused", tag=tag, reason=e.reason, detail=e.detail)
             return
-        dropped = self.store.add_downlink(
-            tag, payload, self.clock.now(), self.s.max_downlinks_per_tag
-        )
-        if dropped:
-            self.counters["downlink_dropped"] += dropped
-        if f.mtype == fr.ACK:
-            self._free(store.RELAY, tag, f)
+        now = self.clock.now()
+        if f.mtype == fr.COMMAND:
+            dropped = self.store.add_downlink(tag, payload, now, self.s.max_downlinks_per_tag)
+            if dropped:
+                # A real loss on this path: the command reaches the tag only over its own
+                # cellular link now.
+                self.counters["downlink_dropped"] += dropped
+                log.warning("downlink_dropped", tag=tag, dropped=dropped)
+            return
+        # An ACK: remembered, not queued for delivery. Most name frames the tag uploaded
+        # itself over cellular and gets the ACK for there; the unit hands it over only when
+        # the tag offers a frame it names (docs/home-unit.md, "Downlinks").
+        ranges = [(r.boot, r.first, r.last) for r in f.records if r.type == fr.ACK_RANGE]
+        expired = self.store.remember_ack(tag, payload, ranges, now, self.s.max_acks_per_tag)
+        self.counters["downlink_ack_expired"] += expired
+        self._free(store.RELAY, tag, f)
 
     def _free(self, kind: int, device: int, f: fr.Frame) -> None:
         ranges = [(r.boot, r.first, r.last) for r in f.records if r.type == fr.ACK_RANGE]

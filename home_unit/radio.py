@@ -13,6 +13,11 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+# A radio stops reading an offload after this many frames in one contact (a tag that streams
+# without end is cut off; the rest come at the next contact). An offload this long may be
+# incomplete, so the daemon does not take it as all the tag holds.
+MAX_OFFLOAD_FRAMES = 256
+
 
 @dataclass(frozen=True)
 class BeaconHeard:
@@ -49,7 +54,8 @@ class TagLink(abc.ABC):
 
     @abc.abstractmethod
     async def receive_offload(self) -> list[bytes]:
-        """Every frame the tag offloads in this contact, each exactly as the tag signed it."""
+        """Every frame the tag offloads in this contact (at most MAX_OFFLOAD_FRAMES), each
+        exactly as the tag signed it."""
 
     @abc.abstractmethod
     async def deliver_downlink(self, frame: bytes) -> None:

@@ -54,7 +54,11 @@ class HomeUnitSettings(BaseSettings):
     resend_after_s: float = Field(default=120.0, gt=0)
     max_relay_frames: int = Field(default=100_000, ge=1)
     max_own_frames: int = Field(default=20_000, ge=1)
-    max_downlinks_per_tag: int = Field(default=32, ge=1)
+    max_downlinks_per_tag: int = Field(default=32, ge=1)  # commands held for a tag
+    max_acks_per_tag: int = Field(default=1024, ge=1)  # backend ACKs remembered for a tag
+    # Downlink frames written in one contact: a tag keeps at most 8 for its next poll
+    # (docs/home-unit.md, "GATT contract"); the rest wait for the next contact.
+    max_downlinks_per_contact: int = Field(default=8, ge=1)
 
     power_supply_dir: Path | None = None  # e.g. /sys/class/power_supply
     moved_file: Path | None = None

@@ -5,7 +5,11 @@ mid-write leaves either the whole transaction or none of it. What lives here:
 - queue: tag frames to relay and the unit's own HOME_DATA frames, in arrival order, kept
   until the backend's ACK names them; unique on (kind, device, boot, seq) so a frame the tag
   offers twice is stored once.
-- downlink: ACK/COMMAND frames from the backend waiting for their tag's next contact.
+- downlink: COMMAND frames from the backend waiting for their tag's next contact.
+- tag_ack: the backend's ACK frames for each tag, remembered (bounded per tag) with the
+  ranges they name, so that a frame the tag offers again after the backend acknowledged it
+  is answered with the ACK instead of being relayed twice; an ACK is forgotten once the tag
+  no longer holds any frame it names.
 - tags: the last accepted beacon counter per tag (replay rejection survives restarts) and
   its presence as last reported (an away that happens while the unit is down is still seen).
 - config: the last accepted pushed configuration, so the unit runs without the broker.
@@ -40,6 +44,15 @@ CREATE TABLE IF NOT EXISTS downlink (
     received REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS downlink_tag ON downlink (tag, id);
+CREATE TABLE IF NOT EXISTS tag_ack (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tag INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    ranges TEXT NOT NULL,
+    received REAL NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS tag_ack_tag ON tag_ack (tag, id);
 CREATE TABLE IF NOT EXISTS tags (
     tag INTEGER PRIMARY KEY,
     counter INTEGER NOT NULL,
@@ -67,6 +80,30 @@ class Queued:
     boot: int
     seq: int
     data: bytes
+
+
+@dataclass(frozen=True)
+class KnownAck:
+    """A backend ACK for a tag, as the unit remembers it: the frame to hand the tag and the
+    (boot, first, last) ranges it names."""
+
+    id: int
+    data: bytes
+    ranges: tuple[tuple[int, int, int], ...]
+    delivered: bool
+
+
+def _ranges_text(ranges: Iterable[tuple[int, int, int]]) -> str:
+    return " ".join(f"{b}:{f}-{la}" for b, f, la in ranges)
+
+
+def _ranges_parse(text: str) -> tuple[tuple[int, int, int], ...]:
+    out = []
+    for item in text.split():
+        boot, _, span = item.partition(":")
+        first, _, last = span.partition("-")
+        out.append((int(boot), int(first), int(last)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -214,8 +251,8 @@ class Store:
 
     # -- downlinks ---------------------------------------------------------------------
     def add_downlink(self, tag: int, data: bytes, now: float, limit: int) -> int:
-        """Keep a frame for the tag's next contact; the oldest beyond `limit` per tag are
-        dropped (returned count) since the backend resends what the tag never confirms."""
+        """Keep a command for the tag's next contact; the oldest beyond `limit` per tag are
+        dropped (returned count): they reach the tag only over its own cellular link."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute(
@@ -237,6 +274,45 @@ class Store:
     def drop_downlink(self, ident: int) -> None:
         with self.db:
             self.db.execute("DELETE FROM downlink WHERE id = ?", (ident,))
+
+    # -- remembered ACKs -----------------------------------------------------------------
+    def remember_ack(
+        self,
+        tag: int,
+        data: bytes,
+        ranges: Iterable[tuple[int, int, int]],
+        now: float,
+        limit: int,
+    ) -> int:
+        """Remember a backend ACK for the tag; the oldest beyond `limit` per tag are forgotten
+        (returned count)."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO tag_ack (tag, data, ranges, received) VALUES (?, ?, ?, ?)",
+                (tag, data, _ranges_text(ranges), now),
+            )
+            cur = self.db.execute(
+                "DELETE FROM tag_ack WHERE tag = ? AND id NOT IN "
+                "(SELECT id FROM tag_ack WHERE tag = ? ORDER BY id DESC LIMIT ?)",
+                (tag, tag, limit),
+            )
+            return cur.rowcount
+
+    def known_acks(self, tag: int) -> list[KnownAck]:
+        """The tag's remembered ACKs, oldest first."""
+        rows = self.db.execute(
+            "SELECT id, data, ranges, delivered FROM tag_ack WHERE tag = ? ORDER BY id", (tag,)
+        ).fetchall()
+        return [KnownAck(int(r[0]), bytes(r[1]), _ranges_parse(r[2]), bool(r[3])) for r in rows]
+
+    def ack_delivered(self, ident: int) -> None:
+        with self.db:
+            self.db.execute("UPDATE tag_ack SET delivered = 1 WHERE id = ?", (ident,))
+
+    def forget_acks(self, ids: Iterable[int]) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM tag_ack WHERE id = ?", [(i,) for i in ids])
 
     # -- tags --------------------------------------------------------------------------
     def tag_states(self) -> dict[int, TagState]:

@@ -20,7 +20,13 @@ def device_key(device: int) -> bytes:
 
 
 class ScriptedTag:
-    def __init__(self, tag: int, unit: int, unit_key: bytes, boot: int = 1) -> None:
+    """`inbox`: downlink frames the tag takes in one contact, as the firmware keeps at most
+    8 for its next poll (firmware/homelink.py); more are refused as "inbox_full". None: no
+    limit."""
+
+    def __init__(
+        self, tag: int, unit: int, unit_key: bytes, boot: int = 1, inbox: int | None = None
+    ) -> None:
         self.tag = tag
         self.unit = unit
         self.key = device_key(tag)
@@ -39,6 +45,9 @@ class ScriptedTag:
         self.acks_refused: list[str] = []
         self.downlinks_refused: list[str] = []
         self.commands: list[fr.Frame] = []
+        self.downlinks: list[fr.Frame] = []  # every verified downlink, in arrival order
+        self.inbox = inbox
+        self.taken = 0  # downlinks taken in the current contact
         self.in_range = True
 
     def make_frames(self, n: int, ts: int = T0) -> list[bytes]:
@@ -79,6 +88,7 @@ class ScriptedTag:
     # -- the tag's side of the radio --------------------------------------------------------
     def on_ack(self, data: bytes) -> str | None:
         with self.lock:
+            self.taken = 0  # the ack write opens a contact
             try:
                 a = bc.decode_home_ack(data, self.pkey)
             except fr.DecodeError as e:
@@ -100,11 +110,16 @@ class ScriptedTag:
 
     def on_downlink(self, data: bytes) -> str | None:
         with self.lock:
+            if self.inbox is not None and self.taken >= self.inbox:
+                self.downlinks_refused.append("inbox_full")
+                return None
+            self.taken += 1
             try:
                 f = fr.decode(data, self.key)
             except fr.DecodeError as e:
                 self.downlinks_refused.append(e.reason)
                 return None
+            self.downlinks.append(f)
             if f.mtype == fr.ACK:
                 for r in f.records:
                     if r.type == fr.ACK_RANGE:

@@ -117,6 +117,10 @@ def test_arrive_relay_ack_free_then_leave(world: World, tag: ScriptedTag) -> Non
         until(lambda: u.unit.store.count(store.RELAY) == 0, what="relay queue freed")
         beacon_until(world, tag, lambda: tag.pending_count() == 0, "tag frees its frames")
         assert sorted(tag.freed) == [(1, s) for s in range(1, 6)]
+        # The tag offered its frames again at the contacts before the ACK reached it; the
+        # unit answered those offers from what it knew, so each frame crossed the broker once.
+        relayed = [a for a in b.arrivals if a[0] == "relay"]
+        assert sorted(relayed) == [("relay", tag.tag, 1, s) for s in range(1, 6)]
         assert tag.acks and tag.acks_refused == [] and tag.downlinks_refused == []
         assert all(a.lease == 120 and a.home_unit == UNIT for a in tag.acks)
         last = world.time

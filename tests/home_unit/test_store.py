@@ -75,3 +75,21 @@ def test_downlinks_are_bounded_per_tag_oldest_dropped(tmp_path: Path) -> None:
     s.drop_downlink(ident)
     assert [d for _, d in s.downlinks(1001)] == [b"d3", b"d4"]
     assert [d for _, d in s.downlinks(1002)] == [b"other"]
+
+
+def test_remembered_acks_bounded_per_tag_marked_and_forgotten(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    s = st.Store(path)
+    expired = [s.remember_ack(1001, b"a%d" % i, [(1, i, i + 1), (2, 0, 0)], 0, 3) for i in range(4)]
+    s.remember_ack(1002, b"other", [(1, 1, 9)], 0, 3)
+    assert expired == [0, 0, 0, 1]
+    acks = s.known_acks(1001)
+    assert [a.data for a in acks] == [b"a1", b"a2", b"a3"]
+    assert acks[0].ranges == ((1, 1, 2), (2, 0, 0)) and not acks[0].delivered
+    s.ack_delivered(acks[0].id)
+    s.forget_acks([acks[1].id])
+    s.close()
+    s = st.Store(path)  # remembered across restarts
+    acks = s.known_acks(1001)
+    assert [(a.data, a.delivered) for a in acks] == [(b"a1", True), (b"a3", False)]
+    assert [a.data for a in s.known_acks(1002)] == [b"other"]
