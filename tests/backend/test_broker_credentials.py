@@ -1,41 +1,59 @@
-"""Broker credentials and ACLs from the registry, enforced by a real Mosquitto."""
+"""Broker credentials and ACLs from the registry, enforced by a real Mosquitto.
+
+Negative checks ("this was not delivered") never sleep: after the forbidden publish has
+been answered by the broker, a permitted message goes to the same subscriber; Mosquitto
+routes messages in the order it processes them, so anything let through would have been
+queued ahead of it. `_collect` waits for what is expected, then half a second more."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import queue
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy import select
 
 from backend import broker_credentials as bc
 from backend.broker import BrokerConfig, Mosquitto
+from backend.ingest_worker import IngestWorker, subscriptions
 from backend.registry import Device, KeyVault, Registry
+from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
-from backend.storage.schema import HOME_UNIT, TAG
+from backend.storage.schema import HOME_UNIT, TAG, frames
+from firmware import frame as fr
 from firmware import topics
+from tests.backend.frames import acked, home_frame, tag_frame
 
 BACKEND_PASSWORD = "backend-secret-for-tests"
+SERVER_KEY = bytes(range(32))
+GRANTED_QOS1 = 1  # SUBACK reason code
+SUCCESS, NOT_AUTHORIZED = 0, 135  # PUBACK reason codes (v5)
+# One concrete topic per uplink the ingest consumes: unit 2001 with its paired tag 1001.
+UPLINKS = (
+    topics.tag_up(1001),
+    topics.home_relay(2001),
+    topics.home_up(2001),
+    topics.home_status(2001),
+)
+DOWNLINKS = (topics.tag_down(1001), topics.home_down(2001), topics.home_config(2001))
+T = TypeVar("T")
+_ids = itertools.count()
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    """SQLite only: the registry's storage is covered on both engines in test_storage."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade(engine)
-    return Registry(engine, KeyVault(bytes(range(32))))
-
-
-def _collect(q: queue.Queue[str], expected: set[str], wait_s: float = 15.0) -> set[str]:
+def _collect(q: queue.Queue[T], expected: set[T], wait_s: float = 15.0) -> set[T]:
     """What arrives on q: until everything expected has (or wait_s passes on a loaded machine),
     then half a second more, so that anything unexpected that was also let through shows."""
-    got: set[str] = set()
+    got: set[T] = set()
     deadline = time.monotonic() + wait_s
     while not got >= expected and time.monotonic() < deadline:
         with contextlib.suppress(queue.Empty):
@@ -45,6 +63,150 @@ def _collect(q: queue.Queue[str], expected: set[str], wait_s: float = 15.0) -> s
         with contextlib.suppress(queue.Empty):
             got.add(q.get(timeout=0.1))
     return got
+
+
+class Peer:
+    """One client of the broker under test; waits for its CONNACK, each SUBACK and each
+    PUBACK and returns their reason codes. Messages it receives land in `received` as
+    (topic, payload)."""
+
+    def __init__(
+        self,
+        broker: Mosquitto,
+        user: str,
+        password: str,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+    ) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{user}-{next(_ids)}", protocol=protocol
+        )
+        self.client.username_pw_set(user, password)
+        self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self._done = threading.Condition()
+        self._connack: int | None = None
+        self._acks: dict[int, list[int]] = {}  # mid -> reason codes (SUBACK or PUBACK)
+        c = self.client
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_publish = self._on_publish
+        c.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        with self._done:
+            assert self._done.wait_for(lambda: self._connack is not None, timeout=10)
+        assert self._connack is not None
+        self.connack: int = self._connack
+
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        with self._done:
+            self._connack = rc.value
+            self._done.notify_all()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, rcs: Any, _p: Any) -> None:
+        with self._done:
+            self._acks[mid] = [r.value for r in rcs]
+            self._done.notify_all()
+
+    def _on_publish(self, _c: mqtt.Client, _u: Any, mid: int, rc: Any, _p: Any) -> None:
+        with self._done:
+            self._acks[mid] = [rc.value]
+            self._done.notify_all()
+
+    def _wait(self, mid: int) -> list[int]:
+        with self._done:
+            assert self._done.wait_for(lambda: mid in self._acks, timeout=10), "no answer"
+            return self._acks.pop(mid)
+
+    def subscribe(self, *filters: str) -> list[int]:
+        rc, mid = self.client.subscribe([(f, 1) for f in filters])
+        assert rc == mqtt.MQTT_ERR_SUCCESS and mid is not None
+        return self._wait(mid)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        assert info.rc == mqtt.MQTT_ERR_SUCCESS
+        return self._wait(info.mid)[0]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+Connect = Callable[..., Peer]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    """SQLite only: the registry's storage is covered on both engines in test_storage."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    return Registry(engine, KeyVault(SERVER_KEY))
+
+
+@pytest.fixture
+def secured(tmp_path: Path, registry: Registry) -> Iterator[tuple[Mosquitto, dict[int, Device]]]:
+    unit = registry.register(2001, HOME_UNIT)
+    devs = {
+        2001: unit,
+        1001: registry.register(1001, TAG, home_unit=2001),
+        1002: registry.register(1002, TAG),
+    }
+    passwd, acl = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
+    assert passwd.stat().st_mode & 0o777 == 0o600
+    b = Mosquitto(BrokerConfig(password_file=passwd, acl_file=acl))
+    b.start()
+    yield b, devs
+    b.close()
+
+
+@pytest.fixture
+def ingest_worker(
+    tmp_path: Path, secured: tuple[Mosquitto, dict[int, Device]]
+) -> Iterator[IngestWorker]:
+    """The real ingest worker, logged in with the backend's account, on the registry's
+    database; stopped (and its thread joined) afterwards."""
+    broker, _ = secured
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        server_key=SERVER_KEY.hex(),
+        mqtt_port=broker.port,
+        mqtt_password=BACKEND_PASSWORD,
+        ingest_batch_ms=5,
+    )
+    worker = IngestWorker(settings, "tagwatch-ingest-test")
+    thread = threading.Thread(target=worker.run, name="ingest")
+    thread.start()
+    yield worker
+    worker.stopping.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def connect(secured: tuple[Mosquitto, dict[int, Device]]) -> Iterator[Connect]:
+    """connect("backend" | "tag-1001" | "hu-2001" | ..., password=None, protocol=v5): a
+    connected Peer (the account's real password unless one is given); all closed after."""
+    broker, devs = secured
+    peers: list[Peer] = []
+
+    def make(
+        user: str,
+        password: str | None = None,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+    ) -> Peer:
+        if password is None:
+            password = (
+                BACKEND_PASSWORD
+                if user == "backend"
+                else bc.device_password(devs[int(user.split("-")[1])].key)
+            )
+        peer = Peer(broker, user, password, protocol)
+        peers.append(peer)
+        return peer
+
+    yield make
+    for p in peers:
+        p.close()
 
 
 def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
@@ -57,89 +219,197 @@ def test_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
     assert bc.mosquitto_hash("other", salt) != theirs
 
 
-def _client(name: str, broker: Mosquitto, user: str, password: str) -> tuple[mqtt.Client, int]:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
-    c.username_pw_set(user, password)
-    result: queue.Queue[int] = queue.Queue()
-    c.on_connect = lambda _c, _u, _f, rc, _p: result.put(rc.value)
-    c.connect(broker.host, broker.port)
-    c.loop_start()
-    return c, result.get(timeout=5)
+def test_the_topics_used_here_cover_everything_ingest_consumes() -> None:
+    # So the tests below stay complete if ingest ever consumes another uplink.
+    for f in topics.INGEST:
+        assert any(mqtt.topic_matches_sub(f, t) for t in UPLINKS), f
 
 
-@pytest.fixture
-def secured(tmp_path: Path, registry: Registry) -> tuple[Mosquitto, dict[int, Device]]:
-    unit = registry.register(2001, HOME_UNIT)
-    devs = {
-        2001: unit,
-        1001: registry.register(1001, TAG, home_unit=2001),
-        1002: registry.register(1002, TAG),
-    }
-    passwd, acl = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
-    assert passwd.stat().st_mode & 0o777 == 0o600
-    b = Mosquitto(BrokerConfig(password_file=passwd, acl_file=acl))
-    b.start()
-    yield b, devs  # type: ignore[misc]
-    b.close()
+def test_devices_confined_to_their_own_topics(connect: Connect) -> None:
+    # The observer is the ingest's own subscription: what the backend would actually ingest.
+    ingest = connect("backend")
+    assert ingest.subscribe(*subscriptions("ingest")) == [GRANTED_QOS1] * len(topics.INGEST)
 
+    tag = connect("tag-1001")
+    assert tag.publish(topics.tag_up(1002), b"forged") == NOT_AUTHORIZED  # not its topic
+    assert tag.publish(topics.home_relay(2001), b"x") == NOT_AUTHORIZED  # nor this
+    assert tag.publish(topics.tag_up(1001), b"own") == SUCCESS
+    unit = connect("hu-2001")
+    assert unit.publish(topics.home_relay(2001), b"relayed") == SUCCESS
+    assert unit.publish(topics.tag_up(1001), b"pose") == NOT_AUTHORIZED
 
-def test_devices_confined_to_their_own_topics(
-    secured: tuple[Mosquitto, dict[int, Device]],
-) -> None:
-    broker, devs = secured
-    seen: queue.Queue[str] = queue.Queue()
-    backend, rc = _client("backend", broker, "backend", BACKEND_PASSWORD)
-    assert rc == 0
-    backend.on_message = lambda _c, _u, m: seen.put(m.topic)
-    subscribed = threading.Event()
-    backend.on_subscribe = lambda *_a: subscribed.set()
-    backend.subscribe(f"{topics.ROOT}/#", qos=1)
-    assert subscribed.wait(10)
-
-    tag, rc = _client("tag-1001", broker, "tag-1001", bc.device_password(devs[1001].key))
-    assert rc == 0
-    tag.publish(topics.tag_up(1002), b"forged", qos=1).wait_for_publish(5)  # not its topic
-    tag.publish(topics.home_relay(2001), b"x", qos=1).wait_for_publish(5)  # nor this
-    tag.publish(topics.tag_up(1001), b"own", qos=1).wait_for_publish(5)
-    unit, rc = _client("hu-2001", broker, "hu-2001", bc.device_password(devs[2001].key))
-    assert rc == 0
-    unit.publish(topics.home_relay(2001), b"relayed", qos=1).wait_for_publish(5)
-    unit.publish(topics.tag_up(1001), b"pose", qos=1).wait_for_publish(5)
-
-    assert _collect(seen, {topics.tag_up(1001), topics.home_relay(2001)}) == {
-        topics.tag_up(1001),
-        topics.home_relay(2001),
-    }
+    want = {(topics.tag_up(1001), b"own"), (topics.home_relay(2001), b"relayed")}
+    assert _collect(ingest.received, want) == want
 
     # Reading: a tag reads its own downlink only; the unit reads its paired tag's too.
-    down: queue.Queue[str] = queue.Queue()
-    tag.on_message = lambda _c, _u, m: down.put(m.topic)
-    unit.on_message = lambda _c, _u, m: down.put("unit:" + m.topic)
-    subacks = threading.Semaphore(0)
-    for c in (tag, unit):
-        c.on_subscribe = lambda *_a: subacks.release()
-        c.subscribe([(topics.tag_down(1001), 1), (topics.tag_down(1002), 1)])
-    assert subacks.acquire(timeout=10) and subacks.acquire(timeout=10)
+    for device in (tag, unit):
+        assert device.subscribe(topics.tag_down(1001), topics.tag_down(1002)) == [1, 1]
+    backend = connect("backend")
     for t in (1001, 1002):
-        backend.publish(topics.tag_down(t), b"ack", qos=1).wait_for_publish(5)
-    want = {topics.tag_down(1001), "unit:" + topics.tag_down(1001)}
-    assert _collect(down, want) == want
-    for c in (backend, tag, unit):
-        c.disconnect()
-        c.loop_stop()
+        backend.publish(topics.tag_down(t), b"ack")
+    assert _collect(tag.received, {(topics.tag_down(1001), b"ack")}) == {
+        (topics.tag_down(1001), b"ack")
+    }
+    assert _collect(unit.received, {(topics.tag_down(1001), b"ack")}) == {
+        (topics.tag_down(1001), b"ack")
+    }
 
 
-def test_wrong_or_foreign_password_refused(secured: tuple[Mosquitto, dict[int, Device]]) -> None:
-    broker, devs = secured
-    _, rc = _client("a", broker, "tag-1001", "wrong")
-    assert rc != 0
+def test_backend_receives_every_uplink_it_ingests(connect: Connect) -> None:
+    shared = connect("backend")  # as the ingest workers subscribe: $share/<group>/...
+    assert shared.subscribe(*subscriptions("ingest")) == [GRANTED_QOS1] * len(topics.INGEST)
+    plain = connect("backend")  # one worker without a group
+    assert plain.subscribe(*topics.INGEST) == [GRANTED_QOS1] * len(topics.INGEST)
+
+    tag, unit = connect("tag-1001"), connect("hu-2001")
+    sent = {topic: f"frame on {topic}".encode() for topic in UPLINKS}
+    for topic, payload in sent.items():
+        device = tag if topic == topics.tag_up(1001) else unit
+        retain = topic == topics.home_status(2001)  # as the unit publishes its status
+        assert device.publish(topic, payload, retain=retain) == SUCCESS
+
+    want = set(sent.items())
+    assert _collect(shared.received, want) == want
+    assert _collect(plain.received, want) == want
+
+
+def test_backend_publishes_each_downlink_and_reads_none(connect: Connect) -> None:
+    tag, unit = connect("tag-1001"), connect("hu-2001")
+    assert tag.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
+    assert unit.subscribe(*DOWNLINKS) == [GRANTED_QOS1] * 3
+    # Mosquitto grants any subscription; read access is checked on each delivery.
+    watcher = connect("backend")
+    assert watcher.subscribe(f"{topics.ROOT}/#") == [GRANTED_QOS1]
+
+    backend = connect("backend")
+    sent = {topic: f"signed for {topic}".encode() for topic in DOWNLINKS}
+    for topic, payload in sent.items():
+        retain = topic == topics.home_config(2001)  # the unit's configuration is retained
+        assert backend.publish(topic, payload, retain=retain) == SUCCESS
+
+    ack = (topics.tag_down(1001), sent[topics.tag_down(1001)])
+    assert _collect(tag.received, {ack}) == {ack}
+    assert _collect(unit.received, set(sent.items())) == set(sent.items())
+    # The backend's own account saw none of it: the next thing it sees is a later uplink.
+    marker = (topics.tag_up(1001), b"after the downlinks")
+    tag.publish(*marker)
+    assert _collect(watcher.received, {marker}) == {marker}
+    # The configuration was stored retained: a unit that connects later receives it.
+    config = (topics.home_config(2001), sent[topics.home_config(2001)])
+    later = connect("hu-2001")
+    assert later.subscribe(topics.home_config(2001)) == [GRANTED_QOS1]
+    assert _collect(later.received, {config}) == {config}
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["v5", "v3.1.1"])
+def test_backend_cannot_publish_as_a_device(
+    connect: Connect, protocol: MQTTProtocolVersion
+) -> None:
+    ingest = connect("backend")
+    assert ingest.subscribe(*subscriptions("ingest")) == [GRANTED_QOS1] * len(topics.INGEST)
+    unit = connect("hu-2001")
+    online = (topics.home_status(2001), b"online, signed by the unit")
+    assert unit.publish(*online, retain=True) == SUCCESS
+
+    backend = connect("backend", protocol=protocol)
+    for topic in (*UPLINKS, topics.tag_up(1002)):
+        rc = backend.publish(topic, b"forged", retain=topic == online[0])
+        # v5 names the refusal; v3.1.1 has no way to, and acknowledges as if delivered.
+        assert rc == (NOT_AUTHORIZED if protocol == mqtt.MQTTv5 else SUCCESS), topic
+
+    genuine = (topics.tag_up(1001), b"genuine")
+    connect("tag-1001").publish(*genuine)
+    assert _collect(ingest.received, {online, genuine}) == {online, genuine}
+    # Nor did the forged status replace the unit's retained one.
+    reader = connect("backend")
+    assert reader.subscribe(topics.home_status(2001)) == [GRANTED_QOS1]
+    assert _collect(reader.received, {online}) == {online}
+
+
+def _acks(
+    q: queue.Queue[tuple[str, bytes]],
+    keys: dict[str, bytes],
+    want: dict[str, set[tuple[int, int]]],
+    wait_s: float,
+) -> dict[str, set[tuple[int, int]]]:
+    """The (boot, seq) pairs that verified ACKs arriving on q name, per topic, until each
+    topic's wanted pairs are among them or wait_s passes (one ACK may name several)."""
+    got: dict[str, set[tuple[int, int]]] = {t: set() for t in keys}
+    deadline = time.monotonic() + wait_s
+    while any(not got[t] >= w for t, w in want.items()) and time.monotonic() < deadline:
+        with contextlib.suppress(queue.Empty):
+            topic, payload = q.get(timeout=0.2)
+            got[topic] |= acked(payload, keys[topic])
+    return got
+
+
+def test_ingest_worker_runs_on_the_backend_account(
+    secured: tuple[Mosquitto, dict[int, Device]],
+    ingest_worker: IngestWorker,
+    connect: Connect,
+) -> None:
+    """Least privilege is enough for the real worker: it receives each kind of uplink on its
+    shared subscription, and its signed ACKs reach the devices."""
+    _, devs = secured
+    tag_key, unit_key = devs[1001].key, devs[2001].key
+    keys = {topics.tag_down(1001): tag_key, topics.home_down(2001): unit_key}
+    tag, unit = connect("tag-1001"), connect("hu-2001")
+    downlinks: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    tag.received = unit.received = downlinks
+    assert tag.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
+    assert unit.subscribe(topics.home_down(2001)) == [GRANTED_QOS1]
+
+    # Until its subscription is in place the worker misses frames, so the tag does what a
+    # device does: retransmits until acknowledged (ingest is idempotent).
+    now = int(time.time())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tag.publish(topics.tag_up(1001), tag_frame(1001, tag_key, 1, now))
+        if (1, 1) in _acks(downlinks, keys, {topics.tag_down(1001): {(1, 1)}}, 2.0)[
+            topics.tag_down(1001)
+        ]:
+            break
+    else:
+        pytest.fail("the worker never acknowledged the tag's first frame")
+
+    power = [fr.Record(fr.HOME_POWER, dt=0, mains=1, battery=90)]
+    online = [fr.Record(fr.LINK, dt=0, state=fr.LINK_ONLINE)]
+    unit.publish(topics.home_relay(2001), tag_frame(1001, tag_key, 2, now))
+    unit.publish(topics.home_up(2001), home_frame(2001, unit_key, 1, now, power))
+    unit.publish(topics.home_status(2001), home_frame(2001, unit_key, 2, now, online), True)
+    want = {
+        topics.tag_down(1001): {(1, 2)},  # the relayed frame is acknowledged to the tag
+        topics.home_down(2001): {(1, 1), (1, 2)},
+    }
+    got = _acks(downlinks, keys, want, 30)
+    # (A late ACK of a retransmitted first frame may also arrive on the tag's topic.)
+    assert got[topics.tag_down(1001)] - {(1, 1)} == want[topics.tag_down(1001)]
+    assert got[topics.home_down(2001)] == want[topics.home_down(2001)]
+    engine = make_engine(ingest_worker.settings.resolved_database_url())
+    with engine.connect() as conn:
+        stored = {(r.device, r.seq) for r in conn.execute(select(frames.c.device, frames.c.seq))}
+    engine.dispose()
+    assert stored == {(1001, 1), (1001, 2), (2001, 1), (2001, 2)}
+
+
+def test_wrong_or_foreign_password_refused(
+    secured: tuple[Mosquitto, dict[int, Device]], connect: Connect
+) -> None:
+    _, devs = secured
+    assert connect("tag-1001", "wrong").connack != 0
     # One device's password does not open another's account.
-    _, rc = _client("b", broker, "tag-1002", bc.device_password(devs[1001].key))
-    assert rc != 0
-    _, rc = _client("c", broker, "nobody", "x")
-    assert rc != 0
+    assert connect("tag-1002", bc.device_password(devs[1001].key)).connack != 0
+    assert connect("backend", "wrong").connack != 0
+    assert connect("nobody", "x").connack != 0
 
 
 def test_refuses_an_empty_backend_password(registry: Registry) -> None:
     with pytest.raises(ValueError, match="TAGWATCH_MQTT_PASSWORD"):
         bc.render(registry.all(), "backend", "")
+
+
+@pytest.mark.parametrize("name", ["", "back end", "back#", "ops+", "tag-1001", "hu-2001"])
+def test_refuses_a_backend_username_the_acl_cannot_hold(registry: Registry, name: str) -> None:
+    registry.register(1001, TAG)
+    with pytest.raises(ValueError, match="TAGWATCH_MQTT_USERNAME"):
+        bc.render(registry.all(), name, BACKEND_PASSWORD)

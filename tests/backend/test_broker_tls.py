@@ -226,21 +226,28 @@ def test_client_certificates_required_and_cn_is_the_acl_identity(
         assert _connect(tls.port, None, None, pki.ca, cert) == 0
         # No client certificate: the handshake fails.
         assert _connect(tls.port, None, None, pki.ca) != 0
-        # The CN is the identity the ACL confines: tag-1001 reaches its own uplink only.
-        seen: queue.Queue[str] = queue.Queue()
+        # The CN is the identity the ACL confines: tag-1001 reaches its own uplink only, and
+        # the backend's certificate reads uplinks but cannot publish one. The broker routes
+        # a message before it acknowledges it, so anything let through would arrive ahead of
+        # what is published after that acknowledgement.
+        seen: queue.Queue[tuple[str, bytes]] = queue.Queue()
         backend = _tls_client("backend", tls.port, pki.ca, (pki.backend_cert, pki.backend_key))
-        backend.on_message = lambda _c, _u, m: seen.put(m.topic)
+        backend.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload)))
         subscribed = threading.Event()
         backend.on_subscribe = lambda *_a: subscribed.set()
         backend.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
         assert subscribed.wait(10)
+        refused: queue.Queue[int] = queue.Queue()
+        backend.on_publish = lambda _c, _u, _mid, rc, _p: refused.put(rc.value)
         tag = _tls_client("tag", tls.port, pki.ca, cert)
         try:
             for t in (1002, 1001):
                 tag.publish(topics.tag_up(t), b"frame", qos=1).wait_for_publish(10)
-            assert seen.get(timeout=10) == topics.tag_up(1001)
-            time.sleep(0.2)
-            assert seen.empty()
+            assert seen.get(timeout=10) == (topics.tag_up(1001), b"frame")
+            backend.publish(topics.tag_up(1001), b"forged", qos=1)
+            assert refused.get(timeout=10) == 135  # MQTT v5 "not authorized"
+            tag.publish(topics.tag_up(1001), b"second", qos=1).wait_for_publish(10)
+            assert seen.get(timeout=10) == (topics.tag_up(1001), b"second")
         finally:
             for c in (tag, backend):
                 c.loop_stop()
