@@ -64,6 +64,12 @@ class Held:
         return False
 
 
+# A remembered ACK written to the tag this many times while the tag still offers the frames
+# it names is no longer trusted: the tag is refusing it (the unit cannot verify an ACK itself;
+# docs/home-unit.md, "Trust"), so the frames are relayed again and the ACK forgotten.
+MAX_ACK_WRITES = 2
+
+
 def _covers(ranges: Iterable[tuple[int, int, int]], boot: int, seq: int) -> bool:
     return any(b == boot and first <= seq <= last for b, first, last in ranges)
 
@@ -273,20 +279,26 @@ class HomeUnit:
         same ACK over its own cellular link (`downlink_ack_unneeded`: most ACKs for a tag's
         days away). When the unit knows the offer was everything the tag holds, such an ACK
         is forgotten. When it does not (the offload was not read: the queue is full), the
-        ACKs not yet written are written, since they may be what the tag needs to free room."""
+        ACKs not yet written are written, since they may be what the tag needs to free room.
+        An ACK already written MAX_ACK_WRITES times whose frames the tag still offers is
+        forgotten (`downlink_ack_refused`); take_offload has relayed those frames."""
         budget = self.s.max_downlinks_per_contact
         send: list[store.KnownAck] = []
         confirmed: list[int] = []
         unneeded: list[int] = []
+        refused: list[store.KnownAck] = []
         for a in self.store.known_acks(tag):
-            if held.named_by(a.ranges) or (not complete and not a.delivered):
+            if held.named_by(a.ranges):
+                (refused if a.writes >= MAX_ACK_WRITES else send).append(a)
+            elif not complete and not a.writes:
                 send.append(a)
             elif complete:
-                (confirmed if a.delivered else unneeded).append(a.id)
-        if confirmed or unneeded:
-            self.store.forget_acks(confirmed + unneeded)
+                (confirmed if a.writes else unneeded).append(a.id)
+        if confirmed or unneeded or refused:
+            self.store.forget_acks(confirmed + unneeded + [a.id for a in refused])
             self.counters["downlink_ack_confirmed"] += len(confirmed)
             self.counters["downlink_ack_unneeded"] += len(unneeded)
+            self.counters["downlink_ack_refused"] += len(refused)
         for ident, data in self.store.downlinks(tag)[:budget]:
             await link.deliver_downlink(data)
             self.store.drop_downlink(ident)
@@ -294,7 +306,7 @@ class HomeUnit:
             budget -= 1
         for a in send[: max(budget, 0)]:
             await link.deliver_downlink(a.data)
-            self.store.ack_delivered(a.id)
+            self.store.ack_written(a.id)
             self.counters["downlinks_delivered"] += 1
             self.counters["downlink_acks_delivered"] += 1
 
@@ -302,8 +314,9 @@ class HomeUnit:
         """Queue what a tag handed over; returns the frames it offered. The unit cannot check
         a tag's MAC (it has no tag key) but refuses what is not structurally a TAG_DATA frame
         of that very tag. A frame a remembered ACK names is not queued: the backend has it,
-        and the tag gets the ACK in this contact instead (`relay_already_acked`)."""
-        acked = [a.ranges for a in self.store.known_acks(tag)]
+        and the tag gets the ACK in this contact instead (`relay_already_acked`), unless that
+        ACK has been written to the tag MAX_ACK_WRITES times already."""
+        acked = [a.ranges for a in self.store.known_acks(tag) if a.writes < MAX_ACK_WRITES]
         good: list[tuple[int, int, int, bytes]] = []
         offered: list[tuple[int, int]] = []
         already = 0

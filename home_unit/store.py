@@ -90,7 +90,7 @@ class KnownAck:
     id: int
     data: bytes
     ranges: tuple[tuple[int, int, int], ...]
-    delivered: bool
+    writes: int  # contacts it was written to the tag in
 
 
 def _ranges_text(ranges: Iterable[tuple[int, int, int]]) -> str:
@@ -304,11 +304,11 @@ class Store:
         rows = self.db.execute(
             "SELECT id, data, ranges, delivered FROM tag_ack WHERE tag = ? ORDER BY id", (tag,)
         ).fetchall()
-        return [KnownAck(int(r[0]), bytes(r[1]), _ranges_parse(r[2]), bool(r[3])) for r in rows]
+        return [KnownAck(int(r[0]), bytes(r[1]), _ranges_parse(r[2]), int(r[3])) for r in rows]
 
-    def ack_delivered(self, ident: int) -> None:
+    def ack_written(self, ident: int) -> None:
         with self.db:
-            self.db.execute("UPDATE tag_ack SET delivered = 1 WHERE id = ?", (ident,))
+            self.db.execute("UPDATE tag_ack SET delivered = delivered + 1 WHERE id = ?", (ident,))
 
     def forget_acks(self, ids: Iterable[int]) -> None:
         with self.db:

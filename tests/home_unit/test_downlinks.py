@@ -236,3 +236,28 @@ def test_remembered_acks_are_bounded_per_tag(tmp_path: Path) -> None:
 
     b.run(scenario)
     assert c["downlink_ack_expired"] == 2
+
+
+def test_an_ack_the_tag_keeps_refusing_stops_holding_its_frames_back(tmp_path: Path) -> None:
+    # The unit cannot verify an ACK for a tag (it has no tag key). One that the broker ACL
+    # should have kept out, signed with the wrong key, is refused by the tag at every
+    # contact; after two writes the unit stops trusting it and relays the frame it names.
+    tag = ScriptedTag(1001, UNIT, UNIT_KEY)
+    b = Bench(tmp_path, tag)
+    c = b.unit.counters
+
+    async def scenario() -> None:
+        tag.make_frames(1)
+        rec = fr.Record(fr.ACK_RANGE, boot=1, first=1, last=1)
+        forged = fr.Frame(fr.ACK, tag.tag, 0, 0, T0, [rec], fr.FLAG_TIME_VALID)
+        b.down(fr.encode(forged, bytes(32)))
+        await b.contact()
+        await b.contact()
+        assert b.queued() == [] and tag.downlinks_refused == ["mac", "mac"]
+        await b.contact()
+        assert b.queued() == [1]
+
+    b.run(scenario)
+    assert c["relay_already_acked"] == 2
+    assert c["downlink_ack_refused"] == 1
+    assert tag.pending_count() == 1  # the tag still holds it: nothing was lost meanwhile

@@ -85,11 +85,12 @@ def test_remembered_acks_bounded_per_tag_marked_and_forgotten(tmp_path: Path) ->
     assert expired == [0, 0, 0, 1]
     acks = s.known_acks(1001)
     assert [a.data for a in acks] == [b"a1", b"a2", b"a3"]
-    assert acks[0].ranges == ((1, 1, 2), (2, 0, 0)) and not acks[0].delivered
-    s.ack_delivered(acks[0].id)
+    assert acks[0].ranges == ((1, 1, 2), (2, 0, 0)) and acks[0].writes == 0
+    s.ack_written(acks[0].id)
+    s.ack_written(acks[0].id)
     s.forget_acks([acks[1].id])
     s.close()
     s = st.Store(path)  # remembered across restarts
     acks = s.known_acks(1001)
-    assert [(a.data, a.delivered) for a in acks] == [(b"a1", True), (b"a3", False)]
+    assert [(a.data, a.writes) for a in acks] == [(b"a1", 2), (b"a3", 0)]
     assert [a.data for a in s.known_acks(1002)] == [b"other"]
