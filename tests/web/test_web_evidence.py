@@ -335,10 +335,15 @@ def test_where_instead_for_a_hit_of_the_correlation_by_keyboard(
     # The answer opens under the hits (still listed), and focus is on its heading.
     assert page.locator("#inv-hits tbody tr").count() == 1
     assert focused(page) == "inv-where-title"
+    # The side panel scrolled the answer up to its top, not just its heading into view.
+    heading = page.locator("#inv-where-title").bounding_box()
+    panel = page.locator("#inv-results").locator("xpath=ancestor::aside").bounding_box()
+    assert heading is not None and panel is not None
+    assert panel["y"] <= heading["y"] < panel["y"] + 60, (heading, panel)
     assert page.inner_text("#inv-where-title") == "Where A-1 was"
     summary = page.inner_text("#inv-summary")
     assert summary.startswith("within")
-    tab.shot("investigations-where-instead-from-a-hit", full_page=True)
+    tab.shot("investigations-where-instead-from-a-hit")
 
     # The same answer from the API gives the times the screen must show in London time.
     body = {

@@ -179,6 +179,10 @@ export async function render(el, ctx) {
           const title = whereOut.querySelector("h2");
           title.tabIndex = -1;
           title.focus(); // the answer is read from its heading; Tab goes on into it
+          // Beside the map the panel scrolls: show the answer from its heading down (focus
+          // alone brings only the heading into view, at the bottom).
+          const panel = title.closest(".panel");
+          panel.scrollTop += title.getBoundingClientRect().top - panel.getBoundingClientRect().top;
         } catch (e) {
           clear(whereOut, h("p", { class: "error", role: "alert", text: `Where ${hit.reference} was: ${errorText(e)}` }));
         } finally {
@@ -189,9 +193,8 @@ export async function render(el, ctx) {
         "tr",
         { dataset: { subject: String(hit.subject_id) } },
         h("td", {}, h("a", { href: `#/subjects/${hit.subject_id}`, text: hit.reference }), h("div", {}, button)),
-        h("td", {}, h("span", { class: `badge ${hit.status}`, text: label(hit.status) })),
+        h("td", {}, h("span", { class: `badge ${hit.status}`, text: label(hit.status) }), h("div", { text: `${fmtDuration(hit.inside_s)} inside` })),
         h("td", { text: approachText(hit.closest) }),
-        h("td", { text: fmtDuration(hit.inside_s) }),
       );
     });
     return [
@@ -199,7 +202,7 @@ export async function render(el, ctx) {
       h(
         "table",
         { id: "inv-hits" },
-        h("thead", {}, h("tr", {}, ["Subject", "Status", "Closest approach", "Time inside"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", {}, h("tr", {}, ["Subject", "Status, time inside", "Closest approach"].map((t) => h("th", { scope: "col", text: t })))),
         h("tbody", {}, rows),
       ),
       whereOut,
