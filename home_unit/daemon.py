@@ -70,8 +70,28 @@ class Held:
 MAX_ACK_WRITES = 2
 
 
-def _covers(ranges: Iterable[tuple[int, int, int]], boot: int, seq: int) -> bool:
-    return any(b == boot and first <= seq <= last for b, first, last in ranges)
+class Acked:
+    """The (boot, first, last) ranges of a tag's remembered ACKs, merged per boot, for
+    looking up offered frames."""
+
+    def __init__(self, ranges: Iterable[tuple[int, int, int]]) -> None:
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for boot, first, last in sorted(ranges):
+            merged = spans.setdefault(boot, [])
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            else:
+                merged.append((first, last))
+        self.firsts = {b: [f for f, _ in m] for b, m in spans.items()}
+        self.spans = spans
+
+    def __contains__(self, key: tuple[int, int]) -> bool:
+        boot, seq = key
+        firsts = self.firsts.get(boot)
+        if not firsts:
+            return False
+        i = bisect.bisect_right(firsts, seq) - 1
+        return i >= 0 and seq <= self.spans[boot][i][1]
 
 
 class HomeUnit:
@@ -316,7 +336,9 @@ class HomeUnit:
         of that very tag. A frame a remembered ACK names is not queued: the backend has it,
         and the tag gets the ACK in this contact instead (`relay_already_acked`), unless that
         ACK has been written to the tag MAX_ACK_WRITES times already."""
-        acked = [a.ranges for a in self.store.known_acks(tag) if a.writes < MAX_ACK_WRITES]
+        acked = Acked(
+            r for a in self.store.known_acks(tag) if a.writes < MAX_ACK_WRITES for r in a.ranges
+        )
         good: list[tuple[int, int, int, bytes]] = []
         offered: list[tuple[int, int]] = []
         already = 0
@@ -332,7 +354,7 @@ class HomeUnit:
                 log.warning("offload_refused", tag=tag, reason="foreign", device=f.device)
                 continue
             offered.append((f.boot, f.seq))
-            if any(_covers(r, f.boot, f.seq) for r in acked):
+            if (f.boot, f.seq) in acked:
                 already += 1
                 continue
             good.append((f.device, f.boot, f.seq, data))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from firmware import frame as fr
 from firmware import topics
 from home_unit import pushed_config, store
 from home_unit.clock import SimClock
-from home_unit.daemon import HomeUnit
+from home_unit.daemon import Acked, Held, HomeUnit
 from home_unit.mqtt_link import Incoming
 from home_unit.radio import BeaconCallback, BeaconHeard, Radio, TagLink
 from home_unit.settings import HomeUnitSettings
@@ -261,3 +262,20 @@ def test_an_ack_the_tag_keeps_refusing_stops_holding_its_frames_back(tmp_path: P
     assert c["relay_already_acked"] == 2
     assert c["downlink_ack_refused"] == 1
     assert tag.pending_count() == 1  # the tag still holds it: nothing was lost meanwhile
+
+
+def test_range_lookups_agree_with_a_plain_scan() -> None:
+    rnd = random.Random(7)
+    for _ in range(500):
+        ranges = []
+        for _ in range(rnd.randint(0, 6)):
+            first = rnd.randint(0, 40)
+            ranges.append((rnd.randint(0, 2), first, first + rnd.randint(0, 5)))
+        offered = {(rnd.randint(0, 2), rnd.randint(0, 50)) for _ in range(rnd.randint(0, 8))}
+        acked = Acked(ranges)
+        for boot in range(3):
+            for seq in range(50):
+                plain = any(b == boot and f <= seq <= la for b, f, la in ranges)
+                assert ((boot, seq) in acked) == plain
+        plain_named = any(b == bo and f <= sq <= la for b, f, la in ranges for bo, sq in offered)
+        assert Held(offered).named_by(ranges) == plain_named
