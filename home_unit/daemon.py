@@ -275,8 +275,10 @@ class HomeUnit:
                 if c.offload:
                     frames = await link.receive_offload()
                     held = self.take_offload(c.tag, frames)
-                    # A cut-off offload is not all the tag holds.
-                    complete = len(frames) < MAX_OFFLOAD_FRAMES
+                    # A cut-off offload is not all the tag holds, nor is an empty one from a
+                    # tag whose beacon said it holds frames (it serves none when it refused
+                    # the ack: docs/home-unit.md, "GATT contract").
+                    complete = 0 < len(frames) < MAX_OFFLOAD_FRAMES
                 else:
                     # Nothing pending: the tag holds no frame an ACK could free. Pending but
                     # not read (the relay queue is full): the unit cannot tell what it holds.

@@ -221,6 +221,27 @@ def test_with_the_relay_queue_full_the_acks_not_yet_written_are_written(tmp_path
     assert c["relay_queued"] == 0
 
 
+def test_an_empty_offload_from_a_tag_holding_frames_forgets_no_ack(tmp_path: Path) -> None:
+    # A tag serves no offload in a contact whose ack it refused. Its beacon said it holds
+    # frames, so the empty offer is not "holds nothing": the ACK is written, not forgotten.
+    tag = ScriptedTag(1001, UNIT, UNIT_KEY)
+    b = Bench(tmp_path, tag)
+    c = b.unit.counters
+
+    async def scenario() -> None:
+        tag.make_frames(2)
+        await b.contact()
+        b.ack(1, 1, 2)
+        serve = tag.offload
+        tag.offload = lambda: []  # type: ignore[method-assign]
+        await b.contact()
+        tag.offload = serve  # type: ignore[method-assign]
+
+    b.run(scenario)
+    assert tag.freed == [(1, 1), (1, 2)]
+    assert c["downlink_ack_unneeded"] == 0 and c["downlink_ack_confirmed"] == 0
+
+
 def test_remembered_acks_are_bounded_per_tag(tmp_path: Path) -> None:
     tag = ScriptedTag(1001, UNIT, UNIT_KEY)
     b = Bench(tmp_path, tag, max_acks_per_tag=3)
