@@ -3,7 +3,7 @@
 # drive the mode's positioning and transport, act on ACKs and commands) and returns the tick
 # at which it next needs to run. Nothing here sleeps, blocks or reads a clock: the board does.
 from firmware import battery as bat
-from firmware import commands, config, modes, motion, nmea, sampling, ticks
+from firmware import commands, modes, motion, nmea, sampling, ticks
 from firmware import frame as fr
 from firmware.energy import Ledger
 from firmware.fixfilter import FixFilter
@@ -12,11 +12,11 @@ from firmware.state import State
 from firmware.store import Store
 from firmware.tamper import Sensor
 from firmware.uplink import Uplink
-from firmware.zonewatch import AT, FAR, ZoneWatch
 
 if TYPE_CHECKING:
     from firmware.board import Board
     from firmware.rfmode import RfControl
+    from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
 
@@ -54,7 +54,9 @@ class App:
         self.case = Sensor(fr.SENSOR_CASE, self._i("debounce_ms"))
         self.strap.latched = bool(self.state.get("latch_1", False))
         self.case.latched = bool(self.state.get("latch_2", False))
-        self.zones = ZoneWatch(self.state)
+        self.zones: "ZoneWatch | None" = None  # loaded once the tag holds zones (_watch)
+        if self.state.get("zones", []):
+            self._watch()
         self.downlink = commands.Downlink(self.device, self.key, self.state)
         self.uplink = Uplink(board.modem, self.store, self.device, cfg)
         self.uplink.ledger = self.ledger
@@ -83,9 +85,11 @@ class App:
         # A paired tag on a board with a BLE radio beacons and can enter RF home mode; an
         # unpaired one, or a board without a radio, stays in GPS mode and never loads the RF
         # code (a fifth of the firmware's heap where modules load into RAM).
+        from firmware.config import paired  # boot-only module (main.py drops it after boot)
+
         radio = getattr(board, "radio", None)
         self.rf: "RfControl | None" = None
-        if radio is not None and config.paired(cfg):
+        if radio is not None and paired(cfg):
             from firmware.rfmode import RfControl
 
             self.rf = RfControl(self, radio)
@@ -250,7 +254,22 @@ class App:
             )
             self._zones(fix, acc, now_ms)
 
+    def _watch(self) -> "ZoneWatch":
+        """The zone watch, loaded when the tag first holds zones: at boot when zones are on
+        flash, else at the first cmd_zone (sent when the subject's zones are set, normally at
+        enrolment, early in a tag's service). A tag without zones never spends heap on it;
+        once loaded it stays (docs/firmware.md, "Heap")."""
+        if self.zones is None:
+            from firmware.zonewatch import ZoneWatch
+
+            self.zones = ZoneWatch(self.state)
+        return self.zones
+
     def _zones(self, fix: "nmea.Fix", acc: int, now_ms: int) -> None:
+        if self.zones is None:
+            return  # no zones pushed to this tag
+        from firmware.zonewatch import AT, FAR
+
         where = self.zones.check(fix.lat_e7, fix.lon_e7, acc, self._i("zone_near_m"))
         if where == FAR:
             return
@@ -400,7 +419,7 @@ class App:
             self.set_clock(rec.unix, now_ms, fr.CLOCK_COMMAND)
             return fr.RESULT_OK
         if t == fr.CMD_ZONE:
-            ok = self.zones.set(rec.slot, rec.lat_e7, rec.lon_e7, rec.radius_m)
+            ok = self._watch().set(rec.slot, rec.lat_e7, rec.lon_e7, rec.radius_m)
             return fr.RESULT_OK if ok else fr.RESULT_BAD_ARGS
         if t == fr.CMD_CLEAR_TAMPER:
             sensor = self.strap if rec.sensor == fr.SENSOR_STRAP else None

@@ -1,7 +1,6 @@
 # Backend-to-tag messages on the tag's down topic: ACK frames (free stored frames) and COMMAND
 # frames (signed, replay-protected by a command sequence persisted before anything runs).
 # Anything that fails is refused, counted, and (for commands) answered with a result code.
-from firmware import config
 from firmware import frame as fr
 from firmware.runtime import const
 
@@ -10,6 +9,18 @@ COMMAND = 2
 REFUSED = 0
 DUPLICATE = 3  # a command already run, delivered again by the other path: ignored
 _RECENT_COMMANDS = const(4)
+
+# cmd_config keys (docs/protocol.md) -> (name, minimum, maximum) that this firmware honours.
+COMMAND_KEYS = {
+    1: ("fix_moving_s", 5, 3600),
+    2: ("fix_fast_s", 5, 600),
+    3: ("fix_rest_s", 60, 86400),
+    4: ("batch_fixes", 1, 40),
+    5: ("batch_s", 10, 86400),
+    6: ("fast_until", 0, 0x7FFFFFFF),
+    7: ("hdop_max_d", 5, 255),
+    8: ("lease_s", 30, 86400),
+}
 
 
 class Downlink:
@@ -69,7 +80,7 @@ class Downlink:
 
 def config_change(rec: "fr.Record") -> "tuple[str, int] | int":
     """A cmd_config record -> (setting name, value), or a result code if refused."""
-    spec = config.COMMAND_KEYS.get(rec.key)
+    spec = COMMAND_KEYS.get(rec.key)
     if spec is None:
         return fr.RESULT_UNKNOWN
     name, lo, hi = spec

@@ -1,5 +1,8 @@
 # Tag configuration: one dict of defaults, a JSON file from provisioning over it (device id,
 # key, server, thresholds), and backend overrides (cmd_config) persisted in the state file.
+# Needed only to boot: main.py drops this module once the application is built (the defaults
+# and the loader are a few KiB of heap), so nothing that runs later may import it; what
+# cmd_config may change (COMMAND_KEYS) lives in firmware/commands.py.
 import json
 
 DEFAULTS = {
@@ -46,18 +49,6 @@ DEFAULTS = {
     "zone_batch_s": 60,  # ... batches close after this long (at the edge: every fix at once)
     "zone_hold_s": 120,  # ... for this long after the last fix near a zone
     "fs_root": "/flash/tw",
-}
-
-# cmd_config keys (docs/protocol.md) -> (name, minimum, maximum) that this firmware honours.
-COMMAND_KEYS = {
-    1: ("fix_moving_s", 5, 3600),
-    2: ("fix_fast_s", 5, 600),
-    3: ("fix_rest_s", 60, 86400),
-    4: ("batch_fixes", 1, 40),
-    5: ("batch_s", 10, 86400),
-    6: ("fast_until", 0, 0x7FFFFFFF),
-    7: ("hdop_max_d", 5, 255),
-    8: ("lease_s", 30, 86400),
 }
 
 

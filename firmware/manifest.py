@@ -13,7 +13,7 @@ package(  # noqa: F821
         "frame.py",
         "framedict.py",  # frozen, so to_dict() works; loaded only when a tool asks for it
         "mac.py",
-        "beacon.py",
+        "tagbeacon.py",  # the tag's half of beacon.py (which the home unit uses)
         "topics.py",
         "ticks.py",
         "nmea.py",

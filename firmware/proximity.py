@@ -9,7 +9,7 @@
 # mode; silence for the lease sends it back to GPS mode. Entering needs several acks and
 # leaving needs a whole lease without one, and after a lease expiry the tag holds GPS mode
 # for a while: at the edge of range it does not flap.
-from firmware import beacon as bc
+from firmware import tagbeacon as bc
 from firmware.frame import DecodeError
 from firmware.runtime import const
 

@@ -9,9 +9,9 @@
 # the tag's time right. Positions: a MODE record naming the home unit at every switch, and,
 # when the tag is provisioned with its home's coordinates, a FIX with source RF-home at the
 # fix-at-rest interval.
-from firmware import beacon as bc
 from firmware import frame as fr
 from firmware import modes, ticks
+from firmware import tagbeacon as bc
 from firmware.homelink import HomeLink
 from firmware.proximity import BeaconCounter, Proximity
 from firmware.runtime import TYPE_CHECKING
