@@ -26,6 +26,7 @@ from mpremote.transport_serial import SerialTransport
 # round trips (repr() of binary .mpy data can be up to 4x the raw size).
 CHUNK = 2048
 ATTEMPT_S = 1.0  # one try at the raw REPL
+QUIET_S = 0.5  # silence that says a board has answered everything it was sent
 
 # Hashes every file named, in one round trip, as "<hex sha256> <path>" lines.
 _HASH_SNIPPET = """\
@@ -126,13 +127,15 @@ class Board:
         """Interrupt the running program and enter the raw REPL. Ctrl-C and Ctrl-A are sent
         again every ATTEMPT_S: a board still booting (just reset) can swallow the first ones."""
         deadline = time.monotonic() + self.timeout_s
+        tries = 0
         while True:
             left = deadline - time.monotonic()
+            tries += 1
             try:
                 # mpremote prints what it got instead of a prompt; the error below says it.
                 with contextlib.redirect_stdout(io.StringIO()):
                     self.t.enter_raw_repl(soft_reset=False, timeout_overall=min(ATTEMPT_S, left))
-                return
+                break
             except (TransportError, serial.SerialException, OSError) as e:
                 if isinstance(e, TransportError) and time.monotonic() < deadline - 0.1:
                     continue
@@ -141,6 +144,26 @@ class Board:
                     f"{self.timeout_s:g} s): is MicroPython on it, is it powered, is this its "
                     "console port?"
                 ) from e
+        if tries > 1:
+            self._resync(deadline)
+
+    def _resync(self, deadline: float) -> None:
+        """After a retry the board may still be answering the earlier attempts (a banner per
+        Ctrl-A, late): let it finish, drop what it said, and take one fresh banner, so the
+        next command reads its own answer rather than a stale banner."""
+        quiet_until = time.monotonic() + QUIET_S
+        while time.monotonic() < quiet_until and time.monotonic() < deadline + QUIET_S:
+            n = self.t.serial.in_waiting
+            if n:
+                self.t.serial.read(n)
+                quiet_until = time.monotonic() + QUIET_S
+            else:
+                time.sleep(0.02)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.t.enter_raw_repl(soft_reset=False, timeout_overall=max(ATTEMPT_S, QUIET_S))
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise NoAnswerError(f"the board on {self.port} stopped answering: {e}") from e
 
     def exec(self, code: str, timeout_s: float | None = None) -> str:
         """Run code in the raw REPL; its printed output, or BoardError with its traceback."""

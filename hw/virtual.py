@@ -24,12 +24,11 @@ import contextlib
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import termios
+import threading
 import time
 import tty
 from collections.abc import Callable
@@ -57,6 +56,9 @@ else:
 """
 SENSORS = ("strap", "case", "motion", "mv", "charger")
 CONSOLE_TAIL = 4000  # bytes of console output kept for `status`
+
+
+CTRL_C = b"\x03"
 
 
 class VirtualBoardError(RuntimeError):
@@ -119,12 +121,13 @@ class VirtualBoard(HilTag):
         self.rom.write_text(ROM)
         self.t0 = time.monotonic()
         self.repl: subprocess.Popen[bytes] | None = None
-        self.safe_boot = False
         self.repl_master = -1
         self.started_at = 0.0
         self.inbuf = b""
         self.turn: list[str] = []
         self.awaiting = False
+        self.turns = 0  # polls the firmware completed since the board started
+        self.turn_sent_ms = 0
         self.gnss_pending = bytearray()
         self.console_tail = b""
         self.stopping = False
@@ -149,35 +152,61 @@ class VirtualBoard(HilTag):
             "modem": self.modem_state,
             "published": len(self.published),
             "sensors": dict(self.sensors),
+            # Whether the firmware is alive and polling: a stalled board shows here.
+            "turns": self.turns,
+            "awaiting_ms": self.now_ms - self.turn_sent_ms if self.awaiting else 0,
+            "next_wake_ms": self.wake_ms - self.now_ms,
+            "console_tail": self.console_tail[-4000:].decode(errors="replace"),
         }
 
     # -- MicroPython ---------------------------------------------------------------------------
     def _spawn(self) -> None:
-        """Power on: MicroPython in fs/, its stdio on a fresh pty that is its controlling
-        terminal, so a Ctrl-C from the console interrupts the running program."""
-        setsid = shutil.which("setsid")
-        if setsid is None:
-            raise VirtualBoardError("the setsid program (util-linux) is missing")
+        """Power on: MicroPython in fs/, its stdio on a fresh pty.
+
+        Ctrl-C is not left to the terminal (ISIG): MicroPython's unix port resets SIGINT to its
+        default action whenever it is not running code (at the REPL, between statements), so a
+        terminal-generated SIGINT arriving then kills the process, where a device ignores the
+        byte. The board starts MicroPython with SIGINT ignored and delivers a console Ctrl-C
+        itself (_pump_console_in): as SIGINT while MicroPython's own handler is installed (a
+        program is running: KeyboardInterrupt, as a device's UART interrupt does), otherwise as
+        the byte, which the REPL reads."""
         master, slave = os.openpty()
         tty.setraw(slave)
-        attrs = termios.tcgetattr(slave)
-        attrs[3] |= termios.ISIG  # Ctrl-C is SIGINT while a program runs, as on a device
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
         env = dict(os.environ)
         env["MICROPYPATH"] = f".frozen:{self.fs}"
         env[self.env_name] = str(self.wiring)
-        # A Ctrl-C that killed the last boot before MicroPython took the terminal over leaves
-        # the board at its REPL without running main.py, as a device interrupted in boot does.
-        script = [] if self.safe_boot else ["-i", str(self.rom)]
-        self.safe_boot = False
-        cmd = [setsid, "--ctty", *micropython.command(script, self.cfg.heap)]
+        # Boots like a device: main.py if there is one, then the REPL (-i). An ignored SIGINT
+        # stays ignored across exec, so the interpreter installs no handler of its own (only
+        # MicroPython's, while it runs code).
+        script = ["-i", str(self.rom)]
+        cmd = ["env", "--ignore-signal=INT", *micropython.command(script, self.cfg.heap)]
         self.repl = subprocess.Popen(
-            cmd, stdin=slave, stdout=slave, stderr=slave, cwd=self.fs, env=env, close_fds=True
+            cmd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            cwd=self.fs,
+            env=env,
+            close_fds=True,
+            start_new_session=True,  # the engineer's Ctrl-C on `tagwatch hw virtual` is ours
         )
         os.close(slave)
         os.set_blocking(master, False)
         self.repl_master = master
         self.started_at = time.monotonic()
+
+    def _interrupt_armed(self) -> bool:
+        """Whether MicroPython's SIGINT handler is installed (it is running code)."""
+        if self.repl is None:
+            return False
+        try:
+            status = Path(f"/proc/{self.repl.pid}/status").read_text()
+        except OSError:
+            return False
+        for line in status.splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+        return False
 
     def _power_off(self) -> None:
         if self.repl is not None:
@@ -186,6 +215,11 @@ class VirtualBoard(HilTag):
             self.repl.wait()
             self.repl = None
         if self.repl_master >= 0:
+            # What MicroPython wrote just before it exited is still in the pty (e.g. the raw
+            # REPL's acknowledgement of `machine.soft_reset()`): pass it on before closing.
+            for _ in range(64):
+                if not self._pump_console_out():
+                    break
             os.close(self.repl_master)
             self.repl_master = -1
         self._detach()
@@ -218,6 +252,16 @@ class VirtualBoard(HilTag):
                 self.pending_lines.append(f"S {name} {value}")
         self._start_turn()
 
+    def _disconnect_modem(self) -> None:
+        # paho's loop_stop() joins its network thread, which can take a second: this loop runs
+        # in real time (the console, the GNSS port), so the thread is left to end by itself.
+        client = self.mqtt
+        self.mqtt = None
+        self.mqtt_ready = False
+        if client is not None:
+            client.disconnect()
+            threading.Thread(target=client.loop_stop, daemon=True).start()
+
     def _connect_modem(self, client_id: str, down_topic: str) -> None:
         try:
             super()._connect_modem(client_id, down_topic)
@@ -245,6 +289,7 @@ class VirtualBoard(HilTag):
         self.conn.setblocking(True)
         try:
             self.conn.sendall("".join(x + "\n" for x in lines).encode())
+            self.turn_sent_ms = self.now_ms
         except OSError:
             self._detach()
             return
@@ -279,6 +324,7 @@ class VirtualBoard(HilTag):
     def _finish_turn(self, lines: list[str], wake: int) -> None:
         """The firmware's outputs of one poll (the same operations HilTag handles)."""
         self.awaiting = False
+        self.turns += 1
         self.wake_ms = self.now_ms + ticks.diff(wake, self._ticks())
         for line in lines:
             op, _, rest = line.partition(" ")
@@ -295,28 +341,39 @@ class VirtualBoard(HilTag):
                 print(f"virtual board: ignoring firmware lines {op!r}", file=sys.stderr)
 
     # -- byte pumps ------------------------------------------------------------------------------
-    def _pump_console_out(self) -> None:
+    def _pump_console_out(self) -> int:
         try:
             data = os.read(self.repl_master, 4096)
         except BlockingIOError:
-            return
+            return 0
         except OSError:  # EIO: MicroPython closed its side (it exited)
             data = b""
         if not data:
-            return
+            return 0
         self.console_tail = (self.console_tail + data)[-CONSOLE_TAIL:]
         # Nobody listening on the console: its buffer fills and output is lost, as on a UART.
         with contextlib.suppress(BlockingIOError):
             os.write(self.console_master, data)
+        return len(data)
 
     def _pump_console_in(self) -> None:
         try:
             data = os.read(self.console_master, 4096)
         except (BlockingIOError, OSError):
             return
-        if data and self.repl_master >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self.repl_master, data)
+        if not data or self.repl_master < 0:
+            return
+        parts = data.split(CTRL_C)
+        for i, part in enumerate(parts):
+            if i > 0:  # a Ctrl-C: interrupt a running program, else the REPL reads it
+                if self._interrupt_armed() and self.repl is not None:
+                    with contextlib.suppress(OSError):
+                        os.kill(self.repl.pid, signal.SIGINT)
+                    continue
+                part = CTRL_C + part
+            if part:
+                with contextlib.suppress(OSError):
+                    os.write(self.repl_master, part)
 
     def _pump_gnss(self) -> None:
         try:
@@ -358,12 +415,9 @@ class VirtualBoard(HilTag):
         """One pass: restart MicroPython if it exited, move bytes, run a turn when due."""
         if self.repl is None or self.repl.poll() is not None:
             if self.repl is not None:
-                interrupted = self.repl.returncode == -signal.SIGINT
                 quick = time.monotonic() - self.started_at < 1.0
                 self._power_off()
-                if interrupted:
-                    self.safe_boot = True
-                elif quick:  # a crash loop must not spin the CPU
+                if quick:  # a crash loop must not spin the CPU
                     time.sleep(1.0)
             self._spawn()
         self._clock()

@@ -168,7 +168,9 @@ def test_flash_provision_bench_and_the_backend_stores_the_signed_fixes(
         ["bench", "--port", port, "--gnss-port", rig.board["gnss"], "--broker", server,
          "--strap-control", rig.board["control"], "--report", str(report), *PATIENT],
     )  # fmt: skip
-    assert res.exit_code == 0, res.output + rig.tail()
+    assert res.exit_code == 0, (
+        res.output + rig.tail() + "\nboard: " + control(rig.board["control"], "status")
+    )
     rep = json.loads(report.read_text())
     assert rep["passed"] and rep["device"] == DEVICE
     assert {c["name"] for c in rep["checks"]} >= {"fixes", "no fix", "jump", "tamper", "batching"}
