@@ -1,11 +1,11 @@
 """Login (OAuth2 password flow, plus refresh), logout, the caller's identity, password
 change and TOTP enrolment."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from backend.api.deps import DB, Audit, Context, CurrentUser, RequestId
 from backend.security import audit, totp
@@ -34,6 +34,7 @@ class UserSelf(BaseModel):
     unit_name: str
     role: str
     totp_enabled: bool
+    totp_pending: bool = Field(description="a new authenticator awaits /totp/confirm")
 
 
 class PasswordChange(BaseModel):
@@ -50,8 +51,13 @@ class TotpCode(BaseModel):
     code: str = Field(min_length=6, max_length=8)
 
 
-class PasswordConfirm(BaseModel):
+class FactorsConfirm(BaseModel):
     password: str = Field(max_length=1024)
+    code: str | None = Field(
+        default=None,
+        max_length=8,
+        description="a current code from the enrolled authenticator; required while TOTP is on",
+    )
 
 
 def _refused(detail: str = "invalid credentials") -> HTTPException:
@@ -172,22 +178,142 @@ def me(user: CurrentUser, db: DB) -> UserSelf:
         unit_id=row.unit_id,
         unit_name=row.unit_name,
         role=row.role,
-        totp_enabled=row.totp_confirmed_at is not None,
+        totp_enabled=row.totp_enc is not None and row.totp_confirmed_at is not None,
+        totp_pending=row.totp_pending_enc is not None,
     )
 
 
-def _check_password(ctx: Context, db: DB, user_id: int, password: str) -> None:
-    stored = db.execute(select(users.c.password_hash).where(users.c.id == user_id)).scalar_one()
-    if not ctx.passwords.verify(stored, password):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "password does not match")
+def _refusal(
+    db: DB,
+    ctx: Context,
+    log: Audit,
+    user_id: int,
+    action: str,
+    detail: dict[str, str],
+    refusal: HTTPException,
+    *,
+    count: bool,
+) -> HTTPException:
+    """Record a refused check and commit it before answering: the request's transaction is
+    rolled back on an error, and the failure count and the audit record must stay."""
+    recorded: dict[str, object] = dict(detail)
+    if count:
+        recorded["locked"] = ctx.sessions.record_failure(db, user_id, ctx.clock.now())
+    log.record(action, detail=recorded)
+    if db.in_transaction():
+        db.commit()
+    return refusal
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+def _check_factors(
+    db: DB,
+    ctx: Context,
+    log: Audit,
+    user_id: int,
+    password: str,
+    code: str | None,
+    *,
+    refused_action: str,
+    operation: str,
+    totp_too: bool,
+) -> None:
+    """A signed-in user proves it is still them before a security change: the account is
+    not locked out, the password matches and (`totp_too`, while TOTP is on) so does a
+    current code from the enrolled authenticator, which is then used up as at sign-in. A
+    stolen session alone, or with the password, is not enough to remove the second factor.
+    A wrong password or code counts toward the lock-out like a failed sign-in (else a
+    session would be an unlimited guessing oracle); every refusal is audited."""
+    now = ctx.clock.now()
+    # Read, and verify with the slow argon2, outside the request's write transaction.
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            select(
+                users.c.password_hash,
+                users.c.totp_enc,
+                users.c.totp_confirmed_at,
+                users.c.totp_last_step,
+                users.c.locked_until,
+            ).where(users.c.id == user_id)
+        ).one()
+
+    def refuse(reason: str, refusal: HTTPException, count: bool) -> HTTPException:
+        detail = {"operation": operation, "reason": reason}
+        return _refusal(db, ctx, log, user_id, refused_action, detail, refusal, count=count)
+
+    if row.locked_until is not None and row.locked_until > now:
+        wait = str(int(row.locked_until - now) + 1)
+        raise refuse(
+            "locked",
+            HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "account locked after repeated failed attempts",
+                headers={"Retry-After": wait},
+            ),
+            count=False,
+        )
+    if not ctx.passwords.verify(row.password_hash, password):
+        raise refuse(
+            "bad_password",
+            HTTPException(status.HTTP_403_FORBIDDEN, "password does not match"),
+            count=True,
+        )
+    if not totp_too or row.totp_enc is None or row.totp_confirmed_at is None:
+        return
+    if not code:
+        # Not a guess: the screen asks for the code and the user types it.
+        raise refuse(
+            "otp_required",
+            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code required"),
+            count=False,
+        )
+    step = totp.match(ctx.sessions.open_totp(user_id, row.totp_enc), code, now, row.totp_last_step)
+    if step is None:
+        raise refuse(
+            "bad_otp",
+            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code not accepted"),
+            count=True,
+        )
+    # Used up, as at sign-in: a concurrent use of the same code, or a secret replaced
+    # since it was read, loses here.
+    used = db.execute(
+        update(users)
+        .where(
+            users.c.id == user_id,
+            users.c.totp_enc == row.totp_enc,
+            or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+    ).rowcount
+    if used != 1:
+        raise refuse(
+            "otp_reused",
+            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code not accepted"),
+            count=True,
+        )
+
+
+_SECURITY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "password, or (TOTP on) the current one-time code, refused"},
+    429: {"description": "account locked after repeated failures (Retry-After)"},
+}
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, responses=_SECURITY_REFUSALS)
 def change_password(
     body: PasswordChange, user: CurrentUser, db: DB, ctx: Context, log: Audit
 ) -> None:
     """Change one's own password; every other session of the user is revoked."""
-    _check_password(ctx, db, user.id, body.current_password)
+    _check_factors(
+        db,
+        ctx,
+        log,
+        user.id,
+        body.current_password,
+        None,
+        refused_action="auth.password_change_refused",
+        operation="password",
+        totp_too=False,
+    )
     try:
         new_hash = ctx.passwords.hash(body.new_password)
     except PasswordPolicyError as e:
@@ -198,54 +324,107 @@ def change_password(
     log.record("auth.password_changed", detail={"sessions_revoked": revoked})
 
 
-@router.post("/totp/enroll", response_model=TotpEnrolment)
+@router.post("/totp/enroll", response_model=TotpEnrolment, responses=_SECURITY_REFUSALS)
 def totp_enroll(
-    body: PasswordConfirm, user: CurrentUser, db: DB, ctx: Context, log: Audit
+    body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, log: Audit
 ) -> TotpEnrolment:
-    """Start TOTP enrolment: returns a new secret; it takes effect after /totp/confirm."""
-    _check_password(ctx, db, user.id, body.password)
+    """Start enrolling an authenticator: returns a new secret, held as pending. It takes
+    effect only after /totp/confirm with a code from it; until then an authenticator
+    already confirmed stays in force. While TOTP is on this needs a current `code` from
+    that authenticator as well as the password (a lost device: an administrator resets
+    TOTP, `PATCH /api/users/{id}` `{"reset_totp": true}`)."""
+    _check_factors(
+        db,
+        ctx,
+        log,
+        user.id,
+        body.password,
+        body.code,
+        refused_action="auth.totp_refused",
+        operation="enroll",
+        totp_too=True,
+    )
     secret = totp.new_secret()
-    db.execute(
+    replacing = db.execute(
         update(users)
         .where(users.c.id == user.id)
-        .values(
-            totp_enc=ctx.sessions.seal_totp(user.id, secret),
-            totp_confirmed_at=None,
-            totp_last_step=None,
-        )
-    )
-    log.record("auth.totp_enroll_started")
+        .values(totp_pending_enc=ctx.sessions.seal_totp(user.id, secret))
+        .returning(users.c.totp_confirmed_at)
+    ).scalar_one()
+    log.record("auth.totp_enroll_started", detail={"replacing": replacing is not None})
     return TotpEnrolment(
         secret=totp.b32(secret), uri=totp.uri(secret, user.username, ctx.settings.totp_issuer)
     )
 
 
-@router.post("/totp/confirm", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/totp/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        403: {"description": "the code does not match the pending secret"},
+        409: {"description": "no enrolment in progress, or it changed meanwhile"},
+    },
+)
 def totp_confirm(body: TotpCode, user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
-    """Finish enrolment with a code from the authenticator: logins then require a code."""
-    row = db.execute(select(users).where(users.c.id == user.id)).one()
-    if row.totp_enc is None:
+    """Finish enrolment with a code from the new authenticator: its secret replaces any
+    previous one, and logins then require a code from it."""
+    with ctx.engine.connect() as conn:
+        row = conn.execute(
+            select(users.c.totp_pending_enc, users.c.totp_enc, users.c.totp_confirmed_at).where(
+                users.c.id == user.id
+            )
+        ).one()
+    pending = row.totp_pending_enc
+    if pending is None:
         raise HTTPException(status.HTTP_409_CONFLICT, "no TOTP enrolment in progress")
     now = ctx.clock.now()
-    step = totp.match(ctx.sessions.open_totp(user.id, row.totp_enc), body.code, now)
+    step = totp.match(ctx.sessions.open_totp(user.id, pending), body.code, now)
     if step is None:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "code does not match")
-    db.execute(
+        # Audited, not counted toward the lock-out: guessing the code of a secret only its
+        # enroller was shown gains nobody anything, and the usual cause is a mistyped key,
+        # whose owner should not be locked out of signing in for it.
+        detail = {"operation": "confirm", "reason": "bad_otp"}
+        raise _refusal(
+            db,
+            ctx,
+            log,
+            user.id,
+            "auth.totp_refused",
+            detail,
+            HTTPException(status.HTTP_403_FORBIDDEN, "code does not match"),
+            count=False,
+        )
+    swapped = db.execute(
         update(users)
-        .where(users.c.id == user.id)
-        .values(totp_confirmed_at=now, totp_last_step=step)
+        .where(users.c.id == user.id, users.c.totp_pending_enc == pending)
+        .values(totp_enc=pending, totp_pending_enc=None, totp_confirmed_at=now, totp_last_step=step)
+    ).rowcount
+    if swapped != 1:
+        # Another window started a new enrolment (or turned TOTP off) since the read.
+        raise HTTPException(status.HTTP_409_CONFLICT, "the TOTP enrolment changed: start again")
+    replaced = row.totp_enc is not None and row.totp_confirmed_at is not None
+    log.record("auth.totp_enabled", detail={"replaced": replaced})
+
+
+@router.post("/totp/disable", status_code=status.HTTP_204_NO_CONTENT, responses=_SECURITY_REFUSALS)
+def totp_disable(body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
+    """Turn TOTP off (and drop an enrolment in progress). While it is on this needs a
+    current `code` from the authenticator as well as the password; a lost device is an
+    administrator's reset (`PATCH /api/users/{id}` `{"reset_totp": true}`)."""
+    _check_factors(
+        db,
+        ctx,
+        log,
+        user.id,
+        body.password,
+        body.code,
+        refused_action="auth.totp_refused",
+        operation="disable",
+        totp_too=True,
     )
-    log.record("auth.totp_enabled")
-
-
-@router.post("/totp/disable", status_code=status.HTTP_204_NO_CONTENT)
-def totp_disable(
-    body: PasswordConfirm, user: CurrentUser, db: DB, ctx: Context, log: Audit
-) -> None:
-    _check_password(ctx, db, user.id, body.password)
     db.execute(
         update(users)
         .where(users.c.id == user.id)
-        .values(totp_enc=None, totp_confirmed_at=None, totp_last_step=None)
+        .values(totp_enc=None, totp_pending_enc=None, totp_confirmed_at=None, totp_last_step=None)
     )
     log.record("auth.totp_disabled")

@@ -118,18 +118,26 @@ class Sessions:
 
     def _failed(self, engine: Engine, user_id: int, now: float) -> None:
         with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            failures = conn.execute(
-                update(users)
-                .where(users.c.id == user_id)
-                .values(failed_logins=users.c.failed_logins + 1)
-                .returning(users.c.failed_logins)
-            ).scalar_one()
-            if failures >= self.settings.login_max_failures:
-                conn.execute(
-                    update(users)
-                    .where(users.c.id == user_id)
-                    .values(failed_logins=0, locked_until=now + self.settings.login_lockout_s)
-                )
+            self.record_failure(conn, user_id, now)
+
+    def record_failure(self, conn: Connection, user_id: int, now: float) -> bool:
+        """Count a failed password or code check (a login, or a signed-in user's check
+        before a security change) in the caller's transaction; True if it locked the
+        account."""
+        failures = conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(failed_logins=users.c.failed_logins + 1)
+            .returning(users.c.failed_logins)
+        ).scalar_one()
+        if failures < self.settings.login_max_failures:
+            return False
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(failed_logins=0, locked_until=now + self.settings.login_lockout_s)
+        )
+        return True
 
     def _open_session(self, conn: Connection, user: User, now: float) -> Issued:
         refresh = new_refresh_token()

@@ -210,6 +210,9 @@ users = Table(
     # TOTP secret sealed with the server key (AES-GCM), NULL when TOTP is not enrolled.
     Column("totp_enc", LargeBinary, nullable=True),
     Column("totp_confirmed_at", Double, nullable=True),  # enrolment completed
+    # A secret being enrolled (sealed the same way): it replaces totp_enc only when a code
+    # from it is confirmed, so starting again never weakens a confirmed second factor.
+    Column("totp_pending_enc", LargeBinary, nullable=True),
     Column("totp_last_step", BigInteger, nullable=True),  # a code is accepted only once
     Column("failed_logins", Integer, nullable=False),
     Column("locked_until", Double, nullable=True),

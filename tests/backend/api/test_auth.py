@@ -6,14 +6,16 @@ from pathlib import Path
 
 import jwt
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from backend.api.app import create_app
 from backend.clock import ManualClock
-from backend.security import totp
-from backend.storage.schema import audit_log
+from backend.security import access, totp
+from backend.storage.database import make_engine, upgrade
+from backend.storage.schema import audit_log, users
 from tests.backend.api.conftest import api_settings, bearer, login
 from tests.backend.api.world import PASSWORD, World
+from tests.backend.conftest import T0
 
 OFFICER = "officer.turnaround"
 
@@ -224,3 +226,294 @@ def _b32decode(text: str) -> bytes:
     import base64
 
     return base64.b32decode(text + "=" * (-len(text) % 8))
+
+
+# Changing the second factor --------------------------------------------------------------
+
+
+class _Account:
+    """One officer on an app over `engine`, signed in; codes from the backend's clock."""
+
+    def __init__(self, client: TestClient, engine: Engine, clock: ManualClock) -> None:
+        self.client, self.engine, self.clock = client, engine, clock
+        self.token = login(client, OFFICER)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return bearer(self.token)
+
+    def post(self, path: str, **body: str) -> tuple[int, object]:
+        r = self.client.post(f"/api/auth/{path}", json=body, headers=self.auth)
+        return r.status_code, (r.json() if r.content else None)
+
+    def enrol(self, **body: str) -> bytes:
+        status, answer = self.post("totp/enroll", password=PASSWORD, **body)
+        assert status == 200, answer
+        assert isinstance(answer, dict)
+        return _b32decode(answer["secret"])
+
+    def code(self, secret: bytes) -> str:
+        return totp.totp(secret, self.clock.now())
+
+    def next_step(self) -> None:
+        # A code is good once: the next check needs the next step's code.
+        self.clock.advance(totp.STEP_S)
+
+    def me(self) -> dict[str, object]:
+        answer: dict[str, object] = self.client.get("/api/auth/me", headers=self.auth).json()
+        return answer
+
+    def sign_in(self, otp: str | None = None) -> tuple[int, dict[str, object]]:
+        form = {"username": OFFICER, "password": PASSWORD}
+        if otp is not None:
+            form["otp"] = otp
+        return _token(self.client, **form)
+
+    def failed_logins(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(users.c.failed_logins).where(users.c.username == OFFICER)
+                ).scalar_one()
+            )
+
+    def records(self, prefix: str) -> list[tuple[str, dict[str, object]]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_log.c.action, audit_log.c.detail)
+                .where(audit_log.c.action.startswith(prefix), audit_log.c.actor == OFFICER)
+                .order_by(audit_log.c.id)
+            ).all()
+        return [(r.action, dict(r.detail)) for r in rows]
+
+
+def _wrong(secret: bytes, now: float, *others: bytes) -> str:
+    """Six digits no accepted step of `secret` (nor of `others`) gives at `now`."""
+    valid = {
+        totp.hotp(s, int(now // totp.STEP_S) + d) for s in (secret, *others) for d in (-1, 0, 1)
+    }
+    return next(c for c in (f"{k:06d}" for k in range(123456, 123600)) if c not in valid)
+
+
+def _app_on(engine_url: str, tmp_path: Path, clock: ManualClock) -> tuple[TestClient, Engine]:
+    engine = make_engine(engine_url)
+    upgrade(engine)
+    app = create_app(api_settings(tmp_path), clock, engine)
+    ctx = app.state.tagwatch
+    with engine.begin() as conn:
+        unit = access.create_unit(conn, "Turnaround", "police", clock.now())
+        access.create_user(
+            conn, ctx.passwords, username=OFFICER, display_name="Officer", unit_id=unit,
+            role="officer", password=PASSWORD, now=clock.now(),
+        )  # fmt: skip
+    return TestClient(app), engine
+
+
+def test_a_new_authenticator_is_pending_until_confirmed_and_the_old_one_stays_in_force(
+    db_url: str, tmp_path: Path
+) -> None:
+    """On SQLite and PostgreSQL: re-enrolling needs the password and a current code from
+    the enrolled authenticator; the new secret is pending (sign-in still needs the old
+    one's codes, never just the password) until a code from the NEW secret confirms it,
+    which swaps the two."""
+    clock = ManualClock(T0)
+    client, engine = _app_on(db_url, tmp_path, clock)
+    with client:
+        me = _Account(client, engine, clock)
+        first = me.enrol()  # off: the password alone starts it
+        assert me.me()["totp_enabled"] is False and me.me()["totp_pending"] is True
+        assert me.sign_in()[0] == 200  # nothing confirmed: no code asked yet
+        assert me.post("totp/confirm", code=me.code(first))[0] == 204
+        assert me.me()["totp_enabled"] is True and me.me()["totp_pending"] is False
+
+        # On: the password alone, a wrong code, or a wrong password is refused.
+        me.next_step()
+        assert me.post("totp/enroll", password=PASSWORD) == (
+            403,
+            {"detail": "one-time code required"},
+        )
+        wrong = _wrong(first, clock.now())
+        assert me.post("totp/enroll", password=PASSWORD, code=wrong) == (
+            403,
+            {"detail": "one-time code not accepted"},
+        )
+        assert me.post("totp/enroll", password="not the password", code=me.code(first)) == (
+            403,
+            {"detail": "password does not match"},
+        )
+        # The right pair starts a replacement; the confirmed factor stays in force.
+        used = me.code(first)
+        second = me.enrol(code=used)
+        assert second != first
+        assert me.me()["totp_enabled"] is True and me.me()["totp_pending"] is True
+        assert me.sign_in() == (401, {"detail": "one-time code required"})
+        assert me.sign_in(used)[0] == 401  # the code that started it is spent
+        me.next_step()
+        assert me.sign_in(me.code(second)) == (401, {"detail": "one-time code not accepted"})
+        assert me.sign_in(me.code(first))[0] == 200
+
+        # Only a code from the NEW secret confirms it; then it replaces the old one.
+        me.next_step()
+        old_code = me.code(first)
+        assert old_code != me.code(second)
+        assert me.post("totp/confirm", code=old_code) == (403, {"detail": "code does not match"})
+        assert me.me()["totp_pending"] is True
+        assert me.post("totp/confirm", code=me.code(second))[0] == 204
+        assert me.me()["totp_enabled"] is True and me.me()["totp_pending"] is False
+        assert me.post("totp/confirm", code=me.code(second)) == (
+            409,
+            {"detail": "no TOTP enrolment in progress"},
+        )
+        me.next_step()
+        assert me.sign_in(me.code(first)) == (401, {"detail": "one-time code not accepted"})
+        assert me.sign_in(me.code(second))[0] == 200
+
+        # Turning it off needs a current code from the authenticator now in force.
+        me.next_step()
+        assert me.post("totp/disable", password=PASSWORD)[0] == 403
+        assert me.post("totp/disable", password=PASSWORD, code=me.code(first))[0] == 403
+        assert me.post("totp/disable", password=PASSWORD, code=me.code(second))[0] == 204
+        assert me.me()["totp_enabled"] is False
+        assert me.sign_in()[0] == 200
+
+        assert me.records("auth.totp") == [
+            ("auth.totp_enroll_started", {"replacing": False}),
+            ("auth.totp_enabled", {"replaced": False}),
+            ("auth.totp_refused", {"operation": "enroll", "reason": "otp_required"}),
+            ("auth.totp_refused", {"operation": "enroll", "reason": "bad_otp", "locked": False}),
+            (
+                "auth.totp_refused",
+                {"operation": "enroll", "reason": "bad_password", "locked": False},
+            ),
+            ("auth.totp_enroll_started", {"replacing": True}),
+            ("auth.totp_refused", {"operation": "confirm", "reason": "bad_otp"}),
+            ("auth.totp_enabled", {"replaced": True}),
+            ("auth.totp_refused", {"operation": "disable", "reason": "otp_required"}),
+            ("auth.totp_refused", {"operation": "disable", "reason": "bad_otp", "locked": False}),
+            ("auth.totp_disabled", {}),
+        ]
+    engine.dispose()
+
+
+def test_wrong_codes_for_a_security_change_count_toward_the_lock_out(
+    client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
+) -> None:
+    me = _Account(client, api_engine, api_clock)
+    secret = me.enrol()
+    assert me.post("totp/confirm", code=me.code(secret))[0] == 204
+    me.next_step()
+    # Failed sign-ins and failed checks of a signed-in user share one counter.
+    for _ in range(2):
+        assert me.sign_in(_wrong(secret, api_clock.now()))[0] == 401
+    assert me.failed_logins() == 2
+    # A missing code is a step of the form, not a guess: refused, not counted.
+    assert me.post("totp/disable", password=PASSWORD)[0] == 403
+    # A confirm that does not match is not a guess at anything in force: not counted.
+    assert me.post("totp/confirm", code="123456")[0] == 409
+    assert me.failed_logins() == 2
+    for _ in range(2):
+        bad = me.post("totp/disable", password=PASSWORD, code=_wrong(secret, api_clock.now()))
+        assert bad == (403, {"detail": "one-time code not accepted"})
+    assert me.post("totp/enroll", password="still not it", code=me.code(secret))[0] == 403
+    # Five failures: locked. Sign-in says nothing more than "invalid credentials"; the
+    # signed-in user is told, and even the right password and code are refused meanwhile.
+    assert me.sign_in(me.code(secret)) == (401, {"detail": "invalid credentials"})
+    r = client.post(
+        "/api/auth/totp/disable",
+        json={"password": PASSWORD, "code": me.code(secret)},
+        headers=me.auth,
+    )
+    assert r.status_code == 429, r.text
+    assert r.json() == {"detail": "account locked after repeated failed attempts"}
+    assert 0 < int(r.headers["retry-after"]) <= 901
+    assert me.me()["totp_enabled"] is True
+    refused = me.records("auth.totp_refused")
+    assert [(d["operation"], d["reason"], d.get("locked")) for _, d in refused] == [
+        ("disable", "otp_required", None),
+        ("disable", "bad_otp", False),
+        ("disable", "bad_otp", False),
+        ("enroll", "bad_password", True),
+        ("disable", "locked", None),
+    ]
+    # After the lock-out (and past the access token's life) the right pair works again.
+    api_clock.advance(901)
+    status, token = me.sign_in(me.code(secret))
+    assert status == 200
+    me.token = str(token["access_token"])
+    me.next_step()
+    assert me.post("totp/disable", password=PASSWORD, code=me.code(secret))[0] == 204
+    assert me.sign_in()[0] == 200
+
+
+def test_a_reused_code_does_not_authorise_a_security_change(
+    client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
+) -> None:
+    me = _Account(client, api_engine, api_clock)
+    secret = me.enrol()
+    assert me.post("totp/confirm", code=me.code(secret))[0] == 204
+    me.next_step()
+    code = me.code(secret)
+    status, _ = me.sign_in(code)  # someone signs in with the code on the screen ...
+    assert status == 200
+    # ... and the same code, replayed, cannot turn the second factor off.
+    assert me.post("totp/disable", password=PASSWORD, code=code) == (
+        403,
+        {"detail": "one-time code not accepted"},
+    )
+    assert me.failed_logins() == 1
+    assert me.me()["totp_enabled"] is True
+
+
+def test_turning_off_drops_an_enrolment_in_progress(
+    client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
+) -> None:
+    me = _Account(client, api_engine, api_clock)
+    secret = me.enrol()
+    assert me.post("totp/disable", password=PASSWORD)[0] == 204  # off: the password is enough
+    assert me.me()["totp_pending"] is False
+    assert me.post("totp/confirm", code=me.code(secret))[0] == 409
+
+
+def test_a_wrong_current_password_for_a_password_change_is_counted_and_audited(
+    client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
+) -> None:
+    me = _Account(client, api_engine, api_clock)
+    status, _ = me.post(
+        "password", current_password="not my password", new_password="a new passphrase here"
+    )
+    assert status == 403
+    assert me.failed_logins() == 1
+    assert me.records("auth.password") == [
+        (
+            "auth.password_change_refused",
+            {"operation": "password", "reason": "bad_password", "locked": False},
+        )
+    ]
+
+
+def test_migration_moves_an_unconfirmed_enrolment_to_pending(db_url: str) -> None:
+    """0004: a secret enrolled but never confirmed under the one-column layout becomes the
+    pending one; a confirmed secret stays in force."""
+    engine = make_engine(db_url)
+    upgrade(engine, "0003_monitoring")
+    with engine.begin() as conn:
+        unit = access.create_unit(conn, "Turnaround", "police", T0)
+        for name, confirmed in (("pending.one", None), ("confirmed.one", float(T0))):
+            conn.execute(
+                insert(users).values(
+                    username=name, display_name="", unit_id=unit, role="officer",
+                    password_hash="x", totp_enc=name.encode(), totp_confirmed_at=confirmed,
+                    totp_last_step=7, failed_logins=0, created_at=T0,
+                )
+            )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as conn:
+        rows = {
+            r.username: (r.totp_enc, r.totp_pending_enc, r.totp_last_step)
+            for r in conn.execute(select(users))
+        }
+    assert rows == {
+        "pending.one": (None, b"pending.one", None),
+        "confirmed.one": (b"confirmed.one", None, 7),
+    }
+    engine.dispose()
