@@ -12,7 +12,15 @@ Guarantees:
   in-process SequenceGuard is a fast path that skips the database for retransmissions this
   worker saw recently; with several workers the database is the authority.
 - Nothing is acknowledged before it is durable: ACK frames are built after the transaction
-  commits. A duplicate is acknowledged again (its first ACK may have been lost).
+  commits. A duplicate is acknowledged again (its first ACK may have been lost). Whether the
+  broker then accepted each ACK is the worker's to find out (backend/ingest_worker.py).
+- A home unit's status is retained at the broker, which hands its copy to every new
+  subscription (Mosquitto 2.0 even to `$share` ones). A message on a status topic that the
+  broker delivered from its retained store (`Message.retained`) is the unit's known state:
+  stored if new (a backend starting with an empty database learns each unit's online or
+  offline state from it), else a duplicate that is neither acknowledged again nor ever a
+  replay. The broker sets that flag, not the publisher: live deliveries, a replay among
+  them, arrive without it (the worker does not ask for retain-as-published).
 - Bad input (undecodable, unknown device, bad MAC, wrong topic, replay) is rejected with a
   reason, counted per (reason, device), and written as a security event; it never touches
   what is stored and never stops the worker.
@@ -86,6 +94,9 @@ class Message:
     topic: str
     payload: bytes
     token: Any = None
+    # Delivered from the broker's retained store because the worker subscribed (MQTT retain
+    # flag on receipt), not published just now.
+    retained: bool = False
 
 
 @dataclass
@@ -140,7 +151,8 @@ class BatchResult:
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
-    acks_failed: int = 0
+    acks_failed: int = 0  # could not be handed to the MQTT client
+    retained_known: int = 0  # duplicates that were the broker's retained copy of a status
 
 
 # Publishes one ACK frame (QoS 1); returns False if it could not be queued.
@@ -206,6 +218,8 @@ class _Verified:
     # The frame's FIX records as value tuples (wire order), with their record indexes.
     fixes: list[tuple[int, ...]]
     fix_idx: Sequence[int]
+    # The broker's retained copy of a home unit's status (see the module docstring).
+    retained: bool = False
     late: bool = False
     frame_id: int | None = None
     # Position rows lacking (late, frame_id, idx), built by Ingest._prepare.
@@ -256,7 +270,9 @@ class Ingest:
                 self.engine.connect() as conn,
                 conn.execution_options(**IMMEDIATE).begin(),
             ):
-                inserted, duplicates = self._persist(conn, fresh, ordered, now, result.rejected)
+                inserted, duplicates = self._persist(
+                    conn, fresh, ordered, known, now, result.rejected
+                )
         except Exception:
             # Nothing was committed: forget what the guard learnt from this batch, so the
             # redelivered frames are not mistaken for duplicates of frames never stored.
@@ -265,9 +281,13 @@ class Ingest:
             raise
         known += duplicates
         result.duplicates = len(known)
+        result.retained_known = sum(1 for v in known if v.retained)
 
-        # Only now, with the transaction committed, may devices be told to free frames.
-        result.acks = self._acks(inserted + known, now)
+        # Only now, with the transaction committed, may devices be told to free frames. A
+        # retained status already stored was answered when it first came (the unit does not
+        # wait for it again); acknowledging every unit's status whenever a worker subscribes
+        # would only be a burst of downlinks nobody needs.
+        result.acks = self._acks(inserted + [v for v in known if not v.retained], now)
         for ack in result.acks:
             if not self.publish(ack.topic, ack.payload):
                 result.acks_failed += 1
@@ -320,7 +340,8 @@ class Ingest:
         if wrong:
             rejected.append(self._reject(msg, TOPIC, f.device, wrong))
             return None
-        return _Verified(msg, f, device, via_unit, fixes, fix_idx)
+        retained = msg.retained and channel == "status"
+        return _Verified(msg, f, device, via_unit, fixes, fix_idx, retained)
 
     @staticmethod
     def _misplaced(
@@ -398,9 +419,13 @@ class Ingest:
         conn: Connection,
         fresh: list[_Verified],
         ordered: list[_Verified],
+        known: list[_Verified],
         now: float,
         rejected: list[Rejection],
     ) -> tuple[list[_Verified], list[_Verified]]:
+        """Insert what is fresh; returns (inserted, found already stored). `known` are the
+        duplicates the guard recognised: not inserted, but checked for replay with the
+        rest (a worker that has run for days remembers old frames too)."""
         inserted: list[_Verified] = []
         duplicates: list[_Verified] = []
         if fresh:
@@ -412,8 +437,11 @@ class Ingest:
                 (inserted if v.frame_id is not None else duplicates).append(v)
             self._insert_records(conn, inserted)
             self._update_devices(conn, inserted, now)
-            if duplicates:
-                rejected += self._replays(conn, duplicates, now)
+        # The broker's retained copy of a stored status is known state, not a replay, however
+        # old: it comes again each time a worker subscribes.
+        redelivered = [v for v in known + duplicates if not v.retained]
+        if redelivered:
+            rejected += self._replays(conn, redelivered, now)
         if rejected:
             conn.execute(
                 insert(security_events),
@@ -622,7 +650,10 @@ class Ingest:
     def _count(self, result: BatchResult) -> None:
         self.counts["frames_stored"] += len(result.stored)
         self.counts["duplicates"] += result.duplicates
-        self.counts["acks_published"] += len(result.acks) - result.acks_failed
+        self.counts["retained_known"] += result.retained_known
+        # Handed to the MQTT client; the worker counts what the broker then accepted
+        # (acks_published) or refused (acks_refused, also in acks_failed).
+        self.counts["acks_queued"] += len(result.acks) - result.acks_failed
         self.counts["acks_failed"] += result.acks_failed
         self.counts["frames_late"] += sum(1 for s in result.stored if s.late)
         for r in result.rejected:

@@ -15,6 +15,19 @@
   waits up to the 5 ms switch interval to get it back), so receiving and processing did not
   overlap anyway and each message paid for thread hand-offs; profiled in docs/scaling.md.
   While a batch is processed the kernel socket buffer and the broker hold what arrives.
+- Every downlink (ACKs from the pipeline, commands from the rules) is tracked until the
+  broker's PUBACK. MQTT v5 gives its reason code: 0x80 and above means the broker refused and
+  dropped it (135 not authorized: the backend's ACL lacks the topic). A refused downlink is
+  counted (`acks_refused` / `commands_refused`, and in `acks_failed`), per reason, and logged
+  as an error with its reason; the worker does not publish it again itself (the same
+  publish would be refused again). Nothing stored is affected: a device retransmits a frame
+  it has no ACK for, ingest finds it stored (a duplicate) and publishes a fresh ACK, which
+  gets through once the broker accepts it (docs/operations.md, "Ingest").
+- Ingest subscribes with retain handling 1 (retained messages only for a subscription that
+  is new): a resumed session's subscribe again does not bring every home unit's retained
+  status back, while a new session (a new worker, an expired session, a fresh deployment)
+  still receives each unit's current state. Whatever comes from the retained store is
+  marked so the pipeline treats it as known state, never a replay (backend/ingest.py).
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ import signal
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +50,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from backend.clock import Clock
 from backend.ingest import DeviceDirectory, Ingest, Message, RuleSink
 from backend.registry import KeyVault, Registry, load_server_key
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
+from firmware import frame as fr
 from firmware import topics
 
 log = structlog.get_logger("tagwatch.ingest")
@@ -49,6 +65,14 @@ log = structlog.get_logger("tagwatch.ingest")
 
 def subscriptions(group: str) -> list[str]:
     return [f"$share/{group}/{t}" for t in topics.INGEST]
+
+
+# Retained messages only when a subscription is new (MQTT v5 retain handling 1); see above.
+SUBSCRIBE_OPTIONS = SubscribeOptions(
+    qos=topics.QOS, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+)
+REFUSED = 0x80  # MQTT v5 reason codes from here up are failures
+REFUSAL_LOG_EVERY_S = 10.0  # at most one refusal line per (kind, reason) this often
 
 
 def default_client_id(settings: Settings, index: int) -> str:
@@ -62,6 +86,30 @@ class _Token:
     mid: int
     qos: int
     generation: int  # the connection it arrived on; a PUBACK is only valid on that one
+
+
+@dataclass
+class _Downlink:
+    """A published downlink awaiting the broker's PUBACK."""
+
+    kind: str  # "ack" or "command"
+    topic: str
+    device: int | None
+
+
+# Counted as acks_*, commands_* (and messages_* for anything else) by the frame's type byte.
+_KINDS = {fr.ACK: "ack", fr.COMMAND: "command"}
+# What a refusal means for the device, in the refusal's log line.
+_CONSEQUENCE = {
+    "ack": "not delivered; the device retransmits the frame and is acknowledged again",
+    "command": "not delivered; the rules have recorded it as sent",
+}
+
+
+def _downlink(topic: str, payload: bytes) -> _Downlink:
+    parsed = topics.parse(topic)
+    kind = _KINDS.get(payload[1], "message") if len(payload) > 1 else "message"
+    return _Downlink(kind, topic, parsed[1] if parsed else None)
 
 
 class IngestWorker:
@@ -91,6 +139,17 @@ class IngestWorker:
         self._generation = 0
         self._next_attempt = 0.0  # monotonic time of the next connection attempt
         self.batches = 0
+        # Downlinks by message id until their PUBACK. Commands are published from the rule
+        # timer's thread, so a PUBACK can be read (here) before publish() has returned
+        # there: its reason code waits in _early until the publisher claims it. The lock is
+        # never held while calling paho, whose own locks are held around on_publish.
+        self._downlinks_lock = threading.Lock()
+        self._awaiting: dict[int, _Downlink] = {}
+        self._early: dict[int, ReasonCode] = {}
+        # (kind, reason) -> refused downlinks; and when each was last logged, with how many
+        # refusals went unlogged since.
+        self.refusals: Counter[tuple[str, str]] = Counter()
+        self._refusal_log: dict[tuple[str, int], tuple[float, int]] = {}
 
     # ---- MQTT ------------------------------------------------------------------------
 
@@ -100,7 +159,9 @@ class IngestWorker:
             return
         self._generation += 1
         # Subscribing again on a resumed session is harmless and covers a lost session.
-        client.subscribe([(t, topics.QOS) for t in subscriptions(self.settings.ingest_group)])
+        client.subscribe(
+            [(t, SUBSCRIBE_OPTIONS) for t in subscriptions(self.settings.ingest_group)]
+        )
         self.connected.set()
         log.info("connected", client_id=self.client_id, generation=self._generation)
 
@@ -111,20 +172,79 @@ class IngestWorker:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         self.inbox.append(
-            Message(msg.topic, bytes(msg.payload), _Token(msg.mid, msg.qos, self._generation))
+            Message(
+                msg.topic,
+                bytes(msg.payload),
+                _Token(msg.mid, msg.qos, self._generation),
+                bool(msg.retain),
+            )
         )
 
     def _publish(self, topic: str, payload: bytes) -> bool:
+        """Publish a downlink (QoS 1); False if the client would not take it. Whether the
+        broker accepts it comes later, in its PUBACK (_on_publish)."""
         info = self.client.publish(topic, payload, qos=topics.QOS)
-        # NO_CONN: paho keeps the message and sends it after reconnecting; anything else
-        # (e.g. its queue full) is a lost ack, which the device's retransmission recovers.
-        return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        # QUEUE_SIZE: paho did not take it (a lost ack, which the device's retransmission
+        # recovers). Anything else it keeps until a PUBACK: NO_CONN, or a write that found
+        # the connection lost, is sent (again) after reconnecting.
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            return False
+        sent = _downlink(topic, payload)
+        with self._downlinks_lock:
+            rc = self._early.pop(info.mid, None)
+            if rc is None:
+                self._awaiting[info.mid] = sent
+            else:
+                self._settle(sent, rc)
+        return True
+
+    def _on_publish(
+        self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties
+    ) -> None:
+        with self._downlinks_lock:
+            sent = self._awaiting.pop(mid, None)
+            if sent is None:
+                self._early[mid] = rc
+            else:
+                self._settle(sent, rc)
+
+    def _settle(self, sent: _Downlink, rc: ReasonCode) -> None:
+        """Count the broker's answer to one downlink (with _downlinks_lock held)."""
+        counts = self.ingest.counts
+        if rc.value < REFUSED:
+            # 0x10, no matching subscribers, is a success: the device is not connected and
+            # has no session, so it will retransmit and be acknowledged again later.
+            counts[f"{sent.kind}s_published"] += 1
+            return
+        counts[f"{sent.kind}s_refused"] += 1
+        if sent.kind == "ack":
+            counts["acks_failed"] += 1
+        self.refusals[(sent.kind, str(rc))] += 1
+        key = (sent.kind, rc.value)
+        now = time.monotonic()
+        last, unlogged = self._refusal_log.get(key, (-REFUSAL_LOG_EVERY_S, 0))
+        if now - last < REFUSAL_LOG_EVERY_S:
+            self._refusal_log[key] = (last, unlogged + 1)
+            return
+        self._refusal_log[key] = (now, 0)
+        log.error(
+            "broker refused a downlink",
+            kind=sent.kind,
+            topic=sent.topic,
+            device=sent.device,
+            reason=str(rc),
+            reason_code=rc.value,
+            unlogged_since_last=unlogged,
+            refused_total=counts[f"{sent.kind}s_refused"],
+            consequence=_CONSEQUENCE.get(sent.kind, "not delivered"),
+        )
 
     def connect(self) -> None:
         c = self.client
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_publish = self._on_publish
         if self.settings.mqtt_password:
             c.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password)
         c.max_inflight_messages_set(1000)  # acks out; paho's default of 20 throttles them
@@ -255,11 +375,16 @@ class IngestWorker:
             self.close()
 
     def report(self) -> None:
+        with self._downlinks_lock:
+            awaiting = len(self._awaiting)
+            refusals = {f"{k}:{r}": n for (k, r), n in self.refusals.items()}
         log.info(
             "ingest",
             batches=self.batches,
             **dict(self.ingest.counts),
             rejections={f"{r}:{d}": n for (r, d), n in self.ingest.rejections.items()},
+            downlinks_awaiting_puback=awaiting,
+            downlinks_refused=refusals,
         )
 
     def close(self) -> None:

@@ -142,6 +142,45 @@ def test_old_duplicate_is_a_replay_event_but_changes_nothing(
     assert h.ingest.rejections[("replay", TAG_ID)] == 1
 
 
+def test_old_duplicate_is_a_replay_even_when_this_worker_remembers_it(
+    h: Harness, clock: ManualClock
+) -> None:
+    # The worker's in-memory guard knows the frame (a worker running for days): the database
+    # still decides whether it came long after it was stored.
+    h.send(up(h, 5))
+    clock.advance(7200)
+    h.send(up(h, 5))
+    assert h.count(frames) == 1
+    assert h.ingest.rejections[("replay", TAG_ID)] == 1
+    assert h.acks(h.tag) == {(1, 5)}  # still acknowledged: harmless, it names a stored frame
+
+
+def test_retained_status_copy_is_known_state_never_a_replay(h: Harness, clock: ManualClock) -> None:
+    status = topics.home_status(UNIT_ID)
+    online = home_frame(UNIT_ID, h.unit.key, 1, T0, [fr.Record(fr.LINK, dt=0, state=1)])
+    # The broker's retained copy of a status never seen: the unit's state, stored and acked.
+    h.ingest.process([Message(status, online, retained=True)])
+    assert h.count(frames) == 1 and h.acks(h.unit) == {(1, 1)}
+    published = len(h.published)
+    clock.advance(7200)  # beyond replay_after_s
+    for forget in (False, True):  # whether or not this worker's guard remembers it
+        if forget:
+            h.ingest.guard.forget(UNIT_ID)
+        h.ingest.process([Message(status, online, retained=True)])
+    assert h.count(frames) == 1 and h.count(security_events) == 0
+    assert h.ingest.counts["retained_known"] == 2 and h.ingest.counts["duplicates"] == 2
+    assert len(h.published) == published  # known state: not acknowledged again
+    # Live, the same old frame is a replay; and retained elsewhere than on a status topic is
+    # nothing the protocol does, so it gets no exemption either.
+    h.ingest.process([Message(status, online)])
+    h.send(up(h, 7))
+    clock.advance(7200)
+    h.ingest.process([Message(topics.tag_up(TAG_ID), up(h, 7)[1], retained=True)])
+    assert h.ingest.rejections[("replay", UNIT_ID)] == 1
+    assert h.ingest.rejections[("replay", TAG_ID)] == 1
+    assert h.count(frames) == 2
+
+
 def test_bad_frames_rejected_with_reason_and_nothing_stored_is_touched(h: Harness) -> None:
     h.send(up(h, 1))
     before = (h.count(frames), h.count(positions))
