@@ -113,6 +113,10 @@ def test_gate_day_through_the_stack_loses_and_doubles_nothing(gate_run: Outcome)
     # RF home mode happened: frames were relayed by home units and stored.
     assert r.counters.get("home_unit_relay_queued", 0) > 0
     assert r.counters["barrier_timeouts"] == 0
+    # No command was pushed out of a unit's box, and a frame the backend acknowledged is not
+    # relayed again (the few left: frames a tag uploaded over its modem and offered at home).
+    assert r.counters.get("home_unit_downlink_dropped", 0) == 0, r.counters
+    assert r.counters.get("ingest_duplicates", 0) <= max(5, c.frames_stored // 100), r.counters
     # The rules engine evaluated the run's batches and clock ticks, and never failed.
     assert RULE_COUNTS.get("ticks", 0) > 0, RULE_COUNTS
     assert RULE_COUNTS.get("evaluation_failed", 0) == 0, RULE_COUNTS
