@@ -175,34 +175,78 @@ def test_enrol_an_authenticator_in_the_browser_then_sign_in_with_it(
     page.wait_for_selector("#top:not([hidden])")
     assert "Officer Enrol" in page.inner_text("#who")
 
-    # A new authenticator (Enter in the password field) replaces the secret at once ...
+    # A new authenticator needs the password and the code the app in use shows now;
+    # keyboard only: the password, Tab, the code, Enter (the first button: a new app).
     page = tab.go("account")
     page.wait_for_selector("#totp-manage-password")
-    page.focus("#totp-manage-password")
+    tab_to(page, "totp-manage-password", limit=6)
+    assert "Your password" in page.inner_text("label[for='totp-manage-password']")
     page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    assert focused(page) == "totp-current-code"
+    # A wrong code first: refused in place, the code cleared and focused, the password kept.
+    page.keyboard.type(_wrong_code(secret, stack.clock.now()))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-error:has-text('not accepted')")
+    assert focused(page) == "totp-current-code" and page.input_value("#totp-current-code") == ""
+    assert page.input_value("#totp-manage-password") == PASSWORD
+    # The sign-in used this step's code: the app's next one.
+    stack.clock.set(stack.clock.now() + totp.STEP_S)
+    page.keyboard.type(totp.totp(secret, stack.clock.now()))
     page.keyboard.press("Enter")
     page.wait_for_selector("#totp-secret")
     second = _shown_secret(page)
     assert second != secret
-    assert _me(stack, name)["totp_enabled"] is False  # until the new one is confirmed
-    page.focus("#totp-code")
+    assert "setting up" in page.inner_text("#totp-state")
+    assert focused(page) == "totp-title"
+    # Pending: sign-in still needs a code from the app in use, never the password alone.
+    alone = stack.http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert (alone.status_code, alone.json()) == (401, {"detail": "one-time code required"})
+    tab.shot("security-totp-replace", full_page=True)
+    tab_to(page, "totp-code", limit=3)
     page.keyboard.type(totp.totp(second, stack.clock.now()))
     page.keyboard.press("Enter")
-    page.wait_for_selector("#totp-state .badge:text('on')")
+    page.wait_for_selector("#totp-manage-password")
+    assert "on" in page.inner_text("#totp-state .badge")
+    assert "setting up" not in page.inner_text("#totp-state")
+    assert focused(page) == "totp-title"
+    # Swapped: the new app's codes sign in, the old app's do not.
     stack.clock.set(stack.clock.now() + totp.STEP_S)
+    old = stack.http.post(
+        "/api/auth/token",
+        data={"username": name, "password": PASSWORD, "otp": totp.totp(secret, stack.clock.now())},
+    )
+    assert old.status_code == 401
     assert _me(stack, name, totp.totp(second, stack.clock.now()))["totp_enabled"] is True
 
-    # ... and turning it off asks for the password: a wrong one is refused in place.
+    # Turning it off asks for the password and a current code: a wrong password is refused
+    # in place (both fields cleared: the code may have changed by the next try) ...
     tab_to(page, "totp-manage-password", limit=6)
     page.keyboard.type("not my password at all")
+    page.keyboard.press("Tab")
+    page.keyboard.type(totp.totp(second, stack.clock.now()))
     tab_to(page, "totp-disable", limit=3)
     page.keyboard.press("Enter")
     page.wait_for_selector("#totp-error:has-text('password is not right')")
     assert focused(page) == "totp-manage-password"
+    assert page.input_value("#totp-current-code") == ""
+    # ... the code used to sign in just now is spent: refused as well ...
     page.keyboard.type(PASSWORD)
+    page.keyboard.press("Tab")
+    page.keyboard.type(totp.totp(second, stack.clock.now()))
+    tab_to(page, "totp-disable", limit=3)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#totp-error:has-text('not accepted')")
+    assert focused(page) == "totp-current-code"
+    alone = stack.http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert (alone.status_code, alone.json()) == (401, {"detail": "one-time code required"})
+    # ... and the app's next code turns it off.
+    stack.clock.set(stack.clock.now() + totp.STEP_S)
+    page.keyboard.type(totp.totp(second, stack.clock.now()))
     tab_to(page, "totp-disable", limit=3)
     page.keyboard.press("Enter")
     page.wait_for_selector("#totp-state .badge:text('off')")
+    assert focused(page) == "totp-title"
     assert _me(stack, name)["totp_enabled"] is False  # a password alone signs in again
 
     auditor = stack.http.post(
@@ -213,12 +257,21 @@ def test_enrol_an_authenticator_in_the_browser_then_sign_in_with_it(
         "/api/audit", params={"action": "auth.totp"},
         headers={"Authorization": f"Bearer {auditor}"},
     ).json()["records"]  # fmt: skip
-    assert [r["action"] for r in records if r["actor"] == name] == [
-        "auth.totp_enroll_started",
-        "auth.totp_enabled",
-        "auth.totp_enroll_started",
-        "auth.totp_enabled",
-        "auth.totp_disabled",
+    mine = [
+        (r["action"], r["detail"].get("operation"), r["detail"].get("reason"))
+        for r in records
+        if r["actor"] == name
+    ]
+    assert mine == [
+        ("auth.totp_enroll_started", None, None),
+        ("auth.totp_refused", "confirm", "bad_otp"),
+        ("auth.totp_enabled", None, None),
+        ("auth.totp_refused", "enroll", "bad_otp"),
+        ("auth.totp_enroll_started", None, None),
+        ("auth.totp_enabled", None, None),
+        ("auth.totp_refused", "disable", "bad_password"),
+        ("auth.totp_refused", "disable", "bad_otp"),  # the code spent signing in
+        ("auth.totp_disabled", None, None),
     ]
 
 
