@@ -99,7 +99,10 @@ class BackendStandIn:
                             self.presence.append((r.tag, r.state, f.time_of(r)))
             self.lock.notify_all()
         if self.ack:
-            down = topics.home_down(f.device) if channel == "up" else topics.tag_down(f.device)
+            # A home unit's own frames are acknowledged on its down topic; a tag's (its own
+            # uplink, or relayed by its unit) on the tag's.
+            own = parsed[0] == "hu" and channel == "up"
+            down = topics.home_down(f.device) if own else topics.tag_down(f.device)
             ack = fr.Frame(
                 fr.ACK, f.device, 0, 0, int(time.time()),
                 [fr.Record(fr.ACK_RANGE, boot=f.boot, first=f.seq, last=f.seq)],
