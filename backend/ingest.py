@@ -47,11 +47,13 @@ from sqlalchemy import (
     BigInteger,
     BindParameter,
     Connection,
+    Double,
     Engine,
     Insert,
     Table,
     bindparam,
     case,
+    func,
     insert,
     select,
     tuple_,
@@ -557,20 +559,27 @@ class Ingest:
                 conn.execute(insert(table), rows)
 
     def _update_devices(self, conn: Connection, inserted: list[_Verified], now: float) -> None:
+        """Each device's newest event time, and when the backend last heard from it: not by
+        a retained status the broker kept (a unit offline for days is not in contact
+        because a fresh backend received its will just now)."""
         newest: dict[int, int | None] = {}
+        heard: set[int] = set()
         for v in inserted:
             f = v.frame
             ts = f.ts if f.flags & fr.FLAG_TIME_VALID else None
             old = newest.get(f.device)
             newest[f.device] = ts if old is None else max(old, ts or old)
+            if not v.retained:
+                heard.add(f.device)
         if not newest:
             return
         high: BindParameter[int | None] = bindparam("high", type_=BigInteger)
+        seen: BindParameter[float | None] = bindparam("seen", type_=Double)
         stmt = (
             devices.update()
             .where(devices.c.id == bindparam("dev"))
             .values(
-                last_seen_at=now,
+                last_seen_at=func.coalesce(seen, devices.c.last_seen_at),
                 last_event_at=case(
                     (high.is_(None), devices.c.last_event_at),
                     (devices.c.last_event_at.is_(None), high),
@@ -579,7 +588,13 @@ class Ingest:
                 ),
             )
         )
-        conn.execute(stmt, [{"dev": d, "high": h} for d, h in sorted(newest.items())])
+        conn.execute(
+            stmt,
+            [
+                {"dev": d, "high": h, "seen": now if d in heard else None}
+                for d, h in sorted(newest.items())
+            ],
+        )
 
     def _replays(
         self, conn: Connection, duplicates: list[_Verified], now: float

@@ -158,9 +158,13 @@ def test_old_duplicate_is_a_replay_even_when_this_worker_remembers_it(
 def test_retained_status_copy_is_known_state_never_a_replay(h: Harness, clock: ManualClock) -> None:
     status = topics.home_status(UNIT_ID)
     online = home_frame(UNIT_ID, h.unit.key, 1, T0, [fr.Record(fr.LINK, dt=0, state=1)])
-    # The broker's retained copy of a status never seen: the unit's state, stored and acked.
+    # The broker's retained copy of a status never seen: the unit's state, stored and acked;
+    # but no sign of contact now (the unit may have gone days ago).
     h.ingest.process([Message(status, online, retained=True)])
     assert h.count(frames) == 1 and h.acks(h.unit) == {(1, 1)}
+    with h.engine.connect() as conn:
+        unit = conn.execute(select(devices).where(devices.c.id == UNIT_ID)).one()
+    assert unit.last_seen_at is None and unit.last_event_at == T0
     published = len(h.published)
     clock.advance(7200)  # beyond replay_after_s
     for forget in (False, True):  # whether or not this worker's guard remembers it
@@ -174,6 +178,9 @@ def test_retained_status_copy_is_known_state_never_a_replay(h: Harness, clock: M
     # nothing the protocol does, so it gets no exemption either.
     h.ingest.process([Message(status, online)])
     h.send(up(h, 7))
+    with h.engine.connect() as conn:  # a frame received live is contact
+        seen = conn.execute(select(devices.c.last_seen_at).where(devices.c.id == TAG_ID))
+        assert seen.scalar_one() == clock.now()
     clock.advance(7200)
     h.ingest.process([Message(topics.tag_up(TAG_ID), up(h, 7)[1], retained=True)])
     assert h.ingest.rejections[("replay", UNIT_ID)] == 1
