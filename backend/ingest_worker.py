@@ -222,7 +222,7 @@ class IngestWorker:
         self.refusals[(sent.kind, str(rc))] += 1
         key = (sent.kind, rc.value)
         now = time.monotonic()
-        last, unlogged = self._refusal_log.get(key, (-REFUSAL_LOG_EVERY_S, 0))
+        last, unlogged = self._refusal_log.get(key, (float("-inf"), 0))
         if now - last < REFUSAL_LOG_EVERY_S:
             self._refusal_log[key] = (last, unlogged + 1)
             return
