@@ -257,8 +257,13 @@ def update_user(
         values.update(locked_until=None, failed_logins=0)
         changed.append("unlock")
     if body.reset_totp:
-        values.update(totp_enc=None, totp_confirmed_at=None, totp_last_step=None)
+        # The recovery path for a lost authenticator: a set-up in progress goes too, and the
+        # user's sessions end (whoever holds the device may hold a session).
+        values.update(
+            totp_enc=None, totp_confirmed_at=None, totp_last_step=None, totp_pending_enc=None
+        )
         changed.append("reset_totp")
+        revoke = True
     if body.password is not None:
         try:
             values["password_hash"] = ctx.passwords.hash(body.password)

@@ -125,6 +125,42 @@ def test_logout_revokes_access_and_refresh_tokens_at_once(client: TestClient, wo
     assert client.get("/api/auth/me", headers=bearer(other)).status_code == 200
 
 
+def test_an_administrators_totp_reset_clears_it_and_ends_the_users_sessions(
+    client: TestClient, world: World, api_clock: ManualClock
+) -> None:
+    token = login(client, OFFICER)
+    r = client.post("/api/auth/totp/enroll", json={"password": PASSWORD}, headers=bearer(token))
+    secret = _b32decode(r.json()["secret"])
+    code = totp.totp(secret, api_clock.now())
+    assert (
+        client.post(
+            "/api/auth/totp/confirm", json={"code": code}, headers=bearer(token)
+        ).status_code
+        == 204
+    )
+    api_clock.advance(totp.STEP_S)
+    token = _token(
+        client, username=OFFICER, password=PASSWORD, otp=totp.totp(secret, api_clock.now())
+    )
+    session = str(token[1]["access_token"])
+    # A new authenticator half set up (the phone was lost during the change) ...
+    api_clock.advance(totp.STEP_S)
+    pending = client.post(
+        "/api/auth/totp/enroll",
+        json={"password": PASSWORD, "code": totp.totp(secret, api_clock.now())},
+        headers=bearer(session),
+    )
+    assert pending.status_code == 200
+    admin = login(client, "administrator.turnaround")
+    user_id = world.users[OFFICER][0]
+    r = client.patch(f"/api/users/{user_id}", json={"reset_totp": True}, headers=bearer(admin))
+    assert r.status_code == 200 and r.json()["totp_enabled"] is False
+    assert client.get("/api/auth/me", headers=bearer(session)).status_code == 401
+    again = login(client, OFFICER)  # the password alone signs in again
+    me = client.get("/api/auth/me", headers=bearer(again)).json()
+    assert me["totp_enabled"] is False and me["totp_pending"] is False
+
+
 def test_disabling_a_user_revokes_its_tokens_and_blocks_login(
     client: TestClient, world: World
 ) -> None:
