@@ -19,9 +19,8 @@ from tests.web.scenario import UNIT_A, Scenario
 pytestmark = pytest.mark.timeout(120)
 
 
-def _totp_user(stack: Scenario) -> tuple[str, bytes]:
+def _totp_user(stack: Scenario, name: str = "officer.totp") -> tuple[str, bytes]:
     """An officer of unit A with TOTP enrolled and confirmed through the API."""
-    name = "officer.totp"
     with stack.engine.begin() as conn:
         access.create_user(
             conn, stack.app.state.tagwatch.passwords, username=name, display_name="Officer TOTP",
@@ -40,6 +39,24 @@ def _totp_user(stack: Scenario) -> tuple[str, bytes]:
     # The confirming code's step is used up: sign-in needs the next one.
     stack.clock.set(stack.clock.now() + totp.STEP_S)
     return name, secret
+
+
+def test_an_administrator_resets_a_lost_authenticator(tab: Browser, stack: Scenario) -> None:
+    name, _secret = _totp_user(stack, "officer.lostphone")
+    token = stack.http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert token.status_code == 401  # the password alone is not enough ...
+    page = tab.sign_in(stack.world.user(UNIT_A, "administrator"))
+    button = page.locator(f"button[aria-label='Reset two-step sign-in for {name}']")
+    button.wait_for()
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+    button.click()
+    page.wait_for_selector(f"#announce:has-text('{name} updated')")
+    assert "sign them out everywhere" in asked[0]
+    assert page.locator(f"button[aria-label='Reset two-step sign-in for {name}']").count() == 0
+    # ... until the reset: the user signs in with the password and can enrol a new one.
+    token = stack.http.post("/api/auth/token", data={"username": name, "password": PASSWORD})
+    assert token.status_code == 200, token.text
 
 
 def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:

@@ -65,6 +65,24 @@ async function usersSection(isAdmin, units, unitName) {
             }),
           );
           if (u.locked) actions.push(h("button", { type: "button", class: "secondary", text: "Unlock", "aria-label": `Unlock ${u.username}`, onclick: () => change(u, { unlock: true }) }));
+          if (u.totp_enabled) {
+            // The recovery path for a lost authenticator; it also ends the user's sessions.
+            actions.push(
+              h("button", {
+                type: "button",
+                class: "secondary",
+                text: "Reset two-step sign-in",
+                "aria-label": `Reset two-step sign-in for ${u.username}`,
+                onclick: () => {
+                  const sure = window.confirm(
+                    `Turn off two-step sign-in for ${u.username} and sign them out everywhere? ` +
+                      "Check who is asking first: this is what a stolen password needs.",
+                  );
+                  if (sure) change(u, { reset_totp: true });
+                },
+              }),
+            );
+          }
         }
         return h(
           "tr",
