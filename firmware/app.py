@@ -2,6 +2,8 @@
 # (read GNSS, sense tamper/motion/battery, seal batches into signed frames in the flash log,
 # drive the mode's positioning and transport, act on ACKs and commands) and returns the tick
 # at which it next needs to run. Nothing here sleeps, blocks or reads a clock: the board does.
+import sys
+
 from firmware import battery as bat
 from firmware import commands, modes, motion, nmea, sampling, ticks
 from firmware import frame as fr
@@ -19,6 +21,15 @@ if TYPE_CHECKING:
     from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
+
+
+def _drop(name: str) -> None:
+    """Unload a firmware module loaded for one task, so the collector frees its code."""
+    import firmware
+
+    sys.modules.pop("firmware." + name, None)
+    if hasattr(firmware, name):
+        delattr(firmware, name)
 
 
 class App:
@@ -54,9 +65,9 @@ class App:
         self.case = Sensor(fr.SENSOR_CASE, self._i("debounce_ms"))
         self.strap.latched = bool(self.state.get("latch_1", False))
         self.case.latched = bool(self.state.get("latch_2", False))
-        self.zones: "ZoneWatch | None" = None  # loaded once the tag holds zones (_watch)
+        self.zones: "ZoneWatch | None" = None  # loaded once the tag holds zones (zone_watch)
         if self.state.get("zones", []):
-            self._watch()
+            self.zone_watch()
         self.downlink = commands.Downlink(self.device, self.key, self.state)
         self.uplink = Uplink(board.modem, self.store, self.device, cfg)
         self.uplink.ledger = self.ledger
@@ -254,7 +265,7 @@ class App:
             )
             self._zones(fix, acc, now_ms)
 
-    def _watch(self) -> "ZoneWatch":
+    def zone_watch(self) -> "ZoneWatch":
         """The zone watch, loaded when the tag first holds zones: at boot when zones are on
         flash, else at the first cmd_zone (sent when the subject's zones are set, normally at
         enrolment, early in a tag's service). A tag without zones never spends heap on it;
@@ -376,6 +387,9 @@ class App:
                 self.uplink.progress(now_ms)
             return
         if kind == commands.DUPLICATE:
+            # Run already (it came by both paths): answered once, never run twice.
+            if result >= 0:
+                self.add(fr.COMMAND_RESULT, now_ms, (f.seq, result))  # type: ignore[attr-defined]
             return
         if kind == commands.REFUSED:
             # Answer a refused command (a security event for the backend), at most once a
@@ -385,51 +399,14 @@ class App:
                 self.add(fr.COMMAND_RESULT, now_ms, (f.seq, result))  # type: ignore[attr-defined]
                 self.flush = True
             return
-        for rec in f.records:  # type: ignore[attr-defined]
-            self.add(fr.COMMAND_RESULT, now_ms, (f.seq, self._command(rec, now_ms)))  # type: ignore[attr-defined]
-        self.flush = True
+        # The handlers are loaded for this frame and dropped after: commands are rare, and a
+        # tag need not hold their code all day (docs/firmware.md, "Heap").
+        from firmware import cmdrun
 
-    def _command(self, rec: "fr.Record", now_ms: int) -> int:
-        t = rec.type
-        if t == fr.CMD_CONFIG:
-            ch = commands.config_change(rec)
-            if type(ch) is int:
-                return ch
-            name, value = ch  # type: ignore[misc]
-            if name == "fast_until":
-                self.sampler.fast_until_unix = value
-                self.state.set("fast_until", value)
-            else:
-                self.cfg[name] = value
-                over = self.state.get("cfg", {})
-                if isinstance(over, dict):
-                    over[name] = value
-                    self.state.set("cfg", over)
-                if name == "hdop_max_d":
-                    self.filter.hdop_max_d = value
-            return fr.RESULT_OK
-        if t == fr.CMD_NOTIFY:
-            self.board.vibrate(rec.pattern, rec.repeats)
-            return fr.RESULT_OK
-        if t == fr.CMD_LOCATE:
-            self.sampler.locate = True
-            self.sampler.next_ms = now_ms
-            return fr.RESULT_OK
-        if t == fr.CMD_TIME_SYNC:
-            self.set_clock(rec.unix, now_ms, fr.CLOCK_COMMAND)
-            return fr.RESULT_OK
-        if t == fr.CMD_ZONE:
-            ok = self._watch().set(rec.slot, rec.lat_e7, rec.lon_e7, rec.radius_m)
-            return fr.RESULT_OK if ok else fr.RESULT_BAD_ARGS
-        if t == fr.CMD_CLEAR_TAMPER:
-            sensor = self.strap if rec.sensor == fr.SENSOR_STRAP else None
-            if rec.sensor == fr.SENSOR_CASE:
-                sensor = self.case
-            if sensor is None or not sensor.clear():
-                return fr.RESULT_BAD_ARGS
-            self.state.set("latch_%d" % sensor.kind, False)
-            return fr.RESULT_OK
-        return fr.RESULT_UNKNOWN
+        for rec in f.records:  # type: ignore[attr-defined]
+            self.add(fr.COMMAND_RESULT, now_ms, (f.seq, cmdrun.run(self, rec, now_ms)))  # type: ignore[attr-defined]
+        _drop("cmdrun")
+        self.flush = True
 
     # -- the step -------------------------------------------------------------------------
     def poll(self, now_ticks: int) -> int:

@@ -2,7 +2,7 @@
 # key, server, thresholds), and backend overrides (cmd_config) persisted in the state file.
 # Needed only to boot: main.py drops this module once the application is built (the defaults
 # and the loader are a few KiB of heap), so nothing that runs later may import it; what
-# cmd_config may change (COMMAND_KEYS) lives in firmware/commands.py.
+# cmd_config may change (COMMAND_KEYS) lives in firmware/cmdrun.py.
 import json
 
 DEFAULTS = {

@@ -137,6 +137,7 @@ RESULT_BAD_MAC = 1
 RESULT_REPLAY = 2
 RESULT_UNKNOWN = 3
 RESULT_BAD_ARGS = 4
+RESULT_DUPLICATE = 5  # already run (delivered again by the other path): not run again
 HOME_MOVED = 1
 HOME_CASE = 2
 LINK_OFFLINE = 0

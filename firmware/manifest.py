@@ -29,6 +29,7 @@ package(  # noqa: F821
         "store.py",
         "config.py",
         "commands.py",
+        "cmdrun.py",  # the command handlers: loaded only to run a command
         "board.py",
         "uplink.py",
         "modes.py",

@@ -5,7 +5,8 @@
 # Usage: micropython tests/firmware/mp_code_heap.py MODULE...  in the order to import them (a
 # module's cost excludes what an earlier one already loaded). For each module it prints
 # micropython.qstr_info()'s line (n_qstr=..., n_total_bytes=...) and then a JSON line
-# {"module": name, "heap": bytes}; tests/firmware/code_heap.py runs it and parses both.
+# {"module": name, "heap": bytes}, and at the end a line "loaded: MODULE..." with every
+# firmware module in sys.modules; tests/firmware/code_heap.py runs it and parses them.
 import gc
 import json
 import sys
@@ -25,6 +26,8 @@ def main(names):
         micropython.qstr_info()
         print(json.dumps({"module": name, "heap": now - prev}))
         prev = now
+    # Every firmware module now loaded, so the caller can check none went unmeasured.
+    print("loaded: " + " ".join(sorted(m for m in sys.modules if m.startswith("firmware"))))
 
 
 main(sys.argv[1:])

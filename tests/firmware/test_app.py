@@ -131,14 +131,16 @@ def test_commands_signed_replay_protected_and_answered():
     fb.run(app, board, 2 * MIN)
     m = board.modem
     m.inbox.append(command(5, fr.Record(fr.CMD_CONFIG, (fr.CFG_FIX_MOVING_S, 30))))
-    m.inbox.append(command(5, fr.Record(fr.CMD_NOTIFY, (1, 2, 7))))  # replay of seq 5
+    m.inbox.append(command(4, fr.Record(fr.CMD_NOTIFY, (1, 2, 7))))  # older, never run: replay
+    m.inbox.append(command(5, fr.Record(fr.CMD_NOTIFY, (1, 2, 7))))  # number 5 again: not run
     m.inbox.append(command(6, fr.Record(fr.CMD_NOTIFY, (1, 2, 7)), key=bytes(32)))  # forged
     m.inbox.append(command(7, fr.Record(fr.CMD_CONFIG, (99, 1)), fr.Record(fr.CMD_LOCATE, ())))
     m.inbox.append(b"\x01garbage")
     # The broker holds them until the tag's next session (its next batch).
     fb.run(app, board, 14 * MIN)
     got = results(board)
-    assert (5, fr.RESULT_OK) in got and (5, fr.RESULT_REPLAY) in got
+    assert (5, fr.RESULT_OK) in got and (4, fr.RESULT_REPLAY) in got
+    assert (5, fr.RESULT_DUPLICATE) in got and app.downlink.duplicates == 1
     assert (7, fr.RESULT_UNKNOWN) in got and (7, fr.RESULT_OK) in got
     assert app.cfg["fix_moving_s"] == 30 and board.vibrations == []
     assert app.downlink.refused["replay"] == 1 and app.downlink.refused["bad_mac"] == 1

@@ -279,5 +279,27 @@ def test_command_through_the_home_unit_runs_once_even_if_the_modem_brings_it_aga
     assert board.vibrations == [(1, 2)] and app.downlink.duplicates == 1
     assert app.downlink.refused_total() == 0
     results = [(r.cmd_seq, r.result) for _f, r in records(board, home, "command_result")]
-    assert results == [(9, fr.RESULT_OK)]
+    assert results == [(9, fr.RESULT_OK), (9, fr.RESULT_DUPLICATE)]  # answered, not run
+    flash.close()
+
+
+def test_the_inbox_takes_the_eight_frames_a_home_unit_writes_in_one_contact():
+    # docs/home-unit.md, "GATT contract": the unit writes at most 8 downlink frames per contact
+    # and the tag must keep them all for its next poll; a 9th is dropped and counted.
+    app, board, flash = make()
+    arrive(app, board, 3 * MIN)
+    cmds = [
+        fr.encode(
+            fr.Frame(fr.COMMAND, fb.DEVICE, 0, s, fb.T0, [fr.Record(fr.CMD_NOTIFY, (1, s, s))]),
+            fb.KEY,
+        )
+        for s in range(20, 29)
+    ]
+    board.radio.contact(downlinks=cmds[:8], read=False)
+    fb.run(app, board, 4 * MIN)
+    assert board.vibrations == [(1, s) for s in range(20, 28)] and app.rf.link.dropped == 0
+    board.radio.contact(downlinks=cmds[:8] + cmds[8:], read=False)  # 8 again, and a 9th
+    fb.run(app, board, 5 * MIN)
+    assert len(board.vibrations) == 8 and app.rf.link.dropped == 1  # none twice; 9th dropped
+    assert app.downlink.duplicates == 8
     flash.close()

@@ -118,6 +118,11 @@ def frames() -> list[dict[str, Any]]:
         fr.Record(fr.CMD_ZONE, slot=7, lat_e7=0, lon_e7=0, radius_m=0),
     ]
     out.append(("command_zone", TAG_KEY, fr.Frame(fr.COMMAND, 1001, 0, 43, T0 + 4, zones, 1)))
+    answers = [
+        fr.Record(fr.COMMAND_RESULT, dt=5, cmd_seq=43, result=fr.RESULT_OK),
+        fr.Record(fr.COMMAND_RESULT, dt=0, cmd_seq=42, result=fr.RESULT_DUPLICATE),
+    ]
+    out.append(("command_results", TAG_KEY, fr.Frame(fr.TAG_DATA, 1001, 3, 21, T0 + 9, answers, 1)))
     return [
         {"name": n, "key": k.hex(), "hex": fr.encode(f, k).hex(), "frame": f.to_dict()}
         for n, k, f in out
