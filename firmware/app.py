@@ -5,19 +5,27 @@
 import sys
 
 from firmware import battery as bat
-from firmware import commands, modes, motion, nmea, sampling, ticks
+from firmware import commands, motion, sampling
 from firmware import frame as fr
-from firmware.energy import Ledger
-from firmware.fixfilter import FixFilter
 from firmware.runtime import TYPE_CHECKING
-from firmware.state import State
-from firmware.store import Store
-from firmware.tamper import Sensor
-from firmware.uplink import Uplink
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (annotations only: appboot builds these)
+    from firmware.battery import Battery
     from firmware.board import Board
+    from firmware.commands import Downlink
+    from firmware.energy import Ledger
+    from firmware.files import Files
+    from firmware.fixfilter import FixFilter
+    from firmware.modes import Mode
+    from firmware.motion import MotionNoFix
+    from firmware.nmea import Fix, Reader
     from firmware.rfmode import RfControl
+    from firmware.sampling import Sampler
+    from firmware.state import State
+    from firmware.store import Store
+    from firmware.tamper import Sensor
+    from firmware.ticks import Monotonic
+    from firmware.uplink import Uplink
     from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
@@ -33,77 +41,55 @@ def _drop(name: str) -> None:
 
 
 class App:
+    # Built at boot by firmware/appboot.py, a module loaded for that and dropped after: the
+    # construction runs once, and its code need not stay in the heap (docs/firmware.md, "Heap").
+    board: "Board"
+    cfg: "dict[str, object]"
+    device: int
+    key: bytes
+    client_id: str
+    files: "Files"
+    state: "State"
+    mono: "Monotonic"
+    boot: int  # this boot's number, saved before any frame of the boot is sealed
+    seq: int  # the next frame's sequence number
+    store: "Store"
+    ledger: "Ledger"
+    nmea: "Reader"
+    filter: "FixFilter"
+    sampler: "Sampler"
+    motion: "MotionNoFix"
+    battery: "Battery"
+    strap: "Sensor"
+    case: "Sensor"
+    zones: "ZoneWatch | None"  # loaded once the tag holds zones (zone_watch)
+    downlink: "Downlink"
+    uplink: "Uplink"
+    gnss_on: bool
+    clock_base: int  # Unix seconds at clock_at_ms; -1 until set
+    clock_at_ms: int
+    clock_src: int  # CLOCK_* source of the clock; GNSS is the precise one
+    batch: "list[tuple[int, int, tuple[int, ...]]]"  # (type, mono ms, values)
+    batch_fixes: int
+    batch_start_ms: int
+    batch_urgent: bool
+    flush: bool
+    zone_owed: bool  # a fix inside a zone not yet acknowledged (_zone_retry)
+    zone_retry_ms: int  # the last uplink retry it forced
+    next_battery_ms: int
+    next_status_ms: int
+    refusal_reported_ms: int
+    store_errors: int
+    polls: int
+    fixes: int
+    mode: "Mode"
+    rf: "RfControl | None"  # RF home mode: a paired tag on a board with a BLE radio
+
     def __init__(self, board: "Board", cfg: "dict[str, object]") -> None:
-        self.board = board
-        self.cfg = cfg
-        self.device = self._i("device")
-        self.key = bytes.fromhex(str(cfg["key"]))
-        self.client_id = "tag-%d" % self.device
-        self.files = board.files()
-        self.state = State(self.files)
-        over = self.state.get("cfg", {})
-        if isinstance(over, dict):
-            for k in over:
-                if k in cfg:
-                    cfg[k] = over[k]
-        now = board.ticks_ms()
-        self.mono = ticks.Monotonic(now)
-        self.boot = (self.state.int("boot") + 1) & 0xFFFF
-        self.state.set("boot", self.boot)  # before any frame of this boot is sealed
-        self.seq = 0
-        self.store = Store(self.files, self.state, self._i("store_bytes"), self._i("seg_bytes"))
-        self.ledger = Ledger(board.currents, 0)
-        self.nmea = nmea.Reader()
-        self.filter = FixFilter(self._i("hdop_max_d"))
-        self.sampler = sampling.Sampler(cfg)  # type: ignore[arg-type]
-        self.sampler.fast_until_unix = self.state.int("fast_until")
-        self.motion = motion.MotionNoFix(
-            self._i("mnf_minutes"), self._i("mnf_window_min"), self._i("mnf_grace_min")
-        )
-        self.battery = bat.Battery(board.capacity_mah)
-        self.strap = Sensor(fr.SENSOR_STRAP, self._i("debounce_ms"))
-        self.case = Sensor(fr.SENSOR_CASE, self._i("debounce_ms"))
-        self.strap.latched = bool(self.state.get("latch_1", False))
-        self.case.latched = bool(self.state.get("latch_2", False))
-        self.zones: "ZoneWatch | None" = None  # loaded once the tag holds zones (zone_watch)
-        if self.state.get("zones", []):
-            self.zone_watch()
-        self.downlink = commands.Downlink(self.device, self.key, self.state)
-        self.uplink = Uplink(board.modem, self.store, self.device, cfg)
-        self.uplink.ledger = self.ledger
-        self.uplink.tx_uas = board.bursts.get("modem_tx", 0)
-        self.gnss_on = False
-        self.clock_base = -1  # Unix seconds at clock_at_ms; -1 until set
-        self.clock_at_ms = 0
-        self.clock_src = -1  # CLOCK_* source of the clock; GNSS is the precise one
-        self.batch: list[tuple[int, int, tuple[int, ...]]] = []  # (type, mono ms, values)
-        self.batch_fixes = 0
-        self.batch_start_ms = 0
-        self.batch_urgent = False
-        self.flush = False
-        self.zone_owed = False  # a fix inside a zone not yet acknowledged (_zone_retry)
-        self.zone_retry_ms = -1  # the last uplink retry it forced
-        self.next_battery_ms = 0
-        self.next_status_ms = 0
-        self.refusal_reported_ms = -60000
-        self.store_errors = 0
-        self.polls = 0
-        self.fixes = 0
-        self.mode: modes.Mode = modes.Mode()
-        board.watchdog_start(self._i("watchdog_ms"))
-        self.add(fr.BOOT, 0, (board.reset_cause(), self._i("fw_version")))
-        self.set_mode(modes.GpsMode(), 0, fr.MODE_REASON_BOOT)
-        # A paired tag on a board with a BLE radio beacons and can enter RF home mode; an
-        # unpaired one, or a board without a radio, stays in GPS mode and never loads the RF
-        # code (a fifth of the firmware's heap where modules load into RAM).
-        from firmware.config import paired  # boot-only module (main.py drops it after boot)
+        from firmware import appboot
 
-        radio = getattr(board, "radio", None)
-        self.rf: "RfControl | None" = None
-        if radio is not None and paired(cfg):
-            from firmware.rfmode import RfControl
-
-            self.rf = RfControl(self, radio)
+        appboot.build(self, board, cfg)
+        _drop("appboot")
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]
@@ -204,7 +190,7 @@ class App:
         self.flush = False
 
     # -- mode seam ------------------------------------------------------------------------
-    def set_mode(self, mode: "modes.Mode", now_ms: int, reason: int) -> None:
+    def set_mode(self, mode: "Mode", now_ms: int, reason: int) -> None:
         self.mode.leave(self, now_ms)
         self.mode = mode
         mode.enter(self, now_ms)
@@ -234,7 +220,7 @@ class App:
             self._fix(fix, now_ms)
             fix = self.nmea.take()
 
-    def _fix(self, fix: "nmea.Fix", now_ms: int) -> None:
+    def _fix(self, fix: "Fix", now_ms: int) -> None:
         acc, why = self.filter.check(fix, self.clock_unix(now_ms), self.clock_soft())
         if why:
             return
@@ -276,7 +262,7 @@ class App:
             self.zones = ZoneWatch(self.state)
         return self.zones
 
-    def _zones(self, fix: "nmea.Fix", acc: int, now_ms: int) -> None:
+    def _zones(self, fix: "Fix", acc: int, now_ms: int) -> None:
         if self.zones is None:
             return  # no zones pushed to this tag
         from firmware.zonewatch import AT, FAR

@@ -38,6 +38,7 @@ package(  # noqa: F821
         "rfmode.py",
         "mqtt.py",
         "app.py",
+        "appboot.py",  # builds the App at boot; dropped after
         "main.py",
         "boards/__init__.py",
         "boards/definition.py",

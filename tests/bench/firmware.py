@@ -87,10 +87,31 @@ def rows() -> list[tuple[str, str, str, str]]:
     cap = boarddef.load("virtual")["battery_mah"]
     hours = cap * 1000 / uah * 24
     peak, code = day["heap_peak"], day["heap_code"]
-    mods = code_heap.measure()
-    loaded = sum(int(m["heap"]) for m in mods)
-    qstr = sum(int(m["qstr_bytes"]) for m in mods)
-    top = sorted(((str(m["module"])[9:], int(m["heap"])) for m in mods), key=lambda x: -x[1])[:4]
+    loaded: list[tuple[str, str, str, str]] = []
+    for paired in (False, True):
+        # What a tag really loads (tests/firmware/code_heap.py): all day, at boot, and what
+        # zones and a running command add.
+        when = dict(code_heap.tag_modules(paired))
+        mods = code_heap.measure(tuple(when))
+        t = code_heap.totals(mods, paired)
+        resident = [
+            m for m in mods if when[str(m["module"])] in (code_heap.ALWAYS, code_heap.PAIRED)
+        ]
+        qstr = sum(int(m["qstr_bytes"]) for m in resident)
+        top = sorted(
+            ((str(m["module"])[9:], int(m["heap"])) for m in resident), key=lambda x: -x[1]
+        )
+        loaded.append(
+            (
+                "firmware",
+                f"heap taken by the code a{' paired' if paired else 'n unpaired'} tag loads"
+                f" ({len(resident)} modules all day, unix port)",
+                f"{t['day'] / 1024:.1f} KiB all day (qstr pools {qstr / 1024:.1f}),"
+                f" {t['boot'] / 1024:.1f} at boot; +{t['zones'] / 1024:.1f} with zones,"
+                f" +{t['command'] / 1024:.1f} while a command runs",
+                "biggest: " + ", ".join(f"{n} {b / 1024:.1f}" for n, b in top[:4]),
+            )
+        )
     return [
         (
             "firmware",
@@ -112,12 +133,7 @@ def rows() -> list[tuple[str, str, str, str]]:
             f"{peak / (128 * 1024):.0%} of the 128 KiB that 64wk gives; data"
             f" {(peak - code) / (64 * 1024):.0%} of a 64 KiB device heap",
         ),
-        (
-            "firmware",
-            f"heap taken by importing the firmware ({len(mods)} modules, unix port)",
-            f"{loaded / 1024:.1f} KiB, of which qstr pools {qstr / 1024:.1f} KiB",
-            "biggest: " + ", ".join(f"{n} {b / 1024:.1f}" for n, b in top),
-        ),
+        *loaded,
         (
             "firmware",
             ".mpy size of the image modules (manifest)",

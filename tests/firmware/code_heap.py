@@ -31,7 +31,7 @@ def tag_modules(paired: bool = True) -> tuple[tuple[str, str], ...]:
     rows += [("firmware." + n, ALWAYS) for n in fw_main._LEAVES_FIRST.split()]
     if paired:
         rows += [("firmware." + n, PAIRED) for n in fw_main._RF.split()]
-    rows.append(("firmware.app", ALWAYS))
+    rows += [("firmware.app", ALWAYS), ("firmware.appboot", BOOT_ONLY)]
     for board in ("blockfile", "boards.definition", "boards.sim"):  # make_board("sim")
         rows.append(("firmware." + board, ALWAYS))
     rows += [("firmware.zonewatch", ZONES), ("firmware.cmdrun", COMMAND)]
