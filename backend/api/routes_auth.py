@@ -324,6 +324,23 @@ def change_password(
     log.record("auth.password_changed", detail={"sessions_revoked": revoked})
 
 
+def _check_totp_change(
+    db: DB, ctx: Context, log: Audit, user_id: int, body: FactorsConfirm, op: str
+) -> None:
+    """Password and, while TOTP is on, a current code: both needed to change the factor."""
+    _check_factors(
+        db,
+        ctx,
+        log,
+        user_id,
+        body.password,
+        body.code,
+        refused_action="auth.totp_refused",
+        operation=op,
+        totp_too=True,
+    )
+
+
 @router.post("/totp/enroll", response_model=TotpEnrolment, responses=_SECURITY_REFUSALS)
 def totp_enroll(
     body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, log: Audit
@@ -333,17 +350,7 @@ def totp_enroll(
     already confirmed stays in force. While TOTP is on this needs a current `code` from
     that authenticator as well as the password (a lost device: an administrator resets
     TOTP, `PATCH /api/users/{id}` `{"reset_totp": true}`)."""
-    _check_factors(
-        db,
-        ctx,
-        log,
-        user.id,
-        body.password,
-        body.code,
-        refused_action="auth.totp_refused",
-        operation="enroll",
-        totp_too=True,
-    )
+    _check_totp_change(db, ctx, log, user.id, body, "enroll")
     secret = totp.new_secret()
     replacing = db.execute(
         update(users)
@@ -411,17 +418,7 @@ def totp_disable(body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, 
     """Turn TOTP off (and drop an enrolment in progress). While it is on this needs a
     current `code` from the authenticator as well as the password; a lost device is an
     administrator's reset (`PATCH /api/users/{id}` `{"reset_totp": true}`)."""
-    _check_factors(
-        db,
-        ctx,
-        log,
-        user.id,
-        body.password,
-        body.code,
-        refused_action="auth.totp_refused",
-        operation="disable",
-        totp_too=True,
-    )
+    _check_totp_change(db, ctx, log, user.id, body, "disable")
     db.execute(
         update(users)
         .where(users.c.id == user.id)
