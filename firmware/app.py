@@ -2,12 +2,11 @@
 # (read GNSS, sense tamper/motion/battery, seal batches into signed frames in the flash log,
 # drive the mode's positioning and transport, act on ACKs and commands) and returns the tick
 # at which it next needs to run. Nothing here sleeps, blocks or reads a clock: the board does.
-import sys
 
 from firmware import battery as bat
 from firmware import commands, motion, sampling
 from firmware import frame as fr
-from firmware.runtime import TYPE_CHECKING
+from firmware.runtime import TYPE_CHECKING, unload
 
 if TYPE_CHECKING:  # (annotations only: appboot builds these)
     from firmware.battery import Battery
@@ -29,15 +28,6 @@ if TYPE_CHECKING:  # (annotations only: appboot builds these)
     from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
-
-
-def _drop(name: str) -> None:
-    """Unload a firmware module loaded for one task, so the collector frees its code."""
-    import firmware
-
-    sys.modules.pop("firmware." + name, None)
-    if hasattr(firmware, name):
-        delattr(firmware, name)
 
 
 class App:
@@ -89,7 +79,7 @@ class App:
         from firmware import appboot
 
         appboot.build(self, board, cfg)
-        _drop("appboot")
+        unload("appboot")
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]
@@ -391,7 +381,7 @@ class App:
 
         for rec in f.records:  # type: ignore[attr-defined]
             self.add(fr.COMMAND_RESULT, now_ms, (f.seq, cmdrun.run(self, rec, now_ms)))  # type: ignore[attr-defined]
-        _drop("cmdrun")
+        unload("cmdrun")
         self.flush = True
 
     # -- the step -------------------------------------------------------------------------

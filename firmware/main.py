@@ -39,15 +39,6 @@ def make_board(cfg: "dict[str, object]") -> "object":
     raise ConfigError("unknown board %s" % name)
 
 
-def forget(name: str) -> None:
-    """Unload a firmware module nothing refers to any more, so the collector frees it."""
-    import firmware
-
-    sys.modules.pop("firmware." + name, None)
-    if hasattr(firmware, name):
-        delattr(firmware, name)
-
-
 def boot(path: str) -> "tuple[object, object]":
     """Read the config, load the code, build the board and the application: (board, app)."""
     from firmware import config
@@ -56,6 +47,7 @@ def boot(path: str) -> "tuple[object, object]":
     preload(config.paired(cfg))
     board = make_board(cfg)
     from firmware.app import App
+    from firmware.runtime import unload
 
     gc.collect()
     code = gc.mem_alloc()  # the loaded code and interned names (a frozen image: in flash)
@@ -65,7 +57,7 @@ def boot(path: str) -> "tuple[object, object]":
     del config
     gc.collect()
     before = gc.mem_alloc()
-    forget("config")
+    unload("config")
     gc.collect()
     board.heap_code = code - (before - gc.mem_alloc())  # type: ignore[attr-defined]
     board.app = app  # type: ignore[attr-defined]

@@ -12,3 +12,15 @@ except ImportError:  # CPython; MicroPython's compiler folds const() names away
 
     def const(x: int) -> int:
         return x
+
+
+def unload(name: str) -> None:
+    """Unload a firmware module nothing refers to any more (one loaded for boot or for one
+    task), so the collector frees its code."""
+    import sys
+
+    import firmware
+
+    sys.modules.pop("firmware." + name, None)
+    if hasattr(firmware, name):
+        delattr(firmware, name)
