@@ -41,26 +41,16 @@ def reached():
 
 
 def main(paired):
-    from firmware import config  # as main.boot does, before the preload
+    from firmware import config  # noqa: F401 - loaded as main.boot does, before the preload
     from firmware import main as fw_main
 
     edges.append(("firmware.main", "firmware.config"))
     fw_main.preload(paired)
     from firmware import frame as fr
-    from firmware.app import App
     from tests.firmware import fakeboard as fb
-    from tests.firmware.fakehome import UNIT, FakeRadio, pairing
-    from tests.firmware.flash import Flash
+    from tests.firmware.test_rf_mode import make  # the RF tests' tag on the fake board
 
-    flash = Flash(blocks=64, block_size=4096)
-    board = fb.FakeBoard(flash.files())
-    board.radio = FakeRadio()
-    board.bursts = {"modem_tx": 100000, "ble_adv": 900, "ble_contact": 6000}
-    cfg = dict(fb.CFG)
-    if paired:
-        cfg["home_unit"] = UNIT
-        cfg["pairing_key"] = pairing(fb.DEVICE)
-    app = App(board, config.merge(cfg))
+    app, board, flash = make(paired=paired)
     board.moving = True
     fb.run(app, board, 5 * 60000)
     zone = fr.Record(fr.CMD_ZONE, (0, 507200000, -18795000, 350))
