@@ -139,10 +139,11 @@ def test_an_administrators_totp_reset_clears_it_and_ends_the_users_sessions(
         == 204
     )
     api_clock.advance(totp.STEP_S)
-    token = _token(
+    status, answer = _token(
         client, username=OFFICER, password=PASSWORD, otp=totp.totp(secret, api_clock.now())
     )
-    session = str(token[1]["access_token"])
+    assert status == 200, answer
+    session = str(answer["access_token"])
     # A new authenticator half set up (the phone was lost during the change) ...
     api_clock.advance(totp.STEP_S)
     pending = client.post(
@@ -287,6 +288,13 @@ class _Account:
         assert status == 200, answer
         assert isinstance(answer, dict)
         return _b32decode(answer["secret"])
+
+    def enabled(self) -> bytes:
+        """Enrol and confirm an authenticator; the clock moves on past the confirming code."""
+        secret = self.enrol()
+        assert self.post("totp/confirm", code=self.code(secret))[0] == 204
+        self.next_step()
+        return secret
 
     def code(self, secret: bytes) -> str:
         return totp.totp(secret, self.clock.now())
@@ -435,9 +443,7 @@ def test_wrong_codes_for_a_security_change_count_toward_the_lock_out(
     client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
 ) -> None:
     me = _Account(client, api_engine, api_clock)
-    secret = me.enrol()
-    assert me.post("totp/confirm", code=me.code(secret))[0] == 204
-    me.next_step()
+    secret = me.enabled()
     # Failed sign-ins and failed checks of a signed-in user share one counter.
     for _ in range(2):
         assert me.sign_in(_wrong(secret, api_clock.now()))[0] == 401
@@ -485,9 +491,7 @@ def test_a_reused_code_does_not_authorise_a_security_change(
     client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
 ) -> None:
     me = _Account(client, api_engine, api_clock)
-    secret = me.enrol()
-    assert me.post("totp/confirm", code=me.code(secret))[0] == 204
-    me.next_step()
+    secret = me.enabled()
     code = me.code(secret)
     status, _ = me.sign_in(code)  # someone signs in with the code on the screen ...
     assert status == 200
