@@ -49,7 +49,12 @@ def test_an_administrator_resets_a_lost_authenticator(tab: Browser, stack: Scena
     button = page.locator(f"button[aria-label='Reset two-step sign-in for {name}']")
     button.wait_for()
     asked: list[str] = []
-    page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
+
+    def confirm(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", confirm)
     button.click()
     page.wait_for_selector(f"#announce:has-text('{name} updated')")
     assert "sign them out everywhere" in asked[0]
@@ -88,14 +93,7 @@ def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
     assert "Officer TOTP" in page.inner_text("#who")
     page.wait_for_selector("#live-subjects li[data-subject]")
 
-    auditor = stack.http.post(
-        "/api/auth/token",
-        data={"username": stack.world.user(UNIT_A, "auditor"), "password": PASSWORD},
-    ).json()["access_token"]
-    records = stack.http.get(
-        "/api/audit", params={"action": "auth.login"},
-        headers={"Authorization": f"Bearer {auditor}"},
-    ).json()["records"]  # fmt: skip
+    records = _audit(stack, "auth.login")
     mine = [(r["action"], r["detail"].get("reason")) for r in records if r["actor"] == name]
     # The enrolment's password login, the code asked for, the wrong code, the right one.
     assert mine[-3:] == [
@@ -103,6 +101,19 @@ def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
         ("auth.login_failed", "bad_otp"),
         ("auth.login", None),
     ]
+
+
+def _audit(stack: Scenario, action: str) -> list[dict[str, Any]]:
+    """The audit records whose action starts with `action`, as unit A's auditor sees them."""
+    auditor = stack.http.post(
+        "/api/auth/token",
+        data={"username": stack.world.user(UNIT_A, "auditor"), "password": PASSWORD},
+    ).json()["access_token"]
+    answer = stack.http.get(
+        "/api/audit", params={"action": action}, headers={"Authorization": f"Bearer {auditor}"}
+    )
+    records: list[dict[str, Any]] = answer.json()["records"]
+    return records
 
 
 def _me(stack: Scenario, name: str, otp: str | None = None) -> dict[str, Any]:
@@ -266,14 +277,7 @@ def test_enrol_an_authenticator_in_the_browser_then_sign_in_with_it(
     assert focused(page) == "totp-title"
     assert _me(stack, name)["totp_enabled"] is False  # a password alone signs in again
 
-    auditor = stack.http.post(
-        "/api/auth/token",
-        data={"username": stack.world.user(UNIT_A, "auditor"), "password": PASSWORD},
-    ).json()["access_token"]
-    records = stack.http.get(
-        "/api/audit", params={"action": "auth.totp"},
-        headers={"Authorization": f"Bearer {auditor}"},
-    ).json()["records"]  # fmt: skip
+    records = _audit(stack, "auth.totp")
     mine = [
         (r["action"], r["detail"].get("operation"), r["detail"].get("reason"))
         for r in records
