@@ -173,7 +173,10 @@ class SimBoard:
             elif op == "U":  # the frames still in the flash log, for the run's accounting
                 if self.app is not None:
                     for _boot, _seq, data in self.app.store.pending_frames():  # type: ignore[attr-defined]
+                        # One frame a write: a day's backlog joined into one buffer does not
+                        # fit a fragmented heap at the end of a run.
                         self.link.send("Y " + data.hex())
+                        self.link.flush()
                 self.link.send("Z")
                 self.link.flush()
             elif op == "Q":

@@ -141,3 +141,21 @@ def test_reboot_with_a_full_buffer(
         assert new == set(range(rep2["seq"]))
         assert backend.mismatched == []
         tag.stop()
+
+
+def test_a_long_backlog_is_read_out_of_a_device_sized_heap(
+    broker: Mosquitto, backend: ScriptedBackend, tmp_path: Path
+) -> None:
+    # The simulator reads a tag's unacknowledged frames at the end of a run (completeness):
+    # hours without coverage leave a backlog far larger than what is free in a 64 KB heap
+    # late in a day, so the board writes it out a frame at a time.
+    with make_tag(broker, tmp_path, heap="64wk") as tag:
+        tag.start()
+        tag.set_coverage(False)
+        tag.run_until(6 * 60 * MIN, moving=True)
+        rep = tag.report()
+        assert rep["pending"] >= 30
+        held = tag.pending_frames()
+        assert len(held) == rep["pending"] and b"MemoryError" not in tag.stderr
+        assert {fr.decode(p, KEY).seq for p in held} == set(range(rep["seq"]))
+        tag.stop()
