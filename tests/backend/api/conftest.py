@@ -169,5 +169,9 @@ class Stream:
         finally:
             self.closed.set()
 
-    def next(self, timeout: float = 20) -> tuple[str, dict[str, Any]]:
-        return self.events.get(timeout=timeout)
+    def next(self, timeout: float = 20, keepalive: bool = False) -> tuple[str, dict[str, Any]]:
+        """The next event (keep-alives only when asked for)."""
+        while True:
+            kind, body = self.events.get(timeout=timeout)
+            if keepalive or kind != "keep-alive":
+                return kind, body

@@ -192,5 +192,5 @@ def test_both_streams_resume_from_any_event_id_in_the_bound(
         stream = Stream(server.url, officer, path, {"Last-Event-ID": str(sse.MAX_EVENT_ID)})
         assert stream.status == 200, path
         # Idle polls past the largest cursor ran without a database error: a keep-alive.
-        assert stream.next() == ("keep-alive", {})
+        assert stream.next(keepalive=True) == ("keep-alive", {})
         assert not stream.closed.is_set()
