@@ -6,21 +6,23 @@ Every route takes its caller from here, never from a check of its own:
 - `subject_scope(scope)`: for a route with a `subject_id` path parameter; returns the
   `SubjectAccess` if the caller may use that subject with `scope`, answers 404 if the caller
   may not see the subject at all (whether or not it exists) and 403 if it may see it but not
-  with this scope. Consultation scopes (live, trail, alerts, reports) are audited here,
+  with this scope. Consultation scopes (every scope but view and manage) are audited here,
   before the route reads anything; trail also requires a `purpose` query parameter.
 - `object_scope(param, resolve, scope)`: the same for an object that belongs to a subject
   (an alert, a zone...): `resolve(conn, object_id) -> subject_id | None`.
 - `visible_subjects(scope)`: for list routes: `Visible.where(column)` restricts any query
-  to subjects the caller may use with that scope, so lists never leak.
+  to subjects the caller may use with that scope, so lists never leak. A list that shows
+  consultation-scope data records the subjects it showed with `Auditor.consulted`.
 - `DB`: the request's connection. Its transaction begins at the route's first statement
   (BEGIN IMMEDIATE on SQLite, so a route that reads then writes cannot fail to upgrade its
   lock) and commits when the route returns; any exception rolls it back. The dependencies
   above use short transactions of their own, finished before the route body runs. Streams
   (WebSocket/SSE) must not hold `DB` open for their lifetime: take `EngineDep` and open short
   transactions per message.
-- `session_active(engine, user, now)` and `Visible.at(now)`: for streams, which
-  authenticate once; re-check both periodically so logout, disabling and share expiry end
-  what the stream shows.
+- `stream_access(scope, via)`: for streams (SSE), which authenticate once: the session is
+  re-checked periodically, and each event's subject at the moment it is sent (a share that
+  ends stops what the stream shows at once); every subject whose data a stream sends is
+  audited per subject.
 - `Audit`: `await`-free `Auditor.record(action, ...)` appends to the hash-chained audit log
   inside the request's transaction when one is open (so a change and its record commit
   together), else in a transaction of its own.
@@ -30,7 +32,7 @@ an id path parameter reaches its handler without one of these guards.
 """
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -42,7 +44,7 @@ from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
 from backend.clock import Clock
-from backend.security import audit, roles
+from backend.security import access, audit, roles
 from backend.security.access import SubjectAccess, User, subject_access, visible_subject_ids
 from backend.security.sessions import LoginError
 from backend.security.tokens import TokenError
@@ -68,6 +70,7 @@ __all__ = [
     "CurrentUser",
     "EngineDep",
     "RequestId",
+    "StreamAccess",
     "SubjectAccess",
     "User",
     "Visible",
@@ -79,6 +82,7 @@ __all__ = [
     "object_scope",
     "require_role",
     "session_active",
+    "stream_access",
     "subject_scope",
     "visible_subject_ids",
     "visible_subjects",
@@ -244,6 +248,33 @@ class Auditor:
         if self.db is not None and self.db.in_transaction():
             return audit.append(self.db, entry, self.clock.now())
         return audit.append_now(self.engine, entry, self.clock.now())
+
+    def consulted(
+        self, scope: str, subject_ids: Iterable[int], detail: dict[str, Any], now: float
+    ) -> None:
+        """Record that the caller was shown `scope` data of each of these subjects at once
+        (a list, the live map, a stream): `read.<scope>` names its own unit's subjects,
+        `disclose.<scope>` those it sees through a share, with the shares in force at `now`."""
+        ids = sorted(set(subject_ids))
+        if not ids or self.user is None:
+            return
+        if self.db is not None and self.db.in_transaction():
+            owned, shared = access.owned_and_shared(self.db, self.user, ids, now)
+        else:
+            with self.engine.connect() as conn:
+                owned, shared = access.owned_and_shared(conn, self.user, ids, now)
+        if owned:
+            self.record(
+                f"read.{scope}", subject_ids=owned, scope=scope, detail={**detail, "owner": True}
+            )
+        if shared:
+            share_ids = sorted({i for found in shared.values() for i in found})
+            self.record(
+                f"disclose.{scope}",
+                subject_ids=sorted(shared),
+                scope=scope,
+                detail={**detail, "owner": False, "share_ids": share_ids},
+            )
 
 
 def get_auditor(user: CurrentUser, ctx: Context, request_id: RequestId, db: DB) -> Auditor:
@@ -442,11 +473,6 @@ class Visible:
         clause: ColumnElement[bool] = column.in_(self.ids)
         return clause
 
-    def at(self, now: float) -> "Visible":
-        """The same visibility re-evaluated at `now`: a stream calls this on every poll so
-        that a share expiring while it runs stops at once."""
-        return Visible(self.user, self.scope, visible_subject_ids(self.user, self.scope, now))
-
 
 def session_active(engine: Engine, user: User, now: float) -> bool:
     """Whether the caller's session still stands (not logged out, revoked, expired, nor the
@@ -478,10 +504,66 @@ def visible_subjects(scope: str) -> Callable[..., Visible]:
     return dependency
 
 
+# How long a stream's disclosure record of a subject stands before the stream, still sending
+# that subject's data, records it again (backend time): an auditor can tell to within this
+# how long a stream showed a subject.
+DISCLOSURE_RENEW_S = 900.0
+
+
+class StreamAccess:
+    """A long-lived stream's (SSE) authorization, decided again each time it sends: the
+    session must still stand, and each event's subject must still be visible with the
+    stream's scope at the moment of sending, not only when the event was read (a share that
+    ends between the two withholds the event). Every subject whose data is sent is recorded
+    per subject (`Auditor.consulted`) before it is sent, and again every
+    `DISCLOSURE_RENEW_S` while the stream keeps sending it."""
+
+    def __init__(self, user: User, scope: str, via: str, auditor: Auditor) -> None:
+        self.user = user
+        self.scope = scope
+        self.via = via
+        self._auditor = auditor
+        self._recorded: dict[int, float] = {}
+
+    def visible(self, now: float) -> Visible:
+        """The subjects visible with the stream's scope at `now`, as SQL for its query."""
+        return Visible(self.user, self.scope, visible_subject_ids(self.user, self.scope, now))
+
+    def session_active(self, now: float) -> bool:
+        return session_active(self._auditor.engine, self.user, now)
+
+    def deliverable(self, subject_ids: Iterable[int], now: float) -> set[int]:
+        """The subjects among `subject_ids` whose events may be sent now; records them."""
+        with self._auditor.engine.connect() as conn:
+            allowed = access.permitted(conn, self.user, self.scope, subject_ids, now)
+        due = [
+            s
+            for s in sorted(allowed)
+            if s not in self._recorded or now - self._recorded[s] >= DISCLOSURE_RENEW_S
+        ]
+        if due:
+            self._auditor.consulted(self.scope, due, {"via": self.via}, now)
+            self._recorded.update((s, now) for s in due)
+        return allowed
+
+
+def stream_access(scope: str, via: str) -> Callable[..., StreamAccess]:
+    """Dependency for SSE routes (see StreamAccess)."""
+    if scope not in roles.SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    def dependency(user: CurrentUser, ctx: Context, request_id: RequestId) -> StreamAccess:
+        return StreamAccess(user, scope, via, Auditor(user, request_id, ctx.clock, ctx.engine))
+
+    dependency.__name__ = f"stream_access_{scope}"
+    return dependency
+
+
 # Convenience aliases for the common scopes.
 SubjectView = Annotated[SubjectAccess, Depends(subject_scope(roles.VIEW))]
 SubjectLive = Annotated[SubjectAccess, Depends(subject_scope(roles.LIVE))]
 SubjectTrail = Annotated[SubjectAccess, Depends(subject_scope(roles.TRAIL))]
 SubjectAlerts = Annotated[SubjectAccess, Depends(subject_scope(roles.ALERTS))]
 SubjectReports = Annotated[SubjectAccess, Depends(subject_scope(roles.REPORTS))]
+SubjectConditions = Annotated[SubjectAccess, Depends(subject_scope(roles.CONDITIONS))]
 SubjectManage = Annotated[SubjectAccess, Depends(subject_scope(roles.MANAGE))]

@@ -1,7 +1,7 @@
 """Units, users and shares. Administrators manage units and accounts (and see no subject
 data); supervisors share their unit's subjects with other units."""
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
@@ -34,7 +34,9 @@ Id = Annotated[int, Path(ge=1, le=2**62)]
 
 UnitKind = Literal["police", "partner"]
 Role = Literal["administrator", "supervisor", "officer", "partner", "auditor"]
-Scope = Literal["live", "trail", "alerts", "reports"]
+Scope = Literal["live", "trail", "alerts", "reports", "conditions"]
+# The schema spells the shareable scopes out for OpenAPI; roles.SHAREABLE is the definition.
+assert set(get_args(Scope)) == set(roles.SHAREABLE)
 
 
 def _refused(e: Exception) -> HTTPException:

@@ -2,19 +2,23 @@
 acknowledge/resolve workflow, a live stream of alert changes (Server-Sent Events), and the
 rules' parameters. docs/rules.md describes the lifecycle.
 
+Reading needs the alerts scope; acknowledging and resolving change the owning unit's record
+and need manage, which no share grants. The list and the stream record, per subject, whose
+alerts they showed (read.alerts, or disclose.alerts for a subject seen through a share).
+
 The stream follows alert_actions (every raise, reopen, update, clear, acknowledgement and
 resolution is a row), polling the database in short transactions — so it sees alerts raised
 by ingest workers in other processes, and `Last-Event-ID` resumes it without a gap. Its
-authorization is not a one-off at subscription: who may be seen is re-evaluated at backend
-now on every poll (`Visible.at`: a share that expires stops at once), and the session every
-`SESSION_CHECK_S` (`session_active`: a logout, a revoked session or a disabled user ends the
+authorization is not a one-off at subscription (`stream_access`): each alert's subject is
+checked again at backend now when it is sent (a share that expires stops at once), and the
+session every `SESSION_CHECK_S` (a logout, a revoked session or a disabled user ends the
 stream with `event: end`)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Connection, Select, func, select
@@ -29,9 +33,10 @@ from backend.api.deps import (
     EngineDep,
     ObjectAccess,
     RequestId,
+    StreamAccess,
     Visible,
     object_scope,
-    require_role,
+    stream_access,
     visible_subjects,
 )
 from backend.api.models_monitoring import (
@@ -64,8 +69,11 @@ def _alert_subject(conn: Connection, alert_id: int) -> int | None:
 AlertRead = Annotated[
     ObjectAccess, Depends(object_scope("alert_id", _alert_subject, roles.ALERTS, "alert"))
 ]
+AlertWork = Annotated[
+    ObjectAccess, Depends(object_scope("alert_id", _alert_subject, roles.MANAGE, "alert"))
+]
 VisibleAlerts = Annotated[Visible, Depends(visible_subjects(roles.ALERTS))]
-Worker = Annotated[Any, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
+AlertStream = Annotated[StreamAccess, Depends(stream_access(roles.ALERTS, "alert stream"))]
 
 
 def _public(r: Any) -> AlertPublic:
@@ -116,6 +124,8 @@ UntilQ = Annotated[int | None, Query(ge=0, le=2**40, description="event time, Un
 def list_alerts(
     visible: VisibleAlerts,
     db: DB,
+    clock: ClockDep,
+    log: Audit,
     unit: UnitQ = None,
     subject: SubjectQ = None,
     type_: TypeQ = None,
@@ -130,7 +140,8 @@ def list_alerts(
     q = _filtered(_base(), visible, unit, subject, type_, state, since, until)
     rows = db.execute(
         q.order_by(alerts.c.start.desc(), alerts.c.id.desc()).limit(limit).offset(offset)
-    )
+    ).all()
+    log.consulted(roles.ALERTS, (r.subject_id for r in rows), {"via": "alert list"}, clock.now())
     return [_public(r) for r in rows]
 
 
@@ -148,7 +159,7 @@ def list_alerts(
 async def stream_alerts(
     request: Request,
     user: CurrentUser,
-    visible: VisibleAlerts,
+    access: AlertStream,
     engine: EngineDep,
     clock: ClockDep,
     request_id: RequestId,
@@ -156,17 +167,17 @@ async def stream_alerts(
     subject: SubjectQ = None,
     type_: TypeQ = None,
     state: StateQ = None,
-    after: Annotated[int | None, Query(ge=0, le=2**62, description="resume after action")] = None,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=sse.MAX_EVENT_ID, description="resume after action")
+    ] = None,
+    last_event_id: sse.LastEventId = None,
 ) -> StreamingResponse:
     """Live alert changes (raised, reopened, updated, cleared, acknowledged, resolved) as
     Server-Sent Events. Resumes after `Last-Event-ID` (or `after`); otherwise starts now.
     The client must accept `text/event-stream` (EventSource does); anything else is 406."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
-    resume = after
-    if last_event_id is not None and last_event_id.isdigit():
-        resume = int(last_event_id)
+    resume = last_event_id if last_event_id is not None else after
 
     def opened() -> int:
         # Off the event loop: waiting for SQLite's write lock here would block the loop
@@ -183,7 +194,7 @@ async def stream_alerts(
 
     cursor = await run_in_threadpool(opened)
 
-    def poll(after_id: int, now: float) -> list[tuple[int, str, dict[str, Any]]]:
+    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any], int]]]:
         q = (
             _filtered(
                 _base()
@@ -191,7 +202,7 @@ async def stream_alerts(
                     alert_actions.c.id.label("action_id"), alert_actions.c.action.label("action")
                 )
                 .join(alert_actions, alert_actions.c.alert_id == alerts.c.id),
-                visible.at(now),  # shares that have expired since subscription no longer count
+                access.visible(now),
                 unit,
                 subject,
                 type_,
@@ -204,23 +215,18 @@ async def stream_alerts(
             .limit(500)
         )
         with engine.connect() as conn:
-            out = []
+            batch = []
             for r in conn.execute(q):
                 body = _public(r).model_dump()
                 body["action"] = r.action
-                out.append((r.action_id, r.action, body))
-            return out
-
-    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
-        batch = [(action_id, "alert", body) for action_id, _action, body in poll(after_id, now)]
+                batch.append((r.action_id, "alert", body, r.subject_id))
         return (batch[-1][0] if batch else after_id), batch
 
     return sse.response(
         sse.events(
             request,
-            engine,
-            user,
             clock,
+            access,
             fetch,
             cursor,
             poll_s=POLL_S,
@@ -272,9 +278,9 @@ def get_alert(obj: AlertRead, db: DB) -> AlertDetail:
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic)
 def acknowledge_alert(
-    obj: AlertRead, body: AlertAcknowledge, user: Worker, db: DB, clock: ClockDep, log: Audit
+    obj: AlertWork, body: AlertAcknowledge, user: CurrentUser, db: DB, clock: ClockDep, log: Audit
 ) -> AlertPublic:
-    """open -> acknowledged (supervisors and officers)."""
+    """open -> acknowledged (supervisors and officers of the owning unit)."""
     try:
         store.acknowledge(db, obj.object_id, user.id, body.note, clock.now())
     except store.WorkflowError as e:
@@ -282,7 +288,7 @@ def acknowledge_alert(
     log.record(
         "alert.acknowledge",
         subject_ids=[obj.subject.id],
-        scope=roles.ALERTS,
+        scope=roles.MANAGE,
         detail={"alert": obj.object_id},
     )
     return _public(db.execute(_base().where(alerts.c.id == obj.object_id)).one())
@@ -290,10 +296,10 @@ def acknowledge_alert(
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic)
 def resolve_alert(
-    obj: AlertRead, body: AlertResolve, user: Worker, db: DB, clock: ClockDep, log: Audit
+    obj: AlertWork, body: AlertResolve, user: CurrentUser, db: DB, clock: ClockDep, log: Audit
 ) -> AlertPublic:
-    """open or acknowledged -> resolved, with an outcome and a note. A recurrence of the
-    condition reopens it (docs/rules.md)."""
+    """open or acknowledged -> resolved, with an outcome and a note (supervisors and
+    officers of the owning unit). A recurrence of the condition reopens it (docs/rules.md)."""
     try:
         store.resolve(db, obj.object_id, user.id, body.outcome, body.note, clock.now())
     except store.WorkflowError as e:
@@ -301,7 +307,7 @@ def resolve_alert(
     log.record(
         "alert.resolve",
         subject_ids=[obj.subject.id],
-        scope=roles.ALERTS,
+        scope=roles.MANAGE,
         detail={"alert": obj.object_id, "outcome": body.outcome},
     )
     return _public(db.execute(_base().where(alerts.c.id == obj.object_id)).one())

@@ -5,7 +5,8 @@ Every query states a purpose (the `purpose` query parameter) and a reference, se
 subjects the caller may see with the trail scope (`visible_subjects("trail")` — partners see
 those shared with them for their trail, administrators and auditors are refused), and is
 audited with its parameters and the subjects it returned, those seen through a share listed
-as disclosed."""
+as disclosed; each subject returned is also recorded as a consultation of its trail
+(read.trail, or disclose.trail through a share), as every other trail read is."""
 
 from __future__ import annotations
 
@@ -121,6 +122,7 @@ def correlate_place(
             "disclosed": _disclosed(engine, user, ids),
         },
     )
+    log.consulted(roles.TRAIL, ids, {"via": "correlation", "record": audit_id}, log.clock.now())
     return {
         "reference": body.reference,
         "purpose": purpose,
@@ -200,6 +202,8 @@ def correlate_batch(
             "disclosed": _disclosed(engine, user, seen),
         },
     )  # fmt: skip
+    log.consulted(roles.TRAIL, seen, {"via": "correlation batch", "record": audit_id},
+                  log.clock.now())  # fmt: skip
     return {
         "reference": reference,
         "purpose": purpose,

@@ -107,18 +107,23 @@ def caseload_report(
 ) -> Any:
     """One row per subject the caller's unit may report on (its own, and those shared with
     it for reports): curfew, zones, tamper, charging, completeness, open alerts, last
-    contact over the period. At most 92 days."""
+    contact over the period. At most 92 days. Recorded per subject (read.reports, or
+    disclose.reports through a share)."""
     _period(start, end)
     now = clock.now()
     with engine.connect() as conn:
         rows = rp.caseload(conn, visible.ids, user.unit_id, start, end, now)
         unit = conn.execute(select(units.c.name).where(units.c.id == user.unit_id)).scalar()
-    log.record(
+    report_id = log.record(
         "report.caseload",
         subject_ids=[r["subject_id"] for r in rows],
         scope=roles.REPORTS,
         detail={"from": start, "to": end, "format": format,
                 "disclosed": [r["subject_id"] for r in rows if not r["owned"]]},
+    )  # fmt: skip
+    log.consulted(
+        roles.REPORTS, (r["subject_id"] for r in rows), {"via": "caseload", "record": report_id},
+        now,
     )  # fmt: skip
     if format == "html":
         return _file(rp.caseload_html(rows, unit or "", start, end, now), "html", "caseload.html")

@@ -3,7 +3,9 @@ one-off exceptions, zones (GeoJSON), the charging schedule, and the trail (GeoJS
 
 Every route takes its caller from backend/api/deps.py: `subject_scope(...)` for routes on a
 subject, `object_scope(...)` for an object of a subject, `visible_subjects(...)` for lists.
-Every change bumps the subject's configuration version, so the rule engine re-reads it."""
+The subject itself is the view scope (reference and name); everything it is monitored
+against is the conditions scope (read, audited) and manage (change). Every change bumps
+the subject's configuration version, so the rule engine re-reads it."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from backend.api.deps import (
     Audit,
     ClockDep,
     CurrentUser,
+    SubjectConditions,
     SubjectManage,
     SubjectTrail,
     SubjectView,
@@ -190,7 +193,7 @@ def _order(r: Any) -> OrderPublic:
 
 
 @router.get("/subjects/{subject_id}/orders", response_model=list[OrderPublic])
-def list_orders(subject: SubjectView, db: DB) -> list[OrderPublic]:
+def list_orders(subject: SubjectConditions, db: DB) -> list[OrderPublic]:
     rows = db.execute(select(orders).where(orders.c.subject_id == subject.id).order_by(orders.c.id))
     return [_order(r) for r in rows]
 
@@ -235,7 +238,7 @@ def update_order(
 
 
 @router.get("/subjects/{subject_id}/assignments", response_model=list[AssignmentPublic])
-def list_assignments(subject: SubjectView, db: DB) -> list[AssignmentPublic]:
+def list_assignments(subject: SubjectConditions, db: DB) -> list[AssignmentPublic]:
     """Equipment history: every tag and home unit the subject has had."""
     rows = db.execute(
         select(assignments)
@@ -332,7 +335,7 @@ def _curfew(r: Any) -> CurfewPublic:
 
 
 @router.get("/subjects/{subject_id}/curfews", response_model=list[CurfewPublic])
-def list_curfews(subject: SubjectView, db: DB) -> list[CurfewPublic]:
+def list_curfews(subject: SubjectConditions, db: DB) -> list[CurfewPublic]:
     rows = db.execute(
         select(curfews).where(curfews.c.subject_id == subject.id).order_by(curfews.c.id)
     )
@@ -375,7 +378,7 @@ def delete_curfew(obj: CurfewManage, db: DB, clock: ClockDep, log: Audit) -> Non
 
 
 @router.get("/subjects/{subject_id}/curfew-exceptions", response_model=list[ExceptionPublic])
-def list_exceptions(subject: SubjectView, db: DB) -> list[ExceptionPublic]:
+def list_exceptions(subject: SubjectConditions, db: DB) -> list[ExceptionPublic]:
     rows = db.execute(
         select(curfew_exceptions)
         .where(curfew_exceptions.c.subject_id == subject.id)
@@ -441,7 +444,7 @@ def zone_feature(r: Any) -> dict[str, Any]:
 
 
 @router.get("/subjects/{subject_id}/zones", response_model=FeatureCollection)
-def list_zones(subject: SubjectView, db: DB) -> FeatureCollection:
+def list_zones(subject: SubjectConditions, db: DB) -> FeatureCollection:
     """The subject's zones as a GeoJSON FeatureCollection."""
     rows = db.execute(select(zones).where(zones.c.subject_id == subject.id).order_by(zones.c.id))
     return FeatureCollection(features=[zone_feature(r) for r in rows])
@@ -512,7 +515,7 @@ def delete_zone(obj: ZoneManage, db: DB, clock: ClockDep, log: Audit) -> None:
 
 
 @router.get("/subjects/{subject_id}/charging", response_model=ChargingPublic)
-def get_charging(subject: SubjectView, db: DB) -> ChargingPublic:
+def get_charging(subject: SubjectConditions, db: DB) -> ChargingPublic:
     m = db.execute(
         select(charging_schedules.c.min_minutes).where(
             charging_schedules.c.subject_id == subject.id

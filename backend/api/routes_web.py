@@ -5,7 +5,9 @@ recent fixes a drawn zone would have counted as a breach). `install(app)` also s
 application's static files (backend/web/static) and Leaflet from backend/web/node_modules.
 
 Every route takes its caller from backend/api/deps.py like the rest of the API: lists are
-scoped with `visible_subjects(...)`, subject routes with `subject_scope(...)`."""
+scoped with `visible_subjects(...)`, subject routes with `subject_scope(...)`, the stream
+with `stream_access(...)`. The live map shows a subject's zones (and its home unit's place,
+the home zone's centre) only with the conditions scope: live alone is positions."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -37,9 +39,11 @@ from backend.api.deps import (
     CurrentUser,
     EngineDep,
     RequestId,
+    StreamAccess,
     SubjectAlerts,
     SubjectTrail,
     Visible,
+    stream_access,
     visible_subjects,
 )
 from backend.api.models_monitoring import FeatureCollection, ZoneFeatureCreate
@@ -75,6 +79,8 @@ KEEPALIVE_S = 15.0
 MAX_WINDOW_S = 31 * 86400
 
 VisibleLive = Annotated[Visible, Depends(visible_subjects(roles.LIVE))]
+VisibleConditions = Annotated[Visible, Depends(visible_subjects(roles.CONDITIONS))]
+LiveStream = Annotated[StreamAccess, Depends(stream_access(roles.LIVE, "live stream"))]
 FromQ = Annotated[int | None, Query(alias="from", ge=0, le=2**40, description="Unix s")]
 ToQ = Annotated[int | None, Query(alias="to", ge=0, le=2**40, description="Unix s")]
 
@@ -184,7 +190,10 @@ class Presence(BaseModel):
 class HomeUnitPublic(BaseModel):
     device: int
     last_seen_at: float | None = Field(description="backend time of its last frame")
-    lat: float | None = Field(description="the home zone's centre, if the subject has one")
+    lat: float | None = Field(
+        description="the home zone's centre, if the subject has one and the caller may see "
+        "its zones (the conditions scope)"
+    )
     lon: float | None
 
 
@@ -204,7 +213,10 @@ class LiveSubject(BaseModel):
 class LiveView(BaseModel):
     now: float = Field(description="backend clock, Unix s")
     subjects: list[LiveSubject]
-    zones: FeatureCollection
+    zones: FeatureCollection = Field(
+        description="the zones of the listed subjects the caller may see with the conditions "
+        "scope (a share for live positions alone shows none)"
+    )
 
 
 def _in_force(now: float) -> Any:
@@ -247,14 +259,16 @@ def _presence(db: Connection, tag: int, since: int) -> Presence | None:
 def live(
     user: CurrentUser,
     visible: VisibleLive,
+    conditions: VisibleConditions,
     db: DB,
     clock: ClockDep,
     log: Audit,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
 ) -> LiveView:
     """Every subject the caller may see live: its last position (with accuracy), the
-    presence its home unit last reported, its home unit and its zones. Audited as a live
-    consultation of each subject (a disclosure for subjects shared with the caller)."""
+    presence its home unit last reported and its home unit; and the zones of those whose
+    conditions the caller may also see. Audited as a consultation of each subject, per scope
+    (a disclosure for subjects shared with the caller)."""
     now = clock.now()
     ids = list(
         db.execute(
@@ -280,7 +294,11 @@ def live(
         )
     }
     zone_rows = list(
-        db.execute(select(zones).where(zones.c.subject_id.in_(ids)).order_by(zones.c.id))
+        db.execute(
+            select(zones)
+            .where(zones.c.subject_id.in_(ids), conditions.where(zones.c.subject_id))
+            .order_by(zones.c.id)
+        )
     )
     homes: dict[int, tuple[float, float]] = {}
     for z in zone_rows:
@@ -289,13 +307,10 @@ def live(
             homes[z.subject_id] = (float(lat), float(lon))
 
     out: list[LiveSubject] = []
-    owned: list[int] = []
-    shared: list[int] = []
     for sid in ids:
         found = subject_access(db, user, sid, now)
         if found is None or not found.can(roles.LIVE):
             continue
-        (owned if found.owner else shared).append(sid)
         f = fitted.get(sid, {})
         tag = f.get(TAG)
         unit = f.get(HOME_UNIT)
@@ -321,19 +336,14 @@ def live(
                 else None,
             )
         )
-    listed = set(owned) | set(shared)
-    if owned:
-        log.record("read.live", subject_ids=owned, scope=roles.LIVE, detail={"via": "live map"})
-    if shared:
-        log.record(
-            "disclose.live", subject_ids=shared, scope=roles.LIVE, detail={"via": "live map"}
-        )
+    listed = {s.id for s in out}
+    shown_zones = [z for z in zone_rows if z.subject_id in listed]
+    log.consulted(roles.LIVE, listed, {"via": "live map"}, now)
+    log.consulted(roles.CONDITIONS, {z.subject_id for z in shown_zones}, {"via": "live map"}, now)
     return LiveView(
         now=now,
         subjects=out,
-        zones=FeatureCollection(
-            features=[zone_feature(z) for z in zone_rows if z.subject_id in listed]
-        ),
+        zones=FeatureCollection(features=[zone_feature(z) for z in shown_zones]),
     )
 
 
@@ -399,20 +409,20 @@ def _new_positions(
 async def live_stream(
     request: Request,
     user: CurrentUser,
-    visible: VisibleLive,
+    access: LiveStream,
     engine: EngineDep,
     clock: ClockDep,
     request_id: RequestId,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: sse.LastEventId = None,
 ) -> StreamingResponse:
-    """New positions of subjects the caller may see live, as Server-Sent Events. Who may be
-    seen is re-evaluated on every poll (a share that expires stops at once) and the session
-    every few seconds (logout or disabling ends the stream). Accept text/event-stream."""
+    """New positions of subjects the caller may see live, as Server-Sent Events. Each
+    position's subject is checked again when it is sent (a share that expires stops at
+    once), and recorded per subject (read.live, or disclose.live through a share); the
+    session every few seconds (logout or disabling ends the stream). Accept
+    text/event-stream."""
     if "text/event-stream" not in request.headers.get("accept", ""):
         raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
-    resume: int | None = None
-    if last_event_id is not None and last_event_id.isdigit():
-        resume = int(last_event_id)
+    resume = last_event_id
 
     def opened() -> int:
         # Off the event loop: waiting for SQLite's write lock here would block the loop
@@ -427,16 +437,15 @@ async def live_stream(
 
     cursor = await run_in_threadpool(opened)
 
-    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any]]]]:
-        last, batch = _new_positions(engine, visible.at(now), after_id)
-        return last, [(body["id"], "position", body) for body in batch]
+    def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any], int]]]:
+        last, batch = _new_positions(engine, access.visible(now), after_id)
+        return last, [(body["id"], "position", body, body["subject_id"]) for body in batch]
 
     return sse.response(
         sse.events(
             request,
-            engine,
-            user,
             clock,
+            access,
             fetch,
             cursor,
             poll_s=POLL_S,

@@ -1,7 +1,12 @@
 """The one Server-Sent Events loop the API's streams share (alerts, live positions): poll for
 new items, re-check the caller's session every few seconds (a logout, revoked session or
-disabled user ends the stream), and send a keep-alive comment when idle. What each stream
-sends, and who may see it, is the `fetch` function's business."""
+disabled user ends the stream), re-check each item's subject at the moment it is sent
+(`StreamAccess.deliverable`, which also audits what is sent, per subject), and send a
+keep-alive comment when idle. What each stream reads is the `fetch` function's business.
+
+`LastEventId` is the `Last-Event-ID` header both streams resume from: ASCII digits, at most
+`MAX_EVENT_ID` (the ids are database row ids); anything else is refused with 422 before the
+stream starts."""
 
 from __future__ import annotations
 
@@ -9,26 +14,49 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Header, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Engine
 
-from backend.api.deps import session_active
+from backend.api.deps import StreamAccess
 from backend.clock import Clock
-from backend.security.access import User
 
-# fetch(after_id, now) -> (cursor to continue from, [(event id, event name, body), ...])
-Fetch = Callable[[int, float], tuple[int, list[tuple[int, str, dict[str, Any]]]]]
+# fetch(after_id, now) -> (cursor to continue from, [(event id, event name, body, subject
+# id), ...])
+Fetch = Callable[[int, float], tuple[int, list[tuple[int, str, dict[str, Any], int]]]]
+MAX_EVENT_ID = 2**62
+
+
+def last_event_id(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            max_length=19,
+            pattern=r"^[0-9]+$",
+            description=f"resume after this event id (0 to {MAX_EVENT_ID})",
+        ),
+    ] = None,
+) -> int | None:
+    if last_event_id is None:
+        return None
+    value = int(last_event_id)
+    if value > MAX_EVENT_ID:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"Last-Event-ID must be an event id of this stream, 0 to {MAX_EVENT_ID}",
+        )
+    return value
+
+
+LastEventId = Annotated[int | None, Depends(last_event_id)]
 
 
 async def events(
     request: Request,
-    engine: Engine,
-    user: User,
     clock: Clock,
+    access: StreamAccess,
     fetch: Fetch,
     start: int,
     *,
@@ -43,13 +71,18 @@ async def events(
     while not await request.is_disconnected():
         if time.monotonic() - checked >= session_check_s:
             checked = time.monotonic()
-            if not await run_in_threadpool(session_active, engine, user, clock.now()):
+            if not await run_in_threadpool(access.session_active, clock.now()):
                 yield b'event: end\ndata: {"reason": "session ended"}\n\n'
                 return
         last, batch = await run_in_threadpool(fetch, last, clock.now())
-        for event_id, name, body in batch:
-            yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(body)}\n\n".encode()
         if batch:
+            # Now, after the read: an item read while a share stood is not sent once it ends.
+            allowed = await run_in_threadpool(
+                access.deliverable, {subject for *_, subject in batch}, clock.now()
+            )
+            for event_id, name, body, subject in batch:
+                if subject in allowed:
+                    yield f"id: {event_id}\nevent: {name}\ndata: {json.dumps(body)}\n\n".encode()
             idle = 0.0
             continue
         await asyncio.sleep(poll_s)

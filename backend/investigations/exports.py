@@ -9,7 +9,6 @@ guards, audits and serves."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -24,6 +23,7 @@ import gpxpy
 import gpxpy.gpx
 from sqlalchemy import Connection, or_, select
 
+from backend import csv_cells
 from backend.investigations import evidence as ev
 from backend.storage.schema import (
     HOME_UNIT,
@@ -278,20 +278,12 @@ def trail_kml(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
-def _cell(v: Any) -> Any:
-    # A text cell starting with =, +, - or @ is a formula to a spreadsheet (CSV injection):
-    # quote it with a leading apostrophe. Numbers are written as numbers.
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + v
-    return v
-
-
 def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> bytes:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv_cells.Writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow([_cell(r.get(c, "")) for c in columns])
+        w.writerow([r.get(c, "") for c in columns])
     return buf.getvalue().encode()
 
 

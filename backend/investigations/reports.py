@@ -8,7 +8,6 @@ days are local civil days in the subject's time zone."""
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 from collections import Counter
@@ -20,6 +19,7 @@ from typing import Any
 import jinja2
 from sqlalchemy import Connection, Select, func, or_, select
 
+from backend import csv_cells
 from backend.investigations import evidence as ev
 from backend.rules import curfew as curfew_rule
 from backend.rules.schedule import local_date, to_unix
@@ -396,7 +396,7 @@ def compliance_csv(rep: Compliance) -> bytes:
     """One table: section, item, value, detail — the summary first, then every night,
     charging day, event and alert."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv_cells.Writer(buf, lineterminator="\r\n")
     w.writerow(["section", "item", "value", "detail"])
     w.writerow(["subject", rep.reference, rep.subject_id, rep.name])
     w.writerow(["period", iso_minute(rep.start), iso_minute(rep.end), rep.tz])
@@ -475,7 +475,7 @@ def caseload_html(rows: list[dict[str, Any]], unit: str, start: int, end: int, n
 
 def table_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\r\n")
+    w = csv_cells.Writer(buf, lineterminator="\r\n")
     w.writerow(columns)
     for r in rows:
         w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])

@@ -4,6 +4,7 @@ on units, users, subjects and shares that the admin API and CLI share."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +133,46 @@ def subject_access(
         owner,
         share_ids,
     )
+
+
+def permitted(
+    conn: Connection, user: User, scope: str, subject_ids: Iterable[int], now: float
+) -> set[int]:
+    """The subjects among `subject_ids` that `user` may use with `scope` at `now` (a stream
+    asks at the moment it sends, so what it read before a share ended is not sent after)."""
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return set()
+    found = conn.execute(
+        select(subjects.c.id).where(
+            subjects.c.id.in_(ids), subjects.c.id.in_(visible_subject_ids(user, scope, now))
+        )
+    ).scalars()
+    return {int(i) for i in found}
+
+
+def owned_and_shared(
+    conn: Connection, user: User, subject_ids: Iterable[int], now: float
+) -> tuple[list[int], dict[int, list[int]]]:
+    """Split subjects the caller was shown into its own unit's and those it sees through a
+    share (each with the ids of the shares in force at `now`): a use of the latter is a
+    disclosure to another unit."""
+    ids = sorted(set(subject_ids))
+    owned = {
+        int(i)
+        for i in conn.execute(
+            select(subjects.c.id).where(subjects.c.id.in_(ids), subjects.c.unit_id == user.unit_id)
+        ).scalars()
+    }
+    shared: dict[int, list[int]] = {i: [] for i in ids if i not in owned}
+    if shared:
+        for share_id, subject_id in conn.execute(
+            select(shares.c.id, shares.c.subject_id)
+            .where(shares.c.subject_id.in_(list(shared)), _active_share(user.unit_id, now))
+            .order_by(shares.c.id)
+        ):
+            shared[int(subject_id)].append(int(share_id))
+    return sorted(owned), shared
 
 
 # Directory operations -----------------------------------------------------------------

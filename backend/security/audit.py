@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, RowMapping, insert, select, text
 
+from backend import csv_cells
 from backend.storage.database import IMMEDIATE, is_sqlite
 from backend.storage.schema import audit_log
 
@@ -90,9 +91,10 @@ def append(conn: Connection, entry: Entry, at: float) -> int:
         "user_id": entry.user_id,
         "unit_id": entry.unit_id,
         "subject_ids": sorted(entry.subject_ids) if entry.subject_ids is not None else None,
-        "scope": entry.scope,
-        "purpose": entry.purpose,
-        "request_id": entry.request_id,
+        # No empty strings where NULL is possible: the CSV export's empty cell is NULL.
+        "scope": entry.scope or None,
+        "purpose": entry.purpose or None,
+        "request_id": entry.request_id or None,
     }
     # Round-trip the detail through JSON now so that what is hashed is exactly what the
     # database gives back (tuples become lists, keys become strings).
@@ -164,9 +166,11 @@ def rechain(conn: Connection) -> int:
 
 
 def to_csv(rows: Iterable[RowMapping | dict[str, Any]]) -> Iterator[str]:
-    """CSV lines (header first); JSON columns as compact JSON."""
+    """CSV lines (header first); JSON columns as compact JSON. Text cells are escaped against
+    spreadsheet formulas (backend/csv_cells.py): what a login attempt typed as its username
+    is shown, never run. `from_csv` reads the stored values back, to re-verify the chain."""
     buf = io.StringIO()
-    writer = csv.writer(buf)
+    writer = csv_cells.Writer(buf)
     writer.writerow(CSV_COLUMNS)
     yield buf.getvalue()
     for row in rows:
@@ -175,8 +179,41 @@ def to_csv(rows: Iterable[RowMapping | dict[str, Any]]) -> Iterator[str]:
         values = []
         for col in CSV_COLUMNS:
             v = row[col]
-            if col in ("detail", "subject_ids") and v is not None:
+            if col in _JSON and v is not None:
                 v = json.dumps(v, sort_keys=True, separators=(",", ":"))
             values.append("" if v is None else v)
         writer.writerow(values)
         yield buf.getvalue()
+
+
+_JSON = ("detail", "subject_ids")
+_INTEGERS = ("id", "user_id", "unit_id")
+# Columns that may be NULL: an empty cell. `append` stores no empty strings in them, so an
+# empty cell is NULL without ambiguity.
+_NULLABLE = ("user_id", "unit_id", "subject_ids", "scope", "purpose", "request_id")
+
+
+def from_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The stored records of a `to_csv` export (its escaping undone), for `verify_rows`.
+    Open the file with `newline=""`: a cell may hold a line break. ValueError names the
+    line of a row that is not a record of the export."""
+    reader = csv.DictReader(lines)
+    if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        raise ValueError(f"not an audit export: the header must be {','.join(CSV_COLUMNS)}")
+    for row in reader:
+        if None in row or None in row.values():
+            raise ValueError(f"line {reader.line_num}: {len(CSV_COLUMNS)} cells expected")
+        rec: dict[str, Any] = {}
+        for col in CSV_COLUMNS:
+            cell = row[col]
+            if cell == "" and col in _NULLABLE:
+                rec[col] = None
+            elif col in _JSON:
+                rec[col] = json.loads(cell)
+            elif col in _INTEGERS:
+                rec[col] = int(cell)
+            elif col == "at":
+                rec[col] = float(cell)
+            else:
+                rec[col] = csv_cells.text(cell)
+        yield rec

@@ -13,20 +13,28 @@ PARTNER = "partner"
 AUDITOR = "auditor"
 ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR)
 
-# Subject scopes. VIEW: that the subject exists, its reference and name. LIVE: current
-# position. TRAIL: position history (a purpose is required). ALERTS: its alerts. REPORTS:
-# compliance reports and exports. MANAGE: change its monitoring (orders, curfews, zones...).
+# Subject scopes, each naming what of a subject it lets a caller read. VIEW: that the
+# subject exists, its reference and name, nothing else. LIVE: current position and presence.
+# TRAIL: position history (a purpose is required). ALERTS: its alerts and the device events
+# beside them. REPORTS: compliance reports. CONDITIONS: what it is monitored against: orders
+# and their conditions, curfews, exceptions with their reasons, zones (the home and a
+# victim's address among them), equipment and charging schedule. MANAGE: every change to the
+# subject's records: its monitoring (orders, curfews, zones...) and the work on its alerts
+# (acknowledge, resolve). Every scope but MANAGE only reads.
 VIEW = "view"
 LIVE = "live"
 TRAIL = "trail"
 ALERTS = "alerts"
 REPORTS = "reports"
+CONDITIONS = "conditions"
 MANAGE = "manage"
-SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, MANAGE)
-# What a share can grant (VIEW comes with any share; MANAGE never crosses units).
-SHAREABLE = (LIVE, TRAIL, ALERTS, REPORTS)
-# Scopes whose every use is a consultation of location-bearing data, audited as such.
-CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS)
+SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE)
+# What a share can grant (VIEW comes with any share; MANAGE never crosses units, so a share
+# is read-only).
+SHAREABLE = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
+# Scopes whose every use is a consultation of personal data (locations, addresses, the
+# conditions of an order), audited as such.
+CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
 # Scopes that need a stated purpose on every request.
 PURPOSE_REQUIRED = (TRAIL,)
 
@@ -35,7 +43,7 @@ UNIT_KINDS = ("police", "partner")
 _OWN: dict[str, frozenset[str]] = {
     SUPERVISOR: frozenset(SCOPES),
     OFFICER: frozenset(SCOPES),
-    PARTNER: frozenset((VIEW, LIVE, TRAIL, ALERTS, REPORTS)),
+    PARTNER: frozenset((VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)),
 }
 # Roles that may use what a share grants to their unit.
 _SHARED_ROLES = frozenset((SUPERVISOR, OFFICER, PARTNER))

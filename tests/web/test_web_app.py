@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.backend.api.world import raise_alert
 from tests.web.conftest import Browser
 from tests.web.scenario import UNIT_A, UNIT_B, Scenario
 
@@ -222,6 +223,33 @@ def test_an_officer_of_another_unit_does_not_see_the_subject(tab: Browser, stack
     page = tab.go("alerts")
     page.wait_for_selector("#alerts-table tbody tr")
     assert "A-1" not in page.locator("#alerts-table").inner_text()
+
+
+def test_a_shared_subject_shows_what_its_share_grants_and_nothing_to_work(
+    tab: Browser, stack: Scenario
+) -> None:
+    """A-2 is shared with MOSOVO for live position and alerts: its officer sees A-2's alert
+    but no acknowledge or resolve (its unit cannot change the owning unit's alerts), and
+    the subject's page shows its orders, curfews and equipment as not shared, without even
+    asking for them (nor for its zones)."""
+    a2 = stack.world.subjects["A-2"]
+    now = stack.clock.now()
+    alert_id = raise_alert(stack.engine, a2, int(now) - 60, now)
+    page = tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    page = tab.go(f"alerts/{alert_id}")
+    page.wait_for_selector("#alert-title:has-text('A-2')")
+    page.wait_for_selector("#evidence-map")
+    assert page.locator("#acknowledge").count() == 0 and page.locator("#resolve").count() == 0
+    page = tab.go(f"subjects/{a2}")
+    for title in ("Orders and conditions", "Curfew", "Equipment"):
+        panel = page.locator(f"section[aria-label='{title}']")
+        panel.locator("text=Not shared with your unit.").wait_for()
+    page.locator("#timeline, section[aria-label='Timeline'] p").first.wait_for()
+    tab.shot("shared-subject")
+    reads = ("/orders", "/curfews", "/curfew-exceptions", "/assignments", "/charging", "/zones")
+    assert [u for u in asked if f"/subjects/{a2}/" in u and u.split("?")[0].endswith(reads)] == []
 
 
 def test_admin_and_audit_screens(tab: Browser, stack: Scenario) -> None:

@@ -3,10 +3,13 @@ a TestClient, and a real uvicorn on a free loopback port."""
 
 from __future__ import annotations
 
+import json
+import queue
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,8 +49,14 @@ def api_clock() -> ManualClock:
 
 
 @pytest.fixture
-def api_engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+def api_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """SQLite; a test that stores what it checks runs on both engines with
+    `@pytest.mark.parametrize("api_engine", ENGINES, indirect=True)`."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        url = f"sqlite:///{tmp_path / 'api.db'}"
+    else:
+        url = request.getfixturevalue("postgres").create_database()
+    eng = make_engine(url)
     upgrade(eng)
     yield eng
     eng.dispose()
@@ -115,3 +124,54 @@ def server(app: FastAPI, world: World) -> Iterator[Server]:
     s.start()
     yield s
     s.stop()
+
+
+class Stream:
+    """One Server-Sent Events subscription read in a thread: (event name, data) pairs and
+    keep-alives on a queue, the status, and `closed` when the server ends it."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        path: str = "/api/alerts/stream",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+        self.opened = threading.Event()
+        self.closed = threading.Event()
+        self.status = 0
+        sent = {**bearer(token), "Accept": "text/event-stream", **(headers or {})}
+        self._thread = threading.Thread(target=self._read, args=(url, path, sent), daemon=True)
+        self._thread.start()
+        assert self.opened.wait(20)
+
+    def _read(self, url: str, path: str, headers: dict[str, str]) -> None:
+        kind = "message"
+        try:
+            with (
+                httpx.Client(base_url=url, timeout=httpx.Timeout(30, read=30)) as http,
+                http.stream("GET", path, headers=headers) as r,
+            ):
+                self.status = r.status_code
+                self.opened.set()
+                if r.status_code != 200:
+                    return
+                for line in r.iter_lines():
+                    if line.startswith(": keep-alive"):
+                        self.events.put(("keep-alive", {}))
+                    elif line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: "):
+                        self.events.put((kind, json.loads(line[6:])))
+        except httpx.TransportError:
+            pass  # the server went away (the test is over): the stream has ended
+        finally:
+            self.closed.set()
+
+    def next(self, timeout: float = 20, keepalive: bool = False) -> tuple[str, dict[str, Any]]:
+        """The next event (keep-alives only when asked for)."""
+        while True:
+            kind, body = self.events.get(timeout=timeout)
+            if keepalive or kind != "keep-alive":
+                return kind, body

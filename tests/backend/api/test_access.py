@@ -200,12 +200,12 @@ def test_websocket_streams_go_through_the_same_dependency(client: TestClient, wo
         assert e.value.code == 1008
 
 
-def test_streams_can_recheck_their_session_and_visibility(
+def test_streams_recheck_their_session_and_visibility_when_they_send(
     client: TestClient, world: World, api_engine: Engine, api_clock: ManualClock, app: object
 ) -> None:
     from sqlalchemy import select as sql_select
 
-    from backend.api.deps import Visible, session_active, visible_subject_ids
+    from backend.api.deps import Auditor, StreamAccess, Visible
     from backend.security.access import User
     from backend.storage.schema import subjects
 
@@ -214,8 +214,8 @@ def test_streams_can_recheck_their_session_and_visibility(
     ctx = app.state.tagwatch  # type: ignore[attr-defined]
     user = ctx.sessions.authenticate(api_engine.connect(), token, api_clock.now())
     assert isinstance(user, User)
-    assert session_active(api_engine, user, api_clock.now())
-    visible = Visible(user, "live", visible_subject_ids(user, "live", api_clock.now()))
+    stream = StreamAccess(user, "live", "test", Auditor(user, "r" * 32, api_clock, api_engine))
+    assert stream.session_active(api_clock.now())
 
     def ids(v: Visible) -> set[int]:
         with api_engine.connect() as conn:
@@ -223,8 +223,11 @@ def test_streams_can_recheck_their_session_and_visibility(
                 conn.execute(sql_select(subjects.c.id).where(v.where(subjects.c.id))).scalars()
             )
 
-    assert ids(visible) == {world.subjects["B-1"], world.subjects["A-2"]}
+    a1, a2, b1 = (world.subjects[k] for k in ("A-1", "A-2", "B-1"))
+    assert ids(stream.visible(api_clock.now())) == {b1, a2}
+    assert stream.deliverable({a1, a2, b1}, api_clock.now()) == {a2, b1}
     api_clock.advance(31 * 86400)  # the share to MOSOVO has expired
-    assert ids(visible.at(api_clock.now())) == {world.subjects["B-1"]}
-    assert not session_active(api_engine, user, api_clock.now())  # the session expired too
+    assert ids(stream.visible(api_clock.now())) == {b1}
+    assert stream.deliverable({a2, b1}, api_clock.now()) == {b1}
+    assert not stream.session_active(api_clock.now())  # the session expired too
     assert me["unit_id"] == user.unit_id

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import threading
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, func, insert, select, update
+from typer.testing import CliRunner
 
+from backend import cli
 from backend.clock import ManualClock
 from backend.security import audit
 from backend.settings import Settings
@@ -18,6 +23,7 @@ from backend.storage.retention import purge
 from backend.storage.schema import audit_log
 from tests.backend.api.conftest import bearer, login
 from tests.backend.api.world import World
+from tests.backend.conftest import ENGINES
 
 
 def _fill(engine: Engine, n: int, at: float = 1000.0) -> None:
@@ -128,17 +134,7 @@ def test_auditors_search_export_and_verify_through_the_api(
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert rows[0]["prev_hash"] == audit.GENESIS
     # The CSV carries everything needed to re-verify the chain away from the database.
-    import json
-
-    parsed = [
-        {**row, "id": int(row["id"]), "at": float(row["at"]),
-         "detail": json.loads(row["detail"]),
-         "subject_ids": json.loads(row["subject_ids"]) if row["subject_ids"] else None,
-         **{k: (int(row[k]) if row[k] else None) for k in ("user_id", "unit_id")},
-         **{k: (row[k] or None) for k in ("scope", "purpose", "request_id")}}
-        for row in rows
-    ]  # fmt: skip
-    assert audit.verify_rows(parsed).ok
+    assert audit.verify_rows(audit.from_csv(io.StringIO(r.text, newline=""))).ok
     assert client.get("/api/audit/verify", headers=bearer(auditor)).json()["ok"] is True
     with api_engine.begin() as conn:
         conn.execute(update(audit_log).where(audit_log.c.id == 2).values(actor="nobody"))
@@ -149,3 +145,40 @@ def test_auditors_search_export_and_verify_through_the_api(
         actions = set(conn.execute(select(audit_log.c.action)).scalars())
     assert {"audit.read", "audit.export", "audit.verify"} <= actions
     assert client.get("/api/audit", headers=bearer(officer)).status_code == 403
+
+
+# What a spreadsheet runs: a cell beginning with one of these.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+TYPED = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "'quoted", "plain"]
+
+
+@pytest.mark.parametrize("api_engine", ENGINES, indirect=True)
+def test_the_audit_export_shows_typed_formulas_as_text_and_still_verifies(
+    client: TestClient, world: World, tmp_path: Path
+) -> None:
+    for name in TYPED:  # sign-in attempts: the typed username becomes the record's actor
+        r = client.post("/api/auth/token", data={"username": name, "password": "x" * 12})
+        assert r.status_code == 401
+    auditor = bearer(login(client, "auditor.mosovo"))
+    text = client.get("/api/audit/export.csv", headers=auditor).text
+    cells = [c for row in csv.reader(io.StringIO(text, newline="")) for c in row]
+    assert [c for c in cells if c.startswith(FORMULA_START)] == []
+    # Read back, the records are what was stored: the typed names, and a chain that verifies
+    # to the head the database gives.
+    records = list(audit.from_csv(io.StringIO(text, newline="")))
+    failed = [r["actor"] for r in records if r["action"] == "auth.login_failed"]
+    assert failed == TYPED
+    head = client.get("/api/audit/verify", headers=auditor).json()["head"]
+    assert audit.verify_rows(records) == audit.Verification(True, len(records), head)
+    # The same away from the database, with the command line.
+    export = tmp_path / "audit.csv"
+    export.write_text(text, newline="")
+    result = CliRunner().invoke(cli.app, ["audit-verify", str(export)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["head"] == head
+    export.write_text(text.replace("'=cmd|", "'=cnd|"), newline="")  # one record edited
+    result = CliRunner().invoke(cli.app, ["audit-verify", str(export)])
+    assert result.exit_code == 1, result.output
+    bad = json.loads(result.output)
+    edited = next(r["id"] for r in records if r["actor"] == TYPED[0])
+    assert bad["ok"] is False and bad["first_bad_id"] == edited

@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor"];
-const SCOPES = ["live", "trail", "alerts", "reports"];
+const SCOPES = ["live", "trail", "alerts", "reports", "conditions"];
 
 export async function render(el, ctx) {
   el.append(h("h1", { text: "Admin" }));

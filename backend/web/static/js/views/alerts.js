@@ -10,7 +10,10 @@ const SOUND_KEY = "tagwatch.alertSound";
 
 export async function render(el, ctx, args) {
   const abort = new AbortController();
-  const canWork = ["supervisor", "officer"].includes(ctx.me.role);
+  // What the caller may do with an alert follows its subject's scopes: working it (acknowledge,
+  // resolve) is a change of the owning unit's record (manage, never shared); its zones need the
+  // conditions scope, which an alerts-only share does not give.
+  const may = (subjectId, scope) => (subjects.get(subjectId)?.scopes || []).includes(scope);
   const subjects = new Map((await api.get("/api/subjects", { limit: 1000 })).map((s) => [s.id, s]));
   const alerts = new Map();
   let selected = args[0] ? Number(args[0]) : null;
@@ -157,6 +160,7 @@ export async function render(el, ctx, args) {
     const kept = detail.dataset.alert === String(a.id) ? formState(detail) : null;
     alerts.set(a.id, a);
     const msg = h("p", { role: "status", id: "alert-action-status" });
+    const canWork = may(a.subject_id, "manage");
     const body = [
       h("h2", { id: "alert-title", tabindex: "-1", text: `${label(a.type)} · ${subjectName(a.subject_id)}` }),
       h(
@@ -255,12 +259,10 @@ export async function render(el, ctx, args) {
     }
     detailCleanup = () => map.remove();
     const layers = [];
-    try {
-      const zones = await api.get(`/api/subjects/${a.subject_id}/zones`);
+    if (may(a.subject_id, "conditions")) {
+      const zones = await api.get(`/api/subjects/${a.subject_id}/zones`).catch(() => ({ features: [] }));
       if (mine !== detailGeneration) return; // a newer rebuild has removed this map
       for (const z of zones.features) layers.push(zoneLayer(z).addTo(map));
-    } catch {
-      // Zones need the view scope, which every reader of the alert has; nothing to add otherwise.
     }
     const pts = a.episode_list.flatMap((ep) => ep.evidence).filter((e) => e.lat_e7 !== undefined);
     for (const e of pts) {

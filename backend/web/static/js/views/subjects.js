@@ -84,12 +84,19 @@ function curfewText(curfews) {
   return curfews.map((c) => `Curfew ${c.start} to ${c.end} (${c.tz}) on ${c.days.join(", ")}`).join(". ");
 }
 
-async function section(title, load) {
+// A panel of the subject page. `allowed`: the caller's scopes on the subject include what the
+// panel reads; otherwise it says so without asking (a refused request is an audited denial).
+async function section(title, load, allowed = true) {
+  const notShared = () => h("p", { class: "muted", text: "Not shared with your unit." });
   const body = h("div", {}, h("p", { class: "muted", text: "Loading…" }));
   const sec = h("section", { class: "panel", "aria-label": title }, h("h2", { text: title }), body);
+  if (!allowed) {
+    clear(body, notShared());
+    return sec;
+  }
   load()
     .then((content) => clear(body, content))
-    .catch((e) => clear(body, h("p", { class: "muted", text: e.status === 403 ? "Not shared with your unit." : errorText(e) })));
+    .catch((e) => clear(body, e.status === 403 ? notShared() : h("p", { class: "muted", text: errorText(e) })));
   return sec;
 }
 
@@ -102,6 +109,9 @@ async function renderSubject(el, ctx, id) {
     return null;
   }
   const cleanups = [];
+  // What the subject is monitored against (orders, curfews, zones, equipment) is the
+  // conditions scope; a share may give positions or alerts without it.
+  const conditions = subject.scopes.includes("conditions");
   const units = await api.get("/api/units").catch(() => []);
   const unit = units.find((u) => u.id === subject.unit_id);
   el.append(h("h1", { text: `${subject.reference} · ${subject.name}` }));
@@ -125,7 +135,7 @@ async function renderSubject(el, ctx, id) {
         {},
         orders.map((o) => h("li", {}, h("strong", { text: `${label(o.kind)} ${o.reference}` }), ` ${fmtTime(o.starts_at)} → ${o.ends_at ? fmtTime(o.ends_at) : "open-ended"}`, o.conditions ? h("div", { text: o.conditions }) : null)),
       );
-    }),
+    }, conditions),
   );
   const mid = h("div", { class: "grid-2" });
   el.append(mid);
@@ -138,7 +148,7 @@ async function renderSubject(el, ctx, id) {
         exceptions.length ? h("h3", { text: "Exceptions" }) : null,
         h("ul", {}, exceptions.map((x) => h("li", { text: `${x.kind === "excused" ? "Authorised absence" : "Extra curfew"} ${fmtTime(x.starts_at)} → ${fmtTime(x.ends_at)}: ${x.reason}` }))),
       ];
-    }),
+    }, conditions),
   );
   mid.append(
     await section("Equipment", async () => {
@@ -152,7 +162,7 @@ async function renderSubject(el, ctx, id) {
         ),
         h("p", { text: charging.min_minutes ? `Must charge at least ${charging.min_minutes} minutes a day.` : "No charging schedule." }),
       ];
-    }),
+    }, conditions),
   );
 
   // Trail playback.
@@ -193,13 +203,15 @@ async function renderSubject(el, ctx, id) {
   const map = await baseMap(mapEl, ctx.config, { label: "Trail map" });
   cleanups.push(() => map.remove());
   const zoneGroup = L.featureGroup().addTo(map);
-  api
-    .get(`/api/subjects/${id}/zones`)
-    .then((fc) => {
-      fc.features.forEach((z) => zoneGroup.addLayer(zoneLayer(z)));
-      if (!fixes.length) fitTo(map, [zoneGroup]);
-    })
-    .catch(() => {});
+  if (conditions) {
+    api
+      .get(`/api/subjects/${id}/zones`)
+      .then((fc) => {
+        fc.features.forEach((z) => zoneGroup.addLayer(zoneLayer(z)));
+        if (!fixes.length) fitTo(map, [zoneGroup]);
+      })
+      .catch(() => {});
+  }
   const trailGroup = L.featureGroup().addTo(map);
   let fixes = [];
   let marker = null;
@@ -292,7 +304,7 @@ async function renderSubject(el, ctx, id) {
   el.append(
     await section("Timeline", async () => {
       const [events, alerts] = await Promise.all([
-        api.get(`/api/web/subjects/${id}/events`, { from: end - 7 * 86400, to: end }).catch(() => []),
+        subject.scopes.includes("alerts") ? api.get(`/api/web/subjects/${id}/events`, { from: end - 7 * 86400, to: end }).catch(() => []) : [],
         api.get("/api/alerts", { subject: id, limit: 200 }),
       ]);
       const items = [
