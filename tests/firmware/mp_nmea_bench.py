@@ -1,7 +1,7 @@
 # NMEA reader throughput on both runtimes: the real captures (tests/corpus/nmea/real) fed in
 # 64-byte reads, beside a raw baseline that only splits the same bytes into lines and checks
 # each checksum (the least any reader does). Prints one JSON line. Usage, from the repository
-# root: `micropython tests/firmware/mp_nmea_bench.py N` or `python -m tests.firmware.mp_nmea_bench N`
+# root: `micropython tests/firmware/mp_nmea_bench.py N`, `python -m tests.firmware.mp_nmea_bench N`
 import json
 import os
 import sys
