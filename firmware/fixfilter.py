@@ -39,9 +39,10 @@ class FixFilter:
     """Whether an epoch becomes a fix, and when GNSS time may set the tag's clock.
 
     GNSS time is believed only when several epochs agree: a fix must either agree with the
-    tag's clock (within 2 s) or be the last of `agree_after` consecutive dated 2D/3D fixes
-    (each 1-3 s after the previous, in the receiver's time and in the tag's ticks alike, so
-    the receiver's clock runs with the tag's), none before the firmware's build date. Such
+    tag's clock (within 2 s) or be the last of `agree_after` dated 2D/3D fixes in a row that
+    agree on the time (each later than the last and at the same offset from the tag's ticks,
+    +-2 s: the receiver's clock runs with the tag's), none before the firmware's build date.
+    Such
     an agreeing run sets an unset clock and re-bases one that disagrees, whatever set it
     (an earlier GNSS run, the home unit, a command): a wrong clock is corrected within
     seconds of good epochs instead of refusing every fix after it (docs/firmware.md,
@@ -55,7 +56,7 @@ class FixFilter:
         self.agree_after = 5
         self.run = 0  # consecutive agreeing epochs so far
         self.run_t = 0  # the last one's GNSS time (Unix s) ...
-        self.run_s = 0  # ... and the tag's tick count then (s)
+        self.run_off = 0  # ... and its offset from the tag's tick count (s)
         self.set_to = -1  # after check: the time to set the clock to (-1: leave it)
         self.rebased = 0
         self.last: "tuple[int, int, int, int] | None" = None  # (unix, lat, lon, acc_dm)
@@ -80,28 +81,28 @@ class FixFilter:
         return acc, ""
 
     def _agreed(self, t: int, s: int) -> bool:
-        """Counts t (GNSS time) at s (tick seconds) into the run of agreeing epochs."""
-        dt = t - self.run_t
-        if self.run and dt == 0:
+        """Counts t (GNSS time) at s (tick seconds) into the run of agreeing epochs: each
+        later than the last and at the same offset from the ticks (+-2 s). Epochs without a
+        fix between them do not break a run (a receiver indoors); one at another offset
+        starts a new run (a placeholder date, a wrong day, a jump back at midnight)."""
+        off = t - s
+        if self.run and t == self.run_t:
             return self.run >= self.agree_after  # another epoch of the same second (5-10 Hz)
-        if self.run and 0 < dt <= 3 and -2 <= dt - (s - self.run_s) <= 2:
+        if self.run and t > self.run_t and -2 <= off - self.run_off <= 2:
             self.run += 1
         else:
             self.run = 1
         self.run_t = t
-        self.run_s = s
+        self.run_off = off
         return self.run >= self.agree_after
 
     def _reason(self, f: "Fix", clock_unix: int, s: int) -> str:
         if not f.valid or f.quality == 0 or f.fix_type == 0:
-            self.run = 0
             return "no_fix"
         if f.hdop_d > self.hdop_max_d:
-            self.run = 0
             return "hdop"
         t = f.unix()
         if t < self.built_unix or t < 0:
-            self.run = 0
             return "no_time"  # no date of its own second, a placeholder or a rollover
         agreed = self._agreed(t, s)
         off = t - clock_unix

@@ -77,11 +77,18 @@ def test_gnss_time_sets_the_clock_only_when_consecutive_epochs_agree():
         ff = fixfilter.FixFilter()
         for i, off in enumerate((0, 3600, 1, 7200, 2, 86400) if ticks[1] == 1 else range(6)):
             assert ff.check(fix(t=T0 + off), -1, ticks[i] * 1000)[1] == "clock"
-    # A no-fix, high-HDOP or undated epoch breaks the run; 2D fixes count.
+    # Epochs without a fix between do not break a run (indoors); 2D fixes count; one at
+    # another offset (a wrong day) starts a new run.
+    ff = fixfilter.FixFilter()
+    got = []
+    for i in range(10):
+        f = fix(t=T0 + i, q=0) if i % 2 else fix(t=T0 + i, ftype=1)
+        got.append(ff.check(f, -1, i * 1000)[1])
+    assert got == ["clock", "no_fix"] * 4 + ["", "no_fix"] and ff.set_to == -1
     ff = fixfilter.FixFilter()
     for i in range(12):
-        f = fix(t=T0 + i, q=0) if i % 4 == 3 else fix(t=T0 + i, ftype=1)
-        assert ff.check(f, -1, i * 1000)[1] in ("clock", "no_fix")
+        wrong = 86400 if i % 4 == 3 else 0
+        assert ff.check(fix(t=T0 + i + wrong), -1, i * 1000)[1] == "clock"
     assert ff.set_to == -1 and ff.accepted == 0
     # Several epochs within one second (a 10 Hz receiver) count once.
     ff = fixfilter.FixFilter()
