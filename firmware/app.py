@@ -91,11 +91,6 @@ class App:
             return -1
         return self.clock_base + (now_ms - self.clock_at_ms) // 1000
 
-    def clock_soft(self) -> bool:
-        """The clock is unset or came from a source less precise than GNSS (the home unit's
-        ack, a command): GNSS time that disagrees with it may re-base it (fixfilter)."""
-        return self.clock_src != fr.CLOCK_GNSS
-
     def set_clock(self, unix: int, now_ms: int, source: int, at_ms: int = -1) -> None:
         """unix was the time at at_ms (monotonic; default now_ms): an ack taken a while after
         it arrived is applied with that delay, not as if fresh."""
@@ -194,6 +189,7 @@ class App:
         self.gnss_on = on
         self.board.gnss_power(on)
         if on:
+            self.nmea.reset()
             self.sampler.power_on(now_ms)
             self.ledger.set("gnss", "acquire", now_ms)
         else:
@@ -211,10 +207,11 @@ class App:
             fix = self.nmea.take()
 
     def _fix(self, fix: "Fix", now_ms: int) -> None:
-        acc, why = self.filter.check(fix, self.clock_unix(now_ms), self.clock_soft())
+        acc, why = self.filter.check(fix, self.clock_unix(now_ms), now_ms)
         if why:
             return
-        self.set_clock(fix.unix(), now_ms, fr.CLOCK_GNSS)
+        if self.filter.set_to >= 0:  # epochs agreed on a time the clock did not have
+            self.set_clock(self.filter.set_to, now_ms, fr.CLOCK_GNSS)
         if self.motion.fix() == motion.CLEARED:
             self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_CLEARED, 0))
         s = self.sampler

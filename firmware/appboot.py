@@ -39,7 +39,7 @@ def build(app: "App", board: "Board", cfg: "dict[str, object]") -> None:
     app.store = Store(app.files, app.state, app._i("store_bytes"), app._i("seg_bytes"))
     app.ledger = Ledger(board.currents, 0)
     app.nmea = nmea.Reader()
-    app.filter = FixFilter(app._i("hdop_max_d"))
+    app.filter = FixFilter(app._i("hdop_max_d"), app._i("built_unix"))
     app.sampler = sampling.Sampler(cfg)  # type: ignore[arg-type]
     app.sampler.fast_until_unix = app.state.int("fast_until")
     app.motion = motion.MotionNoFix(

@@ -10,6 +10,7 @@ DEFAULTS = {
     "device": 0,
     "key": "",  # 32-byte device key, hex
     "fw_version": 1,
+    "built_unix": 1735689600,  # the firmware's build date: GNSS time before it is not believed
     "fix_moving_s": 60,  # one fix a minute while moving
     "fix_fast_s": 15,  # while the backend has raised the rate (zone, violation)
     "fix_rest_s": 3600,  # at rest

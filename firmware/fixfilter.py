@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 # CEP, ~5 m typical); horizontal accuracy ~ HDOP x UERE, widened for 2D fixes and few satellites.
 _UERE_DM = const(50)
 
-REASONS = ("no_fix", "hdop", "no_time", "stale", "future", "jump")
+REASONS = ("no_fix", "hdop", "no_time", "clock", "stale", "jump")
 
 
 def accuracy_dm(hdop_d: int, fix_type: int, sats: int) -> int:
@@ -36,17 +36,28 @@ def distance_m(lat1_e7: int, lon1_e7: int, lat2_e7: int, lon2_e7: int) -> float:
 
 
 class FixFilter:
-    def __init__(self, hdop_max_d: int = 50, max_speed_ms: int = 60) -> None:
+    """Whether an epoch becomes a fix, and when GNSS time may set the tag's clock.
+
+    GNSS time is believed only when several epochs agree: a fix must either agree with the
+    tag's clock (within 2 s) or be the last of `agree_after` dated 2D/3D fixes in a row that
+    agree on the time (each later than the last and at the same offset from the tag's ticks,
+    +-2 s: the receiver's clock runs with the tag's), none before the firmware's build date.
+    Such
+    an agreeing run sets an unset clock and re-bases one that disagrees, whatever set it
+    (an earlier GNSS run, the home unit, a command): a wrong clock is corrected within
+    seconds of good epochs instead of refusing every fix after it (docs/firmware.md,
+    "Clock safety")."""
+
+    def __init__(self, hdop_max_d: int = 50, built_unix: int = 0, max_speed_ms: int = 60) -> None:
         self.hdop_max_d = hdop_max_d
+        self.built_unix = built_unix  # GNSS time before this is a placeholder or a rollover
         self.max_speed_ms = max_speed_ms  # faster than any vehicle a wearer is likely in
-        self.future_s = 30  # a fix this far ahead of a valid clock is not believed
         self.reanchor_after = 3  # consecutive "jumps" mean the last good fix was the outlier
-        # A clock set from a less precise source (the home unit's ack, a command) may be
-        # behind: this many consecutive 3D epochs that agree with each other on the offset
-        # re-base it to GNSS time (one bogus epoch cannot).
-        self.rebase_after = 3
-        self.rebase_n = 0
-        self.rebase_last = (0, 0)  # (fix unix, offset from the clock) of the last candidate
+        self.agree_after = 5
+        self.run = 0  # consecutive agreeing epochs so far
+        self.run_t = 0  # the last one's GNSS time (Unix s) ...
+        self.run_off = 0  # ... and its offset from the tag's tick count (s)
+        self.set_to = -1  # after check: the time to set the clock to (-1: leave it)
         self.rebased = 0
         self.last: "tuple[int, int, int, int] | None" = None  # (unix, lat, lon, acc_dm)
         self.jumps_in_row = 0
@@ -55,11 +66,12 @@ class FixFilter:
             self.rejected[r] = 0
         self.accepted = 0
 
-    def check(self, fix: "Fix", clock_unix: int, clock_soft: bool = False) -> "tuple[int, str]":
+    def check(self, fix: "Fix", clock_unix: int, now_ms: int) -> "tuple[int, str]":
         """Returns (accuracy_dm, "") for an accepted fix, else (0, reason). clock_unix is the
-        tag's clock (-1 when it has never been set); clock_soft: it was set from a source
-        less precise than GNSS, so consistent GNSS time may re-base it."""
-        reason = self._reason(fix, clock_unix, clock_soft)
+        tag's clock (-1 when it has never been set), now_ms its monotonic time. After an
+        accepted fix, set_to >= 0 asks the caller to set the clock to that time."""
+        self.set_to = -1
+        reason = self._reason(fix, clock_unix, now_ms // 1000)
         if reason:
             self.rejected[reason] += 1
             return 0, reason
@@ -68,38 +80,39 @@ class FixFilter:
         self.accepted += 1
         return acc, ""
 
-    def _rebase(self, f: "Fix", t: int, clock_unix: int) -> bool:
-        """A future fix against a soft clock: True once rebase_after consecutive 3D epochs
-        (one second apart, with a valid date) put GNSS time at the same offset (+-2 s)."""
-        off = t - clock_unix
-        prev_t, prev_off = self.rebase_last
-        if self.rebase_n and 0 < t - prev_t <= 2 and -2 <= off - prev_off <= 2:
-            self.rebase_n += 1
+    def _agreed(self, t: int, s: int) -> bool:
+        """Counts t (GNSS time) at s (tick seconds) into the run of agreeing epochs: each
+        later than the last and at the same offset from the ticks (+-2 s). Epochs without a
+        fix between them do not break a run (a receiver indoors); one at another offset
+        starts a new run (a placeholder date, a wrong day, a jump back at midnight)."""
+        off = t - s
+        if self.run and t == self.run_t:
+            return self.run >= self.agree_after  # another epoch of the same second (5-10 Hz)
+        if self.run and t > self.run_t and -2 <= off - self.run_off <= 2:
+            self.run += 1
         else:
-            self.rebase_n = 1
-        self.rebase_last = (t, off)
-        if f.fix_type < 2 or f.sats < 4 or self.rebase_n < self.rebase_after:
-            return False
-        self.rebase_n = 0
-        self.rebased += 1
-        return True
+            self.run = 1
+        self.run_t = t
+        self.run_off = off
+        return self.run >= self.agree_after
 
-    def _reason(self, fix: "Fix", clock_unix: int, clock_soft: bool) -> str:
-        f = fix
+    def _reason(self, f: "Fix", clock_unix: int, s: int) -> str:
         if not f.valid or f.quality == 0 or f.fix_type == 0:
-            self.rebase_n = 0
             return "no_fix"
         if f.hdop_d > self.hdop_max_d:
-            self.rebase_n = 0
             return "hdop"
         t = f.unix()
-        if t < 0:
-            return "no_time"
-        if clock_unix >= 0 and t > clock_unix + self.future_s:
-            if not (clock_soft and self._rebase(f, t, clock_unix)):
-                return "future"
-        else:
-            self.rebase_n = 0
+        if t < self.built_unix or t < 0:
+            return "no_time"  # no date of its own second, a placeholder or a rollover
+        agreed = self._agreed(t, s)
+        off = t - clock_unix
+        if clock_unix < 0 or off > 2 or off < -2:
+            if not agreed:
+                return "clock"
+            self.rebased += 1
+            self.last = None  # the last fix was timed by the old clock
+            self.jumps_in_row = 0
+            self.set_to = t
         last = self.last
         if last is None:
             return ""

@@ -1,6 +1,6 @@
 # NMEA 0183 reader for GNSS receivers: fed bytes as they arrive from the UART, never blocks on a
-# half line, verifies checksums, and merges GGA/GNS (position), RMC (date, speed, course,
-# validity) and GSA (2D/3D) of one epoch into a Fix. Any talker (GP, GN, GL, GA, GB, ...).
+# half line, verifies checksums, and assembles the sentences of one epoch (one UTC time) into
+# a Fix, whatever their order and talker (GP, GN, GL, GA, GB, ...).
 # Every dropped line is counted by reason (as_GPS counts its checksum failures the same way).
 # Coordinates are parsed with integer arithmetic so both runtimes give identical values.
 
@@ -23,7 +23,7 @@ class Fix:
         self.fix_type = 0  # 0 none, 1 2D, 2 3D (the wire codec's values)
         self.speed_cms = 0
         self.course_cd = 0
-        self.valid = False  # RMC status A (or GGA quality > 0 when no RMC came)
+        self.valid = False  # a GNSS fix the receiver calls valid (RMC status A, if it sent one)
 
     def unix(self) -> int:
         """Unix seconds, or -1 if the receiver has not given a date yet."""
@@ -120,24 +120,43 @@ def sentence(body: str) -> bytes:
 
 
 class Reader:
+    """Sentences in, epochs out. An epoch is every sentence with the same UTC time, in
+    whatever order and from whatever talkers the receiver sends them: GGA or GNS give the
+    position and quality (the first of them counts), RMC the date, speed, course and
+    validity, ZDA a date, and the latest GSA the 2D/3D mode and, when GGA's is empty, the
+    HDOP. An epoch is emitted once it has a position and an RMC, or when a sentence of
+    another time starts the next one. A fix is dated only by an RMC or ZDA of its own
+    epoch, never by one from another second (docs/firmware.md, "Epoch assembly")."""
+
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.skipping = False  # inside an overlong line: drop until its end
+        self.skipping = False  # inside an overlong line: drop until its end or a '$'
         self.fixes: list[Fix] = []  # completed epochs not yet taken
-        self.rmc: "Fix | None" = None  # RMC seen for the current epoch
+        self.cur: "Fix | None" = None  # the epoch being assembled
+        self.cur_pos = False  # it has its GGA/GNS
+        self.cur_rmc = 0  # its RMC: 0 none yet, 1 void (V, or mode E/M/S/N), 2 valid
+        self.done_tod = -1  # time of the last epoch emitted: its late sentences are dropped
         self.fix_mode = 0  # latest GSA: 1 none, 2 2D, 3 3D
-        self.days = -1
-        # Counters (never reset; reported in status records as bad inputs).
+        self.gsa_hdop = 255  # latest GSA's HDOP (0.1 units)
+        # Counters (never reset; all but nofix and ignored are reported as bad inputs).
         self.good = 0
         self.checksum_errors = 0
         self.overlong = 0
         self.partial = 0
         self.garbage = 0
         self.malformed = 0
+        self.nofix = 0  # sentences of a receiver without time yet (cold start): normal
         self.ignored = 0  # valid sentences of other types (GSV, VTG, TXT, ...)
 
     def bad(self) -> int:
         return self.checksum_errors + self.overlong + self.partial + self.garbage + self.malformed
+
+    def reset(self) -> None:
+        """The receiver was powered off and on: what it was saying before is over."""
+        self.buf = bytearray()
+        self.skipping = False
+        self.cur = None
+        self.done_tod = -1
 
     def feed(self, data: bytes) -> None:
         """Consume whatever bytes the UART had; complete lines are parsed at once."""
@@ -150,10 +169,16 @@ class Reader:
                     self._line(bytes(buf))
                 buf[:] = b""
                 continue
-            if c == 36 and buf:  # '$' inside a line: the previous one was cut short
-                self.partial += 1
-                buf[:] = b""
-            if self.skipping:
+            if c == 36:  # '$' always starts a sentence, whatever came before it
+                if self.skipping:
+                    self.skipping = False
+                elif buf:
+                    if buf[0] == 36:
+                        self.partial += 1  # the previous sentence was cut short
+                    else:
+                        self.garbage += 1  # binary output or line noise
+                    buf[:] = b""
+            elif self.skipping:
                 continue
             if len(buf) >= MAX_LINE:
                 self.overlong += 1
@@ -187,78 +212,126 @@ class Reader:
             return
         f = body.split(b",")
         kind = f[0][2:] if len(f[0]) == 5 else b""
+        if kind == b"GSA":
+            parse = self._gsa
+        elif kind == b"GGA":
+            parse = self._gga
+        elif kind == b"RMC":
+            parse = self._rmc
+        elif kind == b"GNS":
+            parse = self._gns
+        elif kind == b"ZDA":
+            parse = self._zda
+        else:
+            self.ignored += 1
+            return
+        if kind != b"GSA" and len(f) > 1 and not f[1]:
+            self.nofix += 1  # no time yet: the receiver has just started
+            return
         try:
-            if kind == b"GGA":
-                self._gga(f)
-            elif kind == b"RMC":
-                self._rmc(f)
-            elif kind == b"GSA":
-                self._gsa(f)
-            elif kind == b"GNS":
-                self._gns(f)
-            else:
-                self.ignored += 1
-                return
+            parse(f)
         except (ValueError, IndexError):
             self.malformed += 1
             return
         self.good += 1
 
-    def _position(self, f: "list[bytes]", q: int, sats: int, hdop: bytes) -> None:
-        fix = Fix()
-        fix.tod_ms = _tod(f[1])
-        fix.quality = q
-        fix.sats = sats
-        h = _fixed(hdop, 1)
-        fix.hdop_d = 255 if h < 0 or h > 255 else h
-        if q > 0:
-            fix.lat_e7 = _coord(f[2], f[3], 2)
-            fix.lon_e7 = _coord(f[4], f[5], 3)
-        rmc = self.rmc
-        fix.days = self.days
-        if rmc is not None and rmc.tod_ms == fix.tod_ms:
-            fix.speed_cms = rmc.speed_cms
-            fix.course_cd = rmc.course_cd
-            fix.valid = rmc.valid and q > 0
-        else:
-            fix.valid = q > 0
-        if q == 0:
+    def _epoch(self, f: "list[bytes]") -> "Fix | None":
+        """The epoch a timed sentence belongs to (None: one already emitted)."""
+        tod = _tod(f[1])
+        cur = self.cur
+        if cur is not None and cur.tod_ms == tod:
+            return cur
+        if tod == self.done_tod:
+            return None
+        if cur is not None:
+            self._emit()
+        cur = Fix()
+        cur.tod_ms = tod
+        self.cur = cur
+        self.cur_pos = False
+        self.cur_rmc = 0
+        return cur
+
+    def _emit(self) -> None:
+        fix = self.cur
+        if fix is None:
+            return
+        self.cur = None
+        self.done_tod = fix.tod_ms
+        q = fix.quality
+        # GGA quality 1-5 (GNS modes A D P R F) are GNSS fixes; 6 estimated (dead
+        # reckoning), 7 manual and 8 simulator are not. An epoch without GGA/GNS (lost to a
+        # bad checksum) has no satellites or HDOP, hence no accuracy: it is no fix either.
+        if not self.cur_pos or q < 1 or q > 5:
+            fix.quality = 0 if not self.cur_pos else q
             fix.fix_type = 0
-        elif self.fix_mode == 2:
-            fix.fix_type = 1
         else:
-            fix.fix_type = 2
+            fix.valid = self.cur_rmc != 1
+            fix.fix_type = 1 if self.fix_mode == 2 else 2
+        if fix.hdop_d == 255:
+            fix.hdop_d = self.gsa_hdop
         if len(self.fixes) >= 4:  # nobody is taking them: keep the newest few
             self.fixes.pop(0)
         self.fixes.append(fix)
 
+    def _complete(self) -> None:
+        if self.cur_pos and self.cur_rmc:
+            self._emit()
+
+    def _position(self, f: "list[bytes]", q: int, sats: bytes, hdop: bytes) -> None:
+        fix = self._epoch(f)
+        if fix is None or self.cur_pos:
+            return  # a second position sentence of the epoch (another talker, GNS + GGA)
+        if 0 < q < 6:
+            fix.lat_e7 = _coord(f[2], f[3], 2)
+            fix.lon_e7 = _coord(f[4], f[5], 3)
+        fix.quality = q
+        fix.sats = _int(sats, 0)
+        h = _fixed(hdop, 1)
+        fix.hdop_d = 255 if h < 0 or h > 255 else h
+        self.cur_pos = True
+        self._complete()
+
     def _gga(self, f: "list[bytes]") -> None:
         # $xxGGA,time,lat,N,lon,E,quality,sats,hdop,alt,M,sep,M,age,station
-        q = _int(f[6], 0)
-        self._position(f, q, _int(f[7], 0), f[8])
+        self._position(f, _int(f[6], 0), f[7], f[8])
 
     def _gns(self, f: "list[bytes]") -> None:
         # $xxGNS,time,lat,N,lon,E,mode chars (one per constellation),sats,hdop,...
         q = 0
         for c in f[6]:
-            if c in b"ADPRFE":  # any constellation with a fix (not N = none)
+            if c in b"ADPRF":  # a constellation with a GNSS fix (not E, M, S or N)
                 q = 1
-        self._position(f, q, _int(f[7], 0), f[8])
+        self._position(f, q, f[7], f[8])
 
     def _rmc(self, f: "list[bytes]") -> None:
-        # $xxRMC,time,status,lat,N,lon,E,speed kn,course,date,magvar,E,mode
-        r = Fix()
-        r.tod_ms = _tod(f[1])
-        r.valid = f[2] == b"A"
+        # $xxRMC,time,status,lat,N,lon,E,speed kn,course,date,magvar,E[,mode[,nav status]]
+        fix = self._epoch(f)
+        if fix is None or self.cur_rmc:
+            return
         kn_e3 = _fixed(f[7], 3)
-        r.speed_cms = 0 if kn_e3 < 0 else (kn_e3 * 5144 + 50000) // 100000  # 1 kn = 51.44 cm/s
         c = _fixed(f[8], 2)
-        r.course_cd = 0 if c < 0 or c >= 36000 else c
-        if f[9]:
-            self.days = _date(f[9])
-        r.days = self.days
-        self.rmc = r
+        days = _date(f[9]) if f[9] else -1
+        ok = f[2] == b"A" and (len(f) < 13 or f[12] not in (b"E", b"M", b"S", b"N"))
+        fix.speed_cms = 0 if kn_e3 < 0 else (kn_e3 * 5144 + 50000) // 100000  # 51.44 cm/s/kn
+        fix.course_cd = 0 if c < 0 or c >= 36000 else c
+        if days >= 0:
+            fix.days = days
+        self.cur_rmc = 2 if ok else 1
+        self._complete()
+
+    def _zda(self, f: "list[bytes]") -> None:
+        # $xxZDA,time,day,month,year,zone hours,zone minutes
+        d, m, y = _int(f[2]), _int(f[3]), _int(f[4])
+        if not (1 <= d <= 31 and 1 <= m <= 12 and 1980 <= y <= 2079):
+            raise ValueError("bad date")
+        fix = self._epoch(f)
+        if fix is not None:
+            fix.days = days_from_civil(y, m, d)
 
     def _gsa(self, f: "list[bytes]") -> None:
-        # $xxGSA,A/M,mode(1 none, 2 2D, 3 3D),sv...,pdop,hdop,vdop[,system]
+        # $xxGSA,A/M,mode(1 none, 2 2D, 3 3D),sv x12,pdop,hdop,vdop[,system]
         self.fix_mode = _int(f[2], 1)
+        h = _fixed(f[16], 1) if len(f) > 16 else -1
+        if 0 <= h <= 255:
+            self.gsa_hdop = h

@@ -57,14 +57,17 @@ class Plan:
     nofix_s: float = 8.0
     jump_s: float = 10.0
     drain_s: float = 30.0
+    receiver: str = nmea.DEFAULT_PROFILE  # whose NMEA the bench writes (sim.nmea.PROFILES)
 
     @staticmethod
-    def for_board(settings: dict[str, Any], walk_s: float | None = None) -> Plan:
+    def for_board(
+        settings: dict[str, Any], walk_s: float | None = None, receiver: str = nmea.DEFAULT_PROFILE
+    ) -> Plan:
         """A plan the board's sampling can fill: the walk must hold a full batch and more."""
         every = min(int(settings["fix_moving_s"]), int(settings["fix_rest_s"]))
         batch = int(settings["batch_fixes"])
         need = every * (batch + 1) + 4.0
-        plan = Plan(walk_s=walk_s or max(16.0, need))
+        plan = Plan(walk_s=walk_s or max(16.0, need), receiver=receiver)
         if plan.walk_s < need or plan.walk_s > 900:
             raise BenchError(
                 f"the board takes a fix every {every} s in batches of {batch}: the walk "
@@ -143,12 +146,15 @@ class Sky:
 
 
 class GnssFeeder(threading.Thread):
-    """Writes one receiver epoch (RMC, GGA, GSA) a second into the GNSS serial port."""
+    """Writes each second's NMEA into the GNSS serial port, as the receiver profile (sim.nmea)
+    writes it: the simulator's one NMEA writer."""
 
-    def __init__(self, port: serial.Serial, sky: Sky) -> None:
+    def __init__(self, port: serial.Serial, sky: Sky, receiver: str = nmea.DEFAULT_PROFILE) -> None:
         super().__init__(daemon=True)
         self.port = port
         self.sky = sky
+        self.receiver = nmea.Receiver(receiver)
+        self.receiver.power_on(int(time.time()) * 1000, cold=False)
         self.stop = threading.Event()
         self.epochs = 0
         self.error: str | None = None
@@ -161,11 +167,9 @@ class GnssFeeder(threading.Thread):
             if sec != last:
                 last = sec
                 pos = self.sky.at(sec)
-                lat, lon = pos if pos is not None else (None, None)
-                sats, hdop = (9, 0.9) if pos is not None else (0, 99.99)
-                lines = nmea.epoch("GN", sec * 1000, lat, lon, sats=sats, hdop=hdop)
+                data = self.receiver.second(sec, None if pos is None else nmea.Position(*pos))
                 try:
-                    self.port.write("".join(lines).encode())
+                    self.port.write(data)
                 except (OSError, serial.SerialException) as e:
                     self.error = str(e)
                     return
@@ -280,10 +284,11 @@ def run(
     open_strap: Callable[[], None],
     walk_s: float | None = None,
     say: Callable[[str], None] = print,
+    receiver: str = nmea.DEFAULT_PROFILE,
 ) -> Report:
     settings = read_settings(board)
     device = int(settings["device"])
-    plan = Plan.for_board(settings, walk_s)
+    plan = Plan.for_board(settings, walk_s, receiver)
     uplink = Uplink(broker[0], broker[1], device)
     try:
         return _run(board, gnss, uplink, settings, plan, open_strap, say)
@@ -309,7 +314,7 @@ def _run(
     reader.start()
     t0 = int(time.time()) + 1
     sky = Sky(t0, plan)
-    feeder = GnssFeeder(gnss, sky)
+    feeder = GnssFeeder(gnss, sky, plan.receiver)
     feeder.start()
     report = Report(device, str(settings["board"]), plan, float(t0))
     try:

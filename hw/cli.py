@@ -278,6 +278,9 @@ def bench(
         float | None, typer.Option(help="walk length (default: from settings)")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="JSON report file")] = None,
+    receiver: Annotated[
+        str, typer.Option(help="GNSS receiver whose NMEA to write: ublox-m10, mtk, sirf, ...")
+    ] = "ublox-m10",
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Run the bench scenarios against a provisioned board: scripted walk, no sky, a jump,
@@ -285,6 +288,13 @@ def bench(
     import serial
 
     from hw import bench as hwbench
+    from sim import nmea
+
+    if receiver not in nmea.PROFILES:
+        err.print(
+            f"[red]error:[/] --receiver: unknown {receiver!r} (known: {', '.join(nmea.PROFILES)})"
+        )
+        raise typer.Exit(EXIT_INPUT)
     from hw.link import Board, PortError, check_port
     from hw.provision import ProvisionError, parse_server
     from hw.virtual import control
@@ -309,7 +319,9 @@ def bench(
             raise PortError(f"cannot open GNSS port {gnss_port}: {e}") from e
         try:
             with Board(port, timeout_s=timeout) as b:
-                result = hwbench.run(b, gnss, (host, bport), open_strap, walk_s, console.print)
+                result = hwbench.run(
+                    b, gnss, (host, bport), open_strap, walk_s, console.print, receiver
+                )
         finally:
             gnss.close()
     table = Table("check", "result", "detail", title=f"bench: tag {result.device}")

@@ -42,7 +42,7 @@ from firmware.files import Files
 from firmware.state import State
 from firmware.store import Store
 from sim import clock as sclock
-from sim import gnss, rf
+from sim import gnss, nmea, rf
 from sim.fleet_board import FleetBoard, WorldView, mv_from_level
 from sim.fleet_radio import TagRadio
 from sim.fleet_uplink import LoopbackUplink, SharedUplink
@@ -344,7 +344,14 @@ class Fleet:
                 self.hil.append(self._hil(i, w))
                 continue
             rng = np.random.default_rng([self.o.seed, 0xF1EE7, i])
-            board = FleetBoard(s.tag_id, w.view(), self.uplink, self.uplink.box(s.tag_id), rng)
+            board = FleetBoard(
+                s.tag_id,
+                w.view(),
+                self.uplink,
+                self.uplink.box(s.tag_id),
+                rng,
+                receiver=self.scenario.receiver(self.o.seed, i),
+            )
             cfg = fw_config.merge(self.provisioning(i))
             tag = FleetTag(i, s.tag_id, self.keys[s.tag_id], w, board, cfg)
             tag.radio = TagRadio(s.tag_id, self.lock)
@@ -400,13 +407,13 @@ class Fleet:
         start_s = self.sim.start_ms // 1000
         gp = self.sim.params.gnss
 
-        def route(unix: int) -> tuple[int, int] | None:
+        def route(unix: int) -> nmea.Position | None:
             x, y, env, _ = w.position(unix * 1000)
-            ok, fx, fy, _err, _sats, _hdop = gnss.sample_one(x, y, env, rnd, gp)
+            ok, fx, fy, _err, sats, hdop = gnss.sample_one(x, y, env, rnd, gp)
             if not ok:
                 return None
             lat, lon = self.sim.world.to_latlon(np.array([fx]), np.array([fy]))
-            return round(float(lat[0]) * 1e7), round(float(lon[0]) * 1e7)
+            return nmea.Position(float(lat[0]), float(lon[0]), sats, hdop)
 
         cfg = HilConfig(
             device=s.tag_id,
@@ -418,6 +425,7 @@ class Fleet:
             t0_unix=start_s,
             reply_wait_s=0.0,
             timeout_s=60.0,
+            receiver=self.scenario.receiver(self.o.seed, i),
         )
         return HilSubject(i, s.tag_id, HilTag(cfg, route), w)
 

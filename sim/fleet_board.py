@@ -4,10 +4,11 @@ simulated world.
 
 Every input comes from the world at the board's current simulated time:
 
-- GNSS: while the receiver is powered, each whole second becomes one NMEA epoch (RMC, GGA,
-  GSA from sim.nmea) of a fix from the sim.gnss error model at the subject's true position
-  and environment (indoors often none, foil-shielded never), after a time to first fix drawn
-  from the cold/warm/hot start model. The firmware's own NMEA parser reads them.
+- GNSS: while the receiver is powered, each whole second becomes that second's NMEA (epochs
+  written by sim.nmea.Receiver in the tag's receiver profile: u-blox, MTK, SiRF, ...) of a fix
+  from the sim.gnss error model at the subject's true position and environment (indoors often
+  none, foil-shielded never), after a time to first fix drawn from the cold/warm/hot start
+  model. The firmware's own NMEA parser reads them.
 - Sensors: strap and case from the scenario's injections; the cell voltage from the
   simulated battery level; the charger from the charging intervals; the accelerometer
   counts motion while the subject travels.
@@ -196,6 +197,7 @@ class FleetBoard:
         files: MemFiles | None = None,
         start_ticks: int = 0,
         gnss_params: GnssParams | None = None,
+        receiver: str = nmea.DEFAULT_PROFILE,
     ) -> None:
         d = json.loads(BOARD_DEF.read_text())
         self.device = device
@@ -221,6 +223,7 @@ class FleetBoard:
         self.last_fix_ms: int | None = None
         self.ttff_ms = math.inf
         self.last_epoch_s = -1
+        self.receiver = nmea.Receiver(receiver, device)  # (its own seed: rng's draws stay)
         self.core = rng.standard_normal(2)  # Gauss-Markov core error (sim.gnss)
         self.core_ms = 0
         self.epochs = 0
@@ -269,6 +272,7 @@ class FleetBoard:
             env = self.world.position(now)[2]
             t = gnss.ttff_s(kind, np.array([env]), self.rng, self.gp)[0]
             self.ttff_ms = t * 1000.0
+            self.receiver.power_on(now, kind[0] == gnss.COLD)
             self.gnss_on_ms = now
             self.last_epoch_s = now // 1000
         elif not on and self.gnss_on:
@@ -283,12 +287,12 @@ class FleetBoard:
         if last < first:
             return None
         first = max(first, last - 30)  # a UART buffer holds a few seconds, not a day
-        out: list[str] = []
+        out: list[bytes] = []
         for s in range(first, last + 1):
             t_ms = s * 1000
             self.epochs += 1
             if t_ms - self.gnss_on_ms < self.ttff_ms:
-                out += nmea.epoch("GN", t_ms, None, None)
+                out.append(self.receiver.second(s, None))
                 continue
             x, y, env, _ = self.world.position(t_ms)
             dt = max(t_ms - self.core_ms, 0) / 1000.0
@@ -300,14 +304,15 @@ class FleetBoard:
                 np.array([x]), np.array([y]), np.array([env]), self.rng, self.gp, self.core[None]
             )
             if not f.valid[0]:
-                out += nmea.epoch("GN", t_ms, None, None)
+                out.append(self.receiver.second(s, None))
                 continue
             lat, lon = self.world.to_latlon(float(f.x[0]), float(f.y[0]))
             self.epochs_fixed += 1
             self.last_fix_ms = t_ms
-            out += nmea.epoch("GN", t_ms, lat, lon, int(f.sats[0]), float(f.hdop[0]))
+            pos = nmea.Position(lat, lon, int(f.sats[0]), float(f.hdop[0]))
+            out.append(self.receiver.second(s, pos))
         self.last_epoch_s = last
-        return "".join(out).encode("ascii")
+        return b"".join(out)
 
     # sensors and wearer -------------------------------------------------------------------
     def strap_open(self) -> bool:

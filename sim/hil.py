@@ -31,13 +31,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from firmware import board as hal
-from firmware import homelink, nmea, sampling, ticks
+from firmware import homelink, sampling, ticks
 from home_unit.sim_radio_peer import SimRadioPeer, TagSide
-from sim import rf
+from sim import nmea, rf
 
 TICK_MASK = ticks.PERIOD - 1
-# A position source: Unix seconds -> (lat_e7, lon_e7), or None when the sky is hidden.
-Route = Callable[[int], "tuple[int, int] | None"]
+# A position source: Unix seconds -> (lat_e7, lon_e7) or the GNSS model's nmea.Position (with
+# its satellites and HDOP), or None when the sky is hidden.
+Route = Callable[[int], "tuple[int, int] | nmea.Position | None"]
 
 
 # What the home unit hears of one beacon: Unix seconds -> RSSI in dBm, or None (not heard).
@@ -117,33 +118,10 @@ class HomeRadio:
     side: _TagRadioSide
 
 
-def nmea_epoch(unix: int, pos: tuple[int, int] | None, hdop_d: int = 9, sats: int = 9) -> bytes:
-    """RMC + GGA + GSA for one second, as a u-blox M10 sends them; no fix when pos is None."""
-    sod = unix % 86400
-    hms = f"{sod // 3600:02d}{sod // 60 % 60:02d}{sod % 60:02d}.00"
-    t = time.gmtime(unix)
-    date = f"{t.tm_mday:02d}{t.tm_mon:02d}{t.tm_year % 100:02d}"
-    if pos is None:
-        return (
-            nmea.sentence(f"GNRMC,{hms},V,,,,,,,{date},,,N")
-            + nmea.sentence(f"GNGGA,{hms},,,,,0,00,99.99,,,,,,")
-            + nmea.sentence("GNGSA,A,1,,,,,,,,,,,,,99.99,99.99,99.99,1")
-        )
-
-    def dm(v: int, width: int) -> str:
-        a = abs(v)
-        deg = a // 10**7
-        minutes_e5 = (a - deg * 10**7) * 60 // 100
-        return f"{deg:0{width}d}{minutes_e5 // 100000:02d}.{minutes_e5 % 100000:05d}"
-
-    lat = dm(pos[0], 2) + ("," + ("N" if pos[0] >= 0 else "S"))
-    lon = dm(pos[1], 3) + ("," + ("E" if pos[1] >= 0 else "W"))
-    h = f"{hdop_d // 10}.{hdop_d % 10}"
-    return (
-        nmea.sentence(f"GNRMC,{hms},A,{lat},{lon},0.80,45.00,{date},,,A")
-        + nmea.sentence(f"GNGGA,{hms},{lat},{lon},1,{sats:02d},{h},30.0,M,47.0,M,,")
-        + nmea.sentence(f"GNGSA,A,3,01,02,03,04,05,06,07,08,09,,,,1.5,{h},1.2,1")
-    )
+def _position(where: tuple[int, int] | nmea.Position) -> nmea.Position:
+    if isinstance(where, nmea.Position):
+        return where
+    return nmea.Position(where[0] / 1e7, where[1] / 1e7)
 
 
 @dataclass
@@ -160,12 +138,14 @@ class HilConfig:
     reply_wait_s: float = 1.0  # real time to wait for the backend's answer to a publish
     connect_delay_ms: int = 5000  # simulated network registration + MQTT connect
     timeout_s: float = 20.0  # real time the firmware may take for one turn
+    receiver: str = nmea.DEFAULT_PROFILE  # the GNSS receiver's profile (sim.nmea.PROFILES)
 
 
 class HilTag:
     def __init__(self, cfg: HilConfig, route: Route | None = None) -> None:
         self.cfg = cfg
         self.route: Route = route or (lambda _t: (507161700, -18753500))
+        self.receiver = nmea.Receiver(cfg.receiver, cfg.device)
         self.now_ms = 0
         self.wake_ms = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -400,7 +380,9 @@ class HilTag:
         for s in range(first, self.now_ms // 1000 + 1):
             pos = self.route(self.cfg.t0_unix + s)
             fixed = pos is not None and s * 1000 - self.gnss_on_ms >= self.ttff_ms
-            out += nmea_epoch(self.cfg.t0_unix + s, pos if fixed else None)
+            out += self.receiver.second(
+                self.cfg.t0_unix + s, _position(pos) if pos is not None and fixed else None
+            )
             self.ever_fixed = self.ever_fixed or fixed
             self.last_epoch_s = s
         if out:
@@ -412,6 +394,7 @@ class HilTag:
             off_s = (self.now_ms - self.gnss_off_ms) // 1000
             kind = sampling.start_kind(off_s, self.ever_fixed)
             self.ttff_ms = sampling.TTFF_S[kind] * 1000 - 1000
+            self.receiver.power_on(self.cfg.t0_unix * 1000 + self.now_ms, kind == sampling.COLD)
             self.gnss_on_ms = self.now_ms
             self.last_epoch_s = self.now_ms // 1000
         elif not on and self.gnss_on:

@@ -1,15 +1,20 @@
-"""NMEA 0183 sentences as a GNSS receiver writes them: GGA, RMC, GSA and GNS, any talker.
+"""NMEA 0183 sentences as GNSS receivers write them: GGA, RMC, GSA, GNS, GSV, ZDA, any talker.
 
-The simulator feeds these to the firmware's own NMEA parser (over a pty for HIL tags), so
-they follow what a u-blox M10 emits: NMEA 4.10 fields, latitude as ddmm.mmmmm, time as
-hhmmss.ss, "no fix" epochs with empty position fields and 99.99 DOPs, and a checksum that is
-the XOR of every character between '$' and '*', in two upper-case hex digits.
+The simulator's one NMEA writer: fleet tags, HIL tags (over a pty) and the hardware bench all
+feed the firmware's own NMEA parser through `Receiver`, whose profiles follow real makes
+(PROFILES: sentence order, talker, rate, what is said before the time is known, binary bursts,
+damaged lines). The sentences follow NMEA 4.10 as a u-blox M10 emits them: latitude as
+ddmm.mmmmm, time as hhmmss.ss, "no fix" epochs with empty position fields and 99.99 DOPs, and
+a checksum that is the XOR of every character between '$' and '*', in two upper-case hex
+digits.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 TALKERS = ("GP", "GN", "GL", "GA", "GB", "GQ")
@@ -185,3 +190,162 @@ def epoch(
         else:
             raise NmeaError(f"unknown sentence {k!r} (known: {', '.join(KINDS)})")
     return out
+
+
+def gsv(talker: str, prns: Sequence[int]) -> list[str]:
+    """GSV: the satellites in view, four to a sentence. Elevation, azimuth and signal come
+    from the PRN (a fixed, plausible sky): the firmware ignores GSV, it only has to be there
+    and take its share of the UART, as it does with GSV-heavy receivers."""
+    view = list(prns)[:16]
+    pages = max(1, (len(view) + 3) // 4)
+    out = []
+    for page in range(pages):
+        sats = view[page * 4 : page * 4 + 4]
+        fields = "".join(
+            f",{p:02d},{(p * 37) % 80 + 5:02d},{(p * 73) % 360:03d},{(p * 11) % 25 + 20:02d}"
+            for p in sats
+        )
+        out.append(sentence(f"{_talker(talker)}GSV,{pages},{page + 1},{len(view):02d}{fields}"))
+    return out
+
+
+def zda(talker: str, utc_ms: int) -> str:
+    d = datetime.fromtimestamp(utc_ms / 1000, tz=UTC)
+    return sentence(f"{_talker(talker)}ZDA,{_time(utc_ms)},{d.day:02d},{d.month:02d},{d.year},,")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How one kind of receiver writes its epochs (docs/simulator.md, "GNSS receivers")."""
+
+    talker: str
+    order: tuple[str, ...]  # sentence kinds of one epoch, in the order it sends them
+    rate_hz: int = 1
+    # Before it knows the time: empty time fields (u-blox), or a clock counting from
+    # 00:00:00 since power-on dated 1980-01-06 (MTK), whose first fix may still carry it.
+    placeholder: bool = False
+    time_after_s: int = 3  # after a cold start, seconds until it knows the time
+    binary_p: float = 0.0  # chance of a binary protocol burst (UBX) before an epoch
+    damage_p: float = 0.0  # chance a sentence has a wrong checksum, or is cut short
+
+
+PROFILES: dict[str, Profile] = {
+    # The tag's own receiver, with GSV/VTG/GLL silenced at power-up (firmware/boards/esp32s3.py).
+    "ublox-m10": Profile("GN", ("RMC", "GGA", "GSA")),
+    "ublox-m10-ubx": Profile("GN", ("RMC", "GGA", "GSA"), binary_p=0.3),
+    "mtk": Profile("GP", ("GGA", "GSA", "RMC"), placeholder=True),
+    "mtk-10hz": Profile("GP", ("GGA", "GSA", "RMC"), rate_hz=10, placeholder=True),
+    "sirf": Profile("GP", ("GGA", "GSA", "GSV", "RMC")),
+    "sirf-noisy": Profile("GP", ("GGA", "GSA", "GSV", "RMC"), damage_p=0.02),
+}
+DEFAULT_PROFILE = "ublox-m10"
+GPS_EPOCH_MS = 315_964_800_000  # 1980-01-06, where an MTK receiver's clock starts
+
+
+@dataclass(frozen=True)
+class Position:
+    """What the GNSS model says for one epoch."""
+
+    lat: float
+    lon: float
+    sats: int = 9
+    hdop: float = 0.9
+    alt_m: float = 35.0
+
+
+class Receiver:
+    """One receiver's output, epoch by epoch: the one NMEA writer for fleet tags, HIL tags and
+    the hardware bench. Speed and course follow from successive positions."""
+
+    def __init__(self, profile: str | Profile = DEFAULT_PROFILE, seed: int = 0) -> None:
+        if isinstance(profile, str):
+            if profile not in PROFILES:
+                raise NmeaError(f"unknown receiver {profile!r} (known: {', '.join(PROFILES)})")
+            profile = PROFILES[profile]
+        self.p = profile
+        self.rng = random.Random(seed)
+        self.on_ms = 0
+        self.has_time = True
+        self.has_fixed = True
+        self.last: tuple[int, Position] | None = None
+
+    def power_on(self, utc_ms: int, cold: bool) -> None:
+        """A cold start loses the time (and the MTK's date) until satellites give it back."""
+        self.on_ms = utc_ms
+        self.has_time = self.has_fixed = not cold
+        self.last = None
+
+    def second(self, utc_s: int, pos: Position | None) -> bytes:
+        """The bytes of one second: rate_hz epochs, damaged as the profile says."""
+        out = []
+        step = 1000 // self.p.rate_hz
+        motion = self._motion(utc_s * 1000, pos)
+        for i in range(self.p.rate_hz):
+            out += self._epoch(utc_s * 1000 + i * step, pos, *motion)
+        return "".join(out).encode("ascii", "surrogateescape")
+
+    def _epoch(
+        self, t_ms: int, pos: Position | None, speed: float, course: float | None
+    ) -> list[str]:
+        p = self.p
+        if not self.has_time and t_ms - self.on_ms >= p.time_after_s * 1000:
+            self.has_time = not p.placeholder  # an MTK keeps its placeholder until a fix
+        shown = t_ms
+        if pos is not None and not self.has_fixed:
+            self.has_fixed = True
+            if p.placeholder:  # its first fix still carries the placeholder date
+                shown = GPS_EPOCH_MS + t_ms % 86_400_000
+            self.has_time = True
+        elif pos is None and not self.has_time:
+            if not p.placeholder:
+                return [
+                    sentence(f"{p.talker}RMC,,V,,,,,,,,,,N,V"),
+                    sentence(f"{p.talker}GGA,,,,,,0,00,99.99,,,,,,"),
+                ]
+            shown = GPS_EPOCH_MS + (t_ms - self.on_ms) + 799
+        lat = lon = None
+        sats, hdop, alt = 0, 99.99, 0.0
+        if pos is not None:
+            lat, lon, sats, hdop, alt = pos.lat, pos.lon, pos.sats, pos.hdop, pos.alt_m
+        lines: list[str] = []
+        if p.binary_p and self.rng.random() < p.binary_p:
+            lines.append(self._ubx())
+        for k in p.order:
+            if k == "GSV":
+                lines += gsv(p.talker, range(1, max(sats, 6) + 3))
+            else:
+                lines += epoch(
+                    p.talker, shown, lat, lon, sats, hdop, alt, 48.0, speed, course, (k,)
+                )
+        if p.damage_p:
+            lines = [self._damage(s) if self.rng.random() < p.damage_p else s for s in lines]
+        return lines
+
+    def _motion(self, t_ms: int, pos: Position | None) -> tuple[float, float | None]:
+        last, self.last = self.last, (None if pos is None else (t_ms, pos))
+        if pos is None or last is None or t_ms <= last[0]:
+            return 0.0, None
+        k = 111_319.5
+        dy = (pos.lat - last[1].lat) * k
+        dx = (pos.lon - last[1].lon) * k * math.cos(math.radians(pos.lat))
+        d = math.hypot(dx, dy)
+        if d < 0.5:  # standing still: no course, as receivers report it
+            return 0.0, None
+        return d * 1000 / (t_ms - last[0]), math.degrees(math.atan2(dx, dy)) % 360
+
+    def _ubx(self) -> str:
+        """A UBX frame (sync chars, class, id, length, payload, checksum) of random bytes:
+        binary that may hold '$', CR or LF, as a u-blox interleaves with NMEA."""
+        n = self.rng.randint(8, 120)
+        body = bytes([0x01, 0x07, n & 0xFF, n >> 8]) + self.rng.randbytes(n)
+        a = b = 0
+        for c in body:
+            a = (a + c) & 0xFF
+            b = (b + a) & 0xFF
+        return (b"\xb5\x62" + body + bytes([a, b])).decode("ascii", "surrogateescape")
+
+    def _damage(self, line: str) -> str:
+        if self.rng.random() < 0.5:  # a flipped bit on the wire: the checksum does not match
+            i = self.rng.randrange(1, line.index("*"))
+            return line[:i] + chr(ord(line[i]) ^ 0x04) + line[i + 1 :]
+        return line[: self.rng.randrange(1, len(line) - 2)]  # cut short (power, buffer)

@@ -6,6 +6,7 @@ should be greater than 0`), never a traceback from deep inside the generator.
 
 from __future__ import annotations
 
+import random
 import tomllib
 from datetime import date
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim import clock
+from sim import clock, nmea
 from sim.geo import TOWN_CENTRES
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
@@ -142,7 +143,27 @@ class Scenario(_Model):
     days: Annotated[int, Field(ge=1, le=366)] = 1
     world: WorldConfig = WorldConfig()
     population: Population
+    # GNSS receiver profiles of the tags (sim.nmea.PROFILES) and their shares of the fleet.
+    receivers: dict[str, float] = Field(default_factory=lambda: {nmea.DEFAULT_PROFILE: 1.0})
     events: list[Event] = Field(default_factory=list)
+
+    @field_validator("receivers")
+    @classmethod
+    def _receivers(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, share in v.items():
+            if k not in nmea.PROFILES:
+                raise ValueError(f"unknown receiver {k!r} (known: {', '.join(nmea.PROFILES)})")
+            if share < 0:
+                raise ValueError(f"share of {k!r} must not be negative")
+        if sum(v.values()) <= 0:
+            raise ValueError("receiver shares must add up to more than 0")
+        return v
+
+    def receiver(self, seed: int, i: int) -> str:
+        """Subject i's receiver profile, drawn by the shares (the same for a seed)."""
+        names = sorted(self.receivers)
+        rnd = random.Random(seed * 1_000_003 + i)
+        return rnd.choices(names, [self.receivers[n] for n in names])[0]
 
     @field_validator("timezone")
     @classmethod

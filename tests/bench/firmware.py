@@ -61,6 +61,36 @@ def simulated_day() -> dict[str, Any]:
     return rep
 
 
+def nmea_reader() -> list[tuple[str, str, str, str]]:
+    """Sentences/s of the NMEA reader on the real captures, CPython and MicroPython, beside a
+    bare split-and-checksum loop over the same bytes in the same run."""
+    import subprocess
+    import sys
+
+    out = []
+    for runtime in ("CPython", "MicroPython"):
+        if runtime == "CPython":
+            proc = subprocess.run(
+                [sys.executable, "-m", "tests.firmware.mp_nmea_bench", "40"],
+                capture_output=True,
+                cwd=micropython.repo_root(),
+                check=True,
+            )
+        else:
+            proc = micropython.run(["tests/firmware/mp_nmea_bench.py", "20"], heap="256k")
+        r = json.loads(proc.stdout)
+        per_s = r["sentences"] / (r["reader_us"] / 1e6)
+        out.append(
+            (
+                "firmware",
+                f"NMEA reader on the real captures ({runtime}, 64-byte reads)",
+                f"{per_s / 1000:.1f} k sentences/s",
+                f"{r['reader_us'] / r['raw_us']:.1f}x a bare split-and-checksum loop",
+            )
+        )
+    return out
+
+
 def image_size() -> tuple[int, int]:
     """(.mpy bytes, .py bytes) of the modules the freeze manifest puts in the image."""
     root = micropython.compiled_root()
@@ -113,6 +143,7 @@ def rows() -> list[tuple[str, str, str, str]]:
             )
         )
     return [
+        *nmea_reader(),
         (
             "firmware",
             f"poll() under MicroPython, moving ({pc['polls']} polls/h)",

@@ -129,6 +129,7 @@ class FakeBoard:
         self.pos = (507161700, -18753500)
         self.uart = b""
         self.last_epoch = -1
+        self.wrong_time = {}  # second -> the Unix time the receiver wrongly reports for it
         self.strap = False
         self.case = False
         self.mv = 4000
@@ -152,7 +153,8 @@ class FakeBoard:
                 ttff = self.ttff_ms if not self.had_fix else 2000
                 fixed = self.sky and t - self.gnss_on_at >= ttff
                 self.had_fix = self.had_fix or fixed
-                self.uart += epoch(T0 + s, self.pos[0], self.pos[1], fix=fixed)
+                unix = self.wrong_time.get(s, T0 + s)
+                self.uart += epoch(unix, self.pos[0], self.pos[1], fix=fixed)
                 self.last_epoch = s
         self.clock = to_clock
 

@@ -48,6 +48,24 @@ def test_cold_start_fix_batch_uplink_ack_frees():
     flash.close()
 
 
+def test_one_epoch_with_a_wrong_date_neither_sets_the_clock_nor_stops_the_fixes():
+    # The receiver's first fix after its cold start carries a placeholder date (1980-01-06),
+    # or a date a day ahead; the tag must not take its clock from it and then refuse every
+    # correct fix as being from the past.
+    for wrong in (315964800, fb.T0 + 86400 + 25):
+        app, board, flash = make()
+        board.moving = True
+        board.wrong_time = {25: wrong}  # the first epoch with a fix (cold TTFF 25 s)
+        fb.run(app, board, 30 * MIN)
+        fixes = fb.records(board, "fix") + [(None, r) for r in app.batch if r[0] == fr.FIX]
+        assert len(fixes) >= 28, wrong  # a fix a minute
+        for f in fb.frames(board):
+            assert f.flags & fr.FLAG_TIME_VALID and abs(f.ts - fb.T0 - 15 * 60) < 16 * 60
+        sets = [r for _f, r in fb.records(board, "clock_set")]
+        assert [(r.source, r.delta_s) for r in sets] == [(fr.CLOCK_GNSS, 0)]
+        flash.close()
+
+
 def test_gnss_duty_cycled_and_ledger_charges_it():
     app, board, flash = make()
     board.moving = True

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from firmware import nmea
 
 CORPUS = Path(__file__).parent.parent / "corpus" / "nmea"
-SEEDS = sorted(p.read_bytes() for p in CORPUS.glob("*.nmea"))
+SEEDS = sorted(p.read_bytes() for p in CORPUS.rglob("*.nmea"))  # with the real captures
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -78,3 +78,82 @@ def test_bad_inputs_raise() -> None:
         nmea.epoch("GP", T, 1.0, 1.0, kinds=["VTG"])
     with pytest.raises(nmea.NmeaError):
         nmea.sentence("GPTXT,a*b")
+
+
+def _seconds(profile: str, fixed_from: int, seconds: int, cold: bool = True) -> list[bytes]:
+    r = nmea.Receiver(profile, seed=7)
+    t0 = T // 1000
+    r.power_on(T, cold)
+    out = []
+    for s in range(seconds):
+        # walking north-east at ~1.4 m/s
+        pos = nmea.Position(50.7 + s * 9e-6, -1.87 + s * 14e-6, 9, 0.9) if s >= fixed_from else None
+        out.append(r.second(t0 + s, pos))
+    return out
+
+
+def _stream(profile: str, fixed_from: int, seconds: int, cold: bool = True) -> bytes:
+    return b"".join(_seconds(profile, fixed_from, seconds, cold))
+
+
+@pytest.mark.parametrize("profile", sorted(nmea.PROFILES))
+def test_every_receiver_profile_reads_back_through_the_tags_reader(profile: str) -> None:
+    from firmware import nmea as reader
+
+    r = reader.Reader()
+    fixes = []
+    for second in _seconds(profile, 10, 30):  # a poll a second, as the tag reads its UART
+        r.feed(second)
+        while (f := r.take()) is not None:
+            fixes.append(f)
+    data = _stream(profile, 10, 30)
+    p = nmea.PROFILES[profile]
+    day = T // 86_400_000
+    good = [f for f in fixes if f.valid and f.days == day]
+    # An epoch a second (at 10 Hz the newest 4 of each second's 10 are kept for a poll a
+    # second) once the receiver has a time; damaged lines lose a few.
+    per_s = min(p.rate_hz, 4)
+    seconds = 30 if p.placeholder else 30 - p.time_after_s
+    assert len(fixes) >= (seconds * per_s - 1) * (0.8 if p.damage_p else 1)
+    assert len(good) >= (19 * per_s) * (0.8 if p.damage_p else 1)
+    for f in good:
+        s = f.unix() - T // 1000
+        assert abs(f.lat_e7 - round((50.7 + s * 9e-6) * 1e7)) <= 2
+        assert abs(f.lon_e7 - round((-1.87 + s * 14e-6) * 1e7)) <= 2
+        assert f.sats == 9 and f.hdop_d == 9
+        if s > 10:  # speed and course from the previous second's position: ~1.4 m/s, ~45 deg
+            assert 120 <= f.speed_cms <= 160 and 4000 <= f.course_cd <= 5500
+    if p.placeholder:  # MTK: a clock from power-on dated 1980-01-06, then its first fix too
+        dated = [f for f in fixes if f.days >= 0]
+        assert dated[0].days == nmea.GPS_EPOCH_MS // 86_400_000 and not dated[0].valid
+        first = next(f for f in fixes if f.valid)
+        if p.rate_hz == 1:  # (at 10 Hz that epoch is one of the six a poll does not keep)
+            assert first.days == nmea.GPS_EPOCH_MS // 86_400_000
+    else:  # before the time is known: empty time fields, counted as no-fix, not as bad
+        assert r.nofix >= 2
+    if p.binary_p:
+        assert r.garbage > 0 and any(c > 127 for c in data)
+    if p.damage_p:
+        assert r.checksum_errors + r.partial + r.garbage > 0
+    assert r.malformed == 0
+    if not p.damage_p and not p.binary_p:
+        assert r.bad() == 0
+
+
+def test_receiver_order_talker_rate_and_gsv() -> None:
+    lines = _stream("sirf", 0, 2, cold=False).decode().split()
+    assert [x[:6] for x in lines[:3]] == ["$GPGGA", "$GPGSA", "$GPGSV"] and lines[-1][
+        :6
+    ] == "$GPRMC"
+    for x in lines:
+        pynmea2.parse(x)
+    lines = _stream("ublox-m10", 0, 1, cold=False).decode().split()
+    assert [x[:6] for x in lines] == ["$GNRMC", "$GNGGA", "$GNGSA"]
+    tods = {
+        x.split(",")[1]
+        for x in _stream("mtk-10hz", 0, 1, cold=False).decode().split()
+        if "GSA" not in x
+    }
+    assert len(tods - {""}) == 10
+    with pytest.raises(nmea.NmeaError):
+        nmea.Receiver("garmin-etrex")
