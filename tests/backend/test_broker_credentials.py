@@ -361,10 +361,14 @@ def test_backend_cannot_publish_as_a_device(
 # ---- device identity: a client id is the device's own username ----------------------------
 
 
-def test_a_device_cannot_disconnect_another_or_take_its_session(connect: Connect) -> None:
+def test_a_device_cannot_disconnect_another_or_take_its_session(
+    secured: tuple[Mosquitto, dict[int, Device]], connect: Connect
+) -> None:
     """tag-1002 connects asking for tag-1001's client id, clean start off (the probe's
     takeover): the broker gives it its own id instead, so tag-1001 stays connected, and the
-    session tag-1001 keeps while offline (its queued downlinks) stays tag-1001's."""
+    session tag-1001 keeps while offline (its queued downlinks) stays tag-1001's, across a
+    broker restart too (each listener's own settings must not lose an offline session's
+    messages)."""
     victim = connect("tag-1001", persistent=True, client_id="tag-1001")
     assert victim.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
     backend = connect("backend")
@@ -381,6 +385,9 @@ def test_a_device_cannot_disconnect_another_or_take_its_session(connect: Connect
     # under its id meanwhile does not resume that session (it would have been handed the
     # queue, and the ACL would have dropped every message of it).
     victim.close()
+    backend.close()
+    secured[0].restart()
+    backend = connect("backend")
     queued = (topics.tag_down(1001), b"queued while the tag is away")
     assert backend.publish(*queued) == SUCCESS
     thief = connect("tag-1002", persistent=True, client_id="tag-1001")
