@@ -1,5 +1,12 @@
 """A private Mosquitto broker on a free loopback port: the embedded default for `make demo`
-and the broker every integration test runs against (never a mock of one)."""
+and the broker every integration test runs against (never a mock of one).
+
+With the files `tagwatch backend broker-config` writes (`BrokerFiles`), the broker has two
+kinds of listener (docs/security.md, "Device identity at the broker"): device listeners,
+where a client's id is its username (`use_username_as_clientid`), so a device can only ever
+hold its own session; and the backend's listener, whose password file holds the backend's
+account alone, so no device can log in there and take one of the backend's client ids.
+`per_listener_settings` gives each listener its own password file."""
 
 from __future__ import annotations
 
@@ -41,6 +48,37 @@ def free_port() -> int:
         return port
 
 
+@dataclass(frozen=True)
+class BrokerFiles:
+    """The files `broker_credentials.write` produces: the devices' password file, the
+    backend's own (its account only) and the ACL both listeners share."""
+
+    passwd: Path
+    backend_passwd: Path
+    acl: Path
+
+
+def device_auth(files: BrokerFiles) -> list[str]:
+    """Authentication lines of a listener devices connect to: the client id is replaced by
+    the authenticated username, so `tag-1010` asking for `tag-1009`'s id gets its own."""
+    return [
+        "allow_anonymous false",
+        "use_username_as_clientid true",
+        f"password_file {files.passwd}",
+        f"acl_file {files.acl}",
+    ]
+
+
+def backend_auth(files: BrokerFiles) -> list[str]:
+    """Authentication lines of the backend's listener: only the backend's account logs in,
+    under client ids it chooses (several ingest workers, each with its own session)."""
+    return [
+        "allow_anonymous false",
+        f"password_file {files.backend_passwd}",
+        f"acl_file {files.acl}",
+    ]
+
+
 @dataclass
 class TlsListener:
     """A Mosquitto TLS listener: server certificate and key, the CA that signed the
@@ -57,7 +95,7 @@ class TlsListener:
     # applies to the identity the CA vouched for, not to a name the client chose.
     use_identity_as_username: bool = False
 
-    def render(self) -> list[str]:
+    def render(self, auth: BrokerFiles | None = None) -> list[str]:
         if not self.port:
             self.port = free_port()
         return [
@@ -68,27 +106,29 @@ class TlsListener:
             "tls_version tlsv1.2",
             f"require_certificate {'true' if self.require_certificate else 'false'}",
             f"use_identity_as_username {'true' if self.use_identity_as_username else 'false'}",
+            *(device_auth(auth) if auth else ()),
         ]
 
 
 @dataclass
 class BrokerConfig:
-    port: int = 0
+    port: int = 0  # devices connect here (and, without `auth`, everyone)
     # Persistence on, so that a broker restart keeps queued QoS 1 messages for persistent
     # sessions; a queue far above Mosquitto's default of 1000 so that a slow consumer is
     # not silently dropped (see docs/operations.md).
     persistence: bool = True
     max_queued_messages: int = 1_000_000
-    password_file: Path | None = None
-    acl_file: Path | None = None
+    # None: anonymous clients, one listener, client ids unbound (tests that need no ACL).
+    auth: BrokerFiles | None = None
+    backend_port: int = 0  # the backend's own listener (with `auth` only)
     extra: list[str] = field(default_factory=list)
-    # An additional TLS listener (docs/security.md); the plain one stays on loopback.
+    # An additional TLS listener for devices (docs/security.md); the plain ones stay on
+    # loopback.
     tls: TlsListener | None = None
 
     def render(self, data_dir: Path) -> str:
         lines = [
-            f"listener {self.port} 127.0.0.1",
-            f"allow_anonymous {'false' if self.password_file else 'true'}",
+            f"per_listener_settings {'true' if self.auth else 'false'}",
             f"max_queued_messages {self.max_queued_messages}",
             "max_inflight_messages 0",
             "set_tcp_nodelay true",
@@ -103,14 +143,18 @@ class BrokerConfig:
             # files (which are 0600 in directories only their owner can enter).
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         ]
-        if self.password_file:
-            lines.append(f"password_file {self.password_file}")
-        if self.acl_file:
-            lines.append(f"acl_file {self.acl_file}")
         lines += self.extra
+        # Listener options follow their `listener` line, so the listeners come last.
+        lines.append(f"listener {self.port} 127.0.0.1")
+        if self.auth is None:
+            lines.append("allow_anonymous true")
+        else:
+            if not self.backend_port:
+                self.backend_port = free_port()
+            lines += device_auth(self.auth)
+            lines += [f"listener {self.backend_port} 127.0.0.1", *backend_auth(self.auth)]
         if self.tls is not None:
-            # Listener options follow their `listener` line, so this block comes last.
-            lines += self.tls.render()
+            lines += self.tls.render(self.auth)
         return "\n".join(lines) + "\n"
 
 
@@ -121,6 +165,8 @@ class Mosquitto:
         self.config = config or BrokerConfig()
         if not self.config.port:
             self.config.port = free_port()
+        if self.config.auth is not None and not self.config.backend_port:
+            self.config.backend_port = free_port()
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="tagwatch-mqtt-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -131,7 +177,14 @@ class Mosquitto:
 
     @property
     def port(self) -> int:
+        """Where devices connect."""
         return self.config.port
+
+    @property
+    def backend_port(self) -> int:
+        """Where the backend's clients connect: its own listener when the broker has
+        credentials, else the one listener there is."""
+        return self.config.backend_port or self.config.port
 
     def start(self, timeout: float = 10.0) -> None:
         conf = self.workdir / "mosquitto.conf"
@@ -140,18 +193,22 @@ class Mosquitto:
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log, cwd=self.workdir
         )
+        waiting = {self.port, self.backend_port}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BrokerError(f"mosquitto exited at start: {self.log_tail()}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
+            for port in sorted(waiting):
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((self.host, port), 0.2),
+                ):
+                    waiting.discard(port)
+            if not waiting:
                 return
             time.sleep(0.02)
         self.stop()
-        raise BrokerError(f"mosquitto did not listen on {self.port}: {self.log_tail()}")
+        raise BrokerError(f"mosquitto did not listen on {sorted(waiting)}: {self.log_tail()}")
 
     def stop(self) -> None:
         if self.proc is None:

@@ -104,18 +104,28 @@ def broker_config(
 ) -> None:
     """Write Mosquitto's password and ACL files from the registry (then SIGHUP Mosquitto)."""
     from backend import broker_credentials
+    from backend.broker import BrokerFiles, backend_auth, device_auth
 
     settings, registry = _registry()
     try:
-        passwd, acl = broker_credentials.write(
+        written = broker_credentials.write(
             out, registry.all(), settings.mqtt_username, settings.mqtt_password
         )
     except ValueError as e:
         console.print(f"[red]refused:[/] {e}")
         raise typer.Exit(2) from e
-    console.print(f"wrote {passwd} and {acl}")
-    console.print(
-        f"mosquitto.conf:\n  password_file {passwd.resolve()}\n  acl_file {acl.resolve()}"
+    files = BrokerFiles(
+        written.passwd.resolve(), written.backend_passwd.resolve(), written.acl.resolve()
+    )
+    console.print(f"wrote {files.passwd}, {files.backend_passwd} and {files.acl}")
+    # The lines mosquitto.conf needs (docs/operations.md, "Broker"): printed, not written,
+    # because listeners, TLS files and addresses are the deployment's own.
+    device = "\n".join(f"  {line}" for line in device_auth(files))
+    backend = "\n".join(f"  {line}" for line in backend_auth(files))
+    print(
+        "mosquitto.conf (per_listener_settings true; restart Mosquitto once after adding them):\n"
+        f"after each listener devices connect to:\n{device}\n"
+        f"after the backend's listener (TAGWATCH_MQTT_HOST/PORT, private):\n{backend}"
     )
 
 
@@ -123,7 +133,9 @@ def broker_config(
 def ingest(
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 0,
     index: Annotated[int, typer.Option(min=0, help="this worker's slot (one worker)")] = 0,
-    client_id: Annotated[str | None, typer.Option(help="MQTT client id (one worker)")] = None,
+    client_id: Annotated[
+        str | None, typer.Option(help="MQTT client id (one worker; never tag-<id> or hu-<id>)")
+    ] = None,
 ) -> None:
     """Run MQTT ingest workers (N processes on a shared subscription) until stopped."""
     from backend.ingest_worker import run_worker, supervise

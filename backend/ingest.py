@@ -1,7 +1,8 @@
 """The ingest pipeline, in the order it runs (docs/protocol.md; ARCHITECTURE.md, data flow):
 
-    decode -> look up device -> verify MAC -> de-duplicate -> persist (one transaction)
-           -> publish the signed end-to-end ACK -> hand over to rule evaluation
+    decode -> look up device -> verify MAC -> de-duplicate -> check records' authority
+           -> persist (one transaction) -> publish the signed end-to-end ACK
+           -> hand over to rule evaluation
 
 `Ingest.process(batch)` runs it over a batch of MQTT messages. The MQTT side (connection,
 batching, broker PUBACKs) is backend/ingest_worker.py; this module knows nothing of paho.
@@ -24,6 +25,12 @@ Guarantees:
 - Bad input (undecodable, unknown device, bad MAC, wrong topic, replay) is rejected with a
   reason, counted per (reason, device), and written as a security event; it never touches
   what is stored and never stops the worker.
+- Only a tag's paired home unit speaks for its presence (backend/registry.py, Pairings): a
+  record its authentic frame may not carry (a unit's presence report for a tag not paired
+  with it at the record's time, a home unit's record in a tag's frame) is refused on its
+  own. The frame is stored (raw, as evidence of what the device said) and acknowledged, since
+  sending it again would change nothing; the record becomes no row and no observation, and
+  is counted and written as a security event.
 - Event time, not arrival time: a frame older than the device's newest stored event, or
   further behind backend "now" than `late_after_s`, is flagged late; rows are written in
   event-time order and indexed by event time, so nothing depends on arrival order.
@@ -61,7 +68,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from backend.clock import Clock, SystemClock
-from backend.registry import Device, Registry
+from backend.registry import Device, Pairings, Refusal, Registry, presence_tags
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
@@ -112,6 +119,8 @@ class StoredFrame:
     frame: fr.Frame
     late: bool
     received_at: float
+    # Indexes of the frame's records that were refused (registry.Pairings): not observed.
+    refused: frozenset[int] = frozenset()
 
 
 class RuleSink:
@@ -125,7 +134,8 @@ class RuleSink:
         """New frames are durable."""
 
     def frames_rejected(self, rejections: Sequence[Rejection], now: float) -> None:
-        """Frames were refused (security events are already written)."""
+        """Frames, or records of stored frames, were refused (security events are already
+        written)."""
 
 
 class NoRules(RuleSink):
@@ -152,6 +162,7 @@ class BatchResult:
     stored: list[StoredFrame] = field(default_factory=list)
     duplicates: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    refused_records: list[Rejection] = field(default_factory=list)  # of frames stored
     acks: list[Ack] = field(default_factory=list)
     acks_failed: int = 0  # could not be handed to the MQTT client
     retained_known: int = 0  # duplicates that were the broker's retained copy of a status
@@ -228,6 +239,8 @@ class _Verified:
     heads: list[tuple[int, ...]] = field(default_factory=list)
     # Records that are not positions, with their index (sorted out by Ingest._prepare).
     others: list[tuple[int, fr.Record]] = field(default_factory=list)
+    # Records the sender may not make (Ingest._check_records), taken out of `others`.
+    refused: list[Refusal] = field(default_factory=list)
 
 
 class Ingest:
@@ -266,6 +279,7 @@ class Ingest:
         # Everything that needs no database is done before the write transaction: on SQLite
         # the transaction holds the one write lock every worker queues for.
         ordered = self._prepare(fresh)
+        self._check_records(fresh)
         try:
             with (
                 self._writer,
@@ -273,7 +287,7 @@ class Ingest:
                 conn.execution_options(**IMMEDIATE).begin(),
             ):
                 inserted, duplicates = self._persist(
-                    conn, fresh, ordered, known, now, result.rejected
+                    conn, fresh, ordered, known, now, result.rejected, result.refused_records
                 )
         except Exception:
             # Nothing was committed: forget what the guard learnt from this batch, so the
@@ -303,6 +317,7 @@ class Ingest:
                 v.frame,
                 v.late,
                 now,
+                frozenset(r.idx for r in v.refused),
             )
             for v in inserted
         ]
@@ -415,6 +430,25 @@ class Ingest:
             ]
         return sorted(fresh, key=lambda v: (v.frame.device, v.frame.boot, v.frame.ts, v.frame.seq))
 
+    # 5a, continued: the records' authority (only the paired home unit speaks for a tag)
+    def _check_records(self, fresh: list[_Verified]) -> None:
+        """Take the records each sender may not make out of its frame's rows. The pairings
+        are read before the write transaction (on SQLite it holds the one write lock), and
+        only when some frame carries presence (a unit reports arrivals and departures)."""
+        tags = presence_tags(rec for v in fresh for _, rec in v.others)
+        if tags:
+            with self.engine.connect() as conn:
+                pairings = Pairings.load(conn, tags)
+        else:
+            pairings = Pairings()
+        for v in fresh:
+            if not v.others:
+                continue
+            v.refused = pairings.refusals(v.frame, v.device.kind, v.others)
+            if v.refused:
+                drop = {r.idx for r in v.refused}
+                v.others = [(i, rec) for i, rec in v.others if i not in drop]
+
     # 4b + 5b: de-duplicate in the database and persist, in one transaction
     def _persist(
         self,
@@ -424,10 +458,13 @@ class Ingest:
         known: list[_Verified],
         now: float,
         rejected: list[Rejection],
+        refused: list[Rejection],
     ) -> tuple[list[_Verified], list[_Verified]]:
         """Insert what is fresh; returns (inserted, found already stored). `known` are the
         duplicates the guard recognised: not inserted, but checked for replay with the
-        rest (a worker that has run for days remembers old frames too)."""
+        rest (a worker that has run for days remembers old frames too). The refused records
+        of frames inserted now (not of duplicates: they were counted the first time) are
+        added to `refused`."""
         inserted: list[_Verified] = []
         duplicates: list[_Verified] = []
         if fresh:
@@ -444,7 +481,19 @@ class Ingest:
         redelivered = [v for v in known + duplicates if not v.retained]
         if redelivered:
             rejected += self._replays(conn, redelivered, now)
-        if rejected:
+        for v in inserted:
+            for r in v.refused:
+                log.warning(
+                    "record refused",
+                    reason=r.reason,
+                    device=v.frame.device,
+                    topic=v.msg.topic,
+                    detail=r.detail,
+                )
+                refused.append(
+                    Rejection(r.reason, v.frame.device, v.msg.topic, r.detail, v.msg.payload)
+                )
+        if rejected or refused:
             conn.execute(
                 insert(security_events),
                 [
@@ -456,7 +505,7 @@ class Ingest:
                         "detail": r.detail,
                         "raw": r.payload[:MAX_RAW_EVIDENCE],
                     }
-                    for r in rejected
+                    for r in rejected + refused
                 ],
             )
         return inserted, duplicates
@@ -650,8 +699,8 @@ class Ingest:
         try:
             if result.stored:
                 self.rules.frames_committed(result.stored, now)
-            if result.rejected:
-                self.rules.frames_rejected(result.rejected, now)
+            if result.rejected or result.refused_records:
+                self.rules.frames_rejected(result.rejected + result.refused_records, now)
         except Exception:
             log.exception("rule evaluation failed; the frames are stored")
             self.counts["rules_failed"] += 1
@@ -673,6 +722,9 @@ class Ingest:
         self.counts["frames_late"] += sum(1 for s in result.stored if s.late)
         for r in result.rejected:
             self.counts["rejected"] += 1
+            self.rejections[(r.reason, r.device)] += 1
+        for r in result.refused_records:
+            self.counts["records_refused"] += 1
             self.rejections[(r.reason, r.device)] += 1
 
 

@@ -52,6 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from backend.broker_credentials import is_device_name
 from backend.clock import Clock
 from backend.ingest import DeviceDirectory, Ingest, Message, RuleSink
 from backend.registry import KeyVault, Registry, load_server_key
@@ -77,7 +78,9 @@ REFUSAL_LOG_EVERY_S = 10.0  # at most one refusal line per (kind, reason) this o
 
 def default_client_id(settings: Settings, index: int) -> str:
     # Stable across restarts (the broker keeps the session under this id) and unique per
-    # host and worker slot.
+    # host and worker slot. Predictable, and safe because only the backend's account can log
+    # in on the backend's listener, and a device's client id is its own username
+    # (docs/security.md, "Device identity at the broker").
     return f"tagwatch-{settings.ingest_group}-{socket.gethostname()}-{index}"
 
 
@@ -120,6 +123,10 @@ class IngestWorker:
         clock: Clock | None = None,
         rules: RuleSink | None = None,
     ) -> None:
+        if is_device_name(client_id):
+            # Client ids are one namespace across the broker's listeners: this one would
+            # disconnect the device whose id it is.
+            raise ValueError(f"the client id {client_id!r} is a device's (tag-<id>, hu-<id>)")
         self.settings = settings
         self.client_id = client_id
         self.engine = make_engine(settings.resolved_database_url())

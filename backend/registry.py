@@ -1,25 +1,40 @@
 """The device registry: tags and home units, their keys (encrypted at rest with the server
 key) and pairing. Registering a device generates its 32-byte key, or accepts the key a
-provisioning station wrote to the device."""
+provisioning station wrote to the device.
+
+Pairing has a history (`pairings`), because only a tag's paired home unit can speak for the
+tag's presence, and a unit's records arrive late (its offline queue): each record is judged
+by the pairing in force at the record's own event time (`Pairings.refusals`, used by ingest
+before it stores a record and by the rules before they observe one; docs/security.md,
+"Presence: only the paired home unit speaks for a tag")."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from backend.clock import Clock, SystemClock
 from backend.settings import Settings
-from backend.storage.schema import HOME_UNIT, TAG, devices
+from backend.storage.schema import HOME_UNIT, TAG, devices, pairings
+from firmware import frame as fr
 
 KEY_LEN = 32
 KINDS = (TAG, HOME_UNIT)
 _NONCE_LEN = 12
+
+# Record types only a home unit sends (docs/protocol.md, HOME_DATA): in a tag's frame they are
+# refused, so a tag cannot claim to be at home on a unit's behalf.
+HOME_RECORDS = frozenset((fr.PRESENCE, fr.HOME_POWER, fr.HOME_TAMPER, fr.LINK))
+# Refusal reasons of single records (ingest's security events; docs/operations.md, "Ingest").
+NOT_PAIRED = "not_paired"  # a unit's presence report for a tag it was not paired with then
+HOME_RECORD = "home_record"  # a home unit's record in a tag's frame
 
 
 class RegistryError(ValueError):
@@ -93,6 +108,88 @@ class Device:
         return f"Device(id={self.id}, kind={self.kind!r}, home_unit={self.home_unit})"
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """A tag's home unit over [starts_at, ends_at) of event time; None: unbounded."""
+
+    tag: int
+    home_unit: int
+    starts_at: int | None
+    ends_at: int | None
+
+    def covers(self, t: int | None) -> bool:
+        """In force at event time t; a record without calendar time (None) is judged by the
+        pairing in force now."""
+        if t is None:
+            return self.ends_at is None
+        return (self.starts_at is None or self.starts_at <= t) and (
+            self.ends_at is None or t < self.ends_at
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A record of an authentic frame that its sender may not make."""
+
+    idx: int  # the record's index in its frame
+    reason: str  # NOT_PAIRED or HOME_RECORD
+    detail: str
+
+
+def presence_tags(records: Iterable[fr.Record]) -> set[int]:
+    """The tags the presence records name: whose pairings judging them needs."""
+    return {r.tag for r in records if r.type == fr.PRESENCE}
+
+
+class Pairings:
+    """The pairing history of some tags, and the one rule that decides which of a device's
+    records about tags stand: a tag's frame carries no home-unit record, and a home unit's
+    presence report names itself and a tag paired with it at the report's event time."""
+
+    def __init__(self, spans: Iterable[Pairing] = ()) -> None:
+        self._of: dict[int, list[Pairing]] = {}
+        for p in spans:
+            self._of.setdefault(p.tag, []).append(p)
+
+    @classmethod
+    def load(cls, conn: Connection, tags: Iterable[int]) -> Pairings:
+        wanted = sorted(set(tags))
+        if not wanted:
+            return cls()
+        rows = conn.execute(select(pairings).where(pairings.c.tag.in_(wanted)))
+        return cls(Pairing(r.tag, r.home_unit, r.starts_at, r.ends_at) for r in rows)
+
+    def unit_at(self, tag: int, t: int | None) -> int | None:
+        """The home unit paired with tag at event time t, if any."""
+        return next((p.home_unit for p in self._of.get(tag, ()) if p.covers(t)), None)
+
+    def refusals(
+        self, f: fr.Frame, sender: str, records: Iterable[tuple[int, fr.Record]]
+    ) -> list[Refusal]:
+        """Which of `records` ((index, record) of frame f, whose MAC verified with the key of
+        `sender`, a TAG or HOME_UNIT) the sender may not make."""
+        out: list[Refusal] = []
+        timed = f.flags & fr.FLAG_TIME_VALID
+        for idx, rec in records:
+            if sender == TAG and rec.type in HOME_RECORDS:
+                out.append(
+                    Refusal(idx, HOME_RECORD, f"record {idx}: {rec.name}, a home unit's record")
+                )
+            elif sender == HOME_UNIT and rec.type == fr.PRESENCE:
+                t = f.ts - rec.values[0] if timed else None
+                paired = self.unit_at(rec.tag, t)
+                if rec.home_unit != f.device or paired != f.device:
+                    out.append(
+                        Refusal(
+                            idx,
+                            NOT_PAIRED,
+                            f"record {idx}: presence of tag {rec.tag} at {t} naming home unit "
+                            f"{rec.home_unit}; the tag's home unit then: {paired}",
+                        )
+                    )
+        return out
+
+
 class Registry:
     def __init__(self, engine: Engine, vault: KeyVault, clock: Clock | None = None) -> None:
         self.engine = engine
@@ -125,6 +222,8 @@ class Registry:
                     registered_at=self.clock.now(),
                 )
             )
+            if home_unit is not None:
+                self._start_pairing(conn, device_id, home_unit)
         return Device(device_id, kind, key, home_unit)
 
     def _check_home_unit(self, home_unit: int, kind: str) -> None:
@@ -135,14 +234,39 @@ class Registry:
             raise RegistryError(f"home unit {home_unit} is not registered")
 
     def pair(self, tag: int, home_unit: int | None) -> None:
-        """Pair a tag with a home unit (None unpairs)."""
+        """Pair a tag with a home unit (None unpairs), from now on: the pairing in force
+        until now keeps covering the records dated before."""
         dev = self.get(tag)
         if dev is None or dev.kind != TAG:
             raise RegistryError(f"tag {tag} is not registered")
         if home_unit is not None:
             self._check_home_unit(home_unit, TAG)
+        if home_unit == dev.home_unit:
+            return
         with self.engine.begin() as conn:
+            conn.execute(
+                update(pairings)
+                .where(pairings.c.tag == tag, pairings.c.ends_at.is_(None))
+                .values(ends_at=int(self.clock.now()))
+            )
+            if home_unit is not None:
+                self._start_pairing(conn, tag, home_unit)
             conn.execute(update(devices).where(devices.c.id == tag).values(home_unit=home_unit))
+
+    def _start_pairing(self, conn: Connection, tag: int, home_unit: int) -> None:
+        """A tag's first pairing is in force from the start (no unit spoke for it before);
+        any later one from now."""
+        earlier = conn.execute(select(pairings.c.id).where(pairings.c.tag == tag).limit(1)).first()
+        now = self.clock.now()
+        conn.execute(
+            insert(pairings).values(
+                tag=tag,
+                home_unit=home_unit,
+                starts_at=None if earlier is None else int(now),
+                ends_at=None,
+                created_at=now,
+            )
+        )
 
     def retire(self, device_id: int) -> None:
         """A retired device's frames are refused (as an unknown device's are)."""

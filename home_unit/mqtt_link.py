@@ -79,7 +79,9 @@ class MqttLink:
         self._armed: StatusPair | None = None
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"tagwatch-hu-{unit}",
+            # The unit's broker username: the id a device listener binds it to anyway
+            # (use_username_as_clientid), so the session is the same one on any listener.
+            client_id=f"hu-{unit}",
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )

@@ -5,6 +5,8 @@ from storage for re-evaluation (late) — so both give identical observations, r
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from backend.rules.model import SECURITY, Obs
 from firmware import frame as fr
 
@@ -14,13 +16,23 @@ from firmware import frame as fr
 _RECEIVED_DATED = {(fr.LINK, fr.LINK_OFFLINE)}
 
 
-def frame_observations(f: fr.Frame, role: str, received_at: float, late: bool = False) -> list[Obs]:
-    """Observations of one stored frame. Frames without calendar time (no TIME_VALID) give
-    none: their seconds since boot cannot be placed on the event-time line."""
+def frame_observations(
+    f: fr.Frame,
+    role: str,
+    received_at: float,
+    late: bool = False,
+    refused: Collection[int] = (),
+) -> list[Obs]:
+    """Observations of one stored frame, but for the `refused` record indexes (records its
+    sender may not make: backend/registry.py, Pairings.refusals). Frames without calendar
+    time (no TIME_VALID) give none: their seconds since boot cannot be placed on the
+    event-time line."""
     if not f.flags & fr.FLAG_TIME_VALID:
         return []
     out = []
     for idx, rec in enumerate(f.records):
+        if idx in refused:
+            continue
         spec = fr.SPECS.get(rec.type)
         if spec is None or spec[2][:1] != ("dt",):
             continue

@@ -1,5 +1,7 @@
-"""Security events from ingest (version 1): frames refused because their MAC did not verify,
-or replayed long after the original.
+"""Security events from ingest (version 2): frames refused because their MAC did not verify,
+or replayed long after the original; records refused because their sender may not make them
+(a home unit's presence report for a tag not paired with it then, `not_paired`; a home
+unit's record in a tag's frame, `home_record`: backend/registry.py, Pairings).
 
 Ingest writes every refusal to security_events with the backend time it happened; the sink
 attributes those naming a device assigned to the subject and hands them in as `security`
@@ -7,13 +9,14 @@ observations. A burst is one episode: refusals of the same reason from the same 
 within `window_s` of each other join the open episode (its details count them) instead of
 each raising its own alert.
 
-Parameters: `reasons` ("mac", "replay"), `window_s` 3600."""
+Parameters: `reasons` ("mac", "replay", "not_paired", "home_record"), `window_s` 3600."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from backend.registry import HOME_RECORD, NOT_PAIRED
 from backend.rules.base import Context, Rule
 from backend.rules.model import SECURITY, Obs
 
@@ -22,13 +25,13 @@ TYPE = "security_event"
 
 @dataclass(frozen=True)
 class SecurityParams:
-    reasons: tuple[str, ...] = ("mac", "replay")
+    reasons: tuple[str, ...] = ("mac", "replay", NOT_PAIRED, HOME_RECORD)
     window_s: int = 3600
 
 
 class Security(Rule):
     name = "security"
-    version = 1
+    version = 2
     Params = SecurityParams
 
     def initial(self, config: Any) -> dict[str, Any]:

@@ -102,7 +102,9 @@ class MonitoringSink(RuleSink):
                 history = owners.get(device, [])
                 for s in items:
                     for role in {r for _, r, _, _ in history}:
-                        for o in frame_observations(s.frame, role, s.received_at, s.late):
+                        for o in frame_observations(
+                            s.frame, role, s.received_at, s.late, s.refused
+                        ):
                             subj = _owner(history, role, o.t)
                             if subj is not None:
                                 per_subject[subj].append(o)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
+from backend.registry import Pairings, presence_tags
 from backend.rules.config import Assignment, SubjectConfig
 from backend.rules.engine import REV_PREFIX, State, revision_of
 from backend.rules.evaluator import SNAPSHOT_KEEP_S, Changes
@@ -273,11 +274,21 @@ class SqlRepository:
                     )
                 )
             )
-        for r in rows:
-            f = fr.parse(r.raw)  # verified when stored
+        parsed = [(fr.parse(r.raw), r) for r in rows]  # verified when stored
+        # The records ingest refused (a unit speaking for a tag not paired with it then) are
+        # refused again here, by the same rule over the same pairing history.
+        pairings = Pairings.load(
+            self.conn,
+            presence_tags(
+                rec for f, _ in parsed if roles[f.device] == HOME_UNIT for rec in f.records
+            ),
+        )
+        for f, r in parsed:
+            role = roles[f.device]
+            refused = {x.idx for x in pairings.refusals(f, role, enumerate(f.records))}
             out += [
                 o
-                for o in frame_observations(f, roles[f.device], r.received_at, r.late)
+                for o in frame_observations(f, role, r.received_at, r.late, refused)
                 if o.t >= since
             ]
         seen: dict[tuple[int, float], int] = {}

@@ -56,6 +56,23 @@ devices = Table(
     Column("last_seen_at", Double, nullable=True),
 )
 
+# Pairing history: a tag's home unit over [starts_at, ends_at) of event time (Unix s, the
+# backend clock when the pairing was made or ended; starts_at NULL: the tag's first pairing,
+# in force from the start). devices.home_unit is the pairing in force now. A home unit's
+# record about a tag is accepted only under the pairing in force at the record's own time
+# (backend/registry.py, Pairings).
+pairings = Table(
+    "pairings",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("tag", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("home_unit", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("starts_at", BigInteger, nullable=True),
+    Column("ends_at", BigInteger, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index(None, "tag", "starts_at"),
+)
+
 # Every accepted frame, raw, for evidence; (device, boot, seq) makes ingest idempotent.
 frames = Table(
     "frames",

@@ -21,10 +21,13 @@ from typing import Any, TypeVar
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from backend import broker_credentials as bc
-from backend.broker import BrokerConfig, Mosquitto
+from backend.broker import BrokerConfig, BrokerFiles, Mosquitto, backend_auth, device_auth
 from backend.ingest_worker import IngestWorker, subscriptions
 from backend.registry import Device, KeyVault, Registry
 from backend.settings import Settings
@@ -32,6 +35,7 @@ from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import HOME_UNIT, TAG, frames
 from firmware import frame as fr
 from firmware import topics
+from tagwatch_cli import app as cli
 from tests.backend.frames import acked, home_frame, tag_frame
 
 BACKEND_PASSWORD = "backend-secret-for-tests"
@@ -68,7 +72,11 @@ def _collect(q: queue.Queue[T], expected: set[T], wait_s: float = 15.0) -> set[T
 class Peer:
     """One client of the broker under test; waits for its CONNACK, each SUBACK and each
     PUBACK and returns their reason codes. Messages it receives land in `received` as
-    (topic, payload)."""
+    (topic, payload), and each time the broker drops its connection is in `disconnects`.
+
+    A device connects to the device listener, anyone else to the backend's (`port` picks
+    another); `client_id` is what the client asks for, and `persistent` asks for a session
+    the broker keeps for an hour after a disconnect (clean start off), as devices do."""
 
     def __init__(
         self,
@@ -76,21 +84,36 @@ class Peer:
         user: str,
         password: str,
         protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+        port: int | None = None,
+        client_id: str | None = None,
+        persistent: bool = False,
     ) -> None:
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{user}-{next(_ids)}", protocol=protocol
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"{user}-{next(_ids)}",
+            protocol=protocol,
         )
         self.client.username_pw_set(user, password)
         self.received: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.disconnects: list[int] = []  # reason codes
         self._done = threading.Condition()
         self._connack: int | None = None
         self._acks: dict[int, list[int]] = {}  # mid -> reason codes (SUBACK or PUBACK)
         c = self.client
         c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_publish = self._on_publish
         c.on_message = lambda _c, _u, m: self.received.put((m.topic, bytes(m.payload)))
-        c.connect(broker.host, broker.port)
+        if port is None:
+            port = broker.port if bc.is_device_name(user) else broker.backend_port
+        self.port = port
+        if persistent:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 3600
+            c.connect(broker.host, port, clean_start=False, properties=props)
+        else:
+            c.connect(broker.host, port)
         c.loop_start()
         with self._done:
             assert self._done.wait_for(lambda: self._connack is not None, timeout=10)
@@ -100,6 +123,11 @@ class Peer:
     def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         with self._done:
             self._connack = rc.value
+            self._done.notify_all()
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        with self._done:
+            self.disconnects.append(rc.value)
             self._done.notify_all()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, rcs: Any, _p: Any) -> None:
@@ -151,9 +179,10 @@ def secured(tmp_path: Path, registry: Registry) -> Iterator[tuple[Mosquitto, dic
         1001: registry.register(1001, TAG, home_unit=2001),
         1002: registry.register(1002, TAG),
     }
-    passwd, acl = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
-    assert passwd.stat().st_mode & 0o777 == 0o600
-    b = Mosquitto(BrokerConfig(password_file=passwd, acl_file=acl))
+    files = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
+    for path in (files.passwd, files.backend_passwd, files.acl):
+        assert path.stat().st_mode & 0o777 == 0o600
+    b = Mosquitto(BrokerConfig(auth=files))
     b.start()
     yield b, devs
     b.close()
@@ -169,7 +198,7 @@ def ingest_worker(
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
         server_key=SERVER_KEY.hex(),
-        mqtt_port=broker.port,
+        mqtt_port=broker.backend_port,
         mqtt_password=BACKEND_PASSWORD,
         ingest_batch_ms=5,
     )
@@ -184,8 +213,9 @@ def ingest_worker(
 
 @pytest.fixture
 def connect(secured: tuple[Mosquitto, dict[int, Device]]) -> Iterator[Connect]:
-    """connect("backend" | "tag-1001" | "hu-2001" | ..., password=None, protocol=v5): a
-    connected Peer (the account's real password unless one is given); all closed after."""
+    """connect("backend" | "tag-1001" | "hu-2001" | ..., password=None, protocol=v5, **Peer
+    options): a connected Peer (the account's real password unless one is given); all
+    closed after."""
     broker, devs = secured
     peers: list[Peer] = []
 
@@ -193,6 +223,7 @@ def connect(secured: tuple[Mosquitto, dict[int, Device]]) -> Iterator[Connect]:
         user: str,
         password: str | None = None,
         protocol: MQTTProtocolVersion = mqtt.MQTTv5,
+        **options: Any,
     ) -> Peer:
         if password is None:
             password = (
@@ -200,7 +231,7 @@ def connect(secured: tuple[Mosquitto, dict[int, Device]]) -> Iterator[Connect]:
                 if user == "backend"
                 else bc.device_password(devs[int(user.split("-")[1])].key)
             )
-        peer = Peer(broker, user, password, protocol)
+        peer = Peer(broker, user, password, protocol, **options)
         peers.append(peer)
         return peer
 
@@ -296,6 +327,7 @@ def test_backend_publishes_each_downlink_and_reads_none(connect: Connect) -> Non
     assert _collect(watcher.received, {marker}) == {marker}
     # The configuration was stored retained: a unit that connects later receives it.
     config = (topics.home_config(2001), sent[topics.home_config(2001)])
+    unit.close()  # one connection per device: the same unit connecting again replaces it
     later = connect("hu-2001")
     assert later.subscribe(topics.home_config(2001)) == [GRANTED_QOS1]
     assert _collect(later.received, {config}) == {config}
@@ -324,6 +356,69 @@ def test_backend_cannot_publish_as_a_device(
     reader = connect("backend")
     assert reader.subscribe(topics.home_status(2001)) == [GRANTED_QOS1]
     assert _collect(reader.received, {online}) == {online}
+
+
+# ---- device identity: a client id is the device's own username ----------------------------
+
+
+def test_a_device_cannot_disconnect_another_or_take_its_session(
+    secured: tuple[Mosquitto, dict[int, Device]], connect: Connect
+) -> None:
+    """tag-1002 connects asking for tag-1001's client id, clean start off (the probe's
+    takeover): the broker gives it its own id instead, so tag-1001 stays connected, and the
+    session tag-1001 keeps while offline (its queued downlinks) stays tag-1001's, across a
+    broker restart too (each listener's own settings must not lose an offline session's
+    messages)."""
+    victim = connect("tag-1001", persistent=True, client_id="tag-1001")
+    assert victim.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
+    backend = connect("backend")
+
+    thief = connect("tag-1002", persistent=True, client_id="tag-1001")
+    assert thief.connack == SUCCESS  # a device may connect; only not as another one
+    live = (topics.tag_down(1001), b"ack while the thief is connected")
+    assert backend.publish(*live) == SUCCESS
+    assert _collect(victim.received, {live}) == {live}
+    assert victim.disconnects == []
+    thief.close()
+
+    # Offline, the victim's persistent session queues its downlinks; a thief connecting
+    # under its id meanwhile does not resume that session (it would have been handed the
+    # queue, and the ACL would have dropped every message of it).
+    victim.close()
+    backend.close()
+    secured[0].restart()
+    backend = connect("backend")
+    queued = (topics.tag_down(1001), b"queued while the tag is away")
+    assert backend.publish(*queued) == SUCCESS
+    thief = connect("tag-1002", persistent=True, client_id="tag-1001")
+    assert thief.subscribe(topics.tag_down(1002)) == [GRANTED_QOS1]
+    mine = (topics.tag_down(1002), b"the thief's own downlink")
+    assert backend.publish(*mine) == SUCCESS
+    assert _collect(thief.received, {mine}) == {mine}  # its own session, its own downlinks
+    back = connect("tag-1001", persistent=True, client_id="whatever the firmware says")
+    assert _collect(back.received, {queued}) == {queued}
+
+
+def test_a_unit_cannot_take_over_a_tag_nor_the_backend_log_in_as_a_device(
+    connect: Connect,
+) -> None:
+    """Home units are bound like tags; and the two listeners keep the accounts apart: a
+    device's password opens nothing on the backend's listener, the backend's nothing on a
+    device listener."""
+    victim = connect("tag-1001", client_id="tag-1001")
+    assert victim.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
+    unit = connect("hu-2001", client_id="tag-1001")
+    assert unit.subscribe(topics.tag_down(1001)) == [GRANTED_QOS1]
+    ack = (topics.tag_down(1001), b"ack")
+    connect("backend").publish(*ack)
+    assert _collect(victim.received, {ack}) == {ack}
+    assert _collect(unit.received, {ack}) == {ack}  # the unit reads its paired tag's acks
+    assert victim.disconnects == []
+
+    broker_port, backend_port = victim.port, connect("backend").port
+    assert connect("tag-1002", port=backend_port).connack == NOT_AUTHORIZED
+    assert connect("hu-2001", port=backend_port).connack == NOT_AUTHORIZED
+    assert connect("backend", port=broker_port).connack == NOT_AUTHORIZED
 
 
 def _acks(
@@ -413,3 +508,31 @@ def test_refuses_a_backend_username_the_acl_cannot_hold(registry: Registry, name
     registry.register(1001, TAG)
     with pytest.raises(ValueError, match="TAGWATCH_MQTT_USERNAME"):
         bc.render(registry.all(), name, BACKEND_PASSWORD)
+
+
+def test_broker_config_writes_the_files_and_prints_the_listener_lines(tmp_path: Path) -> None:
+    """The operator's path: `broker-config` writes the three files and prints, for each kind
+    of listener, exactly the lines the brokers in these tests run with."""
+    env = {
+        "TAGWATCH_DATA_DIR": str(tmp_path),
+        "TAGWATCH_SERVER_KEY": SERVER_KEY.hex(),
+        "TAGWATCH_MQTT_PASSWORD": BACKEND_PASSWORD,
+    }
+    runner = CliRunner()
+    for args in (
+        ["register", "2001", "--kind", "home_unit"],
+        ["register", "1001", "--kind", "tag"],
+    ):
+        assert runner.invoke(cli, ["backend", *args], env=env).exit_code == 0
+    out = tmp_path / "mosquitto"
+    result = runner.invoke(cli, ["backend", "broker-config", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    files = BrokerFiles(out / "passwd", out / "backend.passwd", out / "acl")
+    names = {line.split(":")[0] for line in files.passwd.read_text().splitlines()}
+    assert names == {"hu-2001", "tag-1001"}
+    assert files.backend_passwd.read_text().startswith("backend:$7$")
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    at_device = next(i for i, x in enumerate(lines) if x.startswith("after each listener"))
+    at_backend = next(i for i, x in enumerate(lines) if x.startswith("after the backend's"))
+    assert lines[at_device + 1 : at_backend] == device_auth(files)
+    assert lines[at_backend + 1 :] == backend_auth(files)

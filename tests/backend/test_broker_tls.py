@@ -1,7 +1,9 @@
 """TLS on the broker hop, against a real Mosquitto: a CA generated here signs the server's
 certificate and a device's client certificate; clients verify the server (and its name),
 plaintext and wrong-CA clients are refused, and with client certificates required the
-certificate's CN is the MQTT identity the generated ACL confines."""
+certificate's CN is the MQTT identity the generated ACL confines. The TLS listener is a
+device listener: a client's id is its identity, and the backend's account has its own
+listener."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from backend import broker_credentials as bc
-from backend.broker import BrokerConfig, Mosquitto, TlsListener
+from backend.broker import BrokerConfig, BrokerFiles, Mosquitto, TlsListener
 from backend.registry import KeyVault, Registry
 from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import TAG
@@ -42,8 +44,8 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
-    backend_cert: Path
-    backend_key: Path
+    other_cert: Path  # tag-1002's
+    other_key: Path
     other_ca: Path
 
 
@@ -120,7 +122,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca_key, ca = _ca("tagwatch test CA")
     s_key, s_cert = _leaf(ca_key, ca, "broker.test", server=True)
     c_key, c_cert = _leaf(ca_key, ca, "tag-1001", server=False)
-    b_key, b_cert = _leaf(ca_key, ca, "backend", server=False)
+    o_key, o_cert = _leaf(ca_key, ca, "tag-1002", server=False)
     _, other = _ca("someone else's CA")
     return Pki(
         ca=_write_cert(ca, d / "ca.pem"),
@@ -128,20 +130,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         server_key=_write_key(s_key, d / "server.key"),
         client_cert=_write_cert(c_cert, d / "tag-1001.pem"),
         client_key=_write_key(c_key, d / "tag-1001.key"),
-        backend_cert=_write_cert(b_cert, d / "backend.pem"),
-        backend_key=_write_key(b_key, d / "backend.key"),
+        other_cert=_write_cert(o_cert, d / "tag-1002.pem"),
+        other_key=_write_key(o_key, d / "tag-1002.key"),
         other_ca=_write_cert(other, d / "other-ca.pem"),
     )
 
 
 @pytest.fixture
-def credentials(tmp_path: Path) -> tuple[Path, Path, bytes]:
+def credentials(tmp_path: Path) -> tuple[BrokerFiles, bytes]:
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     upgrade(engine)
     registry = Registry(engine, KeyVault(bytes(range(32))))
     tag = registry.register(1001, TAG)
-    passwd, acl = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
-    return passwd, acl, tag.key
+    registry.register(1002, TAG)
+    return bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD), tag.key
 
 
 def _wait_listening(port: int) -> None:
@@ -197,16 +199,17 @@ def _connect(
 
 
 def test_tls_listener_with_passwords_from_the_registry(
-    pki: Pki, credentials: tuple[Path, Path, bytes]
+    pki: Pki, credentials: tuple[BrokerFiles, bytes]
 ) -> None:
-    passwd, acl, tag_key = credentials
+    files, tag_key = credentials
     tls = TlsListener(pki.server_cert, pki.server_key, pki.ca)
-    with _broker(BrokerConfig(password_file=passwd, acl_file=acl, tls=tls)):
+    with _broker(BrokerConfig(auth=files, tls=tls)):
         good = bc.device_password(tag_key)
         assert _connect(tls.port, "tag-1001", good, pki.ca) == 0
-        assert _connect(tls.port, "backend", BACKEND_PASSWORD, pki.ca) == 0
-        # Not authorized (MQTT v5 reason 135) with a wrong password, even over TLS.
+        # Not authorized (MQTT v5 reason 135) with a wrong password, even over TLS; nor is
+        # the backend's account, whose listener is its own (a private address).
         assert _connect(tls.port, "tag-1001", "0" * 32, pki.ca) == 135
+        assert _connect(tls.port, "backend", BACKEND_PASSWORD, pki.ca) == 135
         # A client that trusts another CA refuses the broker's certificate.
         assert _connect(tls.port, "tag-1001", good, pki.other_ca) == "SSLCertVerificationError"
         # Plaintext MQTT to the TLS port gets no answer.
@@ -214,49 +217,67 @@ def test_tls_listener_with_passwords_from_the_registry(
 
 
 def test_client_certificates_required_and_cn_is_the_acl_identity(
-    pki: Pki, credentials: tuple[Path, Path, bytes]
+    pki: Pki, credentials: tuple[BrokerFiles, bytes]
 ) -> None:
-    _, acl, _ = credentials
+    files, _ = credentials
     tls = TlsListener(
         pki.server_cert, pki.server_key, pki.ca,
         require_certificate=True, use_identity_as_username=True,
     )  # fmt: skip
-    with _broker(BrokerConfig(acl_file=acl, tls=tls)):
+    with _broker(BrokerConfig(auth=files, tls=tls)) as broker:
         cert = (pki.client_cert, pki.client_key)
         assert _connect(tls.port, None, None, pki.ca, cert) == 0
         # No client certificate: the handshake fails.
         assert _connect(tls.port, None, None, pki.ca) != 0
-        # The CN is the identity the ACL confines: tag-1001 reaches its own uplink only, and
-        # the backend's certificate reads uplinks but cannot publish one. The broker routes
-        # a message before it acknowledges it, so anything let through would arrive ahead of
-        # what is published after that acknowledgement.
+        # The CN is the identity the ACL confines: tag-1001 reaches its own uplink only. The
+        # broker routes a message before it acknowledges it, so anything let through would
+        # arrive ahead of what is published after that acknowledgement.
         seen: queue.Queue[tuple[str, bytes]] = queue.Queue()
-        backend = _tls_client("backend", tls.port, pki.ca, (pki.backend_cert, pki.backend_key))
+        backend = _client(broker.backend_port, "ingest", user="backend", password=BACKEND_PASSWORD)
         backend.on_message = lambda _c, _u, m: seen.put((m.topic, bytes(m.payload)))
         subscribed = threading.Event()
         backend.on_subscribe = lambda *_a: subscribed.set()
         backend.subscribe(f"{topics.ROOT}/tag/+/up", qos=1)
         assert subscribed.wait(10)
-        refused: queue.Queue[int] = queue.Queue()
-        backend.on_publish = lambda _c, _u, _mid, rc, _p: refused.put(rc.value)
-        tag = _tls_client("tag", tls.port, pki.ca, cert)
+        tag = _client(tls.port, "tag-1001", ca=pki.ca, cert=cert)  # as the firmware names it
+        # And the CN is the client id: tag-1002's certificate asking for tag-1001's id gets
+        # its own, so tag-1001 stays connected.
+        dropped: list[int] = []
+        tag.on_disconnect = lambda _c, _u, _f, rc, _p: dropped.append(rc.value)
+        thief = _client(tls.port, "tag-1001", ca=pki.ca, cert=(pki.other_cert, pki.other_key))
         try:
             for t in (1002, 1001):
                 tag.publish(topics.tag_up(t), b"frame", qos=1).wait_for_publish(10)
             assert seen.get(timeout=10) == (topics.tag_up(1001), b"frame")
-            backend.publish(topics.tag_up(1001), b"forged", qos=1)
-            assert refused.get(timeout=10) == 135  # MQTT v5 "not authorized"
+            thief.publish(topics.tag_up(1002), b"thief's own", qos=1).wait_for_publish(10)
+            assert seen.get(timeout=10) == (topics.tag_up(1002), b"thief's own")
             tag.publish(topics.tag_up(1001), b"second", qos=1).wait_for_publish(10)
             assert seen.get(timeout=10) == (topics.tag_up(1001), b"second")
+            assert dropped == []
         finally:
-            for c in (tag, backend):
+            for c in (tag, thief, backend):
                 c.loop_stop()
                 c.disconnect()
 
 
-def _tls_client(client_id: str, port: int, ca: Path, cert: tuple[Path, Path]) -> mqtt.Client:
+def _client(
+    port: int,
+    client_id: str,
+    ca: Path | None = None,
+    cert: tuple[Path, Path] | None = None,
+    user: str | None = None,
+    password: str | None = None,
+) -> mqtt.Client:
+    """A connected client (CONNACK success), over TLS when `ca` is given."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    c.tls_set(ca_certs=str(ca), certfile=str(cert[0]), keyfile=str(cert[1]))
+    if ca is not None:
+        c.tls_set(
+            ca_certs=str(ca),
+            certfile=str(cert[0]) if cert else None,
+            keyfile=str(cert[1]) if cert else None,
+        )
+    if user is not None:
+        c.username_pw_set(user, password)
     connected: queue.Queue[int] = queue.Queue()
     c.on_connect = lambda _c, _u, _f, rc, _p: connected.put(rc.value)
     c.connect("127.0.0.1", port)

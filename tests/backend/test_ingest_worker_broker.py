@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 
 from backend import broker_credentials as bc
 from backend import ingest_worker
-from backend.broker import BrokerConfig, Mosquitto
+from backend.broker import BrokerConfig, BrokerFiles, Mosquitto
 from backend.clock import ManualClock
 from backend.ingest_worker import IngestWorker
 from backend.registry import Device, KeyVault, Registry
@@ -63,22 +64,19 @@ class Site:
     def key(self, device: int) -> bytes:
         return self.devices[device].key
 
-    def write_auth(self, refuse: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    def write_auth(self, refuse: tuple[str, ...] = ()) -> BrokerFiles:
         """passwd and acl as `tagwatch backend broker-config` writes them, minus the
         backend's lines for the topic filters in `refuse` (a misconfigured ACL)."""
-        passwd, acl = bc.write(
-            self.tmp_path / "auth", self.registry.all(), "backend", BACKEND_PASSWORD
-        )
+        files = bc.write(self.tmp_path / "auth", self.registry.all(), "backend", BACKEND_PASSWORD)
         if refuse:
             drop = {f"topic write {t}" for t in refuse}
-            lines = acl.read_text().splitlines()
+            lines = files.acl.read_text().splitlines()
             assert drop <= set(lines), "the ACL no longer has the lines this test removes"
-            acl.write_text("\n".join(x for x in lines if x not in drop) + "\n")
-        return passwd, acl
+            files.acl.write_text("\n".join(x for x in lines if x not in drop) + "\n")
+        return files
 
     def start_broker(self, refuse: tuple[str, ...] = ()) -> Mosquitto:
-        passwd, acl = self.write_auth(refuse)
-        self.broker = Mosquitto(BrokerConfig(password_file=passwd, acl_file=acl))
+        self.broker = Mosquitto(BrokerConfig(auth=self.write_auth(refuse)))
         self.broker.start()
         return self.broker
 
@@ -88,10 +86,11 @@ class Site:
         self.write_auth(refuse)
         self.broker.proc.send_signal(signal.SIGHUP)
 
-    def connect(self, device: int) -> Peer:
+    def connect(self, device: int, **options: Any) -> Peer:
+        """A device's connection (Peer options: port, client_id, persistent)."""
         assert self.broker is not None
         user = bc.username(self.devices[device])
-        peer = Peer(self.broker, user, bc.device_password(self.key(device)))
+        peer = Peer(self.broker, user, bc.device_password(self.key(device)), **options)
         self.peers.append(peer)
         return peer
 
@@ -102,7 +101,7 @@ class Site:
         settings = Settings(
             database_url=self.db_url,
             server_key=SERVER_KEY.hex(),
-            mqtt_port=self.broker.port,
+            mqtt_port=self.broker.backend_port,
             mqtt_password=BACKEND_PASSWORD,
             ingest_batch_ms=5,
         )
@@ -333,3 +332,49 @@ def test_refused_acks_are_counted_and_logged_and_lose_nothing(
         "ack:Not authorized": refused + 1,
         "command:Not authorized": 1,
     }
+
+
+# ---- device identity: the workers' client ids ----------------------------------------------
+
+
+def test_a_device_cannot_knock_an_ingest_worker_off_the_broker(site: Site) -> None:
+    """The probe's attack: a device connects under an ingest worker's predictable client id
+    (clean start off, to resume its session) while a tag publishes. On a device listener it
+    gets its own id; on the backend's listener it cannot log in. Both workers on the shared
+    subscription stay connected throughout, and every frame published meanwhile is stored
+    (before, the thief held a worker's session and the ACL dropped what reached it)."""
+    site.devices[1002] = site.registry.register(1002, TAG)
+    broker = site.start_broker()
+    tag = site.connect(TAG_ID)
+    up, key = topics.tag_up(TAG_ID), site.key(TAG_ID)
+    ids = ("tagwatch-ingest-host-0", "tagwatch-ingest-host-1")
+    with contextlib.ExitStack() as running:
+        logs = running.enter_context(structlog.testing.capture_logs())
+        workers = []
+        for client_id in ids:
+            workers.append(running.enter_context(site.worker(client_id)))
+            # One at a time: a worker migrates the schema first, and Alembic's command
+            # state is global to the process.
+            assert workers[-1].connected.wait(30)
+        # Until both workers have stored a frame, both subscriptions may not be in place.
+        seq = 0
+        while not all(w.ingest.counts["frames_stored"] for w in workers):
+            seq += 1
+            assert seq < 50, "the shared subscription never reached both workers"
+            deliver(site, tag, up, tag_frame(TAG_ID, key, seq, T0 + seq), (TAG_ID, 1, seq))
+        published = set()
+        for client_id in ids:
+            refused = site.connect(1002, port=broker.backend_port, client_id=client_id)
+            assert refused.connack == NOT_AUTHORIZED
+            refused.close()
+            thief = site.connect(1002, client_id=client_id, persistent=True)
+            assert thief.connack == 0
+            # Shared subscriptions take turns: of four frames, each session gets some.
+            for _ in range(4):
+                seq += 1
+                assert tag.publish(up, tag_frame(TAG_ID, key, seq, T0 + seq)) < REFUSED
+                published.add((TAG_ID, 1, seq))
+            thief.close()
+        assert wait_for(lambda: published <= site.stored()), published - site.stored()
+    assert sorted(e["client_id"] for e in logs if e["event"] == "connected") == sorted(ids)
+    assert [e for e in logs if e["event"] == "disconnected; reconnecting"] == []

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from sqlalchemy import func, select
 
+from backend.storage.schema import presence
 from firmware import frame as fr
 from sim import scenario
 from sim import score as sc_score
@@ -66,12 +68,18 @@ def test_alert_gate_refuses_a_miss_a_late_tamper_and_false_alerts() -> None:
 
 
 RULE_COUNTS: dict[str, int] = {}
+PRESENCE_STORED: list[int] = []  # presence rows the run's backend stored
 
 
 def table_source(fleet: Fleet, result: RunResult) -> sc_score.AlertSource:
-    """The alerts table, as run() would read it; and the rules sink's counters on the way."""
+    """The alerts table, as run() would read it; and the rules sink's counters and the
+    presence stored on the way (the backend's database goes when the run ends)."""
     assert fleet.backend is not None and fleet.backend.sink is not None
     RULE_COUNTS.update(fleet.backend.sink.counts)
+    with fleet.backend.engine.connect() as conn:
+        PRESENCE_STORED.append(
+            conn.execute(select(func.count()).select_from(presence)).scalar_one()
+        )
     return sc_score.TableAlertSource(fleet.backend.engine, fleet.subject_of)
 
 
@@ -110,8 +118,11 @@ def test_gate_day_through_the_stack_loses_and_doubles_nothing(gate_run: Outcome)
     assert len(r.hil) == 2
     for h in r.hil:
         assert any(k[0] == h.device for k in r.frames), f"HIL tag {h.device} sent nothing"
-    # RF home mode happened: frames were relayed by home units and stored.
+    # RF home mode happened: frames were relayed by home units and stored, and each unit's
+    # presence reports (for its own paired tags) were stored, none refused.
     assert r.counters.get("home_unit_relay_queued", 0) > 0
+    assert PRESENCE_STORED and PRESENCE_STORED[0] > 0
+    assert r.counters.get("ingest_records_refused", 0) == 0, r.counters
     assert r.counters["barrier_timeouts"] == 0
     # No command was pushed out of a unit's box, and a frame the backend acknowledged is not
     # relayed again (the few left: frames a tag uploaded over its modem and offered at home).

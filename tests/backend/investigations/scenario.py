@@ -228,6 +228,7 @@ def stage_correlation(stage: Stage, unit_a: int, unit_b: int, a2: int) -> Truth:
     # (no GNSS fixes at all, as in RF mode): within, by home presence.
     sid, t = new("INV-HOME", unit_a)
     stage.device(4001, HOME_UNIT)
+    stage.registry.pair(t, 4001)  # only the paired unit speaks for the tag's presence
     stage.assign(sid, 4001, HOME_UNIT, T0 - 86400)
     stage.home_zone(sid, 100, 0)
     msgs.append(stage.presence(4001, t, W0 - 3600, home=True))
