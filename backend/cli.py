@@ -131,7 +131,7 @@ def ingest(
     from backend.settings import Settings
 
     settings = Settings()
-    configure()
+    configure(settings.log_format)
     n = workers or settings.ingest_workers
     if n == 1:
         run_worker(settings, index, client_id)
@@ -153,7 +153,7 @@ def serve(
     from backend.settings import Settings
 
     settings = Settings()
-    configure()
+    configure(settings.log_format)
     uvicorn.run(
         "backend.api.app:create_app",
         factory=True,
@@ -162,6 +162,10 @@ def serve(
         workers=workers,
         proxy_headers=False,
         server_header=False,
+        # Logging as configured above (JSON); each request is logged, with its request id,
+        # by backend/api/request_metrics.py instead of uvicorn's plain-text access log.
+        log_config=None,
+        access_log=False,
     )
 
 
