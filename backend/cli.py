@@ -1,4 +1,5 @@
-"""`tagwatch backend ...`: storage, device registry, broker credentials, ingest, retention.
+"""`tagwatch backend ...`: storage, device registry, broker credentials, ingest, retention,
+backup and restore.
 Configuration comes from TAGWATCH_* environment variables (backend/settings.py)."""
 
 from __future__ import annotations
@@ -182,3 +183,58 @@ def purge(
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
     print(json.dumps(run_purge(engine, settings, only=only)))
+
+
+@app.command()
+def backup(
+    out: Annotated[
+        Path, typer.Option(help="a file, or a folder for a file named by the time (UTC)")
+    ],
+    keep_days: Annotated[
+        int, typer.Option(min=0, help="in a folder: delete backups older than this (0: none)")
+    ] = 0,
+) -> None:
+    """Back up the database while it is in use (SQLite online backup; PostgreSQL pg_dump
+    custom format); prints what the backup holds, including its audit chain head."""
+    from datetime import UTC, datetime
+
+    from backend.settings import Settings
+    from backend.storage.backup import BackupError, prune
+    from backend.storage.backup import backup as run_backup
+
+    now = datetime.now(UTC)
+    try:
+        summary = run_backup(Settings().resolved_database_url(), out, now)
+    except BackupError as e:
+        console.print(f"[red]backup failed:[/] {e}")
+        raise typer.Exit(1) from e
+    result = summary.as_dict()
+    if keep_days and out.is_dir():
+        result["pruned"] = [p.name for p in prune(out, keep_days, now)]
+    print(json.dumps(result))
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="a file written by `tagwatch backend backup`")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask: replace the database")] = False,
+) -> None:
+    """Replace the database with a backup (stop the API, workers and timers first), verify
+    its audit chain and record the restore in it. Then run `tagwatch backend migrate` and
+    `tagwatch backend purge` (docs/operations.md)."""
+    import getpass
+    import time
+
+    from backend.settings import Settings
+    from backend.storage.backup import BackupError
+    from backend.storage.backup import restore as run_restore
+
+    url = Settings().resolved_database_url()
+    if not yes:
+        typer.confirm(f"Replace every row of the database with {source}?", abort=True)
+    try:
+        summary = run_restore(url, source, f"restore:{getpass.getuser()}", time.time())
+    except BackupError as e:
+        console.print(f"[red]restore refused:[/] {e}")
+        raise typer.Exit(1) from e
+    print(json.dumps(summary.as_dict()))
