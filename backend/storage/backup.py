@@ -283,8 +283,7 @@ def _state(engine: Engine) -> tuple[str | None, audit.Verification]:
 def _check_chain(chain: audit.Verification, what: str) -> None:
     if not chain.ok:
         raise BackupError(
-            f"the audit chain of {what} is broken at record {chain.first_bad_id}: "
-            f"{chain.reason}"
+            f"the audit chain of {what} is broken at record {chain.first_bad_id}: {chain.reason}"
         )
 
 
@@ -314,4 +313,3 @@ def _summary(db: URL, path: Path, state: tuple[str | None, audit.Verification]) 
         sha256=_sha256(path),
         bytes=path.stat().st_size,
     )
-
