@@ -55,10 +55,11 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Observed at one point each. registry=None: each process's registry (below) registers the
 # ones it serves, so tests may build several apps or workers in one process.
+WORK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 INGEST_BATCH_SECONDS = Histogram(
     "tagwatch_ingest_batch_seconds",
     "Time to run the ingest pipeline over one batch (verify, store, acknowledge, rules).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=WORK_BUCKETS,
     registry=None,
 )
 FRAME_AGE_SECONDS = Histogram(
@@ -78,7 +79,7 @@ ALERT_LATENCY_SECONDS = Histogram(
 RULES_EVALUATION_SECONDS = Histogram(
     "tagwatch_rules_evaluation_seconds",
     "Time of one rule-evaluation transaction (a batch's subjects or a clock-tick chunk).",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=WORK_BUCKETS,
     registry=None,
 )
 HTTP_REQUESTS = Counter(

@@ -37,6 +37,38 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, why: Call
         time.sleep(0.1)
 
 
+def end(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 30) -> None:
+    """Send `sig`; SIGKILL whatever has not exited after `timeout`."""
+    if proc is None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_http_ok(
+    name: str,
+    proc: subprocess.Popen[bytes] | None,
+    url: str,
+    log: Callable[[], str],
+    timeout: float,
+) -> None:
+    """Wait until GET `url` answers 200; fail at once if the process exits."""
+
+    def probe() -> bool | None:
+        if proc is None or proc.poll() is not None:
+            raise AssertionError(f"{name} exited:\n{log()}")
+        try:
+            return True if httpx.get(url, timeout=5).status_code == 200 else None
+        except httpx.HTTPError:
+            return None
+
+    wait_for(f"{name} ready", probe, timeout, log)
+
+
 def service_env(db_url: str, mqtt_port: int, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -73,36 +105,17 @@ class Service:
 
     def ready(self, timeout: float = 90) -> Service:
         """Wait until /readyz says ready (the process may take a while on a busy machine)."""
-
-        def probe() -> bool | None:
-            if self.proc is None or self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited:\n{self.log()}")
-            try:
-                r = httpx.get(self.url + "/readyz", timeout=5)
-            except httpx.HTTPError:
-                return None
-            return True if r.status_code == 200 else None
-
-        wait_for(f"{self.name} ready", probe, timeout, self.log)
+        wait_http_ok(self.name, self.proc, self.url + "/readyz", self.log, timeout)
         return self
 
     def kill(self) -> None:
         """SIGKILL: no chance to finish anything, as a crash."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+        end(self.proc, signal.SIGKILL)
+        self.proc = None
 
     def stop(self) -> None:
         """SIGTERM, as systemd stops a unit."""
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        end(self.proc, signal.SIGTERM)
         self.proc = None
 
     def log(self) -> str:
@@ -178,27 +191,11 @@ class Prometheus:
             stderr=log,
         )
 
-        def ready() -> bool | None:
-            if self.proc is None or self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited:\n{self.log()}")
-            try:
-                return (
-                    True if httpx.get(self.url + "/-/ready", timeout=5).status_code == 200 else None
-                )
-            except httpx.HTTPError:
-                return None
-
-        wait_for("prometheus ready", ready, 60, self.log)
+        wait_http_ok("prometheus", self.proc, self.url + "/-/ready", self.log, 60)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end(self.proc, signal.SIGTERM)
 
     def log(self) -> str:
         return self.logfile.read_text(errors="replace")[-4000:]
