@@ -1,4 +1,5 @@
-"""`tagwatch backend ...`: storage, device registry, broker credentials, ingest, retention.
+"""`tagwatch backend ...`: storage, device registry, broker credentials, ingest, retention,
+backup and restore.
 Configuration comes from TAGWATCH_* environment variables (backend/settings.py)."""
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def ingest(
     from backend.settings import Settings
 
     settings = Settings()
-    configure()
+    configure(settings.log_format)
     n = workers or settings.ingest_workers
     if n == 1:
         run_worker(settings, index, client_id)
@@ -165,7 +166,7 @@ def serve(
     from backend.settings import Settings
 
     settings = Settings()
-    configure()
+    configure(settings.log_format)
     uvicorn.run(
         "backend.api.app:create_app",
         factory=True,
@@ -174,6 +175,10 @@ def serve(
         workers=workers,
         proxy_headers=False,
         server_header=False,
+        # Logging as configured above (JSON); each request is logged, with its request id,
+        # by backend/api/request_metrics.py instead of uvicorn's plain-text access log.
+        log_config=None,
+        access_log=False,
     )
 
 
@@ -210,3 +215,58 @@ def audit_verify(
     print(json.dumps(vars(v)))
     if not v.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def backup(
+    out: Annotated[
+        Path, typer.Option(help="a file, or a folder for a file named by the time (UTC)")
+    ],
+    keep_days: Annotated[
+        int, typer.Option(min=0, help="in a folder: delete backups older than this (0: none)")
+    ] = 0,
+) -> None:
+    """Back up the database while it is in use (SQLite online backup; PostgreSQL pg_dump
+    custom format); prints what the backup holds, including its audit chain head."""
+    from datetime import UTC, datetime
+
+    from backend.settings import Settings
+    from backend.storage.backup import BackupError, prune
+    from backend.storage.backup import backup as run_backup
+
+    now = datetime.now(UTC)
+    try:
+        summary = run_backup(Settings().resolved_database_url(), out, now)
+    except BackupError as e:
+        console.print(f"[red]backup failed:[/] {e}")
+        raise typer.Exit(1) from e
+    result = summary.as_dict()
+    if keep_days and out.is_dir():
+        result["pruned"] = [p.name for p in prune(out, keep_days, now)]
+    print(json.dumps(result))
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="a file written by `tagwatch backend backup`")],
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask: replace the database")] = False,
+) -> None:
+    """Replace the database with a backup (stop the API, workers and timers first), verify
+    its audit chain and record the restore in it. Then run `tagwatch backend migrate` and
+    `tagwatch backend purge` (docs/operations.md)."""
+    import getpass
+    import time
+
+    from backend.settings import Settings
+    from backend.storage.backup import BackupError
+    from backend.storage.backup import restore as run_restore
+
+    url = Settings().resolved_database_url()
+    if not yes:
+        typer.confirm(f"Replace every row of the database with {source}?", abort=True)
+    try:
+        summary = run_restore(url, source, f"restore:{getpass.getuser()}", time.time())
+    except BackupError as e:
+        console.print(f"[red]restore refused:[/] {e}")
+        raise typer.Exit(1) from e
+    print(json.dumps(summary.as_dict()))

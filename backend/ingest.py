@@ -166,6 +166,7 @@ class BatchResult:
     acks: list[Ack] = field(default_factory=list)
     acks_failed: int = 0  # could not be handed to the MQTT client
     retained_known: int = 0  # duplicates that were the broker's retained copy of a status
+    committed_at: float = 0.0  # backend time just after the commit (frame age, metrics.py)
 
 
 # Publishes one ACK frame (QoS 1); returns False if it could not be queued.
@@ -295,6 +296,7 @@ class Ingest:
             for v in fresh:
                 self.guard.forget(v.frame.device)
             raise
+        result.committed_at = self.clock.now()
         known += duplicates
         result.duplicates = len(known)
         result.retained_known = sum(1 for v in known if v.retained)

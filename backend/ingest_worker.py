@@ -42,7 +42,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -52,14 +52,19 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from backend import metrics
 from backend.broker_credentials import is_device_name
 from backend.clock import Clock
+from backend.health import OpsServer, Readiness, database_ready, ticking
 from backend.ingest import DeviceDirectory, Ingest, Message, RuleSink
 from backend.registry import KeyVault, Registry, load_server_key
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
 from firmware import frame as fr
 from firmware import topics
+
+if TYPE_CHECKING:
+    from backend.rules.sink import RuleTimer
 
 log = structlog.get_logger("tagwatch.ingest")
 
@@ -351,13 +356,17 @@ class IngestWorker:
         batch = self._next_batch()
         if not batch:
             return 0
+        self.ingest.counts["received"] += len(batch)
         while True:
             try:
-                self.ingest.process(batch)
+                started = time.perf_counter()
+                result = self.ingest.process(batch)
+                metrics.observe_batch(result, time.perf_counter() - started)
                 break
             except Exception:
                 # The database is unavailable or refused the batch: nothing was committed,
                 # nothing acknowledged. Retry; the broker keeps the frames meanwhile.
+                self.ingest.counts["batch_failed"] += 1
                 log.exception("batch failed; retrying", frames=len(batch))
                 if self._idle(1.0):
                     return 0
@@ -380,6 +389,21 @@ class IngestWorker:
                     self.report()
         finally:
             self.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The worker's counters and gauges, consistent with each other (metrics.py)."""
+        with self._downlinks_lock:
+            awaiting = len(self._awaiting)
+        by_reason: Counter[str] = Counter()
+        for (reason, _device), n in list(self.ingest.rejections.items()):
+            by_reason[reason] += n
+        return {
+            "counts": dict(self.ingest.counts),
+            "rejections": dict(by_reason),
+            "batches": self.batches,
+            "connected": self.connected.is_set(),
+            "awaiting": awaiting,
+        }
 
     def report(self) -> None:
         with self._downlinks_lock:
@@ -424,6 +448,7 @@ def run_worker(settings: Settings, index: int = 0, client_id: str | None = None)
     worker = IngestWorker(settings, client_id or default_client_id(settings, index))
     # Stored frames go on to the monitoring rules; a timer moves their horizons on.
     timer = attach(worker)
+    ops = serve_health(settings, index, worker, timer)
     tune_gc()
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -435,13 +460,54 @@ def run_worker(settings: Settings, index: int = 0, client_id: str | None = None)
         worker.run()
     finally:
         timer.stop()
+        if ops is not None:
+            ops.stop()
+
+
+def serve_health(
+    settings: Settings, index: int, worker: IngestWorker, timer: RuleTimer
+) -> OpsServer | None:
+    """The worker's /healthz, /readyz and /metrics on TAGWATCH_INGEST_HTTP_PORT + its slot
+    (none when that is 0). A port already taken stops the worker: a worker nobody can
+    monitor should not run unnoticed."""
+    if not settings.ingest_http_port:
+        return None
+    readiness = Readiness(
+        {
+            "database": lambda: database_ready(worker.engine),
+            "broker": worker.connected.is_set,
+            "rules": ticking(lambda: timer.last_tick, timer.every_s),
+        }
+    )
+    from backend.rules.sink import MonitoringSink
+
+    sink = worker.ingest.rules
+    registry = metrics.registry(
+        metrics.IngestCollector(
+            worker.snapshot,
+            lambda: dict(sink.counts) if isinstance(sink, MonitoringSink) else {},
+            lambda: timer.last_tick,
+        ),
+        metrics.ReadinessCollector(readiness.run),
+        metrics.PoolCollector(worker.engine),
+    )
+    for observed in (
+        metrics.INGEST_BATCH_SECONDS,
+        metrics.FRAME_AGE_SECONDS,
+        metrics.ALERT_LATENCY_SECONDS,
+        metrics.RULES_EVALUATION_SECONDS,
+    ):
+        registry.register(observed)
+    port = settings.ingest_http_port + index
+    return OpsServer(settings.ingest_http_host, port, readiness, registry).start()
 
 
 def _child(settings_json: str, index: int) -> None:
     from backend.logs import configure
 
-    configure()
-    run_worker(Settings.model_validate_json(settings_json), index)
+    settings = Settings.model_validate_json(settings_json)
+    configure(settings.log_format)
+    run_worker(settings, index)
 
 
 def supervise(settings: Settings, workers: int) -> None:

@@ -4,6 +4,7 @@ variables (docs/operations.md lists them). Secrets come from the environment or 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,11 +35,19 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = 20
     # Broker keeps a worker's session (subscriptions and queued frames) this long offline.
     ingest_session_expiry_s: int = 3600
+    # Each worker serves /healthz, /readyz and /metrics on this port plus its slot (--index);
+    # 0: none. Loopback by default: Prometheus on the same host, or a firewall opened for it.
+    ingest_http_host: str = "127.0.0.1"
+    ingest_http_port: int = 0
     # A frame whose event time is this far behind backend now is flagged late (a backlog).
     late_after_s: int = 300
     # A duplicate arriving this long after the original was stored is a replay (security
     # event). Sooner, it is the device retransmitting because an ack was lost.
     replay_after_s: int = 86_400
+
+    # Service logs (serve, ingest) on stderr: one JSON object per line ("json"), or
+    # key=value lines for a person reading a terminal ("keyvalue").
+    log_format: Literal["json", "keyvalue"] = "json"
 
     # Retention per data class, in days (0 keeps forever); purge deletes in small batches.
     retention_positions_days: int = 365

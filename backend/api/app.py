@@ -19,6 +19,7 @@ from backend.api import (
     routes_audit,
     routes_auth,
     routes_exports,
+    routes_health,
     routes_investigations,
     routes_reports,
     routes_subjects,
@@ -27,6 +28,7 @@ from backend.api import (
 from backend.api.context import ApiContext
 from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
 from backend.api.ratelimit import RateLimiter
+from backend.api.request_metrics import RequestMetrics
 from backend.clock import Clock, SystemClock
 from backend.registry import KeyVault, load_server_key
 from backend.security.passwords import Passwords
@@ -119,6 +121,8 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID"],
         )
+    # Inside SecurityMiddleware, which gives each request its id.
+    app.add_middleware(RequestMetrics)
     # Outermost, so every answer (CORS preflights and 413s included) carries the headers.
     app.add_middleware(SecurityMiddleware, max_body=settings.max_request_bytes)
 
@@ -131,4 +135,5 @@ def create_app(
     app.include_router(routes_exports.router)
     app.include_router(routes_reports.router)
     routes_web.install(app)  # the web UI's API; the UI itself at /web/ (docs/web.md)
+    routes_health.install(app, app.state.tagwatch)  # unauthenticated: docs/operations.md
     return app

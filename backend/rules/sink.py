@@ -24,6 +24,7 @@ come, or whose cached entry is stale."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -31,6 +32,7 @@ from typing import Protocol
 import structlog
 from sqlalchemy import Connection, Engine, func, insert, select
 
+from backend import metrics
 from backend.clock import Clock, SystemClock
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
@@ -204,6 +206,7 @@ class MonitoringSink(RuleSink):
         return e.config
 
     def _transaction(self, work: Work, now: float) -> dict[int, Changes]:
+        started = time.perf_counter()
         results: dict[int, Changes] = {}
         sent: list[tuple[int, bytes]] = []
         checked: dict[int, tuple[int, int | None]] = {}
@@ -227,6 +230,7 @@ class MonitoringSink(RuleSink):
                 sent += self._commands(conn, results[subj].commands, now)
                 sent += self._zones(conn, cfg, now, checked)
             repo.flush()
+        metrics.observe_evaluation(results.values(), time.perf_counter() - started, now)
         self._zones_checked.update(checked)
         self.counts["evaluations"] += len(subjects)
         self.counts["observations"] += sum(len(o) for o in work.values() if o is not None)
@@ -324,11 +328,13 @@ def _owner(history: list[tuple[int, str, int, int | None]], role: str, t: int) -
 
 class RuleTimer:
     """Calls sink.tick() every `every_s` seconds of wall time (the horizon it passes is the
-    backend clock's now) until stopped."""
+    backend clock's now) until stopped. `last_tick` is the wall time the last tick completed
+    (at start: when the timer was made), which readiness and metrics report."""
 
     def __init__(self, sink: MonitoringSink, every_s: float = 30.0) -> None:
         self.sink = sink
         self.every_s = every_s
+        self.last_tick = time.time()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rule-timer", daemon=True)
 
@@ -344,6 +350,7 @@ class RuleTimer:
         while not self._stop.wait(self.every_s):
             try:
                 self.sink.tick()
+                self.last_tick = time.time()
             except Exception:
                 log.exception("rule timer tick failed")
 

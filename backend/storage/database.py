@@ -6,16 +6,19 @@ queue for the write lock instead of failing with "database is locked" on upgrade
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 IMMEDIATE = {"sqlite_immediate": True}
+CONNECT_TIMEOUT_S = 10
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -25,6 +28,10 @@ def is_sqlite(engine: Engine | Connection) -> bool:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        if "connect_timeout" not in parsed.query:
+            # Bounded, so that a readiness check or a scrape answers while the database
+            # host is unreachable instead of waiting for the operating system's timeout.
+            kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +70,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to the current schema (idempotent)."""
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), revision)
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest migration this code knows (what `upgrade` brings a database to)."""
+    head: str | None = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

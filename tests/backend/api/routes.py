@@ -15,8 +15,17 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from backend.api.deps import GUARDS_ATTR, SCOPE_ATTR, get_current_user
 
 PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
-# Routes anyone may call: the login endpoint and the API description.
-PUBLIC = {"/api/auth/token", "/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"}
+# Routes anyone may call: the login endpoint, the API description, and the process's health,
+# readiness and metrics (backend/api/routes_health.py: no monitoring data in any of them).
+PUBLIC = {
+    "/api/auth/token",
+    "/api/openapi.json",
+    "/api/docs",
+    "/api/docs/oauth2-redirect",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+}
 
 
 @dataclass(frozen=True)
