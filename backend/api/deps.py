@@ -135,7 +135,9 @@ def get_db(engine: EngineDep) -> Iterator[Connection]:
             conn.commit()
 
 
-DB = Annotated[Connection, Depends(get_db)]
+# Committed when the route returns, before its answer is sent (scope "function"): a client
+# that sends its next request as soon as it has the answer (logout, then a read) sees it.
+DB = Annotated[Connection, Depends(get_db, scope="function")]
 
 
 # Authentication -------------------------------------------------------------------------

@@ -74,6 +74,14 @@ class World:
                 .returning(users.c.id)
             ).scalar_one()  # fmt: skip
 
+    def attach(self, engine: Engine, registry: Registry) -> None:
+        """Go on with the same devices in another database that holds this one's rows."""
+        self.engine = engine
+        keys = {TAG_ID: self.tag.key, UNIT_ID: self.unit.key}
+        self.sink = MonitoringSink(engine, self.clock, self._publish, keys.get)
+        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=self.clock,
+                             rules=self.sink)  # fmt: skip
+
     def _publish(self, topic: str, payload: bytes) -> bool:
         self.published.append((topic, payload))
         return True
