@@ -65,11 +65,21 @@ def _request_id(request: Request) -> str:
     return rid
 
 
+def _encodable(v: Any) -> Any:
+    # A field name is the caller's text too: a lone surrogate in a JSON key would make the
+    # answer itself unencodable (a 500 in place of the 422).
+    return v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's default echoes the offending input, which may be a password or a token.
     assert isinstance(exc, RequestValidationError)
     errors: list[dict[str, Any]] = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        {
+            "loc": [_encodable(x) for x in e.get("loc", ())],
+            "msg": _encodable(e.get("msg", "")),
+            "type": e.get("type", ""),
+        }
         for e in exc.errors()
     ]
     return JSONResponse({"detail": errors, "request_id": _request_id(request)}, status_code=422)

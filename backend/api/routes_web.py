@@ -42,8 +42,9 @@ from backend.api.deps import (
     Visible,
     visible_subjects,
 )
-from backend.api.models_monitoring import FeatureCollection, ZoneFeatureCreate
+from backend.api.models_monitoring import FeatureCollection, Strict, ZoneFeatureCreate
 from backend.api.routes_subjects import zone_feature
+from backend.bounds import LATEST_S
 from backend.rules.geo import Projection, ZoneIndex
 from backend.rules.schedule import active_at
 from backend.rules.zones import ZoneParams
@@ -75,8 +76,8 @@ KEEPALIVE_S = 15.0
 MAX_WINDOW_S = 31 * 86400
 
 VisibleLive = Annotated[Visible, Depends(visible_subjects(roles.LIVE))]
-FromQ = Annotated[int | None, Query(alias="from", ge=0, le=2**40, description="Unix s")]
-ToQ = Annotated[int | None, Query(alias="to", ge=0, le=2**40, description="Unix s")]
+FromQ = Annotated[int | None, Query(alias="from", ge=0, lt=LATEST_S, description="Unix s")]
+ToQ = Annotated[int | None, Query(alias="to", ge=0, lt=LATEST_S, description="Unix s")]
 
 
 def get_web(conn: HTTPConnection) -> WebSettings:
@@ -505,10 +506,10 @@ def subject_events(
 # ---- zone preview -----------------------------------------------------------------------
 
 
-class ZonePreviewRequest(BaseModel):
+class ZonePreviewRequest(Strict):
     zone: ZoneFeatureCreate
-    start: int | None = Field(default=None, ge=0, le=2**40, description="Unix s; default to-24h")
-    end: int | None = Field(default=None, ge=0, le=2**40, description="Unix s; default now")
+    start: int | None = Field(default=None, ge=0, lt=LATEST_S, description="Unix s; default to-24h")
+    end: int | None = Field(default=None, ge=0, lt=LATEST_S, description="Unix s; default now")
 
 
 class PreviewFix(BaseModel):
