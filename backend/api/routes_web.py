@@ -100,7 +100,10 @@ class WebConfig(BaseModel):
     tile_attribution: str
     tile_max_zoom: int
     world_layer: bool = Field(description="whether GET /api/web/world has a layer")
-    center: tuple[float, float] = Field(description="[lat, lon] the map opens at")
+    # A list, not a tuple: OpenAPI tools that read `prefixItems` as draft-4 `items` reject it.
+    center: list[float] = Field(
+        min_length=2, max_length=2, description="[lat, lon] the map opens at"
+    )
     zoom: int
     alert_sound: bool
     now: float = Field(description="backend clock, Unix s (simulated runs drive it)")
@@ -121,7 +124,7 @@ def config(user: CurrentUser, ctx: Context, web: WebDep) -> WebConfig:
         tile_attribution=web.tile_attribution,
         tile_max_zoom=web.tile_max_zoom,
         world_layer=_world_path(ctx, web) is not None,
-        center=(web.center_lat, web.center_lon),
+        center=[web.center_lat, web.center_lon],
         zoom=web.zoom,
         alert_sound=web.alert_sound,
         now=ctx.clock.now(),

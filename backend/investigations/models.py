@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from backend.bounds import LATEST_S, Position
-from backend.investigations.area import MAX_RADIUS_M, Area, AreaError
+from backend.investigations.area import MAX_RADIUS_M, MIN_RADIUS_M, Area, AreaError
 from backend.investigations.correlate import Params
 
 
@@ -46,7 +46,10 @@ class Place(BaseModel):
     model_config = ConfigDict(strict=True)  # no coercion: JSON `true` is not a time
     geometry: Geometry
     radius_m: float | None = Field(
-        default=None, gt=0, le=MAX_RADIUS_M, description="circle radius for a Point (metres)"
+        default=None,
+        ge=MIN_RADIUS_M,
+        le=MAX_RADIUS_M,
+        description="circle radius for a Point (metres)",
     )
 
     @model_validator(mode="after")
