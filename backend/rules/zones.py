@@ -41,11 +41,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from backend.rules.base import Context, Rule
+from backend.rules.base import PENDING, Context, Rule
 from backend.rules.geo import EXCLUSION, INCLUSION, ZoneIndex, ZoneSpec
 from backend.rules.model import TAG, Command, Obs
 from backend.rules.schedule import active_at
@@ -57,7 +57,7 @@ EXIT = "inclusion_exit"
 
 @dataclass(frozen=True)
 class ZoneParams:
-    exclusion_dwell_s: int = 30
+    exclusion_dwell_s: int = 60
     inclusion_dwell_s: int = 60
     min_fixes: int = 2
     k: float = 1.0
@@ -68,6 +68,18 @@ class ZoneParams:
     min_cross_m: float = 20.0
     near_m: float = 300.0
     fast_for_s: int = 900
+    move_mps: float = 2.5
+    evidence_gap_s: int = 120
+
+
+class Here(NamedTuple):
+    """The fix being judged: where it is and the accuracy believed for it."""
+
+    obs: Obs
+    x: float
+    y: float
+    acc: float  # believed: the reported accuracy, inflated where the track contradicts it
+    consistent: bool  # the track explains the fix with its reported accuracy
 
 
 def usable(obs: Obs, max_accuracy_m: float) -> bool:
@@ -82,7 +94,7 @@ def usable(obs: Obs, max_accuracy_m: float) -> bool:
 
 class Zones(Rule):
     name = "zones"
-    version = 1
+    version = 2
     Params = ZoneParams
 
     def initial(self, config: Any) -> dict[str, Any]:
@@ -161,103 +173,174 @@ class Zones(Rule):
             xy = (float(px), float(py))
         x, y = xy
         prev = st["last"]
+        believed, moved = acc, 0.0
         if prev is not None and obs.t > prev[0]:
+            dt = obs.t - prev[0]
             dist = float(np.hypot(x - prev[1], y - prev[2]))
             slack = acc + prev[3]
-            if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
+            if dist > slack and (dist - slack) / dt > self.p.max_speed_mps:
                 st["jumps"] += 1
                 return
+            believed, moved = self._believed(prev, dt, dist, acc)
+        consistent = believed == acc
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
         # Only zones the fix could be entering, zones already entered, and zones the segment
         # from the previous fix crosses need judging; the rest are merely near (fast sampling).
-        edge = self.p.k * acc + self.p.hysteresis_m
+        edge = self.p.k * believed + self.p.hysteresis_m
         candidates = {z for z, d in near.items() if d < edge} | set(cross)
         candidates |= {int(z) for z in st["zone"]}
         if "inclusion" not in ctx.cache:
             ctx.cache["inclusion"] = {i for i, s in enumerate(index.specs) if s.kind == INCLUSION}
         candidates |= ctx.cache["inclusion"]
-        here = (obs, x, y, acc)
+        here = Here(obs, x, y, believed, consistent)
         for zi in sorted(candidates):
             self._judge(st, ctx, here, index, zi, near.get(zi), prev, cross.get(zi))
         self._fast(st, ctx, obs, index, near, acc)
-        st["last"] = [obs.t, x, y, acc, obs.ref]
+        st["last"] = [obs.t, x, y, believed, obs.ref, moved]
+
+    def _believed(self, prev: list[Any], dt: int, dist: float, acc: float) -> tuple[float, float]:
+        """The accuracy to believe for a fix `dist` metres and `dt` seconds from the previous
+        one, and the speed the two prove. A receiver's accuracy comes from its satellite
+        geometry and misses multipath, which is exactly when it is wrong: a fix further from
+        the previous one than the accuracies and the wearer's motion explain (on foot from
+        rest, or as fast as the track was already moving) is off by at least the rest."""
+        was = prev[5] if len(prev) > 5 else 0.0
+        explained = max(self.p.move_mps, was) * dt + acc + prev[3]
+        proven = max(0.0, dist - acc - prev[3]) / dt
+        return acc + max(0.0, dist - explained), proven
 
     def _judge(
         self,
         st: dict[str, Any],
         ctx: Context,
-        here: tuple[Obs, float, float, float],
+        here: Here,
         index: ZoneIndex,
         zi: int,
         d: float | None,
         prev: list[Any] | None,
         seg: tuple[float, float] | None,
     ) -> None:
-        obs, _, _, acc = here
+        obs = here.obs
         spec = index.specs[zi]
-        type_ = ENTRY if spec.kind == EXCLUSION else EXIT
-        sub = str(spec.id)
+        excl = spec.kind == EXCLUSION
+        type_ = ENTRY if excl else EXIT
         dist = float("inf") if d is None else d
-        inside = dist <= -self.p.k * acc
-        outside = dist >= self.p.k * acc + self.p.hysteresis_m
-        wrong, right = (inside, outside) if spec.kind == EXCLUSION else (outside, inside)
-        zs = st["zone"].get(str(zi))
+        inside = dist <= -self.p.k * here.acc
+        outside = dist >= self.p.k * here.acc + self.p.hysteresis_m
+        wrong, right = (inside, outside) if excl else (outside, inside)
+        # Which side of the edge the fix itself is on, whatever its accuracy.
+        over = dist <= 0 if excl else dist > 0
+        key = str(zi)
+        zs = st["zone"].get(key)
         active = not spec.schedule or active_at(spec.schedule, obs.t)
+        confirmed = zs is not None and self._confirmed(st, type_, spec, zs)
+        slot = "" if zs is None else f"{spec.id}@{zs['since']}"
+        if zs is not None and not confirmed and obs.t - zs["last"] > self.p.evidence_gap_s:
+            # Nothing has supported it for too long: a near miss, and this fix starts afresh.
+            self.end(st, ctx, type_, slot, obs.t, obs.t)
+            del st["zone"][key]
+            zs = None
         if zs is not None:
-            if right or not active:
+            # Unconfirmed, the wrong side needs unbroken support: a fix on the right side of
+            # the edge that the track does not contradict ends it as a near miss. Confirmed,
+            # only a confident fix on the right side ends it (drift at the edge cannot flap).
+            against = not confirmed and not over and here.consistent
+            if right or against or not active:
                 end = obs.t
-                if prev is not None and seg is not None and right:
-                    f = seg[1] if spec.kind == EXCLUSION else seg[0]
+                if prev is not None and seg is not None and not over:
+                    f = seg[1] if excl else seg[0]
                     end = int(prev[0] + f * (obs.t - prev[0]))
-                self.end(
-                    st, ctx, type_, f"{sub}@{zs['since']}", end, obs.t, evidence=obs.evidence()
-                )
-                del st["zone"][str(zi)]
+                self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
+                del st["zone"][key]
+                if not confirmed and not over:
+                    self._chord(st, ctx, here, index, zi, zs)
             elif wrong:
-                zs["n"] += 1
-                slot = f"{sub}@{zs['since']}"
-                self.evidence(st, type_, slot, obs.evidence())
-                if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
-                    self.confirm(st, type_, slot, obs.t)
+                self._support(st, ctx, obs, spec, type_, zs)
+            return
+        if not over:
+            if excl and active and seg is not None and prev is not None:
+                self._pass_through(st, ctx, here, spec, prev, seg)
             return
         if not active:
             return
+        since = obs.t
+        if prev is not None and seg is not None:
+            f = seg[0] if excl else seg[1]
+            since = int(prev[0] + f * (obs.t - prev[0]))
+        zs = {"since": since, "n": 0, "last": obs.t, "before": prev}
+        st["zone"][key] = zs
         if wrong:
-            since = obs.t
-            if prev is not None and seg is not None:
-                f = seg[0] if spec.kind == EXCLUSION else seg[1]
-                since = int(prev[0] + f * (obs.t - prev[0]))
-            st["zone"][str(zi)] = {"since": since, "n": 1}
+            self._support(st, ctx, obs, spec, type_, zs)
+
+    def _support(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        spec: ZoneSpec,
+        type_: str,
+        zs: dict[str, Any],
+    ) -> None:
+        """A fix confidently on the wrong side: open the pending episode (at the crossing),
+        count it, and confirm once the dwell has passed with min_fixes of them."""
+        slot = f"{spec.id}@{zs['since']}"
+        zs["n"] += 1
+        zs["last"] = obs.t
+        if zs["n"] == 1:
             self.begin(
                 st,
                 ctx,
                 type_,
-                f"{sub}@{since}",
-                since,
+                slot,
+                zs["since"],
                 grace_s=None,
                 evidence=obs.evidence(),
                 details={"zone": spec.id, "zone_name": spec.name},
             )
-            if prev is not None and seg is not None:
-                self.evidence(
-                    st, type_, f"{sub}@{since}", {"t": prev[0], "ref": prev[4], "name": "fix"}
-                )
-            if self.p.min_fixes <= 1 and obs.t - since >= self._dwell(spec):
-                self.confirm(st, type_, f"{sub}@{since}", obs.t)
-        elif spec.kind == EXCLUSION and seg is not None and prev is not None:
-            self._pass_through(st, ctx, here, spec, prev, seg)
+            before = zs.get("before")
+            if before is not None:
+                self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
+        else:
+            self.evidence(st, type_, slot, obs.evidence())
+        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
+            self.confirm(st, type_, slot, obs.t)
+
+    def _confirmed(
+        self, st: dict[str, Any], type_: str, spec: ZoneSpec, zs: dict[str, Any]
+    ) -> bool:
+        cur = self.slot(st, type_, f"{spec.id}@{zs['since']}")
+        return cur is not None and cur["ep"]["confirmed_t"] != PENDING
+
+    def _chord(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        here: Here,
+        index: ZoneIndex,
+        zi: int,
+        zs: dict[str, Any],
+    ) -> None:
+        """A visit that ended unconfirmed: the straight line from the fix before it to this
+        one may still prove a pass-through, as it would have with no fix between them."""
+        before = zs.get("before")
+        spec = index.specs[zi]
+        if before is None or spec.kind != EXCLUSION:
+            return
+        seg = self._cross(ctx, before, here.obs, here.x, here.y).get(zi)
+        if seg is not None:
+            self._pass_through(st, ctx, here, spec, before, seg)
 
     def _pass_through(
         self,
         st: dict[str, Any],
         ctx: Context,
-        here: tuple[Obs, float, float, float],
+        here: Here,
         spec: ZoneSpec,
         prev: list[Any],
         seg: tuple[float, float],
     ) -> None:
-        obs, x, y, _ = here
+        obs, x, y = here.obs, here.x, here.y
         gap = obs.t - prev[0]
         if gap <= 0 or gap > self.p.max_gap_s:
             return
