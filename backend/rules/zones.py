@@ -1,26 +1,40 @@
-"""Inclusion-zone exit and exclusion-zone entry (version 1), and fast sampling near
+"""Inclusion-zone exit and exclusion-zone entry (version 2), and fast sampling near
 exclusion zones.
 
-Against GPS drift (Traccar's flapping geofences) each fix is judged with its own accuracy:
-with d the signed distance from the fix to the zone's edge (negative inside) and a its
-estimated accuracy,
+Against GPS drift (Traccar's flapping geofences) each fix is judged with the accuracy the
+track lets us believe: with d the signed distance from the fix to the zone's edge (negative
+inside) and a that accuracy,
 
 - *inside with confidence*  when d <= -k·a   (the whole accuracy circle is inside);
 - *outside with confidence* when d >= k·a + hysteresis_m;
-- anything between changes nothing.
+- anything between changes nothing by itself.
 
-An exclusion entry (or an inclusion exit) opens a pending episode at the moment of
-crossing — interpolated along the segment from the previous fix, not the time of the first
-fix seen inside — and is confirmed once the subject has been on the wrong side for
-`dwell_s` (zone's own dwell, else the default for its kind) with at least `min_fixes`
-confident fixes. It ends at the interpolated crossing back. A pending episode that ends
-before it is confirmed is a near miss and raises nothing.
+The accuracy a receiver reports comes from its satellites' geometry and is optimistic under
+multipath, exactly when it matters: a fix further from the last one the track explained (the
+anchor) than both accuracies and the wearer's motion allow (`move_mps` on foot, or the speed
+the track was already moving at) has its accuracy inflated by the excess. Such a fix is
+"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a bus pulling
+away) and the latest becomes the anchor.
+
+An exclusion entry (or an inclusion exit) opens a pending episode at the first fix inside
+with confidence, dated from the moment of crossing — interpolated along the segment from the
+fix before, not the time of the first fix seen inside. While pending it keeps a balance of
+support: +1 for each fix inside with confidence, -1 for each fix on the other side of the
+edge that the track explains (an unexplained one, a multipath jump, counts for nothing); it
+ends as a near miss when the balance reaches 0, or when no fix has been inside with
+confidence for `evidence_gap_s`. It is confirmed at a fix inside with confidence once
+`dwell_s` (zone's own dwell, else the default for its kind) has passed since the crossing
+with at least `min_fixes` such fixes: consecutive evidence within a bounded time, so stray
+multipath fixes minutes apart never add up. Once confirmed, only a fix outside with
+confidence ends it, at the interpolated crossing back (drift at the edge cannot flap).
 
 Sparse fixes: when two consecutive fixes are both outside an exclusion zone but the straight
 segment between them crosses it for at least `dwell_s` (at the segment's average speed) and
 `min_cross_m`, a pass-through episode is raised (details.pass_through), provided the fixes
-are at most `max_gap_s` apart. Fixes implying more than `max_speed_mps` from the previous
-accepted fix are dropped as jumps (stuck or multipath GNSS; counted in the state).
+are at most `max_gap_s` apart. A visit that ends unconfirmed is judged the same way on the
+segment from the fix before it to the fix that ended it, so a fix inside never removes a
+pass-through the outside fixes prove. Fixes implying more than `max_speed_mps` from the
+previous accepted fix are dropped as jumps (stuck or multipath GNSS; counted in the state).
 
 A fix within `near_m` of an exclusion zone asks the tag (a COMMAND with cmd_config
 CFG_FAST_UNTIL) to sample fast for `fast_for_s`; the sink sends it for live data only.
@@ -32,9 +46,8 @@ Vectorized: prepare() projects the run's fixes and asks the zones' STRtree for e
 (fix, zone) pair within reach in one query, and for every segment that intersects a zone in
 another; the per-fix fold then only looks at those pairs.
 
-Parameters: `exclusion_dwell_s` 30, `inclusion_dwell_s` 60, `min_fixes` 2, `k` 1.0,
-`hysteresis_m` 10, `max_accuracy_m` 100, `max_speed_mps` 70, `max_gap_s` 900,
-`min_cross_m` 20, `near_m` 300, `fast_for_s` 900."""
+docs/rules.md ("Zone edges: what buffer to give") has the measured false-entry rates by
+distance outside the edge and GNSS error, and detection by visit length."""
 
 from __future__ import annotations
 
@@ -68,8 +81,9 @@ class ZoneParams:
     min_cross_m: float = 20.0
     near_m: float = 300.0
     fast_for_s: int = 900
-    move_mps: float = 2.5
-    evidence_gap_s: int = 120
+    move_mps: float = 2.5  # how fast a wearer may have moved on foot, unseen by the track
+    reanchor_fixes: int = 3  # unexplained fixes in a row that move the anchor
+    evidence_gap_s: int = 120  # a pending entry without a fix inside for this long ends
 
 
 class Here(NamedTuple):
@@ -173,15 +187,13 @@ class Zones(Rule):
             xy = (float(px), float(py))
         x, y = xy
         prev = st["last"]
-        believed, moved = acc, 0.0
         if prev is not None and obs.t > prev[0]:
-            dt = obs.t - prev[0]
             dist = float(np.hypot(x - prev[1], y - prev[2]))
             slack = acc + prev[3]
-            if dist > slack and (dist - slack) / dt > self.p.max_speed_mps:
+            if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
                 st["jumps"] += 1
                 return
-            believed, moved = self._believed(prev, dt, dist, acc)
+        believed = self._believed(st, obs.t, x, y, acc)
         consistent = believed == acc
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
@@ -197,18 +209,28 @@ class Zones(Rule):
         for zi in sorted(candidates):
             self._judge(st, ctx, here, index, zi, near.get(zi), prev, cross.get(zi))
         self._fast(st, ctx, obs, index, near, acc)
-        st["last"] = [obs.t, x, y, believed, obs.ref, moved]
+        st["last"] = [obs.t, x, y, believed, obs.ref]
 
-    def _believed(self, prev: list[Any], dt: int, dist: float, acc: float) -> tuple[float, float]:
-        """The accuracy to believe for a fix `dist` metres and `dt` seconds from the previous
-        one, and the speed the two prove. A receiver's accuracy comes from its satellite
+    def _believed(self, st: dict[str, Any], t: int, x: float, y: float, acc: float) -> float:
+        """The accuracy to believe for a fix. A receiver's accuracy comes from its satellite
         geometry and misses multipath, which is exactly when it is wrong: a fix further from
-        the previous one than the accuracies and the wearer's motion explain (on foot from
-        rest, or as fast as the track was already moving) is off by at least the rest."""
-        was = prev[5] if len(prev) > 5 else 0.0
-        explained = max(self.p.move_mps, was) * dt + acc + prev[3]
-        proven = max(0.0, dist - acc - prev[3]) / dt
-        return acc + max(0.0, dist - explained), proven
+        the last one the track explained (the anchor) than both accuracies and the wearer's
+        motion allow (on foot from rest, or the speed the track was already moving at) is off
+        by at least the rest. After `reanchor_fixes` such fixes in a row the track has moved
+        on (a bus pulling away), not the fixes: the latest becomes the anchor."""
+        anchor: list[float] | None = st.get("anchor")
+        if anchor is None or t <= anchor[0]:
+            st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
+            return acc
+        dt = t - anchor[0]
+        dist = float(np.hypot(x - anchor[1], y - anchor[2]))
+        on_foot: float = self.p.move_mps
+        excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
+        st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
+        if excess <= 0 or st["odd"] >= self.p.reanchor_fixes:
+            speed = min(dist / dt, self.p.max_speed_mps)
+            st["anchor"], st["odd"] = [t, x, y, acc, speed], 0
+        return acc + max(0.0, excess)
 
     def _judge(
         self,
@@ -232,7 +254,7 @@ class Zones(Rule):
         # Which side of the edge the fix itself is on, whatever its accuracy.
         over = dist <= 0 if excl else dist > 0
         key = str(zi)
-        zs = st["zone"].get(key)
+        zs = _visit(st["zone"].get(key))
         active = not spec.schedule or active_at(spec.schedule, obs.t)
         confirmed = zs is not None and self._confirmed(st, type_, spec, zs)
         slot = "" if zs is None else f"{spec.id}@{zs['since']}"
@@ -246,14 +268,16 @@ class Zones(Rule):
             # the edge that the track does not contradict ends it as a near miss. Confirmed,
             # only a confident fix on the right side ends it (drift at the edge cannot flap).
             against = not confirmed and not over and here.consistent
-            if right or against or not active:
+            if against:
+                zs["support"] -= 1
+            if (right and confirmed) or (against and zs["support"] <= 0) or not active:
                 end = obs.t
                 if prev is not None and seg is not None and not over:
                     f = seg[1] if excl else seg[0]
                     end = int(prev[0] + f * (obs.t - prev[0]))
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
                 del st["zone"][key]
-                if not confirmed and not over:
+                if not confirmed and not over and active:
                     self._chord(st, ctx, here, index, zi, zs)
             elif wrong:
                 self._support(st, ctx, obs, spec, type_, zs)
@@ -268,7 +292,7 @@ class Zones(Rule):
         if prev is not None and seg is not None:
             f = seg[0] if excl else seg[1]
             since = int(prev[0] + f * (obs.t - prev[0]))
-        zs = {"since": since, "n": 0, "last": obs.t, "before": prev}
+        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev}
         st["zone"][key] = zs
         if wrong:
             self._support(st, ctx, obs, spec, type_, zs)
@@ -286,6 +310,7 @@ class Zones(Rule):
         count it, and confirm once the dwell has passed with min_fixes of them."""
         slot = f"{spec.id}@{zs['since']}"
         zs["n"] += 1
+        zs["support"] += 1
         zs["last"] = obs.t
         if zs["n"] == 1:
             self.begin(
@@ -298,7 +323,7 @@ class Zones(Rule):
                 evidence=obs.evidence(),
                 details={"zone": spec.id, "zone_name": spec.name},
             )
-            before = zs.get("before")
+            before = zs["before"]
             if before is not None:
                 self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
         else:
@@ -323,7 +348,7 @@ class Zones(Rule):
     ) -> None:
         """A visit that ended unconfirmed: the straight line from the fix before it to this
         one may still prove a pass-through, as it would have with no fix between them."""
-        before = zs.get("before")
+        before = zs["before"]
         spec = index.specs[zi]
         if before is None or spec.kind != EXCLUSION:
             return
@@ -401,3 +426,12 @@ class Zones(Rule):
                     self.p.fast_for_s // 2,
                 )
             )
+
+
+def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A zone's visit state (in, pending or confirmed), with what version 1 did not keep
+    filled in: its confident fixes as support, the visit's start as the last of them, no
+    fix before it to judge a pass-through by."""
+    if zs is not None and "support" not in zs:
+        zs.update(support=zs["n"], last=zs["since"], before=None)
+    return zs

@@ -180,3 +180,38 @@ def test_a_confident_fix_inside_never_removes_a_pass_through() -> None:
     eps2 = ENGINE.evaluate(zone_config(), with_inside.obs, T + 3600)
     assert types(eps2) == ["exclusion_entry"]
     assert abs(eps2[0].start - eps[0].start) <= 1 and abs(eps2[0].end - eps[0].end) <= 1  # type: ignore[operator]
+
+
+def test_a_multipath_jump_out_of_a_real_visit_does_not_end_it() -> None:
+    # Walking in and standing 60 m inside, 15 s apart; the fix after the first one inside
+    # with confidence is thrown 90 m back, out of the zone, with a good reported accuracy
+    # (multipath). The track cannot explain it (90 m in 15 s on foot), so it counts for
+    # nothing: the visit is confirmed from its real crossing, not from a fresh start after
+    # the jump.
+    b = Builder()
+    path = [(810.0 + 20 * i, 0.0) for i in range(8)] + [(960.0, 0.0)] * 8
+    path[6] = (820.0, 0.0)
+    fixes = walk(b, T, path, acc=5)
+    eps = ENGINE.evaluate(zone_config(), b.obs, T + 3600)
+    assert types(eps) == ["exclusion_entry"]
+    # The crossing at x = 900 lies between the fixes at 890 (i=4) and 910 (i=5).
+    assert fixes[4].t < eps[0].start < fixes[5].t
+    assert eps[0].confirmed_t <= eps[0].start + 60 + 15
+
+
+def test_a_visit_confirmed_under_version_1_continues() -> None:
+    # A state saved by version 1 (no support balance, no fix before the visit) is carried on
+    # by this version: the visit it holds is still ended by a fix outside.
+    b = Builder()
+    walk(b, T, [(1000, 0)] * 6)
+    cfg = zone_config()
+    state = ENGINE.run(cfg, ENGINE.initial(cfg, T), b.obs).state
+    zone = state.rules["zones"]["zone"]["0"]
+    state.rules["zones"]["zone"]["0"] = {"since": zone["since"], "n": zone["n"]}
+    state.rules["zones"]["last"] = state.rules["zones"]["last"][:5]
+    state.rules["zones"].pop("anchor")
+    out = Builder()
+    out.seq = dict(b.seq)
+    walk(out, T + 90, [(1000, 0), (880, 0), (700, 0), (600, 0)], every=30)
+    res = ENGINE.run(cfg, state, out.obs, T + 3600)
+    assert types(res.closed) == ["exclusion_entry"] and res.closed[0].end is not None
