@@ -7,9 +7,10 @@ The tag watches circles (8 slots; its heap has no room for vertex lists, docs/fi
 into lengths along its line, each piece's smallest enclosing circle. A cover is never
 smaller than its zone, so the tag never misses being near or in one; it is looser than
 the zone, which costs only fast fixes and prompt uploads where they were not needed. The
-slots left after one circle per zone go one at a time to the zone whose cover loses the
-most excess area by it; more than 8 zones are merged, the pair whose enclosing circle adds
-the least area first, until 8 circles cover them all (`tag_circles`).
+slots left after one circle per zone go one at a time, while a cover adds more than half its
+zone's area, to the zone whose cover loses the most excess area by it; more than 8 zones are
+merged, the pair whose enclosing circle adds the least area first, until 8 circles cover
+them all (`tag_circles`).
 
 `zone_command` builds one signed COMMAND frame with the circles (unused slots cleared) and
 records it in `device_commands`, whose per-device sequence it shares with the rules'
@@ -37,6 +38,9 @@ from backend.storage.schema import device_commands, zones
 from firmware import frame as fr
 
 SLOTS = 8
+# A cover adding more than this share of its zone's area gets another circle while slots
+# last: tighter saves the tag fast fixes and uploads, each circle costs it heap (~70 bytes).
+LOOSE = 0.5
 ZONE_COMMAND_KEY = 0  # device_commands.key for a cmd_zone frame (cmd_config keys are 1-8)
 ZONE_REASON = "zones"
 
@@ -65,12 +69,10 @@ def tag_circles(specs: Sequence[ZoneSpec], slots: int = SLOTS) -> list[tuple[int
         return []
     proj = Projection(*specs[0].anchor())
     shapes = [_Shape(s, proj) for s in specs]
-    cut = [sh for sh in shapes if sh.spec.shape != "circle"]
     for _ in range(slots - len(shapes)):
-        if not cut:
-            break
-        best = max(cut, key=_Shape.gain)
-        if best.gain() <= 0:
+        loose = [sh for sh in shapes if sh.excess(sh.pieces) > LOOSE * sh.geom.area]
+        best = max(loose, key=_Shape.gain, default=None)
+        if best is None or best.gain() <= 0:
             break
         best.pieces += 1
     circles = [c for sh in shapes for c in sh.cover(sh.pieces)]

@@ -244,7 +244,7 @@ def test_polygon_corridor_and_buffered_zones_reach_the_tag_as_circles_covering_t
     sent = w.batch()
     assert len(sent) == 1 and len(sent[0].records) == SLOTS
     circles = slots(sent[0])
-    assert len(circles) == SLOTS  # every slot used to make the covers tighter
+    assert len(circles) == SLOTS  # spare slots tighten the loose covers (a 40 m corridor)
     with engine.connect() as conn:
         specs = store.load_config(conn, w.subject).zones
     assert [s.shape for s in specs] == ["polygon", "corridor", "circle"]
@@ -318,3 +318,15 @@ def test_a_tag_sent_a_polygon_samples_fast_near_it_and_uploads_each_fix_inside()
     assert first[0].time_of(first[1]) - (fb.T0 + 12 * 60) <= 20
     assert first[0].ts - first[0].time_of(first[1]) <= 1
     flash.close()
+
+
+def test_a_compact_polygon_takes_only_the_circles_it_needs() -> None:
+    # Each circle costs the tag heap: a square is covered well enough by a few, not by all
+    # eight; a 50 m wide corridor, never tight, takes what is left.
+    sq = [_lonlat(x, y) for x, y in ((0, 0), (300, 0), (300, 300), (0, 300))]
+    square = ZoneSpec(1, "exclusion", "polygon", {"type": "Polygon", "coordinates": [[*sq, sq[0]]]})
+    assert 1 < len(tag_circles([square])) <= 3
+    road = [_lonlat(x, y) for x, y in ((0, 1000), (2000, 1000))]
+    lane = ZoneSpec(2, "exclusion", "corridor", {"type": "LineString", "coordinates": road},
+                    width_m=50.0)  # fmt: skip
+    assert len(tag_circles([square, lane])) == SLOTS
