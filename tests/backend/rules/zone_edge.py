@@ -181,7 +181,7 @@ def judge(track: Track, model: Model, n: int, seed: int, engine: Engine | None =
     """n wearers walking `track` under `model`: how many got an exclusion entry, and for a
     track that does enter, how late after it became due (entry + the rule's dwell)."""
     engine = engine or Engine([Zones()])
-    rule = next(r for r in engine.rules if isinstance(r, Zones))
+    rule = next(r for r in engine.rules if r.name == Zones.name)
     dwell = rule.p.exclusion_dwell_s
     horizon = T0 + int(track.t_s[-1]) + 3600
     alerted, late = 0, []
