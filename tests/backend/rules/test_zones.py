@@ -3,14 +3,21 @@ crossing between sparse fixes, schedules across a clock change, fast sampling, l
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
+from backend.rules.model import Obs
 from backend.rules.schedule import Weekly
 from backend.rules.zones import Zones
 from firmware import frame as fr
+from tests.backend.rules import zone_edge
 from tests.backend.rules.scenario import Builder, circle, config, curfew, local, types
+from tests.backend.rules.zone_edge import observe
 
 ENGINE = Engine([Zones()])
 T = local("2026-05-12 14:00")
@@ -215,3 +222,50 @@ def test_a_visit_confirmed_under_version_1_continues() -> None:
     walk(out, T + 90, [(1000, 0), (880, 0), (700, 0), (600, 0)], every=30)
     res = ENGINE.run(cfg, state, out.obs, T + 3600)
     assert types(res.closed) == ["exclusion_entry"] and res.closed[0].end is not None
+
+
+def _noisy_day() -> list[list[Obs]]:
+    """A wearer's noisy fixes (the simulator's urban-canyon error, tests/backend/rules/
+    zone_edge.py): a real 3-minute visit 50 m in, then 15 minutes lingering 20 m outside,
+    as frames of six fixes."""
+    visit = observe(zone_edge.visit(50, 3), 1, zone_edge.URBAN, seed=5)[0]
+    linger = observe(zone_edge.linger(20, minutes=15), 8, zone_edge.URBAN, seed=5)
+    # The lingerer with the most fixes thrown into the zone, moved two hours on.
+    proj = zone_edge.CONFIG.zone_index.proj
+
+    def strays(obs: list[Obs]) -> int:
+        return sum(
+            math.hypot(*proj.xy(o.v("lat_e7") / 1e7, o.v("lon_e7") / 1e7)) < zone_edge.RADIUS_M
+            for o in obs
+        )
+
+    most = max(linger, key=strays)
+    later = [replace(o, t=o.t + 7200, ref=o.ref.replace("/1/", "/2/", 1)) for o in most]
+    fixes = visit + later
+    return [fixes[i : i + 6] for i in range(0, len(fixes), 6)]
+
+
+NOISY = _noisy_day()
+NOISY_CFG = zone_edge.CONFIG
+NOISY_HORIZON = NOISY[-1][-1].t + 3600
+NOISY_EXPECTED = {
+    (e.key, e.end, e.confirmed_t)
+    for e in ENGINE.evaluate(NOISY_CFG, [o for f in NOISY for o in f], NOISY_HORIZON)
+}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(range(len(NOISY))), dups=st.lists(st.integers(0, 40), max_size=4))
+def test_noisy_fixes_at_the_edge_in_any_arrival_order_give_the_same_entries(
+    order: list[int], dups: list[int]
+) -> None:
+    assert any(k.split(":")[2] == "exclusion_entry" for k, _, _ in NOISY_EXPECTED)
+    arrivals = list(order) + [d % len(NOISY) for d in dups]
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    clock = NOISY[0][0].t
+    for i in arrivals:
+        clock = max(clock, NOISY[i][-1].t) + 5
+        ev.observe(NOISY_CFG, repo.store(NOISY[i]), clock)
+    ev.tick(NOISY_CFG, NOISY_HORIZON)
+    assert {(e.key, e.end, e.confirmed_t) for e in repo.episodes.values()} == NOISY_EXPECTED
