@@ -51,6 +51,7 @@ distance outside the edge and GNSS error, and detection by visit length."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -188,7 +189,7 @@ class Zones(Rule):
         x, y = xy
         prev = st["last"]
         if prev is not None and obs.t > prev[0]:
-            dist = float(np.hypot(x - prev[1], y - prev[2]))
+            dist = math.hypot(x - prev[1], y - prev[2])
             slack = acc + prev[3]
             if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
                 st["jumps"] += 1
@@ -223,7 +224,7 @@ class Zones(Rule):
             st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
             return acc
         dt = t - anchor[0]
-        dist = float(np.hypot(x - anchor[1], y - anchor[2]))
+        dist = math.hypot(x - anchor[1], y - anchor[2])
         on_foot: float = self.p.move_mps
         excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
         st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
@@ -369,7 +370,7 @@ class Zones(Rule):
         gap = obs.t - prev[0]
         if gap <= 0 or gap > self.p.max_gap_s:
             return
-        length = float(np.hypot(x - prev[1], y - prev[2]))
+        length = math.hypot(x - prev[1], y - prev[2])
         inside_m = (seg[1] - seg[0]) * length
         inside_s = (seg[1] - seg[0]) * gap
         if inside_m < self.p.min_cross_m or inside_s < self._dwell(spec):
