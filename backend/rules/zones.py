@@ -113,9 +113,19 @@ class Zones(Rule):
     Params = ZoneParams
 
     def initial(self, config: Any) -> dict[str, Any]:
-        # last: the last accepted fix [t, x, y, acc]; zone: per zone id, "in" (on the
-        # wrong side, pending or confirmed) with entry time and fix count.
-        return {"open": {}, "last": None, "zone": {}, "fast_until": 0, "jumps": 0}
+        # last: the last accepted fix [t, x, y, believed accuracy, ref]; anchor: the last fix
+        # the track explained [t, x, y, accuracy, speed] and odd, the unexplained ones since;
+        # zone: per zone index, a visit (a fix on the wrong side of its edge): its crossing
+        # time, confident fixes, support balance, last confident fix and the fix before it.
+        return {
+            "open": {},
+            "last": None,
+            "anchor": None,
+            "odd": 0,
+            "zone": {},
+            "fast_until": 0,
+            "jumps": 0,
+        }
 
     # ---- vectorized precomputation over the run ----------------------------------------
 
