@@ -116,7 +116,8 @@ class Zones(Rule):
         # last: the last accepted fix [t, x, y, believed accuracy, ref]; anchor: the last fix
         # the track explained [t, x, y, accuracy, speed] and odd, the unexplained ones since;
         # zone: per zone index, a visit (a fix on the wrong side of its edge): its crossing
-        # time, confident fixes, support balance, last confident fix and the fix before it.
+        # time, confident fixes, support balance, last confident fix, the fix before it and
+        # its last fix on the wrong side.
         return {
             "open": {},
             "last": None,
@@ -228,7 +229,7 @@ class Zones(Rule):
         the last one the track explained (the anchor) than both accuracies and the wearer's
         motion allow (on foot from rest, or the speed the track was already moving at) is off
         by at least the rest. After `reanchor_fixes` such fixes in a row the track has moved
-        on (a bus pulling away), not the fixes: the latest becomes the anchor."""
+        on (a car pulling away), not the fixes: the latest becomes the anchor, believed."""
         anchor: list[float] | None = st.get("anchor")
         if anchor is None or t <= anchor[0]:
             st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
@@ -238,10 +239,10 @@ class Zones(Rule):
         on_foot: float = self.p.move_mps
         excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
         st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
-        if excess <= 0 or st["odd"] >= self.p.reanchor_fixes:
-            speed = min(dist / dt, self.p.max_speed_mps)
-            st["anchor"], st["odd"] = [t, x, y, acc, speed], 0
-        return acc + max(0.0, excess)
+        if excess > 0 and st["odd"] < self.p.reanchor_fixes:
+            return acc + excess
+        st["anchor"], st["odd"] = [t, x, y, acc, min(dist / dt, self.p.max_speed_mps)], 0
+        return acc
 
     def _judge(
         self,
@@ -282,16 +283,16 @@ class Zones(Rule):
             if against:
                 zs["support"] -= 1
             if (right and confirmed) or (against and zs["support"] <= 0) or not active:
-                end = obs.t
-                if prev is not None and seg is not None and not over:
-                    f = seg[1] if excl else seg[0]
-                    end = int(prev[0] + f * (obs.t - prev[0]))
+                end = obs.t if over else self._left(ctx, here, zi, zs["inside"])
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
                 del st["zone"][key]
                 if not confirmed and not over and active:
                     self._chord(st, ctx, here, index, zi, zs)
-            elif wrong:
-                self._support(st, ctx, obs, spec, type_, zs)
+            else:
+                if over:
+                    zs["inside"] = [obs.t, here.x, here.y, here.acc, obs.ref]
+                if wrong:
+                    self._support(st, ctx, obs, spec, type_, zs)
             return
         if not over:
             if excl and active and seg is not None and prev is not None:
@@ -303,7 +304,8 @@ class Zones(Rule):
         if prev is not None and seg is not None:
             f = seg[0] if excl else seg[1]
             since = int(prev[0] + f * (obs.t - prev[0]))
-        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev}
+        inside = [obs.t, here.x, here.y, here.acc, obs.ref]
+        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "inside": inside}
         st["zone"][key] = zs
         if wrong:
             self._support(st, ctx, obs, spec, type_, zs)
@@ -341,6 +343,18 @@ class Zones(Rule):
             self.evidence(st, type_, slot, obs.evidence())
         if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
             self.confirm(st, type_, slot, obs.t)
+
+    def _left(self, ctx: Context, here: Here, zi: int, inside: list[Any] | None) -> int:
+        """When the visit ended: where the straight line from its last fix on the wrong side
+        of the edge to this one crosses it (a fix between them the track could not explain
+        does not move it), else now."""
+        if inside is None:
+            return here.obs.t
+        seg = self._cross(ctx, inside, here.obs, here.x, here.y).get(zi)
+        if seg is None:
+            return here.obs.t
+        f = seg[1] if ctx.config.zone_index.specs[zi].kind == EXCLUSION else seg[0]
+        return int(inside[0] + f * (here.obs.t - inside[0]))
 
     def _confirmed(
         self, st: dict[str, Any], type_: str, spec: ZoneSpec, zs: dict[str, Any]
@@ -442,7 +456,7 @@ class Zones(Rule):
 def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:
     """A zone's visit state (in, pending or confirmed), with what version 1 did not keep
     filled in: its confident fixes as support, the visit's start as the last of them, no
-    fix before it to judge a pass-through by."""
+    fix before it to judge a pass-through by nor last fix inside to date its end from."""
     if zs is not None and "support" not in zs:
-        zs.update(support=zs["n"], last=zs["since"], before=None)
+        zs.update(support=zs["n"], last=zs["since"], before=None, inside=None)
     return zs

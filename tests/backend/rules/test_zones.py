@@ -269,3 +269,20 @@ def test_noisy_fixes_at_the_edge_in_any_arrival_order_give_the_same_entries(
         ev.observe(NOISY_CFG, repo.store(NOISY[i]), clock)
     ev.tick(NOISY_CFG, NOISY_HORIZON)
     assert {(e.key, e.end, e.confirmed_t) for e in repo.episodes.values()} == NOISY_EXPECTED
+
+
+def test_driven_in_and_out_between_two_fixes_a_minute_apart_the_visit_keeps_its_length() -> None:
+    # Standing 1.5 km away, then (a car, one fix a minute) ten minutes at the zone's centre,
+    # then 1.5 km away again. Each jump is more than walking explains, so the first fixes
+    # after it are doubted; the track then has moved on (re-anchored, believed), and the
+    # visit is dated from the crossings either side of its fixes inside, not from when the
+    # doubt cleared.
+    b = Builder()
+    away = [(1000.0, -1500.0)] * 10
+    walk(b, T, [*away, *[(1000.0, 0.0)] * 10, *away], every=60, acc=5)
+    eps = ENGINE.evaluate(zone_config(), b.obs, T + 7200)
+    assert types(eps) == ["exclusion_entry"]
+    ep = eps[0]
+    # Inside from just before the first fix there (T + 600) to just after the last (T + 1140).
+    assert T + 540 < ep.start <= T + 600 and T + 1140 <= ep.end < T + 1200  # type: ignore[operator]
+    assert ep.confirmed_t <= T + 600 + 3 * 60
