@@ -13,8 +13,8 @@ The accuracy a receiver reports comes from its satellites' geometry and is optim
 multipath, exactly when it matters: a fix further from the last one the track explained (the
 anchor) than both accuracies and the wearer's motion allow (`move_mps` on foot, or the speed
 the track was already moving at) has its accuracy inflated by the excess. Such a fix is
-"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a bus pulling
-away) and the latest becomes the anchor.
+"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
+away) and the latest becomes the anchor, believed at its reported accuracy.
 
 An exclusion entry (or an inclusion exit) opens a pending episode at the first fix inside
 with confidence, dated from the moment of crossing — interpolated along the segment from the
@@ -26,7 +26,8 @@ confidence for `evidence_gap_s`. It is confirmed at a fix inside with confidence
 `dwell_s` (zone's own dwell, else the default for its kind) has passed since the crossing
 with at least `min_fixes` such fixes: consecutive evidence within a bounded time, so stray
 multipath fixes minutes apart never add up. Once confirmed, only a fix outside with
-confidence ends it, at the interpolated crossing back (drift at the edge cannot flap).
+confidence ends it (drift at the edge cannot flap), dated at the crossing on the line from
+the visit's last fix on the wrong side of the edge, however many doubted fixes came between.
 
 Sparse fixes: when two consecutive fixes are both outside an exclusion zone but the straight
 segment between them crosses it for at least `dwell_s` (at the segment's average speed) and
