@@ -284,14 +284,14 @@ class Zones(Rule):
             if against:
                 zs["support"] -= 1
             if (right and confirmed) or (against and zs["support"] <= 0) or not active:
-                end = obs.t if over else self._left(ctx, here, zi, zs["inside"])
+                end = obs.t if over else self._left(ctx, here, zi, zs["over"])
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
                 del st["zone"][key]
                 if not confirmed and not over and active:
                     self._chord(st, ctx, here, index, zi, zs)
             else:
                 if over:
-                    zs["inside"] = [obs.t, here.x, here.y, here.acc, obs.ref]
+                    zs["over"] = [obs.t, here.x, here.y, here.acc, obs.ref]
                 if wrong:
                     self._support(st, ctx, obs, spec, type_, zs)
             return
@@ -305,8 +305,8 @@ class Zones(Rule):
         if prev is not None and seg is not None:
             f = seg[0] if excl else seg[1]
             since = int(prev[0] + f * (obs.t - prev[0]))
-        inside = [obs.t, here.x, here.y, here.acc, obs.ref]
-        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "inside": inside}
+        fix = [obs.t, here.x, here.y, here.acc, obs.ref]
+        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "over": fix}
         st["zone"][key] = zs
         if wrong:
             self._support(st, ctx, obs, spec, type_, zs)
@@ -345,17 +345,17 @@ class Zones(Rule):
         if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
             self.confirm(st, type_, slot, obs.t)
 
-    def _left(self, ctx: Context, here: Here, zi: int, inside: list[Any] | None) -> int:
+    def _left(self, ctx: Context, here: Here, zi: int, over: list[Any] | None) -> int:
         """When the visit ended: where the straight line from its last fix on the wrong side
         of the edge to this one crosses it (a fix between them the track could not explain
         does not move it), else now."""
-        if inside is None:
+        if over is None:
             return here.obs.t
-        seg = self._cross(ctx, inside, here.obs, here.x, here.y).get(zi)
+        seg = self._cross(ctx, over, here.obs, here.x, here.y).get(zi)
         if seg is None:
             return here.obs.t
         f = seg[1] if ctx.config.zone_index.specs[zi].kind == EXCLUSION else seg[0]
-        return int(inside[0] + f * (here.obs.t - inside[0]))
+        return int(over[0] + f * (here.obs.t - over[0]))
 
     def _confirmed(
         self, st: dict[str, Any], type_: str, spec: ZoneSpec, zs: dict[str, Any]
@@ -459,5 +459,5 @@ def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:
     filled in: its confident fixes as support, the visit's start as the last of them, no
     fix before it to judge a pass-through by nor last fix inside to date its end from."""
     if zs is not None and "support" not in zs:
-        zs.update(support=zs["n"], last=zs["since"], before=None, inside=None)
+        zs.update(support=zs["n"], last=zs["since"], before=None, over=None)
     return zs
