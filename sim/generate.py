@@ -180,7 +180,7 @@ def resolve_events(
         assert e.at is not None  # the scenario validator guarantees it
         a = clock.local_to_ms(day, clock.parse_hhmm(e.at), tz)
         end = a + minutes if e.minutes is not None else None
-        out.append(Injection(e.type, subject, e.day, a, end, zone=e.zone))
+        out.append(Injection(e.type, subject, e.day, a, end, zone=e.zone, metres=e.metres or 0.0))
     if scenario.population.random_events:
         mp = p.movement
         for s in subjects:

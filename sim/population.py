@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from sim import clock
 from sim.params import MovementParams
-from sim.world import HOME, PARK, PROBATION, SHOP, SOCIAL, TOWN, VICTIM, WORKPLACE, World
+from sim.world import HOME, PARK, PROBATION, SHOP, SOCIAL, TOWN, VICTIM, WORKPLACE, World, Zone
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -55,6 +55,7 @@ class Injection:
     zone: str | None = None
     source: str = "scenario"  # "scenario" or "random"
     kind: str = ""  # curfew_breach: "late_return" (start_ms = arrival) or "night_out"
+    metres: float = 0.0  # zone_edge_linger: how far outside the zone's edge
 
 
 @dataclass
@@ -320,9 +321,15 @@ class _Planner:
                 + int(rng.integers(0, 8)) * 30 * ms
             )
             fixed.append((at, at + int(rng.uniform(20, 45) * ms), probation))
+        # Lingering at a zone's edge: from a place outside it, out to a spot `metres` from
+        # the edge and back (keyed by the stay's start).
+        spots: dict[int, F64] = {}
         for inj in injections:
             if inj.type == "exclusion_zone_entry" and inj.end_ms is not None:
                 fixed.append((inj.start_ms, inj.end_ms, self._zone_place(inj.zone, rng)))
+            if inj.type == "zone_edge_linger" and inj.end_ms is not None:
+                base, spots[inj.start_ms] = self._edge_spot(inj.zone, inj.metres)
+                fixed.append((inj.start_ms, inj.end_ms, base))
         fixed.sort()
         # Drop fixed stays that collide with an earlier one (work vs probation: probation wins
         # by being kept first only if earlier; the later is shortened to start after).
@@ -370,8 +377,13 @@ class _Planner:
                     st = self.since + self.travel_ms(self.here, s.home)
                 self.go(s.home, st - self.travel_ms(self.here, s.home), rng)
                 break
-            arrive = self.go(pl, st - self.travel_ms(self.here, pl), rng)
-            self._stay_until(max(en, arrive + 5 * ms))
+            spot = spots.get(st)
+            walk = 0 if spot is None else self._walk_ms(self.w.place_xy[pl], spot)
+            arrive = self.go(pl, st - self.travel_ms(self.here, pl) - walk, rng)
+            if spot is None:
+                self._stay_until(max(en, arrive + 5 * ms))
+            else:
+                self._linger(spot, max(en, arrive + walk + 5 * ms))
         for inj in nights:
             dest = int(
                 rng.choice(
@@ -382,22 +394,53 @@ class _Planner:
             self._stay_until(max(inj.end_ms or 0, self.since + 5 * ms))
             self.go(s.home, self.since, rng)
 
-    def _zone_place(self, zone: str | None, rng: np.random.Generator) -> int:
+    def _zone(self, zone: str | None) -> Zone:
+        """An event's zone: named, or the subject's first ("victim": their victim's)."""
         name = zone or (self.s.exclusion[0] if self.s.exclusion else "bournemouth-centre")
-        if name.startswith("victim"):
-            if name == "victim":
-                name = next((z for z in self.s.exclusion if z.startswith("victim")), "victim-0")
-            z = self.w.zone(name)
+        if name == "victim":
+            name = next((z for z in self.s.exclusion if z.startswith("victim")), "victim-0")
+        return self.w.zone(name)
+
+    def _zone_place(self, zone: str | None, rng: np.random.Generator) -> int:
+        z = self._zone(zone)
+        if z.name.startswith("victim"):
             cands = self.w.places_of(VICTIM)
             d = np.hypot(self.w.place_xy[cands, 0] - z.x, self.w.place_xy[cands, 1] - z.y)
             return int(cands[int(np.argmin(d))])
-        z = self.w.zone(name)
         towns = self.w.places_of(TOWN)
         d = np.hypot(self.w.place_xy[towns, 0] - z.x, self.w.place_xy[towns, 1] - z.y)
         inside = towns[d < z.radius_m]
         return (
             int(inside[int(rng.integers(len(inside)))]) if len(inside) else int(towns[np.argmin(d)])
         )
+
+    def _edge_spot(self, zone: str | None, metres: float) -> tuple[int, F64]:
+        """Where to linger `metres` outside the zone's edge: on the ray from its centre
+        towards the nearest place beyond that (not a home, outside all of the subject's
+        zones), so the walk out from that place and back never comes closer."""
+        z = self._zone(zone)
+        xy = self.w.place_xy
+        centre = np.array([z.x, z.y])
+        d = np.hypot(xy[:, 0] - z.x, xy[:, 1] - z.y)
+        ok = (self.w.sources >= 0) & (d > z.radius_m + metres + 10)
+        for name in self.s.exclusion:
+            other = self.w.zone(name)
+            ok &= np.hypot(xy[:, 0] - other.x, xy[:, 1] - other.y) > other.radius_m + metres
+        base = int(np.flatnonzero(ok)[np.argmin(d[ok])])
+        ray = (xy[base] - centre) / d[base]
+        return base, centre + ray * (z.radius_m + metres)
+
+    def _walk_ms(self, a: F64, b: F64) -> int:
+        return int(float(np.hypot(*(b - a))) / self.walk_speed * 1000)
+
+    def _linger(self, spot: F64, until: int) -> None:
+        """From the place we are at, walk straight to `spot`, stand there until `until` (not
+        at a place: outdoors, shifting about) and walk back."""
+        here = self.w.place_xy[self.here]
+        there = self.since + self._walk_ms(here, spot)
+        self.track.add(np.array([self.since]), here[None, :], -1, WALK)
+        self.track.add(np.array([there, until]), np.vstack((spot, spot)), -1, STAY)
+        self.since = until + self._walk_ms(spot, here)
 
     def charging(
         self, days: list[date], skip_days: set[int], rng: np.random.Generator

@@ -27,6 +27,7 @@ PROFILES = ("compliant", "sometimes_late", "persistent_breacher")
 EVENT_TYPES = (
     "curfew_breach",  # late return by `minutes` (or a night out with `at`)
     "exclusion_zone_entry",  # a trip into `zone` at `at`, dwelling `minutes`
+    "zone_edge_linger",  # standing `metres` outside `zone`'s edge from `at` for `minutes`
     "strap_cut",  # at `at`; refitted after `minutes` (else never in the run)
     "case_open",  # at `at` for `minutes`
     "foil_shielding",  # at `at` for `minutes`: no GNSS reaches the tag
@@ -101,6 +102,7 @@ class Event(_Model):
     type: Literal[
         "curfew_breach",
         "exclusion_zone_entry",
+        "zone_edge_linger",
         "strap_cut",
         "case_open",
         "foil_shielding",
@@ -114,11 +116,13 @@ class Event(_Model):
     at: HHMM | None = None
     minutes: Annotated[float | None, Field(gt=0, le=7 * 24 * 60)] = None
     zone: str | None = None
+    metres: Annotated[float | None, Field(gt=0, le=2000)] = None  # zone_edge_linger
 
     @model_validator(mode="after")
     def _needs(self) -> Event:
         needs_at = {
             "exclusion_zone_entry",
+            "zone_edge_linger",
             "strap_cut",
             "case_open",
             "foil_shielding",
@@ -132,6 +136,8 @@ class Event(_Model):
             raise ValueError(f"{self.type} needs 'minutes'")
         if self.type == "curfew_breach" and self.minutes is None:
             raise ValueError("curfew_breach needs 'minutes' (how late, or how long out)")
+        if (self.type == "zone_edge_linger") != (self.metres is not None):
+            raise ValueError("'metres' (outside the zone's edge) goes with zone_edge_linger only")
         return self
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy import Engine, MetaData, Table, func, select
 
+from backend.rules.zones import ZoneParams
 from firmware import frame as fr
 from sim import truth as tr
 from sim.fleet import RunResult
@@ -226,12 +227,14 @@ class Criterion:
     cellular: bool = False
 
 
-# Defaults follow backend/rules (curfew grace 10 min, exclusion dwell 30 s, tamper at once)
-# and the targets (tamper within 60 s, zone entry within 2 min); NIJ 1004.00 allows
-# 3 and 4 minutes.
+# Defaults follow backend/rules (curfew grace 10 min, the zone rule's exclusion dwell,
+# tamper at once) and the targets (tamper within 60 s, zone entry within 2 min); NIJ
+# 1004.00 allows 3 and 4 minutes.
 CRITERIA: dict[str, Criterion] = {
     tr.CURFEW_BREACH: Criterion(10 * MIN_MS, 5 * MIN_MS),
-    tr.EXCLUSION_ZONE_ENTRY: Criterion(30_000, 2 * MIN_MS, cellular=True),
+    tr.EXCLUSION_ZONE_ENTRY: Criterion(
+        ZoneParams().exclusion_dwell_s * 1000, 2 * MIN_MS, cellular=True
+    ),
     tr.STRAP_CUT: Criterion(0, 60_000, 60_000),
     tr.CASE_OPEN: Criterion(0, 60_000, 60_000),
 }

@@ -1,26 +1,41 @@
-"""Inclusion-zone exit and exclusion-zone entry (version 1), and fast sampling near
+"""Inclusion-zone exit and exclusion-zone entry (version 2), and fast sampling near
 exclusion zones.
 
-Against GPS drift (Traccar's flapping geofences) each fix is judged with its own accuracy:
-with d the signed distance from the fix to the zone's edge (negative inside) and a its
-estimated accuracy,
+Against GPS drift (Traccar's flapping geofences) each fix is judged with the accuracy the
+track lets us believe: with d the signed distance from the fix to the zone's edge (negative
+inside) and a that accuracy,
 
 - *inside with confidence*  when d <= -k·a   (the whole accuracy circle is inside);
 - *outside with confidence* when d >= k·a + hysteresis_m;
-- anything between changes nothing.
+- anything between changes nothing by itself.
 
-An exclusion entry (or an inclusion exit) opens a pending episode at the moment of
-crossing — interpolated along the segment from the previous fix, not the time of the first
-fix seen inside — and is confirmed once the subject has been on the wrong side for
-`dwell_s` (zone's own dwell, else the default for its kind) with at least `min_fixes`
-confident fixes. It ends at the interpolated crossing back. A pending episode that ends
-before it is confirmed is a near miss and raises nothing.
+The accuracy a receiver reports comes from its satellites' geometry and is optimistic under
+multipath, exactly when it matters: a fix further from the last one the track explained (the
+anchor) than both accuracies and the wearer's motion allow (`move_mps` on foot, or the speed
+the track was already moving at) has its accuracy inflated by the excess. Such a fix is
+"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
+away) and the latest becomes the anchor, believed at its reported accuracy.
+
+An exclusion entry (or an inclusion exit) opens a pending episode at the first fix inside
+with confidence, dated from the moment of crossing — interpolated along the segment from the
+fix before, not the time of the first fix seen inside. While pending it keeps a balance of
+support: +1 for each fix inside with confidence, -1 for each fix on the other side of the
+edge that the track explains (an unexplained one, a multipath jump, counts for nothing); it
+ends as a near miss when the balance reaches 0, or when no fix has been inside with
+confidence for `evidence_gap_s`. It is confirmed at a fix inside with confidence once
+`dwell_s` (zone's own dwell, else the default for its kind) has passed since the crossing
+with at least `min_fixes` such fixes: consecutive evidence within a bounded time, so stray
+multipath fixes minutes apart never add up. Once confirmed, only a fix outside with
+confidence ends it (drift at the edge cannot flap), dated at the crossing on the line from
+the visit's last fix on the wrong side of the edge, however many doubted fixes came between.
 
 Sparse fixes: when two consecutive fixes are both outside an exclusion zone but the straight
 segment between them crosses it for at least `dwell_s` (at the segment's average speed) and
 `min_cross_m`, a pass-through episode is raised (details.pass_through), provided the fixes
-are at most `max_gap_s` apart. Fixes implying more than `max_speed_mps` from the previous
-accepted fix are dropped as jumps (stuck or multipath GNSS; counted in the state).
+are at most `max_gap_s` apart. A visit that ends unconfirmed is judged the same way on the
+segment from the fix before it to the fix that ended it, so a fix inside never removes a
+pass-through the outside fixes prove. Fixes implying more than `max_speed_mps` from the
+previous accepted fix are dropped as jumps (stuck or multipath GNSS; counted in the state).
 
 A fix within `near_m` of an exclusion zone asks the tag (a COMMAND with cmd_config
 CFG_FAST_UNTIL) to sample fast for `fast_for_s`; the sink sends it for live data only.
@@ -32,20 +47,20 @@ Vectorized: prepare() projects the run's fixes and asks the zones' STRtree for e
 (fix, zone) pair within reach in one query, and for every segment that intersects a zone in
 another; the per-fix fold then only looks at those pairs.
 
-Parameters: `exclusion_dwell_s` 30, `inclusion_dwell_s` 60, `min_fixes` 2, `k` 1.0,
-`hysteresis_m` 10, `max_accuracy_m` 100, `max_speed_mps` 70, `max_gap_s` 900,
-`min_cross_m` 20, `near_m` 300, `fast_for_s` 900."""
+docs/rules.md ("Zone edges: what buffer to give") has the measured false-entry rates by
+distance outside the edge and GNSS error, and detection by visit length."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from backend.rules.base import Context, Rule
+from backend.rules.base import PENDING, Context, Rule
 from backend.rules.geo import EXCLUSION, INCLUSION, ZoneIndex, ZoneSpec
 from backend.rules.model import TAG, Command, Obs
 from backend.rules.schedule import active_at
@@ -57,7 +72,7 @@ EXIT = "inclusion_exit"
 
 @dataclass(frozen=True)
 class ZoneParams:
-    exclusion_dwell_s: int = 30
+    exclusion_dwell_s: int = 60
     inclusion_dwell_s: int = 60
     min_fixes: int = 2
     k: float = 1.0
@@ -68,6 +83,19 @@ class ZoneParams:
     min_cross_m: float = 20.0
     near_m: float = 300.0
     fast_for_s: int = 900
+    move_mps: float = 2.5  # how fast a wearer may have moved on foot, unseen by the track
+    reanchor_fixes: int = 3  # unexplained fixes in a row that move the anchor
+    evidence_gap_s: int = 120  # a pending entry without a fix inside for this long ends
+
+
+class Here(NamedTuple):
+    """The fix being judged: where it is and the accuracy believed for it."""
+
+    obs: Obs
+    x: float
+    y: float
+    acc: float  # believed: the reported accuracy, inflated where the track contradicts it
+    consistent: bool  # the track explains the fix with its reported accuracy
 
 
 def usable(obs: Obs, max_accuracy_m: float) -> bool:
@@ -82,13 +110,24 @@ def usable(obs: Obs, max_accuracy_m: float) -> bool:
 
 class Zones(Rule):
     name = "zones"
-    version = 1
+    version = 2
     Params = ZoneParams
 
     def initial(self, config: Any, start: int) -> dict[str, Any]:
-        # last: the last accepted fix [t, x, y, acc]; zone: per zone id, "in" (on the
-        # wrong side, pending or confirmed) with entry time and fix count.
-        return {"open": {}, "last": None, "zone": {}, "fast_until": 0, "jumps": 0}
+        # last: the last accepted fix [t, x, y, believed accuracy, ref]; anchor: the last fix
+        # the track explained [t, x, y, accuracy, speed] and odd, the unexplained ones since;
+        # zone: per zone index, a visit (a fix on the wrong side of its edge): its crossing
+        # time, confident fixes, support balance, last confident fix, the fix before it and
+        # its last fix on the wrong side.
+        return {
+            "open": {},
+            "last": None,
+            "anchor": None,
+            "odd": 0,
+            "zone": {},
+            "fast_until": 0,
+            "jumps": 0,
+        }
 
     # ---- vectorized precomputation over the run ----------------------------------------
 
@@ -162,106 +201,201 @@ class Zones(Rule):
         x, y = xy
         prev = st["last"]
         if prev is not None and obs.t > prev[0]:
-            dist = float(np.hypot(x - prev[1], y - prev[2]))
+            dist = math.hypot(x - prev[1], y - prev[2])
             slack = acc + prev[3]
             if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
                 st["jumps"] += 1
                 return
+        believed = self._believed(st, obs.t, x, y, acc)
+        consistent = believed == acc
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
         # Only zones the fix could be entering, zones already entered, and zones the segment
         # from the previous fix crosses need judging; the rest are merely near (fast sampling).
-        edge = self.p.k * acc + self.p.hysteresis_m
+        edge = self.p.k * believed + self.p.hysteresis_m
         candidates = {z for z, d in near.items() if d < edge} | set(cross)
         candidates |= {int(z) for z in st["zone"]}
         if "inclusion" not in ctx.cache:
             ctx.cache["inclusion"] = {i for i, s in enumerate(index.specs) if s.kind == INCLUSION}
         candidates |= ctx.cache["inclusion"]
-        here = (obs, x, y, acc)
+        here = Here(obs, x, y, believed, consistent)
         for zi in sorted(candidates):
             self._judge(st, ctx, here, index, zi, near.get(zi), prev, cross.get(zi))
         self._fast(st, ctx, obs, index, near, acc)
-        st["last"] = [obs.t, x, y, acc, obs.ref]
+        st["last"] = [obs.t, x, y, believed, obs.ref]
+
+    def _believed(self, st: dict[str, Any], t: int, x: float, y: float, acc: float) -> float:
+        """The accuracy to believe for a fix. A receiver's accuracy comes from its satellite
+        geometry and misses multipath, which is exactly when it is wrong: a fix further from
+        the last one the track explained (the anchor) than both accuracies and the wearer's
+        motion allow (on foot from rest, or the speed the track was already moving at) is off
+        by at least the rest. After `reanchor_fixes` such fixes in a row the track has moved
+        on (a car pulling away), not the fixes: the latest becomes the anchor, believed."""
+        anchor: list[float] | None = st.get("anchor")
+        if anchor is None or t <= anchor[0]:
+            st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
+            return acc
+        dt = t - anchor[0]
+        dist = math.hypot(x - anchor[1], y - anchor[2])
+        on_foot: float = self.p.move_mps
+        excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
+        st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
+        if excess > 0 and st["odd"] < self.p.reanchor_fixes:
+            return acc + excess
+        st["anchor"], st["odd"] = [t, x, y, acc, min(dist / dt, self.p.max_speed_mps)], 0
+        return acc
 
     def _judge(
         self,
         st: dict[str, Any],
         ctx: Context,
-        here: tuple[Obs, float, float, float],
+        here: Here,
         index: ZoneIndex,
         zi: int,
         d: float | None,
         prev: list[Any] | None,
         seg: tuple[float, float] | None,
     ) -> None:
-        obs, _, _, acc = here
+        obs = here.obs
         spec = index.specs[zi]
-        type_ = ENTRY if spec.kind == EXCLUSION else EXIT
-        sub = str(spec.id)
+        excl = spec.kind == EXCLUSION
+        type_ = ENTRY if excl else EXIT
         dist = float("inf") if d is None else d
-        inside = dist <= -self.p.k * acc
-        outside = dist >= self.p.k * acc + self.p.hysteresis_m
-        wrong, right = (inside, outside) if spec.kind == EXCLUSION else (outside, inside)
-        zs = st["zone"].get(str(zi))
+        inside = dist <= -self.p.k * here.acc
+        outside = dist >= self.p.k * here.acc + self.p.hysteresis_m
+        wrong, right = (inside, outside) if excl else (outside, inside)
+        # Which side of the edge the fix itself is on, whatever its accuracy.
+        over = dist <= 0 if excl else dist > 0
+        key = str(zi)
+        zs = _visit(st["zone"].get(key))
         active = not spec.schedule or active_at(spec.schedule, obs.t)
+        confirmed = zs is not None and self._confirmed(st, type_, spec, zs)
+        slot = "" if zs is None else f"{spec.id}@{zs['since']}"
+        if zs is not None and not confirmed and obs.t - zs["last"] > self.p.evidence_gap_s:
+            # Nothing has supported it for too long: a near miss, and this fix starts afresh.
+            self.end(st, ctx, type_, slot, obs.t, obs.t)
+            del st["zone"][key]
+            zs = None
         if zs is not None:
-            if right or not active:
-                end = obs.t
-                if prev is not None and seg is not None and right:
-                    f = seg[1] if spec.kind == EXCLUSION else seg[0]
-                    end = int(prev[0] + f * (obs.t - prev[0]))
-                self.end(
-                    st, ctx, type_, f"{sub}@{zs['since']}", end, obs.t, evidence=obs.evidence()
-                )
-                del st["zone"][str(zi)]
-            elif wrong:
-                zs["n"] += 1
-                slot = f"{sub}@{zs['since']}"
-                self.evidence(st, type_, slot, obs.evidence())
-                if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
-                    self.confirm(st, type_, slot, obs.t)
+            # Unconfirmed, the wrong side needs unbroken support: a fix on the right side of
+            # the edge that the track does not contradict ends it as a near miss. Confirmed,
+            # only a confident fix on the right side ends it (drift at the edge cannot flap).
+            against = not confirmed and not over and here.consistent
+            if against:
+                zs["support"] -= 1
+            if (right and confirmed) or (against and zs["support"] <= 0) or not active:
+                end = obs.t if over else self._left(ctx, here, zi, zs["over"])
+                self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
+                del st["zone"][key]
+                if not confirmed and not over and active:
+                    self._chord(st, ctx, here, index, zi, zs)
+            else:
+                if over:
+                    zs["over"] = [obs.t, here.x, here.y, here.acc, obs.ref]
+                if wrong:
+                    self._support(st, ctx, obs, spec, type_, zs)
+            return
+        if not over:
+            if excl and active and seg is not None and prev is not None:
+                self._pass_through(st, ctx, here, spec, prev, seg)
             return
         if not active:
             return
+        since = obs.t
+        if prev is not None and seg is not None:
+            f = seg[0] if excl else seg[1]
+            since = int(prev[0] + f * (obs.t - prev[0]))
+        fix = [obs.t, here.x, here.y, here.acc, obs.ref]
+        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "over": fix}
+        st["zone"][key] = zs
         if wrong:
-            since = obs.t
-            if prev is not None and seg is not None:
-                f = seg[0] if spec.kind == EXCLUSION else seg[1]
-                since = int(prev[0] + f * (obs.t - prev[0]))
-            st["zone"][str(zi)] = {"since": since, "n": 1}
+            self._support(st, ctx, obs, spec, type_, zs)
+
+    def _support(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        spec: ZoneSpec,
+        type_: str,
+        zs: dict[str, Any],
+    ) -> None:
+        """A fix confidently on the wrong side: open the pending episode (at the crossing),
+        count it, and confirm once the dwell has passed with min_fixes of them."""
+        slot = f"{spec.id}@{zs['since']}"
+        zs["n"] += 1
+        zs["support"] += 1
+        zs["last"] = obs.t
+        if zs["n"] == 1:
             self.begin(
                 st,
                 ctx,
                 type_,
-                f"{sub}@{since}",
-                since,
+                slot,
+                zs["since"],
                 grace_s=None,
                 evidence=obs.evidence(),
                 details={"zone": spec.id, "zone_name": spec.name},
             )
-            if prev is not None and seg is not None:
-                self.evidence(
-                    st, type_, f"{sub}@{since}", {"t": prev[0], "ref": prev[4], "name": "fix"}
-                )
-            if self.p.min_fixes <= 1 and obs.t - since >= self._dwell(spec):
-                self.confirm(st, type_, f"{sub}@{since}", obs.t)
-        elif spec.kind == EXCLUSION and seg is not None and prev is not None:
-            self._pass_through(st, ctx, here, spec, prev, seg)
+            before = zs["before"]
+            if before is not None:
+                self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
+        else:
+            self.evidence(st, type_, slot, obs.evidence())
+        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
+            self.confirm(st, type_, slot, obs.t)
+
+    def _left(self, ctx: Context, here: Here, zi: int, over: list[Any] | None) -> int:
+        """When the visit ended: where the straight line from its last fix on the wrong side
+        of the edge to this one crosses it (a fix between them the track could not explain
+        does not move it), else now."""
+        if over is None:
+            return here.obs.t
+        seg = self._cross(ctx, over, here.obs, here.x, here.y).get(zi)
+        if seg is None:
+            return here.obs.t
+        f = seg[1] if ctx.config.zone_index.specs[zi].kind == EXCLUSION else seg[0]
+        return int(over[0] + f * (here.obs.t - over[0]))
+
+    def _confirmed(
+        self, st: dict[str, Any], type_: str, spec: ZoneSpec, zs: dict[str, Any]
+    ) -> bool:
+        cur = self.slot(st, type_, f"{spec.id}@{zs['since']}")
+        return cur is not None and cur["ep"]["confirmed_t"] != PENDING
+
+    def _chord(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        here: Here,
+        index: ZoneIndex,
+        zi: int,
+        zs: dict[str, Any],
+    ) -> None:
+        """A visit that ended unconfirmed: the straight line from the fix before it to this
+        one may still prove a pass-through, as it would have with no fix between them."""
+        before = zs["before"]
+        spec = index.specs[zi]
+        if before is None or spec.kind != EXCLUSION:
+            return
+        seg = self._cross(ctx, before, here.obs, here.x, here.y).get(zi)
+        if seg is not None:
+            self._pass_through(st, ctx, here, spec, before, seg)
 
     def _pass_through(
         self,
         st: dict[str, Any],
         ctx: Context,
-        here: tuple[Obs, float, float, float],
+        here: Here,
         spec: ZoneSpec,
         prev: list[Any],
         seg: tuple[float, float],
     ) -> None:
-        obs, x, y, _ = here
+        obs, x, y = here.obs, here.x, here.y
         gap = obs.t - prev[0]
         if gap <= 0 or gap > self.p.max_gap_s:
             return
-        length = float(np.hypot(x - prev[1], y - prev[2]))
+        length = math.hypot(x - prev[1], y - prev[2])
         inside_m = (seg[1] - seg[0]) * length
         inside_s = (seg[1] - seg[0]) * gap
         if inside_m < self.p.min_cross_m or inside_s < self._dwell(spec):
@@ -318,3 +452,12 @@ class Zones(Rule):
                     self.p.fast_for_s // 2,
                 )
             )
+
+
+def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A zone's visit state (in, pending or confirmed), with what version 1 did not keep
+    filled in: its confident fixes as support, the visit's start as the last of them, no
+    fix before it to judge a pass-through by nor last fix inside to date its end from."""
+    if zs is not None and "support" not in zs:
+        zs.update(support=zs["n"], last=zs["since"], before=None, over=None)
+    return zs

@@ -13,6 +13,7 @@ from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import Registry
 from backend.rules import store
 from backend.rules.sink import MonitoringSink
+from backend.rules.zones import Zones
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -123,7 +124,7 @@ def test_live_frames_raise_one_alert_with_evidence_and_commands(world: World) ->
     assert [(t, s) for t, s, _, _ in world.alerts()] == [("exclusion_entry", "open")]
     with world.engine.connect() as conn:
         ep = conn.execute(select(alert_episodes)).one()
-        assert ep.rule_version == 1 and len(ep.evidence) >= 2 and ep.end is not None
+        assert ep.rule_version == Zones.version and len(ep.evidence) >= 2 and ep.end is not None
         cmds = list(conn.execute(select(device_commands).order_by(device_commands.c.seq)))
     assert [c.seq for c in cmds] == list(range(1, len(cmds) + 1)) and cmds
     # 7.5 minutes near the zone, a fast period of 15: asked once (renewal is due only after

@@ -105,6 +105,22 @@ def test_zone_entries_in_the_truth_log(edge: Simulation) -> None:
     assert brief and min(e.duration_ms for e in brief) < 20 * 60_000
 
 
+def test_a_lingerer_stands_outside_the_zone_edge_and_never_enters(edge: Simulation) -> None:
+    inj = next(i for i in edge.injections if i.type == "zone_edge_linger")
+    z = edge.world.zone(edge.subjects[inj.subject].exclusion[0])
+    assert inj.end_ms is not None
+    t = np.arange(inj.start_ms - 3_600_000, inj.end_ms + 3_600_000, 5_000)
+    x, y, place = edge.movements.sample(np.full(len(t), inj.subject), t)
+    d = np.hypot(x - z.x, y - z.y) - z.radius_m
+    # Out to the spot (a few minutes either way: the trip there is planned with an average
+    # bus wait), standing there outdoors to the end, and never closer to the edge.
+    at = (t >= inj.start_ms + 10 * 60_000) & (t < inj.end_ms)
+    assert np.allclose(d[at], inj.metres, atol=0.01) and (place[at] == -1).all()
+    assert d.min() >= inj.metres - 0.01
+    mine = [e for e in edge.truth.of_type(truth.EXCLUSION_ZONE_ENTRY) if e.subject == inj.subject]
+    assert not [e for e in mine if e.start_ms < inj.end_ms + 3_600_000]
+
+
 def test_device_events_and_battery_in_the_truth_log(edge: Simulation) -> None:
     t = edge.truth
     (strap,) = t.of_type(truth.STRAP_CUT)

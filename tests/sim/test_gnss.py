@@ -7,8 +7,17 @@ import random
 
 import numpy as np
 
+from firmware.fixfilter import accuracy_dm
 from sim import gnss
-from sim.params import INDOORS, NEAR_BUILDINGS, OPEN_SKY, SHIELDED, URBAN_CANYON, GnssParams
+from sim.params import (
+    CORRELATED_MULTIPATH,
+    INDOORS,
+    NEAR_BUILDINGS,
+    OPEN_SKY,
+    SHIELDED,
+    URBAN_CANYON,
+    GnssParams,
+)
 
 N = 10_000
 P = GnssParams()
@@ -98,3 +107,22 @@ def test_scalar_model_agrees_with_vectorized() -> None:
     assert abs(float(np.median(errs)) - float(np.median(_run(OPEN_SKY).err_m))) < 0.2
     indoor = [gnss.sample_one(0.0, 0.0, INDOORS, rnd, P)[0] for _ in range(N)]
     assert 0.27 < sum(indoor) / N < 0.33
+
+
+def test_correlated_multipath_is_slow_to_change_and_the_receiver_does_not_admit_it() -> None:
+    p = P.replacing(URBAN_CANYON, CORRELATED_MULTIPATH)
+    assert p.environments[OPEN_SKY] == P.environments[OPEN_SKY]
+    fleet = gnss.GnssFleet(N, seed=4, p=p)
+    env = np.full(N, URBAN_CANYON)
+    zero = np.zeros(N)
+    a = fleet.epoch(0, zero, zero, env)
+    b = fleet.epoch(15_000, zero, zero, env)  # the tag's fast fix interval
+    both = a.valid & b.valid
+    assert np.corrcoef(a.x[both], b.x[both])[0, 1] > 0.7
+    err = float(np.median(a.err_m[a.valid]))
+    assert abs(err - 1.1774 * 25.0) < 1.0
+    # The accuracy the tag would record (HDOP x UERE, firmware.fixfilter) is well under the
+    # real error: the optimism the zone rule must not take at its word.
+    hdop_d = (a.hdop[a.valid] * 10).astype(int)
+    acc_m = np.array([accuracy_dm(int(h), 2, 12) / 10 for h in hdop_d])
+    assert float(np.median(acc_m)) * 2 < err

@@ -63,6 +63,25 @@ def test_shipped_scenarios_load() -> None:
             "events[0].zone",
             "unknown zone 'x'",
         ),
+        (
+            lambda d: d.update(events=[{"type": "zone_edge_linger", "at": "10:00", "minutes": 5}]),
+            "events[0]",
+            "'metres' (outside the zone's edge) goes with zone_edge_linger only",
+        ),
+        (
+            lambda d: d.update(
+                events=[{"type": "case_open", "at": "10:00", "minutes": 5, "metres": 20}]
+            ),
+            "events[0]",
+            "goes with zone_edge_linger only",
+        ),
+        (
+            lambda d: d.update(
+                events=[{"type": "zone_edge_linger", "at": "10:00", "minutes": 5, "metres": 0}]
+            ),
+            "events[0].metres",
+            "greater than 0",
+        ),
     ],
 )
 def test_bad_scenarios_name_the_field(change: Any, field: str, words: str) -> None:

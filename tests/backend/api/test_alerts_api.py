@@ -18,6 +18,7 @@ from backend.clock import ManualClock
 from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import KeyVault, Registry
 from backend.rules.sink import MonitoringSink
+from backend.rules.zones import Zones
 from backend.storage.schema import HOME_UNIT, TAG
 from firmware import frame as fr
 from firmware import topics
@@ -173,7 +174,8 @@ def test_frames_to_alert_on_the_stream_then_the_workflow(setup: Setup, world: Wo
     assert [a["id"] for a in listed] == [alert_id]
     detail = s.http.get(f"/api/alerts/{alert_id}", headers=s.officer).json()
     (ep,) = detail["episode_list"]
-    assert ep["details"]["zone"] == zone_id and ep["evidence"] and ep["rule_version"] == 1
+    assert ep["details"]["zone"] == zone_id and ep["evidence"]
+    assert ep["rule_version"] == Zones.version
     # Another unit's officer: nothing listed, the alert itself is 404.
     assert s.http.get("/api/alerts", headers=s.other).json() == []
     assert s.http.get(f"/api/alerts/{alert_id}", headers=s.other).status_code == 404
@@ -212,7 +214,8 @@ def test_the_stream_refuses_clients_that_do_not_accept_events(setup: Setup) -> N
 def test_rules_and_parameters_are_published(setup: Setup) -> None:
     rules = setup.http.get("/api/rules", headers=setup.officer).json()
     by = {r["rule"]: r for r in rules}
-    assert by["curfew"]["params"]["grace_s"] == 600 and by["zones"]["version"] == 1
+    assert by["curfew"]["params"]["grace_s"] == 600 and by["zones"]["version"] == Zones.version
+    assert by["zones"]["params"]["exclusion_dwell_s"] == 60
 
 
 def test_openapi_documents_the_monitoring_routes(app: FastAPI) -> None:
