@@ -163,6 +163,41 @@ def _run(
         console.print("stopped: API, ingest, broker, home units and tags")
 
 
+@dataclass
+class Served:
+    """What `make demo` serves over a kept run: the app (its clock carrying on from the
+    run's end) and the demo logins."""
+
+    app: Any
+    clock: ContinuingClock
+    logins: list[Any]
+
+
+def web_app(outcome: sim_run.Outcome) -> Served:
+    """The API and web app over a kept run's database, the simulator's world as the map's
+    base layer, and demo logins for two units (the browser tests serve the same)."""
+    from backend.api.app import create_app
+    from backend.web.demo_accounts import seed_demo_accounts
+    from backend.web.settings import WebSettings
+    from backend.web.world_layer import write_world_layer
+
+    fleet = outcome.fleet
+    assert fleet is not None and fleet.backend is not None  # run(keep=True) with a backend
+    backend = fleet.backend
+    layer = Path(backend.settings.data_dir) / "world.geojson"
+    world = write_world_layer(fleet.sim.world, layer)
+    clock = ContinuingClock(backend.clock.now())
+    app = create_app(backend.settings, clock, backend.engine)
+    app.state.tagwatch_web = WebSettings(world_layer=world)
+    logins = seed_demo_accounts(
+        backend.engine,
+        app.state.tagwatch.passwords,
+        clock.now(),
+        owner_unit=monitoring.UNIT_NAME,
+    )
+    return Served(app, clock, logins)
+
+
 def _serve(
     outcome: sim_run.Outcome,
     console: Console,
@@ -171,29 +206,15 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from backend.api.app import create_app
     from backend.api.routes_web import LEAFLET_DIR
-    from backend.web.demo_accounts import format_logins, seed_demo_accounts
-    from backend.web.settings import WebSettings
-    from backend.web.world_layer import write_world_layer
+    from backend.web.demo_accounts import format_logins
 
-    fleet = outcome.fleet
-    assert fleet is not None and fleet.backend is not None  # run(keep=True) with a backend
-    backend = fleet.backend
     for name, path in outcome.paths.items():
         console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
-    layer = Path(backend.settings.data_dir) / "world.geojson"
-    world = write_world_layer(fleet.sim.world, layer)
-    clock = ContinuingClock(backend.clock.now())
-    app = create_app(backend.settings, clock, backend.engine)
-    app.state.tagwatch_web = WebSettings(world_layer=world)
     with console.status("creating demo logins..."):
-        logins = seed_demo_accounts(
-            backend.engine,
-            app.state.tagwatch.passwords,
-            clock.now(),
-            owner_unit=monitoring.UNIT_NAME,
-        )
+        served = web_app(outcome)
+    logins = served.logins
+    app = served.app
     if sock is None:
         console.print("Demo logins (--no-serve: the API is not started):")
         for line in format_logins(logins, "http://" + HOST)[1:]:

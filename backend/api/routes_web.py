@@ -2,7 +2,8 @@
 (tile source), the world layer, every visible subject's last position (the live map) and a
 stream of new positions, a subject's device events (the timeline), and a zone preview (which
 recent fixes a drawn zone would have counted as a breach). `install(app)` also serves the
-application's static files (backend/web/static) and Leaflet from backend/web/node_modules.
+application's static files (backend/web/static) and Leaflet with its clustering plugin from
+backend/web/node_modules.
 
 Every route takes its caller from backend/api/deps.py like the rest of the API: lists are
 scoped with `visible_subjects(...)`, subject routes with `subject_scope(...)`."""
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -61,6 +62,7 @@ from backend.storage.schema import (
     subjects,
     zones,
 )
+from backend.web import freshness
 from backend.web.settings import WebSettings
 
 router = APIRouter(prefix="/api/web", tags=["web"])
@@ -68,6 +70,7 @@ router = APIRouter(prefix="/api/web", tags=["web"])
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 LEAFLET_DIR = WEB_DIR / "node_modules" / "leaflet" / "dist"
+CLUSTER_DIR = WEB_DIR / "node_modules" / "leaflet.markercluster" / "dist"
 
 POLL_S = 0.5  # how often the position stream looks for new fixes
 SESSION_CHECK_S = 5.0  # how often it re-checks the caller's session (logout, disabling)
@@ -95,7 +98,7 @@ WebDep = Annotated[WebSettings, Depends(get_web)]
 
 
 class WebConfig(BaseModel):
-    tile_url: str = Field(description="XYZ template; empty: vector layers only")
+    tile_url: str = Field(description="XYZ template ({z}/{x}/{y}); empty: the world layer")
     tile_attribution: str
     tile_max_zoom: int
     world_layer: bool = Field(description="whether GET /api/web/world has a layer")
@@ -116,7 +119,7 @@ def _world_path(ctx: Any, web: WebSettings) -> Path | None:
 def config(user: CurrentUser, ctx: Context, web: WebDep) -> WebConfig:
     """The map's configuration and the backend's clock."""
     return WebConfig(
-        tile_url=web.tile_url,
+        tile_url=web.tile_template(),
         tile_attribution=web.tile_attribution,
         tile_max_zoom=web.tile_max_zoom,
         world_layer=_world_path(ctx, web) is not None,
@@ -188,6 +191,17 @@ class HomeUnitPublic(BaseModel):
     lon: float | None
 
 
+class FreshnessPublic(BaseModel):
+    mode: Literal["home", "moving", "resting", "unknown"] = Field(
+        description="what the tag is doing, so what it is expected to send"
+    )
+    last_contact: int | None = Field(description="event time of the newest record, Unix s")
+    expected_s: int = Field(description="the mode's reporting interval")
+    late_after_s: int
+    silent_after_s: int = Field(description="the comms-loss threshold")
+    state: Literal["on_time", "late", "silent"] = Field(description="at the view's `now`")
+
+
 class LiveSubject(BaseModel):
     id: int
     reference: str
@@ -199,6 +213,7 @@ class LiveSubject(BaseModel):
     position: LivePosition | None
     presence: Presence | None
     home_unit: HomeUnitPublic | None
+    freshness: FreshnessPublic | None = Field(description="none without a tag fitted")
 
 
 class LiveView(BaseModel):
@@ -251,19 +266,17 @@ def live(
     clock: ClockDep,
     log: Audit,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    subject: Annotated[int | None, Query(ge=1, le=2**62, description="only this subject")] = None,
 ) -> LiveView:
-    """Every subject the caller may see live: its last position (with accuracy), the
-    presence its home unit last reported, its home unit and its zones. Audited as a live
-    consultation of each subject (a disclosure for subjects shared with the caller)."""
+    """Every subject the caller may see live (or only `subject`): its last position (with
+    accuracy), the presence its home unit last reported, its home unit, whether it reports
+    as its mode should (`freshness`) and its zones. Audited as a live consultation of each
+    subject (a disclosure for subjects shared with the caller)."""
     now = clock.now()
-    ids = list(
-        db.execute(
-            select(subjects.c.id)
-            .where(visible.where(subjects.c.id))
-            .order_by(subjects.c.id)
-            .limit(limit)
-        ).scalars()
-    )
+    q = select(subjects.c.id).where(visible.where(subjects.c.id))
+    if subject is not None:
+        q = q.where(subjects.c.id == subject)
+    ids = list(db.execute(q.order_by(subjects.c.id).limit(limit)).scalars())
     fitted: dict[int, dict[str, tuple[int, int]]] = {}
     for r in db.execute(
         select(assignments.c.subject_id, assignments.c.role, assignments.c.device)
@@ -300,6 +313,13 @@ def live(
         tag = f.get(TAG)
         unit = f.get(HOME_UNIT)
         home = homes.get(sid)
+        pres = _presence(db, *tag) if tag else None
+        fresh = (
+            freshness.read(db, sid, tag[0], unit[0] if unit else None,
+                           pres.at_home if pres else None, now)
+            if tag
+            else None
+        )  # fmt: skip
         out.append(
             LiveSubject(
                 id=sid,
@@ -310,7 +330,7 @@ def live(
                 tag=tag[0] if tag else None,
                 tag_last_seen_at=seen.get(tag[0]) if tag else None,
                 position=_last_position(db, *tag) if tag else None,
-                presence=_presence(db, *tag) if tag else None,
+                presence=pres,
                 home_unit=HomeUnitPublic(
                     device=unit[0],
                     last_seen_at=seen.get(unit[0]),
@@ -319,6 +339,7 @@ def live(
                 )
                 if unit
                 else None,
+                freshness=FreshnessPublic.model_validate(asdict(fresh)) if fresh else None,
             )
         )
     listed = set(owned) | set(shared)
@@ -473,12 +494,14 @@ def subject_events(
     clock: ClockDep,
     start: FromQ = None,
     end: ToQ = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 5000,
 ) -> list[DeviceEventPublic]:
     """What the subject's tag and home unit reported in [from, to] (tamper, battery,
-    charging, mode, link...), newest first, for the timeline beside its alerts."""
+    charging, mode, link, status...) and the home unit's presence reports about the tag
+    (kind `presence`, data `state` 1 home / 0 away), newest first, for the timeline beside
+    its alerts."""
     start, end = _window(start, end, clock.now())
-    a, e = assignments.c, device_events.c
+    a, e, q = assignments.c, device_events.c, presence.c
     out: list[DeviceEventPublic] = []
     for dev, role, s, until in db.execute(
         select(a.device, a.role, a.starts_at, a.ends_at).where(a.subject_id == subject.id)
@@ -498,6 +521,20 @@ def subject_events(
                     t=r.ts, device=dev, role=role, kind=r.kind, data=data, late=bool(r.late)
                 )
             )
+        if role != TAG:
+            continue
+        for r in db.execute(
+            select(q.ts, q.home_unit, q.state, q.rssi, q.late)
+            .where(q.tag == dev, q.ts.between(lo, hi))
+            .order_by(q.ts.desc())
+            .limit(limit)
+        ):
+            out.append(
+                DeviceEventPublic(
+                    t=r.ts, device=r.home_unit, role=HOME_UNIT, kind="presence",
+                    data={"state": r.state, "rssi": r.rssi, "tag": dev}, late=bool(r.late),
+                )
+            )  # fmt: skip
     out.sort(key=lambda x: x.t or 0, reverse=True)
     return out[:limit]
 
@@ -654,14 +691,16 @@ async def _home(request: Request) -> Response:
 
 
 def install(app: FastAPI, web: WebSettings | None = None) -> None:
-    """The web API, and the application at /web/ (with Leaflet at /web/vendor/leaflet/
-    once `make` has installed it); / redirects there. Mounted under /web so that no route
+    """The web API, and the application at /web/ (with Leaflet at /web/vendor/leaflet/ and
+    its clustering plugin at /web/vendor/markercluster/ once `make` has installed them); /
+    redirects there. Mounted under /web so that no route
     added after this one is shadowed."""
     app.state.tagwatch_web = web or WebSettings()
     app.include_router(router)
     app.router.routes.append(Route("/", _home, methods=["GET"], include_in_schema=False))
-    if LEAFLET_DIR.is_dir():
-        leaflet = StaticFiles(directory=LEAFLET_DIR)
-        app.router.routes.append(Mount("/web/vendor/leaflet", _WithPolicy(leaflet, app)))
+    for name, folder in (("leaflet", LEAFLET_DIR), ("markercluster", CLUSTER_DIR)):
+        if folder.is_dir():
+            files = StaticFiles(directory=folder)
+            app.router.routes.append(Mount(f"/web/vendor/{name}", _WithPolicy(files, app)))
     site = StaticFiles(directory=STATIC_DIR, html=True)
     app.router.routes.append(Mount("/web", _WithPolicy(site, app)))

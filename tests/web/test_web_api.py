@@ -191,9 +191,11 @@ def test_config_tiles_in_the_csp_and_the_world_layer(stack: Scenario, tmp_path: 
         r = stack.http.get("/api/web/world", headers=who)
         assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
         layers = {f["properties"]["layer"] for f in r.json()["features"]}
-        assert layers == {"land", "roads", "place", "zone"}
+        assert layers == {"land", "roads", "place"}
         kinds = {f["properties"].get("kind") for f in r.json()["features"]}
         assert "home" not in kinds and "victim" not in kinds  # no personal addresses
+        names = {f["properties"].get("name") for f in r.json()["features"]}
+        assert {"Bournemouth Centre", "Meyrick Park", "Probation Office"} <= names
         page = stack.http.get("/web/")
         assert page.status_code == 200 and "<title>tagwatch</title>" in page.text
         csp = page.headers["content-security-policy"]
@@ -205,8 +207,9 @@ def test_config_tiles_in_the_csp_and_the_world_layer(stack: Scenario, tmp_path: 
     finally:
         app.state.tagwatch_web = previous
     assert stack.http.get("/", follow_redirects=False).headers["location"] == "/web/"
-    leaflet = stack.http.get("/web/vendor/leaflet/leaflet-src.esm.js")
-    assert leaflet.status_code == 200 and "javascript" in leaflet.headers["content-type"]
+    for script in ("leaflet/leaflet.js", "markercluster/leaflet.markercluster.js"):
+        served = stack.http.get(f"/web/vendor/{script}")
+        assert served.status_code == 200 and "javascript" in served.headers["content-type"]
 
 
 def test_tile_url_settings_are_checked() -> None:
