@@ -523,7 +523,7 @@ def subject_events(
             )
         if role != TAG:
             continue
-        for r in db.execute(
+        for p in db.execute(
             select(q.ts, q.home_unit, q.state, q.rssi, q.late)
             .where(q.tag == dev, q.ts.between(lo, hi))
             .order_by(q.ts.desc())
@@ -531,8 +531,8 @@ def subject_events(
         ):
             out.append(
                 DeviceEventPublic(
-                    t=r.ts, device=r.home_unit, role=HOME_UNIT, kind="presence",
-                    data={"state": r.state, "rssi": r.rssi, "tag": dev}, late=bool(r.late),
+                    t=p.ts, device=p.home_unit, role=HOME_UNIT, kind="presence",
+                    data={"state": p.state, "rssi": p.rssi, "tag": dev}, late=bool(p.late),
                 )
             )  # fmt: skip
     out.sort(key=lambda x: x.t or 0, reverse=True)

@@ -268,7 +268,7 @@ def _nights(
     absences, plus extra ones; a window the tag was fitted during counts from the fitting),
     each kept, broken by the curfew rule's episodes, or in progress while it has not ended
     without a breach, with the minutes away inside the window."""
-    out = []
+    out: list[Night] = []
     if not monitored:
         return out
     for ws, we, night in curfew_rule.windows(cfg, monitored[0][0], monitored[-1][1]):

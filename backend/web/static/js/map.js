@@ -30,10 +30,11 @@ export async function world(config) {
 export async function baseMap(el, config, { label = "Map" } = {}) {
   el.setAttribute("role", "application");
   el.setAttribute("aria-label", `${label}. Arrow keys pan, plus and minus zoom.`);
-  const map = L.map(el, { zoomControl: true, keyboard: true }).setView(config.center, config.zoom);
+  const maxZoom = config.tile_url ? config.tile_max_zoom : 19;
+  const map = L.map(el, { zoomControl: true, keyboard: true, maxZoom }).setView(config.center, config.zoom);
   L.control.scale({ imperial: false, maxWidth: 140 }).addTo(map);
   if (config.tile_url) {
-    L.tileLayer(config.tile_url, { maxZoom: config.tile_max_zoom, attribution: config.tile_attribution }).addTo(map);
+    L.tileLayer(config.tile_url, { maxZoom, attribution: config.tile_attribution }).addTo(map);
   } else {
     const fc = await world(config);
     if (fc) worldLayer(map, fc);

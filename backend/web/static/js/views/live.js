@@ -42,10 +42,11 @@ function legend() {
   const control = L.control({ position: "bottomleft" });
   control.onAdd = () => {
     const swatch = (cls, text) => h("li", {}, h("span", { class: `swatch ${cls}` }), text);
+    // Open on a laptop; folded on a tablet, where it would cover much of the map.
     const el = h(
-      "div",
-      { class: "legend", id: "map-legend", role: "group", "aria-label": "Map legend" },
-      h("strong", { text: "Legend" }),
+      "details",
+      { class: "legend", id: "map-legend", open: window.innerWidth >= 1000 },
+      h("summary", { text: "Legend" }),
       h(
         "ul",
         {},
