@@ -105,6 +105,7 @@ class WebConfig(BaseModel):
     center: tuple[float, float] = Field(description="[lat, lon] the map opens at")
     zoom: int
     alert_sound: bool
+    live_refresh_s: int = Field(description="how often the live map reloads every subject")
     now: float = Field(description="backend clock, Unix s (simulated runs drive it)")
 
 
@@ -126,6 +127,7 @@ def config(user: CurrentUser, ctx: Context, web: WebDep) -> WebConfig:
         center=(web.center_lat, web.center_lon),
         zoom=web.zoom,
         alert_sound=web.alert_sound,
+        live_refresh_s=web.live_refresh_s,
         now=ctx.clock.now(),
     )
 

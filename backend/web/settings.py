@@ -35,6 +35,9 @@ class WebSettings(BaseSettings):
     zoom: int = Field(default=12, ge=1, le=22)
     # Whether the alert queue plays a tone for a new alert (each officer can mute it).
     alert_sound: bool = True
+    # How often the live map reloads every subject (freshness, presence, home units); new
+    # positions and alerts arrive over the streams in between.
+    live_refresh_s: int = Field(default=30, ge=2, le=3600)
 
     @field_validator("tile_url")
     @classmethod

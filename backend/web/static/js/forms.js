@@ -17,16 +17,20 @@ const PLURAL = (n, one, many) => (n === 1 ? one : many);
 
 // One validation item as a sentence about the field called `name`.
 export function sentence(item, name = "This field") {
-  const c = item.ctx || {};
+  // The API may leave out the limits (ctx): they are then read from its message's number.
+  const n = /(-?\d+(?:\.\d+)?)/.exec(String(item.msg || ""));
+  const limit = n ? n[1] : "";
+  const quoted = [...String(item.msg || "").matchAll(/'([^']*)'/g)].map((m) => m[1]).join(", ");
+  const c = { min_length: limit, max_length: limit, gt: limit, ge: limit, lt: limit, le: limit, expected: quoted, ...(item.ctx || {}) };
   switch (item.type) {
     case "missing":
       return `${name} is required.`;
     case "too_short":
-      return c.min_length === 1 ? `Choose at least one for ${name.toLowerCase()}.` : `${name} needs at least ${c.min_length} entries.`;
+      return Number(c.min_length) === 1 ? `${name}: choose at least one.` : `${name} needs at least ${c.min_length} entries.`;
     case "too_long":
-      return `${name} can have at most ${c.max_length} ${PLURAL(c.max_length, "entry", "entries")}.`;
+      return `${name} can have at most ${c.max_length} ${PLURAL(Number(c.max_length), "entry", "entries")}.`;
     case "string_too_short":
-      return c.min_length === 1 ? `${name} cannot be empty.` : `${name} needs at least ${c.min_length} characters.`;
+      return Number(c.min_length) === 1 ? `${name} cannot be empty.` : `${name} needs at least ${c.min_length} characters.`;
     case "string_too_long":
       return `${name} can be at most ${c.max_length} characters long.`;
     case "greater_than":
@@ -50,7 +54,7 @@ export function sentence(item, name = "This field") {
       return `${name} must be yes or no.`;
     case "literal_error":
     case "enum":
-      return `Choose ${name.toLowerCase()} from the list (${String(c.expected || "").replaceAll("'", "")}).`;
+      return `Choose ${name.toLowerCase()} from the list${c.expected ? ` (${String(c.expected).replaceAll("'", "")})` : ""}.`;
     case "string_pattern_mismatch":
       return `${name} contains characters that are not allowed.`;
     case "time_parsing":

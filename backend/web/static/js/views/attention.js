@@ -7,8 +7,6 @@ import * as api from "../api.js";
 import { nearestPlace, world } from "../map.js";
 import { clear, fmtAge, fmtDuration, fmtTime, freshnessText, freshState, h, label, now } from "../util.js";
 
-const LIVE_REFRESH_MS = 60_000;
-
 export async function render(el, ctx) {
   const subjects = new Map((await api.get("/api/subjects", { limit: 1000 })).map((s) => [s.id, s]));
   const fc = await world(ctx.config);
@@ -115,7 +113,7 @@ export async function render(el, ctx) {
   await Promise.all([feed.loaded(), loadLive()]);
   draw();
   const unsubscribe = feed.subscribe(() => draw());
-  const timer = setInterval(() => loadLive().then(draw), LIVE_REFRESH_MS);
+  const timer = setInterval(() => loadLive().then(draw), ctx.config.live_refresh_s * 1000);
   return () => {
     unsubscribe();
     clearInterval(timer);

@@ -1,14 +1,12 @@
 // Live map: every subject the user may see live — last position with its accuracy circle, a
 // badge for its open alerts, whether it reports as its mode should — over the home units and
-// zones; updated in place by the position stream, the alert feed and a refresh every 30 s, so
+// zones; updated in place by the position stream, the alert feed and a periodic refresh, so
 // an open popup and the selected subject stay as they are. Subjects are found by name or
 // reference; dense ones cluster (a click zooms in, subjects at one spot fan out).
 import * as feed from "../alertfeed.js";
 import * as api from "../api.js";
 import { FRESH_COLOUR, L, baseMap, fitTo, nearestPlace, world, zoneLayer } from "../map.js";
 import { announce, clear, fmtAge, fmtTime, freshnessText, freshState, h, label, setServerNow, toast } from "../util.js";
-
-const REFRESH_MS = 30_000;
 
 function markerIcon(s, alerts) {
   const state = s.freshness ? freshState(s.freshness) : "silent";
@@ -252,7 +250,7 @@ export async function render(el, ctx, args) {
 
   await load();
   if (selected !== null) focusSubject(selected);
-  const timer = setInterval(() => load().catch(() => {}), REFRESH_MS);
+  const timer = setInterval(() => load().catch(() => {}), ctx.config.live_refresh_s * 1000);
 
   api.stream(
     "/api/web/live/stream",
