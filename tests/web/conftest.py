@@ -111,7 +111,7 @@ class Browser:
 
     def go(self, screen: str) -> Any:
         self.page.goto(f"{self.base}/web/#/{screen}")
-        self.page.wait_for_selector(".screen h1")
+        self.page.wait_for_selector(".screen[data-ready] h1")
         return self.page
 
     def shot(self, name: str, full_page: bool = False) -> None:

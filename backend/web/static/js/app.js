@@ -102,6 +102,7 @@ async function route() {
       h("p", { class: "error", role: "alert", text: missing ? "The map library is not installed on this server (run `make setup`)." : `This screen failed: ${e.message || e}` }),
     );
   }
+  el.dataset.ready = "true"; // rendered (tests wait for it: the streams never go idle)
   const heading = el.querySelector("h1");
   if (heading) {
     heading.tabIndex = -1;
