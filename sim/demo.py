@@ -173,9 +173,10 @@ class Served:
     logins: list[Any]
 
 
-def web_app(outcome: sim_run.Outcome) -> Served:
+def web_app(outcome: sim_run.Outcome, **settings: Any) -> Served:
     """The API and web app over a kept run's database, the simulator's world as the map's
-    base layer, and demo logins for two units (the browser tests serve the same)."""
+    base layer, and demo logins for two units (the browser tests serve the same, with
+    `settings` overriding the backend's: they sign in more often than a person would)."""
     from backend.api.app import create_app
     from backend.web.demo_accounts import seed_demo_accounts
     from backend.web.settings import WebSettings
@@ -187,7 +188,7 @@ def web_app(outcome: sim_run.Outcome) -> Served:
     layer = Path(backend.settings.data_dir) / "world.geojson"
     world = write_world_layer(fleet.sim.world, layer)
     clock = ContinuingClock(backend.clock.now())
-    app = create_app(backend.settings, clock, backend.engine)
+    app = create_app(backend.settings.model_copy(update=settings), clock, backend.engine)
     app.state.tagwatch_web = WebSettings(world_layer=world)
     logins = seed_demo_accounts(
         backend.engine,

@@ -108,9 +108,7 @@ class Filters:
         return self.subject_ids is None or bool(self.subject_ids.intersection(ids))
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in vars(self).items() if v is not None and k != "subject_ids"
-        }
+        return {k: v for k, v in vars(self).items() if v is not None and k != "subject_ids"}
 
 
 def _references(conn: Connection, rows: list[AuditRecord]) -> None:

@@ -103,8 +103,10 @@ async function route() {
     );
   }
   el.dataset.ready = "true"; // rendered (tests wait for it: the streams never go idle)
+  // The new screen's heading takes the focus, unless the screen put it somewhere on purpose
+  // (an alert opened from its address focuses that alert's heading).
   const heading = el.querySelector("h1");
-  if (heading) {
+  if (heading && !el.contains(document.activeElement)) {
     heading.tabIndex = -1;
     heading.focus();
   }

@@ -125,7 +125,10 @@ export async function render(el, ctx, args) {
   // Any filter change redraws the list (the change event itself is not a list of new rows).
   filters.addEventListener("change", () => renderTable());
   await load();
-  if (selected) await showDetail(selected);
+  if (selected) {
+    await showDetail(selected);
+    focusTitle();
+  }
 
   const unsubscribe = feed.subscribe((a) => {
     liveState.textContent = feed.streamState();
