@@ -199,6 +199,18 @@ def web_app(outcome: sim_run.Outcome, **settings: Any) -> Served:
     return Served(app, clock, logins)
 
 
+def open_alerts(outcome: sim_run.Outcome) -> int:
+    """How many of the run's alerts are open: what the demo's officers start the day with."""
+    from sqlalchemy import func, select
+
+    from backend.storage.schema import alerts
+
+    assert outcome.fleet is not None and outcome.fleet.backend is not None
+    with outcome.fleet.backend.engine.connect() as conn:
+        q = select(func.count()).select_from(alerts).where(alerts.c.state == "open")
+        return int(conn.execute(q).scalar_one())
+
+
 def _serve(
     outcome: sim_run.Outcome,
     console: Console,
@@ -238,6 +250,13 @@ def _serve(
     for line in format_logins(logins, url):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"API: {url}/api/docs", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"Needs attention: {open_alerts(outcome)} open alerts from the simulated day "
+        "(officers and supervisors see them first after signing in)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if not LEAFLET_DIR.is_dir():
         console.print(f"[yellow]the web app's map needs Leaflet in {LEAFLET_DIR}: run make setup")
     console.print("Serving until Ctrl-C.")

@@ -43,7 +43,7 @@ def subject_refs(day: SimDay) -> dict[int, str]:
 
 
 def no_screen_failure(page: Any) -> None:
-    failed = page.locator(".screen p.error[role=alert]")
+    failed = page.locator(".screen p.error[role=alert]:not(:empty)")
     assert failed.count() == 0, failed.all_inner_texts()
 
 
@@ -196,7 +196,7 @@ def test_the_evidence_map_frames_the_evidence(day_tab: DayBrowser, day: SimDay) 
     page.set_viewport_size(DESKTOP)
     page = day_tab.go(f"alerts/{entry['id']}")
     page.wait_for_selector("#evidence-map .leaflet-control-scale-line")
-    page.wait_for_selector("#evidence-map path.leaflet-interactive")
+    page.wait_for_selector("#evidence-map path.leaflet-interactive[stroke='#b3261e']")
     # Framed on the fixes (a few hundred metres), not on every zone of the subject (km).
     scale = page.locator("#evidence-map .leaflet-control-scale-line").inner_text()
     assert scale.endswith(" m"), scale
@@ -221,7 +221,9 @@ def test_the_map_shows_every_subject_on_a_named_base_map(
     page = day_tab.go("map")
     page.wait_for_selector("#live-subjects li[data-subject]")
     # A base map with places to locate people by, a scale bar and a legend.
-    labels = page.locator("#live-map .place-label").all_inner_texts()
+    labels = page.locator("#live-map .place-label").evaluate_all(
+        "ls => ls.map((l) => l.textContent)"
+    )
     assert {"Boscombe", "Bournemouth Centre", "Poole Centre"} <= set(labels)
     assert page.locator("#live-map .leaflet-control-scale-line").is_visible()
     assert page.locator("#map-legend").count() == 1

@@ -142,15 +142,8 @@ export function zoneLayer(feature, extra = {}) {
   return layer;
 }
 
-// A last-known position: a dot and its accuracy circle.
+// The colour of a subject's accuracy circle by its freshness (the dot's are in app.css).
 export const FRESH_COLOUR = { on_time: "#0b5cad", late: "#a15c00", silent: "#6b7580" };
-
-export function positionLayer(lat, lon, accuracy, colour) {
-  const group = L.featureGroup();
-  group.addLayer(L.circle([lat, lon], { radius: accuracy, color: colour, weight: 1, fillOpacity: 0.12 }));
-  group.addLayer(L.circleMarker([lat, lon], { radius: 7, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 1 }));
-  return group;
-}
 
 export function fitTo(map, layers, maxZoom = 16) {
   const group = L.featureGroup(layers.filter(Boolean));

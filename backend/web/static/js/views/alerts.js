@@ -20,8 +20,9 @@ function queueOrder(a, b) {
 }
 
 export async function render(el, ctx, args) {
-  const canWork = ["supervisor", "officer"].includes(ctx.me.role);
   const subjects = new Map((await api.get("/api/subjects", { limit: 1000 })).map((s) => [s.id, s]));
+  // Supervisors and officers work their own unit's alerts; a share is read-only.
+  const canWork = (subjectId) => ["supervisor", "officer"].includes(ctx.me.role) && (subjects.get(subjectId) || {}).owner === true;
   const fc = await world(ctx.config);
   const alerts = new Map();
   let selected = args[0] ? Number(args[0]) : null;
@@ -217,7 +218,7 @@ export async function render(el, ctx, args) {
         h("a", { href: `#/subjects/${a.subject_id}/trail/${a.start}`, id: "alert-trail-link", text: `Trail at ${fmtTime(a.start)}` }),
       ),
     ];
-    if (canWork && a.state === "open") {
+    if (canWork(a.subject_id) && a.state === "open") {
       const note = h("input", { id: "ack-note", maxlength: 2000 });
       body.push(
         h(
@@ -242,11 +243,13 @@ export async function render(el, ctx, args) {
         ),
       );
     }
-    if (canWork && (a.state === "open" || a.state === "acknowledged")) {
+    if (canWork(a.subject_id) && (a.state === "open" || a.state === "acknowledged")) {
       // No outcome is chosen for the officer: the choice is theirs and recorded as evidence.
+      // Not `required`: the form says so beside the field itself (the browser's bubble is
+      // gone at the next click).
       const outcome = h(
         "select",
-        { id: "resolve-outcome", required: true },
+        { id: "resolve-outcome" },
         h("option", { value: "", text: "Choose an outcome…" }),
         OUTCOMES.map((o) => h("option", { value: o, text: label(o) })),
       );
