@@ -68,7 +68,7 @@ def test_an_alert_arrives_live_then_is_acknowledged_and_resolved(
     row.get_by_role("button").click()
     page.wait_for_selector("#alert-title:focus")
     # Evidence: the fixes that confirmed the entry, on the map with the zone.
-    page.wait_for_selector("#evidence-map path.leaflet-interactive")
+    page.wait_for_selector("#evidence-map path.leaflet-interactive[stroke='#b3261e']")
     assert page.locator("#alert-detail .evidence li li").count() >= 2
     page.fill("#ack-note", "looking into it")
     page.click("#acknowledge")

@@ -141,13 +141,14 @@ export class FieldErrors {
   }
 }
 
-// A refusal that is not about a field, in a sentence.
+// A refusal that is not about a field, in a sentence: the API's own (its refusals are
+// written for people), else one for the status.
 export function refusal(e) {
   if (!e) return "Something went wrong.";
+  if (typeof e.detail === "string" && e.detail) return e.detail;
   if (e.status === 403) return "Your role or your unit's share does not allow this.";
   if (e.status === 404) return "Not found, or not visible to your unit.";
   if (e.status === 429) return "Too many requests: wait a minute and try again.";
-  if (typeof e.detail === "string") return e.detail;
   return String(e.message || e);
 }
 
