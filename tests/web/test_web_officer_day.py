@@ -48,8 +48,15 @@ def no_screen_failure(page: Any) -> None:
 
 
 def no_sideways_scroll(page: Any) -> None:
+    """Nothing wider than the window, and nothing wider than the panel it sits in."""
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"], width
+    overflowing = page.evaluate(
+        """() => [...document.querySelectorAll('.screen .panel')]
+              .filter((p) => p.scrollWidth > p.clientWidth + 1)
+              .map((p) => [p.getAttribute('aria-label'), p.scrollWidth - p.clientWidth])"""
+    )
+    assert overflowing == [], overflowing
 
 
 @SIZES
@@ -190,10 +197,13 @@ def test_acknowledge_then_resolve_an_ongoing_alert_with_the_safeguards(
     page.wait_for_selector("#trail-status:has-text('positions')")
 
 
-def test_the_evidence_map_frames_the_evidence(day_tab: DayBrowser, day: SimDay) -> None:
+@SIZES
+def test_the_evidence_map_frames_the_evidence(
+    day_tab: DayBrowser, day: SimDay, size: dict[str, int]
+) -> None:
     entry = next(a for a in day.get("/api/alerts", limit=1000) if a["type"] == "exclusion_entry")
     page = day_tab.sign_in(OFFICER)
-    page.set_viewport_size(DESKTOP)
+    page.set_viewport_size(size)
     page = day_tab.go(f"alerts/{entry['id']}")
     page.wait_for_selector("#evidence-map .leaflet-control-scale-line")
     page.wait_for_selector("#evidence-map path.leaflet-interactive[stroke='#b3261e']")
@@ -268,8 +278,9 @@ def test_the_map_shows_every_subject_on_a_named_base_map(
     day_tab.shot(f"day-live-map-{size['width']}")
 
 
+@SIZES
 def test_find_a_subject_by_name_and_its_popup_survives_the_refresh(
-    day_tab: DayBrowser, day: SimDay
+    day_tab: DayBrowser, day: SimDay, size: dict[str, int]
 ) -> None:
     app = day.served.app
     before = app.state.tagwatch_web
@@ -280,7 +291,7 @@ def test_find_a_subject_by_name_and_its_popup_survives_the_refresh(
             s for s in live["subjects"] if s["position"] and s["name"].endswith("(compliant)")
         )
         page = day_tab.sign_in(OFFICER)
-        page.set_viewport_size(DESKTOP)
+        page.set_viewport_size(size)
         page = day_tab.go("map")
         page.wait_for_selector("#live-subjects li[data-subject]")
         page.fill("#live-search", target["name"].split(" (")[0].lower())
@@ -381,13 +392,14 @@ def test_a_configured_tile_server_is_the_base_map(
         app.state.tagwatch_web = before
 
 
+@SIZES
 def test_the_subject_timeline_reads_as_events_in_london_time(
-    day_tab: DayBrowser, day: SimDay
+    day_tab: DayBrowser, day: SimDay, size: dict[str, int]
 ) -> None:
     refs = {v: k for k, v in subject_refs(day).items()}
     sid = refs["SIM-0-00001"]  # the persistent breacher: curfew, exclusion zone, home and away
     page = day_tab.sign_in(OFFICER)
-    page.set_viewport_size(DESKTOP)
+    page.set_viewport_size(size)
     page = day_tab.go(f"subjects/{sid}")
     page.wait_for_selector("#timeline li.tl")
     text = page.locator("#timeline").inner_text()
@@ -409,7 +421,7 @@ def test_the_subject_timeline_reads_as_events_in_london_time(
     assert not any(
         w.startswith("Alert:") for w in page.locator("#timeline .what").all_inner_texts()
     )
-    day_tab.shot("day-subject-timeline", full_page=True)
+    day_tab.shot(f"day-subject-timeline-{size['width']}", full_page=True)
 
 
 def test_a_compliance_report_counts_only_the_fitted_period(
