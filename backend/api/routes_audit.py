@@ -115,11 +115,12 @@ def _references(conn: Connection, rows: list[AuditRecord]) -> None:
     ids = {i for r in rows for i in (r.subject_ids or ())}
     if not ids:
         return
-    refs = dict(
-        conn.execute(select(subjects.c.id, subjects.c.reference).where(subjects.c.id.in_(ids)))
-        .tuples()
-        .all()
-    )
+    refs = {
+        r.id: r.reference
+        for r in conn.execute(
+            select(subjects.c.id, subjects.c.reference).where(subjects.c.id.in_(ids))
+        )
+    }
     for r in rows:
         if r.subject_ids:
             r.subject_references = [refs.get(i, f"#{i}") for i in r.subject_ids]
