@@ -163,6 +163,54 @@ def _run(
         console.print("stopped: API, ingest, broker, home units and tags")
 
 
+@dataclass
+class Served:
+    """What `make demo` serves over a kept run: the app (its clock carrying on from the
+    run's end) and the demo logins."""
+
+    app: Any
+    clock: ContinuingClock
+    logins: list[Any]
+
+
+def web_app(outcome: sim_run.Outcome, **settings: Any) -> Served:
+    """The API and web app over a kept run's database, the simulator's world as the map's
+    base layer, and demo logins for two units (the browser tests serve the same, with
+    `settings` overriding the backend's: they sign in more often than a person would)."""
+    from backend.api.app import create_app
+    from backend.web.demo_accounts import seed_demo_accounts
+    from backend.web.settings import WebSettings
+    from backend.web.world_layer import write_world_layer
+
+    fleet = outcome.fleet
+    assert fleet is not None and fleet.backend is not None  # run(keep=True) with a backend
+    backend = fleet.backend
+    layer = Path(backend.settings.data_dir) / "world.geojson"
+    world = write_world_layer(fleet.sim.world, layer)
+    clock = ContinuingClock(backend.clock.now())
+    app = create_app(backend.settings.model_copy(update=settings), clock, backend.engine)
+    app.state.tagwatch_web = WebSettings(world_layer=world)
+    logins = seed_demo_accounts(
+        backend.engine,
+        app.state.tagwatch.passwords,
+        clock.now(),
+        owner_unit=monitoring.UNIT_NAME,
+    )
+    return Served(app, clock, logins)
+
+
+def open_alerts(outcome: sim_run.Outcome) -> int:
+    """How many of the run's alerts are open: what the demo's officers start the day with."""
+    from sqlalchemy import func, select
+
+    from backend.storage.schema import alerts
+
+    assert outcome.fleet is not None and outcome.fleet.backend is not None
+    with outcome.fleet.backend.engine.connect() as conn:
+        q = select(func.count()).select_from(alerts).where(alerts.c.state == "open")
+        return int(conn.execute(q).scalar_one())
+
+
 def _serve(
     outcome: sim_run.Outcome,
     console: Console,
@@ -171,29 +219,15 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from backend.api.app import create_app
     from backend.api.routes_web import LEAFLET_DIR
-    from backend.web.demo_accounts import format_logins, seed_demo_accounts
-    from backend.web.settings import WebSettings
-    from backend.web.world_layer import write_world_layer
+    from backend.web.demo_accounts import format_logins
 
-    fleet = outcome.fleet
-    assert fleet is not None and fleet.backend is not None  # run(keep=True) with a backend
-    backend = fleet.backend
     for name, path in outcome.paths.items():
         console.print(f"{name}: {path}", markup=False, highlight=False, soft_wrap=True)
-    layer = Path(backend.settings.data_dir) / "world.geojson"
-    world = write_world_layer(fleet.sim.world, layer)
-    clock = ContinuingClock(backend.clock.now())
-    app = create_app(backend.settings, clock, backend.engine)
-    app.state.tagwatch_web = WebSettings(world_layer=world)
     with console.status("creating demo logins..."):
-        logins = seed_demo_accounts(
-            backend.engine,
-            app.state.tagwatch.passwords,
-            clock.now(),
-            owner_unit=monitoring.UNIT_NAME,
-        )
+        served = web_app(outcome)
+    logins = served.logins
+    app = served.app
     if sock is None:
         console.print("Demo logins (--no-serve: the API is not started):")
         for line in format_logins(logins, "http://" + HOST)[1:]:
@@ -216,6 +250,13 @@ def _serve(
     for line in format_logins(logins, url):
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     console.print(f"API: {url}/api/docs", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"Needs attention: {open_alerts(outcome)} open alerts from the simulated day "
+        "(officers and supervisors see them first after signing in)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     if not LEAFLET_DIR.is_dir():
         console.print(f"[yellow]the web app's map needs Leaflet in {LEAFLET_DIR}: run make setup")
     console.print("Serving until Ctrl-C.")

@@ -258,10 +258,10 @@ def generate_world(spec: WorldSpec, seed: int, p: WorldParams | None = None) -> 
     xys: list[F64] = []
     names: list[str] = []
 
-    def add(kind: int, xy: F64, label: str) -> None:
+    def add(kind: int, xy: F64, label: str, named: list[str] | None = None) -> None:
         kinds.extend([kind] * len(xy))
         xys.append(xy)
-        names.extend(f"{label}-{i}" for i in range(len(xy)))
+        names.extend(named or [f"{label}-{i}" for i in range(len(xy))])
 
     def off_road(n: int, exclude_zones: bool) -> F64:
         """n points a few metres off random road nodes (a building beside the street)."""
@@ -281,7 +281,7 @@ def generate_world(spec: WorldSpec, seed: int, p: WorldParams | None = None) -> 
     add(WORKPLACE, off_road(spec.workplaces, False), "work")
     add(SHOP, off_road(spec.shops, True), "shop")
     px, py = frame.to_xy(*geo.PROBATION_OFFICE)
-    add(PROBATION, np.array([[float(px), float(py)]]), "probation")
+    add(PROBATION, np.array([[float(px), float(py)]]), "probation", ["probation-office"])
     town_spots: list[F64] = []
     for x, y in centres.values():
         spots = np.zeros((0, 2))
@@ -291,8 +291,9 @@ def generate_world(spec: WorldSpec, seed: int, p: WorldParams | None = None) -> 
             cand = np.column_stack((x + d * np.cos(ang), y + d * np.sin(ang)))
             spots = np.vstack((spots, cand[shapely.contains_xy(land, cand[:, 0], cand[:, 1])]))
         town_spots.append(spots[:3])
-    add(TOWN, np.vstack(town_spots), "town")
-    add(PARK, np.array([[x, y] for x, y, _ in opens]), "park")
+    # Public places keep their real names (the web map labels them).
+    add(TOWN, np.vstack(town_spots), "town", [f"{c}-{k}" for c in centres for k in range(3)])
+    add(PARK, np.array([[x, y] for x, y, _ in opens]), "park", list(geo.OPEN_SPACES))
     add(SOCIAL, off_road(spec.social, True), "social")
     victims = off_road(spec.victims, True)
     add(VICTIM, victims, "victim")

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, select
 
 from backend.api.deps import Audit, EngineDep, User, require_role
 from backend.security import audit, roles
-from backend.storage.schema import audit_log
+from backend.storage.schema import audit_log, subjects
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -28,6 +28,7 @@ class AuditRecord(BaseModel):
     user_id: int | None
     unit_id: int | None
     subject_ids: list[int] | None
+    subject_references: list[str] | None = None  # the subjects' references, for people
     scope: str | None
     purpose: str | None
     request_id: str | None
@@ -59,6 +60,10 @@ class Filters:
         unit_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
         subject_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
         action: Annotated[str | None, Query(max_length=64, description="prefix")] = None,
+        actor: Annotated[str | None, Query(max_length=64, description="username")] = None,
+        subject: Annotated[
+            str | None, Query(max_length=64, description="subject reference")
+        ] = None,
     ) -> None:
         self.since = since
         self.until = until
@@ -66,6 +71,18 @@ class Filters:
         self.unit_id = unit_id
         self.subject_id = subject_id
         self.action = action
+        self.actor = actor
+        self.subject = subject
+        self.subject_ids: set[int] | None = None  # `subject` resolved (resolve())
+
+    def resolve(self, conn: Connection) -> None:
+        """A subject reference names subjects by id (references are unique per unit)."""
+        if self.subject is not None:
+            self.subject_ids = set(
+                conn.execute(
+                    select(subjects.c.id).where(subjects.c.reference == self.subject)
+                ).scalars()
+            )
 
     def query(self) -> Select[Any]:
         q = select(audit_log).order_by(audit_log.c.id)
@@ -79,14 +96,34 @@ class Filters:
             q = q.where(audit_log.c.unit_id == self.unit_id)
         if self.action:
             q = q.where(audit_log.c.action.startswith(self.action, autoescape=True))
+        if self.actor:
+            q = q.where(audit_log.c.actor == self.actor)
         return q
 
     def keep(self, row: Any) -> bool:
         # subject_ids is a JSON list: filtered here, portably, rather than in SQL.
-        return self.subject_id is None or self.subject_id in (row["subject_ids"] or ())
+        ids = row["subject_ids"] or ()
+        if self.subject_id is not None and self.subject_id not in ids:
+            return False
+        return self.subject_ids is None or bool(self.subject_ids.intersection(ids))
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        return {k: v for k, v in vars(self).items() if v is not None and k != "subject_ids"}
+
+
+def _references(conn: Connection, rows: list[AuditRecord]) -> None:
+    ids = {i for r in rows for i in (r.subject_ids or ())}
+    if not ids:
+        return
+    refs = {
+        r.id: r.reference
+        for r in conn.execute(
+            select(subjects.c.id, subjects.c.reference).where(subjects.c.id.in_(ids))
+        )
+    }
+    for r in rows:
+        if r.subject_ids:
+            r.subject_references = [refs.get(i, f"#{i}") for i in r.subject_ids]
 
 
 FiltersDep = Annotated[Filters, Depends()]
@@ -104,6 +141,7 @@ def search(
     log.record("audit.read", detail={"filters": filters.as_dict(), "after_id": after_id})
     out: list[AuditRecord] = []
     with engine.connect() as conn:
+        filters.resolve(conn)
         result = conn.execution_options(yield_per=500).execute(
             filters.query().where(audit_log.c.id > after_id)
         )
@@ -113,6 +151,7 @@ def search(
                 if len(out) >= limit:
                     break
         result.close()
+        _references(conn, out)
     return AuditPage(records=out, next_after_id=out[-1].id if len(out) >= limit else None)
 
 
@@ -129,6 +168,7 @@ def export_csv(
     def rows() -> Iterator[str]:
         # A connection of its own, read in chunks: the export may be long.
         with engine.connect() as conn:
+            filters.resolve(conn)
             result = conn.execution_options(yield_per=1000).execute(filters.query())
             yield from audit.to_csv(r for r in result.mappings() if filters.keep(r))
 

@@ -33,6 +33,8 @@ MAX_RANGE_S = 31 * 86400
             "description": "a zip: the requested files and manifest.json",
         }
     },
+    # The scope the guard needs, for clients that offer the export (docs/web.md).
+    openapi_extra={"x-scope": roles.TRAIL},
 )
 def export_subject(
     subject: SubjectTrail,

@@ -67,6 +67,7 @@ def _file(body: str | bytes, fmt: str, name: str) -> Response:
     response_model=ComplianceOut,
     response_model_by_alias=True,
     responses=_DOC,
+    openapi_extra={"x-scope": roles.REPORTS},  # the guard's scope, for clients (docs/web.md)
 )
 def compliance_report(
     subject: SubjectReports,

@@ -2,7 +2,8 @@
 (tile source), the world layer, every visible subject's last position (the live map) and a
 stream of new positions, a subject's device events (the timeline), and a zone preview (which
 recent fixes a drawn zone would have counted as a breach). `install(app)` also serves the
-application's static files (backend/web/static) and Leaflet from backend/web/node_modules.
+application's static files (backend/web/static) and Leaflet with its clustering plugin from
+backend/web/node_modules.
 
 Every route takes its caller from backend/api/deps.py like the rest of the API: lists are
 scoped with `visible_subjects(...)`, subject routes with `subject_scope(...)`, the stream
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -66,6 +67,7 @@ from backend.storage.schema import (
     subjects,
     zones,
 )
+from backend.web import freshness
 from backend.web.settings import WebSettings
 
 router = APIRouter(prefix="/api/web", tags=["web"])
@@ -73,6 +75,7 @@ router = APIRouter(prefix="/api/web", tags=["web"])
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 LEAFLET_DIR = WEB_DIR / "node_modules" / "leaflet" / "dist"
+CLUSTER_DIR = WEB_DIR / "node_modules" / "leaflet.markercluster" / "dist"
 
 POLL_S = 0.5  # how often the position stream looks for new fixes
 SESSION_CHECK_S = 5.0  # how often it re-checks the caller's session (logout, disabling)
@@ -102,7 +105,7 @@ WebDep = Annotated[WebSettings, Depends(get_web)]
 
 
 class WebConfig(BaseModel):
-    tile_url: str = Field(description="XYZ template; empty: vector layers only")
+    tile_url: str = Field(description="XYZ template ({z}/{x}/{y}); empty: the world layer")
     tile_attribution: str
     tile_max_zoom: int
     world_layer: bool = Field(description="whether GET /api/web/world has a layer")
@@ -112,6 +115,7 @@ class WebConfig(BaseModel):
     )
     zoom: int
     alert_sound: bool
+    live_refresh_s: int = Field(description="how often the live map reloads every subject")
     now: float = Field(description="backend clock, Unix s (simulated runs drive it)")
 
 
@@ -126,13 +130,14 @@ def _world_path(ctx: Any, web: WebSettings) -> Path | None:
 def config(user: CurrentUser, ctx: Context, web: WebDep) -> WebConfig:
     """The map's configuration and the backend's clock."""
     return WebConfig(
-        tile_url=web.tile_url,
+        tile_url=web.tile_template(),
         tile_attribution=web.tile_attribution,
         tile_max_zoom=web.tile_max_zoom,
         world_layer=_world_path(ctx, web) is not None,
         center=[web.center_lat, web.center_lon],
         zoom=web.zoom,
         alert_sound=web.alert_sound,
+        live_refresh_s=web.live_refresh_s,
         now=ctx.clock.now(),
     )
 
@@ -201,6 +206,17 @@ class HomeUnitPublic(BaseModel):
     lon: float | None
 
 
+class FreshnessPublic(BaseModel):
+    mode: Literal["home", "moving", "resting", "unknown"] = Field(
+        description="what the tag is doing, so what it is expected to send"
+    )
+    last_contact: int | None = Field(description="event time of the newest record, Unix s")
+    expected_s: int = Field(description="the mode's reporting interval")
+    late_after_s: int
+    silent_after_s: int = Field(description="the comms-loss threshold")
+    state: Literal["on_time", "late", "silent"] = Field(description="at the view's `now`")
+
+
 class LiveSubject(BaseModel):
     id: int
     reference: str
@@ -212,6 +228,7 @@ class LiveSubject(BaseModel):
     position: LivePosition | None
     presence: Presence | None
     home_unit: HomeUnitPublic | None
+    freshness: FreshnessPublic | None = Field(description="none without a tag fitted")
 
 
 class LiveView(BaseModel):
@@ -268,20 +285,18 @@ def live(
     clock: ClockDep,
     log: Audit,
     limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    subject: Annotated[int | None, Query(ge=1, le=2**62, description="only this subject")] = None,
 ) -> LiveView:
-    """Every subject the caller may see live: its last position (with accuracy), the
-    presence its home unit last reported and its home unit; and the zones of those whose
-    conditions the caller may also see. Audited as a consultation of each subject, per scope
-    (a disclosure for subjects shared with the caller)."""
+    """Every subject the caller may see live (or only `subject`): its last position (with
+    accuracy), the presence its home unit last reported, its home unit and whether it reports
+    as its mode should (`freshness`); and the zones of those whose conditions the caller may
+    also see. Audited as a consultation of each subject, per scope (a disclosure for subjects
+    shared with the caller)."""
     now = clock.now()
-    ids = list(
-        db.execute(
-            select(subjects.c.id)
-            .where(visible.where(subjects.c.id))
-            .order_by(subjects.c.id)
-            .limit(limit)
-        ).scalars()
-    )
+    q = select(subjects.c.id).where(visible.where(subjects.c.id))
+    if subject is not None:
+        q = q.where(subjects.c.id == subject)
+    ids = list(db.execute(q.order_by(subjects.c.id).limit(limit)).scalars())
     fitted: dict[int, dict[str, tuple[int, int]]] = {}
     for r in db.execute(
         select(assignments.c.subject_id, assignments.c.role, assignments.c.device)
@@ -319,6 +334,13 @@ def live(
         tag = f.get(TAG)
         unit = f.get(HOME_UNIT)
         home = homes.get(sid)
+        pres = _presence(db, *tag) if tag else None
+        fresh = (
+            freshness.read(db, sid, tag[0], unit[0] if unit else None,
+                           pres.at_home if pres else None, now)
+            if tag
+            else None
+        )  # fmt: skip
         out.append(
             LiveSubject(
                 id=sid,
@@ -329,7 +351,7 @@ def live(
                 tag=tag[0] if tag else None,
                 tag_last_seen_at=seen.get(tag[0]) if tag else None,
                 position=_last_position(db, *tag) if tag else None,
-                presence=_presence(db, *tag) if tag else None,
+                presence=pres,
                 home_unit=HomeUnitPublic(
                     device=unit[0],
                     last_seen_at=seen.get(unit[0]),
@@ -338,6 +360,7 @@ def live(
                 )
                 if unit
                 else None,
+                freshness=FreshnessPublic.model_validate(asdict(fresh)) if fresh else None,
             )
         )
     listed = {s.id for s in out}
@@ -486,12 +509,14 @@ def subject_events(
     clock: ClockDep,
     start: FromQ = None,
     end: ToQ = None,
-    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 5000,
 ) -> list[DeviceEventPublic]:
     """What the subject's tag and home unit reported in [from, to] (tamper, battery,
-    charging, mode, link...), newest first, for the timeline beside its alerts."""
+    charging, mode, link, status...) and the home unit's presence reports about the tag
+    (kind `presence`, data `state` 1 home / 0 away), newest first, for the timeline beside
+    its alerts."""
     start, end = _window(start, end, clock.now())
-    a, e = assignments.c, device_events.c
+    a, e, q = assignments.c, device_events.c, presence.c
     out: list[DeviceEventPublic] = []
     for dev, role, s, until in db.execute(
         select(a.device, a.role, a.starts_at, a.ends_at).where(a.subject_id == subject.id)
@@ -511,6 +536,20 @@ def subject_events(
                     t=r.ts, device=dev, role=role, kind=r.kind, data=data, late=bool(r.late)
                 )
             )
+        if role != TAG:
+            continue
+        for p in db.execute(
+            select(q.ts, q.home_unit, q.state, q.rssi, q.late)
+            .where(q.tag == dev, q.ts.between(lo, hi))
+            .order_by(q.ts.desc())
+            .limit(limit)
+        ):
+            out.append(
+                DeviceEventPublic(
+                    t=p.ts, device=p.home_unit, role=HOME_UNIT, kind="presence",
+                    data={"state": p.state, "rssi": p.rssi, "tag": dev}, late=bool(p.late),
+                )
+            )  # fmt: skip
     out.sort(key=lambda x: x.t or 0, reverse=True)
     return out[:limit]
 
@@ -667,14 +706,16 @@ async def _home(request: Request) -> Response:
 
 
 def install(app: FastAPI, web: WebSettings | None = None) -> None:
-    """The web API, and the application at /web/ (with Leaflet at /web/vendor/leaflet/
-    once `make` has installed it); / redirects there. Mounted under /web so that no route
+    """The web API, and the application at /web/ (with Leaflet at /web/vendor/leaflet/ and
+    its clustering plugin at /web/vendor/markercluster/ once `make` has installed them); /
+    redirects there. Mounted under /web so that no route
     added after this one is shadowed."""
     app.state.tagwatch_web = web or WebSettings()
     app.include_router(router)
     app.router.routes.append(Route("/", _home, methods=["GET"], include_in_schema=False))
-    if LEAFLET_DIR.is_dir():
-        leaflet = StaticFiles(directory=LEAFLET_DIR)
-        app.router.routes.append(Mount("/web/vendor/leaflet", _WithPolicy(leaflet, app)))
+    for name, folder in (("leaflet", LEAFLET_DIR), ("markercluster", CLUSTER_DIR)):
+        if folder.is_dir():
+            files = StaticFiles(directory=folder)
+            app.router.routes.append(Mount(f"/web/vendor/{name}", _WithPolicy(files, app)))
     site = StaticFiles(directory=STATIC_DIR, html=True)
     app.router.routes.append(Mount("/web", _WithPolicy(site, app)))

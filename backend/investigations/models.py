@@ -233,8 +233,11 @@ class BatchResult(BaseModel):
 
 class NightOut(BaseModel):
     night: str = Field(description="local date the curfew window starts on")
-    start: int
+    start: int = Field(description="the window's start (the fitting, if the tag was fitted in it)")
     end: int
+    status: Literal["kept", "broken", "in_progress"] = Field(
+        description="in_progress: the window has not ended and has no breach yet"
+    )
     kept: bool
     minutes_away: float = Field(description="minutes away from home inside the window")
     alerts: list[int]
@@ -268,6 +271,10 @@ class ComplianceOut(BaseModel):
     start: int = Field(serialization_alias="from")
     end: int = Field(serialization_alias="to")
     generated_at: float
+    monitored: list[tuple[int, int]] = Field(
+        description="the parts of the period that count: a tag fitted, an order running, "
+        "not after the report was made"
+    )
     summary: dict[str, Any]
     nights: list[NightOut]
     zone_events: list[dict[str, Any]]
@@ -292,6 +299,8 @@ class CaseloadRow(BaseModel):
     curfew_nights: int
     curfew_nights_kept: int
     curfew_nights_broken: int
+    curfew_nights_in_progress: int
+    monitored_s: int
     curfew_minutes_away: float
     zone_events: int
     tamper_events: int

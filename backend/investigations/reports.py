@@ -4,7 +4,13 @@ health for operators (docs/investigations.md, "Reports").
 The numbers come from what is stored — the rules' episodes for curfew and zone outcomes
 (the same ones officers work as alerts), device events, presence and positions for the rest —
 so a report says what the record says. Times are event times; curfew nights and charging
-days are local civil days in the subject's time zone."""
+days are local civil days in the subject's time zone (Europe/London unless the subject has
+its own), and the printable and CSV forms show times in that zone's civil time.
+
+Only the monitored part of the period counts: while a tag was fitted and an order ran
+(before the fitting nothing was measured, so nothing was kept or broken), and not after the
+backend's now. A curfew night still under way is "in progress", neither kept nor broken
+unless the rule has already found a breach in it."""
 
 from __future__ import annotations
 
@@ -14,7 +20,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import jinja2
 from sqlalchemy import Connection, Select, func, or_, select
@@ -54,6 +61,7 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["utc"] = lambda t: "" if t is None else iso_minute(t)
+    env.filters["local"] = lambda t, tz: "" if t is None else local_minute(t, tz)
     env.filters["minutes"] = lambda s: "" if s is None else f"{s / 60:,.0f}"
     env.filters["pct"] = lambda f: "" if f is None else f"{f * 100:.1f} %"
     return env
@@ -63,14 +71,27 @@ def iso_minute(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def local_minute(t: float, tz: str) -> str:
+    """Civil time with the zone's abbreviation (BST/GMT: an hour repeated in autumn is not
+    ambiguous), as the web application shows times."""
+    return datetime.fromtimestamp(t, ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+NightStatus = Literal["kept", "broken", "in_progress"]
+
+
 @dataclass
 class Night:
     night: str  # the local date the curfew window starts on
-    start: int
+    start: int  # the window (from the fitting, for a night the tag was fitted during)
     end: int
-    kept: bool
+    status: NightStatus
     minutes_away: float
     alerts: list[int]
+
+    @property
+    def kept(self) -> bool:
+        return self.status == "kept"
 
 
 @dataclass
@@ -102,6 +123,8 @@ class Compliance:
     start: int
     end: int
     generated_at: float
+    # The parts of the period that count: a tag fitted, an order running, up to now.
+    monitored: list[tuple[int, int]] = field(default_factory=list)
     nights: list[Night] = field(default_factory=list)
     zone_events: list[dict[str, Any]] = field(default_factory=list)
     tamper_events: list[dict[str, Any]] = field(default_factory=list)
@@ -118,7 +141,11 @@ class Compliance:
 
     @property
     def nights_broken(self) -> int:
-        return sum(1 for n in self.nights if not n.kept)
+        return sum(1 for n in self.nights if n.status == "broken")
+
+    @property
+    def nights_in_progress(self) -> int:
+        return sum(1 for n in self.nights if n.status == "in_progress")
 
     @property
     def minutes_away(self) -> float:
@@ -131,6 +158,8 @@ class Compliance:
             "curfew_nights": len(self.nights),
             "curfew_nights_kept": self.nights_kept,
             "curfew_nights_broken": self.nights_broken,
+            "curfew_nights_in_progress": self.nights_in_progress,
+            "monitored_s": sum(b - a for a, b in self.monitored),
             "curfew_minutes_away": round(self.minutes_away, 1),
             "zone_events": len(self.zone_events),
             "tamper_events": len(self.tamper_events),
@@ -145,6 +174,9 @@ class Compliance:
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        for night, n in zip(d["nights"], self.nights, strict=True):
+            night["kept"] = n.kept
+        d["monitored"] = [list(span) for span in self.monitored]
         d["summary"] = self.summary()
         return d
 
@@ -163,13 +195,14 @@ def compliance(
     cfg = load_config(conn, subject_id)
     s = conn.execute(select(subjects).where(subjects.c.id == subject_id)).one()
     rep = Compliance(subject_id, s.reference, s.name, cfg.tz, start, end, now)
+    rep.monitored = _monitored(conn, subject_id, cfg, start, end, now)
     eps = _episodes(conn, subject_id, start, end)
-    rep.nights = _nights(cfg, eps, start, end)
+    rep.nights = _nights(cfg, eps, rep.monitored, now)
     rep.zone_events = [_ep(e) for e in eps if e["type"] in ZONE_TYPES]
     rep.tamper_events = _device_events(conn, subject_id, start, end, ("tamper", "home_tamper"))
     rep.battery_events = [_ep(e) for e in eps if e["type"] in BATTERY_TYPES]
-    rep.charging = _charging(conn, subject_id, cfg.tz, cfg.charge_min_minutes, start, end)
-    rep.completeness = _completeness(conn, subject_id, start, end, fix_interval_s)
+    rep.charging = _charging(conn, subject_id, cfg.tz, cfg.charge_min_minutes, rep.monitored)
+    rep.completeness = _completeness(conn, subject_id, rep.monitored, fix_interval_s)
     rows = conn.execute(
         select(alerts)
         .where(
@@ -218,19 +251,39 @@ def _ep(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _nights(cfg: Any, eps: list[dict[str, Any]], start: int, end: int) -> list[Night]:
-    """Curfew windows wholly or partly in the period (the configured weekly windows minus
-    authorised absences, plus extra ones), each kept or broken by the curfew rule's
-    episodes, with the minutes away inside the window."""
-    out = []
-    for ws, we, night in curfew_rule.windows(cfg, start, end):
+def _monitored(
+    conn: Connection, subject_id: int, cfg: Any, start: int, end: int, now: float
+) -> list[tuple[int, int]]:
+    """The parts of [start, end) that count: a tag fitted and an order running, up to now."""
+    lo = max(start, cfg.start) if cfg.start is not None else start
+    hi = min(end, int(now), cfg.end if cfg.end is not None else end)
+    tags = _tenures(conn, subject_id, TAG, lo, hi)
+    return _merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
+
+
+def _nights(
+    cfg: Any, eps: list[dict[str, Any]], monitored: list[tuple[int, int]], now: float
+) -> list[Night]:
+    """Curfew windows in the monitored spans (the configured weekly windows minus authorised
+    absences, plus extra ones; a window the tag was fitted during counts from the fitting),
+    each kept, broken by the curfew rule's episodes, or in progress while it has not ended
+    without a breach, with the minutes away inside the window."""
+    out: list[Night] = []
+    if not monitored:
+        return out
+    for ws, we, night in curfew_rule.windows(cfg, monitored[0][0], monitored[-1][1]):
+        spans = [(max(ws, a), min(we, b)) for a, b in monitored if a < we and b > ws]
+        if not spans:
+            continue
+        ws = spans[0][0]
         mine = [e for e in eps if e["type"] in CURFEW_TYPES and e["subkey"].split("@")[0] == night
                 and e["start"] < we and (e["end"] is None or e["end"] > ws)]  # fmt: skip
         away = 0.0
         for e in mine:
-            e_end = we if e["end"] is None else min(e["end"], we)
+            e_end = min(we, now) if e["end"] is None else min(e["end"], we)
             away += max(0, e_end - max(e["start"], ws))
-        out.append(Night(night, ws, we, not mine, round(away / 60, 1),
+        status: NightStatus = "broken" if mine else "in_progress" if we > now else "kept"
+        out.append(Night(night, ws, we, status, round(away / 60, 1),
                          sorted({int(e["alert_id"]) for e in mine})))  # fmt: skip
     return out
 
@@ -272,11 +325,14 @@ def _device_events(
 
 
 def _charging(
-    conn: Connection, subject_id: int, tz: str, need: int | None, start: int, end: int
+    conn: Connection, subject_id: int, tz: str, need: int | None, monitored: list[tuple[int, int]]
 ) -> list[ChargingDay]:
-    """Charging minutes per whole local day in the period, from the tag's battery records'
-    charging flag (the time from a record with the flag to the next record, at most
+    """Charging minutes per whole local day monitored throughout, from the tag's battery
+    records' charging flag (the time from a record with the flag to the next record, at most
     CHARGE_MAX_GAP_S), against the charging schedule."""
+    if not monitored:
+        return []
+    start, end = monitored[0][0], monitored[-1][1]
     e = device_events.c
     recs: list[tuple[int, bool]] = []
     for tn in _tenures(conn, subject_id, TAG, start - CHARGE_MAX_GAP_S, end):
@@ -304,6 +360,9 @@ def _charging(
         d1 = to_unix(d + timedelta(days=1), time(0, 0), tz)
         if d1 > end:
             break
+        if not any(a <= d0 and d1 <= b for a, b in monitored):
+            d += timedelta(days=1)
+            continue
         secs = sum(max(0, min(b, d1) - max(a, d0)) for a, b in stretches)
         ok = None if need is None else secs >= need * 60
         out.append(ChargingDay(d.isoformat(), round(secs / 60, 1), need, ok))
@@ -312,16 +371,18 @@ def _charging(
 
 
 def _completeness(
-    conn: Connection, subject_id: int, start: int, end: int, interval: int
+    conn: Connection, subject_id: int, monitored: list[tuple[int, int]], interval: int
 ) -> Completeness:
     """Expected fixes: one per `interval` seconds of monitored time away from home (at home
     the tag is in RF mode and the home unit speaks for it); received: GNSS fixes taken while
     away. Frames: expected by the devices' sequence numbers (first to last in the period, per
     boot), received as stored — a gap in sequence numbers is data that never arrived."""
+    if not monitored:
+        return Completeness(interval, 0, 0, 0, None, 0, 0, 0)
+    start, end = monitored[0][0], monitored[-1][1]
     tags = _tenures(conn, subject_id, TAG, start, end)
     stays = ev.load_stays(conn, tags, start, end - 1)
     home = _merge([(max(s.start, start), min(s.end, end)) for s in stays])
-    monitored = _merge([(max(t.start, start), min(t.end or end, end)) for t in tags])
     away = _subtract(monitored, home)
     away_s = sum(b - a for a, b in away)
     expected = sum((b - a) // interval for a, b in away)
@@ -399,7 +460,9 @@ def compliance_csv(rep: Compliance) -> bytes:
     w = csv_cells.Writer(buf, lineterminator="\r\n")
     w.writerow(["section", "item", "value", "detail"])
     w.writerow(["subject", rep.reference, rep.subject_id, rep.name])
-    w.writerow(["period", iso_minute(rep.start), iso_minute(rep.end), rep.tz])
+    w.writerow(["period", local_minute(rep.start, rep.tz), local_minute(rep.end, rep.tz), rep.tz])
+    for a, b in rep.monitored:
+        w.writerow(["monitored", local_minute(a, rep.tz), local_minute(b, rep.tz), ""])
     for k, v in rep.summary().items():
         w.writerow(["summary", k, "" if v is None else v, ""])
     for n in rep.nights:
@@ -407,7 +470,8 @@ def compliance_csv(rep: Compliance) -> bytes:
             [
                 "curfew_night",
                 n.night,
-                "kept" if n.kept else "broken",
+                n.status,
+                f"from={local_minute(n.start, rep.tz)} to={local_minute(n.end, rep.tz)} "
                 f"minutes_away={n.minutes_away} alerts={' '.join(map(str, n.alerts))}",
             ]
         )
@@ -416,11 +480,14 @@ def compliance_csv(rep: Compliance) -> bytes:
             ["charging_day", d.day, d.minutes, f"required={d.required} compliant={d.compliant}"]
         )
     for e in rep.zone_events:
-        w.writerow(["zone_event", e["type"], e["duration_s"] or "", f"start={e['start']}"])
+        w.writerow(["zone_event", e["type"], e["duration_s"] or "",
+                    f"start={local_minute(e['start'], rep.tz)}"])  # fmt: skip
     for e in rep.tamper_events:
-        w.writerow(["tamper_event", e["kind"], e["state"], f"t={e['t']} sensor={e['sensor']}"])
+        w.writerow(["tamper_event", e["kind"], e["state"],
+                    f"t={local_minute(e['t'], rep.tz)} sensor={e['sensor']}"])  # fmt: skip
     for e in rep.battery_events:
-        w.writerow(["battery_event", e["type"], e["duration_s"] or "", f"start={e['start']}"])
+        w.writerow(["battery_event", e["type"], e["duration_s"] or "",
+                    f"start={local_minute(e['start'], rep.tz)}"])  # fmt: skip
     for k, v in sorted(rep.alerts_by_outcome.items()):
         w.writerow(["alerts_by_outcome", k, v, ""])
     for k, v in sorted(rep.alerts_by_type.items()):

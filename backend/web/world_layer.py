@@ -1,7 +1,7 @@
-"""The simulator's world as a GeoJSON layer for the web map (land, roads, places, the
-world's zones), so the map has something under the subjects when no tile server is
-configured. The simulator writes it with `write_world_layer(sim.world, data_dir /
-"world.geojson")`; GET /api/web/world serves that file (docs/web.md).
+"""The simulator's world as a GeoJSON layer for the web map (land, roads, named public
+places), drawn as the base map when no tile server is configured. The simulator writes it
+with `write_world_layer(sim.world, data_dir / "world.geojson")`; GET /api/web/world serves
+that file (docs/web.md).
 
 The world is taken by its shape (a Protocol), so the backend does not import the simulator."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import re
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,20 +22,6 @@ PLACE_KINDS = ("home", "workplace", "shop", "probation", "town", "park", "social
 PUBLIC_PLACES = frozenset({"probation", "town", "park"})
 
 
-class _Zone(Protocol):
-    # Read-only properties: a frozen dataclass (the simulator's zones) matches them.
-    @property
-    def name(self) -> str: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def x(self) -> float: ...
-    @property
-    def y(self) -> float: ...
-    @property
-    def radius_m(self) -> float: ...
-
-
 class _World(Protocol):
     land: Any  # shapely Polygon (or MultiPolygon) in local metres
     nodes: npt.NDArray[np.float64]
@@ -43,9 +29,6 @@ class _World(Protocol):
     place_kind: npt.NDArray[np.int8]
     place_xy: npt.NDArray[np.float64]
     place_name: list[str]
-
-    @property
-    def zones(self) -> Sequence[_Zone]: ...
 
     def to_latlon(
         self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
@@ -62,9 +45,17 @@ def _polygons(geom: Any) -> list[Any]:
     return list(geom.geoms) if hasattr(geom, "geoms") else [geom]
 
 
+def _label(name: str) -> str:
+    """ "bournemouth-centre-2" -> "Bournemouth Centre": one label per named place."""
+    return " ".join(w.capitalize() for w in re.sub(r"-\d+$", "", name).split("-"))
+
+
 def world_feature_collection(world: _World) -> dict[str, Any]:
-    """Land polygon(s), the road network as one MultiLineString, public places as points
-    and the world's circular zones (centre + radius_m), each with a `layer` property."""
+    """Land polygon(s), the road network as one MultiLineString and the public places as
+    labelled points (one per name: a town centre's several spots share one label), each
+    with a `layer` property. The world's zones are not in it: a subject's zones come from
+    the API with the subject, and the rest (victims' addresses, the simulator's cellular
+    dead zones) are not for a shared map."""
     features: list[dict[str, Any]] = []
     for poly in _polygons(world.land):
         rings = [_lonlat(world, np.asarray(poly.exterior.coords))]
@@ -87,31 +78,18 @@ def world_feature_collection(world: _World) -> dict[str, Any]:
                 "properties": {"layer": "roads"},
             }
         )
+    places: dict[tuple[str, str], list[npt.NDArray[np.float64]]] = {}
     for i, kind_code in enumerate(world.place_kind):
         kind = PLACE_KINDS[int(kind_code)] if int(kind_code) < len(PLACE_KINDS) else "other"
-        if kind not in PUBLIC_PLACES:
-            continue
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": _lonlat(world, world.place_xy[i])[0]},
-                "properties": {"layer": "place", "kind": kind, "name": world.place_name[i]},
-            }
-        )
-    for z in world.zones:
-        if z.kind == "victim":  # a victim's address is not for a shared map layer
-            continue
-        centre = _lonlat(world, np.array([z.x, z.y]))[0]
+        if kind in PUBLIC_PLACES:
+            places.setdefault((kind, _label(world.place_name[i])), []).append(world.place_xy[i])
+    for (kind, name), xys in places.items():
+        centre = _lonlat(world, np.mean(np.asarray(xys), axis=0))[0]
         features.append(
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": centre},
-                "properties": {
-                    "layer": "zone",
-                    "kind": z.kind,
-                    "name": z.name,
-                    "radius_m": z.radius_m,
-                },
+                "properties": {"layer": "place", "kind": kind, "name": name},
             }
         )
     return {"type": "FeatureCollection", "features": features}

@@ -162,6 +162,9 @@ def sign_in(http: httpx.Client, who: dict[str, tuple[str, str, str]], user: str)
 def test_demo_serves_the_run_to_officers_and_stops_on_ctrl_c(demo: Demo) -> None:
     demo.wait_for("Serving until Ctrl-C.", RUN_TIMEOUT_S)
     web = next(x for x in demo.lines if x.startswith("Web application: "))
+    # The demo opens on a day with alerts waiting (the strap cut's, at least).
+    waiting = next(x for x in demo.lines if x.startswith("Needs attention: "))
+    assert int(waiting.split()[2]) >= 1, waiting
     base = web.removeprefix("Web application: ").removesuffix("/web/")
     port = int(base.rsplit(":", 1)[1])
     assert base == f"http://127.0.0.1:{port}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.web import scenario
+from tests.web import scenario, simday
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,6 +38,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[scenario.Scenari
     s = scenario.start(tmp_path_factory.mktemp("web"))
     yield s
     scenario.stop(s)
+
+
+@pytest.fixture(scope="session")
+def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[simday.SimDay]:
+    """The simulated day (tests/web/simday.py), built once and shared by every module."""
+    d = simday.start(tmp_path_factory.mktemp("simday"))
+    yield d
+    simday.stop(d)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +111,7 @@ class Browser:
 
     def go(self, screen: str) -> Any:
         self.page.goto(f"{self.base}/web/#/{screen}")
-        self.page.wait_for_selector(".screen h1")
+        self.page.wait_for_selector(".screen[data-ready] h1")
         return self.page
 
     def shot(self, name: str, full_page: bool = False) -> None:
@@ -134,6 +142,26 @@ def tab_to(page: Any, wanted: str, key: str = "Tab", limit: int = 80) -> int:
 @pytest.fixture
 def tab(browser_context: Any, stack: scenario.Scenario) -> Iterator[Browser]:
     b = Browser(browser_context, stack.url)
+    yield b
+    errors = list(b.errors)
+    b.close()
+    assert errors == [], errors
+
+
+class DayBrowser(Browser):
+    """A tab on the simulated day, signing in with the demo logins' passwords."""
+
+    def __init__(self, context: Any, day: simday.SimDay) -> None:
+        super().__init__(context, day.url)
+        self.day = day
+
+    def sign_in(self, username: str, password: str | None = None) -> Any:
+        return super().sign_in(username, password or self.day.password(username))
+
+
+@pytest.fixture
+def day_tab(browser_context: Any, day: simday.SimDay) -> Iterator[DayBrowser]:
+    b = DayBrowser(browser_context, day)
     yield b
     errors = list(b.errors)
     b.close()

@@ -14,13 +14,24 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
+from backend.ingest import Message
 from backend.web.demo_accounts import format_logins, seed_demo_accounts
 from backend.web.settings import WebSettings
 from backend.web.world_layer import write_world_layer
 from firmware import frame as fr
+from firmware import topics
 from sim.world import WorldSpec, generate_world
 from tests.backend.rules.scenario import offset
-from tests.web.scenario import TAG_A, TAG_B, UNIT_A, UNIT_B, ZONE_DX, Scenario, fix_record
+from tests.web.scenario import (
+    TAG_A,
+    TAG_B,
+    UNIT_A,
+    UNIT_A_DEV,
+    UNIT_B,
+    ZONE_DX,
+    Scenario,
+    fix_record,
+)
 
 PURPOSE = {"purpose": "web API test"}
 
@@ -66,6 +77,23 @@ def test_live_view_shows_what_the_unit_may_see_and_is_audited(stack: Scenario) -
     # Administrators and auditors see no subject data.
     admin = _as(stack, "administrator")
     assert stack.http.get("/api/web/live", headers=admin).json()["subjects"] == []
+
+
+def test_live_view_of_one_subject_with_its_freshness(stack: Scenario) -> None:
+    a1, b1 = stack.world.subjects["A-1"], stack.world.subjects["B-1"]
+    who = stack.officer(UNIT_A)
+    view = stack.http.get("/api/web/live", params={"subject": a1}, headers=who).json()
+    (s,) = view["subjects"]
+    assert s["id"] == a1
+    # A fix a minute: moving, judged against its batches (10 minutes), with the order's or
+    # the comms rule's threshold for silence.
+    f = s["freshness"]
+    assert f["mode"] == "moving" and f["expected_s"] == 600
+    assert f["last_contact"] >= s["position"]["t"] and f["silent_after_s"] == 7200
+    assert f["state"] in ("on_time", "late", "silent")
+    # A subject the unit may not see live is simply not there.
+    hidden = stack.http.get("/api/web/live", params={"subject": b1}, headers=who).json()
+    assert hidden["subjects"] == []
 
 
 def _follow(stack: Scenario, headers: dict[str, str], out: queue.Queue[Any]) -> threading.Thread:
@@ -118,6 +146,18 @@ def test_device_events_for_the_timeline(stack: Scenario) -> None:
     events = stack.http.get(f"/api/web/subjects/{a1}/events", headers=stack.officer(UNIT_A)).json()
     mine = [e for e in events if e["kind"] == "battery" and e["t"] == t]
     assert mine and mine[0]["data"]["level"] == 17 and mine[0]["device"] == TAG_A
+    # The home unit's presence reports about the tag are in the timeline too.
+    stack.seq[UNIT_A_DEV] = stack.seq.get(UNIT_A_DEV, 0) + 1
+    home = fr.Record(fr.PRESENCE, (0, UNIT_A_DEV, TAG_A, fr.HOME, -60))
+    frame = fr.Frame(fr.HOME_DATA, UNIT_A_DEV, 1, stack.seq[UNIT_A_DEV], t + 5, [home],
+                     fr.FLAG_TIME_VALID)  # fmt: skip
+    stack.clock.set(max(stack.clock.now(), t + 6))
+    payload = fr.encode(frame, stack.keys[UNIT_A_DEV])
+    stack.ingest.process([Message(topics.home_up(UNIT_A_DEV), payload)])
+    events = stack.http.get(f"/api/web/subjects/{a1}/events", headers=stack.officer(UNIT_A)).json()
+    presence = [e for e in events if e["kind"] == "presence"]
+    assert presence[0]["t"] == t + 5 and presence[0]["device"] == UNIT_A_DEV
+    assert presence[0]["data"] == {"state": fr.HOME, "rssi": -60, "tag": TAG_A}
     # Another unit's officer cannot see the subject at all.
     other = stack.http.get(f"/api/web/subjects/{a1}/events", headers=stack.officer(UNIT_B))
     assert other.status_code == 404
@@ -191,9 +231,11 @@ def test_config_tiles_in_the_csp_and_the_world_layer(stack: Scenario, tmp_path: 
         r = stack.http.get("/api/web/world", headers=who)
         assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
         layers = {f["properties"]["layer"] for f in r.json()["features"]}
-        assert layers == {"land", "roads", "place", "zone"}
+        assert layers == {"land", "roads", "place"}
         kinds = {f["properties"].get("kind") for f in r.json()["features"]}
         assert "home" not in kinds and "victim" not in kinds  # no personal addresses
+        names = {f["properties"].get("name") for f in r.json()["features"]}
+        assert {"Bournemouth Centre", "Meyrick Park", "Probation Office"} <= names
         page = stack.http.get("/web/")
         assert page.status_code == 200 and "<title>tagwatch</title>" in page.text
         csp = page.headers["content-security-policy"]
@@ -205,8 +247,9 @@ def test_config_tiles_in_the_csp_and_the_world_layer(stack: Scenario, tmp_path: 
     finally:
         app.state.tagwatch_web = previous
     assert stack.http.get("/", follow_redirects=False).headers["location"] == "/web/"
-    leaflet = stack.http.get("/web/vendor/leaflet/leaflet-src.esm.js")
-    assert leaflet.status_code == 200 and "javascript" in leaflet.headers["content-type"]
+    for script in ("leaflet/leaflet.js", "markercluster/leaflet.markercluster.js"):
+        served = stack.http.get(f"/web/vendor/{script}")
+        assert served.status_code == 200 and "javascript" in served.headers["content-type"]
 
 
 def test_tile_url_settings_are_checked() -> None:
@@ -218,6 +261,20 @@ def test_tile_url_settings_are_checked() -> None:
         raise AssertionError(f"accepted {bad!r}")
     ok = WebSettings(tile_url="https://{s}.tiles.example.test/{z}/{x}/{y}.png")
     assert ok.tile_origin() == "https://*.tiles.example.test"
+    # A WMTS address (Web Mercator matrix set), given to the page as XYZ.
+    wmts = WebSettings(
+        tile_url="https://maps.example.test/wmts?service=WMTS&request=GetTile&layer=Road_3857"
+        "&tileMatrixSet=EPSG:3857&tileMatrix=EPSG:3857:{TileMatrix}&tileRow={TileRow}"
+        "&tileCol={TileCol}"
+    )
+    assert wmts.tile_template().endswith("tileMatrix=EPSG:3857:{z}&tileRow={y}&tileCol={x}")
+    assert wmts.tile_origin() == "https://maps.example.test"
+    try:
+        WebSettings(tile_url="https://maps.example.test/wmts?tileMatrix={TileMatrix}")
+    except ValueError as e:
+        assert "{TileMatrix}, {TileRow} and {TileCol}" in str(e)
+    else:
+        raise AssertionError("accepted a WMTS address without row and column")
 
 
 def test_demo_accounts_for_two_units(stack: Scenario) -> None:

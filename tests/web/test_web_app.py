@@ -26,8 +26,10 @@ def _box(page: Any, selector: str) -> dict[str, float]:
 
 def test_sign_in_and_see_subjects_on_the_live_map(tab: Browser, stack: Scenario) -> None:
     page = tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page.wait_for_selector(".screen[data-ready]")
+    assert page.locator("h1").first.inner_text() == "Needs attention"  # officers land here
+    page = tab.go("map")
     page.wait_for_selector("#live-subjects li[data-subject]")
-    assert page.locator("h1").first.inner_text() == "Live map"
     a1 = stack.world.subjects["A-1"]
     item = page.locator(f'#live-subjects li[data-subject="{a1}"]')
     assert "A-1" in item.inner_text() and "ago" in item.inner_text()
@@ -36,8 +38,9 @@ def test_sign_in_and_see_subjects_on_the_live_map(tab: Browser, stack: Scenario)
         page.locator(f'#live-subjects li[data-subject="{stack.world.subjects["B-1"]}"]').count()
         == 0
     )
-    # The last fix (dot + accuracy circle), the home unit and both zones are drawn.
-    assert page.locator("#live-map path.leaflet-interactive").count() >= 4
+    # The last fix (a marker and its accuracy circle), the home unit and both zones.
+    assert page.locator("#live-map .subject-marker").count() == 1
+    assert page.locator("#live-map path").count() >= 3
     assert page.locator("#live-map .home-handle").count() == 1
     item.get_by_role("button", name="Show A-1 on the map").click()
     page.wait_for_selector(".leaflet-popup-content")
@@ -66,7 +69,7 @@ def test_an_alert_arrives_live_then_is_acknowledged_and_resolved(
     row.get_by_role("button").click()
     page.wait_for_selector("#alert-title:focus")
     # Evidence: the fixes that confirmed the entry, on the map with the zone.
-    page.wait_for_selector("#evidence-map path.leaflet-interactive")
+    page.wait_for_selector("#evidence-map path.leaflet-interactive[stroke='#b3261e']")
     assert page.locator("#alert-detail .evidence li li").count() >= 2
     page.fill("#ack-note", "looking into it")
     page.click("#acknowledge")
@@ -77,6 +80,7 @@ def test_an_alert_arrives_live_then_is_acknowledged_and_resolved(
     assert page.locator("#alert-state").inner_text() == "acknowledged"
     page.fill("#resolve-note", "seen on CCTV in the town centre")
     page.click("#resolve")
+    page.click("#resolve-confirm-yes")  # A-1 is still in the zone: confirmed
     page.wait_for_selector("#alert-state:text('resolved')")
     tab.shot("alert-resolved", full_page=True)
 
@@ -212,7 +216,8 @@ def test_correlation_query_on_the_map(tab: Browser, stack: Scenario) -> None:
 
 
 def test_an_officer_of_another_unit_does_not_see_the_subject(tab: Browser, stack: Scenario) -> None:
-    page = tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    page = tab.go("map")
     page.wait_for_selector("#live-subjects li[data-subject]")
     listed = page.locator("#live-subjects").inner_text()
     assert "B-1" in listed and "A-2" in listed  # its own, and the one shared with it

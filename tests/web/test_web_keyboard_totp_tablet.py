@@ -91,7 +91,7 @@ def test_sign_in_with_a_one_time_code(tab: Browser, stack: Scenario) -> None:
     page.keyboard.press("Enter")
     page.wait_for_selector("#top:not([hidden])")
     assert "Officer TOTP" in page.inner_text("#who")
-    page.wait_for_selector("#live-subjects li[data-subject]")
+    page.wait_for_selector(".screen[data-ready] #attention-open")
 
     records = _audit(stack, "auth.login")
     mine = [(r["action"], r["detail"].get("reason")) for r in records if r["actor"] == name]
@@ -301,20 +301,15 @@ def test_acknowledge_and_resolve_an_alert_with_the_keyboard_only(
 ) -> None:
     tab.sign_in(stack.world.user(UNIT_A, "officer"))  # typed, Tab, Enter
     page = tab.page
-    page.wait_for_selector("#live-subjects li[data-subject]")
+    page.wait_for_selector(".screen[data-ready] #attention-open")
     stack.walk_into_zone()  # an exclusion_entry alert for A-1
     a1 = stack.world.subjects["A-1"]
     alerts = stack.http.get("/api/alerts", params={"subject": a1}, headers=stack.officer(UNIT_A))
     alert = next(a for a in alerts.json() if a["type"] == "exclusion_entry")
 
-    # From the live map's heading back up to the navigation, then into the queue.
+    # The new alert arrives on Needs attention; from its heading, Tab to the alert's Open.
+    page.wait_for_selector(f"#attention-open tr[data-alert='{alert['id']}']")
     assert page.evaluate("document.activeElement.tagName") == "H1"
-    tab_to(page, "Alerts", key="Shift+Tab")
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#alerts-table tbody tr[data-alert]")
-    page.wait_for_function(
-        "document.activeElement.tagName === 'H1' && document.activeElement.textContent === 'Alerts'"
-    )
     tab_to(page, f"Open alert {alert['id']}: exclusion entry for A-1")
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-title:focus")
@@ -327,12 +322,17 @@ def test_acknowledge_and_resolve_an_alert_with_the_keyboard_only(
     # Focus comes back to the alert's heading, so the next Tab continues in the detail.
     page.wait_for_selector("#alert-title:focus")
     tab_to(page, "resolve-outcome")
-    page.keyboard.press("ArrowDown")  # breach confirmed -> false alert
+    assert page.input_value("#resolve-outcome") == ""  # no outcome chosen for the officer
+    page.keyboard.press("ArrowDown")  # -> breach confirmed
+    page.keyboard.press("ArrowDown")  # -> false alert
     assert page.input_value("#resolve-outcome") == "false_alert"
     page.keyboard.press("Tab")
     page.keyboard.type("tag strap checked, no breach")
     page.keyboard.press("Tab")
     assert focused(page) == "resolve"
+    page.keyboard.press("Enter")
+    # A-1 is still in the zone: the confirmation takes the focus, Enter resolves.
+    page.wait_for_selector("#resolve-confirm-yes:focus")
     page.keyboard.press("Enter")
     page.wait_for_selector("#alert-state:text('resolved')")
     tab.shot("alert-resolved-by-keyboard", full_page=True)
@@ -354,6 +354,7 @@ def test_main_screens_on_a_portrait_tablet(tab: Browser, stack: Scenario) -> Non
     tab.sign_in(stack.world.user(UNIT_A, "officer"))
     a1 = stack.world.subjects["A-1"]
     screens = [
+        ("attention", "#attention-open"),
         ("map", "#live-subjects li[data-subject]"),
         ("alerts", "#alerts-table tbody tr"),
         (f"subjects/{a1}", "#exports button"),

@@ -127,6 +127,17 @@ def test_auditors_search_export_and_verify_through_the_api(
     assert r.status_code == 200
     records = r.json()["records"]
     assert [(x["action"], x["purpose"]) for x in records] == [("read.trail", "enquiry 1")]
+    assert records[0]["subject_references"] == ["A-1"]
+    # By the people's names for them: the username and the subject's reference.
+    by_name = {"actor": "officer.turnaround", "subject": "A-1"}
+    r = client.get("/api/audit", params=by_name, headers=bearer(auditor))
+    assert [(x["action"], x["actor"]) for x in r.json()["records"]] == [
+        ("read.trail", "officer.turnaround")
+    ]
+    nobody = {"actor": "auditor.mosovo", "subject": "A-1"}
+    assert client.get("/api/audit", params=nobody, headers=bearer(auditor)).json()["records"] == []
+    unknown = client.get("/api/audit", params={"subject": "NO-SUCH"}, headers=bearer(auditor))
+    assert unknown.json()["records"] == []
     r = client.get("/api/audit", params={"action": "auth.", "limit": 1}, headers=bearer(auditor))
     assert len(r.json()["records"]) == 1 and r.json()["next_after_id"] is not None
     r = client.get("/api/audit/export.csv", headers=bearer(auditor))

@@ -1,9 +1,12 @@
 // The application shell: sign-in, the navigation each role gets, and a hash router that
 // loads one screen at a time (each screen returns a cleanup that stops its streams).
+import * as feed from "./alertfeed.js";
 import * as api from "./api.js";
 import { announce, clear, h, setServerNow } from "./util.js";
 
 const SCREENS = {
+  // First: where officers and supervisors land after signing in.
+  attention: { title: "Needs attention", module: "./views/attention.js", roles: ["supervisor", "officer"] },
   map: { title: "Live map", module: "./views/live.js", roles: ["supervisor", "officer", "partner"] },
   alerts: { title: "Alerts", module: "./views/alerts.js", roles: ["supervisor", "officer", "partner"] },
   subjects: { title: "Subjects", module: "./views/subjects.js", roles: ["supervisor", "officer", "partner"] },
@@ -37,12 +40,22 @@ function home() {
   return Object.keys(SCREENS).find(allowed) || "map";
 }
 
+// The Alerts tab says how many alerts nobody has acknowledged yet.
+function showCount() {
+  const link = document.querySelector('#nav-list a[data-screen="alerts"]');
+  if (!link) return;
+  const n = feed.openCount();
+  clear(link, "Alerts", n ? h("span", { class: "count", id: "alerts-count", text: String(n) }) : null);
+  link.setAttribute("aria-label", n ? `Alerts, ${n} open` : "Alerts");
+}
+
 function buildNav() {
   const list = clear(document.getElementById("nav-list"));
   for (const [key, s] of Object.entries(SCREENS)) {
     if (!allowed(key)) continue;
     list.append(h("li", {}, h("a", { href: `#/${key}`, dataset: { screen: key }, text: s.title })));
   }
+  showCount();
   clear(document.getElementById("who"), `${ctx.me.display_name} · ${ctx.me.role} · ${ctx.me.unit_name}`);
   document.getElementById("top").hidden = false;
 }
@@ -89,8 +102,11 @@ async function route() {
       h("p", { class: "error", role: "alert", text: missing ? "The map library is not installed on this server (run `make setup`)." : `This screen failed: ${e.message || e}` }),
     );
   }
+  el.dataset.ready = "true"; // rendered (tests wait for it: the streams never go idle)
+  // The new screen's heading takes the focus, unless the screen put it somewhere on purpose
+  // (an alert opened from its address focuses that alert's heading).
   const heading = el.querySelector("h1");
-  if (heading) {
+  if (heading && !el.contains(document.activeElement)) {
     heading.tabIndex = -1;
     heading.focus();
   }
@@ -155,6 +171,7 @@ async function start() {
     await api.signOut();
     return showSignIn("Your session has ended. Sign in again.");
   }
+  if (SCREENS.alerts.roles.includes(ctx.me.role)) await feed.start();
   buildNav();
   if (!parseHash().screen) location.replace(`#/${home()}`); // hashchange routes
   else await route();
@@ -167,7 +184,10 @@ ctx.describe = async () => {
 };
 ctx.hasRoute = async (path) => Object.prototype.hasOwnProperty.call((await ctx.describe()).paths || {}, path);
 
+feed.subscribe(showCount);
+
 api.onSession((s) => {
+  if (!s) feed.stop();
   if (!s && ctx.me) {
     ctx.me = null;
     route();

@@ -1,10 +1,13 @@
-// Leaflet, served by the backend from the npm package `make` installs (no CDN), and the
-// map pieces every screen shares: the base map (tiles when configured, else the world
-// layer as vectors), zones drawn as the rules see them, and accuracy circles.
-import * as L from "/web/vendor/leaflet/leaflet-src.esm.js";
+// Leaflet (its browser build, which the clustering plugin extends), served by the backend
+// from the npm packages `make` installs (no CDN), and the map pieces every screen shares: the
+// base map (the configured XYZ/WMTS tiles, else the world layer drawn as one: land, roads,
+// named places), a scale bar, zones drawn as the rules see them, accuracy circles, and the
+// nearest named place to a position ("where", in words).
 import * as api from "./api.js";
+import { h } from "./util.js";
 
-export { L };
+if (!window.L || !window.L.MarkerClusterGroup) throw new Error("leaflet is not loaded");
+export const L = window.L;
 
 const M_PER_DEG = 111_320;
 let worldCache = null;
@@ -15,21 +18,26 @@ export const ZONE_STYLE = {
   home: { color: "#3d4f62", fillColor: "#3d4f62", fillOpacity: 0.1, weight: 2, dashArray: "4 3" },
 };
 
-// A map in `el` with the configured base layer; resolves once the world layer (if any) is on.
+// The world layer (GET /api/web/world), fetched once per page; null without one.
+export async function world(config) {
+  if (!config.world_layer) return null;
+  if (!worldCache) worldCache = api.get("/api/web/world").catch(() => null);
+  return worldCache;
+}
+
+// A map in `el` with the configured base layer and a metric scale bar; resolves once the
+// world layer (if any) is on.
 export async function baseMap(el, config, { label = "Map" } = {}) {
   el.setAttribute("role", "application");
   el.setAttribute("aria-label", `${label}. Arrow keys pan, plus and minus zoom.`);
-  const map = L.map(el, { zoomControl: true, preferCanvas: false, keyboard: true }).setView(config.center, config.zoom);
+  const maxZoom = config.tile_url ? config.tile_max_zoom : 19;
+  const map = L.map(el, { zoomControl: true, keyboard: true, maxZoom }).setView(config.center, config.zoom);
+  L.control.scale({ imperial: false, maxWidth: 140 }).addTo(map);
   if (config.tile_url) {
-    L.tileLayer(config.tile_url, { maxZoom: config.tile_max_zoom, attribution: config.tile_attribution }).addTo(map);
-  }
-  if (config.world_layer) {
-    try {
-      worldCache = worldCache || (await api.get("/api/web/world"));
-      worldLayer(worldCache).addTo(map);
-    } catch {
-      // The map still works on its own vector layers.
-    }
+    L.tileLayer(config.tile_url, { maxZoom, attribution: config.tile_attribution }).addTo(map);
+  } else {
+    const fc = await world(config);
+    if (fc) worldLayer(map, fc);
   }
   // A map laid out while hidden or resized needs to measure itself again.
   const ro = new ResizeObserver(() => map.invalidateSize({ animate: false }));
@@ -38,23 +46,53 @@ export async function baseMap(el, config, { label = "Map" } = {}) {
   return map;
 }
 
-function worldLayer(fc) {
-  return L.geoJSON(fc, {
-    interactive: false,
-    style: (f) => {
-      const layer = f.properties.layer;
-      if (layer === "land") return { color: "#b9c4b0", weight: 1, fillColor: "#eef0e6", fillOpacity: 1 };
-      if (layer === "roads") return { color: "#ffffff", weight: 2, opacity: 0.9 };
-      return { color: "#999", weight: 1 };
+// The world as a base map, in panes under everything else: land over the sea (the map's
+// background), roads, and the public places' names as labels.
+function worldLayer(map, fc) {
+  map.createPane("world").classList.add("world-pane");
+  map.createPane("world-labels").classList.add("world-labels");
+  const renderer = L.canvas({ pane: "world" });
+  L.geoJSON(
+    { type: "FeatureCollection", features: fc.features.filter((f) => f.properties.layer !== "place") },
+    {
+      pane: "world",
+      renderer,
+      interactive: false,
+      style: (f) =>
+        f.properties.layer === "land"
+          ? { color: "#b9c4b0", weight: 1, fillColor: "#f1efe6", fillOpacity: 1 }
+          : { color: "#c9c3b3", weight: 2.5, opacity: 1 },
     },
-    pointToLayer: (f, latlng) => {
-      const p = f.properties;
-      if (p.layer === "zone") {
-        return L.circle(latlng, { radius: p.radius_m, color: "#8a6d3b", weight: 1, dashArray: "2 4", fill: false });
-      }
-      return L.circleMarker(latlng, { radius: 3, color: "#5b6670", weight: 1, fillOpacity: 0.6 });
-    },
-  });
+  ).addTo(map);
+  for (const f of fc.features) {
+    const p = f.properties;
+    if (p.layer !== "place" || !p.name) continue;
+    const [lon, lat] = f.geometry.coordinates;
+    const icon = L.divIcon({ className: `place-label ${p.kind}`, html: h("span", { text: p.name }), iconSize: null });
+    L.marker([lat, lon], { icon, pane: "world-labels", interactive: false, keyboard: false }).addTo(map);
+  }
+  map.attributionControl.addAttribution("Simulated world");
+}
+
+// The named place nearest to a position, in words: "at Boscombe" or "1.2 km NE of Boscombe";
+// null without a world layer.
+export function nearestPlace(fc, lat, lon) {
+  if (!fc) return null;
+  let best = null;
+  for (const f of fc.features) {
+    if (f.properties.layer !== "place" || !f.properties.name) continue;
+    const [plon, plat] = f.geometry.coordinates;
+    const dx = (lon - plon) * M_PER_DEG * Math.cos((lat * Math.PI) / 180);
+    const dy = (lat - plat) * M_PER_DEG;
+    const d = Math.hypot(dx, dy);
+    if (!best || d < best.d) best = { d, dx, dy, name: f.properties.name };
+  }
+  if (!best) return null;
+  if (best.d < 250) return `at ${best.name}`;
+  const dirs = ["N", "NE", "E", "SE", "S", "SW", "W", "NW"];
+  const dir = dirs[Math.round(((Math.atan2(best.dx, best.dy) * 180) / Math.PI + 360) / 45) % 8];
+  const dist = best.d < 1000 ? `${Math.round(best.d / 50) * 50} m` : `${(best.d / 1000).toFixed(1)} km`;
+  return `${dist} ${dir} of ${best.name}`;
 }
 
 // Metres -> degrees about a latitude (equirectangular; fine at zone scale).
@@ -104,15 +142,8 @@ export function zoneLayer(feature, extra = {}) {
   return layer;
 }
 
-// A last-known position: a dot and its accuracy circle, coloured by freshness.
-export const FRESH_COLOUR = { fresh: "#0b5cad", stale: "#a15c00", old: "#6b7580" };
-
-export function positionLayer(lat, lon, accuracy, colour) {
-  const group = L.featureGroup();
-  group.addLayer(L.circle([lat, lon], { radius: accuracy, color: colour, weight: 1, fillOpacity: 0.12 }));
-  group.addLayer(L.circleMarker([lat, lon], { radius: 7, color: "#fff", weight: 2, fillColor: colour, fillOpacity: 1 }));
-  return group;
-}
+// The colour of a subject's accuracy circle by its freshness (the dot's are in app.css).
+export const FRESH_COLOUR = { on_time: "#0b5cad", late: "#a15c00", silent: "#6b7580" };
 
 export function fitTo(map, layers, maxZoom = 16) {
   const group = L.featureGroup(layers.filter(Boolean));

@@ -1,3 +1,5 @@
+export { errorText } from "./forms.js";
+
 // DOM building without innerHTML (so nothing from the API is ever parsed as markup),
 // time formatting, the backend clock, announcements for screen readers, and toasts.
 
@@ -101,11 +103,21 @@ export function fmtAge(t) {
   if (s < 172800) return `${Math.round(s / 3600)} h ago`;
   return `${Math.round(s / 86400)} d ago`;
 }
-// Freshness classes of a last fix: fresh (< 10 min), stale (< 2 h), old.
-export function freshness(t) {
-  if (t === null || t === undefined) return "old";
-  const s = now() - t;
-  return s < 600 ? "fresh" : s < 7200 ? "stale" : "old";
+// Whether a subject reports as its tag's mode should (the server's `freshness`: the mode, the
+// last contact and the thresholds), judged at the backend clock's now so it ages between
+// refreshes: on_time, late (past the mode's interval), silent (past the comms-loss threshold).
+export function freshState(f) {
+  if (!f || f.last_contact === null || f.last_contact === undefined) return "silent";
+  const age = now() - f.last_contact;
+  return age > f.silent_after_s ? "silent" : age > f.late_after_s ? "late" : "on_time";
+}
+const MODE_TEXT = { home: "at home (RF)", moving: "moving", resting: "at rest", unknown: "no fix yet" };
+const STATE_TEXT = { on_time: "on time", late: "late", silent: "silent" };
+export function freshnessText(f) {
+  if (!f) return "no tag fitted";
+  const m = Math.round(f.expected_s / 60);
+  const every = f.mode === "unknown" ? "" : `, reports every ${m < 120 ? `${m} min` : `${Math.round(m / 60)} h`}`;
+  return `${STATE_TEXT[freshState(f)]} · ${MODE_TEXT[f.mode]}${every} · heard ${fmtAge(f.last_contact)}`;
 }
 export function label(text) {
   return String(text || "").replaceAll("_", " ");
@@ -138,14 +150,6 @@ export function toast(text, kind = "") {
   const el = h("div", { class: `toast ${kind}`, role: "status", text });
   document.getElementById("toasts").append(el);
   setTimeout(() => el.remove(), 6000);
-}
-
-export function errorText(e) {
-  if (e && e.detail !== undefined) {
-    if (Array.isArray(e.detail)) return e.detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
-    return String(e.detail);
-  }
-  return String(e && e.message ? e.message : e);
 }
 
 // A short tone for a new alert (Web Audio: no sound file to fetch).

@@ -1,6 +1,7 @@
 // Admin: units and user accounts (administrators), the unit's users and its shares of
 // subjects with other units (supervisors).
 import * as api from "../api.js";
+import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor"];
@@ -22,6 +23,7 @@ async function unitsSection(units) {
   const name = h("input", { id: "unit-name", required: true, maxlength: 100 });
   const kind = h("select", { id: "unit-kind" }, ["police", "partner"].map((k) => h("option", { value: k, text: k })));
   const msg = h("p", { role: "status" });
+  const unitErrors = new FieldErrors(msg);
   const form = h(
     "form",
     { class: "row", "aria-label": "New unit" },
@@ -38,8 +40,9 @@ async function unitsSection(units) {
       tbody.append(h("tr", {}, h("td", { text: u.name }), h("td", { text: u.kind })));
       name.value = "";
       announce(`Unit ${u.name} added`);
+      unitErrors.clear();
     } catch (e) {
-      msg.textContent = errorText(e);
+      unitErrors.show(e, byName({ name, kind }));
     }
   });
   return h("section", { class: "panel", "aria-label": "Units" }, h("h2", { text: "Units" }), h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Name" }), h("th", { scope: "col", text: "Kind" }))), tbody), form);
@@ -115,11 +118,12 @@ async function usersSection(isAdmin, units, unitName) {
     msg,
   );
   if (isAdmin) {
-    const username = h("input", { id: "user-username", required: true, maxlength: 64, pattern: "[A-Za-z0-9._@-]+" });
+    const username = h("input", { id: "user-username", required: true, maxlength: 64, pattern: "[A-Za-z0-9._@\\-]+", title: "letters, digits and . _ @ -" });
     const display = h("input", { id: "user-display", maxlength: 100 });
     const unit = h("select", { id: "user-unit" }, units.map((u) => h("option", { value: String(u.id), text: u.name })));
     const role = h("select", { id: "user-role" }, ROLES.map((r) => h("option", { value: r, text: r, selected: r === "officer" })));
     const password = h("input", { id: "user-password", type: "password", required: true, minlength: 12, autocomplete: "new-password" });
+    const userMsg = h("p", { role: "status", id: "user-form-status" });
     const form = h(
       "form",
       { class: "stack", "aria-label": "New user" },
@@ -127,7 +131,9 @@ async function usersSection(isAdmin, units, unitName) {
       h("div", { class: "row" }, h("div", {}, ...field("Username", username)), h("div", {}, ...field("Display name", display))),
       h("div", { class: "row" }, h("div", {}, ...field("Unit", unit)), h("div", {}, ...field("Role", role)), h("div", {}, ...field("Initial password (12+ characters)", password))),
       h("button", { type: "submit", text: "Add user" }),
+      userMsg,
     );
+    const userErrors = new FieldErrors(userMsg);
     form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       try {
@@ -135,9 +141,10 @@ async function usersSection(isAdmin, units, unitName) {
         password.value = "";
         announce(`User ${username.value} added`);
         username.value = "";
+        userErrors.clear();
         await load();
       } catch (e) {
-        msg.textContent = errorText(e);
+        userErrors.show(e, byName({ username, display_name: display, unit_id: unit, role, password }));
       }
     });
     section.append(form);
@@ -199,16 +206,20 @@ async function sharesSection(ctx, units, unitName) {
   const boxes = SCOPES.map((s) => h("input", { type: "checkbox", value: s, id: `share-${s}`, checked: s === "live" || s === "alerts" }));
   const purpose = h("input", { id: "share-purpose", required: true, minlength: 3, maxlength: 500 });
   const expires = h("input", { id: "share-expires", type: "datetime-local", value: toLocalInput(now() + 30 * 86400), required: true });
+  const scopeSet = h("fieldset", { id: "share-scopes" }, h("legend", { text: "What the unit may see" }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, label(b.value))));
+  const shareMsg = h("p", { role: "status", id: "share-form-status" });
   const form = h(
     "form",
     { class: "stack", "aria-label": "New share" },
     h("h3", { text: "Share a subject with another unit" }),
     h("div", { class: "row" }, h("div", {}, ...field("Subject", subject)), h("div", {}, ...field("With unit", unit))),
-    h("fieldset", {}, h("legend", { text: "What the unit may see" }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, label(b.value)))),
+    scopeSet,
     ...field("Purpose", purpose),
     ...field(`Expires (${ZONE_LABEL})`, expires),
     h("button", { type: "submit", text: "Share" }),
+    shareMsg,
   );
+  const shareErrors = new FieldErrors(shareMsg);
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
@@ -220,9 +231,10 @@ async function sharesSection(ctx, units, unitName) {
       });
       announce("Share created");
       purpose.value = "";
+      shareErrors.clear();
       await load();
     } catch (e) {
-      msg.textContent = errorText(e);
+      shareErrors.show(e, byName({ unit_id: unit, scopes: scopeSet, purpose, expires_at: expires }));
     }
   });
   return h(

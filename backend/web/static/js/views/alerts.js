@@ -1,20 +1,32 @@
-// Alert queue: the filtered list, new alerts arriving live (highlight, announcement and an
-// optional tone), one alert's episodes and evidence (on a map), acknowledge and resolve.
+// Alert queue: the filtered list (open and acknowledged first, most severe and longest
+// waiting first), new alerts arriving live through the shared alert feed (highlight,
+// announcement and an optional tone), one alert's episodes and evidence (on a map framing
+// the evidence), where the subject was last seen, and acknowledge and resolve with their
+// safeguards: no outcome chosen for the officer, and a still-ongoing condition confirmed.
+import * as feed from "../alertfeed.js";
 import * as api from "../api.js";
-import { L, baseMap, fitTo, zoneLayer } from "../map.js";
-import { announce, beep, clear, errorText, field, fmtDuration, fmtTime, h, label, now, setServerNow } from "../util.js";
+import { FieldErrors, byName } from "../forms.js";
+import { L, baseMap, fitTo, nearestPlace, world, zoneLayer } from "../map.js";
+import { announce, beep, clear, errorText, field, fmtAge, fmtDuration, fmtTime, h, label, now } from "../util.js";
 
 const STATES = ["open", "acknowledged", "resolved", "cleared"];
 const OUTCOMES = ["breach_confirmed", "false_alert", "technical_fault", "authorised_absence"];
 const SOUND_KEY = "tagwatch.alertSound";
 
+// Open and acknowledged alerts in attention order, then the closed ones newest first.
+function queueOrder(a, b) {
+  const active = (x) => (feed.ACTIVE.includes(x.state) ? 0 : 1);
+  return active(a) - active(b) || (active(a) === 0 ? feed.attentionOrder(a, b) : b.start - a.start || b.id - a.id);
+}
+
 export async function render(el, ctx, args) {
-  const abort = new AbortController();
+  const subjects = new Map((await api.get("/api/subjects", { limit: 1000 })).map((s) => [s.id, s]));
   // What the caller may do with an alert follows its subject's scopes: working it (acknowledge,
   // resolve) is a change of the owning unit's record (manage, never shared); its zones need the
   // conditions scope, which an alerts-only share does not give.
   const may = (subjectId, scope) => (subjects.get(subjectId)?.scopes || []).includes(scope);
-  const subjects = new Map((await api.get("/api/subjects", { limit: 1000 })).map((s) => [s.id, s]));
+  const canWork = (subjectId) => may(subjectId, "manage");
+  const fc = await world(ctx.config);
   const alerts = new Map();
   let selected = args[0] ? Number(args[0]) : null;
   let detailCleanup = null;
@@ -34,21 +46,23 @@ export async function render(el, ctx, args) {
   const stored = localStorage.getItem(SOUND_KEY);
   const sound = h("input", { type: "checkbox", id: "alert-sound", checked: stored === null ? ctx.config.alert_sound : stored === "1" });
   sound.addEventListener("change", () => localStorage.setItem(SOUND_KEY, sound.checked ? "1" : "0"));
-  const liveState = h("span", { class: "badge", id: "stream-state", text: "connecting" });
+  const shownCount = h("span", { id: "alerts-shown", "aria-live": "polite" });
+  const liveState = h("span", { class: "badge", id: "stream-state", text: feed.streamState() });
   const filters = h(
     "form",
-    { class: "filters", "aria-label": "Filter alerts" },
+    { class: "filters", "aria-label": "Filter alerts", onsubmit: (ev) => ev.preventDefault() },
     h("fieldset", {}, h("legend", { text: "State" }), stateBoxes.map((b) => h("label", { class: "inline", for: b.id }, b, label(b.value)))),
     h("div", {}, ...field("Type", typeSel)),
     h("div", {}, ...field("Subject", subjectSel)),
     h("label", { class: "inline", for: "alert-sound" }, sound, "Sound for new alerts"),
     h("span", {}, "Live: ", liveState),
+    shownCount,
   );
   const tbody = h("tbody");
   const table = h(
     "table",
     { class: "alerts-table", id: "alerts-table" },
-    h("caption", { class: "sr-only", text: "Alerts, newest first" }),
+    h("caption", { class: "sr-only", text: "Alerts: open and acknowledged first, most severe and longest waiting first" }),
     h("thead", {}, h("tr", {}, ["Subject", "Alert", "State", "Started", "Duration", "Episodes", ""].map((t) => h("th", { scope: "col", text: t })))),
     tbody,
   );
@@ -84,7 +98,7 @@ export async function render(el, ctx, args) {
     });
     return h(
       "tr",
-      { class: fresh ? "new" : "", dataset: { alert: String(a.id) }, "aria-selected": String(a.id === selected) },
+      { class: fresh ? "new" : "", dataset: { alert: String(a.id), state: a.state, type: a.type, subject: String(a.subject_id) }, "aria-selected": String(a.id === selected) },
       h("td", {}, h("a", { href: `#/subjects/${a.subject_id}`, text: subjectName(a.subject_id) })),
       h("td", {}, `${label(a.type)} `, h("span", { class: `badge ${a.severity}`, text: a.severity }), a.late ? h("span", { class: "badge", text: "late" }) : null),
       h("td", {}, h("span", { class: `badge ${a.state}`, text: a.state })),
@@ -99,42 +113,51 @@ export async function render(el, ctx, args) {
     const types = new Set([...alerts.values()].map((a) => a.type));
     const current = typeSel.value;
     clear(typeSel, h("option", { value: "", text: "All types" }), [...types].sort().map((t) => h("option", { value: t, text: label(t), selected: t === current })));
-    const shown = [...alerts.values()].filter(wanted).sort((a, b) => b.start - a.start || b.id - a.id);
+    const shown = [...alerts.values()].filter(wanted).sort(queueOrder);
     clear(tbody, shown.map((a) => row(a, freshIds.has(a.id))));
     if (!shown.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "muted", text: "No alerts match." })));
+    shownCount.textContent = `${shown.length} of ${alerts.size} alerts shown`;
   }
 
   async function load() {
-    const list = await api.get("/api/alerts", { limit: 500 });
+    const list = await api.get("/api/alerts", { limit: 1000 });
     alerts.clear();
     for (const a of list) alerts.set(a.id, a);
     renderTable();
   }
 
-  filters.addEventListener("change", renderTable);
+  // Any filter change redraws the list (the change event itself is not a list of new rows).
+  filters.addEventListener("change", () => renderTable());
   await load();
-  if (selected) await showDetail(selected);
+  if (selected) {
+    await showDetail(selected);
+    focusTitle();
+  }
 
-  api.stream(
-    "/api/alerts/stream",
-    {},
-    (event, a) => {
-      if (event !== "alert") return;
-      // The backend clock (driven by the simulator in a simulated run) moves on.
-      if (a.updated_at > now()) setServerNow(a.updated_at);
-      const isNew = !alerts.has(a.id);
-      alerts.set(a.id, a);
-      const fresh = new Set();
-      if ((isNew || a.action === "reopened") && wanted(a)) {
-        fresh.add(a.id);
-        announce(`New alert: ${label(a.type)} for ${subjectName(a.subject_id)}`);
-        if (sound.checked) beep();
-      }
-      renderTable(fresh);
-      if (a.id === selected) showDetail(selected);
-    },
-    { signal: abort.signal, onState: (s) => (liveState.textContent = s) },
-  );
+  const unsubscribe = feed.subscribe((a) => {
+    liveState.textContent = feed.streamState();
+    if (!a) return;
+    const isNew = !alerts.has(a.id);
+    alerts.set(a.id, a);
+    const fresh = new Set();
+    if ((isNew || a.action === "reopened") && wanted(a)) {
+      fresh.add(a.id);
+      announce(`New alert: ${label(a.type)} for ${subjectName(a.subject_id)}`);
+      if (sound.checked) beep();
+    }
+    renderTable(fresh);
+    if (a.id === selected) showDetail(selected);
+  });
+
+  // Where the subject is now, if the user may see it live: {position, presence} or null.
+  async function lastKnown(subjectId) {
+    try {
+      const view = await api.get("/api/web/live", { subject: subjectId });
+      return view.subjects[0] || null;
+    } catch {
+      return null;
+    }
+  }
 
   // The detail is rebuilt whenever the alert changes (the user's own actions, and stream
   // updates that may arrive at any moment): only the newest rebuild draws, and what the user
@@ -144,8 +167,10 @@ export async function render(el, ctx, args) {
     selected = id;
     for (const tr of tbody.querySelectorAll("tr")) tr.setAttribute("aria-selected", String(tr.dataset.alert === String(id)));
     let a;
+    let seen;
     try {
       a = await api.get(`/api/alerts/${id}`);
+      seen = await lastKnown(a.subject_id);
     } catch (e) {
       if (mine !== detailGeneration) return;
       if (detailCleanup) detailCleanup();
@@ -160,22 +185,43 @@ export async function render(el, ctx, args) {
     const kept = detail.dataset.alert === String(a.id) ? formState(detail) : null;
     alerts.set(a.id, a);
     const msg = h("p", { role: "status", id: "alert-action-status" });
-    const canWork = may(a.subject_id, "manage");
+    const errors = new FieldErrors(msg);
+    const ongoing = a.end === null;
+    const resolvedBy = [...a.actions].reverse().find((x) => x.action === "resolved");
+    const condition = ongoing
+      ? `still going on (since ${fmtTime(a.start)}, ${fmtDuration(now() - a.start)})${a.state === "resolved" ? " — resolved while it was going on; the alert reopens if the condition recurs" : ""}`
+      : `ended ${fmtTime(a.end)}`;
+    const p = seen && seen.position;
+    const where = p
+      ? h(
+          "dd",
+          { id: "alert-last-known" },
+          `${fmtTime(p.t)} (${fmtAge(p.t)}), ${fc ? `${nearestPlace(fc, p.lat, p.lon)}, ` : ""}${p.lat.toFixed(5)}, ${p.lon.toFixed(5)} ±${Math.round(p.accuracy_m)} m${seen.presence && seen.presence.at_home ? ", at home" : ""}`,
+        )
+      : h("dd", { id: "alert-last-known", class: "muted", text: "not visible to your unit live" });
     const body = [
       h("h2", { id: "alert-title", tabindex: "-1", text: `${label(a.type)} · ${subjectName(a.subject_id)}` }),
       h(
         "dl",
         { class: "facts" },
         h("dt", { text: "State" }), h("dd", {}, h("span", { class: `badge ${a.state}`, id: "alert-state", text: a.state })),
+        h("dt", { text: "Severity" }), h("dd", {}, h("span", { class: `badge ${a.severity}`, text: a.severity })),
         h("dt", { text: "Rule" }), h("dd", { text: `${a.rule} v${a.rule_version}` }),
         h("dt", { text: "Started" }), h("dd", { text: fmtTime(a.start) }),
-        h("dt", { text: "Ended" }), h("dd", { text: a.end === null ? "ongoing" : fmtTime(a.end) }),
-        h("dt", { text: "Duration" }), h("dd", { text: fmtDuration(a.end === null ? Math.max(0, now() - a.start) : a.duration_s) }),
+        h("dt", { text: "Condition" }), h("dd", { id: "alert-condition", text: condition }),
+        h("dt", { text: "Duration" }), h("dd", { text: fmtDuration(ongoing ? Math.max(0, now() - a.start) : a.duration_s) }),
         h("dt", { text: "Raised" }), h("dd", { text: fmtTime(a.raised_at) }),
-        a.outcome ? [h("dt", { text: "Outcome" }), h("dd", { text: `${label(a.outcome)} — ${a.note || ""}` })] : null,
+        a.outcome ? [h("dt", { text: "Outcome" }), h("dd", { text: `${label(a.outcome)} — ${a.note || ""}${resolvedBy ? ` (${fmtTime(resolvedBy.at)})` : ""}` })] : null,
+        h("dt", { text: "Last known position" }), where,
+      ),
+      h(
+        "p",
+        { class: "row" },
+        p ? h("a", { href: `#/map/${a.subject_id}`, id: "alert-live-link", text: "Show on the live map" }) : null,
+        h("a", { href: `#/subjects/${a.subject_id}/trail/${a.start}`, id: "alert-trail-link", text: `Trail at ${fmtTime(a.start)}` }),
       ),
     ];
-    if (canWork && a.state === "open") {
+    if (canWork(a.subject_id) && a.state === "open") {
       const note = h("input", { id: "ack-note", maxlength: 2000 });
       body.push(
         h(
@@ -191,7 +237,7 @@ export async function render(el, ctx, args) {
                 await showDetail(a.id);
                 await load();
               } catch (e) {
-                msg.textContent = errorText(e);
+                errors.show(e, byName({ note }));
               }
             },
           },
@@ -200,9 +246,28 @@ export async function render(el, ctx, args) {
         ),
       );
     }
-    if (canWork && (a.state === "open" || a.state === "acknowledged")) {
-      const outcome = h("select", { id: "resolve-outcome", required: true }, OUTCOMES.map((o) => h("option", { value: o, text: label(o) })));
+    if (canWork(a.subject_id) && (a.state === "open" || a.state === "acknowledged")) {
+      // No outcome is chosen for the officer: the choice is theirs and recorded as evidence.
+      // Not `required`: the form says so beside the field itself (the browser's bubble is
+      // gone at the next click).
+      const outcome = h(
+        "select",
+        { id: "resolve-outcome" },
+        h("option", { value: "", text: "Choose an outcome…" }),
+        OUTCOMES.map((o) => h("option", { value: o, text: label(o) })),
+      );
       const note = h("textarea", { id: "resolve-note", required: true, maxlength: 2000 });
+      const confirmBox = h("div", { id: "resolve-confirm", class: "confirm", hidden: true, role: "alert" });
+      const send = async () => {
+        try {
+          await api.post(`/api/alerts/${a.id}/resolve`, { outcome: outcome.value, note: note.value.trim() });
+          announce("Alert resolved");
+          await showDetail(a.id);
+          await load();
+        } catch (e) {
+          errors.show(e, byName({ outcome, note }));
+        }
+      };
       body.push(
         h(
           "form",
@@ -211,25 +276,34 @@ export async function render(el, ctx, args) {
             "aria-label": "Resolve",
             onsubmit: async (ev) => {
               ev.preventDefault();
-              if (!note.value.trim()) {
-                msg.textContent = "A note is required to resolve an alert.";
-                note.focus();
+              errors.clear();
+              const missing = !outcome.value ? [outcome, "Choose the outcome: what the alert turned out to be."] : !note.value.trim() ? [note, "A note is required to resolve an alert."] : null;
+              if (missing) {
+                errors.set(...missing);
+                missing[0].focus();
                 return;
               }
-              try {
-                await api.post(`/api/alerts/${a.id}/resolve`, { outcome: outcome.value, note: note.value.trim() });
-                announce("Alert resolved");
-                await showDetail(a.id);
-                await load();
-              } catch (e) {
-                msg.textContent = errorText(e);
+              if (!ongoing) {
+                await send();
+                return;
               }
+              // Still going on: say what resolving now means before doing it.
+              clear(
+                confirmBox,
+                h("p", { text: `This ${label(a.type)} is still going on (since ${fmtTime(a.start)}). Resolving records your outcome now; the alert reopens if the condition recurs.` }),
+                h("div", { class: "row" },
+                  h("button", { type: "button", id: "resolve-confirm-yes", class: "danger", text: "Resolve while ongoing", onclick: () => send() }),
+                  h("button", { type: "button", class: "secondary", id: "resolve-confirm-no", text: "Cancel", onclick: () => { confirmBox.hidden = true; outcome.focus(); } })),
+              );
+              confirmBox.hidden = false;
+              document.getElementById("resolve-confirm-yes").focus();
             },
           },
           h("h3", { text: "Resolve" }),
           ...field("Outcome", outcome),
           ...field("Note", note),
           h("button", { type: "submit", id: "resolve", text: "Resolve" }),
+          confirmBox,
         ),
       );
     }
@@ -242,7 +316,7 @@ export async function render(el, ctx, args) {
         h(
           "li",
           {},
-          `Episode ${fmtTime(ep.start)} → ${ep.end === null ? "ongoing" : fmtTime(ep.end)} (${fmtDuration(ep.duration_s)}), confirmed ${fmtTime(ep.confirmed_t)}${ep.late ? ", late" : ""}`,
+          `Episode ${fmtTime(ep.start)} → ${ep.end === null ? "still going on" : fmtTime(ep.end)} (${fmtDuration(ep.end === null ? now() - ep.start : ep.duration_s)}), confirmed ${fmtTime(ep.confirmed_t)}${ep.late ? ", late" : ""}`,
           h("ul", {}, ep.evidence.map((e) => h("li", { text: evidenceText(e) }))),
         ),
       );
@@ -258,20 +332,30 @@ export async function render(el, ctx, args) {
       return;
     }
     detailCleanup = () => map.remove();
-    const layers = [];
+    // The map frames the evidence (or, without positions, the zone the alert is about, or
+    // the last known position): the subject's other zones are context, not the frame.
+    const frame = [];
+    const zoneIds = new Set(a.episode_list.map((ep) => ep.details && ep.details.zone).filter(Boolean));
     if (may(a.subject_id, "conditions")) {
       const zones = await api.get(`/api/subjects/${a.subject_id}/zones`).catch(() => ({ features: [] }));
       if (mine !== detailGeneration) return; // a newer rebuild has removed this map
-      for (const z of zones.features) layers.push(zoneLayer(z).addTo(map));
+      for (const z of zones.features) {
+        const layer = zoneLayer(z).addTo(map);
+        if (zoneIds.has(z.id)) frame.push(layer);
+      }
     }
     const pts = a.episode_list.flatMap((ep) => ep.evidence).filter((e) => e.lat_e7 !== undefined);
+    const evidence = [];
     for (const e of pts) {
       const ll = [e.lat_e7 / 1e7, e.lon_e7 / 1e7];
-      layers.push(L.circle(ll, { radius: (e.acc_dm || 0) / 10, color: "#b3261e", weight: 1, fillOpacity: 0.1 }).addTo(map));
-      layers.push(L.circleMarker(ll, { radius: 5, color: "#b3261e", fillOpacity: 0.9 }).bindTooltip(evidenceText(e)).addTo(map));
+      evidence.push(L.circle(ll, { radius: (e.acc_dm || 0) / 10, color: "#b3261e", weight: 1, fillOpacity: 0.1 }).addTo(map));
+      evidence.push(L.circleMarker(ll, { radius: 5, color: "#b3261e", fillOpacity: 0.9 }).bindTooltip(evidenceText(e)).addTo(map));
     }
     if (pts.length > 1) L.polyline(pts.map((e) => [e.lat_e7 / 1e7, e.lon_e7 / 1e7]), { color: "#b3261e", weight: 1, dashArray: "3 3" }).addTo(map);
-    fitTo(map, layers);
+    let last = null;
+    if (p) last = L.circleMarker([p.lat, p.lon], { radius: 7, color: "#fff", weight: 2, fillColor: "#0b5cad", fillOpacity: 1 }).bindTooltip(`Last known position, ${fmtTime(p.t)}`).addTo(map);
+    fitTo(map, evidence.length ? evidence : frame.length ? frame : [last], 17);
+    map.getContainer().dataset.framed = evidence.length ? "evidence" : frame.length ? "zone" : "last-known";
   }
 
   function formState(root) {
@@ -304,7 +388,7 @@ export async function render(el, ctx, args) {
   }
 
   return () => {
-    abort.abort();
+    unsubscribe();
     if (detailCleanup) detailCleanup();
   };
 }

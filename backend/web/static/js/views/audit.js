@@ -1,12 +1,24 @@
 // Audit (auditors only): search the hash-chained log, page through it, verify the chain,
 // export CSV. Reading the log is itself recorded in it.
 import * as api from "../api.js";
-import { clear, errorText, field, fmtTime, fromLocalInput, h, ZONE_LABEL } from "../util.js";
+import { FieldErrors, byName } from "../forms.js";
+import { clear, errorText, field, fmtTime, fromLocalInput, h, label, ZONE_LABEL } from "../util.js";
+
+// A record's detail as "key: value" pairs (nested values compact), readable and wrapping.
+function details(detail) {
+  const entries = Object.entries(detail || {});
+  if (!entries.length) return "";
+  return h(
+    "dl",
+    { class: "audit-detail" },
+    entries.flatMap(([k, v]) => [h("dt", { text: label(k) }), h("dd", { text: typeof v === "string" ? v : JSON.stringify(v) })]),
+  );
+}
 
 export async function render(el) {
   const action = h("input", { id: "audit-action", maxlength: 64, placeholder: "e.g. read. or disclose." });
-  const userId = h("input", { id: "audit-user", type: "number", min: 1 });
-  const subjectId = h("input", { id: "audit-subject", type: "number", min: 1 });
+  const actor = h("input", { id: "audit-user", maxlength: 64, placeholder: "username", autocomplete: "off" });
+  const subject = h("input", { id: "audit-subject", maxlength: 64, placeholder: "subject reference", autocomplete: "off" });
   const since = h("input", { id: "audit-since", type: "datetime-local" });
   const until = h("input", { id: "audit-until", type: "datetime-local" });
   const verifyOut = h("p", { role: "status", id: "audit-verify-result" });
@@ -15,10 +27,11 @@ export async function render(el) {
   const msg = h("p", { role: "status" });
   let next = 0;
 
+  const errors = new FieldErrors(msg);
   const filters = () => ({
     action: action.value.trim(),
-    user_id: userId.value,
-    subject_id: subjectId.value,
+    actor: actor.value.trim(),
+    subject: subject.value.trim(),
     since: since.value ? fromLocalInput(since.value) : "",
     until: until.value ? fromLocalInput(until.value) : "",
   });
@@ -36,18 +49,19 @@ export async function render(el) {
             h("td", { text: fmtTime(r.at) }),
             h("td", { text: r.actor }),
             h("td", { text: r.action }),
-            h("td", { text: (r.subject_ids || []).join(", ") }),
+            h("td", { text: (r.subject_references || r.subject_ids || []).join(", ") }),
             h("td", { text: r.scope || "" }),
             h("td", { text: r.purpose || "" }),
-            h("td", { class: "evidence", text: JSON.stringify(r.detail) }),
+            h("td", { class: "detail" }, details(r.detail)),
           ),
         );
       }
       next = page.next_after_id || 0;
       more.hidden = !page.next_after_id;
+      errors.clear();
       msg.textContent = `${tbody.children.length} records shown.`;
     } catch (e) {
-      msg.textContent = errorText(e);
+      errors.show(e, byName({ action, actor, subject, since, until }));
     }
   }
 
@@ -55,8 +69,8 @@ export async function render(el) {
     "form",
     { class: "filters", "aria-label": "Search the audit log" },
     h("div", {}, ...field("Action starts with", action)),
-    h("div", {}, ...field("User id", userId)),
-    h("div", {}, ...field("Subject id", subjectId)),
+    h("div", {}, ...field("User (username)", actor)),
+    h("div", {}, ...field("Subject (reference)", subject)),
     h("div", {}, ...field(`Since (${ZONE_LABEL})`, since)),
     h("div", {}, ...field(`Until (${ZONE_LABEL})`, until)),
     h("button", { type: "submit", text: "Search" }),
@@ -96,7 +110,7 @@ export async function render(el) {
     h(
       "div",
       { class: "panel" },
-      h("table", { id: "audit-table" }, h("thead", {}, h("tr", {}, ["#", "When", "Who", "Action", "Subjects", "Scope", "Purpose", "Detail"].map((t) => h("th", { scope: "col", text: t })))), tbody),
+      h("table", { id: "audit-table", class: "audit-table" }, h("thead", {}, h("tr", {}, ["Record", "When", "Who", "Action", "Subjects", "Scope", "Purpose", "Detail"].map((t) => h("th", { scope: "col", text: t })))), tbody),
       more,
     ),
   );

@@ -2,11 +2,13 @@
 // route with `{subject_id}` as its only path parameter whose path names an export or a
 // report (the evidence bundle under /api/exports/subjects/, the compliance report under
 // /api/reports/subjects/, ...) becomes a button; a `format` enumeration gives one button per
-// downloadable format. The file is fetched with the bearer token, so it is authorized and
+// downloadable format. A route whose guard needs a scope (its `x-scope`) the user does not
+// hold for this subject is not offered (a share without it would refuse). The file is fetched with the bearer token, so it is authorized and
 // audited like any other read, and the answer's evidence headers (the bundle's SHA-256, the
 // audit record) are shown beside the file name so the officer can note them.
 import * as api from "../api.js";
-import { announce, clear, errorText, h, label, toast } from "../util.js";
+import { FieldErrors, byName } from "../forms.js";
+import { announce, clear, h, label, toast } from "../util.js";
 
 const FORMAT_NAMES = { html: "printable HTML", csv: "CSV", zip: "zip", pdf: "PDF" };
 
@@ -33,11 +35,13 @@ export function exportRoutes(openapi) {
   return out.sort((a, b) => a.text.localeCompare(b.text));
 }
 
-// Buttons for the routes; `values()` gives the form's current {from, to, purpose, reference}
-// and `inputs` the fields to focus when a required one is empty; results go to `status`.
-export async function exportButtons(ctx, subjectId, values, inputs, status) {
-  const routes = exportRoutes(await ctx.describe());
-  if (!routes.length) return [h("p", { class: "muted", text: "This server offers no exports or reports." })];
+// Buttons for the routes the user may use on `subject`; `values()` gives the form's current
+// {from, to, purpose, reference} and `inputs` the fields (a missing or refused value is said
+// next to its field); other results go to `status`. Empty: nothing to offer.
+export async function exportButtons(ctx, subject, values, inputs, status) {
+  const subjectId = subject.id;
+  const errors = new FieldErrors(status);
+  const routes = exportRoutes(await ctx.describe()).filter((r) => !r.op["x-scope"] || subject.scopes.includes(r.op["x-scope"]));
   return routes.map((r) =>
     h("button", {
       type: "button",
@@ -52,12 +56,16 @@ export async function exportButtons(ctx, subjectId, values, inputs, status) {
           const v = p.name === "format" ? r.format : given[p.name];
           if (v !== undefined && v !== null && v !== "") params[p.name] = v;
           else if (p.required) {
-            clear(status, h("span", { class: "error", text: `${r.text} needs the ${label(p.name)}.` }));
-            if (inputs[p.name]) inputs[p.name].focus();
+            errors.clear();
+            if (inputs[p.name]) {
+              errors.set(inputs[p.name], `${r.text} needs the ${label(p.name)}.`);
+              inputs[p.name].focus();
+            } else clear(status, h("span", { class: "error", text: `${r.text} needs the ${label(p.name)}.` }));
             return;
           }
         }
         const url = r.path.replace("{subject_id}", String(subjectId));
+        errors.clear();
         try {
           const got = await api.download(url, params, `${subjectId}-${r.path.split("/").pop()}${r.format ? `.${r.format}` : ""}`);
           const bundle = got.headers.get("x-bundle-sha256");
@@ -72,7 +80,7 @@ export async function exportButtons(ctx, subjectId, values, inputs, status) {
           announce(status.textContent);
           toast(`Downloaded: ${r.text}`);
         } catch (e) {
-          clear(status, h("span", { class: "error", text: `${r.text} failed: ${errorText(e)}` }));
+          errors.show(e, byName(inputs), `${r.text} refused: `);
         }
       },
     }),

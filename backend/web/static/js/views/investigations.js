@@ -3,6 +3,7 @@
 // named subject was instead (chosen in the form, or a hit's "Where instead" button); and a
 // batch upload of incidents (CSV or GeoJSON).
 import * as api from "../api.js";
+import { FieldErrors, byName } from "../forms.js";
 import { L, baseMap, fitTo } from "../map.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
@@ -211,7 +212,7 @@ export async function render(el, ctx) {
 
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    msg.textContent = "";
+    invErrors.clear();
     found.clearLayers();
     where.clearLayers();
     const body = {
@@ -238,9 +239,12 @@ export async function render(el, ctx) {
       announce(results.querySelector("h2").textContent);
       fitTo(map, [place, found]);
     } catch (e) {
-      msg.textContent = errorText(e);
+      // The place's geometry is typed as latitude and longitude.
+      const controls = { radius_m: radius, reference, from: fromIn, to: toIn, purpose, coordinates: lat, geometry: lat };
+      invErrors.show(e, byName(controls));
     }
   });
+  const invErrors = new FieldErrors(msg);
   form.querySelector("#inv-run").disabled = false; // handler attached: usable now
 
   batch.addEventListener("submit", async (ev) => {
@@ -296,7 +300,9 @@ export async function render(el, ctx) {
       );
       announce(batchOut.querySelector("#batch-summary").textContent);
     } catch (e) {
-      batchOut.append(h("p", { class: "error", text: errorText(e) }));
+      const general = h("p", { class: "error" });
+      batchOut.append(general);
+      new FieldErrors(general).show(e, byName({ file, reference: batchRef, purpose: batchPurpose }));
     }
   });
   batch.querySelector("#batch-run").disabled = false;

@@ -3,11 +3,14 @@
 // slider, and exports and reports (when the server has the investigations API).
 import * as api from "../api.js";
 import { L, baseMap, fitTo, zoneLayer } from "../map.js";
+import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 import { exportButtons } from "./exports.js";
+import { timeline } from "./timeline.js";
 
+// #/subjects/ID, or #/subjects/ID/trail/T: the trail around time T (from an alert or a map).
 export async function render(el, ctx, args) {
-  if (args[0]) return renderSubject(el, ctx, Number(args[0]));
+  if (args[0]) return renderSubject(el, ctx, Number(args[0]), args[1] === "trail" && args[2] ? Number(args[2]) : null);
   const list = await api.get("/api/subjects", { limit: 1000 });
   const filter = h("input", { id: "subject-filter", type: "search" });
   const tbody = h("tbody");
@@ -25,7 +28,7 @@ export async function render(el, ctx, args) {
   filter.addEventListener("input", draw);
   el.append(
     h("h1", { text: "Subjects" }),
-    h("div", { class: "filters" }, h("div", {}, ...field("Find", filter))),
+    h("div", { class: "filters" }, h("div", {}, ...field("Find (name or reference)", filter))),
     h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Reference" }), h("th", { scope: "col", text: "Name" }), h("th", { scope: "col", text: "Held by" }))), tbody),
   );
   draw();
@@ -100,7 +103,7 @@ async function section(title, load, allowed = true) {
   return sec;
 }
 
-async function renderSubject(el, ctx, id) {
+async function renderSubject(el, ctx, id, trailAt) {
   let subject;
   try {
     subject = await api.get(`/api/subjects/${id}`);
@@ -165,11 +168,38 @@ async function renderSubject(el, ctx, id) {
     }, conditions),
   );
 
-  // Trail playback.
   // Rounded up to the minute (datetime-local has no seconds): "to" includes the newest data.
   const end = Math.ceil(now() / 60) * 60;
-  const fromIn = h("input", { type: "datetime-local", id: "trail-from", value: toLocalInput(end - 86400) });
-  const toIn = h("input", { type: "datetime-local", id: "trail-to", value: toLocalInput(end) });
+  const can = (scope) => subject.scopes.includes(scope);
+  if (can("trail")) cleanups.push(await trailSection(el, ctx, id, end, trailAt, conditions));
+  const exports = await exportsSection(ctx, subject, end);
+  if (exports) el.append(exports);
+
+  // Timeline: device events and alerts, newest first.
+  if (can("alerts")) {
+    el.append(
+      await section("Timeline (last 7 days)", async () => {
+        const [events, alerts] = await Promise.all([
+          api.get(`/api/web/subjects/${id}/events`, { from: end - 7 * 86400, to: end }),
+          api.get("/api/alerts", { subject: id, limit: 500 }),
+        ]);
+        if (!events.length && !alerts.length) return h("p", { class: "muted", text: "Nothing in the last 7 days." });
+        return timeline(events, alerts);
+      }),
+    );
+  }
+  return () => cleanups.forEach((fn) => fn());
+}
+
+// Trail playback: a time range and a stated purpose (audited), then a slider over the fixes.
+// `trailAt`: open on the hour around this time (a link from an alert or the map); the
+// subject's zones are drawn only with the `conditions` scope.
+async function trailSection(el, ctx, id, end, trailAt, conditions) {
+  const cleanups = [];
+  const t0 = trailAt ? Math.floor(trailAt / 60) * 60 - 3600 : end - 86400;
+  const t1 = trailAt ? Math.min(end, Math.ceil(trailAt / 60) * 60 + 3600) : end;
+  const fromIn = h("input", { type: "datetime-local", id: "trail-from", value: toLocalInput(t0) });
+  const toIn = h("input", { type: "datetime-local", id: "trail-to", value: toLocalInput(t1) });
   const purpose = h("input", { id: "trail-purpose", required: true, minlength: 3, maxlength: 500, placeholder: "e.g. review of alert 12" });
   const msg = h("p", { role: "status", id: "trail-status" });
   const slider = h("input", { type: "range", id: "trail-slider", min: 0, max: 0, value: 0, disabled: true });
@@ -188,10 +218,11 @@ async function renderSubject(el, ctx, id) {
     h("div", {}, ...field("Purpose (recorded in the audit log)", purpose)),
     load,
   );
+  const trailErrors = new FieldErrors(msg);
   el.append(
     h(
       "section",
-      { class: "panel", "aria-label": "Trail playback" },
+      { class: "panel", "aria-label": "Trail playback", id: "trail" },
       h("h2", { text: "Trail playback" }),
       form,
       msg,
@@ -199,7 +230,6 @@ async function renderSubject(el, ctx, id) {
       mapEl,
     ),
   );
-  el.append(await exportsSection(ctx, id, end));
   const map = await baseMap(mapEl, ctx.config, { label: "Trail map" });
   cleanups.push(() => map.remove());
   const zoneGroup = L.featureGroup().addTo(map);
@@ -264,8 +294,9 @@ async function renderSubject(el, ctx, id) {
     stop();
     const t0 = fromLocalInput(fromIn.value);
     const t1 = fromLocalInput(toIn.value);
+    trailErrors.clear();
     if (purpose.value.trim().length < 3) {
-      msg.textContent = "State the purpose of this look at the trail (at least 3 characters).";
+      trailErrors.set(purpose, "State the purpose of this look at the trail (at least 3 characters).");
       purpose.focus();
       return;
     }
@@ -295,40 +326,30 @@ async function renderSubject(el, ctx, id) {
       msg.textContent = `${fixes.length} positions, ${fmtTime(fixes[0].t)} → ${fmtTime(fixes[fixes.length - 1].t)} (${fmtDuration(fixes[fixes.length - 1].t - fixes[0].t)}).`;
       announce(msg.textContent);
     } catch (e) {
-      msg.textContent = e.status === 403 ? "Your unit may not see this subject's trail." : errorText(e);
+      trailErrors.show(e, byName({ from: fromIn, to: toIn, purpose }));
     }
   });
   load.disabled = false;
-
-  // Timeline: device events and alerts, newest first.
-  el.append(
-    await section("Timeline", async () => {
-      const [events, alerts] = await Promise.all([
-        subject.scopes.includes("alerts") ? api.get(`/api/web/subjects/${id}/events`, { from: end - 7 * 86400, to: end }).catch(() => []) : [],
-        api.get("/api/alerts", { subject: id, limit: 200 }),
-      ]);
-      const items = [
-        ...alerts.map((a) => ({ t: a.start, kind: "alert", node: h("li", { class: "alert" }, `${fmtTime(a.start)} `, h("a", { href: `#/alerts/${a.id}`, text: label(a.type) }), ` — ${a.state}, ${fmtDuration(a.duration_s)}`) })),
-        ...events.map((e) => ({ t: e.t || 0, kind: "event", node: h("li", { class: "event", text: `${fmtTime(e.t)} ${label(e.kind)} (${label(e.role)} ${e.device}) ${JSON.stringify(e.data)}` }) })),
-      ].sort((a, b) => b.t - a.t);
-      if (!items.length) return h("p", { class: "muted", text: "Nothing in the last 7 days." });
-      return h("ul", { class: "timeline", id: "timeline" }, items.map((i) => i.node));
-    }),
-  );
+  if (trailAt) {
+    document.getElementById("trail").scrollIntoView({ block: "start" });
+    purpose.focus();
+  }
   return () => cleanups.forEach((fn) => fn());
 }
 
 // Exports and reports for a period: the evidence bundle needs a reference (case or request)
 // and a purpose, both recorded in the audit log and the bundle's manifest; reports need the
 // period only. Independent of the trail: a unit shared the reports scope alone still gets them.
-async function exportsSection(ctx, id, end) {
+async function exportsSection(ctx, subject, end) {
   const fromIn = h("input", { type: "datetime-local", id: "export-from", value: toLocalInput(end - 7 * 86400) });
   const toIn = h("input", { type: "datetime-local", id: "export-to", value: toLocalInput(end) });
   const reference = h("input", { id: "export-reference", maxlength: 100, placeholder: "case or request" });
   const purpose = h("input", { id: "export-purpose", minlength: 3, maxlength: 500, placeholder: "e.g. disclosure to CPS" });
   const status = h("p", { role: "status", id: "export-status" });
   const values = () => ({ from: fromIn.value ? fromLocalInput(fromIn.value) : null, to: toIn.value ? fromLocalInput(toIn.value) : null, reference: reference.value.trim(), purpose: purpose.value.trim() });
-  const buttons = h("div", { class: "row", id: "exports" }, await exportButtons(ctx, id, values, { from: fromIn, to: toIn, reference, purpose }, status));
+  const offered = await exportButtons(ctx, subject, values, { from: fromIn, to: toIn, reference, purpose }, status);
+  if (!offered.length) return null; // nothing this user may export for this subject
+  const buttons = h("div", { class: "row", id: "exports" }, offered);
   return h(
     "section",
     { class: "panel", "aria-label": "Exports and reports" },

@@ -4,13 +4,19 @@
 // saved as a new zone replacing the old one (the API keeps zone geometry immutable).
 import * as api from "../api.js";
 import { DrawTool } from "../draw.js";
+import { FieldErrors } from "../forms.js";
 import { L, baseMap, fitTo, zoneLayer } from "../map.js";
-import { announce, clear, errorText, field, fmtTime, h, label, now } from "../util.js";
+import { announce, clear, field, fmtTime, h, label, now } from "../util.js";
 
 const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 export async function render(el, ctx, args) {
   const subjects = (await api.get("/api/subjects", { limit: 1000 })).filter((s) => s.scopes.includes("manage"));
+  if (!subjects.length) {
+    // Nothing to edit: no map, no editor (a unit with no subjects of its own).
+    el.append(h("h1", { text: "Zones" }), h("p", { class: "muted", id: "zones-none", text: "Your unit manages no subjects, so it has no zones to edit." }));
+    return null;
+  }
   const subjectSel = h("select", { id: "zone-subject" }, subjects.map((s) => h("option", { value: String(s.id), text: `${s.reference} · ${s.name}` })));
   if (args[0]) subjectSel.value = args[0];
   const mapEl = h("div", { class: "map", id: "zones-map" });
@@ -53,7 +59,7 @@ export async function render(el, ctx, args) {
   );
   el.append(
     h("h1", { text: "Zones" }),
-    subjects.length ? h("div", { class: "filters" }, h("div", {}, ...field("Subject", subjectSel))) : h("p", { class: "muted", text: "Your unit manages no subjects." }),
+    h("div", { class: "filters" }, h("div", {}, ...field("Subject", subjectSel))),
     h("div", { class: "split" }, mapEl, h("aside", { class: "panel", "aria-label": "Zone editor" }, h("h2", { text: "Zones of this subject" }), zoneList, form)),
   );
   const map = await baseMap(mapEl, ctx.config, { label: "Zone map" });
@@ -100,7 +106,7 @@ export async function render(el, ctx, args) {
       "fieldset",
       { class: "window-row" },
       h("legend", { text: `Window ${n}` }),
-      h("div", {}, boxes.map((b) => h("label", { class: "inline", for: b.id }, b, b.value))),
+      h("fieldset", { class: "days", id: `win-${n}-days` }, h("legend", { text: `Days of window ${n}` }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, b.value))),
       h("div", { class: "row" }, h("div", {}, ...field("Start", start)), h("div", {}, ...field("End", end)), h("button", { type: "button", class: "secondary", text: `Remove window ${n}`, onclick: () => row.remove() })),
     );
     row.read = () => ({ days: boxes.filter((b) => b.checked).map((b) => b.value), start: start.value, end: end.value });
@@ -228,16 +234,39 @@ export async function render(el, ctx, args) {
       );
       if (result.fixes.length) fitTo(map, [previewLayer, existing]);
     } catch (e) {
-      clear(preview, h("p", { class: "error", text: errorText(e) }));
+      if (e.status === undefined) clear(preview, h("p", { class: "error", text: e.message }));
+      else errors.show(e, locate);
     }
   });
 
+  // Where a validation error about the zone's Feature belongs on this form.
+  function locate(loc) {
+    if (loc[0] === "query" && loc[1] === "purpose") return purpose;
+    const path = loc.filter((x) => x !== "body" && x !== "zone");
+    const [head, key, index, sub] = path;
+    if (head === "geometry") return coords;
+    if (head !== "properties") return null;
+    if (key === "schedule" && Number.isInteger(index)) {
+      const row = windows.children[index];
+      if (!row) return windows.parentElement;
+      if (sub === "days") return row.querySelector("fieldset.days") || row;
+      if (sub === "start" || sub === "end") return row.querySelector(`input[id$="-${sub}"]`);
+      return row;
+    }
+    return { name, kind, radius_m: radius, width_m: width, buffer_m: buffer, dwell_s: dwell, schedule: windows.parentElement }[key] || null;
+  }
+  const errors = new FieldErrors(msg);
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    msg.textContent = "";
+    errors.clear();
     try {
       const f = feature();
-      if (!f.properties.name) throw new Error("Give the zone a name.");
+      if (!f.properties.name) {
+        errors.set(name, "Give the zone a name.");
+        name.focus();
+        return;
+      }
       const sid = subjectSel.value;
       if (editing) {
         const old = editing;
@@ -257,7 +286,8 @@ export async function render(el, ctx, args) {
       resetForm();
       await loadZones();
     } catch (e) {
-      msg.textContent = errorText(e);
+      if (e.status === undefined) msg.textContent = e.message; // drawn shape missing
+      else errors.show(e, locate);
     }
   });
   saveBtn.disabled = false;
