@@ -1,4 +1,4 @@
-"""NMEA 0183 sentences as GNSS receivers write them: GGA, RMC, GSA, GNS, GSV, ZDA, any talker.
+"""NMEA 0183 sentences as GNSS receivers write them: GGA, RMC, GSA, GNS, GSV, any talker.
 
 The simulator's one NMEA writer: fleet tags, HIL tags (over a pty) and the hardware bench all
 feed the firmware's own NMEA parser through `Receiver`, whose profiles follow real makes
@@ -207,11 +207,6 @@ def gsv(talker: str, prns: Sequence[int]) -> list[str]:
         )
         out.append(sentence(f"{_talker(talker)}GSV,{pages},{page + 1},{len(view):02d}{fields}"))
     return out
-
-
-def zda(talker: str, utc_ms: int) -> str:
-    d = datetime.fromtimestamp(utc_ms / 1000, tz=UTC)
-    return sentence(f"{_talker(talker)}ZDA,{_time(utc_ms)},{d.day:02d},{d.month:02d},{d.year},,")
 
 
 @dataclass(frozen=True)
