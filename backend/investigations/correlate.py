@@ -58,16 +58,6 @@ class Params:
     home_range_m: float = 30.0  # a home unit hears its tag within ~23-30 m (REFERENCES.md)
 
 
-@dataclass(frozen=True)
-class FixRef:
-    t: int
-    lat: float
-    lon: float
-    accuracy_m: float
-    device: int
-    source: str
-
-
 @dataclass
 class Approach:
     """One position relative to the area: a fix, a point interpolated between two fixes,
@@ -391,7 +381,7 @@ def _source(code: int) -> str:
 
 def _fixref(f: ev.Fixes, j: int) -> dict[str, Any]:
     return asdict(
-        FixRef(
+        ev.FixRef(
             int(f.t[j]),
             int(f.lat_e7[j]) / 1e7,
             int(f.lon_e7[j]) / 1e7,
@@ -519,7 +509,7 @@ def correlate(
     near_home = _homes_near(area, homes, p)
     stays: list[ev.HomeStay] = []
     if near_home:
-        home_tenures = ev.tag_tenures(conn, t0, t1, subject_ids=near_home, visible=visible)
+        home_tenures = ev.tenures(conn, t0, t1, subject_ids=near_home, visible=visible)
         stays = ev.load_stays(conn, home_tenures, t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p)
     hits = {s: v for s, v in found.items() if v[0] in (WITHIN, POSSIBLY)}
@@ -579,7 +569,7 @@ def whereabouts(
     p = p or Params()
     check_window(t0, t1)
     lo, hi = t0 - p.max_gap_s, t1 + p.max_gap_s
-    tenures = ev.tag_tenures(conn, lo, hi, subject_ids=[subject_id])
+    tenures = ev.tenures(conn, lo, hi, subject_ids=[subject_id])
     fixes = ev.load_fixes(conn, tenures, lo, hi)
     homes = ev.load_homes(conn, subject_ids=[subject_id])
     stays = ev.load_stays(conn, [tn for tn in tenures if tn.clip(t0, t1)], t0, t1)
@@ -588,7 +578,7 @@ def whereabouts(
     gaps = _gaps(covered, t0, t1)
     span = t1 - t0
     cov = 1.0 - sum(b - a for a, b in gaps) / span
-    all_t = ev.tag_tenures(conn, 0, 2**62, subject_ids=[subject_id])
+    all_t = ev.tenures(conn, 0, 2**62, subject_ids=[subject_id])
     before = ev.nearest_fix(conn, all_t, t0, before=True)
     after = ev.nearest_fix(conn, all_t, t1, before=False)
     home = homes.get(subject_id)
@@ -632,7 +622,7 @@ def _bracket(
     x, y = area.xy(np.array([lat]), np.array([lon]))
     edge = float(area.signed_distance(x, y)[0])
     return {
-        **asdict(FixRef(t, lat / 1e7, lon / 1e7, acc, dev, _source(src))),
+        **asdict(ev.FixRef(t, lat / 1e7, lon / 1e7, acc, dev, _source(src))),
         "edge_m": round(edge, 2),
     }
 

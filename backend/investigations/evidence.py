@@ -47,6 +47,20 @@ class Tenure:
         return (a, b) if a <= b else None
 
 
+@dataclass(frozen=True)
+class FixRef:
+    """One fix as a correlation or an export reports it: degrees, accuracy in metres, the
+    device that took it, and the caller's name for its source (GNSS, or the tag's home
+    position in RF mode)."""
+
+    t: int
+    lat: float
+    lon: float
+    accuracy_m: float
+    device: int
+    source: str
+
+
 @dataclass
 class Fixes:
     """Fixes of several subjects, sorted by (subject, t): parallel numpy arrays."""
@@ -163,10 +177,10 @@ def nearby_fixes(
     near = _raw(conn, sql, params)
     if not near:
         return Fixes.empty(), []
-    tenures = tag_tenures(conn, t0, t1, devices={int(r[0]) for r in near}, visible=visible)
-    wanted = sorted({tn.device for tn in tenures})
+    served = tenures(conn, t0, t1, devices={int(r[0]) for r in near}, visible=visible)
+    wanted = sorted({tn.device for tn in served})
     if not wanted:
-        return Fixes.empty(), tenures
+        return Fixes.empty(), served
     rows = [r for r in near if r[0] in set(wanted)]
     stamps = np.array(
         _raw(
@@ -194,23 +208,25 @@ def nearby_fixes(
             f"SELECT {_FIX_COLUMNS} FROM positions WHERE device = ? AND ts IN ({_marks(len(ts))})",
             [int(dev), *ts],
         )
-    return _attribute(np.array(rows, dtype=np.int64), tenures, t0, t1), tenures
+    return _attribute(np.array(rows, dtype=np.int64), served, t0, t1), served
 
 
-def tag_tenures(
+def tenures(
     conn: Connection,
     t0: int,
     t1: int,
     *,
+    role: str = TAG,
     devices: Iterable[int] | None = None,
     subject_ids: Iterable[int] | None = None,
     visible: Select[Any] | None = None,
 ) -> list[Tenure]:
-    """Tag assignments overlapping [t0, t1], for some devices and/or subjects, limited to
-    the subjects `visible` selects (None: no limit)."""
+    """Assignments in `role` (a subject's tag, or its home unit) overlapping [t0, t1]
+    (inclusive event times), for some devices and/or subjects, limited to the subjects
+    `visible` selects (None: no limit)."""
     a = assignments.c
     q = select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-        a.role == TAG, a.starts_at <= t1, or_(a.ends_at.is_(None), a.ends_at > t0)
+        a.role == role, a.starts_at <= t1, or_(a.ends_at.is_(None), a.ends_at > t0)
     )
     if devices is not None:
         q = q.where(a.device.in_(sorted(set(devices))))

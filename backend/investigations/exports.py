@@ -29,7 +29,6 @@ from backend.storage.schema import (
     HOME_UNIT,
     TAG,
     alerts,
-    assignments,
     device_events,
     positions,
     presence,
@@ -51,16 +50,6 @@ GX_NS = "http://www.google.com/kml/ext/2.2"
 SEGMENT_GAP_S = 900
 
 
-@dataclass(frozen=True)
-class Point:
-    t: int
-    lat: float
-    lon: float
-    accuracy_m: float
-    device: int
-    source: str
-
-
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
@@ -68,24 +57,11 @@ def iso(t: float) -> str:
 # ---- reads ------------------------------------------------------------------------------
 
 
-def _tenures(conn: Connection, subject_id: int, role: str, t0: int, t1: int) -> list[ev.Tenure]:
-    a = assignments.c
-    rows = conn.execute(
-        select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-            a.subject_id == subject_id,
-            a.role == role,
-            a.starts_at <= t1,
-            or_(a.ends_at.is_(None), a.ends_at > t0),
-        )
-    )
-    return [ev.Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]
-
-
-def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[Point]:
+def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[ev.FixRef]:
     """The subject's fixes in [t0, t1] from every tag it wore then, in time order."""
     c = positions.c
-    out: list[Point] = []
-    for tn in _tenures(conn, subject_id, TAG, t0, t1):
+    out: list[ev.FixRef] = []
+    for tn in ev.tenures(conn, t0, t1, role=TAG, subject_ids=[subject_id]):
         span = tn.clip(t0, t1)
         if span is None:
             continue
@@ -95,7 +71,7 @@ def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[Po
             .order_by(c.ts, c.id)
         )
         out += [
-            Point(int(r[0]), r[1] / 1e7, r[2] / 1e7, r[3] / 10, tn.device,
+            ev.FixRef(int(r[0]), r[1] / 1e7, r[2] / 1e7, r[3] / 10, tn.device,
                   "rf_home" if r[4] == 1 else "gnss")
             for r in rows
         ]  # fmt: skip
@@ -112,7 +88,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
     out: list[dict[str, Any]] = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, t0, t1):
+        for tn in ev.tenures(conn, t0, t1, role=role, subject_ids=[subject_id]):
             span = tn.clip(t0, t1)
             if span is None:
                 continue
@@ -123,7 +99,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
             ):
                 out.append(_event(int(r.ts), tn.device, role, r.kind, r.data))
     p = presence.c
-    for tn in _tenures(conn, subject_id, TAG, t0, t1):
+    for tn in ev.tenures(conn, t0, t1, role=TAG, subject_ids=[subject_id]):
         span = tn.clip(t0, t1)
         if span is None:
             continue
@@ -187,9 +163,9 @@ def alert_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
 # ---- formats ----------------------------------------------------------------------------
 
 
-def segments(points: Sequence[Point], gap_s: int = SEGMENT_GAP_S) -> list[list[Point]]:
+def segments(points: Sequence[ev.FixRef], gap_s: int = SEGMENT_GAP_S) -> list[list[ev.FixRef]]:
     """Points split where the time between fixes exceeds gap_s, or the device changes."""
-    out: list[list[Point]] = []
+    out: list[list[ev.FixRef]] = []
     for p in points:
         if out and p.t - out[-1][-1].t <= gap_s and p.device == out[-1][-1].device:
             out[-1].append(p)
@@ -198,7 +174,7 @@ def segments(points: Sequence[Point], gap_s: int = SEGMENT_GAP_S) -> list[list[P
     return out
 
 
-def trail_geojson(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_geojson(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """A FeatureCollection: one Point Feature per fix (time, accuracy, device, source) and
     a MultiLineString of the path (one line per segment of two or more fixes)."""
     feats: list[dict[str, Any]] = [
@@ -223,7 +199,7 @@ def trail_geojson(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
-def trail_gpx(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_gpx(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """GPX 1.1: one track, one segment per stretch without a long gap; each point's comment
     carries its accuracy, device and source."""
     gpx = gpxpy.gpx.GPX()
@@ -246,7 +222,7 @@ def trail_gpx(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
     return gpx.to_xml(version="1.1").encode()
 
 
-def trail_kml(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_kml(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """KML 2.2: a gx:Track per segment (times and coordinates, accuracy as ExtendedData),
     which Google Earth and QGIS play back along a time slider."""
     ET.register_namespace("", KML_NS)

@@ -257,7 +257,7 @@ def _monitored(
     """The parts of [start, end) that count: a tag fitted and an order running, up to now."""
     lo = max(start, cfg.start) if cfg.start is not None else start
     hi = min(end, int(now), cfg.end if cfg.end is not None else end)
-    tags = _tenures(conn, subject_id, TAG, lo, hi)
+    tags = ev.tenures(conn, lo, hi - 1, role=TAG, subject_ids=[subject_id])
     return _merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
 
 
@@ -288,26 +288,13 @@ def _nights(
     return out
 
 
-def _tenures(conn: Connection, subject_id: int, role: str, start: int, end: int) -> list[ev.Tenure]:
-    a = assignments.c
-    rows = conn.execute(
-        select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-            a.subject_id == subject_id,
-            a.role == role,
-            a.starts_at < end,
-            or_(a.ends_at.is_(None), a.ends_at > start),
-        )
-    )
-    return [ev.Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]
-
-
 def _device_events(
     conn: Connection, subject_id: int, start: int, end: int, kinds: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     out = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, start, end):
+        for tn in ev.tenures(conn, start, end - 1, role=role, subject_ids=[subject_id]):
             span = tn.clip(start, end - 1)
             if span is None:
                 continue
@@ -335,7 +322,9 @@ def _charging(
     start, end = monitored[0][0], monitored[-1][1]
     e = device_events.c
     recs: list[tuple[int, bool]] = []
-    for tn in _tenures(conn, subject_id, TAG, start - CHARGE_MAX_GAP_S, end):
+    for tn in ev.tenures(
+        conn, start - CHARGE_MAX_GAP_S, end - 1, role=TAG, subject_ids=[subject_id]
+    ):
         span = tn.clip(start - CHARGE_MAX_GAP_S, end)
         if span is None:
             continue
@@ -380,7 +369,7 @@ def _completeness(
     if not monitored:
         return Completeness(interval, 0, 0, 0, None, 0, 0, 0)
     start, end = monitored[0][0], monitored[-1][1]
-    tags = _tenures(conn, subject_id, TAG, start, end)
+    tags = ev.tenures(conn, start, end - 1, role=TAG, subject_ids=[subject_id])
     stays = ev.load_stays(conn, tags, start, end - 1)
     home = _merge([(max(s.start, start), min(s.end, end)) for s in stays])
     away = _subtract(monitored, home)
@@ -405,7 +394,7 @@ def _completeness(
     f = frames.c
     exp_frames = got_frames = 0
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, start, end):
+        for tn in ev.tenures(conn, start, end - 1, role=role, subject_ids=[subject_id]):
             span = tn.clip(start, end - 1)
             if span is None:
                 continue
@@ -519,7 +508,7 @@ def caseload(
                 alerts.c.subject_id == sid, alerts.c.state.in_(("open", "acknowledged"))
             )
         ).scalar_one()
-        devs = [tn.device for tn in _tenures(conn, sid, TAG, 0, 2**62)]
+        devs = [tn.device for tn in ev.tenures(conn, 0, 2**62, role=TAG, subject_ids=[sid])]
         last = None
         if devs:
             last = conn.execute(
