@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Select
 from backend.investigations import evidence as ev
 from backend.investigations.area import Area
 from backend.rules.geo import M_PER_DEG_LAT
+from backend.rules.schedule import merge, subtract
 
 F64 = npt.NDArray[np.float64]
 
@@ -575,7 +576,7 @@ def whereabouts(
     stays = ev.load_stays(conn, [tn for tn in tenures if tn.clip(t0, t1)], t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p).get(subject_id)
     covered = _coverage(fixes, stays, t0, t1, p)
-    gaps = _gaps(covered, t0, t1)
+    gaps = [list(g) for g in subtract([(t0, t1)], covered)]
     span = t1 - t0
     cov = 1.0 - sum(b - a for a, b in gaps) / span
     all_t = ev.tenures(conn, 0, 2**62, subject_ids=[subject_id])
@@ -639,25 +640,7 @@ def _coverage(
         spans += [(int(a), int(b)) for a, b in zip(f.t[i], f.t[i + 1], strict=True)]
         spans += [(int(a), int(a) + 1) for a in f.t]
     spans += [(s.start, s.end) for s in stays]
-    clipped = sorted((max(a, t0), min(b, t1)) for a, b in spans if b > t0 and a < t1)
-    merged: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _gaps(covered: list[tuple[int, int]], t0: int, t1: int) -> list[list[int]]:
-    out, at = [], t0
-    for a, b in covered:
-        if a > at:
-            out.append([at, a])
-        at = max(at, b)
-    if at < t1:
-        out.append([at, t1])
-    return out
+    return merge((max(a, t0), min(b, t1)) for a, b in spans)
 
 
 def _summary(

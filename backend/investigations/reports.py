@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Select, func, or_, select
 from backend import csv_cells
 from backend.investigations import evidence as ev
 from backend.rules import curfew as curfew_rule
-from backend.rules.schedule import local_date, to_unix
+from backend.rules.schedule import local_date, merge, subtract, to_unix
 from backend.rules.store import load_config
 from backend.storage.schema import (
     HOME_UNIT,
@@ -258,7 +258,7 @@ def _monitored(
     lo = max(start, cfg.start) if cfg.start is not None else start
     hi = min(end, int(now), cfg.end if cfg.end is not None else end)
     tags = ev.tenures(conn, lo, hi - 1, role=TAG, subject_ids=[subject_id])
-    return _merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
+    return merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
 
 
 def _nights(
@@ -371,8 +371,8 @@ def _completeness(
     start, end = monitored[0][0], monitored[-1][1]
     tags = ev.tenures(conn, start, end - 1, role=TAG, subject_ids=[subject_id])
     stays = ev.load_stays(conn, tags, start, end - 1)
-    home = _merge([(max(s.start, start), min(s.end, end)) for s in stays])
-    away = _subtract(monitored, home)
+    home = merge([(max(s.start, start), min(s.end, end)) for s in stays])
+    away = subtract(monitored, home)
     away_s = sum(b - a for a, b in away)
     expected = sum((b - a) // interval for a, b in away)
     received = 0
@@ -408,31 +408,6 @@ def _completeness(
     ratio = None if expected == 0 else min(1.0, received / expected)
     return Completeness(interval, away_s, expected, received, ratio, longest, exp_frames,
                         got_frames)  # fmt: skip
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out = []
-    for a, b in spans:
-        cur = a
-        for ha, hb in holes:
-            if hb <= cur or ha >= b:
-                continue
-            if ha > cur:
-                out.append((cur, ha))
-            cur = max(cur, hb)
-        if cur < b:
-            out.append((cur, b))
-    return out
 
 
 # ---- rendering --------------------------------------------------------------------------
