@@ -1,4 +1,4 @@
-"""Crime-scene correlation on a large history (issue 10): query latency p50/p95 over varied
+"""Crime-scene correlation on a large history: query latency p50/p95 over varied
 places and windows on at least 10 million fixes, beside a brute-force scan of the same data
 in the same run (and a check that both find the same subjects).
 
