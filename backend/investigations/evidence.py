@@ -33,7 +33,8 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Tenure:
-    """Device `device` served `subject` as its tag over [start, end) (end None: still)."""
+    """Device `device` served `subject` (as its tag, or its home unit) over [start, end)
+    (end None: still)."""
 
     subject: int
     device: int
@@ -235,6 +236,19 @@ def tenures(
     if visible is not None:
         q = q.where(a.subject_id.in_(visible))
     return [Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in conn.execute(q)]
+
+
+def served(
+    conn: Connection, subject_id: int, role: str, t0: int, t1: int
+) -> list[tuple[Tenure, tuple[int, int]]]:
+    """The subject's devices in `role` over [t0, t1] (inclusive event times), each with the
+    part of [t0, t1] it served: the bounds to read that device's records between."""
+    out = []
+    for tn in tenures(conn, t0, t1, role=role, subject_ids=[subject_id]):
+        span = tn.clip(t0, t1)
+        if span is not None:
+            out.append((tn, span))
+    return out
 
 
 def load_fixes(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> Fixes:

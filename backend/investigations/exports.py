@@ -61,10 +61,7 @@ def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[ev
     """The subject's fixes in [t0, t1] from every tag it wore then, in time order."""
     c = positions.c
     out: list[ev.FixRef] = []
-    for tn in ev.tenures(conn, t0, t1, role=TAG, subject_ids=[subject_id]):
-        span = tn.clip(t0, t1)
-        if span is None:
-            continue
+    for tn, span in ev.served(conn, subject_id, TAG, t0, t1):
         rows = conn.execute(
             select(c.ts, c.lat_e7, c.lon_e7, c.acc_dm, c.source)
             .where(c.device == tn.device, c.ts.between(*span))
@@ -88,10 +85,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
     out: list[dict[str, Any]] = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in ev.tenures(conn, t0, t1, role=role, subject_ids=[subject_id]):
-            span = tn.clip(t0, t1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, t0, t1):
             for r in conn.execute(
                 select(e.ts, e.kind, e.data)
                 .where(e.device == tn.device, e.ts.between(*span))
@@ -99,10 +93,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
             ):
                 out.append(_event(int(r.ts), tn.device, role, r.kind, r.data))
     p = presence.c
-    for tn in ev.tenures(conn, t0, t1, role=TAG, subject_ids=[subject_id]):
-        span = tn.clip(t0, t1)
-        if span is None:
-            continue
+    for tn, span in ev.served(conn, subject_id, TAG, t0, t1):
         for pr in conn.execute(
             select(p.ts, p.home_unit, p.state, p.rssi)
             .where(p.tag == tn.device, p.ts.between(*span))

@@ -294,10 +294,7 @@ def _device_events(
     out = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in ev.tenures(conn, start, end - 1, role=role, subject_ids=[subject_id]):
-            span = tn.clip(start, end - 1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, start, end - 1):
             for r in conn.execute(
                 select(e.ts, e.kind, e.data)
                 .where(e.device == tn.device, e.kind.in_(kinds), e.ts.between(*span))
@@ -322,12 +319,7 @@ def _charging(
     start, end = monitored[0][0], monitored[-1][1]
     e = device_events.c
     recs: list[tuple[int, bool]] = []
-    for tn in ev.tenures(
-        conn, start - CHARGE_MAX_GAP_S, end - 1, role=TAG, subject_ids=[subject_id]
-    ):
-        span = tn.clip(start - CHARGE_MAX_GAP_S, end)
-        if span is None:
-            continue
+    for tn, span in ev.served(conn, subject_id, TAG, start - CHARGE_MAX_GAP_S, end - 1):
         for r in conn.execute(
             select(e.ts, e.data)
             .where(e.device == tn.device, e.kind == "battery", e.ts.between(*span))
@@ -369,8 +361,8 @@ def _completeness(
     if not monitored:
         return Completeness(interval, 0, 0, 0, None, 0, 0, 0)
     start, end = monitored[0][0], monitored[-1][1]
-    tags = ev.tenures(conn, start, end - 1, role=TAG, subject_ids=[subject_id])
-    stays = ev.load_stays(conn, tags, start, end - 1)
+    tags = ev.served(conn, subject_id, TAG, start, end - 1)
+    stays = ev.load_stays(conn, [tn for tn, _ in tags], start, end - 1)
     home = merge([(max(s.start, start), min(s.end, end)) for s in stays])
     away = subtract(monitored, home)
     away_s = sum(b - a for a, b in away)
@@ -378,10 +370,7 @@ def _completeness(
     received = 0
     longest = 0
     c = positions.c
-    for tn in tags:
-        span = tn.clip(start, end - 1)
-        if span is None:
-            continue
+    for tn, span in tags:
         ts = [int(t) for t in conn.execute(
             select(c.ts).where(c.device == tn.device, c.ts.between(*span), c.source == 0)
             .order_by(c.ts)
@@ -394,10 +383,7 @@ def _completeness(
     f = frames.c
     exp_frames = got_frames = 0
     for role in (TAG, HOME_UNIT):
-        for tn in ev.tenures(conn, start, end - 1, role=role, subject_ids=[subject_id]):
-            span = tn.clip(start, end - 1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, start, end - 1):
             for _boot, lo, hi, n in conn.execute(
                 select(f.boot, func.min(f.seq), func.max(f.seq), func.count())
                 .where(f.device == tn.device, f.ts.between(*span), f.mtype.in_((1, 2)))
