@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -245,15 +245,6 @@ def trail_kml(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
 
 
-def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> bytes:
-    buf = io.StringIO()
-    w = csv_cells.Writer(buf, lineterminator="\r\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([r.get(c, "") for c in columns])
-    return buf.getvalue().encode()
-
-
 # ---- the bundle -------------------------------------------------------------------------
 
 
@@ -296,12 +287,12 @@ def build_files(
                                   "application/vnd.google-earth.kml+xml"))  # fmt: skip
     if "events" in include:
         rows = event_rows(conn, subject_id, t0, t1)
-        out.append(ExportFile(FILE_NAMES["events"], to_csv(rows, EVENT_COLUMNS), len(rows),
-                              "text/csv"))  # fmt: skip
+        out.append(ExportFile(FILE_NAMES["events"], csv_cells.table(rows, EVENT_COLUMNS),
+                              len(rows), "text/csv"))  # fmt: skip
     if "alerts" in include:
         arows = alert_rows(conn, subject_id, t0, t1)
-        out.append(ExportFile(FILE_NAMES["alerts"], to_csv(arows, ALERT_COLUMNS), len(arows),
-                              "text/csv"))  # fmt: skip
+        out.append(ExportFile(FILE_NAMES["alerts"], csv_cells.table(arows, ALERT_COLUMNS),
+                              len(arows), "text/csv"))  # fmt: skip
     return out
 
 

@@ -491,12 +491,7 @@ def caseload_html(rows: list[dict[str, Any]], unit: str, start: int, end: int, n
 
 
 def table_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buf = io.StringIO()
-    w = csv_cells.Writer(buf, lineterminator="\r\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    return buf.getvalue().encode()
+    return csv_cells.table(rows, columns)
 
 
 CASELOAD_COLUMNS = [
