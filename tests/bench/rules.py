@@ -1,4 +1,4 @@
-"""Rules (issue 6): zone-rule evaluation throughput, and end-to-end alert latency.
+"""Rules: zone-rule evaluation throughput, and end-to-end alert latency.
 
 1. Fixes per second through the rule engine's zone rule (accuracy hysteresis, dwell,
    segment crossing, fast-sampling decisions) against 1, 100 and 10,000 zones, beside two
