@@ -205,6 +205,16 @@ class Sessions:
         return Issued(user, self.signer.issue(user.id, int(sid), now), refresh, self.signer.ttl_s)
 
     # Refresh ----------------------------------------------------------------------------
+    def rotate(self, engine: Engine, token: str, now: float) -> Issued:
+        """`refresh` in a transaction of its own, committed even when it refuses: a reused
+        token revokes its session though the answer is a refusal."""
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            try:
+                return self.refresh(conn, token, now)
+            except LoginError as e:
+                refused = e
+        raise refused
+
     def refresh(self, conn: Connection, token: str, now: float) -> Issued:
         h = refresh_hash(token)
         row = conn.execute(
@@ -276,3 +286,19 @@ class Sessions:
         if row.disabled_at is not None:
             raise LoginError("disabled", row.id, row.unit_id)
         return User(row.id, row.username, row.unit_id, row.role, claims.session_id)
+
+
+def session_stands(conn: Connection, user_id: int, session_id: int, now: float) -> bool:
+    """Whether a session still stands: not logged out, revoked or expired, and its user not
+    disabled."""
+    row = conn.execute(
+        select(auth_sessions.c.revoked_at, auth_sessions.c.expires_at, users.c.disabled_at)
+        .join(users, users.c.id == auth_sessions.c.user_id)
+        .where(auth_sessions.c.id == session_id, users.c.id == user_id)
+    ).first()
+    return (
+        row is not None
+        and row.revoked_at is None
+        and row.expires_at > now
+        and row.disabled_at is None
+    )

@@ -163,7 +163,7 @@ class _Site:
         from backend.registry import KeyVault, Registry
         from backend.rules import store
         from backend.rules.sink import MonitoringSink
-        from backend.security import access
+        from backend.services import subjects, units
         from backend.storage.database import make_engine, upgrade
         from backend.storage.schema import (
             assignments,
@@ -180,13 +180,13 @@ class _Site:
         registry = Registry(self.engine, KeyVault(bytes(range(32))), self.clock)
         self.keys: dict[int, bytes] = {}
         with self.engine.begin() as conn:
-            unit = access.create_unit(conn, "bench", "police", t)
+            unit = units.create(conn, "bench", "police", t)
         for i in range(n):
             tag, hu = 10_000 + i, 20_000 + i
             self.keys[hu] = registry.register(hu, "home_unit").key
             self.keys[tag] = registry.register(tag, "tag", home_unit=hu).key
             with self.engine.begin() as conn:
-                sid = access.create_subject(
+                sid = subjects.create(
                     conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t
                 )
                 for dev, role in ((tag, "tag"), (hu, "home_unit")):
@@ -390,7 +390,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
     from backend.registry import KeyVault, Registry
     from backend.rules import store
     from backend.rules.sink import attach
-    from backend.security import access
+    from backend.services import subjects, units, users
     from backend.settings import Settings
     from backend.storage.database import make_engine, upgrade
     from backend.storage.schema import assignments, zones
@@ -419,10 +419,10 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
     t0 = int(time.time())
     tags: dict[int, bytes] = {}
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "bench", "police", t0)
+        unit = units.create(conn, "bench", "police", t0)
         from backend.security.passwords import Passwords
 
-        access.create_user(
+        users.create(
             conn,
             Passwords(settings),
             username="bench",
@@ -436,7 +436,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
         tag = 5000 + i
         tags[tag] = registry.register(tag, "tag").key
         with engine.begin() as conn:
-            sid = access.create_subject(
+            sid = subjects.create(
                 conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t0
             )
             conn.execute(

@@ -11,7 +11,9 @@ from sqlalchemy import Engine, insert, select, update
 
 from backend.api.app import create_app
 from backend.clock import ManualClock
-from backend.security import access, totp
+from backend.security import totp
+from backend.services import units
+from backend.services import users as user_records
 from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import audit_log, users
 from tests.backend.api.conftest import api_settings, bearer, login
@@ -346,8 +348,8 @@ def _app_on(engine_url: str, tmp_path: Path, clock: ManualClock) -> tuple[TestCl
     app = create_app(api_settings(tmp_path), clock, engine)
     ctx = app.state.tagwatch
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Turnaround", "police", clock.now())
-        access.create_user(
+        unit = units.create(conn, "Turnaround", "police", clock.now())
+        user_records.create(
             conn, ctx.passwords, username=OFFICER, display_name="Officer", unit_id=unit,
             role="officer", password=PASSWORD, now=clock.now(),
         )  # fmt: skip
@@ -538,7 +540,7 @@ def test_migration_moves_an_unconfirmed_enrolment_to_pending(db_url: str) -> Non
     engine = make_engine(db_url)
     upgrade(engine, "0003_monitoring")
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Turnaround", "police", T0)
+        unit = units.create(conn, "Turnaround", "police", T0)
         for name, confirmed in (("pending.one", None), ("confirmed.one", float(T0))):
             conn.execute(
                 insert(users).values(

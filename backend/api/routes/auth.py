@@ -1,21 +1,19 @@
 """Login (OAuth2 password flow, plus refresh), logout, the caller's identity, password
-change and TOTP enrolment."""
+change and TOTP enrolment. Signing in and every re-authentication before a security change
+go through the one factor check, `Sessions.prove` (backend/security/sessions.py)."""
+
+from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
 
 from backend.api.deps import DB, Audit, Context, CurrentUser, RequestId
 from backend.security import audit, totp
-from backend.security.passwords import PasswordPolicyError
 from backend.security.sessions import Issued, LoginError, OtpRequired
-from backend.storage.database import IMMEDIATE
-from backend.storage.schema import units, users
+from backend.services import accounts
 
-# 422 by number: Starlette renamed the constant (UNPROCESSABLE_CONTENT, RFC 9110).
-UNPROCESSABLE = 422
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
@@ -112,16 +110,11 @@ def token(
     if grant_type == "refresh_token":
         if not refresh_token:
             raise _refused("refresh_token required")
-        refused: LoginError | None = None
-        with ctx.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            try:
-                issued = ctx.sessions.refresh(conn, refresh_token, now)
-            except LoginError as e:
-                # Committed: a reuse revokes the session even though the answer is 401.
-                refused = e
-        if refused is not None:
-            _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", refused, None)
-            raise _refused("invalid refresh token")
+        try:
+            issued = ctx.sessions.rotate(ctx.engine, refresh_token, now)
+        except LoginError as e:
+            _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", e, None)
+            raise _refused("invalid refresh token") from e
         return TokenPublic(
             access_token=issued.access_token,
             expires_in=issued.expires_in,
@@ -166,11 +159,7 @@ def logout(user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
 
 @router.get("/me", response_model=UserSelf)
 def me(user: CurrentUser, db: DB) -> UserSelf:
-    row = db.execute(
-        select(users, units.c.name.label("unit_name"))
-        .join(units, units.c.id == users.c.unit_id)
-        .where(users.c.id == user.id)
-    ).one()
+    row = accounts.me(db, user.id)
     return UserSelf(
         id=row.id,
         username=row.username,
@@ -258,13 +247,9 @@ def change_password(
         operation="password",
         totp_too=False,
     )
-    try:
-        new_hash = ctx.passwords.hash(body.new_password)
-    except PasswordPolicyError as e:
-        raise HTTPException(UNPROCESSABLE, str(e)) from e
-    now = ctx.clock.now()
-    db.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
-    revoked = ctx.sessions.revoke_user(db, user.id, now, "password_change")
+    revoked = accounts.change_password(
+        db, ctx.passwords, user.id, body.new_password, ctx.clock.now()
+    )
     log.record("auth.password_changed", detail={"sessions_revoked": revoked})
 
 
@@ -294,14 +279,8 @@ def totp_enroll(
     that authenticator as well as the password (a lost device: an administrator resets
     TOTP, `PATCH /api/users/{id}` `{"reset_totp": true}`)."""
     _check_totp_change(ctx, log, user.id, body, "enroll")
-    secret = totp.new_secret()
-    replacing = db.execute(
-        update(users)
-        .where(users.c.id == user.id)
-        .values(totp_pending_enc=ctx.sessions.seal_totp(user.id, secret))
-        .returning(users.c.totp_confirmed_at)
-    ).scalar_one()
-    log.record("auth.totp_enroll_started", detail={"replacing": replacing is not None})
+    secret, replacing = accounts.start_enrolment(db, ctx.sessions, user.id)
+    log.record("auth.totp_enroll_started", detail={"replacing": replacing})
     return TotpEnrolment(
         secret=totp.b32(secret), uri=totp.uri(secret, user.username, ctx.settings.totp_issuer)
     )
@@ -318,32 +297,15 @@ def totp_enroll(
 def totp_confirm(body: TotpCode, user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
     """Finish enrolment with a code from the new authenticator: its secret replaces any
     previous one, and logins then require a code from it."""
-    with ctx.engine.connect() as conn:
-        row = conn.execute(
-            select(users.c.totp_pending_enc, users.c.totp_enc, users.c.totp_confirmed_at).where(
-                users.c.id == user.id
-            )
-        ).one()
-    pending = row.totp_pending_enc
-    if pending is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "no TOTP enrolment in progress")
-    now = ctx.clock.now()
-    step = totp.match(ctx.sessions.open_totp(user.id, pending), body.code, now)
-    if step is None:
+    replaced = accounts.confirm_enrolment(
+        ctx.engine, db, ctx.sessions, user.id, body.code, ctx.clock.now()
+    )
+    if replaced is None:
         # Audited, not counted toward the lock-out: guessing the code of a secret only its
         # enroller was shown gains nobody anything, and the usual cause is a mistyped key,
         # whose owner should not be locked out of signing in for it.
         _refusal(log, "auth.totp_refused", {"operation": "confirm", "reason": "bad_otp"})
         raise HTTPException(status.HTTP_403_FORBIDDEN, "code does not match")
-    swapped = db.execute(
-        update(users)
-        .where(users.c.id == user.id, users.c.totp_pending_enc == pending)
-        .values(totp_enc=pending, totp_pending_enc=None, totp_confirmed_at=now, totp_last_step=step)
-    ).rowcount
-    if swapped != 1:
-        # Another window started a new enrolment (or turned TOTP off) since the read.
-        raise HTTPException(status.HTTP_409_CONFLICT, "the TOTP enrolment changed: start again")
-    replaced = row.totp_enc is not None and row.totp_confirmed_at is not None
     log.record("auth.totp_enabled", detail={"replaced": replaced})
 
 
@@ -353,9 +315,5 @@ def totp_disable(body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, 
     current `code` from the authenticator as well as the password; a lost device is an
     administrator's reset (`PATCH /api/users/{id}` `{"reset_totp": true}`)."""
     _check_totp_change(ctx, log, user.id, body, "disable")
-    db.execute(
-        update(users)
-        .where(users.c.id == user.id)
-        .values(totp_enc=None, totp_pending_enc=None, totp_confirmed_at=None, totp_last_step=None)
-    )
+    accounts.disable_totp(db, user.id)
     log.record("auth.totp_disabled")
