@@ -647,6 +647,10 @@ class StreamAccess:
     def session_active(self, now: float) -> bool:
         return session_active(self._auditor.engine, self.user, now)
 
+    def opened(self, action: str, detail: dict[str, Any]) -> None:
+        """Record that the stream was opened, with what it follows."""
+        self._auditor.record(action, scope=self.scope, detail=detail)
+
     def deliverable(self, subject_ids: Iterable[int], now: float) -> set[int]:
         """The subjects among `subject_ids` whose events may be sent now; records them."""
         with self._auditor.engine.connect() as conn:

@@ -11,15 +11,14 @@ resolution is a row), polling the database in short transactions — so it sees 
 by ingest workers in other processes, and `Last-Event-ID` resumes it without a gap. Its
 authorization is not a one-off at subscription (`stream_access`): each alert's subject is
 checked again at backend now when it is sent (a share that expires stops at once), and the
-session every `SESSION_CHECK_S` (a logout, a revoked session or a disabled user ends the
-stream with `event: end`)."""
+session every few seconds (a logout, a revoked session or a disabled user ends the stream
+with `event: end`): backend/api/sse.py, the loop both streams share."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from backend.api import sse
@@ -28,11 +27,9 @@ from backend.api.deps import (
     AlertRead,
     AlertWork,
     Audit,
-    Auditor,
     ClockDep,
     CurrentUser,
     EngineDep,
-    RequestId,
     StreamAccess,
     Visible,
     stream_access,
@@ -54,8 +51,6 @@ from backend.services import alerts
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 POLL_S = 0.1  # how often the stream looks for new alert actions
-KEEPALIVE_S = 15.0
-SESSION_CHECK_S = 5.0  # how often the stream re-checks the caller's session
 
 VisibleAlerts = Annotated[Visible, Depends(visible_subjects(roles.ALERTS))]
 AlertStream = Annotated[StreamAccess, Depends(stream_access(roles.ALERTS, "alert stream"))]
@@ -110,11 +105,9 @@ def list_alerts(
 )
 async def stream_alerts(
     request: Request,
-    user: CurrentUser,
     access: AlertStream,
     engine: EngineDep,
     clock: ClockDep,
-    request_id: RequestId,
     unit: UnitQ = None,
     subject: SubjectQ = None,
     type_: TypeQ = None,
@@ -127,24 +120,16 @@ async def stream_alerts(
     """Live alert changes (raised, reopened, updated, cleared, acknowledged, resolved) as
     Server-Sent Events. Resumes after `Last-Event-ID` (or `after`); otherwise starts now.
     The client must accept `text/event-stream` (EventSource does); anything else is 406."""
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
     resume = last_event_id if last_event_id is not None else after
 
     def opened() -> int:
-        # Off the event loop: waiting for SQLite's write lock here would block the loop
-        # that the lock's holder (a request finishing its transaction) needs to commit.
-        Auditor(user, request_id, clock, engine).record(
-            "stream.alerts",
-            scope=roles.ALERTS,
-            detail={"unit": unit, "subject": subject, "type": type_, "state": state},
+        access.opened(
+            "stream.alerts", {"unit": unit, "subject": subject, "type": type_, "state": state}
         )
         if resume is not None:
             return resume
         with engine.connect() as conn:
             return alerts.last_action(conn)
-
-    cursor = await run_in_threadpool(opened)
 
     def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any], int]]]:
         which = alerts.Filter(access.visible(now).ids, unit, subject, type_, state)
@@ -157,18 +142,7 @@ async def stream_alerts(
             batch.append((r.action_id, "alert", body, r.subject_id))
         return (batch[-1][0] if batch else after_id), batch
 
-    return sse.response(
-        sse.events(
-            request,
-            clock,
-            access,
-            fetch,
-            cursor,
-            poll_s=POLL_S,
-            session_check_s=SESSION_CHECK_S,
-            keepalive_s=KEEPALIVE_S,
-        )
-    )
+    return await sse.stream(request, clock, access, fetch, opened, poll_s=POLL_S)
 
 
 @router.get("/{alert_id}", response_model=AlertDetail)

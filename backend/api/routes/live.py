@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -17,11 +16,9 @@ from backend.api import sse
 from backend.api.deps import (
     DB,
     Audit,
-    Auditor,
     ClockDep,
     CurrentUser,
     EngineDep,
-    RequestId,
     StreamAccess,
     Visible,
     stream_access,
@@ -34,8 +31,6 @@ from backend.services import live
 router = APIRouter(prefix="/api/web/live", tags=["web"])
 
 POLL_S = 0.5  # how often the position stream looks for new fixes
-SESSION_CHECK_S = 5.0  # how often it re-checks the caller's session (logout, disabling)
-KEEPALIVE_S = 15.0
 
 VisibleLive = Annotated[Visible, Depends(visible_subjects(roles.LIVE))]
 VisibleConditions = Annotated[Visible, Depends(visible_subjects(roles.CONDITIONS))]
@@ -181,11 +176,9 @@ def live_map(
 )
 async def live_stream(
     request: Request,
-    user: CurrentUser,
     access: LiveStream,
     engine: EngineDep,
     clock: ClockDep,
-    request_id: RequestId,
     last_event_id: sse.LastEventId = None,
 ) -> StreamingResponse:
     """New positions of subjects the caller may see live, as Server-Sent Events. Each
@@ -193,22 +186,14 @@ async def live_stream(
     once), and recorded per subject (read.live, or disclose.live through a share); the
     session every few seconds (logout or disabling ends the stream). Accept
     text/event-stream."""
-    if "text/event-stream" not in request.headers.get("accept", ""):
-        raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
     resume = last_event_id
 
     def opened() -> int:
-        # Off the event loop: waiting for SQLite's write lock here would block the loop
-        # that the lock's holder (a request finishing its transaction) needs to commit.
-        Auditor(user, request_id, clock, engine).record(
-            "stream.live", scope=roles.LIVE, detail={"via": "live map"}
-        )
+        access.opened("stream.live", {"via": "live map"})
         if resume is not None:
             return resume
         with engine.connect() as conn:
             return live.last_position_id(conn)
-
-    cursor = await run_in_threadpool(opened)
 
     def fetch(after_id: int, now: float) -> tuple[int, list[tuple[int, str, dict[str, Any], int]]]:
         with engine.connect() as conn:
@@ -219,15 +204,4 @@ async def live_stream(
         ]
         return last, batch
 
-    return sse.response(
-        sse.events(
-            request,
-            clock,
-            access,
-            fetch,
-            cursor,
-            poll_s=POLL_S,
-            session_check_s=SESSION_CHECK_S,
-            keepalive_s=KEEPALIVE_S,
-        )
-    )
+    return await sse.stream(request, clock, access, fetch, opened, poll_s=POLL_S)

@@ -16,8 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
 from backend.api import sse
-from backend.api.routes import alerts as alert_routes
-from backend.api.routes import live as live_routes
 from backend.clock import ManualClock
 from backend.storage.schema import audit_log, shares, users
 from tests.backend.api.conftest import Server, Stream, bearer, login
@@ -56,13 +54,13 @@ def api_clock() -> ManualClock:
 @pytest.fixture
 def quiet_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The stream's only calls of the clock are then its polls and its delivery checks.
-    monkeypatch.setattr(alert_routes, "SESSION_CHECK_S", 1e9)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 1e9)
     yield
 
 
 @pytest.fixture
 def fast_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(alert_routes, "SESSION_CHECK_S", 0.3)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 0.3)
     yield
 
 
@@ -171,8 +169,7 @@ def test_a_last_event_id_that_is_no_event_id_is_refused_before_the_stream(
 
 @pytest.fixture
 def fast_keepalive(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for module in (alert_routes, live_routes):
-        monkeypatch.setattr(module, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(sse, "KEEPALIVE_S", 0.2)
     yield
 
 
