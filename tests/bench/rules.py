@@ -390,7 +390,8 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
     from backend.registry import KeyVault, Registry
     from backend.rules import store
     from backend.rules.sink import attach
-    from backend.services import subjects, units, users
+    from backend.services import subjects as subject_records
+    from backend.services import units, users
     from backend.settings import Settings
     from backend.storage.database import make_engine, upgrade
     from backend.storage.schema import assignments, zones
@@ -436,7 +437,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
         tag = 5000 + i
         tags[tag] = registry.register(tag, "tag").key
         with engine.begin() as conn:
-            sid = subjects.create(
+            sid = subject_records.create(
                 conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t0
             )
             conn.execute(
@@ -530,7 +531,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
                 tag,
                 1,
                 1,
-                now - 45,
+                now - 130,
                 [rec(0, lat - 400 / M_LAT, lon)],
                 fr.FLAG_TIME_VALID,
             )
@@ -540,7 +541,9 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
                 1,
                 2,
                 now,
-                [rec(30, lat, lon), rec(15, lat, lon), rec(0, lat, lon)],
+                # Inside for longer than the exclusion dwell (60 s), so the last fix
+                # confirms the entry.
+                [rec(dt, lat, lon) for dt in (90, 60, 30, 0)],
                 fr.FLAG_TIME_VALID,
             )
             pub.publish(topics.tag_up(tag), fr.encode(outside, k), qos=1)
