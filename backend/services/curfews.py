@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, select
 
 from backend import bounds
 from backend.services import monitoring
@@ -28,14 +28,10 @@ def create(
     now: float,
 ) -> Any:
     """A weekly window (an end at or before the start runs into the next day)."""
-    monitoring.room(conn, curfews, subject_id, bounds.MAX_CURFEWS, "curfew windows")
-    new_id = conn.execute(
-        insert(curfews)
-        .values(subject_id=subject_id, days=",".join(days), start=start, end=end, tz=tz,
-                created_at=now)
-        .returning(curfews.c.id)
-    ).scalar_one()  # fmt: skip
-    monitoring.changed(conn, subject_id, now)
+    values = {"days": ",".join(days), "start": start, "end": end, "tz": tz}
+    new_id = monitoring.add(
+        conn, curfews, subject_id, values, now, bounds.MAX_CURFEWS, "curfew windows"
+    )
     return conn.execute(select(curfews).where(curfews.c.id == new_id)).one()
 
 
@@ -54,13 +50,10 @@ def exceptions_of(conn: Connection, subject_id: int) -> list[Any]:
 
 
 def add_exception(conn: Connection, subject_id: int, values: Mapping[str, Any], now: float) -> Any:
-    monitoring.room(conn, curfew_exceptions, subject_id, bounds.MAX_EXCEPTIONS, "curfew exceptions")
-    new_id = conn.execute(
-        insert(curfew_exceptions)
-        .values(subject_id=subject_id, created_at=now, **values)
-        .returning(curfew_exceptions.c.id)
-    ).scalar_one()
-    monitoring.changed(conn, subject_id, now)
+    new_id = monitoring.add(
+        conn, curfew_exceptions, subject_id, values, now, bounds.MAX_EXCEPTIONS,
+        "curfew exceptions",
+    )  # fmt: skip
     return conn.execute(select(curfew_exceptions).where(curfew_exceptions.c.id == new_id)).one()
 
 

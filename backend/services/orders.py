@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from backend import bounds
 from backend.services import monitoring
@@ -24,14 +24,7 @@ def get(conn: Connection, order_id: int) -> Any:
 
 
 def create(conn: Connection, subject_id: int, values: Mapping[str, Any], now: float) -> int:
-    monitoring.room(conn, orders, subject_id, bounds.MAX_ORDERS, "orders")
-    new_id = conn.execute(
-        insert(orders)
-        .values(subject_id=subject_id, created_at=now, **values)
-        .returning(orders.c.id)
-    ).scalar_one()
-    monitoring.changed(conn, subject_id, now)
-    return int(new_id)
+    return monitoring.add(conn, orders, subject_id, values, now, bounds.MAX_ORDERS, "orders")
 
 
 def update_order(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, insert, select, update
+from sqlalchemy import Connection, Select, delete, select, update
 
 from backend import bounds
 from backend.services import monitoring
@@ -35,12 +35,8 @@ def get(conn: Connection, zone_id: int) -> Any:
 def create(conn: Connection, subject_id: int, values: Mapping[str, Any], now: float) -> Any:
     """`values`: name, kind, shape, geometry, radius_m, width_m, buffer_m, victim, schedule,
     dwell_s."""
-    monitoring.room(conn, zones, subject_id, bounds.MAX_ZONES, "zones")
-    new_id = conn.execute(
-        insert(zones).values(subject_id=subject_id, created_at=now, **values).returning(zones.c.id)
-    ).scalar_one()
-    monitoring.changed(conn, subject_id, now)
-    return get(conn, int(new_id))
+    new_id = monitoring.add(conn, zones, subject_id, values, now, bounds.MAX_ZONES, "zones")
+    return get(conn, new_id)
 
 
 def update_zone(
