@@ -4,7 +4,7 @@ why, the query, row counts and the SHA-256 of every file — so the bundle can s
 evidence: anyone can re-hash the files and compare them with the manifest and with the
 audit record written when it was made (docs/investigations.md, "Exports").
 
-Pure functions from rows to bytes, plus the reads; the route (backend/api/routes_exports.py)
+Pure functions from rows to bytes, plus the reads; the route (backend/api/routes/exports.py)
 guards, audits and serves."""
 
 from __future__ import annotations
