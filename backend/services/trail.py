@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from backend.investigations.exports import Point, trail_points
+from backend.investigations.evidence import FixRef
+from backend.investigations.exports import trail_points
 from backend.services.errors import Invalid
 
 MAX_WINDOW_S = 31 * 86400
@@ -21,5 +22,5 @@ def window(start: int | None, end: int | None, now: float) -> tuple[int, int]:
     return start, end
 
 
-def points(conn: Connection, subject_id: int, start: int, end: int) -> list[Point]:
+def points(conn: Connection, subject_id: int, start: int, end: int) -> list[FixRef]:
     return trail_points(conn, subject_id, start, end)
