@@ -9,6 +9,7 @@ DEFAULTS = {
     "board": "esp32s3",  # firmware/boards/<board>.py
     "device": 0,
     "key": "",  # 32-byte device key, hex
+    "brokers": [],  # MQTT brokers, "host:port", in the order to try them (docs/protocol.md)
     "fw_version": 1,
     "built_unix": 1735689600,  # the firmware's build date: GNSS time before it is not believed
     "fix_moving_s": 60,  # one fix a minute while moving
@@ -53,6 +54,9 @@ DEFAULTS = {
 }
 
 
+MAX_BROKERS = 4
+
+
 class ConfigError(ValueError):
     pass
 
@@ -88,6 +92,11 @@ def merge(given: "object") -> "dict[str, object]":
         bytes.fromhex(key)
     except ValueError:
         raise ConfigError("key must be 64 hex digits") from None
+    brokers = cfg["brokers"]
+    if not isinstance(brokers, list) or len(brokers) > MAX_BROKERS:
+        raise ConfigError("brokers must be a list of at most %d host:port" % MAX_BROKERS)
+    for b in brokers:
+        broker(b)
     pk = cfg["pairing_key"]
     if pk != "":
         try:
@@ -97,6 +106,17 @@ def merge(given: "object") -> "dict[str, object]":
         except ValueError:
             raise ConfigError("pairing_key must be empty or 64 hex digits") from None
     return cfg
+
+
+def broker(b: object) -> "tuple[str, int]":
+    """A broker endpoint "host:port" (at most 64 characters) as (host, port); ConfigError if
+    it is not one. The home unit and the backend check their broker lists with it too."""
+    if isinstance(b, str) and len(b) <= 64:
+        i = b.rfind(":")
+        port = b[i + 1 :]
+        if i > 0 and port.isdigit() and 0 < int(port) < 65536:
+            return b[:i], int(port)
+    raise ConfigError("broker %r must be host:port" % (b,))
 
 
 def paired(cfg: "dict[str, object]") -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from firmware import config as fw_config
 from firmware import frame as fr
 from firmware import topics
 from home_unit import handshake, own_frames, presence, pushed_config, store
@@ -178,6 +179,8 @@ class HomeUnit:
                 trackers[tag] = presence.PresenceTracker(th, state)
         self.trackers = trackers
         log.info("config_applied", version=cfg.version, tags=sorted(self.beacon_keys))
+        if cfg.brokers and self.link is not None:
+            self.link.set_brokers([fw_config.broker(b) for b in cfg.brokers])
         self._sync_subscriptions()
 
     def on_config(self, payload: bytes) -> None:
@@ -615,7 +618,7 @@ class HomeUnit:
     # -- connection -----------------------------------------------------------------------
     def on_connected(self, pair: StatusPair | None, session_present: bool) -> None:
         assert self.link is not None
-        log.info("mqtt_connected", session_present=session_present)
+        log.info("mqtt_connected", session_present=session_present, broker=self.link.broker)
         self.counters["mqtt_connects"] += 1
         if pair is not None:
             self.link.publish(topics.home_status(self.unit), pair.online, retain=True)
@@ -638,14 +641,15 @@ class HomeUnit:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
+        username, password = self.s.login()
+        pushed = self.config.brokers if self.config is not None else []
         self.link = MqttLink(
             self.unit,
-            self.s.broker_host,
-            self.s.broker_port,
+            [fw_config.broker(b) for b in pushed] or self.s.broker_list(),
             self.loop,
             LinkEvents(self.on_connected, self.on_disconnected, self.on_puback, self.on_message),
-            username=self.s.username,
-            password=self.s.password,
+            username=username,
+            password=password,
             keepalive=self.s.keepalive_s,
             reconnect=(self.s.reconnect_min_s, self.s.reconnect_max_s),
             session_expiry=self.s.session_expiry_s,

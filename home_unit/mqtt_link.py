@@ -5,7 +5,12 @@ PUBACK goes back only once the daemon has stored what the message carried, so a 
 that makes the broker deliver it again.
 
 paho runs its network loop in its own thread; every callback is handed to the daemon's
-asyncio loop with call_soon_threadsafe, so all state lives on one thread."""
+asyncio loop with call_soon_threadsafe, so all state lives on one thread.
+
+Brokers: an ordered list. paho's own reconnect loop, with its back-off (reconnect_min_s to
+reconnect_max_s, doubling), is the one retry policy; each failed or lost connection moves
+it on to the next broker of the list (`fail_over`), so a dead broker costs one failed
+attempt. The unit stays with a broker that works."""
 
 from __future__ import annotations
 
@@ -53,12 +58,24 @@ class LinkEvents:
     message: Callable[[Incoming], None]
 
 
+def fail_over(client: mqtt.Client, brokers: list[tuple[str, int]], current: int) -> int:
+    """Point paho's next reconnect at the broker after `current` in the list; its index.
+    Called when a connection failed or was lost (paho's own loop then waits its back-off and
+    reconnects there)."""
+    nxt = (current + 1) % len(brokers)
+    host, port = brokers[nxt]
+    with contextlib.suppress(RuntimeError):  # a connection is open after all: stay on it
+        client.host = host
+        client.port = port
+        return nxt
+    return current
+
+
 class MqttLink:
     def __init__(
         self,
         unit: int,
-        host: str,
-        port: int,
+        brokers: list[tuple[str, int]],
         loop: asyncio.AbstractEventLoop,
         events: LinkEvents,
         username: str | None = None,
@@ -68,9 +85,12 @@ class MqttLink:
         session_expiry: int = 7 * 86400,
         inflight: int = 64,
     ) -> None:
+        if not brokers:
+            raise ValueError("no broker to connect to")
         self.unit = unit
-        self.host = host
-        self.port = port
+        self.brokers = list(brokers)
+        self.current = 0  # index of the broker in use or tried next
+        self.failovers = 0
         self.loop = loop
         self.events = events
         self.keepalive = keepalive
@@ -95,6 +115,23 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+
+    @property
+    def broker(self) -> tuple[str, int]:
+        return self.brokers[self.current]
+
+    def set_brokers(self, brokers: list[tuple[str, int]]) -> None:
+        """A new list (pushed configuration): the connection in use stays; the next failure
+        goes on to the new list's first broker."""
+        if brokers and brokers != self.brokers:
+            self.brokers = list(brokers)
+            self.current = -1
+
+    def _fail_over(self) -> None:
+        moved = fail_over(self.client, self.brokers, self.current)
+        self.failovers += int(moved != self.current)
+        self.current = moved
 
     def arm(self, pair: StatusPair) -> None:
         """Set the last will the next CONNECT carries (paho reads it at connect time)."""
@@ -104,9 +141,8 @@ class MqttLink:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry
-        self.client.connect_async(
-            self.host, self.port, self.keepalive, clean_start=False, properties=props
-        )
+        host, port = self.broker
+        self.client.connect_async(host, port, self.keepalive, clean_start=False, properties=props)
         self.client.loop_start()
 
     def stop(self, farewell: bytes | None = None) -> None:
@@ -160,7 +196,7 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("mqtt_connect_refused", reason=str(reason))
+            log.warning("mqtt_connect_refused", reason=str(reason), broker=self.broker)
             return
         self.connected = True
         pair = self._armed  # the will this connection's CONNECT carried
@@ -175,7 +211,12 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         self.connected = False
+        self._fail_over()
         self._post(self.events.disconnected, str(reason))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        log.warning("mqtt_unreachable", broker=self.broker)
+        self._fail_over()
 
     def _on_publish(
         self,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from firmware import config as fw_config
 from firmware import mac
 from home_unit import presence
 
@@ -113,6 +114,18 @@ class UnitConfig(_Strict):
     tags: list[PairedTag] = Field(default_factory=list, max_length=MAX_TAGS)
     curfews: list[CurfewWindow] = Field(default_factory=list)
     thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    # The brokers to use from now on ("host:port", in order); empty: keep the local list.
+    brokers: list[str] = Field(default_factory=list, max_length=8)
+
+    @field_validator("brokers")
+    @classmethod
+    def _brokers(cls, v: list[str]) -> list[str]:
+        for b in v:
+            try:
+                fw_config.broker(b)
+            except fw_config.ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> UnitConfig:

@@ -19,6 +19,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from firmware import config as fw_config
+from firmware import mac
+
+MAX_BROKERS = 8
+
 
 class SettingsError(ValueError):
     pass
@@ -35,6 +40,13 @@ class HomeUnitSettings(BaseSettings):
 
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(default=1883, ge=1, le=65535)
+    # Several brokers ("host:port", tried in this order; docs/home-unit.md, "Brokers"):
+    # when given, broker_host/broker_port are not used. The pushed configuration can
+    # replace the list.
+    brokers: list[str] = Field(default_factory=list, max_length=MAX_BROKERS)
+    # The broker login: by default the unit's device account, `hu-<unit>` with the password
+    # derived from its key (firmware.mac.broker_password), as the generated password file
+    # has it.
     username: str | None = None
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
@@ -75,6 +87,16 @@ class HomeUnitSettings(BaseSettings):
             raise ValueError("key_hex must be 64 hex digits (32 bytes)")
         return v
 
+    @field_validator("brokers")
+    @classmethod
+    def _brokers(cls, v: list[str]) -> list[str]:
+        for b in v:
+            try:
+                fw_config.broker(b)
+            except fw_config.ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
     @field_validator("sim_radio")
     @classmethod
     def _hostport(cls, v: str) -> str:
@@ -100,6 +122,19 @@ class HomeUnitSettings(BaseSettings):
         if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
             raise SettingsError(f"key_file {self.key_file} must hold 64 hex digits")
         return bytes.fromhex(text)
+
+    def broker_list(self) -> list[tuple[str, int]]:
+        """Where to connect, in order."""
+        if not self.brokers:
+            return [(self.broker_host, self.broker_port)]
+        return [fw_config.broker(b) for b in self.brokers]
+
+    def login(self) -> tuple[str, str]:
+        """(username, password) at the broker."""
+        return (
+            self.username or f"hu-{self.unit}",
+            self.password if self.password is not None else mac.broker_password(self.key()),
+        )
 
     def sim_address(self) -> tuple[str, int]:
         host, _, port = self.sim_radio.rpartition(":")

@@ -1,6 +1,6 @@
 # The application step machine on the fake board: fixes to sealed frames to uplink to ACK,
 # tamper, motion without fix, commands, coverage loss, reboot, tick wraparound.
-from firmware import config
+from firmware import config, mac
 from firmware import frame as fr
 from firmware.app import App
 from tests.firmware import fakeboard as fb
@@ -201,6 +201,40 @@ def test_coverage_loss_backoff_and_recovery_nothing_lost_or_doubled():
     assert app.store.pending() == 0
     assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # every frame arrived
     assert len(got) == len(set(got))  # and none twice (acks came back at once)
+    flash.close()
+
+
+def test_brokers_tried_in_order_kept_while_they_work_back_off_only_when_all_fail():
+    a, b = "a.test:1883", "b.test:8883"
+    app, board, flash = make(brokers=[a, b])
+    board.moving = True
+    board.modem.dead = {a}
+    fb.run(app, board, 25 * MIN)
+    used = [s[0] for s in board.modem.sessions]
+    # a refused: b at once (no back-off between them), then b again for every session.
+    assert used[:2] == [a, b] and set(used[1:]) == {b} and len(used) >= 3
+    assert board.modem.connects == len(used) and app.uplink.failures == 0
+    assert app.store.pending() == 0
+    # Every session logs in as the tag with the password derived from its key.
+    login = ("tag-%d" % fb.DEVICE, mac.broker_password(fb.KEY))
+    assert set((s[1], s[2]) for s in board.modem.sessions) == {login}
+    # b dies: the next session goes to a, which is back.
+    board.modem.dead = {b}
+    n = len(used)
+    fb.run(app, board, 50 * MIN)
+    assert [s[0] for s in board.modem.sessions][n : n + 2] == [b, a]
+    assert app.store.pending() == 0
+    got = seqs(board)
+    assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # nothing lost
+    # Both dead: a round over the list, then the exponential back-off.
+    board.modem.dead = {a, b}
+    n = len(board.modem.sessions)
+    fb.run(app, board, 110 * MIN)
+    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n < 2 * 15
+    board.modem.dead = set()
+    fb.run(app, board, 170 * MIN)
+    assert app.store.pending() == 0
+    assert sorted(set(seqs(board))) == [(app.boot, s) for s in range(app.seq)]
     flash.close()
 
 
