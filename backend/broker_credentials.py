@@ -32,7 +32,7 @@ from firmware import mac, topics
 PBKDF2_ITERATIONS = 101
 
 
-def _every(topic: Callable[[int], str]) -> str:
+def every_device(topic: Callable[[int], str]) -> str:
     """One channel of every device: the topic with its id level as `+`."""
     levels = topic(0).split("/")
     levels[3] = "+"
@@ -50,9 +50,9 @@ BACKEND_READS: tuple[str, ...] = topics.INGEST
 # retained state and last will, which an account that could write it could also erase
 # (an empty retained message) or overwrite.
 BACKEND_WRITES: tuple[str, ...] = (
-    _every(topics.tag_down),
-    _every(topics.home_down),
-    _every(topics.home_config),
+    every_device(topics.tag_down),
+    every_device(topics.home_down),
+    every_device(topics.home_config),
 )
 _DEVICE_NAME = re.compile(r"(tag|hu)-[0-9]+")
 

@@ -164,6 +164,7 @@ class IngestWorker:
         )
         self.inbox: list[Message] = []  # filled by _on_message while _pump runs
         self.stopping = threading.Event()
+        self._abandoned = False
         self.connected = threading.Event()  # set while at least one broker is connected
         self.batches = 0
         self.retry = Retry()
@@ -433,6 +434,8 @@ class IngestWorker:
                 log.exception("batch failed; retrying", frames=len(batch), retry_in_s=delay)
                 if self._idle(delay):
                     return 0
+        if self._abandoned:
+            return 0
         for m in batch:
             tok = m.token
             if not isinstance(tok, _Token) or tok.qos == 0:
@@ -454,7 +457,22 @@ class IngestWorker:
                     last_report = time.monotonic()
                     self.report()
         finally:
-            self.close()
+            if self._abandoned:
+                for link in self.links:
+                    sock = link.client.socket()
+                    if sock is not None:
+                        sock.close()  # no DISCONNECT: the broker sees the connection drop
+                self.engine.dispose()
+            else:
+                self.close()
+
+    def abandon(self) -> None:
+        """Stop as a killed process stops, for a worker run on a thread (the simulator's
+        fault tests): the batch in hand gets no PUBACK (its frames may be committed, and
+        even acknowledged end to end, or not) and the brokers see the connections drop
+        without a DISCONNECT, keeping the sessions and what is queued in them."""
+        self._abandoned = True
+        self.stopping.set()
 
     def snapshot(self) -> dict[str, Any]:
         """The worker's counters and gauges, consistent with each other (metrics.py)."""

@@ -69,6 +69,13 @@ def run_scenario(
     rules: Annotated[
         bool, typer.Option(help="configure subjects and run the backend's rules (alerts)")
     ] = True,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            help="on the HA stack: PostgreSQL under Patroni with a synchronous replica, "
+            "two brokers, two ingest workers (docs/scaling.md)"
+        ),
+    ] = False,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -83,7 +90,9 @@ def run_scenario(
         typer.echo(f"tagwatch sim run: {exc}", err=True)
         raise typer.Exit(2) from None
     outcome = sim_run.run(
-        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
+        sc,
+        RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules, ha=ha),
+        Path(out),
     )
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")

@@ -228,7 +228,7 @@ class PatroniNode:
             )
 
     def role(self) -> str | None:
-        """"primary", "replica", or None while the API does not answer."""
+        """ "primary", "replica", or None while the API does not answer."""
         with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
             code, body = _get(f"http://127.0.0.1:{self.api_port}/patroni")
             if code in (200, 503) and isinstance(body, dict):
@@ -265,10 +265,8 @@ class PatroniNode:
             return
         if self.proc.poll() is None:
             self.proc.terminate()  # Patroni stops PostgreSQL itself
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
 
 
@@ -328,7 +326,9 @@ class PostgresCluster:
         _wait("a synchronous standby", lambda: self.primary() is not None
               and self.sync_standby() is not None, timeout)  # fmt: skip
 
-    def wait_primary(self, other_than: PatroniNode | None = None, timeout: float = 120.0) -> PatroniNode:
+    def wait_primary(
+        self, other_than: PatroniNode | None = None, timeout: float = 120.0
+    ) -> PatroniNode:
         _wait("a new primary", lambda: self.primary() not in (None, other_than), timeout)
         p = self.primary()
         assert p is not None
