@@ -58,17 +58,24 @@ class LinkEvents:
     message: Callable[[Incoming], None]
 
 
-def fail_over(client: mqtt.Client, brokers: list[tuple[str, int]], current: int) -> int:
+def fail_over(
+    client: mqtt.Client,
+    brokers: list[tuple[str, int]],
+    current: int,
+    keepalive: int,
+    properties: Properties | None = None,
+) -> int:
     """Point paho's next reconnect at the broker after `current` in the list; its index.
-    Called when a connection failed or was lost (paho's own loop then waits its back-off and
-    reconnects there)."""
+    Called from paho's callbacks when a connection failed or was lost: paho's own loop then
+    waits its back-off and reconnects there, with the same session settings (clean start
+    off, `properties`)."""
     nxt = (current + 1) % len(brokers)
-    host, port = brokers[nxt]
-    with contextlib.suppress(RuntimeError):  # a connection is open after all: stay on it
-        client.host = host
-        client.port = port
-        return nxt
-    return current
+    if nxt != current:
+        host, port = brokers[nxt]
+        client.connect_async(
+            host, port, keepalive, clean_start=False if properties else True, properties=properties
+        )
+    return nxt
 
 
 class MqttLink:
@@ -129,7 +136,9 @@ class MqttLink:
             self.current = -1
 
     def _fail_over(self) -> None:
-        moved = fail_over(self.client, self.brokers, self.current)
+        moved = fail_over(
+            self.client, self.brokers, self.current, self.keepalive, self._connect_properties()
+        )
         self.failovers += int(moved != self.current)
         self.current = moved
 
@@ -138,11 +147,16 @@ class MqttLink:
         self.client.will_set(topics.home_status(self.unit), pair.will, qos=topics.QOS, retain=True)
         self._armed = pair
 
-    def start(self) -> None:
+    def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry
+        return props
+
+    def start(self) -> None:
         host, port = self.broker
-        self.client.connect_async(host, port, self.keepalive, clean_start=False, properties=props)
+        self.client.connect_async(
+            host, port, self.keepalive, clean_start=False, properties=self._connect_properties()
+        )
         self.client.loop_start()
 
     def stop(self, farewell: bytes | None = None) -> None:

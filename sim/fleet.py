@@ -363,7 +363,7 @@ class Fleet:
 
         database_url = self.o.database_url
         if self.o.ha:
-            self.cluster = ha.PostgresCluster(self.workdir / "postgres")
+            self.cluster = ha.PostgresCluster()
             self.cluster.start()
             database_url = self.cluster.url()
         auth_dir = self.workdir / "broker-auth"

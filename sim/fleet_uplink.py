@@ -80,7 +80,7 @@ class SharedUplink:
         c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
 
     def _fail_over(self) -> None:
-        moved = fail_over(self.client, self.brokers, self.current)
+        moved = fail_over(self.client, self.brokers, self.current, 60)
         self.failovers += int(moved != self.current)
         self.current = moved
 

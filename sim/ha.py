@@ -272,14 +272,17 @@ class PatroniNode:
 
 @dataclass
 class PostgresCluster:
-    """Patroni with two nodes on etcd; `url()` is the backend's libpq multi-host URL."""
+    """Patroni with two nodes on etcd; `url()` is the backend's libpq multi-host URL. Its
+    files are in a temporary folder of its own (the postgres user must be able to reach
+    them, which a caller's folder may not let it), removed by stop()."""
 
-    workdir: Path
     scope: str = "tagwatch"
+    workdir: Path = field(init=False)
     etcd: Etcd = field(init=False)
     nodes: list[PatroniNode] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="tagwatch-pg-ha-"))
         self.etcd = Etcd(self.workdir)
         self.nodes = [PatroniNode(f"pg{i}", self.workdir, self.etcd, self.scope) for i in (0, 1)]
 
@@ -338,6 +341,7 @@ class PostgresCluster:
         for n in reversed(self.nodes):
             n.stop()
         self.etcd.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Brokers:
@@ -368,11 +372,3 @@ class Brokers:
     def stop(self) -> None:
         for b in self.brokers:
             b.stop()
-
-
-def cleanup(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="tagwatch-ha-"))

@@ -131,6 +131,17 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
         standby = cluster.sync_standby()
         report = {f.name: {"recovered_s": f.recovered_s, **f.detail} for f in faults}
         print("\nfault -> first new stored frame (wall s):", json.dumps(report))
+        print(
+            "DEBUG pending",
+            sorted(result.pending),
+            "counters",
+            result.counters,
+            "hil",
+            [h.device for h in result.hil],
+            "uplink failovers",
+            fleet.uplink.failovers,
+            fleet.uplink.current,
+        )
         return FaultRun(faults, comp, scores, dict(result.counters), roles, standby)
 
 
@@ -153,12 +164,12 @@ def test_each_fault_is_followed_by_new_frames_being_stored(fault_run: FaultRun) 
 def test_tamper_alerts_raised_for_events_during_the_faults(fault_run: FaultRun) -> None:
     for kind in (tr.STRAP_CUT, tr.CASE_OPEN):
         s = fault_run.scores[kind]
-        assert s.episodes >= 1 and s.missed == 0, (kind, s)
+        assert s.episodes >= 1 and not s.missed, (kind, s)
 
 
 def test_the_old_primary_came_back_as_the_synchronous_replica(fault_run: FaultRun) -> None:
     assert sorted(r for r in fault_run.roles.values() if r) == ["primary", "replica"]
     assert fault_run.roles["pg0"] == "replica"
     assert fault_run.sync_standby == "pg0"
-    # Workers saw the database go away and retried; devices failed over to the other broker.
-    assert fault_run.counters.get("ingest_batch_failed", 0) >= 0
+    # The workers' batches failed while there was no primary, and were run again.
+    assert fault_run.counters.get("ingest_batch_failed", 0) >= 1, fault_run.counters
