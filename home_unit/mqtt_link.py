@@ -73,7 +73,7 @@ def fail_over(
     if nxt != current:
         host, port = brokers[nxt]
         client.connect_async(
-            host, port, keepalive, clean_start=False if properties else True, properties=properties
+            host, port, keepalive, clean_start=properties is None, properties=properties
         )
     return nxt
 
