@@ -1,6 +1,7 @@
 """The ingest pipeline, in the order it runs (docs/protocol.md; ARCHITECTURE.md, data flow):
 
-    decode -> look up device -> verify MAC -> de-duplicate -> check records' authority
+    decode -> look up device -> verify MAC -> check event time -> de-duplicate
+           -> check records' authority
            -> persist (one transaction) -> publish the signed end-to-end ACK
            -> hand over to rule evaluation
 
@@ -31,6 +32,12 @@ Guarantees:
   own. The frame is stored (raw, as evidence of what the device said) and acknowledged, since
   sending it again would change nothing; the record becomes no row and no observation, and
   is counted and written as a security event.
+- A correctly signed frame whose calendar time is implausible (more than bounds.FRAME_AHEAD_S
+  ahead of backend now, or more than bounds.FRAME_AGE_S behind it: a broken clock, a
+  receiver's placeholder date) is not stored: a `time` rejection with the raw frame as
+  evidence, acknowledged all the same, since resending cannot mend the device's clock and
+  would only hold its buffer. A home unit's status is exempt from the age bound (its
+  retained frames and last will are signed when it connects).
 - Event time, not arrival time: a frame older than the device's newest stored event, or
   further behind backend "now" than `late_after_s`, is flagged late; rows are written in
   event-time order and indexed by event time, so nothing depends on arrival order.
@@ -67,6 +74,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from backend.bounds import FRAME_AGE_S, FRAME_AHEAD_S
 from backend.clock import Clock, SystemClock
 from backend.registry import Device, Pairings, Refusal, Registry, presence_tags
 from backend.settings import Settings
@@ -91,6 +99,7 @@ log = structlog.get_logger("tagwatch.ingest")
 UNKNOWN_DEVICE = "unknown_device"
 TOPIC = "topic"  # the frame does not belong on the topic it came in on
 REPLAY = "replay"
+MISDATED = "time"  # signed, but dated where no device's data can be (bounds.py)
 MAX_RAW_EVIDENCE = 8192  # bytes of a rejected payload kept in its security event
 MAX_RANGES_PER_ACK = (fr.MAX_BODY // 12) - 1  # an ack_range record is 12 bytes
 
@@ -232,6 +241,7 @@ class _Verified:
     # The frame's FIX records as value tuples (wire order), with their record indexes.
     fixes: list[tuple[int, ...]]
     fix_idx: Sequence[int]
+    channel: str = ""  # the topic's channel: up, relay or status
     # The broker's retained copy of a home unit's status (see the module docstring).
     retained: bool = False
     late: bool = False
@@ -275,6 +285,7 @@ class Ingest:
             v = self._decode_lookup_verify(msg, result.rejected)
             if v is not None:
                 verified.append(v)
+        verified, misdated = self._check_time(verified, now, result.rejected)
 
         fresh, known = self._deduplicate_fast(verified)
         # Everything that needs no database is done before the write transaction: on SQLite
@@ -305,7 +316,8 @@ class Ingest:
         # retained status already stored was answered when it first came (the unit does not
         # wait for it again); acknowledging every unit's status whenever a worker subscribes
         # would only be a burst of downlinks nobody needs.
-        result.acks = self._acks(inserted + [v for v in known if not v.retained], now)
+        answered = inserted + [v for v in known + misdated if not v.retained]
+        result.acks = self._acks(answered, now)
         for ack in result.acks:
             if not self.publish(ack.topic, ack.payload):
                 result.acks_failed += 1
@@ -360,7 +372,30 @@ class Ingest:
             rejected.append(self._reject(msg, TOPIC, f.device, wrong))
             return None
         retained = msg.retained and channel == "status"
-        return _Verified(msg, f, device, via_unit, fixes, fix_idx, retained)
+        return _Verified(msg, f, device, via_unit, fixes, fix_idx, channel, retained)
+
+    # 3b: event time within what a device can have sent
+    def _check_time(
+        self, verified: list[_Verified], now: float, rejected: list[Rejection]
+    ) -> tuple[list[_Verified], list[_Verified]]:
+        """(plausibly dated, misdated). Frames without TIME_VALID carry seconds since boot:
+        never placed on the calendar, so never misdated."""
+        ok: list[_Verified] = []
+        bad: list[_Verified] = []
+        for v in verified:
+            f = v.frame
+            why = ""
+            if f.flags & fr.FLAG_TIME_VALID:
+                if f.ts > now + FRAME_AHEAD_S:
+                    why = f"dated {f.ts - now:.0f} s ahead of backend time"
+                elif f.ts < now - FRAME_AGE_S and v.channel != "status":
+                    why = f"dated {(now - f.ts) / 86400:.0f} days behind backend time"
+            if why:
+                rejected.append(self._reject(v.msg, MISDATED, f.device, why))
+                bad.append(v)
+            else:
+                ok.append(v)
+        return ok, bad
 
     @staticmethod
     def _misplaced(

@@ -8,10 +8,15 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from backend.api import (
     routes_admin,
@@ -62,19 +67,73 @@ def build_context(
     )
 
 
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: body, query, path..., then the field")
+    msg: str = Field(description="why, in a sentence (never the value sent)")
+    type: str
+
+
+class ApiError(BaseModel):
+    """Every error answer: a sentence, or (a request the schema refuses) the fields."""
+
+    detail: str | list[FieldError]
+    request_id: str | None = None
+
+
+# The errors any operation may answer, documented once for all of them (OpenAPI).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ApiError, "description": text}
+    for code, text in (
+        (400, "the body cannot be parsed (not JSON, not a form)"),
+        (401, "not authenticated, or the credentials are refused"),
+        (403, "authenticated, but the role or the scope does not allow it"),
+        (404, "no such object, or one the caller may not see"),
+        (409, "conflicts with what is stored (a state, a duplicate, a per-subject count)"),
+        (413, "the body is larger than TAGWATCH_MAX_REQUEST_BYTES"),
+        (422, "a field outside its type or bound, or a rule the schema cannot state"),
+        (429, "too many attempts; Retry-After says when to try again"),
+    )
+}
+
+
 def _request_id(request: Request) -> str:
     rid: str = request.scope.get("state", {}).get("request_id", "")
     return rid
+
+
+def _encodable(v: Any) -> Any:
+    # A field name is the caller's text too: a lone surrogate in a JSON key would make the
+    # answer itself unencodable (a 500 in place of the 422).
+    return v.encode("utf-8", "backslashreplace").decode() if isinstance(v, str) else v
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's default echoes the offending input, which may be a password or a token.
     assert isinstance(exc, RequestValidationError)
     errors: list[dict[str, Any]] = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        {
+            "loc": [_encodable(x) for x in e.get("loc", ())],
+            "msg": _encodable(e.get("msg", "")),
+            "type": e.get("type", ""),
+        }
         for e in exc.errors()
     ]
     return JSONResponse({"detail": errors, "request_id": _request_id(request)}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    response = await http_exception_handler(request, exc)
+    if exc.status_code == 405:
+        # Starlette's 405 names the methods of the first route on the path only; a path with
+        # a route per method (GET and POST of a collection) has more.
+        allowed: set[str] = set()
+        for route in request.app.router.routes:
+            methods = getattr(route, "methods", None)
+            if methods and route.matches(request.scope)[0] != Match.NONE:
+                allowed |= methods
+        response.headers["allow"] = ", ".join(sorted(allowed))
+    return response
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -107,9 +166,11 @@ def create_app(
         docs_url="/api/docs",
         swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
+        responses=ERRORS,
     )
     app.state.tagwatch = build_context(settings, clock, engine)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
 
     if settings.cors_origins:

@@ -3,14 +3,19 @@ Update and Public variants. Times are Unix seconds; zones and trails are GeoJSON
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import shapely
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from backend import bounds
+from backend.bounds import Position
 from backend.rules.geo import ZoneSpec
 from backend.rules.schedule import Weekly, parse_hhmm, zone
 
-Unix = Field(ge=0, le=2**40, description="Unix seconds")
+# A date of an order, assignment or exception: also within ten years of backend now, which
+# the route checks (Dated.implausible; the model does not know the clock).
+Unix = Annotated[int, Field(ge=0, lt=bounds.LATEST_S, description="Unix seconds")]
 OrderKind = Literal["licence", "voluntary", "bail", "domestic_abuse"]
 Role = Literal["tag", "home_unit"]
 ZoneKind = Literal["inclusion", "exclusion", "home"]
@@ -20,7 +25,26 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no coercion (JSON `true` is not 1, "12"
+    is not 12, 1.5e9 is not an integer)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Dated(Strict):
+    """A body with record dates (`dated` fields), each plausible only within ten years of
+    backend now (bounds.RECORD_PAST_S/AHEAD_S)."""
+
+    dated: ClassVar[tuple[str, ...]] = ()
+
+    def implausible(self, now: float) -> str | None:
+        """A sentence saying which date is implausible, or None."""
+        for name in self.dated:
+            t = getattr(self, name)
+            problem = None if t is None else bounds.record_time_problem(name, t, now)
+            if problem:
+                return problem
+        return None
 
 
 def _check_tz(tz: str) -> str:
@@ -34,6 +58,15 @@ def _check_tz(tz: str) -> str:
 def _check_hhmm(v: str) -> str:
     parse_hhmm(v)
     return v
+
+
+# A local time of day: ASCII digits only (full-width or other Unicode digits were stored as
+# typed and read back as another time by whatever parses them next).
+HhMm = Annotated[
+    str,
+    Field(pattern=r"^[0-9]{2}:[0-9]{2}$", description="local HH:MM"),
+    AfterValidator(_check_hhmm),
+]
 
 
 # ---- subjects ---------------------------------------------------------------------------
@@ -62,11 +95,12 @@ class SubjectUpdate(Strict):
 # ---- orders -----------------------------------------------------------------------------
 
 
-class OrderCreate(Strict):
+class OrderCreate(Dated):
+    dated = ("starts_at", "ends_at")
     kind: OrderKind
     reference: str = Field(min_length=1, max_length=64)
-    starts_at: int = Unix
-    ends_at: int | None = Field(default=None, ge=0, le=2**40)
+    starts_at: Unix
+    ends_at: Unix | None = None
     comms_loss_s: int | None = Field(
         default=None, ge=60, le=7 * 86400, description="no-data alert threshold for this order"
     )
@@ -80,11 +114,15 @@ class OrderCreate(Strict):
         return self
 
 
-class OrderUpdate(Strict):
-    ends_at: int | None = Field(default=None, ge=0, le=2**40)
+class OrderUpdate(Dated):
+    """Only the fields sent change; `null` clears ends_at and the thresholds (back to the
+    defaults), never the conditions (send "" for none)."""
+
+    dated = ("ends_at",)
+    ends_at: Unix | None = None
     comms_loss_s: int | None = Field(default=None, ge=60, le=7 * 86400)
     curfew_grace_s: int | None = Field(default=None, ge=0, le=6 * 3600)
-    conditions: str | None = Field(default=None, max_length=10_000)
+    conditions: str = Field(default="", max_length=10_000)
 
 
 class OrderPublic(BaseModel):
@@ -103,14 +141,16 @@ class OrderPublic(BaseModel):
 # ---- equipment assignments ------------------------------------------------------------------
 
 
-class AssignmentCreate(Strict):
+class AssignmentCreate(Dated):
+    dated = ("starts_at",)
     device: int = Field(ge=1, le=0xFFFFFFFF, description="a registered tag or home unit")
     role: Role
-    starts_at: int = Unix
+    starts_at: Unix
 
 
-class AssignmentUpdate(Strict):
-    ends_at: int = Unix
+class AssignmentUpdate(Dated):
+    dated = ("ends_at",)
+    ends_at: Unix
 
 
 class AssignmentPublic(BaseModel):
@@ -128,12 +168,11 @@ class AssignmentPublic(BaseModel):
 
 class CurfewCreate(Strict):
     days: list[Day] = Field(min_length=1, max_length=7, description="days a window starts on")
-    start: str = Field(pattern=r"^\d{2}:\d{2}$", description="local HH:MM")
-    end: str = Field(pattern=r"^\d{2}:\d{2}$", description="local HH:MM; <= start: next day")
+    start: HhMm
+    end: HhMm = Field(description="local HH:MM; <= start: next day")
     tz: str = Field(default="Europe/London", max_length=64)
 
     _tz = field_validator("tz")(_check_tz)
-    _hm = field_validator("start", "end")(_check_hhmm)
 
 
 class CurfewPublic(BaseModel):
@@ -146,18 +185,22 @@ class CurfewPublic(BaseModel):
     created_at: float
 
 
-class ExceptionCreate(Strict):
+class ExceptionCreate(Dated):
+    dated = ("starts_at", "ends_at")
     kind: Literal["excused", "extra"] = Field(
         description="excused: authorised absence (no curfew); extra: additional curfew"
     )
-    starts_at: int = Unix
-    ends_at: int = Unix
+    starts_at: Unix
+    ends_at: Unix
     reason: str = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
     def _span(self) -> ExceptionCreate:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - self.starts_at > bounds.EXCEPTION_MAX_S:
+            days = bounds.EXCEPTION_MAX_S // bounds.DAY_S
+            raise ValueError(f"an exception spans at most {days} days")
         return self
 
 
@@ -176,12 +219,11 @@ class ExceptionPublic(BaseModel):
 
 class ScheduleWindow(Strict):
     days: list[Day] = Field(min_length=1, max_length=7)
-    start: str = Field(pattern=r"^\d{2}:\d{2}$")
-    end: str = Field(pattern=r"^\d{2}:\d{2}$")
+    start: HhMm
+    end: HhMm
     tz: str = Field(default="Europe/London", max_length=64)
 
     _tz = field_validator("tz")(_check_tz)
-    _hm = field_validator("start", "end")(_check_hhmm)
 
 
 class ZoneProperties(Strict):
@@ -195,9 +237,47 @@ class ZoneProperties(Strict):
     dwell_s: int | None = Field(default=None, ge=0, le=86_400)
 
 
-class Geometry(Strict):
-    type: Literal["Point", "Polygon", "LineString"]
-    coordinates: list[Any] = Field(description="GeoJSON coordinates, [lon, lat]")
+def _closed(ring: list[list[float]]) -> list[list[float]]:
+    if ring[0][:2] != ring[-1][:2]:
+        raise ValueError("a linear ring must end where it starts")
+    return ring
+
+
+Ring = Annotated[
+    list[Position],
+    Field(min_length=4, max_length=bounds.MAX_ZONE_VERTICES),
+    AfterValidator(_closed),
+]
+
+
+class PointGeometry(Strict):
+    type: Literal["Point"]
+    coordinates: Position = Field(description="the circle's centre, [lon, lat]")
+
+
+class LineStringGeometry(Strict):
+    type: Literal["LineString"]
+    coordinates: list[Position] = Field(
+        min_length=2, max_length=bounds.MAX_ZONE_VERTICES, description="the corridor's path"
+    )
+
+
+class PolygonGeometry(Strict):
+    type: Literal["Polygon"]
+    coordinates: list[Ring] = Field(
+        min_length=1, max_length=bounds.MAX_ZONE_RINGS, description="outline, then holes"
+    )
+
+    @model_validator(mode="after")
+    def _size(self) -> PolygonGeometry:
+        if sum(len(r) for r in self.coordinates) > bounds.MAX_ZONE_VERTICES:
+            raise ValueError(f"a zone has at most {bounds.MAX_ZONE_VERTICES} vertices")
+        return self
+
+
+Geometry = Annotated[
+    PointGeometry | LineStringGeometry | PolygonGeometry, Field(discriminator="type")
+]
 
 
 class ZoneFeatureCreate(Strict):
@@ -210,7 +290,10 @@ class ZoneFeatureCreate(Strict):
     @model_validator(mode="after")
     def _valid(self) -> ZoneFeatureCreate:
         spec = self.to_spec(0)
-        spec.to_metres(_projection_for(spec))  # shape checks (self-intersection, ranges)
+        try:
+            spec.to_metres(_projection_for(spec))  # shape checks (self-intersection)
+        except shapely.errors.GEOSException as e:
+            raise ValueError("the geometry cannot be built (degenerate)") from e
         return self
 
     def shape(self) -> str:
@@ -248,7 +331,10 @@ def _projection_for(spec: ZoneSpec) -> Any:
 
 
 class ZoneUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    """Only the fields sent change; `null` clears the schedule (always active) and the
+    dwell (the rule's default), never the name."""
+
+    name: str = Field(default="", min_length=1, max_length=100)
     dwell_s: int | None = Field(default=None, ge=0, le=86_400)
     schedule: list[ScheduleWindow] | None = Field(default=None, max_length=14)
 

@@ -4,7 +4,7 @@ data); supervisors share their unit's subjects with other units."""
 from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, select, update
 from starlette.requests import HTTPConnection
 
@@ -116,6 +116,8 @@ def update_unit(
 
 
 class UserCreate(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON true is not 1, nor 1 true
+
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")
     display_name: str = Field(default="", max_length=100)
     unit_id: int = Field(ge=1, le=2**62)
@@ -124,6 +126,8 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON true is not 1, nor 1 true
+
     display_name: str | None = Field(default=None, max_length=100)
     unit_id: int | None = Field(default=None, ge=1, le=2**62)
     role: Role | None = None
@@ -293,6 +297,8 @@ def update_user(
 
 
 class ShareCreate(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON true is not 1, nor 1 true
+
     unit_id: int = Field(ge=1, le=2**62, description="the unit the subject is shared with")
     scopes: list[Scope] = Field(min_length=1, max_length=4)
     purpose: str = Field(min_length=3, max_length=500)

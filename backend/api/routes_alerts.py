@@ -49,6 +49,7 @@ from backend.api.models_monitoring import (
     EpisodePublic,
     RuleInfo,
 )
+from backend.bounds import LATEST_S
 from backend.rules import store
 from backend.rules.engine import Engine as RuleEngine
 from backend.security import roles
@@ -116,8 +117,8 @@ UnitQ = Annotated[int | None, Query(ge=1, le=2**62, description="owning unit")]
 SubjectQ = Annotated[int | None, Query(ge=1, le=2**62, description="subject id")]
 TypeQ = Annotated[list[str] | None, Query(alias="type", max_length=20, description="alert type")]
 StateQ = Annotated[list[AlertState] | None, Query(max_length=4)]
-SinceQ = Annotated[int | None, Query(ge=0, le=2**40, description="event time, Unix s")]
-UntilQ = Annotated[int | None, Query(ge=0, le=2**40, description="event time, Unix s")]
+SinceQ = Annotated[int | None, Query(ge=0, lt=LATEST_S, description="event time, Unix s")]
+UntilQ = Annotated[int | None, Query(ge=0, lt=LATEST_S, description="event time, Unix s")]
 
 
 @router.get("/alerts", response_model=list[AlertPublic])

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from backend.api.deps import Audit, ClockDep, EngineDep, SubjectTrail
+from backend.bounds import LATEST_S
 from backend.investigations import exports as ex
 from backend.security import roles
 
@@ -39,8 +40,8 @@ def export_subject(
     engine: EngineDep,
     clock: ClockDep,
     log: Audit,
-    start: Annotated[int, Query(alias="from", ge=0, le=2**40, description="Unix s")],
-    end: Annotated[int, Query(alias="to", ge=0, le=2**40, description="Unix s")],
+    start: Annotated[int, Query(alias="from", ge=0, lt=LATEST_S, description="Unix s")],
+    end: Annotated[int, Query(alias="to", ge=0, lt=LATEST_S, description="Unix s")],
     reference: Annotated[
         str, Query(min_length=1, max_length=100, description="case or request reference")
     ],

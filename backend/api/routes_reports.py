@@ -24,6 +24,7 @@ from backend.api.deps import (
     require_role,
     visible_subjects,
 )
+from backend.bounds import LATEST_S
 from backend.investigations import reports as rp
 from backend.investigations.models import CaseloadRow, ComplianceOut, FleetRow
 from backend.security import roles
@@ -34,8 +35,8 @@ router = APIRouter(prefix="/api/reports", tags=["reports"])
 Format = Annotated[
     Literal["json", "html", "csv"], Query(description="json, printable html, or csv")
 ]
-Start = Annotated[int, Query(alias="from", ge=0, le=2**40, description="Unix s")]
-End = Annotated[int, Query(alias="to", ge=0, le=2**40, description="Unix s")]
+Start = Annotated[int, Query(alias="from", ge=0, lt=LATEST_S, description="Unix s")]
+End = Annotated[int, Query(alias="to", ge=0, lt=LATEST_S, description="Unix s")]
 Reader = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER, roles.PARTNER))]
 VisibleReports = Annotated[Visible, Depends(visible_subjects(roles.REPORTS))]
 FleetUser = Annotated[

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
+from backend import bounds
 from backend.api.deps import (
     DB,
     Audit,
@@ -37,6 +38,7 @@ from backend.api.models_monitoring import (
     ChargingSet,
     CurfewCreate,
     CurfewPublic,
+    Dated,
     ExceptionCreate,
     ExceptionPublic,
     FeatureCollection,
@@ -102,6 +104,22 @@ ZoneManage = Annotated[
 
 def _changed(db: DB, subject_id: int, now: float, tz: str | None = None) -> None:
     bump_config(db, subject_id, now, tz)
+
+
+def _plausible(body: Dated, now: float) -> None:
+    """Record dates within ten years of backend now (bounds.record_time_problem)."""
+    problem = body.implausible(now)
+    if problem:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, problem)
+
+
+def _room(db: DB, table: Any, subject_id: int, limit: int, what: str) -> None:
+    """A subject holds at most `limit` of these (bounds.py): its every evaluation reads them."""
+    n = db.execute(
+        select(func.count()).select_from(table).where(table.c.subject_id == subject_id)
+    ).scalar_one()
+    if n >= limit:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"a subject has at most {limit} {what}")
 
 
 # ---- subjects ---------------------------------------------------------------------------
@@ -203,6 +221,8 @@ def create_order(
     subject: SubjectManage, body: OrderCreate, db: DB, clock: ClockDep, log: Audit
 ) -> OrderPublic:
     """An order or licence condition: its span is when the subject is monitored."""
+    _plausible(body, clock.now())
+    _room(db, orders, subject.id, bounds.MAX_ORDERS, "orders")
     oid = db.execute(
         insert(orders)
         .values(subject_id=subject.id, created_at=clock.now(), **body.model_dump())
@@ -217,6 +237,7 @@ def create_order(
 def update_order(
     obj: OrderManage, body: OrderUpdate, db: DB, clock: ClockDep, log: Audit
 ) -> OrderPublic:
+    _plausible(body, clock.now())
     values = body.model_dump(exclude_unset=True)
     row = db.execute(select(orders).where(orders.c.id == obj.object_id)).one()
     ends = values.get("ends_at", row.ends_at)
@@ -254,6 +275,7 @@ def create_assignment(
 ) -> AssignmentPublic:
     """Fit a device. The subject's previous device of the same role is unassigned from
     `starts_at`; a device serving another subject at that time is refused."""
+    _plausible(body, clock.now())
     kind = db.execute(select(devices.c.kind).where(devices.c.id == body.device)).scalar()
     if kind is None:
         raise HTTPException(422, f"device {body.device} is not registered")
@@ -301,6 +323,7 @@ def end_assignment(
     obj: AssignmentManage, body: AssignmentUpdate, db: DB, clock: ClockDep, log: Audit
 ) -> AssignmentPublic:
     """Remove a device: the assignment ends at `ends_at`."""
+    _plausible(body, clock.now())
     row = db.execute(select(assignments).where(assignments.c.id == obj.object_id)).one()
     if body.ends_at <= row.starts_at:
         raise HTTPException(422, "ends_at must be after starts_at")
@@ -348,6 +371,7 @@ def create_curfew(
 ) -> CurfewPublic:
     """A weekly curfew window in local civil time (an end at or before the start runs into
     the next day)."""
+    _room(db, curfews, subject.id, bounds.MAX_CURFEWS, "curfew windows")
     cid = db.execute(
         insert(curfews)
         .values(
@@ -394,6 +418,8 @@ def create_exception(
     subject: SubjectManage, body: ExceptionCreate, db: DB, clock: ClockDep, log: Audit
 ) -> ExceptionPublic:
     """A one-off change: excused (authorised absence) or extra curfew time."""
+    _plausible(body, clock.now())
+    _room(db, curfew_exceptions, subject.id, bounds.MAX_EXCEPTIONS, "curfew exceptions")
     xid = db.execute(
         insert(curfew_exceptions)
         .values(subject_id=subject.id, created_at=clock.now(), **body.model_dump())
@@ -456,6 +482,7 @@ def create_zone(
 ) -> dict[str, Any]:
     """A zone as a GeoJSON Feature: Point + radius_m (circle), Polygon, or LineString +
     width_m (corridor); kind inclusion, exclusion or home; buffer_m for a victim's address."""
+    _room(db, zones, subject.id, bounds.MAX_ZONES, "zones")
     p = body.properties
     zid = db.execute(
         insert(zones)
@@ -554,10 +581,11 @@ def get_trail(
     db: DB,
     clock: ClockDep,
     start: Annotated[
-        int | None, Query(alias="from", ge=0, le=2**40, description="Unix s; default to-24h")
+        int | None,
+        Query(alias="from", ge=0, lt=bounds.LATEST_S, description="Unix s; default to-24h"),
     ] = None,
     end: Annotated[
-        int | None, Query(alias="to", ge=0, le=2**40, description="Unix s; default now")
+        int | None, Query(alias="to", ge=0, lt=bounds.LATEST_S, description="Unix s; default now")
     ] = None,
 ) -> FeatureCollection:
     """The subject's positions in [from, to] as GeoJSON: one Point Feature per fix (time,

@@ -46,8 +46,9 @@ from backend.api.deps import (
     stream_access,
     visible_subjects,
 )
-from backend.api.models_monitoring import FeatureCollection, ZoneFeatureCreate
+from backend.api.models_monitoring import FeatureCollection, Strict, ZoneFeatureCreate
 from backend.api.routes_subjects import zone_feature
+from backend.bounds import LATEST_S
 from backend.rules.geo import Projection, ZoneIndex
 from backend.rules.schedule import active_at
 from backend.rules.zones import ZoneParams
@@ -81,8 +82,8 @@ MAX_WINDOW_S = 31 * 86400
 VisibleLive = Annotated[Visible, Depends(visible_subjects(roles.LIVE))]
 VisibleConditions = Annotated[Visible, Depends(visible_subjects(roles.CONDITIONS))]
 LiveStream = Annotated[StreamAccess, Depends(stream_access(roles.LIVE, "live stream"))]
-FromQ = Annotated[int | None, Query(alias="from", ge=0, le=2**40, description="Unix s")]
-ToQ = Annotated[int | None, Query(alias="to", ge=0, le=2**40, description="Unix s")]
+FromQ = Annotated[int | None, Query(alias="from", ge=0, lt=LATEST_S, description="Unix s")]
+ToQ = Annotated[int | None, Query(alias="to", ge=0, lt=LATEST_S, description="Unix s")]
 
 
 def get_web(conn: HTTPConnection) -> WebSettings:
@@ -105,7 +106,10 @@ class WebConfig(BaseModel):
     tile_attribution: str
     tile_max_zoom: int
     world_layer: bool = Field(description="whether GET /api/web/world has a layer")
-    center: tuple[float, float] = Field(description="[lat, lon] the map opens at")
+    # A list, not a tuple: OpenAPI tools that read `prefixItems` as draft-4 `items` reject it.
+    center: list[float] = Field(
+        min_length=2, max_length=2, description="[lat, lon] the map opens at"
+    )
     zoom: int
     alert_sound: bool
     now: float = Field(description="backend clock, Unix s (simulated runs drive it)")
@@ -126,7 +130,7 @@ def config(user: CurrentUser, ctx: Context, web: WebDep) -> WebConfig:
         tile_attribution=web.tile_attribution,
         tile_max_zoom=web.tile_max_zoom,
         world_layer=_world_path(ctx, web) is not None,
-        center=(web.center_lat, web.center_lon),
+        center=[web.center_lat, web.center_lon],
         zoom=web.zoom,
         alert_sound=web.alert_sound,
         now=ctx.clock.now(),
@@ -514,10 +518,10 @@ def subject_events(
 # ---- zone preview -----------------------------------------------------------------------
 
 
-class ZonePreviewRequest(BaseModel):
+class ZonePreviewRequest(Strict):
     zone: ZoneFeatureCreate
-    start: int | None = Field(default=None, ge=0, le=2**40, description="Unix s; default to-24h")
-    end: int | None = Field(default=None, ge=0, le=2**40, description="Unix s; default now")
+    start: int | None = Field(default=None, ge=0, lt=LATEST_S, description="Unix s; default to-24h")
+    end: int | None = Field(default=None, ge=0, lt=LATEST_S, description="Unix s; default now")
 
 
 class PreviewFix(BaseModel):

@@ -22,6 +22,8 @@ from backend.storage.schema import CELL_E7, cell_of
 
 F64 = npt.NDArray[np.float64]
 MAX_RADIUS_M = 50_000.0
+# A smaller circle is below any position's accuracy, and a subnormal radius makes GEOS fail.
+MIN_RADIUS_M = 1.0
 MAX_VERTICES = 10_000
 # Circles become 256-gon polygons: the chord error is r * (1 - cos(pi / 256)), under
 # 0.01 % of the radius, so an analytic circle and this polygon agree to centimetres.
@@ -46,8 +48,8 @@ class Area:
     @classmethod
     def circle(cls, lat: float, lon: float, radius_m: float) -> Area:
         _check_point(lon, lat)
-        if not (0 < radius_m <= MAX_RADIUS_M) or not math.isfinite(radius_m):
-            raise AreaError(f"radius_m must be in (0, {MAX_RADIUS_M:.0f}]")
+        if not (MIN_RADIUS_M <= radius_m <= MAX_RADIUS_M) or not math.isfinite(radius_m):
+            raise AreaError(f"radius_m must be {MIN_RADIUS_M:.0f} to {MAX_RADIUS_M:.0f} metres")
         proj = Projection(lat, lon)
         geom = shapely.Point(0.0, 0.0).buffer(radius_m, quad_segs=CIRCLE_QUAD_SEGS)
         shapely.prepare(geom)

@@ -16,16 +16,24 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from backend.bounds import LATEST_S
 from backend.investigations.area import Area, AreaError
 from backend.investigations.correlate import MAX_WINDOW_S
 from backend.investigations.models import place_area
 
 MAX_INCIDENTS = 500
 MAX_REFERENCE = 100
+# A GeoJSON incident file nests 8 levels (a MultiPolygon's positions inside a feature); a
+# deeper one is refused before parsing, which would otherwise recurse until Python's limit.
+MAX_JSON_DEPTH = 16
+# Digits of one JSON number: a coordinate or a Unix time needs far fewer, and Python refuses
+# to convert integers of more than 4,300 digits with a ValueError of its own.
+MAX_NUMBER_CHARS = 40
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,8 @@ def parse_time(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("a time is Unix seconds or ISO 8601")
     if isinstance(value, int | float):
-        if not math.isfinite(value) or not 0 <= value <= 2**40:
-            raise ValueError("a Unix time is seconds since 1970")
+        if not math.isfinite(value) or not 0 <= value < LATEST_S:
+            raise ValueError("a Unix time is seconds since 1970, before 2100")
         return int(value)
     text = str(value).strip()
     if not text:
@@ -170,11 +178,46 @@ def _number(text: str, name: str) -> float:
     return v
 
 
-def _geojson(text: str) -> tuple[list[Incident], list[Problem]]:
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest (strings skipped; unbalanced text is the parser's
+    to report)."""
+    depth = deepest = 0
+    for m in _BRACKET.finditer(_STRING.sub('""', text)):
+        depth += 1 if m.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _bounded(kind: type[int] | type[float]) -> Any:
+    def parse(literal: str) -> int | float:
+        if len(literal) > MAX_NUMBER_CHARS:
+            raise IncidentFileError(f"a number has more than {MAX_NUMBER_CHARS} digits")
+        return kind(literal)
+
+    return parse
+
+
+def _constant(name: str) -> Any:
+    raise IncidentFileError(f"{name} is not a number JSON allows")
+
+
+def _load(text: str) -> Any:
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise IncidentFileError(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        doc = json.loads(text)
+        return json.loads(
+            text, parse_int=_bounded(int), parse_float=_bounded(float), parse_constant=_constant
+        )
     except json.JSONDecodeError as e:
         raise IncidentFileError(f"not valid JSON (line {e.lineno}: {e.msg})") from e
+
+
+def _geojson(text: str) -> tuple[list[Incident], list[Problem]]:
+    doc = _load(text)
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise IncidentFileError("GeoJSON incidents must be a FeatureCollection")
     features = doc.get("features")

@@ -3,30 +3,53 @@ OpenAPI schema the web UI is built against."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from backend.investigations.area import MAX_RADIUS_M, Area, AreaError
+from backend.bounds import LATEST_S, Position
+from backend.investigations.area import MAX_RADIUS_M, MIN_RADIUS_M, Area, AreaError
 from backend.investigations.correlate import Params
 
-Time = Field(ge=0, le=2**40, description="Unix seconds")
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class Geometry(BaseModel):
-    """A GeoJSON geometry: Point (with `radius_m` beside it), Polygon or MultiPolygon."""
+class PointGeometry(_Strict):
+    type: Literal["Point"]
+    coordinates: Position = Field(description="the circle's centre, [lon, lat]")
 
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["Point", "Polygon", "MultiPolygon"]
-    coordinates: list[Any] = Field(description="GeoJSON coordinates, [lon, lat] order")
+
+class PolygonGeometry(_Strict):
+    type: Literal["Polygon"]
+    coordinates: list[list[Position]] = Field(description="linear rings, [lon, lat]")
+
+
+class MultiPolygonGeometry(_Strict):
+    type: Literal["MultiPolygon"]
+    coordinates: list[list[list[Position]]] = Field(description="polygons, [lon, lat]")
+
+
+# A GeoJSON geometry: Point (with `radius_m` beside it), Polygon or MultiPolygon.
+Geometry = Annotated[
+    PointGeometry | PolygonGeometry | MultiPolygonGeometry, Field(discriminator="type")
+]
+_GEOMETRY: TypeAdapter[PointGeometry | PolygonGeometry | MultiPolygonGeometry] = TypeAdapter(
+    Geometry
+)
 
 
 class Place(BaseModel):
     """Where: a GeoJSON Point with `radius_m` (a circle), or a Polygon/MultiPolygon."""
 
+    model_config = ConfigDict(strict=True)  # no coercion: JSON `true` is not a time
     geometry: Geometry
     radius_m: float | None = Field(
-        default=None, gt=0, le=MAX_RADIUS_M, description="circle radius for a Point (metres)"
+        default=None,
+        ge=MIN_RADIUS_M,
+        le=MAX_RADIUS_M,
+        description="circle radius for a Point (metres)",
     )
 
     @model_validator(mode="after")
@@ -38,28 +61,36 @@ class Place(BaseModel):
         return self
 
     def area(self) -> Area:
-        return place_area(self.geometry.model_dump(), self.radius_m)
+        return _area(self.geometry, self.radius_m)
 
 
-def place_area(geometry: dict[str, Any], radius_m: float | None) -> Area:
-    """An Area from a GeoJSON geometry (+ radius for a Point); AreaError if unusable."""
-    if geometry.get("type") == "Point":
-        c = geometry.get("coordinates")
-        if not isinstance(c, list) or len(c) < 2:
-            raise AreaError("a Point has [lon, lat] coordinates")
+def place_area(geometry: Any, radius_m: float | None) -> Area:
+    """An Area from a GeoJSON geometry as read from a file (+ radius for a Point), checked
+    as the API checks one; AreaError if unusable."""
+    try:
+        geom = _GEOMETRY.validate_python(geometry)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"][1:])
+        raise AreaError(f"geometry {where}: {first['msg']}".replace(" :", ":")) from e
+    return _area(geom, radius_m)
+
+
+def _area(
+    geometry: PointGeometry | PolygonGeometry | MultiPolygonGeometry, radius_m: float | None
+) -> Area:
+    if isinstance(geometry, PointGeometry):
         if radius_m is None:
             raise AreaError("a Point needs radius_m")
-        try:
-            lon, lat = float(c[0]), float(c[1])
-        except (TypeError, ValueError) as e:
-            raise AreaError("a Point has numeric [lon, lat] coordinates") from e
+        lon, lat = geometry.coordinates[:2]
         return Area.circle(lat, lon, radius_m)
-    return Area.polygon(geometry)
+    return Area.polygon(geometry.model_dump())
 
 
 class Options(BaseModel):
     """How sure a position must be (docs/investigations.md, "Accuracy")."""
 
+    model_config = ConfigDict(strict=True)
     k: float = Field(default=1.0, ge=0, le=5, description="accuracy multiplier")
     max_gap_s: int = Field(
         default=900, ge=0, le=7200, description="interpolate between fixes at most this far apart"
@@ -75,8 +106,8 @@ class CorrelationQuery(Place):
     reference: str = Field(
         min_length=1, max_length=100, description="the incident or case reference"
     )
-    start: int = Field(alias="from", ge=0, le=2**40, description="window start, Unix s")
-    end: int = Field(alias="to", ge=0, le=2**40, description="window end, Unix s")
+    start: int = Field(alias="from", ge=0, lt=LATEST_S, description="window start, Unix s")
+    end: int = Field(alias="to", ge=0, lt=LATEST_S, description="window end, Unix s")
     options: Options = Field(default_factory=Options)
 
     model_config = ConfigDict(populate_by_name=True)
@@ -140,8 +171,8 @@ class CorrelationResult(BaseModel):
 
 class WhereaboutsQuery(Place):
     reference: str = Field(min_length=1, max_length=100)
-    start: int = Field(alias="from", ge=0, le=2**40)
-    end: int = Field(alias="to", ge=0, le=2**40)
+    start: int = Field(alias="from", ge=0, lt=LATEST_S)
+    end: int = Field(alias="to", ge=0, lt=LATEST_S)
     options: Options = Field(default_factory=Options)
 
     model_config = ConfigDict(populate_by_name=True)

@@ -3,6 +3,8 @@
 A rule is a fold over a subject's observations in event-time order. Its state is a plain
 JSON-able dict (so it can be snapshotted and stored); it never reads a clock:
 
+- `initial(config, start)` is the state where an evaluation begins (never before the first
+  tag was fitted, SubjectConfig.evaluation_start);
 - `advance(st, ctx, to)` handles what happens by the passage of event time alone, strictly
   before `to` (a curfew window opening, a grace period running out, a local day ending);
 - `apply(st, ctx, obs)` takes one observation at `obs.t` (after `advance(obs.t)`);
@@ -56,7 +58,9 @@ class Rule(abc.ABC):
     def describe(self) -> dict[str, Any]:
         return {"rule": self.name, "version": self.version, "params": asdict(self.p)}
 
-    def initial(self, config: SubjectConfig) -> dict[str, Any]:
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
+        """The state at event time `start`, where the evaluation begins (nothing before it
+        is judged)."""
         return {"open": {}}
 
     def prepare(self, st: dict[str, Any], ctx: Context, batch: Sequence[Obs]) -> None:

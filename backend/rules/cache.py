@@ -121,6 +121,11 @@ class SubjectCache:
             return e.rev is NO_ROW
         return e.rev is not None and e.rev >= 0 and e.rev == rev
 
+    def behind(self, subject: int) -> bool:
+        """Whether the cached state is a run still catching up (evaluator.py)."""
+        e = self._entries.get(subject)
+        return e is not None and e.state is not None and e.state.behind
+
     def quiet(self, subject: int, version: int, rev: int | None, horizon: int) -> bool:
         """Nothing for the clock to do at `horizon`: the entry is current and its deadline
         is still ahead."""

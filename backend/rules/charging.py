@@ -5,7 +5,9 @@ records carry a charging flag; the time between a record with the flag and the n
 without it is charging time, counted per local civil day (SubjectConfig.tz, so a day is 23
 or 25 hours across a clock change). A day that ends with less than the subject's schedule
 (SubjectConfig.charge_min_minutes) is one episode spanning that day. Counting starts at the
-first local midnight after monitoring starts, so a partial first day is never judged.
+first local midnight after monitoring starts (the order's start, or the first tag's fitting
+if later, or where the evaluation begins), so a partial first day is never judged, and no
+day before a tag was worn.
 
 Parameters: `max_gap_s` 21600 — a charging stretch with no battery record for longer than
 this counts only up to it (a tag that died on the charger did not charge all night)."""
@@ -42,8 +44,12 @@ class Charging(Rule):
     version = 1
     Params = ChargingParams
 
-    def initial(self, config: SubjectConfig) -> dict[str, Any]:
-        day = None if config.start is None else _next_midnight(config.start, config.tz)
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
+        fitted = config.fitted
+        if config.start is None or fitted is None:
+            day = None
+        else:
+            day = _next_midnight(max(config.start, fitted, start), config.tz)
         return {"open": {}, "day": day, "secs": 0, "since": None, "last": None}
 
     def _credit(self, st: dict[str, Any], upto: int) -> None:

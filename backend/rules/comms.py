@@ -32,13 +32,13 @@ class CommsLoss(Rule):
     version = 1
     Params = CommsParams
 
-    def initial(self, config: SubjectConfig) -> dict[str, Any]:
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         # Counting starts when monitoring does: the order's start, or the tag's fitting if
-        # that is later (a tag cannot be silent before it is worn).
-        starts = [a.start for a in config.assignments if a.role == TAG]
-        if config.start is not None:
-            starts = [max(config.start, s) for s in starts] or [config.start]
-        return {"open": {}, "last": min(starts) if starts else None, "home": False}
+        # that is later (a tag cannot be silent before it is worn, nor without one), and
+        # never before the evaluation does.
+        fitted = config.fitted
+        last = None if fitted is None else max(fitted, start, config.start or fitted)
+        return {"open": {}, "last": last, "home": False}
 
     def _threshold(self, ctx: Context) -> int:
         return ctx.config.comms_loss_s or self.p.threshold_s

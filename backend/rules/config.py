@@ -58,8 +58,28 @@ class SubjectConfig:
     def home_units(self) -> set[int]:
         return self.devices(HOME_UNIT)
 
+    @property
+    def fitted(self) -> int | None:
+        """When the subject's first tag was fitted (None: never). Nothing before it alerts:
+        a subject is not monitored before it wears a tag, whatever an order says."""
+        return min((a.start for a in self.assignments if a.role == TAG), default=None)
+
     def monitored(self, t: int) -> bool:
-        return (self.start is None or t >= self.start) and (self.end is None or t < self.end)
+        fitted = self.fitted
+        return (
+            fitted is not None
+            and t >= fitted
+            and (self.start is None or t >= self.start)
+            and (self.end is None or t < self.end)
+        )
+
+    def evaluation_start(self, earliest: int) -> int:
+        """Where an evaluation from scratch starts, given the earliest data: that or the
+        orders' start if sooner, but never before the first tag was fitted (an order
+        backdated years once walked every day since, raising an alert for each)."""
+        t0 = earliest if self.start is None else min(earliest, self.start)
+        fitted = self.fitted
+        return t0 if fitted is None else max(t0, fitted)
 
     @cached_property
     def projection(self) -> Projection:

@@ -81,7 +81,7 @@ class Curfew(Rule):
     version = 2
     Params = CurfewParams
 
-    def initial(self, config: SubjectConfig) -> dict[str, Any]:
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         return {
             "open": {},
             "loc": UNKNOWN,

@@ -43,6 +43,11 @@ class State:
     # worker's cache is validated against (sink.py). Written first in the JSON so that it
     # can be read back as a short prefix (`revision_of`).
     rev: int = 0
+    # A run caught up chunk by chunk (evaluator.py) has not reached the stored data's end:
+    # the next evaluation must read stored data from `covers` on. `late`: it re-evaluates
+    # data, so what the rest of the run changes is late.
+    behind: bool = False
+    late: bool = False
 
     def to_json(self) -> str:
         d: dict[str, Any] = {
@@ -52,6 +57,8 @@ class State:
         }
         if self.tail_rules is not None:
             d["tail_covers"], d["tail_rules"] = self.tail_covers, self.tail_rules
+        if self.behind:
+            d["behind"], d["late"] = True, self.late
         body = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return f'{{"rev":{self.rev},{body[1:]}'
 
@@ -65,6 +72,8 @@ class State:
             d.get("tail_covers"),
             d.get("tail_rules"),
             int(d.get("rev", 0)),
+            bool(d.get("behind", False)),
+            bool(d.get("late", False)),
         )
 
     def latest(self) -> State:
@@ -163,7 +172,9 @@ class Engine:
 
     def initial(self, config: SubjectConfig, covers: int) -> State:
         return State(
-            covers, {r.name: r.initial(config) for r in self.rules}, config_version=config.version
+            covers,
+            {r.name: r.initial(config, covers) for r in self.rules},
+            config_version=config.version,
         )
 
     def run(
@@ -291,8 +302,6 @@ class Engine:
         """Every episode in the data, from scratch (tests, replays, the simulator's truth
         checks): closed ones and those open at the horizon."""
         obs = ordered(observations)
-        t0 = start if start is not None else (obs[0].t if obs else horizon)
-        if config.start is not None:
-            t0 = min(t0, config.start)
+        t0 = config.evaluation_start(start if start is not None else (obs[0].t if obs else horizon))
         res = self.run(config, self.initial(config, t0), obs, horizon, live=False)
         return res.episodes

@@ -13,6 +13,20 @@ marks what it raises, changes or clears as late.
 `Evaluator.tick(config, horizon)` moves only the horizon (backend clock): what time alone
 concludes (a grace run out, a comms gap) is raised without new data.
 
+No evaluation works through an unbounded span of event time, so no subject's evaluation can
+hold a write transaction (and every other subject of its batch) for long:
+
+- it never starts before the subject's first tag was fitted (SubjectConfig.evaluation_start)
+  nor more than `LOOKBACK_S` before backend now (no frame older than that is accepted,
+  bounds.FRAME_AGE_S);
+- one evaluation folds at most `max_run_s` of event time (and its horizon step at most that
+  much more). A run that would go further — the first evaluation after a configuration
+  change, a backlog days late, a long silence — folds one chunk, saves the state where the
+  chunk ends and reports `Changes.behind` with a deadline of now: the next evaluation (the
+  clock's tick, or new data) goes on from there, each in its own transaction. A chunk
+  reconciles only the episodes whose fate it decides (closed within it); the chunks
+  together find exactly what one run would (the fold and its keys are deterministic).
+
 The repository is an interface: MemoryRepository here (tests, simulator), SqlRepository in
 store.py (production)."""
 
@@ -22,12 +36,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from backend.bounds import FRAME_AGE_S
 from backend.rules.config import SubjectConfig
 from backend.rules.engine import NEVER, Engine, State
 from backend.rules.model import Command, Episode, Obs, ordered
 
 SNAPSHOT_KEEP_S = 7 * 86400  # snapshots further back than this before covers are pruned
 LATENESS_S = 900  # allowed lateness: a tag's batch period plus relay delays
+MAX_RUN_S = 86400  # event time one evaluation folds at most; beyond, chunk by chunk
+LOOKBACK_S = FRAME_AGE_S  # an evaluation never starts further back before backend now
+DUE_NOW = 0  # the deadline of a run still catching up: the clock goes on with it at once
 
 
 @dataclass
@@ -40,6 +58,8 @@ class Changes:
     # The earliest horizon + 1 at which the clock alone could change this subject's episodes
     # again (engine.Result.deadline); the sink's tick skips the subject until then.
     deadline: int = NEVER
+    # The run folded one chunk and is not yet at the horizon: evaluate again to go on.
+    behind: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.raised or self.updated or self.cleared)
@@ -52,8 +72,10 @@ class Repository(Protocol):
         state.covers - SNAPSHOT_KEEP_S."""
 
     def snapshot_at_or_before(self, subject: int, t: int) -> State | None: ...
-    def observations(self, config: SubjectConfig, since: int) -> list[Obs]:
-        """Stored observations of the subject's devices with t >= since."""
+    def observations(
+        self, config: SubjectConfig, since: int, until: int | None = None
+    ) -> list[Obs]:
+        """Stored observations of the subject's devices with since <= t (< until)."""
 
     def first_time(self, config: SubjectConfig) -> int | None: ...
     def episodes_in_scope(self, subject: int, since: int) -> list[Episode]:
@@ -65,14 +87,20 @@ class Repository(Protocol):
 class Evaluator:
     """`lateness_s`: how far behind the newest stored observation the saved state is kept
     (Engine.run's `settle`). Data up to that much out of order across a subject's devices
-    continues the state; only data later than that re-evaluates from a snapshot."""
+    continues the state; only data later than that re-evaluates from a snapshot.
+    `max_run_s`: the event time one evaluation folds at most (the module docstring)."""
 
     def __init__(
-        self, repo: Repository, engine: Engine | None = None, lateness_s: int = LATENESS_S
+        self,
+        repo: Repository,
+        engine: Engine | None = None,
+        lateness_s: int = LATENESS_S,
+        max_run_s: int = MAX_RUN_S,
     ) -> None:
         self.repo = repo
         self.engine = engine or Engine()
         self.lateness_s = lateness_s
+        self.max_run_s = max_run_s
 
     def observe(self, config: SubjectConfig, new: Iterable[Obs], horizon: int) -> Changes:
         fresh = ordered(new)
@@ -82,30 +110,34 @@ class Evaluator:
         valid = state is not None and state.config_version == config.version
         tmin = fresh[0].t
         flagged = any(o.late for o in fresh)  # ingest: a backlog behind backend now
+        refs = {o.ref for o in fresh}
         if valid and state is not None and tmin >= state.covers:
             tail = state.tail_covers
             span = fresh[-1].t + 1 - state.covers  # the tail's span if these joined it
-            if tail is not None and tmin >= tail and span <= 2 * self.lateness_s:
+            near = horizon + 1 - state.covers <= self.max_run_s  # the horizon step is short
+            if tail is not None and tmin >= tail and span <= 2 * self.lateness_s and near:
                 return self._extend(config, state, fresh, horizon, flagged)
-            return self._run(config, state, horizon, flagged, {o.ref for o in fresh})
+            return self._run(config, state, horizon, flagged or state.late, refs)
         start = self.repo.snapshot_at_or_before(config.subject, tmin) if valid else None
         if start is None:
             first = self.repo.first_time(config)
-            t0 = tmin if first is None else min(first, tmin)
-            if config.start is not None:
-                t0 = min(t0, config.start)
-            start = self.engine.initial(config, t0)
+            t0 = config.evaluation_start(tmin if first is None else min(first, tmin))
+            start = self.engine.initial(config, max(t0, horizon - LOOKBACK_S))
         # A first evaluation (no state yet, or a new configuration) is not late data unless
         # the data itself is; a re-evaluation behind the state is.
         late = flagged if not valid else True
-        return self._run(config, start, horizon, late, {o.ref for o in fresh})
+        return self._run(config, start, horizon, late, refs)
 
     def tick(self, config: SubjectConfig, horizon: int) -> Changes:
         """Only the horizon moves: continue from the saved state with its tail (no stored
-        data is read, nothing is saved unless an episode changes)."""
+        data is read, nothing is saved unless an episode changes) — or, for a run catching
+        up or a state more than `max_run_s` behind the horizon (a long silence), go on with
+        the run over stored data."""
         state = self.repo.state(config.subject)
         if state is None or state.config_version != config.version:
             return Changes()
+        if state.behind or horizon + 1 - state.covers > self.max_run_s:
+            return self._run(config, state, horizon, state.late, set())
         latest = state.latest()
         closed, open_eps, deadline = self.engine.horizon(config, latest, horizon)
         changes = self.reconcile(config.subject, closed + open_eps, latest.covers, late=False)
@@ -132,6 +164,8 @@ class Evaluator:
     def _run(
         self, config: SubjectConfig, start: State, horizon: int, late: bool, fresh: set[str]
     ) -> Changes:
+        if horizon + 1 - start.covers > self.max_run_s:
+            return self._chunk(config, start, late)
         obs = self.repo.observations(config, start.covers)
         settle = max(o.t for o in obs) + 1 - self.lateness_s if obs else start.covers
         res = self.engine.run(
@@ -143,7 +177,32 @@ class Evaluator:
         self.repo.apply(config.subject, changes)
         return changes
 
-    def reconcile(self, subject: int, found: Sequence[Episode], since: int, late: bool) -> Changes:
+    def _chunk(self, config: SubjectConfig, start: State, late: bool) -> Changes:
+        """Fold `max_run_s` of event time from `start` and save the state there; only the
+        episodes closed within the chunk are settled (the rest are the next chunk's)."""
+        end = start.covers + self.max_run_s
+        obs = self.repo.observations(config, start.covers, end)
+        res = self.engine.run(config, start, obs, None, live=False, settle=end)
+        state = res.state
+        state.tail_covers, state.tail_rules = None, None
+        state.behind, state.late = True, late
+        self.repo.save_state(config.subject, state, res.snapshots)
+        changes = self.reconcile(config.subject, res.closed, start.covers, late, until=end)
+        changes.behind, changes.deadline = True, DUE_NOW
+        self.repo.apply(config.subject, changes)
+        return changes
+
+    def reconcile(
+        self,
+        subject: int,
+        found: Sequence[Episode],
+        since: int,
+        late: bool,
+        until: int | None = None,
+    ) -> Changes:
+        """Changes that make the stored episodes whose fate a run from `since` decides
+        (open, or closed at or after `since`; with `until`, only those closed before it)
+        those `found`."""
         stored = {e.key: e for e in self.repo.episodes_in_scope(subject, since)}
         changes = Changes(late=late)
         seen = set()
@@ -159,9 +218,12 @@ class Evaluator:
                 ep.late = old.late or late
                 changes.updated.append(ep)
         for key, old in stored.items():
-            if key not in seen:
-                old.late = True if late else old.late
-                changes.cleared.append(old)
+            if key in seen:
+                continue
+            if until is not None and (old.closed_t is None or old.closed_t >= until):
+                continue
+            old.late = True if late else old.late
+            changes.cleared.append(old)
         return changes
 
 
@@ -204,9 +266,15 @@ class MemoryRepository:
         best = max((a for a in snaps if a <= t), default=None)
         return None if best is None else State.from_json(snaps[best])
 
-    def observations(self, config: SubjectConfig, since: int) -> list[Obs]:
+    def observations(
+        self, config: SubjectConfig, since: int, until: int | None = None
+    ) -> list[Obs]:
         devices = {a.device for a in config.assignments}
-        return ordered(o for o in self.obs.values() if o.t >= since and o.device in devices)
+        return ordered(
+            o
+            for o in self.obs.values()
+            if o.t >= since and (until is None or o.t < until) and o.device in devices
+        )
 
     def first_time(self, config: SubjectConfig) -> int | None:
         devices = {a.device for a in config.assignments}

@@ -73,10 +73,12 @@ class ZoneSpec:
         want = {"circle": "Point", "polygon": "Polygon", "corridor": "LineString"}[self.shape]
         if self.geometry.get("type") != want:
             raise ValueError(f"a {self.shape} zone needs a GeoJSON {want}")
-        if self.shape == "circle" and self.radius_m <= 0:
-            raise ValueError("a circle zone needs radius_m > 0")
-        if self.shape == "corridor" and self.width_m <= 0:
-            raise ValueError("a corridor zone needs width_m > 0")
+        # At least a metre: less is below any fix's accuracy, and a subnormal size makes
+        # GEOS fail when the zone is built.
+        if self.shape == "circle" and not self.radius_m >= 1:
+            raise ValueError("a circle zone needs radius_m of at least 1 m")
+        if self.shape == "corridor" and not self.width_m >= 1:
+            raise ValueError("a corridor zone needs width_m of at least 1 m")
         if self.buffer_m < 0:
             raise ValueError("buffer_m must be >= 0")
 

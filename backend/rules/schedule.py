@@ -21,11 +21,12 @@ DEFAULT_TZ = "Europe/London"
 
 def parse_hhmm(text: str) -> time:
     hh, _, mm = text.partition(":")
-    if not (hh.isdigit() and mm.isdigit() and len(mm) == 2):
-        raise ValueError(f"{text!r} is not HH:MM")
+    # ASCII digits only: str.isdigit() also takes full-width and other scripts' digits.
+    if not (hh.isascii() and mm.isascii() and hh.isdigit() and mm.isdigit() and len(mm) == 2):
+        raise ValueError("a time of day is HH:MM in ASCII digits")
     h, m = int(hh), int(mm)
     if not (0 <= h <= 23 and 0 <= m <= 59):
-        raise ValueError(f"{text!r} is not a time of day")
+        raise ValueError("a time of day is 00:00 to 23:59")
     return time(h, m)
 
 

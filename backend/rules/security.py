@@ -34,7 +34,7 @@ class Security(Rule):
     version = 2
     Params = SecurityParams
 
-    def initial(self, config: Any) -> dict[str, Any]:
+    def initial(self, config: Any, start: int) -> dict[str, Any]:
         return {"open": {}, "last": {}}
 
     def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:

@@ -19,7 +19,15 @@ clock object, so a simulator that drives the clock drives it too) moves every mo
 subject's horizon: comms loss and a curfew absence with no further data alert on time. It
 reads every subject's config version and state revision in one query and evaluates only
 subjects whose deadline (Rule.due: the next time the clock alone could change anything) has
-come, or whose cached entry is stale."""
+come, or whose cached entry is stale.
+
+No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
+longer — the first evaluation after a configuration change, a backlog, an order or fitting
+entered long after it began — is worked through a chunk per evaluation. Batches of ingest
+evaluate such a subject one chunk, like any other; the clock goes on with it, each chunk in a
+transaction of its own, up to `CATCHUP_CHUNKS` chunks a tick. So one subject's long run
+delays only its own alerts, never the rest of a batch, and never holds the write lock for
+long."""
 
 from __future__ import annotations
 
@@ -53,6 +61,7 @@ log = structlog.get_logger("tagwatch.rules")
 Publisher = Callable[[str, bytes], bool]
 Work = Mapping[int, list[Obs] | None] | Callable[[Connection], Mapping[int, list[Obs] | None]]
 TICK_CHUNK = 200  # subjects per clock-tick transaction (bounds how long it holds locks)
+CATCHUP_CHUNKS = 24  # chunks of runs catching up that one tick works through, in all
 
 
 class IngestWorkerLike(Protocol):
@@ -154,13 +163,31 @@ class MonitoringSink(RuleSink):
             self.counts["ticks"] += 1
             self.counts["tick_subjects"] += len(db.versions)
             self.counts["tick_due"] += len(due)
-        changed = 0
+        changed: set[int] = set()
+
+        def evaluate(subjects: Sequence[int]) -> list[int]:
+            """Evaluate; the subjects whose runs are still catching up."""
+            out = self._evaluate(dict.fromkeys(subjects), now)
+            changed.update(s for s, c in out.items() if c)
+            return [s for s, c in out.items() if c.behind]
+
+        # Runs known to be catching up go alone (below): a transaction of many would be long.
+        behind = [s for s in due if self.cache.behind(s)]
+        rest = [s for s in due if not self.cache.behind(s)]
         # Chunk by chunk, each taking the lock itself: ingest's hand-over gets in between
         # (a fresh worker's first tick evaluates every subject).
-        for i in range(0, len(due), TICK_CHUNK):
-            work: dict[int, list[Obs] | None] = {s: None for s in due[i : i + TICK_CHUNK]}
-            changed += sum(1 for c in self._evaluate(work, now).values() if c)
-        return changed
+        for i in range(0, len(rest), TICK_CHUNK):
+            behind += evaluate(rest[i : i + TICK_CHUNK])
+        # One chunk per transaction, round-robin over the runs catching up, within a budget
+        # per tick: however long their runs, ingest waits at most that long for the lock.
+        budget = CATCHUP_CHUNKS
+        while behind and budget > 0:
+            turn, behind = behind[:budget], behind[budget:]
+            budget -= len(turn)
+            self.counts["catchup_chunks"] += len(turn)
+            for s in turn:
+                behind += evaluate([s])
+        return len(changed)
 
     # ---- evaluation ------------------------------------------------------------------
 

@@ -248,32 +248,33 @@ class SqlRepository:
         ).first()
         return None if row is None else State.from_json(row.state)
 
-    def observations(self, config: SubjectConfig, since: int) -> list[Obs]:
+    def observations(
+        self, config: SubjectConfig, since: int, until: int | None = None
+    ) -> list[Obs]:
         roles = {a.device: a.role for a in config.assignments}
         if not roles:
             return []
         out: list[Obs] = []
-        rows = list(
-            self.conn.execute(
-                select(frames.c.raw, frames.c.received_at, frames.c.late).where(
-                    frames.c.device.in_(sorted(roles)), frames.c.ts >= since
-                )
-            )
+        framed = select(frames.c.raw, frames.c.received_at, frames.c.late).where(
+            frames.c.device.in_(sorted(roles)), frames.c.ts >= since
         )
+        if until is not None:
+            # A record is dated up to MAX_DT before its frame.
+            framed = framed.where(frames.c.ts < until + MAX_DT)
+        rows = list(self.conn.execute(framed))
         # Home-unit frames stored since, whatever their timestamp: a last will is dated at
         # its arrival (observe.py), which can be long after the time it was signed.
         homes = sorted(d for d, role in roles.items() if role == HOME_UNIT)
         if homes:
-            rows += list(
-                self.conn.execute(
-                    select(frames.c.raw, frames.c.received_at, frames.c.late).where(
-                        frames.c.device.in_(homes),
-                        frames.c.mtype == fr.HOME_DATA,
-                        frames.c.received_at >= since,
-                        frames.c.ts < since,
-                    )
-                )
+            wills = select(frames.c.raw, frames.c.received_at, frames.c.late).where(
+                frames.c.device.in_(homes),
+                frames.c.mtype == fr.HOME_DATA,
+                frames.c.received_at >= since,
+                frames.c.ts < since,
             )
+            if until is not None:
+                wills = wills.where(frames.c.received_at < until)
+            rows += list(self.conn.execute(wills))
         parsed = [(fr.parse(r.raw), r) for r in rows]  # verified when stored
         # The records ingest refused (a unit speaking for a tag not paired with it then) are
         # refused again here, by the same rule over the same pairing history.
@@ -289,14 +290,15 @@ class SqlRepository:
             out += [
                 o
                 for o in frame_observations(f, role, r.received_at, r.late, refused)
-                if o.t >= since
+                if o.t >= since and (until is None or o.t < until)
             ]
         seen: dict[tuple[int, float], int] = {}
-        for s in self.conn.execute(
-            select(security_events)
-            .where(security_events.c.device.in_(sorted(roles)), security_events.c.at >= since)
-            .order_by(security_events.c.id)
-        ):
+        refusals = select(security_events).where(
+            security_events.c.device.in_(sorted(roles)), security_events.c.at >= since
+        )
+        if until is not None:
+            refusals = refusals.where(security_events.c.at < until)
+        for s in self.conn.execute(refusals.order_by(security_events.c.id)):
             n = seen.get((s.device, s.at), 0)
             seen[(s.device, s.at)] = n + 1
             out.append(security_observation(s.device, roles[s.device], s.at, n, s.reason, s.detail))

@@ -85,7 +85,7 @@ class Zones(Rule):
     version = 1
     Params = ZoneParams
 
-    def initial(self, config: Any) -> dict[str, Any]:
+    def initial(self, config: Any, start: int) -> dict[str, Any]:
         # last: the last accepted fix [t, x, y, acc]; zone: per zone id, "in" (on the
         # wrong side, pending or confirmed) with entry time and fix count.
         return {"open": {}, "last": None, "zone": {}, "fast_until": 0, "jumps": 0}

@@ -39,7 +39,9 @@ def match(secret: bytes, code: str, now: float, after_step: int | None = None) -
     """The time step `code` is valid for (within the window), or None. A step at or before
     `after_step` (the last one used) is refused, so a code cannot be replayed."""
     code = code.strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    # ASCII digits only: str.isdigit() also takes other scripts' digits, which
+    # hmac.compare_digest refuses with a TypeError (a 500 at sign-in).
+    if len(code) != DIGITS or not (code.isascii() and code.isdigit()):
         return None
     now_step = int(now // STEP_S)
     for step in range(now_step - WINDOW, now_step + WINDOW + 1):

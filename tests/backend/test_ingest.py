@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import Engine, func, select
 
+from backend.bounds import FRAME_AGE_S, FRAME_AHEAD_S
 from backend.clock import ManualClock
 from backend.ingest import (
     DeviceDirectory,
@@ -297,3 +298,36 @@ def test_failed_commit_stores_and_acks_nothing_and_retry_succeeds(
 def test_ack_ranges() -> None:
     assert ack_ranges([(1, 5), (1, 3), (1, 4), (2, 1), (1, 9)]) == [(1, 3, 5), (1, 9, 9), (2, 1, 1)]
     assert ack_ranges([]) == []
+
+
+def test_frames_dated_outside_the_plausible_window_are_counted_rejections(
+    h: Harness, clock: ManualClock
+) -> None:
+    """A correctly signed frame dated 1970, 2106 (ts=0xFFFFFFFF), an hour and more ahead of
+    backend now or further behind it than a device can hold data is not stored: a security
+    event with reason `time` and the raw frame, counted, and acknowledged (retrying cannot
+    mend the device's clock). The rest of the batch is stored as usual."""
+    now = int(clock.now())
+    misdated = [0, 0xFFFFFFFF, now + FRAME_AHEAD_S + 1, now - FRAME_AGE_S - 1]
+    good = [now + FRAME_AHEAD_S, now - FRAME_AGE_S + 60, now]
+    msgs = [up(h, seq, ts) for seq, ts in enumerate(misdated + good, start=1)]
+    other = (topics.tag_up(OTHER_TAG), tag_frame(OTHER_TAG, h.other.key, 1, now))
+    h.send(*msgs[:2], other, *msgs[2:])
+    assert h.count(frames) == 4 and h.count(positions) == 4
+    with h.engine.connect() as conn:
+        stored = {r.ts for r in conn.execute(select(frames.c.ts))}
+        events = conn.execute(select(security_events).order_by(security_events.c.id)).all()
+    assert stored == set(good)
+    assert [(e.reason, e.device) for e in events] == [("time", TAG_ID)] * 4
+    assert [fr.decode(e.raw, h.tag.key).ts for e in events] == misdated
+    assert "ahead" in events[0].detail or "behind" in events[0].detail
+    assert h.ingest.rejections[("time", TAG_ID)] == 4
+    assert h.acks(h.tag) == {(1, s) for s in range(1, 8)}
+    assert [r.reason for r in h.rules.rejected] == ["time"] * 4
+    assert {s.frame.ts for s in h.rules.committed} == {*good}
+    # A home unit's status is exempt from the age bound: its retained online frame and its
+    # last will are signed when it connects, which may have been months ago.
+    will = home_frame(UNIT_ID, h.unit.key, 1, now - FRAME_AGE_S - 86400, [
+        fr.Record(fr.LINK, dt=0, state=fr.LINK_OFFLINE)])  # fmt: skip
+    h.send((topics.home_status(UNIT_ID), will))
+    assert h.count(frames) == 5 and h.ingest.rejections[("time", UNIT_ID)] == 0

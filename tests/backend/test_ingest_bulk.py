@@ -33,6 +33,7 @@ def test_large_batches_with_duplicates_store_every_fix_once_under_its_frame(
         return True
 
     ingest = Ingest(engine, DeviceDirectory(registry), publish, Settings(), clock)
+    clock.set(T0 + 600 * 80)  # a backlog: every frame dated before backend now
     # 3 devices x 80 frames x 10 fixes: 240 frames and 2,400 positions, several statements'
     # worth of each (a statement takes at most 999 parameters).
     sent = {

@@ -129,7 +129,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(setup: Setup) -> None:
         ).status_code
         == 422
     )
-    r = s.post(f"{base}/assignments", {"device": UNIT_ID, "role": "tag", "starts_at": 0})
+    now = int(s.clock.now())
+    r = s.post(f"{base}/assignments", {"device": UNIT_ID, "role": "tag", "starts_at": now})
     assert r.status_code == 422 and "home_unit" in r.text
     assert s.http.get(f"{base}/zones", headers=s.officer).json()["features"] == []
 

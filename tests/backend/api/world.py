@@ -137,8 +137,9 @@ def build_scoped(
     ids: dict[str, int] = {}
     sid = stage.subject("A-3", world.units[UNIT_A])
     control = stage.subject("C-1", world.units[UNIT_A])
-    for dev, kind in ((TAG, "tag"), (HOME, "home_unit"), (CONTROL_TAG, "tag"), (SPARE_TAG, "tag")):
+    for dev, kind in ((HOME, "home_unit"), (CONTROL_TAG, "tag"), (SPARE_TAG, "tag")):
         stage.device(dev, kind)
+    stage.device(TAG, "tag", home_unit=HOME)  # only its paired unit speaks for its presence
     stage.assign(control, CONTROL_TAG, "tag", t - 86400)
     stage.assign(sid, HOME, "home_unit", t - 86400)
     lat_e7, lon_e7 = at(0, 0)
