@@ -77,6 +77,12 @@ class RunOptions:
     home_units: bool = True
     hil_heap: str = "160k"
     barrier_timeout_s: float = 15.0
+    # Stop waiting at the barrier once nothing has come back from the backend for this long
+    # (None: wait the full timeout). For runs with faults: a frame can sit where no ACK can
+    # come from for a while (in the session queue of a killed worker, which Mosquitto keeps
+    # giving its share of a shared subscription; in a batch retried while there is no
+    # primary), and the tags' own retransmissions, in simulated time, are what recovers it.
+    barrier_quiet_s: float | None = None
     database_url: str = ""
     workdir: Path | None = None
     record_frames: bool = True
@@ -446,7 +452,7 @@ class Fleet:
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
-        start_s = self.sim.start_ms // 1000
+        start_s = self.run_start_ms() // 1000  # the tag's now_ms 0 is the run's start
         gp = self.sim.params.gnss
 
         def route(unix: int) -> nmea.Position | None:
@@ -578,11 +584,15 @@ class Fleet:
             unit = self.sim.subjects[tag.index].home_unit_id
             self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
 
+    def run_start_ms(self) -> int:
+        """Where run() starts: `from_hour` into the simulation."""
+        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+
     def run(self, progress: Progress | None = None) -> RunResult:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start = sim.start_ms + int(self.o.from_hour * 3_600_000)
+        start = self.run_start_ms()
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
@@ -599,6 +609,10 @@ class Fleet:
         next_unit_tick = start
         next_rules_tick = start
         t = start
+        if self.backend is not None:
+            # Before the home units' first tick: what they send at `start` is not from the
+            # backend's future (ingest refuses frames dated ahead of its now).
+            self.backend.clock.set(start / 1000)
         if self.farm is not None:
             self.farm.tick(start / 1000)
         hil_zones_at = start + 15 * 60_000 if self.hil else None
@@ -623,7 +637,9 @@ class Fleet:
                 if self.farm is not None:  # relays this slice's beacons began, in lock-step
                     self.farm.settle(t / 1000)
                 assert isinstance(self.uplink, SharedUplink)
-                if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
+                if self.uplink.outstanding and not self.uplink.wait_acked(
+                    self.o.barrier_timeout_s, self.o.barrier_quiet_s
+                ):
                     self.counters["barrier_timeouts"] += 1
                 if hil_zones_at is not None and t >= hil_zones_at:
                     self._push_zones(self.uplink, set(self.hil_indices()))
@@ -639,6 +655,21 @@ class Fleet:
             if t >= end and self._drained():
                 break
         return self._result(t - start, time.monotonic() - wall0)
+
+    def stack(self) -> dict[str, Any]:
+        """What the run's backend runs on, as it is now (the report's `stack`): the database
+        engine, and on the HA stack each Patroni member's role; brokers and ingest workers
+        running."""
+        if self.backend is None:
+            return {"backend": None}
+        out: dict[str, Any] = {
+            "database": self.backend.engine.dialect.name,
+            "brokers": sum(b.proc is not None for b in self.brokers.brokers),
+            "ingest_workers": sum(w is not None for w in self.backend.workers),
+        }
+        if self.cluster is not None:
+            out["patroni"] = {n.name: n.role() for n in self.cluster.nodes}
+        return out
 
     def _live(self) -> dict[str, Any]:
         published = self.uplink.published if self.uplink is not None else 0
@@ -692,6 +723,7 @@ class Fleet:
         if self.backend is not None:
             for k, v in self.backend.counts().items():
                 counters[f"ingest_{k}"] = v
+            counters["rules_ticks_failed"] = self.backend.ticks_failed
         return RunResult(
             sim=self.sim,
             options=self.o,

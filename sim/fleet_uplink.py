@@ -50,6 +50,7 @@ class SharedUplink:
         self.outstanding: dict[tuple[int, int, int], int] = {}  # -> connection generation
         self.generation = 0
         self.failovers = 0
+        self.heard = 0.0  # monotonic time the last downlink arrived
         self._lock = threading.Lock()
         self._ready = threading.Event()
         # A device listener gives the client the id of its username (use_username_as_clientid).
@@ -97,6 +98,7 @@ class SharedUplink:
         where = topics.parse(msg.topic)
         with self._lock:
             self.received += 1
+            self.heard = time.monotonic()
             box = self.boxes.get(where[1]) if where is not None else None
             if box is None:
                 self.unknown += 1
@@ -127,30 +129,40 @@ class SharedUplink:
         self.client.loop_stop()
 
     def publish(self, device: int, topic: str, payload: bytes) -> bool:
+        """Send a tag's frame; False as a modem reports a failed publish (the firmware
+        keeps the frame and backs off): while the connection is down (a broker lost), or
+        when paho would not take it (REFERENCES: easy to ignore)."""
+        if not self.client.is_connected():
+            self.refused += 1
+            return False
         f = fr.parse(payload)
         key = (f.device, f.boot, f.seq)
         with self._lock:  # before the publish: the ACK may arrive before it returns
             self.outstanding[key] = self.generation
         info = self.client.publish(topic, payload, qos=topics.QOS)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            # paho refused to queue it (REFERENCES: easy to ignore), or the connection is
-            # down (a broker lost): the modem reports a failed publish, so the firmware keeps
-            # the frame and backs off.
-            with self._lock:
-                self.outstanding.pop(key, None)
-            self.refused += 1
-            return False
         with self._lock:
-            self.published += 1
-            if self.record:
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and self.record:
+                # NO_CONN: the connection went down under this publish; paho keeps the
+                # message and sends it once reconnected, so these bytes may still be stored.
                 self.log.append((device, topic, payload))
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.outstanding.pop(key, None)
+                self.refused += 1
+                return False
+            self.published += 1
         return True
 
-    def wait_acked(self, timeout: float) -> bool:
-        """Until every frame published so far has been acknowledged (or the timeout)."""
-        deadline = time.monotonic() + timeout
+    def wait_acked(self, timeout: float, quiet_s: float | None = None) -> bool:
+        """Until every frame published so far has been acknowledged; False after `timeout`,
+        or once nothing has come back for `quiet_s` (None: never)."""
+        now = time.monotonic()
+        deadline = now + timeout
+        began = now
         while self.outstanding:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
+                return False
+            if quiet_s is not None and now - max(began, self.heard) > quiet_s:
                 return False
             time.sleep(0.0005)
         return True

@@ -91,7 +91,7 @@ def run(
                     task,
                     completed=done,
                     total=total,
-                    clock=local_day(sim, sim.start_ms + done),
+                    clock=local_day(sim, fleet.run_start_ms() + done),
                     **live,
                 )
 
@@ -120,6 +120,7 @@ def run(
             )
         )
         rep = score.report(result, comp, scores, note)
+        rep["stack"] = fleet.stack()
         if window is not None:
             _per_window(rep, result, scores, window)
         if isinstance(source, score.TableAlertSource):

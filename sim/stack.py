@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine
 
@@ -32,6 +33,8 @@ from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import HOME_UNIT, TAG
 from firmware import topics
+
+log = structlog.get_logger("sim.stack")
 
 
 class StackError(RuntimeError):
@@ -80,6 +83,7 @@ class Backend:
         self._threads: list[threading.Thread | None] = [None] * workers
         # Counts of workers stopped by kill_worker(), so that processed stays a total.
         self.retired: Counter[str] = Counter()
+        self.ticks_failed = 0
 
     def register(self, pairs: list[tuple[int, int]]) -> Keys:
         """Register every (tag, home unit) pair with generated keys, paired."""
@@ -142,10 +146,17 @@ class Backend:
         return next((s for w, s in zip(self.workers, self.sinks, strict=True) if w), None)
 
     def tick(self, now: float) -> None:
-        """Move the rules' horizon to simulated now (comms loss, grace run out)."""
+        """Move the rules' horizon to simulated now (comms loss, grace run out). A tick that
+        fails (no database primary for a while) is counted and the next one catches up, as
+        backend.rules.sink.RuleTimer does."""
         sink = self.sink
-        if sink is not None:
+        if sink is None:
+            return
+        try:
             sink.tick(now)
+        except Exception:
+            log.exception("rules tick failed", now=now)
+            self.ticks_failed += 1
 
     def publish(self, items: list[tuple[str, bytes, bool]], timeout: float = 10.0) -> None:
         """Publish (topic, payload, retain) on every broker with the backend's account, as
