@@ -271,6 +271,8 @@ class Ingest:
         self.clock = clock or SystemClock()
         self.rules = rules or NoRules()
         self.guard = replay.SequenceGuard()
+        # (device, boot, seq) of a batch whose transaction failed: perhaps committed.
+        self._uncertain: set[tuple[int, int, int]] = set()
         self._writer = WriterQueue(engine)
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[tuple[str, int | None]] = Counter()
@@ -302,12 +304,25 @@ class Ingest:
                     conn, fresh, ordered, known, now, result.rejected, result.refused_records
                 )
         except Exception:
-            # Nothing was committed: forget what the guard learnt from this batch, so the
-            # redelivered frames are not mistaken for duplicates of frames never stored.
+            # Nothing was committed, or it was and only the answer was lost: forget what the
+            # guard learnt from this batch, so the redelivered frames are not mistaken for
+            # duplicates of frames never stored; and remember them, so that if the retry
+            # finds them stored, the rules get them (this attempt never handed them over).
             for v in fresh:
                 self.guard.forget(v.frame.device)
+            self._uncertain.update(_key(v) for v in fresh)
             raise
         result.committed_at = self.clock.now()
+        if self._uncertain:
+            recovered = [v for v in duplicates if _key(v) in self._uncertain]
+            # The worker runs a failed batch again until it goes through (IngestWorker.
+            # run_once), so after this success there is nothing left to wait for.
+            self._uncertain.clear()
+            if recovered:
+                self._stored_as(recovered)
+                duplicates = [v for v in duplicates if v.frame_id is None]
+                inserted += recovered
+                self.counts["commits_recovered"] += len(recovered)
         known += duplicates
         result.duplicates = len(known)
         result.retained_known = sum(1 for v in known if v.retained)
@@ -568,6 +583,20 @@ class Ingest:
             if high is None or f.ts > high:
                 newest[f.device] = f.ts
 
+    def _stored_as(self, found: list[_Verified]) -> None:
+        """Set each frame's id and late flag as its stored row has them (frames a failed
+        attempt committed after all)."""
+        keys = {_key(v): v for v in found}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    frames.c.id, frames.c.device, frames.c.boot, frames.c.seq, frames.c.late
+                ).where(tuple_(frames.c.device, frames.c.boot, frames.c.seq).in_(list(keys)))
+            )
+            for r in rows:
+                v = keys[(r.device, r.boot, r.seq)]
+                v.frame_id, v.late = r.id, bool(r.late)
+
     def _insert_frames(
         self, conn: Connection, ordered: list[_Verified], now: float
     ) -> dict[tuple[int, int, int], int]:
@@ -688,7 +717,7 @@ class Ingest:
         """A duplicate soon after the original is a retransmission (its ack was lost); long
         after, it is a replay: still harmless (it is acknowledged and not stored again) but
         worth a security event."""
-        keys = [(v.frame.device, v.frame.boot, v.frame.seq) for v in duplicates]
+        keys = [_key(v) for v in duplicates]
         first_seen = {
             (r.device, r.boot, r.seq): r.received_at
             for r in conn.execute(
@@ -770,6 +799,11 @@ _DATED = frozenset(t for t, spec in fr.SPECS.items() if spec[2][:1] == ("dt",))
 
 
 _DEVICE_TIME = itemgetter(0, 1)
+
+
+def _key(v: _Verified) -> tuple[int, int, int]:
+    """A frame's identity: (device, boot, seq), unique in storage."""
+    return v.frame.device, v.frame.boot, v.frame.seq
 
 
 # The fast path for the frame a tag sends most: nothing but fixes (GPS mode). Its values come
