@@ -1,7 +1,7 @@
 """Mosquitto credentials and ACLs generated from the device registry.
 
 Each device logs in as `tag-<id>` or `hu-<id>` with a password derived from its own key
-(firmware.mac.broker_password: HMAC-SHA256(key, "tagwatch mqtt v1"), the first 16 bytes in
+(firmware.brokers.password: HMAC-SHA256(key, "tagwatch mqtt v1"), the first 16 bytes in
 hex), which the tag computes at boot and the home unit from its key: the backend never
 stores a second secret, and a leaked password file gives no frame key. The ACL confines
 each device to its own topics (docs/protocol.md, MQTT) and the backend's own account to
@@ -25,7 +25,7 @@ from pathlib import Path
 from backend.broker import BrokerFiles
 from backend.registry import Device
 from backend.storage.schema import HOME_UNIT, TAG
-from firmware import mac, topics
+from firmware import brokers, topics
 
 # Mosquitto 2's own default. The passwords are 128-bit random-equivalent, so slow hashing
 # buys nothing here and would cost on every connection.
@@ -67,7 +67,7 @@ def username(device: Device) -> str:
 
 
 def device_password(key: bytes) -> str:
-    return mac.broker_password(key)
+    return brokers.password(key)
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None) -> str:

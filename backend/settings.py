@@ -86,13 +86,13 @@ class Settings(BaseSettings):
 
     def broker_list(self) -> list[tuple[str, int]]:
         """The brokers' backend listeners, (host, port), in order."""
-        from firmware import config as fw_config
+        from firmware.brokers import endpoint
 
         if not self.mqtt_brokers:
             return [(self.mqtt_host, self.mqtt_port)]
         try:
-            return [fw_config.broker(b) for b in self.mqtt_brokers]
-        except fw_config.ConfigError as e:
+            return [endpoint(b) for b in self.mqtt_brokers]
+        except ValueError as e:
             raise ValueError(f"TAGWATCH_MQTT_BROKERS: {e}") from None
 
     def resolved_database_url(self) -> str:

@@ -54,9 +54,6 @@ DEFAULTS = {
 }
 
 
-MAX_BROKERS = 4
-
-
 class ConfigError(ValueError):
     pass
 
@@ -92,11 +89,19 @@ def merge(given: "object") -> "dict[str, object]":
         bytes.fromhex(key)
     except ValueError:
         raise ConfigError("key must be 64 hex digits") from None
+    from firmware.brokers import MAX_BROKERS, endpoint
+    from firmware.runtime import unload
+
+    unload("brokers")  # dropped before the code loads: the names above keep what this needs
+
     brokers = cfg["brokers"]
     if not isinstance(brokers, list) or len(brokers) > MAX_BROKERS:
         raise ConfigError("brokers must be a list of at most %d host:port" % MAX_BROKERS)
     for b in brokers:
-        broker(b)
+        try:
+            endpoint(b)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     pk = cfg["pairing_key"]
     if pk != "":
         try:
@@ -106,17 +111,6 @@ def merge(given: "object") -> "dict[str, object]":
         except ValueError:
             raise ConfigError("pairing_key must be empty or 64 hex digits") from None
     return cfg
-
-
-def broker(b: object) -> "tuple[str, int]":
-    """A broker endpoint "host:port" (at most 64 characters) as (host, port); ConfigError if
-    it is not one. The home unit and the backend check their broker lists with it too."""
-    if isinstance(b, str) and len(b) <= 64:
-        i = b.rfind(":")
-        port = b[i + 1 :]
-        if i > 0 and port.isdigit() and 0 < int(port) < 65536:
-            return b[:i], int(port)
-    raise ConfigError("broker %r must be host:port" % (b,))
 
 
 def paired(cfg: "dict[str, object]") -> bool:

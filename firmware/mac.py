@@ -52,13 +52,3 @@ def equal(a: bytes, b: bytes) -> bool:
 def derive(key: bytes, label: bytes) -> bytes:
     """A sub-key for one purpose (e.g. the tag/home-unit pairing key), so keys are never reused."""
     return hmac_sha256(key, label)
-
-
-MQTT_LABEL = b"tagwatch mqtt v1"
-
-
-def broker_password(key: bytes) -> str:
-    """The device's MQTT password, derived from its frame key: the backend derives the same to
-    write the broker's password file (backend/broker_credentials.py), so provisioning writes
-    no second secret and a leaked password file gives no frame key."""
-    return derive(key, MQTT_LABEL)[:16].hex()

@@ -38,7 +38,7 @@ def packet(kind: int, body: bytes) -> bytes:
 
 def connect(client_id: str, keepalive_s: int, clean: bool = False, password: str = "") -> bytes:
     """CONNECT (MQTT 3.1.1). With a password the username is the client id: a device logs in
-    as `tag-<id>` with the password derived from its key (firmware.mac.broker_password), and
+    as `tag-<id>` with the password derived from its key (firmware.brokers.password), and
     the broker's device listener binds the client id to that username anyway."""
     flags = 0x02 if clean else 0x00
     body = _str(client_id)

@@ -3,13 +3,13 @@
 # application hands to the store), resends what is not acknowledged, and backs off
 # exponentially when there is no coverage. The modem is off whenever nothing is owed.
 #
-# Brokers: the provisioned list ("brokers", in order) is tried one after another; a session
-# that fails moves to the next one at once, and only when every broker of the list has failed
-# in a row does the tag back off. It stays with the broker that worked (no broker is the
-# "right" one: every ingest worker reads every broker, docs/scaling.md). Frames not yet
-# acknowledged are sent again on the new broker; ingest de-duplicates them.
+# Brokers: the list ("brokers", in order: provisioned, or set by cmd_broker) is tried one after
+# another; a session that fails moves to the next one at once, and only when every broker of
+# the list has failed in a row does the tag back off. It stays with the broker that worked
+# (no broker is the "right" one: every ingest worker reads every broker, docs/scaling.md).
+# Frames not yet acknowledged are sent again on the new broker; ingest de-duplicates them.
 from firmware import board as hal
-from firmware import mac, topics
+from firmware import topics
 from firmware.runtime import TYPE_CHECKING, const
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ _BACKOFF = const(3)
 
 class Uplink:
     def __init__(
-        self, modem: "Modem", store: "Store", device: int, cfg: "dict[str, object]"
+        self, modem: "Modem", store: "Store", device: int, cfg: "dict[str, object]", password: str
     ) -> None:
         self.modem = modem
         self.store = store
@@ -37,7 +37,7 @@ class Uplink:
         self.brokers: list[str] = b if type(b) is list and b else [""]
         self.broker = 0  # index into brokers of the one in use (or tried next)
         self.tried = 0  # brokers that failed in a row since the last success
-        self.password = mac.broker_password(bytes.fromhex(str(cfg["key"])))
+        self.password = password  # firmware.brokers.password(key), worked out at boot
         self.state = _IDLE
         self.until_ms = 0  # connect deadline / back-off end / linger end
         self.failures = 0
@@ -54,6 +54,14 @@ class Uplink:
     def _i(self, name: str) -> int:
         v = self.cfg[name]
         return v if type(v) is int else 0
+
+    def set_brokers(self, brokers: "list[str]") -> None:
+        """A new list (cmd_broker): a session in progress stays where it is; the next one
+        starts at the new list's first broker."""
+        if brokers != self.brokers:
+            self.brokers = brokers
+            self.broker = 0
+            self.tried = 0
 
     def urgent_now(self) -> None:
         """An alert-class frame was stored: skip any back-off and send it at once."""

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from firmware import config as fw_config
 from firmware import frame as fr
 from firmware import topics
 from home_unit import handshake, own_frames, presence, pushed_config, store
 from home_unit.clock import Clock, SimClock
-from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair
+from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair, endpoints
 from home_unit.radio import MAX_OFFLOAD_FRAMES, BeaconHeard, Radio, RadioError, TagLink
 from home_unit.sensors import FileSensors, Reading
 from home_unit.settings import HomeUnitSettings
@@ -180,7 +179,7 @@ class HomeUnit:
         self.trackers = trackers
         log.info("config_applied", version=cfg.version, tags=sorted(self.beacon_keys))
         if cfg.brokers and self.link is not None:
-            self.link.set_brokers([fw_config.broker(b) for b in cfg.brokers])
+            self.link.set_brokers(endpoints(cfg.brokers))
         self._sync_subscriptions()
 
     def on_config(self, payload: bytes) -> None:
@@ -645,7 +644,7 @@ class HomeUnit:
         pushed = self.config.brokers if self.config is not None else []
         self.link = MqttLink(
             self.unit,
-            [fw_config.broker(b) for b in pushed] or self.s.broker_list(),
+            endpoints(pushed) or self.s.broker_list(),
             self.loop,
             LinkEvents(self.on_connected, self.on_disconnected, self.on_puback, self.on_message),
             username=username,

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -25,10 +26,31 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import AfterValidator, Field
 
 from firmware import topics
+from firmware.brokers import endpoint
 
 log = structlog.get_logger("home_unit.mqtt")
+
+MAX_BROKERS = 8
+
+
+def _endpoint(b: str) -> str:
+    endpoint(b)  # ValueError: a validation error naming the entry
+    return b
+
+
+# A unit's broker list, local (settings) or pushed (configuration): "host:port" each, tried
+# in order.
+BrokerList = Annotated[
+    list[Annotated[str, AfterValidator(_endpoint)]], Field(max_length=MAX_BROKERS)
+]
+
+
+def endpoints(brokers: list[str]) -> list[tuple[str, int]]:
+    """A checked list as (host, port) pairs."""
+    return [endpoint(b) for b in brokers]
 
 
 @dataclass(frozen=True)

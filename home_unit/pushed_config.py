@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from firmware import config as fw_config
 from firmware import mac
 from home_unit import presence
+from home_unit.mqtt_link import BrokerList
 
 _CONFIG_LABEL = b"tagwatch config v1"
 MAX_TAGS = 64
@@ -115,17 +115,7 @@ class UnitConfig(_Strict):
     curfews: list[CurfewWindow] = Field(default_factory=list)
     thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
     # The brokers to use from now on ("host:port", in order); empty: keep the local list.
-    brokers: list[str] = Field(default_factory=list, max_length=8)
-
-    @field_validator("brokers")
-    @classmethod
-    def _brokers(cls, v: list[str]) -> list[str]:
-        for b in v:
-            try:
-                fw_config.broker(b)
-            except fw_config.ConfigError as e:
-                raise ValueError(str(e)) from None
-        return v
+    brokers: BrokerList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> UnitConfig:

@@ -19,10 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from firmware import config as fw_config
-from firmware import mac
-
-MAX_BROKERS = 8
+from firmware import brokers
+from home_unit.mqtt_link import BrokerList, endpoints
 
 
 class SettingsError(ValueError):
@@ -43,9 +41,9 @@ class HomeUnitSettings(BaseSettings):
     # Several brokers ("host:port", tried in this order; docs/home-unit.md, "Brokers"):
     # when given, broker_host/broker_port are not used. The pushed configuration can
     # replace the list.
-    brokers: list[str] = Field(default_factory=list, max_length=MAX_BROKERS)
+    brokers: BrokerList = Field(default_factory=list)
     # The broker login: by default the unit's device account, `hu-<unit>` with the password
-    # derived from its key (firmware.mac.broker_password), as the generated password file
+    # derived from its key (firmware.brokers.password), as the generated password file
     # has it.
     username: str | None = None
     password: str | None = None
@@ -87,16 +85,6 @@ class HomeUnitSettings(BaseSettings):
             raise ValueError("key_hex must be 64 hex digits (32 bytes)")
         return v
 
-    @field_validator("brokers")
-    @classmethod
-    def _brokers(cls, v: list[str]) -> list[str]:
-        for b in v:
-            try:
-                fw_config.broker(b)
-            except fw_config.ConfigError as e:
-                raise ValueError(str(e)) from None
-        return v
-
     @field_validator("sim_radio")
     @classmethod
     def _hostport(cls, v: str) -> str:
@@ -127,13 +115,13 @@ class HomeUnitSettings(BaseSettings):
         """Where to connect, in order."""
         if not self.brokers:
             return [(self.broker_host, self.broker_port)]
-        return [fw_config.broker(b) for b in self.brokers]
+        return endpoints(self.brokers)
 
     def login(self) -> tuple[str, str]:
         """(username, password) at the broker."""
         return (
             self.username or f"hu-{self.unit}",
-            self.password if self.password is not None else mac.broker_password(self.key()),
+            self.password if self.password is not None else brokers.password(self.key()),
         )
 
     def sim_address(self) -> tuple[str, int]:

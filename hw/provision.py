@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from firmware import config as fwconfig
+from firmware.brokers import endpoint
 from hw import boarddef
 from hw import image as img
 from hw.flash import write_verified
@@ -91,10 +92,11 @@ class LocalRegistrar:
 
 
 def parse_server(server: str) -> tuple[str, int]:
-    host, sep, port = server.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ProvisionError(f"server must be HOST:PORT, got {server!r}")
-    return host, int(port)
+    """HOST:PORT as the firmware checks a broker endpoint (firmware.brokers.endpoint)."""
+    try:
+        return endpoint(server)
+    except ValueError:
+        raise ProvisionError(f"server must be HOST:PORT, got {server!r}") from None
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -118,7 +120,7 @@ def device_config(
     """config.json for the board, checked by the firmware's own config loader. `servers` are
     the brokers in the order the tag tries them (docs/protocol.md, "Brokers and login"). The
     tag logs in as `tag-<id>` with a password it derives from its key at boot
-    (firmware.mac.broker_password), the one `tagwatch backend broker-config` writes for it,
+    (firmware.brokers.password), the one `tagwatch backend broker-config` writes for it,
     so no second secret is provisioned or stored."""
     servers = [servers] if isinstance(servers, str) else servers
     if not servers:

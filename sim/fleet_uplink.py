@@ -35,9 +35,9 @@ class SharedUplink:
     the tags send them again (their ACK may have been lost with a broker)."""
 
     def __init__(self, brokers: list[str], username: str, password: str) -> None:
-        from firmware import config as fw_config
+        from firmware.brokers import endpoint
 
-        self.brokers = [fw_config.broker(b) for b in brokers]
+        self.brokers = [endpoint(b) for b in brokers]
         self.current = 0
         self.boxes: dict[int, DownlinkBox] = {}
         self.published = 0
