@@ -48,6 +48,10 @@ class SharedUplink:
         self.record = False
         # Frames published and not yet named by an ACK: the lock-step barrier waits on it.
         self.outstanding: dict[tuple[int, int, int], int] = {}  # -> connection generation
+        # Those of them the barrier gave up on (nothing came back for its quiet time): not
+        # waited for again, or a frame stuck in a killed worker's session queue would cost
+        # every later slice that wait. An ACK still clears them; sent again, one is waited for.
+        self.waived: set[tuple[int, int, int]] = set()
         self.generation = 0
         self.failovers = 0
         self.heard = 0.0  # monotonic time the last downlink arrived
@@ -78,6 +82,7 @@ class SharedUplink:
             # Published on an earlier connection and not acknowledged: the tags resend them.
             for key in [k for k, g in self.outstanding.items() if g < self.generation]:
                 del self.outstanding[key]
+                self.waived.discard(key)
         c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
 
     def _fail_over(self) -> None:
@@ -114,6 +119,7 @@ class SharedUplink:
                     if r.type == fr.ACK_RANGE:
                         for seq in range(r.first, r.last + 1):
                             self.outstanding.pop((f.device, r.boot, seq), None)
+                            self.waived.discard((f.device, r.boot, seq))
 
     def start(self, timeout: float = 10.0) -> None:
         host, port = self.brokers[0]
@@ -139,6 +145,7 @@ class SharedUplink:
         key = (f.device, f.boot, f.seq)
         with self._lock:  # before the publish: the ACK may arrive before it returns
             self.outstanding[key] = self.generation
+            self.waived.discard(key)
         info = self.client.publish(topic, payload, qos=topics.QOS)
         with self._lock:
             if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and self.record:
@@ -147,22 +154,24 @@ class SharedUplink:
                 self.log.append((device, topic, payload))
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 self.outstanding.pop(key, None)
+                self.waived.discard(key)
                 self.refused += 1
                 return False
             self.published += 1
         return True
 
     def wait_acked(self, timeout: float, quiet_s: float | None = None) -> bool:
-        """Until every frame published so far has been acknowledged; False after `timeout`,
-        or once nothing has come back for `quiet_s` (None: never)."""
+        """Until every frame published so far has been acknowledged (but those given up on
+        before); False after `timeout`, or once nothing has come back for `quiet_s` (None:
+        never), and the frames still unacknowledged are given up on."""
         now = time.monotonic()
         deadline = now + timeout
         began = now
-        while self.outstanding:
+        while len(self.outstanding) > len(self.waived):
             now = time.monotonic()
-            if now > deadline:
-                return False
-            if quiet_s is not None and now - max(began, self.heard) > quiet_s:
+            if now > deadline or (quiet_s is not None and now - max(began, self.heard) > quiet_s):
+                with self._lock:
+                    self.waived.update(self.outstanding)
                 return False
             time.sleep(0.0005)
         return True

@@ -152,6 +152,7 @@ class PatroniNode:
         self.etcd = etcd
         self.scope = scope
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False  # asked to stop, not yet gone
         self.log = self.dir / "patroni.log"
         self.as_user = "postgres" if os.geteuid() == 0 else None
         if self.as_user is not None:
@@ -206,6 +207,9 @@ class PatroniNode:
                 # fsync off: the tests kill processes, not the machine's power (the page cache
                 # survives); production keeps fsync on.
                 "parameters": {"unix_socket_directories": str(self.dir), "fsync": "off"},
+                # A replica's copy starts at once, not after a spread checkpoint, and is not
+                # synced to disk (as initdb's above, for the same reason as fsync).
+                "basebackup": [{"checkpoint": "fast"}, "no-sync"],
             },
         }
 
@@ -260,14 +264,20 @@ class PatroniNode:
                     break
                 time.sleep(0.05)
 
+    def terminate(self) -> None:
+        """Ask Patroni to stop (it stops PostgreSQL itself); stop() waits for it."""
+        if self.proc is not None and self.proc.poll() is None and not self.stopping:
+            self.proc.terminate()
+            self.stopping = True
+
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()  # Patroni stops PostgreSQL itself
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(30)
+        self.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
         self.kill()
+        self.stopping = False
 
 
 @dataclass
@@ -338,7 +348,9 @@ class PostgresCluster:
         return p
 
     def stop(self) -> None:
-        for n in reversed(self.nodes):
+        for n in self.nodes:  # all at once: each takes seconds to shut its PostgreSQL down
+            n.terminate()
+        for n in self.nodes:
             n.stop()
         self.etcd.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

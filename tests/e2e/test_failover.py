@@ -13,9 +13,9 @@ under Patroni, while, in turn:
 The fleet runs on while the cluster recovers (promotion and the old primary's return are
 timed on threads of their own), so frames and events keep coming during each fault; the
 lock-step barrier stops waiting for ACKs once nothing has come back for a second
-(RunOptions.barrier_quiet_s): a frame can sit in the queue Mosquitto keeps for the killed
-worker's session, or in a batch retried while there is no primary, and the tags'
-retransmissions, in simulated time, are what recovers it.
+(RunOptions.barrier_quiet_s), and does not wait for those frames again: a frame can sit in
+the queue Mosquitto keeps for the killed worker's session, or in a batch retried while there
+is no primary, and the tags' retransmissions, in simulated time, are what recovers it.
 
 A tamper event is injected while each of the first three faults lasts (failover.toml). After
 the run: every frame the firmware sealed is stored exactly once and acknowledged (nothing
@@ -23,15 +23,15 @@ left on a tag), frames were sealed during or just after each fault, the tamper a
 raised, and the time from each fault to the first new stored frame is reported (printed,
 and in docs/scaling.md).
 
-Last, `tagwatch sim run --ha` runs a short window of the same day end to end.
+The run goes through sim.run.run with RunOptions(ha=True), what `tagwatch sim run --ha`
+runs: the report says which stack it ran on.
 
 `pytest -m failover` runs them alone; `make test` runs them with the rest."""
 
 from __future__ import annotations
 
+import io
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import func, select
 
 from backend.storage.schema import frames
@@ -48,7 +49,7 @@ from sim import scenario
 from sim import score as sc_score
 from sim import truth as tr
 from sim.fleet import Fleet, RunOptions
-from sim.run import clip_truth, run_window
+from sim.run import run, run_window
 
 pytestmark = [pytest.mark.failover, pytest.mark.broker, pytest.mark.micropython]
 SCENARIO = Path(__file__).with_name("failover.toml")
@@ -86,13 +87,17 @@ class FaultRun:
     counters: dict[str, int]
     roles: dict[str, str | None]
     sync_standby: str | None
+    report: dict[str, Any]  # sim.run's report.json
 
 
 @pytest.fixture(scope="module")
 def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
+    # Through sim.run.run, what `tagwatch sim run --ha` runs (the command line's own
+    # wiring: tests/sim/test_fleet.py), with the faults injected between slices.
     sc = scenario.load(SCENARIO)
+    work = tmp_path_factory.mktemp("ha")
     opts = RunOptions(seed=5, hil=1, from_hour=9, hours=1.5, drain_s=1800, rules=True, ha=True,
-                      barrier_quiet_s=1.0, workdir=tmp_path_factory.mktemp("ha"))  # fmt: skip
+                      barrier_quiet_s=1.0, workdir=work)  # fmt: skip
     faults = [
         Fault("postgres_primary_killed", 20),
         Fault("broker_killed", 40),
@@ -100,67 +105,67 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
         Fault("worker_restarted", 70),
         Fault("old_primary_back_as_replica", 80),
     ]
-    with Fleet(sc, opts) as fleet:
-        fleet.setup()
-        assert fleet.cluster is not None and fleet.backend is not None
-        cluster, backend = fleet.cluster, fleet.backend
-        old_primary = cluster.primary()
-        assert old_primary is not None
-        start = fleet.sim.start_ms + 9 * 3_600_000
+    watchers: list[threading.Thread] = []
+    first: dict[str, Any] = {}  # the primary the run started on
 
-        watchers: list[threading.Thread] = []
+    def watch(f: Fault, until: Callable[[], Any], what: str) -> None:
+        """Time `until` on a thread of its own: the fleet runs on meanwhile, so frames
+        and events keep coming while the cluster recovers."""
 
-        def watch(f: Fault, until: Callable[[], Any], what: str) -> None:
-            """Time `until` on a thread of its own: the fleet runs on meanwhile, so frames
-            and events keep coming while the cluster recovers."""
+        def timed() -> None:
+            f.detail["outcome"] = until()
+            f.detail[what] = round(time.monotonic() - f.wall, 1)
 
-            def timed() -> None:
-                f.detail["outcome"] = until()
-                f.detail[what] = round(time.monotonic() - f.wall, 1)
+        t = threading.Thread(target=timed, name=f"watch-{f.name}", daemon=True)
+        t.start()
+        watchers.append(t)
 
-            t = threading.Thread(target=timed, name=f"watch-{f.name}", daemon=True)
-            t.start()
-            watchers.append(t)
+    def inject(fleet: Fleet, f: Fault) -> None:
+        cluster, backend, old_primary = fleet.cluster, fleet.backend, first["primary"]
+        f.frames_before = stored(fleet) or 0
+        f.wall = time.monotonic()
+        if f.name == "postgres_primary_killed":
+            old_primary.kill()
+            watch(f, lambda: cluster.wait_primary(other_than=old_primary).name,
+                  "promoted_after_s")  # fmt: skip
+        elif f.name == "broker_killed":
+            fleet.brokers.brokers[0].kill()
+        elif f.name == "worker_killed":
+            backend.kill_worker(0)
+        elif f.name == "worker_restarted":
+            backend.start_worker(0)
+        else:
+            old_primary.start()
+            watch(f, cluster.wait_replicating, "replica_after_s")
 
-        def inject(f: Fault) -> None:
-            f.frames_before = stored(fleet) or 0
-            f.wall = time.monotonic()
-            if f.name == "postgres_primary_killed":
-                old_primary.kill()
-                watch(f, lambda: cluster.wait_primary(other_than=old_primary).name,
-                      "promoted_after_s")  # fmt: skip
-            elif f.name == "broker_killed":
-                fleet.brokers.brokers[0].kill()
-            elif f.name == "worker_killed":
-                backend.kill_worker(0)
-            elif f.name == "worker_restarted":
-                backend.start_worker(0)
-            else:
-                old_primary.start()
-                watch(f, cluster.wait_replicating, "replica_after_s")
+    def on_progress(fleet: Fleet, done: int) -> None:
+        if not first:
+            assert fleet.cluster is not None and fleet.backend is not None
+            first["primary"] = fleet.cluster.primary()
+            assert first["primary"] is not None
+        for f in faults:
+            if not f.done and done >= f.at_min * MIN:
+                f.done = True
+                inject(fleet, f)
+            if f.done and f.recovered_s is None:
+                n = stored(fleet)
+                if n is not None and n > f.frames_before:
+                    f.recovered_s = round(time.monotonic() - f.wall, 1)
+                    f.recovered_min = round(done / MIN, 1)
 
-        def progress(done: int, _total: int, _live: dict[str, Any]) -> None:
-            for f in faults:
-                if not f.done and done >= f.at_min * MIN:
-                    f.done = True
-                    inject(f)
-                if f.done and f.recovered_s is None:
-                    n = stored(fleet)
-                    if n is not None and n > f.frames_before:
-                        f.recovered_s = round(time.monotonic() - f.wall, 1)
-                        f.recovered_min = round(done / MIN, 1)
-
-        result = fleet.run(progress)
+    quiet = Console(file=io.StringIO())
+    outcome = run(sc, opts, work / "out", quiet, keep=True, on_progress=on_progress)
+    try:
+        fleet, result = outcome.fleet, outcome.result
+        assert fleet is not None and fleet.cluster is not None
         for t in watchers:
             t.join(180)
+        start = fleet.sim.start_ms + 9 * 3_600_000
         window = run_window(result)
         assert window is not None and window[0] == start
-        truth = clip_truth(result.sim.truth, *window)
-        comp = sc_score.completeness(result, backend.engine)
-        alerts = sc_score.TableAlertSource(backend.engine, fleet.subject_of).alerts()
-        scores = sc_score.score_alerts(truth, alerts)
-        roles = {n.name: n.role() for n in cluster.nodes}
-        standby = cluster.sync_standby()
+        assert outcome.completeness is not None and outcome.scores is not None
+        roles = {n.name: n.role() for n in fleet.cluster.nodes}
+        standby = fleet.cluster.sync_standby()
         for payload in result.frames.values():
             at_min = (fr.parse(payload).ts * 1000 - start) / MIN
             for f in faults:
@@ -173,7 +178,10 @@ def fault_run(tmp_path_factory: pytest.TempPathFactory) -> FaultRun:
         }  # fmt: skip
         print("\nfault -> first new stored frame (wall s):", json.dumps(report))
         print("counters:", json.dumps(result.counters, sort_keys=True))
-        return FaultRun(faults, comp, scores, dict(result.counters), roles, standby)
+        return FaultRun(faults, outcome.completeness, outcome.scores, dict(result.counters),
+                        roles, standby, outcome.report)  # fmt: skip
+    finally:
+        outcome.close()
 
 
 def test_every_frame_stored_once_and_acknowledged_through_every_fault(fault_run: FaultRun) -> None:
@@ -205,28 +213,22 @@ def test_the_old_primary_came_back_as_the_synchronous_replica(fault_run: FaultRu
     assert sorted(r for r in fault_run.roles.values() if r) == ["primary", "replica"]
     assert fault_run.roles["pg0"] == "replica"
     assert fault_run.sync_standby == "pg0"
-    # The workers' batches failed while there was no primary, and were run again.
-    assert fault_run.counters.get("ingest_batch_failed", 0) >= 1, fault_run.counters
+    # The outage was seen and outlived: a worker's batch or the rules' tick failed while
+    # there was no primary and was run again. Which of them depends on whether the fleet
+    # sent a frame in those seconds; tests/backend/test_ingest.py retries a batch whose
+    # commit's answer was lost, on PostgreSQL, deterministically.
+    c = fault_run.counters
+    assert c.get("ingest_batch_failed", 0) + c.get("rules_ticks_failed", 0) >= 1, c
 
 
-def test_sim_run_ha_runs_a_scenario_on_the_ha_stack(tmp_path: Path) -> None:
-    # `tagwatch sim run --ha` as CI runs it: a quarter of an hour of the fault tests' day
-    # around the first strap cut (09:22), a tag under the micropython binary, no faults.
-    tagwatch = str(Path(sys.executable).with_name("tagwatch"))
-    cmd = [tagwatch, "sim", "run", str(SCENARIO), "--ha", "--hil", "1", "--seed", "5",
-           "--from-hour", "9.3", "--hours", "0.25", "--out", str(tmp_path)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rep = json.loads((tmp_path / "report.json").read_text())
-    # It ran where it says: PostgreSQL under Patroni (a primary and its replica), two
-    # brokers, two ingest workers.
-    assert rep["stack"]["database"] == "postgresql", rep["stack"]
-    assert sorted(rep["stack"]["patroni"].values()) == ["primary", "replica"], rep["stack"]
-    assert rep["stack"]["brokers"] == 2 and rep["stack"]["ingest_workers"] == 2
-    comp = rep["completeness"]
-    assert comp["ok"] and comp["frames_stored"] >= 1 and comp["frames_on_tags"] == 0, comp
-    # Nothing refused: the home units' first frames, at 09:18, are not from the backend's
+def test_the_report_says_the_run_was_on_the_ha_stack(fault_run: FaultRun) -> None:
+    # As `tagwatch sim run --ha` reports it, at the run's end: PostgreSQL under Patroni (the
+    # promoted primary; the old one may still be rejoining), the broker left after the
+    # kill, both ingest workers (one restarted).
+    stack = fault_run.report["stack"]
+    assert stack["database"] == "postgresql", stack
+    assert sorted(stack["patroni"]) == ["pg0", "pg1"] and stack["patroni"]["pg1"] == "primary"
+    assert stack["brokers"] == 1 and stack["ingest_workers"] == 2, stack
+    # Nothing refused: the home units' first frames, at 09:00, are not from the backend's
     # future (its clock is set to the run's start before they send).
-    assert rep["counters"].get("ingest_rejected", 0) == 0, rep["counters"]
-    strap = rep["alerts"][tr.STRAP_CUT]
-    assert strap["episodes"] == 1 and strap["detected"] == 1, strap
+    assert fault_run.counters.get("ingest_rejected", 0) == 0, fault_run.counters
