@@ -219,6 +219,7 @@ class Batch:
     known: list[Received] = field(default_factory=list)  # duplicates: stored before
     ordered: list[Received] = field(default_factory=list)  # `frames` in event-time order
     inserted: list[Received] = field(default_factory=list)  # stored by this batch
+    in_db: list[Received] = field(default_factory=list)  # of `known`, found in the database
 
 
 Check = Callable[[Received], Rejection | None]
@@ -242,6 +243,8 @@ class Ingest:
         self.clock = clock or SystemClock()
         self.rules = rules or NoRules()
         self.guard = replay.SequenceGuard()
+        # (device, boot, seq) of a batch whose transaction failed: perhaps committed.
+        self._uncertain: set[store.FrameKey] = set()
         self._writer = store.WriterQueue(engine)
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[tuple[str, int | None]] = Counter()
@@ -411,8 +414,10 @@ class Ingest:
     def persist(self, b: Batch) -> None:
         """One transaction: what is new is stored (the database de-duplicates), duplicates
         are checked for replay, and every refusal of the batch is written as a security
-        event. If it fails nothing was committed, and the guard forgets this batch so the
-        redelivered frames are not mistaken for duplicates of frames never stored."""
+        event. If it fails, nothing was committed or it was and only the answer was lost:
+        the guard forgets this batch, so the redelivered frames are not mistaken for
+        duplicates of frames never stored; and they are remembered, so that if the retry
+        finds them stored, the rules get them (the failed attempt never handed them over)."""
         try:
             with (
                 self._writer,
@@ -423,9 +428,12 @@ class Ingest:
         except Exception:
             for v in b.frames:
                 self.guard.forget(v.frame.device)
+            self._uncertain.update(_key(v) for v in b.frames)
             raise
         r = b.result
         r.committed_at = self.clock.now()
+        if self._uncertain:
+            self._recover(b)
         r.duplicates = len(b.known)
         r.retained_known = sum(1 for v in b.known if v.retained)
         r.stored = [
@@ -442,6 +450,23 @@ class Ingest:
             for v in b.inserted
         ]
 
+    def _recover(self, b: Batch) -> None:
+        """Frames this batch found stored that a failed attempt may have committed are
+        stored by this batch as far as acknowledgement and the rules go, with the id and late
+        flag of their stored row. The worker runs a failed batch again until it goes through
+        (IngestWorker.run_once), so after this success there is nothing left to wait for."""
+        recovered = [v for v in b.in_db if _key(v) in self._uncertain]
+        self._uncertain.clear()
+        if not recovered:
+            return
+        with self.engine.connect() as conn:
+            rows = store.stored_frames(conn, [_key(v) for v in recovered])
+        for v in recovered:
+            v.frame_id, v.late = rows[_key(v)]
+        b.known = [v for v in b.known if v.frame_id is None]
+        b.inserted += recovered
+        self.counts["commits_recovered"] += len(recovered)
+
     def _store(self, conn: Connection, b: Batch) -> None:
         now, r = b.now, b.result
         if b.frames:
@@ -450,7 +475,8 @@ class Ingest:
             for v in b.ordered:
                 f = v.frame
                 v.frame_id = ids.get((f.device, f.boot, f.seq))
-                (b.inserted if v.frame_id is not None else b.known).append(v)
+                (b.inserted if v.frame_id is not None else b.in_db).append(v)
+            b.known += b.in_db
             store.insert_positions(
                 conn,
                 [
@@ -508,7 +534,7 @@ class Ingest:
         """A duplicate soon after the original is a retransmission (its ack was lost); long
         after, it is a replay: still harmless (it is acknowledged and not stored again) but
         worth a security event."""
-        keys = [(v.frame.device, v.frame.boot, v.frame.seq) for v in duplicates]
+        keys = [_key(v) for v in duplicates]
         first_seen = store.first_received(conn, keys)
         out = []
         for v, key in zip(duplicates, keys, strict=True):
@@ -673,3 +699,8 @@ def ack_ranges(seen: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
         else:
             out.append((boot, seq, seq))
     return out
+
+
+def _key(v: Received) -> store.FrameKey:
+    """A frame's identity: (device, boot, seq), unique in storage."""
+    return v.frame.device, v.frame.boot, v.frame.seq

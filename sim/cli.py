@@ -83,6 +83,20 @@ def run_scenario(
     rules: Annotated[
         bool, typer.Option(help="configure subjects and run the backend's rules (alerts)")
     ] = True,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            help="on the HA stack: PostgreSQL under Patroni with a synchronous replica, "
+            "two brokers, two ingest workers (docs/scaling.md)"
+        ),
+    ] = False,
+    from_hour: Annotated[
+        float, typer.Option(min=0, max=23.9, help="start this many hours into the first day")
+    ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=24, help="simulate only this many hours (then the drain)"),
+    ] = None,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -91,9 +105,11 @@ def run_scenario(
     from sim.fleet import RunOptions
 
     sc = _scenario(scenario, "run")
-    outcome = sim_run.run(
-        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
-    )
+    opts = RunOptions(
+        seed=seed, subjects=subjects, days=days, hil=hil, rules=rules, ha=ha,
+        from_hour=from_hour, hours=hours,
+    )  # fmt: skip
+    outcome = sim_run.run(sc, opts, Path(out))
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")
     comp = outcome.completeness

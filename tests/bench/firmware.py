@@ -41,8 +41,7 @@ def simulated_day() -> dict[str, Any]:
             device=9001,
             key=key,
             workdir=Path(tmp),
-            broker_host=broker.host,
-            broker_port=broker.port,
+            brokers=[f"{broker.host}:{broker.port}"],
             heap=DAY_HEAP,
         )
         try:
