@@ -23,10 +23,9 @@ from backend.api.sse import SHUTDOWN_GRACE_S
 from backend.broker import free_port
 from backend.clock import ManualClock
 from backend.settings import Settings
-from backend.storage.database import make_engine, upgrade
 from tests.backend.api import probe
 from tests.backend.api.world import PASSWORD, World, build
-from tests.backend.conftest import T0
+from tests.backend.conftest import T0, migrated
 
 SERVER_KEY = bytes(range(32)).hex()
 
@@ -57,8 +56,7 @@ def api_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
         url = f"sqlite:///{tmp_path / 'api.db'}"
     else:
         url = request.getfixturevalue("postgres").create_database()
-    eng = make_engine(url)
-    upgrade(eng)
+    eng = migrated(request, url)
     yield eng
     eng.dispose()
 
