@@ -138,3 +138,53 @@ def world(
     )
     console.print(table)
     console.print(f"summary: {folder / 'summary.json'}\ntruth: {folder / 'truth.json'}\nmap: {png}")
+
+
+@app.command()
+def gate(
+    scenario: Annotated[
+        str, typer.Argument(help="scenario name in sim/scenarios/ or a path")
+    ] = "gate-week",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds from the last commit's date")] = 3,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="run these seeds instead (repeatable)")
+    ] = None,
+    hil: Annotated[int, typer.Option(min=0, help="tags run under the micropython binary")] = 12,
+    out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
+) -> None:
+    """The alert gate: the scenario through the whole stack for each seed, scored; exit
+    status 1 on a missed or late alert, more than 1 false alert per 100 tag-days over all
+    seeds, or a position lost or doubled (docs/simulator.md, "Scoring")."""
+    from pathlib import Path
+
+    from sim import gate as sim_gate
+    from sim import run as sim_run
+    from sim import scenario as scn
+    from sim import score
+    from sim.fleet import RunOptions
+
+    try:
+        sc = scn.load(scenario)
+    except scn.ScenarioError as exc:
+        typer.echo(f"tagwatch sim gate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    chosen = list(seed) if seed else sim_gate.commit_seeds(seeds)
+    typer.echo(f"seeds: {', '.join(map(str, chosen))}")
+    results = []
+    for s in chosen:
+        outcome = sim_run.run(sc, RunOptions(seed=s, hil=hil), Path(out) / f"seed-{s}")
+        comp = outcome.completeness
+        results.append(
+            sim_gate.SeedResult(
+                s,
+                score.tag_days(outcome.result),
+                outcome.scores or {},
+                comp is not None and comp.ok,
+            )
+        )
+    failed = sim_gate.overall(results)
+    for f in failed:
+        typer.echo(f"FAIL {f}")
+    if failed:
+        raise typer.Exit(1)
+    typer.echo(f"gate passed over {len(results)} seeds")

@@ -27,6 +27,7 @@ from sim import scenario
 from sim import score as sc_score
 from sim import truth as tr
 from sim.fleet import Fleet, RunOptions, RunResult
+from sim.gate import failures
 from sim.run import Outcome, run
 from sim.score import Alert, TypeScore, score_alerts
 
@@ -35,18 +36,8 @@ GATE_SCENARIO = Path(__file__).with_name("ci-gate.toml")
 
 
 def alert_failures(scores: dict[str, TypeScore], tag_days: float) -> list[str]:
-    """What the issue's CI gate refuses, as readable reasons (empty: pass)."""
-    out = []
-    false = sum(s.false_alerts for s in scores.values())
-    if false > tag_days / 100:
-        out.append(f"{false} false alerts in {tag_days:.1f} tag-days (limit 1 per 100)")
-    for kind in MUST_DETECT:
-        s = scores.get(kind)
-        if s is not None and s.missed:
-            out.append(f"{kind}: missed {s.missed}")
-        if s is not None and s.late:
-            out.append(f"{kind}: late {s.late}")
-    return out
+    """What the CI gate refuses (sim.gate.failures), for the types this day gates."""
+    return failures(scores, tag_days, MUST_DETECT)
 
 
 def test_alert_gate_refuses_a_miss_a_late_tamper_and_false_alerts() -> None:

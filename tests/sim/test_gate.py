@@ -1,0 +1,54 @@
+"""The alert gate's policy (sim/gate.py): failures per seed and over seeds, and seeds that
+come from the last commit's date, not from a developer."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sim import gate
+from sim import truth as tr
+from sim.score import Alert, score_alerts
+
+M = 60_000
+
+
+def test_seeds_follow_the_date_and_nothing_else() -> None:
+    a = gate.commit_seeds(3, date(2026, 12, 5))
+    assert a == gate.commit_seeds(3, date(2026, 12, 5))
+    assert len(set(a)) == 3 and all(0 <= s < 2**32 for s in a)
+    assert set(a).isdisjoint(gate.commit_seeds(3, date(2026, 12, 6)))
+
+
+def test_the_seeds_come_from_this_checkouts_last_commit() -> None:
+    d = gate.commit_date()
+    assert date(2024, 1, 1) <= d <= date(2100, 1, 1)
+    assert gate.commit_seeds() == gate.commit_seeds(3, d)
+
+
+def test_false_alerts_are_counted_over_all_seeds_together() -> None:
+    truth = tr.TruthLog([tr.Episode(0, 60 * M, tr.CURFEW_BREACH, 1)], 0, 1440 * M)
+    hit = Alert(tr.CURFEW_BREACH, 1, 0, 11 * M)
+    stray = Alert(tr.STRAP_CUT, 2, 500 * M, 500 * M)
+    clean = gate.SeedResult(1, 60.0, score_alerts(truth, [hit]), True)
+    one_false = gate.SeedResult(2, 60.0, score_alerts(truth, [hit, stray]), True)
+    # One false alert in 60 tag-days fails that seed alone, not 120 tag-days over two.
+    assert any("false" in f for f in one_false.failures)
+    assert gate.overall([clean, one_false]) == []
+    two_false = gate.SeedResult(3, 60.0, score_alerts(truth, [hit, stray, stray]), True)
+    assert any("false" in f for f in gate.overall([clean, two_false]))
+
+
+def test_a_miss_a_late_alert_or_a_lost_position_fails_its_seed() -> None:
+    truth = tr.TruthLog([tr.Episode(0, 60 * M, tr.CURFEW_BREACH, 1)], 0, 1440 * M)
+    missed = gate.SeedResult(4, 500.0, score_alerts(truth, []), True)
+    late = gate.SeedResult(
+        5, 500.0, score_alerts(truth, [Alert(tr.CURFEW_BREACH, 1, 0, 30 * M)]), True
+    )
+    lost = gate.SeedResult(
+        6, 500.0, score_alerts(truth, [Alert(tr.CURFEW_BREACH, 1, 0, 11 * M)]), False
+    )
+    got = gate.overall([missed, late, lost])
+    assert any(f.startswith("seed 4: curfew_breach: missed") for f in got)
+    assert any(f.startswith("seed 5: curfew_breach: late") for f in got)
+    assert "seed 6: positions lost or doubled" in got
+    assert gate.episodes_to_catch(truth, tr.CURFEW_BREACH) == 1
