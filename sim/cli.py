@@ -150,6 +150,13 @@ def gate(
         list[int] | None, typer.Option(help="run these seeds instead (repeatable)")
     ] = None,
     hil: Annotated[int, typer.Option(min=0, help="tags run under the micropython binary")] = 12,
+    from_hour: Annotated[
+        float, typer.Option(min=0, max=23.9, help="start this many hours into the first day")
+    ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="run only this many hours, scored on what happened in them"),
+    ] = None,
     out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
 ) -> None:
     """The alert gate: the scenario through the whole stack for each seed, scored; exit
@@ -160,7 +167,6 @@ def gate(
     from sim import gate as sim_gate
     from sim import run as sim_run
     from sim import scenario as scn
-    from sim import score
     from sim.fleet import RunOptions
 
     try:
@@ -172,12 +178,13 @@ def gate(
     typer.echo(f"seeds: {', '.join(map(str, chosen))}")
     results = []
     for s in chosen:
-        outcome = sim_run.run(sc, RunOptions(seed=s, hil=hil), Path(out) / f"seed-{s}")
+        opts = RunOptions(seed=s, hil=hil, from_hour=from_hour, hours=hours)
+        outcome = sim_run.run(sc, opts, Path(out) / f"seed-{s}")
         comp = outcome.completeness
         results.append(
             sim_gate.SeedResult(
                 s,
-                score.tag_days(outcome.result),
+                float(outcome.report["tag_days"]),  # of the hours run, when a part of a day
                 outcome.scores or {},
                 comp is not None and comp.ok,
             )

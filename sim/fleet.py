@@ -47,7 +47,7 @@ from sim.fleet_board import FleetBoard, WorldView, mv_from_level
 from sim.fleet_radio import TagRadio
 from sim.fleet_uplink import LoopbackUplink, SharedUplink
 from sim.generate import Simulation, generate
-from sim.params import INDOORS, SHIELDED
+from sim.params import INDOORS, SHIELDED, RfParams
 from sim.scenario import Scenario
 from sim.world import PARK
 
@@ -170,6 +170,18 @@ class SubjectWorld:
     def at_home(self, t_ms: int) -> bool:
         return self.xyp(t_ms)[2] == self.home
 
+    def hearing(self, t_ms: int, rng: np.random.Generator, p: RfParams) -> int | None:
+        """The RSSI at which the subject's home unit hears a beacon sent at t_ms (sim.rf:
+        distance from the unit, the walls between), or None: not heard."""
+        x, y, _env, _ = self.position(t_ms)
+        d = math.hypot(x - self.home_xy[0], y - self.home_xy[1])
+        if d > BEACON_RANGE_M:
+            return None
+        at_home = np.array([self.at_home(t_ms)])
+        inner, outer, indoor = rf.walls_between(at_home, np.array([self.home_walls]))
+        heard, rssi = rf.receive(np.array([d]), rng, inner, outer, indoor, p)
+        return int(rssi[0]) if heard[0] else None
+
     def battery(self, t_ms: int) -> float:
         k = max(0, bisect.bisect_right(self.battery_t, t_ms) - 1)
         return float(self.levels[min(k, len(self.levels) - 1)])
@@ -250,6 +262,7 @@ class HilSubject:
     world: SubjectWorld
     sensors: dict[str, int] = field(default_factory=dict)
     coverage: bool = True
+    peer: Any = None  # home_unit.sim_radio_peer.SimRadioPeer: the air to its home unit
 
 
 @dataclass
@@ -297,6 +310,12 @@ class Fleet:
         self.unit_keys: dict[int, bytes] = {}
 
     # -- set-up --------------------------------------------------------------------------
+    @property
+    def begin_ms(self) -> int:
+        """Where the run begins: the scenario's start, or from_hour into it. A part of a day
+        is a fleet fitted then: tags started, units plugged in, orders begun, backend clock."""
+        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+
     def hil_indices(self) -> list[int]:
         n = len(self.sim.subjects)
         k = min(self.o.hil, n)
@@ -316,7 +335,7 @@ class Fleet:
                 self.workdir / "backend",
                 self.broker.host,
                 self.broker.port,
-                sim.start_ms / 1000,
+                self.begin_ms / 1000,
                 self.o.database_url,
                 monitoring=self.o.rules,
             )
@@ -325,7 +344,9 @@ class Fleet:
             if self.o.rules:
                 from sim import monitoring
 
-                self.subject_of = monitoring.register(self.backend.engine, sim)
+                self.subject_of = monitoring.register(
+                    self.backend.engine, sim, fitted_ms=self.begin_ms
+                )
             self.backend.start()
             up = SharedUplink(self.broker.host, self.broker.port)
             up.record = self.o.record_frames
@@ -370,27 +391,34 @@ class Fleet:
         first connection, so its zones go once it has had time to call in."""
         if self.backend is None or not self.subject_of:
             return
+        from backend.storage.database import IMMEDIATE
         from backend.zone_push import zone_command
 
         hil = set(self.hil_indices())
-        with self.backend.engine.begin() as conn:
+        # Read then write while ingest writes: a deferred SQLite transaction cannot take the
+        # write lock once another writer has committed since its read (database is locked).
+        with self.backend.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             for sid, i in sorted(self.subject_of.items()):
                 if (i in which) == exclude:
                     continue
                 tag = self.sim.subjects[i].tag_id
                 if i not in hil:
                     up.box(tag)  # held for the tag from now on, whenever this is called
-                data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
+                data = zone_command(conn, tag, sid, self.keys[tag], self.begin_ms / 1000)
                 up.client.publish(topics.tag_down(tag), data, qos=topics.QOS)
 
     def provisioning(self, i: int) -> dict[str, object]:
         """A tag's provisioning file: id, key, paired home unit and its home's position."""
         s = self.sim.subjects[i]
+        return {"device": s.tag_id, "key": self.keys[s.tag_id].hex(), **self.pairing(i)}
+
+    def pairing(self, i: int) -> dict[str, object]:
+        """The provisioning that pairs a tag with its home unit: the unit, the pairing key,
+        the relaxed RF beacon interval and the home's position (RF-home fixes)."""
+        s = self.sim.subjects[i]
         hx, hy = self.sim.world.place_xy[s.home]
         lat, lon = self.sim.world.to_latlon(np.array([hx]), np.array([hy]))
         return {
-            "device": s.tag_id,
-            "key": self.keys[s.tag_id].hex(),
             "home_unit": s.home_unit_id,
             "pairing_key": bc.pairing_key(self.unit_keys[s.home_unit_id], s.tag_id).hex(),
             "beacon_rf_s": self.o.beacon_s,
@@ -404,7 +432,7 @@ class Fleet:
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
-        start_s = self.sim.start_ms // 1000
+        start_s = self.begin_ms // 1000  # the tag's now_ms counts from there (run())
         gp = self.sim.params.gnss
 
         def route(unix: int) -> nmea.Position | None:
@@ -426,8 +454,21 @@ class Fleet:
             reply_wait_s=0.0,
             timeout_s=60.0,
             receiver=self.scenario.receiver(self.o.seed, i),
+            settings=self.pairing(i),
         )
-        return HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        h = HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        if self.o.backend and self.o.home_units:
+            # Its home unit, exactly as a fleet tag's (sim.home_units), on a simulator radio
+            # of its own: beacons go by the same RF model, and the tag runs the unit's GATT
+            # requests and ticks it in lock-step itself (sim.hil.HilTag.attach_home).
+            from home_unit.sim_radio_peer import SimRadioPeer
+
+            rng = np.random.default_rng([self.o.seed, 0xA1F, i])
+            rp = self.sim.params.rf
+            h.peer = SimRadioPeer(h.tag.tag_side()).start()
+            h.tag.attach_home(h.peer, s.home_unit_id, lambda t: w.hearing(t * 1000, rng, rp))
+            h.tag.unit_tick_ms = self.o.unit_tick_s * 1000
+        return h
 
     def _home_units(self) -> None:
         from sim.home_units import HomeUnitFarm, UnitSpec
@@ -451,9 +492,25 @@ class Fleet:
                 self.scenario.timezone,
             )
             farm.add(spec, t.radio)
+        for h in self.hil:
+            s = self.sim.subjects[h.index]
+            farm.add(
+                UnitSpec(
+                    s.home_unit_id,
+                    self.unit_keys[s.home_unit_id],
+                    s.tag_id,
+                    self.keys[s.tag_id],
+                    (cur.start, cur.end),
+                    self.scenario.timezone,
+                    radio_port=h.peer.port,
+                )
+            )
         assert isinstance(self.uplink, SharedUplink)
-        farm.push_configs(self.uplink, self.sim.start_ms // 1000)
-        farm.start(self.sim.start_ms / 1000)
+        farm.push_configs(self.uplink, self.begin_ms // 1000)
+        farm.start(self.begin_ms / 1000)
+        for h in self.hil:
+            if not h.peer.wait_unit(self.sim.subjects[h.index].home_unit_id, 30.0):
+                raise TimeoutError(f"the home unit of HIL tag {h.device} did not connect")
         self.farm = farm
 
     # -- the run -------------------------------------------------------------------------
@@ -500,20 +557,11 @@ class Fleet:
         sent, tag.board.radio.out = out, []
         if self.farm is None or tag.radio is None:
             return
-        w = tag.world
         unit = self.sim.subjects[tag.index].home_unit_id
         for tb, adv in sent:
-            x, y, _env, _ = w.position(tb)
-            d = math.hypot(x - w.home_xy[0], y - w.home_xy[1])
-            if d > BEACON_RANGE_M:
-                continue
-            at_home = np.array([w.xyp(tb)[2] == w.home])
-            inner, outer, indoor = rf.walls_between(at_home, np.array([w.home_walls]))
-            heard, rssi = rf.receive(
-                np.array([d]), tag.board.rng, inner, outer, indoor, self.sim.params.rf
-            )
-            if heard[0]:
-                self.farm.beacon(unit, tag.radio.address, adv, int(rssi[0]), tb / 1000)
+            rssi = tag.world.hearing(tb, tag.board.rng, self.sim.params.rf)
+            if rssi is not None:
+                self.farm.beacon(unit, tag.radio.address, adv, rssi, tb / 1000)
                 self.counters["beacons"] += 1
 
     def _hil_slice(self, h: HilSubject, t: int) -> None:
@@ -534,15 +582,15 @@ class Fleet:
             h.coverage = cov
 
     def _units_power(self, t: int) -> None:
-        for tag in self.tags:
-            unit = self.sim.subjects[tag.index].home_unit_id
-            self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
+        for w in [tag.world for tag in self.tags] + [h.world for h in self.hil]:
+            unit = self.sim.subjects[w.i].home_unit_id
+            self.farm.set_mains(unit, not w._in(w.unplugged, t))
 
     def run(self, progress: Progress | None = None) -> RunResult:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start = sim.start_ms + int(self.o.from_hour * 3_600_000)
+        start = self.begin_ms
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
@@ -636,7 +684,7 @@ class Fleet:
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
-            for _ms, _topic, payload in h.tag.published:
+            for payload in [p for _ms, _topic, p in h.tag.published] + h.tag.offloaded:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
@@ -677,6 +725,9 @@ class Fleet:
                 h.tag.kill()
         if self.farm is not None:
             self.farm.stop()
+        for h in self.hil:
+            if h.peer is not None:
+                h.peer.close()
         if isinstance(self.uplink, SharedUplink):
             self.uplink.stop()
         if self.backend is not None:

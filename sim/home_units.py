@@ -90,6 +90,9 @@ class UnitSpec:
     tag_key: bytes
     curfew: tuple[str, str]
     tz: str
+    # The simulator radio the unit connects to: None for the farm's own (Air, the fleet tags);
+    # a HIL tag's peer otherwise (sim.hil.HilTag.attach_home: the tag ticks that unit itself).
+    radio_port: int | None = None
 
 
 class HomeUnitFarm:
@@ -128,10 +131,18 @@ class HomeUnitFarm:
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
 
-    def add(self, spec: UnitSpec, radio: TagRadio) -> None:
+    def add(self, spec: UnitSpec, radio: TagRadio | None = None) -> None:
+        """A unit for a fleet tag (its TagRadio, on the farm's air) or, with
+        spec.radio_port, for a HIL tag on that tag's own simulator radio."""
         self.specs[spec.unit] = spec
-        self.tags.radios[radio.address] = radio
+        if radio is not None:
+            self.tags.radios[radio.address] = radio
         self.set_mains(spec.unit, True)
+
+    @property
+    def on_air(self) -> list[int]:
+        """The units on the farm's own air (the fleet tags'), which the farm ticks."""
+        return [u for u, s in self.specs.items() if s.radio_port is None]
 
     def push_configs(self, uplink: SharedUplink, issued: int) -> None:
         """Publish each unit's configuration (retained), as the backend does."""
@@ -174,16 +185,15 @@ class HomeUnitFarm:
                     broker_host=self.host,
                     broker_port=self.port,
                     radio="sim",
-                    sim_radio=f"127.0.0.1:{self.air.port}",
+                    sim_radio=f"127.0.0.1:{s.radio_port or self.air.port}",
                     clock="sim",
                     power_supply_dir=self._supply(s.unit),
                     sensor_poll_s=0.05,
                     log_level="warning",
                 )
                 clock = SimClock(t0)
-                unit = HomeUnit(
-                    settings, SimRadio(s.unit, "127.0.0.1", self.air.port, clock), clock
-                )
+                radio = SimRadio(s.unit, "127.0.0.1", s.radio_port or self.air.port, clock)
+                unit = HomeUnit(settings, radio, clock)
                 self.units[s.unit] = unit
                 self._done.append(asyncio.ensure_future(unit.run(self._stop)))
             ready.set()
@@ -206,7 +216,7 @@ class HomeUnitFarm:
         self._thread.start()
         ready.wait(timeout)
         deadline = time.monotonic() + timeout
-        for u in self.specs:
+        for u in self.on_air:
             if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
                 raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
         # Configured (from the retained message) before the run starts.
@@ -217,8 +227,9 @@ class HomeUnitFarm:
             time.sleep(0.01)
 
     def tick(self, t: float) -> None:
-        if self.specs:
-            self.air.tick_all(self.specs, t)
+        units = self.on_air
+        if units:
+            self.air.tick_all(units, t)
 
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)

@@ -32,10 +32,14 @@ HOME_RADIUS_M = 60.0  # the home as a zone: GPS fixes inside it count as at home
 DAYS = "mon,tue,wed,thu,fri,sat,sun"
 
 
-def register(engine: Engine, sim: Simulation, tags: set[int] | None = None) -> dict[int, int]:
-    """Write the monitoring configuration; returns backend subject id -> simulation index."""
+def register(
+    engine: Engine, sim: Simulation, tags: set[int] | None = None, fitted_ms: int | None = None
+) -> dict[int, int]:
+    """Write the monitoring configuration; returns backend subject id -> simulation index.
+    Orders and tags begin at `fitted_ms` (default: the scenario's start): a run of a part
+    of a day fits its tags where it begins, so no rule counts the hours before as silence."""
     now = time.time()
-    start = sim.start_ms // 1000
+    start = (sim.start_ms if fitted_ms is None else fitted_ms) // 1000
     cur = sim.scenario.population.curfew
     tz = sim.scenario.timezone
     w = sim.world

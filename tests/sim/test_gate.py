@@ -3,13 +3,20 @@ come from the last commit's date, not from a developer."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
 
 from sim import gate
 from sim import truth as tr
+from sim.cli import app
 from sim.score import Alert, score_alerts
 
 M = 60_000
+EVENING = str(Path(__file__).with_name("gate-evening.toml"))
 
 
 def test_seeds_follow_the_date_and_nothing_else() -> None:
@@ -52,3 +59,27 @@ def test_a_miss_a_late_alert_or_a_lost_position_fails_its_seed() -> None:
     assert any(f.startswith("seed 5: curfew_breach: late") for f in got)
     assert "seed 6: positions lost or doubled" in got
     assert gate.episodes_to_catch(truth, tr.CURFEW_BREACH) == 1
+
+
+@pytest.mark.broker
+@pytest.mark.micropython
+def test_the_gate_command_passes_an_evening_through_the_stack(tmp_path: Path) -> None:
+    # The week's gate as CI does not run it (an hour a seed), in miniature: the command, the
+    # whole stack, a HIL tag whose home unit reports its wearer out and its own power cut.
+    out = tmp_path / "gate"
+    got = CliRunner().invoke(
+        app,
+        ["gate", EVENING, "--seed", "5", "--hil", "1", "--from-hour", "20", "--hours", "2",
+         "--out", str(out)],
+    )  # fmt: skip
+    assert got.exit_code == 0, got.output
+    assert "seeds: 5\n" in got.output and "gate passed over 1 seeds" in got.output
+    report = json.loads((out / "seed-5" / "report.json").read_text())
+    assert report["hil_tags"] == 1 and report["completeness"]["ok"]
+    scores = report["alerts"]
+    # Subject 0 (the HIL tag) alone went out and alone had its unit unplugged for longer
+    # than the grace; subject 1's 3-minute unplugging is a near miss and raised nothing.
+    for kind in ("curfew_breach", "home_unit_unplugged", "strap_cut"):
+        assert (scores[kind]["episodes"], scores[kind]["detected"]) == (1, 1), scores[kind]
+    assert sum(s["alerts"] for s in scores.values()) == 3, scores
+    assert set(report["alerts"]) == set(gate.MUST_DETECT)  # every type in the report
