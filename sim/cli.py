@@ -149,9 +149,12 @@ def gate(
     seed: Annotated[
         list[int] | None, typer.Option(help="run these seeds instead (repeatable)")
     ] = None,
-    hil: Annotated[int, typer.Option(min=0, help="tags run under the micropython binary")] = 12,
+    hil: Annotated[
+        int | None,
+        typer.Option(min=0, help="tags under the micropython binary (default: 10 % of them)"),
+    ] = None,
     from_hour: Annotated[
-        float, typer.Option(min=0, max=23.9, help="start this many hours into the first day")
+        float, typer.Option(min=0, help="start this many hours into the scenario")
     ] = 0.0,
     hours: Annotated[
         float | None,
@@ -176,9 +179,10 @@ def gate(
         raise typer.Exit(2) from None
     chosen = list(seed) if seed else sim_gate.commit_seeds(seeds)
     typer.echo(f"seeds: {', '.join(map(str, chosen))}")
+    n_hil = sim_gate.hil_tags(sc.population.subjects) if hil is None else hil
     results = []
     for s in chosen:
-        opts = RunOptions(seed=s, hil=hil, from_hour=from_hour, hours=hours)
+        opts = RunOptions(seed=s, hil=n_hil, from_hour=from_hour, hours=hours)
         outcome = sim_run.run(sc, opts, Path(out) / f"seed-{s}")
         comp = outcome.completeness
         results.append(

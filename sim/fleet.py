@@ -91,6 +91,13 @@ def with_subjects(sc: Scenario, n: int | None) -> Scenario:
     return sc.model_copy(update={"population": pop, "events": events})
 
 
+def hil_subjects(n: int, hil: int) -> list[int]:
+    """Which of n subjects run under the micropython binary when `hil` do: spread evenly,
+    from subject 0 (a scenario's injections for HIL tags name these)."""
+    k = min(hil, n)
+    return sorted({int(j * n / k) for j in range(k)}) if k else []
+
+
 class SubjectWorld:
     """One subject's world as fast scalar look-ups (a poll asks several times)."""
 
@@ -317,9 +324,7 @@ class Fleet:
         return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
 
     def hil_indices(self) -> list[int]:
-        n = len(self.sim.subjects)
-        k = min(self.o.hil, n)
-        return sorted({int(j * n / k) for j in range(k)}) if k else []
+        return hil_subjects(len(self.sim.subjects), self.o.hil)
 
     def setup(self) -> None:
         sim = self.sim

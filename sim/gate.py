@@ -22,6 +22,7 @@ from sim import truth as tr
 
 ROOT = Path(__file__).resolve().parent.parent
 FALSE_PER_100_TAG_DAYS = 1.0
+HIL_SHARE = 0.1  # of the tags run under the micropython binary, with their home units
 # What the gate requires to be detected, every episode, in time: every type the scorer has a
 # criterion for (sim.score.CRITERIA).
 MUST_DETECT: tuple[str, ...] = tuple(score.CRITERIA)
@@ -42,6 +43,11 @@ def failures(
         if s is not None and s.late:
             out.append(f"{kind}: late {s.late}")
     return out
+
+
+def hil_tags(subjects: int) -> int:
+    """How many tags of a gated run are HIL tags (at least one)."""
+    return max(1, round(subjects * HIL_SHARE))
 
 
 def commit_date(root: Path = ROOT) -> date:
@@ -94,7 +100,8 @@ def overall(results: Sequence[SeedResult]) -> list[str]:
     return out
 
 
-def episodes_to_catch(truth: tr.TruthLog, kind: str) -> int:
-    """How many episodes of `kind` the truth requires an alert for (the gate means something
-    only if there was something to catch)."""
-    return score.score_alerts(truth, [], {kind: score.CRITERIA[kind]})[kind].episodes
+def episodes_to_catch(truth: tr.TruthLog, kind: str, subjects: Iterable[int] | None = None) -> int:
+    """How many episodes of `kind` (of these subjects) the truth requires an alert for (the
+    gate means something only if there was something to catch)."""
+    crit = {kind: score.CRITERIA[kind]}
+    return score.score_alerts(truth, [], crit, subjects)[kind].episodes

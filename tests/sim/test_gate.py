@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sim import gate
+from sim import gate, scenario
 from sim import truth as tr
 from sim.cli import app
+from sim.fleet import hil_subjects
+from sim.generate import generate
 from sim.score import Alert, score_alerts
 
 M = 60_000
@@ -59,6 +61,26 @@ def test_a_miss_a_late_alert_or_a_lost_position_fails_its_seed() -> None:
     assert any(f.startswith("seed 5: curfew_breach: late") for f in got)
     assert "seed 6: positions lost or doubled" in got
     assert gate.episodes_to_catch(truth, tr.CURFEW_BREACH) == 1
+
+
+def test_the_week_has_every_type_to_catch_twice_beside_near_misses() -> None:
+    # The seed the gate runs first today: what it is asked to catch, not what it caught.
+    sc = scenario.load("gate-week")
+    sim = generate(sc, gate.commit_seeds(1)[0])
+    truth = sim.truth
+    assert sc.population.subjects >= 100 and sc.days == 7
+    assert sim.end_ms - sim.start_ms == (7 * 24 - 1) * 3_600_000  # the clocks go forward
+    for kind in gate.MUST_DETECT:
+        assert gate.episodes_to_catch(truth, kind) >= 2, kind
+    near = (tr.CURFEW_BREACH, tr.EXCLUSION_ZONE_ENTRY, tr.FOIL_SHIELDING, tr.HOME_UNIT_UNPLUGGED)
+    for kind in near:
+        assert len(truth.of_type(kind)) > gate.episodes_to_catch(truth, kind), kind
+    assert len(truth.of_type(tr.CELLULAR_OUTAGE)) >= 2
+    # The HIL tags (10 %) have their home units tested: a curfew breach and an unplugging.
+    hil = hil_subjects(sc.population.subjects, gate.hil_tags(sc.population.subjects))
+    assert len(hil) == 12
+    for kind in (tr.CURFEW_BREACH, tr.HOME_UNIT_UNPLUGGED):
+        assert gate.episodes_to_catch(truth, kind, hil) >= 1, kind
 
 
 @pytest.mark.broker
