@@ -626,15 +626,19 @@ class Fleet:
                     if not interrupt and gen != tag.gen:
                         continue
                     self._poll(tag, max(when, t), heap)
+            relayed = []  # HIL tags' units that took frames this slice (ticked by the tag)
             for h in self.hil:
                 self._hil_slice(h, t)
                 _, _, _, moving = h.world.position(t)
+                before = len(h.tag.offloaded)
                 h.tag.run_until(t1 - start, moving=moving)
+                if len(h.tag.offloaded) > before:
+                    relayed.append(self.sim.subjects[h.index].home_unit_id)
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
                 if self.farm is not None:  # relays this slice's beacons began, in lock-step
-                    self.farm.settle(t / 1000)
+                    self.farm.settle(t / 1000, relayed)
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
                     self.counters["barrier_timeouts"] += 1

@@ -241,19 +241,20 @@ class HomeUnitFarm:
                 if b.status & bc.ST_PENDING or b.pending:
                     self.to_settle.add(unit)
 
-    def settle(self, t: float, timeout: float = 10.0) -> None:
+    def settle(self, t: float, ticked: Iterable[int] = (), timeout: float = 10.0) -> None:
         """Lock-step for the relay: the units sent a beacon with frames pending since the
         last call finish their contacts (a tick at t: the simulator answers their GATT
         requests meanwhile, from other threads, so the caller must not hold the fleet's lock)
         and wait until the backend has acknowledged every frame they queued, so a relayed
         frame (a tamper at home) is stored at the simulated time it was offloaded, not
-        whenever real time lets the runner's slices stop outrunning the relay."""
+        whenever real time lets the runner's slices stop outrunning the relay. `ticked`:
+        units already ticked to t by their own tag (a HIL tag's), waited for the same way."""
         units = sorted(self.to_settle)
         self.to_settle.clear()
-        if not units:
-            return
-        self.settles += 1
-        self.air.tick_all(units, t)
+        if units:
+            self.settles += 1
+            self.air.tick_all(units, t)
+        units += ticked
         deadline = time.monotonic() + timeout
 
         def waiting(u: int) -> bool:

@@ -4,10 +4,14 @@ the zone push goes through Mosquitto and the backend)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
+from backend.storage.schema import frames
 from firmware import frame as fr
 from firmware import nmea as fw_nmea
 from sim import fleet as fleet_module
@@ -165,3 +169,45 @@ def test_zones_pushed_at_the_start_reach_every_fleet_tag(monkeypatch: pytest.Mon
                 if rec.type == fr.COMMAND_RESULT
             ]
             assert results and all(res == fr.RESULT_OK for _, res in results), results
+
+
+@pytest.mark.broker
+@pytest.mark.micropython
+def test_a_hil_tags_relayed_frames_are_stored_in_the_slice_it_offloaded_them() -> None:
+    # A HIL tag ticks its own home unit; the runner then waits, as for the fleet's units,
+    # until the backend has what the unit relayed: a tamper at home is stored when offloaded,
+    # not whenever real time lets the relay catch up with the simulated clock.
+    sc = scenario.load(Path(__file__).with_name("gate-evening.toml"))
+    opts = RunOptions(seed=5, hil=1, from_hour=20, hours=1, drain_s=0, rules=False)
+    with Fleet(sc, opts) as f:
+        f.setup()
+        h = f.hil[0]
+        offloaded_at: dict[tuple[int, int, int], int] = {}
+        turn = h.tag.run_until
+
+        def run_until(t_ms: int, **kw: Any) -> None:
+            n = len(h.tag.offloaded)
+            turn(t_ms, **kw)
+            for p in h.tag.offloaded[n:]:
+                g = fr.parse(p)
+                offloaded_at.setdefault((g.device, g.boot, g.seq), f.begin_ms + t_ms)
+
+        h.tag.run_until = run_until
+        f.run()
+        with f.backend.engine.connect() as conn:
+            stored = {
+                (d, b, s): at
+                for d, b, s, at, via in conn.execute(
+                    select(
+                        frames.c.device,
+                        frames.c.boot,
+                        frames.c.seq,
+                        frames.c.received_at,
+                        frames.c.via_unit,
+                    ).where(frames.c.device == h.device)
+                )
+                if via is not None
+            }
+    assert offloaded_at and set(stored) <= set(offloaded_at)
+    late = {k: stored[k] * 1000 - offloaded_at[k] for k in stored if k in offloaded_at}
+    assert stored and all(d <= 0 for d in late.values()), late
