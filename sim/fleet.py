@@ -485,31 +485,19 @@ class Fleet:
         self._unit_dir = base
         farm = HomeUnitFarm(base or self.workdir / "home-units", self.broker.host, self.broker.port)
         cur = self.scenario.population.curfew
+
+        def spec(i: int, radio_port: int | None = None) -> UnitSpec:
+            s = self.sim.subjects[i]
+            unit, key = s.home_unit_id, self.unit_keys[s.home_unit_id]
+            tz = self.scenario.timezone
+            curfew = (cur.start, cur.end)
+            return UnitSpec(unit, key, s.tag_id, self.keys[s.tag_id], curfew, tz, radio_port)
+
         for t in self.tags:
-            s = self.sim.subjects[t.index]
             assert t.radio is not None
-            spec = UnitSpec(
-                s.home_unit_id,
-                self.unit_keys[s.home_unit_id],
-                s.tag_id,
-                t.key,
-                (cur.start, cur.end),
-                self.scenario.timezone,
-            )
-            farm.add(spec, t.radio)
+            farm.add(spec(t.index), t.radio)
         for h in self.hil:
-            s = self.sim.subjects[h.index]
-            farm.add(
-                UnitSpec(
-                    s.home_unit_id,
-                    self.unit_keys[s.home_unit_id],
-                    s.tag_id,
-                    self.keys[s.tag_id],
-                    (cur.start, cur.end),
-                    self.scenario.timezone,
-                    radio_port=h.peer.port,
-                )
-            )
+            farm.add(spec(h.index, h.peer.port))
         assert isinstance(self.uplink, SharedUplink)
         farm.push_configs(self.uplink, self.begin_ms // 1000)
         farm.start(self.begin_ms / 1000)
