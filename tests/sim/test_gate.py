@@ -86,7 +86,7 @@ def test_the_week_has_every_type_to_catch_twice_beside_near_misses() -> None:
 @pytest.mark.broker
 @pytest.mark.micropython
 def test_the_gate_command_passes_an_evening_through_the_stack(tmp_path: Path) -> None:
-    # The week's gate as CI does not run it (an hour a seed), in miniature: the command, the
+    # The week's gate as CI does not run it (over an hour a seed), in miniature: the command, the
     # whole stack, a HIL tag whose home unit reports its wearer out and its own power cut.
     out = tmp_path / "gate"
     got = CliRunner().invoke(
