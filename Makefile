@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test bench lint format setup clean
+.PHONY: demo gate test bench lint format setup clean
 
 WEB := backend/web
 WEB_STAMP := $(WEB)/node_modules/.installed
@@ -42,6 +42,11 @@ lint: setup typings/.installed
 typings/.installed: $(STAMP)
 	$(BIN)/pip install -q --target typings --no-deps micropython-esp32-stubs micropython-stdlib-stubs
 	@touch $@
+
+# The week-long alert gate (docs/simulator.md, "The week's gate"): three seeds from the last
+# commit's date through the whole stack, over an hour each on 2 cores; not part of `make test`.
+gate: setup
+	$(BIN)/tagwatch sim gate $(GATE_ARGS)
 
 test: setup lint
 	$(BIN)/pytest -q

@@ -48,7 +48,7 @@ from sim.fleet_board import FleetBoard, WorldView, mv_from_level
 from sim.fleet_radio import TagRadio
 from sim.fleet_uplink import LoopbackUplink, SharedUplink
 from sim.generate import Simulation, generate
-from sim.params import INDOORS, SHIELDED
+from sim.params import INDOORS, SHIELDED, RfParams
 from sim.scenario import Scenario
 from sim.world import PARK
 
@@ -102,6 +102,13 @@ def with_subjects(sc: Scenario, n: int | None) -> Scenario:
     pop = sc.population.model_copy(update={"subjects": n})
     events = [e for e in sc.events if e.subject < n or e.type == "cellular_outage"]
     return sc.model_copy(update={"population": pop, "events": events})
+
+
+def hil_subjects(n: int, hil: int) -> list[int]:
+    """Which of n subjects run under the micropython binary when `hil` do: spread evenly,
+    from subject 0 (a scenario's injections for HIL tags name these)."""
+    k = min(hil, n)
+    return sorted({int(j * n / k) for j in range(k)}) if k else []
 
 
 class SubjectWorld:
@@ -183,6 +190,18 @@ class SubjectWorld:
     def at_home(self, t_ms: int) -> bool:
         return self.xyp(t_ms)[2] == self.home
 
+    def hearing(self, t_ms: int, rng: np.random.Generator, p: RfParams) -> int | None:
+        """The RSSI at which the subject's home unit hears a beacon sent at t_ms (sim.rf:
+        distance from the unit, the walls between), or None: not heard."""
+        x, y, _env, _ = self.position(t_ms)
+        d = math.hypot(x - self.home_xy[0], y - self.home_xy[1])
+        if d > BEACON_RANGE_M:
+            return None
+        at_home = np.array([self.at_home(t_ms)])
+        inner, outer, indoor = rf.walls_between(at_home, np.array([self.home_walls]))
+        heard, rssi = rf.receive(np.array([d]), rng, inner, outer, indoor, p)
+        return int(rssi[0]) if heard[0] else None
+
     def battery(self, t_ms: int) -> float:
         k = max(0, bisect.bisect_right(self.battery_t, t_ms) - 1)
         return float(self.levels[min(k, len(self.levels) - 1)])
@@ -263,6 +282,7 @@ class HilSubject:
     world: SubjectWorld
     sensors: dict[str, int] = field(default_factory=dict)
     coverage: bool = True
+    peer: Any = None  # home_unit.sim_radio_peer.SimRadioPeer: the air to its home unit
 
 
 @dataclass
@@ -312,10 +332,14 @@ class Fleet:
         self.unit_keys: dict[int, bytes] = {}
 
     # -- set-up --------------------------------------------------------------------------
+    @property
+    def begin_ms(self) -> int:
+        """Where the run begins: the scenario's start, or from_hour into it. A part of a day
+        is a fleet fitted then: tags started, units plugged in, orders begun, backend clock."""
+        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+
     def hil_indices(self) -> list[int]:
-        n = len(self.sim.subjects)
-        k = min(self.o.hil, n)
-        return sorted({int(j * n / k) for j in range(k)}) if k else []
+        return hil_subjects(len(self.sim.subjects), self.o.hil)
 
     def setup(self) -> None:
         sim = self.sim
@@ -380,7 +404,7 @@ class Fleet:
         self.backend = Backend(
             self.workdir / "backend",
             self.brokers.backend_endpoints(),
-            self.sim.start_ms / 1000,
+            self.begin_ms / 1000,
             database_url,
             monitoring=self.o.rules,
             workers=max(self.o.workers, 2 if self.o.ha else 1),
@@ -401,7 +425,9 @@ class Fleet:
         if self.o.rules:
             from sim import monitoring
 
-            self.subject_of = monitoring.register(self.backend.engine, self.sim)
+            self.subject_of = monitoring.register(
+                self.backend.engine, self.sim, fitted_ms=self.begin_ms
+            )
         self.backend.start()
         up = SharedUplink(self.brokers.device_endpoints(), GATEWAY, gateway_password)
         up.record = self.o.record_frames
@@ -415,29 +441,36 @@ class Fleet:
         first connection, so its zones go once it has had time to call in."""
         if self.backend is None or not self.subject_of:
             return
+        from backend.storage.database import IMMEDIATE
         from backend.zone_push import zone_command
 
         hil = set(self.hil_indices())
         items: list[tuple[str, bytes, bool]] = []
-        with self.backend.engine.begin() as conn:
+        # Read then write while ingest writes: a deferred SQLite transaction cannot take the
+        # write lock once another writer has committed since its read (database is locked).
+        with self.backend.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             for sid, i in sorted(self.subject_of.items()):
                 if (i in which) == exclude:
                     continue
                 tag = self.sim.subjects[i].tag_id
                 if i not in hil:
                     up.box(tag)  # held for the tag from now on, whenever this is called
-                data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
+                data = zone_command(conn, tag, sid, self.keys[tag], self.begin_ms / 1000)
                 items.append((topics.tag_down(tag), data, False))
         self.backend.publish(items)
 
     def provisioning(self, i: int) -> dict[str, object]:
         """A tag's provisioning file: id, key, paired home unit and its home's position."""
         s = self.sim.subjects[i]
+        return {"device": s.tag_id, "key": self.keys[s.tag_id].hex(), **self.pairing(i)}
+
+    def pairing(self, i: int) -> dict[str, object]:
+        """The provisioning that pairs a tag with its home unit: the unit, the pairing key,
+        the relaxed RF beacon interval and the home's position (RF-home fixes)."""
+        s = self.sim.subjects[i]
         hx, hy = self.sim.world.place_xy[s.home]
         lat, lon = self.sim.world.to_latlon(np.array([hx]), np.array([hy]))
         return {
-            "device": s.tag_id,
-            "key": self.keys[s.tag_id].hex(),
             "home_unit": s.home_unit_id,
             "pairing_key": bc.pairing_key(self.unit_keys[s.home_unit_id], s.tag_id).hex(),
             "beacon_rf_s": self.o.beacon_s,
@@ -452,7 +485,7 @@ class Fleet:
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
-        start_s = self.run_start_ms() // 1000  # the tag's now_ms 0 is the run's start
+        start_s = self.begin_ms // 1000  # the tag's now_ms counts from there (run())
         gp = self.sim.params.gnss
 
         def route(unix: int) -> nmea.Position | None:
@@ -473,8 +506,21 @@ class Fleet:
             reply_wait_s=0.0,
             timeout_s=60.0,
             receiver=self.scenario.receiver(self.o.seed, i),
+            settings=self.pairing(i),
         )
-        return HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        h = HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        if self.o.backend and self.o.home_units:
+            # Its home unit, exactly as a fleet tag's (sim.home_units), on a simulator radio
+            # of its own: beacons go by the same RF model, and the tag runs the unit's GATT
+            # requests and ticks it in lock-step itself (sim.hil.HilTag.attach_home).
+            from home_unit.sim_radio_peer import SimRadioPeer
+
+            rng = np.random.default_rng([self.o.seed, 0xA1F, i])
+            rp = self.sim.params.rf
+            h.peer = SimRadioPeer(h.tag.tag_side()).start()
+            h.tag.attach_home(h.peer, s.home_unit_id, lambda t: w.hearing(t * 1000, rng, rp))
+            h.tag.unit_tick_ms = self.o.unit_tick_s * 1000
+        return h
 
     def _home_units(self) -> None:
         from sim.home_units import HomeUnitFarm, UnitSpec
@@ -486,20 +532,24 @@ class Fleet:
         self._unit_dir = base
         farm = HomeUnitFarm(base or self.workdir / "home-units", self.brokers.device_endpoints())
         cur = self.scenario.population.curfew
+
+        def spec(i: int, radio_port: int | None = None) -> UnitSpec:
+            s = self.sim.subjects[i]
+            unit, key = s.home_unit_id, self.unit_keys[s.home_unit_id]
+            tz = self.scenario.timezone
+            curfew = (cur.start, cur.end)
+            return UnitSpec(unit, key, s.tag_id, self.keys[s.tag_id], curfew, tz, radio_port)
+
         for t in self.tags:
-            s = self.sim.subjects[t.index]
             assert t.radio is not None
-            spec = UnitSpec(
-                s.home_unit_id,
-                self.unit_keys[s.home_unit_id],
-                s.tag_id,
-                t.key,
-                (cur.start, cur.end),
-                self.scenario.timezone,
-            )
-            farm.add(spec, t.radio)
-        farm.push_configs(self.backend.publish, self.sim.start_ms // 1000)
-        farm.start(self.sim.start_ms / 1000)
+            farm.add(spec(t.index), t.radio)
+        for h in self.hil:
+            farm.add(spec(h.index, h.peer.port))
+        farm.push_configs(self.backend.publish, self.begin_ms // 1000)
+        farm.start(self.begin_ms / 1000)
+        for h in self.hil:
+            if not h.peer.wait_unit(self.sim.subjects[h.index].home_unit_id, 30.0):
+                raise TimeoutError(f"the home unit of HIL tag {h.device} did not connect")
         self.farm = farm
 
     # -- the run -------------------------------------------------------------------------
@@ -546,20 +596,11 @@ class Fleet:
         sent, tag.board.radio.out = out, []
         if self.farm is None or tag.radio is None:
             return
-        w = tag.world
         unit = self.sim.subjects[tag.index].home_unit_id
         for tb, adv in sent:
-            x, y, _env, _ = w.position(tb)
-            d = math.hypot(x - w.home_xy[0], y - w.home_xy[1])
-            if d > BEACON_RANGE_M:
-                continue
-            at_home = np.array([w.xyp(tb)[2] == w.home])
-            inner, outer, indoor = rf.walls_between(at_home, np.array([w.home_walls]))
-            heard, rssi = rf.receive(
-                np.array([d]), tag.board.rng, inner, outer, indoor, self.sim.params.rf
-            )
-            if heard[0]:
-                self.farm.beacon(unit, tag.radio.address, adv, int(rssi[0]), tb / 1000)
+            rssi = tag.world.hearing(tb, tag.board.rng, self.sim.params.rf)
+            if rssi is not None:
+                self.farm.beacon(unit, tag.radio.address, adv, rssi, tb / 1000)
                 self.counters["beacons"] += 1
 
     def _hil_slice(self, h: HilSubject, t: int) -> None:
@@ -580,19 +621,15 @@ class Fleet:
             h.coverage = cov
 
     def _units_power(self, t: int) -> None:
-        for tag in self.tags:
-            unit = self.sim.subjects[tag.index].home_unit_id
-            self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
-
-    def run_start_ms(self) -> int:
-        """Where run() starts: `from_hour` into the simulation."""
-        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+        for w in [tag.world for tag in self.tags] + [h.world for h in self.hil]:
+            unit = self.sim.subjects[w.i].home_unit_id
+            self.farm.set_mains(unit, not w._in(w.unplugged, t))
 
     def run(self, progress: Progress | None = None) -> RunResult:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start = self.run_start_ms()
+        start = self.begin_ms
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
@@ -627,15 +664,19 @@ class Fleet:
                     if not interrupt and gen != tag.gen:
                         continue
                     self._poll(tag, max(when, t), heap)
+            relayed = []  # HIL tags' units that took frames this slice (ticked by the tag)
             for h in self.hil:
                 self._hil_slice(h, t)
                 _, _, _, moving = h.world.position(t)
+                before = len(h.tag.offloaded)
                 h.tag.run_until(t1 - start, moving=moving)
+                if len(h.tag.offloaded) > before:
+                    relayed.append(self.sim.subjects[h.index].home_unit_id)
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
                 if self.farm is not None:  # relays this slice's beacons began, in lock-step
-                    self.farm.settle(t / 1000)
+                    self.farm.settle(t / 1000, relayed)
                 assert isinstance(self.uplink, SharedUplink)
                 if self.uplink.outstanding and not self.uplink.wait_acked(
                     self.o.barrier_timeout_s, self.o.barrier_quiet_s
@@ -707,7 +748,7 @@ class Fleet:
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
-            for _ms, _topic, payload in h.tag.published:
+            for payload in [p for _ms, _topic, p in h.tag.published] + h.tag.offloaded:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
@@ -749,6 +790,9 @@ class Fleet:
                 h.tag.kill()
         if self.farm is not None:
             self.farm.stop()
+        for h in self.hil:
+            if h.peer is not None:
+                h.peer.close()
         if isinstance(self.uplink, SharedUplink):
             self.uplink.stop()
         if self.backend is not None:

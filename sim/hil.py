@@ -179,6 +179,7 @@ class HilTag:
         self.home: HomeRadio | None = None
         self.gatt_connected = False
         self.acks_written: list[bytes] = []  # every home ack written to the tag (a recording)
+        self.offloaded: list[bytes] = []  # every frame handed to the home unit (accounting)
         self.last_unit_tick_ms = -(10**12)
         self.unit_tick_ms = 1000  # how often the home unit's clock follows simulated time
 
@@ -643,6 +644,7 @@ class HilTag:
             line = self._exchange_any(["O"], ("o", "e"))[-1]
             chunk = bytes.fromhex(line[2:]) if line.startswith("o ") else b""
             if not chunk:
+                self.offloaded += frames
                 return frames
             cur += chunk[1:]
             if chunk[0] & homelink.FINAL:

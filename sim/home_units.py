@@ -89,6 +89,9 @@ class UnitSpec:
     tag_key: bytes
     curfew: tuple[str, str]
     tz: str
+    # The simulator radio the unit connects to: None for the farm's own (Air, the fleet tags);
+    # a HIL tag's peer otherwise (sim.hil.HilTag.attach_home: the tag ticks that unit itself).
+    radio_port: int | None = None
 
 
 class HomeUnitFarm:
@@ -124,10 +127,18 @@ class HomeUnitFarm:
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
 
-    def add(self, spec: UnitSpec, radio: TagRadio) -> None:
+    def add(self, spec: UnitSpec, radio: TagRadio | None = None) -> None:
+        """A unit for a fleet tag (its TagRadio, on the farm's air) or, with
+        spec.radio_port, for a HIL tag on that tag's own simulator radio."""
         self.specs[spec.unit] = spec
-        self.tags.radios[radio.address] = radio
+        if radio is not None:
+            self.tags.radios[radio.address] = radio
         self.set_mains(spec.unit, True)
+
+    @property
+    def on_air(self) -> list[int]:
+        """The units on the farm's own air (the fleet tags'), which the farm ticks."""
+        return [u for u, s in self.specs.items() if s.radio_port is None]
 
     def push_configs(
         self, publish: Callable[[list[tuple[str, bytes, bool]]], None], issued: int
@@ -172,16 +183,15 @@ class HomeUnitFarm:
                     reconnect_min_s=0.2,
                     reconnect_max_s=2.0,
                     radio="sim",
-                    sim_radio=f"127.0.0.1:{self.air.port}",
+                    sim_radio=f"127.0.0.1:{s.radio_port or self.air.port}",
                     clock="sim",
                     power_supply_dir=self._supply(s.unit),
                     sensor_poll_s=0.05,
                     log_level="warning",
                 )
                 clock = SimClock(t0)
-                unit = HomeUnit(
-                    settings, SimRadio(s.unit, "127.0.0.1", self.air.port, clock), clock
-                )
+                radio = SimRadio(s.unit, "127.0.0.1", s.radio_port or self.air.port, clock)
+                unit = HomeUnit(settings, radio, clock)
                 self.units[s.unit] = unit
                 self._done.append(asyncio.ensure_future(unit.run(self._stop)))
             ready.set()
@@ -203,7 +213,7 @@ class HomeUnitFarm:
         self._thread.start()
         ready.wait(timeout)
         deadline = time.monotonic() + timeout
-        for u in self.specs:
+        for u in self.on_air:
             if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
                 raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
         # Configured (from the retained message) before the run starts.
@@ -214,8 +224,9 @@ class HomeUnitFarm:
             time.sleep(0.01)
 
     def tick(self, t: float) -> None:
-        if self.specs:
-            self.air.tick_all(self.specs, t)
+        units = self.on_air
+        if units:
+            self.air.tick_all(units, t)
 
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)
@@ -226,19 +237,20 @@ class HomeUnitFarm:
                 if b.status & bc.ST_PENDING or b.pending:
                     self.to_settle.add(unit)
 
-    def settle(self, t: float, timeout: float = 10.0) -> None:
+    def settle(self, t: float, ticked: Iterable[int] = (), timeout: float = 10.0) -> None:
         """Lock-step for the relay: the units sent a beacon with frames pending since the
         last call finish their contacts (a tick at t: the simulator answers their GATT
         requests meanwhile, from other threads, so the caller must not hold the fleet's lock)
         and wait until the backend has acknowledged every frame they queued, so a relayed
         frame (a tamper at home) is stored at the simulated time it was offloaded, not
-        whenever real time lets the runner's slices stop outrunning the relay."""
+        whenever real time lets the runner's slices stop outrunning the relay. `ticked`:
+        units already ticked to t by their own tag (a HIL tag's), waited for the same way."""
         units = sorted(self.to_settle)
         self.to_settle.clear()
-        if not units:
-            return
-        self.settles += 1
-        self.air.tick_all(units, t)
+        if units:
+            self.settles += 1
+            self.air.tick_all(units, t)
+        units += ticked
         deadline = time.monotonic() + timeout
 
         def waiting(u: int) -> bool:

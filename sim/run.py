@@ -94,7 +94,7 @@ def run(
                     task,
                     completed=done,
                     total=total,
-                    clock=local_day(sim, fleet.run_start_ms() + done),
+                    clock=local_day(sim, fleet.begin_ms + done),
                     **live,
                 )
                 if on_progress is not None:
@@ -232,7 +232,7 @@ def print_report(console: Console, rep: dict[str, Any]) -> None:
         console.print(f"[yellow]alerts not scored:[/] {rep['alerts_note']}")
         return
     t = Table(title="alerts against ground truth")
-    for col in ("type", "episodes", "detected", "alerts", "recall", "precision",
+    for col in ("type", "episodes", "detected", "alerts", "recall", "precision", "excused",
                 "false/100 tag-days", "latency p50", "p95"):  # fmt: skip
         t.add_column(col, justify="right")
     for k, s in a.items():
@@ -243,6 +243,7 @@ def print_report(console: Console, rep: dict[str, Any]) -> None:
             str(s["alerts"]),
             _pct(s["recall"]),
             _pct(s["precision"]),
+            str(s["excused_alerts"]),
             f"{s['false_per_100_tag_days']:.2f}",
             _s(s["latency_p50_s"]),
             _s(s["latency_p95_s"]),

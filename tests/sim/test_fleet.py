@@ -12,10 +12,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 import tagwatch_cli
 from backend.broker import Mosquitto
+from backend.storage.schema import frames
 from firmware import frame as fr
 from firmware import nmea as fw_nmea
 from firmware import topics
@@ -276,3 +278,45 @@ def test_sim_run_ha_hands_the_ha_options_to_the_run(
     assert opts.ha and opts.hil == 1 and opts.from_hour == 9.3 and opts.hours == 0.25
     plain = CliRunner().invoke(tagwatch_cli.app, [*args[:3], "--out", str(tmp_path)])
     assert plain.exit_code == 0 and not seen[1][1].ha
+
+
+@pytest.mark.broker
+@pytest.mark.micropython
+def test_a_hil_tags_relayed_frames_are_stored_in_the_slice_it_offloaded_them() -> None:
+    # A HIL tag ticks its own home unit; the runner then waits, as for the fleet's units,
+    # until the backend has what the unit relayed: a tamper at home is stored when offloaded,
+    # not whenever real time lets the relay catch up with the simulated clock.
+    sc = scenario.load(Path(__file__).with_name("gate-evening.toml"))
+    opts = RunOptions(seed=5, hil=1, from_hour=20, hours=1, drain_s=0, rules=False)
+    with Fleet(sc, opts) as f:
+        f.setup()
+        h = f.hil[0]
+        offloaded_at: dict[tuple[int, int, int], int] = {}
+        turn = h.tag.run_until
+
+        def run_until(t_ms: int, **kw: Any) -> None:
+            n = len(h.tag.offloaded)
+            turn(t_ms, **kw)
+            for p in h.tag.offloaded[n:]:
+                g = fr.parse(p)
+                offloaded_at.setdefault((g.device, g.boot, g.seq), f.begin_ms + t_ms)
+
+        h.tag.run_until = run_until
+        f.run()
+        with f.backend.engine.connect() as conn:
+            stored = {
+                (d, b, s): at
+                for d, b, s, at, via in conn.execute(
+                    select(
+                        frames.c.device,
+                        frames.c.boot,
+                        frames.c.seq,
+                        frames.c.received_at,
+                        frames.c.via_unit,
+                    ).where(frames.c.device == h.device)
+                )
+                if via is not None
+            }
+    assert offloaded_at and set(stored) <= set(offloaded_at)
+    late = {k: stored[k] * 1000 - offloaded_at[k] for k in stored if k in offloaded_at}
+    assert stored and all(d <= 0 for d in late.values()), late
