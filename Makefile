@@ -48,8 +48,11 @@ typings/.installed: $(STAMP)
 gate: setup
 	$(BIN)/tagwatch sim gate $(GATE_ARGS)
 
+# One pytest worker per core (CI has two), a test file's tests together on one worker so
+# that a module's fixtures (a simulated day, a served stack) are built once.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/python -m tests.bench
