@@ -40,7 +40,11 @@ class OwnReports:
         self.counters = counters  # all the unit's counters: the heartbeat reports them
         self.wake = relay_due  # set when a frame was queued for the relay
         self.own = own_frames.OwnFrames(self.unit, key, boot)
-        self.sensed: Reading | None = None
+        self.sensed: Reading | None = None  # the last reading, for the heartbeat
+        # The last known value of each input, for telling a change: an input that could not
+        # be read (a switch file caught while it is being rewritten) is not a change, and the
+        # change it hid is still one when the input reads again.
+        self.known: Reading | None = None
         self.next_heartbeat = 0.0
         self.next_sensor_poll = 0.0
 
@@ -121,8 +125,9 @@ class OwnReports:
 
     def _poll_sensors(self) -> None:
         r = self.sensors.read()
-        old = self.sensed
+        old = self.known
         self.sensed = r
+        self.known = r if old is None else r.over(old)
         if old is None:
             return  # the first reading is the baseline; the heartbeat reports it
         recs: list[fr.Record] = []
