@@ -38,7 +38,8 @@ from typing import Any
 
 from firmware import board as hal
 from firmware import ticks
-from hw import boarddef, micropython
+from hw import boarddef
+from sim import micropython
 from sim.hil import HilConfig, HilTag
 
 # The unix port keeps loaded code in its heap (~90 KiB for the firmware on 64-bit; see
