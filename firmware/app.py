@@ -6,7 +6,7 @@
 from firmware import battery as bat
 from firmware import commands, motion, sampling
 from firmware import frame as fr
-from firmware.runtime import TYPE_CHECKING, unload
+from firmware.runtime import TYPE_CHECKING, collect, unload
 
 if TYPE_CHECKING:  # (annotations only)
     from firmware.board import Board
@@ -122,6 +122,12 @@ class App:
     def seal(self, now_ms: int) -> None:
         """Close the batch into a signed frame (sequence assigned now) and store it sealed, so
         every retransmission is byte-identical."""
+        # A seal makes many small objects (records, payloads), then a few of a frame's size.
+        # The allocator takes the first free run that fits, and garbage is free only after a
+        # collection: collected first, the small objects fill the holes the last minutes'
+        # garbage left, and the long free runs stay whole for the frame's bytes. The heap
+        # binds here, by fragmentation, not by its high-water (docs/firmware.md, "Heap").
+        collect()
         lost = self.store.take_lost()
         if lost:
             self.batch.append((fr.OVERFLOW, now_ms, (min(lost, 0xFFFFFFFF),)))
