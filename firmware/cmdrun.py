@@ -81,19 +81,18 @@ def run(a: "App", rec: "fr.Record", now_ms: int) -> int:
             return ch
         name, value = ch  # type: ignore[misc]
         if name == "fast_until":
-            a.sampler.fast_until_unix = value
+            a.sampler.fast_until(value)
             a.state.set("fast_until", value)
         else:
             _keep(a, name, value)
             if name == "hdop_max_d":
-                a.filter.hdop_max_d = value
+                a.filter.hdop_limit(value)
         return fr.RESULT_OK
     if t == fr.CMD_NOTIFY:
         a.board.vibrate(rec.pattern, rec.repeats)
         return fr.RESULT_OK
     if t == fr.CMD_LOCATE:
-        a.sampler.locate = True
-        a.sampler.next_ms = now_ms
+        a.sampler.locate_now(now_ms)
         return fr.RESULT_OK
     if t == fr.CMD_TIME_SYNC:
         a.set_clock(rec.unix, now_ms, fr.CLOCK_COMMAND)

@@ -25,7 +25,14 @@ _BACKOFF = const(3)
 
 class Uplink:
     def __init__(
-        self, modem: "Modem", store: "Store", device: int, cfg: "dict[str, object]", password: str
+        self,
+        modem: "Modem",
+        store: "Store",
+        device: int,
+        cfg: "dict[str, object]",
+        password: str,
+        ledger: "Ledger | None" = None,
+        tx_uas: int = 0,
     ) -> None:
         self.modem = modem
         self.store = store
@@ -47,8 +54,8 @@ class Uplink:
         self.sessions = 0
         self.published = 0
         self.urgent = False
-        self.ledger: "Ledger | None" = None
-        self.tx_uas = 0  # charge of one publish burst (board.bursts["modem_tx"])
+        self.ledger = ledger
+        self.tx_uas = tx_uas  # charge of one publish burst (board.bursts["modem_tx"])
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]
@@ -65,6 +72,13 @@ class Uplink:
     def urgent_now(self) -> None:
         """An alert-class frame was stored: skip any back-off and send it at once."""
         self.urgent = True
+
+    def take_urgent(self) -> bool:
+        """Whether an urgent frame was stored since the last call (RF mode hands it to the
+        home unit instead: the beacon says so at once)."""
+        u = self.urgent
+        self.urgent = False
+        return u
 
     def progress(self, now_ms: int) -> None:
         """The application freed frames on an ACK."""

@@ -1,7 +1,7 @@
 """Drive a tag's firmware, running under the real `micropython` binary on the simulator board,
 in lock-step: this is the CPython peer of the simulator board protocol (docs/firmware.md).
 
-`HilTag` spawns the firmware (hw/micropython.py), owns the GNSS pty it writes NMEA into and
+`HilTag` spawns the firmware (sim/micropython.py), owns the GNSS pty it writes NMEA into and
 the socket that carries the clock, sensors and modem, bridges the modem to a real MQTT broker
 with paho-mqtt (MQTT v5, QoS 1, a persistent session as a modem would keep), injects sensor
 events and advances simulated time. The firmware never reads the wall clock: it runs at the
@@ -217,7 +217,7 @@ class HilTag:
 
     def start(self, reset_cause: int = 0) -> None:
         """Power the tag on (first boot, or a reboot after stop()/kill())."""
-        from hw import micropython
+        from sim import micropython
 
         if self.proc is not None:
             raise HilError("already running")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from firmware import main as fw_main
-from hw import micropython
+from sim import micropython
 
 CPYTHON_ONLY = "drives the micropython binary"
 

@@ -363,7 +363,7 @@ def test_fast_sampling_gives_up_an_attempt_without_a_fix_and_tries_again():
     app, board, flash = make()
     board.moving = True
     board.ttff_ms = 10**9  # this first attempt never gets a fix
-    app.sampler.locate = True  # a fix wanted now: 15-s sampling until it comes
+    app.sampler.locate_now(0)  # a fix wanted now: 15-s sampling until it comes
     ons = []
     power = board.gnss_power
 
