@@ -33,6 +33,9 @@ from sim.score import Alert, TypeScore, score_alerts
 
 MUST_DETECT = (tr.CURFEW_BREACH, tr.EXCLUSION_ZONE_ENTRY, tr.STRAP_CUT, tr.CASE_OPEN)
 GATE_SCENARIO = Path(__file__).with_name("ci-gate.toml")
+# The gate day's fixture runs a simulated day through the whole stack (about two minutes on
+# a quiet CI machine, four on a busy one): the first test's limit covers it.
+pytestmark = pytest.mark.timeout(900)
 
 
 def alert_failures(scores: dict[str, TypeScore], tag_days: float) -> list[str]:
