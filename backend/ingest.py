@@ -38,6 +38,12 @@ Guarantees:
   evidence, acknowledged all the same, since resending cannot mend the device's clock and
   would only hold its buffer. A home unit's status is exempt from the age bound (its
   retained frames and last will are signed when it connects).
+- A frame dated at or after the removal that followed its wearer's withdrawal of consent
+  (Device.refuse_from, backend/scheme/) is a `withdrawn` rejection, acknowledged the same
+  way, and its payload is not kept as evidence: the wearer's consent to being recorded has
+  ended. A frame is judged by its own time, so one sent after the removal is refused whole
+  with any older records it carries. The device cache (DeviceDirectory) learns of a removal
+  within its ttl_s (60 s), as it learns of a retirement.
 - Event time, not arrival time: a frame older than the device's newest stored event, or
   further behind backend "now" than `late_after_s`, is flagged late; rows are written in
   event-time order and indexed by event time, so nothing depends on arrival order.
@@ -100,6 +106,9 @@ UNKNOWN_DEVICE = "unknown_device"
 TOPIC = "topic"  # the frame does not belong on the topic it came in on
 REPLAY = "replay"
 MISDATED = "time"  # signed, but dated where no device's data can be (bounds.py)
+# Signed, but dated after its wearer withdrew consent and the device came off them
+# (backend/scheme/stops.py): not stored, not even raw in the security event.
+WITHDRAWN = "withdrawn"
 MAX_RAW_EVIDENCE = 8192  # bytes of a rejected payload kept in its security event
 MAX_RANGES_PER_ACK = (fr.MAX_BODY // 12) - 1  # an ack_range record is 12 bytes
 
@@ -390,8 +399,13 @@ class Ingest:
                     why = f"dated {f.ts - now:.0f} s ahead of backend time"
                 elif f.ts < now - FRAME_AGE_S and v.channel != "status":
                     why = f"dated {(now - f.ts) / 86400:.0f} days behind backend time"
+            stop = v.device.refuse_from
             if why:
                 rejected.append(self._reject(v.msg, MISDATED, f.device, why))
+                bad.append(v)
+            elif stop is not None and f.flags & fr.FLAG_TIME_VALID and f.ts >= stop:
+                why = f"dated {f.ts - stop} s after its wearer withdrew and it was removed"
+                rejected.append(self._reject(v.msg, WITHDRAWN, f.device, why, keep_raw=False))
                 bad.append(v)
             else:
                 ok.append(v)
@@ -744,9 +758,11 @@ class Ingest:
 
     # ---- bookkeeping -------------------------------------------------------------------
 
-    def _reject(self, msg: Message, reason: str, device: int | None, detail: str) -> Rejection:
+    def _reject(
+        self, msg: Message, reason: str, device: int | None, detail: str, keep_raw: bool = True
+    ) -> Rejection:
         log.warning("frame rejected", reason=reason, device=device, topic=msg.topic, detail=detail)
-        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload))
+        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload) if keep_raw else b"")
 
     def _count(self, result: BatchResult) -> None:
         self.counts["frames_stored"] += len(result.stored)

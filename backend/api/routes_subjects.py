@@ -53,6 +53,7 @@ from backend.api.models_monitoring import (
 )
 from backend.api.subject_view import SubjectPublic, subject_public
 from backend.rules.store import bump_config
+from backend.scheme import consent, pool
 from backend.security import access, roles
 from backend.security.access import subject_access
 from backend.storage.position_queries import trail as trail_query
@@ -291,21 +292,26 @@ def create_assignment(
     ).first()
     if busy is not None:
         raise HTTPException(409, f"device {body.device} is assigned to another subject")
-    db.execute(
-        update(assignments)
-        .where(
-            a.subject_id == subject.id,
-            a.role == body.role,
-            a.ends_at.is_(None),
-            a.starts_at < body.starts_at,
-        )
-        .values(ends_at=body.starts_at)
-    )
-    new_id = db.execute(
-        insert(assignments)
-        .values(subject_id=subject.id, created_at=clock.now(), **body.model_dump())
-        .returning(a.id)
-    ).scalar_one()
+    user = log.user.id if log.user else None
+    try:
+        consent.may_fit(db, subject.id)
+        for swapped in db.execute(
+            select(a.id).where(
+                a.subject_id == subject.id,
+                a.role == body.role,
+                a.ends_at.is_(None),
+                a.starts_at < body.starts_at,
+            )
+        ).scalars():
+            pool.remove(db, swapped, body.starts_at, user, clock.now())
+        new_id = db.execute(
+            insert(assignments)
+            .values(subject_id=subject.id, created_at=clock.now(), **body.model_dump())
+            .returning(a.id)
+        ).scalar_one()
+        pool.assignment_started(db, body.device, new_id, user, clock.now())
+    except (consent.ConsentError, pool.PoolError) as e:
+        raise HTTPException(409, str(e)) from e
     _changed(db, subject.id, clock.now())
     log.record(
         "assignment.create",
@@ -327,9 +333,7 @@ def end_assignment(
     row = db.execute(select(assignments).where(assignments.c.id == obj.object_id)).one()
     if body.ends_at <= row.starts_at:
         raise HTTPException(422, "ends_at must be after starts_at")
-    db.execute(
-        update(assignments).where(assignments.c.id == obj.object_id).values(ends_at=body.ends_at)
-    )
+    pool.remove(db, obj.object_id, body.ends_at, log.user.id if log.user else None, clock.now())
     _changed(db, obj.subject.id, clock.now())
     log.record(
         "assignment.end",
