@@ -23,6 +23,8 @@ Every route takes its caller from here, never from a check of its own:
   re-checked periodically, and each event's subject at the moment it is sent (a share that
   ends stops what the stream shows at once); every subject whose data a stream sends is
   audited per subject.
+- `pool_keeper` / `pool_tag`: the unit's tag pool, kept by its supervisors and officers; a
+  `device_id` is a tag in the caller's unit's pool, else 404.
 - `Audit`: `await`-free `Auditor.record(action, ...)` appends to the hash-chained audit log
   inside the request's transaction when one is open (so a change and its record commit
   together), else in a transaction of its own.
@@ -44,6 +46,7 @@ from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
 from backend.clock import Clock
+from backend.scheme import pool
 from backend.security import access, audit, roles
 from backend.security.access import SubjectAccess, User, subject_access, visible_subject_ids
 from backend.security.sessions import LoginError
@@ -460,6 +463,42 @@ def guard(*params: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return dependency
 
     return mark
+
+
+@dataclass(frozen=True)
+class PoolTag:
+    """A tag in the caller's unit's pool."""
+
+    device: int
+    user: User
+
+
+def pool_keeper(conn: HTTPConnection, user: CurrentUser) -> User:
+    """The unit's pool is its supervisors' and officers' (roles.may_keep_pool); 403 else."""
+    if not roles.may_keep_pool(user.role):
+        raise _forbidden(conn, "the tag pool is kept by supervisors and officers")
+    return user
+
+
+PoolKeeper = Annotated[User, Depends(pool_keeper)]
+
+
+@guard("device_id")
+def pool_tag(
+    conn: HTTPConnection,
+    ctx: Context,
+    user: PoolKeeper,
+    device_id: Annotated[int, Path(ge=1, le=0xFFFFFFFF, description="tag id")],
+) -> PoolTag:
+    """A tag of the caller's unit's pool; one in no pool or in another unit's is 404."""
+    with ctx.engine.connect() as db:
+        unit = pool.unit_of(db, device_id)
+    if unit != user.unit_id:
+        raise _not_found(conn, "tag in your unit's pool")
+    return PoolTag(device_id, user)
+
+
+PoolTagDep = Annotated[PoolTag, Depends(pool_tag)]
 
 
 @dataclass(frozen=True)

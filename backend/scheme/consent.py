@@ -18,16 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Select, insert, select, update
 
 from backend.rules.store import bump_config
 from backend.scheme import pool
 from backend.security import roles
-from backend.storage.schema import assignments, enrolments, removal_tasks
+from backend.storage.schema import assignments, enrolments, removal_tasks, subjects
 
 
 class ConsentError(ValueError):
     """The step does not fit the enrolment's state (a sentence for the caller)."""
+
+
+class ConsentInvalid(ConsentError):
+    """A value that cannot be right whatever the state (a date before the one it follows)."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,9 @@ def may_fit(conn: Connection, subject_id: int) -> None:
 
 def enrol(conn: Connection, subject_id: int, consent: Consent, user_id: int, now: float) -> int:
     if not consent.sharing <= frozenset(roles.UNIT_KINDS):
-        raise ConsentError(f"sharing is a subset of {', '.join(roles.UNIT_KINDS)}")
+        raise ConsentInvalid(f"sharing is a subset of {', '.join(roles.UNIT_KINDS)}")
     if consent.review_at <= consent.consent_at:
-        raise ConsentError("review_at must be after consent_at")
+        raise ConsentInvalid("review_at must be after consent_at")
     if current(conn, subject_id) is not None:
         raise ConsentError("the subject is already enrolled; withdraw and remove first")
     return int(
@@ -100,7 +104,7 @@ def review(conn: Connection, subject_id: int, review_at: int, now: float) -> Non
     if row is None or row.withdrawn_at is not None:
         raise ConsentError("the subject has no consent in force to review")
     if review_at <= row.consent_at:
-        raise ConsentError("review_at must be after consent_at")
+        raise ConsentInvalid("review_at must be after consent_at")
     conn.execute(
         update(enrolments)
         .where(enrolments.c.id == row.id)
@@ -118,7 +122,7 @@ def withdraw(
     if row.withdrawn_at is not None:
         raise ConsentError("consent is already withdrawn")
     if withdrawn_at < row.consent_at:
-        raise ConsentError("withdrawn_at must not be before consent_at")
+        raise ConsentInvalid("withdrawn_at must not be before consent_at")
     conn.execute(
         update(enrolments)
         .where(enrolments.c.id == row.id)
@@ -143,7 +147,7 @@ def complete_removal(
     if row is None or row.withdrawn_at is None:
         raise ConsentError("there is no open removal task: consent has not been withdrawn")
     if removed_at < row.withdrawn_at:
-        raise ConsentError("removed_at must not be before the withdrawal")
+        raise ConsentInvalid("removed_at must not be before the withdrawal")
     a = assignments.c
     open_rows = conn.execute(
         select(a.id, a.device, a.role, a.starts_at).where(
@@ -151,7 +155,7 @@ def complete_removal(
         )
     ).all()
     if any(r.starts_at >= removed_at for r in open_rows):
-        raise ConsentError("removed_at must be after the current equipment was fitted")
+        raise ConsentInvalid("removed_at must be after the current equipment was fitted")
     for r in open_rows:
         pool.remove(conn, r.id, removed_at, user_id, now)
     conn.execute(
@@ -166,3 +170,19 @@ def complete_removal(
     )
     bump_config(conn, subject_id, now)
     return sorted({int(r.device) for r in open_rows})
+
+
+def open_removals(conn: Connection, subject_ids: Select[Any]) -> list[Any]:
+    """Removal tasks not yet done of these subjects, oldest first, with each subject's
+    reference and the withdrawal's date."""
+    r, e, s = removal_tasks.c, enrolments.c, subjects.c
+    return list(
+        conn.execute(
+            select(r.id, r.subject_id, s.reference.label("subject_reference"),
+                   e.withdrawn_at, r.opened_at)
+            .join(enrolments, e.id == r.enrolment_id)
+            .join(subjects, s.id == r.subject_id)
+            .where(r.done_at.is_(None), r.subject_id.in_(subject_ids))
+            .order_by(r.opened_at, r.id)
+        )
+    )  # fmt: skip

@@ -22,7 +22,14 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from backend.storage.schema import TAG, assignments, device_events, devices, tag_states
+from backend.storage.schema import (
+    TAG,
+    assignments,
+    device_events,
+    devices,
+    subjects,
+    tag_states,
+)
 
 IN_STOCK = "in_stock"
 CHARGING = "charging"
@@ -56,6 +63,10 @@ FLAG_CHARGING = 1  # battery record flags (firmware/frame.py BATTERY)
 
 class PoolError(ValueError):
     """The change does not fit the tag's state (a sentence for the caller)."""
+
+
+class PoolInvalid(PoolError):
+    """Not a tag the pool can hold (unregistered, a home unit, retired)."""
 
 
 @dataclass
@@ -122,15 +133,21 @@ def add(conn: Connection, device: int, unit_id: int, user_id: int, now: float, n
         select(devices.c.kind, devices.c.retired_at).where(devices.c.id == device)
     ).first()
     if row is None or row.kind != TAG:
-        raise PoolError(f"device {device} is not a registered tag")
+        raise PoolInvalid(f"device {device} is not a registered tag")
     if row.retired_at is not None:
-        raise PoolError(f"tag {device} is retired")
+        raise PoolInvalid(f"tag {device} is retired")
     if _latest(conn, device) is not None:
         raise PoolError(f"tag {device} is already in a pool")
     a = assignments.c
-    open_id = conn.execute(select(a.id).where(a.device == device, a.ends_at.is_(None))).scalar()
-    state = IN_STOCK if open_id is None else FITTED
-    _append(conn, device, unit_id, state, user_id, now, note, open_id)
+    fitted = conn.execute(
+        select(a.id, subjects.c.unit_id)
+        .join(subjects, subjects.c.id == a.subject_id)
+        .where(a.device == device, a.ends_at.is_(None))
+    ).first()
+    if fitted is not None and fitted.unit_id != unit_id:
+        raise PoolError(f"tag {device} is fitted to another unit's subject")
+    state = IN_STOCK if fitted is None else FITTED
+    _append(conn, device, unit_id, state, user_id, now, note, fitted.id if fitted else None)
     return state
 
 

@@ -73,6 +73,11 @@ def may_share(role: str) -> bool:
     return role == SUPERVISOR
 
 
+def may_keep_pool(role: str) -> bool:
+    """The unit's tag pool (backend/scheme/pool.py): the officers who fit and remove tags."""
+    return role in (SUPERVISOR, OFFICER)
+
+
 def may_administer(role: str) -> bool:
     return role == ADMINISTRATOR
 
