@@ -12,7 +12,8 @@ WEB_STAMP := $(WEB)/node_modules/.installed
 
 setup: $(STAMP) $(WEB_STAMP)
 	@.ci/ensure-debian mosquitto=mosquitto '/usr/lib/postgresql/*/bin/initdb=postgresql' \
-	  chromium=chromium promtool=prometheus systemd-analyze=systemd
+	  chromium=chromium promtool=prometheus systemd-analyze=systemd \
+	  patroni=patroni etcd=etcd-server
 
 # The web UI's front-end packages (Leaflet) from the npm registry, served by the backend:
 # never committed, never a CDN at run time (docs/web.md).

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from backend.clock import Clock, SystemClock
-from backend.scheme.stops import data_stop
+from backend.services.stops import data_stop
 from backend.settings import Settings
 from backend.storage.schema import HOME_UNIT, TAG, devices, pairings
 from firmware import frame as fr
@@ -105,7 +105,7 @@ class Device:
     home_unit: int | None = None
     retired: bool = False
     # Its data dated from this Unix time on is refused: its wearer withdrew and the
-    # equipment came off then (backend/scheme/stops.py).
+    # equipment came off then (backend/services/stops.py).
     refuse_from: int | None = None
 
     def __repr__(self) -> str:  # never print a key

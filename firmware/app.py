@@ -376,8 +376,7 @@ class App:
         # tag need not hold their code all day (docs/firmware.md, "Heap").
         from firmware import cmdrun
 
-        for rec in f.records:  # type: ignore[attr-defined]
-            self.add(fr.COMMAND_RESULT, now_ms, (f.seq, cmdrun.run(self, rec, now_ms)))  # type: ignore[attr-defined]
+        cmdrun.run_frame(self, f, now_ms)  # type: ignore[arg-type]
         unload("cmdrun")
         self.flush = True
 

@@ -7,7 +7,7 @@ from firmware import commands, modes, motion, nmea, sampling, ticks
 from firmware import frame as fr
 from firmware.energy import Ledger
 from firmware.fixfilter import FixFilter
-from firmware.runtime import TYPE_CHECKING
+from firmware.runtime import TYPE_CHECKING, unload
 from firmware.state import State
 from firmware.store import Store
 from firmware.tamper import Sensor
@@ -54,7 +54,10 @@ def build(app: "App", board: "Board", cfg: "dict[str, object]") -> None:
     if app.state.get("zones", []):
         app.zone_watch()
     app.downlink = commands.Downlink(app.device, app.key, app.state)
-    app.uplink = Uplink(board.modem, app.store, app.device, cfg)
+    from firmware.brokers import password
+
+    unload("brokers")  # the login's only use of it: the name above keeps what it needs
+    app.uplink = Uplink(board.modem, app.store, app.device, cfg, password(app.key))
     app.uplink.ledger = app.ledger
     app.uplink.tx_uas = board.bursts.get("modem_tx", 0)
     app.gnss_on = False

@@ -57,6 +57,7 @@ CMD_LOCATE = 0x32
 CMD_TIME_SYNC = 0x33
 CMD_CLEAR_TAMPER = 0x34
 CMD_ZONE = 0x35
+CMD_BROKER = 0x36
 
 SPECS = {
     FIX: (
@@ -95,6 +96,9 @@ SPECS = {
     CMD_TIME_SYNC: ("cmd_time_sync", ">I", ("unix",)),
     CMD_CLEAR_TAMPER: ("cmd_clear_tamper", ">B", ("sensor",)),
     CMD_ZONE: ("cmd_zone", ">BiiH", ("slot", "lat_e7", "lon_e7", "radius_m")),
+    # The host name follows the port, to the record's end (Record.extra): ASCII, as in the
+    # provisioned "host:port" (firmware.uplink.endpoint).
+    CMD_BROKER: ("cmd_broker", ">H", ("port",)),
 }
 
 # Enumerations carried in record fields.
@@ -352,13 +356,14 @@ def _decode_records(body: memoryview) -> "list[Record]":
         if rlen < size:
             raise DecodeError("record_short", "%s needs %d bytes, has %d" % (spec[0], size, rlen))
         values = struct.unpack_from(spec[1], payload, 0) if size else ()
-        if rtype == FIX and not _fix_in_range(values):
+        if rtype == FIX and not fix_in_range(values):
             raise DecodeError("value", "fix outside the globe")
         records.append(Record(rtype, values, extra=payload[size:], trusted=True))
     return records
 
 
-def _fix_in_range(v: "tuple[int, ...]") -> bool:
+def fix_in_range(v: "tuple[int, ...]") -> bool:
+    """Whether a FIX record's values (wire order) lie on the globe."""
     return -900000000 <= v[1] <= 900000000 and -1800000000 <= v[2] <= 1800000000
 
 

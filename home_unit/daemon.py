@@ -27,7 +27,7 @@ from firmware import frame as fr
 from firmware import topics
 from home_unit import handshake, own_frames, presence, pushed_config, store
 from home_unit.clock import Clock, SimClock
-from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair
+from home_unit.mqtt_link import Incoming, LinkEvents, MqttLink, StatusPair, endpoints
 from home_unit.radio import MAX_OFFLOAD_FRAMES, BeaconHeard, Radio, RadioError, TagLink
 from home_unit.sensors import FileSensors, Reading
 from home_unit.settings import HomeUnitSettings
@@ -178,6 +178,8 @@ class HomeUnit:
                 trackers[tag] = presence.PresenceTracker(th, state)
         self.trackers = trackers
         log.info("config_applied", version=cfg.version, tags=sorted(self.beacon_keys))
+        if cfg.brokers and self.link is not None:
+            self.link.set_brokers(endpoints(cfg.brokers))
         self._sync_subscriptions()
 
     def on_config(self, payload: bytes) -> None:
@@ -615,7 +617,7 @@ class HomeUnit:
     # -- connection -----------------------------------------------------------------------
     def on_connected(self, pair: StatusPair | None, session_present: bool) -> None:
         assert self.link is not None
-        log.info("mqtt_connected", session_present=session_present)
+        log.info("mqtt_connected", session_present=session_present, broker=self.link.broker)
         self.counters["mqtt_connects"] += 1
         if pair is not None:
             self.link.publish(topics.home_status(self.unit), pair.online, retain=True)
@@ -638,14 +640,15 @@ class HomeUnit:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
+        username, password = self.s.login()
+        pushed = self.config.brokers if self.config is not None else []
         self.link = MqttLink(
             self.unit,
-            self.s.broker_host,
-            self.s.broker_port,
+            endpoints(pushed) or self.s.broker_list(),
             self.loop,
             LinkEvents(self.on_connected, self.on_disconnected, self.on_puback, self.on_message),
-            username=self.s.username,
-            password=self.s.password,
+            username=username,
+            password=password,
             keepalive=self.s.keepalive_s,
             reconnect=(self.s.reconnect_min_s, self.s.reconnect_max_s),
             session_expiry=self.s.session_expiry_s,

@@ -88,8 +88,7 @@ class VirtualBoard(HilTag):
                 device=0,  # the board learns its identity from config.json, not from here
                 key=b"",
                 workdir=root,
-                broker_host=broker_host,
-                broker_port=broker_port,
+                brokers=[f"{broker_host}:{broker_port}"],
                 heap=heap,
                 reply_wait_s=0.0,  # real time: a downlink wakes the firmware when it comes
                 connect_delay_ms=300,
@@ -141,7 +140,7 @@ class VirtualBoard(HilTag):
             "gnss": self.gnss_path,
             "control": f"127.0.0.1:{self.control.getsockname()[1]}",
             "fs": str(self.fs),
-            "broker": f"{self.cfg.broker_host}:{self.cfg.broker_port}",
+            "broker": self.cfg.brokers[0],
         }
 
     def status(self) -> dict[str, Any]:
@@ -262,9 +261,9 @@ class VirtualBoard(HilTag):
             client.disconnect()
             threading.Thread(target=client.loop_stop, daemon=True).start()
 
-    def _connect_modem(self, client_id: str, down_topic: str) -> None:
+    def _connect_modem(self, client_id: str, down_topic: str, broker: str, password: str) -> None:
         try:
-            super()._connect_modem(client_id, down_topic)
+            super()._connect_modem(client_id, down_topic, broker, password)
         except OSError as e:  # broker unreachable: the modem fails to connect, as in the field
             print(f"virtual board: modem: broker unreachable: {e}", file=sys.stderr)
             self.mqtt = None

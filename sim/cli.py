@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
+
 app = typer.Typer(help="Simulated tags and runs through the real stack.", no_args_is_help=True)
+
+
+def _scenario(name: str, command: str) -> Scenario:
+    """The scenario `name` names, or exit 2 with the reason it cannot be used."""
+    from sim import scenario as scn
+
+    try:
+        return scn.load(name)
+    except scn.ScenarioError as exc:
+        typer.echo(f"tagwatch sim {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -69,22 +83,33 @@ def run_scenario(
     rules: Annotated[
         bool, typer.Option(help="configure subjects and run the backend's rules (alerts)")
     ] = True,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            help="on the HA stack: PostgreSQL under Patroni with a synchronous replica, "
+            "two brokers, two ingest workers (docs/scaling.md)"
+        ),
+    ] = False,
+    from_hour: Annotated[
+        float, typer.Option(min=0, max=23.9, help="start this many hours into the first day")
+    ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=24, help="simulate only this many hours (then the drain)"),
+    ] = None,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
 
     from sim import run as sim_run
-    from sim import scenario as scn
     from sim.fleet import RunOptions
 
-    try:
-        sc = scn.load(scenario)
-    except scn.ScenarioError as exc:
-        typer.echo(f"tagwatch sim run: {exc}", err=True)
-        raise typer.Exit(2) from None
-    outcome = sim_run.run(
-        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
-    )
+    sc = _scenario(scenario, "run")
+    opts = RunOptions(
+        seed=seed, subjects=subjects, days=days, hil=hil, rules=rules, ha=ha,
+        from_hour=from_hour, hours=hours,
+    )  # fmt: skip
+    outcome = sim_run.run(sc, opts, Path(out))
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")
     comp = outcome.completeness
@@ -111,14 +136,9 @@ def world(
     from rich.table import Table
 
     from sim import generate as gen
-    from sim import scenario as scn
     from sim import world_map
 
-    try:
-        sc = scn.load(scenario)
-    except scn.ScenarioError as exc:
-        typer.echo(f"tagwatch sim world: {exc}", err=True)
-        raise typer.Exit(2) from None
+    sc = _scenario(scenario, "world")
     sim = gen.generate(sc, seed=seed, days=days)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -219,7 +219,8 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from backend.api.routes_web import LEAFLET_DIR
+    from backend.api.routes.web import LEAFLET_DIR
+    from backend.api.sse import SHUTDOWN_GRACE_S
     from backend.web.demo_accounts import format_logins
 
     for name, path in outcome.paths.items():
@@ -234,7 +235,13 @@ def _serve(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     url = f"http://{HOST}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
     server = uvicorn.Server(config)
     # On a thread, so uvicorn does not take the process's signals: the demo's handlers stop
     # the server and then everything else, in order.

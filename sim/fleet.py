@@ -22,6 +22,7 @@ import contextlib
 import heapq
 import math
 import random
+import secrets
 import shutil
 import tempfile
 import threading
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from firmware.board import Board
 
 Progress = Callable[[int, int, dict[str, Any]], None]
+GATEWAY = "sim-fleet"  # the broker account of the fleet's shared connection
 BEACON_RANGE_M = 200.0  # beyond this a beacon is never heard (sim.rf: ~28 m through a wall)
 
 
@@ -75,11 +77,22 @@ class RunOptions:
     home_units: bool = True
     hil_heap: str = "160k"
     barrier_timeout_s: float = 15.0
+    # Stop waiting at the barrier once nothing has come back from the backend for this long
+    # (None: wait the full timeout). For runs with faults: a frame can sit where no ACK can
+    # come from for a while (in the session queue of a killed worker, which Mosquitto keeps
+    # giving its share of a shared subscription; in a batch retried while there is no
+    # primary), and the tags' own retransmissions, in simulated time, are what recovers it.
+    barrier_quiet_s: float | None = None
     database_url: str = ""
     workdir: Path | None = None
     record_frames: bool = True
     rules: bool = True  # configure subjects in the backend and run its rules engine
     rules_tick_s: int = 60  # the rules' horizon moves this often (comms loss, grace)
+    # The HA stack (sim/ha.py): PostgreSQL under Patroni with a synchronous replica (instead
+    # of database_url), this many independent brokers, this many ingest workers.
+    ha: bool = False
+    brokers: int = 1
+    workers: int = 1
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -281,7 +294,9 @@ class Fleet:
         self._own_dir = self.o.workdir is None
         self.workdir = self.o.workdir or Path(tempfile.mkdtemp(prefix="tagwatch-sim-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker: Any = None
+        self.broker: Any = None  # the first broker (backend.broker.Mosquitto)
+        self.brokers: Any = None  # sim.ha.Brokers: every broker
+        self.cluster: Any = None  # sim.ha.PostgresCluster with ha
         self.backend: Any = None
         self.uplink: SharedUplink | LoopbackUplink | None = None
         self.farm: Any = None
@@ -306,31 +321,7 @@ class Fleet:
         sim = self.sim
         pairs = [(s.tag_id, s.home_unit_id) for s in sim.subjects]
         if self.o.backend:
-            from backend.broker import Mosquitto
-            from sim.stack import Backend
-
-            (self.workdir / "mosquitto").mkdir(exist_ok=True)
-            self.broker = Mosquitto(workdir=self.workdir / "mosquitto")
-            self.broker.start()
-            self.backend = Backend(
-                self.workdir / "backend",
-                self.broker.host,
-                self.broker.port,
-                sim.start_ms / 1000,
-                self.o.database_url,
-                monitoring=self.o.rules,
-            )
-            keys = self.backend.register(pairs)
-            self.keys, self.unit_keys = keys.tags, keys.home_units
-            if self.o.rules:
-                from sim import monitoring
-
-                self.subject_of = monitoring.register(self.backend.engine, sim)
-            self.backend.start()
-            up = SharedUplink(self.broker.host, self.broker.port)
-            up.record = self.o.record_frames
-            up.start()
-            self.uplink = up
+            self._stack(pairs)
         else:
             keygen = random.Random(self.o.seed)
             for tag_id, unit in pairs:
@@ -338,6 +329,7 @@ class Fleet:
                 self.unit_keys[unit] = keygen.randbytes(32)
             self.uplink = LoopbackUplink(self.keys)
         hil = set(self.hil_indices())
+        assert self.uplink is not None
         for i, s in enumerate(sim.subjects):
             w = SubjectWorld(sim, i)
             if i in hil:
@@ -363,6 +355,59 @@ class Fleet:
         if self.o.backend and self.o.home_units:
             self._home_units()
 
+    def _stack(self, pairs: list[tuple[int, int]]) -> None:
+        """Database, brokers with the credentials and ACL generated from the registry, the
+        backend's workers, and the fleet's shared connection. Every device of the run logs
+        in with its own account (HIL tags, home units); the fleet's in-process tags share
+        one gateway account that may publish every tag's uplink and read every tag's
+        downlinks (sim.fleet_uplink), added to the generated files."""
+        from backend import broker_credentials
+        from backend.broker import BrokerFiles
+        from backend.broker_credentials import every_device
+        from sim import ha
+        from sim.stack import Backend
+
+        database_url = self.o.database_url
+        if self.o.ha:
+            self.cluster = ha.PostgresCluster()
+            self.cluster.start()
+            database_url = self.cluster.url()
+        auth_dir = self.workdir / "broker-auth"
+        files = BrokerFiles(auth_dir / "passwd", auth_dir / "backend.passwd", auth_dir / "acl")
+        n = max(self.o.brokers, 2 if self.o.ha else 1)
+        self.brokers = ha.Brokers(self.workdir, n, files)
+        self.broker = self.brokers.brokers[0]
+        self.backend = Backend(
+            self.workdir / "backend",
+            self.brokers.backend_endpoints(),
+            self.sim.start_ms / 1000,
+            database_url,
+            monitoring=self.o.rules,
+            workers=max(self.o.workers, 2 if self.o.ha else 1),
+        )
+        keys = self.backend.register(pairs)
+        self.keys, self.unit_keys = keys.tags, keys.home_units
+        settings = self.backend.settings
+        broker_credentials.write(
+            auth_dir, self.backend.devices(), settings.mqtt_username, settings.mqtt_password
+        )
+        gateway_password = secrets.token_hex(16)
+        with files.passwd.open("a") as f:
+            f.write(f"{GATEWAY}:{broker_credentials.mosquitto_hash(gateway_password)}\n")
+        with files.acl.open("a") as f:
+            f.write(f"\nuser {GATEWAY}\ntopic write {every_device(topics.tag_up)}\n")
+            f.write(f"topic read {every_device(topics.tag_down)}\n")
+        self.brokers.start()
+        if self.o.rules:
+            from sim import monitoring
+
+            self.subject_of = monitoring.register(self.backend.engine, self.sim)
+        self.backend.start()
+        up = SharedUplink(self.brokers.device_endpoints(), GATEWAY, gateway_password)
+        up.record = self.o.record_frames
+        up.start()
+        self.uplink = up
+
     def _push_zones(self, up: SharedUplink, which: set[int], exclude: bool = False) -> None:
         """Each subject's exclusion zones to their tag (cmd_zone on its down topic), as the
         backend sends them when an order's zones are set (backend.zone_push). Fleet tags'
@@ -373,6 +418,7 @@ class Fleet:
         from backend.zone_push import zone_command
 
         hil = set(self.hil_indices())
+        items: list[tuple[str, bytes, bool]] = []
         with self.backend.engine.begin() as conn:
             for sid, i in sorted(self.subject_of.items()):
                 if (i in which) == exclude:
@@ -381,7 +427,8 @@ class Fleet:
                 if i not in hil:
                     up.box(tag)  # held for the tag from now on, whenever this is called
                 data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
-                up.client.publish(topics.tag_down(tag), data, qos=topics.QOS)
+                items.append((topics.tag_down(tag), data, False))
+        self.backend.publish(items)
 
     def provisioning(self, i: int) -> dict[str, object]:
         """A tag's provisioning file: id, key, paired home unit and its home's position."""
@@ -397,6 +444,7 @@ class Fleet:
             "home_lat_e7": round(float(lat[0]) * 1e7),
             "home_lon_e7": round(float(lon[0]) * 1e7),
             "home_acc_dm": 150,
+            "brokers": self.brokers.device_endpoints() if self.brokers else [],
         }
 
     def _hil(self, i: int, w: SubjectWorld) -> HilSubject:
@@ -404,7 +452,7 @@ class Fleet:
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
-        start_s = self.sim.start_ms // 1000
+        start_s = self.run_start_ms() // 1000  # the tag's now_ms 0 is the run's start
         gp = self.sim.params.gnss
 
         def route(unix: int) -> nmea.Position | None:
@@ -419,8 +467,7 @@ class Fleet:
             device=s.tag_id,
             key=self.keys[s.tag_id],
             workdir=self.workdir / f"hil-{s.tag_id}",
-            broker_host=self.broker.host if self.broker else "127.0.0.1",
-            broker_port=self.broker.port if self.broker else 1,
+            brokers=self.brokers.device_endpoints() if self.brokers else ["127.0.0.1:1"],
             heap=self.o.hil_heap,
             t0_unix=start_s,
             reply_wait_s=0.0,
@@ -437,7 +484,7 @@ class Fleet:
         shm = Path("/dev/shm")
         base = Path(tempfile.mkdtemp(prefix="tagwatch-hu-", dir=shm)) if shm.is_dir() else None
         self._unit_dir = base
-        farm = HomeUnitFarm(base or self.workdir / "home-units", self.broker.host, self.broker.port)
+        farm = HomeUnitFarm(base or self.workdir / "home-units", self.brokers.device_endpoints())
         cur = self.scenario.population.curfew
         for t in self.tags:
             s = self.sim.subjects[t.index]
@@ -451,8 +498,7 @@ class Fleet:
                 self.scenario.timezone,
             )
             farm.add(spec, t.radio)
-        assert isinstance(self.uplink, SharedUplink)
-        farm.push_configs(self.uplink, self.sim.start_ms // 1000)
+        farm.push_configs(self.backend.publish, self.sim.start_ms // 1000)
         farm.start(self.sim.start_ms / 1000)
         self.farm = farm
 
@@ -538,11 +584,15 @@ class Fleet:
             unit = self.sim.subjects[tag.index].home_unit_id
             self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
 
+    def run_start_ms(self) -> int:
+        """Where run() starts: `from_hour` into the simulation."""
+        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+
     def run(self, progress: Progress | None = None) -> RunResult:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start = sim.start_ms + int(self.o.from_hour * 3_600_000)
+        start = self.run_start_ms()
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
@@ -559,6 +609,10 @@ class Fleet:
         next_unit_tick = start
         next_rules_tick = start
         t = start
+        if self.backend is not None:
+            # Before the home units' first tick: what they send at `start` is not from the
+            # backend's future (ingest refuses frames dated ahead of its now).
+            self.backend.clock.set(start / 1000)
         if self.farm is not None:
             self.farm.tick(start / 1000)
         hil_zones_at = start + 15 * 60_000 if self.hil else None
@@ -583,7 +637,9 @@ class Fleet:
                 if self.farm is not None:  # relays this slice's beacons began, in lock-step
                     self.farm.settle(t / 1000)
                 assert isinstance(self.uplink, SharedUplink)
-                if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
+                if self.uplink.outstanding and not self.uplink.wait_acked(
+                    self.o.barrier_timeout_s, self.o.barrier_quiet_s
+                ):
                     self.counters["barrier_timeouts"] += 1
                 if hil_zones_at is not None and t >= hil_zones_at:
                     self._push_zones(self.uplink, set(self.hil_indices()))
@@ -599,6 +655,21 @@ class Fleet:
             if t >= end and self._drained():
                 break
         return self._result(t - start, time.monotonic() - wall0)
+
+    def stack(self) -> dict[str, Any]:
+        """What the run's backend runs on, as it is now (the report's `stack`): the database
+        engine, and on the HA stack each Patroni member's role; brokers and ingest workers
+        running."""
+        if self.backend is None:
+            return {"backend": None}
+        out: dict[str, Any] = {
+            "database": self.backend.engine.dialect.name,
+            "brokers": sum(b.proc is not None for b in self.brokers.brokers),
+            "ingest_workers": sum(w is not None for w in self.backend.workers),
+        }
+        if self.cluster is not None:
+            out["patroni"] = {n.name: n.role() for n in self.cluster.nodes}
+        return out
 
     def _live(self) -> dict[str, Any]:
         published = self.uplink.published if self.uplink is not None else 0
@@ -649,9 +720,10 @@ class Fleet:
         if self.farm is not None:
             for k, v in self.farm.counters().items():
                 counters[f"home_unit_{k}"] = v
-        if self.backend is not None and self.backend.worker is not None:
-            for k, v in self.backend.worker.ingest.counts.items():
+        if self.backend is not None:
+            for k, v in self.backend.counts().items():
                 counters[f"ingest_{k}"] = v
+            counters["rules_ticks_failed"] = self.backend.ticks_failed
         return RunResult(
             sim=self.sim,
             options=self.o,
@@ -681,8 +753,10 @@ class Fleet:
             self.uplink.stop()
         if self.backend is not None:
             self.backend.stop()
-        if self.broker is not None:
-            self.broker.stop()
+        if self.brokers is not None:
+            self.brokers.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._unit_dir is not None:
             shutil.rmtree(self._unit_dir, ignore_errors=True)
         if self._own_dir:

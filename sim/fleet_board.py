@@ -127,7 +127,9 @@ class FleetModem:
         if not on:
             self.state = hal.MODEM_OFF
 
-    def connect(self, client_id: str, down_topic: str) -> None:
+    def connect(self, broker: str, client_id: str, password: str, down_topic: str) -> None:
+        # The fleet's one shared connection stands in for every tag's session, whichever
+        # broker the firmware names (sim.fleet_uplink fails over for all of them).
         self.state = hal.MODEM_CONNECTING
         self.ready_ms = self.board.sim_ms + CONNECT_DELAY_MS
 
@@ -227,7 +229,6 @@ class FleetBoard:
         self.core = rng.standard_normal(2)  # Gauss-Markov core error (sim.gnss)
         self.core_ms = 0
         self.epochs = 0
-        self.epochs_fixed = 0
         self.last_motion_ms = -1
         self.vibrations: list[tuple[int, int, int]] = []
 
@@ -307,7 +308,6 @@ class FleetBoard:
                 out.append(self.receiver.second(s, None))
                 continue
             lat, lon = self.world.to_latlon(float(f.x[0]), float(f.y[0]))
-            self.epochs_fixed += 1
             self.last_fix_ms = t_ms
             pos = nmea.Position(lat, lon, int(f.sats[0]), float(f.hdop[0]))
             out.append(self.receiver.second(s, pos))

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from home_unit.settings import HomeUnitSettings
 from home_unit.sim_radio import SimRadio
 from home_unit.sim_radio_peer import SimRadioPeer, TagSide
 from sim.fleet_radio import TagRadio
-from sim.fleet_uplink import SharedUplink
 
 # In RF mode the simulated tags beacon every 60 s (firmware beacon_rf_s, relaxed from 30 s
 # so that a simulated day stays minutes long); away timeout and lease are scaled to it.
@@ -93,10 +92,9 @@ class UnitSpec:
 
 
 class HomeUnitFarm:
-    def __init__(self, workdir: Path, broker_host: str, broker_port: int) -> None:
+    def __init__(self, workdir: Path, brokers: list[str]) -> None:
         self.workdir = workdir
-        self.host = broker_host
-        self.port = broker_port
+        self.brokers = brokers  # device listeners, "host:port", in the order units try them
         self.tags = FleetTagSide()
         self.air = Air(self.tags)
         self.units: dict[int, HomeUnit] = {}
@@ -105,8 +103,6 @@ class HomeUnitFarm:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._done: list[asyncio.Future[None]] = []
-        self.beacons_sent = 0
-        self.shutdown_errors = 0
         # Units sent a beacon asking for an offload since the last settle(): their contacts
         # and relays are finished in lock-step at the slice end.
         self.to_settle: set[int] = set()
@@ -133,8 +129,11 @@ class HomeUnitFarm:
         self.tags.radios[radio.address] = radio
         self.set_mains(spec.unit, True)
 
-    def push_configs(self, uplink: SharedUplink, issued: int) -> None:
-        """Publish each unit's configuration (retained), as the backend does."""
+    def push_configs(
+        self, publish: Callable[[list[tuple[str, bytes, bool]]], None], issued: int
+    ) -> None:
+        """Publish each unit's configuration (retained, on every broker), as the backend does."""
+        items: list[tuple[str, bytes, bool]] = []
         days: list[pushed_config.Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         for s in self.specs.values():
             cfg = pushed_config.UnitConfig(
@@ -153,10 +152,8 @@ class HomeUnitFarm:
                     away_timeout_s=AWAY_TIMEOUT_S, lease_s=LEASE_S
                 ),
             )
-            info = uplink.client.publish(
-                topics.home_config(s.unit), pushed_config.sign(cfg, s.key), qos=1, retain=True
-            )
-            info.wait_for_publish(10)
+            items.append((topics.home_config(s.unit), pushed_config.sign(cfg, s.key), True))
+        publish(items)
 
     def start(self, t0: float, timeout: float = 30.0) -> None:
         """Start every unit with its clock at simulated time t0 (a unit signs its LINK
@@ -171,8 +168,9 @@ class HomeUnitFarm:
                     unit=s.unit,
                     key_hex=s.key.hex(),
                     state_db=self.workdir / f"hu-{s.unit}" / "state.db",
-                    broker_host=self.host,
-                    broker_port=self.port,
+                    brokers=self.brokers,
+                    reconnect_min_s=0.2,
+                    reconnect_max_s=2.0,
                     radio="sim",
                     sim_radio=f"127.0.0.1:{self.air.port}",
                     clock="sim",
@@ -193,7 +191,6 @@ class HomeUnitFarm:
             # Once stopping, a unit that has closed its store may still get a message paho
             # queued just before (the daemon does not drop those); that is shutdown noise.
             if self._stop is not None and self._stop.is_set():
-                self.shutdown_errors += 1
                 return
             loop.default_exception_handler(ctx)
 
@@ -222,7 +219,6 @@ class HomeUnitFarm:
 
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)
-        self.beacons_sent += 1
         payload = bc.manufacturer_payload(adv)
         if payload is not None:
             with contextlib.suppress(DecodeError):

@@ -60,7 +60,10 @@ def run(
     console: Console | None = None,
     alert_source: AlertSourceFactory | None = None,
     keep: bool = False,
+    on_progress: Callable[[Fleet, int], None] | None = None,
 ) -> Outcome:
+    """`on_progress(fleet, done_ms)` after each slice of simulated time: the fault tests
+    (tests/e2e/test_failover.py) kill servers from it."""
     console = console or Console()
     quiet_logs()
     out.mkdir(parents=True, exist_ok=True)
@@ -91,9 +94,11 @@ def run(
                     task,
                     completed=done,
                     total=total,
-                    clock=local_day(sim, sim.start_ms + done),
+                    clock=local_day(sim, fleet.run_start_ms() + done),
                     **live,
                 )
+                if on_progress is not None:
+                    on_progress(fleet, done)
 
             result = fleet.run(progress)
         window = run_window(result)
@@ -120,6 +125,7 @@ def run(
             )
         )
         rep = score.report(result, comp, scores, note)
+        rep["stack"] = fleet.stack()
         if window is not None:
             _per_window(rep, result, scores, window)
         if isinstance(source, score.TableAlertSource):

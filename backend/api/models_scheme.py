@@ -1,6 +1,6 @@
 """Pydantic v2 models of the voluntary scheme's API: a subject's enrolment and consent, its
-withdrawal and the removal, and the unit's tag pool (backend/scheme/). Times are Unix
-seconds; record dates are also within ten years of backend now (bounds.py)."""
+withdrawal and the removal, and the unit's tag pool (backend/services/consent.py, pool.py).
+Times are Unix seconds; record dates are also within ten years of backend now (bounds.py)."""
 
 from __future__ import annotations
 

@@ -174,8 +174,9 @@ security_events = Table(
     Index(None, "device", "at"),
 )
 
-# Append-only record of actions on the data (the retention purge writes here). The access
-# control issue extends it (hash chain, who read what).
+# Append-only record of actions on the data: the retention purge and every read or
+# disclosure of location data (who, what, when, purpose), hash-chained so that an edit or a
+# deletion shows (backend/security/audit.py).
 audit_log = Table(
     "audit_log",
     metadata,
@@ -199,7 +200,7 @@ audit_log = Table(
 )
 
 # ---------------------------------------------------------------------------------------
-# Access control (issue 7, migration 0002_access): units, users, their sessions, subjects
+# Access control (migration 0002_access): units, users, their sessions, subjects
 # and shares. Authorization is by unit: a subject belongs to one unit; another unit sees it
 # only through an unexpired, unrevoked share with the scope it needs.
 
@@ -293,7 +294,7 @@ shares = Table(
 )
 
 # ---------------------------------------------------------------------------------------
-# Monitoring (issue 6, migration 0003_monitoring): what a subject is ordered to do, what they
+# Monitoring (migration 0003_monitoring): what a subject is ordered to do, what they
 # wear, their curfews, zones and charging schedule; the alerts the rules raise and their
 # workflow; the rule engine's state. Event times (starts_at, start, end...) are integer Unix
 # seconds like device times; backend times (created_at, raised_at...) are float.
@@ -524,7 +525,8 @@ Index(
 
 # ---------------------------------------------------------------------------------------
 # The voluntary scheme (migration 0008_consent_pool): a subject's enrolment with its consent,
-# the removal task a withdrawal opens, and the unit's tag pool. backend/scheme/ owns them.
+# the removal task a withdrawal opens, and the unit's tag pool. backend/services/consent.py and
+# pool.py own them.
 
 # One enrolment per period on a scheme. Consent: when it was given (consent_at, Unix s),
 # which kinds of unit the wearer agreed their data may be shared with (sharing:
@@ -570,7 +572,7 @@ removal_tasks = Table(
     Index(None, "done_at"),
 )
 
-# The tag pool: every change of a tag's state (backend/scheme/pool.py STATES) with the unit
+# The tag pool: every change of a tag's state (backend/services/pool.py STATES) with the unit
 # whose pool holds it, who made it and, for fitting and removal, the assignment. The newest
 # row is the tag's state now.
 tag_states = Table(

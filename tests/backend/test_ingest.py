@@ -4,6 +4,7 @@ list, so every ACK the pipeline publishes can be checked)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -21,6 +22,7 @@ from backend.ingest import (
 )
 from backend.registry import Device, Registry
 from backend.settings import Settings
+from backend.storage import frame_writes
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -31,8 +33,8 @@ from backend.storage.schema import (
     presence,
     security_events,
 )
+from firmware import fixframe, topics
 from firmware import frame as fr
-from firmware import topics
 from tests.backend.conftest import T0
 from tests.backend.frames import acked, home_frame, tag_frame
 
@@ -219,6 +221,39 @@ def test_bad_frames_rejected_with_reason_and_nothing_stored_is_touched(h: Harnes
     assert h.count(frames) == 2
 
 
+def test_frames_are_parsed_and_verified_by_the_codec(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One meaning of a good frame: ingest parses every payload with the codec's receiving
+    side (firmware/fixframe.py) and checks every MAC with the codec's verify, never with a
+    check of its own, so a fix to either reaches ingest."""
+    parsed: list[bytes] = []
+    verified: list[tuple[int, bytes]] = []
+    real_parse, real_verify = fixframe.parse, fr.verify
+
+    def parse(data: bytes) -> fixframe.Parsed:
+        parsed.append(data)
+        return real_parse(data)
+
+    def verify(f: fr.Frame, key: bytes) -> fr.Frame:
+        verified.append((f.seq, key))
+        return real_verify(f, key)
+
+    monkeypatch.setattr(fixframe, "parse", parse)
+    monkeypatch.setattr(fr, "verify", verify)
+    battery = fr.Record(fr.BATTERY, dt=0, level=50, flags=0, mv=3900, hours_left=20)
+    msgs = (
+        up(h, 1, fixes=3),  # the codec's fast path
+        up(h, 2, extra=[battery]),  # its general parse
+        (topics.tag_up(TAG_ID), tag_frame(TAG_ID, h.other.key, 3, T0 + 3500)),  # wrong key
+    )
+    h.send(*msgs)
+    assert parsed == [p for _t, p in msgs]
+    assert verified == [(1, h.tag.key), (2, h.tag.key), (3, h.tag.key)]
+    assert h.acks(h.tag) == {(1, 1), (1, 2)}
+    assert h.ingest.rejections[("mac", TAG_ID)] == 1
+
+
 def test_relayed_frame_verified_with_the_tags_key_and_acked_to_the_tag(h: Harness) -> None:
     relay = topics.home_relay(UNIT_ID)
     h.send((relay, tag_frame(TAG_ID, h.tag.key, 7, T0 + 3500)))
@@ -274,23 +309,21 @@ def test_frame_without_calendar_time_is_kept_but_not_placed(h: Harness) -> None:
 
 
 def test_failed_commit_stores_and_acks_nothing_and_retry_succeeds(
-    engine: Engine, registry: Registry, clock: ManualClock
+    engine: Engine, registry: Registry, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = Harness(engine, registry, clock)
 
     class Broken(Exception):
         pass
 
-    real = h.ingest._update_devices
-
     def fail(*a: object, **k: object) -> None:
         raise Broken
 
-    h.ingest._update_devices = fail  # type: ignore[method-assign]
-    with pytest.raises(Broken):
-        h.send(up(h, 1), up(h, 2))
+    with monkeypatch.context() as m:
+        m.setattr(frame_writes, "update_devices", fail)  # the last write of the transaction
+        with pytest.raises(Broken):
+            h.send(up(h, 1), up(h, 2))
     assert h.count(frames) == 0 and h.published == []
-    h.ingest._update_devices = real  # type: ignore[method-assign]
     h.send(up(h, 1), up(h, 2))  # the broker redelivers: not mistaken for duplicates
     assert h.count(frames) == 2 and h.acks(h.tag) == {(1, 1), (1, 2)}
 
@@ -331,3 +364,45 @@ def test_frames_dated_outside_the_plausible_window_are_counted_rejections(
         fr.Record(fr.LINK, dt=0, state=fr.LINK_OFFLINE)])  # fmt: skip
     h.send((topics.home_status(UNIT_ID), will))
     assert h.count(frames) == 5 and h.ingest.rejections[("time", UNIT_ID)] == 0
+
+
+def test_a_batch_retried_after_its_commit_answer_was_lost_stores_nothing_twice(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database commits the batch, then the connection dies before the answer reaches the
+    # worker (a primary killed in that instant; docs/scaling.md, "Database failover"). The
+    # worker sees an error and runs the same batch again, as IngestWorker.run_once does.
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    commit = h.engine.dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(dbapi_conn: Any) -> None:
+        commit(dbapi_conn)  # committed on the server
+        if lost:
+            return
+        lost.append(True)
+        getattr(dbapi_conn, "dbapi_connection", dbapi_conn).close()  # the socket is gone
+        error = psycopg.OperationalError if h.engine.dialect.name == "postgresql" else None
+        raise (error or sqlite3.OperationalError)("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(h.engine.dialect, "do_commit", commit_then_lose_the_answer)
+    tamper = fr.Record(fr.TAMPER, dt=0, sensor=1, state=1)  # the strap opened
+    batch = [up(h, 1, fixes=10), up(h, 2, fixes=3, extra=[tamper]), up(h, 3)]
+    with pytest.raises(DBAPIError):
+        h.send(*batch)
+    assert lost and h.published == [] and h.rules.committed == []  # nothing told, yet stored
+    assert h.count(frames) == 3
+    h.send(*batch)  # the retry
+    assert h.count(frames) == 3
+    assert h.count(positions) == 14
+    assert h.count(device_events) == 1  # the tamper once
+    assert h.acks(h.tag) == {(1, 1), (1, 2), (1, 3)}
+    # The rules never saw the first attempt's frames (it failed before handing them over):
+    # they get them now, once each, though the retry found them stored.
+    assert sorted(s.frame.seq for s in h.rules.committed) == [1, 2, 3]
+    h.send(*batch)  # an ordinary retransmission later: a duplicate, for storage and rules
+    assert sorted(s.frame.seq for s in h.rules.committed) == [1, 2, 3]

@@ -32,6 +32,7 @@ def tag_modules(paired: bool = True) -> tuple[tuple[str, str], ...]:
     if paired:
         rows += [("firmware." + n, PAIRED) for n in fw_main._RF.split()]
     rows += [("firmware.app", ALWAYS), ("firmware.appboot", BOOT_ONLY)]
+    rows.append(("firmware.brokers", BOOT_ONLY))  # config's and appboot's; a cmd_broker's too
     for board in ("blockfile", "boards.definition", "boards.sim"):  # make_board("sim")
         rows.append(("firmware." + board, ALWAYS))
     rows += [("firmware.zonewatch", ZONES), ("firmware.cmdrun", COMMAND)]

@@ -159,7 +159,7 @@ def test_flash_provision_bench_and_the_backend_stores_the_signed_fixes(
     assert dev is not None and dev.home_unit == HOME
     on_board = json.loads((rig.fs / "config.json").read_text())
     assert on_board["key"] == dev.key.hex()  # the board holds the registered key ...
-    assert on_board["device"] == DEVICE and on_board["board_broker_port"] == rig.broker.port
+    assert on_board["device"] == DEVICE and on_board["brokers"] == [f"127.0.0.1:{rig.broker.port}"]
 
     # bench: NMEA into the GNSS pty, strap opened through the control socket.
     report = tmp_path / "bench.json"

@@ -4,12 +4,21 @@ the zone push goes through Mosquitto and the backend)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from typer.testing import CliRunner
 
+import tagwatch_cli
+from backend.broker import Mosquitto
 from firmware import frame as fr
 from firmware import nmea as fw_nmea
+from firmware import topics
 from sim import fleet as fleet_module
 from sim import scenario
 from sim.fleet import Fleet, RunOptions, SubjectWorld
@@ -165,3 +174,105 @@ def test_zones_pushed_at_the_start_reach_every_fleet_tag(monkeypatch: pytest.Mon
                 if rec.type == fr.COMMAND_RESULT
             ]
             assert results and all(res == fr.RESULT_OK for _, res in results), results
+
+
+def _frame(device: int, seq: int) -> bytes:
+    f = fr.Frame(fr.TAG_DATA, device, 1, seq, 1_748_851_200, [], fr.FLAG_TIME_VALID)
+    return fr.encode(f, bytes(32))
+
+
+@pytest.mark.broker
+def test_shared_uplink_refuses_while_down_and_never_sends_a_refused_frame_later(
+    tmp_path: Path,
+) -> None:
+    # As a modem: a publish while the broker is gone fails, and the firmware keeps the frame.
+    # paho would queue it and send it after reconnecting, behind the firmware's back (a
+    # frame on the wire that the run's accounting never saw); it must not.
+    from backend.broker import BrokerConfig, Mosquitto
+
+    b = Mosquitto(BrokerConfig(persistence=False), workdir=tmp_path)
+    b.start()
+    up = SharedUplink([f"{b.host}:{b.port}"], "fleet", "")
+    seen: list[bytes] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    watcher.on_message = lambda _c, _u, m: seen.append(bytes(m.payload))
+    try:
+        up.start()
+        topic = topics.tag_up(7)
+        assert up.publish(7, topic, _frame(7, 0))
+        b.kill()
+        while up.client.is_connected():  # until paho has seen the connection go
+            time.sleep(0.01)
+        refused = _frame(7, 1)
+        assert not up.publish(7, topic, refused) and up.refused == 1
+        generation = up.generation
+        b.start()
+        watcher.connect(b.host, b.port)
+        watcher.subscribe(topic, qos=1)
+        watcher.loop_start()
+        deadline = time.monotonic() + 60
+        while up.generation == generation and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert up.generation > generation, "the uplink did not reconnect"
+        last = _frame(7, 2)
+        assert up.publish(7, topic, last)
+        while last not in seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The refused frame was never sent. (The first may be: paho sends a QoS 1 publish
+        # again when the broker died before its PUBACK, as a modem's session would.)
+        assert last in seen and refused not in seen
+    finally:
+        watcher.loop_stop()
+        up.stop()
+        b.close()
+
+
+@pytest.mark.broker
+def test_shared_uplink_barrier_gives_up_once_nothing_comes_back(broker: Mosquitto) -> None:
+    # A frame nobody answers (no ingest here, as for a frame in a killed worker's queue):
+    # with quiet_s the barrier stops waiting when nothing has come back for that long,
+    # instead of the whole timeout.
+    up = SharedUplink([f"{broker.host}:{broker.port}"], "fleet", "")
+    try:
+        up.start()
+        assert up.publish(7, topics.tag_up(7), _frame(7, 0))
+        began = time.monotonic()
+        assert not up.wait_acked(600, quiet_s=0.2)
+        assert time.monotonic() - began < 300
+        assert up.outstanding  # an ACK may still come and clear it
+        # Given up on: the next slices do not wait for it again ...
+        assert up.wait_acked(600, quiet_s=600)
+        # ... but a frame sent after it is waited for, and a frame sent again too.
+        assert up.publish(7, topics.tag_up(7), _frame(7, 1))
+        assert not up.wait_acked(600, quiet_s=0.2)
+        assert up.publish(7, topics.tag_up(7), _frame(7, 0))
+        assert not up.wait_acked(600, quiet_s=0.2)
+        assert len(up.outstanding) == 2
+    finally:
+        up.stop()
+
+
+def test_sim_run_ha_hands_the_ha_options_to_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The command line's part of `tagwatch sim run --ha`; the run itself on the HA stack,
+    # through the same sim.run.run, is the fault tests' (tests/e2e/test_failover.py).
+    from sim import run as sim_run
+
+    seen: list[tuple[str, RunOptions, Path]] = []
+
+    def fake_run(sc: Any, opts: RunOptions, out: Path, *_a: Any, **_k: Any) -> Any:
+        seen.append((sc.name, opts, out))
+        return SimpleNamespace(paths={}, completeness=None)
+
+    monkeypatch.setattr(sim_run, "run", fake_run)
+    failover = Path(__file__).parents[1] / "e2e" / "failover.toml"
+    args = ["sim", "run", str(failover), "--ha", "--hil", "1", "--from-hour", "9.3",
+            "--hours", "0.25", "--out", str(tmp_path)]  # fmt: skip
+    res = CliRunner().invoke(tagwatch_cli.app, args)
+    assert res.exit_code == 0, res.output
+    [(name, opts, out)] = seen
+    assert name == "failover" and out == tmp_path
+    assert opts.ha and opts.hil == 1 and opts.from_hour == 9.3 and opts.hours == 0.25
+    plain = CliRunner().invoke(tagwatch_cli.app, [*args[:3], "--out", str(tmp_path)])
+    assert plain.exit_code == 0 and not seen[1][1].ha

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
-from backend.api import routes_alerts, sse
+from backend.api import sse
 from backend.clock import ManualClock
 from backend.storage.schema import audit_log, shares, users
 from tests.backend.api.conftest import Server, Stream, bearer, login
@@ -54,13 +55,13 @@ def api_clock() -> ManualClock:
 @pytest.fixture
 def quiet_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The stream's only calls of the clock are then its polls and its delivery checks.
-    monkeypatch.setattr(routes_alerts, "SESSION_CHECK_S", 1e9)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 1e9)
     yield
 
 
 @pytest.fixture
 def fast_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(routes_alerts, "SESSION_CHECK_S", 0.3)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 0.3)
     yield
 
 
@@ -169,10 +170,7 @@ def test_a_last_event_id_that_is_no_event_id_is_refused_before_the_stream(
 
 @pytest.fixture
 def fast_keepalive(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from backend.api import routes_web
-
-    for module in (routes_alerts, routes_web):
-        monkeypatch.setattr(module, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(sse, "KEEPALIVE_S", 0.2)
     yield
 
 
@@ -194,3 +192,15 @@ def test_both_streams_resume_from_any_event_id_in_the_bound(
         # Idle polls past the largest cursor ran without a database error: a keep-alive.
         assert stream.next(keepalive=True) == ("keep-alive", {})
         assert not stream.closed.is_set()
+
+
+def test_a_server_stopping_closes_its_open_streams(app: FastAPI, world: World) -> None:
+    """A stream never ends by itself: a stopping server must close it rather than wait for
+    it (a restart would otherwise hang until the service manager kills the process)."""
+    server = Server(app)
+    server.start()
+    http = httpx.Client(base_url=server.url, timeout=10)
+    officer = login(http, world.user(UNIT_B, "officer"))
+    streams = [Stream(server.url, officer, path) for path in STREAMS]
+    server.stop()  # raises if uvicorn is still waiting for the streams
+    assert all(s.closed.wait(20) for s in streams)
