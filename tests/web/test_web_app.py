@@ -7,7 +7,10 @@ the subject. Screenshots land in build/screenshots/."""
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -334,8 +337,9 @@ def test_the_pool_view_takes_a_fitted_tag_and_counts_it(tab: Browser, stack: Sce
 
 
 def test_consent_withdrawal_and_removal_on_the_subject_page(tab: Browser, stack: Scenario) -> None:
-    """Consent recorded, then withdrawn (a removal task in the pool view), then the removal:
-    the equipment ends and the pool's tag comes back to be cleaned and re-issued."""
+    """Consent recorded, then withdrawn (a removal task in the pool view), the wearer's
+    subject access bundle, then the removal: the equipment ends and the pool's tag comes
+    back to be cleaned and re-issued."""
     officer = stack.officer(UNIT_A)
     added = stack.http.post("/api/pool", json={"device": TAG_A}, headers=officer)
     assert added.status_code in (201, 409), added.text  # the pool test may have added it
@@ -355,6 +359,16 @@ def test_consent_withdrawal_and_removal_on_the_subject_page(tab: Browser, stack:
     page.click("form[aria-label='Record withdrawal'] button[type=submit]")
     consent.locator(".consent-status:has-text('Withdrawn')").wait_for()
     tab.shot("consent-withdrawn")
+
+    # The wearer asks for their data: the subject access bundle, audited as a disclosure.
+    page.fill("#export-reference", "SAR-2026-1")
+    with page.expect_download() as info:
+        page.click("#exports button[data-export$='/subject-access.zip']")
+    bundle = zipfile.ZipFile(Path(info.value.path()))
+    manifest = json.loads(bundle.read("manifest.json"))
+    assert manifest["kind"] == "subject_access" and manifest["reference"] == "SAR-2026-1"
+    assert "CF-2026-21" in bundle.read("enrolments.csv").decode()
+    page.wait_for_selector(f"#export-status:has-text('audit record {manifest['audit_id']}')")
 
     page = tab.go("pool")
     page.wait_for_selector("section[aria-label='Removals to do'] li:has-text('A-1')")
