@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Select, insert, select, update
 from backend.security import roles
 from backend.services import monitoring, pool
 from backend.services.errors import Conflict, Invalid
-from backend.storage.schema import assignments, enrolments, removal_tasks, subjects
+from backend.storage.schema import assignments, enrolments, removal_tasks, subjects, units
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,19 @@ def may_fit(conn: Connection, subject_id: int) -> None:
     row = current(conn, subject_id)
     if row is not None and row.withdrawn_at is not None:
         raise Conflict("the subject withdrew consent; record the removal, not a fitting")
+
+
+def may_share(conn: Connection, subject_id: int, unit_id: int) -> None:
+    """A share of an enrolled subject must fall within their consent: the receiving unit's
+    kind among those they agreed to, and no new share once they withdrew."""
+    row = current(conn, subject_id)
+    if row is None:
+        return
+    if row.withdrawn_at is not None:
+        raise Conflict("the wearer withdrew consent: their data is not shared further")
+    kind = conn.execute(select(units.c.kind).where(units.c.id == unit_id)).scalar()
+    if kind is not None and kind not in roles.parse_scopes(row.sharing):
+        raise Conflict(f"the wearer's consent does not cover sharing with {kind} units")
 
 
 def enrol(conn: Connection, subject_id: int, consent: Consent, user_id: int, now: float) -> int:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, select
 from backend.clock import ManualClock
 from backend.storage.schema import audit_log
 from tests.backend.api.conftest import bearer, login
-from tests.backend.api.world import UNIT_A, UNIT_B, World
+from tests.backend.api.world import PARTNER_UNIT, UNIT_A, UNIT_B, World
 from tests.backend.conftest import ENGINES
 from tests.backend.investigations.scenario import Fix, Stage
 
@@ -58,6 +58,22 @@ def test_consent_withdrawal_and_removal_end_to_end(
     assert early.status_code == 422 and "after consent_at" in early.json()["detail"]
     typo = client.post(f"{base}/enrolments", headers=officer, json=_consent(1000))
     assert typo.status_code == 422 and "ten years" in typo.json()["detail"]
+
+    # Shared within the consent only (police units, not partners).
+    supervisor = bearer(login(client, world.user(UNIT_A, "supervisor")))
+    for unit, code in ((PARTNER_UNIT, 409), (UNIT_B, 201)):
+        share = {"unit_id": world.units[unit], "scopes": ["live"], "purpose": "joint case",
+                 "expires_at": now + DAY}  # fmt: skip
+        r = client.post(f"{base}/shares", headers=supervisor, json=share)
+        assert r.status_code == code, r.text
+    assert (
+        "does not cover sharing with partner units"
+        in client.post(
+            f"{base}/shares",
+            headers=supervisor,
+            json={**share, "unit_id": world.units[PARTNER_UNIT]},
+        ).json()["detail"]
+    )
 
     # Fitted from the pool through the equipment route.
     assert client.post("/api/pool", headers=officer, json={"device": TAG}).status_code == 201
@@ -106,10 +122,10 @@ def test_consent_withdrawal_and_removal_end_to_end(
             )
         ]
     assert actions == ["consent.enrol", "consent.withdraw", "consent.removal"]
-    # Another unit does not see the subject's consent at all; a partner of the owning unit
-    # reads it but cannot change it.
+    # MOSOVO, shared A-1's live position above, does not get its consent (the conditions
+    # scope); a partner of the owning unit reads it but cannot change it.
     mosovo = bearer(login(client, world.user(UNIT_B, "officer")))
-    assert client.get(f"{base}/enrolments", headers=mosovo).status_code == 404
+    assert client.get(f"{base}/enrolments", headers=mosovo).status_code == 403
     partner = bearer(login(client, world.user(UNIT_A, "partner")))
     assert client.get(f"{base}/enrolments", headers=partner).status_code == 200
     assert (

@@ -181,7 +181,7 @@ def build_scoped(
     with engine.begin() as conn:
         ids["enrolment"] = consent.enrol(
             conn, sid,
-            consent.Consent("IOM voluntary", t - 86400, frozenset({"police"}), "Sgt A-3",
+            consent.Consent("IOM voluntary", t - 86400, frozenset({"police", "partner"}), "Sgt A-3",
                             "CF-A-3", t + 90 * 86400),
             world.users[world.user(UNIT_A, roles.SUPERVISOR)][0], now,
         )  # fmt: skip
