@@ -44,6 +44,12 @@ Guarantees:
   evidence, acknowledged all the same, since resending cannot mend the device's clock and
   would only hold its buffer. A home unit's status is exempt from the age bound (its
   retained frames and last will are signed when it connects).
+- A frame dated at or after the removal that followed its wearer's withdrawal of consent
+  (Device.refuse_from, backend/services/stops.py) is a `withdrawn` rejection, acknowledged the same
+  way, and its payload is not kept as evidence: the wearer's consent to being recorded has
+  ended. A frame is judged by its own time, so one sent after the removal is refused whole
+  with any older records it carries. The device cache (DeviceDirectory) learns of a removal
+  within its ttl_s (60 s), as it learns of a retirement.
 - Event time, not arrival time: a frame older than the device's newest stored event, or
   further behind backend "now" than `late_after_s`, is flagged late; rows are written in
   event-time order and indexed by event time, so nothing depends on arrival order.
@@ -77,6 +83,9 @@ UNKNOWN_DEVICE = "unknown_device"
 TOPIC = "topic"  # the frame does not belong on the topic it came in on
 REPLAY = "replay"
 MISDATED = "time"  # signed, but dated where no device's data can be (bounds.py)
+# Signed, but dated after its wearer withdrew consent and the device came off them
+# (backend/services/stops.py): not stored, not even raw in the security event.
+WITHDRAWN = "withdrawn"
 MAX_RANGES_PER_ACK = (fr.MAX_BODY // 12) - 1  # an ack_range record is 12 bytes
 
 
@@ -354,8 +363,15 @@ class Ingest:
                     why = f"dated {f.ts - b.now:.0f} s ahead of backend time"
                 elif f.ts < b.now - FRAME_AGE_S and v.channel != "status":
                     why = f"dated {(b.now - f.ts) / 86400:.0f} days behind backend time"
+            stop = v.device.refuse_from
             if why:
                 b.result.rejected.append(self._reject(v.msg, MISDATED, f.device, why))
+                b.misdated.append(v)
+            elif stop is not None and f.flags & fr.FLAG_TIME_VALID and f.ts >= stop:
+                why = f"dated {f.ts - stop} s after its wearer withdrew and it was removed"
+                b.result.rejected.append(
+                    self._reject(v.msg, WITHDRAWN, f.device, why, keep_raw=False)
+                )
                 b.misdated.append(v)
             else:
                 ok.append(v)
@@ -592,9 +608,11 @@ class Ingest:
             self.counts["records_refused"] += 1
             self.rejections[(r.reason, r.device)] += 1
 
-    def _reject(self, msg: Message, reason: str, device: int | None, detail: str) -> Rejection:
+    def _reject(
+        self, msg: Message, reason: str, device: int | None, detail: str, keep_raw: bool = True
+    ) -> Rejection:
         log.warning("frame rejected", reason=reason, device=device, topic=msg.topic, detail=detail)
-        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload))
+        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload) if keep_raw else b"")
 
 
 # ---- rows and ACK frames (pure) ------------------------------------------------------------
