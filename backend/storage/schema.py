@@ -524,7 +524,7 @@ Index(
 )
 
 # ---------------------------------------------------------------------------------------
-# The voluntary scheme (migration 0008_consent_pool): a subject's enrolment with its consent,
+# The voluntary scheme (migration 0006_consent_pool): a subject's enrolment with its consent,
 # the removal task a withdrawal opens, and the unit's tag pool. backend/services/consent.py and
 # pool.py own them.
 

@@ -58,7 +58,7 @@ def farm(broker: Mosquitto, tmp_path: Path) -> Iterator[tuple[HomeUnitFarm, Scri
     tag = ScriptedTag(1001, UNIT, UNIT_KEY)
     backend = BackendStandIn(broker, {tag.tag: tag.key, UNIT: UNIT_KEY}).start()
     backend.publish_config(UNIT, {**config(1, tag), "unit": UNIT})
-    f = HomeUnitFarm(tmp_path, broker.host, broker.port)
+    f = HomeUnitFarm(tmp_path, [f"{broker.host}:{broker.port}"])
     radio = TagRadio(tag.tag, threading.RLock())
     radio.service = ScriptedService(tag)
     f.add(UnitSpec(UNIT, UNIT_KEY, tag.tag, tag.key, ("19:00", "07:00"), "Europe/London"), radio)

@@ -1,7 +1,7 @@
 """The voluntary scheme: enrolments with consent and withdrawal, removal tasks, and the tag
 pool's state history (tag_states).
 
-Revision ID: 0008_consent_pool
+Revision ID: 0006_consent_pool
 Revises: 0005_pairings
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_consent_pool"
+revision = "0006_consent_pool"
 down_revision = "0005_pairings"
 branch_labels = None
 depends_on = None
