@@ -311,7 +311,7 @@ def bench(
 
     def open_strap() -> None:
         if strap_control is not None:
-            control(strap_control, "strap 1")
+            control(strap_control, "strap 1", timeout)  # a busy bench host answers late too
         else:
             typer.prompt("Open the strap loop, then press Enter", default="", show_default=False)
 

@@ -154,11 +154,12 @@ def _run(
         hil=opts.hil,
         rules=True,
     )
-    outcome = sim_run.run(sc, options, opts.out, console, keep=True)
-    try:
-        _serve(outcome, console, sock, ctl)
-    finally:
-        outcome.close()
+    with sim_run.quiet_logs():  # the served stack's info lines would bury the demo's console
+        outcome = sim_run.run(sc, options, opts.out, console, keep=True)
+        try:
+            _serve(outcome, console, sock, ctl)
+        finally:
+            outcome.close()
     if sock is not None:
         console.print("stopped: API, ingest, broker, home units and tags")
 

@@ -112,11 +112,16 @@ class HomeUnitFarm:
         self.settles = 0
         self.settle_timeouts = 0
         self.mains: dict[int, bool] = {}
+        self.mains_timeouts = 0
 
     def _supply(self, unit: int) -> Path:
         return self.workdir / f"hu-{unit}" / "power_supply"
 
-    def set_mains(self, unit: int, on: bool) -> None:
+    def set_mains(self, unit: int, on: bool, timeout: float = 10.0) -> None:
+        """Switch a unit's mains and, once the units run, wait (real time) until the unit has
+        read the change: it polls its power supply in real time while simulated time runs
+        much faster, so on a busy machine an unplug noticed late and a plug-in noticed later
+        made a 3-minute outage look like more than the 5 minutes' grace (a false alert)."""
         if self.mains.get(unit) == on:
             return
         self.mains[unit] = on
@@ -126,6 +131,20 @@ class HomeUnitFarm:
         tmp = d / "online.tmp"
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
+        running = self.units.get(unit)
+        if running is None or self._stop is None or self._stop.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        while not self._noticed(running, on):
+            if time.monotonic() > deadline:
+                self.mains_timeouts += 1
+                return
+            time.sleep(0.0005)
+
+    @staticmethod
+    def _noticed(unit: HomeUnit, on: bool) -> bool:
+        known = unit.reports.known
+        return known is not None and known.mains == on
 
     def add(self, spec: UnitSpec, radio: TagRadio | None = None) -> None:
         """A unit for a fleet tag (its TagRadio, on the farm's air) or, with

@@ -11,9 +11,10 @@ until the returned Outcome is closed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,17 @@ class Outcome:
             self.fleet = None
 
 
-def quiet_logs() -> None:
-    """The daemons' info logs would drown the progress bar; warnings still show."""
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The daemons' info logs would drown the progress bar; errors still show. The caller's
+    logging comes back afterwards: a run is also a library call (the web tests' day, the
+    demo), and a process-wide filter left behind silenced every later info line."""
+    before = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
 
 
 def run(
@@ -63,9 +72,21 @@ def run(
     on_progress: Callable[[Fleet, int], None] | None = None,
 ) -> Outcome:
     """`on_progress(fleet, done_ms)` after each slice of simulated time: the fault tests
-    (tests/e2e/test_failover.py) kill servers from it."""
-    console = console or Console()
-    quiet_logs()
+    (tests/e2e/test_failover.py) kill servers from it. With `keep`, the stack goes on
+    serving after the run with the caller's logging."""
+    with quiet_logs():
+        return _run(scenario, options, out, console or Console(), alert_source, keep, on_progress)
+
+
+def _run(
+    scenario: Scenario,
+    options: RunOptions,
+    out: Path,
+    console: Console,
+    alert_source: AlertSourceFactory | None,
+    keep: bool,
+    on_progress: Callable[[Fleet, int], None] | None,
+) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(scenario, options)
     try:

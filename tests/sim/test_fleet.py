@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -320,3 +321,23 @@ def test_a_hil_tags_relayed_frames_are_stored_in_the_slice_it_offloaded_them() -
     assert offloaded_at and set(stored) <= set(offloaded_at)
     late = {k: stored[k] * 1000 - offloaded_at[k] for k in stored if k in offloaded_at}
     assert stored and all(d <= 0 for d in late.values()), late
+
+
+def test_a_run_leaves_the_callers_logging_as_it_found_it(tmp_path: Path) -> None:
+    """A run quiets the daemons' info lines while its progress bar shows, then gives the
+    process its logging back: the web tests' day and the demo call it as a library, and a
+    filter left behind silenced every later info line in the process (an ingest worker's
+    report, its connect line)."""
+    from rich.console import Console
+
+    from sim import run as sim_run
+
+    before = structlog.get_config()
+    opts = RunOptions(seed=1, subjects=1, hours=0.25, backend=False, drain_s=60)
+    outcome = sim_run.run(scenario.load("edge-cases"), opts, tmp_path, Console(quiet=True))
+    outcome.close()
+    assert outcome.result.frames  # the run ran
+    assert structlog.get_config() == before
+    with structlog.testing.capture_logs() as logs:
+        structlog.get_logger().info("after the run")
+    assert [e["event"] for e in logs] == ["after the run"]
