@@ -519,7 +519,7 @@ class Fleet:
             rp = self.sim.params.rf
             h.peer = SimRadioPeer(h.tag.tag_side()).start()
             h.tag.attach_home(h.peer, s.home_unit_id, lambda t: w.hearing(t * 1000, rng, rp))
-            h.tag.unit_tick_ms = self.o.unit_tick_s * 1000
+            h.tag.radio.unit_tick_ms = self.o.unit_tick_s * 1000
         return h
 
     def _home_units(self) -> None:
@@ -668,9 +668,9 @@ class Fleet:
             for h in self.hil:
                 self._hil_slice(h, t)
                 _, _, _, moving = h.world.position(t)
-                before = len(h.tag.offloaded)
+                before = len(h.tag.radio.offloaded)
                 h.tag.run_until(t1 - start, moving=moving)
-                if len(h.tag.offloaded) > before:
+                if len(h.tag.radio.offloaded) > before:
                     relayed.append(self.sim.subjects[h.index].home_unit_id)
             t = t1
             if self.backend is not None:
@@ -748,7 +748,7 @@ class Fleet:
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
-            for payload in [p for _ms, _topic, p in h.tag.published] + h.tag.offloaded:
+            for payload in [p for _ms, _topic, p in h.tag.modem.published] + h.tag.radio.offloaded:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
