@@ -6,8 +6,9 @@ where they would land in shell history and the process list. Every change is aud
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import UTC, datetime
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -227,17 +228,12 @@ def brokers_set(
 
 @brokers_app.command("status")
 def brokers_status(tag: TagOption = None, unit: UnitOption = None) -> None:
-    """The newest broker list queued for each tag and where it is: queued (no worker has sent
-    it yet), sent (published, no answer yet), dropped, taken or refused by the tag."""
+    """The newest broker list queued for each tag and where it is (JSON): `state` queued (no
+    worker has sent it yet), sent (published, no answer yet), dropped, taken or refused."""
     _, engine = _engine()
     try:
         with engine.connect() as conn:
             rows = broker_push.deliveries(conn, _tags(engine, conn, tag, unit))
     except Refused as e:
         raise _fail(e) from e
-    table = Table("tag", "brokers", "queued (UTC)", "seq", "state")
-    for d in rows:
-        queued = datetime.fromtimestamp(d.queued_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        seq = "-" if d.seq is None else str(d.seq)
-        table.add_row(str(d.tag), " ".join(d.brokers), queued, seq, d.state)
-    console.print(table)
+    print(json.dumps([asdict(d) for d in rows], indent=1))
