@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, or_, select
+from sqlalchemy import Connection, insert, select
 
 from backend.device_commands import BROKERS
 from backend.services import pool, units
 from backend.services.errors import Invalid, NotFound
-from backend.storage.schema import TAG, command_queue, device_events, devices
+from backend.storage.schema import TAG, command_queue, device_events, devices, frames
 from firmware import frame as fr
 from firmware.brokers import MAX_BROKERS, endpoint
 
@@ -33,9 +33,10 @@ RESULTS = {
     fr.RESULT_BAD_ARGS: "refused: bad arguments",
     fr.RESULT_DUPLICATE: "duplicate",
 }
-# A tag's clock may be this far behind the backend's when it answers (its answer is looked
-# for among its command results dated from this long before the command was sent).
-ANSWER_SLACK_S = 86_400
+# A tag's answer is looked for among its command results that arrived from this long before
+# the command was sent (by the backend's clock: the tag's own may be far off; this allows
+# for the clocks of the worker that sent it and the one that stored the answer).
+ANSWER_SLACK_S = 300
 
 
 def checked(entries: Sequence[str]) -> list[str]:
@@ -170,10 +171,12 @@ def _answers(conn: Connection, sent: Sequence[Any]) -> dict[tuple[int, int], int
     since = min(float(r.sent_at) for r in sent) - ANSWER_SLACK_S
     want = {(int(r.device), int(r.seq)) for r in sent}
     rows = conn.execute(
-        select(e.device, e.data).where(
+        select(e.device, e.data)
+        .join(frames, frames.c.id == e.frame_id)
+        .where(
             e.device.in_({d for d, _ in want}),
             e.kind == "command_result",
-            or_(e.ts >= int(since), e.ts.is_(None)),
+            frames.c.received_at >= since,
         )
     )
     out: dict[tuple[int, int], int] = {}
