@@ -92,9 +92,8 @@ def test_queued_for_a_unit_sent_once_in_sequence_and_answered(unit: Unit) -> Non
     assert [tuple(r) for r in seqs] == [
         (TAGS[0], 1, fr.CMD_BROKER), (TAGS[1], 1, fr.CMD_BROKER), (TAGS[0], 2, 6)
     ]  # fmt: skip
-    sent = {topics.parse(t)[1]: fr.decode(p, unit.devices[topics.parse(t)[1]].key)  # type: ignore[index]
-            for t, p in unit.published}  # fmt: skip
-    frame = sent[TAGS[1]]
+    (payload,) = [p for t, p in unit.published if t == topics.tag_down(TAGS[1])]
+    frame = fr.decode(payload, unit.devices[TAGS[1]].key)
     assert frame.mtype == fr.COMMAND and frame.seq == 1
     assert [(bytes(r.extra).decode(), r.port) for r in frame.records] == [
         ("mqtt-b.example", 8883), ("mqtt-a.example", 8883)
