@@ -85,9 +85,9 @@ def send_queued(
     engine: Engine, key_for: Callable[[int], bytes | None], now: float, limit: int = QUEUE_BATCH
 ) -> tuple[list[tuple[int, bytes]], int]:
     """Number and sign the oldest queued commands, each claimed in a transaction of its own:
-    ([(device, frame)] to publish, how many were dropped because the device has no key any
-    more: retired since, marked sent without a sequence). A command whose transaction fails
-    stays queued for the next call."""
+    ([(device, frame)] to publish, how many were dropped: the device has no key any more
+    (retired since) or the entry cannot be built, either marked sent without a sequence so it
+    is not tried again). A command whose transaction fails stays queued for the next call."""
     q = command_queue.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -99,14 +99,19 @@ def send_queued(
         device = int(row.device)
         key = key_for(device)
         try:
+            built = _queued_frame(row.kind, row.body)
+        except ValueError:
+            log.error("queued command cannot be built; dropped", id=row.id, kind=row.kind)
+            built = None
+        try:
             with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
                 claim = update(command_queue).where(q.id == row.id, q.sent_at.is_(None))
                 if conn.execute(claim.values(sent_at=now)).rowcount != 1:
                     continue  # another worker sent it
-                if key is None:
+                if key is None or built is None:
                     dropped += 1
                     continue
-                recs, code, value = _queued_frame(row.kind, row.body)
+                recs, code, value = built
                 seq, data = numbered(
                     conn, device, recs, key, code=code, value=value, reason=row.kind, now=now
                 )
@@ -114,6 +119,5 @@ def send_queued(
         except Exception:
             log.exception("queued command not sent; retried later", id=row.id, device=device)
             continue
-        if key is not None:
-            out.append((device, data))
+        out.append((device, data))
     return out, dropped

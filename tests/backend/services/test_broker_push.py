@@ -6,8 +6,9 @@ look, and its delivery read back from the tag's command_result as ingest stores 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
+from backend.device_commands import BROKERS
 from backend.rules.model import Command
 from backend.rules.sink import MonitoringSink
 from backend.services import broker_push, pool
@@ -128,6 +129,25 @@ def test_the_newest_list_is_shown_and_a_tag_without_a_key_is_dropped(unit: Unit)
         assert (d.state, d.sent_at) == ("dropped", now + 120)
         assert conn.execute(select(command_queue.c.seq).order_by(command_queue.c.id)).scalars(
         ).all() == [1, None]  # fmt: skip
+
+
+def test_an_entry_that_cannot_be_built_is_dropped_and_holds_up_nothing(unit: Unit) -> None:
+    now = unit.clock.now()
+    with unit.engine.begin() as conn:
+        conn.execute(
+            insert(command_queue).values(
+                device=TAGS[0], kind=BROKERS, body=["no port"], actor="admin",
+                queued_at=now,
+            )
+        )  # fmt: skip
+        broker_push.queue(conn, [A], [TAGS[1]], "admin", now)
+    sink = _sink(unit)
+    assert sink.send_queued(now) == 1  # the good one
+    assert sink.send_queued(now) == 0  # the bad one is not tried again
+    assert sink.counts["commands_unsendable"] == 1
+    with unit.engine.connect() as conn:
+        got = {d.tag: d.state for d in broker_push.deliveries(conn, TAGS)}
+    assert got == {TAGS[0]: "dropped", TAGS[1]: "sent"}
 
 
 def test_targets_are_one_registered_tag_or_a_unit_with_tags(unit: Unit) -> None:
