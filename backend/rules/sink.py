@@ -19,7 +19,8 @@ clock object, so a simulator that drives the clock drives it too) moves every mo
 subject's horizon: comms loss and a curfew absence with no further data alert on time. It
 reads every subject's config version and state revision in one query and evaluates only
 subjects whose deadline (Rule.due: the next time the clock alone could change anything) has
-come, or whose cached entry is stale.
+come, or whose cached entry is stale. Each tick first sends the commands operators queued (a
+tag's broker list: backend/device_commands.py), numbered under the lock of the evaluations.
 
 No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
 longer — the first evaluation after a configuration change, a backlog, an order or fitting
@@ -38,10 +39,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from backend import metrics
 from backend.clock import Clock, SystemClock
+from backend.device_commands import numbered, send_queued
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
@@ -152,6 +154,7 @@ class MonitoringSink(RuleSink):
         subjects had alert changes. One query checks every subject against the cache; only
         subjects whose deadline has come (or whose cache entry is stale) are evaluated."""
         now = self.clock.now() if now is None else now
+        self.send_queued(now)
         with self._lock:
             with self.engine.connect() as conn:
                 db = revisions(conn)
@@ -294,18 +297,11 @@ class MonitoringSink(RuleSink):
                 if prev is not None and prev >= c.value - c.min_gap:
                     self.counts["commands_suppressed"] += 1
                     continue
-            last = conn.execute(
-                select(func.max(device_commands.c.seq)).where(device_commands.c.device == c.device)
-            ).scalar()
-            seq = (last or 0) + 1
             rec = fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
-            frame = fr.Frame(fr.COMMAND, c.device, 0, seq, int(now), [rec], fr.FLAG_TIME_VALID)
-            conn.execute(
-                insert(device_commands).values(
-                    device=c.device, seq=seq, key=c.key, value=c.value, reason=c.reason[:64], at=now
-                )
+            _, data = numbered(
+                conn, c.device, [rec], key, code=c.key, value=c.value, reason=c.reason, now=now
             )
-            out.append((c.device, fr.encode(frame, key)))
+            out.append((c.device, data))
         return out
 
     def _zones(
@@ -337,6 +333,17 @@ class MonitoringSink(RuleSink):
             return []
         self.counts["zone_pushes"] += 1
         return [(device, data)]
+
+    def send_queued(self, now: float) -> int:
+        """Publish the commands operators queued (backend/device_commands.py); how many."""
+        if self.publish is None or self.key_for is None:
+            return 0
+        with self._lock:  # numbered in turn with this worker's evaluations
+            sent, dropped = send_queued(self.engine, self.key_for, now)
+        self.counts["commands_unsendable"] += dropped
+        for c in sent:
+            self._send(*c)
+        return len(sent)
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None

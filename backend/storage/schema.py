@@ -589,3 +589,24 @@ tag_states = Table(
     Index(None, "device", "id"),
     Index(None, "unit_id"),
 )
+
+# Commands an operator asked for (migration 0007_command_queue; backend/services/
+# broker_push.py): queued by the API or the shell, which hold no broker connection, and
+# numbered, signed and published by an ingest worker's rules timer (backend/device_commands.py),
+# so the command sequence is taken at the moment of sending, in order with the rules' own
+# commands. kind: what to send ("brokers": a cmd_broker list); body: its arguments (JSON);
+# seq and sent_at: the device_commands sequence it went out under, and when (NULL: queued).
+command_queue = Table(
+    "command_queue",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("queued_at", Double, nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("sent_at", Double, nullable=True),
+    Index(None, "device", "id"),
+    Index(None, "sent_at"),
+)

@@ -211,7 +211,7 @@ def test_other_routes_as_every_role_never_fail_and_never_leak(
 def test_directory_routes_follow_the_roles(
     client: TestClient, world: World, matrix: dict[str, Any]
 ) -> None:
-    """Units/users/audit and the tag pool: who may read and write them."""
+    """Units/users/audit, the tag pool and tags' broker lists: who may read and write them."""
     expect = {
         ("GET", "/api/users"): {"administrator": 200, "auditor": 200, "supervisor": 200,
                                 "officer": 403, "partner": 403},
@@ -227,6 +227,11 @@ def test_directory_routes_follow_the_roles(
                                "auditor": 403, "partner": 403},
         ("POST", "/api/pool"): {"supervisor": 422, "officer": 422, "administrator": 403,
                                 "auditor": 403, "partner": 403},
+        # A tag's broker list: administrators only (no tag or unit named: 422 past the guard).
+        ("POST", "/api/brokers"): {"administrator": 422, "auditor": 403, "supervisor": 403,
+                                   "officer": 403, "partner": 403},
+        ("GET", "/api/brokers"): {"administrator": 422, "auditor": 403, "supervisor": 403,
+                                  "officer": 403, "partner": 403},
     }  # fmt: skip
     for (method, path), by_role in expect.items():
         for name, _, role in _users(world):
