@@ -1,0 +1,172 @@
+"""The durable hand-over from ingest to the rules, on real SQLite and PostgreSQL: a worker that
+dies between committing a batch and handing it to the rules loses no alert, and no alert is
+raised twice however the batch's evaluation and a sweep meet (backend/rules/sink.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from backend.clock import ManualClock
+from backend.ingest import Batch, Ingest, Message
+from backend.registry import Registry
+from backend.rules.sink import HANDOVER_GRACE_S, MonitoringSink
+from backend.storage.schema import alert_actions, alerts, frames, rules_pending, security_events
+from firmware import frame as fr
+from firmware import topics
+from tests.backend.test_alerts_pipeline import TAG_ID, T, World, fix
+from tests.backend.test_ingest import lose_the_next_commit_answer
+
+
+class Killed(BaseException):
+    """The worker process dies (SIGKILL): nothing after this point runs, nothing is caught."""
+
+
+def at_the_hand_over(ingest: Ingest, instead: Callable[[Batch], None]) -> None:
+    """Run `instead` in place of the pipeline's hand-over step: after the batch's commit and
+    its ACKs, before the rules have seen it."""
+    ingest.steps = tuple(instead if s == ingest.hand_over else s for s in ingest.steps)
+
+
+def die(_b: Batch) -> None:
+    raise Killed
+
+
+STRAP_CUT = [fix(0, 0), fr.Record(fr.TAMPER, dt=0, sensor=1, state=1)]
+
+
+def raised(engine: Engine) -> list[tuple[str, str]]:
+    """(type, action) of every alert action: an alert raised twice shows as two `raised`."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(alerts.c.type, alert_actions.c.action)
+            .join(alerts, alerts.c.id == alert_actions.c.alert_id)
+            .order_by(alert_actions.c.id)
+        )
+        return [(r.type, r.action) for r in rows if r.action != "updated"]
+
+
+def pending(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(rules_pending)).scalar_one())
+
+
+@pytest.fixture
+def world(engine: Engine, registry: Registry, clock: ManualClock) -> World:
+    w = World(engine, registry, clock)
+    # The subject has been monitored for a while: its rule state exists.
+    w.deliver([w.tag_frame(T + 60, [fix(0, 0)])], T + 62)
+    assert raised(engine) == [] and pending(engine) == 0
+    return w
+
+
+def new_worker(w: World) -> MonitoringSink:
+    """A worker started afresh on the same database: its own sink, nothing cached."""
+    w.attach(w.engine, w.ingest.directory.registry)
+    return w.sink
+
+
+def test_a_worker_killed_between_commit_and_hand_over_loses_no_alert(world: World) -> None:
+    at_the_hand_over(world.ingest, die)
+    with pytest.raises(Killed):
+        world.deliver([world.tag_frame(T + 120, STRAP_CUT)], T + 122)
+    with world.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(frames)).scalar_one() == 2
+    assert raised(world.engine) == []  # stored, acknowledged, never evaluated
+    # The next tick of any worker (here one started since) evaluates the batch.
+    sink = new_worker(world)
+    sink.tick(T + 122 + HANDOVER_GRACE_S)
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    # Once: later ticks, and the same frame again (a retransmission), change nothing.
+    sink.tick(T + 200)
+    world.deliver([world.tag_frame(T + 180, [fix(0, 0)])], T + 182)
+    sink.tick(T + 300)
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    assert pending(world.engine) == 0
+
+
+def test_a_restarted_worker_evaluates_at_once_what_its_predecessor_left(world: World) -> None:
+    at_the_hand_over(world.ingest, die)
+    with pytest.raises(Killed):
+        world.deliver([world.tag_frame(T + 120, STRAP_CUT)], T + 122)
+    sink = new_worker(world)
+    sink.tick(T + 123)  # within the grace: a live worker's hand-over may still come
+    assert raised(world.engine) == [] and pending(world.engine) == 1
+    sink.resume(T + 123)  # IngestWorker.run, before it takes any frame: no grace
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    assert pending(world.engine) == 0 and sink.counts["handovers_swept"] == 1
+
+
+def test_a_hand_over_after_a_sweep_took_its_batch_evaluates_nothing_again(
+    world: World,
+) -> None:
+    # A slow worker: another worker's sweep evaluates its batch between its commit and its
+    # hand-over. The hand-over finds the batch's row gone and leaves the batch alone.
+    first = world.ingest
+    other = new_worker(world)
+
+    def late_hand_over(b: Batch) -> None:
+        other.resume(b.now)
+        first.hand_over(b)
+
+    at_the_hand_over(first, late_hand_over)
+    world.ingest = first
+    world.deliver([world.tag_frame(T + 120, STRAP_CUT)], T + 122)
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    assert other.counts["handovers_swept"] == 1
+    assert isinstance(first.rules, MonitoringSink)
+    assert first.rules.counts["handovers_taken"] == 1
+    assert first.rules.counts["evaluations"] == 1  # the fixture's frame only
+    assert pending(world.engine) == 0
+
+
+def test_evaluating_a_batch_again_raises_nothing_twice(world: World) -> None:
+    # What a sweep relies on if it ever meets a batch already evaluated: the rules find the
+    # same episode (its key is deterministic) and leave the alert as it is.
+    kept: list[Batch] = []
+
+    def keep(b: Batch) -> None:
+        kept.append(b)
+        world.ingest.hand_over(b)
+
+    at_the_hand_over(world.ingest, keep)
+    world.deliver([world.tag_frame(T + 120, STRAP_CUT)], T + 122)
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    stored = kept[0].result.stored
+    world.sink.frames_committed(stored, T + 130)
+    new_worker(world).frames_committed(stored, T + 140)
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+
+
+def test_refusals_are_handed_over_durably_too(world: World) -> None:
+    # A frame that fails its MAC, sent as the tag: a security event the rules observe.
+    forged = fr.encode(
+        fr.Frame(fr.TAG_DATA, TAG_ID, 1, 99, T + 120, [fix(0, 0)], fr.FLAG_TIME_VALID),
+        bytes(32),
+    )
+    at_the_hand_over(world.ingest, die)
+    with pytest.raises(Killed):
+        world.deliver([Message(topics.tag_up(TAG_ID), forged)], T + 122)
+    with world.engine.connect() as conn:
+        row = conn.execute(select(rules_pending)).one()
+        ids = list(conn.execute(select(security_events.c.id)).scalars())
+    assert row.frames == [] and row.refusals == ids and len(ids) == 1
+    sink = new_worker(world)
+    sink.resume(T + 123)
+    assert pending(world.engine) == 0 and sink.counts["observations"] == 1
+
+
+def test_a_retried_batch_whose_commit_answer_was_lost_is_settled_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = lose_the_next_commit_answer(world.engine, monkeypatch)
+    batch = [world.tag_frame(T + 120, STRAP_CUT)]
+    world.clock.set(T + 122)
+    with pytest.raises(Exception, match="closed the connection"):
+        world.ingest.process(batch)
+    assert lost and pending(world.engine) == 1  # the failed attempt committed its row
+    world.ingest.process(batch)  # the retry: same token, the row settled by its hand-over
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    assert pending(world.engine) == 0
