@@ -19,6 +19,10 @@ Guarantees:
   insert-or-ignore; only a frame that was actually inserted has its records stored. The
   in-process SequenceGuard is a fast path that skips the database for retransmissions this
   worker saw recently; with several workers the database is the authority.
+- Nothing committed escapes the rules: with a `durable` sink (the monitoring rules), the
+  batch's transaction also records its hand-over (a rules_pending row), which the sink
+  deletes in the transaction that evaluates the batch; a worker that dies in between
+  leaves the row to the next sweep of any worker (backend/rules/sink.py).
 - Nothing is acknowledged before it is durable: ACK frames are built after the transaction
   commits. A duplicate is acknowledged again (its first ACK may have been lost). Whether the
   broker then accepted each ACK is the worker's to find out (backend/ingest_worker.py).

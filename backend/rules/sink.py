@@ -14,6 +14,16 @@ set of circular exclusion zones (cmd_zone, backend/zone_push.py) whenever it dif
 last set recorded for its current tag; checked against the database only when the subject's
 config version or tag changes.
 
+The hand-over is durable. Ingest writes each batch's rules_pending row (the ids of the frames
+it stored and of the security events it wrote) in the batch's own transaction; the
+transaction evaluating the batch deletes it first, and evaluates nothing if it is gone
+(another worker got there first). `sweep()` evaluates the rows a worker left that died
+between its commit and its hand-over (or whose evaluation failed with the database away),
+each as its hand-over would have: when a worker starts (`resume`), and at every tick those
+older than HANDOVER_GRACE_S. A batch evaluated twice all the same changes no alert the
+second time (episode keys are deterministic), so every committed batch is evaluated once in
+effect.
+
 `tick(now)` (the RuleTimer thread calls it every `tick_s` of wall time, reading the backend
 clock object, so a simulator that drives the clock drives it too) moves every monitored
 subject's horizon: comms loss and a curfew absence with no further data alert on time. It

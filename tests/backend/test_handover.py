@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import OperationalError
 
 from backend.clock import ManualClock
 from backend.ingest import Batch, Ingest, Message
@@ -168,5 +169,24 @@ def test_a_retried_batch_whose_commit_answer_was_lost_is_settled_once(
         world.ingest.process(batch)
     assert lost and pending(world.engine) == 1  # the failed attempt committed its row
     world.ingest.process(batch)  # the retry: same token, the row settled by its hand-over
+    assert raised(world.engine) == [("strap_tamper", "raised")]
+    assert pending(world.engine) == 0
+
+
+def test_a_hand_over_that_fails_with_the_database_away_is_swept_later(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The primary goes away just after the batch's commit: every rules transaction fails,
+    # the delete of the batch's row included. The row stays; a tick once it is back
+    # evaluates the batch.
+    def database_away(*_a: object, **_k: object) -> None:
+        raise OperationalError("BEGIN", None, ConnectionError("no primary"))
+
+    with monkeypatch.context() as m:
+        m.setattr(MonitoringSink, "_transaction", database_away)
+        world.deliver([world.tag_frame(T + 120, STRAP_CUT)], T + 122)
+    assert world.ingest.counts["rules_failed"] == 1
+    assert raised(world.engine) == [] and pending(world.engine) == 1
+    world.sink.tick(T + 122 + HANDOVER_GRACE_S)
     assert raised(world.engine) == [("strap_tamper", "raised")]
     assert pending(world.engine) == 0
