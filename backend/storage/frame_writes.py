@@ -11,6 +11,8 @@ write transaction (backend/ingest.py runs them, in its `persist` step).
   built from the schema's Table objects, so there is still one schema; the checks below
   fail at import if the schema or the FIX record layout ever drift apart from the row tuples
   built here.
+- With a durable rule sink, the batch's rules_pending row goes in the same transaction: what
+  the rules have still to evaluate (backend/rules/sink.py).
 - On an SQLite file, writers queue for the one write lock through WriterQueue."""
 
 from __future__ import annotations

@@ -4,19 +4,32 @@ raised twice however the batch's evaluation and a sweep meet (backend/rules/sink
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import select as io_select
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
+from backend.broker import Mosquitto
 from backend.clock import ManualClock
 from backend.ingest import Batch, Ingest, Message
-from backend.registry import Registry
+from backend.ingest_worker import run_worker
+from backend.registry import KeyVault, Registry
 from backend.rules.sink import HANDOVER_GRACE_S, MonitoringSink
+from backend.settings import Settings
+from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import alert_actions, alerts, frames, rules_pending, security_events
 from firmware import frame as fr
 from firmware import topics
+from tests.backend.fleet import Fleet
 from tests.backend.test_alerts_pipeline import TAG_ID, T, World, fix
 from tests.backend.test_ingest import lose_the_next_commit_answer
 
@@ -190,3 +203,86 @@ def test_a_hand_over_that_fails_with_the_database_away_is_swept_later(
     world.sink.tick(T + 122 + HANDOVER_GRACE_S)
     assert raised(world.engine) == [("strap_tamper", "raised")]
     assert pending(world.engine) == 0
+
+
+def log_line(proc: subprocess.Popen[bytes], text: str, timeout: float) -> bool:
+    """Wait for a line holding `text` on the process's stderr."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = io_select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stderr.fileno(), 65536)
+            if not chunk:
+                return False  # it exited
+            seen += chunk
+            if text.encode() in seen:
+                return True
+    return False
+
+
+def _worker_killed_at_the_hand_over(env: dict[str, str]) -> None:
+    """A worker process that SIGKILLs itself where its pipeline would hand a batch to the
+    rules: after the commit and the ACKs (run in a spawned child)."""
+    os.environ.update(env)
+    Ingest.hand_over = lambda _self, _b: os.kill(os.getpid(), signal.SIGKILL)  # type: ignore[method-assign]
+    run_worker(Settings(), 0, "test-doomed")
+
+
+def test_a_worker_process_killed_at_the_hand_over_and_a_new_one_raises_the_alert_once(
+    db_url: str, broker: Mosquitto, registry_key: bytes = bytes(range(32))
+) -> None:
+    engine = make_engine(db_url)
+    upgrade(engine)
+    w = World(engine, Registry(engine, KeyVault(registry_key)), ManualClock(T))
+    engine.dispose()
+    env = {
+        "TAGWATCH_DATABASE_URL": db_url,
+        "TAGWATCH_SERVER_KEY": registry_key.hex(),
+        "TAGWATCH_MQTT_PORT": str(broker.port),
+        "TAGWATCH_INGEST_BATCH_MS": "10",
+    }
+    doomed = multiprocessing.get_context("spawn").Process(
+        target=_worker_killed_at_the_hand_over, args=(env,)
+    )
+    doomed.start()
+    # Sent again every second until acknowledged: the first copies may come before the
+    # worker has subscribed.
+    fleet = Fleet(broker.host, broker.port, {TAG_ID: w.tag.key}, retransmit_s=1.0)
+    fleet.start()
+    now = int(time.time())
+    cut = fr.Frame(fr.TAG_DATA, TAG_ID, 1, 1, now, STRAP_CUT, fr.FLAG_TIME_VALID)
+    try:
+        fleet.publish([(TAG_ID, 1, fr.encode(cut, w.tag.key))])
+        deadline = time.monotonic() + 60
+        while doomed.is_alive() and time.monotonic() < deadline:
+            fleet.retransmit_due()
+            doomed.join(0.2)
+        assert doomed.exitcode == -signal.SIGKILL
+        engine = make_engine(db_url)
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(frames)).scalar_one() == 1
+        assert raised(engine) == []
+        # Its successor (as the supervisor starts it) evaluates the batch before any frame.
+        successor = subprocess.Popen(
+            [str(Path(sys.executable).parent / "tagwatch"), "backend", "ingest",
+             "--workers", "1", "--client-id", "test-successor"],
+            env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            # It connects to the broker once it has evaluated what its predecessor left.
+            assert log_line(successor, '"connected"', 60)
+        finally:
+            successor.terminate()
+            successor.wait(10)
+        # (The subject, assigned since September and silent since, is also out of contact.)
+        tamper = [a for a in raised(engine) if a[0] == "strap_tamper"]
+        assert tamper == [("strap_tamper", "raised")]
+        assert pending(engine) == 0
+        engine.dispose()
+    finally:
+        fleet.stop()
+        if doomed.is_alive():
+            doomed.kill()
