@@ -452,6 +452,11 @@ class IngestWorker:
 
     def run(self) -> None:
         upgrade(self.engine)
+        try:
+            # Batches a worker that died committed and never handed to the rules.
+            self.ingest.rules.resume(self.ingest.clock.now())
+        except Exception:
+            log.exception("evaluating batches left pending failed; the rules' clock retries")
         self.connect()
         last_report = time.monotonic()
         try:

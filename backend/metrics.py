@@ -177,7 +177,11 @@ _RULES = {
     "evaluations": ("tagwatch_rules_evaluations", "Subject evaluations committed."),
     "evaluation_failed": (
         "tagwatch_rules_evaluation_failures",
-        "Subject evaluations that failed (retried from storage later).",
+        "Subject evaluations that failed (a batch's again at a sweep if the database was away).",
+    ),
+    "handovers_swept": (
+        "tagwatch_rules_handovers_swept",
+        "Batches evaluated by a sweep: committed, never evaluated by their own worker.",
     ),
     "alert_changes": (
         "tagwatch_rules_alert_changes",

@@ -496,6 +496,22 @@ rule_snapshots = Table(
     Column("state", Text, nullable=False),
 )
 
+# Batches ingest committed that the rules have not evaluated yet: written in the batch's own
+# transaction, deleted in the transaction that evaluates it (backend/rules/sink.py, "The
+# hand-over"). A row left behind (its worker died between the two, or the database went away
+# during the evaluation) is evaluated by the next sweep of any worker.
+rules_pending = Table(
+    "rules_pending",
+    metadata,
+    # Chosen by the worker before the commit, so a retry after a lost commit answer names the
+    # same row.
+    Column("token", String(32), primary_key=True, autoincrement=False),
+    Column("at", Double, nullable=False),  # the batch's backend time
+    Column("frames", JSON, nullable=False),  # ids of the frames it stored
+    Column("refusals", JSON, nullable=False),  # ids of the security events it wrote
+    Index(None, "at"),
+)
+
 # Commands sent to devices; seq is the per-device command sequence (docs/protocol.md,
 # COMMAND): strictly increasing, so the device refuses a replayed command.
 device_commands = Table(
