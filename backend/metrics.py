@@ -34,6 +34,7 @@ from sqlalchemy import Engine, and_, case, func, or_, select
 from backend.clock import Clock
 from backend.rules.comms import CommsParams
 from backend.rules.home_unit import HomeUnitParams
+from backend.rules.model import SEVERITIES
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -97,7 +98,6 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SEVERITIES = ("critical", "high", "medium", "low")
 OPEN_STATES = ("open", "acknowledged")
 KINDS = (TAG, HOME_UNIT)
 
