@@ -105,6 +105,8 @@ class Settings(BaseSettings):
         "web.push.apple.com",
         "notify.windows.com",
     ]
+    # Each API process runs a dispatcher (several are safe: rows are leased); false: none.
+    notify_dispatch: bool = True
     # The dispatcher looks for due work this often; one send waits at most send_timeout_s;
     # a failed send is retried with back-off (retry_base_s doubling, at most retry_max_s)
     # until it has been tried max_attempts times; an acknowledgement link works this long.

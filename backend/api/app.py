@@ -4,6 +4,8 @@ every router. Other routers are added here with one `include_router` line each."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -35,6 +37,7 @@ from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
 from backend.api.ratelimit import RateLimiter
 from backend.api.request_metrics import RequestMetrics
 from backend.clock import Clock, SystemClock
+from backend.notify import dispatcher
 from backend.registry import KeyVault, load_server_key
 from backend.security.passwords import Passwords
 from backend.security.sessions import Sessions
@@ -64,6 +67,7 @@ def build_context(
         passwords=passwords,
         sessions=Sessions(settings, passwords, signer, vault),
         login_limiter=RateLimiter(settings.login_rate_per_minute, clock),
+        dispatcher=dispatcher.build(engine, settings, server_key, clock),
     )
 
 
@@ -158,7 +162,20 @@ def create_app(
     settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None
 ) -> FastAPI:
     settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The notification dispatcher runs while the server does (docs/operations.md).
+        ctx: ApiContext = app.state.tagwatch
+        if settings.notify_dispatch:
+            ctx.dispatcher.start()
+        try:
+            yield
+        finally:
+            ctx.dispatcher.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tagwatch",
         version="1",
         summary="Electronic monitoring backend: subjects, alerts, access control, audit.",

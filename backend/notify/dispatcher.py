@@ -524,3 +524,16 @@ def _set_page(conn: Connection, page_id: int, state: str) -> None:
     conn.execute(
         update(notification_pages).where(notification_pages.c.id == page_id).values(state=state)
     )
+
+
+def build(engine: Engine, settings: Settings, server_key: bytes, clock: Clock) -> Dispatcher:
+    """The dispatcher with the channels the settings configure (e-mail only with a relay)."""
+    return Dispatcher(
+        engine,
+        settings,
+        server_key,
+        clock,
+        email=Email(settings) if settings.smtp_host else None,
+        push=Push(settings),
+        webhook=Webhook(settings, server_key),
+    )
