@@ -151,6 +151,9 @@ class IngestWorker:
         self._generation = 0
         self._next_attempt = 0.0  # monotonic time of the next connection attempt
         self.batches = 0
+        # Messages whose batch went through the whole pipeline, the rules' hand-over
+        # included (a simulator waits for this to equal counts["received"]).
+        self.handled = 0
         # Downlinks by message id until their PUBACK. Commands are published from the rule
         # timer's thread, so a PUBACK can be read (here) before publish() has returned
         # there: its reason code waits in _early until the publisher claims it. The lock is
@@ -375,6 +378,7 @@ class IngestWorker:
             if isinstance(tok, _Token) and tok.qos > 0 and tok.generation == self._generation:
                 self.client.ack(tok.mid, tok.qos)
         self.batches += 1
+        self.handled += len(batch)
         return len(batch)
 
     def run(self) -> None:

@@ -125,6 +125,17 @@ class Backend:
     def acks_published(self) -> int:
         return 0 if self.worker is None else self.worker.ingest.counts["acks_published"]
 
+    def wait_handed_over(self, timeout: float) -> bool:
+        """Until every message taken from the broker has been through the rules too (the
+        lock-step barrier waits for acknowledgements, which come before the rules run)."""
+        deadline = time.monotonic() + timeout
+        w = self.worker
+        while w is not None and w.handled < w.ingest.counts["received"]:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
     def wait_processed(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while self.processed < count:

@@ -1,5 +1,6 @@
 """What one API process holds: settings, clock, database engine, password hasher, token
-signer, login rate limiter and the notification dispatcher. `create_app` builds it; deps.py hands parts of it out."""
+signer, login rate limiter and the notification dispatcher. `create_app` builds it; deps.py
+hands parts of it out."""
 
 from __future__ import annotations
 

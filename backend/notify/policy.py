@@ -10,7 +10,7 @@ person per escalation level."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -127,10 +127,3 @@ def backoff(attempts: int, base_s: float, max_s: float) -> float:
 
 def parse_channels(text: str) -> frozenset[str]:
     return frozenset(c for c in text.split(",") if c)
-
-
-def check_channels(channels: Sequence[str]) -> str:
-    bad = sorted(set(channels) - set(CHANNELS))
-    if bad or not channels:
-        raise PolicyError(f"channels must be a non-empty subset of {', '.join(CHANNELS)}")
-    return ",".join(c for c in CHANNELS if c in channels)
