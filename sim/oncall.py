@@ -45,6 +45,45 @@ class OfficerSpec:
     ack_after_s: float | None  # None: never acknowledges (asleep, phone flat)
 
 
+def parse_officers(text: str) -> list[OfficerSpec]:
+    """ "never,120" -> the first officer never acknowledges, the second after 120 s."""
+    out = []
+    for i, part in enumerate(p.strip() for p in text.split(",")):
+        if part == "never":
+            out.append(OfficerSpec(f"officer{i + 1}", None))
+            continue
+        try:
+            wait = float(part)
+        except ValueError:
+            wait = -1.0
+        if not 0 <= wait <= 86_400:
+            raise ValueError(f"ack-after: {part!r} is neither 'never' nor 0-86400 seconds")
+        out.append(OfficerSpec(f"officer{i + 1}", wait))
+    if not 1 <= len(out) <= 9:
+        raise ValueError("ack-after: one to nine officers")
+    return out
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    def s(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f} s"
+
+    lines = []
+    for a in report["alerts"]:
+        lines.append(
+            f"alert {a['alert']} ({a['type']}): e-mail {s(a['first_email_s'])}, push "
+            f"{s(a['first_push_s'])}, acknowledged {s(a['acknowledged_s'])} by "
+            f"{a['acknowledged_by'] or 'nobody'} after {a['escalations']} escalation(s)"
+        )
+    n, k = report["time_to_first_notification_s"], report["time_to_acknowledgement_s"]
+    lines.append(
+        f"time to first notification: median {s(n['median'])}, max {s(n['max'])}; "
+        f"to acknowledgement: median {s(k['median'])}, max {s(k['max'])}, "
+        f"{k['missing']:.0f} never acknowledged"
+    )
+    return lines
+
+
 @dataclass
 class Officer:
     spec: OfficerSpec

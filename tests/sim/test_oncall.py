@@ -42,3 +42,16 @@ def test_a_night_strap_cut_pages_within_a_minute_and_escalates_when_unanswered()
     assert asleep.acked == {} and len(awake.acked) == 1
     assert oncall.push_service.refused == []
     assert report["time_to_first_notification_s"]["max"] <= 60
+
+
+def test_officers_are_given_in_rank_order_with_their_delay() -> None:
+    from sim.oncall import parse_officers
+
+    assert [(o.name, o.ack_after_s) for o in parse_officers("never, 120,0")] == [
+        ("officer1", None),
+        ("officer2", 120.0),
+        ("officer3", 0.0),
+    ]
+    for bad in ("", "soon", "-5", "1e9", ",".join(["1"] * 10)):
+        with pytest.raises(ValueError):
+            parse_officers(bad)
