@@ -28,6 +28,7 @@ from backend.api import (
     routes_exports,
     routes_health,
     routes_investigations,
+    routes_notifications,
     routes_reports,
     routes_subjects,
     routes_web,
@@ -212,6 +213,7 @@ def create_app(
     app.include_router(routes_investigations.router)
     app.include_router(routes_exports.router)
     app.include_router(routes_reports.router)
+    app.include_router(routes_notifications.router)
     routes_web.install(app)  # the web UI's API; the UI itself at /web/ (docs/web.md)
     routes_health.install(app, app.state.tagwatch)  # unauthenticated: docs/operations.md
     return app

@@ -37,19 +37,20 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, HTTPException, Path, Query, WebSocketException, status
+from fastapi import Body, Depends, HTTPException, Path, Query, WebSocketException, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import ColumnElement, Connection, Engine, Select, select
 from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
 from backend.clock import Clock
+from backend.notify.ack import AckError, page_subject
 from backend.security import access, audit, roles
 from backend.security.access import SubjectAccess, User, subject_access, visible_subject_ids
 from backend.security.sessions import LoginError
 from backend.security.tokens import TokenError
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import auth_sessions, users
+from backend.storage.schema import auth_sessions, oncall_shifts, users
 
 log = structlog.get_logger("tagwatch.api")
 
@@ -569,3 +570,72 @@ SubjectAlerts = Annotated[SubjectAccess, Depends(subject_scope(roles.ALERTS))]
 SubjectReports = Annotated[SubjectAccess, Depends(subject_scope(roles.REPORTS))]
 SubjectConditions = Annotated[SubjectAccess, Depends(subject_scope(roles.CONDITIONS))]
 SubjectManage = Annotated[SubjectAccess, Depends(subject_scope(roles.MANAGE))]
+
+
+# Notifications --------------------------------------------------------------------------
+
+# On call: officers and supervisors read their own unit's rota and policies (and are paged);
+# only the unit's supervisor changes them. Everything is scoped to the caller's unit.
+OnCallReader = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
+OnCallEditor = Annotated[User, Depends(require_role(roles.SUPERVISOR))]
+
+
+@dataclass(frozen=True)
+class PageAccess:
+    """A page named by the token of its link, whose alert's subject the caller may manage."""
+
+    page_id: int
+    expires_at: int
+    subject: SubjectAccess
+
+
+def _page_token(
+    token: Annotated[str, Body(min_length=1, max_length=2048, embed=True)],
+) -> str:
+    return token
+
+
+def page_scope(
+    conn: HTTPConnection,
+    ctx: Context,
+    user: CurrentUser,
+    request_id: RequestId,
+    token: Annotated[str, Depends(_page_token)],
+) -> PageAccess:
+    """For acknowledging from a page's link: the token must be ours (400 otherwise) and the
+    caller needs manage on the alert's subject, as acknowledging from the queue does; that
+    the page was sent to the caller is the acknowledgement's own rule (notify/ack.py)."""
+    try:
+        page_id, expires_at = ctx.dispatcher.tokens.page_of(token)
+    except AckError as e:
+        raise HTTPException(e.status, str(e)) from e
+    with ctx.engine.connect() as db:
+        subject_id = page_subject(db, page_id)
+    if subject_id is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "this acknowledgement link is not valid")
+    via = {"object": "page", "object_id": page_id}
+    found = _authorize(conn, ctx, user, request_id, subject_id, roles.MANAGE, None, via)
+    return PageAccess(page_id, expires_at, found)
+
+
+PageAck = Annotated[PageAccess, Depends(page_scope)]
+
+
+@guard("shift_id")
+def shift_guard(
+    conn: HTTPConnection,
+    shift_id: Annotated[int, Path(ge=1, le=2**62)],
+    user: OnCallEditor,
+    ctx: Context,
+) -> int:
+    """A shift of the supervisor's own unit; any other answers 404."""
+    with ctx.engine.connect() as db:
+        unit = db.execute(
+            select(oncall_shifts.c.unit_id).where(oncall_shifts.c.id == shift_id)
+        ).scalar()
+    if unit != user.unit_id:
+        raise _not_found(conn, "shift")
+    return shift_id
+
+
+ShiftId = Annotated[int, Depends(shift_guard)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Literal
 
 import jwt
 from sqlalchemy import Connection, select, update
@@ -73,6 +74,9 @@ class AckTokens:
         return int(claims["pg"]), int(claims["exp"])
 
 
+AckResultKind = Literal["acknowledged", "already", "not_open"]
+
+
 @dataclass(frozen=True)
 class AckOutcome:
     alert_id: int
@@ -80,7 +84,7 @@ class AckOutcome:
     # acknowledged: by this link; already: someone acknowledged it first (from the queue or
     # another page), which stopped the escalation all the same; not_open: resolved or
     # cleared since.
-    result: str
+    result: AckResultKind
 
 
 def page_subject(conn: Connection, page_id: int) -> int | None:
@@ -113,6 +117,7 @@ def acknowledge(
         .join(subjects, subjects.c.id == alerts.c.subject_id)
         .where(alerts.c.id == page.alert_id)
     ).one()
+    result: AckResultKind
     if alert.state == store.OPEN:
         store.acknowledge(conn, page.alert_id, user_id, "acknowledged from a notification", now)
         result = "acknowledged"

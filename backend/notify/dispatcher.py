@@ -132,6 +132,7 @@ class Dispatcher:
         self.engine = engine
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.server_key = server_key
         self.tokens = AckTokens(ack_key(server_key))
         self.email = email
         self.push = push

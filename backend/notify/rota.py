@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, String, cast, delete, func, insert, literal, select, update
 
 from backend.notify import policy as pol
 from backend.rules.model import SEVERITIES
@@ -28,6 +28,7 @@ MAX_SUBSCRIPTIONS_PER_USER = 10  # browsers and devices an officer receives push
 MAX_SHIFTS_PER_UNIT = 2000  # about a year of a three-officer unit's shifts
 MAX_POLICIES_PER_UNIT = 60  # one per alert type and a "*"
 PAGED_ROLES = (roles.SUPERVISOR, roles.OFFICER)
+RETIRED = "-"  # a removed policy's type starts with it
 
 
 class RotaError(ValueError):
@@ -183,7 +184,9 @@ def set_policy(conn: Connection, unit_id: int, p: PolicyIn, now: float) -> int:
     if old is not None:
         conn.execute(update(notification_policies).where(c.id == old).values(**values))
         return int(old)
-    n = conn.execute(select(func.count()).where(c.unit_id == unit_id)).scalar_one()
+    n = conn.execute(
+        select(func.count()).where(c.unit_id == unit_id, ~c.alert_type.startswith(RETIRED))
+    ).scalar_one()
     if n >= MAX_POLICIES_PER_UNIT:
         raise RotaError(f"a unit has at most {MAX_POLICIES_PER_UNIT} policies")
     return int(
@@ -198,14 +201,22 @@ def set_policy(conn: Connection, unit_id: int, p: PolicyIn, now: float) -> int:
 def policies(conn: Connection, unit_id: int) -> list[dict[str, Any]]:
     c = notification_policies.c
     rows = conn.execute(
-        select(notification_policies).where(c.unit_id == unit_id).order_by(c.alert_type)
+        select(notification_policies)
+        .where(c.unit_id == unit_id, ~c.alert_type.startswith(RETIRED))
+        .order_by(c.alert_type)
     ).mappings()
     return [dict(r) for r in rows]
 
 
-def delete_policy(conn: Connection, unit_id: int, policy_id: int) -> bool:
+def delete_policy(conn: Connection, unit_id: int, alert_type: str) -> bool:
+    """Pages already made under the policy keep it for their escalation, so it is retired
+    (its type becomes "-<id>", which no alert has) rather than deleted."""
     c = notification_policies.c
-    res = conn.execute(delete(notification_policies).where(c.id == policy_id, c.unit_id == unit_id))
+    res = conn.execute(
+        update(notification_policies)
+        .where(c.unit_id == unit_id, c.alert_type == alert_type)
+        .values(alert_type=literal("-") + cast(c.id, String))
+    )
     return res.rowcount == 1
 
 
