@@ -21,8 +21,6 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02
-from pywebpush import WebPushException, webpush
 
 from backend.settings import Settings
 
@@ -131,13 +129,7 @@ class Push:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._key = load_vapid_key(settings)
-        self._vapid = Vapid02.from_pem(
-            self._key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+        self._vapid: Any = None
 
     @property
     def public_key(self) -> str:
@@ -148,6 +140,18 @@ class Push:
         return b64url(raw)
 
     def send(self, sub: Subscription, message: Message) -> None:
+        # Imported at the first push, not with the API: pywebpush brings aiohttp and
+        # requests, seconds of start-up on a busy host for a process that may never push.
+        from py_vapid import Vapid02
+        from pywebpush import WebPushException, webpush
+
+        if self._vapid is None:
+            pem = self._key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            self._vapid = Vapid02.from_pem(pem)
         info = {"endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}}
         try:
             webpush(

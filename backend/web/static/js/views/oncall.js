@@ -191,9 +191,9 @@ async function policySection() {
         },
       });
       errors.clear();
+      await load();
       // The webhook's signing key is shown once: the receiving system needs it.
       formMsg.textContent = saved.webhook_key ? `Saved. Webhook signing key (shown once): ${saved.webhook_key}` : "Saved.";
-      await load();
     } catch (e) {
       errors.show(e, byName({ min_severity: severity, escalate_after_s: escalate, dedup_s: dedup, quiet_start: quietFrom, quiet_end: quietTo, tz: type, webhook_url: webhook }));
     }
