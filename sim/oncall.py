@@ -23,11 +23,12 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from backend.clock import ManualClock
-from backend.notify import ack, rota
+from backend.notify import ack
 from backend.notify.channels import Email, Push
 from backend.notify.dispatcher import BATCH, Dispatcher
-from backend.security.access import create_user, unit_by_name
 from backend.security.passwords import Passwords
+from backend.services import oncall as rota
+from backend.services import units, users
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import alerts, notification_pages
 from sim.fleet import Fleet
@@ -136,11 +137,11 @@ class OnCall:
         self.officers: list[Officer] = []
         self.late_slices = 0  # slices the rules had not caught up with in time
         with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            unit = unit_by_name(conn, UNIT_NAME)
+            unit = units.by_name(conn, UNIT_NAME)
             assert unit is not None
             now = self.clock.now()
             for rank, spec in enumerate(officers, start=1):
-                uid = create_user(
+                uid = users.create(
                     conn, passwords, username=f"oncall.{spec.name}", display_name=spec.name,
                     unit_id=unit, role="officer", password=secrets.token_urlsafe(18), now=now,
                 )  # fmt: skip

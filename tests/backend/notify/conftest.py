@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import Connection, Engine, insert
 
 from backend.clock import ManualClock
-from backend.notify import rota
 from backend.notify.channels import Email, Push, Webhook
 from backend.notify.dispatcher import Dispatcher
 from backend.rules.evaluator import Changes
 from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
-from backend.security.access import create_subject, create_unit
+from backend.services import oncall as rota
+from backend.services import subjects, units
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import users
@@ -95,8 +95,8 @@ def build_unit(
     webhook_url: str | None = None,
 ) -> Unit:
     with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-        unit = create_unit(conn, "IOM night", "police", T0)
-        subject = create_subject(
+        unit = units.create(conn, "IOM night", "police", T0)
+        subject = subjects.create(
             conn, reference=REFERENCE, name=NAME, unit_id=unit, risk_notes="", now=T0
         )
         first = _user(conn, "pc.first", unit, "officer")

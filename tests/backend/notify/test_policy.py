@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from backend.notify import policy as pol
-from backend.notify.rota import RotaError, check_url
+from backend.services.errors import Invalid
+from backend.services.oncall import check_url
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -95,5 +96,5 @@ def test_push_endpoints_and_webhooks_go_only_where_configured(
     if ok:
         assert check_url(url, hosts) == url
     else:
-        with pytest.raises(RotaError):
+        with pytest.raises(Invalid):
             check_url(url, hosts)

@@ -17,13 +17,13 @@ from sqlalchemy import Engine
 
 from backend.broker import free_port
 from backend.clock import ManualClock
-from backend.notify import rota
 from backend.notify.channels import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     webhook_key,
     webhook_signature,
 )
+from backend.services import oncall as rota
 from backend.storage.database import IMMEDIATE
 from sim.notify_peers import Browser, b64url
 from tests.backend.conftest import T0
@@ -141,27 +141,27 @@ def test_rota_policy_and_subscription_bounds(engine: Engine, clock: ManualClock)
     good_keys = (key.p256dh, b64url(key.auth))
     with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
         for s in bad_shifts:
-            with pytest.raises(rota.RotaError):
+            with pytest.raises(rota.Invalid):
                 rota.add_shift(conn, u.unit, s, now)
         for p in bad_policies:
-            with pytest.raises(rota.RotaError):
+            with pytest.raises(rota.Invalid):
                 rota.set_policy(conn, u.unit, p, now)
         for endpoint, p256dh, auth in (
             ("https://attacker.example/push", *good_keys),
             ("http://127.0.0.1:1/push/x", "AAAA", good_keys[1]),
             ("http://127.0.0.1:1/push/x", good_keys[0], "!!"),
         ):
-            with pytest.raises(rota.RotaError):
+            with pytest.raises(rota.Invalid):
                 rota.subscribe(conn, u.first, endpoint, p256dh, auth, ["127.0.0.1"], now)
         # A supervisor of another unit's officer, or a partner, is never on this rota.
         other = build_other_unit_user(conn)
-        with pytest.raises(rota.RotaError):
+        with pytest.raises(rota.Invalid):
             rota.add_shift(conn, u.unit, shift(user_id=other), now)
         for i in range(rota.MAX_SUBSCRIPTIONS_PER_USER):
             rota.subscribe(
                 conn, u.supervisor, f"http://127.0.0.1:1/push/{i}", *good_keys, ["127.0.0.1"], now
             )
-        with pytest.raises(rota.RotaError):
+        with pytest.raises(rota.Invalid):
             rota.subscribe(
                 conn, u.supervisor, "http://127.0.0.1:1/push/x", *good_keys, ["127.0.0.1"], now
             )
@@ -176,8 +176,8 @@ def test_rota_policy_and_subscription_bounds(engine: Engine, clock: ManualClock)
 
 
 def build_other_unit_user(conn: Any) -> int:
-    from backend.security.access import create_unit
+    from backend.services import units
     from tests.backend.notify.conftest import _user
 
-    other_unit = create_unit(conn, "MOSOVO", "police", T0)
+    other_unit = units.create(conn, "MOSOVO", "police", T0)
     return _user(conn, "pc.other", other_unit, "officer")

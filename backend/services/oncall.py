@@ -1,7 +1,8 @@
-"""The rota, policies and push subscriptions as supervisors and officers change them: every
-bound checked here (a refused change is a RotaError, a 4xx with a sentence), each change
-one call. Authorization (who may change which unit's rota) is the API's dependency layer,
-not this module's."""
+"""On call: a unit's rota and notification policies as its supervisor keeps them, and the
+browsers an officer receives Web Push in (docs/operations.md, "Notifications"). Every bound
+is checked here (a refused change is `Invalid`: a 422 with a sentence); who may change which
+unit's rota is the API's dependency layer (deps.py), not this module's. The dispatcher that
+pages from them is backend/notify/."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy import Connection, String, cast, delete, func, insert, literal, 
 from backend.notify import policy as pol
 from backend.rules.model import SEVERITIES
 from backend.security import roles
+from backend.services.errors import Invalid
 from backend.storage.schema import (
     notification_policies,
     oncall_shifts,
@@ -29,10 +31,6 @@ MAX_SHIFTS_PER_UNIT = 2000  # about a year of a three-officer unit's shifts
 MAX_POLICIES_PER_UNIT = 60  # one per alert type and a "*"
 PAGED_ROLES = (roles.SUPERVISOR, roles.OFFICER)
 RETIRED = "-"  # a removed policy's type starts with it
-
-
-class RotaError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -76,43 +74,43 @@ def check_url(url: str, hosts: list[str] | None = None) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     if parts.scheme not in ("https", "http") or not host:
-        raise RotaError("the address must be an https URL")
+        raise Invalid("the address must be an https URL")
     if parts.scheme == "http" and not _loopback(host):
-        raise RotaError("the address must be an https URL")
+        raise Invalid("the address must be an https URL")
     if hosts is not None and not any(host == h or host.endswith("." + h) for h in hosts):
-        raise RotaError("the push endpoint is not one of the configured push services")
+        raise Invalid("the push endpoint is not one of the configured push services")
     return url
 
 
 def check_channels(channels: list[str]) -> str:
     bad = sorted(set(channels) - set(pol.CHANNELS))
     if bad or not channels:
-        raise RotaError(f"channels must be a non-empty subset of {', '.join(pol.CHANNELS)}")
+        raise Invalid(f"channels must be a non-empty subset of {', '.join(pol.CHANNELS)}")
     return ",".join(c for c in pol.CHANNELS if c in channels)
 
 
 def add_shift(conn: Connection, unit_id: int, s: ShiftIn, now: float) -> int:
     if not s.starts_at < s.ends_at <= s.starts_at + pol.MAX_SHIFT_S:
-        raise RotaError("a shift ends after it starts, at most 31 days later")
+        raise Invalid("a shift ends after it starts, at most 31 days later")
     if not 1 <= s.rank <= pol.MAX_RANK:
-        raise RotaError(f"rank is 1 (paged first) to {pol.MAX_RANK}")
+        raise Invalid(f"rank is 1 (paged first) to {pol.MAX_RANK}")
     channels = check_channels(s.channels)
     if "email" in s.channels and not s.email:
-        raise RotaError("an e-mail shift needs an e-mail address")
+        raise Invalid("an e-mail shift needs an e-mail address")
     user = conn.execute(
         select(users.c.unit_id, users.c.role, users.c.disabled_at).where(users.c.id == s.user_id)
     ).first()
     if user is None or user.unit_id != unit_id or user.disabled_at is not None:
-        raise RotaError("the officer on call must be an active user of the unit")
+        raise Invalid("the officer on call must be an active user of the unit")
     if user.role not in PAGED_ROLES:
-        raise RotaError("only officers and supervisors can be on call")
+        raise Invalid("only officers and supervisors can be on call")
     n = conn.execute(
         select(func.count()).where(
             oncall_shifts.c.unit_id == unit_id, oncall_shifts.c.ends_at > now
         )
     ).scalar_one()
     if n >= MAX_SHIFTS_PER_UNIT:
-        raise RotaError(f"a unit has at most {MAX_SHIFTS_PER_UNIT} current and future shifts")
+        raise Invalid(f"a unit has at most {MAX_SHIFTS_PER_UNIT} current and future shifts")
     return int(
         conn.execute(
             insert(oncall_shifts)
@@ -141,6 +139,12 @@ def shifts(conn: Connection, unit_id: int, since: float) -> list[dict[str, Any]]
     return [dict(r) for r in rows]
 
 
+def shift(conn: Connection, shift_id: int) -> dict[str, Any]:
+    return dict(
+        conn.execute(select(oncall_shifts).where(oncall_shifts.c.id == shift_id)).mappings().one()
+    )
+
+
 def delete_shift(conn: Connection, unit_id: int, shift_id: int) -> bool:
     c = oncall_shifts.c
     res = conn.execute(delete(oncall_shifts).where(c.id == shift_id, c.unit_id == unit_id))
@@ -150,20 +154,20 @@ def delete_shift(conn: Connection, unit_id: int, shift_id: int) -> bool:
 def set_policy(conn: Connection, unit_id: int, p: PolicyIn, now: float) -> int:
     """Create or replace the unit's policy for the alert type."""
     if p.min_severity not in SEVERITIES:
-        raise RotaError(f"min_severity must be one of {', '.join(SEVERITIES)}")
+        raise Invalid(f"min_severity must be one of {', '.join(SEVERITIES)}")
     if not pol.MIN_ESCALATE_AFTER_S <= p.escalate_after_s <= pol.MAX_ESCALATE_AFTER_S:
-        raise RotaError("escalate_after_s is 30 s to 24 h")
+        raise Invalid("escalate_after_s is 30 s to 24 h")
     if not 0 <= p.dedup_s <= pol.MAX_DEDUP_S:
-        raise RotaError("dedup_s is 0 to 7 days")
+        raise Invalid("dedup_s is 0 to 7 days")
     if (p.quiet_start is None) != (p.quiet_end is None):
-        raise RotaError("quiet hours need both a start and an end")
+        raise Invalid("quiet hours need both a start and an end")
     try:
         for t in (p.quiet_start, p.quiet_end):
             if t is not None:
                 pol.parse_hhmm(t)
         pol.zone(p.tz)
     except pol.PolicyError as e:
-        raise RotaError(str(e)) from e
+        raise Invalid(str(e)) from e
     if p.webhook_url:
         check_url(p.webhook_url)
     values = {
@@ -188,7 +192,7 @@ def set_policy(conn: Connection, unit_id: int, p: PolicyIn, now: float) -> int:
         select(func.count()).where(c.unit_id == unit_id, ~c.alert_type.startswith(RETIRED))
     ).scalar_one()
     if n >= MAX_POLICIES_PER_UNIT:
-        raise RotaError(f"a unit has at most {MAX_POLICIES_PER_UNIT} policies")
+        raise Invalid(f"a unit has at most {MAX_POLICIES_PER_UNIT} policies")
     return int(
         conn.execute(
             insert(notification_policies)
@@ -206,6 +210,13 @@ def policies(conn: Connection, unit_id: int) -> list[dict[str, Any]]:
         .order_by(c.alert_type)
     ).mappings()
     return [dict(r) for r in rows]
+
+
+def policy(conn: Connection, policy_id: int) -> dict[str, Any]:
+    c = notification_policies.c
+    return dict(
+        conn.execute(select(notification_policies).where(c.id == policy_id)).mappings().one()
+    )
 
 
 def delete_policy(conn: Connection, unit_id: int, alert_type: str) -> bool:
@@ -234,9 +245,9 @@ def subscribe(
     try:
         key, secret = b64url_decode(p256dh), b64url_decode(auth)
     except ValueError as e:
-        raise RotaError("the subscription keys are not base64url") from e
+        raise Invalid("the subscription keys are not base64url") from e
     if len(key) != 65 or key[0] != 4 or len(secret) != 16:
-        raise RotaError("the subscription keys are not a P-256 key and a 16-byte secret")
+        raise Invalid("the subscription keys are not a P-256 key and a 16-byte secret")
     c = push_subscriptions.c
     old = conn.execute(select(c.id).where(c.endpoint == endpoint)).scalar()
     if old is not None:
@@ -248,7 +259,7 @@ def subscribe(
         return int(old)
     n = conn.execute(select(func.count()).where(c.user_id == user_id)).scalar_one()
     if n >= MAX_SUBSCRIPTIONS_PER_USER:
-        raise RotaError(
+        raise Invalid(
             f"at most {MAX_SUBSCRIPTIONS_PER_USER} browsers per officer: remove one first"
         )
     return int(
@@ -266,3 +277,10 @@ def unsubscribe(conn: Connection, user_id: int, endpoint: str) -> bool:
         delete(push_subscriptions).where(c.endpoint == endpoint, c.user_id == user_id)
     )
     return res.rowcount == 1
+
+
+def shift_unit(conn: Connection, shift_id: int) -> int | None:
+    """The unit whose rota a shift is on (None: no such shift)."""
+    found = conn.execute(select(oncall_shifts.c.unit_id).where(oncall_shifts.c.id == shift_id))
+    unit = found.scalar()
+    return None if unit is None else int(unit)
