@@ -16,6 +16,7 @@ from typing import Literal
 import jwt
 from sqlalchemy import Connection, select, update
 
+from backend.notify.outbox import ACKED
 from backend.rules import store
 from backend.security import audit
 from backend.storage.schema import alerts, notification_pages, subjects
@@ -128,7 +129,7 @@ def acknowledge(
     conn.execute(
         update(notification_pages)
         .where(pg.id == page_id)
-        .values(token_used_at=now, state="acknowledged" if result != "not_open" else page.state)
+        .values(token_used_at=now, state=ACKED if result != "not_open" else page.state)
     )
     audit.append(
         conn,

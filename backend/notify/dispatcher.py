@@ -38,6 +38,7 @@ from backend.notify import outbox as ob
 from backend.notify import policy as pol
 from backend.notify.ack import AckTokens, ack_key
 from backend.notify.channels import Email, Message, Push, SendError, Subscription, Webhook
+from backend.notify.outbox import ACKED, CLOSED, ESCALATED, EXHAUSTED, PAGED
 from backend.rules.store import ACKNOWLEDGED, OPEN
 from backend.security import audit
 from backend.settings import Settings
@@ -55,13 +56,6 @@ from backend.storage.schema import (
 log = structlog.get_logger("tagwatch.notify")
 
 ACTOR = "notifications"
-PAGED, ACKED, ESCALATED, CLOSED, EXHAUSTED = (
-    "paged",
-    "acknowledged",
-    "escalated",
-    "closed",
-    "exhausted",
-)
 BATCH = 50  # rows worked per step: a backlog is worked through over several steps
 LEASE_MIN_S = 60.0
 # Outcomes counted per kind (metrics.py reads `counts`): a bounded label set.

@@ -17,6 +17,15 @@ SENT = "sent"
 FAILED = "failed"
 DROPPED = "dropped"
 
+# A page's states (notification_pages.state).
+PAGED, ACKED, ESCALATED, CLOSED, EXHAUSTED = (
+    "paged",
+    "acknowledged",
+    "escalated",
+    "closed",
+    "exhausted",
+)
+
 PLAN = "plan"
 ESCALATE = "escalate"
 EMAIL = "email"
