@@ -761,7 +761,7 @@ def page_scope(
     request_id: RequestId,
     token: Annotated[str, Depends(_page_token)],
 ) -> PageAccess:
-    """Acknowledging from a page's link: the token must be ours (400 otherwise) and the
+    """Acknowledging from a page's link: the token must be ours (422 otherwise) and the
     caller needs manage on the alert's subject, as acknowledging from the queue does; that
     the page was sent to the caller is the acknowledgement's own rule (notify/ack.py)."""
     try:
@@ -771,7 +771,7 @@ def page_scope(
     with ctx.engine.connect() as db:
         subject_id = page_subject(db, page_id)
     if subject_id is None:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "this acknowledgement link is not valid")
+        raise HTTPException(422, "this acknowledgement link is not valid")
     via = {"object": "page", "object_id": page_id}
     found = _authorize(conn, ctx, user, request_id, subject_id, roles.MANAGE, None, via)
     return PageAccess(page_id, expires_at, found)

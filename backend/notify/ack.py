@@ -27,13 +27,13 @@ TYP = "page-ack"
 
 
 class AckError(ValueError):
-    """The token is not one of ours, or is unreadable: a 4xx, never a 5xx."""
+    """The token is not one of ours, or is unreadable: a 4xx (`status`), never a 5xx."""
 
-    status = 400
+    status = 422
 
 
 class AckExpired(AckError):
-    status = 410
+    status = 409  # the page's state: its link has run out
 
 
 class AckUsed(AckError):

@@ -110,7 +110,7 @@ def test_a_supervisor_keeps_the_rota_an_officer_is_paged_and_acknowledges_from_t
     r = client.post("/api/notifications/ack", headers=colleague, json=token)
     assert r.status_code == 403 and "another officer" in r.text
     r = client.post("/api/notifications/ack", headers=officer, json={"token": "not.a.token"})
-    assert r.status_code == 400
+    assert r.status_code == 422 and "not valid" in r.text
     r = client.post("/api/notifications/ack", headers=officer, json=token)
     assert r.status_code == 200 and r.json() == {"alert_id": alert, "result": "acknowledged"}
     r = client.post("/api/notifications/ack", headers=officer, json=token)
