@@ -216,7 +216,7 @@ ON_CALL_WRITE = {**ON_CALL_NONE, "supervisor": 422, "officer": 422}
 def test_directory_routes_follow_the_roles(
     client: TestClient, world: World, matrix: dict[str, Any]
 ) -> None:
-    """Units/users/audit: who may read and write them."""
+    """Units/users/audit and the tag pool: who may read and write them."""
     expect = {
         ("GET", "/api/users"): {"administrator": 200, "auditor": 200, "supervisor": 200,
                                 "officer": 403, "partner": 403},
@@ -238,6 +238,11 @@ def test_directory_routes_follow_the_roles(
         ("GET", "/api/notifications/push-key"): ON_CALL_READ,
         ("POST", "/api/notifications/subscriptions"): ON_CALL_WRITE,
         ("POST", "/api/notifications/ack"): ON_CALL_WRITE,
+        # The tag pool: its unit's supervisors and officers (an empty body: 422 past the guard).
+        ("GET", "/api/pool"): {"supervisor": 200, "officer": 200, "administrator": 403,
+                               "auditor": 403, "partner": 403},
+        ("POST", "/api/pool"): {"supervisor": 422, "officer": 422, "administrator": 403,
+                                "auditor": 403, "partner": 403},
     }  # fmt: skip
     for (method, path), by_role in expect.items():
         for name, _, role in _users(world):
@@ -282,6 +287,9 @@ READ_NEEDS = {
     "trail": "trail",
     "report": "reports",
     "share": "manage",
+    "enrolment": "conditions",
+    # The wearer's own data, given to them by the unit that holds it.
+    "subject access": "manage",
 }
 # Reading these is a consultation of personal data, recorded per subject as read.<scope>
 # (own unit) or disclose.<scope> (through a share).
@@ -414,6 +422,9 @@ def _reads(s: Scoped) -> list[ReadRoute]:
         _one("trail", "POST", "/api/investigations/subjects/{s}/whereabouts", '"within"',
              params=PURPOSE, json=_place(s)),
         _one("report", "GET", "/api/reports/subjects/{s}/compliance", '"A-3"', params=day),
+        _one("enrolment", "GET", "/api/subjects/{s}/enrolments", "CF-A-3"),
+        _one("subject access", "GET", "/api/exports/subjects/{s}/subject-access.zip",
+             "manifest.json", params={"reference": "SAR-1"}),
         ReadRoute("GET /api/alerts", _alert_list),
         ReadRoute("GET /api/web/live", _live_map, within="live"),
         ReadRoute("GET /api/reports/caseload", _caseload),
@@ -504,6 +515,9 @@ def _writes(s: Scoped, world: World, now: float) -> list[tuple[str, str, dict[st
         ("POST", "/api/alerts/{alert}/acknowledge", {"note": "seen"}),
         ("POST", "/api/alerts/{alert}/resolve", {"outcome": "false_alert", "note": "checked"}),
         ("POST", "/api/subjects/{s}/shares", share),
+        ("POST", "/api/subjects/{s}/consent/review", {"review_at": s.t + 60 * 86400}),
+        ("POST", "/api/subjects/{s}/consent/withdrawal", {"withdrawn_at": s.t + 7260}),
+        ("POST", "/api/subjects/{s}/consent/removal", {"removed_at": s.t + 7320}),
         ("DELETE", "/api/curfews/{curfew}", None),
         ("DELETE", "/api/curfew-exceptions/{exception}", None),
         ("DELETE", "/api/zones/{victim_zone}", None),
@@ -515,7 +529,7 @@ def _snapshot(m: Matrix, token: str) -> list[str]:
     paths = ["/api/subjects/{s}", "/api/subjects/{s}/orders", "/api/subjects/{s}/assignments",
              "/api/subjects/{s}/curfews", "/api/subjects/{s}/curfew-exceptions",
              "/api/subjects/{s}/zones", "/api/subjects/{s}/charging", "/api/alerts/{alert}",
-             "/api/subjects/{s}/shares"]  # fmt: skip
+             "/api/subjects/{s}/shares", "/api/subjects/{s}/enrolments"]  # fmt: skip
     return [m.client.get(m.url(p), headers=bearer(token)).text for p in paths]
 
 

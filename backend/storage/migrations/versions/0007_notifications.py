@@ -2,7 +2,7 @@
 the dispatcher's outbox (backend/notify).
 
 Revision ID: 0007_notifications
-Revises: 0005_pairings
+Revises: 0006_consent_pool
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_notifications"
-down_revision = "0005_pairings"
+down_revision = "0006_consent_pool"
 branch_labels = None
 depends_on = None
 
