@@ -2,9 +2,10 @@
 
 The link carries a token: a JWT (HS256, a key derived from the server key) naming the page
 and its expiry. It is only half of what acknowledges: the web app first signs the officer
-in, then sends the token with their session; the token is accepted once (the page's
-token_used_at), before its expiry, and only from the officer it was sent to. A forwarded
-e-mail or a push read over a shoulder gives nobody else anything."""
+in, then sends the token with their session; the token acknowledges once (the page's
+token_used_at), before its expiry, and only from the officer it was sent to: sent again by
+that officer it only answers how the alert stands. A forwarded e-mail or a push read over a
+shoulder gives nobody else anything."""
 
 from __future__ import annotations
 
@@ -82,9 +83,9 @@ AckResultKind = Literal["acknowledged", "already", "not_open"]
 class AckOutcome:
     alert_id: int
     subject_id: int
-    # acknowledged: by this link; already: someone acknowledged it first (from the queue or
-    # another page), which stopped the escalation all the same; not_open: resolved or
-    # cleared since.
+    # acknowledged: by this link; already: acknowledged before — by someone else (from the
+    # queue or another page), or by this officer with this very link (a double tap, a page
+    # opened twice): the escalation stopped all the same; not_open: resolved or cleared.
     result: AckResultKind
 
 
@@ -98,26 +99,46 @@ def page_subject(conn: Connection, page_id: int) -> int | None:
     return None if sid is None else int(sid)
 
 
+def _take(conn: Connection, page_id: int, now: float) -> bool:
+    """Mark the link used, by compare-and-set: of two uses at once, PostgreSQL makes the
+    second wait for the first's commit and then finds it used (on SQLite the IMMEDIATE
+    transactions run one after the other)."""
+    pg = notification_pages.c
+    res = conn.execute(
+        update(notification_pages)
+        .where(pg.id == page_id, pg.token_used_at.is_(None))
+        .values(token_used_at=now)
+    )
+    return res.rowcount == 1
+
+
 def acknowledge(
     conn: Connection, page_id: int, expires_at: int, user_id: int, now: float
 ) -> AckOutcome:
-    """Use a page's link, in the caller's transaction (IMMEDIATE on SQLite): single-use,
-    before expiry, by the officer paged; acknowledges the alert if it is still open."""
+    """Use a page's link, in the caller's transaction (IMMEDIATE on SQLite): before expiry,
+    by the officer paged; acknowledges the alert if it is still open. The link is used once:
+    the officer using it again (a double tap, the e-mail and the push both opened, two
+    requests at the same time) is told how the alert stands and nothing more is written;
+    only if the alert is open again since (reopened) is a used link refused."""
     pg = notification_pages.c
     page = conn.execute(select(notification_pages).where(pg.id == page_id)).first()
     if page is None:
         raise AckError("this acknowledgement link is not valid")
     if page.user_id != user_id:
         raise AckNotYours("this link was sent to another officer: open the alert from the queue")
-    if page.token_used_at is not None:
-        raise AckUsed("this link has already been used")
     if now >= min(expires_at, page.token_expires_at):
         raise AckExpired("this link has expired: open the alert from the queue")
+    taken = page.token_used_at is None and _take(conn, page_id, now)
     alert = conn.execute(
         select(alerts.c.state, alerts.c.subject_id, subjects.c.unit_id)
         .join(subjects, subjects.c.id == alerts.c.subject_id)
         .where(alerts.c.id == page.alert_id)
     ).one()
+    if not taken:
+        if alert.state == store.OPEN:
+            raise AckUsed("this link has already been used: open the alert from the queue")
+        repeat: AckResultKind = "already" if alert.state == store.ACKNOWLEDGED else "not_open"
+        return AckOutcome(page.alert_id, alert.subject_id, repeat)
     result: AckResultKind
     if alert.state == store.OPEN:
         store.acknowledge(conn, page.alert_id, user_id, "acknowledged from a notification", now)
@@ -126,11 +147,8 @@ def acknowledge(
         result = "already"
     else:
         result = "not_open"
-    conn.execute(
-        update(notification_pages)
-        .where(pg.id == page_id)
-        .values(token_used_at=now, state=ACKED if result != "not_open" else page.state)
-    )
+    if result != "not_open":
+        conn.execute(update(notification_pages).where(pg.id == page_id).values(state=ACKED))
     audit.append(
         conn,
         audit.Entry(

@@ -7,9 +7,11 @@ back-off, and loses nothing across a restart."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from pathlib import Path
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from backend.clock import ManualClock
 from backend.notify import ack
@@ -19,8 +21,9 @@ from backend.rules import store
 from backend.rules.evaluator import Changes
 from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
-from backend.storage.database import IMMEDIATE
+from backend.storage.database import IMMEDIATE, is_sqlite
 from backend.storage.schema import (
+    alert_actions,
     alerts,
     audit_log,
     notification_outbox,
@@ -167,12 +170,70 @@ def test_the_link_is_single_use_expires_and_only_for_the_officer_paged(
     else:
         raise AssertionError("an expired link was accepted")
     assert use(u.first, clock.now() + 599).result == "acknowledged"
-    try:
-        use(u.first, clock.now() + 599)
-    except ack.AckUsed:
-        pass
-    else:
-        raise AssertionError("the link worked twice")
+    # Used again by the officer paged (a double tap, the e-mail and the push both opened):
+    # told how the alert stands, nothing written twice.
+    assert use(u.first, clock.now() + 599).result == "already"
+    assert _audit(engine).count("notification.acknowledged") == 1
+    with engine.connect() as conn:
+        c = alert_actions.c
+        acks = conn.execute(select(c.user_id).where(c.action == "acknowledged")).scalars().all()
+    assert acks == [u.first]
+
+
+def test_two_uses_of_a_link_at_once_acknowledge_once(
+    engine: Engine, clock: ManualClock, tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """The second use waits for the first's transaction (PostgreSQL: on the page's row,
+    which the test sees it waiting for; SQLite: on the write lock) and then answers
+    "already": not a refusal, and not a second acknowledgement."""
+    settings = settings_for(tmp_path, mailbox)
+    d = make_dispatcher(engine, settings, clock, push=False)
+    u = build_unit(engine, None, None)
+    raise_alert(engine, u.subject, clock.now())
+    d.step()
+    d.step()
+    m = TOKEN.search(mailbox.mails[0].body)
+    assert m is not None
+    page_id, exp = d.tokens.page_of(m.group(1))
+    second: list[ack.AckOutcome | Exception] = []
+
+    def use_again() -> None:
+        try:
+            with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+                second.append(ack.acknowledge(conn, page_id, exp, u.first, clock.now()))
+        except Exception as e:
+            second.append(e)
+
+    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+        first = ack.acknowledge(conn, page_id, exp, u.first, clock.now())
+        other = threading.Thread(target=use_again)
+        other.start()
+        if not is_sqlite(engine):
+            _wait_for_a_lock_wait(engine)
+    other.join(60)
+    assert first.result == "acknowledged" and [getattr(r, "result", r) for r in second] == [
+        "already"
+    ]
+    assert _audit(engine).count("notification.acknowledged") == 1
+    with engine.connect() as conn:
+        c = alert_actions.c
+        assert conn.execute(select(func.count()).where(c.action == "acknowledged")).scalar() == 1
+
+
+def _wait_for_a_lock_wait(engine: Engine) -> None:
+    """Until a PostgreSQL session of this database waits for a row lock."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+        if waiting:
+            return
+    raise AssertionError("the second use never waited for the first")
 
 
 def test_a_flapping_condition_pages_once(

@@ -198,9 +198,11 @@ api.onSession((s) => {
   }
 });
 
-document.getElementById("sign-out").addEventListener("click", async () => {
+document.getElementById("sign-out").addEventListener("click", () => {
   ctx.me = null;
-  await api.signOut();
+  // Not awaited: the screen changes now, and the server's answer (api.signOut) cannot take
+  // the user away from an address they open before it comes, such as a page's link.
+  api.signOut();
   location.hash = "";
   showSignIn("Signed out.");
 });
