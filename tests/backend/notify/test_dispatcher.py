@@ -10,8 +10,10 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+import pytest
+from sqlalchemy import Connection, Engine, event, func, select, text, update
 
 from backend.clock import ManualClock
 from backend.notify import ack
@@ -31,6 +33,7 @@ from backend.storage.schema import (
     push_subscriptions,
 )
 from sim.notify_peers import Mailbox, PushService
+from tests.backend.conftest import migrated
 from tests.backend.notify.conftest import (
     NAME,
     REFERENCE,
@@ -361,3 +364,49 @@ def test_the_hand_over_commits_with_the_alert_or_not_at_all(
         assert conn.execute(select(alerts)).all() == []
     raise_alert(engine, u.subject, clock.now())
     assert _rows(engine, ob.PLAN) == [(ob.PENDING, 0)]
+
+
+def test_every_write_of_a_page_is_in_an_immediate_transaction(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    clock: ManualClock,
+    mailbox: Mailbox,
+    push_service: PushService,
+) -> None:
+    """SQLite: a transaction begun deferred that reads and then writes fails at once with
+    "database is locked" if another connection (a request of the API the dispatcher runs
+    in, ingest's rules) commits in between; the busy timeout does not cover it. So, as the
+    rules' sink, the sessions and the purge do, each write of a page's life (plan, sends,
+    escalation, acknowledgement, the escalation dropped) is in BEGIN IMMEDIATE."""
+    engine = migrated(request, f"sqlite:///{tmp_path / 'immediate.db'}")
+    settings = settings_for(tmp_path, mailbox)
+    d = make_dispatcher(engine, settings, clock)
+    assert d.push is not None
+    u = build_unit(engine, push_service, d.push.public_key, escalate_after_s=300)
+    deferred: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _write(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE", "DELETE") and not conn.get_execution_options().get(
+            "sqlite_immediate"
+        ):
+            deferred.append(statement)
+
+    raise_alert(engine, u.subject, clock.now())
+    d.step()
+    d.step()
+    clock.advance(301)
+    d.step()
+    d.step()
+    (second,) = mailbox.to(f"u{u.second}@example.org")
+    m = TOKEN.search(second.body)
+    assert m is not None
+    page_id, exp = d.tokens.page_of(m.group(1))
+    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+        assert ack.acknowledge(conn, page_id, exp, u.second, clock.now()).result == "acknowledged"
+    clock.advance(3600)
+    d.step()
+    assert _rows(engine, ob.ESCALATE)[-1][0] == ob.DROPPED
+    assert deferred == []
+    engine.dispose()
