@@ -330,6 +330,9 @@ class Fleet:
         self.lock = threading.RLock()
         self.keys: dict[int, bytes] = {}
         self.unit_keys: dict[int, bytes] = {}
+        # Called with simulated now (Unix s) after every slice, once the backend has caught
+        # up with it (sim/oncall.py steps the notification dispatcher and its officers).
+        self.on_slice: list[Callable[[float], None]] = []
 
     # -- set-up --------------------------------------------------------------------------
     @property
@@ -691,6 +694,8 @@ class Fleet:
             if self.farm is not None and t >= next_unit_tick:
                 self.farm.tick(t / 1000)
                 next_unit_tick = t + self.o.unit_tick_s * 1000
+            for hook in self.on_slice:
+                hook(t / 1000)
             if progress is not None:
                 progress(t - start, stop - start, self._live())
             if t >= end and self._drained():

@@ -18,6 +18,9 @@ HOME_UNIT = "home_unit"
 # Observation names beyond the record names of docs/protocol.md.
 SECURITY = "security"  # a rejected frame (bad MAC, replay, ...) attributed to a device
 
+# Alert severities, most urgent first (notification policies page from a severity up).
+SEVERITIES = ("critical", "high", "medium", "low")
+
 
 @dataclass(frozen=True, slots=True)
 class Obs:

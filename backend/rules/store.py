@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
 from backend.ingest import Rejection, StoredFrame
+from backend.notify import outbox
 from backend.registry import Pairings, presence_tags
 from backend.rules.config import Assignment, SubjectConfig
 from backend.rules.engine import REV_PREFIX, State, revision_of
@@ -542,6 +543,9 @@ class SqlRepository:
             )
         )
         self.actions.append(alert_id)
+        if action in ("raised", "reopened"):
+            # The one hand-over to notifications, committed with the alert (notify/outbox.py).
+            outbox.alert_raised(self.conn, alert_id, self.now)
 
 
 def group_key(ep: Episode) -> str:

@@ -24,6 +24,8 @@ from backend.api.routes import (
     exports,
     investigations,
     live,
+    notifications,
+    oncall,
     orders,
     pool,
     reports,
@@ -59,4 +61,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports.router,
     live.router,
     events.router,
+    oncall.router,
+    notifications.router,
 )

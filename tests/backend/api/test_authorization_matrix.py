@@ -208,6 +208,11 @@ def test_other_routes_as_every_role_never_fail_and_never_leak(
                 assert _leaks(text, unit, role) == [], where
 
 
+ON_CALL_NONE = {"administrator": 403, "auditor": 403, "partner": 403, "officer": 403}
+ON_CALL_READ = {**ON_CALL_NONE, "supervisor": 200, "officer": 200}
+ON_CALL_WRITE = {**ON_CALL_NONE, "supervisor": 422, "officer": 422}
+
+
 def test_directory_routes_follow_the_roles(
     client: TestClient, world: World, matrix: dict[str, Any]
 ) -> None:
@@ -222,6 +227,17 @@ def test_directory_routes_follow_the_roles(
         ("GET", "/api/units"): {r: 200 for r in OWN},
         ("POST", "/api/units"): {"administrator": 422, "auditor": 403, "supervisor": 403,
                                  "officer": 403, "partner": 403},
+        # On call: the unit's own rota and policies; read by those paged, kept by the
+        # supervisor (422: the matrix sends an empty body, so authorization passed).
+        ("GET", "/api/oncall/shifts"): ON_CALL_READ,
+        ("GET", "/api/oncall/policies"): ON_CALL_READ,
+        ("POST", "/api/oncall/shifts"): {**ON_CALL_NONE, "supervisor": 422},
+        ("PUT", "/api/oncall/policies/strap_tamper"): {**ON_CALL_NONE, "supervisor": 422},
+        ("DELETE", "/api/oncall/policies/strap_tamper"): {**ON_CALL_NONE, "supervisor": 404},
+        ("DELETE", "/api/oncall/shifts/1"): {**ON_CALL_NONE, "supervisor": 404},
+        ("GET", "/api/notifications/push-key"): ON_CALL_READ,
+        ("POST", "/api/notifications/subscriptions"): ON_CALL_WRITE,
+        ("POST", "/api/notifications/ack"): ON_CALL_WRITE,
         # The tag pool: its unit's supervisors and officers (an empty body: 422 past the guard).
         ("GET", "/api/pool"): {"supervisor": 200, "officer": 200, "administrator": 403,
                                "auditor": 403, "partner": 403},
