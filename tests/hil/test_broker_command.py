@@ -89,7 +89,7 @@ def test_a_queued_broker_list_moves_the_tag_to_the_new_broker(
         with HilTag(cfg) as tag:
             tag.start()
             tag.run_until(6 * MIN, moving=True)
-            assert stored() > 0 and {b for b, _ in tag.sessions} == {first}
+            assert stored() > 0 and {b for b, _ in tag.modem.sessions} == {first}
 
             result = runner.invoke(
                 cli, ["backend", "brokers", "set", second, first, "--tag", str(DEVICE)], env=env
@@ -103,10 +103,10 @@ def test_a_queued_broker_list_moves_the_tag_to_the_new_broker(
                 assert conn.execute(select(command_queue.c.seq)).scalar_one() == 1
             assert state() == "sent"
 
-            sessions_before = len(tag.sessions)
+            sessions_before = len(tag.modem.sessions)
             before = stored()
             tag.run_until(20 * MIN, moving=True)
-            after = [b for b, _ in tag.sessions[sessions_before:]]
+            after = [b for b, _ in tag.modem.sessions[sessions_before:]]
             # The session that took the list stays on the first broker; every later one is
             # on the new list's first broker.
             assert after[0] == first and len(after) >= 2 and set(after[1:]) == {second}, after
