@@ -228,8 +228,9 @@ class MonitoringSink(RuleSink):
     def tick(self, now: float | None = None) -> int:
         """Advance every monitored subject's horizon to backend now; returns how many
         subjects had alert changes. First, batches whose hand-over never settled are
-        evaluated (sweep) and queued operator commands sent. One query checks every subject against the cache; only subjects
-        whose deadline has come (or whose cache entry is stale) are evaluated."""
+        evaluated (sweep) and queued operator commands sent. One query checks every subject
+        against the cache; only subjects whose deadline has come (or whose cache entry is
+        stale) are evaluated."""
         now = self.clock.now() if now is None else now
         self.sweep(now)
         self.send_queued(now)
