@@ -283,6 +283,11 @@ class Criterion:
         return e.end_ms if self.at_end else a + self.required_ms
 
 
+def _fw_s(key: str) -> int:
+    """A firmware default in seconds, as ms."""
+    return int(str(fw_config.DEFAULTS[key])) * 1000
+
+
 # Defaults follow backend/rules (curfew grace 10 min, the zone rule's exclusion dwell,
 # tamper at once, the home unit's power grace, the comms threshold) and the firmware
 # (motion without fix: 10 moving minutes within an hour, then 10 minutes' grace); latency
@@ -313,15 +318,18 @@ CRITERIA: dict[str, Criterion] = {
     ),
     tr.NOT_CHARGED: Criterion(0, 30 * MIN_MS, 30 * MIN_MS, at_end=True, first_day=False),
     tr.HOME_UNIT_UNPLUGGED: Criterion(HomeUnitParams().power_grace_s * 1000, 2 * MIN_MS),
-    # Contact is the tag's own uploads (every batch, up to batch_s apart) or its home unit
-    # hearing it, so the rule's silence starts up to a batch before the truth's gap: a gap
-    # within that of the threshold is a near miss either way. The backlog uploaded after a
+    # Contact is what the backend hears: the tag's uploads or its home unit hearing it. The
+    # truth's gap is the time the tag could not reach the backend; the backend's silence
+    # around it is longer, by up to a rest-cadence upload before it (at rest a tag records,
+    # and so uploads, once per fix_rest_s) and up to a back-off after it (the tag retries a
+    # failed upload after at most backoff_max_s). A gap within that of the threshold may
+    # alert or not (a near miss); one the threshold long must. The backlog uploaded after a
     # gap clears the alert: it is scored as raised.
     tr.COMMS_LOSS: Criterion(
         CommsParams().threshold_s * 1000,
         5 * MIN_MS,
         15 * MIN_MS,
-        borderline_ms=(15 * MIN_MS, 0),
+        borderline_ms=(_fw_s("fix_rest_s") + _fw_s("backoff_max_s"), 0),
         cleared_counts=True,
     ),
 }

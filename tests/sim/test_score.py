@@ -141,20 +141,24 @@ def test_a_day_not_charged_is_due_at_its_end_and_the_first_day_is_not_judged() -
     assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [3 * M], 0)
 
 
-def test_comms_loss_needs_the_threshold_and_a_gap_just_short_of_it_is_borderline() -> None:
+def test_comms_loss_needs_the_threshold_and_a_gap_within_the_tags_cadence_is_borderline() -> None:
     crit = {tr.COMMS_LOSS: CRITERIA[tr.COMMS_LOSS]}
     long = tr.Episode(0, 180 * M, tr.COMMS_LOSS, 1)
     near = tr.Episode(300 * M, 410 * M, tr.COMMS_LOSS, 2)  # 110 min: the tag's last upload
-    short = tr.Episode(500 * M, 560 * M, tr.COMMS_LOSS, 3)  # may have been 10 min earlier
-    truth = _truth(long, near, short)
+    # 40 min without coverage: a tag at rest uploaded an hour before it began, and once it
+    # failed it retried after a 30-minute back-off, so the backend heard nothing for 2 h 10.
+    rest = tr.Episode(700 * M, 740 * M, tr.COMMS_LOSS, 4)
+    short = tr.Episode(500 * M, 520 * M, tr.COMMS_LOSS, 3)  # 20 min: no cadence explains 2 h
+    truth = _truth(long, near, short, rest)
     alerts = [
         Alert(tr.COMMS_LOSS, 1, 0, 122 * M, 180 * M),
         Alert(tr.COMMS_LOSS, 2, 292 * M, 413 * M, 410 * M),
         Alert(tr.COMMS_LOSS, 3, 500 * M, 621 * M, 560 * M),
+        Alert(tr.COMMS_LOSS, 4, 640 * M, 761 * M, 770 * M, cleared=True),
     ]
     s = score_alerts(truth, alerts, crit)[tr.COMMS_LOSS]
     assert (s.episodes, s.detected, s.latencies_ms) == (1, 1, [2 * M])
-    assert (s.borderline, s.excused_alerts, s.false_alerts) == (1, 1, 1)
+    assert (s.borderline, s.excused_alerts, s.false_alerts) == (2, 2, 1)
 
 
 def test_every_alert_type_the_rules_raise_for_a_truth_type_has_a_criterion() -> None:
