@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import queue
 import select
-import threading
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from paho.mqtt.properties import Properties
 
 from firmware import board as hal
 from sim.hil_error import HilError
+from sim.mqtt_thread import NetworkThread
 
 SUBSCRIBE_WAIT_S = 5.0  # real time the broker may take to confirm the down-topic subscription
 
@@ -30,9 +30,8 @@ SUBSCRIBE_WAIT_S = 5.0  # real time the broker may take to confirm the down-topi
 class ModemBridge:
     def __init__(self, connect_delay_ms: int, stop_in_background: bool = False) -> None:
         """connect_delay_ms: simulated network registration + MQTT connect.
-        stop_in_background: leave paho's network thread to end by itself when a session
-        closes (its loop_stop() joins the thread, which can take a second: a caller running
-        in real time must not block on it)."""
+        stop_in_background: leave the session's network thread to end by itself when it
+        closes (a caller running in real time must not block on joining it)."""
         self.connect_delay_ms = connect_delay_ms
         self.stop_in_background = stop_in_background
         self.on = False
@@ -43,6 +42,7 @@ class ModemBridge:
         self.published: list[tuple[int, str, bytes]] = []  # (now_ms, topic, payload)
         self.sessions: list[tuple[str, str]] = []  # (broker, client id) the modem opened
         self.client: mqtt.Client | None = None
+        self.network: NetworkThread | None = None
         self.subscribed = False  # the broker confirmed the down topic: the session is usable
 
     def power(self, on: bool) -> None:
@@ -93,18 +93,19 @@ class ModemBridge:
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self.ready_ms = now_ms
             return
-        c.loop_start()
+        # Not paho's loop_start(): its select() refuses descriptors past 1023, which a
+        # simulator process with a home unit per subject reaches (sim/mqtt_thread.py).
+        self.network = NetworkThread(c, f"modem-{client_id}")
+        self.network.start()
         self.client = c
 
     def disconnect(self) -> None:
-        client = self.client
-        self.client = None
+        client, network = self.client, self.network
+        self.client = self.network = None
         if client is not None:
             client.disconnect()
-            if self.stop_in_background:
-                threading.Thread(target=client.loop_stop, daemon=True).start()
-            else:
-                client.loop_stop()
+        if network is not None:
+            network.stop(wait=not self.stop_in_background)
         self.subscribed = False
 
     def due_ms(self) -> int | None:

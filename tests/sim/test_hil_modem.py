@@ -3,12 +3,15 @@ loss, the record of sessions and publishes, and downlinks both ways through a re
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from backend.broker import Mosquitto
@@ -52,9 +55,26 @@ def test_losing_coverage_fails_an_opening_session_and_no_coverage_never_connects
     assert m.progress(10_000 + DELAY_MS) == hal.MODEM_FAILED
 
 
+@contextlib.contextmanager
+def _descriptors_past(fd: int) -> Iterator[None]:
+    """Hold open descriptors until the next one the process opens is above `fd`."""
+    held: list[int] = []
+    try:
+        while not held or held[-1] < fd:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for h in held:
+            os.close(h)
+
+
+@pytest.mark.parametrize("crowded", [False, True], ids=["few-descriptors", "past-fd-setsize"])
 def test_an_online_session_takes_downlinks_and_publishes_at_qos_1(
-    shared_broker: Mosquitto,
+    shared_broker: Mosquitto, crowded: bool
 ) -> None:
+    """Also in a process holding more than 1,024 descriptors, as a simulator process with a
+    home unit per subject does: paho's own network loop (select) refused the session's socket
+    there and the HIL tag never came online."""
     broker = f"{shared_broker.host}:{shared_broker.port}"
     m = ModemBridge(DELAY_MS)
     peer = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hil-modem-peer")
@@ -64,9 +84,12 @@ def test_an_online_session_takes_downlinks_and_publishes_at_qos_1(
     peer.on_subscribe = lambda *_a: listening.set()
     assert peer.connect(shared_broker.host, shared_broker.port) == mqtt.MQTT_ERR_SUCCESS
     peer.loop_start()
+    running = contextlib.ExitStack()
     try:
         peer.subscribe("hilmodem/up", qos=1)
         assert listening.wait(30)
+        if crowded:
+            running.enter_context(_descriptors_past(1100))
         m.power(True)
         m.connect(0, "hilmodem", "hilmodem/down", broker, "pw")
         assert m.progress(DELAY_MS - 1) is None  # still registering
@@ -81,5 +104,6 @@ def test_an_online_session_takes_downlinks_and_publishes_at_qos_1(
         assert m.client is None and not m.subscribed and m.state == hal.MODEM_OFF
     finally:
         m.disconnect()
+        running.close()
         peer.disconnect()
         peer.loop_stop()
