@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from backend.api.routes import users as users_route
 from backend.rules import store
+from backend.security import roles
 from backend.services import research
 from backend.storage.schema import TAG as TAG_ROLE
 from backend.storage.schema import alerts, audit_log, orders, subjects
@@ -170,3 +172,14 @@ def test_only_researchers_and_supervisors_read_the_cohort(client: TestClient, wo
     r = client.get("/api/research/cohort", params={"from": P0, "to": P0 + 93 * 86400},
                    headers=_as(client, "researcher.turnaround"))  # fmt: skip
     assert r.status_code == 422 and "92 days" in r.text
+
+
+def test_administrators_create_researchers(client: TestClient, world: World) -> None:
+    """The account API takes every role there is, the researcher among them."""
+    assert get_args(users_route.Role) == roles.ROLES
+    body = {"username": "stats", "unit_id": world.units[UNIT_A], "role": "researcher",
+            "password": "correct horse battery staple"}  # fmt: skip
+    r = client.post("/api/users", json=body, headers=_as(client, "administrator.turnaround"))
+    assert r.status_code == 201, r.text
+    me = client.get("/api/auth/me", headers=_as(client, "stats")).json()
+    assert me["role"] == "researcher"
