@@ -39,7 +39,7 @@ class CohortRow(BaseModel):
     """One subject under its pseudonymous id: no name, reference, date or place."""
 
     pid: str = Field(description="HMAC of the subject id under the server's research key")
-    wear_days: float = Field(description="days a tag was fitted under an order in the period")
+    wear_days: float = Field(description="days monitored in the period (tag fitted, order running)")
     nights_kept: int
     nights_broken: int
     zone_events: dict[str, int] = Field(description="exclusion_entry / inclusion_exit")
