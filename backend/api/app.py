@@ -32,6 +32,7 @@ from backend.registry import KeyVault, load_server_key
 from backend.security.passwords import Passwords
 from backend.security.sessions import Sessions
 from backend.security.tokens import TokenSigner, signing_key
+from backend.services import research
 from backend.services.errors import Conflict, Invalid, NotFound, Refused
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
@@ -59,6 +60,7 @@ def build_context(
         sessions=Sessions(settings, passwords, signer, vault),
         login_limiter=RateLimiter(settings.login_rate_per_minute, clock),
         dispatcher=dispatcher.build(engine, settings, server_key, clock),
+        research_key=research.pseudonym_key(server_key),
     )
 
 

@@ -27,3 +27,5 @@ class ApiContext:
     sessions: Sessions
     login_limiter: RateLimiter
     dispatcher: Dispatcher
+    # Pseudonyms of subjects in research exports (backend/services/research.py).
+    research_key: bytes

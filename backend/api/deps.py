@@ -759,6 +759,8 @@ Investigator = Annotated[
 # scoped to the caller's unit: no route takes a unit from the request.
 OnCallReader = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
 OnCallEditor = Annotated[User, Depends(require_role(roles.SUPERVISOR))]
+# Evaluation: pseudonymised cohort figures of the caller's own unit (no subject named).
+CohortReader = Annotated[User, Depends(require_role(roles.RESEARCHER, roles.SUPERVISOR))]
 
 
 def shift_scope(conn: HTTPConnection, shift_id: Id, user: OnCallEditor, ctx: Context) -> int:

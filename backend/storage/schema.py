@@ -728,3 +728,21 @@ command_queue = Table(
     Index(None, "device", "id"),
     Index(None, "sent_at"),
 )
+
+# What became of a subject's episode of monitoring (migration 0010_outcomes;
+# backend/services/outcomes.py), entered by the officers of the owning unit for evaluation
+# (docs/operations.md, "Evaluation"): the kind, the civil date it happened (YYYY-MM-DD), a
+# note, the order it ends if known, and who recorded it when.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("order_id", BigInteger, ForeignKey("orders.id"), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_on", String(10), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("recorded_by", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("recorded_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)

@@ -19,7 +19,7 @@ const SCREENS = {
   ack: { title: "Acknowledge alert", module: "./views/ack.js", roles: ["supervisor", "officer"], nav: false },
   audit: { title: "Audit", module: "./views/audit.js", roles: ["auditor"] },
   // Last, so no role's first screen: everyone's own sign-in settings (TOTP).
-  account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor"] },
+  account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"] },
 };
 
 const ctx = { me: null, config: null, openapi: null };
