@@ -1,21 +1,26 @@
 """Option (a) of the broker decision, measured (docs/scaling.md, "Brokers"): a three-node
-clustered broker from Debian's packages, NATS 2.9 with JetStream and its MQTT listener, and,
-where it is installed, RabbitMQ 3.10 with its MQTT plugin.
+clustered broker from Debian's packages, NATS 2.9 with JetStream and its MQTT listener, and
+RabbitMQ 3.10 with its MQTT plugin and quorum queues. An engine that is not installed is
+skipped with a message.
 
-Not part of `make test` or `make bench` (each cluster takes tens of seconds to start and
-every scenario starts a fresh one). Run it alone:
+Not part of `make test` or `make bench` (a RabbitMQ cluster takes 30-40 s to start, and
+every scenario starts a fresh cluster: about 2 min for NATS, 5 min for RabbitMQ). Run it
+alone:
 
     .venv/bin/python -m tests.bench.broker_cluster [--runs 3] [--only nats|rabbitmq]
 
 Each scenario: a "tag" (paho, MQTT 3.1.1, QoS 1, persistent session, an ordered list of the
-three nodes) publishes numbered messages at a steady rate to node A, a "worker" (paho, 3.1.1,
-persistent session: neither cluster speaks MQTT 5 in these versions, so no shared
-subscription) consumes on node B; one node is SIGKILLed. Counted by sequence number: lost
-(acknowledged to the tag by PUBACK, never delivered), never delivered at all, delivered twice.
-Timed from the kill: the tag's first PUBACK, the worker's first message, the first message
-published after the kill reaching the worker. Before the kill of node A, a QoS 1 downlink is
-queued for an offline device session last connected to A, and a retained message is
-published on A; after the kill both are looked for on another node.
+three nodes, the next one at once when a connection is lost) publishes numbered messages at
+20/s to node 0, a "worker" (paho, 3.1.1, persistent session: neither cluster speaks MQTT 5
+in these versions, so no shared subscription) consumes on node 1; after 3 s one node is
+SIGKILLed: the tag's, the worker's, or the node leading the replicated store the worker's
+messages go through (NATS: the `$MQTT_msgs` stream; RabbitMQ: the worker's quorum queue).
+Counted by sequence number: lost (acknowledged to the tag by PUBACK and not delivered to
+the worker within 43 s of the last publish), never delivered, delivered twice. Timed from
+the kill: the tag's first PUBACK, the worker's first message, the first message published
+after the kill reaching the worker. Before the tag's node is killed, a QoS 1 downlink is
+queued for an offline device session last connected to it, and a retained message is
+published on it; after the kill both are looked for on another node (for up to 20 s).
 
 Loopback only; every process is started and stopped here."""
 
