@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -41,7 +42,33 @@ def mosquitto_binary() -> str:
     return found
 
 
+# Ports for our own listeners come from below the kernel's ephemeral range: a port the
+# kernel hands out (bind to 0) is exactly what the next outgoing connection on a busy
+# machine may be given, so a server started or restarted on it a moment later could find
+# it taken. Below the range only another listener can hold it, and we check that.
+PRIVATE_PORTS_FLOOR = 20_000
+_ports = random.Random()
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def free_port() -> int:
+    """A loopback TCP port nothing listens on, outside the ephemeral range when the system
+    says where that is (kernel's choice otherwise)."""
+    top = _ephemeral_floor()
+    for _ in range(64 if top > PRIVATE_PORTS_FLOOR + 1000 else 0):
+        candidate = _ports.randrange(PRIVATE_PORTS_FLOOR, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
