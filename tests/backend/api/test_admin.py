@@ -76,7 +76,8 @@ def test_bootstrap_from_the_shell_then_serve_with_uvicorn(tmp_path: Path) -> Non
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            deadline = time.monotonic() + 20
+            # Until the port answers or the server exits; a busy machine may take long to
+            # import and migrate, and the suite's per-test timeout bounds the wait.
             while True:
                 try:
                     r = http.post(
@@ -84,7 +85,7 @@ def test_bootstrap_from_the_shell_then_serve_with_uvicorn(tmp_path: Path) -> Non
                     )
                     break
                 except httpx.TransportError:
-                    assert proc.poll() is None and time.monotonic() < deadline, _output(proc)
+                    assert proc.poll() is None, _output(proc)
                     time.sleep(0.1)
             assert r.status_code == 200
             token = r.json()["access_token"]
