@@ -48,12 +48,25 @@ class CohortRow(BaseModel):
     outcomes: list[OutcomeKind]
 
 
+class CohortWeek(BaseModel):
+    """The cohort in one local week: null for a week of 1 to 4 wearers, small counts null."""
+
+    week: str = Field(description="the week's Monday, YYYY-MM-DD (in the subjects' time zone)")
+    wearers: int | None
+    wear_days: float | None
+    nights_kept: int | None
+    nights_broken: int | None
+
+
 class Cohort(BaseModel):
     start: int = Field(alias="from")
     end: int = Field(alias="to")
     min_cell_count: int = Field(description="aggregate counts from 1 to below this are null")
     subjects: int | None
-    totals: dict[str, int | None] = Field(description="aggregate counts, small ones null")
+    totals: dict[str, int | None] = Field(
+        description="aggregate counts, small ones null; all null for a cohort under min_cell_count"
+    )
+    weeks: list[CohortWeek] = Field(description="the cohort week by week, for charts over time")
     rows: list[CohortRow] = Field(
         description="per pseudonymous id; empty when the cohort is smaller than min_cell_count"
     )

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from typing import Any, get_args
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from backend.api.routes import users as users_route
+from backend.investigations import reports as rp
 from backend.rules import store
 from backend.security import roles
 from backend.services import research
@@ -22,7 +26,7 @@ from backend.storage.schema import alerts, audit_log, orders, subjects
 from tests.backend.api.conftest import bearer, login
 from tests.backend.api.world import UNIT_A, UNIT_B, World
 from tests.backend.conftest import ENGINES
-from tests.backend.investigations.scenario import P0, P1, ComplianceTruth, Stage
+from tests.backend.investigations.scenario import P0, P1, ComplianceTruth, Stage, local
 
 PERIOD = {"from": P0, "to": P1}
 
@@ -123,6 +127,13 @@ def test_researchers_read_the_cohort_under_pseudonyms(
     assert cohort["subjects"] == 5 and cohort["min_cell_count"] == 5
     assert cohort["totals"]["nights_broken"] is None
     assert cohort["totals"]["outcomes.recalled"] is None
+    # Week by week (the period is one week from its Monday): five wearers, all their wear
+    # days; the one subject's few nights are not given.
+    wear = sum(row["wear_days"] for row in cohort["rows"])
+    (week,) = cohort["weeks"]
+    assert (week["week"], week["wearers"]) == ("2026-09-21", 5)
+    assert week["wear_days"] == pytest.approx(wear, abs=0.01)
+    assert (week["nights_kept"], week["nights_broken"]) == (None, None)
 
     e = client.get("/api/research/export.csv", params=PERIOD,
                    headers=_as(client, "supervisor.turnaround"))  # fmt: skip
@@ -134,39 +145,66 @@ def test_researchers_read_the_cohort_under_pseudonyms(
     assert by_pid[mine["pid"]]["outcomes"] == "recalled"
     assert by_pid[quiet[0]["pid"]]["alerts_by_type.not_charged"] == "0"
 
-    # Nobody is named or placed in either answer.
+    p = client.get("/api/research/export.parquet", params=PERIOD,
+                   headers=_as(client, "researcher.turnaround"))  # fmt: skip
+    assert p.status_code == 200, p.text
+    assert p.headers["content-type"] == "application/vnd.apache.parquet"
+    parquet = pq.read_table(io.BytesIO(p.content))
+    assert parquet.column_names == list(table[0])  # the CSV's columns, in its order
+    assert parquet.schema.field("wear_days").type == pa.float64()
+    assert parquet.schema.field("nights_broken").type == pa.int64()
+    assert parquet.to_pylist() == [
+        {c: (v if c in ("pid", "outcomes") else float(v) if c == "wear_days" else int(v))
+         for c, v in row.items()}
+        for row in table
+    ]  # fmt: skip
+
+    # Nobody is named or placed in any answer.
     with api_engine.connect() as conn:
         people = conn.execute(select(subjects.c.name, subjects.c.reference, subjects.c.id)).all()
     assert len(people) >= 8
-    for text in (r.text, e.text):
+    for text in (r.text, e.text, p.content.decode("latin-1")):
         for name, reference, _ in people:
             assert name not in text and reference not in text, (name, reference)
         for word in ("coordinates", "latitude", "lat_e7", "geometry", "subject_id", "risk"):
             assert word not in text, word
 
-    # A unit's cohort of one gives no rows and no small counts.
+    # A unit's cohort of one gives no rows and no figures at all: its totals would be the
+    # one subject's, however large.
     b = client.get("/api/research/cohort", params=PERIOD, headers=_as(client, "researcher.mosovo"))
     assert b.status_code == 200
     assert (b.json()["subjects"], b.json()["rows"]) == (None, [])
+    assert b.json()["totals"] and set(b.json()["totals"].values()) == {None}
+    assert [(w["wearers"], w["wear_days"]) for w in b.json()["weeks"]] == [(None, None)]
     assert research.pseudonym(key, lone) not in b.text
+    empty = client.get("/api/research/export.parquet", params=PERIOD,
+                       headers=_as(client, "researcher.mosovo"))  # fmt: skip
+    assert pq.read_table(io.BytesIO(empty.content)).column_names == research.ROW_COLUMNS
 
-    # Each read is in the audit log with the subjects it covered.
+    # Each read is in the audit log with the subjects it covered, an export with its format.
     with api_engine.connect() as conn:
-        got = {
-            row.action: row.subject_ids
+        got = [
+            (row.action, row.subject_ids, row.detail.get("format"))
             for row in conn.execute(
                 select(audit_log).where(audit_log.c.action.like("research.%"))
                 .order_by(audit_log.c.id)
             )
-        }  # fmt: skip
-    assert got["research.cohort"] == [lone]  # the last cohort read: MOSOVO's
-    assert got["research.export"] == sorted(pids.values())
+        ]  # fmt: skip
+    cohort_ids = sorted(pids.values())
+    assert got == [
+        ("research.cohort", cohort_ids, None),
+        ("research.export", cohort_ids, "csv"),
+        ("research.export", cohort_ids, "parquet"),
+        ("research.cohort", [lone], None),
+        ("research.export", [lone], "parquet"),
+    ]
 
 
 def test_only_researchers_and_supervisors_read_the_cohort(client: TestClient, world: World) -> None:
     for user in ("officer.turnaround", "partner.probation", "auditor.turnaround",
                  "administrator.turnaround"):  # fmt: skip
-        for url in ("/api/research/cohort", "/api/research/export.csv"):
+        for url in ("/api/research/cohort", "/api/research/export.csv",
+                    "/api/research/export.parquet"):  # fmt: skip
             r = client.get(url, params=PERIOD, headers=_as(client, user))
             assert r.status_code == 403, (user, url, r.text)
     r = client.get("/api/research/cohort", params={"from": P0, "to": P0 + 93 * 86400},
@@ -183,3 +221,24 @@ def test_administrators_create_researchers(client: TestClient, world: World) -> 
     assert r.status_code == 201, r.text
     me = client.get("/api/auth/me", headers=_as(client, "stats")).json()
     assert me["role"] == "researcher"
+
+
+def test_weeks_run_monday_to_monday_in_the_subjects_zone() -> None:
+    """The week series cuts wear at local Mondays 00:00 (the Sunday the clocks go back has
+    25 hours) and counts nights by the night's date; a night in progress counts nowhere."""
+    start, end = local("2026-10-24 12:00"), local("2026-10-27 12:00")
+    rep = rp.Compliance(1, "R", "N", "Europe/London", start, end, end)
+    rep.monitored = [(start, end)]
+    states: dict[str, rp.NightStatus] = {
+        "2026-10-25": "kept", "2026-10-26": "broken", "2026-10-27": "in_progress",
+    }  # fmt: skip
+    rep.nights = [rp.Night(night, 0, 0, status, 0.0, []) for night, status in states.items()]
+    weeks = research._by_week(rep)
+    assert weeks == {
+        "2026-10-19": {"wear_s": 37 * 3600, "nights_kept": 1, "wearers": 1},
+        "2026-10-26": {"wear_s": 36 * 3600, "nights_broken": 1, "wearers": 1},
+    }
+    five = research._week("2026-10-19", Counter({k: 5 * v for k, v in weeks["2026-10-19"].items()}))
+    assert five == {"week": "2026-10-19", "wearers": 5, "wear_days": round(5 * 37 / 24, 2),
+                    "nights_kept": 5, "nights_broken": 0}  # fmt: skip
+    assert set(research._week("2026-10-19", weeks["2026-10-19"]).values()) == {"2026-10-19", None}
