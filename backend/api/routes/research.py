@@ -49,8 +49,9 @@ def cohort(
 ) -> Any:
     """The caller's unit's subjects monitored in the period (at most 92 days): per
     pseudonymous id, wear days, curfew nights kept and broken, zone events, alerts by type
-    and outcome, recorded outcomes; aggregate counts below 5 are null, and no rows are given
-    for a cohort smaller than 5. Researchers and supervisors; audited (research.cohort)."""
+    and outcome, recorded outcomes; the totals, and the same week by week. Aggregate counts
+    below 5 are null; a cohort smaller than 5 gets no rows and no totals, a week with fewer
+    than 5 wearers no figures. Researchers and supervisors; audited (research.cohort)."""
     return _cohort(user, ctx, clock, log, start, end, "research.cohort")
 
 
