@@ -437,6 +437,9 @@ def test_a_researcher_reads_the_cohort_and_downloads_it_without_a_name(
     nobody_named(page, before)
 
     _fit_tags(stack, 4, 3101)
+    with stack.engine.connect() as conn:
+        everyone = conn.execute(select(subjects.c.name, subjects.c.reference)).all()
+    assert len(everyone) == len(before) + 4
     page.click("form[aria-label='Period'] button[type=submit]")
     page.wait_for_selector("#cohort-summary:has-text('5 wearers')")
     pids = sorted(
@@ -449,6 +452,7 @@ def test_a_researcher_reads_the_cohort_and_downloads_it_without_a_name(
     assert weeks and all("\t5\t" in w for w in weeks[-1:]), weeks  # this week: all five wore
     assert page.locator("#chart-weeks g.column").count() == len(weeks)
     tab.shot("evaluation")
+    nobody_named(page, everyone)
 
     for fmt in ("csv", "parquet"):
         with page.expect_download() as info:
@@ -471,7 +475,4 @@ def test_a_researcher_reads_the_cohort_and_downloads_it_without_a_name(
     page.click("form[aria-label='Period'] button[type=submit]")
     page.wait_for_selector("#cohort-status:has-text('92 days')")
 
-    with stack.engine.connect() as conn:
-        everyone = conn.execute(select(subjects.c.name, subjects.c.reference)).all()
-    assert len(everyone) == len(before) + 4
     nobody_named(page, everyone)
