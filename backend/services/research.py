@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 from backend import bounds
 from backend.investigations import reports as rp
 from backend.rules.schedule import local_date, to_unix
+from backend.security import access
 from backend.storage.schema import outcomes, subjects
 
 PSEUDONYM_LABEL = b"tagwatch research pseudonym v1"
@@ -53,18 +54,19 @@ def _few(people: int) -> bool:
 def cohort(
     conn: Connection, key: bytes, unit_id: int, start: int, end: int, now: float
 ) -> dict[str, Any]:
-    """The unit's own subjects monitored in [start, end) (at most 92 days, as a report):
+    """The unit's cohort monitored in [start, end) (at most 92 days, as a report): its own
+    subjects, and those shared with it for research by a share in force now (access.py):
     `subject_ids` (for the audit record only), `rows` per pseudonym (empty when the cohort
     is smaller than bounds.MIN_CELL_COUNT) and `totals`, suppressed as `suppressed`."""
     rp.check_period(start, end)
+    members = access.cohort_subject_ids(unit_id, now)
     ids = conn.execute(
-        select(subjects.c.id).where(subjects.c.unit_id == unit_id).order_by(subjects.c.id)
+        select(subjects.c.id).where(subjects.c.id.in_(members)).order_by(subjects.c.id)
     ).scalars()
     recorded: dict[int, list[str]] = {}
     for sid, kind in conn.execute(
         select(outcomes.c.subject_id, outcomes.c.kind)
-        .join(subjects, subjects.c.id == outcomes.c.subject_id)
-        .where(subjects.c.unit_id == unit_id)
+        .where(outcomes.c.subject_id.in_(members), outcomes.c.withdrawn_at.is_(None))
         .order_by(outcomes.c.id)
     ):
         recorded.setdefault(int(sid), []).append(str(kind))

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from backend.api.routes import users as users_route
 from backend.investigations import reports as rp
 from backend.rules import store
-from backend.security import roles
+from backend.security import access, roles
 from backend.services import research
 from backend.storage.schema import TAG as TAG_ROLE
 from backend.storage.schema import alerts, audit_log, orders, subjects
@@ -76,6 +76,63 @@ def test_officers_of_the_owning_unit_record_outcomes(
     assert entry.subject_ids == [a1] and entry.detail["kind"] == "recalled"
 
 
+@pytest.mark.parametrize("api_engine", ENGINES, indirect=True)
+def test_outcomes_are_corrected_and_withdrawn_by_the_owning_unit_and_audited(
+    client: TestClient, world: World, api_engine: Engine
+) -> None:
+    a1, a2 = world.subjects["A-1"], world.subjects["A-2"]
+    officer = _as(client, "officer.turnaround")
+    oid = _outcome(client, "officer.turnaround", a1, kind="recalled", note="first").json()["id"]
+    url = f"/api/outcomes/{oid}"
+    fix = {"kind": "reoffended", "occurred_on": "2026-08-30", "reason": "the recall was for B"}
+    r = client.patch(url, json=fix, headers=officer)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["kind"], got["occurred_on"], got["note"]) == ("reoffended", "2026-08-30", "first")
+    assert got["corrected_by"] == world.users["officer.turnaround"][0] and got["corrected_at"]
+    # Judged as when recorded: a clear 422 and nothing changed; a reason is required.
+    for bad in ({"occurred_on": "2031-01-01", "reason": "typo"}, {"kind": "escaped",
+                "reason": "typo"}, {"note": "x" * 2001, "reason": "typo"}, {"kind": "other"},
+                {"kind": "other", "reason": ""}, {"kind": None, "reason": "typo"}):  # fmt: skip
+        r = client.patch(url, json=bad, headers=officer)
+        assert r.status_code == 422, (bad, r.text)
+    # Not theirs to change: another unit, a researcher, a partner; an outcome through
+    # another subject's id does not exist for anyone but its unit.
+    for user in ("officer.mosovo", "researcher.turnaround", "partner.probation"):
+        r = client.patch(url, json={"kind": "other", "reason": "mine now"},
+                         headers=_as(client, user))  # fmt: skip
+        assert r.status_code in (403, 404), (user, r.text)
+        r = client.post(f"{url}/withdrawal", json={"reason": "mine now"},
+                        headers=_as(client, user))  # fmt: skip
+        assert r.status_code in (403, 404), (user, r.text)
+    assert client.patch("/api/outcomes/999999", json=fix, headers=officer).status_code == 404
+
+    r = client.post(f"{url}/withdrawal", json={"reason": "recorded for the wrong person"},
+                    headers=_as(client, "supervisor.turnaround"))  # fmt: skip
+    assert r.status_code == 200 and r.json()["withdrawal_reason"] == "recorded for the wrong person"
+    twice = client.post(f"{url}/withdrawal", json={"reason": "twice"}, headers=officer)
+    late = client.patch(url, json={"kind": "other", "reason": "late"}, headers=officer)
+    for again in (twice, late):
+        assert again.status_code == 409 and "withdrawn" in again.text
+    listed = client.get(f"/api/subjects/{a1}/outcomes", headers=officer).json()
+    assert [(o["id"], o["kind"], o["withdrawn_at"] is not None) for o in listed] == [
+        (oid, "reoffended", True)
+    ]
+    assert client.get(f"/api/subjects/{a2}/outcomes", headers=officer).json() == []
+
+    with api_engine.connect() as conn:
+        log = conn.execute(
+            select(audit_log.c.action, audit_log.c.subject_ids, audit_log.c.detail)
+            .where(audit_log.c.action.like("outcome.%")).order_by(audit_log.c.id)
+        ).all()  # fmt: skip
+    assert [(e.action, e.subject_ids) for e in log] == [
+        ("outcome.record", [a1]), ("outcome.correct", [a1]), ("outcome.withdraw", [a1])
+    ]  # fmt: skip
+    assert log[1].detail["changed"] == {"kind": ["recalled", "reoffended"],
+                                        "occurred_on": ["2026-09-01", "2026-08-30"]}  # fmt: skip
+    assert log[1].detail["reason"] == "the recall was for B"
+
+
 def _monitored_subjects(stage: Stage, unit: int, refs: list[str], first_tag: int) -> list[int]:
     """Subjects wearing a tag (no data) through the scenario's period."""
     out = []
@@ -104,6 +161,11 @@ def test_researchers_read_the_cohort_under_pseudonyms(
         store.resolve(conn, rows["curfew_breach"], officer, "breach_confirmed", "seen", P1)
     assert _outcome(client, "officer.turnaround", compliance.subject, kind="recalled",
                     occurred_on="2026-09-24").status_code == 201  # fmt: skip
+    # One recorded in error and withdrawn: it counts nowhere.
+    wrong = _outcome(client, "officer.turnaround", compliance.subject, kind="reoffended").json()
+    r = client.post(f"/api/outcomes/{wrong['id']}/withdrawal", json={"reason": "wrong subject"},
+                    headers=_as(client, "supervisor.turnaround"))  # fmt: skip
+    assert r.status_code == 200, r.text
 
     r = client.get(
         "/api/research/cohort", params=PERIOD, headers=_as(client, "researcher.turnaround")
@@ -242,3 +304,61 @@ def test_weeks_run_monday_to_monday_in_the_subjects_zone() -> None:
     assert five == {"week": "2026-10-19", "wearers": 5, "wear_days": round(5 * 37 / 24, 2),
                     "nights_kept": 5, "nights_broken": 0}  # fmt: skip
     assert set(research._week("2026-10-19", weeks["2026-10-19"]).values()) == {"2026-10-19", None}
+
+
+@pytest.mark.parametrize("api_engine", ENGINES, indirect=True)
+def test_a_subject_shared_for_research_is_in_the_receiving_units_cohort_and_nowhere_else(
+    app: FastAPI, client: TestClient, world: World, api_engine: Engine, api_clock: Any
+) -> None:
+    """A share that grants research puts the subject in the receiving unit's cohort (under
+    its pseudonym) while it is in force, and shows it to nobody there; a share without it
+    (live here) leaves the cohort alone; a revoked one counts no more."""
+    stage = Stage(api_engine, api_clock)
+    (x,) = _monitored_subjects(stage, world.units[UNIT_A], ["A-R1"], 7201)
+    (y,) = _monitored_subjects(stage, world.units[UNIT_A], ["A-R2"], 7202)
+    api_clock.set(P1 + 3600)  # the period is over: all of it monitored
+    now = api_clock.now()
+    supervisor = _as(client, "supervisor.turnaround")
+
+    def share(subject: int, scopes: list[str]) -> int:
+        body = {"unit_id": world.units[UNIT_B], "scopes": scopes, "purpose": "evaluation",
+                "expires_at": now + 86400}  # fmt: skip
+        r = client.post(f"/api/subjects/{subject}/shares", json=body, headers=supervisor)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    def cohort_of_b() -> list[int]:
+        with api_engine.connect() as conn:
+            found = research.cohort(conn, b"k" * 32, world.units[UNIT_B], P0, P1, now)
+        return list(found["subject_ids"])
+
+    alone = cohort_of_b()
+    assert x not in alone and y not in alone
+    research_share = share(x, ["research"])
+    share(y, ["live"])
+    assert cohort_of_b() == sorted([*alone, x])
+    # Nobody in unit B sees X: not its name, not that it exists.
+    for user in ("officer.mosovo", "supervisor.mosovo", "researcher.mosovo"):
+        who = _as(client, user)
+        assert client.get(f"/api/subjects/{x}", headers=who).status_code == 404, user
+        listed = client.get("/api/subjects", headers=who)
+        assert x not in {s["id"] for s in listed.json()} if listed.status_code == 200 else True
+    uid, unit, role = world.users["officer.mosovo"]
+    with api_engine.connect() as conn:  # what every list query of the unit is filtered by
+        seen = conn.execute(
+            access.visible_subject_ids(access.User(uid, "officer.mosovo", unit, role), "view", now)
+        ).scalars().all()  # fmt: skip
+    assert x not in seen and y in seen
+    officer_b = _as(client, "officer.mosovo")
+    assert client.get(f"/api/subjects/{y}", headers=officer_b).status_code == 200
+    r = client.get("/api/research/cohort", params=PERIOD, headers=_as(client, "researcher.mosovo"))
+    assert r.status_code == 200 and "A-R1" not in r.text
+    with api_engine.connect() as conn:
+        last = conn.execute(
+            select(audit_log.c.subject_ids).where(audit_log.c.action == "research.cohort")
+            .order_by(audit_log.c.id.desc()).limit(1)
+        ).scalar_one()  # fmt: skip
+    assert x in last  # the auditor can tell the shared subject was in B's extract
+
+    assert client.delete(f"/api/shares/{research_share}", headers=supervisor).status_code == 200
+    assert cohort_of_b() == alone

@@ -5,7 +5,8 @@ import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"];
-const SCOPES = ["live", "trail", "alerts", "reports", "conditions"];
+// research: counted in the unit's evaluation cohort, pseudonymised; it shows the subject to nobody.
+const SCOPES = ["live", "trail", "alerts", "reports", "conditions", "research"];
 
 export async function render(el, ctx) {
   el.append(h("h1", { text: "Admin" }));
