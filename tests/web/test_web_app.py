@@ -398,6 +398,48 @@ def test_consent_withdrawal_and_removal_on_the_subject_page(tab: Browser, stack:
     assert "in use" not in equipment.inner_text()
 
 
+def test_officers_record_and_withdraw_outcomes_on_the_subject_page(
+    tab: Browser, stack: Scenario
+) -> None:
+    """An outcome recorded, a second one recorded in error and withdrawn with its reason
+    (asked for beside the field first); a unit the subject is only shared with has no
+    outcomes panel."""
+    a1 = stack.world.subjects["A-1"]
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page = tab.go(f"subjects/{a1}")
+    panel = page.locator("#outcomes-panel")
+    panel.get_by_text("No outcome recorded.").wait_for()
+    page.select_option("#outcome-kind", "completed")
+    page.fill("#outcome-note", "order completed")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    panel.locator("li[data-state=recorded]:has-text('completed the order')").wait_for()
+    page.select_option("#outcome-kind", "reoffended")
+    page.fill("#outcome-occurred_on", "")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    page.wait_for_selector("#outcome-occurred_on[aria-invalid=true]")  # said beside the date
+    page.fill("#outcome-occurred_on", "2026-09-01")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    wrong = panel.locator("li[data-state=recorded]:has-text('reoffended')")
+    wrong.wait_for()
+    wrong.locator("summary").click()
+    wrong.locator("button[type=submit]").click()
+    wrong.locator("input[aria-invalid=true]").wait_for()  # a reason is required
+    wrong.locator("input").fill("recorded for the wrong person")
+    wrong.locator("button[type=submit]").click()
+    panel.locator("li[data-state=withdrawn]:has-text('recorded for the wrong person')").wait_for()
+    tab.shot("outcomes")
+    listed = stack.http.get(f"/api/subjects/{a1}/outcomes", headers=stack.officer(UNIT_A)).json()
+    assert [(o["kind"], o["withdrawn_at"] is not None) for o in listed] == [
+        ("completed", False), ("reoffended", True)
+    ]  # fmt: skip
+
+    page.click("#sign-out")
+    page.wait_for_selector("#username")
+    tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    page = tab.go(f"subjects/{stack.world.subjects['A-2']}")  # shared with unit B
+    assert page.locator("#outcomes-panel").count() == 0
+
+
 def _fit_tags(stack: Scenario, count: int, first_device: int) -> None:
     """`count` new subjects of unit A, each fitted with a new tag an hour ago, through the
     API as the unit's supervisor does it."""
