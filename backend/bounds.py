@@ -49,6 +49,7 @@ MAX_ZONE_RINGS = 16
 # Outcomes recorded per subject (backend/services/outcomes.py) and the length of their note.
 MAX_OUTCOMES = 20
 MAX_OUTCOME_NOTE = 2_000
+MAX_OUTCOME_REASON = 500  # why an outcome was corrected or withdrawn
 # Cohort figures (backend/services/research.py): an aggregate count from 1 to below this is
 # suppressed (shown as null), so that no figure singles out a handful of people.
 MIN_CELL_COUNT = 5

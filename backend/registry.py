@@ -6,7 +6,12 @@ Pairing has a history (`pairings`), because only a tag's paired home unit can sp
 tag's presence, and a unit's records arrive late (its offline queue): each record is judged
 by the pairing in force at the record's own event time (`Pairings.refusals`, used by ingest
 before it stores a record and by the rules before they observe one; docs/security.md,
-"Presence: only the paired home unit speaks for a tag")."""
+"Presence: only the paired home unit speaks for a tag").
+
+Its writes begin IMMEDIATE (backend/storage/database.py): on SQLite a transaction begun
+deferred that reads (is the id free?) and then writes fails at once with "database is
+locked" if another connection commits in between, and the registry runs beside the API and
+ingest."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from backend.clock import Clock, SystemClock
 from backend.services.stops import data_stop
 from backend.settings import Settings
+from backend.storage.database import IMMEDIATE
 from backend.storage.schema import HOME_UNIT, TAG, devices, pairings
 from firmware import frame as fr
 
@@ -214,7 +220,7 @@ class Registry:
             raise RegistryError(f"a device key is {KEY_LEN} bytes, got {len(key)}")
         if home_unit is not None:
             self._check_home_unit(home_unit, kind)
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             if conn.execute(select(devices.c.id).where(devices.c.id == device_id)).first():
                 raise RegistryError(f"device {device_id} is already registered")
             conn.execute(
@@ -247,7 +253,7 @@ class Registry:
             self._check_home_unit(home_unit, TAG)
         if home_unit == dev.home_unit:
             return
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             conn.execute(
                 update(pairings)
                 .where(pairings.c.tag == tag, pairings.c.ends_at.is_(None))
@@ -274,7 +280,7 @@ class Registry:
 
     def retire(self, device_id: int) -> None:
         """A retired device's frames are refused (as an unknown device's are)."""
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             n = conn.execute(
                 update(devices).where(devices.c.id == device_id).values(retired_at=self.clock.now())
             ).rowcount

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     retention_presence_days: int = 365
     retention_frames_days: int = 90
     retention_security_events_days: int = 730
+    # notification_outbox and notification_pages (backend/storage/retention.py)
+    retention_notifications_days: int = 90
     retention_batch_rows: int = 2000
 
     # API and access control (docs/security.md).

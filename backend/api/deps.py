@@ -731,6 +731,7 @@ ExceptionManage = Annotated[ObjectAccess, Depends(object_scope("curfew exception
 ZoneManage = Annotated[ObjectAccess, Depends(object_scope("zone", roles.MANAGE))]
 AlertRead = Annotated[ObjectAccess, Depends(object_scope("alert", roles.ALERTS))]
 AlertWork = Annotated[ObjectAccess, Depends(object_scope("alert", roles.MANAGE))]
+OutcomeManage = Annotated[ObjectAccess, Depends(object_scope("outcome", roles.MANAGE))]
 
 UnitRead = Annotated[int, Depends(unit_scope(write=False))]
 UnitWrite = Annotated[int, Depends(unit_scope(write=True))]

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend import bounds
-from backend.api.models_monitoring import Strict
+from backend.api.models_monitoring import Strict, optional
 
 OutcomeKind = Literal["reoffended", "recalled", "completed", "withdrawn", "other"]
 
@@ -24,6 +24,20 @@ class OutcomeCreate(Strict):
     order_id: int | None = Field(default=None, ge=1, le=2**62, description="the order it ends")
 
 
+class OutcomeUpdate(Strict):
+    """Only the fields sent change; the reason is required (it goes to the audit log)."""
+
+    kind: OutcomeKind = optional()
+    occurred_on: date = optional(strict=False, description="civil date YYYY-MM-DD")
+    note: str = optional(max_length=bounds.MAX_OUTCOME_NOTE)
+    order_id: int | None = Field(default=None, ge=1, le=2**62, description="null: none")
+    reason: str = Field(min_length=3, max_length=bounds.MAX_OUTCOME_REASON)
+
+
+class OutcomeWithdrawal(Strict):
+    reason: str = Field(min_length=3, max_length=bounds.MAX_OUTCOME_REASON)
+
+
 class OutcomePublic(BaseModel):
     id: int
     subject_id: int
@@ -33,6 +47,11 @@ class OutcomePublic(BaseModel):
     note: str
     recorded_by: int
     recorded_at: float
+    corrected_at: float | None
+    corrected_by: int | None
+    withdrawn_at: float | None = Field(description="withdrawn outcomes count nowhere")
+    withdrawn_by: int | None
+    withdrawal_reason: str | None
 
 
 class CohortRow(BaseModel):
@@ -48,12 +67,25 @@ class CohortRow(BaseModel):
     outcomes: list[OutcomeKind]
 
 
+class CohortWeek(BaseModel):
+    """The cohort in one local week: null for a week of 1 to 4 wearers, small counts null."""
+
+    week: str = Field(description="the week's Monday, YYYY-MM-DD (in the subjects' time zone)")
+    wearers: int | None
+    wear_days: float | None
+    nights_kept: int | None
+    nights_broken: int | None
+
+
 class Cohort(BaseModel):
     start: int = Field(alias="from")
     end: int = Field(alias="to")
     min_cell_count: int = Field(description="aggregate counts from 1 to below this are null")
     subjects: int | None
-    totals: dict[str, int | None] = Field(description="aggregate counts, small ones null")
+    totals: dict[str, int | None] = Field(
+        description="aggregate counts, small ones null; all null for a cohort under min_cell_count"
+    )
+    weeks: list[CohortWeek] = Field(description="the cohort week by week, for charts over time")
     rows: list[CohortRow] = Field(
         description="per pseudonymous id; empty when the cohort is smaller than min_cell_count"
     )

@@ -33,6 +33,7 @@ from backend.storage.schema import (
     curfew_exceptions,
     curfews,
     orders,
+    outcomes,
     shares,
     subjects,
     users,
@@ -98,12 +99,23 @@ def visible_subject_ids(user: User, scope: str, now: float) -> Select[Any]:
         q = select(shares.c.subject_id).where(_active_share(user.unit_id, now))
         if scope != roles.VIEW:
             q = q.where(_grants(scope))
+        else:  # a share that grants no read (research alone) shows nothing
+            q = q.where(or_(*(_grants(s) for s in roles.SHARED_READS)))
         parts.append(q)
     if not parts:
         return select(subjects.c.id).where(false())
     if len(parts) == 1:
         return parts[0]
     return select(union(*parts).subquery().c[0])
+
+
+def cohort_subject_ids(unit_id: int, now: float) -> Select[Any]:
+    """SELECT of the subjects a unit's cohort counts: those it owns, and those another unit
+    shares with it by a share in force at `now` that grants research (roles.RESEARCH)."""
+    shared = select(shares.c.subject_id).where(_active_share(unit_id, now), _grants(roles.RESEARCH))
+    return select(subjects.c.id).where(
+        or_(subjects.c.unit_id == unit_id, subjects.c.id.in_(shared))
+    )
 
 
 def subject_access(
@@ -228,6 +240,7 @@ SUBJECT_OBJECTS = {
         SubjectObject("curfew exception", "exception_id", curfew_exceptions),
         SubjectObject("zone", "zone_id", zones),
         SubjectObject("alert", "alert_id", alerts),
+        SubjectObject("outcome", "outcome_id", outcomes),
     )
 }
 

@@ -32,9 +32,15 @@ REPORTS = "reports"
 CONDITIONS = "conditions"
 MANAGE = "manage"
 SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE)
-# What a share can grant (VIEW comes with any share; MANAGE never crosses units, so a share
-# is read-only).
-SHAREABLE = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
+# What a share can grant to read (VIEW comes with any of them; MANAGE never crosses units, so
+# a share is read-only).
+SHARED_READS = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
+# A share may also grant RESEARCH: the receiving unit's cohort counts the subject, under its
+# pseudonym, as its own (backend/services/research.py). It reads nothing of the subject:
+# no role holds it as a scope, and a share of RESEARCH alone shows the subject to nobody in
+# the receiving unit, not even its name.
+RESEARCH = "research"
+SHAREABLE = (*SHARED_READS, RESEARCH)
 # Scopes whose every use is a consultation of personal data (locations, addresses, the
 # conditions of an order), audited as such.
 CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
@@ -59,9 +65,10 @@ def own_scopes(role: str) -> frozenset[str]:
 
 def shared_scopes(role: str, granted: frozenset[str]) -> frozenset[str]:
     """Scopes a role has over a subject shared with its unit with `granted`."""
-    if role not in _SHARED_ROLES or not granted:
+    reads = granted & frozenset(SHARED_READS)
+    if role not in _SHARED_ROLES or not reads:
         return frozenset()
-    return frozenset({VIEW} | (granted & frozenset(SHAREABLE)))
+    return frozenset({VIEW} | reads)
 
 
 def parse_scopes(text: str) -> frozenset[str]:

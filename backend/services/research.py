@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import Counter
+from collections import Counter, defaultdict
+from datetime import date, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
 
 from backend import bounds
 from backend.investigations import reports as rp
+from backend.rules.schedule import local_date, to_unix
+from backend.security import access
 from backend.storage.schema import outcomes, subjects
 
 PSEUDONYM_LABEL = b"tagwatch research pseudonym v1"
@@ -42,27 +45,35 @@ def suppressed(count: int) -> int | None:
     return None if 0 < count < bounds.MIN_CELL_COUNT else count
 
 
+def _few(people: int) -> bool:
+    """A group of 1 to 4 people: every figure about it would be about them, so none is
+    given (a cohort's totals, a week's figures), not just its small counts."""
+    return suppressed(people) is None
+
+
 def cohort(
     conn: Connection, key: bytes, unit_id: int, start: int, end: int, now: float
 ) -> dict[str, Any]:
-    """The unit's own subjects monitored in [start, end) (at most 92 days, as a report):
+    """The unit's cohort monitored in [start, end) (at most 92 days, as a report): its own
+    subjects, and those shared with it for research by a share in force now (access.py):
     `subject_ids` (for the audit record only), `rows` per pseudonym (empty when the cohort
     is smaller than bounds.MIN_CELL_COUNT) and `totals`, suppressed as `suppressed`."""
     rp.check_period(start, end)
+    members = access.cohort_subject_ids(unit_id, now)
     ids = conn.execute(
-        select(subjects.c.id).where(subjects.c.unit_id == unit_id).order_by(subjects.c.id)
+        select(subjects.c.id).where(subjects.c.id.in_(members)).order_by(subjects.c.id)
     ).scalars()
     recorded: dict[int, list[str]] = {}
     for sid, kind in conn.execute(
         select(outcomes.c.subject_id, outcomes.c.kind)
-        .join(subjects, subjects.c.id == outcomes.c.subject_id)
-        .where(subjects.c.unit_id == unit_id)
+        .where(outcomes.c.subject_id.in_(members), outcomes.c.withdrawn_at.is_(None))
         .order_by(outcomes.c.id)
     ):
         recorded.setdefault(int(sid), []).append(str(kind))
     rows: list[dict[str, Any]] = []
     cohort_ids: list[int] = []
     totals: Counter[str] = Counter()
+    weeks: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for sid in ids:
         rep = rp.compliance(conn, int(sid), start, end, now)
         if not rep.monitored:
@@ -80,15 +91,55 @@ def cohort(
         }
         rows.append(row)
         totals.update(_counts(row))
+        for week, counts in _by_week(rep).items():
+            weeks[week].update(counts)
     rows.sort(key=lambda r: r["pid"])
+    few = _few(len(rows))
     return {
         "from": start,
         "to": end,
         "min_cell_count": bounds.MIN_CELL_COUNT,
         "subject_ids": cohort_ids,
         "subjects": suppressed(len(rows)),
-        "totals": {k: suppressed(v) for k, v in sorted(totals.items())},
-        "rows": rows if len(rows) >= bounds.MIN_CELL_COUNT else [],
+        "totals": {k: None if few else suppressed(v) for k, v in sorted(totals.items())},
+        "weeks": [_week(w, weeks[w]) for w in sorted(weeks)],
+        "rows": [] if few else rows,
+    }
+
+
+def _by_week(rep: rp.Compliance) -> dict[str, Counter[str]]:
+    """One subject's report by local week (from Monday 00:00 in the subject's zone, keyed by
+    that Monday's date): seconds monitored, curfew nights kept and broken (by the night's
+    date; a night in progress counts in neither), and 1 wearer in each week it was worn."""
+    out: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for a, b in rep.monitored:
+        while a < b:
+            monday = _monday(local_date(a, rep.tz))
+            cut = min(b, to_unix(monday + timedelta(days=7), time(0), rep.tz))
+            out[monday.isoformat()]["wear_s"] += cut - a
+            a = cut
+    for n in rep.nights:
+        if n.status != "in_progress":
+            out[_monday(date.fromisoformat(n.night)).isoformat()][f"nights_{n.status}"] += 1
+    for counts in out.values():
+        counts["wearers"] = 1
+    return out
+
+
+def _monday(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def _week(week: str, c: Counter[str]) -> dict[str, Any]:
+    """A week of the cohort, suppressed as the totals: nothing for a week of 1 to 4 wearers
+    (their wear days and nights would be theirs), small counts null otherwise."""
+    few = _few(c["wearers"])
+    return {
+        "week": week,
+        "wearers": suppressed(c["wearers"]),
+        "wear_days": None if few else round(c["wear_s"] / 86400, 2),
+        "nights_kept": None if few else suppressed(c["nights_kept"]),
+        "nights_broken": None if few else suppressed(c["nights_broken"]),
     }
 
 
@@ -113,3 +164,17 @@ def flat(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
         out.append(cells)
     columns = ROW_COLUMNS + sorted(extra)
     return [{c: cells.get(c, 0) for c in columns} for cells in out], columns
+
+
+def parquet(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
+    """The flat rows (as `flat` gives them, for the CSV) as a Parquet file: `pid` and
+    `outcomes` text, `wear_days` a float, every count a 64-bit integer; the same columns in
+    the same order, with no row an empty file that still has them."""
+    import pyarrow as pa  # imported at the first export: the API starts without it
+    import pyarrow.parquet as pq
+
+    kinds = {"pid": pa.string(), "outcomes": pa.string(), "wear_days": pa.float64()}
+    schema = pa.schema([(c, kinds.get(c, pa.int64())) for c in columns])
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
+    return bytes(sink.getvalue().to_pybytes())

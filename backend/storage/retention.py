@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import Column, Engine, Table, delete, select
+from sqlalchemy import Column, ColumnElement, Engine, Table, delete, exists, select
 
 from backend.clock import Clock, SystemClock
 from backend.security import audit
@@ -16,6 +16,8 @@ from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     device_events,
     frames,
+    notification_outbox,
+    notification_pages,
     positions,
     presence,
     security_events,
@@ -32,14 +34,30 @@ class DataClass:
     # Location and device data age by event time; evidence and security events by the
     # backend time they were received or raised.
     age_column: Column[int] | Column[float]
+    # Rows that may go once old enough (None: all of them).
+    done: ColumnElement[bool] | None = None
 
 
+_outbox, _pages = notification_outbox.c, notification_pages.c
 DATA_CLASSES = (
     DataClass("positions", positions, positions.c.ts),
     DataClass("device_events", device_events, device_events.c.ts),
     DataClass("presence", presence, presence.c.ts),
     DataClass("frames", frames, frames.c.received_at),
     DataClass("security_events", security_events, security_events.c.at),
+    # The dispatcher's finished work, by when it finished: a row still pending (deferred by
+    # quiet hours, waiting for a retry or an escalation) is never old, whatever its age.
+    DataClass(
+        "notification_outbox", notification_outbox, _outbox.done_at, _outbox.state != "pending"
+    ),
+    # Pages by when they were sent, once no outbox row refers to one (after the outbox
+    # class above, in the same run). What was sent to whom stays in the audit log.
+    DataClass(
+        "notification_pages",
+        notification_pages,
+        _pages.paged_at,
+        ~exists().where(_outbox.page_id == _pages.id),
+    ),
 )
 
 
@@ -51,6 +69,8 @@ def periods(settings: Settings) -> dict[str, int]:
         "presence": settings.retention_presence_days,
         "frames": settings.retention_frames_days,
         "security_events": settings.retention_security_events_days,
+        "notification_outbox": settings.retention_notifications_days,
+        "notification_pages": settings.retention_notifications_days,
     }
 
 
@@ -77,9 +97,8 @@ def purge(
         pk = dc.table.c.id
         while True:
             # Oldest rows first by id (insertion order), a bounded batch per transaction.
-            victims = (
-                select(pk).where(dc.age_column < cutoff).order_by(pk).limit(batch).scalar_subquery()
-            )
+            old = dc.age_column < cutoff if dc.done is None else (dc.age_column < cutoff) & dc.done
+            victims = select(pk).where(old).order_by(pk).limit(batch).scalar_subquery()
             with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
                 n = conn.execute(delete(dc.table).where(pk.in_(victims))).rowcount
             total += n

@@ -744,5 +744,22 @@ outcomes = Table(
     Column("note", Text, nullable=False),
     Column("recorded_by", BigInteger, ForeignKey("users.id"), nullable=False),
     Column("recorded_at", Double, nullable=False),
+    # Corrections and withdrawal (migration 0011_outcome_corrections): the last correction;
+    # a withdrawn outcome is kept but no longer counts.
+    Column("corrected_at", Double, nullable=True),
+    Column(
+        "corrected_by",
+        BigInteger,
+        ForeignKey("users.id", name="fk_outcomes_corrected_by_users"),
+        nullable=True,
+    ),
+    Column("withdrawn_at", Double, nullable=True),
+    Column(
+        "withdrawn_by",
+        BigInteger,
+        ForeignKey("users.id", name="fk_outcomes_withdrawn_by_users"),
+        nullable=True,
+    ),
+    Column("withdrawal_reason", String(500), nullable=True),
     Index(None, "subject_id"),
 )

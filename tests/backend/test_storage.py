@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import random
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, event, func, insert, select
 
 from backend.clock import ManualClock
 from backend.registry import KeyVault, Registry, RegistryError, load_server_key
@@ -138,7 +142,8 @@ def test_retention_purges_in_batches_and_audits(engine: Engine, clock: ManualClo
         audits = conn.execute(select(audit_log).order_by(audit_log.c.id)).all()
     assert left == sorted(int(now) - d * day for d in range(5))
     by_class = {a.detail["data_class"]: a for a in audits}
-    assert set(by_class) == {"positions", "device_events", "presence", "frames", "security_events"}
+    assert set(by_class) == {"positions", "device_events", "presence", "frames", "security_events",
+                             "notification_outbox", "notification_pages"}  # fmt: skip
     assert by_class["positions"].detail["deleted"] == 5
     assert all(a.actor == "test" and a.action == "retention.purge" for a in audits)
     assert purge(engine, settings, clock)["positions"] == 0  # nothing more to do
@@ -181,3 +186,45 @@ def test_covering_cells_contain_the_circle() -> None:
         dlat, dlon = rnd.randint(-140_000, 140_000), rnd.randint(-220_000, 220_000)
         if pq.distance_m(lat, lon, lat + dlat, lon + dlon) <= 1500:
             assert cell_of(lat + dlat, lon + dlon) in cells
+
+
+def test_registry_writes_begin_immediate(tmp_path: Path, clock: ManualClock) -> None:
+    """SQLite: a registration reads (is the id free?) then writes. Begun deferred, a commit
+    by another connection in between (the API, ingest) makes the write fail at once with
+    "database is locked", whatever the busy timeout; begun IMMEDIATE the registration holds
+    the write lock from the start and the other writer waits (here, with no busy timeout, it
+    gives up at once and the registration stands). Every registry write is IMMEDIATE."""
+    path = tmp_path / "registry.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    registry = Registry(engine, KeyVault(bytes(range(32))), clock)
+    registry.register(2001, HOME_UNIT)
+    deferred: list[str] = []
+    other: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _write(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if verb in ("INSERT", "UPDATE", "DELETE") and not conn.get_execution_options().get(
+            "sqlite_immediate"
+        ):
+            deferred.append(statement)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _between(_conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if other or statement.split()[:3] != ["SELECT", "devices.id", "FROM"]:
+            return  # not the registration's "is the id free?"
+        with closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as rival:
+            try:
+                rival.execute("UPDATE devices SET registered_at = registered_at + 1")
+                other.append("committed")
+            except sqlite3.OperationalError as e:
+                other.append(str(e))
+
+    registry.register(1001, TAG, home_unit=2001)
+    assert other == ["database is locked"]  # the registration held the lock
+    registry.pair(1001, None)
+    registry.retire(1001)
+    assert [d.id for d in registry.all()] == [2001]
+    assert deferred == []
+    engine.dispose()

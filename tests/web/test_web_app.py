@@ -7,14 +7,21 @@ the subject. Screenshots land in build/screenshots/."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 
+from backend.registry import KeyVault, Registry
+from backend.storage.schema import TAG as TAG_ROLE
+from backend.storage.schema import subjects
+from tests.backend.api.conftest import SERVER_KEY
 from tests.backend.api.world import raise_alert
 from tests.web.conftest import Browser
 from tests.web.scenario import TAG_A, UNIT_A, UNIT_B, Scenario
@@ -389,3 +396,125 @@ def test_consent_withdrawal_and_removal_on_the_subject_page(tab: Browser, stack:
     equipment = page.locator("section[aria-label='Equipment']")
     equipment.locator("tbody tr").first.wait_for()
     assert "in use" not in equipment.inner_text()
+
+
+def test_officers_record_and_withdraw_outcomes_on_the_subject_page(
+    tab: Browser, stack: Scenario
+) -> None:
+    """An outcome recorded, a second one recorded in error and withdrawn with its reason
+    (asked for beside the field first); a unit the subject is only shared with has no
+    outcomes panel."""
+    a1 = stack.world.subjects["A-1"]
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page = tab.go(f"subjects/{a1}")
+    panel = page.locator("#outcomes-panel")
+    panel.get_by_text("No outcome recorded.").wait_for()
+    page.select_option("#outcome-kind", "completed")
+    page.fill("#outcome-note", "order completed")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    panel.locator("li[data-state=recorded]:has-text('completed the order')").wait_for()
+    page.select_option("#outcome-kind", "reoffended")
+    page.fill("#outcome-occurred_on", "")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    page.wait_for_selector("#outcome-occurred_on[aria-invalid=true]")  # said beside the date
+    page.fill("#outcome-occurred_on", "2026-09-01")
+    page.click("form[aria-label='Record an outcome'] button[type=submit]")
+    wrong = panel.locator("li[data-state=recorded]:has-text('reoffended')")
+    wrong.wait_for()
+    wrong.locator("summary").click()
+    wrong.locator("button[type=submit]").click()
+    wrong.locator("input[aria-invalid=true]").wait_for()  # a reason is required
+    wrong.locator("input").fill("recorded for the wrong person")
+    wrong.locator("button[type=submit]").click()
+    panel.locator("li[data-state=withdrawn]:has-text('recorded for the wrong person')").wait_for()
+    tab.shot("outcomes")
+    listed = stack.http.get(f"/api/subjects/{a1}/outcomes", headers=stack.officer(UNIT_A)).json()
+    assert [(o["kind"], o["withdrawn_at"] is not None) for o in listed] == [
+        ("completed", False), ("reoffended", True)
+    ]  # fmt: skip
+
+    page.click("#sign-out")
+    page.wait_for_selector("#username")
+    tab.sign_in(stack.world.user(UNIT_B, "officer"))
+    page = tab.go(f"subjects/{stack.world.subjects['A-2']}")  # shared with unit B
+    assert page.locator("#outcomes-panel").count() == 0
+
+
+def _fit_tags(stack: Scenario, count: int, first_device: int) -> None:
+    """`count` new subjects of unit A, each fitted with a new tag an hour ago, through the
+    API as the unit's supervisor does it."""
+    who = {"Authorization": _token(stack, stack.world.user(UNIT_A, "supervisor"))}
+    registry = Registry(stack.engine, KeyVault(bytes.fromhex(SERVER_KEY)), stack.clock)
+    fitted = int(stack.clock.now()) - 3600
+    for n in range(count):
+        person = {"reference": f"EV-{n}", "name": f"Evaluee Number{n}"}
+        r = stack.http.post("/api/subjects", headers=who, json=person)
+        assert r.status_code == 201, r.text
+        registry.register(first_device + n, TAG_ROLE)
+        fit = {"device": first_device + n, "role": "tag", "starts_at": fitted}
+        r = stack.http.post(f"/api/subjects/{r.json()['id']}/assignments", headers=who, json=fit)
+        assert r.status_code == 201, r.text
+
+
+def test_a_researcher_reads_the_cohort_and_downloads_it_without_a_name(
+    tab: Browser, stack: Scenario
+) -> None:
+    """The researcher lands on Evaluation: too few wearers at first (no figures), then,
+    once four more subjects wear tags, the cohort with its charts, and both exports — their
+    pseudonyms those on the screen. No subject's name or reference is ever on the screen."""
+    with stack.engine.connect() as conn:
+        before = conn.execute(select(subjects.c.name, subjects.c.reference)).all()
+
+    def nobody_named(page: Any, people: list[Any]) -> None:
+        html = page.content()
+        for name, reference in people:
+            assert name not in html and reference not in html, (name, reference)
+
+    page = tab.sign_in(stack.world.user(UNIT_A, "researcher"))
+    page.wait_for_selector(".screen[data-ready] h1:has-text('Evaluation')")
+    assert [a.inner_text() for a in page.locator("#nav-list a").all()] == ["Evaluation", "Security"]
+    page.wait_for_selector("#cohort-summary:has-text('Fewer than 5 people')")
+    assert page.locator("#cohort-rows").count() == 0
+    assert all(b.is_disabled() for b in page.locator("button[data-format]").all())
+    nobody_named(page, before)
+
+    _fit_tags(stack, 4, 3101)
+    with stack.engine.connect() as conn:
+        everyone = conn.execute(select(subjects.c.name, subjects.c.reference)).all()
+    assert len(everyone) == len(before) + 4
+    page.click("form[aria-label='Period'] button[type=submit]")
+    page.wait_for_selector("#cohort-summary:has-text('5 wearers')")
+    pids = sorted(
+        page.locator("#cohort-rows tbody tr").evaluate_all("rs => rs.map(r => r.dataset.pid)")
+    )
+    assert len(pids) == 5 and all(re.fullmatch(r"[0-9a-f]{16}", p) for p in pids)
+    bars = page.locator("#chart-days g.bar").evaluate_all("gs => gs.map(g => g.dataset.label)")
+    assert sorted(bars) == pids
+    weeks = page.locator("#cohort-weeks tbody tr").all_inner_texts()
+    assert weeks and all("\t5\t" in w for w in weeks[-1:]), weeks  # this week: all five wore
+    assert page.locator("#chart-weeks g.column").count() == len(weeks)
+    tab.shot("evaluation")
+    nobody_named(page, everyone)
+
+    for fmt in ("csv", "parquet"):
+        with page.expect_download() as info:
+            page.click(f"button[data-format='{fmt}']")
+        page.wait_for_selector(f"#cohort-export-status:has-text('Saved cohort.{fmt}')")
+        path = Path(info.value.path())
+        if fmt == "csv":
+            got = sorted(r["pid"] for r in csv.DictReader(path.read_text().splitlines()))
+        else:
+            got = sorted(pq.read_table(path).column("pid").to_pylist())
+        assert got == pids, fmt
+
+    # A period before anyone wore a tag: nobody, said so.
+    page.fill("#cohort-from", "2025-01-01")
+    page.fill("#cohort-to", "2025-01-31")
+    page.click("form[aria-label='Period'] button[type=submit]")
+    page.wait_for_selector("#cohort-summary:has-text('Nobody in your unit')")
+    # A period longer than the API allows: its sentence, beside the form.
+    page.fill("#cohort-to", "2025-06-30")
+    page.click("form[aria-label='Period'] button[type=submit]")
+    page.wait_for_selector("#cohort-status:has-text('92 days')")
+
+    nobody_named(page, everyone)

@@ -26,14 +26,14 @@ router = APIRouter(prefix="/api", tags=["shares"])
 
 # The schema spells the shareable scopes out for OpenAPI; roles.SHAREABLE is the definition
 # (tests/backend/api/test_access.py checks they agree).
-Scope = Literal["live", "trail", "alerts", "reports", "conditions"]
+Scope = Literal["live", "trail", "alerts", "reports", "conditions", "research"]
 
 
 class ShareCreate(BaseModel):
     model_config = ConfigDict(strict=True)  # JSON true is not 1, nor 1 true
 
     unit_id: int = Field(ge=1, le=2**62, description="the unit the subject is shared with")
-    scopes: list[Scope] = Field(min_length=1, max_length=4)
+    scopes: list[Scope] = Field(min_length=1, max_length=6)
     purpose: str = Field(min_length=3, max_length=500)
     expires_at: float = Field(gt=0, lt=1e11, description="Unix seconds")
 

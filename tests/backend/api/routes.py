@@ -113,6 +113,7 @@ COLLECTIONS = {
     "curfew-exceptions": "curfew exception",
     "zones": "zone",
     "alerts": "alert",
+    "outcomes": "outcome",
     "units": "unit",
     "users": "user",
     "shares": "share",

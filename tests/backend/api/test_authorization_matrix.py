@@ -302,6 +302,8 @@ READ_NEEDS = {
     "report": "reports",
     "share": "manage",
     "enrolment": "conditions",
+    # What became of the episode: the owning unit's to record and correct, no one else's.
+    "outcome": "manage",
     # The wearer's own data, given to them by the unit that holds it.
     "subject access": "manage",
 }
@@ -437,6 +439,7 @@ def _reads(s: Scoped) -> list[ReadRoute]:
              params=PURPOSE, json=_place(s)),
         _one("report", "GET", "/api/reports/subjects/{s}/compliance", '"A-3"', params=day),
         _one("enrolment", "GET", "/api/subjects/{s}/enrolments", "CF-A-3"),
+        _one("outcome", "GET", "/api/subjects/{s}/outcomes", "the matrix outcome"),
         _one("subject access", "GET", "/api/exports/subjects/{s}/subject-access.zip",
              "manifest.json", params={"reference": "SAR-1"}),
         ReadRoute("GET /api/alerts", _alert_list),
@@ -532,6 +535,8 @@ def _writes(s: Scoped, world: World, now: float) -> list[tuple[str, str, dict[st
         ("POST", "/api/subjects/{s}/consent/review", {"review_at": s.t + 60 * 86400}),
         ("POST", "/api/subjects/{s}/consent/withdrawal", {"withdrawn_at": s.t + 7260}),
         ("POST", "/api/subjects/{s}/consent/removal", {"removed_at": s.t + 7320}),
+        ("PATCH", "/api/outcomes/{outcome}", {"note": "corrected", "reason": "matrix"}),
+        ("POST", "/api/outcomes/{outcome}/withdrawal", {"reason": "matrix"}),
         ("DELETE", "/api/curfews/{curfew}", None),
         ("DELETE", "/api/curfew-exceptions/{exception}", None),
         ("DELETE", "/api/zones/{victim_zone}", None),
@@ -543,7 +548,8 @@ def _snapshot(m: Matrix, token: str) -> list[str]:
     paths = ["/api/subjects/{s}", "/api/subjects/{s}/orders", "/api/subjects/{s}/assignments",
              "/api/subjects/{s}/curfews", "/api/subjects/{s}/curfew-exceptions",
              "/api/subjects/{s}/zones", "/api/subjects/{s}/charging", "/api/alerts/{alert}",
-             "/api/subjects/{s}/shares", "/api/subjects/{s}/enrolments"]  # fmt: skip
+             "/api/subjects/{s}/shares", "/api/subjects/{s}/enrolments",
+             "/api/subjects/{s}/outcomes"]  # fmt: skip
     return [m.client.get(m.url(p), headers=bearer(token)).text for p in paths]
 
 

@@ -4,6 +4,7 @@ partner unit, subjects owned by each police unit, and shares between them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select
@@ -15,7 +16,7 @@ from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
 from backend.security import roles
 from backend.security.passwords import Passwords
-from backend.services import consent, shares, subjects, units, users
+from backend.services import consent, outcomes, shares, subjects, units, users
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     alerts,
@@ -116,11 +117,11 @@ TAG, HOME, CONTROL_TAG, SPARE_TAG = 5001, 5101, 5002, 5003
 class Scoped:
     """A-3, a subject of unit A with one of every kind of object reached through a subject
     (order, curfew, exception, home and victim zones, equipment, charging schedule, fixes,
-    presence, a device event, an alert, an enrolment with its consent), shared with one unit
-    per entry of `grants` (`R <name>`: a supervisor, an officer and a partner), each share
-    granting those scopes. C-1, also of unit A, is shared with each of those units and with
-    MOSOVO for live and alerts: its events, sent after A-3's, tell a stream's reader that
-    A-3's would have come by then."""
+    presence, a device event, an alert, an enrolment with its consent, an outcome), shared
+    with one unit per entry of `grants` (`R <name>`: a supervisor, an officer and a
+    partner), each share granting those scopes. C-1, also of unit A, is shared with each of
+    those units and with MOSOVO for live and alerts: its events, sent after A-3's, tell a
+    stream's reader that A-3's would have come by then."""
 
     subject: int
     control: int
@@ -188,6 +189,10 @@ def build_scoped(
             consent.Consent("IOM voluntary", t - 86400, frozenset({"police", "partner"}), "Sgt A-3",
                             "CF-A-3", t + 90 * 86400),
             world.users[world.user(UNIT_A, roles.SUPERVISOR)][0], now,
+        )  # fmt: skip
+        ids["outcome"] = outcomes.record(
+            conn, sid, "completed", datetime.fromtimestamp(t, UTC).date(), "the matrix outcome",
+            None, world.users[world.user(UNIT_A, roles.OFFICER)][0], now,
         )  # fmt: skip
 
     received: dict[str, int] = {}

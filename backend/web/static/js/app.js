@@ -18,6 +18,8 @@ const SCREENS = {
   // A page's link (#/ack/<token>): reached from an e-mail or a push, never from the menu.
   ack: { title: "Acknowledge alert", module: "./views/ack.js", roles: ["supervisor", "officer"], nav: false },
   audit: { title: "Audit", module: "./views/audit.js", roles: ["auditor"] },
+  // The researcher's first screen: the unit's cohort, pseudonymised.
+  research: { title: "Evaluation", module: "./views/research.js", roles: ["researcher", "supervisor"] },
   // Last, so no role's first screen: everyone's own sign-in settings (TOTP).
   account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"] },
 };

@@ -5,7 +5,9 @@ import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
 const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"];
-const SCOPES = ["live", "trail", "alerts", "reports", "conditions"];
+const SCOPES = ["live", "trail", "alerts", "reports", "conditions", "research"];
+// research shows the subject to nobody: the unit's evaluation counts it under a pseudonym.
+const SCOPE_TEXT = { research: "research (in its evaluation, pseudonymised)" };
 
 export async function render(el, ctx) {
   el.append(h("h1", { text: "Admin" }));
@@ -206,7 +208,7 @@ async function sharesSection(ctx, units, unitName) {
   const boxes = SCOPES.map((s) => h("input", { type: "checkbox", value: s, id: `share-${s}`, checked: s === "live" || s === "alerts" }));
   const purpose = h("input", { id: "share-purpose", required: true, minlength: 3, maxlength: 500 });
   const expires = h("input", { id: "share-expires", type: "datetime-local", value: toLocalInput(now() + 30 * 86400), required: true });
-  const scopeSet = h("fieldset", { id: "share-scopes" }, h("legend", { text: "What the unit may see" }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, label(b.value))));
+  const scopeSet = h("fieldset", { id: "share-scopes" }, h("legend", { text: "What the unit may see" }), boxes.map((b) => h("label", { class: "inline", for: b.id }, b, SCOPE_TEXT[b.value] || label(b.value))));
   const shareMsg = h("p", { role: "status", id: "share-form-status" });
   const form = h(
     "form",

@@ -6,6 +6,7 @@ import { L, baseMap, fitTo, zoneLayer } from "../map.js";
 import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 import { consentSection } from "./consent.js";
+import { outcomesSection } from "./outcomes.js";
 import { exportButtons } from "./exports.js";
 import { timeline } from "./timeline.js";
 
@@ -169,6 +170,7 @@ async function renderSubject(el, ctx, id, trailAt) {
     }, conditions),
   );
   if (conditions) el.append(await consentSection(subject, subject.scopes.includes("manage")));
+  if (subject.scopes.includes("manage")) el.append(await outcomesSection(subject));
 
   // Rounded up to the minute (datetime-local has no seconds): "to" includes the newest data.
   const end = Math.ceil(now() / 60) * 60;
