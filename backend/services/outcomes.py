@@ -10,14 +10,15 @@ towards the bound of outcomes per subject, so the table stays bounded."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
 from backend import bounds
+from backend.rules.schedule import DEFAULT_TZ, local_date
 from backend.services.errors import Conflict, Invalid, NotFound
-from backend.storage.schema import orders, outcomes
+from backend.storage.schema import orders, outcomes, subject_monitoring
 
 KINDS = ("reoffended", "recalled", "completed", "withdrawn", "other")
 EARLIEST = date(2000, 1, 1)
@@ -38,7 +39,12 @@ def _check(
 ) -> None:  # fmt: skip
     if kind not in KINDS:
         raise Invalid(f"kind must be one of {', '.join(KINDS)}")
-    today = datetime.fromtimestamp(now, UTC).date()
+    # The subject's civil date: officers record in local time, so "today" there is
+    # tomorrow in UTC for an hour or more every night (00:00-01:00 in British summer time).
+    tz = conn.execute(
+        select(subject_monitoring.c.tz).where(subject_monitoring.c.subject_id == subject_id)
+    ).scalar()
+    today = local_date(int(now), tz or DEFAULT_TZ)
     if not EARLIEST <= occurred_on <= today:
         raise Invalid(f"occurred_on must be between {EARLIEST} and today ({today})")
     if order_id is not None:
