@@ -5,8 +5,11 @@ on; home units at 100 tags), for 100 and 1,000 tags; one tag under the micropyth
 beside one CPython fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is
 what bounds it. Most runs cover two hours of a morning from 07:00 (the curfew ends; people
 wake in RF mode at home, then go out in GPS mode: the busiest hours), so the whole bench
-stays bounded; one covers a whole day (nights at rest are cheaper). The baseline column is
-the speed-up over real time (simulated seconds per wall second) or over one process.
+stays bounded; one covers a whole day (nights at rest are cheaper). The fast path (a tag
+whose receiver searches sleeps to its alarm, sim.fleet.Fleet._searching) is measured against
+the step-by-step run, every wake polled, which gives the same frames. The baseline column is
+the speed-up over real time (simulated seconds per wall second), over one process, or over
+the step-by-step run.
 
 One module alone: `.venv/bin/python -m tests.bench.sim_run`."""
 
@@ -41,10 +44,17 @@ class Speed:
 
 
 def options(
-    tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
+    tags: int,
+    hours: float,
+    backend: bool,
+    hil: int = 0,
+    units: bool = True,
+    start: float = 7.0,
+    fast: bool = True,
 ) -> RunOptions:
     """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1."""
     return RunOptions(
+        fast=fast,
         seed=1,
         subjects=tags,
         days=1,
@@ -58,10 +68,16 @@ def options(
 
 
 def measure(
-    tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
+    tags: int,
+    hours: float,
+    backend: bool,
+    hil: int = 0,
+    units: bool = True,
+    start: float = 7.0,
+    fast: bool = True,
 ) -> Speed:
     sc = scenario.load("dorset-iom-50")
-    with Fleet(sc, options(tags, hours, backend, hil, units, start)) as f:
+    with Fleet(sc, options(tags, hours, backend, hil, units, start, fast)) as f:
         f.setup()
         r = f.run()
     n = tags if hil == 0 else hil
@@ -126,6 +142,16 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{one.realtime:.0f}x real time",
             )
         )
+        if tags <= 100:
+            step = measure(tags, hours, backend=False, start=start, fast=False)
+            out.append(
+                (
+                    "sim run",
+                    f"fleet only step by step (every wake polled), {tags} tags ({span})",
+                    f"{step.tag_days_per_min:.1f} tag-days/min",
+                    f"fast path {one.tag_days_per_min / step.tag_days_per_min:.2f}x this",
+                )
+            )
         out.append(
             (
                 "sim run",
