@@ -119,16 +119,6 @@ def sentence(body: str) -> bytes:
     return b"$" + b + b"*" + ("%02X" % checksum(b)).encode() + b"\r\n"
 
 
-def _run_end(data: bytes, i: int, n: int) -> int:
-    """Where the bytes from i stop being a sentence's body: the next CR, LF or '$' (n)."""
-    end = n
-    for stop in (b"\n", b"\r", b"$"):
-        k = data.find(stop, i, end)
-        if k >= 0:
-            end = k
-    return end
-
-
 class Reader:
     """Sentences in, epochs out. An epoch is every sentence with the same UTC time, in
     whatever order and from whatever talkers the receiver sends them: GGA or GNS give the
@@ -170,20 +160,14 @@ class Reader:
 
     def feed(self, data: bytes) -> None:
         """Consume whatever bytes the UART had; complete lines are parsed at once."""
-        if type(data) is not bytes:
-            data = bytes(data)
         buf = self.buf
-        n = len(data)
-        i = 0
-        while i < n:
-            c = data[i]
+        for c in data:
             if c == 10 or c == 13:
                 if self.skipping:
                     self.skipping = False
                 elif buf:
                     self._line(bytes(buf))
                 buf[:] = b""
-                i += 1
                 continue
             if c == 36:  # '$' always starts a sentence, whatever came before it
                 if self.skipping:
@@ -194,20 +178,14 @@ class Reader:
                     else:
                         self.garbage += 1  # binary output or line noise
                     buf[:] = b""
-            # The run of bytes up to the next line end or '$' (a sentence's body), taken
-            # in one piece rather than byte by byte: the reader is a poll's largest cost.
-            j = _run_end(data, i + 1, n)
-            if self.skipping:
-                i = j
+            elif self.skipping:
                 continue
-            room = MAX_LINE - len(buf)
-            if j - i > room:
+            if len(buf) >= MAX_LINE:
                 self.overlong += 1
                 self.skipping = True
                 buf[:] = b""
-            else:
-                buf.extend(data[i:j])
-            i = j
+                continue
+            buf.append(c)
 
     def take(self) -> "Fix | None":
         if self.fixes:
@@ -219,9 +197,10 @@ class Reader:
         if n < 10 or line[0] != 36 or line[n - 3] != 42:  # $....*hh
             self.garbage += 1
             return
-        if min(line) < 32 or max(line) > 126:
-            self.garbage += 1
-            return
+        for c in line:
+            if c < 32 or c > 126:
+                self.garbage += 1
+                return
         body = line[1 : n - 3]
         try:
             want = int(line[n - 2 :], 16)

@@ -297,8 +297,19 @@ class FleetTag:
     boots: list[tuple[int, int]] = field(default_factory=list)  # (boot, frames sealed)
     off_since: int | None = None
 
+    charged: tuple[int, float] = (0, -1.0)  # a span (sim ms) the battery is known not flat
+
     def alive(self, t: int) -> bool:
-        return self.world.battery(t) > 0.0
+        # Asked at every poll; the battery is a step function, flat only at flat_t samples.
+        a, b = self.charged
+        if a <= t < b:
+            return True
+        if self.world.battery(t) <= 0.0:
+            return False
+        w = self.world
+        k = bisect.bisect_right(w.flat_t, t)
+        self.charged = (t, float(w.flat_t[k]) if k < len(w.flat_t) else math.inf)
+        return True
 
 
 @dataclass
