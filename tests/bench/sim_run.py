@@ -102,9 +102,11 @@ PROFILE_PARTS = (
 )
 
 
-def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, dict[str, float]]:
-    """Share of a fleet-only run's profiled time in each part (cumulative), and polls per
-    tag-day (each poll is one run of the real firmware's step)."""
+def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, float, dict[str, float]]:
+    """Share of a fleet-only run's profiled time in each part (cumulative), polls per
+    tag-day (each poll is one run of the real firmware's step) and beacons per tag-day (a
+    fleet-only tag has no home unit, so it stays in GPS mode and beacons every 15 s, each
+    beacon a wake of its own)."""
     sc = scenario.load("dorset-iom-50")
     with Fleet(sc, options(tags, hours, backend=False)) as f:
         f.setup()
@@ -122,8 +124,9 @@ def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, dict[str, 
             v[3] for (file, _, name), v in entries.items() if file.endswith(path) and name == fn
         )
         out[label] = cum / total if total else 0.0
-    polls_per_tag_day = r.counters["polls"] / (tags * r.sim_ms / 86_400_000)
-    return polls_per_tag_day, out
+    tag_days = tags * r.sim_ms / 86_400_000
+    beacons = sum(t.app.rf.beacons for t in r.tags if t.app is not None and t.app.rf is not None)
+    return r.counters["polls"] / tag_days, beacons / tag_days, out
 
 
 def rows() -> list[tuple[str, str, str, str]]:
@@ -160,10 +163,15 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{many.tag_days_per_min / one.tag_days_per_min:.2f}x one process",
             )
         )
-    polls, split = profile_split()
+    polls, beacons, split = profile_split()
     parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in split.items())
     out.append(
-        ("sim run", "fleet only: profile (20 tags, 2 h)", f"{polls:.0f} polls/tag-day", parts)
+        (
+            "sim run",
+            "fleet only: profile (20 tags, 2 h)",
+            f"{polls:.0f} polls/tag-day, {beacons:.0f} beacons/tag-day",
+            parts,
+        )
     )
     # 1,000 home-unit daemons (each its own MQTT session) do not all get their configuration
     # within sim.home_units' 30 s start-up on a loaded 2-core machine: at 1,000 tags the
