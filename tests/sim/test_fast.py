@@ -16,12 +16,15 @@ from sim.generate import generate
 
 
 def test_a_fast_run_publishes_the_same_bytes_as_the_step_by_step_run() -> None:
-    # edge-cases' first day: a strap cut, foil shielding, a late return among 6
-    # subjects, each indoors for hours (the receiver searching at every hourly fix).
+    # edge-cases' first day from 06:00 to 18:00: foil shielding at 13:00 and a strap cut at
+    # 16:45 among 6 subjects, each indoors for hours (the receiver searching at every
+    # hourly fix), going out and coming back.
     sc = scenario.load("edge-cases")
     runs = {}
     for fast in (False, True):
-        opts = RunOptions(seed=7, subjects=6, days=1, backend=False, drain_s=1800, fast=fast)
+        opts = RunOptions(
+            seed=7, subjects=6, days=1, from_hour=6, hours=12, backend=False, fast=fast
+        )
         with Fleet(sc, opts) as f:
             runs[fast] = f.run()
     step, fast_run = runs[False], runs[True]
