@@ -62,6 +62,7 @@ class App:
         self.refusal_reported_ms = -60000
         self.store_errors = 0
         self.polls = 0
+        self.alarm = 0  # the last poll's next wake but for reading the receiver (ticks)
         self.fixes = 0
         self.mode: "Mode" = p.mode
         # Boot record, GPS mode; RF control for a paired tag on a board with a BLE radio.
@@ -416,4 +417,11 @@ class App:
                 wake = d
         if wake <= now:
             wake = now + 1
+        # The timers' wake (an RTC alarm). The receiver's output is read every second while
+        # it is on; a board that the receiver wakes once it has a fix (a time pulse given
+        # only when locked) may sleep to the alarm while it searches instead: what those
+        # reads find until the fix changes nothing but the reader's counts.
+        self.alarm = self.mono.to_ticks(wake)
+        if self.gnss_on and now + 1000 < wake:
+            wake = now + 1000
         return self.mono.to_ticks(wake)

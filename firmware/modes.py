@@ -47,7 +47,14 @@ class GpsMode(Mode):
                 app.gnss_set(True, now_ms)
         elif s.should_power_off(now_ms, interval):
             app.gnss_set(False, now_ms)
-        gnss_due = now_ms + 1000 if s.state != sampling.OFF else s.next_ms
+        if s.state == sampling.OFF:
+            gnss_due = s.next_ms
+        elif s.state == sampling.ACQUIRING:
+            # Nothing is due while it searches but giving up at the budget, which is seen
+            # at a read of the receiver's output: every second from now (App.poll).
+            gnss_due = now_ms + (s.acquire_deadline_ms() - now_ms + 999) // 1000 * 1000
+        else:
+            gnss_due = now_ms + 1000
         up_due = app.uplink.step(now_ms, app.client_id)
         if up_due < 0:
             return gnss_due

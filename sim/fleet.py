@@ -44,7 +44,7 @@ from firmware.state import State
 from firmware.store import Store
 from sim import clock as sclock
 from sim import gnss, nmea, rf
-from sim.fleet_board import FleetBoard, WorldView, mv_from_level
+from sim.fleet_board import UART_BUFFER_S, FleetBoard, WorldView, mv_from_level
 from sim.fleet_radio import TagRadio
 from sim.fleet_uplink import LoopbackUplink, SharedUplink
 from sim.generate import Simulation, generate
@@ -74,6 +74,9 @@ class RunOptions:
     from_hour: float = 0.0
     hours: float | None = None
     backend: bool = True  # False: fleet only (frames acknowledged in-process, no broker)
+    # While a tag's receiver searches, poll it at its alarm or the receiver's fix rather than
+    # every second (Fleet._searching); False: every wake the firmware asks for.
+    fast: bool = True
     home_units: bool = True
     hil_heap: str = "160k"
     barrier_timeout_s: float = 15.0
@@ -151,11 +154,13 @@ class SubjectWorld:
         self.dead = [(z.x, z.y, z.radius_m) for z in sim.cellular.dead]
         self.battery_t = sim.battery_t.tolist()
         self.levels = sim.battery[i].tolist()
+        self.flat_t = [bt for bt, lv in zip(self.battery_t, self.levels, strict=True) if lv <= 0]
         self._cache: tuple[int, tuple[float, float, int, bool]] | None = None
 
     @staticmethod
     def _in(spans: list[tuple[int, int]], t: int) -> bool:
-        return any(a <= t < b for a, b in spans)
+        # Asked several times a poll, mostly of no span: an empty list costs no generator.
+        return bool(spans) and any(a <= t < b for a, b in spans)
 
     def xyp(self, t_ms: int) -> tuple[float, float, int]:
         tl = self.t
@@ -185,6 +190,27 @@ class SubjectWorld:
             env = int(self.grid[row, col])
         out = (x, y, env, place < 0)
         self._cache = (t_ms, out)
+        return out
+
+    def still_until(self, t_ms: int) -> float:
+        """Until when (sim ms) from t_ms nothing a tag reads at every poll can change: the
+        wearer at rest (position's `moving` false) and the battery not flat. t_ms when the
+        wearer moves now; inf when nothing changes to the end of the track."""
+        if self.xyp(t_ms)[2] < 0:
+            return float(t_ms)
+        out = math.inf
+        k = bisect.bisect_right(self.flat_t, t_ms)
+        if k < len(self.flat_t):
+            out = float(self.flat_t[k])
+        tl, pl = self.t, self.place
+        for k in range(max(bisect.bisect_right(tl, t_ms) - 1, 0), len(tl) - 1):
+            if tl[k] >= out:
+                break
+            if pl[k] < 0 or pl[k] != pl[k + 1]:
+                # On the move after this step's first instant (xyp), or from it when the
+                # track leaves the place at that very instant (two points at one time).
+                b = int(tl[k])
+                return float(b - 1 if self.xyp(b)[2] < 0 else b)
         return out
 
     def at_home(self, t_ms: int) -> bool:
@@ -242,6 +268,7 @@ class SubjectWorld:
             battery=self.battery,
             charging=self.charging,
             covered=self.covered,
+            still_until=self.still_until,
         )
 
 
@@ -270,8 +297,19 @@ class FleetTag:
     boots: list[tuple[int, int]] = field(default_factory=list)  # (boot, frames sealed)
     off_since: int | None = None
 
+    charged: tuple[int, float] = (0, -1.0)  # a span (sim ms) the battery is known not flat
+
     def alive(self, t: int) -> bool:
-        return self.world.battery(t) > 0.0
+        # Asked at every poll; the battery is a step function, flat only at flat_t samples.
+        a, b = self.charged
+        if a <= t < b:
+            return True
+        if self.world.battery(t) <= 0.0:
+            return False
+        w = self.world
+        k = bisect.bisect_right(w.flat_t, t)
+        self.charged = (t, float(w.flat_t[k]) if k < len(w.flat_t) else math.inf)
+        return True
 
 
 @dataclass
@@ -586,10 +624,33 @@ class Fleet:
         assert app is not None
         b.sim_ms = t
         wake = b.to_sim_ms(app.poll(b.ticks_ms()))
+        if self.o.fast and app.gnss_on:
+            wake = self._searching(tag, t, wake)
         self._air(tag)
         tag.polls += 1
         tag.gen += 1
         heapq.heappush(heap, (max(wake, t + 1), tag.index, tag.gen, 0))
+
+    @staticmethod
+    def _searching(tag: FleetTag, t: int, wake: int) -> int:
+        """The fast path's wake for a tag whose receiver is on. The firmware reads it every
+        second; while it searches, what those reads find (no-fix epochs) changes no frame
+        until the receiver's first fix, and nothing else a poll reads changes until the
+        wearer moves or the battery goes flat (interrupts, such as a strap cut, are polled
+        anyway). So the tag sleeps to its alarm (App.alarm: its timers) or to the first of
+        the every-second polls at or after those, with the UART holding what the receiver
+        said meanwhile: the step-by-step run's polls from there on, and the same frames
+        (tests/sim/test_fast.py)."""
+        assert tag.app is not None
+        b = tag.board
+        alarm = b.to_sim_ms(tag.app.alarm)
+        step = wake - t
+        if alarm <= wake or step <= 0:
+            return wake
+        edge = min(b.gnss_fix_from_ms(), tag.world.still_until(t), t + UART_BUFFER_S * 1000)
+        if edge <= wake:
+            return wake
+        return min(alarm, t + math.ceil((edge - t) / step) * step)
 
     def _air(self, tag: FleetTag) -> None:
         """The tag's advertisements since its last poll: heard by its home unit or not."""

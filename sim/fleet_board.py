@@ -43,6 +43,7 @@ from sim.params import GnssParams
 
 BOARD_DEF = Path(__file__).resolve().parent.parent / "hw" / "boards" / "virtual.json"
 CONNECT_DELAY_MS = 5000  # network registration + MQTT connect (as sim/hil.py)
+UART_BUFFER_S = 30  # seconds of receiver output the UART keeps for a late read
 
 
 class MemFiles(Files):
@@ -96,6 +97,7 @@ class WorldView:
     battery: Callable[[int], float]  # level fraction
     charging: Callable[[int], bool]
     covered: Callable[[int], bool]
+    still_until: Callable[[int], float]  # t_ms -> the last instant at rest from it (sim.fleet)
 
 
 class DownlinkBox:
@@ -230,6 +232,7 @@ class FleetBoard:
         self.core_ms = 0
         self.epochs = 0
         self.last_motion_ms = -1
+        self.rest: tuple[float, float] = (0.0, -1.0)  # a span (sim ms) the wearer is at rest
         self.vibrations: list[tuple[int, int, int]] = []
 
     def boot(self, sim_ms: int, reset: int) -> None:
@@ -280,6 +283,19 @@ class FleetBoard:
             self.gnss_off_ms = self.sim_ms
         self.gnss_on = on
 
+    def gnss_fix_from_ms(self) -> float:
+        """The first epoch (sim ms) whose output may hold a fix: the receiver's time pulse,
+        which it gives only once locked. Before it every epoch is a no-fix one, drawn from no
+        random stream (inf: the receiver is off, or never fixes this time)."""
+        if not self.gnss_on or math.isinf(self.ttff_ms):
+            return math.inf
+        s = math.ceil((self.gnss_on_ms + self.ttff_ms) / 1000)
+        while s * 1000 - self.gnss_on_ms < self.ttff_ms:  # exact at the boundary, as gnss_read
+            s += 1
+        while (s - 1) * 1000 - self.gnss_on_ms >= self.ttff_ms:
+            s -= 1
+        return float(max(s, self.last_epoch_s + 1) * 1000)
+
     def gnss_read(self) -> bytes | None:
         if not self.gnss_on:
             return None
@@ -287,7 +303,7 @@ class FleetBoard:
         last = self.sim_ms // 1000
         if last < first:
             return None
-        first = max(first, last - 30)  # a UART buffer holds a few seconds, not a day
+        first = max(first, last - UART_BUFFER_S)  # a UART buffer holds seconds, not a day
         out: list[bytes] = []
         for s in range(first, last + 1):
             t_ms = s * 1000
@@ -329,8 +345,15 @@ class FleetBoard:
         return c, c and self.world.battery(self.sim_ms) < 1.0
 
     def motion(self) -> int:
-        _, _, _, moving = self.world.position(self.sim_ms)
-        return 1 if moving else 0
+        # Asked at every poll: a span known at rest answers without a look-up.
+        t = self.sim_ms
+        if self.rest[0] <= t <= self.rest[1]:
+            return 0
+        until = self.world.still_until(t)
+        if until > t:
+            self.rest = (t, until)
+            return 0
+        return 1 if self.world.position(t)[3] else 0
 
     def vibrate(self, pattern: int, repeats: int) -> None:
         self.vibrations.append((self.sim_ms, pattern, repeats))

@@ -11,7 +11,9 @@ digits.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +29,7 @@ class NmeaError(ValueError):
 
 def checksum(body: str) -> str:
     """XOR of the characters of `body` (what lies between '$' and '*')."""
-    c = 0
-    for ch in body.encode("ascii"):
-        c ^= ch
-    return f"{c:02X}"
+    return f"{functools.reduce(operator.xor, body.encode('ascii'), 0):02X}"
 
 
 def sentence(body: str) -> str:
@@ -53,7 +52,12 @@ def _time(utc_ms: int) -> str:
 
 
 def _date(utc_ms: int) -> str:
-    d = datetime.fromtimestamp(utc_ms / 1000, tz=UTC)
+    return _day(utc_ms // 86_400_000)
+
+
+@functools.lru_cache(maxsize=8)
+def _day(day: int) -> str:
+    d = datetime.fromtimestamp(day * 86_400, tz=UTC)
     return f"{d.day:02d}{d.month:02d}{d.year % 100:02d}"
 
 

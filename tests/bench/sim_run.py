@@ -5,8 +5,11 @@ on; home units at 100 tags), for 100 and 1,000 tags; one tag under the micropyth
 beside one CPython fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is
 what bounds it. Most runs cover two hours of a morning from 07:00 (the curfew ends; people
 wake in RF mode at home, then go out in GPS mode: the busiest hours), so the whole bench
-stays bounded; one covers a whole day (nights at rest are cheaper). The baseline column is
-the speed-up over real time (simulated seconds per wall second) or over one process.
+stays bounded; one covers a whole day (nights at rest are cheaper). The fast path (a tag
+whose receiver searches sleeps to its alarm, sim.fleet.Fleet._searching) is measured against
+the step-by-step run, every wake polled, which gives the same frames. The baseline column is
+the speed-up over real time (simulated seconds per wall second), over one process, or over
+the step-by-step run.
 
 One module alone: `.venv/bin/python -m tests.bench.sim_run`."""
 
@@ -41,10 +44,17 @@ class Speed:
 
 
 def options(
-    tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
+    tags: int,
+    hours: float,
+    backend: bool,
+    hil: int = 0,
+    units: bool = True,
+    start: float = 7.0,
+    fast: bool = True,
 ) -> RunOptions:
     """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1."""
     return RunOptions(
+        fast=fast,
         seed=1,
         subjects=tags,
         days=1,
@@ -58,10 +68,16 @@ def options(
 
 
 def measure(
-    tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
+    tags: int,
+    hours: float,
+    backend: bool,
+    hil: int = 0,
+    units: bool = True,
+    start: float = 7.0,
+    fast: bool = True,
 ) -> Speed:
     sc = scenario.load("dorset-iom-50")
-    with Fleet(sc, options(tags, hours, backend, hil, units, start)) as f:
+    with Fleet(sc, options(tags, hours, backend, hil, units, start, fast)) as f:
         f.setup()
         r = f.run()
     n = tags if hil == 0 else hil
@@ -86,9 +102,11 @@ PROFILE_PARTS = (
 )
 
 
-def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, dict[str, float]]:
-    """Share of a fleet-only run's profiled time in each part (cumulative), and polls per
-    tag-day (each poll is one run of the real firmware's step)."""
+def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, float, dict[str, float]]:
+    """Share of a fleet-only run's profiled time in each part (cumulative), polls per
+    tag-day (each poll is one run of the real firmware's step) and beacons per tag-day (a
+    fleet-only tag has no home unit, so it stays in GPS mode and beacons every 15 s, each
+    beacon a wake of its own)."""
     sc = scenario.load("dorset-iom-50")
     with Fleet(sc, options(tags, hours, backend=False)) as f:
         f.setup()
@@ -106,8 +124,9 @@ def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, dict[str, 
             v[3] for (file, _, name), v in entries.items() if file.endswith(path) and name == fn
         )
         out[label] = cum / total if total else 0.0
-    polls_per_tag_day = r.counters["polls"] / (tags * r.sim_ms / 86_400_000)
-    return polls_per_tag_day, out
+    tag_days = tags * r.sim_ms / 86_400_000
+    beacons = sum(t.app.rf.beacons for t in r.tags if t.app is not None and t.app.rf is not None)
+    return r.counters["polls"] / tag_days, beacons / tag_days, out
 
 
 def rows() -> list[tuple[str, str, str, str]]:
@@ -126,6 +145,16 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{one.realtime:.0f}x real time",
             )
         )
+        if tags <= 100:
+            step = measure(tags, hours, backend=False, start=start, fast=False)
+            out.append(
+                (
+                    "sim run",
+                    f"fleet only step by step (every wake polled), {tags} tags ({span})",
+                    f"{step.tag_days_per_min:.1f} tag-days/min",
+                    f"fast path {one.tag_days_per_min / step.tag_days_per_min:.2f}x this",
+                )
+            )
         out.append(
             (
                 "sim run",
@@ -134,10 +163,15 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{many.tag_days_per_min / one.tag_days_per_min:.2f}x one process",
             )
         )
-    polls, split = profile_split()
+    polls, beacons, split = profile_split()
     parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in split.items())
     out.append(
-        ("sim run", "fleet only: profile (20 tags, 2 h)", f"{polls:.0f} polls/tag-day", parts)
+        (
+            "sim run",
+            "fleet only: profile (20 tags, 2 h)",
+            f"{polls:.0f} polls/tag-day, {beacons:.0f} beacons/tag-day",
+            parts,
+        )
     )
     # 1,000 home-unit daemons (each its own MQTT session) do not all get their configuration
     # within sim.home_units' 30 s start-up on a loaded 2-core machine: at 1,000 tags the

@@ -1,6 +1,6 @@
 # The application step machine on the fake board: fixes to sealed frames to uplink to ACK,
 # tamper, motion without fix, commands, coverage loss, reboot, tick wraparound.
-from firmware import brokers, config
+from firmware import brokers, config, ticks
 from firmware import frame as fr
 from firmware.app import App
 from tests.firmware import fakeboard as fb
@@ -381,3 +381,36 @@ def test_fast_sampling_gives_up_an_attempt_without_a_fix_and_tries_again():
     assert ons[1] - ons[0] <= 150000
     assert app.fixes >= 5  # then one every 15 s
     flash.close()
+
+
+def test_a_board_that_sleeps_to_the_alarm_while_the_receiver_searches_does_the_same():
+    # The receiver's output is read every second while it is on; App.alarm is the wake of
+    # the timers alone, which a board woken by the receiver's fix (a time pulse given only
+    # once locked) may sleep to while it searches. Indoors (no fix), such a board gives up
+    # the attempt at the same read, with the same records, in far fewer polls.
+    offs = []
+    for to_alarm in (False, True):
+        app, board, flash = make()
+        board.sky = False
+        off = []
+        power = board.gnss_power
+
+        def gnss_power(on, board=board, power=power, off=off):
+            if not on:
+                off.append(board.clock)
+            power(on)
+
+        board.gnss_power = gnss_power
+        wake = app.poll(board.ticks_ms())
+        assert app.gnss_on and ticks.diff(wake, board.ticks_ms()) == 1000
+        assert ticks.diff(app.alarm, board.ticks_ms()) > 1000
+        while board.clock < 10 * MIN:
+            w = app.alarm if to_alarm and app.gnss_on else wake
+            board.advance(min(board.clock + max(ticks.diff(w, board.ticks_ms()), 1), 10 * MIN))
+            wake = app.poll(board.ticks_ms())
+        offs.append((off, app.sampler.timeouts, app.batch, seqs(board), app.polls))
+        flash.close()
+    (off0, timeouts0, batch0, seqs0, polls0), (off1, timeouts1, batch1, seqs1, polls1) = offs
+    assert off0 == off1 and len(off0) == 1 and timeouts0 == timeouts1 == 1
+    assert batch0 == batch1 and seqs0 == seqs1
+    assert polls1 * 3 < polls0
