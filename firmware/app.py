@@ -351,6 +351,12 @@ class App:
                     freed += self.store.ack(rec.boot, rec.first, rec.last)
             if freed:
                 self.uplink.progress(now_ms)
+                # Network time for a clock never set: a tag fitted away from home indoors
+                # may see no GNSS time for hours. Signed, and fresh: it names frames the tag
+                # holds (a replayed ACK frees none). GNSS still re-bases it (Clock safety).
+                t = f.ts if f.flags & fr.FLAG_TIME_VALID else -1  # type: ignore[attr-defined]
+                if self.clock_base < 0 and t >= self.filter.built_unix:
+                    self.set_clock(t, now_ms, fr.CLOCK_BACKEND)
             return
         if kind == commands.DUPLICATE:
             # Run already (it came by both paths): answered once, never run twice.
