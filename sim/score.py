@@ -445,7 +445,7 @@ def score_alerts(
             # An alert is this episode's if its span overlaps the episode (widened by the
             # tolerance): where the condition starts is measured differently by the backend
             # (the home unit losing the tag at the door, the first fix away) and by the truth
-            # (leaving the premises), but an alert covering the breach is not a false one.
+            # (leaving the home zone), but an alert covering the breach is not a false one.
             lo, hi = e.start_ms - early, e.end_ms + c.tolerance_ms
             cands = [a for a in by_subject.get(e.subject, []) if _overlaps(a, lo, hi)]
             if not cands:
