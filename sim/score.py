@@ -420,6 +420,8 @@ def score_alerts(
         eps = [e for e in truth.of_type(kind) if only is None or e.subject in only]
         if not c.first_day:
             eps = [e for e in eps if e.start_ms > truth.start_ms]
+        if c.at_end:  # judged when over: a day the run (or its window) ends in never is
+            eps = [e for e in eps if not e.detail.get("ongoing_at_end")]
         mine = [
             a
             for a in alerts

@@ -141,6 +141,21 @@ def test_a_day_not_charged_is_due_at_its_end_and_the_first_day_is_not_judged() -
     assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [3 * M], 0)
 
 
+def test_a_day_a_partial_run_ends_in_is_not_judged() -> None:
+    # A window ending 45 s after midnight (the drain ended once the tags were empty): the
+    # truth cut the new day's episode there (ongoing_at_end). The rule judges a day when it
+    # is over, so no alert can be due for it; it was scored missed (gate-week, day 1
+    # 12:00-24:00, subjects 24 and 26).
+    day = 1440 * M
+    whole = tr.Episode(day, 2 * day, tr.NOT_CHARGED, 1)
+    cut = tr.Episode(2 * day, 2 * day + 45_000, tr.NOT_CHARGED, 1, {"ongoing_at_end": True})
+    truth = tr.TruthLog([whole, cut], 0, 2 * day + 45_000)
+    crit = {tr.NOT_CHARGED: CRITERIA[tr.NOT_CHARGED]}
+    got = score_alerts(truth, [Alert(tr.NOT_CHARGED, 1, day, 2 * day + M, 2 * day)], crit)
+    s = got[tr.NOT_CHARGED]
+    assert (s.episodes, s.detected, s.missed, s.false_alerts) == (1, 1, [], 0)
+
+
 def test_comms_loss_needs_the_threshold_and_a_gap_within_the_tags_cadence_is_borderline() -> None:
     crit = {tr.COMMS_LOSS: CRITERIA[tr.COMMS_LOSS]}
     long = tr.Episode(0, 180 * M, tr.COMMS_LOSS, 1)
