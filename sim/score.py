@@ -296,7 +296,11 @@ def _fw_s(key: str) -> int:
 # cadence added where it has one (a day is judged at the next minute's tick, once the
 # allowed lateness has passed).
 CRITERIA: dict[str, Criterion] = {
-    tr.CURFEW_BREACH: Criterion(CurfewParams().grace_s * 1000, 5 * MIN_MS),
+    # Home is judged from a fix a minute on the way back (the home unit hears the tag only at
+    # the door): a return within fix_moving_s of the grace's end may or may not alert.
+    tr.CURFEW_BREACH: Criterion(
+        CurfewParams().grace_s * 1000, 5 * MIN_MS, borderline_ms=(_fw_s("fix_moving_s"), 0)
+    ),
     tr.EXCLUSION_ZONE_ENTRY: Criterion(
         ZoneParams().exclusion_dwell_s * 1000, 2 * MIN_MS, cellular=True
     ),

@@ -28,6 +28,20 @@ def test_breach_beyond_grace_must_alert_and_short_one_must_not() -> None:
     assert s.missed == [{"subject": 1, "start_ms": 10 * M, "end_ms": 60 * M}]
 
 
+def test_a_return_within_a_fix_interval_of_the_grace_is_a_near_miss() -> None:
+    # Home 9 min 57 s into the window (gate-week, day 1, subject 94): a tag on its way home
+    # takes a fix a minute, so the rule cannot know it is home before the grace runs out;
+    # its alert is excused. A return a minute and a half inside the grace is no near miss.
+    crit = {tr.CURFEW_BREACH: CRITERIA[tr.CURFEW_BREACH]}
+    edge = tr.Episode(0, 9 * M + 57_000, tr.CURFEW_BREACH, 1)
+    alert = Alert(tr.CURFEW_BREACH, 1, 0, 10 * M + 5000, 10 * M + 15_000)
+    s = score_alerts(_truth(edge), [alert], crit)[tr.CURFEW_BREACH]
+    assert (s.episodes, s.false_alerts, s.excused_alerts, s.borderline) == (0, 0, 1, 1)
+    inside = tr.Episode(0, 8 * M + 30_000, tr.CURFEW_BREACH, 1)
+    s = score_alerts(_truth(inside), [alert], crit)[tr.CURFEW_BREACH]
+    assert (s.false_alerts, s.excused_alerts) == (1, 0)
+
+
 def test_alerts_match_only_their_subject_and_type() -> None:
     ep = tr.Episode(5 * M, 6 * M, tr.STRAP_CUT, 3)
     alerts = [
