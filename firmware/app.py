@@ -288,9 +288,10 @@ class App:
 
     def _motion(self, now_ms: int) -> int:
         m = self.motion
+        expected = self.mode.gnss_expected()
         if self.board.motion() > 0:
-            m.motion(now_ms)
-        stage = m.step(now_ms, self.mode.gnss_expected())
+            m.motion(now_ms, expected)
+        stage = m.step(now_ms, expected)
         if stage == motion.NOTIFIED:
             self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_NOTIFIED, m.count()))
             self.board.vibrate(2, 3)  # "go outside": the wearer acknowledges on the device
