@@ -9,15 +9,15 @@
   at the broker, which redelivers them when the session reconnects. Independently, devices
   retransmit every frame without an end-to-end ACK; idempotent ingest makes both safe.
 - One thread does everything: it drives paho's network loop itself (the client's documented
-  external-loop API: `socket()` watched with select, then `loop_read()`, `loop_write()`,
-  `loop_misc()`) over every broker's connection to collect a batch, then runs the pipeline,
-  then sends the PUBACKs. It also reconnects itself (`reconnect()`, after the back-off of
-  backend.storage.database.Retry): paho's own reconnect delay applies only to its
-  loop_forever/loop_start threads. A
-  CPU-bound pipeline beside paho's own network thread made the two fight for the GIL (paho
-  releases it for each of the three or more recv() calls a message costs, then waits up to
-  the 5 ms switch interval to get it back), so receiving and processing did not overlap
-  anyway and each message paid for thread hand-offs; profiled in docs/scaling.md.
+  external-loop API: `socket()` watched with a selector (epoll on Linux), then
+  `loop_read()`, `loop_write()`, `loop_misc()`) over every broker's connection to collect a
+  batch, then runs the pipeline, then sends the PUBACKs. It also reconnects itself
+  (`reconnect()`, after the back-off of backend.storage.database.Retry): paho's own
+  reconnect delay applies only to its loop_forever/loop_start threads. A CPU-bound
+  pipeline beside paho's own network thread made the two fight for the GIL (paho releases
+  it for each of the three or more recv() calls a message costs, then waits up to the 5 ms
+  switch interval to get it back), so receiving and processing did not overlap anyway and
+  each message paid for thread hand-offs; profiled in docs/scaling.md.
   While a batch is processed the kernel socket buffer and the broker hold what arrives.
 - Every downlink (ACKs from the pipeline, commands from the rules) is tracked until the
   broker's PUBACK. MQTT v5 gives its reason code: 0x80 and above means the broker refused and
@@ -36,10 +36,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
-import select
+import selectors
 import signal
 import socket
 import threading
@@ -167,6 +168,12 @@ class IngestWorker:
             self.engine, DeviceDirectory(registry), self._publish, settings, clock, rules
         )
         self.inbox: list[Message] = []  # filled by _on_message while _pump runs
+        # The brokers' sockets, watched by _pump. Not select(): it refuses descriptors at or
+        # above FD_SETSIZE (1024), and the simulator runs this worker in a process holding
+        # more (a home unit per subject); a reconnect there got a high one and the worker
+        # spun without ever waiting.
+        self._selector = selectors.DefaultSelector()
+        self._watched: dict[int, Any] = {}  # link index -> the socket registered for it
         self.stopping = threading.Event()
         self._abandoned = False
         self.connected = threading.Event()  # set while at least one broker is connected
@@ -360,19 +367,21 @@ class IngestWorker:
         for sock in socks:
             pending = getattr(sock, "pending", None)
             if pending is not None and pending():
-                timeout = 0.0  # TLS: bytes already decrypted, invisible to select()
+                timeout = 0.0  # TLS: bytes already decrypted, invisible to the selector
         try:
-            readable, writable, _ = select.select(
-                list(socks), [k for k, v in socks.items() if v.client.want_write()], [], timeout
-            )
+            self._watch(socks)
+            ready = self._selector.select(timeout)
         except (OSError, ValueError):
-            readable, writable = list(socks), []  # let loop_read find out what happened
+            readable, writable = set(socks), set()  # let loop_read find out what happened
+        else:
+            readable = {k.fileobj for k, mask in ready if mask & selectors.EVENT_READ}
+            writable = {k.fileobj for k, mask in ready if mask & selectors.EVENT_WRITE}
         for sock, link in socks.items():
             c = link.client
             rc = mqtt.MQTT_ERR_SUCCESS
             if sock in readable:
                 # A read that completes no message (EAGAIN, or a PUBACK for one of our ACKs)
-                # ends the burst; the next select() waits for more.
+                # ends the burst; the next wait is for more.
                 before = -1
                 while rc == mqtt.MQTT_ERR_SUCCESS and before != len(self.inbox):
                     if len(self.inbox) >= limit:
@@ -386,6 +395,30 @@ class IngestWorker:
             if c.socket() is None:
                 # Connection lost: paho has closed the socket and called on_disconnect.
                 link.next_attempt = time.monotonic() + link.retry.failed()
+
+    def _watch(self, socks: dict[Any, _Link]) -> None:
+        """Bring the selector's registrations in line with the links' current sockets: read
+        always, write while paho has something queued."""
+        sel = self._selector
+        for link in self.links:
+            old = self._watched.get(link.index)
+            sock = link.client.socket()
+            if old is not None and old is not sock:
+                # Closed by paho (a lost connection): epoll dropped it already.
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    sel.unregister(old)
+                del self._watched[link.index]
+                old = None
+            if sock is None or sock not in socks:
+                continue
+            events = selectors.EVENT_READ
+            if link.client.want_write():
+                events |= selectors.EVENT_WRITE
+            if old is None:
+                sel.register(sock, events)
+                self._watched[link.index] = sock
+            elif sel.get_key(sock).events != events:
+                sel.modify(sock, events)
 
     # ---- batches ---------------------------------------------------------------------
 
@@ -475,6 +508,7 @@ class IngestWorker:
                     sock = link.client.socket()
                     if sock is not None:
                         sock.close()  # no DISCONNECT: the broker sees the connection drop
+                self._selector.close()
                 self.engine.dispose()
             else:
                 self.close()
@@ -519,6 +553,7 @@ class IngestWorker:
     def close(self) -> None:
         for link in self.links:
             link.client.disconnect()  # sent at once: no network thread to hand it to
+        self._selector.close()
         self.report()
         self.engine.dispose()
 

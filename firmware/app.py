@@ -289,9 +289,10 @@ class App:
 
     def _motion(self, now_ms: int) -> int:
         m = self.motion
+        expected = self.mode.gnss_expected()
         if self.board.motion() > 0:
-            m.motion(now_ms)
-        stage = m.step(now_ms, self.mode.gnss_expected())
+            m.motion(now_ms, expected)
+        stage = m.step(now_ms, expected)
         if stage == motion.NOTIFIED:
             self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_NOTIFIED, m.count()))
             self.board.vibrate(2, 3)  # "go outside": the wearer acknowledges on the device
@@ -352,6 +353,12 @@ class App:
                     freed += self.store.ack(rec.boot, rec.first, rec.last)
             if freed:
                 self.uplink.progress(now_ms)
+                # Network time for a clock never set: a tag fitted away from home indoors
+                # may see no GNSS time for hours. Signed, and fresh: it names frames the tag
+                # holds (a replayed ACK frees none). GNSS still re-bases it (Clock safety).
+                t = f.ts if f.flags & fr.FLAG_TIME_VALID else -1  # type: ignore[attr-defined]
+                if self.clock_base < 0 and t >= self.filter.built_unix:
+                    self.set_clock(t, now_ms, fr.CLOCK_BACKEND)
             return
         if kind == commands.DUPLICATE:
             # Run already (it came by both paths): answered once, never run twice.

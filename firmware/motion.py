@@ -18,8 +18,12 @@ class MotionNoFix:
         self.stage_at_min = 0
         self.last_motion_ms = -1
 
-    def motion(self, now_ms: int) -> None:
+    def motion(self, now_ms: int, counts: bool = True) -> None:
+        """Motion now. It counts only while a fix is expected: moving about the house in RF
+        mode, with the receiver off by design, is no motion without a fix."""
         self.last_motion_ms = now_ms
+        if not counts:
+            return
         m = now_ms // 60000
         mm = self.moving_minutes
         if not mm or mm[-1] != m:

@@ -25,10 +25,9 @@ from backend.storage.schema import (
     zones,
 )
 from sim.generate import Simulation
-from sim.params import CHARGE_MIN_MINUTES
+from sim.params import CHARGE_MIN_MINUTES, HOME_ZONE_M
 
 UNIT_NAME = "Dorset IOM (simulated)"
-HOME_RADIUS_M = 60.0  # the home as a zone: GPS fixes inside it count as at home
 DAYS = "mon,tue,wed,thu,fri,sat,sun"
 
 
@@ -89,7 +88,7 @@ def register(
                 )
             )
             hx, hy = w.place_xy[s.home]
-            circles = [("home", "home", float(hx), float(hy), HOME_RADIUS_M, False)]
+            circles = [("home", "home", float(hx), float(hy), HOME_ZONE_M, False)]
             for name in s.exclusion:
                 z = w.zone(name)
                 circles.append((name, "exclusion", z.x, z.y, z.radius_m, z.kind == "victim"))

@@ -21,6 +21,11 @@ ENVIRONMENTS = ("open_sky", "near_buildings", "urban_canyon", "indoors", "shield
 # REF: UK location tags must be charged at least an hour a day. The truth's not_charged days
 # and the subjects' charging schedule in the backend (sim/monitoring.py) both use it.
 CHARGE_MIN_MINUTES = 60
+# The home as a zone, around the point the home stands on: the backend's `home` zone for every
+# subject (sim/monitoring.py; the curfew rule counts a fix inside it as home), and so, for the
+# truth, where a curfew breach starts (sim/truth.py). A house, its garden and the pavement
+# outside, a bus stop by the door.
+HOME_ZONE_M = 60.0
 
 
 @dataclass(frozen=True)

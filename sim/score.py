@@ -296,7 +296,11 @@ def _fw_s(key: str) -> int:
 # cadence added where it has one (a day is judged at the next minute's tick, once the
 # allowed lateness has passed).
 CRITERIA: dict[str, Criterion] = {
-    tr.CURFEW_BREACH: Criterion(CurfewParams().grace_s * 1000, 5 * MIN_MS),
+    # Home is judged from a fix a minute on the way back (the home unit hears the tag only at
+    # the door): a return within fix_moving_s of the grace's end may or may not alert.
+    tr.CURFEW_BREACH: Criterion(
+        CurfewParams().grace_s * 1000, 5 * MIN_MS, borderline_ms=(_fw_s("fix_moving_s"), 0)
+    ),
     tr.EXCLUSION_ZONE_ENTRY: Criterion(
         ZoneParams().exclusion_dwell_s * 1000, 2 * MIN_MS, cellular=True
     ),
@@ -420,6 +424,8 @@ def score_alerts(
         eps = [e for e in truth.of_type(kind) if only is None or e.subject in only]
         if not c.first_day:
             eps = [e for e in eps if e.start_ms > truth.start_ms]
+        if c.at_end:  # judged when over: a day the run (or its window) ends in never is
+            eps = [e for e in eps if not e.detail.get("ongoing_at_end")]
         mine = [
             a
             for a in alerts
@@ -445,7 +451,7 @@ def score_alerts(
             # An alert is this episode's if its span overlaps the episode (widened by the
             # tolerance): where the condition starts is measured differently by the backend
             # (the home unit losing the tag at the door, the first fix away) and by the truth
-            # (leaving the premises), but an alert covering the breach is not a false one.
+            # (leaving the home zone), but an alert covering the breach is not a false one.
             lo, hi = e.start_ms - early, e.end_ms + c.tolerance_ms
             cands = [a for a in by_subject.get(e.subject, []) if _overlaps(a, lo, hi)]
             if not cands:

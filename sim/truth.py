@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.params import HOME_ZONE_M
 from sim.population import Injection, Movements, Subject
 from sim.world import Zone
 
@@ -118,22 +119,19 @@ def subtract(
     return out
 
 
-# Home is the premises, not the point the house stands on: a house and its garden, the
-# front door and the pavement outside it. Someone waiting at a bus stop 15 m from the door
-# is not yet out (and no tag could tell: the home unit's range through a wall is ~28 m, REF
-# bracelet range 23-30 m); a curfew breach starts when they are farther than this.
-PREMISES_M = 25.0
-
-
 def curfew_breaches(
     movements: Movements,
     subjects: Sequence[Subject],
     windows: Sequence[tuple[int, int]],
     min_ms: int = 1000,
-    premises_m: float = PREMISES_M,
+    home_m: float = HOME_ZONE_M,
 ) -> list[Episode]:
-    """Time away from home (beyond `premises_m` of it) inside a curfew window (any length
-    over `min_ms`; grace is the scorer's business, which reads `duration_ms`)."""
+    """Time away from home inside a curfew window (any length over `min_ms`; grace is the
+    scorer's business, which reads `duration_ms`). Home is what the product promises to
+    hold a subject to (docs/rules.md, curfew): the home zone the backend is given, `home_m`
+    around the home (a house, its garden, a bus stop by the door), or heard by the home
+    unit, whose range lies within it. Counting from 25 m ("the premises") scored the wait
+    at a bus stop by the door as breach the rule rightly did not see."""
     out = []
     full = {(max(a, movements.start_ms), min(b, movements.end_ms)): (a, b) for a, b in windows}
     clip = [c for c in full if c[1] > c[0]]
@@ -148,7 +146,7 @@ def curfew_breaches(
     mask[[s.index for s in subjects]] = True
     mask &= ~np.isnan(cx)
     near: dict[int, list[tuple[int, int]]] = {}
-    for i, a, b in disc_intervals(movements, cx, cy, premises_m, mask):
+    for i, a, b in disc_intervals(movements, cx, cy, home_m, mask):
         near.setdefault(i, []).append((a, b))
     for s in subjects:
         home = sorted((a, b) for pl, a, b in movements.stays[s.index] if pl == s.home)

@@ -35,6 +35,7 @@ from firmware import topics
 from tests.backend.conftest import T0
 from tests.backend.frames import acked, home_frame, tag_frame
 from tests.backend.test_broker_credentials import BACKEND_PASSWORD, SERVER_KEY, Peer
+from tests.descriptors import descriptors_past
 
 TAG_ID, UNIT_ID = 1001, 2001
 NOT_AUTHORIZED = 135  # MQTT v5 PUBACK reason code
@@ -378,3 +379,37 @@ def test_a_device_cannot_knock_an_ingest_worker_off_the_broker(site: Site) -> No
         assert wait_for(lambda: published <= site.stored()), published - site.stored()
     assert sorted(e["client_id"] for e in logs if e["event"] == "connected") == sorted(ids)
     assert [e for e in logs if e["event"] == "disconnected; reconnecting"] == []
+
+
+# ---- a process holding many descriptors ----------------------------------------------------
+
+
+def test_a_worker_past_fd_setsize_takes_frames_and_waits_when_idle(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulator runs the worker in a process holding more than 1,024 descriptors (a home
+    unit per subject), so its sockets may be past FD_SETSIZE. There it must still store and
+    acknowledge, and wait for traffic when there is none: waiting with select(), which
+    refuses such a socket, it never waited and spun a core (tens of thousands of network-loop
+    steps a second)."""
+    site.start_broker()
+    tag = site.connect(TAG_ID)
+    assert tag.subscribe(topics.tag_down(TAG_ID)) == [1]
+    steps = [0]
+    pump = IngestWorker._pump
+
+    def counted(self: IngestWorker, timeout: float, limit: int = 1) -> None:
+        steps[0] += 1
+        pump(self, timeout, limit)
+
+    monkeypatch.setattr(IngestWorker, "_pump", counted)
+    key = site.key(TAG_ID)
+    with descriptors_past(1100), site.worker():
+        deliver(site, tag, topics.tag_up(TAG_ID), tag_frame(TAG_ID, key, 1, T0), (TAG_ID, 1, 1))
+        topic, payload = tag.received.get(timeout=30)
+        assert topic == topics.tag_down(TAG_ID) and acked(payload, key) == {(1, 1)}
+        before = steps[0]
+        time.sleep(1.0)  # idle: nothing is published meanwhile
+        idle_steps = steps[0] - before
+    # Waiting, a step ends at a message or after the batch deadline (0.2 s idle).
+    assert idle_steps < 100, f"{idle_steps} network-loop steps in an idle second"

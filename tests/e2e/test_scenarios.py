@@ -80,7 +80,7 @@ def table_source(fleet: Fleet, result: RunResult) -> sc_score.AlertSource:
 
 def test_an_alert_covering_a_breach_matches_it_however_its_start_was_measured() -> None:
     # The home unit lost the tag at the bus stop by the door 6 minutes before the subject
-    # left the premises (the truth's start): the alert spans the breach, so it is detected
+    # left the home zone (the truth's start): the alert spans the breach, so it is detected
     # and not false; an alert over a different span of the same subject is false.
     truth = tr.TruthLog([tr.Episode(3_600_000, 9_000_000, tr.CURFEW_BREACH, 1)], 0, 86_400_000)
     early = Alert(tr.CURFEW_BREACH, 1, 3_240_000, 3_900_000, 9_000_000)

@@ -120,6 +120,53 @@ def test_strap_cut_urgent_within_seconds():
     flash.close()
 
 
+def dated_ack(device, boot, seq, unix):
+    """The backend's ACK as ingest signs it: dated with the backend's time (TIME_VALID)."""
+    rec = fr.Record(fr.ACK_RANGE, (boot, seq, seq))
+    return fr.encode(fr.Frame(fr.ACK, device, 0, 0, unix, [rec], fr.FLAG_TIME_VALID), fb.KEY)
+
+
+def test_fitted_away_from_home_indoors_the_backends_ack_dates_the_tag():
+    # No GNSS time for hours (indoors, away from its home unit): the signed ACK of its first
+    # upload gives the tag the backend's time, as a phone takes the network's, so the rules
+    # can place what it records next instead of taking it for silence.
+    app, board, flash = make()
+    board.sky = False
+
+    def backend(modem, payload):
+        f = fr.decode(payload, fb.KEY)
+        modem.inbox.append(dated_ack(f.device, f.boot, f.seq, fb.T0 + board.clock // 1000))
+
+    board.backend = backend
+    fb.run(app, board, 2 * 60 * MIN + MIN)
+    sets = [r for _f, r in fb.records(board, "clock_set")]
+    assert [r.source for r in sets] == [fr.CLOCK_BACKEND]
+    assert abs(app.clock_unix(app.mono.ms) - (fb.T0 + board.clock // 1000)) <= 1
+    sent = fb.frames(board)
+    assert len(sent) >= 3 and not sent[0].flags & fr.FLAG_TIME_VALID  # sealed before the ACK
+    for f in sent[1:]:
+        assert f.flags & fr.FLAG_TIME_VALID and abs(f.ts - fb.T0 - 3600) <= 3600
+    flash.close()
+
+
+def test_an_ack_sets_only_an_unset_clock_and_only_when_it_frees_frames():
+    # A captured ACK sent again frees nothing (its frames are gone): it must not date the
+    # tag. Once the clock is set, GNSS (under "Clock safety") corrects it, not another ACK.
+    app, board, flash = make()
+    board.sky = False
+    board.backend = None  # nothing acknowledged: every frame stays pending
+    fb.run(app, board, 20 * MIN)
+    first = fb.frames(board)[0]
+    now = app.mono.ms
+    app.handle_downlink(dated_ack(fb.DEVICE, first.boot, first.seq + 100, fb.T0 - 86400), now)
+    assert app.clock_unix(now) == -1 and app.store.pending() > 0
+    app.handle_downlink(dated_ack(fb.DEVICE, first.boot, first.seq, fb.T0 + 1200), now)
+    assert app.clock_unix(now) == fb.T0 + 1200 and app.clock_src == fr.CLOCK_BACKEND
+    app.handle_downlink(dated_ack(fb.DEVICE, first.boot, first.seq + 1, fb.T0 + 999), now)
+    assert app.clock_unix(now) == fb.T0 + 1200
+    flash.close()
+
+
 def test_motion_without_fix_notifies_then_escalates_then_clears():
     app, board, flash = make()
     board.moving = True

@@ -303,3 +303,23 @@ def test_the_inbox_takes_the_eight_frames_a_home_unit_writes_in_one_contact():
     assert len(board.vibrations) == 8 and app.rf.link.dropped == 1  # none twice; 9th dropped
     assert app.downlink.duplicates == 8
     flash.close()
+
+
+def test_minutes_moving_at_home_in_rf_mode_are_no_motion_without_a_fix():
+    # In RF mode the receiver is off by design: moving about the house is no motion *without
+    # a fix*. Counted, a morning at home went over the 10 minutes before the door, so the
+    # tag told the wearer to go outside as it left and escalated a shielding alert 10
+    # minutes later if it got no fix by then (a cold start, indoors at work: gate-week).
+    app, board, flash = make()
+    board.sky = False
+    arrive(app, board, 5 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    board.moving = True
+    fb.run(app, board, 25 * MIN)  # 20 minutes about the house
+    board.radio.home = None  # out of the door, into a building: no fix
+    fb.run(app, board, 33 * MIN)  # GPS mode from the lease's end, 7-8 minutes moving
+    assert app.mode.code == fr.MODE_GPS
+    assert board.vibrations == []
+    fb.run(app, board, 38 * MIN)  # 10 moving minutes in GPS mode without a fix
+    assert board.vibrations == [(2, 3)]
+    flash.close()

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import tagwatch_cli
 from sim import clock, scenario, truth
 from sim.generate import Simulation, generate
-from sim.params import SHIELDED, MovementParams
+from sim.params import HOME_ZONE_M, SHIELDED, MovementParams
+from sim.population import Movements, Subject
 
 EDGE = scenario.load("edge-cases")
 
@@ -74,8 +75,8 @@ def test_curfew_breaches_match_the_injections(edge: Simulation) -> None:
     # Planned to walk in 45 minutes late; the bus wait drawn on the way home moves it a bit.
     assert 35 * 60_000 <= late.duration_ms < 60 * 60_000
     night = by[(1, "out_at_night")]
-    # Out at 23:40: the breach starts once they are off the premises (sim.truth.PREMISES_M),
-    # seconds later on foot, or when the bus leaves a stop by the door.
+    # Out at 23:40: the breach starts once they are out of the home zone (sim.params.
+    # HOME_ZONE_M), seconds later on foot, or when the bus leaves a stop by the door.
     left = clock.to_local(night.start_ms, tz)
     assert time(23, 40) <= left.time() <= time(23, 53)
     assert night.duration_ms >= 150 * 60_000
@@ -83,6 +84,38 @@ def test_curfew_breaches_match_the_injections(edge: Simulation) -> None:
     w = night.detail["window"]
     assert w[1] - w[0] == 11 * clock.MS_PER_H
     assert {s for s, _ in by} == {0, 1}  # everyone else (compliant, no injection) was home
+
+
+def test_a_curfew_breach_starts_where_the_home_zone_ends() -> None:
+    """Home, for a curfew, is what the product promises (docs/rules.md): heard by the home
+    unit, or inside the subject's home zone. Waiting 12 minutes at a bus stop 35 m from the
+    door is inside it (and in the unit's range): the breach starts when the bus takes them
+    out of the zone, not at the bus stop (the truth counted it from 25 m, so the alert,
+    raised a grace after they left the zone, was scored 10.8 minutes late)."""
+    m, s = 60_000, 1000
+    home, stop, far = 0, 1, 2
+    t = np.array([0, 10 * m, 10 * m + 25 * s, 22 * m, 22 * m + 200 * s, 120 * m], np.int64)
+    x = np.array([0.0, 0.0, 35.0, 35.0, 2035.0, 2035.0])
+    mv = Movements(
+        t=t,
+        x=x,
+        y=np.zeros(len(t)),
+        place=np.array([home, -1, stop, -1, far, far], np.int32),
+        mode=np.zeros(len(t), np.int8),
+        offsets=np.array([0, len(t)], np.int64),
+        stays=[
+            [(home, 0, 10 * m), (stop, 10 * m + 25 * s, 22 * m), (far, 22 * m + 200 * s, 120 * m)]
+        ],
+        charging=[[]],
+        start_ms=0,
+        end_ms=120 * m,
+    )
+    subject = Subject(0, 1, 2, "test", home, -1, (), (), 0, 0, 1.0)
+    (breach,) = truth.curfew_breaches(mv, [subject], [(0, 120 * m)])
+    # The bus covers 2 km in 200 s: 10 m/s from 35 m out, so it leaves the zone 2.5 s later.
+    assert HOME_ZONE_M > 35.0
+    assert abs(breach.start_ms - (22 * m + (HOME_ZONE_M - 35.0) / 10.0 * s)) <= 1
+    assert breach.end_ms == 120 * m and breach.detail["kind"] == "left_early"
 
 
 def test_zone_entries_in_the_truth_log(edge: Simulation) -> None:

@@ -4,11 +4,10 @@ loss, the record of sessions and publishes, and downlinks both ways through a re
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -17,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from backend.broker import Mosquitto
 from firmware import board as hal
 from sim.hil_modem import ModemBridge
+from tests.descriptors import descriptors_past
 
 DELAY_MS = 5000
 
@@ -55,19 +55,6 @@ def test_losing_coverage_fails_an_opening_session_and_no_coverage_never_connects
     assert m.progress(10_000 + DELAY_MS) == hal.MODEM_FAILED
 
 
-@contextlib.contextmanager
-def _descriptors_past(fd: int) -> Iterator[None]:
-    """Hold open descriptors until the next one the process opens is above `fd`."""
-    held: list[int] = []
-    try:
-        while not held or held[-1] < fd:
-            held.append(os.open(os.devnull, os.O_RDONLY))
-        yield
-    finally:
-        for h in held:
-            os.close(h)
-
-
 @pytest.mark.parametrize("crowded", [False, True], ids=["few-descriptors", "past-fd-setsize"])
 def test_an_online_session_takes_downlinks_and_publishes_at_qos_1(
     shared_broker: Mosquitto, crowded: bool
@@ -89,7 +76,7 @@ def test_an_online_session_takes_downlinks_and_publishes_at_qos_1(
         peer.subscribe("hilmodem/up", qos=1)
         assert listening.wait(30)
         if crowded:
-            running.enter_context(_descriptors_past(1100))
+            running.enter_context(descriptors_past(1100))
         m.power(True)
         m.connect(0, "hilmodem", "hilmodem/down", broker, "pw")
         assert m.progress(DELAY_MS - 1) is None  # still registering

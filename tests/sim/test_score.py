@@ -28,6 +28,20 @@ def test_breach_beyond_grace_must_alert_and_short_one_must_not() -> None:
     assert s.missed == [{"subject": 1, "start_ms": 10 * M, "end_ms": 60 * M}]
 
 
+def test_a_return_within_a_fix_interval_of_the_grace_is_a_near_miss() -> None:
+    # Home 9 min 57 s into the window (gate-week, day 1, subject 94): a tag on its way home
+    # takes a fix a minute, so the rule cannot know it is home before the grace runs out;
+    # its alert is excused. A return a minute and a half inside the grace is no near miss.
+    crit = {tr.CURFEW_BREACH: CRITERIA[tr.CURFEW_BREACH]}
+    edge = tr.Episode(0, 9 * M + 57_000, tr.CURFEW_BREACH, 1)
+    alert = Alert(tr.CURFEW_BREACH, 1, 0, 10 * M + 5000, 10 * M + 15_000)
+    s = score_alerts(_truth(edge), [alert], crit)[tr.CURFEW_BREACH]
+    assert (s.episodes, s.false_alerts, s.excused_alerts, s.borderline) == (0, 0, 1, 1)
+    inside = tr.Episode(0, 8 * M + 30_000, tr.CURFEW_BREACH, 1)
+    s = score_alerts(_truth(inside), [alert], crit)[tr.CURFEW_BREACH]
+    assert (s.false_alerts, s.excused_alerts) == (1, 0)
+
+
 def test_alerts_match_only_their_subject_and_type() -> None:
     ep = tr.Episode(5 * M, 6 * M, tr.STRAP_CUT, 3)
     alerts = [
@@ -139,6 +153,21 @@ def test_a_day_not_charged_is_due_at_its_end_and_the_first_day_is_not_judged() -
     s = score_alerts(truth, [Alert(tr.NOT_CHARGED, 1, day, 2 * day + 3 * M, 2 * day)], crit)
     got = s[tr.NOT_CHARGED]
     assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [3 * M], 0)
+
+
+def test_a_day_a_partial_run_ends_in_is_not_judged() -> None:
+    # A window ending 45 s after midnight (the drain ended once the tags were empty): the
+    # truth cut the new day's episode there (ongoing_at_end). The rule judges a day when it
+    # is over, so no alert can be due for it; it was scored missed (gate-week, day 1
+    # 12:00-24:00, subjects 24 and 26).
+    day = 1440 * M
+    whole = tr.Episode(day, 2 * day, tr.NOT_CHARGED, 1)
+    cut = tr.Episode(2 * day, 2 * day + 45_000, tr.NOT_CHARGED, 1, {"ongoing_at_end": True})
+    truth = tr.TruthLog([whole, cut], 0, 2 * day + 45_000)
+    crit = {tr.NOT_CHARGED: CRITERIA[tr.NOT_CHARGED]}
+    got = score_alerts(truth, [Alert(tr.NOT_CHARGED, 1, day, 2 * day + M, 2 * day)], crit)
+    s = got[tr.NOT_CHARGED]
+    assert (s.episodes, s.detected, s.missed, s.false_alerts) == (1, 1, [], 0)
 
 
 def test_comms_loss_needs_the_threshold_and_a_gap_within_the_tags_cadence_is_borderline() -> None:
