@@ -49,6 +49,7 @@ from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
 from backend.rules.observe import frame_observations, security_observation
+from backend.rules.proximity import NOTIFY_PATTERN, NOTIFY_REPEATS
 from backend.rules.store import config_versions, load_config, subjects_of_devices
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import TAG, device_commands
@@ -287,7 +288,11 @@ class MonitoringSink(RuleSink):
                 # unsettled tail is folded afresh each time): do not send it again.
                 prev = conn.execute(
                     select(device_commands.c.value)
-                    .where(device_commands.c.device == c.device, device_commands.c.key == c.key)
+                    .where(
+                        device_commands.c.device == c.device,
+                        device_commands.c.key == c.key,
+                        device_commands.c.cmd == c.cmd,
+                    )
                     .order_by(device_commands.c.seq.desc())
                     .limit(1)
                 ).scalar()
@@ -298,11 +303,18 @@ class MonitoringSink(RuleSink):
                 select(func.max(device_commands.c.seq)).where(device_commands.c.device == c.device)
             ).scalar()
             seq = (last or 0) + 1
-            rec = fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
-            frame = fr.Frame(fr.COMMAND, c.device, 0, seq, int(now), [rec], fr.FLAG_TIME_VALID)
+            frame = fr.Frame(
+                fr.COMMAND, c.device, 0, seq, int(now), [_record(c)], fr.FLAG_TIME_VALID
+            )
             conn.execute(
                 insert(device_commands).values(
-                    device=c.device, seq=seq, key=c.key, value=c.value, reason=c.reason[:64], at=now
+                    device=c.device,
+                    seq=seq,
+                    cmd=c.cmd,
+                    key=c.key,
+                    value=c.value,
+                    reason=c.reason[:64],
+                    at=now,
                 )
             )
             out.append((c.device, fr.encode(frame, key)))
@@ -344,6 +356,15 @@ class MonitoringSink(RuleSink):
             self.counts["commands_sent"] += 1
         else:
             self.counts["commands_failed"] += 1
+
+
+def _record(c: Command) -> fr.Record:
+    """The command record a rule's Command asks for."""
+    if c.cmd == fr.CMD_NOTIFY:
+        return fr.Record(
+            fr.CMD_NOTIFY, pattern=NOTIFY_PATTERN, repeats=NOTIFY_REPEATS, message=c.key
+        )
+    return fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
 
 
 def _owner(history: list[tuple[int, str, int, int | None]], role: str, t: int) -> int | None:

@@ -9,12 +9,9 @@ inside) and a that accuracy,
 - *outside with confidence* when d >= k·a + hysteresis_m;
 - anything between changes nothing by itself.
 
-The accuracy a receiver reports comes from its satellites' geometry and is optimistic under
-multipath, exactly when it matters: a fix further from the last one the track explained (the
-anchor) than both accuracies and the wearer's motion allow (`move_mps` on foot, or the speed
-the track was already moving at) has its accuracy inflated by the excess. Such a fix is
-"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
-away) and the latest becomes the anchor, believed at its reported accuracy.
+The accuracy believed for a fix is the track's (track.py): the reported accuracy, inflated
+where the fix is further from the last one the track explained than both accuracies and the
+wearer's motion allow (multipath). Such a fix is "unexplained".
 
 An exclusion entry (or an inclusion exit) opens a pending episode at the first fix inside
 with confidence, dated from the moment of crossing — interpolated along the segment from the
@@ -60,11 +57,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from backend.rules import track
 from backend.rules.base import PENDING, Context, Rule
 from backend.rules.geo import EXCLUSION, INCLUSION, ZoneIndex, ZoneSpec
-from backend.rules.model import TAG, Command, Obs
+from backend.rules.model import Obs
 from backend.rules.schedule import active_at
-from firmware import frame as fr
+from backend.rules.track import ask_fast, is_jump, usable
 
 ENTRY = "exclusion_entry"
 EXIT = "inclusion_exit"
@@ -96,16 +94,6 @@ class Here(NamedTuple):
     y: float
     acc: float  # believed: the reported accuracy, inflated where the track contradicts it
     consistent: bool  # the track explains the fix with its reported accuracy
-
-
-def usable(obs: Obs, max_accuracy_m: float) -> bool:
-    return (
-        obs.name == "fix"
-        and obs.role == TAG
-        and obs.v("source") == fr.SOURCE_GNSS
-        and obs.v("fix_type") > 0
-        and obs.v("acc_dm") / 10 <= max_accuracy_m
-    )
 
 
 class Zones(Rule):
@@ -200,13 +188,12 @@ class Zones(Rule):
             xy = (float(px), float(py))
         x, y = xy
         prev = st["last"]
-        if prev is not None and obs.t > prev[0]:
-            dist = math.hypot(x - prev[1], y - prev[2])
-            slack = acc + prev[3]
-            if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
-                st["jumps"] += 1
-                return
-        believed = self._believed(st, obs.t, x, y, acc)
+        if is_jump(prev, obs.t, x, y, acc, self.p.max_speed_mps):
+            st["jumps"] += 1
+            return
+        believed = track.believed(
+            st, obs.t, x, y, acc, self.p.move_mps, self.p.max_speed_mps, self.p.reanchor_fixes
+        )
         consistent = believed == acc
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
@@ -223,27 +210,6 @@ class Zones(Rule):
             self._judge(st, ctx, here, index, zi, near.get(zi), prev, cross.get(zi))
         self._fast(st, ctx, obs, index, near, acc)
         st["last"] = [obs.t, x, y, believed, obs.ref]
-
-    def _believed(self, st: dict[str, Any], t: int, x: float, y: float, acc: float) -> float:
-        """The accuracy to believe for a fix. A receiver's accuracy comes from its satellite
-        geometry and misses multipath, which is exactly when it is wrong: a fix further from
-        the last one the track explained (the anchor) than both accuracies and the wearer's
-        motion allow (on foot from rest, or the speed the track was already moving at) is off
-        by at least the rest. After `reanchor_fixes` such fixes in a row the track has moved
-        on (a car pulling away), not the fixes: the latest becomes the anchor, believed."""
-        anchor: list[float] | None = st.get("anchor")
-        if anchor is None or t <= anchor[0]:
-            st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
-            return acc
-        dt = t - anchor[0]
-        dist = math.hypot(x - anchor[1], y - anchor[2])
-        on_foot: float = self.p.move_mps
-        excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
-        st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
-        if excess > 0 and st["odd"] < self.p.reanchor_fixes:
-            return acc + excess
-        st["anchor"], st["odd"] = [t, x, y, acc, min(dist / dt, self.p.max_speed_mps)], 0
-        return acc
 
     def _judge(
         self,
@@ -438,20 +404,8 @@ class Zones(Rule):
         close = any(
             index.specs[z].kind == EXCLUSION and d <= self.p.near_m + acc for z, d in near.items()
         )
-        if not close or st["fast_until"] >= obs.t + self.p.fast_for_s // 2:
-            return
-        st["fast_until"] = obs.t + self.p.fast_for_s
-        if ctx.live:
-            ctx.commands.append(
-                Command(
-                    obs.device,
-                    fr.CFG_FAST_UNTIL,
-                    st["fast_until"],
-                    "near exclusion zone",
-                    obs.ref,
-                    self.p.fast_for_s // 2,
-                )
-            )
+        if close:
+            ask_fast(st, ctx, obs.device, obs.t, obs.ref, self.p.fast_for_s, "near exclusion zone")
 
 
 def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:
