@@ -82,6 +82,7 @@ from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
+    VICTIM,
     cell_of,
     device_events,
     devices,
@@ -409,7 +410,9 @@ class Ingest:
     ) -> str:
         """Why a correctly signed frame does not belong on its topic ('' if it does)."""
         want_type = fr.TAG_DATA if expect == TAG else fr.HOME_DATA
-        if device.kind != expect or f.mtype != want_type:
+        # A victim device speaks as a tag on its own tag channels, never relayed.
+        speaks_as = TAG if device.kind == VICTIM and via_unit is None else device.kind
+        if speaks_as != expect or f.mtype != want_type:
             return f"a {device.kind} frame of type {f.mtype} on {kind}/{channel}"
         if via_unit is None and f.device != ident:
             return f"device {f.device}'s frame on device {ident}'s topic"
@@ -720,7 +723,8 @@ class Ingest:
         acks = []
         for dev_id in sorted(by_device):
             device, seen = by_device[dev_id]
-            topic = topics.tag_down(dev_id) if device.kind == TAG else topics.home_down(dev_id)
+            home = device.kind == HOME_UNIT
+            topic = topics.home_down(dev_id) if home else topics.tag_down(dev_id)
             ranges = ack_ranges(seen)
             for i in range(0, len(ranges), MAX_RANGES_PER_ACK):
                 recs = [
