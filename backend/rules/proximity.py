@@ -27,6 +27,10 @@ than `pair_window_s` says nothing (the victim device silent, or the tag in RF mo
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
 and within the warning distance the tag is asked to sample fast (as near an exclusion zone).
+A tag under an order with a victim device is asked once (per rule state, live data only; the
+sink does not repeat a command the device already had) to close its upload batches every
+`tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
+would learn of an approach minutes after it happened, whatever the rule did.
 
 Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference
 and the distance, never its position; the tag's fixes are evidence as usual.
@@ -74,6 +78,7 @@ class ProximityParams:
     pair_window_s: int = 90  # the other side's fix must be at most this much older
     evidence_gap_s: int = 180  # a pending episode without support for this long ends
     fast_for_s: int = 900
+    tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
 
 
 class Pair(NamedTuple):
@@ -96,7 +101,15 @@ class Proximity(Rule):
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
         # device, the last pair [t, d]; visit: per "device/type", the distance's visit.
-        return {"open": {}, "tracks": {}, "prev": {}, "visit": {}, "fast_until": 0, "jumps": 0}
+        return {
+            "open": {},
+            "tracks": {},
+            "prev": {},
+            "visit": {},
+            "fast_until": 0,
+            "jumps": 0,
+            "batched": [],
+        }
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         links = ctx.config.victims
@@ -114,6 +127,18 @@ class Proximity(Rule):
         fix = self._accept(st, obs, side)
         if fix is None:
             return
+        if side == "tag" and ctx.live and obs.device not in st["batched"]:
+            st["batched"].append(obs.device)
+            ctx.commands.append(
+                Command(
+                    obs.device,
+                    fr.CFG_BATCH_S,
+                    self.p.tag_batch_s,
+                    "bilateral order",
+                    obs.ref,
+                    min_gap=1,
+                )
+            )
         for other, link in others:
             there = st["tracks"].get(other, {}).get("last")
             tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)

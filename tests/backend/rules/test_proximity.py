@@ -103,6 +103,9 @@ def test_the_victim_device_is_warned_once_per_episode_on_live_data() -> None:
     # ... and the tag is asked to sample fast while within the warning distance.
     fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL]
     assert fast and all(c.device == TAG_ID for c in fast)
+    # ... and to upload every minute, once.
+    batch = [(c.device, c.value) for c in res.commands if c.key == fr.CFG_BATCH_S]
+    assert batch == [(TAG_ID, 60)]
     replay = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=False)
     assert replay.commands == []
 
