@@ -23,7 +23,8 @@ none at home: RF mode), 15 s while the backend asks it to sample fast, and uploa
 when it has 10 fixes or its batch time has passed: 600 s as the firmware ships, `tag_batch_s`
 once the backend's CFG_BATCH_S command (sent by the proximity rule) has reached it. Commands
 reach the tag `downlink_s` after the evaluation that asked for them. The victim's phone
-fixes every 30 s and uploads every 30 s, but is offline for 10-40 minutes at a time at the
+fixes every 30 s (every 10 s for 15 minutes after a warning reached it, as the reference
+client recommends) and uploads every fix, but is offline for 10-40 minutes at a time at the
 scenario's rate, and then uploads its backlog late. Every upload is evaluated by the rule
 engine's Evaluator (live continuation, late data re-evaluated from snapshots) at its
 arrival: an alert's raised time is when the evaluation that first found it ran.
@@ -76,6 +77,8 @@ class BilateralParams:
     tag_batch_s: int = px.ProximityParams().tag_batch_s  # what the rule's command sets
     firmware_batch_s: int = 600  # the tag's batch time before that command arrives
     downlink_s: int = 5
+    victim_fast_s: int = 10  # the victim app's fix interval for a while after a warning
+    victim_fast_for_s: int = 900
 
 
 @dataclass
@@ -288,6 +291,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
         a = START + int(rng.uniform(0, prm.days * 86400))
         offline.append((a, a + int(rng.uniform(10, 40) * 60)))
     batch_s, fast_until, moved_at = prm.firmware_batch_s, 0, -(10**9)
+    victim_fast_until = 0
     next_tag, last_tag, next_victim, seq = START, START - 3600, START, 0
     tag_batch: list[Obs] = []
     tag_batch_start = 0
@@ -326,7 +330,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
             arrivals.append((t + 2, tag_batch))
             tag_batch = []
         if t >= next_victim:
-            next_victim = t + 30
+            next_victim = t + (prm.victim_fast_s if t < victim_fast_until else 30)
             if fixes.valid[1]:
                 seq += 1
                 victim_batch.append(_obs(victim, VICTIM, seq, t, fixes.x[1], fixes.y[1],
@@ -335,6 +339,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 back = max((b for a, b in offline if a <= t < b), default=t)
                 arrivals.append((back + 2, victim_batch))
                 victim_batch = []
+        offline_at = {t for a, b in offline if a <= t < b}
         due = [a for a in arrivals if a[0] <= t]
         for a in due:
             arrivals.remove(a)
@@ -344,6 +349,8 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
             for c in changes.commands:
                 if c.cmd == fr.CMD_NOTIFY:
                     counts["notify"] += 1
+                    if at not in offline_at:
+                        victim_fast_until = at + prm.downlink_s + prm.victim_fast_for_s
                 elif c.device == tag:
                     counts["fast_until" if c.key == fr.CFG_FAST_UNTIL else "batch_s"] += 1
                     pending.append((at + prm.downlink_s, c.key, c.value))

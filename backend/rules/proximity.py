@@ -17,9 +17,11 @@ Each distance (the order's warning distance, then its alert distance) is judged 
 edge: a visit opens at the first pair within R at all, dated at the crossing (interpolated
 between this pair's distance and the previous one's), and becomes a pending episode at the
 first pair within R with confidence. While pending it keeps a balance of support: +1 per pair
-within R with confidence, -1 per pair outside R whose fixes the tracks both explain; it ends
-as a near miss when the balance reaches 0, or when nothing has supported it for
-`evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed since the
+within R with confidence, -1 per pair whose whole uncertainty is outside R (d - u > R) and
+whose fixes the tracks both explain; it ends as a near miss when the balance reaches 0, or
+when nothing has supported it for `evidence_gap_s`. (A zone's edge is fixed, so the zone rule
+counts any explained fix outside it against; here both ends are measured, and a pair merely
+straddling R with a victim's phone indoors at 40 m says nothing either way.) It is confirmed at a supporting pair once `dwell_s` has passed since the
 crossing with at least `min_fixes` supporting pairs. Once confirmed only a pair apart with
 confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
 than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
@@ -202,7 +204,7 @@ class Proximity(Rule):
         apart = pair.d - pair.u >= radius + self.p.hysteresis_m
         over = pair.d <= radius
         if vs is not None:
-            against = not confirmed and not over and pair.consistent
+            against = not confirmed and pair.d - pair.u > radius and pair.consistent
             if against:
                 vs["support"] -= 1
             if (apart and confirmed) or (against and vs["support"] <= 0):
