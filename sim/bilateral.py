@@ -100,9 +100,7 @@ class Pair:
     injected: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _route(
-    person: Person, i0: int, x1: float, y1: float, speed: float, env: int = STREET
-) -> int:
+def _route(person: Person, i0: int, x1: float, y1: float, speed: float, env: int = STREET) -> int:
     """Move from the track's position at grid index i0 straight to (x1, y1) at `speed`;
     returns the index of arrival."""
     x0, y0 = person.x[i0], person.y[i0]
@@ -191,9 +189,7 @@ def inject(rng: np.random.Generator, pair: Pair, kind: str, day: int) -> None:
         _rejoin(p, plan_p, k2 + 1)
         pair.injected.append({"kind": kind, "t": START + i * STEP_S, "apart_m": round(apart)})
         return
-    near, hold = (
-        (rng.uniform(20, 150), rng.uniform(0.5, 15)) if kind == "pursuit" else (600.0, 0)
-    )
+    near, hold = (rng.uniform(20, 150), rng.uniform(0.5, 15)) if kind == "pursuit" else (600.0, 0)
     if kind == "near_miss":
         hold = rng.uniform(3, 20)
     far = 800.0 if kind == "pursuit" else 1500.0
@@ -369,9 +365,7 @@ def _result(
     out = []
     for ep in (e for e in repo.episodes.values() if e.type == px.ALERT):
         raised = min(
-            seen[o.key]
-            for o in every
-            if o.type == px.ALERT and o.key in seen and _overlap(o, ep)
+            seen[o.key] for o in every if o.type == px.ALERT and o.key in seen and _overlap(o, ep)
         )
         end = None if ep.end is None else ep.end * 1000
         out.append(Alert(PROXIMITY, pair.index, ep.start * 1000, raised * 1000, end, ep.type))

@@ -21,9 +21,10 @@ within R with confidence, -1 per pair whose whole uncertainty is outside R (d - 
 whose fixes the tracks both explain; it ends as a near miss when the balance reaches 0, or
 when nothing has supported it for `evidence_gap_s`. (A zone's edge is fixed, so the zone rule
 counts any explained fix outside it against; here both ends are measured, and a pair merely
-straddling R with a victim's phone indoors at 40 m says nothing either way.) It is confirmed at a supporting pair once `dwell_s` has passed since the
-crossing with at least `min_fixes` supporting pairs. Once confirmed only a pair apart with
-confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
+straddling R with a victim's phone indoors at 40 m says nothing either way.) It is confirmed
+at a supporting pair once `dwell_s` has passed since the crossing with at least `min_fixes`
+supporting pairs. Once confirmed only a pair apart with confidence ends it: drift across the
+distance cannot flap. A pair whose other fix is older
 than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message

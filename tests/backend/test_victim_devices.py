@@ -6,8 +6,10 @@ acknowledged back."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, insert, select
 
+from backend import metrics
 from backend.clock import ManualClock
 from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import Registry
@@ -164,3 +166,19 @@ def test_a_forged_or_replayed_warning_is_refused_by_the_client(world: World) -> 
     results = [fr.decode(x, world.victim.key).records[0].result for x in (first, again)]
     assert results == [fr.RESULT_OK, fr.RESULT_REPLAY]
     assert len(world.victim.warnings) == 1
+
+
+def test_a_silent_victim_device_is_counted_past_its_links_threshold(world: World) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T, T, silent_s=600)
+    db = metrics.DatabaseCollector(world.engine, world.clock)
+
+    def silent() -> float | None:
+        reg = CollectorRegistry()
+        reg.register(db)
+        return reg.get_sample_value("tagwatch_devices_silent", {"kind": VICTIM})
+
+    world.clock.set(T + 500)
+    assert silent() == 0
+    world.clock.set(T + 700)
+    assert silent() == 1
