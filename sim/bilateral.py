@@ -207,7 +207,7 @@ def make_pairs(prm: BilateralParams) -> list[Pair]:
     rng = np.random.default_rng([prm.seed, 0xB11])
     pairs = []
     for n in range(prm.pairs):
-        homes = []
+        homes: list[tuple[float, float]] = []
         while len(homes) < 2 or math.dist(*homes) < 3000:
             homes = [(rng.uniform(-6000, 6000), rng.uniform(-6000, 6000)) for _ in range(2)]
         pair = Pair(n, routine(rng, prm.days, homes[0]), routine(rng, prm.days, homes[1]))
@@ -337,8 +337,8 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 victim_batch = []
         offline_at = {t for a, b in offline if a <= t < b}
         due = [a for a in arrivals if a[0] <= t]
-        for a in due:
-            arrivals.remove(a)
+        for arrival in due:
+            arrivals.remove(arrival)
         for at, obs in sorted(due, key=lambda a: a[0]):
             late += any(o.t < at - 600 for o in obs)
             changes = ev.observe(cfg, repo.store(obs), at)
