@@ -35,8 +35,10 @@ sink does not repeat a command the device already had) to close its upload batch
 `tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
 would learn of an approach minutes after it happened, whatever the rule did.
 
-Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference
-and the distance, never its position; the tag's fixes are evidence as usual.
+Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference,
+never its position nor a distance per fix (several distances from known tag positions would
+place the victim); details keep the configured distance and the closest seen; the tag's
+fixes are evidence as usual.
 
 `VictimSilent` is the victim device's own comms loss: no frame from it for the link's
 `silent_s` (else `threshold_s`), dated at its last contact — a type of its own
@@ -255,6 +257,10 @@ class Proximity(Rule):
             )
         else:
             self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
+        cur = self.slot(st, type_, vs["slot"])
+        if cur is not None:
+            details = cur["ep"]["details"]
+            details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
         if vs["n"] >= self.p.min_fixes and obs.t - vs["since"] >= self.p.dwell_s:
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)
@@ -274,13 +280,12 @@ class Proximity(Rule):
 
     @staticmethod
     def _seen(pair: Pair, obs: Obs | None = None) -> dict[str, Any]:
-        """Evidence of a pair: the tag's fix as it was, or only the victim fix's reference
-        and the distance (never the victim's position)."""
-        base: dict[str, Any] = {"t": pair.t, "ref": pair.ref, "name": "proximity"}
+        """Evidence of a pair: the tag's fix as it was, or only the victim fix's reference.
+        Never the victim's position, nor a distance per fix: distances from several known
+        tag positions would place the victim (the episode keeps only the closest)."""
         if obs is not None and obs.role == TAG:
-            base = obs.evidence()
-        base["distance_m"] = round(pair.d)
-        return base
+            return obs.evidence()
+        return {"t": pair.t, "ref": pair.ref, "name": "proximity"}
 
     def _confirmed(self, st: dict[str, Any], type_: str, vs: dict[str, Any]) -> bool:
         cur = self.slot(st, type_, vs["slot"])

@@ -144,11 +144,17 @@ def test_a_multipath_fix_near_the_victim_does_not_alert() -> None:
 def test_the_victims_position_is_never_evidence() -> None:
     b = Builder()
     meet(b, approach(60, 12))
-    for e in ENGINE.evaluate(cfg(), b.obs, T + 7200):
-        for item in e.evidence:
-            if item.get("device") == VICTIM_ID or str(item.get("ref", "")).startswith("7001/"):
-                assert "lat_e7" not in item and "lon_e7" not in item
-            assert "distance_m" in item or item.get("name") != "proximity"
+    eps = near(ENGINE.evaluate(cfg(), b.obs, T + 7200))
+    assert eps
+    for e in eps:
+        victims = [i for i in e.evidence if str(i["ref"]).startswith(f"{VICTIM_ID}/")]
+        tags = [i for i in e.evidence if i.get("device") == TAG_ID]
+        assert victims and tags
+        for item in victims:
+            assert set(item) == {"t", "ref", "name"}
+        # No distance beside a tag position (several would place the victim): one number.
+        assert all("distance_m" not in i for i in e.evidence)
+        assert 40 <= e.details["closest_m"] <= 80
 
 
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
