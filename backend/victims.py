@@ -103,6 +103,7 @@ def link(
         insert(victim_devices).values(
             device=device,
             order_id=order_id,
+            subject_id=order.subject_id,
             warn_m=warn_m,
             alert_m=alert_m,
             silent_s=silent_s,
@@ -155,15 +156,11 @@ def get(conn: Connection, link_id: int) -> Link:
 
 
 def of_subject(conn: Connection, subject_id: int) -> list[Link]:
-    rows = conn.execute(
-        _LINKS.where(orders.c.subject_id == subject_id).order_by(victim_devices.c.id)
-    )
-    return [_link(r) for r in rows]
+    q = _LINKS.where(victim_devices.c.subject_id == subject_id).order_by(victim_devices.c.id)
+    return [_link(r) for r in conn.execute(q)]
 
 
-_LINKS = select(victim_devices, orders.c.subject_id).join(
-    orders, orders.c.id == victim_devices.c.order_id
-)
+_LINKS = select(victim_devices)
 
 
 def _link(r: Any) -> Link:

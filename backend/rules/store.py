@@ -130,11 +130,10 @@ def load_config(conn: Connection, subject_id: int) -> SubjectConfig:
         cfg.comms_loss_s = min(comms) if comms else None
         graces = [o.curfew_grace_s for o in ords if o.curfew_grace_s is not None]
         cfg.curfew_grace_s = min(graces) if graces else None
-    v, o = victim_devices.c, orders.c
+    v = victim_devices.c
     for r in conn.execute(
         select(v.device, v.warn_m, v.alert_m, v.starts_at, v.ends_at, v.silent_s)
-        .join(orders, o.id == v.order_id)
-        .where(o.subject_id == subject_id)
+        .where(v.subject_id == subject_id)
         .order_by(v.id)
     ):
         cfg.victims.append(

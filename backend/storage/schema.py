@@ -525,6 +525,7 @@ victim_devices = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
     Column("order_id", BigInteger, ForeignKey("orders.id"), nullable=False),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),  # the order's
     Column("warn_m", Integer, nullable=False),
     Column("alert_m", Integer, nullable=False),
     Column("silent_s", Integer, nullable=True),
@@ -534,6 +535,7 @@ victim_devices = Table(
     Column("created_at", Double, nullable=False),
     Index(None, "device"),
     Index(None, "order_id"),
+    Index(None, "subject_id"),
 )
 
 # Re-evaluation reads a subject's stored frames by device and event time; and home-unit

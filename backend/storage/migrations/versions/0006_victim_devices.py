@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", RowId, autoincrement=True, nullable=False),
         sa.Column("device", sa.BigInteger(), nullable=False),
         sa.Column("order_id", sa.BigInteger(), nullable=False),
+        sa.Column("subject_id", sa.BigInteger(), nullable=False),
         sa.Column("warn_m", sa.Integer(), nullable=False),
         sa.Column("alert_m", sa.Integer(), nullable=False),
         sa.Column("silent_s", sa.Integer(), nullable=True),
@@ -34,10 +35,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Double(), nullable=False),
         sa.ForeignKeyConstraint(["device"], ["devices.id"]),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"]),
+        sa.ForeignKeyConstraint(["subject_id"], ["subjects.id"]),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_victim_devices")),
     )
     op.create_index(op.f("ix_victim_devices_device"), "victim_devices", ["device"])
     op.create_index(op.f("ix_victim_devices_order_id"), "victim_devices", ["order_id"])
+    op.create_index(op.f("ix_victim_devices_subject_id"), "victim_devices", ["subject_id"])
     with op.batch_alter_table("device_commands") as batch:
         batch.add_column(sa.Column("cmd", sa.SmallInteger(), nullable=False, server_default="48"))
 
@@ -45,6 +48,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("device_commands") as batch:
         batch.drop_column("cmd")
+    op.drop_index(op.f("ix_victim_devices_subject_id"), table_name="victim_devices")
     op.drop_index(op.f("ix_victim_devices_order_id"), table_name="victim_devices")
     op.drop_index(op.f("ix_victim_devices_device"), table_name="victim_devices")
     op.drop_table("victim_devices")
