@@ -20,7 +20,10 @@ ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR)
 # and their conditions, curfews, exceptions with their reasons, zones (the home and a
 # victim's address among them), equipment and charging schedule. MANAGE: every change to the
 # subject's records: its monitoring (orders, curfews, zones...) and the work on its alerts
-# (acknowledge, resolve). Every scope but MANAGE only reads.
+# (acknowledge, resolve). VICTIM: a linked victim's device: its link, the warnings sent to it
+# and (only with victim-safe mode off) the victim's own positions; never shared, never a
+# partner's (docs/rules.md, "Proximity: the victim's device"). Every scope but MANAGE only
+# reads.
 VIEW = "view"
 LIVE = "live"
 TRAIL = "trail"
@@ -28,15 +31,16 @@ ALERTS = "alerts"
 REPORTS = "reports"
 CONDITIONS = "conditions"
 MANAGE = "manage"
-SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE)
+VICTIM = "victim"
+SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE, VICTIM)
 # What a share can grant (VIEW comes with any share; MANAGE never crosses units, so a share
-# is read-only).
+# is read-only; nor does VICTIM).
 SHAREABLE = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
 # Scopes whose every use is a consultation of personal data (locations, addresses, the
 # conditions of an order), audited as such.
-CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
+CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, VICTIM)
 # Scopes that need a stated purpose on every request.
-PURPOSE_REQUIRED = (TRAIL,)
+PURPOSE_REQUIRED = (TRAIL, VICTIM)
 
 UNIT_KINDS = ("police", "partner")
 

@@ -2,9 +2,10 @@
 against a subject of each unit and one shared across them. Expectations come from the
 policy written out here independently of the implementation (backend/security/roles.py):
 
-- own unit: supervisors and officers may do everything, partners read, administrators
-  and auditors see nothing;
-- a share grants VIEW plus its scopes to supervisors, officers and partners, never MANAGE;
+- own unit: supervisors and officers may do everything, partners read (but a victim's
+  device: its link, warnings and positions), administrators and auditors see nothing;
+- a share grants VIEW plus its scopes to supervisors, officers and partners, never MANAGE
+  and never the victim's device;
 - anything else is invisible: 404, the same answer as for a subject that does not exist.
 
 Routes added later by other issues are included automatically; for id routes that are not
@@ -52,8 +53,8 @@ from tests.backend.api.world import (
 from tests.backend.conftest import ENGINES
 from tests.backend.investigations.scenario import Fix, at
 
-ALL = {"view", "live", "trail", "alerts", "reports", "conditions", "manage"}
-READ = ALL - {"manage"}
+ALL = {"view", "live", "trail", "alerts", "reports", "conditions", "manage", "victim"}
+READ = ALL - {"manage", "victim"}
 OWN = {"supervisor": ALL, "officer": ALL, "partner": READ, "administrator": set(), "auditor": set()}
 SHARE_USERS = {"supervisor", "officer", "partner"}
 # What the world's shares grant: subject -> unit -> scopes.
