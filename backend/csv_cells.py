@@ -11,7 +11,8 @@ as numbers."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 QUOTE = "'"
@@ -38,3 +39,14 @@ class Writer:
 
     def writerow(self, row: Iterable[Any]) -> None:
         self._writer.writerow([cell(v) for v in row])
+
+
+def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> bytes:
+    """A CSV file (CRLF line ends, as RFC 4180): a header of `columns`, then each row's
+    values in that order, an absent or None value as an empty cell."""
+    buf = io.StringIO()
+    w = Writer(buf, lineterminator="\r\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    return buf.getvalue().encode()

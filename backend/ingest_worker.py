@@ -8,12 +8,15 @@
   end-to-end ACKs are published; a worker killed mid-batch leaves its frames unacknowledged
   at the broker, which redelivers them when the session reconnects. Independently, devices
   retransmit every frame without an end-to-end ACK; idempotent ingest makes both safe.
-- One thread does everything: it drives paho's network loop itself (`loop()`, the client's
-  documented external-loop API) to collect a batch, then runs the pipeline, then sends the
-  PUBACKs. A CPU-bound pipeline beside paho's own network thread made the two fight for the
-  GIL (paho releases it for each of the three or more recv() calls a message costs, then
-  waits up to the 5 ms switch interval to get it back), so receiving and processing did not
-  overlap anyway and each message paid for thread hand-offs; profiled in docs/scaling.md.
+- One thread does everything: it drives paho's network loop itself (the client's documented
+  external-loop API: `socket()` watched with select, then `loop_read()`, `loop_write()`,
+  `loop_misc()`) to collect a batch, then runs the pipeline, then sends the PUBACKs. It also
+  reconnects itself (`reconnect()`, a second after a failed attempt or a lost connection):
+  paho's own reconnect delay applies only to its loop_forever/loop_start threads. A
+  CPU-bound pipeline beside paho's own network thread made the two fight for the GIL (paho
+  releases it for each of the three or more recv() calls a message costs, then waits up to
+  the 5 ms switch interval to get it back), so receiving and processing did not overlap
+  anyway and each message paid for thread hand-offs; profiled in docs/scaling.md.
   While a batch is processed the kernel socket buffer and the broker hold what arrives.
 - Every downlink (ACKs from the pipeline, commands from the rules) is tracked until the
   broker's PUBACK. MQTT v5 gives its reason code: 0x80 and above means the broker refused and
@@ -261,7 +264,6 @@ class IngestWorker:
             c.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password)
         c.max_inflight_messages_set(1000)  # acks out; paho's default of 20 throttles them
         c.max_queued_messages_set(0)
-        c.reconnect_delay_set(1, 2)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
         props.ReceiveMaximum = 65535

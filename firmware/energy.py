@@ -16,9 +16,6 @@ class Ledger:
             self.uas[part] = 0
             self.rem[part] = 0
 
-    def current_ua(self, part: str, state: str) -> int:
-        return self.table[part][state]
-
     def set(self, part: str, state: str, now_ms: int) -> None:
         if part not in self.table:
             return

@@ -352,13 +352,14 @@ def _decode_records(body: memoryview) -> "list[Record]":
         if rlen < size:
             raise DecodeError("record_short", "%s needs %d bytes, has %d" % (spec[0], size, rlen))
         values = struct.unpack_from(spec[1], payload, 0) if size else ()
-        if rtype == FIX and not _fix_in_range(values):
+        if rtype == FIX and not fix_in_range(values):
             raise DecodeError("value", "fix outside the globe")
         records.append(Record(rtype, values, extra=payload[size:], trusted=True))
     return records
 
 
-def _fix_in_range(v: "tuple[int, ...]") -> bool:
+def fix_in_range(v: "tuple[int, ...]") -> bool:
+    """Whether a FIX record's values (wire order) lie on the globe."""
     return -900000000 <= v[1] <= 900000000 and -1800000000 <= v[2] <= 1800000000
 
 

@@ -1,6 +1,6 @@
 # HMAC-SHA256 (RFC 2104) for MicroPython, which has hashlib.sha256 but no hmac module.
 # The same code runs on CPython; tests prove it equal to CPython's hmac.
-# On CPython the C implementation is used for speed: both give identical bytes.
+# On CPython the C implementations are used for speed: both give identical results.
 import hashlib
 
 try:
@@ -41,6 +41,8 @@ def hmac_sha256(key: bytes, msg: bytes) -> bytes:
 
 def equal(a: bytes, b: bytes) -> bool:
     """Constant-time comparison: the time taken does not depend on where a and b differ."""
+    if _hmac is not None:
+        return _hmac.compare_digest(a, b)
     if len(a) != len(b):
         return False
     diff = 0

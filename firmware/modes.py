@@ -1,7 +1,8 @@
 # Operating modes. The application delegates positioning and transport to the current mode:
 # GPS mode (this file) duty-cycles the GNSS receiver and uplinks over the cellular modem. RF
-# home mode (issue 4) is another Mode: GNSS and modem off, beacons to the home unit, records
-# handed over for relay; it switches with App.set_mode(), which records a MODE record.
+# home mode (firmware/rfmode.py) is another Mode: GNSS and modem off, beacons to the home
+# unit, records handed over for relay; it switches with App.set_mode(), which records a MODE
+# record.
 from firmware import frame as fr
 from firmware import sampling
 from firmware.runtime import TYPE_CHECKING

@@ -40,7 +40,6 @@ class Sampler:
         self.on_at_ms = 0
         self.off_at_ms = 0
         self.last_fix_ms = -1  # last accepted fix (monotonic ms)
-        self.last_attempt_ms = -1
         self.next_ms = 0  # when the next fix is due
         self.plan_ms = -1  # what next_ms counts from (power-on of a fix, or a give-up)
         self.kind = COLD
@@ -77,7 +76,6 @@ class Sampler:
         self.starts[self.kind] += 1
         self.state = ACQUIRING
         self.on_at_ms = now_ms
-        self.last_attempt_ms = now_ms
         return self.kind
 
     def acquire_deadline_ms(self) -> int:

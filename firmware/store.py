@@ -76,7 +76,6 @@ class Store:
         self.seg_entries = seg_entries
         self.segs: list[Segment] = []
         self.next_n = 0
-        self.torn = 0  # entries found damaged at recovery (the append a power cut interrupted)
         self.recover()
 
     # -- recovery ---------------------------------------------------------------------------
@@ -130,8 +129,6 @@ class Store:
                 break
             seg.offs.append(off)
             off += _ENTRY_HEAD + ln
-        if off < total:
-            self.torn += 1
         seg.size = total
         try:
             acks = self.files.read(_ack_name(n))
@@ -254,13 +251,6 @@ class Store:
             boot, seq, n = p
             yield boot, seq, self.read(n, seq)
             p = self.next_pending(n, self.index_of(n, seq))
-
-    def is_pending(self, boot: int, seq: int) -> bool:
-        for seg in self.segs:
-            j = seq - seg.first
-            if seg.boot == boot and 0 <= j < seg.count():
-                return not seg.is_acked(j)
-        return False
 
     def read(self, n: int, seq: int) -> bytes:
         for seg in self.segs:

@@ -32,7 +32,6 @@ class Uplink:
         self.failures = 0
         self.cursor = (-1, -1)  # (segment, index) of the last frame sent this session
         self.last_progress_ms = 0
-        self.acked_seen = 0
         self.resends = 0
         self.sessions = 0
         self.published = 0

@@ -43,7 +43,7 @@ START = (50.71617, -1.87535)  # Bournemouth: the walk begins here
 WALK_MPS = 1.4
 WALK_BEARING_DEG = 45.0
 JUMP_DEG = 0.3  # ~33 km north: no wearer gets there in seconds
-TAMPER_LIMIT_S = 30.0  # the "on its way within 30 s"
+TAMPER_LIMIT_S = 30.0  # a strap opened on the bench must be reported within 30 s
 BENCH_KEYS = ("device", "board", "fix_moving_s", "fix_rest_s", "batch_fixes", "batch_s")
 
 

@@ -63,10 +63,6 @@ class Cellular:
         lat = self.p.latency_median_ms * np.exp(rng.normal(0.0, self.p.latency_sigma, n))
         return np.rint(lat).astype(np.int64)
 
-    def reattach_ms(self, n: int, rng: np.random.Generator) -> NDArray[np.int64]:
-        t = self.p.reattach_median_ms * np.exp(rng.normal(0.0, 0.5, n))
-        return np.rint(t).astype(np.int64)
-
 
 def random_outages(
     subjects: int, start_ms: int, end_ms: int, seed: int, p: CellularParams | None = None

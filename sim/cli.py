@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from sim.scenario import Scenario
+
 app = typer.Typer(help="Simulated tags and runs through the real stack.", no_args_is_help=True)
+
+
+def _scenario(name: str, command: str) -> Scenario:
+    """The scenario `name` names, or exit 2 with the reason it cannot be used."""
+    from sim import scenario as scn
+
+    try:
+        return scn.load(name)
+    except scn.ScenarioError as exc:
+        typer.echo(f"tagwatch sim {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -74,14 +88,9 @@ def run_scenario(
     from pathlib import Path
 
     from sim import run as sim_run
-    from sim import scenario as scn
     from sim.fleet import RunOptions
 
-    try:
-        sc = scn.load(scenario)
-    except scn.ScenarioError as exc:
-        typer.echo(f"tagwatch sim run: {exc}", err=True)
-        raise typer.Exit(2) from None
+    sc = _scenario(scenario, "run")
     outcome = sim_run.run(
         sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
     )
@@ -111,14 +120,9 @@ def world(
     from rich.table import Table
 
     from sim import generate as gen
-    from sim import scenario as scn
     from sim import world_map
 
-    try:
-        sc = scn.load(scenario)
-    except scn.ScenarioError as exc:
-        typer.echo(f"tagwatch sim world: {exc}", err=True)
-        raise typer.Exit(2) from None
+    sc = _scenario(scenario, "world")
     sim = gen.generate(sc, seed=seed, days=days)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -219,7 +219,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from backend.api.routes_web import LEAFLET_DIR
+    from backend.api.routes.web import LEAFLET_DIR
     from backend.web.demo_accounts import format_logins
 
     for name, path in outcome.paths.items():

@@ -227,7 +227,6 @@ class FleetBoard:
         self.core = rng.standard_normal(2)  # Gauss-Markov core error (sim.gnss)
         self.core_ms = 0
         self.epochs = 0
-        self.epochs_fixed = 0
         self.last_motion_ms = -1
         self.vibrations: list[tuple[int, int, int]] = []
 
@@ -307,7 +306,6 @@ class FleetBoard:
                 out.append(self.receiver.second(s, None))
                 continue
             lat, lon = self.world.to_latlon(float(f.x[0]), float(f.y[0]))
-            self.epochs_fixed += 1
             self.last_fix_ms = t_ms
             pos = nmea.Position(lat, lon, int(f.sats[0]), float(f.hdop[0]))
             out.append(self.receiver.second(s, pos))

@@ -212,7 +212,6 @@ def resolve_events(
 
 
 def _energy(
-    sim_world: World,
     subjects: list[Subject],
     mv: Movements,
     injections: list[Injection],
@@ -324,7 +323,7 @@ def generate(
     ]
     per_tag = random_outages(len(subjects), mv.start_ms, mv.end_ms, seed, params.cellular)
     cell = Cellular(world.zones_of("dead"), outages + per_tag, params.cellular)
-    grid, levels, flat = _energy(world, subjects, mv, injections, params)
+    grid, levels, flat = _energy(subjects, mv, injections, params)
 
     episodes = truth.curfew_breaches(mv, subjects, windows)
     episodes += truth.zone_entries(mv, subjects, world.zones)

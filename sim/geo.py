@@ -58,13 +58,6 @@ class LocalFrame:
         """A lon/lat shapely polygon -> the same polygon in this frame's metres."""
         return shapely.transform(poly, lambda c: np.column_stack(self.to_xy(c[:, 1], c[:, 0])))
 
-    def polygon_to_lonlat(self, poly: Polygon) -> Polygon:
-        def back(c: F64) -> F64:
-            lat, lon = self.to_latlon(c[:, 0], c[:, 1])
-            return np.column_stack((lon, lat))
-
-        return shapely.transform(poly, back)
-
 
 def haversine_m(lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike) -> F64:
     """Great-circle distance in metres (mean Earth radius), for checking the frame."""

@@ -105,8 +105,6 @@ class HomeUnitFarm:
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._done: list[asyncio.Future[None]] = []
-        self.beacons_sent = 0
-        self.shutdown_errors = 0
         # Units sent a beacon asking for an offload since the last settle(): their contacts
         # and relays are finished in lock-step at the slice end.
         self.to_settle: set[int] = set()
@@ -193,7 +191,6 @@ class HomeUnitFarm:
             # Once stopping, a unit that has closed its store may still get a message paho
             # queued just before (the daemon does not drop those); that is shutdown noise.
             if self._stop is not None and self._stop.is_set():
-                self.shutdown_errors += 1
                 return
             loop.default_exception_handler(ctx)
 
@@ -222,7 +219,6 @@ class HomeUnitFarm:
 
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)
-        self.beacons_sent += 1
         payload = bc.manufacturer_payload(adv)
         if payload is not None:
             with contextlib.suppress(DecodeError):

@@ -11,7 +11,7 @@ import time
 import numpy as np
 from sqlalchemy import Engine, insert
 
-from backend.security.access import create_subject, create_unit
+from backend.services import subjects, units
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     HOME_UNIT,
@@ -38,11 +38,11 @@ def register(engine: Engine, sim: Simulation, tags: set[int] | None = None) -> d
     w = sim.world
     out: dict[int, int] = {}
     with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-        unit = create_unit(conn, UNIT_NAME, "police", now)
+        unit = units.create(conn, UNIT_NAME, "police", now)
         for s in sim.subjects:
             if tags is not None and s.tag_id not in tags:
                 continue
-            sid = create_subject(
+            sid = subjects.create(
                 conn,
                 reference=f"SIM-{sim.seed}-{s.index:05d}",
                 name=f"Simulated subject {s.index} ({s.profile})",

@@ -1,4 +1,4 @@
-"""NMEA 0183 sentences as GNSS receivers write them: GGA, RMC, GSA, GNS, GSV, ZDA, any talker.
+"""NMEA 0183 sentences as GNSS receivers write them: GGA, RMC, GSA, GNS, GSV, any talker.
 
 The simulator's one NMEA writer: fleet tags, HIL tags (over a pty) and the hardware bench all
 feed the firmware's own NMEA parser through `Receiver`, whose profiles follow real makes
@@ -81,6 +81,13 @@ def lon_field(lon: float) -> tuple[str, str]:
     return _angle(lon, 3, "E", "W")
 
 
+def position(lat: float, lon: float) -> str:
+    """The four position fields every fix sentence carries: ddmm.mmmmm,N/S,dddmm.mmmmm,E/W."""
+    la, ns = lat_field(lat)
+    lo, ew = lon_field(lon)
+    return f"{la},{ns},{lo},{ew}"
+
+
 def gga(
     talker: str,
     utc_ms: int,
@@ -96,10 +103,8 @@ def gga(
     if lat is None or lon is None:
         body = f"{_talker(talker)}GGA,{t},,,,,0,00,99.99,,,,,,"
     else:
-        la, ns = lat_field(lat)
-        lo, ew = lon_field(lon)
         body = (
-            f"{_talker(talker)}GGA,{t},{la},{ns},{lo},{ew},1,{sats:02d},{hdop:.2f},"
+            f"{_talker(talker)}GGA,{t},{position(lat, lon)},1,{sats:02d},{hdop:.2f},"
             f"{alt_m:.1f},M,{geoid_sep_m:.1f},M,,"
         )
     return sentence(body)
@@ -117,11 +122,9 @@ def rmc(
     if lat is None or lon is None:
         body = f"{_talker(talker)}RMC,{t},V,,,,,,,{d},,,N,V"
     else:
-        la, ns = lat_field(lat)
-        lo, ew = lon_field(lon)
         knots = speed_mps * 3600 / 1852
         course = "" if course_deg is None else f"{course_deg % 360:.2f}"
-        body = f"{_talker(talker)}RMC,{t},A,{la},{ns},{lo},{ew},{knots:.3f},{course},{d},,,A,V"
+        body = f"{_talker(talker)}RMC,{t},A,{position(lat, lon)},{knots:.3f},{course},{d},,,A,V"
     return sentence(body)
 
 
@@ -153,10 +156,8 @@ def gns(
     if lat is None or lon is None:
         body = f"{_talker(talker)}GNS,{t},,,,,NNNN,00,99.99,,,,,V"
     else:
-        la, ns = lat_field(lat)
-        lo, ew = lon_field(lon)
         body = (
-            f"{_talker(talker)}GNS,{t},{la},{ns},{lo},{ew},AAAN,{sats:02d},{hdop:.2f},"
+            f"{_talker(talker)}GNS,{t},{position(lat, lon)},AAAN,{sats:02d},{hdop:.2f},"
             f"{alt_m:.1f},{geoid_sep_m:.1f},,,V"
         )
     return sentence(body)
@@ -207,11 +208,6 @@ def gsv(talker: str, prns: Sequence[int]) -> list[str]:
         )
         out.append(sentence(f"{_talker(talker)}GSV,{pages},{page + 1},{len(view):02d}{fields}"))
     return out
-
-
-def zda(talker: str, utc_ms: int) -> str:
-    d = datetime.fromtimestamp(utc_ms / 1000, tz=UTC)
-    return sentence(f"{_talker(talker)}ZDA,{_time(utc_ms)},{d.day:02d},{d.month:02d},{d.year},,")
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ class GnssParams:
 # the accuracy the receiver reports (~12.5 m) is about 2.4 times smaller than its median
 # error (29 m). Not part of the world (town-centre streets are URBAN_CANYON); rule studies
 # use it, with GnssParams().replacing(URBAN_CANYON, CORRELATED_MULTIPATH), as the worst case
-# of an error the receiver does not admit (assumption, after the issue's measurements).
+# of an error the receiver does not admit (assumption: a street where one reflection
+# dominates for a minute at a time).
 CORRELATED_MULTIPATH = GnssEnvironment(25.0, 0.0, (0.0, 0.0), 0.90, 2.5, 2.0, 60.0)
 
 
@@ -124,8 +125,6 @@ class CellularParams:
     # ~1.1 s) (assumption, typical published LTE-M round trips 300 ms - 2 s).
     latency_median_ms: float = 400.0
     latency_sigma: float = 0.6
-    # After coverage returns the modem re-attaches before it can send (assumption).
-    reattach_median_ms: float = 6000.0
     # Random short outages anywhere (assumption: a few minutes per tag per week).
     outage_rate_per_day: float = 0.2
     outage_minutes: tuple[float, float] = (2.0, 20.0)
@@ -158,8 +157,6 @@ class EnergyParams:
     gnss_duty_rest: float = 0.01  # one fix an hour at rest (REF 3M behaviour)
     modem_duty_away: float = 0.01
     modem_duty_home: float = 0.0  # RF mode: modem off, home unit relays
-    low_level: float = 0.20  # issue 3: low battery event
-    critical_level: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import tomllib
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -40,6 +41,20 @@ EVENT_TYPES = (
 
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names the file and the field."""
+
+
+def _shares(v: dict[str, float], known: Iterable[str], what: str) -> dict[str, float]:
+    """Shares of a mix (profiles of people, makes of receiver): known names, none negative,
+    some positive."""
+    names = list(known)
+    for k, share in v.items():
+        if k not in names:
+            raise ValueError(f"unknown {what} {k!r} (known: {', '.join(names)})")
+        if share < 0:
+            raise ValueError(f"share of {k!r} must not be negative")
+    if sum(v.values()) <= 0:
+        raise ValueError(f"{what} shares must add up to more than 0")
+    return v
 
 
 class _Model(BaseModel):
@@ -81,14 +96,7 @@ class Population(_Model):
     @field_validator("profiles")
     @classmethod
     def _profiles(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, share in v.items():
-            if k not in PROFILES:
-                raise ValueError(f"unknown profile {k!r} (known: {', '.join(PROFILES)})")
-            if share < 0:
-                raise ValueError(f"share of {k!r} must not be negative")
-        if sum(v.values()) <= 0:
-            raise ValueError("profile shares must add up to more than 0")
-        return v
+        return _shares(v, PROFILES, "profile")
 
     @field_validator("initial_battery")
     @classmethod
@@ -156,14 +164,7 @@ class Scenario(_Model):
     @field_validator("receivers")
     @classmethod
     def _receivers(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, share in v.items():
-            if k not in nmea.PROFILES:
-                raise ValueError(f"unknown receiver {k!r} (known: {', '.join(nmea.PROFILES)})")
-            if share < 0:
-                raise ValueError(f"share of {k!r} must not be negative")
-        if sum(v.values()) <= 0:
-            raise ValueError("receiver shares must add up to more than 0")
-        return v
+        return _shares(v, nmea.PROFILES, "receiver")
 
     def receiver(self, seed: int, i: int) -> str:
         """Subject i's receiver profile, drawn by the shares (the same for a seed)."""

@@ -228,8 +228,8 @@ class Criterion:
 
 
 # Defaults follow backend/rules (curfew grace 10 min, the zone rule's exclusion dwell,
-# tamper at once) and the targets (tamper within 60 s, zone entry within 2 min); NIJ
-# 1004.00 allows 3 and 4 minutes.
+# tamper at once) and what a monitoring centre needs to act in time (tamper within 60 s,
+# zone entry within 2 min); NIJ 1004.00 allows 3 and 4 minutes.
 CRITERIA: dict[str, Criterion] = {
     tr.CURFEW_BREACH: Criterion(10 * MIN_MS, 5 * MIN_MS),
     tr.EXCLUSION_ZONE_ENTRY: Criterion(

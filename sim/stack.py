@@ -2,16 +2,15 @@
 real broker, with backend "now" on a clock the simulator drives (backend.clock.ManualClock).
 
 The ingest worker is backend.ingest_worker.IngestWorker itself — paho, shared subscription,
-batches, manual PUBACKs — run on a thread of this process so the simulator can both set its
-clock and see its counters (the lock-step barrier waits until it has processed everything
-published in a slice of simulated time).
+batches, manual PUBACKs — run on a thread of this process so the simulator can set its
+clock and read its counters. The lock-step barrier (sim/fleet.py) waits for the end-to-end
+ACKs of everything published in a slice of simulated time.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,23 +111,3 @@ class Backend:
         if self._thread is not None:
             self._thread.join(10)
         self.engine.dispose()
-
-    @property
-    def processed(self) -> int:
-        """Messages the pipeline has finished with (stored, duplicate or rejected)."""
-        if self.worker is None:
-            return 0
-        c = self.worker.ingest.counts
-        return c["frames_stored"] + c["duplicates"] + c["rejected"]
-
-    @property
-    def acks_published(self) -> int:
-        return 0 if self.worker is None else self.worker.ingest.counts["acks_published"]
-
-    def wait_processed(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.processed < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.0005)
-        return True

@@ -11,21 +11,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 
 from backend.security import audit, roles
-from backend.security.access import (
-    DirectoryError,
-    create_subject,
-    create_unit,
-    create_user,
-    unit_by_name,
-)
-from backend.security.passwords import PasswordPolicyError, Passwords
-from backend.security.sessions import Sessions
+from backend.security.passwords import Passwords
+from backend.services import subjects, units, users
+from backend.services.errors import Refused
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE, make_engine, upgrade
-from backend.storage.schema import units, users
+from backend.storage.schema import units as units_table
+from backend.storage.schema import users as users_table
 
 unit_app = typer.Typer(help="Units (police units and partner agencies).", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
@@ -54,9 +49,9 @@ def _fail(e: Exception) -> typer.Exit:
 
 def _unit_id(engine: Engine, unit: str) -> int:
     with engine.connect() as conn:
-        found = int(unit) if unit.isdigit() else unit_by_name(conn, unit)
+        found = int(unit) if unit.isdigit() else units.by_name(conn, unit)
     if found is None:
-        raise _fail(DirectoryError(f"no unit {unit!r}"))
+        raise _fail(Refused(f"no unit {unit!r}"))
     return found
 
 
@@ -70,13 +65,13 @@ def unit_add(
     now = _now()
     try:
         with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            unit_id = create_unit(conn, name, kind, now)
+            unit_id = units.create(conn, name, kind, now)
             audit.append(
                 conn,
                 audit.Entry(ACTOR, "unit.create", {"unit_id": unit_id, "name": name, "kind": kind}),
                 now,
             )
-    except DirectoryError as e:
+    except Refused as e:
         raise _fail(e) from e
     console.print(f"unit {unit_id}: {name} ({kind})")
 
@@ -86,7 +81,7 @@ def unit_list() -> None:
     _, engine = _engine()
     table = Table("id", "name", "kind")
     with engine.connect() as conn:
-        for r in conn.execute(select(units).order_by(units.c.id)):
+        for r in conn.execute(select(units_table).order_by(units_table.c.id)):
             table.add_row(str(r.id), r.name, r.kind)
     console.print(table)
 
@@ -113,13 +108,13 @@ def user_add(
     now = _now()
     try:
         with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            user_id = create_user(
+            user_id = users.create(
                 conn, Passwords(settings), username=username, display_name=display_name,
                 unit_id=unit_id, role=role, password=password, now=now,
             )  # fmt: skip
             detail = {"user_id": user_id, "username": username, "unit_id": unit_id, "role": role}
             audit.append(conn, audit.Entry(ACTOR, "user.create", detail), now)
-    except (DirectoryError, PasswordPolicyError) as e:
+    except Refused as e:
         raise _fail(e) from e
     console.print(f"user {user_id}: {username} ({role} of unit {unit_id})")
 
@@ -130,7 +125,7 @@ def user_list() -> None:
     table = Table("id", "username", "unit", "role", "state")
     now = _now()
     with engine.connect() as conn:
-        for r in conn.execute(select(users).order_by(users.c.id)):
+        for r in conn.execute(select(users_table).order_by(users_table.c.id)):
             state = "disabled" if r.disabled_at else ""
             if r.locked_until and r.locked_until > now:
                 state = "locked"
@@ -138,18 +133,17 @@ def user_list() -> None:
     console.print(table)
 
 
-def _set(username: str, action: str, **values: object) -> None:
-    _, engine = _engine()
+def _set(username: str, action: str, changes: dict[str, object], reason: str) -> None:
+    settings, engine = _engine()
     now = _now()
     with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-        user_id = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
+        user_id = users.by_username(conn, username)
         if user_id is None:
-            raise _fail(DirectoryError(f"no user {username!r}"))
-        conn.execute(update(users).where(users.c.id == user_id).values(**values))
-        revoked = 0
-        if action == "user.disable":
-            revoked = Sessions.revoke_user(conn, user_id, now, "disabled")
-        detail = {"user_id": user_id, "sessions_revoked": revoked}
+            raise _fail(Refused(f"no user {username!r}"))
+        done = users.update_account(
+            conn, Passwords(settings), user_id, changes, actor_id=None, now=now, reason=reason
+        )
+        detail = {"user_id": user_id, "sessions_revoked": done.sessions_revoked}
         audit.append(conn, audit.Entry(ACTOR, action, detail), now)
     console.print(f"{action.split('.')[1]}d {username}")
 
@@ -157,13 +151,13 @@ def _set(username: str, action: str, **values: object) -> None:
 @user_app.command("disable")
 def user_disable(username: str) -> None:
     """Disable an account and revoke all of its sessions."""
-    _set(username, "user.disable", disabled_at=_now())
+    _set(username, "user.disable", {"disabled": True}, "disabled")
 
 
 @user_app.command("unlock")
 def user_unlock(username: str) -> None:
     """Clear a lock-out after repeated failed logins."""
-    _set(username, "user.unlock", locked_until=None, failed_logins=0)
+    _set(username, "user.unlock", {"unlock": True}, "unlock")
 
 
 @subject_app.command("add")
@@ -179,7 +173,7 @@ def subject_add(
     now = _now()
     try:
         with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            subject_id = create_subject(
+            subject_id = subjects.create(
                 conn, reference=reference, name=name, unit_id=unit_id, risk_notes=risk_notes,
                 now=now,
             )  # fmt: skip
@@ -190,6 +184,6 @@ def subject_add(
                 ),
                 now,
             )
-    except DirectoryError as e:
+    except Refused as e:
         raise _fail(e) from e
     console.print(f"subject {subject_id}: {reference} (unit {unit_id})")

@@ -1,6 +1,7 @@
 """The one FastAPI application factory: security headers, CORS closed unless origins are
-configured, request size limits, error handlers that never echo secrets or internals, and
-every router. Other routers are added here with one `include_router` line each."""
+configured, request size limits, error handlers that never echo secrets or internals (a
+service's refusal is answered with its sentence: Invalid 422, Conflict 409, NotFound 404),
+and every router (backend/api/routes/: a new one is a line in ROUTERS there)."""
 
 from __future__ import annotations
 
@@ -18,27 +19,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from backend.api import (
-    routes_admin,
-    routes_alerts,
-    routes_audit,
-    routes_auth,
-    routes_exports,
-    routes_health,
-    routes_investigations,
-    routes_reports,
-    routes_subjects,
-    routes_web,
-)
 from backend.api.context import ApiContext
 from backend.api.middleware import SECURITY_HEADERS, SecurityMiddleware
 from backend.api.ratelimit import RateLimiter
 from backend.api.request_metrics import RequestMetrics
+from backend.api.routes import ROUTERS, health, web
 from backend.clock import Clock, SystemClock
 from backend.registry import KeyVault, load_server_key
 from backend.security.passwords import Passwords
 from backend.security.sessions import Sessions
 from backend.security.tokens import TokenSigner, signing_key
+from backend.services.errors import Conflict, Invalid, NotFound, Refused
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
 
@@ -136,6 +127,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+_REFUSED_STATUS = ((NotFound, 404), (Conflict, 409), (Invalid, 422))
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    code = next((c for kind, c in _REFUSED_STATUS if isinstance(exc, kind)), 422)
+    return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled",
@@ -171,6 +170,7 @@ def create_app(
     app.state.tagwatch = build_context(settings, clock, engine)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(Exception, _internal_error)
 
     if settings.cors_origins:
@@ -187,14 +187,8 @@ def create_app(
     # Outermost, so every answer (CORS preflights and 413s included) carries the headers.
     app.add_middleware(SecurityMiddleware, max_body=settings.max_request_bytes)
 
-    app.include_router(routes_auth.router)
-    app.include_router(routes_admin.router)
-    app.include_router(routes_audit.router)
-    app.include_router(routes_subjects.router)
-    app.include_router(routes_alerts.router)
-    app.include_router(routes_investigations.router)
-    app.include_router(routes_exports.router)
-    app.include_router(routes_reports.router)
-    routes_web.install(app)  # the web UI's API; the UI itself at /web/ (docs/web.md)
-    routes_health.install(app, app.state.tagwatch)  # unauthenticated: docs/operations.md
+    for router in ROUTERS:
+        app.include_router(router)
+    web.install(app)  # the web UI's configuration, and the UI itself at /web/ (docs/web.md)
+    health.install(app, app.state.tagwatch)  # unauthenticated: docs/operations.md
     return app

@@ -8,8 +8,14 @@ Every route takes its caller from here, never from a check of its own:
   may not see the subject at all (whether or not it exists) and 403 if it may see it but not
   with this scope. Consultation scopes (every scope but view and manage) are audited here,
   before the route reads anything; trail also requires a `purpose` query parameter.
-- `object_scope(param, resolve, scope)`: the same for an object that belongs to a subject
-  (an alert, a zone...): `resolve(conn, object_id) -> subject_id | None`.
+- `object_scope(kind, scope)`: the same for a record that belongs to a subject (an alert,
+  a zone...: `access.SUBJECT_OBJECTS`), reached through its subject; a foreign one is 404.
+- `unit_scope(write)`, `user_scope(write)`, `share_scope(write)`: the guards of units, user
+  accounts and shares, whose visibility is not a subject's (access.py says who sees which);
+  `write` adds who may change it (administrators; the owning unit's supervisor for a share)
+  with 403 for one who may see it but not change it. `SubjectShare`: sharing a subject.
+- Role dependencies for routes without an id (`Administrator`, `Editor`, ...), built with
+  `require_role(...)`, and `fleet_view` (administrators see every device and no subject).
 - `visible_subjects(scope)`: for list routes: `Visible.where(column)` restricts any query
   to subjects the caller may use with that scope, so lists never leak. A list that shows
   consultation-scope data records the subjects it showed with `Auditor.consulted`.
@@ -27,8 +33,11 @@ Every route takes its caller from here, never from a check of its own:
   inside the request's transaction when one is open (so a change and its record commit
   together), else in a transaction of its own.
 
-The route inventory test (tests/backend/api/test_route_inventory.py) fails if a route with
-an id path parameter reaches its handler without one of these guards.
+Every guard carries what it authorizes (`Guarded`: the path parameter, the resource, and
+whether it allows changing it). The route inventory test (tests/backend/api/
+test_route_inventory.py) fails if a route with an id path parameter reaches its handler
+without the guard of the resource its path names, or changes something through a guard
+that only lets it read.
 """
 
 import inspect
@@ -39,21 +48,27 @@ from typing import Annotated, Any
 import structlog
 from fastapi import Depends, HTTPException, Path, Query, WebSocketException, status
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy import ColumnElement, Connection, Engine, Select, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select
 from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
 from backend.clock import Clock
 from backend.security import access, audit, roles
-from backend.security.access import SubjectAccess, User, subject_access, visible_subject_ids
-from backend.security.sessions import LoginError
+from backend.security.access import (
+    SUBJECT_OBJECTS,
+    SubjectAccess,
+    User,
+    subject_access,
+    visible_subject_ids,
+)
+from backend.security.sessions import LoginError, session_stands
 from backend.security.tokens import TokenError
+from backend.services import units
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import auth_sessions, users
 
 log = structlog.get_logger("tagwatch.api")
 
-# Attribute a guard dependency carries: the path parameters it authorizes. The route
+# Attribute a guard dependency carries: what it authorizes (a tuple of Guarded). The route
 # inventory test looks for it in every route's dependency tree.
 GUARDS_ATTR = "__tagwatch_guards__"
 # And the subject scope a subject/object guard enforces (the authorization matrix reads it).
@@ -329,8 +344,18 @@ def _authorize(
     return found
 
 
-def _mark(dependency: Callable[..., Any], *params: str) -> None:
-    setattr(dependency, GUARDS_ATTR, params)
+@dataclass(frozen=True)
+class Guarded:
+    """What one guard authorizes: the path parameter, the resource it names ("subject",
+    "alert", "unit"...) and whether the guard lets the route change it."""
+
+    param: str
+    resource: str
+    write: bool
+
+
+def _mark(dependency: Callable[..., Any], param: str, resource: str, write: bool) -> None:
+    setattr(dependency, GUARDS_ATTR, (Guarded(param, resource, write),))
 
 
 def subject_scope(scope: str) -> Callable[..., SubjectAccess]:
@@ -377,7 +402,7 @@ def subject_scope(scope: str) -> Callable[..., SubjectAccess]:
             return _authorize(conn, ctx, user, request_id, subject_id, scope, purpose, {})
 
     dependency.__name__ = f"subject_scope_{scope}"
-    _mark(dependency, "subject_id")
+    _mark(dependency, "subject_id", "subject", scope == roles.MANAGE)
     setattr(dependency, SCOPE_ATTR, scope)
     return dependency
 
@@ -390,16 +415,23 @@ class ObjectAccess:
     subject: SubjectAccess
 
 
-def object_scope(
+def object_scope(kind: str, scope: str) -> Callable[..., ObjectAccess]:
+    """Dependency for routes with the id of a record that belongs to a subject (a kind in
+    `access.SUBJECT_OBJECTS`: its path parameter and table): the caller needs `scope` on the
+    record's subject. Answers 404 for a missing record and for one of a subject the caller
+    may not see, so existence does not leak."""
+    found = SUBJECT_OBJECTS[kind]
+    return object_guard(found.param, found.subject_of, scope, kind)
+
+
+def object_guard(
     param: str,
     resolve: Callable[[Connection, int], int | None],
     scope: str,
-    what: str = "object",
+    what: str,
 ) -> Callable[..., ObjectAccess]:
-    """Dependency for routes with an `<param>` path parameter naming an object that
-    belongs to a subject: `resolve(conn, object_id)` gives its subject id (None: no such
-    object). Answers 404 for a missing object and for one of a subject the caller may not
-    see, so existence does not leak."""
+    """`object_scope` for any resolver: `resolve(conn, object_id)` gives the object's
+    subject id (None: no such object)."""
     if scope not in roles.SCOPES:
         raise ValueError(f"unknown scope {scope!r}")
 
@@ -445,21 +477,89 @@ def object_scope(
         return_annotation=ObjectAccess,
     )
     dependency.__name__ = f"object_scope_{param}_{scope}"
-    _mark(dependency, param)
+    _mark(dependency, param, what, scope == roles.MANAGE)
     setattr(dependency, SCOPE_ATTR, scope)
     return dependency
 
 
-def guard(*params: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a dependency as the authorization guard of these path parameters (for ids
-    that are not subjects' objects: units, users, shares). It must itself check the
-    caller's right to the object; the inventory test only checks that one is present."""
+# Units, users and shares ----------------------------------------------------------------
 
-    def mark(dependency: Callable[..., Any]) -> Callable[..., Any]:
-        _mark(dependency, *params)
-        return dependency
+Id = Annotated[int, Path(ge=1, le=2**62)]
 
-    return mark
+
+def _role(user: User, allowed: Iterable[str], conn: HTTPConnection) -> None:
+    allowed = tuple(allowed)
+    if user.role not in allowed:
+        raise _forbidden(conn, f"requires role {' or '.join(allowed)}")
+
+
+def unit_scope(write: bool) -> Callable[..., int]:
+    """Guard of `{unit_id}`: every user may see the units (to know whom a share goes to), an
+    id that does not exist is 404; changing one needs an administrator (403)."""
+
+    def dependency(conn: HTTPConnection, unit_id: Id, user: CurrentUser, ctx: Context) -> int:
+        with ctx.engine.connect() as db:
+            if not units.exists(db, unit_id):
+                raise _not_found(conn, "unit")
+        if write:
+            _role(user, (roles.ADMINISTRATOR,), conn)
+        return unit_id
+
+    dependency.__name__ = f"unit_scope_{'write' if write else 'read'}"
+    _mark(dependency, "unit_id", "unit", write)
+    return dependency
+
+
+def user_scope(write: bool) -> Callable[..., int]:
+    """Guard of `{user_id}`: an account is visible to itself, administrators, auditors and
+    its unit's supervisors (access.visible_users); to anyone else it does not exist (404).
+    Changing one needs an administrator (403)."""
+
+    def dependency(conn: HTTPConnection, user_id: Id, viewer: CurrentUser, ctx: Context) -> int:
+        with ctx.engine.connect() as db:
+            if not access.user_visible(db, viewer, user_id):
+                raise _not_found(conn, "user")
+        if write:
+            _role(viewer, (roles.ADMINISTRATOR,), conn)
+        return user_id
+
+    dependency.__name__ = f"user_scope_{'write' if write else 'read'}"
+    _mark(dependency, "user_id", "user", write)
+    return dependency
+
+
+def share_scope(write: bool) -> Callable[..., int]:
+    """Guard of `{share_id}`: a share is visible to the supervisors and officers of the unit
+    that owns its subject and to the users of the unit it is granted to (access.
+    visible_shares); to anyone else it does not exist (404). Ending one needs a supervisor
+    of the owning unit (403)."""
+
+    def dependency(conn: HTTPConnection, share_id: Id, user: CurrentUser, ctx: Context) -> int:
+        with ctx.engine.connect() as db:
+            owner = access.share_owner(db, user, share_id)
+        if owner is None:
+            raise _not_found(conn, "share")
+        if write and not access.may_revoke_share(user, owner):
+            raise _forbidden(conn, "only the owning unit's supervisor")
+        return share_id
+
+    dependency.__name__ = f"share_scope_{'write' if write else 'read'}"
+    _mark(dependency, "share_id", "share", write)
+    return dependency
+
+
+_subject_manage = subject_scope(roles.MANAGE)
+
+
+def subject_share(
+    conn: HTTPConnection,
+    subject: Annotated[SubjectAccess, Depends(_subject_manage)],
+    user: CurrentUser,
+) -> SubjectAccess:
+    """Sharing a subject with another unit: manage on it (its own unit), and a supervisor."""
+    if not roles.may_share(user.role):
+        raise _forbidden(conn, "only a supervisor shares a subject")
+    return subject
 
 
 @dataclass(frozen=True)
@@ -481,17 +581,7 @@ def session_active(engine: Engine, user: User, now: float) -> bool:
     user disabled). Long-lived streams call it periodically and end when it is False,
     since their authentication happened once, at subscription."""
     with engine.connect() as db:
-        row = db.execute(
-            select(auth_sessions.c.revoked_at, auth_sessions.c.expires_at, users.c.disabled_at)
-            .join(users, users.c.id == auth_sessions.c.user_id)
-            .where(auth_sessions.c.id == user.session_id, users.c.id == user.id)
-        ).first()
-    return (
-        row is not None
-        and row.revoked_at is None
-        and row.expires_at > now
-        and row.disabled_at is None
-    )
+        return session_stands(db, user.id, user.session_id, now)
 
 
 def visible_subjects(scope: str) -> Callable[..., Visible]:
@@ -504,6 +594,29 @@ def visible_subjects(scope: str) -> Callable[..., Visible]:
 
     dependency.__name__ = f"visible_subjects_{scope}"
     return dependency
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """Which devices a fleet report shows: `subjects` None for administrators (operators:
+    every device, and no subject data), else the subjects whose devices the caller may
+    manage (its unit's)."""
+
+    user: User
+    subjects: Visible | None
+
+
+def fleet_view(
+    user: Annotated[
+        User, Depends(require_role(roles.ADMINISTRATOR, roles.SUPERVISOR, roles.OFFICER))
+    ],
+    ctx: Context,
+) -> FleetView:
+    if user.role == roles.ADMINISTRATOR:
+        return FleetView(user, None)
+    return FleetView(
+        user, Visible(user, roles.MANAGE, visible_subject_ids(user, roles.MANAGE, ctx.clock.now()))
+    )
 
 
 # How long a stream's disclosure record of a subject stands before the stream, still sending
@@ -533,6 +646,10 @@ class StreamAccess:
 
     def session_active(self, now: float) -> bool:
         return session_active(self._auditor.engine, self.user, now)
+
+    def opened(self, action: str, detail: dict[str, Any]) -> None:
+        """Record that the stream was opened, with what it follows."""
+        self._auditor.record(action, scope=self.scope, detail=detail)
 
     def deliverable(self, subject_ids: Iterable[int], now: float) -> set[int]:
         """The subjects among `subject_ids` whose events may be sent now; records them."""
@@ -569,3 +686,34 @@ SubjectAlerts = Annotated[SubjectAccess, Depends(subject_scope(roles.ALERTS))]
 SubjectReports = Annotated[SubjectAccess, Depends(subject_scope(roles.REPORTS))]
 SubjectConditions = Annotated[SubjectAccess, Depends(subject_scope(roles.CONDITIONS))]
 SubjectManage = Annotated[SubjectAccess, Depends(subject_scope(roles.MANAGE))]
+SubjectShare = Annotated[SubjectAccess, Depends(subject_share)]
+
+OrderManage = Annotated[ObjectAccess, Depends(object_scope("order", roles.MANAGE))]
+AssignmentManage = Annotated[ObjectAccess, Depends(object_scope("assignment", roles.MANAGE))]
+CurfewManage = Annotated[ObjectAccess, Depends(object_scope("curfew", roles.MANAGE))]
+ExceptionManage = Annotated[ObjectAccess, Depends(object_scope("curfew exception", roles.MANAGE))]
+ZoneManage = Annotated[ObjectAccess, Depends(object_scope("zone", roles.MANAGE))]
+AlertRead = Annotated[ObjectAccess, Depends(object_scope("alert", roles.ALERTS))]
+AlertWork = Annotated[ObjectAccess, Depends(object_scope("alert", roles.MANAGE))]
+
+UnitRead = Annotated[int, Depends(unit_scope(write=False))]
+UnitWrite = Annotated[int, Depends(unit_scope(write=True))]
+UserRead = Annotated[int, Depends(user_scope(write=False))]
+UserWrite = Annotated[int, Depends(user_scope(write=True))]
+ShareRead = Annotated[int, Depends(share_scope(write=False))]
+ShareRevoke = Annotated[int, Depends(share_scope(write=True))]
+Fleet = Annotated[FleetView, Depends(fleet_view)]
+
+# Roles, for routes without an id.
+Administrator = Annotated[User, Depends(require_role(roles.ADMINISTRATOR))]
+AuditReader = Annotated[User, Depends(require_role(roles.AUDITOR))]
+DirectoryReader = Annotated[
+    User, Depends(require_role(roles.ADMINISTRATOR, roles.AUDITOR, roles.SUPERVISOR))
+]
+# Supervisors and officers create their unit's subjects.
+Editor = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
+# Correlation and caseload: the roles that work with subjects (never administrators and
+# auditors, whom separation of duties keeps away from subject data).
+Investigator = Annotated[
+    User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER, roles.PARTNER))
+]

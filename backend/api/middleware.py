@@ -95,7 +95,7 @@ class SecurityMiddleware:
                     if k == b"content-security-policy" and path.startswith("/api/docs"):
                         v = DOCS_CSP
                     elif k == b"content-security-policy" and own_csp and _is_page(path):
-                        # The web UI's pages (backend/api/routes_web.py) set their own
+                        # The web UI's pages (backend/api/routes/web.py) set their own
                         # policy: scripts, styles and tiles; never for an /api answer.
                         v = own_csp
                     headers.append((k, v))

@@ -1,5 +1,6 @@
-"""Pydantic v2 models of the monitoring API (routes_subjects.py, routes_alerts.py): Create,
-Update and Public variants. Times are Unix seconds; zones and trails are GeoJSON."""
+"""Pydantic v2 models of the monitoring API (the subject, order, assignment, curfew, zone,
+charging and alert routes in backend/api/routes/): Create, Update and Public variants.
+Times are Unix seconds; zones and trails are GeoJSON."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from backend import bounds
 from backend.bounds import Position
 from backend.rules.geo import ZoneSpec
 from backend.rules.schedule import Weekly, parse_hhmm, zone
+from backend.services.errors import Invalid
 
 # A date of an order, assignment or exception: also within ten years of backend now, which
-# the route checks (Dated.implausible; the model does not know the clock).
+# the route checks (Dated.check; the model does not know the clock).
 Unix = Annotated[int, Field(ge=0, lt=bounds.LATEST_S, description="Unix seconds")]
 OrderKind = Literal["licence", "voluntary", "bail", "domestic_abuse"]
 Role = Literal["tag", "home_unit"]
@@ -31,20 +33,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def optional(**constraints: Any) -> Any:
+    """A field of an update body that may be left out, and is then left unchanged (updates
+    take `model_dump(exclude_unset=True)`), but may not be sent as null: a field that may
+    be cleared is typed `X | None` instead."""
+    return Field(default=None, json_schema_extra=_no_default, **constraints)
+
+
 class Dated(Strict):
     """A body with record dates (`dated` fields), each plausible only within ten years of
     backend now (bounds.RECORD_PAST_S/AHEAD_S)."""
 
     dated: ClassVar[tuple[str, ...]] = ()
 
-    def implausible(self, now: float) -> str | None:
-        """A sentence saying which date is implausible, or None."""
+    def check(self, now: float) -> None:
+        """Refuse (422) a date that is not plausible at backend time `now`, saying which."""
         for name in self.dated:
             t = getattr(self, name)
             problem = None if t is None else bounds.record_time_problem(name, t, now)
             if problem:
-                return problem
-        return None
+                raise Invalid(problem)
 
 
 def _check_tz(tz: str) -> str:
@@ -82,14 +94,13 @@ class SubjectCreate(Strict):
 
 
 class SubjectUpdate(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    risk_notes: str | None = Field(default=None, max_length=10_000)
-    tz: str | None = Field(default=None, max_length=64)
+    """Only the fields sent change."""
 
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, v: str | None) -> str | None:
-        return None if v is None else _check_tz(v)
+    name: str = optional(min_length=1, max_length=200)
+    risk_notes: str = optional(max_length=10_000, description='"" for none')
+    tz: str = optional(max_length=64, description="IANA time zone")
+
+    _tz = field_validator("tz")(_check_tz)
 
 
 # ---- orders -----------------------------------------------------------------------------
@@ -122,7 +133,7 @@ class OrderUpdate(Dated):
     ends_at: Unix | None = None
     comms_loss_s: int | None = Field(default=None, ge=60, le=7 * 86400)
     curfew_grace_s: int | None = Field(default=None, ge=0, le=6 * 3600)
-    conditions: str = Field(default="", max_length=10_000)
+    conditions: str = optional(max_length=10_000)
 
 
 class OrderPublic(BaseModel):
@@ -301,6 +312,22 @@ class ZoneFeatureCreate(Strict):
             self.geometry.type
         ]
 
+    def stored(self) -> dict[str, Any]:
+        """The zone as its row stores it (services/zones.py)."""
+        p = self.properties
+        return {
+            "name": p.name,
+            "kind": p.kind,
+            "shape": self.shape(),
+            "geometry": self.geometry.model_dump(),
+            "radius_m": p.radius_m,
+            "width_m": p.width_m,
+            "buffer_m": p.buffer_m,
+            "victim": p.victim,
+            "schedule": [w.model_dump() for w in p.schedule],
+            "dwell_s": p.dwell_s,
+        }
+
     def to_spec(self, zone_id: int) -> ZoneSpec:
         p = self.properties
         try:
@@ -334,9 +361,16 @@ class ZoneUpdate(Strict):
     """Only the fields sent change; `null` clears the schedule (always active) and the
     dwell (the rule's default), never the name."""
 
-    name: str = Field(default="", min_length=1, max_length=100)
+    name: str = optional(min_length=1, max_length=100)
     dwell_s: int | None = Field(default=None, ge=0, le=86_400)
     schedule: list[ScheduleWindow] | None = Field(default=None, max_length=14)
+
+    def changes(self) -> dict[str, Any]:
+        """The fields sent, as the zone's row stores them."""
+        values = self.model_dump(exclude_unset=True)
+        if "schedule" in values:
+            values["schedule"] = [w.model_dump() for w in self.schedule or []]
+        return values
 
 
 class ZoneFeature(BaseModel):
@@ -349,6 +383,76 @@ class ZoneFeature(BaseModel):
 class FeatureCollection(BaseModel):
     type: Literal["FeatureCollection"] = "FeatureCollection"
     features: list[dict[str, Any]]
+
+
+def zone_feature(r: Any) -> dict[str, Any]:
+    """A zones row as the GeoJSON Feature the API answers (the zone routes and the live
+    map)."""
+    return ZoneFeature(
+        id=r.id,
+        geometry=r.geometry,
+        properties={
+            "name": r.name,
+            "kind": r.kind,
+            "shape": r.shape,
+            "radius_m": r.radius_m,
+            "width_m": r.width_m,
+            "buffer_m": r.buffer_m,
+            "victim": r.victim,
+            "schedule": r.schedule,
+            "dwell_s": r.dwell_s,
+            "subject_id": r.subject_id,
+            "created_at": r.created_at,
+        },
+    ).model_dump()
+
+
+# ---- zone preview -----------------------------------------------------------------------
+
+
+class ZonePreviewRequest(Strict):
+    zone: ZoneFeatureCreate
+    start: int | None = Field(
+        default=None, ge=0, lt=bounds.LATEST_S, description="Unix s; default end-24h"
+    )
+    end: int | None = Field(
+        default=None, ge=0, lt=bounds.LATEST_S, description="Unix s; default now"
+    )
+
+
+class PreviewFix(BaseModel):
+    t: int
+    lat: float
+    lon: float
+    accuracy_m: float
+    distance_m: float = Field(description="signed distance to the zone's edge; < 0 inside")
+    breach: bool = Field(
+        description="a breach sample: the zone rule judged the fix on the wrong side of the edge "
+        "with confidence (inside an exclusion zone, outside an inclusion zone, beyond the "
+        "accuracy margin) while the zone's schedule applies"
+    )
+    scheduled: bool = Field(description="the zone's schedule is active at this time")
+
+
+class PreviewEpisode(BaseModel):
+    start: int = Field(description="the crossing, interpolated between fixes")
+    end: int = Field(description="the crossing back, or (ongoing) the last fix counted")
+    fixes: int = Field(description="breach samples within it")
+    would_alert: bool = Field(
+        description="the zone rule raises it; false: a visit the rule let go (too short, too "
+        "few fixes, not supported by the track)"
+    )
+    pass_through: bool = Field(
+        default=False, description="a crossing between two fixes outside the zone"
+    )
+    ongoing: bool = Field(default=False, description="still going at the window's end")
+
+
+class ZonePreviewResult(BaseModel):
+    checked: int = Field(description="fixes in the window the zone rule can use")
+    dwell_s: int
+    fixes: list[PreviewFix] = Field(description="breach samples and fixes in the edge band")
+    episodes: list[PreviewEpisode]
 
 
 # ---- charging -------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 new items, re-check the caller's session every few seconds (a logout, revoked session or
 disabled user ends the stream), re-check each item's subject at the moment it is sent
 (`StreamAccess.deliverable`, which also audits what is sent, per subject), and send a
-keep-alive comment when idle. What each stream reads is the `fetch` function's business.
+keep-alive comment when idle. What each stream reads is the `fetch` function's business;
+`stream` is a stream route's whole answer.
 
 `LastEventId` is the `Last-Event-ID` header both streams resume from: ASCII digits, at most
 `MAX_EVENT_ID` (the ids are database row ids); anything else is refused with 422 before the
@@ -27,6 +28,8 @@ from backend.clock import Clock
 # id), ...])
 Fetch = Callable[[int, float], tuple[int, list[tuple[int, str, dict[str, Any], int]]]]
 MAX_EVENT_ID = 2**62
+SESSION_CHECK_S = 5.0  # how often a stream re-checks the caller's session
+KEEPALIVE_S = 15.0  # how long an idle stream waits before a keep-alive comment
 
 
 def last_event_id(
@@ -53,23 +56,39 @@ def last_event_id(
 LastEventId = Annotated[int | None, Depends(last_event_id)]
 
 
-async def events(
+async def stream(
     request: Request,
     clock: Clock,
     access: StreamAccess,
     fetch: Fetch,
-    start: int,
+    opened: Callable[[], int],
     *,
     poll_s: float,
-    session_check_s: float,
-    keepalive_s: float,
+) -> StreamingResponse:
+    """A stream route's answer: 406 unless the client accepts text/event-stream; then
+    `opened()`, which records the stream's opening and gives the cursor to start after, and
+    the events from there, polling every `poll_s`."""
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        raise HTTPException(406, "this is a Server-Sent Events stream: Accept text/event-stream")
+    # Off the event loop: waiting for SQLite's write lock here would block the loop that the
+    # lock's holder (a request finishing its transaction) needs to commit.
+    cursor = await run_in_threadpool(opened)
+    return StreamingResponse(
+        events(request, clock, access, fetch, cursor, poll_s),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def events(
+    request: Request, clock: Clock, access: StreamAccess, fetch: Fetch, start: int, poll_s: float
 ) -> AsyncIterator[bytes]:
     last = start
     idle = 0.0
     checked = time.monotonic()
     yield b": stream open\n\n"
     while not await request.is_disconnected():
-        if time.monotonic() - checked >= session_check_s:
+        if time.monotonic() - checked >= SESSION_CHECK_S:
             checked = time.monotonic()
             if not await run_in_threadpool(access.session_active, clock.now()):
                 yield b'event: end\ndata: {"reason": "session ended"}\n\n'
@@ -87,14 +106,6 @@ async def events(
             continue
         await asyncio.sleep(poll_s)
         idle += poll_s
-        if idle >= keepalive_s:
+        if idle >= KEEPALIVE_S:
             idle = 0.0
             yield b": keep-alive\n\n"
-
-
-def response(stream: AsyncIterator[bytes]) -> StreamingResponse:
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Select
 from backend.investigations import evidence as ev
 from backend.investigations.area import Area
 from backend.rules.geo import M_PER_DEG_LAT
+from backend.rules.schedule import merge, subtract
 
 F64 = npt.NDArray[np.float64]
 
@@ -56,16 +57,6 @@ class Params:
     max_gap_s: int = 900  # interpolate only between fixes at most this far apart in time
     margin_m: float = 1500.0  # candidates: a fix within this of the area, in the window
     home_range_m: float = 30.0  # a home unit hears its tag within ~23-30 m (REFERENCES.md)
-
-
-@dataclass(frozen=True)
-class FixRef:
-    t: int
-    lat: float
-    lon: float
-    accuracy_m: float
-    device: int
-    source: str
 
 
 @dataclass
@@ -391,7 +382,7 @@ def _source(code: int) -> str:
 
 def _fixref(f: ev.Fixes, j: int) -> dict[str, Any]:
     return asdict(
-        FixRef(
+        ev.FixRef(
             int(f.t[j]),
             int(f.lat_e7[j]) / 1e7,
             int(f.lon_e7[j]) / 1e7,
@@ -519,7 +510,7 @@ def correlate(
     near_home = _homes_near(area, homes, p)
     stays: list[ev.HomeStay] = []
     if near_home:
-        home_tenures = ev.tag_tenures(conn, t0, t1, subject_ids=near_home, visible=visible)
+        home_tenures = ev.tenures(conn, t0, t1, subject_ids=near_home, visible=visible)
         stays = ev.load_stays(conn, home_tenures, t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p)
     hits = {s: v for s, v in found.items() if v[0] in (WITHIN, POSSIBLY)}
@@ -579,16 +570,16 @@ def whereabouts(
     p = p or Params()
     check_window(t0, t1)
     lo, hi = t0 - p.max_gap_s, t1 + p.max_gap_s
-    tenures = ev.tag_tenures(conn, lo, hi, subject_ids=[subject_id])
+    tenures = ev.tenures(conn, lo, hi, subject_ids=[subject_id])
     fixes = ev.load_fixes(conn, tenures, lo, hi)
     homes = ev.load_homes(conn, subject_ids=[subject_id])
     stays = ev.load_stays(conn, [tn for tn in tenures if tn.clip(t0, t1)], t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p).get(subject_id)
     covered = _coverage(fixes, stays, t0, t1, p)
-    gaps = _gaps(covered, t0, t1)
+    gaps = [list(g) for g in subtract([(t0, t1)], covered)]
     span = t1 - t0
     cov = 1.0 - sum(b - a for a, b in gaps) / span
-    all_t = ev.tag_tenures(conn, 0, 2**62, subject_ids=[subject_id])
+    all_t = ev.tenures(conn, 0, 2**62, subject_ids=[subject_id])
     before = ev.nearest_fix(conn, all_t, t0, before=True)
     after = ev.nearest_fix(conn, all_t, t1, before=False)
     home = homes.get(subject_id)
@@ -632,7 +623,7 @@ def _bracket(
     x, y = area.xy(np.array([lat]), np.array([lon]))
     edge = float(area.signed_distance(x, y)[0])
     return {
-        **asdict(FixRef(t, lat / 1e7, lon / 1e7, acc, dev, _source(src))),
+        **asdict(ev.FixRef(t, lat / 1e7, lon / 1e7, acc, dev, _source(src))),
         "edge_m": round(edge, 2),
     }
 
@@ -649,25 +640,7 @@ def _coverage(
         spans += [(int(a), int(b)) for a, b in zip(f.t[i], f.t[i + 1], strict=True)]
         spans += [(int(a), int(a) + 1) for a in f.t]
     spans += [(s.start, s.end) for s in stays]
-    clipped = sorted((max(a, t0), min(b, t1)) for a, b in spans if b > t0 and a < t1)
-    merged: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-        else:
-            merged.append((a, b))
-    return merged
-
-
-def _gaps(covered: list[tuple[int, int]], t0: int, t1: int) -> list[list[int]]:
-    out, at = [], t0
-    for a, b in covered:
-        if a > at:
-            out.append([at, a])
-        at = max(at, b)
-    if at < t1:
-        out.append([at, t1])
-    return out
+    return merge((max(a, t0), min(b, t1)) for a, b in spans)
 
 
 def _summary(

@@ -33,7 +33,8 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Tenure:
-    """Device `device` served `subject` as its tag over [start, end) (end None: still)."""
+    """Device `device` served `subject` (as its tag, or its home unit) over [start, end)
+    (end None: still)."""
 
     subject: int
     device: int
@@ -45,6 +46,20 @@ class Tenure:
         a = max(lo, self.start)
         b = hi if self.end is None else min(hi, self.end - 1)
         return (a, b) if a <= b else None
+
+
+@dataclass(frozen=True)
+class FixRef:
+    """One fix as a correlation or an export reports it: degrees, accuracy in metres, the
+    device that took it, and the caller's name for its source (GNSS, or the tag's home
+    position in RF mode)."""
+
+    t: int
+    lat: float
+    lon: float
+    accuracy_m: float
+    device: int
+    source: str
 
 
 @dataclass
@@ -163,10 +178,10 @@ def nearby_fixes(
     near = _raw(conn, sql, params)
     if not near:
         return Fixes.empty(), []
-    tenures = tag_tenures(conn, t0, t1, devices={int(r[0]) for r in near}, visible=visible)
-    wanted = sorted({tn.device for tn in tenures})
+    served = tenures(conn, t0, t1, devices={int(r[0]) for r in near}, visible=visible)
+    wanted = sorted({tn.device for tn in served})
     if not wanted:
-        return Fixes.empty(), tenures
+        return Fixes.empty(), served
     rows = [r for r in near if r[0] in set(wanted)]
     stamps = np.array(
         _raw(
@@ -194,23 +209,25 @@ def nearby_fixes(
             f"SELECT {_FIX_COLUMNS} FROM positions WHERE device = ? AND ts IN ({_marks(len(ts))})",
             [int(dev), *ts],
         )
-    return _attribute(np.array(rows, dtype=np.int64), tenures, t0, t1), tenures
+    return _attribute(np.array(rows, dtype=np.int64), served, t0, t1), served
 
 
-def tag_tenures(
+def tenures(
     conn: Connection,
     t0: int,
     t1: int,
     *,
+    role: str = TAG,
     devices: Iterable[int] | None = None,
     subject_ids: Iterable[int] | None = None,
     visible: Select[Any] | None = None,
 ) -> list[Tenure]:
-    """Tag assignments overlapping [t0, t1], for some devices and/or subjects, limited to
-    the subjects `visible` selects (None: no limit)."""
+    """Assignments in `role` (a subject's tag, or its home unit) overlapping [t0, t1]
+    (inclusive event times), for some devices and/or subjects, limited to the subjects
+    `visible` selects (None: no limit)."""
     a = assignments.c
     q = select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-        a.role == TAG, a.starts_at <= t1, or_(a.ends_at.is_(None), a.ends_at > t0)
+        a.role == role, a.starts_at <= t1, or_(a.ends_at.is_(None), a.ends_at > t0)
     )
     if devices is not None:
         q = q.where(a.device.in_(sorted(set(devices))))
@@ -219,6 +236,19 @@ def tag_tenures(
     if visible is not None:
         q = q.where(a.subject_id.in_(visible))
     return [Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in conn.execute(q)]
+
+
+def served(
+    conn: Connection, subject_id: int, role: str, t0: int, t1: int
+) -> list[tuple[Tenure, tuple[int, int]]]:
+    """The subject's devices in `role` over [t0, t1] (inclusive event times), each with the
+    part of [t0, t1] it served: the bounds to read that device's records between."""
+    out = []
+    for tn in tenures(conn, t0, t1, role=role, subject_ids=[subject_id]):
+        span = tn.clip(t0, t1)
+        if span is not None:
+            out.append((tn, span))
+    return out
 
 
 def load_fixes(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> Fixes:

@@ -4,7 +4,7 @@ why, the query, row counts and the SHA-256 of every file — so the bundle can s
 evidence: anyone can re-hash the files and compare them with the manifest and with the
 audit record written when it was made (docs/investigations.md, "Exports").
 
-Pure functions from rows to bytes, plus the reads; the route (backend/api/routes_exports.py)
+Pure functions from rows to bytes, plus the reads; the route (backend/api/routes/exports.py)
 guards, audits and serves."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,6 @@ from backend.storage.schema import (
     HOME_UNIT,
     TAG,
     alerts,
-    assignments,
     device_events,
     positions,
     presence,
@@ -51,16 +50,6 @@ GX_NS = "http://www.google.com/kml/ext/2.2"
 SEGMENT_GAP_S = 900
 
 
-@dataclass(frozen=True)
-class Point:
-    t: int
-    lat: float
-    lon: float
-    accuracy_m: float
-    device: int
-    source: str
-
-
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
@@ -68,34 +57,18 @@ def iso(t: float) -> str:
 # ---- reads ------------------------------------------------------------------------------
 
 
-def _tenures(conn: Connection, subject_id: int, role: str, t0: int, t1: int) -> list[ev.Tenure]:
-    a = assignments.c
-    rows = conn.execute(
-        select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-            a.subject_id == subject_id,
-            a.role == role,
-            a.starts_at <= t1,
-            or_(a.ends_at.is_(None), a.ends_at > t0),
-        )
-    )
-    return [ev.Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]
-
-
-def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[Point]:
+def trail_points(conn: Connection, subject_id: int, t0: int, t1: int) -> list[ev.FixRef]:
     """The subject's fixes in [t0, t1] from every tag it wore then, in time order."""
     c = positions.c
-    out: list[Point] = []
-    for tn in _tenures(conn, subject_id, TAG, t0, t1):
-        span = tn.clip(t0, t1)
-        if span is None:
-            continue
+    out: list[ev.FixRef] = []
+    for tn, span in ev.served(conn, subject_id, TAG, t0, t1):
         rows = conn.execute(
             select(c.ts, c.lat_e7, c.lon_e7, c.acc_dm, c.source)
             .where(c.device == tn.device, c.ts.between(*span))
             .order_by(c.ts, c.id)
         )
         out += [
-            Point(int(r[0]), r[1] / 1e7, r[2] / 1e7, r[3] / 10, tn.device,
+            ev.FixRef(int(r[0]), r[1] / 1e7, r[2] / 1e7, r[3] / 10, tn.device,
                   "rf_home" if r[4] == 1 else "gnss")
             for r in rows
         ]  # fmt: skip
@@ -112,10 +85,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
     out: list[dict[str, Any]] = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, t0, t1):
-            span = tn.clip(t0, t1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, t0, t1):
             for r in conn.execute(
                 select(e.ts, e.kind, e.data)
                 .where(e.device == tn.device, e.ts.between(*span))
@@ -123,10 +93,7 @@ def event_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
             ):
                 out.append(_event(int(r.ts), tn.device, role, r.kind, r.data))
     p = presence.c
-    for tn in _tenures(conn, subject_id, TAG, t0, t1):
-        span = tn.clip(t0, t1)
-        if span is None:
-            continue
+    for tn, span in ev.served(conn, subject_id, TAG, t0, t1):
         for pr in conn.execute(
             select(p.ts, p.home_unit, p.state, p.rssi)
             .where(p.tag == tn.device, p.ts.between(*span))
@@ -187,9 +154,9 @@ def alert_rows(conn: Connection, subject_id: int, t0: int, t1: int) -> list[dict
 # ---- formats ----------------------------------------------------------------------------
 
 
-def segments(points: Sequence[Point], gap_s: int = SEGMENT_GAP_S) -> list[list[Point]]:
+def segments(points: Sequence[ev.FixRef], gap_s: int = SEGMENT_GAP_S) -> list[list[ev.FixRef]]:
     """Points split where the time between fixes exceeds gap_s, or the device changes."""
-    out: list[list[Point]] = []
+    out: list[list[ev.FixRef]] = []
     for p in points:
         if out and p.t - out[-1][-1].t <= gap_s and p.device == out[-1][-1].device:
             out[-1].append(p)
@@ -198,7 +165,7 @@ def segments(points: Sequence[Point], gap_s: int = SEGMENT_GAP_S) -> list[list[P
     return out
 
 
-def trail_geojson(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_geojson(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """A FeatureCollection: one Point Feature per fix (time, accuracy, device, source) and
     a MultiLineString of the path (one line per segment of two or more fixes)."""
     feats: list[dict[str, Any]] = [
@@ -223,7 +190,7 @@ def trail_geojson(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
-def trail_gpx(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_gpx(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """GPX 1.1: one track, one segment per stretch without a long gap; each point's comment
     carries its accuracy, device and source."""
     gpx = gpxpy.gpx.GPX()
@@ -246,7 +213,7 @@ def trail_gpx(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
     return gpx.to_xml(version="1.1").encode()
 
 
-def trail_kml(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
+def trail_kml(points: Sequence[ev.FixRef], meta: dict[str, Any]) -> bytes:
     """KML 2.2: a gx:Track per segment (times and coordinates, accuracy as ExtendedData),
     which Google Earth and QGIS play back along a time slider."""
     ET.register_namespace("", KML_NS)
@@ -276,15 +243,6 @@ def trail_kml(points: Sequence[Point], meta: dict[str, Any]) -> bytes:
             ET.SubElement(arr, f"{gx}value").text = str(p.accuracy_m)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body
-
-
-def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> bytes:
-    buf = io.StringIO()
-    w = csv_cells.Writer(buf, lineterminator="\r\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow([r.get(c, "") for c in columns])
-    return buf.getvalue().encode()
 
 
 # ---- the bundle -------------------------------------------------------------------------
@@ -329,12 +287,12 @@ def build_files(
                                   "application/vnd.google-earth.kml+xml"))  # fmt: skip
     if "events" in include:
         rows = event_rows(conn, subject_id, t0, t1)
-        out.append(ExportFile(FILE_NAMES["events"], to_csv(rows, EVENT_COLUMNS), len(rows),
-                              "text/csv"))  # fmt: skip
+        out.append(ExportFile(FILE_NAMES["events"], csv_cells.table(rows, EVENT_COLUMNS),
+                              len(rows), "text/csv"))  # fmt: skip
     if "alerts" in include:
         arows = alert_rows(conn, subject_id, t0, t1)
-        out.append(ExportFile(FILE_NAMES["alerts"], to_csv(arows, ALERT_COLUMNS), len(arows),
-                              "text/csv"))  # fmt: skip
+        out.append(ExportFile(FILE_NAMES["alerts"], csv_cells.table(arows, ALERT_COLUMNS),
+                              len(arows), "text/csv"))  # fmt: skip
     return out
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Select, func, or_, select
 from backend import csv_cells
 from backend.investigations import evidence as ev
 from backend.rules import curfew as curfew_rule
-from backend.rules.schedule import local_date, to_unix
+from backend.rules.schedule import local_date, merge, subtract, to_unix
 from backend.rules.store import load_config
 from backend.storage.schema import (
     HOME_UNIT,
@@ -257,8 +257,8 @@ def _monitored(
     """The parts of [start, end) that count: a tag fitted and an order running, up to now."""
     lo = max(start, cfg.start) if cfg.start is not None else start
     hi = min(end, int(now), cfg.end if cfg.end is not None else end)
-    tags = _tenures(conn, subject_id, TAG, lo, hi)
-    return _merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
+    tags = ev.tenures(conn, lo, hi - 1, role=TAG, subject_ids=[subject_id])
+    return merge([(max(t.start, lo), min(t.end or hi, hi)) for t in tags])
 
 
 def _nights(
@@ -288,29 +288,13 @@ def _nights(
     return out
 
 
-def _tenures(conn: Connection, subject_id: int, role: str, start: int, end: int) -> list[ev.Tenure]:
-    a = assignments.c
-    rows = conn.execute(
-        select(a.subject_id, a.device, a.starts_at, a.ends_at).where(
-            a.subject_id == subject_id,
-            a.role == role,
-            a.starts_at < end,
-            or_(a.ends_at.is_(None), a.ends_at > start),
-        )
-    )
-    return [ev.Tenure(int(r[0]), int(r[1]), int(r[2]), r[3]) for r in rows]
-
-
 def _device_events(
     conn: Connection, subject_id: int, start: int, end: int, kinds: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     out = []
     e = device_events.c
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, start, end):
-            span = tn.clip(start, end - 1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, start, end - 1):
             for r in conn.execute(
                 select(e.ts, e.kind, e.data)
                 .where(e.device == tn.device, e.kind.in_(kinds), e.ts.between(*span))
@@ -335,10 +319,7 @@ def _charging(
     start, end = monitored[0][0], monitored[-1][1]
     e = device_events.c
     recs: list[tuple[int, bool]] = []
-    for tn in _tenures(conn, subject_id, TAG, start - CHARGE_MAX_GAP_S, end):
-        span = tn.clip(start - CHARGE_MAX_GAP_S, end)
-        if span is None:
-            continue
+    for tn, span in ev.served(conn, subject_id, TAG, start - CHARGE_MAX_GAP_S, end - 1):
         for r in conn.execute(
             select(e.ts, e.data)
             .where(e.device == tn.device, e.kind == "battery", e.ts.between(*span))
@@ -380,19 +361,16 @@ def _completeness(
     if not monitored:
         return Completeness(interval, 0, 0, 0, None, 0, 0, 0)
     start, end = monitored[0][0], monitored[-1][1]
-    tags = _tenures(conn, subject_id, TAG, start, end)
-    stays = ev.load_stays(conn, tags, start, end - 1)
-    home = _merge([(max(s.start, start), min(s.end, end)) for s in stays])
-    away = _subtract(monitored, home)
+    tags = ev.served(conn, subject_id, TAG, start, end - 1)
+    stays = ev.load_stays(conn, [tn for tn, _ in tags], start, end - 1)
+    home = merge([(max(s.start, start), min(s.end, end)) for s in stays])
+    away = subtract(monitored, home)
     away_s = sum(b - a for a, b in away)
     expected = sum((b - a) // interval for a, b in away)
     received = 0
     longest = 0
     c = positions.c
-    for tn in tags:
-        span = tn.clip(start, end - 1)
-        if span is None:
-            continue
+    for tn, span in tags:
         ts = [int(t) for t in conn.execute(
             select(c.ts).where(c.device == tn.device, c.ts.between(*span), c.source == 0)
             .order_by(c.ts)
@@ -405,10 +383,7 @@ def _completeness(
     f = frames.c
     exp_frames = got_frames = 0
     for role in (TAG, HOME_UNIT):
-        for tn in _tenures(conn, subject_id, role, start, end):
-            span = tn.clip(start, end - 1)
-            if span is None:
-                continue
+        for tn, span in ev.served(conn, subject_id, role, start, end - 1):
             for _boot, lo, hi, n in conn.execute(
                 select(f.boot, func.min(f.seq), func.max(f.seq), func.count())
                 .where(f.device == tn.device, f.ts.between(*span), f.mtype.in_((1, 2)))
@@ -419,31 +394,6 @@ def _completeness(
     ratio = None if expected == 0 else min(1.0, received / expected)
     return Completeness(interval, away_s, expected, received, ratio, longest, exp_frames,
                         got_frames)  # fmt: skip
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(s for s in spans if s[1] > s[0]):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out = []
-    for a, b in spans:
-        cur = a
-        for ha, hb in holes:
-            if hb <= cur or ha >= b:
-                continue
-            if ha > cur:
-                out.append((cur, ha))
-            cur = max(cur, hb)
-        if cur < b:
-            out.append((cur, b))
-    return out
 
 
 # ---- rendering --------------------------------------------------------------------------
@@ -519,7 +469,7 @@ def caseload(
                 alerts.c.subject_id == sid, alerts.c.state.in_(("open", "acknowledged"))
             )
         ).scalar_one()
-        devs = [tn.device for tn in _tenures(conn, sid, TAG, 0, 2**62)]
+        devs = [tn.device for tn in ev.tenures(conn, 0, 2**62, role=TAG, subject_ids=[sid])]
         last = None
         if devs:
             last = conn.execute(
@@ -541,12 +491,7 @@ def caseload_html(rows: list[dict[str, Any]], unit: str, start: int, end: int, n
 
 
 def table_csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buf = io.StringIO()
-    w = csv_cells.Writer(buf, lineterminator="\r\n")
-    w.writerow(columns)
-    for r in rows:
-        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    return buf.getvalue().encode()
+    return csv_cells.table(rows, columns)
 
 
 CASELOAD_COLUMNS = [

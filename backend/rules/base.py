@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 from backend.rules.config import SubjectConfig
@@ -51,9 +51,6 @@ class Rule(abc.ABC):
 
     def __init__(self, params: Any = None) -> None:
         self.p = params if params is not None else self.Params()
-
-    def with_params(self, **changes: Any) -> Rule:
-        return type(self)(replace(self.p, **changes))
 
     def describe(self) -> dict[str, Any]:
         return {"rule": self.name, "version": self.version, "params": asdict(self.p)}

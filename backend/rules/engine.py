@@ -246,19 +246,13 @@ class Engine:
             self._advance(st, ctx, batch[-1].t + 1, snapshots)
         return ctx
 
-    def at_horizon(
-        self, config: SubjectConfig, state: State, horizon: int
-    ) -> tuple[list[Episode], list[Episode]]:
-        """What time alone concludes by `horizon`, on a copy (the state is left as it was)."""
-        closed, open_eps, _ = self.horizon(config, state, horizon)
-        return closed, open_eps
-
     def horizon(
         self, config: SubjectConfig, state: State, horizon: int
     ) -> tuple[list[Episode], list[Episode], int]:
-        """at_horizon, and the deadline after it: until horizon + 1 reaches it, a later
-        horizon concludes exactly the same (advance composes), so the clock tick can skip
-        the subject."""
+        """What time alone concludes by `horizon` (closed and open episodes), on a copy (the
+        state is left as it was), and the deadline after it: until horizon + 1 reaches it, a
+        later horizon concludes exactly the same (advance composes), so the clock tick can
+        skip the subject."""
         tmp = State(state.covers, copy_state(state.rules), state.config_version)
         ctx = Context(config, live=False)
         if horizon + 1 > tmp.covers:

@@ -89,10 +89,6 @@ class Episode:
     def key(self) -> str:
         return f"{self.subject}:{self.rule}:{self.type}:{self.subkey}:{self.start}"
 
-    @property
-    def duration(self) -> int | None:
-        return None if self.end is None else self.end - self.start
-
     def add_evidence(self, item: Mapping[str, Any]) -> None:
         add_evidence(self.evidence, item)
 

@@ -44,6 +44,10 @@ Vectorized: prepare() projects the run's fixes and asks the zones' STRtree for e
 (fix, zone) pair within reach in one query, and for every segment that intersects a zone in
 another; the per-fix fold then only looks at those pairs.
 
+A `Trace` given to the rule records its judgement of every fix it looks at and the visits it
+let go (near misses): the web UI's zone preview runs this very rule over a subject's stored
+fixes and shows them, so the preview cannot drift from what the rule raises.
+
 docs/rules.md ("Zone edges: what buffer to give") has the measured false-entry rates by
 distance outside the edge and GNSS error, and detection by visit length."""
 
@@ -51,7 +55,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -96,10 +100,46 @@ class Here(NamedTuple):
     consistent: bool  # the track explains the fix with its reported accuracy
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What the fold made of one fix against one zone (a Trace records them)."""
+
+    ref: str  # the fix (Obs.ref)
+    zone: int  # the zone's id
+    accuracy_m: float  # the accuracy believed for the fix (inflated where the track doubts it)
+    wrong: bool  # on the wrong side of the edge with confidence (a breach sample, if active)
+    right: bool  # on the right side with confidence
+    active: bool  # the zone's schedule applies at the fix's time
+
+
+@dataclass(frozen=True)
+class NearMiss:
+    """A visit that opened a pending episode and ended without alerting: too short, too few
+    fixes, or not supported by the track."""
+
+    zone: int
+    start: int  # the crossing
+    end: int
+    fixes: int  # fixes inside with confidence
+
+
+@dataclass
+class Trace:
+    """What the fold decided, fix by fix, and the visits it let go: for a caller that shows
+    the rule's reasoning (the zone preview). The engine's own runs keep none."""
+
+    judged: list[Judgement] = field(default_factory=list)
+    near_misses: list[NearMiss] = field(default_factory=list)
+
+
 class Zones(Rule):
     name = "zones"
     version = 2
     Params = ZoneParams
+
+    def __init__(self, params: ZoneParams | None = None, trace: Trace | None = None) -> None:
+        super().__init__(params)
+        self.trace = trace
 
     def initial(self, config: Any, start: int) -> dict[str, Any]:
         # last: the last accepted fix [t, x, y, believed accuracy, ref]; anchor: the last fix
@@ -237,9 +277,12 @@ class Zones(Rule):
         active = not spec.schedule or active_at(spec.schedule, obs.t)
         confirmed = zs is not None and self._confirmed(st, type_, spec, zs)
         slot = "" if zs is None else f"{spec.id}@{zs['since']}"
+        if self.trace is not None:
+            self.trace.judged.append(Judgement(obs.ref, spec.id, here.acc, wrong, right, active))
         if zs is not None and not confirmed and obs.t - zs["last"] > self.p.evidence_gap_s:
             # Nothing has supported it for too long: a near miss, and this fix starts afresh.
             self.end(st, ctx, type_, slot, obs.t, obs.t)
+            self._missed(spec, zs, obs.t)
             del st["zone"][key]
             zs = None
         if zs is not None:
@@ -252,6 +295,8 @@ class Zones(Rule):
             if (right and confirmed) or (against and zs["support"] <= 0) or not active:
                 end = obs.t if over else self._left(ctx, here, zi, zs["over"])
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
+                if not confirmed:
+                    self._missed(spec, zs, end)
                 del st["zone"][key]
                 if not confirmed and not over and active:
                     self._chord(st, ctx, here, index, zi, zs)
@@ -308,7 +353,7 @@ class Zones(Rule):
                 self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
         else:
             self.evidence(st, type_, slot, obs.evidence())
-        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self._dwell(spec):
+        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self.dwell(spec):
             self.confirm(st, type_, slot, obs.t)
 
     def _left(self, ctx: Context, here: Here, zi: int, over: list[Any] | None) -> int:
@@ -364,7 +409,7 @@ class Zones(Rule):
         length = math.hypot(x - prev[1], y - prev[2])
         inside_m = (seg[1] - seg[0]) * length
         inside_s = (seg[1] - seg[0]) * gap
-        if inside_m < self.p.min_cross_m or inside_s < self._dwell(spec):
+        if inside_m < self.p.min_cross_m or inside_s < self.dwell(spec):
             return
         start = int(prev[0] + seg[0] * gap)
         sub = f"{spec.id}@{start}"
@@ -384,7 +429,12 @@ class Zones(Rule):
         )
         self.end(st, ctx, ENTRY, sub, int(prev[0] + seg[1] * gap), obs.t, evidence=obs.evidence())
 
-    def _dwell(self, spec: ZoneSpec) -> int:
+    def _missed(self, spec: ZoneSpec, zs: dict[str, Any], end: int) -> None:
+        if self.trace is not None and zs["n"] > 0:
+            self.trace.near_misses.append(NearMiss(spec.id, zs["since"], end, zs["n"]))
+
+    def dwell(self, spec: ZoneSpec) -> int:
+        """How long a visit must last to alert: the zone's own dwell, else its kind's."""
         if spec.dwell_s is not None:
             return spec.dwell_s
         dwell: int = (

@@ -1,6 +1,10 @@
-"""Who may see which subject: the one place where unit ownership, shares and roles are
-turned into answers (for one subject) and SQL (for lists). Plus the directory operations
-on units, users, subjects and shares that the admin API and CLI share."""
+"""Who may see what: the one place where unit ownership, shares and roles are turned into
+answers (for one subject, user or share) and SQL (for lists). backend/api/deps.py turns
+these into the guards every route takes; nothing else decides access.
+
+Subjects are reached by unit and share scopes (roles.py); the records that belong to a
+subject (orders, zones, alerts...) only through it (`SUBJECT_OBJECTS`). Users and shares
+have their own visibility (`visible_users`, `visible_shares`)."""
 
 from __future__ import annotations
 
@@ -12,22 +16,27 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    Table,
     false,
-    insert,
     literal,
     or_,
     select,
+    true,
     union,
-    update,
 )
 
 from backend.security import roles
-from backend.security.passwords import Passwords
-from backend.storage.schema import shares, subjects, units, users
-
-
-class DirectoryError(ValueError):
-    """A refused directory change (unknown unit, duplicate name, bad role...)."""
+from backend.storage.schema import (
+    alerts,
+    assignments,
+    curfew_exceptions,
+    curfews,
+    orders,
+    shares,
+    subjects,
+    users,
+    zones,
+)
 
 
 @dataclass(frozen=True)
@@ -101,38 +110,52 @@ def subject_access(
 ) -> SubjectAccess | None:
     """The subject with the caller's scopes, or None when the caller may not see it at all
     (the API answers 404 then, whether or not it exists)."""
-    row = conn.execute(select(subjects).where(subjects.c.id == subject_id)).first()
-    if row is None:
-        return None
-    share_ids: tuple[int, ...] = ()
-    if row.unit_id == user.unit_id:
-        scopes = roles.own_scopes(user.role)
-        owner = True
-    else:
-        owner = False
-        active = conn.execute(
-            select(shares.c.id, shares.c.scopes).where(
-                shares.c.subject_id == subject_id, _active_share(user.unit_id, now)
-            )
-        ).all()
-        granted: frozenset[str] = frozenset()
-        for s in active:
-            granted |= roles.parse_scopes(s.scopes)
-        scopes = roles.shared_scopes(user.role, granted)
-        share_ids = tuple(s.id for s in active)
-    if not scopes:
-        return None
-    return SubjectAccess(
-        row.id,
-        row.reference,
-        row.name,
-        row.unit_id,
-        row.risk_notes,
-        row.created_at,
-        scopes,
-        owner,
-        share_ids,
-    )
+    return subject_accesses(conn, user, [subject_id], now).get(subject_id)
+
+
+def subject_accesses(
+    conn: Connection, user: User, subject_ids: Iterable[int], now: float
+) -> dict[int, SubjectAccess]:
+    """`subject_access` for many subjects at once, in two queries (a list's page): those the
+    caller may not see are left out."""
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return {}
+    rows = list(conn.execute(select(subjects).where(subjects.c.id.in_(ids))))
+    foreign = [r.id for r in rows if r.unit_id != user.unit_id]
+    granted: dict[int, list[tuple[int, str]]] = {}
+    if foreign:
+        for share in conn.execute(
+            select(shares.c.id, shares.c.subject_id, shares.c.scopes)
+            .where(shares.c.subject_id.in_(foreign), _active_share(user.unit_id, now))
+            .order_by(shares.c.id)
+        ):
+            granted.setdefault(share.subject_id, []).append((share.id, share.scopes))
+    out: dict[int, SubjectAccess] = {}
+    for row in rows:
+        owner = row.unit_id == user.unit_id
+        active = granted.get(row.id, [])
+        if owner:
+            scopes = roles.own_scopes(user.role)
+        else:
+            given: frozenset[str] = frozenset()
+            for _, text in active:
+                given |= roles.parse_scopes(text)
+            scopes = roles.shared_scopes(user.role, given)
+        if not scopes:
+            continue
+        out[row.id] = SubjectAccess(
+            row.id,
+            row.reference,
+            row.name,
+            row.unit_id,
+            row.risk_notes,
+            row.created_at,
+            scopes,
+            owner,
+            () if owner else tuple(i for i, _ in active),
+        )
+    return out
 
 
 def permitted(
@@ -175,139 +198,62 @@ def owned_and_shared(
     return sorted(owned), shared
 
 
-# Directory operations -----------------------------------------------------------------
+# Objects of a subject -----------------------------------------------------------------
 
 
-def create_unit(conn: Connection, name: str, kind: str, now: float) -> int:
-    if kind not in roles.UNIT_KINDS:
-        raise DirectoryError(f"unit kind must be one of {roles.UNIT_KINDS}, not {kind!r}")
-    name = name.strip()
-    if not name:
-        raise DirectoryError("a unit needs a name")
-    if conn.execute(select(units.c.id).where(units.c.name == name)).first():
-        raise DirectoryError(f"unit {name!r} already exists")
-    new_id = conn.execute(
-        insert(units).values(name=name, kind=kind, created_at=now).returning(units.c.id)
-    ).scalar_one()
-    return int(new_id)
+@dataclass(frozen=True)
+class SubjectObject:
+    """A kind of record that belongs to one subject and is reached only through it: the
+    caller needs the subject's scope, and one of a subject it may not see does not exist
+    for it (404)."""
+
+    kind: str  # as the API names it in answers ("curfew exception not found")
+    param: str  # its id's path parameter
+    table: Table
+
+    def subject_of(self, conn: Connection, object_id: int) -> int | None:
+        found = conn.execute(
+            select(self.table.c.subject_id).where(self.table.c.id == object_id)
+        ).scalar()
+        return None if found is None else int(found)
 
 
-def unit_exists(conn: Connection, unit_id: int) -> bool:
-    return conn.execute(select(units.c.id).where(units.c.id == unit_id)).first() is not None
+SUBJECT_OBJECTS = {
+    o.kind: o
+    for o in (
+        SubjectObject("order", "order_id", orders),
+        SubjectObject("assignment", "assignment_id", assignments),
+        SubjectObject("curfew", "curfew_id", curfews),
+        SubjectObject("curfew exception", "exception_id", curfew_exceptions),
+        SubjectObject("zone", "zone_id", zones),
+        SubjectObject("alert", "alert_id", alerts),
+    )
+}
 
 
-def unit_by_name(conn: Connection, name: str) -> int | None:
-    found = conn.execute(select(units.c.id).where(units.c.name == name)).scalar()
-    return int(found) if found is not None else None
+# Users and shares ---------------------------------------------------------------------
 
 
-def create_user(
-    conn: Connection,
-    passwords: Passwords,
-    *,
-    username: str,
-    display_name: str,
-    unit_id: int,
-    role: str,
-    password: str,
-    now: float,
-) -> int:
-    if role not in roles.ROLES:
-        raise DirectoryError(f"role must be one of {roles.ROLES}, not {role!r}")
-    username = username.strip()
-    if not username or len(username) > 64:
-        raise DirectoryError("a username has 1 to 64 characters")
-    if not unit_exists(conn, unit_id):
-        raise DirectoryError(f"unit {unit_id} does not exist")
-    if conn.execute(select(users.c.id).where(users.c.username == username)).first():
-        raise DirectoryError(f"user {username!r} already exists")
-    new_id = conn.execute(
-        insert(users)
-        .values(
-            username=username,
-            display_name=display_name.strip() or username,
-            unit_id=unit_id,
-            role=role,
-            password_hash=passwords.hash(password),
-            failed_logins=0,
-            created_at=now,
-        )
-        .returning(users.c.id)
-    ).scalar_one()
-    return int(new_id)
+def visible_users(viewer: User) -> ColumnElement[bool]:
+    """Accounts a user may see: its own, every account for administrators and auditors
+    (they manage accounts, or need names for the log), its unit's for a supervisor."""
+    if roles.may_read_directory(viewer.role):
+        return true()
+    clause: ColumnElement[bool] = users.c.id == viewer.id
+    if viewer.role == roles.SUPERVISOR:
+        clause = or_(clause, users.c.unit_id == viewer.unit_id)
+    return clause
 
 
-def create_subject(
-    conn: Connection, *, reference: str, name: str, unit_id: int, risk_notes: str, now: float
-) -> int:
-    reference = reference.strip()
-    if not reference:
-        raise DirectoryError("a subject needs a reference")
-    if not unit_exists(conn, unit_id):
-        raise DirectoryError(f"unit {unit_id} does not exist")
-    if conn.execute(select(subjects.c.id).where(subjects.c.reference == reference)).first():
-        raise DirectoryError(f"subject reference {reference!r} already exists")
-    new_id = conn.execute(
-        insert(subjects)
-        .values(reference=reference, name=name, unit_id=unit_id, risk_notes=risk_notes,
-                created_at=now)
-        .returning(subjects.c.id)
-    ).scalar_one()  # fmt: skip
-    return int(new_id)
+def user_visible(conn: Connection, viewer: User, user_id: int) -> bool:
+    found = conn.execute(
+        select(users.c.id).where(users.c.id == user_id, visible_users(viewer))
+    ).first()
+    return found is not None
 
 
-def create_share(
-    conn: Connection,
-    *,
-    subject_id: int,
-    unit_id: int,
-    scopes: frozenset[str],
-    purpose: str,
-    expires_at: float,
-    created_by: int,
-    now: float,
-) -> int:
-    bad = scopes - frozenset(roles.SHAREABLE)
-    if bad or not scopes:
-        raise DirectoryError(f"a share grants a non-empty subset of {roles.SHAREABLE}")
-    if len(purpose.strip()) < 3:
-        raise DirectoryError("a share needs a stated purpose")
-    if expires_at <= now:
-        raise DirectoryError("a share must expire in the future")
-    owner = conn.execute(select(subjects.c.unit_id).where(subjects.c.id == subject_id)).scalar()
-    if owner is None:
-        raise DirectoryError(f"subject {subject_id} does not exist")
-    if owner == unit_id:
-        raise DirectoryError("a subject is not shared with its own unit")
-    if not unit_exists(conn, unit_id):
-        raise DirectoryError(f"unit {unit_id} does not exist")
-    new_id = conn.execute(
-        insert(shares)
-        .values(
-            subject_id=subject_id,
-            unit_id=unit_id,
-            scopes=roles.format_scopes(scopes),
-            purpose=purpose.strip(),
-            created_by=created_by,
-            created_at=now,
-            expires_at=expires_at,
-        )
-        .returning(shares.c.id)
-    ).scalar_one()
-    return int(new_id)
-
-
-def revoke_share(conn: Connection, share_id: int, now: float) -> bool:
-    n = conn.execute(
-        update(shares)
-        .where(shares.c.id == share_id, shares.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    ).rowcount
-    return n == 1
-
-
-def visible_share_clause(user: User) -> ColumnElement[bool]:
-    """Shares a user may list: those of its unit's subjects (supervisors and officers) and
+def visible_shares(user: User) -> ColumnElement[bool]:
+    """Shares a user may see: those of its unit's subjects (supervisors and officers) and
     those granted to its unit (any role that uses shares)."""
     owned = shares.c.subject_id.in_(select(subjects.c.id).where(subjects.c.unit_id == user.unit_id))
     received = shares.c.unit_id == user.unit_id
@@ -316,3 +262,18 @@ def visible_share_clause(user: User) -> ColumnElement[bool]:
     if user.role == roles.PARTNER:
         return received
     return false()
+
+
+def share_owner(conn: Connection, user: User, share_id: int) -> int | None:
+    """The unit that owns the shared subject, if `user` may see the share (else None)."""
+    found = conn.execute(
+        select(subjects.c.unit_id)
+        .join(shares, shares.c.subject_id == subjects.c.id)
+        .where(shares.c.id == share_id, visible_shares(user))
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def may_revoke_share(user: User, owner_unit_id: int) -> bool:
+    """Only a supervisor of the unit that owns the subject ends a share of it."""
+    return roles.may_share(user.role) and user.unit_id == owner_unit_id

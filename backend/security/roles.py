@@ -77,14 +77,6 @@ def may_share(role: str) -> bool:
     return role == SUPERVISOR
 
 
-def may_administer(role: str) -> bool:
-    return role == ADMINISTRATOR
-
-
 def may_read_directory(role: str) -> bool:
     """Units and users lists: administrators manage them, auditors need names for the log."""
     return role in (ADMINISTRATOR, AUDITOR)
-
-
-def may_audit(role: str) -> bool:
-    return role == AUDITOR

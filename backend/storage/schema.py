@@ -175,8 +175,9 @@ security_events = Table(
     Index(None, "device", "at"),
 )
 
-# Append-only record of actions on the data (the retention purge writes here). The access
-# control issue extends it (hash chain, who read what).
+# Append-only record of actions on the data: the retention purge and every read or
+# disclosure of location data (who, what, when, purpose), hash-chained so that an edit or a
+# deletion shows (backend/security/audit.py).
 audit_log = Table(
     "audit_log",
     metadata,
@@ -200,7 +201,7 @@ audit_log = Table(
 )
 
 # ---------------------------------------------------------------------------------------
-# Access control (issue 7, migration 0002_access): units, users, their sessions, subjects
+# Access control (migration 0002_access): units, users, their sessions, subjects
 # and shares. Authorization is by unit: a subject belongs to one unit; another unit sees it
 # only through an unexpired, unrevoked share with the scope it needs.
 
@@ -294,7 +295,7 @@ shares = Table(
 )
 
 # ---------------------------------------------------------------------------------------
-# Monitoring (issue 6, migration 0003_monitoring): what a subject is ordered to do, what they
+# Monitoring (migration 0003_monitoring): what a subject is ordered to do, what they
 # wear, their curfews, zones and charging schedule; the alerts the rules raise and their
 # workflow; the rule engine's state. Event times (starts_at, start, end...) are integer Unix
 # seconds like device times; backend times (created_at, raised_at...) are float.

@@ -1,2 +1,2 @@
 """The officers' web application: static pages, settings, the world layer and demo
-accounts. backend/api/routes_web.py serves it; docs/web.md describes it."""
+accounts. backend/api/routes/web.py serves it; docs/web.md describes it."""

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, update
 
-from backend.security import access, roles
+from backend.security import roles
 from backend.security.passwords import Passwords
+from backend.services import shares as share_records
+from backend.services import units as unit_records
+from backend.services import users as user_records
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import subjects, users
 
@@ -52,8 +55,8 @@ def seed_demo_accounts(
     with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
         unit_ids: dict[str, int] = {}
         for name in (owner_unit, other_unit):
-            found = access.unit_by_name(conn, name)
-            unit_ids[name] = found if found is not None else access.create_unit(
+            found = unit_records.by_name(conn, name)
+            unit_ids[name] = found if found is not None else unit_records.create(
                 conn, name, "police", now
             )  # fmt: skip
         prefix = {owner_unit: "iom", other_unit: "mosovo"}
@@ -68,7 +71,7 @@ def seed_demo_accounts(
             password = _password()
             existing = conn.execute(select(users.c.id).where(users.c.username == username)).scalar()
             if existing is None:
-                uid = access.create_user(
+                uid = user_records.create(
                     conn, passwords, username=username, display_name=f"Demo {role} ({unit})",
                     unit_id=unit_ids[unit], role=role, password=password, now=now,
                 )  # fmt: skip
@@ -95,7 +98,7 @@ def seed_demo_accounts(
             .limit(share)
         ).scalars()
         for sid in first:
-            access.create_share(
+            share_records.create(
                 conn,
                 subject_id=sid,
                 unit_id=unit_ids[other_unit],

@@ -16,8 +16,10 @@ comms_loss alert takes over."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select
 
@@ -82,6 +84,17 @@ def judge(
     return Freshness(mode, last_contact, expected, late_after, silent_after_s, state)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """A subject's equipment as the live map sees it: its tag, its home unit, and whether
+    the home unit last reported the tag present (None: no report)."""
+
+    subject_id: int
+    tag: int
+    home_unit: int | None
+    at_home: bool | None
+
+
 def read(
     db: Connection,
     subject_id: int,
@@ -93,43 +106,82 @@ def read(
 ) -> Freshness:
     """The subject's freshness at `now` from what is stored: its tag's mode and newest
     records, its home unit's when the tag is at home, and its orders' comms threshold."""
+    fitted = Fitted(subject_id, tag, home_unit, at_home)
+    return read_many(db, [fitted], now, cadence)[subject_id]
+
+
+def read_many(
+    db: Connection, fitted: Sequence[Fitted], now: float, cadence: Cadence | None = None
+) -> dict[int, Freshness]:
+    """`read` for many subjects in two queries, whatever their number (the live map)."""
+    if not fitted:
+        return {}
     cadence = cadence or Cadence()
     o = orders.c
-    comms = db.execute(
-        select(func.min(o.comms_loss_s)).where(o.subject_id == subject_id, o.comms_loss_s > 0)
-    ).scalar()
-    silent_after = int(comms) if comms else CommsParams.threshold_s
-    e = device_events.c
-    last_mode = db.execute(
+    comms = {
+        int(sid): least
+        for sid, least in db.execute(
+            select(o.subject_id, func.min(o.comms_loss_s))
+            .where(o.subject_id.in_([f.subject_id for f in fitted]), o.comms_loss_s > 0)
+            .group_by(o.subject_id)
+        )
+    }
+    e, p, d = device_events.c, positions.c, devices.c
+    last_mode = (
         select(e.data)
-        .where(e.device == tag, e.kind == "mode", e.ts.is_not(None))
+        .where(e.device == d.id, e.kind == "mode", e.ts.is_not(None))
         .order_by(e.ts.desc(), e.id.desc())
         .limit(1)
-    ).scalar()
-    rf = isinstance(last_mode, dict) and last_mode.get("mode") == MODE_RF
-    home = bool(at_home) if at_home is not None else rf
-    p = positions.c
-    fixes = list(
-        db.execute(
-            select(p.ts)
-            .where(p.device == tag, p.source == 0)
-            .order_by(p.ts.desc(), p.id.desc())
-            .limit(2)
-        ).scalars()
+        .scalar_subquery()
     )
-    mode: Mode
-    if home:
-        mode = "home"
-    elif not fixes:
-        mode = "unknown"
-    elif len(fixes) == 2 and fixes[0] - fixes[1] <= cadence.moving_fix_s:
-        mode = "moving"
-    else:
-        mode = "resting"
-    speakers = [tag, home_unit] if mode == "home" and home_unit is not None else [tag]
-    last = db.execute(
-        select(func.max(devices.c.last_event_at)).where(devices.c.id.in_(speakers))
-    ).scalar()
-    newest_fix = fixes[0] if fixes else None
-    candidates = [int(t) for t in (last, newest_fix) if t is not None]
-    return judge(mode, max(candidates) if candidates else None, now, silent_after, cadence)
+
+    def gnss_fix(nth: int) -> Any:
+        return (
+            select(p.ts)
+            .where(p.device == d.id, p.source == 0)
+            .order_by(p.ts.desc(), p.id.desc())
+            .limit(1)
+            .offset(nth)
+            .scalar_subquery()
+        )
+
+    tags = {f.tag for f in fitted}
+    speakers = tags | {f.home_unit for f in fitted if f.home_unit is not None}
+    seen = {
+        r.id: r
+        for r in db.execute(
+            select(
+                d.id,
+                d.last_event_at,
+                last_mode.label("last_mode"),
+                gnss_fix(0).label("fix0"),
+                gnss_fix(1).label("fix1"),
+            ).where(d.id.in_(sorted(speakers)))
+        )
+    }
+    out: dict[int, Freshness] = {}
+    for f in fitted:
+        tag = seen.get(f.tag)
+        silent_after = int(comms.get(f.subject_id) or CommsParams.threshold_s)
+        mode_data = tag.last_mode if tag is not None else None
+        if isinstance(mode_data, str):
+            mode_data = json.loads(mode_data)
+        rf = isinstance(mode_data, dict) and mode_data.get("mode") == MODE_RF
+        home = bool(f.at_home) if f.at_home is not None else rf
+        fixes = [int(t) for t in ((tag.fix0, tag.fix1) if tag is not None else ()) if t is not None]
+        mode: Mode
+        if home:
+            mode = "home"
+        elif not fixes:
+            mode = "unknown"
+        elif len(fixes) == 2 and fixes[0] - fixes[1] <= cadence.moving_fix_s:
+            mode = "moving"
+        else:
+            mode = "resting"
+        speaking = [f.tag, f.home_unit] if mode == "home" and f.home_unit is not None else [f.tag]
+        heard = [seen[s].last_event_at for s in speaking if s in seen]
+        candidates = [int(t) for t in (*heard, fixes[0] if fixes else None) if t is not None]
+        out[f.subject_id] = judge(
+            mode, max(candidates) if candidates else None, now, silent_after, cadence
+        )
+    return out

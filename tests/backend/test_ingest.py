@@ -21,6 +21,7 @@ from backend.ingest import (
 )
 from backend.registry import Device, Registry
 from backend.settings import Settings
+from backend.storage import frame_writes
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -31,8 +32,8 @@ from backend.storage.schema import (
     presence,
     security_events,
 )
+from firmware import fixframe, topics
 from firmware import frame as fr
-from firmware import topics
 from tests.backend.conftest import T0
 from tests.backend.frames import acked, home_frame, tag_frame
 
@@ -219,6 +220,39 @@ def test_bad_frames_rejected_with_reason_and_nothing_stored_is_touched(h: Harnes
     assert h.count(frames) == 2
 
 
+def test_frames_are_parsed_and_verified_by_the_codec(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One meaning of a good frame: ingest parses every payload with the codec's receiving
+    side (firmware/fixframe.py) and checks every MAC with the codec's verify, never with a
+    check of its own, so a fix to either reaches ingest."""
+    parsed: list[bytes] = []
+    verified: list[tuple[int, bytes]] = []
+    real_parse, real_verify = fixframe.parse, fr.verify
+
+    def parse(data: bytes) -> fixframe.Parsed:
+        parsed.append(data)
+        return real_parse(data)
+
+    def verify(f: fr.Frame, key: bytes) -> fr.Frame:
+        verified.append((f.seq, key))
+        return real_verify(f, key)
+
+    monkeypatch.setattr(fixframe, "parse", parse)
+    monkeypatch.setattr(fr, "verify", verify)
+    battery = fr.Record(fr.BATTERY, dt=0, level=50, flags=0, mv=3900, hours_left=20)
+    msgs = (
+        up(h, 1, fixes=3),  # the codec's fast path
+        up(h, 2, extra=[battery]),  # its general parse
+        (topics.tag_up(TAG_ID), tag_frame(TAG_ID, h.other.key, 3, T0 + 3500)),  # wrong key
+    )
+    h.send(*msgs)
+    assert parsed == [p for _t, p in msgs]
+    assert verified == [(1, h.tag.key), (2, h.tag.key), (3, h.tag.key)]
+    assert h.acks(h.tag) == {(1, 1), (1, 2)}
+    assert h.ingest.rejections[("mac", TAG_ID)] == 1
+
+
 def test_relayed_frame_verified_with_the_tags_key_and_acked_to_the_tag(h: Harness) -> None:
     relay = topics.home_relay(UNIT_ID)
     h.send((relay, tag_frame(TAG_ID, h.tag.key, 7, T0 + 3500)))
@@ -274,23 +308,21 @@ def test_frame_without_calendar_time_is_kept_but_not_placed(h: Harness) -> None:
 
 
 def test_failed_commit_stores_and_acks_nothing_and_retry_succeeds(
-    engine: Engine, registry: Registry, clock: ManualClock
+    engine: Engine, registry: Registry, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = Harness(engine, registry, clock)
 
     class Broken(Exception):
         pass
 
-    real = h.ingest._update_devices
-
     def fail(*a: object, **k: object) -> None:
         raise Broken
 
-    h.ingest._update_devices = fail  # type: ignore[method-assign]
-    with pytest.raises(Broken):
-        h.send(up(h, 1), up(h, 2))
+    with monkeypatch.context() as m:
+        m.setattr(frame_writes, "update_devices", fail)  # the last write of the transaction
+        with pytest.raises(Broken):
+            h.send(up(h, 1), up(h, 2))
     assert h.count(frames) == 0 and h.published == []
-    h.ingest._update_devices = real  # type: ignore[method-assign]
     h.send(up(h, 1), up(h, 2))  # the broker redelivers: not mistaken for duplicates
     assert h.count(frames) == 2 and h.acks(h.tag) == {(1, 1), (1, 2)}
 

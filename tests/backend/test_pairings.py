@@ -15,7 +15,7 @@ from backend.registry import HOME_RECORD, NOT_PAIRED
 from backend.rules import store
 from backend.rules.model import SECURITY
 from backend.rules.observe import frame_observations
-from backend.security import access
+from backend.services import units
 from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import (
     HOME_UNIT,
@@ -64,7 +64,7 @@ def world(engine: Engine, clock: ManualClock) -> World:
     ingest and the monitoring rules."""
     st = Stage(engine, clock, rules=True)
     with engine.begin() as conn:
-        police = [access.create_unit(conn, n, "police", T0) for n in ("IOM A", "IOM B")]
+        police = [units.create(conn, n, "police", T0) for n in ("IOM A", "IOM B")]
     subject_of = {}
     for n, (tag, unit) in enumerate(((TAG_A, UNIT_A), (TAG_B, UNIT_B))):
         sid = subject_of[tag] = st.subject(f"S-{n}", police[n])

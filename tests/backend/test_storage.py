@@ -34,7 +34,7 @@ def test_migrations_create_exactly_the_schema(engine: Engine) -> None:
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
-    # The newest migration, whichever issue added it: one linear chain, fully applied.
+    # The newest migration, whichever change added it: one linear chain, fully applied.
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     assert current_revision(engine) == head

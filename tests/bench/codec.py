@@ -1,4 +1,4 @@
-"""Codec throughput (issue 2): encode+sign and decode+verify of a 10-fix frame, under CPython
+"""Codec throughput: encode+sign and decode+verify of a 10-fix frame, under CPython
 and under MicroPython, each beside hashlib.sha256 of the same bytes in the same run."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tag firmware (issue 3): poll cost under MicroPython beside a bare step loop, a simulated
+"""Tag firmware: poll cost under MicroPython beside a bare step loop, a simulated
 day under the real micropython binary (HIL, lock-step, real Mosquitto) with its heap
 high-water mark and energy ledger, the .mpy image size, and the projected battery life for a
 typical day (10 h out moving, 14 h at home at rest) beside commercial tags' 24-72 h."""

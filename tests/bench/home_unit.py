@@ -1,4 +1,4 @@
-"""Home unit benchmarks (issue 4): beacons handled per second (verify, replay check,
+"""Home unit benchmarks: beacons handled per second (verify, replay check,
 presence, durable commit, signed ack) beside HMAC verification alone; and relay throughput
 from the SQLite queue to a real Mosquitto beside raw paho QoS 1 publishing in the same run,
 with the same in-flight window and the same subscriber."""

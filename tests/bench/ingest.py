@@ -1,4 +1,4 @@
-"""Ingest throughput (issue 5): signed frames of 1 and 10 fixes from a load generator through
+"""Ingest throughput: signed frames of 1 and 10 fixes from a load generator through
 a real Mosquitto to 1 and 2 `tagwatch backend ingest` processes, timed until every frame is
 committed and its end-to-end ACK has reached the generator; beside the raw
 paho -> Mosquitto QoS 1 rate (a publisher process to a bare subscriber process, the same

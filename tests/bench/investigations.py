@@ -1,4 +1,4 @@
-"""Crime-scene correlation on a large history (issue 10): query latency p50/p95 over varied
+"""Crime-scene correlation on a large history: query latency p50/p95 over varied
 places and windows on at least 10 million fixes, beside a brute-force scan of the same data
 in the same run (and a check that both find the same subjects).
 
@@ -313,10 +313,10 @@ def brute(engine: Engine, area: Area, t0: int, t1: int, p: Params) -> set[int]:
                 conn.exec_driver_sql(f"SET LOCAL {knob} = off")
             sql = "SELECT device FROM positions WHERE ts BETWEEN %s AND %s"
         devs = sorted({int(r[0]) for r in conn.exec_driver_sql(sql, (lo, hi))})
-        tenures = ev.tag_tenures(conn, lo, hi, devices=devs)
+        tenures = ev.tenures(conn, lo, hi, devices=devs)
         fixes = ev.load_fixes(conn, tenures, lo, hi)
         homes = ev.load_homes(conn)
-        stays = ev.load_stays(conn, ev.tag_tenures(conn, t0, t1, subject_ids=list(homes)), t0, t1)
+        stays = ev.load_stays(conn, ev.tenures(conn, t0, t1, subject_ids=list(homes)), t0, t1)
     found = analyse(area, t0, t1, fixes, stays, homes, p)
     return {s for s, v in found.items() if v[0] in (WITHIN, POSSIBLY)}
 

@@ -1,4 +1,4 @@
-"""RF home mode (issue 4): projected tag battery life for a day with 14 h at home in RF mode
+"""RF home mode: projected tag battery life for a day with 14 h at home in RF mode
 beside the same day in GPS mode all day, from the firmware's energy ledger.
 
 Both runs drive the real application step machine (firmware.app.App, in-process on CPython)

@@ -1,4 +1,4 @@
-"""Rules (issue 6): zone-rule evaluation throughput, and end-to-end alert latency.
+"""Rules: zone-rule evaluation throughput, and end-to-end alert latency.
 
 1. Fixes per second through the rule engine's zone rule (accuracy hysteresis, dwell,
    segment crossing, fast-sampling decisions) against 1, 100 and 10,000 zones, beside two
@@ -163,7 +163,7 @@ class _Site:
         from backend.registry import KeyVault, Registry
         from backend.rules import store
         from backend.rules.sink import MonitoringSink
-        from backend.security import access
+        from backend.services import subjects, units
         from backend.storage.database import make_engine, upgrade
         from backend.storage.schema import (
             assignments,
@@ -180,13 +180,13 @@ class _Site:
         registry = Registry(self.engine, KeyVault(bytes(range(32))), self.clock)
         self.keys: dict[int, bytes] = {}
         with self.engine.begin() as conn:
-            unit = access.create_unit(conn, "bench", "police", t)
+            unit = units.create(conn, "bench", "police", t)
         for i in range(n):
             tag, hu = 10_000 + i, 20_000 + i
             self.keys[hu] = registry.register(hu, "home_unit").key
             self.keys[tag] = registry.register(tag, "tag", home_unit=hu).key
             with self.engine.begin() as conn:
-                sid = access.create_subject(
+                sid = subjects.create(
                     conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t
                 )
                 for dev, role in ((tag, "tag"), (hu, "home_unit")):
@@ -390,7 +390,8 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
     from backend.registry import KeyVault, Registry
     from backend.rules import store
     from backend.rules.sink import attach
-    from backend.security import access
+    from backend.services import subjects as subject_records
+    from backend.services import units, users
     from backend.settings import Settings
     from backend.storage.database import make_engine, upgrade
     from backend.storage.schema import assignments, zones
@@ -419,10 +420,10 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
     t0 = int(time.time())
     tags: dict[int, bytes] = {}
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "bench", "police", t0)
+        unit = units.create(conn, "bench", "police", t0)
         from backend.security.passwords import Passwords
 
-        access.create_user(
+        users.create(
             conn,
             Passwords(settings),
             username="bench",
@@ -436,7 +437,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
         tag = 5000 + i
         tags[tag] = registry.register(tag, "tag").key
         with engine.begin() as conn:
-            sid = access.create_subject(
+            sid = subject_records.create(
                 conn, reference=f"R{i}", name=f"S{i}", unit_id=unit, risk_notes="", now=t0
             )
             conn.execute(
@@ -530,7 +531,7 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
                 tag,
                 1,
                 1,
-                now - 45,
+                now - 130,
                 [rec(0, lat - 400 / M_LAT, lon)],
                 fr.FLAG_TIME_VALID,
             )
@@ -540,7 +541,9 @@ def latency_rows(subjects: int = 30, load_rate: float = 1000.0) -> list[Row]:
                 1,
                 2,
                 now,
-                [rec(30, lat, lon), rec(15, lat, lon), rec(0, lat, lon)],
+                # Inside for longer than the exclusion dwell (60 s), so the last fix
+                # confirms the entry.
+                [rec(dt, lat, lon) for dt in (90, 60, 30, 0)],
                 fr.FLAG_TIME_VALID,
             )
             pub.publish(topics.tag_up(tag), fr.encode(outside, k), qos=1)

@@ -1,4 +1,4 @@
-"""Simulator model speed (issue 8): the GNSS model vectorized over a 1,000-tag fleet beside the
+"""Simulator model speed: the GNSS model vectorized over a 1,000-tag fleet beside the
 same model as a scalar Python loop in the same run, and movement generation in tag-days/s."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Simulation speed (issue 8): tag-days of the real firmware per wall-clock minute, fleet only
+"""Simulation speed: tag-days of the real firmware per wall-clock minute, fleet only
 (frames acknowledged in-process) and through the full stack (Mosquitto, in-process ingest
 with the rules engine on; home units at 100 tags), for 100 and 1,000 tags; and one tag under the
 micropython binary beside one CPython fleet tag. Each run covers two hours of a morning

@@ -35,7 +35,8 @@ GATE_SCENARIO = Path(__file__).with_name("ci-gate.toml")
 
 
 def alert_failures(scores: dict[str, TypeScore], tag_days: float) -> list[str]:
-    """What the issue's CI gate refuses, as readable reasons (empty: pass)."""
+    """What the CI gate refuses (docs/simulator.md, "Scoring"), as readable reasons
+    (empty: pass)."""
     out = []
     false = sum(s.false_alerts for s in scores.values())
     if false > tag_days / 100:

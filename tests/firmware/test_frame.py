@@ -72,3 +72,13 @@ def test_peek_device_reads_header_only():
     v = load_json("tests/vectors/frames.json")[0]
     assert fr.peek_device(bytes.fromhex(v["hex"])) == v["frame"]["device"]
     assert fr.peek_device(b"\x01\x01") is None
+
+
+def test_fix_in_range_is_the_globe_inclusive():
+    # The one bound on a fix's position; the receivers' fast path (fixframe.py) uses it too.
+    assert fr.fix_in_range((0, 900000000, -1800000000))
+    assert fr.fix_in_range((0, -900000000, 1800000000))
+    assert not fr.fix_in_range((0, 900000001, 0))
+    assert not fr.fix_in_range((0, -900000001, 0))
+    assert not fr.fix_in_range((0, 0, 1800000001))
+    assert not fr.fix_in_range((0, 0, -1800000001))

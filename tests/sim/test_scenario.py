@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sim import scenario
+from sim import nmea, scenario
 
 
 def _base() -> dict[str, Any]:
@@ -33,6 +33,17 @@ def test_shipped_scenarios_load() -> None:
             lambda d: d["population"].update(profiles={"angelic": 1.0}),
             "population.profiles",
             "unknown profile 'angelic'",
+        ),
+        (
+            lambda d: d["population"].update(profiles={"compliant": 0.0}),
+            "population.profiles",
+            "profile shares must add up to more than 0",
+        ),
+        (lambda d: d.update(receivers={"garmin": 1.0}), "receivers", "unknown receiver 'garmin'"),
+        (
+            lambda d: d.update(receivers={next(iter(nmea.PROFILES)): -1.0}),
+            "receivers",
+            "must not be negative",
         ),
         (lambda d: d.update(timezone="Mars/Olympus"), "timezone", "unknown time zone"),
         (lambda d: d.update(start="2025-13-01"), "start", "date"),

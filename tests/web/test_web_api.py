@@ -1,7 +1,8 @@
-"""The web UI's own API (backend/api/routes_web.py) over real HTTP: the live view and its
-scoping and audit, the position stream, device events, the zone preview against the zone
-rule's semantics, the configuration with its tile source in the pages' CSP, the world layer
-from a generated simulator world, and the demo accounts for `make demo`."""
+"""The web UI's own API (backend/api/routes/: live.py, events.py, zones.py, web.py) over
+real HTTP: the live view and its scoping and audit, the position stream, device events, the
+zone preview against the zone rule, the configuration with its tile source in the pages'
+CSP, the world layer from a generated simulator world, and the demo accounts for `make
+demo`."""
 
 from __future__ import annotations
 

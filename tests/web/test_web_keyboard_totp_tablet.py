@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from backend.security import access, roles, totp
+from backend.security import roles, totp
+from backend.services import users
 from tests.web.conftest import PASSWORD, Browser, focused, tab_to
 from tests.web.scenario import UNIT_A, Scenario
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.timeout(120)
 def _totp_user(stack: Scenario, name: str = "officer.totp") -> tuple[str, bytes]:
     """An officer of unit A with TOTP enrolled and confirmed through the API."""
     with stack.engine.begin() as conn:
-        access.create_user(
+        users.create(
             conn, stack.app.state.tagwatch.passwords, username=name, display_name="Officer TOTP",
             unit_id=stack.world.units[UNIT_A], role=roles.OFFICER, password=PASSWORD,
             now=stack.clock.now(),
@@ -149,7 +150,7 @@ def test_enrol_an_authenticator_in_the_browser_then_sign_in_with_it(
 ) -> None:
     name = "officer.enrol"
     with stack.engine.begin() as conn:
-        access.create_user(
+        users.create(
             conn, stack.app.state.tagwatch.passwords, username=name, display_name="Officer Enrol",
             unit_id=stack.world.units[UNIT_A], role=roles.OFFICER, password=PASSWORD,
             now=stack.clock.now(),

@@ -12,7 +12,7 @@ from backend.api.deps import (
     ObjectAccess,
     SubjectAccess,
     Visible,
-    object_scope,
+    object_guard,
     subject_scope,
     visible_subjects,
 )
@@ -42,7 +42,7 @@ def router() -> APIRouter:
     @r.get("/objects/{object_id}")
     def read_object(
         obj: Annotated[
-            ObjectAccess, Depends(object_scope("object_id", resolve_object, roles.ALERTS, "object"))
+            ObjectAccess, Depends(object_guard("object_id", resolve_object, roles.ALERTS, "object"))
         ],
     ) -> dict[str, int]:
         return {"object_id": obj.object_id, "subject_id": obj.subject.id}

@@ -12,11 +12,11 @@ from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
-from backend.api.deps import GUARDS_ATTR, SCOPE_ATTR, get_current_user
+from backend.api.deps import GUARDS_ATTR, SCOPE_ATTR, Guarded, get_current_user
 
 PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 # Routes anyone may call: the login endpoint, the API description, and the process's health,
-# readiness and metrics (backend/api/routes_health.py: no monitoring data in any of them).
+# readiness and metrics (backend/api/routes/health.py: no monitoring data in any of them).
 PUBLIC = {
     "/api/auth/token",
     "/api/openapi.json",
@@ -35,6 +35,7 @@ class RouteInfo:
     websocket: bool
     path_params: tuple[str, ...]
     guarded: frozenset[str]  # path params some guard dependency authorizes
+    guards: tuple[Guarded, ...]  # what each guard in the tree authorizes
     scope: str | None  # the subject scope enforced, if a subject/object guard is present
     authenticated: bool  # get_current_user is somewhere in the tree
 
@@ -65,10 +66,10 @@ def inventory(app: FastAPI) -> list[RouteInfo]:
     out = []
     for path, route, dependant in _routes(app):
         calls = list(_calls(dependant))
-        guarded: set[str] = set()
+        guards: list[Guarded] = []
         scope = None
         for call in calls:
-            guarded.update(getattr(call, GUARDS_ATTR, ()))
+            guards.extend(getattr(call, GUARDS_ATTR, ()))
             scope = getattr(call, SCOPE_ATTR, scope)
         methods = tuple(sorted(route.methods)) if isinstance(route, APIRoute) else ("WS",)
         out.append(
@@ -77,7 +78,8 @@ def inventory(app: FastAPI) -> list[RouteInfo]:
                 methods,
                 isinstance(route, APIWebSocketRoute),
                 tuple(PARAM.findall(path)),
-                frozenset(guarded),
+                frozenset(g.param for g in guards),
+                tuple(guards),
                 scope,
                 get_current_user in calls,
             )
@@ -98,4 +100,49 @@ def problems(app: FastAPI) -> list[str]:
                 found.append(f"{r.methods} {r.path}: id parameter {p!r} has no guard dependency")
         if not r.authenticated and r.path not in PUBLIC:
             found.append(f"{r.methods} {r.path}: does not authenticate (CurrentUser)")
+    return found
+
+
+# The resource each collection in a path names: an id that follows it must be authorized by
+# that resource's guard (written out here, apart from the guards' own declarations).
+COLLECTIONS = {
+    "subjects": "subject",
+    "orders": "order",
+    "assignments": "assignment",
+    "curfews": "curfew",
+    "curfew-exceptions": "curfew exception",
+    "zones": "zone",
+    "alerts": "alert",
+    "units": "unit",
+    "users": "user",
+    "shares": "share",
+    "objects": "object",  # the access tests' probe routes (probe.py)
+}
+# Routes that POST a query but change nothing: a read scope is their right guard.
+READ_POSTS = {
+    "/api/web/subjects/{subject_id}/zone-preview",
+    "/api/investigations/subjects/{subject_id}/whereabouts",
+}
+
+
+def guard_problems(app: FastAPI) -> list[str]:
+    """Routes whose id is guarded by another resource's guard, or that change something
+    through a guard that only lets them read."""
+    found = []
+    for r in inventory(app):
+        parts = r.path.split("/")
+        for p in r.path_params:
+            if not is_id(p):
+                continue
+            at = parts.index("{" + p + "}")
+            want = COLLECTIONS.get(parts[at - 1])
+            mine = [g for g in r.guards if g.param == p]
+            if want is None:
+                found.append(f"{r.methods} {r.path}: {p!r} follows no known collection")
+            elif not any(g.resource == want for g in mine):
+                got = sorted({g.resource for g in mine})
+                found.append(f"{r.methods} {r.path}: {p!r} needs the {want} guard, has {got}")
+            writes = [m for m in r.methods if m not in ("GET", "HEAD", "WS")]
+            if writes and r.path not in READ_POSTS and not any(g.write for g in mine):
+                found.append(f"{writes} {r.path}: changes through a read-only guard of {p!r}")
     return found

@@ -117,11 +117,12 @@ def test_admin_api_on_both_engines(
     clock = ManualClock(T0)
     app = create_app(api_settings(tmp_path), clock, engine)
     ctx = app.state.tagwatch
-    from backend.security import access
+    from backend.services import units
+    from backend.services import users as user_records
 
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Turnaround", "police", clock.now())
-        access.create_user(
+        unit = units.create(conn, "Turnaround", "police", clock.now())
+        user_records.create(
             conn, ctx.passwords, username="root", display_name="", unit_id=unit,
             role="administrator", password=PASSWORD, now=clock.now(),
         )  # fmt: skip

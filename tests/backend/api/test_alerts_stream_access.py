@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
-from backend.api import routes_alerts, sse
+from backend.api import sse
 from backend.clock import ManualClock
 from backend.storage.schema import audit_log, shares, users
 from tests.backend.api.conftest import Server, Stream, bearer, login
@@ -54,13 +54,13 @@ def api_clock() -> ManualClock:
 @pytest.fixture
 def quiet_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # The stream's only calls of the clock are then its polls and its delivery checks.
-    monkeypatch.setattr(routes_alerts, "SESSION_CHECK_S", 1e9)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 1e9)
     yield
 
 
 @pytest.fixture
 def fast_session_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(routes_alerts, "SESSION_CHECK_S", 0.3)
+    monkeypatch.setattr(sse, "SESSION_CHECK_S", 0.3)
     yield
 
 
@@ -169,10 +169,7 @@ def test_a_last_event_id_that_is_no_event_id_is_refused_before_the_stream(
 
 @pytest.fixture
 def fast_keepalive(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from backend.api import routes_web
-
-    for module in (routes_alerts, routes_web):
-        monkeypatch.setattr(module, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(sse, "KEEPALIVE_S", 0.2)
     yield
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import jwt
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from backend.api.app import create_app
 from backend.clock import ManualClock
-from backend.security import access, totp
+from backend.security import totp
+from backend.services import units
+from backend.services import users as user_records
 from backend.storage.database import make_engine, upgrade
 from backend.storage.schema import audit_log, users
 from tests.backend.api.conftest import api_settings, bearer, login
@@ -345,8 +348,8 @@ def _app_on(engine_url: str, tmp_path: Path, clock: ManualClock) -> tuple[TestCl
     app = create_app(api_settings(tmp_path), clock, engine)
     ctx = app.state.tagwatch
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Turnaround", "police", clock.now())
-        access.create_user(
+        unit = units.create(conn, "Turnaround", "police", clock.now())
+        user_records.create(
             conn, ctx.passwords, username=OFFICER, display_name="Officer", unit_id=unit,
             role="officer", password=PASSWORD, now=clock.now(),
         )  # fmt: skip
@@ -537,7 +540,7 @@ def test_migration_moves_an_unconfirmed_enrolment_to_pending(db_url: str) -> Non
     engine = make_engine(db_url)
     upgrade(engine, "0003_monitoring")
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Turnaround", "police", T0)
+        unit = units.create(conn, "Turnaround", "police", T0)
         for name, confirmed in (("pending.one", None), ("confirmed.one", float(T0))):
             conn.execute(
                 insert(users).values(
@@ -557,3 +560,34 @@ def test_migration_moves_an_unconfirmed_enrolment_to_pending(db_url: str) -> Non
         "confirmed.one": (b"confirmed.one", None, 7),
     }
     engine.dispose()
+
+
+def test_a_code_from_an_authenticator_reset_while_signing_in_is_refused(
+    app: FastAPI, client: TestClient, world: World, api_clock: ManualClock, api_engine: Engine
+) -> None:
+    """Sign-in and re-authentication share one factor check: a code is used up only while
+    the secret it matched is still the one in force. Here an administrator resets the
+    user's TOTP (a lost phone) while the sign-in is verifying the password: the code of the
+    old authenticator must not open a session."""
+    me = _Account(client, api_engine, api_clock)
+    secret = me.enabled()
+    passwords = app.state.tagwatch.passwords
+    verify = passwords.verify
+
+    def verify_then_reset(stored: str | None, password: str) -> bool:
+        ok: bool = verify(stored, password)
+        with api_engine.begin() as conn:
+            conn.execute(
+                update(users)
+                .where(users.c.username == OFFICER)
+                .values(totp_enc=None, totp_confirmed_at=None, totp_last_step=None)
+            )
+        return ok
+
+    passwords.verify = verify_then_reset
+    try:
+        assert me.sign_in(me.code(secret)) == (401, {"detail": "one-time code not accepted"})
+    finally:
+        passwords.verify = verify
+    assert me.failed_logins() == 1
+    assert me.sign_in()[0] == 200  # the reset stands: the password alone now signs in

@@ -366,3 +366,40 @@ def _b32(text: str) -> bytes:
     import base64
 
     return base64.b32decode(text + "=" * (-len(text) % 8))
+
+
+def test_an_update_changes_the_fields_sent_clears_those_sent_as_null_and_refuses_a_null_name(
+    api: Api,
+) -> None:
+    url = f"/api/subjects/{api.subject}"
+    r = api.client.patch(url, json={"risk_notes": "dog at the address"}, headers=api.headers)
+    assert r.status_code == 200, r.text
+    name = r.json()["name"]
+    # A subject's fields cannot be cleared: null is refused, not taken as left out.
+    for field in ("name", "risk_notes", "tz"):
+        refused(api.client.patch(url, json={field: None}, headers=api.headers), "string")
+    r = api.client.patch(url, json={"name": "Renamed"}, headers=api.headers)
+    assert (r.json()["name"], r.json()["risk_notes"]) == ("Renamed", "dog at the address")
+    assert name != "Renamed"
+
+    r = api.post(
+        f"{url}/orders",
+        {"kind": "bail", "reference": "U", "starts_at": T0, "ends_at": T0 + YEAR,
+         "comms_loss_s": 600, "conditions": "curfew"},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    order = f"/api/orders/{r.json()['id']}"
+    # Left out: unchanged. Sent as null: cleared (back to the default threshold).
+    r = api.client.patch(order, json={"comms_loss_s": None}, headers=api.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["comms_loss_s"], r.json()["ends_at"]) == (None, T0 + YEAR)
+    r = api.client.patch(order, json={"ends_at": None}, headers=api.headers)
+    assert (r.json()["ends_at"], r.json()["conditions"]) == (None, "curfew")
+
+    r = api.post(f"{url}/zones", {**circle([LON, LAT]), "properties": {
+        **circle([LON, LAT])["properties"], "dwell_s": 300}})  # fmt: skip
+    assert r.status_code == 201, r.text
+    zone = f"/api/zones/{r.json()['id']}"
+    r = api.client.patch(zone, json={"dwell_s": None}, headers=api.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"]["dwell_s"] is None

@@ -13,8 +13,9 @@ from backend.rules import store
 from backend.rules.evaluator import Changes
 from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
-from backend.security import access, roles
+from backend.security import roles
 from backend.security.passwords import Passwords
+from backend.services import shares, subjects, units, users
 from backend.storage.schema import (
     alerts,
     assignments,
@@ -47,37 +48,37 @@ def build(engine: Engine, passwords: Passwords, clock: Clock) -> World:
     w = World()
     now = clock.now()
     with engine.begin() as conn:
-        w.units[UNIT_A] = access.create_unit(conn, UNIT_A, "police", now)
-        w.units[UNIT_B] = access.create_unit(conn, UNIT_B, "police", now)
-        w.units[PARTNER_UNIT] = access.create_unit(conn, PARTNER_UNIT, "partner", now)
+        w.units[UNIT_A] = units.create(conn, UNIT_A, "police", now)
+        w.units[UNIT_B] = units.create(conn, UNIT_B, "police", now)
+        w.units[PARTNER_UNIT] = units.create(conn, PARTNER_UNIT, "partner", now)
         for unit in (UNIT_A, UNIT_B):
             for role in roles.ROLES:
                 name = w.user(unit, role)
-                uid = access.create_user(
+                uid = users.create(
                     conn, passwords, username=name, display_name=name,
                     unit_id=w.units[unit], role=role, password=PASSWORD, now=now,
                 )  # fmt: skip
                 w.users[name] = (uid, w.units[unit], role)
         name = w.user(PARTNER_UNIT, roles.PARTNER)
-        uid = access.create_user(
+        uid = users.create(
             conn, passwords, username=name, display_name=name,
             unit_id=w.units[PARTNER_UNIT], role=roles.PARTNER, password=PASSWORD, now=now,
         )  # fmt: skip
         w.users[name] = (uid, w.units[PARTNER_UNIT], roles.PARTNER)
         for ref, unit in (("A-1", UNIT_A), ("A-2", UNIT_A), ("B-1", UNIT_B)):
-            w.subjects[ref] = access.create_subject(
+            w.subjects[ref] = subjects.create(
                 conn, reference=ref, name=f"Subject {ref}", unit_id=w.units[unit],
                 risk_notes=f"risk notes of {ref}", now=now,
             )  # fmt: skip
         sup_a = w.users[w.user(UNIT_A, roles.SUPERVISOR)][0]
         # A-2 is shared with MOSOVO for live position and alerts, and with probation for
         # its trail and reports.
-        w.shares["A-2>B"] = access.create_share(
+        w.shares["A-2>B"] = shares.create(
             conn, subject_id=w.subjects["A-2"], unit_id=w.units[UNIT_B],
             scopes=frozenset({roles.LIVE, roles.ALERTS}), purpose="joint MAPPA case",
             expires_at=now + 30 * 86400, created_by=sup_a, now=now,
         )  # fmt: skip
-        w.shares["A-2>P"] = access.create_share(
+        w.shares["A-2>P"] = shares.create(
             conn, subject_id=w.subjects["A-2"], unit_id=w.units[PARTNER_UNIT],
             scopes=frozenset({roles.TRAIL, roles.REPORTS}), purpose="licence supervision",
             expires_at=now + 30 * 86400, created_by=sup_a, now=now,
@@ -177,26 +178,26 @@ def build_scoped(
     stage.deliver([stage.tag_records(TAG, t, [fr.Record(fr.BATTERY, (0, 17, 0, 3600, 20))])])
     ids["alert"] = raise_alert(engine, sid, t, now)
 
-    units: dict[str, int] = {}
+    received: dict[str, int] = {}
     sup_a = world.users[world.user(UNIT_A, roles.SUPERVISOR)][0]
     with engine.begin() as conn:
 
         def share(subject: int, unit: int, granted: set[str]) -> None:
-            access.create_share(
+            shares.create(
                 conn, subject_id=subject, unit_id=unit, scopes=frozenset(granted),
                 purpose="share-scope matrix", expires_at=now + 30 * 86400, created_by=sup_a,
                 now=now,
             )  # fmt: skip
 
         for name, granted in grants.items():
-            units[name] = access.create_unit(conn, f"R {name}", "partner", now)
+            received[name] = units.create(conn, f"R {name}", "partner", now)
             for role in RECEIVING_ROLES:
-                access.create_user(
+                users.create(
                     conn, passwords, username=receiver(name, role),
-                    display_name=receiver(name, role), unit_id=units[name], role=role,
+                    display_name=receiver(name, role), unit_id=received[name], role=role,
                     password=PASSWORD, now=now,
                 )  # fmt: skip
-            share(sid, units[name], granted)
-            share(control, units[name], {roles.LIVE, roles.ALERTS})
+            share(sid, received[name], granted)
+            share(control, received[name], {roles.LIVE, roles.ALERTS})
         share(control, world.units[UNIT_B], {roles.LIVE, roles.ALERTS})
-    return Scoped(sid, control, units, ids, stage, t)
+    return Scoped(sid, control, received, ids, stage, t)

@@ -18,7 +18,7 @@ from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import KeyVault, Registry
 from backend.rules import store
 from backend.rules.sink import MonitoringSink
-from backend.security import access
+from backend.services import subjects
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -85,7 +85,7 @@ class Stage:
 
     def subject(self, reference: str, unit_id: int) -> int:
         with self.engine.begin() as conn:
-            sid = access.create_subject(
+            sid = subjects.create(
                 conn, reference=reference, name=f"Subject {reference}", unit_id=unit_id,
                 risk_notes="", now=self.clock.now(),
             )  # fmt: skip

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, insert
 from backend.clock import ManualClock
 from backend.investigations import reports as rp
 from backend.rules import store
-from backend.security import access
+from backend.services import units
 from backend.storage.schema import HOME_UNIT, TAG, curfews
 from tests.backend.investigations.scenario import Stage
 
@@ -32,7 +32,7 @@ def test_only_the_fitted_period_counts_across_the_clock_change(engine: Engine) -
     now = local("2025-10-27 22:00")  # the Monday night's curfew is under way
     stage = Stage(engine, ManualClock(now))
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "DST unit", "police", now)
+        unit = units.create(conn, "DST unit", "police", now)
     sid = stage.subject("DST-1", unit)
     stage.device(UNIT_ID, HOME_UNIT)
     stage.device(TAG_ID, TAG, home_unit=UNIT_ID)
@@ -84,7 +84,7 @@ def test_a_subject_never_fitted_in_the_period_has_nothing_to_count(engine: Engin
     now = local("2025-10-27 22:00")
     stage = Stage(engine, ManualClock(now))
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "DST unit", "police", now)
+        unit = units.create(conn, "DST unit", "police", now)
     sid = stage.subject("DST-2", unit)
     stage.order(sid, local("2025-10-20 09:00"))
     with engine.begin() as conn:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from backend.clock import ManualClock
 from backend.investigations.area import Area
 from backend.investigations.correlate import correlate, whereabouts
-from backend.security import access
+from backend.services import subjects, units
 from tests.backend.conftest import T0
 from tests.backend.investigations.scenario import (
     INCIDENT,
@@ -23,9 +23,9 @@ from tests.backend.investigations.scenario import (
 def test_same_answers_on_both_engines(engine: Engine) -> None:
     clock = ManualClock(T0)
     with engine.begin() as conn:
-        a = access.create_unit(conn, "A", "police", T0)
-        b = access.create_unit(conn, "B", "police", T0)
-        a2 = access.create_subject(conn, reference="A-2", name="Subject A-2", unit_id=a,
+        a = units.create(conn, "A", "police", T0)
+        b = units.create(conn, "B", "police", T0)
+        a2 = subjects.create(conn, reference="A-2", name="Subject A-2", unit_id=a,
                                    risk_notes="", now=T0)  # fmt: skip
     truth = stage_correlation(Stage(engine, clock), a, b, a2)
     area = Area.circle(INCIDENT[0], INCIDENT[1], RADIUS_M)

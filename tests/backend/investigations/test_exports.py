@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from geojson_pydantic import FeatureCollection
 from sqlalchemy import Engine, select
 
-from backend.investigations.exports import GX_NS, KML_NS, to_csv
+from backend.csv_cells import table
+from backend.investigations.exports import GX_NS, KML_NS
 from backend.storage.schema import alerts, audit_log
 from tests.backend.api.conftest import bearer, login
 from tests.backend.api.world import World
@@ -128,5 +129,5 @@ def test_only_requested_files_and_csv_cells_are_not_formulas(
 ) -> None:
     r = _export(client, "officer.turnaround", compliance.subject, include="gpx")
     assert set(zipfile.ZipFile(io.BytesIO(r.content)).namelist()) == {"trail.gpx", "manifest.json"}
-    out = to_csv([{"a": '=HYPERLINK("x")', "b": -1.5, "c": "+1"}], ["a", "b", "c"]).decode()
+    out = table([{"a": '=HYPERLINK("x")', "b": -1.5, "c": "+1"}], ["a", "b", "c"]).decode()
     assert out.splitlines()[1] == '"\'=HYPERLINK(""x"")",-1.5,\'+1'

@@ -3,8 +3,9 @@
 urban-canyon error and under correlated multipath with optimistic reported accuracy; real
 visits 50 m inside; pass-throughs; sparse fixes. Each rate is asserted against a bound
 with a margin over what was measured on 1,600 wearers (docs/rules.md, "Zone edges: what
-buffer to give": the figures quoted below, and version 1's before them), and the bounds for
-the issue's cases are its targets or tighter."""
+buffer to give": the figures quoted below, and version 1's before them); where the zone
+rule has a target (false entries from lingerers 20 and 50 m out), the bound is that target
+or tighter."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ SEED = 11
 @pytest.mark.parametrize(
     ("outside_m", "model", "most"),
     [
-        # The issue's targets: at most 5 per 100 at 20 m, 1 per 100 at 50 m (urban canyon);
+        # The targets: at most 5 per 100 at 20 m, 1 per 100 at 50 m (urban canyon);
         # measured 1.8 and 0.3 per 100 (27.3 and 2.0 before).
         (20, URBAN, 0.04),
         (50, URBAN, 0.01),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from backend.clock import ManualClock
-from backend.security import access
+from backend.services import units
 from backend.storage.schema import HOME_UNIT, TAG
 from backend.web import freshness as fw
 from firmware import frame as fr
@@ -37,7 +37,7 @@ def test_each_mode_has_its_own_interval_and_thresholds() -> None:
 def _stage(engine: Engine, comms_loss_s: int = 7200) -> tuple[Stage, int]:
     stage = Stage(engine, ManualClock(T0))
     with engine.begin() as conn:
-        unit = access.create_unit(conn, "Freshness unit", "police", T0)
+        unit = units.create(conn, "Freshness unit", "police", T0)
     sid = stage.subject("FR-1", unit)
     stage.device(UNIT_ID, HOME_UNIT)
     stage.device(TAG_ID, TAG, home_unit=UNIT_ID)

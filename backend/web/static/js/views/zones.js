@@ -230,7 +230,7 @@ export async function render(el, ctx, args) {
       clear(
         preview,
         h("p", { id: "preview-summary", text: `${result.checked} fixes checked; ${result.fixes.filter((f) => f.breach).length} breach samples; ${alerting.length} episode${alerting.length === 1 ? "" : "s"} would alert (dwell ${result.dwell_s} s).` }),
-        h("ul", {}, result.episodes.map((e) => h("li", { text: `${fmtTime(e.start)} → ${fmtTime(e.end)}: ${e.fixes} fixes${e.would_alert ? " — would alert" : ""}` }))),
+        h("ul", {}, result.episodes.map((e) => h("li", { text: `${fmtTime(e.start)} → ${e.ongoing ? "still inside at the end" : fmtTime(e.end)}: ${e.pass_through ? "passed through between two fixes" : `${e.fixes} fixes`}${e.would_alert ? " — would alert" : " — would not alert"}` }))),
       );
       if (result.fixes.length) fitTo(map, [previewLayer, existing]);
     } catch (e) {

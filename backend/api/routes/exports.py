@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from backend.api.deps import Audit, ClockDep, EngineDep, SubjectTrail
+from backend.api.deps import Audit, ClockDep, CurrentUser, EngineDep, SubjectTrail
 from backend.bounds import LATEST_S
 from backend.investigations import exports as ex
 from backend.security import roles
@@ -38,6 +38,7 @@ MAX_RANGE_S = 31 * 86400
 )
 def export_subject(
     subject: SubjectTrail,
+    user: CurrentUser,
     request: Request,
     engine: EngineDep,
     clock: ClockDep,
@@ -74,8 +75,6 @@ def export_subject(
         wanted.remove("alerts")
         omitted.append({"file": "alerts", "reason": "no alerts scope on this subject"})
     now = clock.now()
-    user = log.user
-    assert user is not None
     purpose = request.query_params.get("purpose", "")
     meta: dict[str, Any] = {
         "subject_id": subject.id,

@@ -20,10 +20,10 @@ from backend.api.deps import (
     PURPOSE_MIN,
     Audit,
     EngineDep,
+    Investigator,
     SubjectTrail,
     User,
     Visible,
-    require_role,
     visible_subjects,
 )
 from backend.investigations import incidents as inc
@@ -45,9 +45,6 @@ from backend.security import roles
 
 router = APIRouter(prefix="/api/investigations", tags=["investigations"])
 
-Investigator = Annotated[
-    User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER, roles.PARTNER))
-]
 VisibleTrail = Annotated[Visible, Depends(visible_subjects(roles.TRAIL))]
 Purpose = Annotated[
     str,

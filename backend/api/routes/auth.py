@@ -1,21 +1,19 @@
 """Login (OAuth2 password flow, plus refresh), logout, the caller's identity, password
-change and TOTP enrolment."""
+change and TOTP enrolment. Signing in and every re-authentication before a security change
+go through the one factor check, `Sessions.prove` (backend/security/sessions.py)."""
+
+from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from pydantic import BaseModel, Field
-from sqlalchemy import or_, select, update
 
 from backend.api.deps import DB, Audit, Context, CurrentUser, RequestId
 from backend.security import audit, totp
-from backend.security.passwords import PasswordPolicyError
 from backend.security.sessions import Issued, LoginError, OtpRequired
-from backend.storage.database import IMMEDIATE
-from backend.storage.schema import units, users
+from backend.services import accounts
 
-# 422 by number: Starlette renamed the constant (UNPROCESSABLE_CONTENT, RFC 9110).
-UNPROCESSABLE = 422
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
@@ -112,16 +110,11 @@ def token(
     if grant_type == "refresh_token":
         if not refresh_token:
             raise _refused("refresh_token required")
-        refused: LoginError | None = None
-        with ctx.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-            try:
-                issued = ctx.sessions.refresh(conn, refresh_token, now)
-            except LoginError as e:
-                # Committed: a reuse revokes the session even though the answer is 401.
-                refused = e
-        if refused is not None:
-            _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", refused, None)
-            raise _refused("invalid refresh token")
+        try:
+            issued = ctx.sessions.rotate(ctx.engine, refresh_token, now)
+        except LoginError as e:
+            _audit_login(ctx, request_id, "anonymous", "auth.refresh_refused", e, None)
+            raise _refused("invalid refresh token") from e
         return TokenPublic(
             access_token=issued.access_token,
             expires_in=issued.expires_in,
@@ -166,11 +159,7 @@ def logout(user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
 
 @router.get("/me", response_model=UserSelf)
 def me(user: CurrentUser, db: DB) -> UserSelf:
-    row = db.execute(
-        select(users, units.c.name.label("unit_name"))
-        .join(units, units.c.id == users.c.unit_id)
-        .where(users.c.id == user.id)
-    ).one()
+    row = accounts.me(db, user.id)
     return UserSelf(
         id=row.id,
         username=row.username,
@@ -183,30 +172,23 @@ def me(user: CurrentUser, db: DB) -> UserSelf:
     )
 
 
-def _refusal(
-    db: DB,
-    ctx: Context,
-    log: Audit,
-    user_id: int,
-    action: str,
-    detail: dict[str, str],
-    refusal: HTTPException,
-    *,
-    count: bool,
-) -> HTTPException:
-    """Record a refused check and commit it before answering: the request's transaction is
-    rolled back on an error, and the failure count and the audit record must stay."""
-    recorded: dict[str, object] = dict(detail)
-    if count:
-        recorded["locked"] = ctx.sessions.record_failure(db, user_id, ctx.clock.now())
-    log.record(action, detail=recorded)
-    if db.in_transaction():
-        db.commit()
-    return refusal
+def _refusal(log: Audit, action: str, detail: dict[str, object]) -> None:
+    """Record a refused check before answering. Nothing has been written in the request's
+    transaction yet, so the record goes in one of its own and stands though the request
+    fails (as does the failure count, which `Sessions.prove` keeps)."""
+    log.record(action, detail=detail)
+
+
+# How a refused re-authentication is answered (the reasons of Sessions.prove).
+_REAUTH_REFUSED = {
+    "bad_password": "password does not match",
+    "otp_required": "one-time code required",
+    "bad_otp": "one-time code not accepted",
+    "otp_reused": "one-time code not accepted",
+}
 
 
 def _check_factors(
-    db: DB,
     ctx: Context,
     log: Audit,
     user_id: int,
@@ -217,79 +199,31 @@ def _check_factors(
     operation: str,
     totp_too: bool,
 ) -> None:
-    """A signed-in user proves it is still them before a security change: the account is
-    not locked out, the password matches and (`totp_too`, while TOTP is on) so does a
-    current code from the enrolled authenticator, which is then used up as at sign-in. A
-    stolen session alone, or with the password, is not enough to remove the second factor.
-    A wrong password or code counts toward the lock-out like a failed sign-in (else a
-    session would be an unlimited guessing oracle); every refusal is audited."""
-    now = ctx.clock.now()
-    # Read, and verify with the slow argon2, outside the request's write transaction.
-    with ctx.engine.connect() as conn:
-        row = conn.execute(
-            select(
-                users.c.password_hash,
-                users.c.totp_enc,
-                users.c.totp_confirmed_at,
-                users.c.totp_last_step,
-                users.c.locked_until,
-            ).where(users.c.id == user_id)
-        ).one()
-
-    def refuse(reason: str, refusal: HTTPException, count: bool) -> HTTPException:
-        detail = {"operation": operation, "reason": reason}
-        return _refusal(db, ctx, log, user_id, refused_action, detail, refusal, count=count)
-
-    if row.locked_until is not None and row.locked_until > now:
-        wait = str(int(row.locked_until - now) + 1)
-        raise refuse(
-            "locked",
-            HTTPException(
+    """A signed-in user proves it is still them before a security change, through the same
+    factor check as signing in (`Sessions.prove`): the account is not locked out, the
+    password matches and (`totp_too`, while TOTP is on) so does a current code from the
+    enrolled authenticator, which is then used up. A stolen session alone, or with the
+    password, is not enough to remove the second factor. A wrong password or code counts
+    toward the lock-out like a failed sign-in (else a session would be an unlimited guessing
+    oracle); every refusal is audited."""
+    try:
+        ctx.sessions.prove(
+            ctx.engine, password, code, ctx.clock.now(), user_id=user_id, second_factor=totp_too
+        )
+    except LoginError as e:
+        detail: dict[str, object] = {"operation": operation, "reason": e.reason}
+        if e.locked is not None:
+            detail["locked"] = e.locked
+        _refusal(log, refused_action, detail)
+        if e.retry_after_s is not None:
+            raise HTTPException(
                 status.HTTP_429_TOO_MANY_REQUESTS,
                 "account locked after repeated failed attempts",
-                headers={"Retry-After": wait},
-            ),
-            count=False,
-        )
-    if not ctx.passwords.verify(row.password_hash, password):
-        raise refuse(
-            "bad_password",
-            HTTPException(status.HTTP_403_FORBIDDEN, "password does not match"),
-            count=True,
-        )
-    if not totp_too or row.totp_enc is None or row.totp_confirmed_at is None:
-        return
-    if not code:
-        # Not a guess: the screen asks for the code and the user types it.
-        raise refuse(
-            "otp_required",
-            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code required"),
-            count=False,
-        )
-    step = totp.match(ctx.sessions.open_totp(user_id, row.totp_enc), code, now, row.totp_last_step)
-    if step is None:
-        raise refuse(
-            "bad_otp",
-            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code not accepted"),
-            count=True,
-        )
-    # Used up, as at sign-in: a concurrent use of the same code, or a secret replaced
-    # since it was read, loses here.
-    used = db.execute(
-        update(users)
-        .where(
-            users.c.id == user_id,
-            users.c.totp_enc == row.totp_enc,
-            or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step),
-        )
-        .values(totp_last_step=step)
-    ).rowcount
-    if used != 1:
-        raise refuse(
-            "otp_reused",
-            HTTPException(status.HTTP_403_FORBIDDEN, "one-time code not accepted"),
-            count=True,
-        )
+                headers={"Retry-After": str(e.retry_after_s)},
+            ) from e
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, _REAUTH_REFUSED.get(e.reason, "not accepted")
+        ) from e
 
 
 _SECURITY_REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -304,7 +238,6 @@ def change_password(
 ) -> None:
     """Change one's own password; every other session of the user is revoked."""
     _check_factors(
-        db,
         ctx,
         log,
         user.id,
@@ -314,22 +247,17 @@ def change_password(
         operation="password",
         totp_too=False,
     )
-    try:
-        new_hash = ctx.passwords.hash(body.new_password)
-    except PasswordPolicyError as e:
-        raise HTTPException(UNPROCESSABLE, str(e)) from e
-    now = ctx.clock.now()
-    db.execute(update(users).where(users.c.id == user.id).values(password_hash=new_hash))
-    revoked = ctx.sessions.revoke_user(db, user.id, now, "password_change")
+    revoked = accounts.change_password(
+        db, ctx.passwords, user.id, body.new_password, ctx.clock.now()
+    )
     log.record("auth.password_changed", detail={"sessions_revoked": revoked})
 
 
 def _check_totp_change(
-    db: DB, ctx: Context, log: Audit, user_id: int, body: FactorsConfirm, op: str
+    ctx: Context, log: Audit, user_id: int, body: FactorsConfirm, op: str
 ) -> None:
     """Password and, while TOTP is on, a current code: both needed to change the factor."""
     _check_factors(
-        db,
         ctx,
         log,
         user_id,
@@ -350,15 +278,9 @@ def totp_enroll(
     already confirmed stays in force. While TOTP is on this needs a current `code` from
     that authenticator as well as the password (a lost device: an administrator resets
     TOTP, `PATCH /api/users/{id}` `{"reset_totp": true}`)."""
-    _check_totp_change(db, ctx, log, user.id, body, "enroll")
-    secret = totp.new_secret()
-    replacing = db.execute(
-        update(users)
-        .where(users.c.id == user.id)
-        .values(totp_pending_enc=ctx.sessions.seal_totp(user.id, secret))
-        .returning(users.c.totp_confirmed_at)
-    ).scalar_one()
-    log.record("auth.totp_enroll_started", detail={"replacing": replacing is not None})
+    _check_totp_change(ctx, log, user.id, body, "enroll")
+    secret, replacing = accounts.start_enrolment(db, ctx.sessions, user.id)
+    log.record("auth.totp_enroll_started", detail={"replacing": replacing})
     return TotpEnrolment(
         secret=totp.b32(secret), uri=totp.uri(secret, user.username, ctx.settings.totp_issuer)
     )
@@ -375,41 +297,15 @@ def totp_enroll(
 def totp_confirm(body: TotpCode, user: CurrentUser, db: DB, ctx: Context, log: Audit) -> None:
     """Finish enrolment with a code from the new authenticator: its secret replaces any
     previous one, and logins then require a code from it."""
-    with ctx.engine.connect() as conn:
-        row = conn.execute(
-            select(users.c.totp_pending_enc, users.c.totp_enc, users.c.totp_confirmed_at).where(
-                users.c.id == user.id
-            )
-        ).one()
-    pending = row.totp_pending_enc
-    if pending is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "no TOTP enrolment in progress")
-    now = ctx.clock.now()
-    step = totp.match(ctx.sessions.open_totp(user.id, pending), body.code, now)
-    if step is None:
+    replaced = accounts.confirm_enrolment(
+        ctx.engine, db, ctx.sessions, user.id, body.code, ctx.clock.now()
+    )
+    if replaced is None:
         # Audited, not counted toward the lock-out: guessing the code of a secret only its
         # enroller was shown gains nobody anything, and the usual cause is a mistyped key,
         # whose owner should not be locked out of signing in for it.
-        detail = {"operation": "confirm", "reason": "bad_otp"}
-        raise _refusal(
-            db,
-            ctx,
-            log,
-            user.id,
-            "auth.totp_refused",
-            detail,
-            HTTPException(status.HTTP_403_FORBIDDEN, "code does not match"),
-            count=False,
-        )
-    swapped = db.execute(
-        update(users)
-        .where(users.c.id == user.id, users.c.totp_pending_enc == pending)
-        .values(totp_enc=pending, totp_pending_enc=None, totp_confirmed_at=now, totp_last_step=step)
-    ).rowcount
-    if swapped != 1:
-        # Another window started a new enrolment (or turned TOTP off) since the read.
-        raise HTTPException(status.HTTP_409_CONFLICT, "the TOTP enrolment changed: start again")
-    replaced = row.totp_enc is not None and row.totp_confirmed_at is not None
+        _refusal(log, "auth.totp_refused", {"operation": "confirm", "reason": "bad_otp"})
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "code does not match")
     log.record("auth.totp_enabled", detail={"replaced": replaced})
 
 
@@ -418,10 +314,6 @@ def totp_disable(body: FactorsConfirm, user: CurrentUser, db: DB, ctx: Context, 
     """Turn TOTP off (and drop an enrolment in progress). While it is on this needs a
     current `code` from the authenticator as well as the password; a lost device is an
     administrator's reset (`PATCH /api/users/{id}` `{"reset_totp": true}`)."""
-    _check_totp_change(db, ctx, log, user.id, body, "disable")
-    db.execute(
-        update(users)
-        .where(users.c.id == user.id)
-        .values(totp_enc=None, totp_pending_enc=None, totp_confirmed_at=None, totp_last_step=None)
-    )
+    _check_totp_change(ctx, log, user.id, body, "disable")
+    accounts.disable_totp(db, user.id)
     log.record("auth.totp_disabled")

@@ -12,23 +12,22 @@ import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from sqlalchemy import select
 
 from backend.api.deps import (
     Audit,
     ClockDep,
     EngineDep,
+    Fleet,
+    Investigator,
     SubjectReports,
-    User,
     Visible,
-    require_role,
     visible_subjects,
 )
 from backend.bounds import LATEST_S
 from backend.investigations import reports as rp
 from backend.investigations.models import CaseloadRow, ComplianceOut, FleetRow
 from backend.security import roles
-from backend.storage.schema import units
+from backend.services import units
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 
@@ -37,12 +36,7 @@ Format = Annotated[
 ]
 Start = Annotated[int, Query(alias="from", ge=0, lt=LATEST_S, description="Unix s")]
 End = Annotated[int, Query(alias="to", ge=0, lt=LATEST_S, description="Unix s")]
-Reader = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER, roles.PARTNER))]
 VisibleReports = Annotated[Visible, Depends(visible_subjects(roles.REPORTS))]
-FleetUser = Annotated[
-    User, Depends(require_role(roles.ADMINISTRATOR, roles.SUPERVISOR, roles.OFFICER))
-]
-VisibleManage = Annotated[Visible, Depends(visible_subjects(roles.MANAGE))]
 _DOC: dict[int | str, dict[str, Any]] = {200: {"content": {"text/html": {}, "text/csv": {}}}}
 
 
@@ -98,7 +92,7 @@ def compliance_report(
     "/caseload", response_model=list[CaseloadRow], responses=_DOC, response_model_by_alias=True
 )
 def caseload_report(
-    user: Reader,
+    user: Investigator,
     visible: VisibleReports,
     engine: EngineDep,
     clock: ClockDep,
@@ -115,7 +109,7 @@ def caseload_report(
     now = clock.now()
     with engine.connect() as conn:
         rows = rp.caseload(conn, visible.ids, user.unit_id, start, end, now)
-        unit = conn.execute(select(units.c.name).where(units.c.id == user.unit_id)).scalar()
+        unit = units.name_of(conn, user.unit_id)
     report_id = log.record(
         "report.caseload",
         subject_ids=[r["subject_id"] for r in rows],
@@ -136,8 +130,7 @@ def caseload_report(
 
 @router.get("/fleet", response_model=list[FleetRow], responses=_DOC)
 def fleet_report(
-    user: FleetUser,
-    visible: VisibleManage,
+    fleet: Fleet,
     engine: EngineDep,
     clock: ClockDep,
     log: Audit,
@@ -151,11 +144,11 @@ def fleet_report(
     subject data; supervisors and officers get their unit's subjects' devices."""
     now = clock.now()
     with engine.connect() as conn:
-        if user.role == roles.ADMINISTRATOR:
+        if fleet.subjects is None:
             owners: dict[int, int] = {}
             rows = rp.fleet(conn, now, None, offline_after_s)
         else:
-            owners = rp.fleet_devices_of(conn, visible.ids, now)
+            owners = rp.fleet_devices_of(conn, fleet.subjects.ids, now)
             rows = rp.fleet(conn, now, sorted(owners), offline_after_s)
     for r in rows:
         if owners:

@@ -1,0 +1,88 @@
+"""Equipment assignments: which tag and home unit a subject wears, with their history. A
+device serves one subject at a time; fitting a new one ends the previous one of its role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from backend.services import monitoring
+from backend.services.errors import Conflict, Invalid
+from backend.storage.schema import assignments, devices
+
+
+def of_subject(conn: Connection, subject_id: int) -> list[Any]:
+    q = (
+        select(assignments)
+        .where(assignments.c.subject_id == subject_id)
+        .order_by(assignments.c.starts_at, assignments.c.id)
+    )
+    return list(conn.execute(q))
+
+
+def get(conn: Connection, assignment_id: int) -> Any:
+    return conn.execute(select(assignments).where(assignments.c.id == assignment_id)).one()
+
+
+def fit(
+    conn: Connection, subject_id: int, device: int, role: str, starts_at: int, now: float
+) -> int:
+    """Fit a device from `starts_at`: the subject's previous device of the same role is
+    unassigned from then; a device serving another subject at that time is refused."""
+    kind = conn.execute(select(devices.c.kind).where(devices.c.id == device)).scalar()
+    if kind is None:
+        raise Invalid(f"device {device} is not registered")
+    if kind != role:
+        raise Invalid(f"device {device} is a {kind}, not a {role}")
+    a = assignments.c
+    busy = conn.execute(
+        select(a.id).where(
+            a.device == device,
+            a.subject_id != subject_id,
+            (a.ends_at.is_(None)) | (a.ends_at > starts_at),
+        )
+    ).first()
+    if busy is not None:
+        raise Conflict(f"device {device} is assigned to another subject")
+    conn.execute(
+        update(assignments)
+        .where(
+            a.subject_id == subject_id,
+            a.role == role,
+            a.ends_at.is_(None),
+            a.starts_at < starts_at,
+        )
+        .values(ends_at=starts_at)
+    )
+    new_id = conn.execute(
+        insert(assignments)
+        .values(subject_id=subject_id, device=device, role=role, starts_at=starts_at,
+                created_at=now)
+        .returning(a.id)
+    ).scalar_one()  # fmt: skip
+    monitoring.changed(conn, subject_id, now)
+    return int(new_id)
+
+
+def end(conn: Connection, subject_id: int, assignment_id: int, ends_at: int, now: float) -> None:
+    """Remove a device: the assignment ends at `ends_at`."""
+    if ends_at <= get(conn, assignment_id).starts_at:
+        raise Invalid("ends_at must be after starts_at")
+    conn.execute(
+        update(assignments).where(assignments.c.id == assignment_id).values(ends_at=ends_at)
+    )
+    monitoring.changed(conn, subject_id, now)
+
+
+def tags_of(conn: Connection, subject_id: int) -> list[tuple[int, int, int | None]]:
+    """(device, starts_at, ends_at) of every tag the subject has worn."""
+    a = assignments.c
+    q = select(a.device, a.starts_at, a.ends_at).where(a.subject_id == subject_id, a.role == "tag")
+    return [(int(d), int(s), e) for d, s, e in conn.execute(q)]
+
+
+def within(span: tuple[int, int | None], start: int, end: int) -> tuple[int, int] | None:
+    """The part of [start, end] an assignment [starts_at, ends_at) covers (None: none)."""
+    lo, hi = max(start, span[0]), min(end, (span[1] - 1) if span[1] is not None else end)
+    return (lo, hi) if lo <= hi else None
