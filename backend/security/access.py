@@ -35,6 +35,7 @@ from backend.storage.schema import (
     shares,
     subjects,
     users,
+    victim_devices,
     zones,
 )
 
@@ -227,6 +228,7 @@ SUBJECT_OBJECTS = {
         SubjectObject("curfew exception", "exception_id", curfew_exceptions),
         SubjectObject("zone", "zone_id", zones),
         SubjectObject("alert", "alert_id", alerts),
+        SubjectObject("victim device link", "link_id", victim_devices),
     )
 }
 

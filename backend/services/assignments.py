@@ -9,13 +9,15 @@ from sqlalchemy import Connection, insert, select, update
 
 from backend.services import monitoring
 from backend.services.errors import Conflict, Invalid
-from backend.storage.schema import assignments, devices
+from backend.storage.schema import VICTIM, assignments, devices
 
 
 def of_subject(conn: Connection, subject_id: int) -> list[Any]:
+    """The subject's equipment: its tags and home units. A victim's device assigned through
+    a link to its order is the victim's, listed with the victim scope (victims.py)."""
     q = (
         select(assignments)
-        .where(assignments.c.subject_id == subject_id)
+        .where(assignments.c.subject_id == subject_id, assignments.c.role != VICTIM)
         .order_by(assignments.c.starts_at, assignments.c.id)
     )
     return list(conn.execute(q))
@@ -67,7 +69,10 @@ def fit(
 
 def end(conn: Connection, subject_id: int, assignment_id: int, ends_at: int, now: float) -> None:
     """Remove a device: the assignment ends at `ends_at`."""
-    if ends_at <= get(conn, assignment_id).starts_at:
+    row = get(conn, assignment_id)
+    if row.role == VICTIM:
+        raise Invalid("a victim's device is unlinked through its link (/api/victim-devices)")
+    if ends_at <= row.starts_at:
         raise Invalid("ends_at must be after starts_at")
     conn.execute(
         update(assignments).where(assignments.c.id == assignment_id).values(ends_at=ends_at)

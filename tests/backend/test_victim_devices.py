@@ -15,6 +15,8 @@ from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import Registry
 from backend.rules import proximity as px
 from backend.rules.sink import MonitoringSink
+from backend.services.errors import Conflict, Invalid
+from backend.services.victims import link, of_subject, unlink, warnings
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -26,7 +28,6 @@ from backend.storage.schema import (
     subjects,
     units,
 )
-from backend.victims import VictimLinkError, link, of_subject, unlink, warnings
 from firmware import frame as fr
 from firmware import topics
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
@@ -102,12 +103,12 @@ def world(engine: Engine, registry: Registry, clock: ManualClock) -> World:
 def test_a_link_is_checked_and_assigns_the_device(world: World) -> None:
     with world.engine.begin() as conn:
         for bad in ({"warn_m": 200, "alert_m": 200}, {"alert_m": 10}, {"silent_s": 5}):
-            with pytest.raises(VictimLinkError):
+            with pytest.raises(Invalid):
                 link(conn, world.order, VICTIM_ID, T, T, **bad)  # type: ignore[arg-type]
-        with pytest.raises(VictimLinkError, match="not a registered victim device"):
+        with pytest.raises(Invalid, match="not a registered victim device"):
             link(conn, world.order, TAG_ID, T, T)
         made = link(conn, world.order, VICTIM_ID, T - 600, T, warn_m=400, alert_m=150)
-        with pytest.raises(VictimLinkError, match="already linked"):
+        with pytest.raises(Conflict, match="already linked"):
             link(conn, world.order, VICTIM_ID, T, T)
         roles = conn.execute(
             select(assignments.c.role).where(assignments.c.device == VICTIM_ID)

@@ -30,6 +30,7 @@ from backend.api.routes import (
     trail,
     units,
     users,
+    victims,
     zones,
 )
 
@@ -53,4 +54,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports.router,
     live.router,
     events.router,
+    victims.router,
 )

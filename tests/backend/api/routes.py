@@ -113,6 +113,7 @@ COLLECTIONS = {
     "curfew-exceptions": "curfew exception",
     "zones": "zone",
     "alerts": "alert",
+    "victim-devices": "victim device link",
     "units": "unit",
     "users": "user",
     "shares": "share",

@@ -41,9 +41,11 @@ from tests.backend.api.world import (
     PARTNER_UNIT,
     RECEIVING_ROLES,
     SPARE_TAG,
+    SPARE_VICTIM_DEVICE,
     TAG,
     UNIT_A,
     UNIT_B,
+    VICTIM_DEVICE,
     Scoped,
     World,
     build_scoped,
@@ -267,10 +269,13 @@ READ_NEEDS = {
     "trail": "trail",
     "report": "reports",
     "share": "manage",
+    "victim link": "victim",
+    "victim position": "victim",
+    "victim warning": "victim",
 }
 # Reading these is a consultation of personal data, recorded per subject as read.<scope>
 # (own unit) or disclose.<scope> (through a share).
-AUDITED = {"live", "trail", "alerts", "reports", "conditions"}
+AUDITED = {"live", "trail", "alerts", "reports", "conditions", "victim"}
 SHOWN, REFUSED, HIDDEN = "shown", "refused (403)", "hidden"
 PURPOSE_TEXT = PURPOSE["purpose"]
 
@@ -399,6 +404,12 @@ def _reads(s: Scoped) -> list[ReadRoute]:
         _one("trail", "POST", "/api/investigations/subjects/{s}/whereabouts", '"within"',
              params=PURPOSE, json=_place(s)),
         _one("report", "GET", "/api/reports/subjects/{s}/compliance", '"A-3"', params=day),
+        _one("victim link", "GET", "/api/subjects/{s}/victim-devices", f'"device":{VICTIM_DEVICE}',
+             params=PURPOSE),
+        _one("victim position", "GET", "/api/victim-devices/{victim_link}/positions", '"lat"',
+             params={**PURPOSE, **window}),
+        _one("victim warning", "GET", "/api/victim-devices/{victim_link}/warnings", "[",
+             params=PURPOSE),
         ReadRoute("GET /api/alerts", _alert_list),
         ReadRoute("GET /api/web/live", _live_map, within="live"),
         ReadRoute("GET /api/reports/caseload", _caseload),
@@ -489,6 +500,9 @@ def _writes(s: Scoped, world: World, now: float) -> list[tuple[str, str, dict[st
         ("POST", "/api/alerts/{alert}/acknowledge", {"note": "seen"}),
         ("POST", "/api/alerts/{alert}/resolve", {"outcome": "false_alert", "note": "checked"}),
         ("POST", "/api/subjects/{s}/shares", share),
+        ("POST", "/api/subjects/{s}/victim-devices",
+         {"order_id": s.ids["order"], "device": SPARE_VICTIM_DEVICE, "starts_at": s.t}),
+        ("PATCH", "/api/victim-devices/{victim_link}", {"ends_at": s.t + 7200}),
         ("DELETE", "/api/curfews/{curfew}", None),
         ("DELETE", "/api/curfew-exceptions/{exception}", None),
         ("DELETE", "/api/zones/{victim_zone}", None),
@@ -500,7 +514,8 @@ def _snapshot(m: Matrix, token: str) -> list[str]:
     paths = ["/api/subjects/{s}", "/api/subjects/{s}/orders", "/api/subjects/{s}/assignments",
              "/api/subjects/{s}/curfews", "/api/subjects/{s}/curfew-exceptions",
              "/api/subjects/{s}/zones", "/api/subjects/{s}/charging", "/api/alerts/{alert}",
-             "/api/subjects/{s}/shares"]  # fmt: skip
+             "/api/subjects/{s}/shares",
+             "/api/subjects/{s}/victim-devices?purpose=authorization+matrix+test"]  # fmt: skip
     return [m.client.get(m.url(p), headers=bearer(token)).text for p in paths]
 
 
@@ -531,6 +546,38 @@ def test_no_share_scope_writes_anything_of_the_owning_unit(
         r = client.request(method, m.url(path), headers=bearer(owner), json=body)
         assert r.status_code in (200, 201, 204), (method, path, r.status_code, r.text[:200])
     assert _snapshot(m, owner) != before
+
+
+def test_the_victims_positions_reach_no_subject_read_even_the_owners(
+    client: TestClient, world: World, scoped: Scoped
+) -> None:
+    """The victim's fixes are stored beside the tag's, but only the victim scope's route
+    shows them: not the trail, the live map, the timeline, an evidence export, nor a
+    correlation at the victim's own place."""
+    m = Matrix(client, scoped)
+    token = login(client, world.user(UNIT_A, "supervisor"))
+    window = {"from": scoped.t - 3600, "to": scoped.t + 60}
+    victim_place = {**_place(scoped), "geometry": _point(3000, 0)}
+    answers = [
+        client.get(m.url("/api/subjects/{s}/trail"), headers=bearer(token),
+                   params={**PURPOSE, **window}),
+        client.get("/api/web/live", headers=bearer(token)),
+        client.get(m.url("/api/web/subjects/{s}/events"), headers=bearer(token), params=window),
+        client.post(m.url("/api/investigations/subjects/{s}/whereabouts"), headers=bearer(token),
+                    params=PURPOSE, json=victim_place),
+        client.post("/api/investigations/correlate", headers=bearer(token), params=PURPOSE,
+                    json=victim_place),
+        client.get(m.url("/api/subjects/{s}/assignments"), headers=bearer(token)),
+    ]  # fmt: skip
+    for r in answers:
+        assert r.status_code == 200, (r.url, r.text[:300])
+        assert str(VICTIM_DEVICE) not in r.text, (r.url, r.text[:300])
+    assert r.json()  # the subject's own equipment is listed
+    assert not client.post("/api/investigations/correlate", headers=bearer(token),
+                           params=PURPOSE, json=victim_place).json()["hits"]  # fmt: skip
+    shown = client.get(m.url("/api/victim-devices/{victim_link}/positions"),
+                       headers=bearer(token), params={**PURPOSE, **window})  # fmt: skip
+    assert shown.status_code == 200 and len(shown.json()) == 2
 
 
 @pytest.mark.parametrize("api_engine", ENGINES, indirect=True)

@@ -1,4 +1,5 @@
-"""Victim devices linked to orders: the one place a link is made, ended and read.
+"""Victim devices linked to orders: the one place a link is made, ended and read, and the
+victim's own positions and the warnings sent to the device are read.
 
 A link (victim_devices) names the order, the proximity rule's warning and alert distances,
 how long the device may be silent, and victim-safe mode; making it also assigns the device to
@@ -16,7 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from backend.rules.store import bump_config
+from backend.services import monitoring
+from backend.services.errors import Conflict, Invalid, NotFound
+from backend.storage import position_queries
 from backend.storage.schema import (
     VICTIM,
     assignments,
@@ -30,10 +33,6 @@ from firmware import frame as fr
 
 MIN_ALERT_M, MAX_WARN_M = 50, 5000
 MIN_SILENT_S, MAX_SILENT_S = 300, 7 * 86400
-
-
-class VictimLinkError(ValueError):
-    """A link that cannot be made, with a sentence saying why."""
 
 
 @dataclass(frozen=True)
@@ -64,12 +63,12 @@ class Link:
 
 def check(warn_m: int, alert_m: int, silent_s: int | None) -> None:
     if not MIN_ALERT_M <= alert_m < warn_m <= MAX_WARN_M:
-        raise VictimLinkError(
+        raise Invalid(
             f"distances must satisfy {MIN_ALERT_M} <= alert_m < warn_m <= {MAX_WARN_M} m; "
             f"got alert_m={alert_m}, warn_m={warn_m}"
         )
     if silent_s is not None and not MIN_SILENT_S <= silent_s <= MAX_SILENT_S:
-        raise VictimLinkError(
+        raise Invalid(
             f"silent_s must be between {MIN_SILENT_S} and {MAX_SILENT_S} s; got {silent_s}"
         )
 
@@ -84,21 +83,23 @@ def link(
     alert_m: int = 200,
     silent_s: int | None = None,
     victim_safe: bool = True,
+    subject_id: int | None = None,
 ) -> Link:
-    """Link a registered victim device to an order from event time `starts_at`."""
+    """Link a registered victim device to an order (of `subject_id`, if given) from event
+    time `starts_at`."""
     check(warn_m, alert_m, silent_s)
     order = conn.execute(select(orders).where(orders.c.id == order_id)).first()
-    if order is None:
-        raise VictimLinkError(f"order {order_id} does not exist")
+    if order is None or (subject_id is not None and order.subject_id != subject_id):
+        raise Invalid(f"order {order_id} is not one of this subject's orders")
     kind = conn.execute(select(devices.c.kind).where(devices.c.id == device)).scalar()
     if kind != VICTIM:
-        raise VictimLinkError(f"device {device} is not a registered victim device")
+        raise Invalid(f"device {device} is not a registered victim device")
     v = victim_devices.c
     current = conn.execute(
         select(v.order_id).where(v.device == device, v.ends_at.is_(None))
     ).scalar()
     if current is not None:
-        raise VictimLinkError(f"device {device} is already linked to order {current}")
+        raise Conflict(f"device {device} is already linked to order {current}")
     new_id = conn.execute(
         insert(victim_devices).values(
             device=device,
@@ -124,7 +125,7 @@ def link(
             created_at=now,
         )
     )
-    bump_config(conn, order.subject_id, now)
+    monitoring.changed(conn, order.subject_id, now)
     return get(conn, int(new_id[0]))
 
 
@@ -132,9 +133,9 @@ def unlink(conn: Connection, link_id: int, ends_at: int, now: float) -> Link:
     """End a link (and the device's assignment) at event time `ends_at`."""
     found = get(conn, link_id)
     if found.ends_at is not None:
-        raise VictimLinkError(f"victim link {link_id} already ended")
+        raise Conflict(f"victim link {link_id} already ended")
     if ends_at < found.starts_at:
-        raise VictimLinkError("a link cannot end before it starts")
+        raise Invalid("a link cannot end before it starts")
     conn.execute(
         update(victim_devices).where(victim_devices.c.id == link_id).values(ends_at=ends_at)
     )
@@ -144,14 +145,14 @@ def unlink(conn: Connection, link_id: int, ends_at: int, now: float) -> Link:
         .where(a.device == found.device, a.role == VICTIM, a.ends_at.is_(None))
         .values(ends_at=ends_at)
     )
-    bump_config(conn, found.subject_id, now)
+    monitoring.changed(conn, found.subject_id, now)
     return get(conn, link_id)
 
 
 def get(conn: Connection, link_id: int) -> Link:
     row = conn.execute(_LINKS.where(victim_devices.c.id == link_id)).first()
     if row is None:
-        raise VictimLinkError(f"victim link {link_id} does not exist")
+        raise NotFound(f"victim link {link_id} does not exist")
     return _link(row)
 
 
@@ -192,3 +193,16 @@ def warnings(conn: Connection, device: int) -> list[Warned]:
         .order_by(c.seq)
     )
     return [Warned(r.seq, r.key, r.value, r.at, r.seq in done) for r in rows]
+
+
+def positions(conn: Connection, link: Link, t0: int, t1: int) -> list[Any]:
+    """The victim's own fixes in [t0, t1] within the link's span. Only with victim-safe mode
+    off: with it on, no one is shown them (the proximity rule still uses them)."""
+    if link.victim_safe:
+        raise Conflict(
+            "victim-safe mode is on for this link: the victim's positions are not shown to "
+            "anyone (only the distance is used)"
+        )
+    lo = max(t0, link.starts_at)
+    hi = t1 if link.ends_at is None else min(t1, link.ends_at - 1)
+    return [] if lo > hi else position_queries.trail(conn, link.device, lo, hi)
