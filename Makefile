@@ -5,14 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: demo test bench lint format setup clean
+.PHONY: demo gate test bench lint format setup clean
 
 WEB := backend/web
 WEB_STAMP := $(WEB)/node_modules/.installed
 
 setup: $(STAMP) $(WEB_STAMP)
 	@.ci/ensure-debian mosquitto=mosquitto '/usr/lib/postgresql/*/bin/initdb=postgresql' \
-	  chromium=chromium promtool=prometheus systemd-analyze=systemd
+	  chromium=chromium promtool=prometheus systemd-analyze=systemd \
+	  patroni=patroni etcd=etcd-server
 
 # The web UI's front-end packages (Leaflet) from the npm registry, served by the backend:
 # never committed, never a CDN at run time (docs/web.md).
@@ -42,8 +43,16 @@ typings/.installed: $(STAMP)
 	$(BIN)/pip install -q --target typings --no-deps micropython-esp32-stubs micropython-stdlib-stubs
 	@touch $@
 
+# The week-long alert gate (docs/simulator.md, "The week's gate"): three seeds from the last
+# commit's date through the whole stack, over an hour each on 2 cores; not part of `make test`.
+gate: setup
+	$(BIN)/tagwatch sim gate $(GATE_ARGS)
+
+# One pytest worker per core (CI has two), a test file's tests together on one worker so
+# that a module's fixtures (a simulated day, a served stack) are built once.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(BIN)/python -m tests.bench

@@ -1,10 +1,11 @@
 """Mosquitto credentials and ACLs generated from the device registry.
 
 Each device logs in as `tag-<id>`, `hu-<id>` or `vd-<id>` (a victim device) with a password
-derived from its own key (HMAC-SHA256(key, "tagwatch mqtt v1"), hex): the device can compute
-it, the backend never stores a second secret, and a leaked password file gives no frame key.
-The ACL confines each device to its own topics (docs/protocol.md, MQTT) and the backend's own
-account to reading the uplinks it ingests and writing the downlinks it sends (docs/security.md,
+derived from its own key (firmware.brokers.password: HMAC-SHA256(key, "tagwatch mqtt v1"),
+the first 16 bytes in hex), which the device computes from its key: the backend never stores
+a second secret, and a leaked password file gives no frame key. The ACL confines each device
+to its own topics (docs/protocol.md, MQTT) and the backend's own account to
+reading the uplinks it ingests and writing the downlinks it sends (docs/security.md,
 "Broker accounts and ACL").
 
 Devices and the backend get separate password files, for separate listeners: devices log in
@@ -24,15 +25,14 @@ from pathlib import Path
 from backend.broker import BrokerFiles
 from backend.registry import Device
 from backend.storage.schema import HOME_UNIT, TAG, VICTIM
-from firmware import mac, topics
+from firmware import brokers, topics
 
-MQTT_LABEL = b"tagwatch mqtt v1"
 # Mosquitto 2's own default. The passwords are 128-bit random-equivalent, so slow hashing
 # buys nothing here and would cost on every connection.
 PBKDF2_ITERATIONS = 101
 
 
-def _every(topic: Callable[[int], str]) -> str:
+def every_device(topic: Callable[[int], str]) -> str:
     """One channel of every device: the topic with its id level as `+`."""
     levels = topic(0).split("/")
     levels[3] = "+"
@@ -50,9 +50,9 @@ BACKEND_READS: tuple[str, ...] = topics.INGEST
 # retained state and last will, which an account that could write it could also erase
 # (an empty retained message) or overwrite.
 BACKEND_WRITES: tuple[str, ...] = (
-    _every(topics.tag_down),
-    _every(topics.home_down),
-    _every(topics.home_config),
+    every_device(topics.tag_down),
+    every_device(topics.home_down),
+    every_device(topics.home_config),
 )
 _DEVICE_NAME = re.compile(r"(tag|hu|vd)-[0-9]+")
 
@@ -68,7 +68,7 @@ def username(device: Device) -> str:
 
 
 def device_password(key: bytes) -> str:
-    return mac.derive(key, MQTT_LABEL)[:16].hex()
+    return brokers.password(key)
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None) -> str:

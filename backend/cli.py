@@ -163,6 +163,7 @@ def serve(
     (docs/security.md)."""
     import uvicorn
 
+    from backend.api.sse import SHUTDOWN_GRACE_S
     from backend.logs import configure
     from backend.settings import Settings
 
@@ -176,6 +177,7 @@ def serve(
         workers=workers,
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         # Logging as configured above (JSON); each request is logged, with its request id,
         # by backend/api/request_metrics.py instead of uvicorn's plain-text access log.
         log_config=None,

@@ -44,6 +44,12 @@ Guarantees:
   evidence, acknowledged all the same, since resending cannot mend the device's clock and
   would only hold its buffer. A home unit's status is exempt from the age bound (its
   retained frames and last will are signed when it connects).
+- A frame dated at or after the removal that followed its wearer's withdrawal of consent
+  (Device.refuse_from, backend/services/stops.py) is a `withdrawn` rejection, acknowledged the same
+  way, and its payload is not kept as evidence: the wearer's consent to being recorded has
+  ended. A frame is judged by its own time, so one sent after the removal is refused whole
+  with any older records it carries. The device cache (DeviceDirectory) learns of a removal
+  within its ttl_s (60 s), as it learns of a retirement.
 - Event time, not arrival time: a frame older than the device's newest stored event, or
   further behind backend "now" than `late_after_s`, is flagged late; rows are written in
   event-time order and indexed by event time, so nothing depends on arrival order.
@@ -77,6 +83,9 @@ UNKNOWN_DEVICE = "unknown_device"
 TOPIC = "topic"  # the frame does not belong on the topic it came in on
 REPLAY = "replay"
 MISDATED = "time"  # signed, but dated where no device's data can be (bounds.py)
+# Signed, but dated after its wearer withdrew consent and the device came off them
+# (backend/services/stops.py): not stored, not even raw in the security event.
+WITHDRAWN = "withdrawn"
 MAX_RANGES_PER_ACK = (fr.MAX_BODY // 12) - 1  # an ack_range record is 12 bytes
 
 
@@ -219,6 +228,7 @@ class Batch:
     known: list[Received] = field(default_factory=list)  # duplicates: stored before
     ordered: list[Received] = field(default_factory=list)  # `frames` in event-time order
     inserted: list[Received] = field(default_factory=list)  # stored by this batch
+    in_db: list[Received] = field(default_factory=list)  # of `known`, found in the database
 
 
 Check = Callable[[Received], Rejection | None]
@@ -242,6 +252,8 @@ class Ingest:
         self.clock = clock or SystemClock()
         self.rules = rules or NoRules()
         self.guard = replay.SequenceGuard()
+        # (device, boot, seq) of a batch whose transaction failed: perhaps committed.
+        self._uncertain: set[store.FrameKey] = set()
         self._writer = store.WriterQueue(engine)
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[tuple[str, int | None]] = Counter()
@@ -353,8 +365,15 @@ class Ingest:
                     why = f"dated {f.ts - b.now:.0f} s ahead of backend time"
                 elif f.ts < b.now - FRAME_AGE_S and v.channel != "status":
                     why = f"dated {(b.now - f.ts) / 86400:.0f} days behind backend time"
+            stop = v.device.refuse_from
             if why:
                 b.result.rejected.append(self._reject(v.msg, MISDATED, f.device, why))
+                b.misdated.append(v)
+            elif stop is not None and f.flags & fr.FLAG_TIME_VALID and f.ts >= stop:
+                why = f"dated {f.ts - stop} s after its wearer withdrew and it was removed"
+                b.result.rejected.append(
+                    self._reject(v.msg, WITHDRAWN, f.device, why, keep_raw=False)
+                )
                 b.misdated.append(v)
             else:
                 ok.append(v)
@@ -413,8 +432,10 @@ class Ingest:
     def persist(self, b: Batch) -> None:
         """One transaction: what is new is stored (the database de-duplicates), duplicates
         are checked for replay, and every refusal of the batch is written as a security
-        event. If it fails nothing was committed, and the guard forgets this batch so the
-        redelivered frames are not mistaken for duplicates of frames never stored."""
+        event. If it fails, nothing was committed or it was and only the answer was lost:
+        the guard forgets this batch, so the redelivered frames are not mistaken for
+        duplicates of frames never stored; and they are remembered, so that if the retry
+        finds them stored, the rules get them (the failed attempt never handed them over)."""
         try:
             with (
                 self._writer,
@@ -425,9 +446,12 @@ class Ingest:
         except Exception:
             for v in b.frames:
                 self.guard.forget(v.frame.device)
+            self._uncertain.update(_key(v) for v in b.frames)
             raise
         r = b.result
         r.committed_at = self.clock.now()
+        if self._uncertain:
+            self._recover(b)
         r.duplicates = len(b.known)
         r.retained_known = sum(1 for v in b.known if v.retained)
         r.stored = [
@@ -444,6 +468,23 @@ class Ingest:
             for v in b.inserted
         ]
 
+    def _recover(self, b: Batch) -> None:
+        """Frames this batch found stored that a failed attempt may have committed are
+        stored by this batch as far as acknowledgement and the rules go, with the id and late
+        flag of their stored row. The worker runs a failed batch again until it goes through
+        (IngestWorker.run_once), so after this success there is nothing left to wait for."""
+        recovered = [v for v in b.in_db if _key(v) in self._uncertain]
+        self._uncertain.clear()
+        if not recovered:
+            return
+        with self.engine.connect() as conn:
+            rows = store.stored_frames(conn, [_key(v) for v in recovered])
+        for v in recovered:
+            v.frame_id, v.late = rows[_key(v)]
+        b.known = [v for v in b.known if v.frame_id is None]
+        b.inserted += recovered
+        self.counts["commits_recovered"] += len(recovered)
+
     def _store(self, conn: Connection, b: Batch) -> None:
         now, r = b.now, b.result
         if b.frames:
@@ -452,7 +493,8 @@ class Ingest:
             for v in b.ordered:
                 f = v.frame
                 v.frame_id = ids.get((f.device, f.boot, f.seq))
-                (b.inserted if v.frame_id is not None else b.known).append(v)
+                (b.inserted if v.frame_id is not None else b.in_db).append(v)
+            b.known += b.in_db
             store.insert_positions(
                 conn,
                 [
@@ -510,7 +552,7 @@ class Ingest:
         """A duplicate soon after the original is a retransmission (its ack was lost); long
         after, it is a replay: still harmless (it is acknowledged and not stored again) but
         worth a security event."""
-        keys = [(v.frame.device, v.frame.boot, v.frame.seq) for v in duplicates]
+        keys = [_key(v) for v in duplicates]
         first_seen = store.first_received(conn, keys)
         out = []
         for v, key in zip(duplicates, keys, strict=True):
@@ -568,9 +610,11 @@ class Ingest:
             self.counts["records_refused"] += 1
             self.rejections[(r.reason, r.device)] += 1
 
-    def _reject(self, msg: Message, reason: str, device: int | None, detail: str) -> Rejection:
+    def _reject(
+        self, msg: Message, reason: str, device: int | None, detail: str, keep_raw: bool = True
+    ) -> Rejection:
         log.warning("frame rejected", reason=reason, device=device, topic=msg.topic, detail=detail)
-        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload))
+        return Rejection(reason, device, msg.topic, detail, bytes(msg.payload) if keep_raw else b"")
 
 
 # ---- rows and ACK frames (pure) ------------------------------------------------------------
@@ -676,3 +720,8 @@ def ack_ranges(seen: Iterable[tuple[int, int]]) -> list[tuple[int, int, int]]:
         else:
             out.append((boot, seq, seq))
     return out
+
+
+def _key(v: Received) -> store.FrameKey:
+    """A frame's identity: (device, boot, seq), unique in storage."""
+    return v.frame.device, v.frame.boot, v.frame.seq

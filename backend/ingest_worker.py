@@ -10,9 +10,10 @@
   retransmit every frame without an end-to-end ACK; idempotent ingest makes both safe.
 - One thread does everything: it drives paho's network loop itself (the client's documented
   external-loop API: `socket()` watched with select, then `loop_read()`, `loop_write()`,
-  `loop_misc()`) to collect a batch, then runs the pipeline, then sends the PUBACKs. It also
-  reconnects itself (`reconnect()`, a second after a failed attempt or a lost connection):
-  paho's own reconnect delay applies only to its loop_forever/loop_start threads. A
+  `loop_misc()`) over every broker's connection to collect a batch, then runs the pipeline,
+  then sends the PUBACKs. It also reconnects itself (`reconnect()`, after the back-off of
+  backend.storage.database.Retry): paho's own reconnect delay applies only to its
+  loop_forever/loop_start threads. A
   CPU-bound pipeline beside paho's own network thread made the two fight for the GIL (paho
   releases it for each of the three or more recv() calls a message costs, then waits up to
   the 5 ms switch interval to get it back), so receiving and processing did not overlap
@@ -44,7 +45,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
@@ -62,7 +63,7 @@ from backend.health import OpsServer, Readiness, database_ready, ticking
 from backend.ingest import DeviceDirectory, Ingest, Message, RuleSink
 from backend.registry import KeyVault, Registry, load_server_key
 from backend.settings import Settings
-from backend.storage.database import make_engine, upgrade
+from backend.storage.database import Retry, make_engine, upgrade
 from firmware import frame as fr
 from firmware import topics
 
@@ -97,6 +98,7 @@ class _Token:
     mid: int
     qos: int
     generation: int  # the connection it arrived on; a PUBACK is only valid on that one
+    broker: int = 0  # ... on that broker
 
 
 @dataclass
@@ -123,6 +125,21 @@ def _downlink(topic: str, payload: bytes) -> _Downlink:
     return _Downlink(kind, topic, parsed[1] if parsed else None)
 
 
+@dataclass
+class _Link:
+    """One broker of the list: its own paho client (and so its own session there), the
+    connection generation PUBACKs are checked against, and when to try again."""
+
+    index: int
+    host: str
+    port: int
+    client: mqtt.Client
+    generation: int = 0
+    connected: bool = False
+    next_attempt: float = 0.0  # monotonic time of the next connection attempt
+    retry: Retry = field(default_factory=Retry)
+
+
 class IngestWorker:
     def __init__(
         self,
@@ -139,87 +156,130 @@ class IngestWorker:
         self.client_id = client_id
         self.engine = make_engine(settings.resolved_database_url())
         registry = Registry(self.engine, KeyVault(load_server_key(settings)), clock)
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        # Every broker of the list, each with its own connection and session under the same
+        # client id (one namespace per broker): with independent brokers a device is on any
+        # one of them, so every worker reads them all (docs/scaling.md, "Brokers").
+        self.links = [
+            _Link(i, host, port, self._client(i))
+            for i, (host, port) in enumerate(settings.broker_list())
+        ]
         self.ingest = Ingest(
             self.engine, DeviceDirectory(registry), self._publish, settings, clock, rules
         )
         self.inbox: list[Message] = []  # filled by _on_message while _pump runs
         self.stopping = threading.Event()
-        self.connected = threading.Event()
-        self._generation = 0
-        self._next_attempt = 0.0  # monotonic time of the next connection attempt
+        self._abandoned = False
+        self.connected = threading.Event()  # set while at least one broker is connected
         self.batches = 0
-        # Downlinks by message id until their PUBACK. Commands are published from the rule
-        # timer's thread, so a PUBACK can be read (here) before publish() has returned
-        # there: its reason code waits in _early until the publisher claims it. The lock is
-        # never held while calling paho, whose own locks are held around on_publish.
+        self.retry = Retry()
+        # Downlinks by (broker, message id) until their PUBACK. Commands are published from
+        # the rule timer's thread, so a PUBACK can be read (here) before publish() has
+        # returned there: its reason code waits in _early until the publisher claims it. The
+        # lock is never held while calling paho, whose own locks are held around on_publish.
         self._downlinks_lock = threading.Lock()
-        self._awaiting: dict[int, _Downlink] = {}
-        self._early: dict[int, ReasonCode] = {}
+        self._awaiting: dict[tuple[int, int], _Downlink] = {}
+        self._early: dict[tuple[int, int], ReasonCode] = {}
         # (kind, reason) -> refused downlinks; and when each was last logged, with how many
         # refusals went unlogged since.
         self.refusals: Counter[tuple[str, str]] = Counter()
         self._refusal_log: dict[tuple[str, int], tuple[float, int]] = {}
 
+    @property
+    def client(self) -> mqtt.Client:
+        """The first broker's client (a worker with one broker has only this one)."""
+        return self.links[0].client
+
+    def brokers_connected(self) -> list[bool]:
+        return [link.connected for link in self.links]
+
     # ---- MQTT ------------------------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
+    def _client(self, index: int) -> mqtt.Client:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+            userdata=index,
+        )
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        if self.settings.mqtt_password:
+            c.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password)
+        c.max_inflight_messages_set(1000)  # acks out; paho's default of 20 throttles them
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(1, 2)
+        return c
+
+    def _on_connect(
+        self, client: mqtt.Client, index: int, _f: Any, rc: ReasonCode, _p: Any
+    ) -> None:
+        link = self.links[index]
         if rc.is_failure:
-            log.error("broker refused the connection", reason=str(rc))
+            log.error("broker refused the connection", broker=index, reason=str(rc))
             return
-        self._generation += 1
+        link.generation += 1
+        link.connected = True
+        link.retry.succeeded()
         # Subscribing again on a resumed session is harmless and covers a lost session.
         client.subscribe(
             [(t, SUBSCRIBE_OPTIONS) for t in subscriptions(self.settings.ingest_group)]
         )
         self.connected.set()
-        log.info("connected", client_id=self.client_id, generation=self._generation)
+        log.info("connected", client_id=self.client_id, broker=index, generation=link.generation)
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: ReasonCode, _p: Any) -> None:
-        self.connected.clear()
+    def _on_disconnect(self, _c: mqtt.Client, index: int, _f: Any, rc: ReasonCode, _p: Any) -> None:
+        self.links[index].connected = False
+        if not any(link.connected for link in self.links):
+            self.connected.clear()
         if not self.stopping.is_set():
-            log.warning("disconnected; reconnecting", reason=str(rc))
+            log.warning("disconnected; reconnecting", broker=index, reason=str(rc))
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, index: int, msg: mqtt.MQTTMessage) -> None:
         self.inbox.append(
             Message(
                 msg.topic,
                 bytes(msg.payload),
-                _Token(msg.mid, msg.qos, self._generation),
+                _Token(msg.mid, msg.qos, self.links[index].generation, index),
                 bool(msg.retain),
             )
         )
 
     def _publish(self, topic: str, payload: bytes) -> bool:
-        """Publish a downlink (QoS 1); False if the client would not take it. Whether the
+        """Publish a downlink (QoS 1) on every broker; False if no client would take it.
+        The device is connected to one of them, or will be: an ACK or command on a broker
+        the device is not on waits in its session there, if it has one, and the tag and home
+        unit run a command once however often it comes (firmware/commands.py). Whether a
         broker accepts it comes later, in its PUBACK (_on_publish)."""
-        info = self.client.publish(topic, payload, qos=topics.QOS)
-        # QUEUE_SIZE: paho did not take it (a lost ack, which the device's retransmission
-        # recovers). Anything else it keeps until a PUBACK: NO_CONN, or a write that found
-        # the connection lost, is sent (again) after reconnecting.
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            return False
         sent = _downlink(topic, payload)
-        with self._downlinks_lock:
-            rc = self._early.pop(info.mid, None)
-            if rc is None:
-                self._awaiting[info.mid] = sent
-            else:
-                self._settle(sent, rc)
-        return True
+        taken = False
+        for link in self.links:
+            info = link.client.publish(topic, payload, qos=topics.QOS)
+            # QUEUE_SIZE: paho did not take it (a lost ack, which the device's retransmission
+            # recovers). Anything else it keeps until a PUBACK: NO_CONN, or a write that
+            # found the connection lost, is sent (again) after reconnecting.
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                continue
+            taken = True
+            key = (link.index, info.mid)
+            with self._downlinks_lock:
+                rc = self._early.pop(key, None)
+                if rc is None:
+                    self._awaiting[key] = sent
+                else:
+                    self._settle(sent, rc)
+        return taken
 
     def _on_publish(
-        self, _c: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Properties
+        self, _c: mqtt.Client, index: int, mid: int, rc: ReasonCode, _p: Properties
     ) -> None:
+        key = (index, mid)
         with self._downlinks_lock:
-            sent = self._awaiting.pop(mid, None)
+            sent = self._awaiting.pop(key, None)
             if sent is None:
-                self._early[mid] = rc
+                self._early[key] = rc
             else:
                 self._settle(sent, rc)
 
@@ -255,73 +315,74 @@ class IngestWorker:
         )
 
     def connect(self) -> None:
-        c = self.client
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_publish = self._on_publish
-        if self.settings.mqtt_password:
-            c.username_pw_set(self.settings.mqtt_username, self.settings.mqtt_password)
-        c.max_inflight_messages_set(1000)  # acks out; paho's default of 20 throttles them
-        c.max_queued_messages_set(0)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.ingest_session_expiry_s
         props.ReceiveMaximum = 65535
-        c.connect_async(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=props,
-        )
+        for link in self.links:
+            link.client.connect_async(
+                link.host, link.port, keepalive=30, clean_start=False, properties=props
+            )
         self._pump(0.0)
 
     def _pump(self, timeout: float, limit: int = 1) -> None:
-        """One step of the network loop (paho's external-loop API: socket(), loop_read(),
-        loop_write(), loop_misc()): (re)connect if needed, else wait up to `timeout` for
-        traffic and read while messages keep coming (up to `limit` in the inbox), write what
-        is queued, keep the connection alive."""
-        c = self.client
-        sock = c.socket()
-        if sock is None:
-            now = time.monotonic()
-            if now < self._next_attempt:
-                self.stopping.wait(min(timeout, self._next_attempt - now))
-                return
-            try:
-                c.reconnect()
-            except OSError as e:
-                # The broker is down or restarting: try again shortly (the frames wait in
-                # the broker's persistent session or on the devices).
-                log.warning("cannot reach the broker; retrying", error=str(e))
-                self._next_attempt = now + 1.0
+        """One step of the network loop over every broker (paho's external-loop API:
+        socket(), loop_read(), loop_write(), loop_misc()): (re)connect those that need it,
+        else wait up to `timeout` for traffic on any, read while messages keep coming (up to
+        `limit` in the inbox), write what is queued, keep the connections alive."""
+        now = time.monotonic()
+        socks: dict[Any, _Link] = {}
+        for link in self.links:
+            sock = link.client.socket()
+            if sock is not None:
+                socks[sock] = link
+            elif now >= link.next_attempt:
+                try:
+                    link.client.reconnect()
+                except OSError as e:
+                    # The broker is down or restarting: try again after the back-off (the
+                    # frames wait in its persistent session, or on the devices, which fail
+                    # over to another broker meanwhile).
+                    delay = link.retry.failed()
+                    log.warning(
+                        "cannot reach the broker; retrying",
+                        broker=link.index,
+                        error=str(e),
+                        retry_in_s=delay,
+                    )
+                    link.next_attempt = now + delay
+        if not socks:
+            soonest = min(link.next_attempt for link in self.links)
+            self.stopping.wait(max(0.0, min(timeout, soonest - now)))
             return
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
-            timeout = 0.0  # TLS: bytes already decrypted, invisible to select()
+        for sock in socks:
+            pending = getattr(sock, "pending", None)
+            if pending is not None and pending():
+                timeout = 0.0  # TLS: bytes already decrypted, invisible to select()
         try:
             readable, writable, _ = select.select(
-                [sock], [sock] if c.want_write() else [], [], timeout
+                list(socks), [k for k, v in socks.items() if v.client.want_write()], [], timeout
             )
         except (OSError, ValueError):
-            readable, writable = [sock], []  # let loop_read find out what happened
-        rc = mqtt.MQTT_ERR_SUCCESS
-        if readable:
-            # A read that completes no message (EAGAIN, or a PUBACK for one of our ACKs)
-            # ends the burst; the next select() waits for more.
-            before = -1
-            while rc == mqtt.MQTT_ERR_SUCCESS and before != len(self.inbox):
-                if len(self.inbox) >= limit:
-                    break
-                before = len(self.inbox)
-                rc = c.loop_read()
-        if rc == mqtt.MQTT_ERR_SUCCESS and (writable or c.want_write()):
-            rc = c.loop_write()
-        if rc == mqtt.MQTT_ERR_SUCCESS:
-            rc = c.loop_misc()
-        if c.socket() is None:
-            # Connection lost: paho has closed the socket and called on_disconnect.
-            self._next_attempt = time.monotonic() + 1.0
+            readable, writable = list(socks), []  # let loop_read find out what happened
+        for sock, link in socks.items():
+            c = link.client
+            rc = mqtt.MQTT_ERR_SUCCESS
+            if sock in readable:
+                # A read that completes no message (EAGAIN, or a PUBACK for one of our ACKs)
+                # ends the burst; the next select() waits for more.
+                before = -1
+                while rc == mqtt.MQTT_ERR_SUCCESS and before != len(self.inbox):
+                    if len(self.inbox) >= limit:
+                        break
+                    before = len(self.inbox)
+                    rc = c.loop_read()
+            if rc == mqtt.MQTT_ERR_SUCCESS and (sock in writable or c.want_write()):
+                rc = c.loop_write()
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                rc = c.loop_misc()
+            if c.socket() is None:
+                # Connection lost: paho has closed the socket and called on_disconnect.
+                link.next_attempt = time.monotonic() + link.retry.failed()
 
     # ---- batches ---------------------------------------------------------------------
 
@@ -364,18 +425,28 @@ class IngestWorker:
                 started = time.perf_counter()
                 result = self.ingest.process(batch)
                 metrics.observe_batch(result, time.perf_counter() - started)
+                self.retry.succeeded()
                 break
             except Exception:
-                # The database is unavailable or refused the batch: nothing was committed,
-                # nothing acknowledged. Retry; the broker keeps the frames meanwhile.
+                # The database is unavailable (a primary going away, a switchover) or
+                # refused the batch: nothing was committed, nothing acknowledged, so the
+                # batch is run again as it is. Should a commit have gone through unseen,
+                # its frames are found stored (unique on device, boot, seq) and only
+                # acknowledged again (docs/scaling.md, "Database failover").
                 self.ingest.counts["batch_failed"] += 1
-                log.exception("batch failed; retrying", frames=len(batch))
-                if self._idle(1.0):
+                delay = self.retry.failed()
+                log.exception("batch failed; retrying", frames=len(batch), retry_in_s=delay)
+                if self._idle(delay):
                     return 0
+        if self._abandoned:
+            return 0
         for m in batch:
             tok = m.token
-            if isinstance(tok, _Token) and tok.qos > 0 and tok.generation == self._generation:
-                self.client.ack(tok.mid, tok.qos)
+            if not isinstance(tok, _Token) or tok.qos == 0:
+                continue
+            link = self.links[tok.broker]
+            if tok.generation == link.generation:
+                link.client.ack(tok.mid, tok.qos)
         self.batches += 1
         return len(batch)
 
@@ -390,7 +461,22 @@ class IngestWorker:
                     last_report = time.monotonic()
                     self.report()
         finally:
-            self.close()
+            if self._abandoned:
+                for link in self.links:
+                    sock = link.client.socket()
+                    if sock is not None:
+                        sock.close()  # no DISCONNECT: the broker sees the connection drop
+                self.engine.dispose()
+            else:
+                self.close()
+
+    def abandon(self) -> None:
+        """Stop as a killed process stops, for a worker run on a thread (the simulator's
+        fault tests): the batch in hand gets no PUBACK (its frames may be committed, and
+        even acknowledged end to end, or not) and the brokers see the connections drop
+        without a DISCONNECT, keeping the sessions and what is queued in them."""
+        self._abandoned = True
+        self.stopping.set()
 
     def snapshot(self) -> dict[str, Any]:
         """The worker's counters and gauges, consistent with each other (metrics.py)."""
@@ -404,6 +490,7 @@ class IngestWorker:
             "rejections": dict(by_reason),
             "batches": self.batches,
             "connected": self.connected.is_set(),
+            "brokers_connected": self.brokers_connected(),
             "awaiting": awaiting,
         }
 
@@ -421,7 +508,8 @@ class IngestWorker:
         )
 
     def close(self) -> None:
-        self.client.disconnect()  # sent at once: no network thread to hand it to
+        for link in self.links:
+            link.client.disconnect()  # sent at once: no network thread to hand it to
         self.report()
         self.engine.dispose()
 

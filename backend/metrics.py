@@ -239,9 +239,17 @@ class IngestCollector(Collector):
         )
         yield GaugeMetricFamily(
             "tagwatch_broker_connected",
-            "1 while the worker holds a connection to the broker.",
+            "1 while the worker holds a connection to a broker (any of its list).",
             value=1 if snap["connected"] else 0,
         )
+        up = GaugeMetricFamily(
+            "tagwatch_broker_link_up",
+            "1 while the worker holds its connection to this broker of its list (by index).",
+            labels=["broker"],
+        )
+        for i, connected in enumerate(snap.get("brokers_connected", [])):
+            up.add_metric([str(i)], 1 if connected else 0)
+        yield up
         yield GaugeMetricFamily(
             "tagwatch_ingest_downlinks_awaiting_puback",
             "Downlinks published without a PUBACK yet (stays high: the connection is stuck).",

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from backend.clock import Clock, SystemClock
+from backend.services.stops import data_stop
 from backend.settings import Settings
 from backend.storage.schema import HOME_UNIT, TAG, VICTIM, devices, pairings
 from firmware import frame as fr
@@ -103,6 +104,9 @@ class Device:
     key: bytes = b""
     home_unit: int | None = None
     retired: bool = False
+    # Its data dated from this Unix time on is refused: its wearer withdrew and the
+    # equipment came off then (backend/services/stops.py).
+    refuse_from: int | None = None
 
     def __repr__(self) -> str:  # never print a key
         return f"Device(id={self.id}, kind={self.kind!r}, home_unit={self.home_unit})"
@@ -280,6 +284,7 @@ class Registry:
     def get(self, device_id: int) -> Device | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(devices).where(devices.c.id == device_id)).first()
+            stop = None if row is None else data_stop(conn, device_id)
         if row is None:
             return None
         return Device(
@@ -288,6 +293,7 @@ class Registry:
             self.vault.open(row.id, row.key_enc),
             row.home_unit,
             row.retired_at is not None,
+            stop,
         )
 
     def all(self, include_retired: bool = False) -> list[Device]:

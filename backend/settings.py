@@ -25,6 +25,10 @@ class Settings(BaseSettings):
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    # Several independent brokers: every worker reads and writes all of them, on each one's
+    # backend listener ("host:port"; JSON list in TAGWATCH_MQTT_BROKERS). Empty: the one
+    # broker above (docs/scaling.md, "Brokers").
+    mqtt_brokers: list[str] = []
     mqtt_username: str = "backend"
     mqtt_password: str = Field(default="", repr=False)
     # Shared-subscription group: every worker in the group gets a share of the frames.
@@ -79,6 +83,17 @@ class Settings(BaseSettings):
     # Requests with a larger body are refused with 413 before the body is read.
     max_request_bytes: int = 1_000_000
     totp_issuer: str = "tagwatch"
+
+    def broker_list(self) -> list[tuple[str, int]]:
+        """The brokers' backend listeners, (host, port), in order."""
+        from firmware.brokers import endpoint
+
+        if not self.mqtt_brokers:
+            return [(self.mqtt_host, self.mqtt_port)]
+        try:
+            return [endpoint(b) for b in self.mqtt_brokers]
+        except ValueError as e:
+            raise ValueError(f"TAGWATCH_MQTT_BROKERS: {e}") from None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

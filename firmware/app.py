@@ -6,82 +6,69 @@
 from firmware import battery as bat
 from firmware import commands, motion, sampling
 from firmware import frame as fr
-from firmware.runtime import TYPE_CHECKING, unload
+from firmware.runtime import TYPE_CHECKING, collect, unload
 
-if TYPE_CHECKING:  # (annotations only: appboot builds these)
-    from firmware.battery import Battery
+if TYPE_CHECKING:  # (annotations only)
     from firmware.board import Board
-    from firmware.commands import Downlink
-    from firmware.energy import Ledger
-    from firmware.files import Files
-    from firmware.fixfilter import FixFilter
     from firmware.modes import Mode
-    from firmware.motion import MotionNoFix
-    from firmware.nmea import Fix, Reader
-    from firmware.rfmode import RfControl
-    from firmware.sampling import Sampler
-    from firmware.state import State
-    from firmware.store import Store
-    from firmware.tamper import Sensor
-    from firmware.ticks import Monotonic
-    from firmware.uplink import Uplink
+    from firmware.nmea import Fix
     from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
 
 
 class App:
-    # Built at boot by firmware/appboot.py, a module loaded for that and dropped after: the
-    # construction runs once, and its code need not stay in the heap (docs/firmware.md, "Heap").
-    board: "Board"
-    cfg: "dict[str, object]"
-    device: int
-    key: bytes
-    client_id: str
-    files: "Files"
-    state: "State"
-    mono: "Monotonic"
-    boot: int  # this boot's number, saved before any frame of the boot is sealed
-    seq: int  # the next frame's sequence number
-    store: "Store"
-    ledger: "Ledger"
-    nmea: "Reader"
-    filter: "FixFilter"
-    sampler: "Sampler"
-    motion: "MotionNoFix"
-    battery: "Battery"
-    strap: "Sensor"
-    case: "Sensor"
-    zones: "ZoneWatch | None"  # loaded once the tag holds zones (zone_watch)
-    downlink: "Downlink"
-    uplink: "Uplink"
-    gnss_on: bool
-    clock_base: int  # Unix seconds at clock_at_ms; -1 until set
-    clock_at_ms: int
-    clock_src: int  # CLOCK_* source of the clock; GNSS is the precise one
-    batch: "list[tuple[int, int, tuple[int, ...]]]"  # (type, mono ms, values)
-    batch_fixes: int
-    batch_start_ms: int
-    batch_urgent: bool
-    flush: bool
-    zone_owed: bool  # a fix inside a zone not yet acknowledged (_zone_retry)
-    zone_retry_ms: int  # the last uplink retry it forced
-    next_battery_ms: int
-    next_status_ms: int
-    refusal_reported_ms: int
-    store_errors: int
-    polls: int
-    fixes: int
-    mode: "Mode"
-    rf: "RfControl | None"  # RF home mode: a paired tag on a board with a BLE radio
-
     def __init__(self, board: "Board", cfg: "dict[str, object]") -> None:
+        # The parts are built by a module loaded for that and dropped after: the construction
+        # runs once, and its code need not stay in the heap (docs/firmware.md, "Heap").
         from firmware import appboot
 
-        appboot.build(self, board, cfg)
+        p = appboot.Parts(board, cfg)
+        self.board = board
+        self.cfg = cfg
+        self.device = p.device
+        self.key = p.key
+        self.client_id = "tag-%d" % p.device
+        self.files = p.files
+        self.state = p.state
+        self.mono = p.mono
+        self.boot = p.boot  # this boot's number, saved before any frame of the boot is sealed
+        self.seq = 0  # the next frame's sequence number
+        self.store = p.store
+        self.ledger = p.ledger
+        self.nmea = p.nmea
+        self.filter = p.filter
+        self.sampler = p.sampler
+        self.motion = p.motion
+        self.battery = p.battery
+        self.strap = p.strap
+        self.case = p.case
+        self.zones: "ZoneWatch | None" = p.zones  # loaded once the tag holds zones (zone_watch)
+        self.downlink = p.downlink
+        self.uplink = p.uplink
+        self.gnss_on = False
+        self.clock_base = -1  # Unix seconds at clock_at_ms; -1 until set
+        self.clock_at_ms = 0
+        self.clock_src = -1  # CLOCK_* source of the clock; GNSS is the precise one
+        self.batch: "list[tuple[int, int, tuple[int, ...]]]" = []  # (type, mono ms, values)
+        self.batch_fixes = 0
+        self.batch_start_ms = 0
+        self.batch_urgent = False
+        self.flush = False
+        self.zone_owed = False  # a fix inside a zone not yet acknowledged (_zone_retry)
+        self.zone_retry_ms = -1  # the last uplink retry it forced
+        self.next_battery_ms = 0
+        self.next_status_ms = 0
+        self.refusal_reported_ms = -60000
+        self.store_errors = 0
+        self.polls = 0
+        self.fixes = 0
+        self.mode: "Mode" = p.mode
+        # Boot record, GPS mode; RF control for a paired tag on a board with a BLE radio.
+        self.rf = p.start(self)
         unload("appboot")
 
-    def _i(self, name: str) -> int:
+    def setting(self, name: str) -> int:
         v = self.cfg[name]
         return v if type(v) is int else 0
 
@@ -124,17 +111,23 @@ class App:
         if (
             self.batch_urgent
             or self.flush
-            or self.batch_fixes >= self._i("batch_fixes")
-            or len(self.batch) >= self._i("batch_max_records")
+            or self.batch_fixes >= self.setting("batch_fixes")
+            or len(self.batch) >= self.setting("batch_max_records")
         ):
             return now_ms
         if now_ms < self.sampler.near_until_ms:  # near a watched zone: upload promptly
-            return self.batch_start_ms + self._i("zone_batch_s") * 1000
-        return self.batch_start_ms + self._i("batch_s") * 1000
+            return self.batch_start_ms + self.setting("zone_batch_s") * 1000
+        return self.batch_start_ms + self.setting("batch_s") * 1000
 
     def seal(self, now_ms: int) -> None:
         """Close the batch into a signed frame (sequence assigned now) and store it sealed, so
         every retransmission is byte-identical."""
+        # A seal makes many small objects (records, payloads), then a few of a frame's size.
+        # The allocator takes the first free run that fits, and garbage is free only after a
+        # collection: collected first, the small objects fill the holes the last minutes'
+        # garbage left, and the long free runs stay whole for the frame's bytes. The heap
+        # binds here, by fragmentation, not by its high-water (docs/firmware.md, "Heap").
+        collect()
         lost = self.store.take_lost()
         if lost:
             self.batch.append((fr.OVERFLOW, now_ms, (min(lost, 0xFFFFFFFF),)))
@@ -161,7 +154,7 @@ class App:
             self.store_errors += 1
             if lost:
                 self.batch.pop()
-            while len(self.batch) > 2 * self._i("batch_max_records"):
+            while len(self.batch) > 2 * self.setting("batch_max_records"):
                 self.batch.pop(0)
             return
         self.seq += 1
@@ -254,10 +247,10 @@ class App:
             return  # no zones pushed to this tag
         from firmware.zonewatch import AT, FAR
 
-        where = self.zones.check(fix.lat_e7, fix.lon_e7, acc, self._i("zone_near_m"))
+        where = self.zones.check(fix.lat_e7, fix.lon_e7, acc, self.setting("zone_near_m"))
         if where == FAR:
             return
-        self.sampler.near_until_ms = now_ms + self._i("zone_hold_s") * 1000
+        self.sampler.near_zone(now_ms + self.setting("zone_hold_s") * 1000)
         if where == AT:
             self.flush = True  # an entry reaches the backend with this fix, not a batch later
             self.zone_owed = True
@@ -272,7 +265,7 @@ class App:
         if self.store.pending() == 0:  # (the fix's frame was sealed: flush, before this)
             self.zone_owed = False
             return -1
-        every = self._i("zone_batch_s") * 1000
+        every = self.setting("zone_batch_s") * 1000
         if self.zone_retry_ms < 0 or now_ms - self.zone_retry_ms >= every:
             self.zone_retry_ms = now_ms
             self.uplink.urgent_now()
@@ -312,7 +305,7 @@ class App:
     def _battery(self, now_ms: int) -> None:
         if now_ms < self.next_battery_ms:
             return
-        self.next_battery_ms = now_ms + self._i("battery_every_s") * 1000
+        self.next_battery_ms = now_ms + self.setting("battery_every_s") * 1000
         connected, charging = self.board.charger()
         events = self.battery.update(self.board.battery_mv(), connected, charging)
         if events:
@@ -330,13 +323,13 @@ class App:
     def _status(self, now_ms: int) -> None:
         if now_ms < self.next_status_ms:
             return
-        self.next_status_ms = now_ms + self._i("status_every_s") * 1000
+        self.next_status_ms = now_ms + self.setting("status_every_s") * 1000
         free_kb = max(0, self.store.max_bytes - self.store.used_bytes()) // 1024
         used = min(self.store.pending(), 0xFFFF)
         self.add(
             fr.STATUS,
             now_ms,
-            (self._i("fw_version"), used, min(free_kb, 0xFFFF), self.bad_inputs()),
+            (self.setting("fw_version"), used, min(free_kb, 0xFFFF), self.bad_inputs()),
         )
         if self.battery.level >= 0:
             self._battery_record(now_ms, False)
@@ -376,8 +369,7 @@ class App:
         # tag need not hold their code all day (docs/firmware.md, "Heap").
         from firmware import cmdrun
 
-        for rec in f.records:  # type: ignore[attr-defined]
-            self.add(fr.COMMAND_RESULT, now_ms, (f.seq, cmdrun.run(self, rec, now_ms)))  # type: ignore[attr-defined]
+        cmdrun.run_frame(self, f, now_ms)  # type: ignore[arg-type]
         unload("cmdrun")
         self.flush = True
 
@@ -389,7 +381,7 @@ class App:
         self.board.watchdog_feed()
         if self.gnss_on:
             self._gnss(now)
-        due = [now + min(self._i("max_sleep_s") * 1000, self._i("watchdog_ms") // 2)]
+        due = [now + min(self.setting("max_sleep_s") * 1000, self.setting("watchdog_ms") // 2)]
         due.append(self._tamper(now))
         due.append(self._motion(now))
         self._battery(now)

@@ -9,6 +9,7 @@ DEFAULTS = {
     "board": "esp32s3",  # firmware/boards/<board>.py
     "device": 0,
     "key": "",  # 32-byte device key, hex
+    "brokers": [],  # MQTT brokers, "host:port", in the order to try them (docs/protocol.md)
     "fw_version": 1,
     "built_unix": 1735689600,  # the firmware's build date: GNSS time before it is not believed
     "fix_moving_s": 60,  # one fix a minute while moving
@@ -88,6 +89,19 @@ def merge(given: "object") -> "dict[str, object]":
         bytes.fromhex(key)
     except ValueError:
         raise ConfigError("key must be 64 hex digits") from None
+    from firmware.brokers import MAX_BROKERS, endpoint
+    from firmware.runtime import unload
+
+    unload("brokers")  # dropped before the code loads: the names above keep what this needs
+
+    brokers = cfg["brokers"]
+    if not isinstance(brokers, list) or len(brokers) > MAX_BROKERS:
+        raise ConfigError("brokers must be a list of at most %d host:port" % MAX_BROKERS)
+    for b in brokers:
+        try:
+            endpoint(b)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     pk = cfg["pairing_key"]
     if pk != "":
         try:

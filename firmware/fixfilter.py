@@ -66,6 +66,9 @@ class FixFilter:
             self.rejected[r] = 0
         self.accepted = 0
 
+    def hdop_limit(self, hdop_max_d: int) -> None:
+        self.hdop_max_d = hdop_max_d
+
     def check(self, fix: "Fix", clock_unix: int, now_ms: int) -> "tuple[int, str]":
         """Returns (accuracy_dm, "") for an accepted fix, else (0, reason). clock_unix is the
         tag's clock (-1 when it has never been set), now_ms its monotonic time. After an

@@ -57,6 +57,7 @@ CMD_LOCATE = 0x32
 CMD_TIME_SYNC = 0x33
 CMD_CLEAR_TAMPER = 0x34
 CMD_ZONE = 0x35
+CMD_BROKER = 0x36
 
 SPECS = {
     FIX: (
@@ -95,6 +96,9 @@ SPECS = {
     CMD_TIME_SYNC: ("cmd_time_sync", ">I", ("unix",)),
     CMD_CLEAR_TAMPER: ("cmd_clear_tamper", ">B", ("sensor",)),
     CMD_ZONE: ("cmd_zone", ">BiiH", ("slot", "lat_e7", "lon_e7", "radius_m")),
+    # The host name follows the port, to the record's end (Record.extra): ASCII, as in the
+    # provisioned "host:port" (firmware.uplink.endpoint).
+    CMD_BROKER: ("cmd_broker", ">H", ("port",)),
 }
 
 # Enumerations carried in record fields.

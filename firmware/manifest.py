@@ -28,6 +28,7 @@ package(  # noqa: F821
         "state.py",
         "store.py",
         "config.py",
+        "brokers.py",  # broker endpoints: loaded to check a list (boot, cmd_broker)
         "commands.py",
         "cmdrun.py",  # the command handlers: loaded only to run a command
         "board.py",

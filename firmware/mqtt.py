@@ -36,11 +36,16 @@ def packet(kind: int, body: bytes) -> bytes:
     return bytes((kind,)) + _varint(len(body)) + body
 
 
-def connect(client_id: str, keepalive_s: int, clean: bool = False) -> bytes:
+def connect(client_id: str, keepalive_s: int, clean: bool = False, password: str = "") -> bytes:
+    """CONNECT (MQTT 3.1.1). With a password the username is the client id: a device logs in
+    as `tag-<id>` with the password derived from its key (firmware.brokers.password), and
+    the broker's device listener binds the client id to that username anyway."""
     flags = 0x02 if clean else 0x00
-    return packet(
-        CONNECT, _str("MQTT") + bytes((4, flags)) + struct.pack(">H", keepalive_s) + _str(client_id)
-    )
+    body = _str(client_id)
+    if password:
+        flags |= 0xC0  # username and password present
+        body += _str(client_id) + _str(password)
+    return packet(CONNECT, _str("MQTT") + bytes((4, flags)) + struct.pack(">H", keepalive_s) + body)
 
 
 def publish(topic: str, payload: bytes, pid: int) -> bytes:
@@ -119,12 +124,14 @@ def parse_publish(flags: int, body: bytes) -> "tuple[str, bytes, int]":
 class Session:
     """Client state over one TCP connection: what to send, what came in."""
 
-    def __init__(self, client_id: str, down_topic: str, keepalive_s: int = 300) -> None:
+    def __init__(
+        self, client_id: str, down_topic: str, keepalive_s: int = 300, password: str = ""
+    ) -> None:
         self.client_id = client_id
         self.down_topic = down_topic
         self.keepalive_s = keepalive_s
         self.dec = Decoder()
-        self.out: list[bytes] = [connect(client_id, keepalive_s)]
+        self.out: list[bytes] = [connect(client_id, keepalive_s, False, password)]
         self.connected = False
         self.subscribed = False
         self.refused = 0

@@ -38,7 +38,7 @@ class RfMode(modes.Mode):
         if type(acc) is not int or acc <= 0:
             return -1  # no home coordinates provisioned: the MODE record is the position
         if now_ms >= self.next_fix_ms:
-            self.next_fix_ms = now_ms + app._i("fix_rest_s") * 1000
+            self.next_fix_ms = now_ms + app.setting("fix_rest_s") * 1000
             lat, lon = c["home_lat_e7"], c["home_lon_e7"]
             app.add(fr.FIX, now_ms, (lat, lon, acc, 0, fr.SOURCE_RF_HOME, 0, 0, 0, 0))  # type: ignore[arg-type]
         return self.next_fix_ms
@@ -118,14 +118,12 @@ class RfControl:
         if self.in_rf() and self.prox.expired(now_ms):
             self.prox.left(now_ms)
             app.set_mode(modes.GpsMode(), now_ms, fr.MODE_REASON_LEASE_EXPIRED)
-            app.sampler.locate = True  # back in GPS mode: a fix now
-            app.sampler.next_ms = now_ms
+            app.sampler.locate_now(now_ms)  # back in GPS mode: a fix now
         # An alert-class frame goes to the home unit at the next contact: beacon at once.
-        urgent = self.in_rf() and app.uplink.urgent
+        urgent = self.in_rf() and app.uplink.take_urgent()
         if now_ms >= self.next_beacon_ms or urgent:
-            app.uplink.urgent = app.uplink.urgent and not self.in_rf()
             self._beacon(now_ms)
-            every = app._i("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
+            every = app.setting("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
             self.next_beacon_ms = now_ms + every * 1000
             self._take(now_ms)  # a contact may answer the beacon at once
         due = self.next_beacon_ms

@@ -34,7 +34,7 @@ def start_kind(off_s: int, ever_fixed: bool) -> int:
 
 
 class Sampler:
-    def __init__(self, cfg: "dict[str, int]") -> None:
+    def __init__(self, cfg: "dict[str, int]", fast_until_unix: int = 0) -> None:
         self.cfg = cfg  # fix_moving_s, fix_fast_s, fix_rest_s, rest_after_s
         self.state = OFF
         self.on_at_ms = 0
@@ -45,9 +45,20 @@ class Sampler:
         self.kind = COLD
         self.starts = [0, 0, 0]
         self.timeouts = 0
-        self.fast_until_unix = 0
+        self.fast_until_unix = fast_until_unix  # the backend raised the rate until then
         self.locate = False
         self.near_until_ms = -1  # near a zone the tag watches (zonewatch): sample fast
+
+    def locate_now(self, now_ms: int) -> None:
+        """A fix is wanted now (cmd_locate, back in GPS mode): fast sampling until it comes."""
+        self.locate = True
+        self.next_ms = now_ms
+
+    def fast_until(self, unix: int) -> None:
+        self.fast_until_unix = unix
+
+    def near_zone(self, until_ms: int) -> None:
+        self.near_until_ms = until_ms
 
     def interval_s(self, now_ms: int, last_motion_ms: int, unix: int) -> int:
         c = self.cfg

@@ -4,13 +4,13 @@
 
 
 class Sensor:
-    def __init__(self, kind: int, debounce_ms: int = 200) -> None:
+    def __init__(self, kind: int, debounce_ms: int = 200, latched: bool = False) -> None:
         self.kind = kind  # frame.SENSOR_STRAP or SENSOR_CASE
         self.debounce_ms = debounce_ms
         self.state = 0  # debounced: 0 closed, 1 open
         self.raw = 0
         self.raw_since = 0
-        self.latched = False
+        self.latched = latched  # kept in the state file across reboots
 
     def sample(self, raw_open: bool, now_ms: int) -> int:
         """Feed the raw reading; returns -1, or the new debounced state when it changes."""

@@ -2,6 +2,12 @@
 # them oldest first within a window, waits for the backend's end-to-end ACK frames (which the
 # application hands to the store), resends what is not acknowledged, and backs off
 # exponentially when there is no coverage. The modem is off whenever nothing is owed.
+#
+# Brokers: the list ("brokers", in order: provisioned, or set by cmd_broker) is tried one after
+# another; a session that fails moves to the next one at once, and only when every broker of
+# the list has failed in a row does the tag back off. It stays with the broker that worked
+# (no broker is the "right" one: every ingest worker reads every broker, docs/scaling.md).
+# Frames not yet acknowledged are sent again on the new broker; ingest de-duplicates them.
 from firmware import board as hal
 from firmware import topics
 from firmware.runtime import TYPE_CHECKING, const
@@ -19,7 +25,14 @@ _BACKOFF = const(3)
 
 class Uplink:
     def __init__(
-        self, modem: "Modem", store: "Store", device: int, cfg: "dict[str, object]"
+        self,
+        modem: "Modem",
+        store: "Store",
+        device: int,
+        cfg: "dict[str, object]",
+        password: str,
+        ledger: "Ledger | None" = None,
+        tx_uas: int = 0,
     ) -> None:
         self.modem = modem
         self.store = store
@@ -27,6 +40,11 @@ class Uplink:
         self.cfg = cfg
         self.up_topic = topics.tag_up(device)
         self.down_topic = topics.tag_down(device)
+        b = cfg.get("brokers")
+        self.brokers: list[str] = b if type(b) is list and b else [""]
+        self.broker = 0  # index into brokers of the one in use (or tried next)
+        self.tried = 0  # brokers that failed in a row since the last success
+        self.password = password  # firmware.brokers.password(key), worked out at boot
         self.state = _IDLE
         self.until_ms = 0  # connect deadline / back-off end / linger end
         self.failures = 0
@@ -36,16 +54,31 @@ class Uplink:
         self.sessions = 0
         self.published = 0
         self.urgent = False
-        self.ledger: "Ledger | None" = None
-        self.tx_uas = 0  # charge of one publish burst (board.bursts["modem_tx"])
+        self.ledger = ledger
+        self.tx_uas = tx_uas  # charge of one publish burst (board.bursts["modem_tx"])
 
     def _i(self, name: str) -> int:
         v = self.cfg[name]
         return v if type(v) is int else 0
 
+    def set_brokers(self, brokers: "list[str]") -> None:
+        """A new list (cmd_broker): a session in progress stays where it is; the next one
+        starts at the new list's first broker."""
+        if brokers != self.brokers:
+            self.brokers = brokers
+            self.broker = 0
+            self.tried = 0
+
     def urgent_now(self) -> None:
         """An alert-class frame was stored: skip any back-off and send it at once."""
         self.urgent = True
+
+    def take_urgent(self) -> bool:
+        """Whether an urgent frame was stored since the last call (RF mode hands it to the
+        home unit instead: the beacon says so at once)."""
+        u = self.urgent
+        self.urgent = False
+        return u
 
     def progress(self, now_ms: int) -> None:
         """The application freed frames on an ACK."""
@@ -58,6 +91,7 @@ class Uplink:
             self._power(False, now_ms)
         self.state = _IDLE
         self.failures = 0
+        self.tried = 0
         self.urgent = False
 
     def _power(self, on: bool, now_ms: int) -> None:
@@ -67,10 +101,17 @@ class Uplink:
 
     def _backoff(self, now_ms: int) -> None:
         self._power(False, now_ms)
+        self.state = _BACKOFF
+        n = len(self.brokers)
+        self.broker = (self.broker + 1) % n
+        self.tried += 1
+        if self.tried < n:  # a broker of the list not tried since the last success: at once
+            self.until_ms = now_ms
+            return
+        self.tried = 0
         delay = self._i("backoff_min_s") << min(self.failures, 10)
         delay = min(delay, self._i("backoff_max_s"))
         self.failures += 1
-        self.state = _BACKOFF
         self.until_ms = now_ms + delay * 1000
 
     def step(self, now_ms: int, client_id: str) -> int:
@@ -85,7 +126,7 @@ class Uplink:
                 return -1
             self.urgent = False
             self._power(True, now_ms)
-            self.modem.connect(client_id, self.down_topic)
+            self.modem.connect(self.brokers[self.broker], client_id, self.password, self.down_topic)
             self.state = _CONNECTING
             self.until_ms = now_ms + self._i("connect_timeout_s") * 1000
             return now_ms + 1000
@@ -95,6 +136,7 @@ class Uplink:
                 self.state = _ONLINE
                 self.sessions += 1
                 self.failures = 0
+                self.tried = 0
                 self.cursor = (-1, -1)
                 self.last_progress_ms = now_ms
                 self.until_ms = now_ms + self._i("linger_s") * 1000

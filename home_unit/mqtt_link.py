@@ -5,7 +5,12 @@ PUBACK goes back only once the daemon has stored what the message carried, so a 
 that makes the broker deliver it again.
 
 paho runs its network loop in its own thread; every callback is handed to the daemon's
-asyncio loop with call_soon_threadsafe, so all state lives on one thread."""
+asyncio loop with call_soon_threadsafe, so all state lives on one thread.
+
+Brokers: an ordered list. paho's own reconnect loop, with its back-off (reconnect_min_s to
+reconnect_max_s, doubling), is the one retry policy; each failed or lost connection moves
+it on to the next broker of the list (`fail_over`), so a dead broker costs one failed
+attempt. The unit stays with a broker that works."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 import paho.mqtt.client as mqtt
 import structlog
@@ -20,10 +26,31 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import AfterValidator, Field
 
 from firmware import topics
+from firmware.brokers import endpoint
 
 log = structlog.get_logger("home_unit.mqtt")
+
+MAX_BROKERS = 8
+
+
+def _endpoint(b: str) -> str:
+    endpoint(b)  # ValueError: a validation error naming the entry
+    return b
+
+
+# A unit's broker list, local (settings) or pushed (configuration): "host:port" each, tried
+# in order.
+BrokerList = Annotated[
+    list[Annotated[str, AfterValidator(_endpoint)]], Field(max_length=MAX_BROKERS)
+]
+
+
+def endpoints(brokers: list[str]) -> list[tuple[str, int]]:
+    """A checked list as (host, port) pairs."""
+    return [endpoint(b) for b in brokers]
 
 
 @dataclass(frozen=True)
@@ -53,12 +80,31 @@ class LinkEvents:
     message: Callable[[Incoming], None]
 
 
+def fail_over(
+    client: mqtt.Client,
+    brokers: list[tuple[str, int]],
+    current: int,
+    keepalive: int,
+    properties: Properties | None = None,
+) -> int:
+    """Point paho's next reconnect at the broker after `current` in the list; its index.
+    Called from paho's callbacks when a connection failed or was lost: paho's own loop then
+    waits its back-off and reconnects there, with the same session settings (clean start
+    off, `properties`)."""
+    nxt = (current + 1) % len(brokers)
+    if nxt != current:
+        host, port = brokers[nxt]
+        client.connect_async(
+            host, port, keepalive, clean_start=properties is None, properties=properties
+        )
+    return nxt
+
+
 class MqttLink:
     def __init__(
         self,
         unit: int,
-        host: str,
-        port: int,
+        brokers: list[tuple[str, int]],
         loop: asyncio.AbstractEventLoop,
         events: LinkEvents,
         username: str | None = None,
@@ -68,9 +114,12 @@ class MqttLink:
         session_expiry: int = 7 * 86400,
         inflight: int = 64,
     ) -> None:
+        if not brokers:
+            raise ValueError("no broker to connect to")
         self.unit = unit
-        self.host = host
-        self.port = port
+        self.brokers = list(brokers)
+        self.current = 0  # index of the broker in use or tried next
+        self.failovers = 0
         self.loop = loop
         self.events = events
         self.keepalive = keepalive
@@ -95,17 +144,40 @@ class MqttLink:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
+        self.client.on_connect_fail = self._on_connect_fail
+
+    @property
+    def broker(self) -> tuple[str, int]:
+        return self.brokers[self.current]
+
+    def set_brokers(self, brokers: list[tuple[str, int]]) -> None:
+        """A new list (pushed configuration): the connection in use stays; the next failure
+        goes on to the new list's first broker."""
+        if brokers and brokers != self.brokers:
+            self.brokers = list(brokers)
+            self.current = -1
+
+    def _fail_over(self) -> None:
+        moved = fail_over(
+            self.client, self.brokers, self.current, self.keepalive, self._connect_properties()
+        )
+        self.failovers += int(moved != self.current)
+        self.current = moved
 
     def arm(self, pair: StatusPair) -> None:
         """Set the last will the next CONNECT carries (paho reads it at connect time)."""
         self.client.will_set(topics.home_status(self.unit), pair.will, qos=topics.QOS, retain=True)
         self._armed = pair
 
-    def start(self) -> None:
+    def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.session_expiry
+        return props
+
+    def start(self) -> None:
+        host, port = self.broker
         self.client.connect_async(
-            self.host, self.port, self.keepalive, clean_start=False, properties=props
+            host, port, self.keepalive, clean_start=False, properties=self._connect_properties()
         )
         self.client.loop_start()
 
@@ -160,7 +232,7 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            log.warning("mqtt_connect_refused", reason=str(reason))
+            log.warning("mqtt_connect_refused", reason=str(reason), broker=self.broker)
             return
         self.connected = True
         pair = self._armed  # the will this connection's CONNECT carried
@@ -175,7 +247,12 @@ class MqttLink:
         props: Properties | None,
     ) -> None:
         self.connected = False
+        self._fail_over()
         self._post(self.events.disconnected, str(reason))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
+        log.warning("mqtt_unreachable", broker=self.broker)
+        self._fail_over()
 
     def _on_publish(
         self,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from firmware import mac
 from home_unit import presence
+from home_unit.mqtt_link import BrokerList
 
 _CONFIG_LABEL = b"tagwatch config v1"
 MAX_TAGS = 64
@@ -113,6 +114,8 @@ class UnitConfig(_Strict):
     tags: list[PairedTag] = Field(default_factory=list, max_length=MAX_TAGS)
     curfews: list[CurfewWindow] = Field(default_factory=list)
     thresholds: ThresholdSettings = Field(default_factory=ThresholdSettings)
+    # The brokers to use from now on ("host:port", in order); empty: keep the local list.
+    brokers: BrokerList = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> UnitConfig:

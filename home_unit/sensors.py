@@ -9,7 +9,7 @@ A missing or unreadable file reads as "unknown" and is counted, never as a chang
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 
@@ -19,6 +19,11 @@ class Reading:
     battery: int | None  # percent of the backup cell
     moved: bool | None
     case_open: bool | None
+
+    def over(self, older: Reading) -> Reading:
+        """This reading, with each input it could not read taken from `older`."""
+        pairs = zip(astuple(self), astuple(older), strict=True)
+        return Reading(*(new if new is not None else old for new, old in pairs))
 
 
 def _read(path: Path) -> str | None:

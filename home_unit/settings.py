@@ -19,6 +19,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from firmware import brokers
+from home_unit.mqtt_link import BrokerList, endpoints
+
 
 class SettingsError(ValueError):
     pass
@@ -35,6 +38,13 @@ class HomeUnitSettings(BaseSettings):
 
     broker_host: str = "127.0.0.1"
     broker_port: int = Field(default=1883, ge=1, le=65535)
+    # Several brokers ("host:port", tried in this order; docs/home-unit.md, "Brokers"):
+    # when given, broker_host/broker_port are not used. The pushed configuration can
+    # replace the list.
+    brokers: BrokerList = Field(default_factory=list)
+    # The broker login: by default the unit's device account, `hu-<unit>` with the password
+    # derived from its key (firmware.brokers.password), as the generated password file
+    # has it.
     username: str | None = None
     password: str | None = None
     keepalive_s: int = Field(default=30, ge=5)
@@ -100,6 +110,19 @@ class HomeUnitSettings(BaseSettings):
         if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
             raise SettingsError(f"key_file {self.key_file} must hold 64 hex digits")
         return bytes.fromhex(text)
+
+    def broker_list(self) -> list[tuple[str, int]]:
+        """Where to connect, in order."""
+        if not self.brokers:
+            return [(self.broker_host, self.broker_port)]
+        return endpoints(self.brokers)
+
+    def login(self) -> tuple[str, str]:
+        """(username, password) at the broker."""
+        return (
+            self.username or f"hu-{self.unit}",
+            self.password if self.password is not None else brokers.password(self.key()),
+        )
 
     def sim_address(self) -> tuple[str, int]:
         host, _, port = self.sim_radio.rpartition(":")

@@ -149,7 +149,10 @@ def verify(
 def provision(
     port: PortOpt,
     device: Annotated[int, typer.Option(help="the new device's id")],
-    server: Annotated[str, typer.Option(help="the MQTT broker the tag uplinks to, HOST:PORT")],
+    server: Annotated[
+        list[str],
+        typer.Option(help="an MQTT broker the tag uplinks to, HOST:PORT; repeat, in order"),
+    ],
     board: BoardOpt = "esp32s3",
     home_unit: Annotated[int | None, typer.Option(help="pair with this home unit")] = None,
     setting: Annotated[
@@ -159,8 +162,9 @@ def provision(
     timeout: TimeoutOpt = 5.0,
 ) -> None:
     """Register the tag in the backend registry (TAGWATCH_DATABASE_URL, server key as for
-    `tagwatch backend`), write its config (id, key, server, pairing) to the board, verify it,
-    and print the label line. The key is never shown."""
+    `tagwatch backend`), write its config (id, key, brokers, pairing) to the board, verify it,
+    and print the label line. The key is never shown; the tag derives its broker password
+    from it."""
     from hw.link import Board
     from hw.provision import LocalRegistrar, parse_settings
     from hw.provision import provision as do_provision
@@ -307,7 +311,7 @@ def bench(
 
     def open_strap() -> None:
         if strap_control is not None:
-            control(strap_control, "strap 1")
+            control(strap_control, "strap 1", timeout)  # a busy bench host answers late too
         else:
             typer.prompt("Open the strap loop, then press Enter", default="", show_default=False)
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hw import boarddef, micropython
+from hw import boarddef
+from sim import micropython
 
 IMAGE_INFO = "image.json"
 START_SCRIPT = "main.py"

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from firmware import config as fwconfig
+from firmware.brokers import endpoint
 from hw import boarddef
 from hw import image as img
 from hw.flash import write_verified
@@ -91,10 +92,11 @@ class LocalRegistrar:
 
 
 def parse_server(server: str) -> tuple[str, int]:
-    host, sep, port = server.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ProvisionError(f"server must be HOST:PORT, got {server!r}")
-    return host, int(port)
+    """HOST:PORT as the firmware checks a broker endpoint (firmware.brokers.endpoint)."""
+    try:
+        return endpoint(server)
+    except ValueError:
+        raise ProvisionError(f"server must be HOST:PORT, got {server!r}") from None
 
 
 def parse_settings(pairs: list[str]) -> dict[str, Any]:
@@ -112,15 +114,26 @@ def parse_settings(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def device_config(board: str, enrolment: Enrolment, server: str, settings: dict[str, Any]) -> bytes:
-    """config.json for the board, checked by the firmware's own config loader."""
-    host, port = parse_server(server)
+def device_config(
+    board: str, enrolment: Enrolment, servers: str | list[str], settings: dict[str, Any]
+) -> bytes:
+    """config.json for the board, checked by the firmware's own config loader. `servers` are
+    the brokers in the order the tag tries them (docs/protocol.md, "Brokers and login"). The
+    tag logs in as `tag-<id>` with a password it derives from its key at boot
+    (firmware.brokers.password), the one `tagwatch backend broker-config` writes for it,
+    so no second secret is provisioned or stored."""
+    servers = [servers] if isinstance(servers, str) else servers
+    if not servers:
+        raise ProvisionError("give at least one --server HOST:PORT")
+    brokers = []
+    for server in servers:
+        host, port = parse_server(server)
+        brokers.append(f"{host}:{port}")
     cfg: dict[str, Any] = {
         "board": boarddef.firmware_board(boarddef.load(board)),
         "device": enrolment.device,
         "key": enrolment.key.hex(),
-        "board_broker_host": host,
-        "board_broker_port": port,
+        "brokers": brokers,
     }
     if enrolment.home_unit is not None:
         # The RF home mode reads the pairing as `home_unit` once firmware/config.py has it;
@@ -155,7 +168,7 @@ def provision(
     board_name: str,
     registrar: Registrar,
     device: int,
-    server: str,
+    server: str | list[str],
     home_unit: int | None = None,
     settings: dict[str, Any] | None = None,
     reset: bool = True,

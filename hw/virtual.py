@@ -38,7 +38,8 @@ from typing import Any
 
 from firmware import board as hal
 from firmware import ticks
-from hw import boarddef, micropython
+from hw import boarddef
+from sim import micropython
 from sim.hil import HilConfig, HilTag
 
 # The unix port keeps loaded code in its heap (~90 KiB for the firmware on 64-bit; see
@@ -88,8 +89,7 @@ class VirtualBoard(HilTag):
                 device=0,  # the board learns its identity from config.json, not from here
                 key=b"",
                 workdir=root,
-                broker_host=broker_host,
-                broker_port=broker_port,
+                brokers=[f"{broker_host}:{broker_port}"],
                 heap=heap,
                 reply_wait_s=0.0,  # real time: a downlink wakes the firmware when it comes
                 connect_delay_ms=300,
@@ -123,6 +123,9 @@ class VirtualBoard(HilTag):
         self.repl: subprocess.Popen[bytes] | None = None
         self.repl_master = -1
         self.started_at = 0.0
+        self.interrupting = False  # a SIGINT sent to the code MicroPython is running now
+        self.interrupted = False  # a SIGINT sent to this MicroPython since it started
+        self.safe_boot = False  # the next boot stays at the REPL (main.py was interrupted)
         self.inbuf = b""
         self.turn: list[str] = []
         self.awaiting = False
@@ -141,7 +144,7 @@ class VirtualBoard(HilTag):
             "gnss": self.gnss_path,
             "control": f"127.0.0.1:{self.control.getsockname()[1]}",
             "fs": str(self.fs),
-            "broker": f"{self.cfg.broker_host}:{self.cfg.broker_port}",
+            "broker": self.cfg.brokers[0],
         }
 
     def status(self) -> dict[str, Any]:
@@ -178,7 +181,8 @@ class VirtualBoard(HilTag):
         # Boots like a device: main.py if there is one, then the REPL (-i). An ignored SIGINT
         # stays ignored across exec, so the interpreter installs no handler of its own (only
         # MicroPython's, while it runs code).
-        script = ["-i", str(self.rom)]
+        script = [] if self.safe_boot else ["-i", str(self.rom)]
+        self.safe_boot = False
         cmd = ["env", "--ignore-signal=INT", *micropython.command(script, self.cfg.heap)]
         self.repl = subprocess.Popen(
             cmd,
@@ -194,6 +198,20 @@ class VirtualBoard(HilTag):
         os.set_blocking(master, False)
         self.repl_master = master
         self.started_at = time.monotonic()
+        self.interrupting = self.interrupted = False
+
+    def _take_interrupt(self) -> bool:
+        """Whether a console Ctrl-C is to be a SIGINT: MicroPython is running code and has not
+        been sent one since. One SIGINT per run of code: the unix port's handler exits the
+        process when a second comes before the first was raised (while it runs C code). A
+        device takes the second Ctrl-C as a byte: so does this board, and the REPL reads it."""
+        if not self._interrupt_armed():
+            self.interrupting = False  # the interrupted code has ended
+            return False
+        if self.interrupting:
+            return False
+        self.interrupting = self.interrupted = True
+        return True
 
     def _interrupt_armed(self) -> bool:
         """Whether MicroPython's SIGINT handler is installed (it is running code)."""
@@ -262,9 +280,9 @@ class VirtualBoard(HilTag):
             client.disconnect()
             threading.Thread(target=client.loop_stop, daemon=True).start()
 
-    def _connect_modem(self, client_id: str, down_topic: str) -> None:
+    def _connect_modem(self, client_id: str, down_topic: str, broker: str, password: str) -> None:
         try:
-            super()._connect_modem(client_id, down_topic)
+            super()._connect_modem(client_id, down_topic, broker, password)
         except OSError as e:  # broker unreachable: the modem fails to connect, as in the field
             print(f"virtual board: modem: broker unreachable: {e}", file=sys.stderr)
             self.mqtt = None
@@ -363,10 +381,12 @@ class VirtualBoard(HilTag):
             return
         if not data or self.repl_master < 0:
             return
+        if self.interrupting and not self._interrupt_armed():
+            self.interrupting = False  # ended before these bytes can start anything new
         parts = data.split(CTRL_C)
         for i, part in enumerate(parts):
             if i > 0:  # a Ctrl-C: interrupt a running program, else the REPL reads it
-                if self._interrupt_armed() and self.repl is not None:
+                if self.repl is not None and self._take_interrupt():
                     with contextlib.suppress(OSError):
                         os.kill(self.repl.pid, signal.SIGINT)
                     continue
@@ -416,6 +436,14 @@ class VirtualBoard(HilTag):
         if self.repl is None or self.repl.poll() is not None:
             if self.repl is not None:
                 quick = time.monotonic() - self.started_at < 1.0
+                if self.interrupted and self.repl.returncode != 0:
+                    # It died of the console's interrupt (a reset or Ctrl-D exits with 0): the
+                    # unix port aborts when a KeyboardInterrupt was raised in some C code
+                    # ("FATAL: uncaught NLR" after one in gc.collect(), which the firmware's
+                    # boot runs after every import). A device's program stops and the device
+                    # stays at its REPL: so does this board.
+                    print("virtual board: interrupted, staying at the REPL", file=sys.stderr)
+                    self.safe_boot = True
                 self._power_off()
                 if quick:  # a crash loop must not spin the CPU
                     time.sleep(1.0)

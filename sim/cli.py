@@ -83,6 +83,20 @@ def run_scenario(
     rules: Annotated[
         bool, typer.Option(help="configure subjects and run the backend's rules (alerts)")
     ] = True,
+    ha: Annotated[
+        bool,
+        typer.Option(
+            help="on the HA stack: PostgreSQL under Patroni with a synchronous replica, "
+            "two brokers, two ingest workers (docs/scaling.md)"
+        ),
+    ] = False,
+    from_hour: Annotated[
+        float, typer.Option(min=0, max=23.9, help="start this many hours into the first day")
+    ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, max=24, help="simulate only this many hours (then the drain)"),
+    ] = None,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -91,9 +105,11 @@ def run_scenario(
     from sim.fleet import RunOptions
 
     sc = _scenario(scenario, "run")
-    outcome = sim_run.run(
-        sc, RunOptions(seed=seed, subjects=subjects, days=days, hil=hil, rules=rules), Path(out)
-    )
+    opts = RunOptions(
+        seed=seed, subjects=subjects, days=days, hil=hil, rules=rules, ha=ha,
+        from_hour=from_hour, hours=hours,
+    )  # fmt: skip
+    outcome = sim_run.run(sc, opts, Path(out))
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")
     comp = outcome.completeness
@@ -142,6 +158,67 @@ def world(
     )
     console.print(table)
     console.print(f"summary: {folder / 'summary.json'}\ntruth: {folder / 'truth.json'}\nmap: {png}")
+
+
+@app.command()
+def gate(
+    scenario: Annotated[
+        str, typer.Argument(help="scenario name in sim/scenarios/ or a path")
+    ] = "gate-week",
+    seeds: Annotated[int, typer.Option(min=1, help="seeds from the last commit's date")] = 3,
+    seed: Annotated[
+        list[int] | None, typer.Option(help="run these seeds instead (repeatable)")
+    ] = None,
+    hil: Annotated[
+        int | None,
+        typer.Option(min=0, help="tags under the micropython binary (default: 10 % of them)"),
+    ] = None,
+    from_hour: Annotated[
+        float, typer.Option(min=0, help="start this many hours into the scenario")
+    ] = 0.0,
+    hours: Annotated[
+        float | None,
+        typer.Option(min=0.1, help="run only this many hours, scored on what happened in them"),
+    ] = None,
+    out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
+) -> None:
+    """The alert gate: the scenario through the whole stack for each seed, scored; exit
+    status 1 on a missed or late alert, more than 1 false alert per 100 tag-days over all
+    seeds, or a position lost or doubled (docs/simulator.md, "Scoring")."""
+    from pathlib import Path
+
+    from sim import gate as sim_gate
+    from sim import run as sim_run
+    from sim import scenario as scn
+    from sim.fleet import RunOptions
+
+    try:
+        sc = scn.load(scenario)
+    except scn.ScenarioError as exc:
+        typer.echo(f"tagwatch sim gate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    chosen = list(seed) if seed else sim_gate.commit_seeds(seeds)
+    typer.echo(f"seeds: {', '.join(map(str, chosen))}")
+    n_hil = sim_gate.hil_tags(sc.population.subjects) if hil is None else hil
+    results = []
+    for s in chosen:
+        opts = RunOptions(seed=s, hil=n_hil, from_hour=from_hour, hours=hours)
+        outcome = sim_run.run(sc, opts, Path(out) / f"seed-{s}")
+        comp = outcome.completeness
+        results.append(
+            sim_gate.SeedResult(
+                s,
+                float(outcome.report["tag_days"]),  # of the hours run, when a part of a day
+                outcome.scores or {},
+                comp is not None and comp.ok,
+            )
+        )
+    failed = sim_gate.overall(results)
+    for f in failed:
+        typer.echo(f"FAIL {f}")
+    if failed:
+        raise typer.Exit(1)
+    typer.echo(f"gate passed over {len(results)} seeds")
 
 
 @app.command()

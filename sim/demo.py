@@ -154,11 +154,12 @@ def _run(
         hil=opts.hil,
         rules=True,
     )
-    outcome = sim_run.run(sc, options, opts.out, console, keep=True)
-    try:
-        _serve(outcome, console, sock, ctl)
-    finally:
-        outcome.close()
+    with sim_run.quiet_logs():  # the served stack's info lines would bury the demo's console
+        outcome = sim_run.run(sc, options, opts.out, console, keep=True)
+        try:
+            _serve(outcome, console, sock, ctl)
+        finally:
+            outcome.close()
     if sock is not None:
         console.print("stopped: API, ingest, broker, home units and tags")
 
@@ -220,6 +221,7 @@ def _serve(
     import uvicorn
 
     from backend.api.routes.web import LEAFLET_DIR
+    from backend.api.sse import SHUTDOWN_GRACE_S
     from backend.web.demo_accounts import format_logins
 
     for name, path in outcome.paths.items():
@@ -234,7 +236,13 @@ def _serve(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     url = f"http://{HOST}:{sock.getsockname()[1]}"
-    config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
     server = uvicorn.Server(config)
     # On a thread, so uvicorn does not take the process's signals: the demo's handlers stop
     # the server and then everything else, in order.

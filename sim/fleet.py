@@ -22,6 +22,7 @@ import contextlib
 import heapq
 import math
 import random
+import secrets
 import shutil
 import tempfile
 import threading
@@ -47,7 +48,7 @@ from sim.fleet_board import FleetBoard, WorldView, mv_from_level
 from sim.fleet_radio import TagRadio
 from sim.fleet_uplink import LoopbackUplink, SharedUplink
 from sim.generate import Simulation, generate
-from sim.params import INDOORS, SHIELDED
+from sim.params import INDOORS, SHIELDED, RfParams
 from sim.scenario import Scenario
 from sim.world import PARK
 
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from firmware.board import Board
 
 Progress = Callable[[int, int, dict[str, Any]], None]
+GATEWAY = "sim-fleet"  # the broker account of the fleet's shared connection
 BEACON_RANGE_M = 200.0  # beyond this a beacon is never heard (sim.rf: ~28 m through a wall)
 
 
@@ -75,11 +77,22 @@ class RunOptions:
     home_units: bool = True
     hil_heap: str = "160k"
     barrier_timeout_s: float = 15.0
+    # Stop waiting at the barrier once nothing has come back from the backend for this long
+    # (None: wait the full timeout). For runs with faults: a frame can sit where no ACK can
+    # come from for a while (in the session queue of a killed worker, which Mosquitto keeps
+    # giving its share of a shared subscription; in a batch retried while there is no
+    # primary), and the tags' own retransmissions, in simulated time, are what recovers it.
+    barrier_quiet_s: float | None = None
     database_url: str = ""
     workdir: Path | None = None
     record_frames: bool = True
     rules: bool = True  # configure subjects in the backend and run its rules engine
     rules_tick_s: int = 60  # the rules' horizon moves this often (comms loss, grace)
+    # The HA stack (sim/ha.py): PostgreSQL under Patroni with a synchronous replica (instead
+    # of database_url), this many independent brokers, this many ingest workers.
+    ha: bool = False
+    brokers: int = 1
+    workers: int = 1
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -89,6 +102,13 @@ def with_subjects(sc: Scenario, n: int | None) -> Scenario:
     pop = sc.population.model_copy(update={"subjects": n})
     events = [e for e in sc.events if e.subject < n or e.type == "cellular_outage"]
     return sc.model_copy(update={"population": pop, "events": events})
+
+
+def hil_subjects(n: int, hil: int) -> list[int]:
+    """Which of n subjects run under the micropython binary when `hil` do: spread evenly,
+    from subject 0 (a scenario's injections for HIL tags name these)."""
+    k = min(hil, n)
+    return sorted({int(j * n / k) for j in range(k)}) if k else []
 
 
 class SubjectWorld:
@@ -170,6 +190,18 @@ class SubjectWorld:
     def at_home(self, t_ms: int) -> bool:
         return self.xyp(t_ms)[2] == self.home
 
+    def hearing(self, t_ms: int, rng: np.random.Generator, p: RfParams) -> int | None:
+        """The RSSI at which the subject's home unit hears a beacon sent at t_ms (sim.rf:
+        distance from the unit, the walls between), or None: not heard."""
+        x, y, _env, _ = self.position(t_ms)
+        d = math.hypot(x - self.home_xy[0], y - self.home_xy[1])
+        if d > BEACON_RANGE_M:
+            return None
+        at_home = np.array([self.at_home(t_ms)])
+        inner, outer, indoor = rf.walls_between(at_home, np.array([self.home_walls]))
+        heard, rssi = rf.receive(np.array([d]), rng, inner, outer, indoor, p)
+        return int(rssi[0]) if heard[0] else None
+
     def battery(self, t_ms: int) -> float:
         k = max(0, bisect.bisect_right(self.battery_t, t_ms) - 1)
         return float(self.levels[min(k, len(self.levels) - 1)])
@@ -250,6 +282,7 @@ class HilSubject:
     world: SubjectWorld
     sensors: dict[str, int] = field(default_factory=dict)
     coverage: bool = True
+    peer: Any = None  # home_unit.sim_radio_peer.SimRadioPeer: the air to its home unit
 
 
 @dataclass
@@ -281,7 +314,9 @@ class Fleet:
         self._own_dir = self.o.workdir is None
         self.workdir = self.o.workdir or Path(tempfile.mkdtemp(prefix="tagwatch-sim-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker: Any = None
+        self.broker: Any = None  # the first broker (backend.broker.Mosquitto)
+        self.brokers: Any = None  # sim.ha.Brokers: every broker
+        self.cluster: Any = None  # sim.ha.PostgresCluster with ha
         self.backend: Any = None
         self.uplink: SharedUplink | LoopbackUplink | None = None
         self.farm: Any = None
@@ -297,40 +332,20 @@ class Fleet:
         self.unit_keys: dict[int, bytes] = {}
 
     # -- set-up --------------------------------------------------------------------------
+    @property
+    def begin_ms(self) -> int:
+        """Where the run begins: the scenario's start, or from_hour into it. A part of a day
+        is a fleet fitted then: tags started, units plugged in, orders begun, backend clock."""
+        return self.sim.start_ms + int(self.o.from_hour * 3_600_000)
+
     def hil_indices(self) -> list[int]:
-        n = len(self.sim.subjects)
-        k = min(self.o.hil, n)
-        return sorted({int(j * n / k) for j in range(k)}) if k else []
+        return hil_subjects(len(self.sim.subjects), self.o.hil)
 
     def setup(self) -> None:
         sim = self.sim
         pairs = [(s.tag_id, s.home_unit_id) for s in sim.subjects]
         if self.o.backend:
-            from backend.broker import Mosquitto
-            from sim.stack import Backend
-
-            (self.workdir / "mosquitto").mkdir(exist_ok=True)
-            self.broker = Mosquitto(workdir=self.workdir / "mosquitto")
-            self.broker.start()
-            self.backend = Backend(
-                self.workdir / "backend",
-                self.broker.host,
-                self.broker.port,
-                sim.start_ms / 1000,
-                self.o.database_url,
-                monitoring=self.o.rules,
-            )
-            keys = self.backend.register(pairs)
-            self.keys, self.unit_keys = keys.tags, keys.home_units
-            if self.o.rules:
-                from sim import monitoring
-
-                self.subject_of = monitoring.register(self.backend.engine, sim)
-            self.backend.start()
-            up = SharedUplink(self.broker.host, self.broker.port)
-            up.record = self.o.record_frames
-            up.start()
-            self.uplink = up
+            self._stack(pairs)
         else:
             keygen = random.Random(self.o.seed)
             for tag_id, unit in pairs:
@@ -338,6 +353,7 @@ class Fleet:
                 self.unit_keys[unit] = keygen.randbytes(32)
             self.uplink = LoopbackUplink(self.keys)
         hil = set(self.hil_indices())
+        assert self.uplink is not None
         for i, s in enumerate(sim.subjects):
             w = SubjectWorld(sim, i)
             if i in hil:
@@ -363,6 +379,61 @@ class Fleet:
         if self.o.backend and self.o.home_units:
             self._home_units()
 
+    def _stack(self, pairs: list[tuple[int, int]]) -> None:
+        """Database, brokers with the credentials and ACL generated from the registry, the
+        backend's workers, and the fleet's shared connection. Every device of the run logs
+        in with its own account (HIL tags, home units); the fleet's in-process tags share
+        one gateway account that may publish every tag's uplink and read every tag's
+        downlinks (sim.fleet_uplink), added to the generated files."""
+        from backend import broker_credentials
+        from backend.broker import BrokerFiles
+        from backend.broker_credentials import every_device
+        from sim import ha
+        from sim.stack import Backend
+
+        database_url = self.o.database_url
+        if self.o.ha:
+            self.cluster = ha.PostgresCluster()
+            self.cluster.start()
+            database_url = self.cluster.url()
+        auth_dir = self.workdir / "broker-auth"
+        files = BrokerFiles(auth_dir / "passwd", auth_dir / "backend.passwd", auth_dir / "acl")
+        n = max(self.o.brokers, 2 if self.o.ha else 1)
+        self.brokers = ha.Brokers(self.workdir, n, files)
+        self.broker = self.brokers.brokers[0]
+        self.backend = Backend(
+            self.workdir / "backend",
+            self.brokers.backend_endpoints(),
+            self.begin_ms / 1000,
+            database_url,
+            monitoring=self.o.rules,
+            workers=max(self.o.workers, 2 if self.o.ha else 1),
+        )
+        keys = self.backend.register(pairs)
+        self.keys, self.unit_keys = keys.tags, keys.home_units
+        settings = self.backend.settings
+        broker_credentials.write(
+            auth_dir, self.backend.devices(), settings.mqtt_username, settings.mqtt_password
+        )
+        gateway_password = secrets.token_hex(16)
+        with files.passwd.open("a") as f:
+            f.write(f"{GATEWAY}:{broker_credentials.mosquitto_hash(gateway_password)}\n")
+        with files.acl.open("a") as f:
+            f.write(f"\nuser {GATEWAY}\ntopic write {every_device(topics.tag_up)}\n")
+            f.write(f"topic read {every_device(topics.tag_down)}\n")
+        self.brokers.start()
+        if self.o.rules:
+            from sim import monitoring
+
+            self.subject_of = monitoring.register(
+                self.backend.engine, self.sim, fitted_ms=self.begin_ms
+            )
+        self.backend.start()
+        up = SharedUplink(self.brokers.device_endpoints(), GATEWAY, gateway_password)
+        up.record = self.o.record_frames
+        up.start()
+        self.uplink = up
+
     def _push_zones(self, up: SharedUplink, which: set[int], exclude: bool = False) -> None:
         """Each subject's exclusion zones to their tag (cmd_zone on its down topic), as the
         backend sends them when an order's zones are set (backend.zone_push). Fleet tags'
@@ -370,33 +441,43 @@ class Fleet:
         first connection, so its zones go once it has had time to call in."""
         if self.backend is None or not self.subject_of:
             return
+        from backend.storage.database import IMMEDIATE
         from backend.zone_push import zone_command
 
         hil = set(self.hil_indices())
-        with self.backend.engine.begin() as conn:
+        items: list[tuple[str, bytes, bool]] = []
+        # Read then write while ingest writes: a deferred SQLite transaction cannot take the
+        # write lock once another writer has committed since its read (database is locked).
+        with self.backend.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
             for sid, i in sorted(self.subject_of.items()):
                 if (i in which) == exclude:
                     continue
                 tag = self.sim.subjects[i].tag_id
                 if i not in hil:
                     up.box(tag)  # held for the tag from now on, whenever this is called
-                data = zone_command(conn, tag, sid, self.keys[tag], self.sim.start_ms / 1000)
-                up.client.publish(topics.tag_down(tag), data, qos=topics.QOS)
+                data = zone_command(conn, tag, sid, self.keys[tag], self.begin_ms / 1000)
+                items.append((topics.tag_down(tag), data, False))
+        self.backend.publish(items)
 
     def provisioning(self, i: int) -> dict[str, object]:
         """A tag's provisioning file: id, key, paired home unit and its home's position."""
         s = self.sim.subjects[i]
+        return {"device": s.tag_id, "key": self.keys[s.tag_id].hex(), **self.pairing(i)}
+
+    def pairing(self, i: int) -> dict[str, object]:
+        """The provisioning that pairs a tag with its home unit: the unit, the pairing key,
+        the relaxed RF beacon interval and the home's position (RF-home fixes)."""
+        s = self.sim.subjects[i]
         hx, hy = self.sim.world.place_xy[s.home]
         lat, lon = self.sim.world.to_latlon(np.array([hx]), np.array([hy]))
         return {
-            "device": s.tag_id,
-            "key": self.keys[s.tag_id].hex(),
             "home_unit": s.home_unit_id,
             "pairing_key": bc.pairing_key(self.unit_keys[s.home_unit_id], s.tag_id).hex(),
             "beacon_rf_s": self.o.beacon_s,
             "home_lat_e7": round(float(lat[0]) * 1e7),
             "home_lon_e7": round(float(lon[0]) * 1e7),
             "home_acc_dm": 150,
+            "brokers": self.brokers.device_endpoints() if self.brokers else [],
         }
 
     def _hil(self, i: int, w: SubjectWorld) -> HilSubject:
@@ -404,7 +485,7 @@ class Fleet:
 
         s = self.sim.subjects[i]
         rnd = random.Random(self.o.seed * 1_000_003 + i)
-        start_s = self.sim.start_ms // 1000
+        start_s = self.begin_ms // 1000  # the tag's now_ms counts from there (run())
         gp = self.sim.params.gnss
 
         def route(unix: int) -> nmea.Position | None:
@@ -419,15 +500,27 @@ class Fleet:
             device=s.tag_id,
             key=self.keys[s.tag_id],
             workdir=self.workdir / f"hil-{s.tag_id}",
-            broker_host=self.broker.host if self.broker else "127.0.0.1",
-            broker_port=self.broker.port if self.broker else 1,
+            brokers=self.brokers.device_endpoints() if self.brokers else ["127.0.0.1:1"],
             heap=self.o.hil_heap,
             t0_unix=start_s,
             reply_wait_s=0.0,
             timeout_s=60.0,
             receiver=self.scenario.receiver(self.o.seed, i),
+            settings=self.pairing(i),
         )
-        return HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        h = HilSubject(i, s.tag_id, HilTag(cfg, route), w)
+        if self.o.backend and self.o.home_units:
+            # Its home unit, exactly as a fleet tag's (sim.home_units), on a simulator radio
+            # of its own: beacons go by the same RF model, and the tag runs the unit's GATT
+            # requests and ticks it in lock-step itself (sim.hil.HilTag.attach_home).
+            from home_unit.sim_radio_peer import SimRadioPeer
+
+            rng = np.random.default_rng([self.o.seed, 0xA1F, i])
+            rp = self.sim.params.rf
+            h.peer = SimRadioPeer(h.tag.tag_side()).start()
+            h.tag.attach_home(h.peer, s.home_unit_id, lambda t: w.hearing(t * 1000, rng, rp))
+            h.tag.unit_tick_ms = self.o.unit_tick_s * 1000
+        return h
 
     def _home_units(self) -> None:
         from sim.home_units import HomeUnitFarm, UnitSpec
@@ -437,23 +530,26 @@ class Fleet:
         shm = Path("/dev/shm")
         base = Path(tempfile.mkdtemp(prefix="tagwatch-hu-", dir=shm)) if shm.is_dir() else None
         self._unit_dir = base
-        farm = HomeUnitFarm(base or self.workdir / "home-units", self.broker.host, self.broker.port)
+        farm = HomeUnitFarm(base or self.workdir / "home-units", self.brokers.device_endpoints())
         cur = self.scenario.population.curfew
+
+        def spec(i: int, radio_port: int | None = None) -> UnitSpec:
+            s = self.sim.subjects[i]
+            unit, key = s.home_unit_id, self.unit_keys[s.home_unit_id]
+            tz = self.scenario.timezone
+            curfew = (cur.start, cur.end)
+            return UnitSpec(unit, key, s.tag_id, self.keys[s.tag_id], curfew, tz, radio_port)
+
         for t in self.tags:
-            s = self.sim.subjects[t.index]
             assert t.radio is not None
-            spec = UnitSpec(
-                s.home_unit_id,
-                self.unit_keys[s.home_unit_id],
-                s.tag_id,
-                t.key,
-                (cur.start, cur.end),
-                self.scenario.timezone,
-            )
-            farm.add(spec, t.radio)
-        assert isinstance(self.uplink, SharedUplink)
-        farm.push_configs(self.uplink, self.sim.start_ms // 1000)
-        farm.start(self.sim.start_ms / 1000)
+            farm.add(spec(t.index), t.radio)
+        for h in self.hil:
+            farm.add(spec(h.index, h.peer.port))
+        farm.push_configs(self.backend.publish, self.begin_ms // 1000)
+        farm.start(self.begin_ms / 1000)
+        for h in self.hil:
+            if not h.peer.wait_unit(self.sim.subjects[h.index].home_unit_id, 30.0):
+                raise TimeoutError(f"the home unit of HIL tag {h.device} did not connect")
         self.farm = farm
 
     # -- the run -------------------------------------------------------------------------
@@ -500,20 +596,11 @@ class Fleet:
         sent, tag.board.radio.out = out, []
         if self.farm is None or tag.radio is None:
             return
-        w = tag.world
         unit = self.sim.subjects[tag.index].home_unit_id
         for tb, adv in sent:
-            x, y, _env, _ = w.position(tb)
-            d = math.hypot(x - w.home_xy[0], y - w.home_xy[1])
-            if d > BEACON_RANGE_M:
-                continue
-            at_home = np.array([w.xyp(tb)[2] == w.home])
-            inner, outer, indoor = rf.walls_between(at_home, np.array([w.home_walls]))
-            heard, rssi = rf.receive(
-                np.array([d]), tag.board.rng, inner, outer, indoor, self.sim.params.rf
-            )
-            if heard[0]:
-                self.farm.beacon(unit, tag.radio.address, adv, int(rssi[0]), tb / 1000)
+            rssi = tag.world.hearing(tb, tag.board.rng, self.sim.params.rf)
+            if rssi is not None:
+                self.farm.beacon(unit, tag.radio.address, adv, rssi, tb / 1000)
                 self.counters["beacons"] += 1
 
     def _hil_slice(self, h: HilSubject, t: int) -> None:
@@ -534,15 +621,15 @@ class Fleet:
             h.coverage = cov
 
     def _units_power(self, t: int) -> None:
-        for tag in self.tags:
-            unit = self.sim.subjects[tag.index].home_unit_id
-            self.farm.set_mains(unit, not tag.world._in(tag.world.unplugged, t))
+        for w in [tag.world for tag in self.tags] + [h.world for h in self.hil]:
+            unit = self.sim.subjects[w.i].home_unit_id
+            self.farm.set_mains(unit, not w._in(w.unplugged, t))
 
     def run(self, progress: Progress | None = None) -> RunResult:
         if self.uplink is None:
             self.setup()
         sim = self.sim
-        start = sim.start_ms + int(self.o.from_hour * 3_600_000)
+        start = self.begin_ms
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
@@ -559,6 +646,10 @@ class Fleet:
         next_unit_tick = start
         next_rules_tick = start
         t = start
+        if self.backend is not None:
+            # Before the home units' first tick: what they send at `start` is not from the
+            # backend's future (ingest refuses frames dated ahead of its now).
+            self.backend.clock.set(start / 1000)
         if self.farm is not None:
             self.farm.tick(start / 1000)
         hil_zones_at = start + 15 * 60_000 if self.hil else None
@@ -573,17 +664,23 @@ class Fleet:
                     if not interrupt and gen != tag.gen:
                         continue
                     self._poll(tag, max(when, t), heap)
+            relayed = []  # HIL tags' units that took frames this slice (ticked by the tag)
             for h in self.hil:
                 self._hil_slice(h, t)
                 _, _, _, moving = h.world.position(t)
+                before = len(h.tag.offloaded)
                 h.tag.run_until(t1 - start, moving=moving)
+                if len(h.tag.offloaded) > before:
+                    relayed.append(self.sim.subjects[h.index].home_unit_id)
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
                 if self.farm is not None:  # relays this slice's beacons began, in lock-step
-                    self.farm.settle(t / 1000)
+                    self.farm.settle(t / 1000, relayed)
                 assert isinstance(self.uplink, SharedUplink)
-                if self.uplink.outstanding and not self.uplink.wait_acked(self.o.barrier_timeout_s):
+                if self.uplink.outstanding and not self.uplink.wait_acked(
+                    self.o.barrier_timeout_s, self.o.barrier_quiet_s
+                ):
                     self.counters["barrier_timeouts"] += 1
                 if hil_zones_at is not None and t >= hil_zones_at:
                     self._push_zones(self.uplink, set(self.hil_indices()))
@@ -599,6 +696,21 @@ class Fleet:
             if t >= end and self._drained():
                 break
         return self._result(t - start, time.monotonic() - wall0)
+
+    def stack(self) -> dict[str, Any]:
+        """What the run's backend runs on, as it is now (the report's `stack`): the database
+        engine, and on the HA stack each Patroni member's role; brokers and ingest workers
+        running."""
+        if self.backend is None:
+            return {"backend": None}
+        out: dict[str, Any] = {
+            "database": self.backend.engine.dialect.name,
+            "brokers": sum(b.proc is not None for b in self.brokers.brokers),
+            "ingest_workers": sum(w is not None for w in self.backend.workers),
+        }
+        if self.cluster is not None:
+            out["patroni"] = {n.name: n.role() for n in self.cluster.nodes}
+        return out
 
     def _live(self) -> dict[str, Any]:
         published = self.uplink.published if self.uplink is not None else 0
@@ -636,7 +748,7 @@ class Fleet:
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
-            for _ms, _topic, payload in h.tag.published:
+            for payload in [p for _ms, _topic, p in h.tag.published] + h.tag.offloaded:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}
@@ -649,9 +761,10 @@ class Fleet:
         if self.farm is not None:
             for k, v in self.farm.counters().items():
                 counters[f"home_unit_{k}"] = v
-        if self.backend is not None and self.backend.worker is not None:
-            for k, v in self.backend.worker.ingest.counts.items():
+        if self.backend is not None:
+            for k, v in self.backend.counts().items():
                 counters[f"ingest_{k}"] = v
+            counters["rules_ticks_failed"] = self.backend.ticks_failed
         return RunResult(
             sim=self.sim,
             options=self.o,
@@ -677,12 +790,17 @@ class Fleet:
                 h.tag.kill()
         if self.farm is not None:
             self.farm.stop()
+        for h in self.hil:
+            if h.peer is not None:
+                h.peer.close()
         if isinstance(self.uplink, SharedUplink):
             self.uplink.stop()
         if self.backend is not None:
             self.backend.stop()
-        if self.broker is not None:
-            self.broker.stop()
+        if self.brokers is not None:
+            self.brokers.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._unit_dir is not None:
             shutil.rmtree(self._unit_dir, ignore_errors=True)
         if self._own_dir:

@@ -127,7 +127,9 @@ class FleetModem:
         if not on:
             self.state = hal.MODEM_OFF
 
-    def connect(self, client_id: str, down_topic: str) -> None:
+    def connect(self, broker: str, client_id: str, password: str, down_topic: str) -> None:
+        # The fleet's one shared connection stands in for every tag's session, whichever
+        # broker the firmware names (sim.fleet_uplink fails over for all of them).
         self.state = hal.MODEM_CONNECTING
         self.ready_ms = self.board.sim_ms + CONNECT_DELAY_MS
 

@@ -20,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware import frame as fr
 from firmware import topics
+from home_unit.mqtt_link import fail_over
 from sim.fleet_board import DownlinkBox
 
 
@@ -28,9 +29,16 @@ class UplinkError(RuntimeError):
 
 
 class SharedUplink:
-    def __init__(self, host: str, port: int, client_id: str = "tagwatch-sim-fleet") -> None:
-        self.host = host
-        self.port = port
+    """`brokers`: the device listeners ("host:port"), in order. The connection fails over
+    along them as each tag's modem would (home_unit.mqtt_link.fail_over, paho's back-off);
+    frames published on a connection that was lost before their ACK came are not waited for:
+    the tags send them again (their ACK may have been lost with a broker)."""
+
+    def __init__(self, brokers: list[str], username: str, password: str) -> None:
+        from firmware.brokers import endpoint
+
+        self.brokers = [endpoint(b) for b in brokers]
+        self.current = 0
         self.boxes: dict[int, DownlinkBox] = {}
         self.published = 0
         self.received = 0
@@ -39,13 +47,25 @@ class SharedUplink:
         self.log: list[tuple[int, str, bytes]] = []  # (device, topic, payload) when recording
         self.record = False
         # Frames published and not yet named by an ACK: the lock-step barrier waits on it.
-        self.outstanding: set[tuple[int, int, int]] = set()
+        self.outstanding: dict[tuple[int, int, int], int] = {}  # -> connection generation
+        # Those of them the barrier gave up on (nothing came back for its quiet time): not
+        # waited for again, or a frame stuck in a killed worker's session queue would cost
+        # every later slice that wait. An ACK still clears them; sent again, one is waited for.
+        self.waived: set[tuple[int, int, int]] = set()
+        self.generation = 0
+        self.failovers = 0
+        self.heard = 0.0  # monotonic time the last downlink arrived
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        # A device listener gives the client the id of its username (use_username_as_clientid).
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5
         )
+        self.client.username_pw_set(username, password)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
         self.client.max_inflight_messages_set(2000)
@@ -55,8 +75,26 @@ class SharedUplink:
         return self.boxes.setdefault(device, DownlinkBox())
 
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        if not rc.is_failure:
-            c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+        if rc.is_failure:
+            return
+        with self._lock:
+            self.generation += 1
+            # Published on an earlier connection and not acknowledged: the tags resend them.
+            for key in [k for k, g in self.outstanding.items() if g < self.generation]:
+                del self.outstanding[key]
+                self.waived.discard(key)
+        c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+
+    def _fail_over(self) -> None:
+        moved = fail_over(self.client, self.brokers, self.current, 60)
+        self.failovers += int(moved != self.current)
+        self.current = moved
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
+        self._fail_over()
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._fail_over()
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
         self._ready.set()
@@ -65,6 +103,7 @@ class SharedUplink:
         where = topics.parse(msg.topic)
         with self._lock:
             self.received += 1
+            self.heard = time.monotonic()
             box = self.boxes.get(where[1]) if where is not None else None
             if box is None:
                 self.unknown += 1
@@ -79,12 +118,14 @@ class SharedUplink:
                 for r in f.records:
                     if r.type == fr.ACK_RANGE:
                         for seq in range(r.first, r.last + 1):
-                            self.outstanding.discard((f.device, r.boot, seq))
+                            self.outstanding.pop((f.device, r.boot, seq), None)
+                            self.waived.discard((f.device, r.boot, seq))
 
     def start(self, timeout: float = 10.0) -> None:
-        rc = self.client.connect(self.host, self.port, keepalive=60)
+        host, port = self.brokers[0]
+        rc = self.client.connect(host, port, keepalive=60)
         if rc != mqtt.MQTT_ERR_SUCCESS:
-            raise UplinkError(f"cannot connect to {self.host}:{self.port}: {mqtt.error_string(rc)}")
+            raise UplinkError(f"cannot connect to {host}:{port}: {mqtt.error_string(rc)}")
         self.client.loop_start()
         if not self._ready.wait(timeout):
             raise UplinkError("the broker did not confirm the fleet's subscription")
@@ -94,29 +135,43 @@ class SharedUplink:
         self.client.loop_stop()
 
     def publish(self, device: int, topic: str, payload: bytes) -> bool:
+        """Send a tag's frame; False as a modem reports a failed publish (the firmware
+        keeps the frame and backs off): while the connection is down (a broker lost), or
+        when paho would not take it (REFERENCES: easy to ignore)."""
+        if not self.client.is_connected():
+            self.refused += 1
+            return False
         f = fr.parse(payload)
         key = (f.device, f.boot, f.seq)
         with self._lock:  # before the publish: the ACK may arrive before it returns
-            self.outstanding.add(key)
+            self.outstanding[key] = self.generation
+            self.waived.discard(key)
         info = self.client.publish(topic, payload, qos=topics.QOS)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            # paho refused to queue it (REFERENCES: easy to ignore): the modem reports a
-            # failed publish, so the firmware keeps the frame and backs off.
-            with self._lock:
-                self.outstanding.discard(key)
-            self.refused += 1
-            return False
         with self._lock:
-            self.published += 1
-            if self.record:
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN) and self.record:
+                # NO_CONN: the connection went down under this publish; paho keeps the
+                # message and sends it once reconnected, so these bytes may still be stored.
                 self.log.append((device, topic, payload))
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.outstanding.pop(key, None)
+                self.waived.discard(key)
+                self.refused += 1
+                return False
+            self.published += 1
         return True
 
-    def wait_acked(self, timeout: float) -> bool:
-        """Until every frame published so far has been acknowledged (or the timeout)."""
-        deadline = time.monotonic() + timeout
-        while self.outstanding:
-            if time.monotonic() > deadline:
+    def wait_acked(self, timeout: float, quiet_s: float | None = None) -> bool:
+        """Until every frame published so far has been acknowledged (but those given up on
+        before); False after `timeout`, or once nothing has come back for `quiet_s` (None:
+        never), and the frames still unacknowledged are given up on."""
+        now = time.monotonic()
+        deadline = now + timeout
+        began = now
+        while len(self.outstanding) > len(self.waived):
+            now = time.monotonic()
+            if now > deadline or (quiet_s is not None and now - max(began, self.heard) > quiet_s):
+                with self._lock:
+                    self.waived.update(self.outstanding)
                 return False
             time.sleep(0.0005)
         return True

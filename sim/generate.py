@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from sim import clock, energy, truth
 from sim.cellular import Cellular, Outage, random_outages
-from sim.params import DEFAULT, INDOORS, SHIELDED, Params
+from sim.params import CHARGE_MIN_MINUTES, DEFAULT, INDOORS, SHIELDED, Params
 from sim.population import Injection, Movements, Subject, make_subjects, plan_movements
 from sim.scenario import Scenario
 from sim.world import HOME, PARK, World, WorldSpec, generate_world
@@ -250,8 +250,11 @@ def _energy(
             drain, charging, ENERGY_STEP_MS, ep.capacity_mah, init, ep.charge_ma
         )
         levels[idx] = lv.astype(np.float32)
+        on_charger = np.concatenate((charging, np.zeros((len(idx), 1), bool)), axis=1)
         for r, s in enumerate(idx):
             episodes += truth.level_episodes(grid, lv[r] <= 0.0, truth.FLAT_BATTERY, int(s))
+            critical = (lv[r] <= truth.CRITICAL_LEVEL) & ~on_charger[r]
+            episodes += truth.level_episodes(grid, critical, truth.BATTERY_CRITICAL, int(s))
     return grid, levels, episodes
 
 
@@ -333,7 +336,9 @@ def generate(
         for o in per_tag
     ]
     episodes += flat
-    episodes += _not_charged(subjects, mv, scenario, days, 60.0)
+    episodes += _not_charged(subjects, mv, scenario, days, CHARGE_MIN_MINUTES)
+    episodes += truth.comms_gaps(mv, subjects, episodes)
+    episodes = truth.with_motion(mv, episodes)
     episodes.sort()
     return Simulation(
         scenario=scenario,

@@ -1,7 +1,7 @@
 """Drive a tag's firmware, running under the real `micropython` binary on the simulator board,
 in lock-step: this is the CPython peer of the simulator board protocol (docs/firmware.md).
 
-`HilTag` spawns the firmware (hw/micropython.py), owns the GNSS pty it writes NMEA into and
+`HilTag` spawns the firmware (sim/micropython.py), owns the GNSS pty it writes NMEA into and
 the socket that carries the clock, sensors and modem, bridges the modem to a real MQTT broker
 with paho-mqtt (MQTT v5, QoS 1, a persistent session as a modem would keep), injects sensor
 events and advances simulated time. The firmware never reads the wall clock: it runs at the
@@ -129,8 +129,9 @@ class HilConfig:
     device: int
     key: bytes
     workdir: Path
-    broker_host: str = "127.0.0.1"
-    broker_port: int = 1883
+    # The tag's provisioned broker list ("host:port", in order): the firmware chooses among
+    # them and the modem bridge connects where it says, with the credentials it sends.
+    brokers: list[str] = field(default_factory=lambda: ["127.0.0.1:1883"])
     heap: str = "64k"
     t0_unix: int = 1_795_737_600  # simulated Unix time at now_ms = 0
     start_ticks: int = 0  # the tag's tick counter at now_ms = 0 (set near 2**30 to test a wrap)
@@ -168,6 +169,7 @@ class HilTag:
         self.mqtt_ready = False
         self.down: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.published: list[tuple[int, str, bytes]] = []  # (now_ms, topic, payload)
+        self.sessions: list[tuple[str, str]] = []  # (broker, client id) the modem opened
         self.vibrations: list[tuple[int, int, int]] = []
         self.watchdog_ms = 0
         self.last_feed_ms = 0
@@ -177,6 +179,7 @@ class HilTag:
         self.home: HomeRadio | None = None
         self.gatt_connected = False
         self.acks_written: list[bytes] = []  # every home ack written to the tag (a recording)
+        self.offloaded: list[bytes] = []  # every frame handed to the home unit (accounting)
         self.last_unit_tick_ms = -(10**12)
         self.unit_tick_ms = 1000  # how often the home unit's clock follows simulated time
 
@@ -214,7 +217,7 @@ class HilTag:
 
     def start(self, reset_cause: int = 0) -> None:
         """Power the tag on (first boot, or a reboot after stop()/kill())."""
-        from hw import micropython
+        from sim import micropython
 
         if self.proc is not None:
             raise HilError("already running")
@@ -230,6 +233,7 @@ class HilTag:
             "board": "sim",
             "device": c.device,
             "key": c.key.hex(),
+            "brokers": list(c.brokers),
             "board_socket": f"127.0.0.1:{port}",
             "board_gnss": gnss_path,
             "board_flash": str(self.flash_path),
@@ -402,16 +406,21 @@ class HilTag:
         self.gnss_on = on
 
     # -- modem bridge -------------------------------------------------------------------------
-    def _connect_modem(self, client_id: str, down_topic: str) -> None:
+    def _connect_modem(self, client_id: str, down_topic: str, broker: str, password: str) -> None:
+        """The modem's session as the firmware asked for it: on its broker, logged in as its
+        client id with its password (the broker's device listener checks both)."""
         self.modem_ready_ms = self.now_ms + self.cfg.connect_delay_ms
         self.modem_state = hal.MODEM_CONNECTING
+        self.sessions.append((broker, client_id))
         if not self.coverage:
             return
+        host, _, port = broker.rpartition(":")
         c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
         )
+        c.username_pw_set(client_id, password)
         self.mqtt_ready = False
 
         def on_connect(cl: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any = None) -> None:
@@ -429,9 +438,10 @@ class HilTag:
         c.on_message = on_message
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 7 * 86400  # the broker keeps the tag's downlinks
-        rc = c.connect(
-            self.cfg.broker_host, self.cfg.broker_port, clean_start=False, properties=props
-        )
+        try:
+            rc = c.connect(host, int(port), clean_start=False, properties=props)
+        except (OSError, ValueError):  # no broker there (down, or "-"): the session fails
+            rc = mqtt.MQTT_ERR_NO_CONN
         if rc != mqtt.MQTT_ERR_SUCCESS:
             self.modem_ready_ms = self.now_ms
             return
@@ -513,8 +523,8 @@ class HilTag:
                 self._disconnect_modem()
                 self.modem_state = hal.MODEM_OFF
         elif op == "C":
-            client_id, down_topic = rest.split()
-            self._connect_modem(client_id, down_topic)
+            client_id, down_topic, broker, password = rest.split()
+            self._connect_modem(client_id, down_topic, broker, password)
         elif op == "P":
             topic, hexdata = rest.split()
             self._publish(topic, bytes.fromhex(hexdata))
@@ -634,6 +644,7 @@ class HilTag:
             line = self._exchange_any(["O"], ("o", "e"))[-1]
             chunk = bytes.fromhex(line[2:]) if line.startswith("o ") else b""
             if not chunk:
+                self.offloaded += frames
                 return frames
             cur += chunk[1:]
             if chunk[0] & homelink.FINAL:

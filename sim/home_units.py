@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from home_unit.settings import HomeUnitSettings
 from home_unit.sim_radio import SimRadio
 from home_unit.sim_radio_peer import SimRadioPeer, TagSide
 from sim.fleet_radio import TagRadio
-from sim.fleet_uplink import SharedUplink
 
 # In RF mode the simulated tags beacon every 60 s (firmware beacon_rf_s, relaxed from 30 s
 # so that a simulated day stays minutes long); away timeout and lease are scaled to it.
@@ -90,13 +89,15 @@ class UnitSpec:
     tag_key: bytes
     curfew: tuple[str, str]
     tz: str
+    # The simulator radio the unit connects to: None for the farm's own (Air, the fleet tags);
+    # a HIL tag's peer otherwise (sim.hil.HilTag.attach_home: the tag ticks that unit itself).
+    radio_port: int | None = None
 
 
 class HomeUnitFarm:
-    def __init__(self, workdir: Path, broker_host: str, broker_port: int) -> None:
+    def __init__(self, workdir: Path, brokers: list[str]) -> None:
         self.workdir = workdir
-        self.host = broker_host
-        self.port = broker_port
+        self.brokers = brokers  # device listeners, "host:port", in the order units try them
         self.tags = FleetTagSide()
         self.air = Air(self.tags)
         self.units: dict[int, HomeUnit] = {}
@@ -111,11 +112,16 @@ class HomeUnitFarm:
         self.settles = 0
         self.settle_timeouts = 0
         self.mains: dict[int, bool] = {}
+        self.mains_timeouts = 0
 
     def _supply(self, unit: int) -> Path:
         return self.workdir / f"hu-{unit}" / "power_supply"
 
-    def set_mains(self, unit: int, on: bool) -> None:
+    def set_mains(self, unit: int, on: bool, timeout: float = 10.0) -> None:
+        """Switch a unit's mains and, once the units run, wait (real time) until the unit has
+        read the change: it polls its power supply in real time while simulated time runs
+        much faster, so on a busy machine an unplug noticed late and a plug-in noticed later
+        made a 3-minute outage look like more than the 5 minutes' grace (a false alert)."""
         if self.mains.get(unit) == on:
             return
         self.mains[unit] = on
@@ -125,14 +131,39 @@ class HomeUnitFarm:
         tmp = d / "online.tmp"
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
+        running = self.units.get(unit)
+        if running is None or self._stop is None or self._stop.is_set():
+            return
+        deadline = time.monotonic() + timeout
+        while not self._noticed(running, on):
+            if time.monotonic() > deadline:
+                self.mains_timeouts += 1
+                return
+            time.sleep(0.0005)
 
-    def add(self, spec: UnitSpec, radio: TagRadio) -> None:
+    @staticmethod
+    def _noticed(unit: HomeUnit, on: bool) -> bool:
+        known = unit.reports.known
+        return known is not None and known.mains == on
+
+    def add(self, spec: UnitSpec, radio: TagRadio | None = None) -> None:
+        """A unit for a fleet tag (its TagRadio, on the farm's air) or, with
+        spec.radio_port, for a HIL tag on that tag's own simulator radio."""
         self.specs[spec.unit] = spec
-        self.tags.radios[radio.address] = radio
+        if radio is not None:
+            self.tags.radios[radio.address] = radio
         self.set_mains(spec.unit, True)
 
-    def push_configs(self, uplink: SharedUplink, issued: int) -> None:
-        """Publish each unit's configuration (retained), as the backend does."""
+    @property
+    def on_air(self) -> list[int]:
+        """The units on the farm's own air (the fleet tags'), which the farm ticks."""
+        return [u for u, s in self.specs.items() if s.radio_port is None]
+
+    def push_configs(
+        self, publish: Callable[[list[tuple[str, bytes, bool]]], None], issued: int
+    ) -> None:
+        """Publish each unit's configuration (retained, on every broker), as the backend does."""
+        items: list[tuple[str, bytes, bool]] = []
         days: list[pushed_config.Day] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         for s in self.specs.values():
             cfg = pushed_config.UnitConfig(
@@ -151,10 +182,8 @@ class HomeUnitFarm:
                     away_timeout_s=AWAY_TIMEOUT_S, lease_s=LEASE_S
                 ),
             )
-            info = uplink.client.publish(
-                topics.home_config(s.unit), pushed_config.sign(cfg, s.key), qos=1, retain=True
-            )
-            info.wait_for_publish(10)
+            items.append((topics.home_config(s.unit), pushed_config.sign(cfg, s.key), True))
+        publish(items)
 
     def start(self, t0: float, timeout: float = 30.0) -> None:
         """Start every unit with its clock at simulated time t0 (a unit signs its LINK
@@ -169,19 +198,19 @@ class HomeUnitFarm:
                     unit=s.unit,
                     key_hex=s.key.hex(),
                     state_db=self.workdir / f"hu-{s.unit}" / "state.db",
-                    broker_host=self.host,
-                    broker_port=self.port,
+                    brokers=self.brokers,
+                    reconnect_min_s=0.2,
+                    reconnect_max_s=2.0,
                     radio="sim",
-                    sim_radio=f"127.0.0.1:{self.air.port}",
+                    sim_radio=f"127.0.0.1:{s.radio_port or self.air.port}",
                     clock="sim",
                     power_supply_dir=self._supply(s.unit),
                     sensor_poll_s=0.05,
                     log_level="warning",
                 )
                 clock = SimClock(t0)
-                unit = HomeUnit(
-                    settings, SimRadio(s.unit, "127.0.0.1", self.air.port, clock), clock
-                )
+                radio = SimRadio(s.unit, "127.0.0.1", s.radio_port or self.air.port, clock)
+                unit = HomeUnit(settings, radio, clock)
                 self.units[s.unit] = unit
                 self._done.append(asyncio.ensure_future(unit.run(self._stop)))
             ready.set()
@@ -203,7 +232,7 @@ class HomeUnitFarm:
         self._thread.start()
         ready.wait(timeout)
         deadline = time.monotonic() + timeout
-        for u in self.specs:
+        for u in self.on_air:
             if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
                 raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
         # Configured (from the retained message) before the run starts.
@@ -214,8 +243,9 @@ class HomeUnitFarm:
             time.sleep(0.01)
 
     def tick(self, t: float) -> None:
-        if self.specs:
-            self.air.tick_all(self.specs, t)
+        units = self.on_air
+        if units:
+            self.air.tick_all(units, t)
 
     def beacon(self, unit: int, address: str, adv: bytes, rssi: int, t: float) -> None:
         self.air.send_beacon(unit, address, adv, rssi, t)
@@ -226,19 +256,20 @@ class HomeUnitFarm:
                 if b.status & bc.ST_PENDING or b.pending:
                     self.to_settle.add(unit)
 
-    def settle(self, t: float, timeout: float = 10.0) -> None:
+    def settle(self, t: float, ticked: Iterable[int] = (), timeout: float = 10.0) -> None:
         """Lock-step for the relay: the units sent a beacon with frames pending since the
         last call finish their contacts (a tick at t: the simulator answers their GATT
         requests meanwhile, from other threads, so the caller must not hold the fleet's lock)
         and wait until the backend has acknowledged every frame they queued, so a relayed
         frame (a tamper at home) is stored at the simulated time it was offloaded, not
-        whenever real time lets the runner's slices stop outrunning the relay."""
+        whenever real time lets the runner's slices stop outrunning the relay. `ticked`:
+        units already ticked to t by their own tag (a HIL tag's), waited for the same way."""
         units = sorted(self.to_settle)
         self.to_settle.clear()
-        if not units:
-            return
-        self.settles += 1
-        self.air.tick_all(units, t)
+        if units:
+            self.settles += 1
+            self.air.tick_all(units, t)
+        units += ticked
         deadline = time.monotonic() + timeout
 
         def waiting(u: int) -> bool:

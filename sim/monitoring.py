@@ -1,8 +1,9 @@
 """The simulated subjects as the backend's monitoring domain knows them: a unit, one subject
 per simulated person with a voluntary-scheme order, their tag and home unit assigned, the
-scenario's curfew, their exclusion zones (town centres, a victim's address) and their home
-as a zone, written to the backend's tables before the run (backend/storage/schema.py,
-"Monitoring"), so the rules (backend/rules) evaluate the run's data as they would live."""
+scenario's curfew, a charging schedule of an hour a day (sim.params.CHARGE_MIN_MINUTES),
+their exclusion zones (town centres, a victim's address) and their home as a zone, written
+to the backend's tables before the run (backend/storage/schema.py, "Monitoring"), so the
+rules (backend/rules) evaluate the run's data as they would live."""
 
 from __future__ import annotations
 
@@ -17,22 +18,28 @@ from backend.storage.schema import (
     HOME_UNIT,
     TAG,
     assignments,
+    charging_schedules,
     curfews,
     orders,
     subject_monitoring,
     zones,
 )
 from sim.generate import Simulation
+from sim.params import CHARGE_MIN_MINUTES
 
 UNIT_NAME = "Dorset IOM (simulated)"
 HOME_RADIUS_M = 60.0  # the home as a zone: GPS fixes inside it count as at home
 DAYS = "mon,tue,wed,thu,fri,sat,sun"
 
 
-def register(engine: Engine, sim: Simulation, tags: set[int] | None = None) -> dict[int, int]:
-    """Write the monitoring configuration; returns backend subject id -> simulation index."""
+def register(
+    engine: Engine, sim: Simulation, tags: set[int] | None = None, fitted_ms: int | None = None
+) -> dict[int, int]:
+    """Write the monitoring configuration; returns backend subject id -> simulation index.
+    Orders and tags begin at `fitted_ms` (default: the scenario's start): a run of a part
+    of a day fits its tags where it begins, so no rule counts the hours before as silence."""
     now = time.time()
-    start = sim.start_ms // 1000
+    start = (sim.start_ms if fitted_ms is None else fitted_ms) // 1000
     cur = sim.scenario.population.curfew
     tz = sim.scenario.timezone
     w = sim.world
@@ -76,6 +83,11 @@ def register(engine: Engine, sim: Simulation, tags: set[int] | None = None) -> d
                     created_at=now,
                 )
             )  # fmt: skip
+            conn.execute(
+                insert(charging_schedules).values(
+                    subject_id=sid, min_minutes=CHARGE_MIN_MINUTES, created_at=now
+                )
+            )
             hx, hy = w.place_xy[s.home]
             circles = [("home", "home", float(hx), float(hy), HOME_RADIUS_M, False)]
             for name in s.exclusion:

@@ -18,6 +18,9 @@ URBAN_CANYON = 2
 INDOORS = 3
 SHIELDED = 4  # tag wrapped in foil: no satellite reaches the antenna
 ENVIRONMENTS = ("open_sky", "near_buildings", "urban_canyon", "indoors", "shielded")
+# REF: UK location tags must be charged at least an hour a day. The truth's not_charged days
+# and the subjects' charging schedule in the backend (sim/monitoring.py) both use it.
+CHARGE_MIN_MINUTES = 60
 
 
 @dataclass(frozen=True)

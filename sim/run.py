@@ -11,9 +11,10 @@ until the returned Outcome is closed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,17 @@ class Outcome:
             self.fleet = None
 
 
-def quiet_logs() -> None:
-    """The daemons' info logs would drown the progress bar; warnings still show."""
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """The daemons' info logs would drown the progress bar; errors still show. The caller's
+    logging comes back afterwards: a run is also a library call (the web tests' day, the
+    demo), and a process-wide filter left behind silenced every later info line."""
+    before = structlog.get_config()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
 
 
 def run(
@@ -60,9 +69,24 @@ def run(
     console: Console | None = None,
     alert_source: AlertSourceFactory | None = None,
     keep: bool = False,
+    on_progress: Callable[[Fleet, int], None] | None = None,
 ) -> Outcome:
-    console = console or Console()
-    quiet_logs()
+    """`on_progress(fleet, done_ms)` after each slice of simulated time: the fault tests
+    (tests/e2e/test_failover.py) kill servers from it. With `keep`, the stack goes on
+    serving after the run with the caller's logging."""
+    with quiet_logs():
+        return _run(scenario, options, out, console or Console(), alert_source, keep, on_progress)
+
+
+def _run(
+    scenario: Scenario,
+    options: RunOptions,
+    out: Path,
+    console: Console,
+    alert_source: AlertSourceFactory | None,
+    keep: bool,
+    on_progress: Callable[[Fleet, int], None] | None,
+) -> Outcome:
     out.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(scenario, options)
     try:
@@ -91,9 +115,11 @@ def run(
                     task,
                     completed=done,
                     total=total,
-                    clock=local_day(sim, sim.start_ms + done),
+                    clock=local_day(sim, fleet.begin_ms + done),
                     **live,
                 )
+                if on_progress is not None:
+                    on_progress(fleet, done)
 
             result = fleet.run(progress)
         window = run_window(result)
@@ -120,6 +146,7 @@ def run(
             )
         )
         rep = score.report(result, comp, scores, note)
+        rep["stack"] = fleet.stack()
         if window is not None:
             _per_window(rep, result, scores, window)
         if isinstance(source, score.TableAlertSource):
@@ -226,7 +253,7 @@ def print_report(console: Console, rep: dict[str, Any]) -> None:
         console.print(f"[yellow]alerts not scored:[/] {rep['alerts_note']}")
         return
     t = Table(title="alerts against ground truth")
-    for col in ("type", "episodes", "detected", "alerts", "recall", "precision",
+    for col in ("type", "episodes", "detected", "alerts", "recall", "precision", "excused",
                 "false/100 tag-days", "latency p50", "p95"):  # fmt: skip
         t.add_column(col, justify="right")
     for k, s in a.items():
@@ -237,6 +264,7 @@ def print_report(console: Console, rep: dict[str, Any]) -> None:
             str(s["alerts"]),
             _pct(s["recall"]),
             _pct(s["precision"]),
+            str(s["excused_alerts"]),
             f"{s['false_per_100_tag_days']:.2f}",
             _s(s["latency_p50_s"]),
             _s(s["latency_p95_s"]),

@@ -19,14 +19,18 @@ coverage gap in the truth (dead zone, outage) is due when coverage returns.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Engine, MetaData, Table, func, select
 
+from backend.rules.comms import CommsParams
+from backend.rules.curfew import CurfewParams
+from backend.rules.home_unit import HomeUnitParams
 from backend.rules.zones import ZoneParams
+from firmware import config as fw_config
 from firmware import frame as fr
 from sim import truth as tr
 from sim.fleet import RunResult
@@ -172,6 +176,7 @@ RULE_TO_TRUTH = {
     "battery_critical": tr.FLAT_BATTERY,
     "not_charged": tr.NOT_CHARGED,
     "home_power_loss": tr.HOME_UNIT_UNPLUGGED,
+    "comms_loss": tr.COMMS_LOSS,
 }
 
 
@@ -212,11 +217,34 @@ class TableAlertSource:
         return out
 
 
+def shielding_onset(e: tr.Episode) -> int | None:
+    """When a shielding episode became one the tag counts: the start of the wearer's
+    `mnf_minutes`-th minute of motion within `mnf_window_min` (the firmware's own counting,
+    firmware/motion.py: the wearer is then told to go outside); None if they never moved
+    that much while shielded (at rest, shielding is not detectable: nothing to alert)."""
+    need = int(str(fw_config.DEFAULTS["mnf_minutes"]))
+    window = int(str(fw_config.DEFAULTS["mnf_window_min"])) * MIN_MS
+    minutes: list[int] = e.detail.get("moving_min", [])
+    for k in range(need - 1, len(minutes)):
+        if minutes[k] - minutes[k - need + 1] < window:
+            return minutes[k]
+    return None
+
+
 @dataclass(frozen=True)
 class Criterion:
-    """What an alert type must achieve: episodes lasting at least `required_ms` (the rule's
-    grace or dwell) must alert, within `latency_ms` of becoming due; `tolerance_ms` widens
-    an episode for matching (GPS sampling: a fix a minute)."""
+    """What an alert type must achieve: episodes whose counted condition lasted at least
+    `required_ms` (the rule's grace or dwell) must alert, within `latency_ms` of becoming
+    due; `tolerance_ms` widens an episode for matching (GPS sampling: a fix a minute).
+
+    The counted condition starts at the episode's start unless `onset` says otherwise
+    (shielding: once the wearer has moved long enough without a fix; None: never); it is due
+    at onset + required_ms, or at the episode's end with `at_end` (a day judged once it is
+    over). An alert matching no required episode is false, except one matching an episode
+    whose counted condition came within `borderline_ms` (below, above) of the requirement
+    (at the edge, the rule may or may not alert: such an episode is not required either),
+    or an episode of a type in `excused_by` (a battery at the critical level that was
+    charged before it ran flat: the warning was right)."""
 
     required_ms: int
     latency_ms: int
@@ -225,18 +253,62 @@ class Criterion:
     # a moment due without coverage (a dead zone, an outage: in the truth) is due when
     # coverage returns. No tag can report sooner; it must report then, within latency_ms.
     cellular: bool = False
+    onset: Callable[[tr.Episode], int | None] | None = None
+    at_end: bool = False
+    borderline_ms: tuple[int, int] = (0, 0)
+    excused_by: tuple[str, ...] = ()
+    early_ms: int | None = None  # how long before the episode its alert may begin (tolerance)
+    first_day: bool = True  # False: the rule never judges the run's first day (not_charged)
+
+    def start(self, e: tr.Episode) -> int | None:
+        return e.start_ms if self.onset is None else self.onset(e)
+
+    def counted_ms(self, e: tr.Episode) -> int | None:
+        a = self.start(e)
+        return None if a is None else e.end_ms - a
+
+    def due(self, e: tr.Episode) -> int:
+        a = self.start(e)
+        assert a is not None
+        return e.end_ms if self.at_end else a + self.required_ms
 
 
 # Defaults follow backend/rules (curfew grace 10 min, the zone rule's exclusion dwell,
-# tamper at once) and what a monitoring centre needs to act in time (tamper within 60 s,
-# zone entry within 2 min); NIJ 1004.00 allows 3 and 4 minutes.
+# tamper at once, the home unit's power grace, the comms threshold) and the firmware
+# (motion without fix: 10 moving minutes within an hour, then 10 minutes' grace); latency
+# targets are what a monitoring centre needs to act in time (tamper within 60 s, zone entry
+# within 2 min) and NIJ 1004.00's 4 minutes for active tracking elsewhere, with a rule's own
+# cadence added where it has one (a day is judged at the next minute's tick, once the
+# allowed lateness has passed).
 CRITERIA: dict[str, Criterion] = {
-    tr.CURFEW_BREACH: Criterion(10 * MIN_MS, 5 * MIN_MS),
+    tr.CURFEW_BREACH: Criterion(CurfewParams().grace_s * 1000, 5 * MIN_MS),
     tr.EXCLUSION_ZONE_ENTRY: Criterion(
         ZoneParams().exclusion_dwell_s * 1000, 2 * MIN_MS, cellular=True
     ),
     tr.STRAP_CUT: Criterion(0, 60_000, 60_000),
     tr.CASE_OPEN: Criterion(0, 60_000, 60_000),
+    # Escalated after the grace; the wearer is away (moving), so it goes by cellular. A
+    # shielding removed within 2 minutes of the escalation may or may not beat the next fix.
+    tr.FOIL_SHIELDING: Criterion(
+        int(str(fw_config.DEFAULTS["mnf_grace_min"])) * MIN_MS,
+        4 * MIN_MS,
+        cellular=True,
+        onset=shielding_onset,
+        borderline_ms=(0, 2 * MIN_MS),
+    ),
+    # The critical alert warns at 5 %, hours before the cell is flat (REF 700 mAh at a few
+    # mA): it may begin up to a day before; a critical cell charged in time was a true one.
+    tr.FLAT_BATTERY: Criterion(
+        0, 10 * MIN_MS, early_ms=24 * 60 * MIN_MS, excused_by=(tr.BATTERY_CRITICAL,)
+    ),
+    tr.NOT_CHARGED: Criterion(0, 30 * MIN_MS, 30 * MIN_MS, at_end=True, first_day=False),
+    tr.HOME_UNIT_UNPLUGGED: Criterion(HomeUnitParams().power_grace_s * 1000, 2 * MIN_MS),
+    # Contact is the tag's own uploads (every batch, up to batch_s apart) or its home unit
+    # hearing it, so the rule's silence starts up to a batch before the truth's gap: a gap
+    # within that of the threshold is a near miss either way.
+    tr.COMMS_LOSS: Criterion(
+        CommsParams().threshold_s * 1000, 5 * MIN_MS, 15 * MIN_MS, borderline_ms=(15 * MIN_MS, 0)
+    ),
 }
 
 
@@ -248,6 +320,8 @@ class TypeScore:
     alerts: int
     true_alerts: int
     false_alerts: int
+    excused_alerts: int = 0  # for near misses at the edge or excusing truth (Criterion)
+    borderline: int = 0  # near-miss episodes within the criterion's borderline
     latencies_ms: list[int] = field(default_factory=list)
     missed: list[dict[str, Any]] = field(default_factory=list)
     late: list[dict[str, Any]] = field(default_factory=list)
@@ -272,6 +346,8 @@ class TypeScore:
             "detected": self.detected,
             "alerts": self.alerts,
             "false_alerts": self.false_alerts,
+            "excused_alerts": self.excused_alerts,
+            "borderline": self.borderline,
             "recall": self.recall,
             "precision": self.precision,
             "false_per_100_tag_days": false_rate(self.false_alerts, tag_days),
@@ -302,6 +378,10 @@ def covered_from(truth: tr.TruthLog, subject: int, t_ms: int) -> int:
     return t_ms
 
 
+def _overlaps(a: Alert, lo: int, hi: int) -> bool:
+    return a.start_ms <= hi and (a.end_ms is None or a.end_ms >= lo)
+
+
 def score_alerts(
     truth: tr.TruthLog,
     alerts: Sequence[Alert],
@@ -315,42 +395,61 @@ def score_alerts(
     out: dict[str, TypeScore] = {}
     for kind, c in criteria.items():
         eps = [e for e in truth.of_type(kind) if only is None or e.subject in only]
+        if not c.first_day:
+            eps = [e for e in eps if e.start_ms > truth.start_ms]
         mine = [a for a in alerts if a.type == kind and (only is None or a.subject in only)]
-        must = [e for e in eps if e.duration_ms >= c.required_ms]
+        below, above = c.borderline_ms
+        counted = [(e, c.counted_ms(e)) for e in eps]
+        must = [e for e, n in counted if n is not None and n >= c.required_ms + above]
+        near = [
+            e
+            for e, n in counted
+            if n is not None and c.required_ms - below <= n < c.required_ms + above
+        ]
         by_subject: dict[int, list[Alert]] = defaultdict(list)
         for a in mine:
             by_subject[a.subject].append(a)
         used: set[int] = set()
         ts = TypeScore(kind, len(must), 0, len(mine), 0, 0)
+        early = c.tolerance_ms if c.early_ms is None else c.early_ms
         for e in sorted(must):
             # An alert is this episode's if its span overlaps the episode (widened by the
             # tolerance): where the condition starts is measured differently by the backend
             # (the home unit losing the tag at the door, the first fix away) and by the truth
             # (leaving the premises), but an alert covering the breach is not a false one.
-            lo, hi = e.start_ms - c.tolerance_ms, e.end_ms + c.tolerance_ms
-            cands = [
-                a
-                for a in by_subject.get(e.subject, [])
-                if a.start_ms <= hi and (a.end_ms is None or a.end_ms >= lo)
-            ]
+            lo, hi = e.start_ms - early, e.end_ms + c.tolerance_ms
+            cands = [a for a in by_subject.get(e.subject, []) if _overlaps(a, lo, hi)]
             if not cands:
                 ts.missed.append({"subject": e.subject, "start_ms": e.start_ms, "end_ms": e.end_ms})
                 continue
             first = min(cands, key=lambda a: a.raised_ms)
             ts.detected += 1
             used.update(id(a) for a in cands)
-            due = e.start_ms + c.required_ms
+            due = plain_due = c.due(e)
             if c.cellular:
                 due = covered_from(truth, e.subject, due)
             lat = max(0, first.raised_ms - due)
             ts.latencies_ms.append(lat)
             if lat > c.latency_ms:
                 late = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
-                if due != e.start_ms + c.required_ms:
+                if due != plain_due:
                     late["due_ms"] = due  # held back by a coverage gap until then
                 ts.late.append(late)
+        excusing = near + [
+            e for k in c.excused_by for e in truth.of_type(k) if only is None or e.subject in only
+        ]
+        ts.borderline = len(near)
+        for a in mine:
+            if id(a) in used:
+                continue
+            if any(
+                e.subject == a.subject
+                and _overlaps(a, e.start_ms - early, e.end_ms + c.tolerance_ms)
+                for e in excusing
+            ):
+                ts.excused_alerts += 1
         ts.true_alerts = sum(1 for a in mine if id(a) in used)
-        ts.false_alerts = len(mine) - ts.true_alerts
+        ts.false_alerts = len(mine) - ts.true_alerts - ts.excused_alerts
         out[kind] = ts
     return out
 

@@ -22,6 +22,11 @@ from numpy.typing import NDArray
 from sim.population import Injection, Movements, Subject
 from sim.world import Zone
 
+MIN_MS = 60_000
+# The cell at or below this level and not on the charger: the state the rules' critical
+# battery alert names (backend.rules.battery, critical_pct 5), whether or not it then ran flat.
+CRITICAL_LEVEL = 0.05
+
 CURFEW_BREACH = "curfew_breach"
 EXCLUSION_ZONE_ENTRY = "exclusion_zone_entry"
 STRAP_CUT = "strap_cut"
@@ -32,6 +37,8 @@ NOT_CHARGED = "not_charged"
 HOME_UNIT_UNPLUGGED = "home_unit_unplugged"
 CELLULAR_DEAD_ZONE = "cellular_dead_zone"
 CELLULAR_OUTAGE = "cellular_outage"
+BATTERY_CRITICAL = "battery_critical"
+COMMS_LOSS = "comms_loss"
 TYPES = (
     CURFEW_BREACH,
     EXCLUSION_ZONE_ENTRY,
@@ -43,6 +50,8 @@ TYPES = (
     HOME_UNIT_UNPLUGGED,
     CELLULAR_DEAD_ZONE,
     CELLULAR_OUTAGE,
+    BATTERY_CRITICAL,
+    COMMS_LOSS,
 )
 ALL_SUBJECTS = -1  # area-wide episodes (a network outage)
 
@@ -273,3 +282,92 @@ def level_episodes(
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
         if times[min(b, last)] > times[a]
     ]
+
+
+def travel_spans(movements: Movements, subject: int) -> list[tuple[int, int]]:
+    """When the subject was on the move: every track segment that is not a stay."""
+    t, _, _, place = movements.track(subject)
+    tl, pl = t.tolist(), place.tolist()
+    out: list[tuple[int, int]] = []
+    for j in range(len(tl) - 1):
+        if pl[j] >= 0 and pl[j] == pl[j + 1]:
+            continue
+        if out and out[-1][1] >= tl[j]:
+            out[-1] = (out[-1][0], max(out[-1][1], tl[j + 1]))
+        elif tl[j + 1] > tl[j]:
+            out.append((tl[j], tl[j + 1]))
+    return out
+
+
+def with_motion(movements: Movements, episodes: Sequence[Episode]) -> list[Episode]:
+    """Shielding episodes with the minutes the wearer moved during them (`moving_min`: the
+    start of each clock minute with any travel in it). The tag counts motion the same way,
+    minute by minute, and only motion without a fix alerts (docs/simulator.md, Scoring)."""
+    out = []
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for e in episodes:
+        if e.type != FOIL_SHIELDING:
+            out.append(e)
+            continue
+        if e.subject not in spans:
+            spans[e.subject] = travel_spans(movements, e.subject)
+        minutes: set[int] = set()
+        for a, b in spans[e.subject]:
+            lo, hi = max(a, e.start_ms), min(b, e.end_ms)
+            if hi > lo:
+                minutes.update(range(lo // MIN_MS * MIN_MS, hi, MIN_MS))
+        out.append(Episode(e.start_ms, e.end_ms, e.type, e.subject,
+                           {**e.detail, "moving_min": sorted(minutes)}))  # fmt: skip
+    return out
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        elif b > a:
+            out.append((a, b))
+    return out
+
+
+def intersect_spans(
+    xs: Sequence[tuple[int, int]], ys: Sequence[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Both sorted and disjoint."""
+    out = []
+    i = j = 0
+    while i < len(xs) and j < len(ys):
+        a, b = max(xs[i][0], ys[j][0]), min(xs[i][1], ys[j][1])
+        if b > a:
+            out.append((a, b))
+        if xs[i][1] < ys[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def comms_gaps(
+    movements: Movements,
+    subjects: Sequence[Subject],
+    episodes: Sequence[Episode],
+    min_ms: int = 1000,
+) -> list[Episode]:
+    """Time a tag had no way to reach the backend: flat, or away from home (its home unit
+    relays for it only there) without cellular coverage (a dead zone, an outage). Any
+    length: the comms rule's threshold is the scorer's business."""
+    out = []
+    for s in subjects:
+        mine = [e for e in episodes if e.subject in (s.index, ALL_SUBJECTS)]
+        home = merge_spans((a, b) for pl, a, b in movements.stays[s.index] if pl == s.home)
+        away = subtract([(movements.start_ms, movements.end_ms)], home)
+        no_cover = merge_spans(
+            (e.start_ms, e.end_ms) for e in mine if e.type in (CELLULAR_DEAD_ZONE, CELLULAR_OUTAGE)
+        )
+        gaps = intersect_spans([(a, b) for a, b, _ in away], no_cover)
+        flat = [(e.start_ms, e.end_ms) for e in mine if e.type == FLAT_BATTERY]
+        for a, b in merge_spans(gaps + flat):
+            if b - a >= min_ms:
+                out.append(Episode(a, b, COMMS_LOSS, s.index, {}))
+    return out

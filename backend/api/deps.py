@@ -29,6 +29,8 @@ Every route takes its caller from here, never from a check of its own:
   re-checked periodically, and each event's subject at the moment it is sent (a share that
   ends stops what the stream shows at once); every subject whose data a stream sends is
   audited per subject.
+- `pool_keeper` / `pool_tag_scope(write)`: the unit's tag pool, kept by its supervisors and
+  officers; a `device_id` is a tag in the caller's unit's pool, else 404.
 - `Audit`: `await`-free `Auditor.record(action, ...)` appends to the hash-chained audit log
   inside the request's transaction when one is open (so a change and its record commit
   together), else in a transaction of its own.
@@ -560,6 +562,36 @@ def subject_share(
     if not roles.may_share(user.role):
         raise _forbidden(conn, "only a supervisor shares a subject")
     return subject
+
+
+def pool_keeper(conn: HTTPConnection, user: CurrentUser) -> User:
+    """The unit's tag pool is its supervisors' and officers' (roles.may_keep_pool); 403 else."""
+    if not roles.may_keep_pool(user.role):
+        raise _forbidden(conn, "the tag pool is kept by supervisors and officers")
+    return user
+
+
+PoolKeeper = Annotated[User, Depends(pool_keeper)]
+
+
+def pool_tag_scope(write: bool) -> Callable[..., int]:
+    """Guard of `{device_id}` under /api/pool: a tag in the caller's unit's pool, for its
+    supervisors and officers (403 for other roles); a tag in no pool or in another unit's
+    does not exist to the caller (404)."""
+
+    def dependency(conn: HTTPConnection, device_id: Id, user: PoolKeeper, ctx: Context) -> int:
+        with ctx.engine.connect() as db:
+            if not access.pool_tag_visible(db, user, device_id):
+                raise _not_found(conn, "tag in your unit's pool")
+        return device_id
+
+    dependency.__name__ = f"pool_tag_scope_{'write' if write else 'read'}"
+    _mark(dependency, "device_id", "tag", write)
+    return dependency
+
+
+PoolTagRead = Annotated[int, Depends(pool_tag_scope(write=False))]
+PoolTagWrite = Annotated[int, Depends(pool_tag_scope(write=True))]
 
 
 @dataclass(frozen=True)

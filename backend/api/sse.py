@@ -30,6 +30,10 @@ Fetch = Callable[[int, float], tuple[int, list[tuple[int, str, dict[str, Any], i
 MAX_EVENT_ID = 2**62
 SESSION_CHECK_S = 5.0  # how often a stream re-checks the caller's session
 KEEPALIVE_S = 15.0  # how long an idle stream waits before a keep-alive comment
+# A stream never ends by itself, so a stopping server waits this long for open streams and
+# then closes them; the browser reconnects (with Last-Event-ID) to a server that is up.
+# Without it a restart waits until the service manager kills the process.
+SHUTDOWN_GRACE_S = 5
 
 
 def last_event_id(

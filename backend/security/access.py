@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from backend.security import roles
+from backend.services import pool
 from backend.storage.schema import (
     alerts,
     assignments,
@@ -279,3 +280,8 @@ def share_owner(conn: Connection, user: User, share_id: int) -> int | None:
 def may_revoke_share(user: User, owner_unit_id: int) -> bool:
     """Only a supervisor of the unit that owns the subject ends a share of it."""
     return roles.may_share(user.role) and user.unit_id == owner_unit_id
+
+
+def pool_tag_visible(conn: Connection, user: User, device: int) -> bool:
+    """A tag is visible in the pool to its unit's supervisors and officers only."""
+    return roles.may_keep_pool(user.role) and pool.unit_of(conn, device) == user.unit_id

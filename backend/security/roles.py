@@ -77,6 +77,11 @@ def may_share(role: str) -> bool:
     return role == SUPERVISOR
 
 
+def may_keep_pool(role: str) -> bool:
+    """The unit's tag pool (backend/services/pool.py): the officers who fit and remove tags."""
+    return role in (SUPERVISOR, OFFICER)
+
+
 def may_read_directory(role: str) -> bool:
     """Units and users lists: administrators manage them, auditors need names for the log."""
     return role in (ADMINISTRATOR, AUDITOR)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select
 
-from backend.services import monitoring
+from backend.services import consent, monitoring, pool
 from backend.services.errors import Conflict, Invalid
 from backend.storage.schema import VICTIM, assignments, devices
 
@@ -28,10 +28,18 @@ def get(conn: Connection, assignment_id: int) -> Any:
 
 
 def fit(
-    conn: Connection, subject_id: int, device: int, role: str, starts_at: int, now: float
+    conn: Connection,
+    subject_id: int,
+    device: int,
+    role: str,
+    starts_at: int,
+    now: float,
+    user_id: int | None = None,
 ) -> int:
     """Fit a device from `starts_at`: the subject's previous device of the same role is
-    unassigned from then; a device serving another subject at that time is refused."""
+    unassigned from then; a device serving another subject at that time is refused, and so
+    is any fitting once the subject has withdrawn consent. A tag of the unit's pool must be
+    free, and becomes fitted (pool.py); the one it replaces, removed."""
     kind = conn.execute(select(devices.c.kind).where(devices.c.id == device)).scalar()
     if kind is None:
         raise Invalid(f"device {device} is not registered")
@@ -47,36 +55,42 @@ def fit(
     ).first()
     if busy is not None:
         raise Conflict(f"device {device} is assigned to another subject")
-    conn.execute(
-        update(assignments)
-        .where(
+    consent.may_fit(conn, subject_id)
+    for swapped in conn.execute(
+        select(a.id).where(
             a.subject_id == subject_id,
             a.role == role,
             a.ends_at.is_(None),
             a.starts_at < starts_at,
         )
-        .values(ends_at=starts_at)
-    )
+    ).scalars():
+        pool.remove(conn, swapped, starts_at, user_id, now)
     new_id = conn.execute(
         insert(assignments)
         .values(subject_id=subject_id, device=device, role=role, starts_at=starts_at,
                 created_at=now)
         .returning(a.id)
     ).scalar_one()  # fmt: skip
+    pool.assignment_started(conn, device, new_id, user_id, now)
     monitoring.changed(conn, subject_id, now)
     return int(new_id)
 
 
-def end(conn: Connection, subject_id: int, assignment_id: int, ends_at: int, now: float) -> None:
-    """Remove a device: the assignment ends at `ends_at`."""
+def end(
+    conn: Connection,
+    subject_id: int,
+    assignment_id: int,
+    ends_at: int,
+    now: float,
+    user_id: int | None = None,
+) -> None:
+    """Remove a device: the assignment ends at `ends_at` (a pool tag is then removed)."""
     row = get(conn, assignment_id)
     if row.role == VICTIM:
         raise Invalid("a victim's device is unlinked through its link (/api/victim-devices)")
     if ends_at <= row.starts_at:
         raise Invalid("ends_at must be after starts_at")
-    conn.execute(
-        update(assignments).where(assignments.c.id == assignment_id).values(ends_at=ends_at)
-    )
+    pool.remove(conn, assignment_id, ends_at, user_id, now)
     monitoring.changed(conn, subject_id, now)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Select, insert, select, update
 
 from backend.security import access, roles
 from backend.security.access import User
-from backend.services import units
+from backend.services import consent, units
 from backend.services.errors import Invalid
 from backend.storage.schema import shares, subjects
 
@@ -40,6 +40,7 @@ def create(
         raise Invalid("a subject is not shared with its own unit")
     if not units.exists(conn, unit_id):
         raise Invalid(f"unit {unit_id} does not exist")
+    consent.may_share(conn, subject_id, unit_id)
     new_id = conn.execute(
         insert(shares)
         .values(

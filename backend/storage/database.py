@@ -6,6 +6,7 @@ queue for the write lock instead of failing with "database is locked" on upgrade
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,27 @@ from sqlalchemy.engine import make_url
 MIGRATIONS = Path(__file__).parent / "migrations"
 IMMEDIATE = {"sqlite_immediate": True}
 CONNECT_TIMEOUT_S = 10
+
+
+@dataclass
+class Retry:
+    """The back-off for work that failed because a server went away: the database (a
+    PostgreSQL primary lost, Patroni promoting its replica) or a broker. Doubling from
+    first_s to max_s; success resets it. Each connection (a worker's database work, each of
+    its brokers) keeps one, and every retry loop asks it how long to wait."""
+
+    first_s: float = 0.2
+    max_s: float = 5.0
+    attempt: int = 0
+
+    def failed(self) -> float:
+        """Seconds to wait before the next attempt."""
+        delay: float = min(self.max_s, self.first_s * 2.0 ** min(self.attempt, 16))
+        self.attempt += 1
+        return delay
+
+    def succeeded(self) -> None:
+        self.attempt = 0
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

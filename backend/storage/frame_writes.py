@@ -155,6 +155,18 @@ def first_received(conn: Connection, keys: Sequence[FrameKey]) -> dict[FrameKey,
     }
 
 
+def stored_frames(conn: Connection, keys: Sequence[FrameKey]) -> dict[FrameKey, tuple[int, bool]]:
+    """The stored id and late flag of each of these frames."""
+    return {
+        (r.device, r.boot, r.seq): (r.id, bool(r.late))
+        for r in conn.execute(
+            select(frames.c.id, frames.c.device, frames.c.boot, frames.c.seq, frames.c.late).where(
+                tuple_(frames.c.device, frames.c.boot, frames.c.seq).in_(keys)
+            )
+        )
+    }
+
+
 # ---- writes ------------------------------------------------------------------------------
 
 _FRAMES_CONFLICT = "ON CONFLICT (device, boot, seq) DO NOTHING RETURNING id, device, boot, seq"

@@ -550,3 +550,70 @@ Index(
     sqlite_where=frames.c.mtype == 2,
     postgresql_where=frames.c.mtype == 2,
 )
+
+# ---------------------------------------------------------------------------------------
+# The voluntary scheme (migration 0006_consent_pool): a subject's enrolment with its consent,
+# the removal task a withdrawal opens, and the unit's tag pool. backend/services/consent.py and
+# pool.py own them.
+
+# One enrolment per period on a scheme. Consent: when it was given (consent_at, Unix s),
+# which kinds of unit the wearer agreed their data may be shared with (sharing:
+# comma-separated subset of roles.UNIT_KINDS), who witnessed it and the signed document's
+# reference; review_at: when it must be reviewed with the wearer. withdrawn_at: when the
+# wearer withdrew (Unix s); exited_at: when the equipment came off after it (the end of the
+# enrolment; from then on ingest refuses the subject's devices' new data).
+enrolments = Table(
+    "enrolments",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("scheme", String(100), nullable=False),
+    Column("consent_at", BigInteger, nullable=False),
+    Column("sharing", String(64), nullable=False),
+    Column("witnessed_by", String(100), nullable=False),
+    Column("document_ref", String(100), nullable=False),
+    Column("review_at", BigInteger, nullable=False),
+    Column("withdrawn_at", BigInteger, nullable=True),
+    Column("withdrawal_note", Text, nullable=True),
+    Column("exited_at", BigInteger, nullable=True),
+    Column("created_by", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Index(None, "subject_id"),
+)
+
+# Taking the equipment off a wearer who withdrew: opened by the withdrawal, done when the
+# officer records the removal (removed_at, Unix s: when the equipment came off). Completing
+# it ends the subject's assignments at removed_at.
+removal_tasks = Table(
+    "removal_tasks",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("enrolment_id", BigInteger, ForeignKey("enrolments.id"), nullable=False),
+    Column("opened_at", Double, nullable=False),
+    Column("opened_by", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("done_at", Double, nullable=True),
+    Column("done_by", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("removed_at", BigInteger, nullable=True),
+    Index(None, "subject_id"),
+    Index(None, "done_at"),
+)
+
+# The tag pool: every change of a tag's state (backend/services/pool.py STATES) with the unit
+# whose pool holds it, who made it and, for fitting and removal, the assignment. The newest
+# row is the tag's state now.
+tag_states = Table(
+    "tag_states",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at", Double, nullable=False),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("assignment_id", BigInteger, ForeignKey("assignments.id"), nullable=True),
+    Column("note", Text, nullable=False),
+    Index(None, "device", "id"),
+    Index(None, "unit_id"),
+)

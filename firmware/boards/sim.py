@@ -28,9 +28,10 @@ class SimModem:
         if not on:
             self.state = hal.MODEM_OFF
 
-    def connect(self, client_id: str, down_topic: str) -> None:
+    def connect(self, broker: str, client_id: str, password: str, down_topic: str) -> None:
+        # The simulator's bridge opens the session with exactly these credentials.
         self.state = hal.MODEM_CONNECTING
-        self.link.send("C %s %s" % (client_id, down_topic))
+        self.link.send("C %s %s %s %s" % (client_id, down_topic, broker or "-", password))
 
     def status(self) -> int:
         return self.state

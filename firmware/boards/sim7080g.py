@@ -30,8 +30,8 @@ class Sim7080G:
         self.uart = uart
         self.pwrkey = pwrkey
         self.supply = supply
-        self.host = str(cfg.get("board_broker_host", "mqtt.tagwatch.invalid"))
-        self.port = int(cfg.get("board_broker_port", 1883))  # type: ignore[call-overload]
+        self.host = ""  # the broker of the session asked for (connect())
+        self.port = 0
         self.apn = str(cfg.get("board_apn", ""))
         self.state = hal.MODEM_OFF
         self.phase = "off"
@@ -49,6 +49,7 @@ class Sim7080G:
         self.errors = 0
         self.last_error = ""
         self.client_id = ""
+        self.password = ""
         self.down_topic = ""
         self.after = "ready"
 
@@ -68,11 +69,17 @@ class Sim7080G:
             self.state = hal.MODEM_OFF
             self.session = None
 
-    def connect(self, client_id: str, down_topic: str) -> None:
+    def connect(self, broker: str, client_id: str, password: str, down_topic: str) -> None:
+        i = broker.rfind(":")
+        self.host = broker[:i]
+        self.port = int(broker[i + 1 :]) if i > 0 else 0
         self.client_id = client_id
+        self.password = password
         self.down_topic = down_topic
         self.state = hal.MODEM_CONNECTING
-        if self.phase == "ready":
+        if not self.port:
+            self._fail("no broker")
+        elif self.phase == "ready":
             self._open()
 
     def status(self) -> int:
@@ -216,7 +223,7 @@ class Sim7080G:
             if line.endswith(",0"):
                 self.waiting = None
                 self.phase = "online"
-                self.session = mqtt.Session(self.client_id, self.down_topic)
+                self.session = mqtt.Session(self.client_id, self.down_topic, 300, self.password)
                 self._flush_session()
             else:
                 self._fail(line)

@@ -107,11 +107,34 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database()
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A migrated database on each engine."""
-    eng = make_engine(db_url)
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per session, copied by `migrated`."""
+    path = tmp_path_factory.mktemp("template") / "head.db"
+    eng = make_engine(f"sqlite:///{path}")
     upgrade(eng)
+    eng.dispose()
+    return path
+
+
+def migrated(request: pytest.FixtureRequest, url: str) -> Engine:
+    """An engine on the fresh, empty database at `url` brought to head. A SQLite database is
+    a copy of the session's migrated template (a migration per test cost the suite about a
+    second each; the migrations themselves are tested in test_storage and test_upgrade); on
+    PostgreSQL creating the database costs what copying a template would, so it migrates."""
+    if url.startswith("sqlite:///"):
+        template: Path = request.getfixturevalue("sqlite_template")
+        shutil.copyfile(template, url.removeprefix("sqlite:///"))
+        return make_engine(url)
+    eng = make_engine(url)
+    upgrade(eng)
+    return eng
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest, db_url: str) -> Iterator[Engine]:
+    """A migrated database on each engine."""
+    eng = migrated(request, db_url)
     yield eng
     eng.dispose()
 

@@ -4,6 +4,7 @@ list, so every ACK the pipeline publishes can be checked)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -363,3 +364,45 @@ def test_frames_dated_outside_the_plausible_window_are_counted_rejections(
         fr.Record(fr.LINK, dt=0, state=fr.LINK_OFFLINE)])  # fmt: skip
     h.send((topics.home_status(UNIT_ID), will))
     assert h.count(frames) == 5 and h.ingest.rejections[("time", UNIT_ID)] == 0
+
+
+def test_a_batch_retried_after_its_commit_answer_was_lost_stores_nothing_twice(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database commits the batch, then the connection dies before the answer reaches the
+    # worker (a primary killed in that instant; docs/scaling.md, "Database failover"). The
+    # worker sees an error and runs the same batch again, as IngestWorker.run_once does.
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    commit = h.engine.dialect.do_commit
+    lost: list[bool] = []
+
+    def commit_then_lose_the_answer(dbapi_conn: Any) -> None:
+        commit(dbapi_conn)  # committed on the server
+        if lost:
+            return
+        lost.append(True)
+        getattr(dbapi_conn, "dbapi_connection", dbapi_conn).close()  # the socket is gone
+        error = psycopg.OperationalError if h.engine.dialect.name == "postgresql" else None
+        raise (error or sqlite3.OperationalError)("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(h.engine.dialect, "do_commit", commit_then_lose_the_answer)
+    tamper = fr.Record(fr.TAMPER, dt=0, sensor=1, state=1)  # the strap opened
+    batch = [up(h, 1, fixes=10), up(h, 2, fixes=3, extra=[tamper]), up(h, 3)]
+    with pytest.raises(DBAPIError):
+        h.send(*batch)
+    assert lost and h.published == [] and h.rules.committed == []  # nothing told, yet stored
+    assert h.count(frames) == 3
+    h.send(*batch)  # the retry
+    assert h.count(frames) == 3
+    assert h.count(positions) == 14
+    assert h.count(device_events) == 1  # the tamper once
+    assert h.acks(h.tag) == {(1, 1), (1, 2), (1, 3)}
+    # The rules never saw the first attempt's frames (it failed before handing them over):
+    # they get them now, once each, though the retry found them stored.
+    assert sorted(s.frame.seq for s in h.rules.committed) == [1, 2, 3]
+    h.send(*batch)  # an ordinary retransmission later: a duplicate, for storage and rules
+    assert sorted(s.frame.seq for s in h.rules.committed) == [1, 2, 3]

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from firmware import frame as fr
-from hw import micropython
+from sim import micropython
 
 KEY = bytes(range(32))
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from backend.broker import Mosquitto
-from hw import boarddef, micropython
+from hw import boarddef
+from sim import micropython
 from sim.hil import HilConfig, HilTag
 from tests.firmware import code_heap
 from tests.hil.peer import ScriptedBackend
@@ -41,8 +42,7 @@ def simulated_day() -> dict[str, Any]:
             device=9001,
             key=key,
             workdir=Path(tmp),
-            broker_host=broker.host,
-            broker_port=broker.port,
+            brokers=[f"{broker.host}:{broker.port}"],
             heap=DAY_HEAP,
         )
         try:

@@ -1,22 +1,28 @@
-"""Simulation speed: tag-days of the real firmware per wall-clock minute, fleet only
-(frames acknowledged in-process) and through the full stack (Mosquitto, in-process ingest
-with the rules engine on; home units at 100 tags), for 100 and 1,000 tags; and one tag under the
-micropython binary beside one CPython fleet tag. Each run covers two hours of a morning
-from 07:00 (the curfew ends; people wake in RF mode at home, then go out in GPS mode), so
-the whole bench stays bounded; the baseline column is the speed-up over real time
-(simulated seconds per wall second).
+"""Simulation speed: tag-days of the real firmware per wall-clock minute,
+fleet only (frames acknowledged in-process) in one process and sharded over worker processes
+(sim/shard.py), and through the full stack (Mosquitto, in-process ingest with the rules engine
+on; home units at 100 tags), for 100 and 1,000 tags; one tag under the micropython binary
+beside one CPython fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is
+what bounds it. Most runs cover two hours of a morning from 07:00 (the curfew ends; people
+wake in RF mode at home, then go out in GPS mode: the busiest hours), so the whole bench
+stays bounded; one covers a whole day (nights at rest are cheaper). The baseline column is
+the speed-up over real time (simulated seconds per wall second) or over one process.
 
 One module alone: `.venv/bin/python -m tests.bench.sim_run`."""
 
 from __future__ import annotations
 
+import cProfile
 import logging
+import os
+import pstats
 from dataclasses import dataclass
 
 import structlog
 
 from sim import scenario
 from sim.fleet import Fleet, RunOptions
+from sim.shard import run_sharded
 
 
 @dataclass
@@ -34,12 +40,11 @@ class Speed:
         return self.sim_s / self.wall_s
 
 
-def measure(
+def options(
     tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
-) -> Speed:
-    """Run `tags` subjects of dorset-iom-50 from `start` o'clock for `hours`."""
-    sc = scenario.load("dorset-iom-50")
-    opts = RunOptions(
+) -> RunOptions:
+    """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1."""
+    return RunOptions(
         seed=1,
         subjects=tags,
         days=1,
@@ -50,26 +55,90 @@ def measure(
         from_hour=start,
         hours=hours,
     )
-    with Fleet(sc, opts) as f:
+
+
+def measure(
+    tags: int, hours: float, backend: bool, hil: int = 0, units: bool = True, start: float = 7.0
+) -> Speed:
+    sc = scenario.load("dorset-iom-50")
+    with Fleet(sc, options(tags, hours, backend, hil, units, start)) as f:
         f.setup()
         r = f.run()
     n = tags if hil == 0 else hil
     return Speed(n, r.sim_ms / 1000, r.wall_s)
 
 
+def measure_sharded(tags: int, hours: float, workers: int, start: float = 7.0) -> Speed:
+    sc = scenario.load("dorset-iom-50")
+    r = run_sharded(sc, options(tags, hours, backend=False, start=start), workers)
+    return Speed(tags, r.sim_ms / 1000, r.wall_s)
+
+
+# Where a fleet tag's CPU time goes: the firmware's own step (everything under App.poll),
+# within it the NMEA parser and the beacon (an HMAC each), and the simulated board's NMEA
+# writer and world look-ups; the rest of the runner is the difference to the whole run.
+PROFILE_PARTS = (
+    ("App.poll with the board it calls", "firmware/app.py", "poll"),
+    ("firmware NMEA parser", "firmware/nmea.py", "feed"),
+    ("firmware beacon", "firmware/rfmode.py", "_beacon"),
+    ("board NMEA writer + GNSS model", "sim/fleet_board.py", "gnss_read"),
+    ("world look-ups", "sim/fleet.py", "position"),
+)
+
+
+def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, dict[str, float]]:
+    """Share of a fleet-only run's profiled time in each part (cumulative), and polls per
+    tag-day (each poll is one run of the real firmware's step)."""
+    sc = scenario.load("dorset-iom-50")
+    with Fleet(sc, options(tags, hours, backend=False)) as f:
+        f.setup()
+        prof = cProfile.Profile()
+        prof.enable()
+        r = f.run()
+        prof.disable()
+    st = pstats.Stats(prof)
+    entries: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    entries = st.stats  # type: ignore[attr-defined]
+    total = sum(tt for (_, _, tt, _, _) in entries.values())
+    out: dict[str, float] = {}
+    for label, path, fn in PROFILE_PARTS:
+        cum = sum(
+            v[3] for (file, _, name), v in entries.items() if file.endswith(path) and name == fn
+        )
+        out[label] = cum / total if total else 0.0
+    polls_per_tag_day = r.counters["polls"] / (tags * r.sim_ms / 86_400_000)
+    return polls_per_tag_day, out
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     out = []
-    for tags, hours in ((100, 2.0), (1000, 2.0)):
-        s = measure(tags, hours, backend=False)
+    cores = os.cpu_count() or 1
+    for tags, hours, start in ((100, 2.0, 7.0), (1000, 2.0, 7.0), (100, 24.0, 0.0)):
+        one = measure(tags, hours, backend=False, start=start)
+        many = measure_sharded(tags, hours, cores, start=start)
+        span = f"{hours:g} h from {start:02.0f}:00"
         out.append(
             (
                 "sim run",
-                f"fleet only, {tags} tags ({hours:g} h from 07:00)",
-                f"{s.tag_days_per_min:.1f} tag-days/min",
-                f"{s.realtime:.0f}x real time",
+                f"fleet only, {tags} tags ({span})",
+                f"{one.tag_days_per_min:.1f} tag-days/min",
+                f"{one.realtime:.0f}x real time",
             )
         )
+        out.append(
+            (
+                "sim run",
+                f"fleet only sharded over {cores} processes, {tags} tags ({span})",
+                f"{many.tag_days_per_min:.1f} tag-days/min",
+                f"{many.tag_days_per_min / one.tag_days_per_min:.2f}x one process",
+            )
+        )
+    polls, split = profile_split()
+    parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in split.items())
+    out.append(
+        ("sim run", "fleet only: profile (20 tags, 2 h)", f"{polls:.0f} polls/tag-day", parts)
+    )
     # 1,000 home-unit daemons (each its own MQTT session) do not all get their configuration
     # within sim.home_units' 30 s start-up on a loaded 2-core machine: at 1,000 tags the
     # full stack is broker, ingest and rules, every tag in GPS mode.

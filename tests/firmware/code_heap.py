@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from firmware import main as fw_main
-from hw import micropython
+from sim import micropython
 
 CPYTHON_ONLY = "drives the micropython binary"
 
@@ -32,6 +32,7 @@ def tag_modules(paired: bool = True) -> tuple[tuple[str, str], ...]:
     if paired:
         rows += [("firmware." + n, PAIRED) for n in fw_main._RF.split()]
     rows += [("firmware.app", ALWAYS), ("firmware.appboot", BOOT_ONLY)]
+    rows.append(("firmware.brokers", BOOT_ONLY))  # config's and appboot's; a cmd_broker's too
     for board in ("blockfile", "boards.definition", "boards.sim"):  # make_board("sim")
         rows.append(("firmware." + board, ALWAYS))
     rows += [("firmware.zonewatch", ZONES), ("firmware.cmdrun", COMMAND)]

@@ -62,20 +62,24 @@ class FakeModem:
         self.sent = []  # every payload published, in order
         self.inbox = []
         self.connects = 0
+        self.sessions = []  # (broker, client id, password) of every connect
+        self.dead = set()  # brokers that refuse or drop every session
 
     def power(self, on):
         self.on = on
         self.state = hal.MODEM_OFF
 
-    def connect(self, client_id, down_topic):
+    def connect(self, broker, client_id, password, down_topic):
+        self.sessions.append((broker, client_id, password))
         self.state = hal.MODEM_CONNECTING
         self.connect_at = self.board.clock + 5000  # registration + MQTT connect
         self.connects += 1
 
     def status(self):
+        up = self.coverage and self.sessions[-1][0] not in self.dead if self.sessions else False
         if self.state == hal.MODEM_CONNECTING and self.board.clock >= self.connect_at:
-            self.state = hal.MODEM_ONLINE if self.coverage else hal.MODEM_FAILED
-        if self.state == hal.MODEM_ONLINE and not self.coverage:
+            self.state = hal.MODEM_ONLINE if up else hal.MODEM_FAILED
+        if self.state == hal.MODEM_ONLINE and not up:
             self.state = hal.MODEM_FAILED
         return self.state
 

@@ -1,6 +1,6 @@
 # The application step machine on the fake board: fixes to sealed frames to uplink to ACK,
 # tamper, motion without fix, commands, coverage loss, reboot, tick wraparound.
-from firmware import config
+from firmware import brokers, config
 from firmware import frame as fr
 from firmware.app import App
 from tests.firmware import fakeboard as fb
@@ -204,6 +204,74 @@ def test_coverage_loss_backoff_and_recovery_nothing_lost_or_doubled():
     flash.close()
 
 
+def test_brokers_tried_in_order_kept_while_they_work_back_off_only_when_all_fail():
+    a, b = "a.test:1883", "b.test:8883"
+    app, board, flash = make(brokers=[a, b])
+    board.moving = True
+    board.modem.dead = {a}
+    fb.run(app, board, 25 * MIN)
+    used = [s[0] for s in board.modem.sessions]
+    # a refused: b at once (no back-off between them), then b again for every session.
+    assert used[:2] == [a, b] and set(used[1:]) == {b} and len(used) >= 3
+    assert board.modem.connects == len(used) and app.uplink.failures == 0
+    assert app.store.pending() == 0
+    # Every session logs in as the tag with the password derived from its key.
+    login = ("tag-%d" % fb.DEVICE, brokers.password(fb.KEY))
+    assert set((s[1], s[2]) for s in board.modem.sessions) == {login}
+    # b dies: the next session goes to a, which is back.
+    board.modem.dead = {b}
+    n = len(used)
+    fb.run(app, board, 50 * MIN)
+    assert [s[0] for s in board.modem.sessions][n : n + 2] == [b, a]
+    assert app.store.pending() == 0
+    got = seqs(board)
+    assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # nothing lost
+    # Both dead: a round over the list, then the exponential back-off.
+    board.modem.dead = {a, b}
+    n = len(board.modem.sessions)
+    fb.run(app, board, 110 * MIN)
+    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n < 2 * 15
+    board.modem.dead = set()
+    fb.run(app, board, 170 * MIN)
+    assert app.store.pending() == 0
+    assert sorted(set(seqs(board))) == [(app.boot, s) for s in range(app.seq)]
+    flash.close()
+
+
+def broker_rec(endpoint, host=None):
+    name, port = endpoint.rsplit(":", 1)
+    return fr.Record(fr.CMD_BROKER, port=int(port), extra=name.encode() if host is None else host)
+
+
+def test_a_pushed_broker_list_is_used_from_the_next_session_and_kept_across_reboots():
+    a, c, d = "a.test:1883", "c.test:8883", "d.test:8883"
+    flash = Flash(blocks=64, block_size=4096)
+    app, board, _ = make(flash=flash, brokers=[a])
+    board.moving = True
+    fb.run(app, board, 2 * MIN)
+    # Refused as a whole, the list unchanged: a host name that is not text; five brokers.
+    board.modem.inbox.append(command(1, broker_rec(c), broker_rec(d, host=b"\xff.test")))
+    board.modem.inbox.append(command(2, *[broker_rec(c)] * 5))
+    board.modem.inbox.append(command(3, broker_rec(c), broker_rec(d)))  # taken
+    fb.run(app, board, 14 * MIN)
+    assert (
+        results(board)
+        == [(1, fr.RESULT_BAD_ARGS)] * 2 + [(2, fr.RESULT_BAD_ARGS)] * 5 + [(3, fr.RESULT_OK)] * 2
+    )
+    assert app.uplink.brokers == [c, d] and app.cfg["brokers"] == [c, d]
+    n = len(board.modem.sessions)
+    board.modem.dead = {c}
+    fb.run(app, board, 40 * MIN)
+    used = [s[0] for s in board.modem.sessions[n:]]
+    assert used[:2] == [c, d] and a not in used and app.store.pending() == 0
+    # After a reboot the tag still uses the pushed list, not the provisioned one.
+    app2, board2, _ = make(flash=flash, brokers=[a])
+    board2.moving = True
+    fb.run(app2, board2, 15 * MIN)
+    assert [s[0] for s in board2.modem.sessions][:1] == [c] and app2.store.pending() == 0
+    flash.close()
+
+
 def test_unacked_frames_resent_byte_identical_then_freed():
     app, board, flash = make()
     board.moving = True
@@ -295,7 +363,7 @@ def test_fast_sampling_gives_up_an_attempt_without_a_fix_and_tries_again():
     app, board, flash = make()
     board.moving = True
     board.ttff_ms = 10**9  # this first attempt never gets a fix
-    app.sampler.locate = True  # a fix wanted now: 15-s sampling until it comes
+    app.sampler.locate_now(0)  # a fix wanted now: 15-s sampling until it comes
     ons = []
     power = board.gnss_power
 

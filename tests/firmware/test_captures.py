@@ -14,7 +14,7 @@ import pynmea2
 import pytest
 
 from firmware import fixfilter
-from hw import micropython
+from sim import micropython
 from tests.firmware import capture_replay as cr
 
 CPYTHON_ONLY = "pynmea2, and drives the micropython binary"

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hw import micropython
-from sim import nmea
+from sim import micropython, nmea
 from tests.firmware import clock_recovery as cr
 from tests.firmware import fakeboard as fb
 

@@ -4,7 +4,7 @@ for a paired and an unpaired tag; and the measurement covers each module on its 
 
 from __future__ import annotations
 
-from hw import micropython
+from sim import micropython
 from tests.firmware import code_heap
 
 CPYTHON_ONLY = "drives the micropython binary"

@@ -9,6 +9,13 @@ def test_connect_packet_bytes():
     assert mqtt.connect("tag-7", 300) == (b"\x10\x11\x00\x04MQTT\x04\x00\x01\x2c\x00\x05tag-7")
 
 
+def test_connect_with_credentials_bytes():
+    # Flags 0xC0: username and password follow the client id; the username is the client id.
+    assert mqtt.connect("tag-7", 300, False, "pw") == (
+        b"\x10\x1c\x00\x04MQTT\x04\xc0\x01\x2c\x00\x05tag-7\x00\x05tag-7\x00\x02pw"
+    )
+
+
 def test_publish_subscribe_puback_bytes():
     assert mqtt.publish("a/b", b"\x01\x02", 5) == b"\x32\x09\x00\x03a/b\x00\x05\x01\x02"
     assert mqtt.subscribe("t/d", 1) == b"\x82\x08\x00\x01\x00\x03t/d\x01"

@@ -9,7 +9,7 @@ import pytest
 
 from firmware import frame as fr
 from firmware.framedict import frame_from_dict
-from hw import micropython
+from sim import micropython
 from tests.firmware.test_frame_properties import LIMITS
 
 CPYTHON_ONLY = "drives the micropython binary"

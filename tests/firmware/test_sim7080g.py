@@ -84,15 +84,16 @@ def drive(m, uart, t, until_ms, cond=None):
 def test_bring_up_publish_receive_and_loss():
     uart = ScriptedModem()
     supply, key = Pin(), Pin()
-    m = Sim7080G(uart, key, supply, {"board_broker_host": "broker.test", "board_apn": "iot"})
+    m = Sim7080G(uart, key, supply, {"board_apn": "iot"})
     m.power(True)
     assert supply.v == 1 and key.v == 1
-    m.connect("tag-9", "tw/v1/tag/9/down")
+    m.connect("broker.test:8883", "tag-9", "pw-9", "tw/v1/tag/9/down")
     t = drive(m, uart, 0, 5000, lambda: "AT+CNMP=38" in uart.commands)
     assert key.v == 0  # PWRKEY released after the pulse
     assert m.status() == hal.MODEM_CONNECTING
     t = drive(m, uart, t, 30000, lambda: uart.tcp.startswith(b"\x10"))
-    assert 'AT+CAOPEN=0,0,"TCP","broker.test",1883' in uart.commands
+    assert 'AT+CAOPEN=0,0,"TCP","broker.test",8883' in uart.commands
+    assert uart.tcp == mqtt.connect("tag-9", 300, False, "pw-9")  # logs in with its password
     assert 'AT+CGDCONT=1,"IP","iot"' in uart.commands
     assert uart.polls == 3  # polled registration until it came
     uart.tcp = b""
@@ -122,6 +123,6 @@ def test_registration_timeout_fails():
     uart = ScriptedModem(registered_after=10**6)
     m = Sim7080G(uart, Pin(), Pin(), {})
     m.power(True)
-    m.connect("tag-9", "d")
+    m.connect("broker.test:1883", "tag-9", "pw", "d")
     drive(m, uart, 0, 200000, lambda: m.status() == hal.MODEM_FAILED)
     assert m.status() == hal.MODEM_FAILED and m.last_error == "not registered"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hw import micropython
+from sim import micropython
 
 HERE = Path(__file__).parent
 # Device-sized: an ESP32 without PSRAM leaves about 100 KB to MicroPython. The golden-vector

@@ -35,8 +35,7 @@ def test_simulated_day_small_heap(broker: Mosquitto, tmp_path: Path) -> None:
         device=DEVICE,
         key=KEY,
         workdir=tmp_path,
-        broker_host=broker.host,
-        broker_port=broker.port,
+        brokers=[f"{broker.host}:{broker.port}"],
         heap=HEAP,
         start_ticks=(1 << 30) - 5 * HOUR,  # the tick counter wraps during the day
     )

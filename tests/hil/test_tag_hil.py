@@ -33,8 +33,7 @@ def make_tag(broker: Mosquitto, tmp_path: Path, heap: str = "192k", **settings: 
         device=DEVICE,
         key=KEY,
         workdir=tmp_path,
-        broker_host=broker.host,
-        broker_port=broker.port,
+        brokers=[f"{broker.host}:{broker.port}"],
         heap=heap,
         settings=dict(settings),
     )

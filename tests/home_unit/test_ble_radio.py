@@ -149,8 +149,8 @@ def test_home_unit_over_bleak_acknowledges_and_queues_the_offload(tmp_path: Path
         scanner.advertise(address, tag.advertisement(), -95)  # too weak to be home
         scanner.advertise(address, tag.advertisement(), -60)  # smoothed -77.5: not yet
         scanner.advertise(address, tag.advertisement(), -60)  # smoothed -68.75: home
-        while unit.tasks:
-            await asyncio.gather(*unit.tasks)
+        while unit.contacts.tasks:
+            await asyncio.gather(*unit.contacts.tasks)
         await unit.radio.stop()
 
     asyncio.run(scenario())

@@ -88,8 +88,7 @@ def heard(tag: ScriptedTag, t: float) -> BeaconHeard:
 
 
 async def settle(unit: HomeUnit) -> None:
-    while unit.tasks:
-        await asyncio.wait(set(unit.tasks))
+    await unit.contacts.settle()
 
 
 def test_a_pending_beacon_during_an_open_contact_gets_its_offload_when_it_ends(

@@ -21,7 +21,8 @@ from firmware import frame as fr
 from firmware import topics
 from home_unit import pushed_config, store
 from home_unit.clock import SimClock
-from home_unit.daemon import Acked, Held, HomeUnit
+from home_unit.contacts import Acked, Held
+from home_unit.daemon import HomeUnit
 from home_unit.mqtt_link import Incoming
 from home_unit.radio import BeaconCallback, BeaconHeard, Radio, TagLink
 from home_unit.settings import HomeUnitSettings
@@ -80,8 +81,7 @@ class Bench:
     async def contact(self) -> None:
         self.time += 60
         self.unit.on_beacon(BeaconHeard(self.tag.beacon_payload(), -60, self.time, "tag"))
-        while self.unit.tasks:
-            await asyncio.wait(set(self.unit.tasks))
+        await self.unit.contacts.settle()
 
     def down(self, payload: bytes) -> None:
         """A message on the tag's down topic, as the broker delivers it."""

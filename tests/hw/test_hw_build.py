@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hw import boarddef, micropython
+from hw import boarddef
 from hw import image as img
 from hw.cli import EXIT_BOARD, EXIT_INPUT, app
+from sim import micropython
 
 runner = CliRunner()
 

@@ -58,7 +58,7 @@ def farm(broker: Mosquitto, tmp_path: Path) -> Iterator[tuple[HomeUnitFarm, Scri
     tag = ScriptedTag(1001, UNIT, UNIT_KEY)
     backend = BackendStandIn(broker, {tag.tag: tag.key, UNIT: UNIT_KEY}).start()
     backend.publish_config(UNIT, {**config(1, tag), "unit": UNIT})
-    f = HomeUnitFarm(tmp_path, broker.host, broker.port)
+    f = HomeUnitFarm(tmp_path, [f"{broker.host}:{broker.port}"])
     radio = TagRadio(tag.tag, threading.RLock())
     radio.service = ScriptedService(tag)
     f.add(UnitSpec(UNIT, UNIT_KEY, tag.tag, tag.key, ("19:00", "07:00"), "Europe/London"), radio)
@@ -94,3 +94,18 @@ def test_a_beacon_with_nothing_pending_needs_no_settling(
     f.beacon(UNIT, tag.address, tag.advertisement(), -60, T0 + 1)
     f.settle(T0 + 5)
     assert f.settles == 0
+
+
+def test_switching_mains_returns_once_the_unit_has_read_it(
+    farm: tuple[HomeUnitFarm, ScriptedTag],
+) -> None:
+    """The unit polls its power supply in real time while simulated time runs faster: the
+    runner moves on only once the unit has seen the change, so an outage's start and end
+    are stamped in the slices they happened in, however busy the machine."""
+    f, _tag = farm
+    unit = f.units[UNIT]
+    for on in (False, True, False):
+        f.set_mains(UNIT, on)
+        known = unit.reports.known
+        assert known is not None and known.mains is on
+    assert f.mains_timeouts == 0

@@ -145,6 +145,45 @@ def test_device_events_and_battery_in_the_truth_log(edge: Simulation) -> None:
     assert not_charged == {(6, date(2025, 3, 29)), (6, date(2025, 3, 30)), (7, date(2025, 3, 30))}
 
 
+def test_shielding_records_the_minutes_the_wearer_moved(edge: Simulation) -> None:
+    # edge-cases' foil is put on at a friend's (a stay): no minute of motion, nothing a tag
+    # could detect. Over one of the subject's trips every minute with travel is listed.
+    (foil,) = edge.truth.of_type(truth.FOIL_SHIELDING)
+    assert foil.detail["moving_min"] == []
+    a, b = truth.travel_spans(edge.movements, foil.subject)[0]
+    probe = truth.Episode(a - 600_000, b + 600_000, truth.FOIL_SHIELDING, foil.subject, {})
+    (walk,) = truth.with_motion(edge.movements, [probe])
+    minutes = walk.detail["moving_min"]
+    assert minutes == list(range(a // 60_000 * 60_000, b, 60_000))
+    t = np.array(minutes) + 30_000
+    _, _, place = edge.movements.sample(np.full(len(t), foil.subject), t[(t > a) & (t < b)])
+    assert (place == -1).all()
+
+
+def test_a_critical_battery_precedes_every_flat_one(edge: Simulation) -> None:
+    critical = edge.truth.of_type(truth.BATTERY_CRITICAL)
+    for f in edge.truth.of_type(truth.FLAT_BATTERY):
+        assert any(
+            c.subject == f.subject and c.start_ms < f.start_ms and c.end_ms >= f.end_ms
+            for c in critical
+        ), f
+    k = np.searchsorted(edge.battery_t, critical[0].start_ms)
+    assert edge.battery[critical[0].subject, k] <= truth.CRITICAL_LEVEL
+
+
+def test_comms_loss_is_flat_or_away_without_coverage(edge: Simulation) -> None:
+    gaps = edge.truth.of_type(truth.COMMS_LOSS)
+    (flat,) = edge.truth.of_type(truth.FLAT_BATTERY)
+    assert any(g.subject == flat.subject and g.start_ms <= flat.start_ms and
+               g.end_ms >= flat.end_ms for g in gaps)  # fmt: skip
+    for g in gaps:
+        mid = (g.start_ms + g.end_ms) // 2
+        st = edge.state(mid)
+        home = edge.subjects[g.subject].home
+        _, _, place = edge.movements.sample(np.array([g.subject]), np.array([mid]))
+        assert not st.tag_alive[g.subject] or (place[0] != home and not st.cellular[g.subject]), g
+
+
 def test_dead_zone_truth_is_where_coverage_is_lost(dorset: Simulation) -> None:
     eps = dorset.truth.of_type(truth.CELLULAR_DEAD_ZONE)
     assert eps

@@ -78,3 +78,86 @@ def test_a_zone_entry_without_coverage_is_due_when_coverage_returns() -> None:
     assert s.late == [{"subject": 0, "start_ms": 10 * M, "latency_ms": 3 * M, "due_ms": 30 * M}]
     tamper = [Alert(tr.STRAP_CUT, 0, 12 * M, 31 * M)]
     assert score_alerts(truth, tamper)[tr.STRAP_CUT].late[0]["latency_ms"] == 19 * M
+
+
+def _shielded(start: int, end: int, moving: list[int], subject: int = 1) -> tr.Episode:
+    return tr.Episode(start, end, tr.FOIL_SHIELDING, subject, {"moving_min": moving})
+
+
+def test_shielding_is_due_after_ten_moving_minutes_and_the_grace() -> None:
+    # Moving the whole time from minute 10: the 10th moving minute starts at 19, the grace
+    # runs to 29; kept on to 45, it must alert. At rest under foil: nothing to detect.
+    moving = [m * M for m in range(10, 45)]
+    walk = _shielded(10 * M, 45 * M, moving)
+    rest = _shielded(100 * M, 200 * M, [], subject=2)
+    truth = _truth(walk, rest)
+    crit = {tr.FOIL_SHIELDING: CRITERIA[tr.FOIL_SHIELDING]}
+    s = score_alerts(truth, [Alert(tr.FOIL_SHIELDING, 1, 19 * M, 30 * M, 46 * M)], crit)
+    got = s[tr.FOIL_SHIELDING]
+    assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [M], 0)
+    # Ten moving minutes spread over more than the firmware's hour never add up.
+    sparse = _shielded(0, 300 * M, [m * 7 * M for m in range(40)])
+    assert score_alerts(_truth(sparse), [], crit)[tr.FOIL_SHIELDING].episodes == 0
+    # An alert for the one at rest is false.
+    s = score_alerts(truth, [Alert(tr.FOIL_SHIELDING, 2, 120 * M, 130 * M)], crit)
+    assert s[tr.FOIL_SHIELDING].false_alerts == 1 and s[tr.FOIL_SHIELDING].missed
+
+
+def test_shielding_removed_just_after_the_escalation_is_borderline() -> None:
+    # Foil off a minute after the grace ran out: the next fix may or may not come first.
+    edge = _shielded(10 * M, 30 * M, [m * M for m in range(10, 30)])
+    crit = {tr.FOIL_SHIELDING: CRITERIA[tr.FOIL_SHIELDING]}
+    quiet = score_alerts(_truth(edge), [], crit)[tr.FOIL_SHIELDING]
+    assert (quiet.episodes, quiet.borderline, quiet.false_alerts) == (0, 1, 0)
+    loud = score_alerts(_truth(edge), [Alert(tr.FOIL_SHIELDING, 1, 19 * M, 29 * M, 30 * M)], crit)
+    assert (loud[tr.FOIL_SHIELDING].false_alerts, loud[tr.FOIL_SHIELDING].excused_alerts) == (0, 1)
+
+
+def test_a_critical_battery_warns_before_it_runs_flat_and_a_charged_one_is_no_false_alert() -> None:
+    flat = tr.Episode(600 * M, 900 * M, tr.FLAT_BATTERY, 1)
+    critical = tr.Episode(100 * M, 600 * M, tr.BATTERY_CRITICAL, 1)
+    saved = tr.Episode(200 * M, 260 * M, tr.BATTERY_CRITICAL, 2)  # charged at 4 %
+    truth = _truth(flat, critical, saved)
+    crit = {tr.FLAT_BATTERY: CRITERIA[tr.FLAT_BATTERY]}
+    warned = [
+        Alert(tr.FLAT_BATTERY, 1, 101 * M, 103 * M),
+        Alert(tr.FLAT_BATTERY, 2, 201 * M, 202 * M, 260 * M),
+    ]
+    s = score_alerts(truth, warned, crit)[tr.FLAT_BATTERY]
+    assert (s.episodes, s.detected, s.latencies_ms) == (1, 1, [0])
+    assert (s.false_alerts, s.excused_alerts) == (0, 1)
+    stray = [Alert(tr.FLAT_BATTERY, 3, 201 * M, 202 * M)]
+    assert score_alerts(truth, stray, crit)[tr.FLAT_BATTERY].false_alerts == 1
+
+
+def test_a_day_not_charged_is_due_at_its_end_and_the_first_day_is_not_judged() -> None:
+    day = 1440 * M
+    first = tr.Episode(0, day, tr.NOT_CHARGED, 1)
+    second = tr.Episode(day, 2 * day, tr.NOT_CHARGED, 1)
+    truth = tr.TruthLog([first, second], 0, 3 * day)
+    crit = {tr.NOT_CHARGED: CRITERIA[tr.NOT_CHARGED]}
+    s = score_alerts(truth, [Alert(tr.NOT_CHARGED, 1, day, 2 * day + 3 * M, 2 * day)], crit)
+    got = s[tr.NOT_CHARGED]
+    assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [3 * M], 0)
+
+
+def test_comms_loss_needs_the_threshold_and_a_gap_just_short_of_it_is_borderline() -> None:
+    crit = {tr.COMMS_LOSS: CRITERIA[tr.COMMS_LOSS]}
+    long = tr.Episode(0, 180 * M, tr.COMMS_LOSS, 1)
+    near = tr.Episode(300 * M, 410 * M, tr.COMMS_LOSS, 2)  # 110 min: the tag's last upload
+    short = tr.Episode(500 * M, 560 * M, tr.COMMS_LOSS, 3)  # may have been 10 min earlier
+    truth = _truth(long, near, short)
+    alerts = [
+        Alert(tr.COMMS_LOSS, 1, 0, 122 * M, 180 * M),
+        Alert(tr.COMMS_LOSS, 2, 292 * M, 413 * M, 410 * M),
+        Alert(tr.COMMS_LOSS, 3, 500 * M, 621 * M, 560 * M),
+    ]
+    s = score_alerts(truth, alerts, crit)[tr.COMMS_LOSS]
+    assert (s.episodes, s.detected, s.latencies_ms) == (1, 1, [2 * M])
+    assert (s.borderline, s.excused_alerts, s.false_alerts) == (1, 1, 1)
+
+
+def test_every_alert_type_the_rules_raise_for_a_truth_type_has_a_criterion() -> None:
+    from sim.score import RULE_TO_TRUTH
+
+    assert set(RULE_TO_TRUTH.values()) <= set(CRITERIA)

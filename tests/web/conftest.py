@@ -48,7 +48,10 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[simday.SimDay]:
     simday.stop(d)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API is open it keeps an event loop
+# running on the test thread, so a later module's asyncio.run() on the same pytest worker
+# would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed: run `make setup`")

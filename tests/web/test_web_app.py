@@ -1,19 +1,23 @@
 """The officers' web application end to end in headless Chromium against the backend on a
 real uvicorn, with a scenario built through ingest and the rules (tests/web/scenario.py):
 sign in, subjects on the live map, an alert arriving live, acknowledge and resolve, trail
-playback, drawing zones, a correlation query, admin and audit screens — and an officer of
-another unit who does not see the subject. Screenshots land in build/screenshots/."""
+playback, drawing zones, a correlation query, admin and audit screens, the tag pool and a
+wearer's consent through to its withdrawal — and an officer of another unit who does not see
+the subject. Screenshots land in build/screenshots/."""
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.backend.api.world import raise_alert
 from tests.web.conftest import Browser
-from tests.web.scenario import UNIT_A, UNIT_B, Scenario
+from tests.web.scenario import TAG_A, UNIT_A, UNIT_B, Scenario
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -310,3 +314,78 @@ def test_supervisor_shares_and_the_tablet_layout(
     page.get_by_role("link", name="Alerts").click()
     page.wait_for_selector("#alerts-table")
     assert not page.locator("#nav").is_visible()  # the menu closes on navigation
+
+
+def _pool_row(page: Any, device: int) -> Any:
+    return page.locator(f'#pool-tags tr[data-device="{device}"]')
+
+
+def test_the_pool_view_takes_a_fitted_tag_and_counts_it(tab: Browser, stack: Scenario) -> None:
+    """A-1's tag, taken into the pool while fitted, shows as fitted: nothing is free."""
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page = tab.go("pool")
+    page.wait_for_selector("#pool-summary:has-text('0 free')")
+    page.fill("#pool-device", str(TAG_A))
+    page.click("text=Add tag")
+    page.wait_for_selector(f'#pool-tags tr[data-device="{TAG_A}"][data-state="fitted"]')
+    assert page.locator("#pool-summary").inner_text() == "0 free, 0 due for service"
+    assert not _pool_row(page, TAG_A).locator("select").is_enabled()  # follows the equipment
+    page.fill("#pool-device", str(TAG_A))
+    page.click("text=Add tag")
+    page.wait_for_selector("#pool-status:has-text('already in a pool')")
+    tab.shot("tag-pool")
+
+
+def test_consent_withdrawal_and_removal_on_the_subject_page(tab: Browser, stack: Scenario) -> None:
+    """Consent recorded, then withdrawn (a removal task in the pool view), the wearer's
+    subject access bundle, then the removal: the equipment ends and the pool's tag comes
+    back to be cleaned and re-issued."""
+    officer = stack.officer(UNIT_A)
+    added = stack.http.post("/api/pool", json={"device": TAG_A}, headers=officer)
+    assert added.status_code in (201, 409), added.text  # the pool test may have added it
+    a1 = stack.world.subjects["A-1"]
+    tab.sign_in(stack.world.user(UNIT_A, "officer"))
+    page = tab.go(f"subjects/{a1}")
+    consent = page.locator("#consent")
+    consent.get_by_text("Not enrolled on a voluntary scheme.").wait_for()
+    page.fill("#consent-witnessed_by", "Sgt Example")
+    page.click("form[aria-label='Record consent'] button[type=submit]")
+    page.wait_for_selector("#consent-document_ref[aria-invalid=true]")  # required, said there
+    page.fill("#consent-document_ref", "CF-2026-21")
+    page.click("form[aria-label='Record consent'] button[type=submit]")
+    consent.locator(".consent-status:has-text('Consent in force')").wait_for()
+    assert "CF-2026-21" in consent.inner_text() and "police units" in consent.inner_text()
+    page.fill("#consent-note", "no longer wishes to take part")
+    page.click("form[aria-label='Record withdrawal'] button[type=submit]")
+    consent.locator(".consent-status:has-text('Withdrawn')").wait_for()
+    tab.shot("consent-withdrawn")
+
+    # The wearer asks for their data: the subject access bundle, audited as a disclosure.
+    page.fill("#export-reference", "SAR-2026-1")
+    with page.expect_download() as info:
+        page.click("#exports button[data-export$='/subject-access.zip']")
+    bundle = zipfile.ZipFile(Path(info.value.path()))
+    manifest = json.loads(bundle.read("manifest.json"))
+    assert manifest["kind"] == "subject_access" and manifest["reference"] == "SAR-2026-1"
+    assert "CF-2026-21" in bundle.read("enrolments.csv").decode()
+    page.wait_for_selector(f"#export-status:has-text('audit record {manifest['audit_id']}')")
+
+    page = tab.go("pool")
+    page.wait_for_selector("section[aria-label='Removals to do'] li:has-text('A-1')")
+    page = tab.go(f"subjects/{a1}")
+    page.click("form[aria-label='Record removal'] button[type=submit]")
+    # Ended: no consent in force, the enrolment among the earlier ones.
+    page.locator("#consent li:has-text('CF-2026-21'):has-text('equipment removed')").wait_for()
+    assert "Not enrolled on a voluntary scheme." in page.locator("#consent").inner_text()
+
+    page = tab.go("pool")
+    page.wait_for_selector(f'#pool-tags tr[data-device="{TAG_A}"][data-state="removed"]')
+    assert "No removals to do." in page.locator("section[aria-label='Removals to do']").inner_text()
+    for state in ("cleaning", "in_stock"):
+        _pool_row(page, TAG_A).locator("select").select_option(state)
+        page.wait_for_selector(f'#pool-tags tr[data-device="{TAG_A}"][data-state="{state}"]')
+    assert page.locator("#pool-summary").inner_text() == "1 free, 0 due for service"
+    page = tab.go(f"subjects/{a1}")  # the equipment came off when the removal was recorded
+    equipment = page.locator("section[aria-label='Equipment']")
+    equipment.locator("tbody tr").first.wait_for()
+    assert "in use" not in equipment.inner_text()

@@ -78,7 +78,7 @@ def test_export_and_report_buttons_download_the_subjects_audited_evidence(
     labels = page.locator("#exports button").all_inner_texts()
     assert any("(zip)" in t for t in labels), labels
     assert any("(CSV)" in t for t in labels) and any("(printable HTML)" in t for t in labels)
-    bundle_button = page.locator("#exports button", has_text="(zip)")
+    bundle_button = page.locator("#exports button[data-export$='/evidence.zip']")
 
     # The bundle needs a reference: the screen says so beside the field, nothing is downloaded.
     page.fill("#export-purpose", "web test: disclosure to CPS")

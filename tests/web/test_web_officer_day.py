@@ -150,7 +150,7 @@ def test_filter_the_queue_by_each_state_type_and_subject(day_tab: DayBrowser, da
     day_tab.shot("day-alert-filters")
 
 
-def test_acknowledge_then_resolve_an_ongoing_alert_with_the_safeguards(
+def test_resolve_an_ongoing_alert_with_the_safeguards_while_a_colleague_acknowledges(
     day_tab: DayBrowser, day: SimDay
 ) -> None:
     ongoing = next(a for a in day.get("/api/alerts", state="open", limit=1000) if a["end"] is None)
@@ -164,15 +164,12 @@ def test_acknowledge_then_resolve_an_ongoing_alert_with_the_safeguards(
     trail = page.get_attribute("#alert-trail-link", "href")
     assert trail == f"#/subjects/{ongoing['subject_id']}/trail/{ongoing['start']}"
     assert "still going on" in page.locator("#alert-condition").inner_text()
-    page.fill("#ack-note", "web test: calling the subject")
-    page.click("#acknowledge")
-    page.wait_for_selector("#alert-state:text('acknowledged')")
     # No outcome is chosen for the officer.
     assert page.input_value("#resolve-outcome") == ""
     page.fill("#resolve-note", "web test: seen at home by the response car")
     page.click("#resolve")
     page.wait_for_selector("#resolve-outcome-error")
-    assert page.locator("#alert-state").inner_text() == "acknowledged"
+    assert page.locator("#alert-state").inner_text() == "open"
     page.select_option("#resolve-outcome", "false_alert")
     assert page.locator("#resolve-outcome-error").count() == 0  # cleared once fixed
     page.click("#resolve")
@@ -180,7 +177,16 @@ def test_acknowledge_then_resolve_an_ongoing_alert_with_the_safeguards(
     confirm = page.locator("#resolve-confirm")
     confirm.wait_for()
     assert "reopens if the condition recurs" in confirm.inner_text()
-    assert page.locator("#alert-state").inner_text() == "acknowledged"
+    # A colleague acknowledges meanwhile: the detail redraws with the new state, and the
+    # question the officer is answering stays open with what they wrote (before, the redraw
+    # closed it and the officer's "Resolve" did nothing).
+    colleague = day.token("iom.supervisor")
+    acked = day.http.post(f"/api/alerts/{ongoing['id']}/acknowledge", json={}, headers=colleague)
+    assert acked.is_success, acked.text
+    page.wait_for_selector("#alert-state:text('acknowledged')")
+    assert confirm.is_visible() and "reopens if the condition recurs" in confirm.inner_text()
+    assert page.input_value("#resolve-note") == "web test: seen at home by the response car"
+    assert page.input_value("#resolve-outcome") == "false_alert"
     page.click("#resolve-confirm-yes")
     page.wait_for_selector("#alert-state:text('resolved')")
     condition = page.locator("#alert-condition").inner_text()

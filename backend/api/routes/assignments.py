@@ -12,6 +12,7 @@ from backend.api.deps import (
     AssignmentManage,
     Audit,
     ClockDep,
+    CurrentUser,
     SubjectConditions,
     SubjectManage,
 )
@@ -38,13 +39,18 @@ def list_assignments(subject: SubjectConditions, db: DB) -> list[AssignmentPubli
     status_code=status.HTTP_201_CREATED,
 )
 def create_assignment(
-    subject: SubjectManage, body: AssignmentCreate, db: DB, clock: ClockDep, log: Audit
+    subject: SubjectManage,
+    body: AssignmentCreate,
+    user: CurrentUser,
+    db: DB,
+    clock: ClockDep,
+    log: Audit,
 ) -> AssignmentPublic:
     """Fit a device. The subject's previous device of the same role is unassigned from
     `starts_at`; a device serving another subject at that time is refused."""
     now = clock.now()
     body.check(now)
-    new_id = assignments.fit(db, subject.id, body.device, body.role, body.starts_at, now)
+    new_id = assignments.fit(db, subject.id, body.device, body.role, body.starts_at, now, user.id)
     log.record(
         "assignment.create",
         subject_ids=[subject.id],
@@ -56,12 +62,17 @@ def create_assignment(
 
 @router.patch("/assignments/{assignment_id}", response_model=AssignmentPublic)
 def end_assignment(
-    obj: AssignmentManage, body: AssignmentUpdate, db: DB, clock: ClockDep, log: Audit
+    obj: AssignmentManage,
+    body: AssignmentUpdate,
+    user: CurrentUser,
+    db: DB,
+    clock: ClockDep,
+    log: Audit,
 ) -> AssignmentPublic:
     """Remove a device: the assignment ends at `ends_at`."""
     now = clock.now()
     body.check(now)
-    assignments.end(db, obj.subject.id, obj.object_id, body.ends_at, now)
+    assignments.end(db, obj.subject.id, obj.object_id, body.ends_at, now, user.id)
     log.record(
         "assignment.end",
         subject_ids=[obj.subject.id],

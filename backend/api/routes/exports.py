@@ -5,7 +5,11 @@ row counts, SHA-256 of each file). docs/investigations.md, "Exports".
 The trail guard (`subject_scope("trail")`) authorizes it and records the consultation with
 its required purpose; the export itself is then recorded (`export.create`) with the query
 and the files' hashes, in the same transaction that serves it. Alerts are included only when
-the caller also has the alerts scope on the subject (a share may grant trail alone)."""
+the caller also has the alerts scope on the subject (a share may grant trail alone).
+
+A subject access request (the wearer's own data) is the same bundle over the whole period
+any device served them, plus their enrolments (backend/services/subject_access.py), for the
+owning unit (manage scope), recorded as `disclose.subject_access`."""
 
 from __future__ import annotations
 
@@ -14,10 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
-from backend.api.deps import Audit, ClockDep, CurrentUser, EngineDep, SubjectTrail
+from backend.api.deps import Audit, ClockDep, CurrentUser, EngineDep, SubjectManage, SubjectTrail
 from backend.bounds import LATEST_S
 from backend.investigations import exports as ex
 from backend.security import roles
+from backend.services import subject_access as sa
 
 router = APIRouter(prefix="/api/exports", tags=["exports"])
 
@@ -108,10 +113,16 @@ def export_subject(
             "owner": subject.owner,
         },
     )
-    man = ex.manifest(files, meta, audit_id)
-    data = ex.bundle(files, man, now)
-    safe_ref = re.sub(r"[^A-Za-z0-9._-]", "_", subject.reference)[:60]
-    name = f"{safe_ref}-{start}-{end}.zip"
+    return _bundle(files, meta, audit_id, now, f"{subject.reference}-{start}-{end}")
+
+
+def _bundle(
+    files: list[ex.ExportFile], meta: dict[str, Any], audit_id: int, now: float, stem: str
+) -> Response:
+    """The zip with its manifest, named for `stem`, with the evidence headers (the bundle's
+    SHA-256 and the audit record that holds the files' hashes)."""
+    data = ex.bundle(files, ex.manifest(files, meta, audit_id), now)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:80] + ".zip"
     return Response(
         data,
         media_type="application/zip",
@@ -121,3 +132,65 @@ def export_subject(
             "X-Audit-Id": str(audit_id),
         },
     )
+
+
+@router.get(
+    "/subjects/{subject_id}/subject-access.zip",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/zip": {}},
+            "description": "a zip: every file of the wearer's data and manifest.json",
+        }
+    },
+    openapi_extra={"x-scope": roles.MANAGE},
+)
+def export_subject_access(
+    subject: SubjectManage,
+    user: CurrentUser,
+    engine: EngineDep,
+    clock: ClockDep,
+    log: Audit,
+    reference: Annotated[
+        str, Query(min_length=1, max_length=100, description="the subject access request")
+    ],
+) -> Response:
+    """A subject access request: everything held about the wearer from the devices that
+    served them (trail, device events, alerts) and their enrolments and consent, over the
+    whole time any device served them, in the evidence bundle with its hash manifest.
+    Recorded as a disclosure to the data subject. Needs the manage scope (the owning unit)."""
+    now = clock.now()
+    with engine.connect() as conn:
+        start, end = sa.period(conn, subject.id, now)
+        meta: dict[str, Any] = {
+            "kind": "subject_access",
+            "subject_id": subject.id,
+            "subject_reference": subject.reference,
+            "exported_by": {"user_id": user.id, "username": user.username,
+                            "unit_id": user.unit_id},
+            "exported_at": now,
+            "exported_at_utc": ex.iso(now),
+            "purpose": "subject access request",
+            "reference": reference,
+            "from": start,
+            "to": end,
+            "from_utc": ex.iso(start),
+            "to_utc": ex.iso(end),
+            "disclosure": True,
+            "recipient": "the data subject",
+        }  # fmt: skip
+        files = sa.build(conn, subject.id, start, end, meta)
+    audit_id = log.record(
+        "disclose.subject_access",
+        subject_ids=[subject.id],
+        scope=roles.MANAGE,
+        purpose="subject access request",
+        detail={
+            "reference": reference,
+            "recipient": "the data subject",
+            "from": start,
+            "to": end,
+            "files": [f.entry() for f in files],
+        },
+    )
+    return _bundle(files, meta, audit_id, now, f"{subject.reference}-subject-access")

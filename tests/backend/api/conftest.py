@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from backend.api.app import create_app
+from backend.api.sse import SHUTDOWN_GRACE_S
 from backend.broker import free_port
 from backend.clock import ManualClock
 from backend.settings import Settings
-from backend.storage.database import make_engine, upgrade
 from tests.backend.api import probe
 from tests.backend.api.world import PASSWORD, World, build
-from tests.backend.conftest import T0
+from tests.backend.conftest import T0, migrated
 
 SERVER_KEY = bytes(range(32)).hex()
 
@@ -56,8 +56,7 @@ def api_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engin
         url = f"sqlite:///{tmp_path / 'api.db'}"
     else:
         url = request.getfixturevalue("postgres").create_database()
-    eng = make_engine(url)
-    upgrade(eng)
+    eng = migrated(request, url)
     yield eng
     eng.dispose()
 
@@ -97,7 +96,13 @@ class Server:
 
     def __init__(self, app: FastAPI) -> None:
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -115,7 +120,9 @@ class Server:
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(60)
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn did not stop")
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ COLLECTIONS = {
     "units": "unit",
     "users": "user",
     "shares": "share",
+    "pool": "tag",
     "objects": "object",  # the access tests' probe routes (probe.py)
 }
 # Routes that POST a query but change nothing: a read scope is their right guard.

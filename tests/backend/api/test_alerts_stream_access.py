@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
@@ -191,3 +192,15 @@ def test_both_streams_resume_from_any_event_id_in_the_bound(
         # Idle polls past the largest cursor ran without a database error: a keep-alive.
         assert stream.next(keepalive=True) == ("keep-alive", {})
         assert not stream.closed.is_set()
+
+
+def test_a_server_stopping_closes_its_open_streams(app: FastAPI, world: World) -> None:
+    """A stream never ends by itself: a stopping server must close it rather than wait for
+    it (a restart would otherwise hang until the service manager kills the process)."""
+    server = Server(app)
+    server.start()
+    http = httpx.Client(base_url=server.url, timeout=10)
+    officer = login(http, world.user(UNIT_B, "officer"))
+    streams = [Stream(server.url, officer, path) for path in STREAMS]
+    server.stop()  # raises if uvicorn is still waiting for the streams
+    assert all(s.closed.wait(20) for s in streams)

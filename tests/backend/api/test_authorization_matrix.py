@@ -214,7 +214,7 @@ def test_other_routes_as_every_role_never_fail_and_never_leak(
 def test_directory_routes_follow_the_roles(
     client: TestClient, world: World, matrix: dict[str, Any]
 ) -> None:
-    """Units/users/audit: who may read and write them."""
+    """Units/users/audit and the tag pool: who may read and write them."""
     expect = {
         ("GET", "/api/users"): {"administrator": 200, "auditor": 200, "supervisor": 200,
                                 "officer": 403, "partner": 403},
@@ -225,6 +225,11 @@ def test_directory_routes_follow_the_roles(
         ("GET", "/api/units"): {r: 200 for r in OWN},
         ("POST", "/api/units"): {"administrator": 422, "auditor": 403, "supervisor": 403,
                                  "officer": 403, "partner": 403},
+        # The tag pool: its unit's supervisors and officers (an empty body: 422 past the guard).
+        ("GET", "/api/pool"): {"supervisor": 200, "officer": 200, "administrator": 403,
+                               "auditor": 403, "partner": 403},
+        ("POST", "/api/pool"): {"supervisor": 422, "officer": 422, "administrator": 403,
+                                "auditor": 403, "partner": 403},
     }  # fmt: skip
     for (method, path), by_role in expect.items():
         for name, _, role in _users(world):
@@ -272,6 +277,9 @@ READ_NEEDS = {
     "victim link": "victim",
     "victim position": "victim",
     "victim warning": "victim",
+    "enrolment": "conditions",
+    # The wearer's own data, given to them by the unit that holds it.
+    "subject access": "manage",
 }
 # Reading these is a consultation of personal data, recorded per subject as read.<scope>
 # (own unit) or disclose.<scope> (through a share).
@@ -410,6 +418,9 @@ def _reads(s: Scoped) -> list[ReadRoute]:
              params={**PURPOSE, **window}),
         _one("victim warning", "GET", "/api/victim-devices/{victim_link}/warnings", "[",
              params=PURPOSE),
+        _one("enrolment", "GET", "/api/subjects/{s}/enrolments", "CF-A-3"),
+        _one("subject access", "GET", "/api/exports/subjects/{s}/subject-access.zip",
+             "manifest.json", params={"reference": "SAR-1"}),
         ReadRoute("GET /api/alerts", _alert_list),
         ReadRoute("GET /api/web/live", _live_map, within="live"),
         ReadRoute("GET /api/reports/caseload", _caseload),
@@ -503,6 +514,9 @@ def _writes(s: Scoped, world: World, now: float) -> list[tuple[str, str, dict[st
         ("POST", "/api/subjects/{s}/victim-devices",
          {"order_id": s.ids["order"], "device": SPARE_VICTIM_DEVICE, "starts_at": s.t}),
         ("PATCH", "/api/victim-devices/{victim_link}", {"ends_at": s.t + 7200}),
+        ("POST", "/api/subjects/{s}/consent/review", {"review_at": s.t + 60 * 86400}),
+        ("POST", "/api/subjects/{s}/consent/withdrawal", {"withdrawn_at": s.t + 7260}),
+        ("POST", "/api/subjects/{s}/consent/removal", {"removed_at": s.t + 7320}),
         ("DELETE", "/api/curfews/{curfew}", None),
         ("DELETE", "/api/curfew-exceptions/{exception}", None),
         ("DELETE", "/api/zones/{victim_zone}", None),
@@ -514,7 +528,7 @@ def _snapshot(m: Matrix, token: str) -> list[str]:
     paths = ["/api/subjects/{s}", "/api/subjects/{s}/orders", "/api/subjects/{s}/assignments",
              "/api/subjects/{s}/curfews", "/api/subjects/{s}/curfew-exceptions",
              "/api/subjects/{s}/zones", "/api/subjects/{s}/charging", "/api/alerts/{alert}",
-             "/api/subjects/{s}/shares",
+             "/api/subjects/{s}/shares", "/api/subjects/{s}/enrolments",
              "/api/subjects/{s}/victim-devices?purpose=authorization+matrix+test"]  # fmt: skip
     return [m.client.get(m.url(p), headers=bearer(token)).text for p in paths]
 

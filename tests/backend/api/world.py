@@ -15,7 +15,7 @@ from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
 from backend.security import roles
 from backend.security.passwords import Passwords
-from backend.services import shares, subjects, units, users, victims
+from backend.services import consent, shares, subjects, units, users, victims
 from backend.storage.schema import (
     alerts,
     assignments,
@@ -114,10 +114,11 @@ SPARE_VICTIM_DEVICE = 7302  # registered, not linked
 class Scoped:
     """A-3, a subject of unit A with one of every kind of object reached through a subject
     (order, curfew, exception, home and victim zones, equipment, charging schedule, fixes,
-    presence, a device event, an alert), shared with one unit per entry of `grants` (`R
-    <name>`: a supervisor, an officer and a partner), each share granting those scopes. C-1, also of
-    unit A, is shared with each of those units and with MOSOVO for live and alerts: its
-    events, sent after A-3's, tell a stream's reader that A-3's would have come by then."""
+    presence, a device event, an alert, an enrolment with its consent), shared with one unit
+    per entry of `grants` (`R <name>`: a supervisor, an officer and a partner), each share
+    granting those scopes. C-1, also of unit A, is shared with each of those units and with
+    MOSOVO for live and alerts: its events, sent after A-3's, tell a stream's reader that
+    A-3's would have come by then."""
 
     subject: int
     control: int
@@ -188,6 +189,13 @@ def build_scoped(
     stage.deliver([stage.presence(HOME, TAG, t, home=True)])
     stage.deliver([stage.tag_records(TAG, t, [fr.Record(fr.BATTERY, (0, 17, 0, 3600, 20))])])
     ids["alert"] = raise_alert(engine, sid, t, now)
+    with engine.begin() as conn:
+        ids["enrolment"] = consent.enrol(
+            conn, sid,
+            consent.Consent("IOM voluntary", t - 86400, frozenset({"police", "partner"}), "Sgt A-3",
+                            "CF-A-3", t + 90 * 86400),
+            world.users[world.user(UNIT_A, roles.SUPERVISOR)][0], now,
+        )  # fmt: skip
 
     received: dict[str, int] = {}
     sup_a = world.users[world.user(UNIT_A, roles.SUPERVISOR)][0]

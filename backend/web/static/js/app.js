@@ -11,6 +11,7 @@ const SCREENS = {
   alerts: { title: "Alerts", module: "./views/alerts.js", roles: ["supervisor", "officer", "partner"] },
   subjects: { title: "Subjects", module: "./views/subjects.js", roles: ["supervisor", "officer", "partner"] },
   zones: { title: "Zones", module: "./views/zones.js", roles: ["supervisor", "officer"] },
+  pool: { title: "Tag pool", module: "./views/pool.js", roles: ["supervisor", "officer"] },
   investigations: { title: "Investigations", module: "./views/investigations.js", roles: ["supervisor", "officer", "partner"] },
   admin: { title: "Admin", module: "./views/admin.js", roles: ["administrator", "supervisor"] },
   audit: { title: "Audit", module: "./views/audit.js", roles: ["auditor"] },

@@ -187,6 +187,7 @@ export async function render(el, ctx, args) {
     const msg = h("p", { role: "status", id: "alert-action-status" });
     const errors = new FieldErrors(msg);
     const ongoing = a.end === null;
+    let askConfirm = null;
     const resolvedBy = [...a.actions].reverse().find((x) => x.action === "resolved");
     const condition = ongoing
       ? `still going on (since ${fmtTime(a.start)}, ${fmtDuration(now() - a.start)})${a.state === "resolved" ? " — resolved while it was going on; the alert reopens if the condition recurs" : ""}`
@@ -268,6 +269,18 @@ export async function render(el, ctx, args) {
           errors.show(e, byName({ outcome, note }));
         }
       };
+      // Still going on: say what resolving now means before doing it.
+      askConfirm = () => {
+        clear(
+          confirmBox,
+          h("p", { text: `This ${label(a.type)} is still going on (since ${fmtTime(a.start)}). Resolving records your outcome now; the alert reopens if the condition recurs.` }),
+          h("div", { class: "row" },
+            h("button", { type: "button", id: "resolve-confirm-yes", class: "danger", text: "Resolve while ongoing", onclick: () => send() }),
+            h("button", { type: "button", class: "secondary", id: "resolve-confirm-no", text: "Cancel", onclick: () => { confirmBox.hidden = true; outcome.focus(); } })),
+        );
+        confirmBox.hidden = false;
+        document.getElementById("resolve-confirm-yes").focus();
+      };
       body.push(
         h(
           "form",
@@ -287,16 +300,7 @@ export async function render(el, ctx, args) {
                 await send();
                 return;
               }
-              // Still going on: say what resolving now means before doing it.
-              clear(
-                confirmBox,
-                h("p", { text: `This ${label(a.type)} is still going on (since ${fmtTime(a.start)}). Resolving records your outcome now; the alert reopens if the condition recurs.` }),
-                h("div", { class: "row" },
-                  h("button", { type: "button", id: "resolve-confirm-yes", class: "danger", text: "Resolve while ongoing", onclick: () => send() }),
-                  h("button", { type: "button", class: "secondary", id: "resolve-confirm-no", text: "Cancel", onclick: () => { confirmBox.hidden = true; outcome.focus(); } })),
-              );
-              confirmBox.hidden = false;
-              document.getElementById("resolve-confirm-yes").focus();
+              askConfirm();
             },
           },
           h("h3", { text: "Resolve" }),
@@ -325,6 +329,9 @@ export async function render(el, ctx, args) {
     clear(detail, body);
     detail.dataset.alert = String(a.id);
     if (kept) restoreFormState(kept);
+    // A colleague's action or a stream update mid-confirmation keeps the question open (it
+    // still applies while the alert can be resolved and is still going on).
+    if (kept && kept.confirming && askConfirm) askConfirm();
 
     const map = await baseMap(mapEl, ctx.config, { label: "Evidence map" });
     if (mine !== detailGeneration) {
@@ -361,7 +368,8 @@ export async function render(el, ctx, args) {
   function formState(root) {
     const active = root.contains(document.activeElement) ? document.activeElement : null;
     const values = [...root.querySelectorAll("input[id], select[id], textarea[id]")].map((e) => [e.id, e.value]);
-    return { values, focus: active ? active.id || null : null, hadFocus: active !== null };
+    const confirming = !!root.querySelector("#resolve-confirm:not([hidden])");
+    return { values, confirming, focus: active ? active.id || null : null, hadFocus: active !== null };
   }
 
   function restoreFormState(kept) {

@@ -1,10 +1,11 @@
 // Subjects: the list, and one subject's view — details, orders and conditions, curfew
-// calendar, equipment, timeline of device events and alerts, trail playback with a time
+// calendar, equipment, consent on the voluntary scheme (consent.js), timeline of device events and alerts, trail playback with a time
 // slider, and exports and reports (when the server has the investigations API).
 import * as api from "../api.js";
 import { L, baseMap, fitTo, zoneLayer } from "../map.js";
 import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtDuration, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
+import { consentSection } from "./consent.js";
 import { exportButtons } from "./exports.js";
 import { timeline } from "./timeline.js";
 
@@ -167,6 +168,7 @@ async function renderSubject(el, ctx, id, trailAt) {
       ];
     }, conditions),
   );
+  if (conditions) el.append(await consentSection(subject, subject.scopes.includes("manage")));
 
   // Rounded up to the minute (datetime-local has no seconds): "to" includes the newest data.
   const end = Math.ceil(now() / 60) * 60;

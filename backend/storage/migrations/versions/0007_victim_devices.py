@@ -2,8 +2,8 @@
 command record a device command was sent as (device_commands.cmd; existing rows were all
 cmd_config).
 
-Revision ID: 0006_victim_devices
-Revises: 0005_pairings
+Revision ID: 0007_victim_devices
+Revises: 0006_consent_pool
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_victim_devices"
-down_revision = "0005_pairings"
+revision = "0007_victim_devices"
+down_revision = "0006_consent_pool"
 branch_labels = None
 depends_on = None
 
