@@ -13,19 +13,19 @@ accuracies, plus how far a person on foot may have moved since the older fix):
 - *apart with confidence* when d - u >= R + hysteresis_m;
 - anything between changes nothing by itself.
 
-Each distance (the order's warning distance, then its alert distance) is judged like a zone
-edge: a visit opens at the first pair within R at all, dated at the crossing (interpolated
-between this pair's distance and the previous one's), and becomes a pending episode at the
-first pair within R with confidence. While pending it keeps a balance of support: +1 per pair
-within R with confidence, -1 per pair whose whole uncertainty is outside R (d - u > R) and
+Each distance (the order's warning distance, then its alert distance) is judged as a zone
+edge is, by the same code (visit.py): a visit opens at the first pair within R at all, dated
+at the crossing (interpolated between this pair's distance and the previous one's), and
+becomes a pending episode at the first pair within R with confidence. While pending it keeps
+a balance of support: +1 per pair within R with confidence, -1 per pair beyond R (d > R)
 whose fixes the tracks both explain; it ends as a near miss when the balance reaches 0, or
-when nothing has supported it for `evidence_gap_s`. (A zone's edge is fixed, so the zone rule
-counts any explained fix outside it against; here both ends are measured, and a pair merely
-straddling R with a victim's phone indoors at 40 m says nothing either way.) It is confirmed
-at a supporting pair once `dwell_s` has passed since the crossing with at least `min_fixes`
-supporting pairs. Once confirmed only a pair apart with confidence ends it: drift across the
-distance cannot flap. A pair whose other fix is older
-than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
+when nothing has supported it for `evidence_gap_s`. It is confirmed at a supporting pair
+once `dwell_s` has passed since the crossing with supporting pairs holding at least
+`min_fixes` different fixes of each side: a fix is paired again with each of the other
+side's fixes while it is that side's latest, and one multipath fix so paired is one reading,
+not several. Once confirmed only a pair apart with confidence ends it: drift across the
+distance cannot flap. A pair whose other fix is older than `pair_window_s` says nothing (the
+victim device silent, or the tag in RF mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
@@ -53,7 +53,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from backend.rules import track
+from backend.rules import track, visit
 from backend.rules.base import PENDING, Context, Rule
 from backend.rules.config import SubjectConfig, VictimLink
 from backend.rules.model import TAG, VICTIM, Command, Obs
@@ -88,13 +88,15 @@ class ProximityParams:
 
 class Pair(NamedTuple):
     """A judged pair of fixes: distance, uncertainty, whether both tracks explain their
-    fixes, and the event time and reference of the fix that made it."""
+    fixes, the event time and reference of the fix that made it, and both fixes' references
+    (the tag's, the victim device's)."""
 
     d: float
     u: float
     consistent: bool
     t: int
     ref: str
+    readings: tuple[str, str]
 
 
 class Proximity(Rule):
@@ -182,7 +184,8 @@ class Proximity(Rule):
             return None
         d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
         u = self.p.k * math.hypot(tag_fix[3], victim_fix[3]) + self.p.move_mps * gap
-        return Pair(d, u, bool(tag_fix[5] and victim_fix[5]), obs.t, obs.ref)
+        consistent = bool(tag_fix[5] and victim_fix[5])
+        return Pair(d, u, consistent, obs.t, obs.ref, (tag_fix[4], victim_fix[4]))
 
     def _judge(
         self,
@@ -197,7 +200,7 @@ class Proximity(Rule):
         key = f"{link.device}/{type_}"
         vs = st["visit"].get(key)
         confirmed = vs is not None and self._confirmed(st, type_, vs)
-        if vs is not None and not confirmed and obs.t - vs["last"] > self.p.evidence_gap_s:
+        if vs is not None and not confirmed and visit.stale(vs, obs.t, self.p.evidence_gap_s):
             self.end(st, ctx, type_, vs["slot"], obs.t, obs.t)
             del st["visit"][key]
             vs = None
@@ -207,10 +210,8 @@ class Proximity(Rule):
         apart = pair.d - pair.u >= radius + self.p.hysteresis_m
         over = pair.d <= radius
         if vs is not None:
-            against = not confirmed and pair.d - pair.u > radius and pair.consistent
-            if against:
-                vs["support"] -= 1
-            if (apart and confirmed) or (against and vs["support"] <= 0):
+            spent = not confirmed and not over and pair.consistent and visit.refute(vs)
+            if (apart and confirmed) or spent:
                 self.end(st, ctx, type_, vs["slot"], obs.t, obs.t, evidence=self._seen(pair))
                 del st["visit"][key]
             elif within:
@@ -223,8 +224,7 @@ class Proximity(Rule):
         if prev is not None and prev[1] > radius and obs.t - prev[0] <= self.p.pair_window_s:
             f = (prev[1] - radius) / (prev[1] - pair.d)
             since = int(prev[0] + f * (obs.t - prev[0]))
-        vs = {"since": since, "slot": f"{link.device}@{since}", "n": 0, "support": 0}
-        vs["last"] = obs.t
+        vs = visit.opened(since, obs.t, slot=f"{link.device}@{since}", readings=[[], []])
         st["visit"][key] = vs
         if within:
             self._support(st, ctx, obs, link, type_, vs, pair)
@@ -239,9 +239,12 @@ class Proximity(Rule):
         vs: dict[str, Any],
         pair: Pair,
     ) -> None:
-        vs["n"] += 1
-        vs["support"] += 1
-        vs["last"] = obs.t
+        visit.support(vs, obs.t)
+        # Each side's fix counts once: one multipath fix paired again with the other side's
+        # next fixes is one reading, not several (kept up to min_fixes, all that is asked).
+        for seen, ref in zip(vs["readings"], pair.readings, strict=True):
+            if ref not in seen and len(seen) < self.p.min_fixes:
+                seen.append(ref)
         if vs["n"] == 1:
             radius = link.alert_m if type_ == ALERT else link.warn_m
             self.begin(
@@ -261,7 +264,8 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        if vs["n"] >= self.p.min_fixes and obs.t - vs["since"] >= self.p.dwell_s:
+        readings = min(len(seen) for seen in vs["readings"])
+        if visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)
             if not was and ctx.live:

@@ -61,7 +61,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from backend.rules import track
+from backend.rules import track, visit
 from backend.rules.base import PENDING, Context, Rule
 from backend.rules.geo import EXCLUSION, INCLUSION, ZoneIndex, ZoneSpec
 from backend.rules.model import Obs
@@ -279,20 +279,18 @@ class Zones(Rule):
         slot = "" if zs is None else f"{spec.id}@{zs['since']}"
         if self.trace is not None:
             self.trace.judged.append(Judgement(obs.ref, spec.id, here.acc, wrong, right, active))
-        if zs is not None and not confirmed and obs.t - zs["last"] > self.p.evidence_gap_s:
+        if zs is not None and not confirmed and visit.stale(zs, obs.t, self.p.evidence_gap_s):
             # Nothing has supported it for too long: a near miss, and this fix starts afresh.
             self.end(st, ctx, type_, slot, obs.t, obs.t)
             self._missed(spec, zs, obs.t)
             del st["zone"][key]
             zs = None
         if zs is not None:
-            # Unconfirmed, the wrong side needs unbroken support: a fix on the right side of
-            # the edge that the track does not contradict ends it as a near miss. Confirmed,
-            # only a confident fix on the right side ends it (drift at the edge cannot flap).
-            against = not confirmed and not over and here.consistent
-            if against:
-                zs["support"] -= 1
-            if (right and confirmed) or (against and zs["support"] <= 0) or not active:
+            # Unconfirmed, a fix on the right side of the edge that the track does not
+            # contradict counts against it (visit.py). Confirmed, only a confident fix on the
+            # right side ends it (drift at the edge cannot flap).
+            spent = not confirmed and not over and here.consistent and visit.refute(zs)
+            if (right and confirmed) or spent or not active:
                 end = obs.t if over else self._left(ctx, here, zi, zs["over"])
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
                 if not confirmed:
@@ -317,7 +315,7 @@ class Zones(Rule):
             f = seg[0] if excl else seg[1]
             since = int(prev[0] + f * (obs.t - prev[0]))
         fix = [obs.t, here.x, here.y, here.acc, obs.ref]
-        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "over": fix}
+        zs = visit.opened(since, obs.t, before=prev, over=fix)
         st["zone"][key] = zs
         if wrong:
             self._support(st, ctx, obs, spec, type_, zs)
@@ -334,9 +332,7 @@ class Zones(Rule):
         """A fix confidently on the wrong side: open the pending episode (at the crossing),
         count it, and confirm once the dwell has passed with min_fixes of them."""
         slot = f"{spec.id}@{zs['since']}"
-        zs["n"] += 1
-        zs["support"] += 1
-        zs["last"] = obs.t
+        visit.support(zs, obs.t)
         if zs["n"] == 1:
             self.begin(
                 st,
@@ -353,7 +349,7 @@ class Zones(Rule):
                 self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
         else:
             self.evidence(st, type_, slot, obs.evidence())
-        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self.dwell(spec):
+        if visit.due(zs, obs.t, zs["n"], self.p.min_fixes, self.dwell(spec)):
             self.confirm(st, type_, slot, obs.t)
 
     def _left(self, ctx: Context, here: Here, zi: int, over: list[Any] | None) -> int:

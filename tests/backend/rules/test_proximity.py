@@ -157,6 +157,26 @@ def test_the_victims_position_is_never_evidence() -> None:
         assert 40 <= e.details["closest_m"] <= 80
 
 
+def test_one_fix_of_one_side_paired_again_and_again_is_one_reading() -> None:
+    # The victim's phone, 900 m away, is silent for ten minutes (indoors); its first fix back
+    # lands 10 m from the tag (multipath; ten minutes on foot explain it), and it fixes
+    # nothing more for two minutes. The tag stands there, fixing every 15 s: each of its
+    # fixes pairs with that one victim fix, closer than the alert distance with the time
+    # allowance, but they are one reading of where the victim is, which never confirms.
+    b = Builder()
+    victim_fix(b, T - 700, 900)
+    for i in range(12):
+        b.fix(T - 30 + 15 * i, 0)
+    victim_fix(b, T, 10)
+    victim_fix(b, T + 150, 900, acc=8)
+    eps = ENGINE.evaluate(cfg(), b.obs, T + 600)
+    assert [e for e in of(eps, px.ALERT) if e.confirmed_t is not None] == []
+    # Two readings of each side, as long as the dwell, do confirm.
+    victim_fix(b, T + 60, 12)
+    eps = ENGINE.evaluate(cfg(), b.obs, T + 600)
+    assert len(of(eps, px.ALERT)) == 1 and of(eps, px.ALERT)[0].confirmed_t >= T + 60
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
@@ -214,8 +234,10 @@ def covered(eps: list[Episode], times: list[int]) -> set[int]:
 def test_more_evidence_of_separation_never_raises_an_alert(
     steps: list[float], start: float, extra: list[tuple[int, float]]
 ) -> None:
-    """Adding tag fixes further from the victim than the tag's neighbouring fixes (a second
-    reading showing them apart) never adds alert time."""
+    """Adding tag fixes further from the victim than the tag's neighbouring fixes and than
+    the alert distance (a second reading showing them apart) never adds alert time. A fix
+    further than its neighbours but confidently within the distance is a reading of
+    proximity, not of separation: it may confirm sooner (the next test)."""
     xs = [start]
     for s in steps:
         xs.append(min(1000.0, max(0.0, xs[-1] + s)))
@@ -225,12 +247,29 @@ def test_more_evidence_of_separation_never_raises_an_alert(
     meet(more, xs)
     for i, further in extra:
         if i + 1 < len(xs):
-            more.fix(T + 15 * i + 8, max(xs[i], xs[i + 1]) + further, 0)
+            more.fix(T + 15 * i + 8, max(xs[i], xs[i + 1], LINK.alert_m) + further, 0)
     times = list(range(T, T + 15 * len(xs) + 600, 5))
     horizon = T + 15 * len(xs) + 600
     was = covered(ENGINE.evaluate(cfg(), base.obs, horizon), times)
     now = covered(ENGINE.evaluate(cfg(), more.obs, horizon), times)
     assert now <= was
+
+
+def test_a_reading_further_than_its_neighbours_but_within_the_distance_is_proximity() -> None:
+    # Walking in: 190 m, then 160 m and 170 m; a second tag fix between them at 175 m, 4 s
+    # after the victim's, is within 200 m with confidence (175 + 7 + 10 m of allowance): it
+    # confirms the alert 11 s sooner than the next pair would. This is why the property
+    # above adds only fixes beyond the distance.
+    xs = [400.0 - 15 * i for i in range(14)] + [195.0] * 4 + [190, 160, 170, 170, 170, 170]
+    base = Builder()
+    meet(base, xs)
+    more = Builder()
+    meet(more, xs)
+    more.fix(T + 15 * 19 + 8, 175, 0)
+    horizon = T + 15 * len(xs) + 600
+    (was,) = of(ENGINE.evaluate(cfg(), base.obs, horizon), px.ALERT)
+    (now,) = of(ENGINE.evaluate(cfg(), more.obs, horizon), px.ALERT)
+    assert now.start == was.start and now.confirmed_t == T + 15 * 19 + 8 < was.confirmed_t
 
 
 def frames_of(b: Builder, every: int) -> list[list[Obs]]:
