@@ -177,6 +177,18 @@ def test_one_fix_of_one_side_paired_again_and_again_is_one_reading() -> None:
     assert len(of(eps, px.ALERT)) == 1 and of(eps, px.ALERT)[0].confirmed_t >= T + 60
 
 
+def test_standing_just_beyond_the_alert_distance_multipath_fixes_do_not_add_up() -> None:
+    # Both stand in a town centre 220 m apart for ten minutes, fixes every 15 s at 12 m.
+    # Twice, 75 s apart, the tag's fix lands 50 m nearer (within what the track explains
+    # in 15 s on foot), within 200 m with confidence; every other pair is beyond 200 m.
+    b = Builder()
+    path = [220.0] * 40
+    path[10] = path[15] = 170
+    meet(b, path, acc=12)
+    eps = ENGINE.evaluate(cfg(), b.obs, T + 3600)
+    assert of(eps, px.ALERT) == []
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
