@@ -17,9 +17,10 @@ Each distance (the order's warning distance, then its alert distance) is judged 
 edge is, by the same code (visit.py): a visit opens at the first pair within R at all, dated
 at the crossing (interpolated between this pair's distance and the previous one's), and
 becomes a pending episode at the first pair within R with confidence. While pending it keeps
-a balance of support: +1 per pair within R with confidence, -1 per pair beyond R (d > R)
-whose fixes the tracks both explain; it ends as a near miss when the balance reaches 0, or
-when nothing has supported it for `evidence_gap_s`. It is confirmed at a supporting pair
+a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
+than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
+explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
+it for `evidence_gap_s`. It is confirmed at a supporting pair
 once `dwell_s` has passed since the crossing with supporting pairs holding at least
 `min_fixes` different fixes of each side: a fix is paired again with each of the other
 side's fixes while it is that side's latest, and one multipath fix so paired is one reading,
@@ -87,12 +88,14 @@ class ProximityParams:
 
 
 class Pair(NamedTuple):
-    """A judged pair of fixes: distance, uncertainty, whether both tracks explain their
-    fixes, the event time and reference of the fix that made it, and both fixes' references
-    (the tag's, the victim device's)."""
+    """A judged pair of fixes: distance, uncertainty (`a` of it the fixes' believed
+    accuracies, the rest how far either may have moved between them), whether both tracks
+    explain their fixes, the event time and reference of the fix that made it, and both
+    fixes' references (the tag's, the victim device's)."""
 
     d: float
     u: float
+    a: float
     consistent: bool
     t: int
     ref: str
@@ -183,9 +186,10 @@ class Proximity(Rule):
         if gap > self.p.pair_window_s:
             return None
         d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
-        u = self.p.k * math.hypot(tag_fix[3], victim_fix[3]) + self.p.move_mps * gap
+        a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
-        return Pair(d, u, consistent, obs.t, obs.ref, (tag_fix[4], victim_fix[4]))
+        refs = (tag_fix[4], victim_fix[4])
+        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, refs)
 
     def _judge(
         self,
@@ -209,8 +213,14 @@ class Proximity(Rule):
         within = pair.d + pair.u <= radius
         apart = pair.d - pair.u >= radius + self.p.hysteresis_m
         over = pair.d <= radius
+        # Against a pending approach: beyond R by more than both fixes' accuracies (where
+        # they were, as a zone counts a fix outside its edge; the movement allowance is for
+        # where they may be now). Merely beyond R is not enough here, unlike at a fixed
+        # edge: both ends are measured, and a victim's phone indoors at 40 m ended real
+        # approaches that way.
+        beyond = pair.d - pair.a > radius
         if vs is not None:
-            spent = not confirmed and not over and pair.consistent and visit.refute(vs)
+            spent = not confirmed and beyond and pair.consistent and visit.refute(vs)
             if (apart and confirmed) or spent:
                 self.end(st, ctx, type_, vs["slot"], obs.t, obs.t, evidence=self._seen(pair))
                 del st["visit"][key]
