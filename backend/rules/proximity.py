@@ -20,13 +20,11 @@ becomes a pending episode at the first pair within R with confidence. While pend
 a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
 than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
 explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
-it for `evidence_gap_s`. It is confirmed at a supporting pair
-once `dwell_s` has passed since the crossing with supporting pairs holding at least
-`min_fixes` different fixes of each side: a fix is paired again with each of the other
-side's fixes while it is that side's latest, and one multipath fix so paired is one reading,
-not several. Once confirmed only a pair apart with confidence ends it: drift across the
-distance cannot flap. A pair whose other fix is older than `pair_window_s` says nothing (the
-victim device silent, or the tag in RF mode at home).
+it for `evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed
+since the crossing with at least `min_fixes` supporting pairs. Once confirmed only a pair
+apart with confidence ends it: drift across the distance cannot flap. A pair whose other
+fix is older than `pair_window_s` says nothing (the victim device silent, or the tag in RF
+mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
@@ -90,8 +88,7 @@ class ProximityParams:
 class Pair(NamedTuple):
     """A judged pair of fixes: distance, uncertainty (`a` of it the fixes' believed
     accuracies, the rest how far either may have moved between them), whether both tracks
-    explain their fixes, the event time and reference of the fix that made it, and both
-    fixes' references (the tag's, the victim device's)."""
+    explain their fixes, and the event time and reference of the fix that made it."""
 
     d: float
     u: float
@@ -99,7 +96,6 @@ class Pair(NamedTuple):
     consistent: bool
     t: int
     ref: str
-    readings: tuple[str, str]
 
 
 class Proximity(Rule):
@@ -188,8 +184,7 @@ class Proximity(Rule):
         d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
         a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
-        refs = (tag_fix[4], victim_fix[4])
-        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, refs)
+        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref)
 
     def _judge(
         self,
@@ -234,7 +229,7 @@ class Proximity(Rule):
         if prev is not None and prev[1] > radius and obs.t - prev[0] <= self.p.pair_window_s:
             f = (prev[1] - radius) / (prev[1] - pair.d)
             since = int(prev[0] + f * (obs.t - prev[0]))
-        vs = visit.opened(since, obs.t, slot=f"{link.device}@{since}", readings=[[], []])
+        vs = visit.opened(since, obs.t, slot=f"{link.device}@{since}")
         st["visit"][key] = vs
         if within:
             self._support(st, ctx, obs, link, type_, vs, pair)
@@ -250,11 +245,6 @@ class Proximity(Rule):
         pair: Pair,
     ) -> None:
         visit.support(vs, obs.t)
-        # Each side's fix counts once: one multipath fix paired again with the other side's
-        # next fixes is one reading, not several (kept up to min_fixes, all that is asked).
-        for seen, ref in zip(vs["readings"], pair.readings, strict=True):
-            if ref not in seen and len(seen) < self.p.min_fixes:
-                seen.append(ref)
         if vs["n"] == 1:
             radius = link.alert_m if type_ == ALERT else link.warn_m
             self.begin(
@@ -274,8 +264,7 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        readings = min(len(seen) for seen in vs["readings"])
-        if visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
+        if visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s):
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)
             if not was and ctx.live:
