@@ -46,6 +46,12 @@ MAX_ZONES = 50
 # A zone's geometry: vertices over all its rings, and rings (the outline plus holes).
 MAX_ZONE_VERTICES = 2_000
 MAX_ZONE_RINGS = 16
+# Outcomes recorded per subject (backend/services/outcomes.py) and the length of their note.
+MAX_OUTCOMES = 20
+MAX_OUTCOME_NOTE = 2_000
+# Cohort figures (backend/services/research.py): an aggregate count from 1 to below this is
+# suppressed (shown as null), so that no figure singles out a handful of people.
+MIN_CELL_COUNT = 5
 
 
 # ---- pydantic types ---------------------------------------------------------------------------

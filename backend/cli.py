@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from backend.api.admin_cli import subject_app, unit_app, user_app
+from backend.api.admin_cli import brokers_app, subject_app, unit_app, user_app
 
 if TYPE_CHECKING:
     from backend.registry import Registry
@@ -22,6 +22,7 @@ app = typer.Typer(help="Monitoring backend: storage, devices, ingest.", no_args_
 app.add_typer(unit_app, name="unit")
 app.add_typer(user_app, name="user")
 app.add_typer(subject_app, name="subject")
+app.add_typer(brokers_app, name="brokers")
 console = Console()
 
 

@@ -19,6 +19,10 @@ Guarantees:
   insert-or-ignore; only a frame that was actually inserted has its records stored. The
   in-process SequenceGuard is a fast path that skips the database for retransmissions this
   worker saw recently; with several workers the database is the authority.
+- Nothing committed escapes the rules: with a `durable` sink (the monitoring rules), the
+  batch's transaction also records its hand-over (a rules_pending row), which the sink
+  deletes in the transaction that evaluates the batch; a worker that dies in between
+  leaves the row to the next sweep of any worker (backend/rules/sink.py).
 - Nothing is acknowledged before it is durable: ACK frames are built after the transaction
   commits. A duplicate is acknowledged again (its first ACK may have been lost). Whether the
   broker then accepted each ACK is the worker's to find out (backend/ingest_worker.py).
@@ -58,6 +62,7 @@ Guarantees:
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -131,7 +136,28 @@ class RuleSink:
     defaults to doing nothing, so a subclass overrides only what it uses). Called after the
     batch is committed and acknowledged, with the frames stored for the first time, in
     event-time order per device. Must not raise for bad data; a raise is logged and the
-    frames stay stored (rules can re-evaluate from storage)."""
+    frames stay stored (rules can re-evaluate from storage).
+
+    A `durable` sink has each batch's hand-over recorded in the batch's own transaction (a
+    rules_pending row, which `batch_committed` is told the token of and settles when it has
+    evaluated the batch): a worker killed between its commit and its hand-over leaves the
+    row, and the sink evaluates it later (`resume`, and its own clock)."""
+
+    durable = False
+
+    def batch_committed(
+        self,
+        stored: Sequence[StoredFrame],
+        rejections: Sequence[Rejection],
+        now: float,
+        pending: str | None,
+    ) -> None:
+        """A batch is durable: the frames it stored and what it refused (security events
+        already written); `pending` is the token of its rules_pending row (durable sinks)."""
+        if stored:
+            self.frames_committed(stored, now)
+        if rejections:
+            self.frames_rejected(rejections, now)
 
     def frames_committed(self, stored: Sequence[StoredFrame], now: float) -> None:
         """New frames are durable."""
@@ -139,6 +165,10 @@ class RuleSink:
     def frames_rejected(self, rejections: Sequence[Rejection], now: float) -> None:
         """Frames, or records of stored frames, were refused (security events are already
         written)."""
+
+    def resume(self, now: float) -> None:
+        """A worker starts: evaluate what a worker that died committed and never handed
+        over."""
 
 
 class NoRules(RuleSink):
@@ -161,6 +191,8 @@ class BatchResult:
     acks_failed: int = 0  # could not be handed to the MQTT client
     retained_known: int = 0  # duplicates that were the broker's retained copy of a status
     committed_at: float = 0.0  # backend time just after the commit (frame age, metrics.py)
+    # The token of the batch's rules_pending row (a durable sink), for the hand-over to settle.
+    pending: str | None = None
 
 
 # Publishes one ACK frame (QoS 1); returns False if it could not be queued.
@@ -252,8 +284,10 @@ class Ingest:
         self.clock = clock or SystemClock()
         self.rules = rules or NoRules()
         self.guard = replay.SequenceGuard()
-        # (device, boot, seq) of a batch whose transaction failed: perhaps committed.
+        # (device, boot, seq) of a batch whose transaction failed: perhaps committed. With
+        # a durable sink, that batch's rules_pending token, which its retry writes again.
         self._uncertain: set[store.FrameKey] = set()
+        self._token: str | None = None
         self._writer = store.WriterQueue(engine)
         self.counts: Counter[str] = Counter()
         self.rejections: Counter[tuple[str, int | None]] = Counter()
@@ -435,7 +469,11 @@ class Ingest:
         event. If it fails, nothing was committed or it was and only the answer was lost:
         the guard forgets this batch, so the redelivered frames are not mistaken for
         duplicates of frames never stored; and they are remembered, so that if the retry
-        finds them stored, the rules get them (the failed attempt never handed them over)."""
+        finds them stored, the rules get them (the failed attempt never handed them over).
+        A durable sink's record of the hand-over (RuleSink) keeps its token across the
+        attempts, so that it names one row whichever attempt committed."""
+        if self.rules.durable:
+            b.result.pending = self._token or uuid.uuid4().hex
         try:
             with (
                 self._writer,
@@ -447,7 +485,9 @@ class Ingest:
             for v in b.frames:
                 self.guard.forget(v.frame.device)
             self._uncertain.update(_key(v) for v in b.frames)
+            self._token = b.result.pending
             raise
+        self._token = None
         r = b.result
         r.committed_at = self.clock.now()
         if self._uncertain:
@@ -525,7 +565,7 @@ class Ingest:
                 r.refused_records.append(
                     Rejection(x.reason, f.device, topic, x.detail, v.msg.payload)
                 )
-        store.insert_security_events(
+        refusals = store.insert_security_events(
             conn,
             now,
             [
@@ -533,6 +573,9 @@ class Ingest:
                 for x in r.rejected + r.refused_records
             ],
         )
+        if r.pending is not None and (b.inserted or refusals):
+            new = [v.frame_id for v in b.inserted if v.frame_id is not None]
+            store.insert_pending(conn, r.pending, now, new, refusals)
 
     def _flag_late(self, conn: Connection, fresh: list[Received], now: float) -> None:
         """Late: behind the device's newest stored event time when it arrived, or a backlog
@@ -584,11 +627,10 @@ class Ingest:
     def hand_over(self, b: Batch) -> None:
         """To rule evaluation; a failure there leaves the frames stored (module docstring)."""
         r = b.result
+        rejections = r.rejected + r.refused_records
         try:
-            if r.stored:
-                self.rules.frames_committed(r.stored, b.now)
-            if r.rejected or r.refused_records:
-                self.rules.frames_rejected(r.rejected + r.refused_records, b.now)
+            if r.stored or rejections:
+                self.rules.batch_committed(r.stored, rejections, b.now, r.pending)
         except Exception:
             log.exception("rule evaluation failed; the frames are stored")
             self.counts["rules_failed"] += 1

@@ -171,6 +171,9 @@ class IngestWorker:
         self._abandoned = False
         self.connected = threading.Event()  # set while at least one broker is connected
         self.batches = 0
+        # Messages whose batch went through the whole pipeline, the rules' hand-over
+        # included (a simulator waits for this to equal counts["received"]).
+        self.handled = 0
         self.retry = Retry()
         # Downlinks by (broker, message id) until their PUBACK. Commands are published from
         # the rule timer's thread, so a PUBACK can be read (here) before publish() has
@@ -448,10 +451,16 @@ class IngestWorker:
             if tok.generation == link.generation:
                 link.client.ack(tok.mid, tok.qos)
         self.batches += 1
+        self.handled += len(batch)
         return len(batch)
 
     def run(self) -> None:
         upgrade(self.engine)
+        try:
+            # Batches a worker that died committed and never handed to the rules.
+            self.ingest.rules.resume(self.ingest.clock.now())
+        except Exception:
+            log.exception("evaluating batches left pending failed; the rules' clock retries")
         self.connect()
         last_report = time.monotonic()
         try:

@@ -32,8 +32,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, case, func, or_, select
 
 from backend.clock import Clock
+from backend.notify.dispatcher import OUTCOMES
+from backend.notify.outbox import KINDS as NOTIFY_KINDS
+from backend.notify.outbox import PENDING
 from backend.rules.comms import CommsParams
 from backend.rules.home_unit import HomeUnitParams
+from backend.rules.model import SEVERITIES
 from backend.rules.proximity import SilentParams
 from backend.storage.schema import (
     HOME_UNIT,
@@ -43,6 +47,7 @@ from backend.storage.schema import (
     alerts,
     assignments,
     devices,
+    notification_outbox,
     orders,
     victim_devices,
 )
@@ -100,7 +105,6 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-SEVERITIES = ("critical", "high", "medium", "low")
 OPEN_STATES = ("open", "acknowledged")
 KINDS = (TAG, HOME_UNIT, VICTIM)
 
@@ -180,7 +184,11 @@ _RULES = {
     "evaluations": ("tagwatch_rules_evaluations", "Subject evaluations committed."),
     "evaluation_failed": (
         "tagwatch_rules_evaluation_failures",
-        "Subject evaluations that failed (retried from storage later).",
+        "Subject evaluations that failed (a batch's again at a sweep if the database was away).",
+    ),
+    "handovers_swept": (
+        "tagwatch_rules_handovers_swept",
+        "Batches evaluated by a sweep: committed, never evaluated by their own worker.",
     ),
     "alert_changes": (
         "tagwatch_rules_alert_changes",
@@ -370,6 +378,69 @@ def silent_devices_query(now: float) -> Any:
         )
         .group_by(a.role)
     )
+
+
+class NotificationCollector(Collector):
+    """The notification dispatcher of this process (its outcomes per kind of outbox row),
+    and the outbox as stored: rows waiting, and how overdue the oldest is (a dispatcher
+    that stopped working shows as a growing age)."""
+
+    def __init__(
+        self,
+        counts: Callable[[], Mapping[tuple[str, str], int]],
+        engine: Engine,
+        clock: Clock,
+    ) -> None:
+        self.counts = counts
+        self.engine = engine
+        self.clock = clock
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "tagwatch_notifications",
+            "Outbox rows worked by this process's dispatcher, by kind (plan, escalate, email, "
+            "push, webhook) and outcome (sent, retried, failed, dropped, paged, ...).",
+            labels=["kind", "outcome"],
+        )
+        counted: dict[tuple[str, str], int] = {(k, "sent"): 0 for k in NOTIFY_KINDS}
+        counted.update({(k, "failed"): 0 for k in NOTIFY_KINDS})
+        for (kind, outcome), n in self.counts().items():
+            key = (bounded(kind, NOTIFY_KINDS), bounded(outcome, OUTCOMES))
+            counted[key] = counted.get(key, 0) + n
+        for (kind, outcome), n in sorted(counted.items()):
+            family.add_metric([kind, outcome], n)
+        yield family
+        o = notification_outbox.c
+        try:
+            with self.engine.connect() as conn:
+                now = self.clock.now()
+                rows = conn.execute(
+                    select(o.kind, func.count(), func.min(o.due_at))
+                    .where(o.state == PENDING, o.due_at <= now)
+                    .group_by(o.kind)
+                ).all()
+        except Exception as e:
+            log.warning("notification metrics unavailable", error=type(e).__name__)
+            return
+        due = GaugeMetricFamily(
+            "tagwatch_notifications_due",
+            "Outbox rows due and not yet worked (retries waiting for their back-off are not).",
+            labels=["kind"],
+        )
+        waiting = {k: 0 for k in NOTIFY_KINDS}
+        oldest = now
+        for kind, n, first in rows:
+            k = bounded(kind, NOTIFY_KINDS)
+            waiting[k] = waiting.get(k, 0) + int(n)
+            oldest = min(oldest, float(first))
+        for kind, n in sorted(waiting.items()):
+            due.add_metric([kind], n)
+        yield due
+        yield GaugeMetricFamily(
+            "tagwatch_notifications_oldest_due_seconds",
+            "How long the oldest due outbox row has waited (0: none waiting).",
+            value=max(0.0, now - oldest),
+        )
 
 
 class ReadinessCollector(Collector):

@@ -84,6 +84,43 @@ class Settings(BaseSettings):
     max_request_bytes: int = 1_000_000
     totp_issuer: str = "tagwatch"
 
+    # Notifications (docs/operations.md, "Notifications"). Links in e-mails and pushes
+    # point at public_url (the web app as officers reach it).
+    public_url: str = "http://127.0.0.1:8080"
+    # SMTP relay for e-mail; empty host: no e-mail is sent (counted as unsendable).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_from: str = "tagwatch@localhost"
+    # Web Push (VAPID): the P-256 private key as PEM, or a file holding it. With neither,
+    # data_dir/vapid.pem is created (mode 0600) on first use.
+    vapid_private_key: str = Field(default="", repr=False)
+    vapid_private_key_file: Path | None = None
+    vapid_subject: str = "mailto:tagwatch@localhost"
+    # Hosts a browser's push subscription may point at (the browsers' push services; a
+    # name matches itself and its sub-domains): the dispatcher POSTs to the endpoint, so an
+    # endpoint anywhere else is refused. https only, except for a loopback address listed.
+    push_hosts: list[str] = [
+        "fcm.googleapis.com",
+        "updates.push.services.mozilla.com",
+        "push.services.mozilla.com",
+        "web.push.apple.com",
+        "notify.windows.com",
+    ]
+    # Each API process runs a dispatcher (several are safe: rows are leased); false: none.
+    notify_dispatch: bool = True
+    # The dispatcher looks for due work this often; one send waits at most send_timeout_s;
+    # a failed send is retried with back-off (retry_base_s doubling, at most retry_max_s)
+    # until it has been tried max_attempts times; an acknowledgement link works this long.
+    notify_tick_s: float = Field(default=5.0, gt=0, le=300)
+    notify_send_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    notify_retry_base_s: float = Field(default=30.0, gt=0, le=3600)
+    notify_retry_max_s: float = Field(default=900.0, gt=0, le=86_400)
+    notify_max_attempts: int = Field(default=6, ge=1, le=50)
+    notify_ack_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 86_400)
+
     def broker_list(self) -> list[tuple[str, int]]:
         """The brokers' backend listeners, (host, port), in order."""
         from firmware.brokers import endpoint

@@ -21,7 +21,6 @@ digest differs from the last cmd_zone recorded for the device (the rules sink ca
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -30,8 +29,9 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import substring
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, select
 
+from backend.device_commands import digest, numbered
 from backend.rules.geo import EXCLUSION, Projection, ZoneSpec
 from backend.rules.store import zone_spec
 from backend.storage.schema import device_commands, zones
@@ -171,9 +171,8 @@ def _area(c: Circle) -> float:
 
 
 def zone_digest(recs: list[fr.Record]) -> int:
-    """A digest of the slots' contents (device_commands.value: signed 64-bit, so 62 bits)."""
-    text = ";".join(f"{r.slot},{r.lat_e7},{r.lon_e7},{r.radius_m}" for r in recs)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 2
+    """A digest of the slots' contents (device_commands.value)."""
+    return digest(";".join(f"{r.slot},{r.lat_e7},{r.lon_e7},{r.radius_m}" for r in recs))
 
 
 EMPTY_DIGEST = zone_digest(
@@ -205,22 +204,11 @@ def zone_command(
     digest) in this transaction."""
     if recs is None:
         recs = zone_records(conn, subject_id)
-    last = conn.execute(
-        select(func.max(device_commands.c.seq)).where(device_commands.c.device == device)
-    ).scalar()
-    seq = (last or 0) + 1
-    conn.execute(
-        insert(device_commands).values(
-            device=device,
-            seq=seq,
-            key=ZONE_COMMAND_KEY,
-            value=zone_digest(recs),
-            reason=ZONE_REASON,
-            at=now,
-        )
-    )
-    frame = fr.Frame(fr.COMMAND, device, 0, seq, int(now), recs, fr.FLAG_TIME_VALID)
-    return fr.encode(frame, key)
+    _, data = numbered(
+        conn, device, recs, key, code=ZONE_COMMAND_KEY, value=zone_digest(recs),
+        reason=ZONE_REASON, now=now,
+    )  # fmt: skip
+    return data
 
 
 def zone_update(

@@ -16,7 +16,7 @@ The firmware's simulator board talks to this program over its socket (docs/firmw
 "Simulator board protocol"), which here runs in real time: the clock is the host's
 monotonic clock, NMEA written to the GNSS pty reaches the firmware while its receiver is
 powered (a powered-down receiver says nothing), and the modem is bridged to a real MQTT
-broker with sim/hil.py's bridge (`HilTag`, subclassed)."""
+broker with the HIL tag's modem bridge (sim/hil_modem.py; `HilTag` subclassed)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import tty
 from collections.abc import Callable
@@ -36,11 +35,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from firmware import board as hal
 from firmware import ticks
 from hw import boarddef
 from sim import micropython
 from sim.hil import HilConfig, HilTag
+from sim.hil_modem import ModemBridge
 
 # The unix port keeps loaded code in its heap (~90 KiB for the firmware on 64-bit; see
 # docs/firmware.md, "Heap"), so the virtual board runs with more than a device has.
@@ -84,17 +83,18 @@ class VirtualBoard(HilTag):
         control_port: int = 0,
     ) -> None:
         d = boarddef.load("virtual")
-        super().__init__(
-            HilConfig(
-                device=0,  # the board learns its identity from config.json, not from here
-                key=b"",
-                workdir=root,
-                brokers=[f"{broker_host}:{broker_port}"],
-                heap=heap,
-                reply_wait_s=0.0,  # real time: a downlink wakes the firmware when it comes
-                connect_delay_ms=300,
-            )
+        cfg = HilConfig(
+            device=0,  # the board learns its identity from config.json, not from here
+            key=b"",
+            workdir=root,
+            brokers=[f"{broker_host}:{broker_port}"],
+            heap=heap,
+            reply_wait_s=0.0,  # real time: a downlink wakes the firmware when it comes
+            connect_delay_ms=300,
         )
+        # This board runs in real time (the console, the GNSS port): closing a modem session
+        # must not wait for paho's network thread to end.
+        super().__init__(cfg, modem=ModemBridge(cfg.connect_delay_ms, stop_in_background=True))
         self.env_name = str(d["host_wiring_env"])
         self.root = root.resolve()
         self.fs = self.root / "fs"
@@ -152,8 +152,8 @@ class VirtualBoard(HilTag):
             "boots": self.boots,
             "attached": self.conn is not None,  # the firmware connected since its boot
             "gnss_on": self.gnss_on,
-            "modem": self.modem_state,
-            "published": len(self.published),
+            "modem": self.modem.state,
+            "published": len(self.modem.published),
             "sensors": dict(self.sensors),
             # Whether the firmware is alive and polling: a stalled board shows here.
             "turns": self.turns,
@@ -250,8 +250,7 @@ class VirtualBoard(HilTag):
         self.inbuf = b""
         self.turn = []
         self.awaiting = False
-        self._disconnect_modem()
-        self.modem_state = hal.MODEM_OFF
+        self.modem.power(False)
         self.gnss_on = False
         self.gnss_pending.clear()
 
@@ -270,35 +269,13 @@ class VirtualBoard(HilTag):
                 self.pending_lines.append(f"S {name} {value}")
         self._start_turn()
 
-    def _disconnect_modem(self) -> None:
-        # paho's loop_stop() joins its network thread, which can take a second: this loop runs
-        # in real time (the console, the GNSS port), so the thread is left to end by itself.
-        client = self.mqtt
-        self.mqtt = None
-        self.mqtt_ready = False
-        if client is not None:
-            client.disconnect()
-            threading.Thread(target=client.loop_stop, daemon=True).start()
-
-    def _connect_modem(self, client_id: str, down_topic: str, broker: str, password: str) -> None:
-        try:
-            super()._connect_modem(client_id, down_topic, broker, password)
-        except OSError as e:  # broker unreachable: the modem fails to connect, as in the field
-            print(f"virtual board: modem: broker unreachable: {e}", file=sys.stderr)
-            self.mqtt = None
-            self.modem_ready_ms = self.now_ms
-
     # -- the lock-step protocol, in real time ----------------------------------------------------
     def _clock(self) -> None:
         self.now_ms = int((time.monotonic() - self.t0) * 1000)
 
     def _start_turn(self) -> None:
         assert self.conn is not None
-        lines = self.pending_lines
-        self.pending_lines = []
-        while not self.down.empty():
-            topic, data = self.down.get()
-            lines.append(f"R {topic} {data.hex()}")
+        lines = self._inputs()
         n = len(self.gnss_pending)
         if n:
             os.write(self.master, bytes(self.gnss_pending))
@@ -450,10 +427,9 @@ class VirtualBoard(HilTag):
             self._spawn()
         self._clock()
         if self.conn is not None and not self.awaiting:
-            if self.modem_state == hal.MODEM_CONNECTING and self.now_ms >= self.modem_ready_ms:
-                self._modem_progress()  # queues the modem's status line: wake the firmware
+            if self._modem_progress():  # the modem raises its status line: wake the firmware
                 self.wake_ms = self.now_ms
-            if not self.down.empty():
+            if self.modem.has_downlink():
                 self.wake_ms = self.now_ms  # a downlink arrived: the modem raises its line
             if self.now_ms >= self.wake_ms:
                 self._start_turn()

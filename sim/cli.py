@@ -161,6 +161,66 @@ def world(
 
 
 @app.command()
+def oncall(
+    scenario: Annotated[
+        str, typer.Argument(help="scenario name in sim/scenarios/ or a path")
+    ] = "night-strap-cut",
+    subjects: Annotated[
+        int | None, typer.Option(min=1, help="subjects (default: the scenario's)")
+    ] = None,
+    hours: Annotated[
+        float, typer.Option(min=0.1, max=24, help="simulate this many hours of the first day")
+    ] = 1.0,
+    escalate_after: Annotated[
+        int, typer.Option(min=30, max=86_400, help="seconds before escalating")
+    ] = 300,
+    ack_after: Annotated[
+        str,
+        typer.Option(
+            help="each on-call officer in rank order: seconds from reading a page to "
+            "acknowledging it, or 'never'"
+        ),
+    ] = "never,120",
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same truth")] = 0,
+    out: Annotated[str, typer.Option(help="file for the score (JSON)")] = "build/oncall.json",
+) -> None:
+    """A night on call: the scenario through the whole stack with the notification
+    dispatcher; simulated officers read their e-mail and pushes and acknowledge (or not).
+    Prints time to first notification and to acknowledgement (docs/simulator.md)."""
+    import json
+    from pathlib import Path
+
+    from sim import oncall as sim_oncall
+    from sim.fleet import Fleet, RunOptions
+    from sim.run import quiet_logs
+
+    sc = _scenario(scenario, "oncall")
+    try:
+        officers = sim_oncall.parse_officers(ack_after)
+    except ValueError as exc:
+        typer.echo(f"tagwatch sim oncall: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fleet = Fleet(sc, RunOptions(seed=seed, subjects=subjects, hours=hours, drain_s=60))
+    with quiet_logs():
+        try:
+            fleet.setup()
+            night = sim_oncall.OnCall(fleet, officers, escalate_after_s=escalate_after)
+            try:
+                fleet.run()
+                report = night.score()
+            finally:
+                night.close()
+        finally:
+            fleet.close()
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    for line in sim_oncall.summary_lines(report):
+        typer.echo(line)
+    typer.echo(f"score: {path}")
+
+
+@app.command()
 def gate(
     scenario: Annotated[
         str, typer.Argument(help="scenario name in sim/scenarios/ or a path")

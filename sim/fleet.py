@@ -330,6 +330,9 @@ class Fleet:
         self.lock = threading.RLock()
         self.keys: dict[int, bytes] = {}
         self.unit_keys: dict[int, bytes] = {}
+        # Called with simulated now (Unix s) after every slice, once the backend has caught
+        # up with it (sim/oncall.py steps the notification dispatcher and its officers).
+        self.on_slice: list[Callable[[float], None]] = []
 
     # -- set-up --------------------------------------------------------------------------
     @property
@@ -519,7 +522,7 @@ class Fleet:
             rp = self.sim.params.rf
             h.peer = SimRadioPeer(h.tag.tag_side()).start()
             h.tag.attach_home(h.peer, s.home_unit_id, lambda t: w.hearing(t * 1000, rng, rp))
-            h.tag.unit_tick_ms = self.o.unit_tick_s * 1000
+            h.tag.radio.unit_tick_ms = self.o.unit_tick_s * 1000
         return h
 
     def _home_units(self) -> None:
@@ -668,9 +671,9 @@ class Fleet:
             for h in self.hil:
                 self._hil_slice(h, t)
                 _, _, _, moving = h.world.position(t)
-                before = len(h.tag.offloaded)
+                before = len(h.tag.radio.offloaded)
                 h.tag.run_until(t1 - start, moving=moving)
-                if len(h.tag.offloaded) > before:
+                if len(h.tag.radio.offloaded) > before:
                     relayed.append(self.sim.subjects[h.index].home_unit_id)
             t = t1
             if self.backend is not None:
@@ -691,6 +694,8 @@ class Fleet:
             if self.farm is not None and t >= next_unit_tick:
                 self.farm.tick(t / 1000)
                 next_unit_tick = t + self.o.unit_tick_s * 1000
+            for hook in self.on_slice:
+                hook(t / 1000)
             if progress is not None:
                 progress(t - start, stop - start, self._live())
             if t >= end and self._drained():
@@ -748,7 +753,7 @@ class Fleet:
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
         for h in self.hil:
             rep = h.tag.report()
-            for payload in [p for _ms, _topic, p in h.tag.published] + h.tag.offloaded:
+            for payload in [p for _ms, _topic, p in h.tag.modem.published] + h.tag.radio.offloaded:
                 f = fr.parse(payload)
                 frames.setdefault((f.device, f.boot, f.seq), payload)
             sealed[h.device] = {(int(rep["boot"]), s) for s in range(int(rep["seq"]))}

@@ -159,6 +159,9 @@ class Alert:
     raised_ms: int  # when the alert became visible (backend clock, simulated)
     end_ms: int | None = None
     rule_type: str = ""  # the backend's own name for it
+    # Late data withdrew it afterwards (the backend's state `cleared`); until then an officer
+    # saw it. Scored only where the criterion says a cleared alert still told them in time.
+    cleared: bool = False
 
 
 class AlertSource(Protocol):
@@ -196,22 +199,24 @@ class TableAlertSource:
         with self.engine.connect() as conn:
             for r in conn.execute(select(t)):
                 m = r._mapping
-                if m["state"] == "cleared":
-                    continue  # late data showed the condition did not happen (docs/rules.md)
                 kind = RULE_TO_TRUTH.get(m["type"])
                 subject = self.subject_of.get(m["subject_id"])
                 if kind is None or subject is None:
                     self.unmapped[m["type"]] += 1
                     continue
+                cleared = m["state"] == "cleared"
                 end = m["end"]
+                if end is None and cleared:
+                    end = m["updated_at"]  # shown until late data cleared it
                 out.append(
                     Alert(
                         kind,
                         subject,
                         int(m["start"]) * 1000,
                         int(m["raised_at"] * 1000),
-                        None if end is None else int(end) * 1000,
+                        None if end is None else int(end * 1000),
                         m["type"],
+                        cleared,
                     )
                 )
         return out
@@ -259,6 +264,11 @@ class Criterion:
     excused_by: tuple[str, ...] = ()
     early_ms: int | None = None  # how long before the episode its alert may begin (tolerance)
     first_day: bool = True  # False: the rule never judges the run's first day (not_charged)
+    # An alert late data cleared (Alert.cleared) still counts, as a detection or a false
+    # alert: it was raised when the condition held, and the data that cleared it could only
+    # come after (comms loss: the backlog a tag uploads once it can reach the backend again
+    # shows it was recording, docs/rules.md). Otherwise cleared alerts are not scored.
+    cleared_counts: bool = False
 
     def start(self, e: tr.Episode) -> int | None:
         return e.start_ms if self.onset is None else self.onset(e)
@@ -271,6 +281,11 @@ class Criterion:
         a = self.start(e)
         assert a is not None
         return e.end_ms if self.at_end else a + self.required_ms
+
+
+def _fw_s(key: str) -> int:
+    """A firmware default in seconds, as ms."""
+    return int(str(fw_config.DEFAULTS[key])) * 1000
 
 
 # Defaults follow backend/rules (curfew grace 10 min, the zone rule's exclusion dwell,
@@ -303,11 +318,19 @@ CRITERIA: dict[str, Criterion] = {
     ),
     tr.NOT_CHARGED: Criterion(0, 30 * MIN_MS, 30 * MIN_MS, at_end=True, first_day=False),
     tr.HOME_UNIT_UNPLUGGED: Criterion(HomeUnitParams().power_grace_s * 1000, 2 * MIN_MS),
-    # Contact is the tag's own uploads (every batch, up to batch_s apart) or its home unit
-    # hearing it, so the rule's silence starts up to a batch before the truth's gap: a gap
-    # within that of the threshold is a near miss either way.
+    # Contact is what the backend hears: the tag's uploads or its home unit hearing it. The
+    # truth's gap is the time the tag could not reach the backend; the backend's silence
+    # around it is longer, by up to a rest-cadence upload before it (at rest a tag records,
+    # and so uploads, once per fix_rest_s) and up to a back-off after it (the tag retries a
+    # failed upload after at most backoff_max_s). A gap within that of the threshold may
+    # alert or not (a near miss); one the threshold long must. The backlog uploaded after a
+    # gap clears the alert: it is scored as raised.
     tr.COMMS_LOSS: Criterion(
-        CommsParams().threshold_s * 1000, 5 * MIN_MS, 15 * MIN_MS, borderline_ms=(15 * MIN_MS, 0)
+        CommsParams().threshold_s * 1000,
+        5 * MIN_MS,
+        15 * MIN_MS,
+        borderline_ms=(_fw_s("fix_rest_s") + _fw_s("backoff_max_s"), 0),
+        cleared_counts=True,
     ),
 }
 
@@ -397,7 +420,13 @@ def score_alerts(
         eps = [e for e in truth.of_type(kind) if only is None or e.subject in only]
         if not c.first_day:
             eps = [e for e in eps if e.start_ms > truth.start_ms]
-        mine = [a for a in alerts if a.type == kind and (only is None or a.subject in only)]
+        mine = [
+            a
+            for a in alerts
+            if a.type == kind
+            and (only is None or a.subject in only)
+            and (c.cleared_counts or not a.cleared)
+        ]
         below, above = c.borderline_ms
         counted = [(e, c.counted_ms(e)) for e in eps]
         must = [e for e, n in counted if n is not None and n >= c.required_ms + above]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,17 @@ class Backend:
             if t is not None:
                 t.join(10)
         self.engine.dispose()
+
+    def wait_handed_over(self, timeout: float) -> bool:
+        """Until every message taken from the broker has been through the rules too (the
+        lock-step barrier waits for acknowledgements, which come before the rules run)."""
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            while w is not None and w.handled < w.ingest.counts["received"]:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.0005)
+        return True
 
     def counts(self) -> Counter[str]:
         """Every worker's ingest counters added up (those killed included)."""

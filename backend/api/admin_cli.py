@@ -1,21 +1,24 @@
 """`tagwatch backend unit add|list`, `user add|list|disable|unlock`, `subject add`: bootstrap
 the directory from a shell (the first administrator cannot be created through the API).
+`brokers set|status`: a tag's broker list (cmd_broker), as the administrators' API route does.
 Passwords are read from a prompt or TAGWATCH_NEW_PASSWORD, never from the command line,
 where they would land in shell history and the process list. Every change is audited."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from backend.security import audit, roles
 from backend.security.passwords import Passwords
-from backend.services import subjects, units, users
+from backend.services import broker_push, subjects, units, users
 from backend.services.errors import Refused
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE, make_engine, upgrade
@@ -25,6 +28,7 @@ from backend.storage.schema import users as users_table
 unit_app = typer.Typer(help="Units (police units and partner agencies).", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 subject_app = typer.Typer(help="Monitored subjects.", no_args_is_help=True)
+brokers_app = typer.Typer(help="Tags' broker lists (cmd_broker).", no_args_is_help=True)
 console = Console()
 ACTOR = "cli"
 
@@ -187,3 +191,49 @@ def subject_add(
     except Refused as e:
         raise _fail(e) from e
     console.print(f"subject {subject_id}: {reference} (unit {unit_id})")
+
+
+TagOption = Annotated[int | None, typer.Option(help="one tag")]
+UnitOption = Annotated[str | None, typer.Option(help="every tag in this unit's pool (id or name)")]
+
+
+def _tags(engine: Engine, conn: Connection, tag: int | None, unit: str | None) -> list[int]:
+    unit_id = None if unit is None else _unit_id(engine, unit)
+    return broker_push.target_tags(conn, tag, unit_id)
+
+
+@brokers_app.command("set")
+def brokers_set(
+    brokers: Annotated[
+        list[str] | None, typer.Argument(help="host:port of each broker, in the order tried")
+    ] = None,
+    tag: TagOption = None,
+    unit: UnitOption = None,
+) -> None:
+    """Queue a new broker list (1-4 host:port) for one tag or every tag of a unit's pool; an
+    ingest worker sends it at its next rules tick (`brokers status` shows where it is)."""
+    _, engine = _engine()
+    now = _now()
+    try:
+        listed = broker_push.checked(brokers or [])
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            tags = _tags(engine, conn, tag, unit)
+            ids = broker_push.queue(conn, listed, tags, ACTOR, now)
+            detail = {"brokers": listed, "tags": tags, "unit": unit, "queued": ids}
+            audit.append(conn, audit.Entry(ACTOR, "tag.brokers", detail), now)
+    except Refused as e:
+        raise _fail(e) from e
+    console.print(f"queued {' '.join(listed)} for {len(tags)} tag(s): {tags}")
+
+
+@brokers_app.command("status")
+def brokers_status(tag: TagOption = None, unit: UnitOption = None) -> None:
+    """The newest broker list queued for each tag and where it is (JSON): `state` queued (no
+    worker has sent it yet), sent (published, no answer yet), dropped, taken or refused."""
+    _, engine = _engine()
+    try:
+        with engine.connect() as conn:
+            rows = broker_push.deliveries(conn, _tags(engine, conn, tag, unit))
+    except Refused as e:
+        raise _fail(e) from e
+    print(json.dumps([asdict(d) for d in rows], indent=1))

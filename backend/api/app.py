@@ -5,6 +5,8 @@ and every router (backend/api/routes/: a new one is a line in ROUTERS there)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
@@ -25,10 +27,12 @@ from backend.api.ratelimit import RateLimiter
 from backend.api.request_metrics import RequestMetrics
 from backend.api.routes import ROUTERS, health, web
 from backend.clock import Clock, SystemClock
+from backend.notify import dispatcher
 from backend.registry import KeyVault, load_server_key
 from backend.security.passwords import Passwords
 from backend.security.sessions import Sessions
 from backend.security.tokens import TokenSigner, signing_key
+from backend.services import research
 from backend.services.errors import Conflict, Invalid, NotFound, Refused
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
@@ -55,6 +59,8 @@ def build_context(
         passwords=passwords,
         sessions=Sessions(settings, passwords, signer, vault),
         login_limiter=RateLimiter(settings.login_rate_per_minute, clock),
+        dispatcher=dispatcher.build(engine, settings, server_key, clock),
+        research_key=research.pseudonym_key(server_key),
     )
 
 
@@ -157,7 +163,20 @@ def create_app(
     settings: Settings | None = None, clock: Clock | None = None, engine: Engine | None = None
 ) -> FastAPI:
     settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The notification dispatcher runs while the server does (docs/operations.md).
+        ctx: ApiContext = app.state.tagwatch
+        if settings.notify_dispatch:
+            ctx.dispatcher.start()
+        try:
+            yield
+        finally:
+            ctx.dispatcher.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="tagwatch",
         version="1",
         summary="Electronic monitoring backend: subjects, alerts, access control, audit.",

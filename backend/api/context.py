@@ -1,5 +1,6 @@
 """What one API process holds: settings, clock, database engine, password hasher, token
-signer and login rate limiter. `create_app` builds it; deps.py hands parts of it out."""
+signer, login rate limiter and the notification dispatcher. `create_app` builds it; deps.py
+hands parts of it out."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy import Engine
 
 from backend.api.ratelimit import RateLimiter
 from backend.clock import Clock
+from backend.notify.dispatcher import Dispatcher
 from backend.registry import KeyVault
 from backend.security.passwords import Passwords
 from backend.security.sessions import Sessions
@@ -24,3 +26,6 @@ class ApiContext:
     passwords: Passwords
     sessions: Sessions
     login_limiter: RateLimiter
+    dispatcher: Dispatcher
+    # Pseudonyms of subjects in research exports (backend/services/research.py).
+    research_key: bytes

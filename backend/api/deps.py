@@ -10,10 +10,13 @@ Every route takes its caller from here, never from a check of its own:
   before the route reads anything; trail also requires a `purpose` query parameter.
 - `object_scope(kind, scope)`: the same for a record that belongs to a subject (an alert,
   a zone...: `access.SUBJECT_OBJECTS`), reached through its subject; a foreign one is 404.
-- `unit_scope(write)`, `user_scope(write)`, `share_scope(write)`: the guards of units, user
-  accounts and shares, whose visibility is not a subject's (access.py says who sees which);
+- `unit_scope(write)`, `user_scope(write)`, `share_scope(write)`, `shift_scope`: the guards
+  of units, user accounts, shares and on-call shifts, whose visibility is not a subject's
+  (access.py says who sees which);
   `write` adds who may change it (administrators; the owning unit's supervisor for a share)
   with 403 for one who may see it but not change it. `SubjectShare`: sharing a subject.
+- `PageAck`: acknowledging from a page's link, whose token names the page: manage on the
+  page's alert's subject, as acknowledging from the queue needs.
 - Role dependencies for routes without an id (`Administrator`, `Editor`, ...), built with
   `require_role(...)`, and `fleet_view` (administrators see every device and no subject).
 - `visible_subjects(scope)`: for list routes: `Visible.where(column)` restricts any query
@@ -48,13 +51,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, HTTPException, Path, Query, WebSocketException, status
+from fastapi import Body, Depends, HTTPException, Path, Query, WebSocketException, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import ColumnElement, Connection, Engine, Select
 from starlette.requests import HTTPConnection
 
 from backend.api.context import ApiContext
 from backend.clock import Clock
+from backend.notify.ack import AckError, page_subject
 from backend.security import access, audit, roles
 from backend.security.access import (
     SUBJECT_OBJECTS,
@@ -65,7 +69,7 @@ from backend.security.access import (
 )
 from backend.security.sessions import LoginError, session_stands
 from backend.security.tokens import TokenError
-from backend.services import units
+from backend.services import oncall, units
 from backend.storage.database import IMMEDIATE
 
 log = structlog.get_logger("tagwatch.api")
@@ -754,3 +758,62 @@ Editor = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
 Investigator = Annotated[
     User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER, roles.PARTNER))
 ]
+
+# On call and notifications: officers and supervisors read their own unit's rota and
+# policies (they are the ones paged); only the unit's supervisor changes them. Everything is
+# scoped to the caller's unit: no route takes a unit from the request.
+OnCallReader = Annotated[User, Depends(require_role(roles.SUPERVISOR, roles.OFFICER))]
+OnCallEditor = Annotated[User, Depends(require_role(roles.SUPERVISOR))]
+# Evaluation: pseudonymised cohort figures of the caller's own unit (no subject named).
+CohortReader = Annotated[User, Depends(require_role(roles.RESEARCHER, roles.SUPERVISOR))]
+
+
+def shift_scope(conn: HTTPConnection, shift_id: Id, user: OnCallEditor, ctx: Context) -> int:
+    """Guard of `{shift_id}`: a shift on the supervisor's own unit's rota; any other is 404."""
+    with ctx.engine.connect() as db:
+        if oncall.shift_unit(db, shift_id) != user.unit_id:
+            raise _not_found(conn, "shift")
+    return shift_id
+
+
+_mark(shift_scope, "shift_id", "shift", True)
+ShiftWrite = Annotated[int, Depends(shift_scope)]
+
+
+@dataclass(frozen=True)
+class PageAccess:
+    """A page named by the token of its link, whose alert's subject the caller may manage."""
+
+    page_id: int
+    expires_at: int
+    subject: SubjectAccess
+
+
+def _page_token(token: Annotated[str, Body(min_length=1, max_length=2048, embed=True)]) -> str:
+    return token
+
+
+def page_scope(
+    conn: HTTPConnection,
+    ctx: Context,
+    user: CurrentUser,
+    request_id: RequestId,
+    token: Annotated[str, Depends(_page_token)],
+) -> PageAccess:
+    """Acknowledging from a page's link: the token must be ours (422 otherwise) and the
+    caller needs manage on the alert's subject, as acknowledging from the queue does; that
+    the page was sent to the caller is the acknowledgement's own rule (notify/ack.py)."""
+    try:
+        page_id, expires_at = ctx.dispatcher.tokens.page_of(token)
+    except AckError as e:
+        raise HTTPException(e.status, str(e)) from e
+    with ctx.engine.connect() as db:
+        subject_id = page_subject(db, page_id)
+    if subject_id is None:
+        raise HTTPException(422, "this acknowledgement link is not valid")
+    via = {"object": "page", "object_id": page_id}
+    found = _authorize(conn, ctx, user, request_id, subject_id, roles.MANAGE, None, via)
+    return PageAccess(page_id, expires_at, found)
+
+
+PageAck = Annotated[PageAccess, Depends(page_scope)]

@@ -21,6 +21,9 @@ VICTIM = "victim"  # a victim's own device, linked to the subject's order (proxi
 # Observation names beyond the record names of docs/protocol.md.
 SECURITY = "security"  # a rejected frame (bad MAC, replay, ...) attributed to a device
 
+# Alert severities, most urgent first (notification policies page from a severity up).
+SEVERITIES = ("critical", "high", "medium", "low")
+
 
 @dataclass(frozen=True, slots=True)
 class Obs:

@@ -14,12 +14,23 @@ set of circular exclusion zones (cmd_zone, backend/zone_push.py) whenever it dif
 last set recorded for its current tag; checked against the database only when the subject's
 config version or tag changes.
 
+The hand-over is durable. Ingest writes each batch's rules_pending row (the ids of the frames
+it stored and of the security events it wrote) in the batch's own transaction; the
+transaction evaluating the batch deletes it first, and evaluates nothing if it is gone
+(another worker got there first). `sweep()` evaluates the rows a worker left that died
+between its commit and its hand-over (or whose evaluation failed with the database away),
+each as its hand-over would have: when a worker starts (`resume`), and at every tick those
+older than HANDOVER_GRACE_S. A batch evaluated twice all the same changes no alert the
+second time (episode keys are deterministic), so every committed batch is evaluated once in
+effect.
+
 `tick(now)` (the RuleTimer thread calls it every `tick_s` of wall time, reading the backend
 clock object, so a simulator that drives the clock drives it too) moves every monitored
 subject's horizon: comms loss and a curfew absence with no further data alert on time. It
 reads every subject's config version and state revision in one query and evaluates only
 subjects whose deadline (Rule.due: the next time the clock alone could change anything) has
-come, or whose cached entry is stale.
+come, or whose cached entry is stale. Each tick first sends the commands operators queued (a
+tag's broker list: backend/device_commands.py), numbered under the lock of the evaluations.
 
 No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
 longer — the first evaluation after a configuration change, a backlog, an order or fitting
@@ -38,10 +49,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from backend import metrics
 from backend.clock import Clock, SystemClock
+from backend.device_commands import notify_key, numbered, send_queued
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
@@ -50,9 +62,15 @@ from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
 from backend.rules.observe import frame_observations, security_observation
 from backend.rules.proximity import NOTIFY_PATTERN, NOTIFY_REPEATS
-from backend.rules.store import config_versions, load_config, subjects_of_devices
+from backend.rules.store import (
+    config_versions,
+    load_config,
+    pending_batch,
+    settle,
+    subjects_of_devices,
+)
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import TAG, device_commands
+from backend.storage.schema import TAG, device_commands, rules_pending
 from backend.zone_push import zone_update
 from firmware import frame as fr
 from firmware import topics
@@ -63,6 +81,10 @@ Publisher = Callable[[str, bytes], bool]
 Work = Mapping[int, list[Obs] | None] | Callable[[Connection], Mapping[int, list[Obs] | None]]
 TICK_CHUNK = 200  # subjects per clock-tick transaction (bounds how long it holds locks)
 CATCHUP_CHUNKS = 24  # chunks of runs catching up that one tick works through, in all
+# A batch's hand-over normally settles within a second of its commit; a sweep on the clock
+# leaves younger rows to their own worker (taking one is safe, only wasted work).
+HANDOVER_GRACE_S = 10.0
+SWEEP_LIMIT = 100  # batches one sweep evaluates at most (the next tick goes on)
 
 
 class IngestWorkerLike(Protocol):
@@ -102,13 +124,47 @@ class MonitoringSink(RuleSink):
 
     # ---- RuleSink --------------------------------------------------------------------
 
+    durable = True
+
+    def batch_committed(
+        self,
+        stored: Sequence[StoredFrame],
+        rejections: Sequence[Rejection],
+        now: float,
+        pending: str | None,
+    ) -> None:
+        self._hand_over(stored, rejections, now, now, pending)
+
     def frames_committed(self, stored: Sequence[StoredFrame], now: float) -> None:
+        self._hand_over(stored, (), now, now, None)
+
+    def frames_rejected(self, rejections: Sequence[Rejection], now: float) -> None:
+        self._hand_over((), rejections, now, now, None)
+
+    def resume(self, now: float) -> None:
+        self.sweep(now, grace_s=0.0)
+
+    def _hand_over(
+        self,
+        stored: Sequence[StoredFrame],
+        rejections: Sequence[Rejection],
+        at: float,
+        now: float,
+        pending: str | None,
+    ) -> dict[int, Changes]:
+        """Evaluate what a batch stored and refused at backend time `at` (its frames with
+        the subjects their devices had at each observation's time, its refusals with those
+        at `at`), up to the horizon `now`, and settle its rules_pending row."""
         by_device: dict[int, list[StoredFrame]] = defaultdict(list)
         for s in stored:
             by_device[s.device].append(s)
+        refused = [r for r in rejections if r.device is not None]
+        devices = set(by_device) | {r.device for r in refused if r.device is not None}
+        if not devices and pending is None:
+            return {}
 
         def work(conn: Connection) -> Mapping[int, list[Obs] | None]:
-            owners = subjects_of_devices(conn, by_device)
+            owners = subjects_of_devices(conn, devices)
             per_subject: dict[int, list[Obs]] = defaultdict(list)
             for device, items in by_device.items():
                 history = owners.get(device, [])
@@ -122,37 +178,63 @@ class MonitoringSink(RuleSink):
                                 per_subject[subj].append(o)
                             else:
                                 self.counts["unassigned"] += 1
+            seen: Counter[int] = Counter()
+            for r in refused:
+                assert r.device is not None
+                n = seen[r.device]
+                seen[r.device] += 1
+                for subj, role, start, end in owners.get(r.device, []):
+                    if start <= int(at) and (end is None or int(at) < end):
+                        per_subject[subj].append(
+                            security_observation(r.device, role, at, n, r.reason, r.detail)
+                        )
             return per_subject
 
-        self._evaluate(work, now)
+        return self._evaluate(work, now, pending)
 
-    def frames_rejected(self, rejections: Sequence[Rejection], now: float) -> None:
-        devices = [r.device for r in rejections if r.device is not None]
-        if not devices:
-            return
+    # ---- the sweep -------------------------------------------------------------------
+
+    def sweep(
+        self, now: float | None = None, grace_s: float = HANDOVER_GRACE_S, limit: int = SWEEP_LIMIT
+    ) -> int:
+        """Evaluate batches committed at least `grace_s` ago whose hand-over never settled
+        (rules_pending rows: their worker died between its commit and its hand-over, or the
+        database went away during the evaluation), oldest first, at most `limit`; each as
+        its hand-over would have (store.pending_batch), in a transaction that settles its
+        row. Returns how many were evaluated."""
+        now = self.clock.now() if now is None else now
+        p = rules_pending.c
         with self.engine.connect() as conn:
-            owners = subjects_of_devices(conn, devices)
-        per_subject: dict[int, list[Obs]] = defaultdict(list)
-        seen: Counter[int] = Counter()
-        for r in rejections:
-            if r.device is None:
+            rows = conn.execute(
+                select(p.token, p.at, p.frames, p.refusals)
+                .where(p.at <= now - grace_s)
+                .order_by(p.at)
+                .limit(limit)
+            ).all()
+        done = 0
+        for row in rows:
+            try:
+                with self.engine.connect() as conn:
+                    stored, rejections = pending_batch(conn, row.frames, row.refusals)
+                self._hand_over(stored, rejections, row.at, now, row.token)
+            except Exception:
+                log.exception("evaluating a batch left pending failed", token=row.token)
                 continue
-            n = seen[r.device]
-            seen[r.device] += 1
-            for subj, role, start, end in owners.get(r.device, []):
-                if start <= int(now) and (end is None or int(now) < end):
-                    per_subject[subj].append(
-                        security_observation(r.device, role, now, n, r.reason, r.detail)
-                    )
-        self._evaluate(per_subject, now)
+            done += 1
+        self.counts["handovers_swept"] += done
+        return done
 
     # ---- the timer -------------------------------------------------------------------
 
     def tick(self, now: float | None = None) -> int:
         """Advance every monitored subject's horizon to backend now; returns how many
-        subjects had alert changes. One query checks every subject against the cache; only
-        subjects whose deadline has come (or whose cache entry is stale) are evaluated."""
+        subjects had alert changes. First, batches whose hand-over never settled are
+        evaluated (sweep) and queued operator commands sent. One query checks every subject
+        against the cache; only subjects whose deadline has come (or whose cache entry is
+        stale) are evaluated."""
         now = self.clock.now() if now is None else now
+        self.sweep(now)
+        self.send_queued(now)
         with self._lock:
             with self.engine.connect() as conn:
                 db = revisions(conn)
@@ -192,36 +274,42 @@ class MonitoringSink(RuleSink):
 
     # ---- evaluation ------------------------------------------------------------------
 
-    def _evaluate(self, work: Work, now: float) -> dict[int, Changes]:
-        """Every subject of a batch in one transaction; if that fails, each subject alone
-        (so one subject's failure cannot hold back the others). `work` maps subjects to
-        their new observations (None: the clock), or is a function that reads it."""
+    def _evaluate(self, work: Work, now: float, pending: str | None = None) -> dict[int, Changes]:
+        """Every subject of a batch in one transaction, which also settles the batch's
+        rules_pending row (`pending`); if that fails, each subject alone (so one subject's
+        failure cannot hold back the others), and then the row on its own. `work` maps
+        subjects to their new observations (None: the clock), or is a function that reads
+        it."""
         with self._lock:
             if callable(work) and self.engine.dialect.name == "sqlite":
                 # Find the subjects before taking SQLite's one write lock (reads are cheap
-                # in-process, and a batch of unassigned devices then takes no lock at all).
-                # Over the network (PostgreSQL) it is read inside the transaction instead:
-                # two round trips fewer.
+                # in-process, and a batch of unassigned devices then takes the lock only to
+                # settle its row). Over the network (PostgreSQL) it is read inside the
+                # transaction instead: two round trips fewer.
                 with self.engine.connect() as conn:
                     work = work(conn)
-            if not callable(work) and not work:
+            if not callable(work) and not work and pending is None:
                 return {}
             try:
-                return self._transaction(work, now)
+                return self._transaction(work, now, pending)
             except Exception:
                 if callable(work):
                     with self.engine.connect() as conn:
                         work = work(conn)
                 self.cache.drop(work)
-                if len(work) <= 1:
-                    # Stored data is safe; the next batch or tick re-evaluates from storage.
+                out: dict[int, Changes] = {}
+                if len(work) > 1:
+                    self.counts["batch_retried"] += 1
+                    for subj in sorted(work):
+                        out.update(self._evaluate({subj: work[subj]}, now))
+                elif work:
                     log.exception("rule evaluation failed", subjects=sorted(work))
                     self.counts["evaluation_failed"] += len(work)
-                    return {}
-                self.counts["batch_retried"] += 1
-            out: dict[int, Changes] = {}
-            for subj in sorted(work):
-                out.update(self._evaluate({subj: work[subj]}, now))
+            if pending is not None:
+                # Settled even if a subject failed: a rule that raises on a subject's data
+                # would raise again at every sweep (the failure is logged and counted). If
+                # this fails too, the database is away: the row stays for a sweep.
+                self._transaction({}, now, pending)
             return out
 
     def config(self, conn: Connection, subject: int, version: int | None = None) -> SubjectConfig:
@@ -233,12 +321,18 @@ class MonitoringSink(RuleSink):
             e.config = load_config(conn, subject)
         return e.config
 
-    def _transaction(self, work: Work, now: float) -> dict[int, Changes]:
+    def _transaction(
+        self, work: Work, now: float, pending: str | None = None
+    ) -> dict[int, Changes]:
         started = time.perf_counter()
         results: dict[int, Changes] = {}
         sent: list[tuple[int, bytes]] = []
         checked: dict[int, tuple[int, int | None]] = {}
         with self.engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            if pending is not None and not settle(conn, pending):
+                # Another worker's sweep evaluated the batch (and deleted its row) first.
+                self.counts["handovers_taken"] += 1
+                return {}
             if callable(work):
                 work = work(conn)
             subjects = sorted(work)
@@ -283,41 +377,30 @@ class MonitoringSink(RuleSink):
             if key is None or self.publish is None:
                 self.counts["commands_unsendable"] += 1
                 continue
+            code = notify_key(c.key) if c.cmd == fr.CMD_NOTIFY else c.key
             if c.min_gap:
                 # An earlier evaluation may already have asked for nearly the same (the
                 # unsettled tail is folded afresh each time): do not send it again.
                 prev = conn.execute(
                     select(device_commands.c.value)
-                    .where(
-                        device_commands.c.device == c.device,
-                        device_commands.c.key == c.key,
-                        device_commands.c.cmd == c.cmd,
-                    )
+                    .where(device_commands.c.device == c.device, device_commands.c.key == code)
                     .order_by(device_commands.c.seq.desc())
                     .limit(1)
                 ).scalar()
                 if prev is not None and prev >= c.value - c.min_gap:
                     self.counts["commands_suppressed"] += 1
                     continue
-            last = conn.execute(
-                select(func.max(device_commands.c.seq)).where(device_commands.c.device == c.device)
-            ).scalar()
-            seq = (last or 0) + 1
-            frame = fr.Frame(
-                fr.COMMAND, c.device, 0, seq, int(now), [_record(c)], fr.FLAG_TIME_VALID
+            _, data = numbered(
+                conn,
+                c.device,
+                [_record(c)],
+                key,
+                code=code,
+                value=c.value,
+                reason=c.reason,
+                now=now,
             )
-            conn.execute(
-                insert(device_commands).values(
-                    device=c.device,
-                    seq=seq,
-                    cmd=c.cmd,
-                    key=c.key,
-                    value=c.value,
-                    reason=c.reason[:64],
-                    at=now,
-                )
-            )
-            out.append((c.device, fr.encode(frame, key)))
+            out.append((c.device, data))
         return out
 
     def _zones(
@@ -349,6 +432,17 @@ class MonitoringSink(RuleSink):
             return []
         self.counts["zone_pushes"] += 1
         return [(device, data)]
+
+    def send_queued(self, now: float) -> int:
+        """Publish the commands operators queued (backend/device_commands.py); how many."""
+        if self.publish is None or self.key_for is None:
+            return 0
+        with self._lock:  # numbered in turn with this worker's evaluations
+            sent, dropped = send_queued(self.engine, self.key_for, now)
+        self.counts["commands_unsendable"] += dropped
+        for c in sent:
+            self._send(*c)
+        return len(sent)
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None

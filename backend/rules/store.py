@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
+from backend.ingest import Rejection, StoredFrame
+from backend.notify import outbox
 from backend.registry import Pairings, presence_tags
 from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import REV_PREFIX, State, revision_of
@@ -32,10 +34,12 @@ from backend.storage.schema import (
     charging_schedules,
     curfew_exceptions,
     curfews,
+    devices,
     frames,
     orders,
     rule_snapshots,
     rule_state,
+    rules_pending,
     security_events,
     subject_monitoring,
     victim_devices,
@@ -180,6 +184,62 @@ def subjects_of_devices(
     return out
 
 
+def refused_again(conn: Connection, stored: Sequence[tuple[fr.Frame, str]]) -> list[set[int]]:
+    """The record indexes ingest refused of each of these stored frames (with its sender's
+    kind: a unit speaking for a tag not paired with it then), refused again by the same rule
+    over the same pairing history."""
+    pairings = Pairings.load(
+        conn, presence_tags(rec for f, kind in stored if kind == HOME_UNIT for rec in f.records)
+    )
+    return [{x.idx for x in pairings.refusals(f, kind, enumerate(f.records))} for f, kind in stored]
+
+
+# ---- the hand-over from ingest ------------------------------------------------------------
+
+
+def pending_batch(
+    conn: Connection, frame_ids: Sequence[int], refusal_ids: Sequence[int]
+) -> tuple[list[StoredFrame], list[Rejection]]:
+    """A batch ingest committed, as its hand-over to the rules had it (a rules_pending
+    row's frames and security events): the frames in event-time order per device, the
+    refusals in the order they were written."""
+    f, d = frames.c, devices.c
+    rows = list(
+        conn.execute(
+            select(f.id, f.device, f.via_unit, f.raw, f.received_at, f.late, d.kind)
+            .join(devices, d.id == f.device)
+            .where(f.id.in_(sorted(frame_ids)))
+            .order_by(f.device, f.boot, f.ts, f.seq)
+        )
+    )
+    parsed = [fr.parse(r.raw) for r in rows]  # verified when stored
+    refusals = refused_again(conn, [(p, r.kind) for p, r in zip(parsed, rows, strict=True)])
+    stored = [
+        StoredFrame(
+            r.id, r.device, r.kind, r.via_unit, p, bool(r.late), r.received_at, frozenset(x)
+        )
+        for p, r, x in zip(parsed, rows, refusals, strict=True)
+    ]
+    s = security_events.c
+    rejections = [
+        Rejection(r.reason, r.device, r.topic, r.detail)
+        for r in conn.execute(
+            select(s.reason, s.device, s.topic, s.detail)
+            .where(s.id.in_(sorted(refusal_ids)))
+            .order_by(s.id)
+        )
+    ]
+    return stored, rejections
+
+
+def settle(conn: Connection, token: str) -> bool:
+    """Delete a batch's rules_pending row in the transaction that evaluates it; False if it
+    is gone: another transaction evaluated the batch first (on PostgreSQL this delete waits
+    for one that deleted the row to end, on SQLite they take turns at the write lock)."""
+    n = conn.execute(delete(rules_pending).where(rules_pending.c.token == token)).rowcount
+    return bool(n)
+
+
 # ---- the repository -------------------------------------------------------------------
 
 
@@ -285,18 +345,10 @@ class SqlRepository:
             if until is not None:
                 wills = wills.where(frames.c.received_at < until)
             rows += list(self.conn.execute(wills))
-        parsed = [(fr.parse(r.raw), r) for r in rows]  # verified when stored
-        # The records ingest refused (a unit speaking for a tag not paired with it then) are
-        # refused again here, by the same rule over the same pairing history.
-        pairings = Pairings.load(
-            self.conn,
-            presence_tags(
-                rec for f, _ in parsed if roles[f.device] == HOME_UNIT for rec in f.records
-            ),
-        )
-        for f, r in parsed:
+        parsed = [fr.parse(r.raw) for r in rows]  # verified when stored
+        refused_sets = refused_again(self.conn, [(f, roles[f.device]) for f in parsed])
+        for f, r, refused in zip(parsed, rows, refused_sets, strict=True):
             role = roles[f.device]
-            refused = {x.idx for x in pairings.refusals(f, role, enumerate(f.records))}
             out += [
                 o
                 for o in frame_observations(f, role, r.received_at, r.late, refused)
@@ -501,6 +553,9 @@ class SqlRepository:
             )
         )
         self.actions.append(alert_id)
+        if action in ("raised", "reopened"):
+            # The one hand-over to notifications, committed with the alert (notify/outbox.py).
+            outbox.alert_raised(self.conn, alert_id, self.now)
 
 
 def group_key(ep: Episode) -> str:

@@ -2,7 +2,9 @@
 another unit has shared with its unit.
 
 Separation of duties: an administrator manages units and accounts but sees no subject
-data; an auditor reads the audit log and nothing else; partners only read."""
+data; an auditor reads the audit log and nothing else; partners only read. A researcher
+reads its unit's cohort figures under pseudonymous ids (backend/services/research.py) and
+no subject at all: no name, reference, position, trail, zone or subject detail."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ SUPERVISOR = "supervisor"
 OFFICER = "officer"
 PARTNER = "partner"
 AUDITOR = "auditor"
-ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR)
+RESEARCHER = "researcher"
+ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR, RESEARCHER)
 
 # Subject scopes, each naming what of a subject it lets a caller read. VIEW: that the
 # subject exists, its reference and name, nothing else. LIVE: current position and presence.

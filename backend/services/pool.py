@@ -239,13 +239,22 @@ def due_for_service(health: list[AssignmentHealth]) -> bool:
     return len(drains) >= 2 and drains[-1] >= SERVICE_DRAIN_RATIO * drains[0]
 
 
-def unit_pool(conn: Connection, unit_id: int, now: float) -> list[TagEntry]:
-    """Every tag whose newest state is in this unit's pool, retired ones included."""
+def _in_pool(unit_id: int) -> Any:
+    """The newest state row of every tag in this unit's pool, by tag."""
     s = tag_states.c
     newest = select(func.max(s.id)).group_by(s.device).scalar_subquery()
-    rows = conn.execute(
-        select(tag_states).where(s.id.in_(newest), s.unit_id == unit_id).order_by(s.device)
-    )
+    return select(tag_states).where(s.id.in_(newest), s.unit_id == unit_id).order_by(s.device)
+
+
+def unit_tags(conn: Connection, unit_id: int) -> list[int]:
+    """The tags in this unit's pool now, retired ones left out."""
+    rows = conn.execute(_in_pool(unit_id))
+    return [int(r.device) for r in rows if r.state != RETIRED]
+
+
+def unit_pool(conn: Connection, unit_id: int, now: float) -> list[TagEntry]:
+    """Every tag whose newest state is in this unit's pool, retired ones included."""
+    rows = conn.execute(_in_pool(unit_id))
     out = []
     for r in rows:
         entry = TagEntry(int(r.device), r.state, float(r.at), r.assignment_id)

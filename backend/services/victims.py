@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from backend.device_commands import NOTIFY_COMMAND_KEYS
 from backend.services import monitoring
 from backend.services.errors import Conflict, Invalid, NotFound
 from backend.storage import position_queries
@@ -189,10 +190,15 @@ def warnings(conn: Connection, device: int) -> list[Warned]:
     }
     rows = conn.execute(
         select(c.seq, c.key, c.value, c.at)
-        .where(c.device == device, c.cmd == fr.CMD_NOTIFY)
+        .where(
+            c.device == device,
+            c.key >= NOTIFY_COMMAND_KEYS.start,
+            c.key < NOTIFY_COMMAND_KEYS.stop,
+        )
         .order_by(c.seq)
     )
-    return [Warned(r.seq, r.key, r.value, r.at, r.seq in done) for r in rows]
+    first = NOTIFY_COMMAND_KEYS.start
+    return [Warned(r.seq, r.key - first, r.value, r.at, r.seq in done) for r in rows]
 
 
 def positions(conn: Connection, link: Link, t0: int, t1: int) -> list[Any]:

@@ -11,6 +11,8 @@ write transaction (backend/ingest.py runs them, in its `persist` step).
   built from the schema's Table objects, so there is still one schema; the checks below
   fail at import if the schema or the FIX record layout ever drift apart from the row tuples
   built here.
+- With a durable rule sink, the batch's rules_pending row goes in the same transaction: what
+  the rules have still to evaluate (backend/rules/sink.py).
 - On an SQLite file, writers queue for the one write lock through WriterQueue."""
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from backend.storage.schema import (
     cell_of,
@@ -43,6 +47,7 @@ from backend.storage.schema import (
     frames,
     positions,
     presence,
+    rules_pending,
     security_events,
 )
 from firmware import frame as fr
@@ -233,11 +238,16 @@ def update_devices(
     )
 
 
-def insert_security_events(conn: Connection, now: float, events: Sequence[SecurityEvent]) -> None:
-    """Refusals, with the payload kept as evidence (up to MAX_RAW_EVIDENCE bytes)."""
-    if events:
+def insert_security_events(
+    conn: Connection, now: float, events: Sequence[SecurityEvent]
+) -> list[int]:
+    """Refusals, with the payload kept as evidence (up to MAX_RAW_EVIDENCE bytes); returns
+    their ids, in the order given."""
+    if not events:
+        return []
+    return list(
         conn.execute(
-            insert(security_events),
+            insert(security_events).returning(security_events.c.id, sort_by_parameter_order=True),
             [
                 {
                     "at": now,
@@ -249,7 +259,22 @@ def insert_security_events(conn: Connection, now: float, events: Sequence[Securi
                 }
                 for reason, device, topic, detail, raw in events
             ],
-        )
+        ).scalars()
+    )
+
+
+def insert_pending(
+    conn: Connection, token: str, now: float, frame_ids: Sequence[int], refusal_ids: Sequence[int]
+) -> None:
+    """The batch's hand-over to the rules, to be settled by the transaction that evaluates
+    it (backend/rules/sink.py). Ignored if a row of that token exists: an earlier attempt
+    at the same batch committed, and its row already names what the batch stored."""
+    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        dialect_insert(rules_pending)
+        .values(token=token, at=now, frames=list(frame_ids), refusals=list(refusal_ids))
+        .on_conflict_do_nothing(index_elements=[rules_pending.c.token])
+    )
 
 
 # SQLite: many rows per INSERT ... VALUES (...), (...), ~40 % less time per row than

@@ -497,6 +497,22 @@ rule_snapshots = Table(
     Column("state", Text, nullable=False),
 )
 
+# Batches ingest committed that the rules have not evaluated yet: written in the batch's own
+# transaction, deleted in the transaction that evaluates it (backend/rules/sink.py, "The
+# hand-over"). A row left behind (its worker died between the two, or the database went away
+# during the evaluation) is evaluated by the next sweep of any worker.
+rules_pending = Table(
+    "rules_pending",
+    metadata,
+    # Chosen by the worker before the commit, so a retry after a lost commit answer names the
+    # same row.
+    Column("token", String(32), primary_key=True, autoincrement=False),
+    Column("at", Double, nullable=False),  # the batch's backend time
+    Column("frames", JSON, nullable=False),  # ids of the frames it stored
+    Column("refusals", JSON, nullable=False),  # ids of the security events it wrote
+    Index(None, "at"),
+)
+
 # Commands sent to devices; seq is the per-device command sequence (docs/protocol.md,
 # COMMAND): strictly increasing, so the device refuses a replayed command.
 device_commands = Table(
@@ -505,9 +521,6 @@ device_commands = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("device", BigInteger, nullable=False),
     Column("seq", BigInteger, nullable=False),
-    # The command record (firmware.frame CMD_CONFIG or CMD_NOTIFY); key and value as
-    # backend/rules/model.py Command says for it.
-    Column("cmd", SmallInteger, nullable=False, server_default="48"),
     Column("key", SmallInteger, nullable=False),
     Column("value", BigInteger, nullable=False),
     Column("reason", String(64), nullable=False),
@@ -537,6 +550,108 @@ victim_devices = Table(
     Index(None, "device"),
     Index(None, "order_id"),
     Index(None, "subject_id"),
+)
+
+# ---------------------------------------------------------------------------------------
+# Notifications (migration 0009_notifications, backend/notify): who is on call for a unit,
+# which alerts page them, the browsers they receive Web Push in, each page sent and the
+# durable outbox the dispatcher works from. Times are backend (float Unix seconds).
+
+# An on-call shift: `user_id` is on call for `unit_id` over [starts_at, ends_at), rank 1
+# paged first, rank 2 when rank 1 does not acknowledge in time, and so on.
+oncall_shifts = Table(
+    "oncall_shifts",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("rank", SmallInteger, nullable=False),
+    Column("starts_at", Double, nullable=False),
+    Column("ends_at", Double, nullable=False),
+    Column("channels", String(32), nullable=False),  # comma-separated: email, push
+    Column("email", String(254), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index(None, "unit_id", "ends_at"),
+)
+
+# Which alerts page the unit's on-call officer: per alert type ("*": any other type), from
+# a severity up; escalation after escalate_after_s unacknowledged; quiet hours (local
+# HH:MM in tz) defer a page to their end; an alert of the same condition paged within
+# dedup_s is not paged again. webhook_url: also POSTed, signed with a key derived from the
+# server key and the policy id (backend/notify/channels.py).
+notification_policies = Table(
+    "notification_policies",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("unit_id", BigInteger, ForeignKey("units.id"), nullable=False),
+    Column("alert_type", String(48), nullable=False),
+    Column("min_severity", String(16), nullable=False),
+    Column("escalate_after_s", Integer, nullable=False),
+    Column("dedup_s", Integer, nullable=False),
+    Column("quiet_start", String(5), nullable=True),
+    Column("quiet_end", String(5), nullable=True),
+    Column("tz", String(64), nullable=False),
+    Column("webhook_url", String(500), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    UniqueConstraint("unit_id", "alert_type"),
+)
+
+# A browser's Web Push subscription (PushSubscription.toJSON()) for a user.
+push_subscriptions = Table(
+    "push_subscriptions",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("endpoint", String(1000), nullable=False),
+    Column("p256dh", String(128), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("endpoint"),
+    Index(None, "user_id"),
+)
+
+# One page: an alert sent to one on-call officer at one escalation level. The link in it
+# carries a signed token naming the page; used_at makes it single-use. state: paged,
+# acknowledged (through this page's link or the queue), escalated, exhausted (no one left).
+notification_pages = Table(
+    "notification_pages",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("policy_id", BigInteger, ForeignKey("notification_policies.id"), nullable=False),
+    Column("group_key", String(128), nullable=False),
+    Column("level", SmallInteger, nullable=False),
+    Column("user_id", BigInteger, ForeignKey("users.id"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("paged_at", Double, nullable=False),
+    Column("token_expires_at", Double, nullable=False),
+    Column("token_used_at", Double, nullable=True),
+    Index(None, "alert_id"),
+    Index(None, "group_key", "paged_at"),
+)
+
+# The dispatcher's durable work list: plan (an alert was raised), escalate (a page's time
+# ran out), email, push, webhook. A row is claimed with a lease (lease_until) so that two
+# dispatchers never send it twice at once; a failed attempt is retried at due_at with
+# back-off until attempts reaches the bound, then state = failed.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("alert_id", BigInteger, ForeignKey("alerts.id"), nullable=False),
+    Column("page_id", BigInteger, ForeignKey("notification_pages.id"), nullable=True),
+    Column("target", String(1000), nullable=True),
+    Column("state", String(16), nullable=False),  # pending, sent, failed, dropped
+    Column("due_at", Double, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("lease_until", Double, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    Column("created_at", Double, nullable=False),
+    Column("done_at", Double, nullable=True),
+    Index(None, "state", "due_at"),
+    Index(None, "page_id"),
 )
 
 # Re-evaluation reads a subject's stored frames by device and event time; and home-unit
@@ -616,4 +731,43 @@ tag_states = Table(
     Column("note", Text, nullable=False),
     Index(None, "device", "id"),
     Index(None, "unit_id"),
+)
+
+# Commands an operator asked for (migration 0007_command_queue; backend/services/
+# broker_push.py): queued by the API or the shell, which hold no broker connection, and
+# numbered, signed and published by an ingest worker's rules timer (backend/device_commands.py),
+# so the command sequence is taken at the moment of sending, in order with the rules' own
+# commands. kind: what to send ("brokers": a cmd_broker list); body: its arguments (JSON);
+# seq and sent_at: the device_commands sequence it went out under, and when (NULL: queued).
+command_queue = Table(
+    "command_queue",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("queued_at", Double, nullable=False),
+    Column("seq", BigInteger, nullable=True),
+    Column("sent_at", Double, nullable=True),
+    Index(None, "device", "id"),
+    Index(None, "sent_at"),
+)
+
+# What became of a subject's episode of monitoring (migration 0010_outcomes;
+# backend/services/outcomes.py), entered by the officers of the owning unit for evaluation
+# (docs/operations.md, "Evaluation"): the kind, the civil date it happened (YYYY-MM-DD), a
+# note, the order it ends if known, and who recorded it when.
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
+    Column("order_id", BigInteger, ForeignKey("orders.id"), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_on", String(10), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("recorded_by", BigInteger, ForeignKey("users.id"), nullable=False),
+    Column("recorded_at", Double, nullable=False),
+    Index(None, "subject_id"),
 )

@@ -64,6 +64,8 @@ class Fleet:
         except fr.DecodeError:
             self.bad_acks += 1
             return
+        if ack.mtype != fr.ACK:
+            return  # a command from the rules (a zone set, fast sampling)
         with self.lock:
             for r in ack.records:
                 for seq in range(r.first, r.last + 1):

@@ -366,18 +366,14 @@ def test_frames_dated_outside_the_plausible_window_are_counted_rejections(
     assert h.count(frames) == 5 and h.ingest.rejections[("time", UNIT_ID)] == 0
 
 
-def test_a_batch_retried_after_its_commit_answer_was_lost_stores_nothing_twice(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The database commits the batch, then the connection dies before the answer reaches the
-    # worker (a primary killed in that instant; docs/scaling.md, "Database failover"). The
-    # worker sees an error and runs the same batch again, as IngestWorker.run_once does.
+def lose_the_next_commit_answer(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """The engine's next commit goes through on the server and then the connection dies
+    before its answer arrives; the list returned holds True once that has happened."""
     import sqlite3
 
     import psycopg
-    from sqlalchemy.exc import DBAPIError
 
-    commit = h.engine.dialect.do_commit
+    commit = engine.dialect.do_commit
     lost: list[bool] = []
 
     def commit_then_lose_the_answer(dbapi_conn: Any) -> None:
@@ -386,10 +382,22 @@ def test_a_batch_retried_after_its_commit_answer_was_lost_stores_nothing_twice(
             return
         lost.append(True)
         getattr(dbapi_conn, "dbapi_connection", dbapi_conn).close()  # the socket is gone
-        error = psycopg.OperationalError if h.engine.dialect.name == "postgresql" else None
+        error = psycopg.OperationalError if engine.dialect.name == "postgresql" else None
         raise (error or sqlite3.OperationalError)("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(h.engine.dialect, "do_commit", commit_then_lose_the_answer)
+    monkeypatch.setattr(engine.dialect, "do_commit", commit_then_lose_the_answer)
+    return lost
+
+
+def test_a_batch_retried_after_its_commit_answer_was_lost_stores_nothing_twice(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database commits the batch, then the connection dies before the answer reaches the
+    # worker (a primary killed in that instant; docs/scaling.md, "Database failover"). The
+    # worker sees an error and runs the same batch again, as IngestWorker.run_once does.
+    from sqlalchemy.exc import DBAPIError
+
+    lost = lose_the_next_commit_answer(h.engine, monkeypatch)
     tamper = fr.Record(fr.TAMPER, dt=0, sensor=1, state=1)  # the strap opened
     batch = [up(h, 1, fixes=10), up(h, 2, fixes=3, extra=[tamper]), up(h, 3)]
     with pytest.raises(DBAPIError):

@@ -116,8 +116,8 @@ def test_gate_day_through_the_stack_loses_and_doubles_nothing(gate_run: Outcome)
     # The HIL tags have home units as the fleet's do: each was acknowledged at home and
     # handed frames to its unit, which relayed them to the backend.
     for h in r.hil:
-        assert h.tag.acks_written, f"HIL tag {h.device} never heard its home unit"
-        relayed = {(f.device, f.boot, f.seq) for f in map(fr.parse, h.tag.offloaded)}
+        assert h.tag.radio.acks_written, f"HIL tag {h.device} never heard its home unit"
+        relayed = {(f.device, f.boot, f.seq) for f in map(fr.parse, h.tag.radio.offloaded)}
         assert relayed and relayed <= set(r.frames), f"HIL tag {h.device} relayed nothing"
     # RF home mode happened: frames were relayed by home units and stored, and each unit's
     # presence reports (for its own paired tags) were stored, none refused.

@@ -99,7 +99,7 @@ def test_paired_day_small_heap(broker: Mosquitto, tmp_path: Path) -> None:
         tag.start()
         # Out of range the unit hears nothing; its clock need only follow by the minute (a
         # lock-step tick each turn would cost more real time than the tag's own turns).
-        tag.unit_tick_ms = MIN
+        tag.radio.unit_tick_ms = MIN
         # Out for 10 h, moving, out of the unit's range: GPS mode, uplink over the modem. The
         # last half hour is in a coverage gap, so frames wait in flash for the home unit.
         tag.run_until(9 * HOUR + 30 * MIN, moving=True)
@@ -112,12 +112,12 @@ def test_paired_day_small_heap(broker: Mosquitto, tmp_path: Path) -> None:
         assert waiting >= 2
         # Home: the unit hears the beacons and acknowledges them; RF mode for 14 h.
         tag.set_rssi(-60)
-        tag.unit_tick_ms = 1000
+        tag.radio.unit_tick_ms = 1000
         tag.run_until(10 * HOUR + 2 * MIN)
         home = tag.report()
         assert home["mode"] == fr.MODE_RF
         tag.set_coverage(True)  # the modem stays off in RF mode: nothing goes that way
-        published = len(tag.published)
+        published = len(tag.modem.published)
         tag.run_until(24 * HOUR)
         rep = tag.report()
         deadline = time.monotonic() + 20
@@ -144,7 +144,7 @@ def test_paired_day_small_heap(broker: Mosquitto, tmp_path: Path) -> None:
     # RF mode all the time at home: entered once, never left, GNSS and modem off.
     assert rep["mode"] == fr.MODE_RF and rep["rf"]["refused"] == {}
     assert rep["rf"]["acks"] >= 14 * 120 * 9 // 10  # a beacon each 30 s, nearly all answered
-    assert not tag.gnss_on and not tag.modem_on and len(tag.published) == published
+    assert not tag.gnss_on and not tag.modem.on and len(tag.modem.published) == published
     # Everything delivered once, by one path or the other, and freed on the backend's ACKs.
     assert rep["pending"] == 0 and rep["lost_total"] == 0
     frames = backend.tag_frames(TAG)
@@ -163,5 +163,5 @@ def test_paired_day_small_heap(broker: Mosquitto, tmp_path: Path) -> None:
         if r.type == fr.MODE
     ]
     assert modes == [(fr.MODE_GPS, fr.MODE_REASON_BOOT, 0), (fr.MODE_RF, 1, UNIT)]
-    assert any(t == topics.tag_up(TAG) for _ms, t, _p in tag.published)
+    assert any(t == topics.tag_up(TAG) for _ms, t, _p in tag.modem.published)
     assert 500 <= rep["fixes"] <= 640  # ~one a minute for 10 h (GNSS fixes only)

@@ -63,7 +63,7 @@ def test_cold_start_fix_batch_uplink_ack_frees(
         assert 10 in per_frame  # a batch of N fixes went up as one frame
         assert rep["pending"] == 0  # the ACKs freed the flash log
         all_frames_once(tag, backend, {rep["boot"]: rep["seq"]})
-        assert tag.modem_state == 0  # nothing owed: the modem is off
+        assert tag.modem.state == 0  # nothing owed: the modem is off
         tag.stop()
 
 
@@ -80,7 +80,7 @@ def test_strap_cut_recorded_within_5s_sent_within_30s(
         assert r.sensor == fr.SENSOR_STRAP and r.state == fr.OPEN
         assert f.flags & fr.FLAG_URGENT
         assert f.time_of(r) - (tag.cfg.t0_unix + cut // 1000) <= 5
-        sent_at = min(t for t, _topic, p in tag.published if fr.parse(p).seq == f.seq)
+        sent_at = min(t for t, _topic, p in tag.modem.published if fr.parse(p).seq == f.seq)
         assert sent_at - cut <= 30_000
         assert tag.report()["latched"] == [True, False]
         tag.stop()

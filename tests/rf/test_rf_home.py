@@ -156,7 +156,7 @@ def test_arrive_home_rf_mode_relay_frees_then_leave_gps_within_lease(world: Worl
     arrived_ms = w.tag.now_ms
     arrive(w, arrived_ms + 2 * MIN)
     tag = w.tag
-    assert not tag.gnss_on and not tag.modem_on  # GNSS and modem off in RF mode
+    assert not tag.gnss_on and not tag.modem.on  # GNSS and modem off in RF mode
     # Everything buffered goes through the home unit; the backend's ACKs come back through
     # its downlink and only then does the tag free them.
     w.run_until(lambda: tag.report()["pending"] == 0, 30_000, arrived_ms + 20 * MIN, "freed")
@@ -165,7 +165,7 @@ def test_arrive_home_rf_mode_relay_frees_then_leave_gps_within_lease(world: Worl
     assert set(frames) == {(rep["boot"], s) for s in range(rep["seq"])}
     assert len(relayed(w)) >= rep["seq"] - 1  # all but the boot-time ones went by relay
     assert w.backend.rejected == []
-    assert not any(t == topics.tag_up(TAG) for _ms, t, _p in tag.published)
+    assert not any(t == topics.tag_up(TAG) for _ms, t, _p in tag.modem.published)
     enter = [(t, r) for t, r in mode_records(w) if r.mode == fr.MODE_RF]
     assert len(enter) == 1 and enter[0][1].home_unit == UNIT
     assert enter[0][0] - tag.unix_at(arrived_ms) <= 3 * 15 + 2  # k = 3 acks, 15 s apart
@@ -188,7 +188,7 @@ def test_arrive_home_rf_mode_relay_frees_then_leave_gps_within_lease(world: Worl
         return any(r.reason == fr.MODE_REASON_LEASE_EXPIRED for _t, r in mode_records(w))
 
     w.run_until(left_recorded, 5_000, left_ms + 8 * MIN, "mode record uplinked")
-    assert any(t == topics.tag_up(TAG) for _ms, t, _p in tag.published)
+    assert any(t == topics.tag_up(TAG) for _ms, t, _p in tag.modem.published)
     assert w.backend.wait(lambda: any(p[:2] == (TAG, fr.AWAY) for p in w.backend.presence))
 
 
@@ -238,7 +238,7 @@ def test_replayed_acknowledgement_from_a_recording_is_refused(world: World) -> N
     w.tag.start()
     w.tag.run_until(2 * MIN)
     arrive(w, 4 * MIN)
-    recording = list(w.tag.acks_written)
+    recording = list(w.tag.radio.acks_written)
     assert len(recording) >= 3
     w.tag.set_rssi(None)  # leave; back in GPS mode at the lease
     tag = w.tag

@@ -296,9 +296,9 @@ def test_a_hil_tags_relayed_frames_are_stored_in_the_slice_it_offloaded_them() -
         turn = h.tag.run_until
 
         def run_until(t_ms: int, **kw: Any) -> None:
-            n = len(h.tag.offloaded)
+            n = len(h.tag.radio.offloaded)
             turn(t_ms, **kw)
-            for p in h.tag.offloaded[n:]:
+            for p in h.tag.radio.offloaded[n:]:
                 g = fr.parse(p)
                 offloaded_at.setdefault((g.device, g.boot, g.seq), f.begin_ms + t_ms)
 

@@ -141,23 +141,73 @@ def test_a_day_not_charged_is_due_at_its_end_and_the_first_day_is_not_judged() -
     assert (got.episodes, got.detected, got.latencies_ms, got.false_alerts) == (1, 1, [3 * M], 0)
 
 
-def test_comms_loss_needs_the_threshold_and_a_gap_just_short_of_it_is_borderline() -> None:
+def test_comms_loss_needs_the_threshold_and_a_gap_within_the_tags_cadence_is_borderline() -> None:
     crit = {tr.COMMS_LOSS: CRITERIA[tr.COMMS_LOSS]}
     long = tr.Episode(0, 180 * M, tr.COMMS_LOSS, 1)
     near = tr.Episode(300 * M, 410 * M, tr.COMMS_LOSS, 2)  # 110 min: the tag's last upload
-    short = tr.Episode(500 * M, 560 * M, tr.COMMS_LOSS, 3)  # may have been 10 min earlier
-    truth = _truth(long, near, short)
+    # 40 min without coverage: a tag at rest uploaded an hour before it began, and once it
+    # failed it retried after a 30-minute back-off, so the backend heard nothing for 2 h 10.
+    rest = tr.Episode(700 * M, 740 * M, tr.COMMS_LOSS, 4)
+    short = tr.Episode(500 * M, 520 * M, tr.COMMS_LOSS, 3)  # 20 min: no cadence explains 2 h
+    truth = _truth(long, near, short, rest)
     alerts = [
         Alert(tr.COMMS_LOSS, 1, 0, 122 * M, 180 * M),
         Alert(tr.COMMS_LOSS, 2, 292 * M, 413 * M, 410 * M),
         Alert(tr.COMMS_LOSS, 3, 500 * M, 621 * M, 560 * M),
+        Alert(tr.COMMS_LOSS, 4, 640 * M, 761 * M, 770 * M, cleared=True),
     ]
     s = score_alerts(truth, alerts, crit)[tr.COMMS_LOSS]
     assert (s.episodes, s.detected, s.latencies_ms) == (1, 1, [2 * M])
-    assert (s.borderline, s.excused_alerts, s.false_alerts) == (1, 1, 1)
+    assert (s.borderline, s.excused_alerts, s.false_alerts) == (2, 2, 1)
 
 
 def test_every_alert_type_the_rules_raise_for_a_truth_type_has_a_criterion() -> None:
     from sim.score import RULE_TO_TRUTH
 
     assert set(RULE_TO_TRUTH.values()) <= set(CRITERIA)
+
+
+def test_a_comms_loss_alert_cleared_by_the_backlog_still_counts_as_raised() -> None:
+    # A 3-hour dead zone: the alert was raised at the threshold, then the backlog uploaded
+    # when coverage returned showed the tag recording all along and cleared it
+    # (docs/rules.md, comms). The officer was told in time: a detection, not a miss.
+    truth = _truth(
+        tr.Episode(0, 180 * M, tr.COMMS_LOSS, 1),
+        tr.Episode(0, 60 * M, tr.CURFEW_BREACH, 2),
+    )
+    alerts = [
+        Alert(tr.COMMS_LOSS, 1, 0, 121 * M, 181 * M, cleared=True),
+        Alert(tr.COMMS_LOSS, 3, 0, 121 * M, 130 * M, cleared=True),  # no gap: a false one
+        Alert(tr.CURFEW_BREACH, 2, 0, 11 * M, 60 * M, cleared=True),  # withdrawn: not scored
+    ]
+    s = score_alerts(truth, alerts)
+    comms, curfew = s[tr.COMMS_LOSS], s[tr.CURFEW_BREACH]
+    assert (comms.episodes, comms.detected, comms.latencies_ms, comms.missed) == (1, 1, [M], [])
+    assert (comms.alerts, comms.false_alerts) == (2, 1)
+    assert (curfew.episodes, curfew.detected, curfew.alerts, curfew.false_alerts) == (1, 0, 0, 0)
+
+
+def test_the_alerts_table_gives_cleared_alerts_marked_with_the_span_they_were_shown() -> None:
+    from sqlalchemy import create_engine, insert
+
+    from backend.storage.schema import alerts, metadata
+    from sim.score import TableAlertSource
+
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    row = {
+        "rule": "comms", "type": "comms_loss", "severity": "medium", "start": 1000,
+        "episodes": 1, "late": False, "rule_version": 1, "raised_at": 8200.5, "reopened": 0,
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(insert(alerts), [
+            {**row, "subject_id": 7, "group_key": "7:a", "state": "open", "end": None,
+             "updated_at": 8200.5},
+            {**row, "subject_id": 8, "group_key": "8:a", "state": "cleared", "end": None,
+             "late": True, "updated_at": 9000.25},
+        ])  # fmt: skip
+    got = sorted(TableAlertSource(engine, {7: 0, 8: 1}).alerts(), key=lambda a: a.subject)
+    assert got == [
+        Alert(tr.COMMS_LOSS, 0, 1_000_000, 8_200_500, None, "comms_loss", False),
+        Alert(tr.COMMS_LOSS, 1, 1_000_000, 8_200_500, 9_000_250, "comms_loss", True),
+    ]

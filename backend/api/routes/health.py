@@ -24,6 +24,7 @@ def install(app: FastAPI, ctx: ApiContext) -> None:
         metrics.ReadinessCollector(readiness.run),
         metrics.DatabaseCollector(ctx.engine, ctx.clock),
         metrics.PoolCollector(ctx.engine),
+        metrics.NotificationCollector(ctx.dispatcher.counts.copy, ctx.engine, ctx.clock),
     )
     registry.register(metrics.HTTP_REQUESTS)
     registry.register(metrics.HTTP_REQUEST_SECONDS)

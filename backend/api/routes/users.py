@@ -23,7 +23,7 @@ from backend.services import users
 
 router = APIRouter(prefix="/api/users", tags=["admin"])
 
-Role = Literal["administrator", "supervisor", "officer", "partner", "auditor"]
+Role = Literal["administrator", "supervisor", "officer", "partner", "auditor", "researcher"]
 
 
 class UserCreate(BaseModel):

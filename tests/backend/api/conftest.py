@@ -38,6 +38,8 @@ def api_settings(tmp_path: Path, **overrides: object) -> Settings:
         "password_memory_kib": 1024,
         "password_time_cost": 1,
         "login_rate_per_minute": 10_000,
+        # Tests step the notification dispatcher themselves (tests/backend/notify).
+        "notify_dispatch": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

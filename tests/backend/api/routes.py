@@ -117,6 +117,7 @@ COLLECTIONS = {
     "units": "unit",
     "users": "user",
     "shares": "share",
+    "shifts": "shift",
     "pool": "tag",
     "objects": "object",  # the access tests' probe routes (probe.py)
 }

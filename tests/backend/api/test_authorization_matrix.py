@@ -3,7 +3,8 @@ against a subject of each unit and one shared across them. Expectations come fro
 policy written out here independently of the implementation (backend/security/roles.py):
 
 - own unit: supervisors and officers may do everything, partners read (but a victim's
-  device: its link, warnings and positions), administrators and auditors see nothing;
+  device: its link, warnings and positions), administrators, auditors and researchers see
+  nothing (a researcher reads pseudonymised cohort figures only, through /api/research);
 - a share grants VIEW plus its scopes to supervisors, officers and partners, never MANAGE
   and never the victim's device;
 - anything else is invisible: 404, the same answer as for a subject that does not exist.
@@ -57,7 +58,8 @@ from tests.backend.investigations.scenario import Fix, at
 
 ALL = {"view", "live", "trail", "alerts", "reports", "conditions", "manage", "victim"}
 READ = ALL - {"manage", "victim"}
-OWN = {"supervisor": ALL, "officer": ALL, "partner": READ, "administrator": set(), "auditor": set()}
+OWN = {"supervisor": ALL, "officer": ALL, "partner": READ, "administrator": set(), "auditor": set(),
+       "researcher": set()}  # fmt: skip
 SHARE_USERS = {"supervisor", "officer", "partner"}
 # What the world's shares grant: subject -> unit -> scopes.
 SHARED = {"A-2": {UNIT_B: {"live", "alerts"}, PARTNER_UNIT: {"trail", "reports"}}}
@@ -78,7 +80,7 @@ def _users(world: World) -> list[tuple[str, str, str]]:
     """(username, unit, role) for every role of both police units, and the partner."""
     out = [(name, unit, role) for name, (_, uid, role) in world.users.items()
            for unit in world.units if world.units[unit] == uid]  # fmt: skip
-    assert len(out) == 11
+    assert len(out) == 13
     return out
 
 
@@ -211,25 +213,53 @@ def test_other_routes_as_every_role_never_fail_and_never_leak(
                 assert _leaks(text, unit, role) == [], where
 
 
+ON_CALL_NONE = {
+    "administrator": 403,
+    "auditor": 403,
+    "partner": 403,
+    "officer": 403,
+    "researcher": 403,
+}
+ON_CALL_READ = {**ON_CALL_NONE, "supervisor": 200, "officer": 200}
+ON_CALL_WRITE = {**ON_CALL_NONE, "supervisor": 422, "officer": 422}
+
+
 def test_directory_routes_follow_the_roles(
     client: TestClient, world: World, matrix: dict[str, Any]
 ) -> None:
-    """Units/users/audit and the tag pool: who may read and write them."""
+    """Units/users/audit, the tag pool and tags' broker lists: who may read and write them."""
     expect = {
         ("GET", "/api/users"): {"administrator": 200, "auditor": 200, "supervisor": 200,
-                                "officer": 403, "partner": 403},
+                                "officer": 403, "partner": 403, "researcher": 403},
         ("GET", "/api/audit"): {"auditor": 200, "administrator": 403, "supervisor": 403,
-                                "officer": 403, "partner": 403},
+                                "officer": 403, "partner": 403, "researcher": 403},
         ("GET", "/api/audit/verify"): {"auditor": 200, "administrator": 403,
-                                       "supervisor": 403, "officer": 403, "partner": 403},
+                                       "supervisor": 403, "officer": 403, "partner": 403,
+                                       "researcher": 403},
         ("GET", "/api/units"): {r: 200 for r in OWN},
         ("POST", "/api/units"): {"administrator": 422, "auditor": 403, "supervisor": 403,
-                                 "officer": 403, "partner": 403},
+                                 "officer": 403, "partner": 403, "researcher": 403},
+        # On call: the unit's own rota and policies; read by those paged, kept by the
+        # supervisor (422: the matrix sends an empty body, so authorization passed).
+        ("GET", "/api/oncall/shifts"): ON_CALL_READ,
+        ("GET", "/api/oncall/policies"): ON_CALL_READ,
+        ("POST", "/api/oncall/shifts"): {**ON_CALL_NONE, "supervisor": 422},
+        ("PUT", "/api/oncall/policies/strap_tamper"): {**ON_CALL_NONE, "supervisor": 422},
+        ("DELETE", "/api/oncall/policies/strap_tamper"): {**ON_CALL_NONE, "supervisor": 404},
+        ("DELETE", "/api/oncall/shifts/1"): {**ON_CALL_NONE, "supervisor": 404},
+        ("GET", "/api/notifications/push-key"): ON_CALL_READ,
+        ("POST", "/api/notifications/subscriptions"): ON_CALL_WRITE,
+        ("POST", "/api/notifications/ack"): ON_CALL_WRITE,
         # The tag pool: its unit's supervisors and officers (an empty body: 422 past the guard).
         ("GET", "/api/pool"): {"supervisor": 200, "officer": 200, "administrator": 403,
-                               "auditor": 403, "partner": 403},
+                               "auditor": 403, "partner": 403, "researcher": 403},
         ("POST", "/api/pool"): {"supervisor": 422, "officer": 422, "administrator": 403,
-                                "auditor": 403, "partner": 403},
+                                "auditor": 403, "partner": 403, "researcher": 403},
+        # A tag's broker list: administrators only (no tag or unit named: 422 past the guard).
+        ("POST", "/api/brokers"): {"administrator": 422, "auditor": 403, "supervisor": 403,
+                                   "officer": 403, "partner": 403, "researcher": 403},
+        ("GET", "/api/brokers"): {"administrator": 422, "auditor": 403, "supervisor": 403,
+                                  "officer": 403, "partner": 403, "researcher": 403},
     }  # fmt: skip
     for (method, path), by_role in expect.items():
         for name, _, role in _users(world):

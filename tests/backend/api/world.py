@@ -16,6 +16,7 @@ from backend.rules.store import SqlRepository
 from backend.security import roles
 from backend.security.passwords import Passwords
 from backend.services import consent, shares, subjects, units, users, victims
+from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     alerts,
     assignments,
@@ -89,7 +90,10 @@ def build(engine: Engine, passwords: Passwords, clock: Clock) -> World:
 def raise_alert(engine: Engine, subject: int, start: int, now: float) -> int:
     """A strap-tamper alert of `subject` stored the way the rules store one; its id."""
     ep = Episode(subject, "tamper", "strap_tamper", f"sensor{start}", start, 1, start)
-    with engine.begin() as conn:
+    # BEGIN IMMEDIATE, as the rules' sink writes: a deferred transaction that reads and then
+    # writes fails at once with "database is locked" on SQLite when the served app commits
+    # in between (the busy timeout does not cover a stale read snapshot).
+    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
         SqlRepository(conn, now).apply(subject, Changes(raised=[ep]))
         found = conn.execute(
             select(alerts.c.id).where(alerts.c.subject_id == subject, alerts.c.start == start)

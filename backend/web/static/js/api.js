@@ -77,10 +77,15 @@ export async function signIn(username, password, otp) {
 export async function refresh() {
   if (!session) throw new ApiError(401, "not signed in");
   if (!refreshing) {
-    refreshing = tokenRequest({ grant_type: "refresh_token", refresh_token: session.refresh_token })
-      .then((body) => store(issued(body)))
+    const from = session;
+    // An answer for a session this tab has left since (signed out, or in again) is dropped:
+    // it must neither bring the old session back nor end the new one.
+    refreshing = tokenRequest({ grant_type: "refresh_token", refresh_token: from.refresh_token })
+      .then((body) => {
+        if (session === from) store(issued(body));
+      })
       .catch((e) => {
-        store(null);
+        if (session === from) store(null);
         throw e;
       })
       .finally(() => {
@@ -90,11 +95,22 @@ export async function refresh() {
   return refreshing;
 }
 
+// The tab forgets the session at once and then tells the server: the server's answer can
+// come late (a busy server), after the user has opened a link or signed in again, and must
+// change nothing by then. keepalive: the request survives the page being left.
 export async function signOut() {
-  if (session) {
-    await raw("/api/auth/logout", { method: "POST" }).catch(() => {});
-  }
+  const was = session;
+  if (!was) return;
   store(null);
+  const logout = (token) => fetch("/api/auth/logout", { method: "POST", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
+  try {
+    if ((await logout(was.access_token)).status === 401) {
+      // The access token ran out: a fresh one for the same session, to end it.
+      await logout(issued(await tokenRequest({ grant_type: "refresh_token", refresh_token: was.refresh_token })).access_token);
+    }
+  } catch {
+    // The server is unreachable: the tokens are gone from this tab and run out on their own.
+  }
 }
 
 // fetch with the bearer token; one refresh and retry on 401.

@@ -14,9 +14,12 @@ const SCREENS = {
   pool: { title: "Tag pool", module: "./views/pool.js", roles: ["supervisor", "officer"] },
   investigations: { title: "Investigations", module: "./views/investigations.js", roles: ["supervisor", "officer", "partner"] },
   admin: { title: "Admin", module: "./views/admin.js", roles: ["administrator", "supervisor"] },
+  oncall: { title: "On call", module: "./views/oncall.js", roles: ["supervisor", "officer"] },
+  // A page's link (#/ack/<token>): reached from an e-mail or a push, never from the menu.
+  ack: { title: "Acknowledge alert", module: "./views/ack.js", roles: ["supervisor", "officer"], nav: false },
   audit: { title: "Audit", module: "./views/audit.js", roles: ["auditor"] },
   // Last, so no role's first screen: everyone's own sign-in settings (TOTP).
-  account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor"] },
+  account: { title: "Security", module: "./views/account.js", roles: ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"] },
 };
 
 const ctx = { me: null, config: null, openapi: null };
@@ -38,7 +41,7 @@ function allowed(screen) {
 }
 
 function home() {
-  return Object.keys(SCREENS).find(allowed) || "map";
+  return Object.keys(SCREENS).find((k) => allowed(k) && SCREENS[k].nav !== false) || "map";
 }
 
 // The Alerts tab says how many alerts nobody has acknowledged yet.
@@ -53,7 +56,7 @@ function showCount() {
 function buildNav() {
   const list = clear(document.getElementById("nav-list"));
   for (const [key, s] of Object.entries(SCREENS)) {
-    if (!allowed(key)) continue;
+    if (!allowed(key) || s.nav === false) continue;
     list.append(h("li", {}, h("a", { href: `#/${key}`, dataset: { screen: key }, text: s.title })));
   }
   showCount();
@@ -195,9 +198,11 @@ api.onSession((s) => {
   }
 });
 
-document.getElementById("sign-out").addEventListener("click", async () => {
+document.getElementById("sign-out").addEventListener("click", () => {
   ctx.me = null;
-  await api.signOut();
+  // Not awaited: the screen changes now, and the server's answer (api.signOut) cannot take
+  // the user away from an address they open before it comes, such as a page's link.
+  api.signOut();
   location.hash = "";
   showSignIn("Signed out.");
 });

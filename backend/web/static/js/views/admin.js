@@ -4,7 +4,7 @@ import * as api from "../api.js";
 import { FieldErrors, byName } from "../forms.js";
 import { announce, clear, errorText, field, fmtTime, fromLocalInput, h, label, now, toLocalInput, ZONE_LABEL } from "../util.js";
 
-const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor"];
+const ROLES = ["administrator", "supervisor", "officer", "partner", "auditor", "researcher"];
 const SCOPES = ["live", "trail", "alerts", "reports", "conditions"];
 
 export async function render(el, ctx) {

@@ -1,9 +1,7 @@
-"""Victim devices: a victim's own device linked to an order (victim_devices), and the
-command record a device command was sent as (device_commands.cmd; existing rows were all
-cmd_config).
+"""Victim devices: a victim's own device linked to an order (victim_devices).
 
-Revision ID: 0007_victim_devices
-Revises: 0006_consent_pool
+Revision ID: 0011_victim_devices
+Revises: 0010_outcomes
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_victim_devices"
-down_revision = "0006_consent_pool"
+revision = "0011_victim_devices"
+down_revision = "0010_outcomes"
 branch_labels = None
 depends_on = None
 
@@ -41,13 +39,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_victim_devices_device"), "victim_devices", ["device"])
     op.create_index(op.f("ix_victim_devices_order_id"), "victim_devices", ["order_id"])
     op.create_index(op.f("ix_victim_devices_subject_id"), "victim_devices", ["subject_id"])
-    with op.batch_alter_table("device_commands") as batch:
-        batch.add_column(sa.Column("cmd", sa.SmallInteger(), nullable=False, server_default="48"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("device_commands") as batch:
-        batch.drop_column("cmd")
     op.drop_index(op.f("ix_victim_devices_subject_id"), table_name="victim_devices")
     op.drop_index(op.f("ix_victim_devices_order_id"), table_name="victim_devices")
     op.drop_index(op.f("ix_victim_devices_device"), table_name="victim_devices")

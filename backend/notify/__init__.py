@@ -1,0 +1,1 @@
+"""Notifications: on-call rota, policies, the durable outbox and its dispatcher, channels."""
