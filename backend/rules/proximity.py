@@ -21,10 +21,12 @@ a balance of support: +1 per pair within R with confidence, -1 per pair beyond R
 than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
 explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
 it for `evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed
-since the crossing with at least `min_fixes` supporting pairs. Once confirmed only a pair
-apart with confidence ends it: drift across the distance cannot flap. A pair whose other
-fix is older than `pair_window_s` says nothing (the victim device silent, or the tag in RF
-mode at home).
+since the crossing with at least `min_fixes` supporting pairs, if the median distance of all
+the pairs since the crossing (at most the last `median_window_s`) is within R: two people
+standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
+multipath pairs within it would otherwise confirm. Once confirmed only a pair apart with
+confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
+than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
@@ -49,6 +51,7 @@ before it (engine.py), and gives the episodes live data would have."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -81,8 +84,18 @@ class ProximityParams:
     reanchor_fixes: int = 3
     pair_window_s: int = 90  # the other side's fix must be at most this much older
     evidence_gap_s: int = 180  # a pending episode without support for this long ends
+    # Confirmation also needs the median distance of the pairs since the crossing, at most
+    # this many seconds back, within R: a few multipath pairs among many beyond R do not
+    # confirm. Since the crossing (not a fixed minute) so that a run of one side's outliers
+    # in a real approach (a phone indoors) is outvoted by the whole approach.
+    median_window_s: int = 180
     fast_for_s: int = 900
     tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
+
+
+# The recent pairs kept per victim device for the median (bounds the rule's state: with both
+# sides fixing every 10 s there are about 36 in median_window_s).
+MAX_RECENT = 64
 
 
 class Pair(NamedTuple):
@@ -106,11 +119,13 @@ class Proximity(Rule):
     def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
-        # device, the last pair [t, d]; visit: per "device/type", the distance's visit.
+        # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
+        # of the last median_window_s; visit: per "device/type", the distance's visit.
         return {
             "open": {},
             "tracks": {},
             "prev": {},
+            "recent": {},
             "visit": {},
             "fast_until": 0,
             "jumps": 0,
@@ -149,6 +164,8 @@ class Proximity(Rule):
             there = st["tracks"].get(other, {}).get("last")
             tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)
             pair = self._pair(tag_fix, victim_fix, obs)
+            if pair is not None:
+                self._recent(st, link, pair)
             for type_, radius in ((WARNING, link.warn_m), (ALERT, link.alert_m)):
                 self._judge(st, ctx, obs, link, type_, radius, pair)
             if pair is not None:
@@ -185,6 +202,19 @@ class Proximity(Rule):
         a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
         return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref)
+
+    def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
+        recent = st["recent"].setdefault(str(link.device), [])
+        recent.append([pair.t, round(pair.d, 1)])
+        keep = [r for r in recent if r[0] > pair.t - self.p.median_window_s]
+        recent[:] = keep[-MAX_RECENT:]
+
+    def _mostly_within(
+        self, st: dict[str, Any], link: VictimLink, radius: float, since: int
+    ) -> bool:
+        """Whether the median distance of the recent pairs since `since` is within `radius`."""
+        recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
+        return bool(recent) and statistics.median(recent) <= radius
 
     def _judge(
         self,
@@ -245,8 +275,8 @@ class Proximity(Rule):
         pair: Pair,
     ) -> None:
         visit.support(vs, obs.t)
+        radius = link.alert_m if type_ == ALERT else link.warn_m
         if vs["n"] == 1:
-            radius = link.alert_m if type_ == ALERT else link.warn_m
             self.begin(
                 st,
                 ctx,
@@ -264,7 +294,8 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        if visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s):
+        due = visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s)
+        if due and self._mostly_within(st, link, radius, int(vs["since"])):
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)
             if not was and ctx.live:

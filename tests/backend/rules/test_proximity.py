@@ -169,6 +169,34 @@ def test_standing_just_beyond_the_alert_distance_multipath_fixes_do_not_add_up()
     assert of(eps, px.ALERT) == []
 
 
+def test_standing_just_beyond_the_alert_distance_a_few_nearer_pairs_do_not_confirm() -> None:
+    # Both stand 210 m apart, fixes every 15 s at 12 m: no pair is beyond 200 m by both
+    # accuracies, so none argues against a pending approach. Three times in two minutes the
+    # tag's fix lands 50 m nearer (what the track explains in 15 s on foot): within 200 m
+    # with confidence, past the dwell, but most pairs around them are beyond the distance.
+    b = Builder()
+    path = [210.0] * 40
+    path[10] = path[14] = path[18] = 160
+    meet(b, path, acc=12)
+    eps = ENGINE.evaluate(cfg(), b.obs, T + 3600)
+    assert of(eps, px.ALERT) == []
+
+
+def test_an_approach_seen_by_a_phone_indoors_still_confirms_on_the_dwell() -> None:
+    # The tag 120 m from the victim for two minutes; the victim's phone indoors reports 40 m
+    # accuracy and every third of its fixes lands 90 m further (beyond 200 m): most pairs
+    # are within the distance, so the alert confirms once the dwell has passed.
+    b = Builder()
+    stay = 120.0
+    inward = [600 - 30 * i for i in range(int((600 - stay) / 30))]
+    for i, x in enumerate(inward + [stay] * 12):
+        b.fix(T + 15 * i, x, 0, 8)
+        off = -90 if i % 3 == 2 else 0
+        victim_fix(b, T + 15 * i + 4, off, 0, 40)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert alert.confirmed_t - alert.start <= 90
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
