@@ -1,10 +1,10 @@
 """Mosquitto credentials and ACLs generated from the device registry.
 
-Each device logs in as `tag-<id>` or `hu-<id>` with a password derived from its own key
-(firmware.brokers.password: HMAC-SHA256(key, "tagwatch mqtt v1"), the first 16 bytes in
-hex), which the tag computes at boot and the home unit from its key: the backend never
-stores a second secret, and a leaked password file gives no frame key. The ACL confines
-each device to its own topics (docs/protocol.md, MQTT) and the backend's own account to
+Each device logs in as `tag-<id>`, `hu-<id>` or `vd-<id>` (a victim device) with a password
+derived from its own key (firmware.brokers.password: HMAC-SHA256(key, "tagwatch mqtt v1"),
+the first 16 bytes in hex), which the device computes from its key: the backend never stores
+a second secret, and a leaked password file gives no frame key. The ACL confines each device
+to its own topics (docs/protocol.md, MQTT) and the backend's own account to
 reading the uplinks it ingests and writing the downlinks it sends (docs/security.md,
 "Broker accounts and ACL").
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from backend.broker import BrokerFiles
 from backend.registry import Device
-from backend.storage.schema import HOME_UNIT, TAG
+from backend.storage.schema import HOME_UNIT, TAG, VICTIM
 from firmware import brokers, topics
 
 # Mosquitto 2's own default. The passwords are 128-bit random-equivalent, so slow hashing
@@ -54,7 +54,7 @@ BACKEND_WRITES: tuple[str, ...] = (
     every_device(topics.home_down),
     every_device(topics.home_config),
 )
-_DEVICE_NAME = re.compile(r"(tag|hu)-[0-9]+")
+_DEVICE_NAME = re.compile(r"(tag|hu|vd)-[0-9]+")
 
 
 def is_device_name(name: str) -> bool:
@@ -63,7 +63,8 @@ def is_device_name(name: str) -> bool:
 
 
 def username(device: Device) -> str:
-    return f"tag-{device.id}" if device.kind == TAG else f"hu-{device.id}"
+    prefix = {TAG: "tag", HOME_UNIT: "hu", VICTIM: "vd"}[device.kind]
+    return f"{prefix}-{device.id}"
 
 
 def device_password(key: bytes) -> str:
@@ -82,7 +83,9 @@ def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
 def device_acl(device: Device, paired_tags: Iterable[int] = ()) -> list[str]:
     """ACL lines for one device: publish its uplinks, read its downlinks."""
     lines = [f"user {username(device)}"]
-    if device.kind == TAG:
+    if device.kind in (TAG, VICTIM):
+        # A victim device speaks the tag's uplink protocol on the tag channels of its own
+        # id (docs/protocol.md, "Victim device"); no home unit reads its downlinks.
         lines += [
             f"topic write {topics.tag_up(device.id)}",
             f"topic read {topics.tag_down(device.id)}",
@@ -119,7 +122,8 @@ def render(devices: list[Device], backend_user: str, backend_password: str) -> t
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", backend_user) or is_device_name(backend_user):
         raise ValueError(
             f"the backend's MQTT username {backend_user!r} is not usable: set "
-            "TAGWATCH_MQTT_USERNAME to letters, digits, '_', '.' or '-', not tag-<id> or hu-<id>"
+            "TAGWATCH_MQTT_USERNAME to letters, digits, '_', '.' or '-', not a device's name "
+            "(tag-<id>, hu-<id>, vd-<id>)"
         )
     backend_passwd = f"{backend_user}:{mosquitto_hash(backend_password)}\n"
     passwd: list[str] = []

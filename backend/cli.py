@@ -51,7 +51,7 @@ def migrate() -> None:
 @app.command()
 def register(
     device_id: Annotated[int, typer.Argument(help="the device id written at provisioning")],
-    kind: Annotated[str, typer.Option(help="tag or home_unit")] = "tag",
+    kind: Annotated[str, typer.Option(help="tag, home_unit or victim")] = "tag",
     key: Annotated[
         str | None, typer.Option(help="the device's key as 64 hex digits (default: generate)")
     ] = None,
@@ -60,7 +60,8 @@ def register(
         bool, typer.Option(help="print the key (to provision the device); shown only now")
     ] = False,
 ) -> None:
-    """Register a tag or home unit; its key is stored encrypted with the server key."""
+    """Register a tag, home unit or victim device; its key is stored encrypted with the
+    server key."""
     from backend.registry import RegistryError
 
     _, registry = _registry()

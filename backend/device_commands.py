@@ -31,6 +31,19 @@ BROKERS = "brokers"  # command_queue.kind of a broker list (cmd_broker)
 # device_commands.key of a cmd_broker frame: its record type (cmd_config keys are 1-8, a
 # cmd_zone frame is 0).
 BROKER_COMMAND_KEY = fr.CMD_BROKER
+# device_commands.key of a cmd_notify frame: its record type times 256 plus its message
+# (the proximity rule's are 1 and 2), so a warning and an alert are told apart.
+NOTIFY_COMMAND_KEYS = range(fr.CMD_NOTIFY << 8, (fr.CMD_NOTIFY + 1) << 8)
+
+
+def notify_key(message: int) -> int:
+    """device_commands.key of a cmd_notify frame with this message."""
+    key = NOTIFY_COMMAND_KEYS.start + message
+    if key not in NOTIFY_COMMAND_KEYS:
+        raise ValueError(f"notify message {message} out of the recorded range 0-255")
+    return key
+
+
 QUEUE_BATCH = 200  # queued commands one timer tick sends; the rest go at the next
 
 

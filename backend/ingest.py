@@ -77,7 +77,7 @@ from backend.registry import Device, Pairings, Refusal, Registry, presence_tags
 from backend.settings import Settings
 from backend.storage import frame_writes as store
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import HOME_UNIT, TAG
+from backend.storage.schema import HOME_UNIT, TAG, VICTIM
 from firmware import fixframe, replay, topics
 from firmware import frame as fr
 
@@ -372,7 +372,9 @@ class Ingest:
         f, kind, channel = v.frame, v.kind, v.channel
         expect = TAG if kind == "tag" or v.via_unit is not None else HOME_UNIT
         want_type = fr.TAG_DATA if expect == TAG else fr.HOME_DATA
-        if v.device.kind != expect or f.mtype != want_type:
+        # A victim device speaks as a tag on its own tag channels, never relayed.
+        speaks_as = TAG if v.device.kind == VICTIM and v.via_unit is None else v.device.kind
+        if speaks_as != expect or f.mtype != want_type:
             wrong = f"a {v.device.kind} frame of type {f.mtype} on {kind}/{channel}"
         elif v.via_unit is None and f.device != v.ident:
             wrong = f"device {f.device}'s frame on device {v.ident}'s topic"
@@ -738,7 +740,8 @@ def _acks(done: Iterable[Received], now: float) -> list[Ack]:
     acks = []
     for dev_id in sorted(by_device):
         device, seen = by_device[dev_id]
-        topic = topics.tag_down(dev_id) if device.kind == TAG else topics.home_down(dev_id)
+        home = device.kind == HOME_UNIT
+        topic = topics.home_down(dev_id) if home else topics.tag_down(dev_id)
         ranges = ack_ranges(seen)
         for i in range(0, len(ranges), MAX_RANGES_PER_ACK):
             recs = [

@@ -38,15 +38,18 @@ from backend.notify.outbox import PENDING
 from backend.rules.comms import CommsParams
 from backend.rules.home_unit import HomeUnitParams
 from backend.rules.model import SEVERITIES
+from backend.rules.proximity import SilentParams
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
+    VICTIM,
     alert_episodes,
     alerts,
     assignments,
     devices,
     notification_outbox,
     orders,
+    victim_devices,
 )
 from firmware import frame as fr
 
@@ -103,7 +106,7 @@ HTTP_REQUEST_SECONDS = Histogram(
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OPEN_STATES = ("open", "acknowledged")
-KINDS = (TAG, HOME_UNIT)
+KINDS = (TAG, HOME_UNIT, VICTIM)
 
 
 def bounded(value: str, allowed: Iterable[str]) -> str:
@@ -317,7 +320,8 @@ class DatabaseCollector(Collector):
         silent = GaugeMetricFamily(
             "tagwatch_devices_silent",
             "Assigned devices not heard from for longer than expected: a tag for its "
-            "subject's comms-loss threshold, a home unit for its offline grace.",
+            "subject's comms-loss threshold, a home unit for its offline grace, a victim's "
+            "device for its link's silence threshold.",
             labels=["kind"],
         )
         rows = {kind: (0, 0) for kind in KINDS}
@@ -340,7 +344,8 @@ def silent_devices_query(now: float) -> Any:
     of the device's last frame (or its assignment's start, if never heard). A tag is silent
     past its subject's comms-loss threshold (the smallest of its current orders', else the
     comms rule's default), a home unit past the home-unit rule's offline grace: the times
-    after which the rules themselves would alert."""
+    after which the rules themselves would alert; a victim's device past its link's silence
+    threshold (else the victim_silent rule's default)."""
     a, d, o = assignments.c, devices.c, orders.c
     t = int(now)
     order_threshold = (
@@ -352,8 +357,15 @@ def silent_devices_query(now: float) -> Any:
         )
         .scalar_subquery()
     )
+    v = victim_devices.c
+    link_threshold = (
+        select(func.min(v.silent_s))
+        .where(v.device == a.device, v.starts_at <= t, or_(v.ends_at.is_(None), v.ends_at > t))
+        .scalar_subquery()
+    )
     threshold = case(
         (a.role == TAG, func.coalesce(order_threshold, CommsParams().threshold_s)),
+        (a.role == VICTIM, func.coalesce(link_threshold, SilentParams().threshold_s)),
         else_=HomeUnitParams().offline_grace_s,
     )
     last = func.coalesce(d.last_seen_at, a.starts_at)

@@ -1,6 +1,6 @@
-"""The device registry: tags and home units, their keys (encrypted at rest with the server
-key) and pairing. Registering a device generates its 32-byte key, or accepts the key a
-provisioning station wrote to the device.
+"""The device registry: tags, home units and victim devices, their keys (encrypted at rest
+with the server key) and pairing. Registering a device generates its 32-byte key, or accepts
+the key a provisioning station wrote to the device.
 
 Pairing has a history (`pairings`), because only a tag's paired home unit can speak for the
 tag's presence, and a unit's records arrive late (its offline queue): each record is judged
@@ -29,11 +29,11 @@ from backend.clock import Clock, SystemClock
 from backend.services.stops import data_stop
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import HOME_UNIT, TAG, devices, pairings
+from backend.storage.schema import HOME_UNIT, TAG, VICTIM, devices, pairings
 from firmware import frame as fr
 
 KEY_LEN = 32
-KINDS = (TAG, HOME_UNIT)
+KINDS = (TAG, HOME_UNIT, VICTIM)
 _NONCE_LEN = 12
 
 # Record types only a home unit sends (docs/protocol.md, HOME_DATA): in a tag's frame they are
@@ -177,11 +177,11 @@ class Pairings:
         self, f: fr.Frame, sender: str, records: Iterable[tuple[int, fr.Record]]
     ) -> list[Refusal]:
         """Which of `records` ((index, record) of frame f, whose MAC verified with the key of
-        `sender`, a TAG or HOME_UNIT) the sender may not make."""
+        `sender`, a TAG, HOME_UNIT or VICTIM device) the sender may not make."""
         out: list[Refusal] = []
         timed = f.flags & fr.FLAG_TIME_VALID
         for idx, rec in records:
-            if sender == TAG and rec.type in HOME_RECORDS:
+            if sender in (TAG, VICTIM) and rec.type in HOME_RECORDS:
                 out.append(
                     Refusal(idx, HOME_RECORD, f"record {idx}: {rec.name}, a home unit's record")
                 )

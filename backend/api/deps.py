@@ -722,6 +722,7 @@ SubjectAlerts = Annotated[SubjectAccess, Depends(subject_scope(roles.ALERTS))]
 SubjectReports = Annotated[SubjectAccess, Depends(subject_scope(roles.REPORTS))]
 SubjectConditions = Annotated[SubjectAccess, Depends(subject_scope(roles.CONDITIONS))]
 SubjectManage = Annotated[SubjectAccess, Depends(subject_scope(roles.MANAGE))]
+SubjectVictim = Annotated[SubjectAccess, Depends(subject_scope(roles.VICTIM))]
 SubjectShare = Annotated[SubjectAccess, Depends(subject_share)]
 
 OrderManage = Annotated[ObjectAccess, Depends(object_scope("order", roles.MANAGE))]
@@ -732,6 +733,10 @@ ZoneManage = Annotated[ObjectAccess, Depends(object_scope("zone", roles.MANAGE))
 AlertRead = Annotated[ObjectAccess, Depends(object_scope("alert", roles.ALERTS))]
 AlertWork = Annotated[ObjectAccess, Depends(object_scope("alert", roles.MANAGE))]
 OutcomeManage = Annotated[ObjectAccess, Depends(object_scope("outcome", roles.MANAGE))]
+VictimLinkRead = Annotated[ObjectAccess, Depends(object_scope("victim device link", roles.VICTIM))]
+VictimLinkManage = Annotated[
+    ObjectAccess, Depends(object_scope("victim device link", roles.MANAGE))
+]
 
 UnitRead = Annotated[int, Depends(unit_scope(write=False))]
 UnitWrite = Annotated[int, Depends(unit_scope(write=True))]

@@ -25,6 +25,20 @@ class Assignment:
         return self.start <= t and (self.end is None or t < self.end)
 
 
+@dataclass(frozen=True)
+class VictimLink:
+    """A victim's device linked to the subject's order over [start, end): the proximity
+    rule's warning and alert distances, and how long it may be silent (None: the rule's
+    default)."""
+
+    device: int
+    warn_m: float = 500.0
+    alert_m: float = 200.0
+    start: int = 0
+    end: int | None = None
+    silent_s: int | None = None
+
+
 @dataclass
 class SubjectConfig:
     subject: int
@@ -34,6 +48,7 @@ class SubjectConfig:
     curfew_grace_s: int | None = None
     exceptions: list[Exception_] = field(default_factory=list)
     zones: list[ZoneSpec] = field(default_factory=list)
+    victims: list[VictimLink] = field(default_factory=list)  # with VICTIM assignments
     charge_min_minutes: int | None = None  # None: no charging schedule
     comms_loss_s: int | None = None  # per-order threshold (None: the rule's default)
     # Monitoring runs over [start, end) (the orders' span); nothing alerts outside it.

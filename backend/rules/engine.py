@@ -141,6 +141,7 @@ def default_rules() -> list[Rule]:
         home_unit,
         motion,
         overflow,
+        proximity,
         security,
         tamper,
         zones,
@@ -157,6 +158,8 @@ def default_rules() -> list[Rule]:
         home_unit.HomeUnit(),
         overflow.Overflow(),
         security.Security(),
+        proximity.Proximity(),
+        proximity.VictimSilent(),
     ]
 
 

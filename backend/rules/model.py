@@ -11,9 +11,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from firmware import frame as fr
+
 # Roles a device plays for a subject (equipment assignment).
 TAG = "tag"
 HOME_UNIT = "home_unit"
+VICTIM = "victim"  # a victim's own device, linked to the subject's order (proximity.py)
 
 # Observation names beyond the record names of docs/protocol.md.
 SECURITY = "security"  # a rejected frame (bad MAC, replay, ...) attributed to a device
@@ -129,8 +132,9 @@ class Command:
     """A downlink the engine asks for (the sink signs and publishes it, live data only)."""
 
     device: int
-    key: int  # firmware.frame CFG_* key
-    value: int
+    key: int  # cmd_config: a firmware.frame CFG_* key; cmd_notify: the message id
+    value: int  # cmd_config: the value; cmd_notify: what it is about (an episode's start)
     reason: str
     ref: str = ""  # the observation that asked for it
     min_gap: int = 0  # not sent if the last command's value is within this of `value`
+    cmd: int = fr.CMD_CONFIG  # the command record: CMD_CONFIG or CMD_NOTIFY

@@ -53,7 +53,7 @@ from sqlalchemy import Connection, Engine, select
 
 from backend import metrics
 from backend.clock import Clock, SystemClock
-from backend.device_commands import numbered, send_queued
+from backend.device_commands import notify_key, numbered, send_queued
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
@@ -61,6 +61,7 @@ from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
 from backend.rules.observe import frame_observations, security_observation
+from backend.rules.proximity import NOTIFY_PATTERN, NOTIFY_REPEATS
 from backend.rules.store import (
     config_versions,
     load_config,
@@ -376,21 +377,28 @@ class MonitoringSink(RuleSink):
             if key is None or self.publish is None:
                 self.counts["commands_unsendable"] += 1
                 continue
+            code = notify_key(c.key) if c.cmd == fr.CMD_NOTIFY else c.key
             if c.min_gap:
                 # An earlier evaluation may already have asked for nearly the same (the
                 # unsettled tail is folded afresh each time): do not send it again.
                 prev = conn.execute(
                     select(device_commands.c.value)
-                    .where(device_commands.c.device == c.device, device_commands.c.key == c.key)
+                    .where(device_commands.c.device == c.device, device_commands.c.key == code)
                     .order_by(device_commands.c.seq.desc())
                     .limit(1)
                 ).scalar()
                 if prev is not None and prev >= c.value - c.min_gap:
                     self.counts["commands_suppressed"] += 1
                     continue
-            rec = fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
             _, data = numbered(
-                conn, c.device, [rec], key, code=c.key, value=c.value, reason=c.reason, now=now
+                conn,
+                c.device,
+                [_record(c)],
+                key,
+                code=code,
+                value=c.value,
+                reason=c.reason,
+                now=now,
             )
             out.append((c.device, data))
         return out
@@ -442,6 +450,15 @@ class MonitoringSink(RuleSink):
             self.counts["commands_sent"] += 1
         else:
             self.counts["commands_failed"] += 1
+
+
+def _record(c: Command) -> fr.Record:
+    """The command record a rule's Command asks for."""
+    if c.cmd == fr.CMD_NOTIFY:
+        return fr.Record(
+            fr.CMD_NOTIFY, pattern=NOTIFY_PATTERN, repeats=NOTIFY_REPEATS, message=c.key
+        )
+    return fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
 
 
 def _owner(history: list[tuple[int, str, int, int | None]], role: str, t: int) -> int | None:

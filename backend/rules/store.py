@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select,
 from backend.ingest import Rejection, StoredFrame
 from backend.notify import outbox
 from backend.registry import Pairings, presence_tags
-from backend.rules.config import Assignment, SubjectConfig
+from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import REV_PREFIX, State, revision_of
 from backend.rules.evaluator import SNAPSHOT_KEEP_S, Changes
 from backend.rules.geo import ZoneSpec
@@ -42,6 +42,7 @@ from backend.storage.schema import (
     rules_pending,
     security_events,
     subject_monitoring,
+    victim_devices,
     zones,
 )
 from firmware import frame as fr
@@ -133,6 +134,15 @@ def load_config(conn: Connection, subject_id: int) -> SubjectConfig:
         cfg.comms_loss_s = min(comms) if comms else None
         graces = [o.curfew_grace_s for o in ords if o.curfew_grace_s is not None]
         cfg.curfew_grace_s = min(graces) if graces else None
+    v = victim_devices.c
+    for r in conn.execute(
+        select(v.device, v.warn_m, v.alert_m, v.starts_at, v.ends_at, v.silent_s)
+        .where(v.subject_id == subject_id)
+        .order_by(v.id)
+    ):
+        cfg.victims.append(
+            VictimLink(r.device, r.warn_m, r.alert_m, r.starts_at, r.ends_at, r.silent_s)
+        )
     for c in conn.execute(select(curfews).where(curfews.c.subject_id == subject_id)):
         cfg.curfews.append(Weekly(tuple(c.days.split(",")), c.start, c.end, c.tz))
     for x in conn.execute(

@@ -9,12 +9,9 @@ inside) and a that accuracy,
 - *outside with confidence* when d >= k·a + hysteresis_m;
 - anything between changes nothing by itself.
 
-The accuracy a receiver reports comes from its satellites' geometry and is optimistic under
-multipath, exactly when it matters: a fix further from the last one the track explained (the
-anchor) than both accuracies and the wearer's motion allow (`move_mps` on foot, or the speed
-the track was already moving at) has its accuracy inflated by the excess. Such a fix is
-"unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
-away) and the latest becomes the anchor, believed at its reported accuracy.
+The accuracy believed for a fix is the track's (track.py): the reported accuracy, inflated
+where the fix is further from the last one the track explained than both accuracies and the
+wearer's motion allow (multipath). Such a fix is "unexplained".
 
 An exclusion entry (or an inclusion exit) opens a pending episode at the first fix inside
 with confidence, dated from the moment of crossing — interpolated along the segment from the
@@ -64,11 +61,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from backend.rules import track, visit
 from backend.rules.base import PENDING, Context, Rule
 from backend.rules.geo import EXCLUSION, INCLUSION, ZoneIndex, ZoneSpec
-from backend.rules.model import TAG, Command, Obs
+from backend.rules.model import Obs
 from backend.rules.schedule import active_at
-from firmware import frame as fr
+from backend.rules.track import ask_fast, is_jump, usable
 
 ENTRY = "exclusion_entry"
 EXIT = "inclusion_exit"
@@ -100,16 +98,6 @@ class Here(NamedTuple):
     y: float
     acc: float  # believed: the reported accuracy, inflated where the track contradicts it
     consistent: bool  # the track explains the fix with its reported accuracy
-
-
-def usable(obs: Obs, max_accuracy_m: float) -> bool:
-    return (
-        obs.name == "fix"
-        and obs.role == TAG
-        and obs.v("source") == fr.SOURCE_GNSS
-        and obs.v("fix_type") > 0
-        and obs.v("acc_dm") / 10 <= max_accuracy_m
-    )
 
 
 @dataclass(frozen=True)
@@ -240,13 +228,12 @@ class Zones(Rule):
             xy = (float(px), float(py))
         x, y = xy
         prev = st["last"]
-        if prev is not None and obs.t > prev[0]:
-            dist = math.hypot(x - prev[1], y - prev[2])
-            slack = acc + prev[3]
-            if dist > slack and (dist - slack) / (obs.t - prev[0]) > self.p.max_speed_mps:
-                st["jumps"] += 1
-                return
-        believed = self._believed(st, obs.t, x, y, acc)
+        if is_jump(prev, obs.t, x, y, acc, self.p.max_speed_mps):
+            st["jumps"] += 1
+            return
+        believed = track.believed(
+            st, obs.t, x, y, acc, self.p.move_mps, self.p.max_speed_mps, self.p.reanchor_fixes
+        )
         consistent = believed == acc
         near = self._near(ctx, obs, x, y, acc)
         cross = self._cross(ctx, prev, obs, x, y) if prev is not None else {}
@@ -263,27 +250,6 @@ class Zones(Rule):
             self._judge(st, ctx, here, index, zi, near.get(zi), prev, cross.get(zi))
         self._fast(st, ctx, obs, index, near, acc)
         st["last"] = [obs.t, x, y, believed, obs.ref]
-
-    def _believed(self, st: dict[str, Any], t: int, x: float, y: float, acc: float) -> float:
-        """The accuracy to believe for a fix. A receiver's accuracy comes from its satellite
-        geometry and misses multipath, which is exactly when it is wrong: a fix further from
-        the last one the track explained (the anchor) than both accuracies and the wearer's
-        motion allow (on foot from rest, or the speed the track was already moving at) is off
-        by at least the rest. After `reanchor_fixes` such fixes in a row the track has moved
-        on (a car pulling away), not the fixes: the latest becomes the anchor, believed."""
-        anchor: list[float] | None = st.get("anchor")
-        if anchor is None or t <= anchor[0]:
-            st["anchor"], st["odd"] = [t, x, y, acc, 0.0], 0
-            return acc
-        dt = t - anchor[0]
-        dist = math.hypot(x - anchor[1], y - anchor[2])
-        on_foot: float = self.p.move_mps
-        excess = dist - max(on_foot, anchor[4]) * dt - acc - anchor[3]
-        st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
-        if excess > 0 and st["odd"] < self.p.reanchor_fixes:
-            return acc + excess
-        st["anchor"], st["odd"] = [t, x, y, acc, min(dist / dt, self.p.max_speed_mps)], 0
-        return acc
 
     def _judge(
         self,
@@ -313,20 +279,18 @@ class Zones(Rule):
         slot = "" if zs is None else f"{spec.id}@{zs['since']}"
         if self.trace is not None:
             self.trace.judged.append(Judgement(obs.ref, spec.id, here.acc, wrong, right, active))
-        if zs is not None and not confirmed and obs.t - zs["last"] > self.p.evidence_gap_s:
+        if zs is not None and not confirmed and visit.stale(zs, obs.t, self.p.evidence_gap_s):
             # Nothing has supported it for too long: a near miss, and this fix starts afresh.
             self.end(st, ctx, type_, slot, obs.t, obs.t)
             self._missed(spec, zs, obs.t)
             del st["zone"][key]
             zs = None
         if zs is not None:
-            # Unconfirmed, the wrong side needs unbroken support: a fix on the right side of
-            # the edge that the track does not contradict ends it as a near miss. Confirmed,
-            # only a confident fix on the right side ends it (drift at the edge cannot flap).
-            against = not confirmed and not over and here.consistent
-            if against:
-                zs["support"] -= 1
-            if (right and confirmed) or (against and zs["support"] <= 0) or not active:
+            # Unconfirmed, a fix on the right side of the edge that the track does not
+            # contradict counts against it (visit.py). Confirmed, only a confident fix on the
+            # right side ends it (drift at the edge cannot flap).
+            spent = not confirmed and not over and here.consistent and visit.refute(zs)
+            if (right and confirmed) or spent or not active:
                 end = obs.t if over else self._left(ctx, here, zi, zs["over"])
                 self.end(st, ctx, type_, slot, end, obs.t, evidence=obs.evidence())
                 if not confirmed:
@@ -351,7 +315,7 @@ class Zones(Rule):
             f = seg[0] if excl else seg[1]
             since = int(prev[0] + f * (obs.t - prev[0]))
         fix = [obs.t, here.x, here.y, here.acc, obs.ref]
-        zs = {"since": since, "n": 0, "support": 0, "last": obs.t, "before": prev, "over": fix}
+        zs = visit.opened(since, obs.t, before=prev, over=fix)
         st["zone"][key] = zs
         if wrong:
             self._support(st, ctx, obs, spec, type_, zs)
@@ -368,9 +332,7 @@ class Zones(Rule):
         """A fix confidently on the wrong side: open the pending episode (at the crossing),
         count it, and confirm once the dwell has passed with min_fixes of them."""
         slot = f"{spec.id}@{zs['since']}"
-        zs["n"] += 1
-        zs["support"] += 1
-        zs["last"] = obs.t
+        visit.support(zs, obs.t)
         if zs["n"] == 1:
             self.begin(
                 st,
@@ -387,7 +349,7 @@ class Zones(Rule):
                 self.evidence(st, type_, slot, {"t": before[0], "ref": before[4], "name": "fix"})
         else:
             self.evidence(st, type_, slot, obs.evidence())
-        if zs["n"] >= self.p.min_fixes and obs.t - zs["since"] >= self.dwell(spec):
+        if visit.due(zs, obs.t, zs["n"], self.p.min_fixes, self.dwell(spec)):
             self.confirm(st, type_, slot, obs.t)
 
     def _left(self, ctx: Context, here: Here, zi: int, over: list[Any] | None) -> int:
@@ -488,20 +450,8 @@ class Zones(Rule):
         close = any(
             index.specs[z].kind == EXCLUSION and d <= self.p.near_m + acc for z, d in near.items()
         )
-        if not close or st["fast_until"] >= obs.t + self.p.fast_for_s // 2:
-            return
-        st["fast_until"] = obs.t + self.p.fast_for_s
-        if ctx.live:
-            ctx.commands.append(
-                Command(
-                    obs.device,
-                    fr.CFG_FAST_UNTIL,
-                    st["fast_until"],
-                    "near exclusion zone",
-                    obs.ref,
-                    self.p.fast_for_s // 2,
-                )
-            )
+        if close:
+            ask_fast(st, ctx, obs.device, obs.t, obs.ref, self.p.fast_for_s, "near exclusion zone")
 
 
 def _visit(zs: dict[str, Any] | None) -> dict[str, Any] | None:

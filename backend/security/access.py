@@ -37,6 +37,7 @@ from backend.storage.schema import (
     shares,
     subjects,
     users,
+    victim_devices,
     zones,
 )
 
@@ -241,6 +242,7 @@ SUBJECT_OBJECTS = {
         SubjectObject("zone", "zone_id", zones),
         SubjectObject("alert", "alert_id", alerts),
         SubjectObject("outcome", "outcome_id", outcomes),
+        SubjectObject("victim device link", "link_id", victim_devices),
     )
 }
 

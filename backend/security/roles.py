@@ -23,7 +23,10 @@ ROLES = (ADMINISTRATOR, SUPERVISOR, OFFICER, PARTNER, AUDITOR, RESEARCHER)
 # and their conditions, curfews, exceptions with their reasons, zones (the home and a
 # victim's address among them), equipment and charging schedule. MANAGE: every change to the
 # subject's records: its monitoring (orders, curfews, zones...) and the work on its alerts
-# (acknowledge, resolve). Every scope but MANAGE only reads.
+# (acknowledge, resolve). VICTIM: a linked victim's device: its link, the warnings sent to it
+# and (only with victim-safe mode off) the victim's own positions; never shared, never a
+# partner's (docs/rules.md, "Proximity: the victim's device"). Every scope but MANAGE only
+# reads.
 VIEW = "view"
 LIVE = "live"
 TRAIL = "trail"
@@ -31,9 +34,10 @@ ALERTS = "alerts"
 REPORTS = "reports"
 CONDITIONS = "conditions"
 MANAGE = "manage"
-SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE)
+VICTIM = "victim"
+SCOPES = (VIEW, LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, MANAGE, VICTIM)
 # What a share can grant to read (VIEW comes with any of them; MANAGE never crosses units, so
-# a share is read-only).
+# a share is read-only; nor does VICTIM).
 SHARED_READS = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
 # A share may also grant RESEARCH: the receiving unit's cohort counts the subject, under its
 # pseudonym, as its own (backend/services/research.py). It reads nothing of the subject:
@@ -43,9 +47,9 @@ RESEARCH = "research"
 SHAREABLE = (*SHARED_READS, RESEARCH)
 # Scopes whose every use is a consultation of personal data (locations, addresses, the
 # conditions of an order), audited as such.
-CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS)
+CONSULTATION = (LIVE, TRAIL, ALERTS, REPORTS, CONDITIONS, VICTIM)
 # Scopes that need a stated purpose on every request.
-PURPOSE_REQUIRED = (TRAIL,)
+PURPOSE_REQUIRED = (TRAIL, VICTIM)
 
 UNIT_KINDS = ("police", "partner")
 

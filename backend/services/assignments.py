@@ -9,13 +9,15 @@ from sqlalchemy import Connection, insert, select
 
 from backend.services import consent, monitoring, pool
 from backend.services.errors import Conflict, Invalid
-from backend.storage.schema import assignments, devices
+from backend.storage.schema import VICTIM, assignments, devices
 
 
 def of_subject(conn: Connection, subject_id: int) -> list[Any]:
+    """The subject's equipment: its tags and home units. A victim's device assigned through
+    a link to its order is the victim's, listed with the victim scope (victims.py)."""
     q = (
         select(assignments)
-        .where(assignments.c.subject_id == subject_id)
+        .where(assignments.c.subject_id == subject_id, assignments.c.role != VICTIM)
         .order_by(assignments.c.starts_at, assignments.c.id)
     )
     return list(conn.execute(q))
@@ -83,7 +85,10 @@ def end(
     user_id: int | None = None,
 ) -> None:
     """Remove a device: the assignment ends at `ends_at` (a pool tag is then removed)."""
-    if ends_at <= get(conn, assignment_id).starts_at:
+    row = get(conn, assignment_id)
+    if row.role == VICTIM:
+        raise Invalid("a victim's device is unlinked through its link (/api/victim-devices)")
+    if ends_at <= row.starts_at:
         raise Invalid("ends_at must be after starts_at")
     pool.remove(conn, assignment_id, ends_at, user_id, now)
     monitoring.changed(conn, subject_id, now)

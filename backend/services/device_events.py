@@ -18,7 +18,11 @@ def timeline(
     a, e, q = assignments.c, device_events.c, presence.c
     out: list[dict[str, Any]] = []
     for dev, role, s, until in conn.execute(
-        select(a.device, a.role, a.starts_at, a.ends_at).where(a.subject_id == subject_id)
+        # The subject's own devices: a victim's device linked to its order is the victim's
+        # (read only with the victim scope: backend/services/victims.py).
+        select(a.device, a.role, a.starts_at, a.ends_at).where(
+            a.subject_id == subject_id, a.role.in_((TAG, HOME_UNIT))
+        )
     ):
         span = within((s, until), start, end)
         if span is None:

@@ -75,6 +75,7 @@ def live_map(
     for r in conn.execute(
         select(a.id, a.subject_id, a.role, a.device, a.starts_at).where(
             a.subject_id.in_(ids),
+            a.role.in_((TAG, HOME_UNIT)),
             a.starts_at <= now,
             (a.ends_at.is_(None)) | (a.ends_at > now),
         )

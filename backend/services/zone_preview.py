@@ -25,7 +25,8 @@ from backend.rules.evaluator import LOOKBACK_S, Evaluator, MemoryRepository
 from backend.rules.geo import ZoneIndex, ZoneSpec
 from backend.rules.model import TAG, Obs
 from backend.rules.store import SqlRepository, load_config
-from backend.rules.zones import Trace, Zones, usable
+from backend.rules.track import usable
+from backend.rules.zones import Trace, Zones
 
 # The drawn zone has no id yet: it is zone 0 in the rule's configuration.
 DRAWN = 0

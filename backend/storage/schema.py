@@ -40,12 +40,13 @@ RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 TAG = "tag"
 HOME_UNIT = "home_unit"
+VICTIM = "victim"  # a victim's own device (a phone or a small GPS unit), linked to an order
 
 devices = Table(
     "devices",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),  # the wire device id
-    Column("kind", String(16), nullable=False),  # TAG or HOME_UNIT
+    Column("kind", String(16), nullable=False),  # TAG, HOME_UNIT or VICTIM
     # nonce + AES-GCM ciphertext of the 32-byte device key under the server key
     Column("key_enc", LargeBinary, nullable=False),
     Column("home_unit", BigInteger, nullable=True),  # pairing: a tag's home unit
@@ -335,7 +336,7 @@ assignments = Table(
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),
     Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
-    Column("role", String(16), nullable=False),  # tag or home_unit
+    Column("role", String(16), nullable=False),  # tag, home_unit or victim
     Column("starts_at", BigInteger, nullable=False),
     Column("ends_at", BigInteger, nullable=True),
     Column("created_at", Double, nullable=False),
@@ -525,6 +526,30 @@ device_commands = Table(
     Column("reason", String(64), nullable=False),
     Column("at", Double, nullable=False),
     UniqueConstraint("device", "seq"),
+)
+
+# A victim's device linked to an order over [starts_at, ends_at) of event time: the
+# proximity rule's distances (warn_m > alert_m), how long the device may be silent (NULL:
+# the rule's default), and victim-safe mode (on: no one is shown the victim's positions; off:
+# the owning unit's managing roles may be). The device's assignment (role victim) to the
+# order's subject is what attributes its frames (docs/rules.md, "Proximity").
+victim_devices = Table(
+    "victim_devices",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, ForeignKey("devices.id"), nullable=False),
+    Column("order_id", BigInteger, ForeignKey("orders.id"), nullable=False),
+    Column("subject_id", BigInteger, ForeignKey("subjects.id"), nullable=False),  # the order's
+    Column("warn_m", Integer, nullable=False),
+    Column("alert_m", Integer, nullable=False),
+    Column("silent_s", Integer, nullable=True),
+    Column("victim_safe", Boolean, nullable=False),
+    Column("starts_at", BigInteger, nullable=False),
+    Column("ends_at", BigInteger, nullable=True),
+    Column("created_at", Double, nullable=False),
+    Index(None, "device"),
+    Index(None, "order_id"),
+    Index(None, "subject_id"),
 )
 
 # ---------------------------------------------------------------------------------------

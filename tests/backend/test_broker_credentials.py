@@ -32,7 +32,7 @@ from backend.ingest_worker import IngestWorker, subscriptions
 from backend.registry import Device, KeyVault, Registry
 from backend.settings import Settings
 from backend.storage.database import make_engine, upgrade
-from backend.storage.schema import HOME_UNIT, TAG, frames
+from backend.storage.schema import HOME_UNIT, TAG, VICTIM, frames
 from firmware import frame as fr
 from firmware import topics
 from tagwatch_cli import app as cli
@@ -178,6 +178,7 @@ def secured(tmp_path: Path, registry: Registry) -> Iterator[tuple[Mosquitto, dic
         2001: unit,
         1001: registry.register(1001, TAG, home_unit=2001),
         1002: registry.register(1002, TAG),
+        3001: registry.register(3001, VICTIM),
     }
     files = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
     for path in (files.passwd, files.backend_passwd, files.acl):
@@ -284,6 +285,28 @@ def test_devices_confined_to_their_own_topics(connect: Connect) -> None:
     assert _collect(unit.received, {(topics.tag_down(1001), b"ack")}) == {
         (topics.tag_down(1001), b"ack")
     }
+
+
+def test_a_victim_device_speaks_on_its_own_tag_channels_only(connect: Connect) -> None:
+    ingest = connect("backend")
+    assert ingest.subscribe(*subscriptions("ingest")) == [GRANTED_QOS1] * len(topics.INGEST)
+    victim = connect("vd-3001")
+    assert victim.publish(topics.tag_up(1001), b"forged") == NOT_AUTHORIZED
+    assert victim.publish(topics.home_up(2001), b"forged") == NOT_AUTHORIZED
+    assert victim.publish(topics.tag_up(3001), b"own") == SUCCESS
+    want = {(topics.tag_up(3001), b"own")}
+    assert _collect(ingest.received, want) == want
+    # It reads its own downlink (the warnings), and no one else's; no home unit reads it.
+    assert victim.subscribe(topics.tag_down(3001), topics.tag_down(1001)) == [1, 1]
+    unit = connect("hu-2001")
+    assert unit.subscribe(topics.tag_down(3001), topics.tag_down(1001)) == [1, 1]
+    backend = connect("backend")
+    for t in (3001, 1001):
+        backend.publish(topics.tag_down(t), b"warn")
+    mine = {(topics.tag_down(3001), b"warn")}
+    assert _collect(victim.received, mine) == mine
+    paired = {(topics.tag_down(1001), b"warn")}
+    assert _collect(unit.received, paired) == paired
 
 
 def test_backend_receives_every_uplink_it_ingests(connect: Connect) -> None:

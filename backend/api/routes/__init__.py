@@ -37,6 +37,7 @@ from backend.api.routes import (
     trail,
     units,
     users,
+    victims,
     zones,
 )
 
@@ -65,6 +66,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     research.router,
     live.router,
     events.router,
+    victims.router,
     oncall.router,
     notifications.router,
 )

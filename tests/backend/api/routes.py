@@ -114,6 +114,7 @@ COLLECTIONS = {
     "zones": "zone",
     "alerts": "alert",
     "outcomes": "outcome",
+    "victim-devices": "victim device link",
     "units": "unit",
     "users": "user",
     "shares": "share",

@@ -2,10 +2,11 @@
 against a subject of each unit and one shared across them. Expectations come from the
 policy written out here independently of the implementation (backend/security/roles.py):
 
-- own unit: supervisors and officers may do everything, partners read, administrators,
-  auditors and researchers see nothing (a researcher reads pseudonymised cohort figures
-  only, through /api/research);
-- a share grants VIEW plus its scopes to supervisors, officers and partners, never MANAGE;
+- own unit: supervisors and officers may do everything, partners read (but a victim's
+  device: its link, warnings and positions), administrators, auditors and researchers see
+  nothing (a researcher reads pseudonymised cohort figures only, through /api/research);
+- a share grants VIEW plus its scopes to supervisors, officers and partners, never MANAGE
+  and never the victim's device;
 - anything else is invisible: 404, the same answer as for a subject that does not exist.
 
 Routes added later by other issues are included automatically; for id routes that are not
@@ -41,9 +42,11 @@ from tests.backend.api.world import (
     PARTNER_UNIT,
     RECEIVING_ROLES,
     SPARE_TAG,
+    SPARE_VICTIM_DEVICE,
     TAG,
     UNIT_A,
     UNIT_B,
+    VICTIM_DEVICE,
     Scoped,
     World,
     build_scoped,
@@ -53,8 +56,8 @@ from tests.backend.api.world import (
 from tests.backend.conftest import ENGINES
 from tests.backend.investigations.scenario import Fix, at
 
-ALL = {"view", "live", "trail", "alerts", "reports", "conditions", "manage"}
-READ = ALL - {"manage"}
+ALL = {"view", "live", "trail", "alerts", "reports", "conditions", "manage", "victim"}
+READ = ALL - {"manage", "victim"}
 OWN = {"supervisor": ALL, "officer": ALL, "partner": READ, "administrator": set(), "auditor": set(),
        "researcher": set()}  # fmt: skip
 SHARE_USERS = {"supervisor", "officer", "partner"}
@@ -301,6 +304,9 @@ READ_NEEDS = {
     "trail": "trail",
     "report": "reports",
     "share": "manage",
+    "victim link": "victim",
+    "victim position": "victim",
+    "victim warning": "victim",
     "enrolment": "conditions",
     # What became of the episode: the owning unit's to record and correct, no one else's.
     "outcome": "manage",
@@ -309,7 +315,7 @@ READ_NEEDS = {
 }
 # Reading these is a consultation of personal data, recorded per subject as read.<scope>
 # (own unit) or disclose.<scope> (through a share).
-AUDITED = {"live", "trail", "alerts", "reports", "conditions"}
+AUDITED = {"live", "trail", "alerts", "reports", "conditions", "victim"}
 SHOWN, REFUSED, HIDDEN = "shown", "refused (403)", "hidden"
 PURPOSE_TEXT = PURPOSE["purpose"]
 
@@ -438,6 +444,12 @@ def _reads(s: Scoped) -> list[ReadRoute]:
         _one("trail", "POST", "/api/investigations/subjects/{s}/whereabouts", '"within"',
              params=PURPOSE, json=_place(s)),
         _one("report", "GET", "/api/reports/subjects/{s}/compliance", '"A-3"', params=day),
+        _one("victim link", "GET", "/api/subjects/{s}/victim-devices", f'"device":{VICTIM_DEVICE}',
+             params=PURPOSE),
+        _one("victim position", "GET", "/api/victim-devices/{victim_link}/positions", '"lat"',
+             params={**PURPOSE, **window}),
+        _one("victim warning", "GET", "/api/victim-devices/{victim_link}/warnings", "[",
+             params=PURPOSE),
         _one("enrolment", "GET", "/api/subjects/{s}/enrolments", "CF-A-3"),
         _one("outcome", "GET", "/api/subjects/{s}/outcomes", "the matrix outcome"),
         _one("subject access", "GET", "/api/exports/subjects/{s}/subject-access.zip",
@@ -462,15 +474,16 @@ def _last_audit_id(engine: Engine) -> int:
         return int(conn.execute(select(func.max(audit_log.c.id))).scalar() or 0)
 
 
-def _recorded(engine: Engine, after: int, username: str, subject: int) -> set[str]:
-    """Actions recorded since `after` by `username` that name `subject`."""
+def _recorded(engine: Engine, after: int, username: str, subject: int) -> tuple[set[str], int]:
+    """Actions recorded since `after` by `username` that name `subject`, and the last
+    record's id (what the next call's `after` is: one query per read, not two)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(audit_log.c.action, audit_log.c.subject_ids).where(
-                audit_log.c.id > after, audit_log.c.actor == username
-            )
-        ).all()
-    return {r.action for r in rows if subject in (r.subject_ids or [])}
+            select(audit_log.c.id, audit_log.c.actor, audit_log.c.action, audit_log.c.subject_ids)
+            .where(audit_log.c.id > after)
+        ).all()  # fmt: skip
+    mine = {r.action for r in rows if r.actor == username and subject in (r.subject_ids or [])}
+    return mine, max((r.id for r in rows), default=after)
 
 
 @pytest.fixture
@@ -480,12 +493,12 @@ def scoped(app: FastAPI, api_engine: Engine, api_clock: ManualClock, world: Worl
 
 def _reads_and_disclosures(m: Matrix, world: World, engine: Engine) -> int:
     checked = 0
+    before = _last_audit_id(engine)
     for reader in _readers(world):
         token = login(m.client, reader.username)
         for route in _reads(m.s):
-            before = _last_audit_id(engine)
             got = route.read(m, token)
-            recorded = _recorded(engine, before, reader.username, m.s.subject)
+            recorded, before = _recorded(engine, before, reader.username, m.s.subject)
             for obj, outcome in got.items():
                 where = (reader.username, route.name, obj)
                 assert outcome == _expected(reader, obj, route), where
@@ -532,6 +545,9 @@ def _writes(s: Scoped, world: World, now: float) -> list[tuple[str, str, dict[st
         ("POST", "/api/alerts/{alert}/acknowledge", {"note": "seen"}),
         ("POST", "/api/alerts/{alert}/resolve", {"outcome": "false_alert", "note": "checked"}),
         ("POST", "/api/subjects/{s}/shares", share),
+        ("POST", "/api/subjects/{s}/victim-devices",
+         {"order_id": s.ids["order"], "device": SPARE_VICTIM_DEVICE, "starts_at": s.t}),
+        ("PATCH", "/api/victim-devices/{victim_link}", {"ends_at": s.t + 7200}),
         ("POST", "/api/subjects/{s}/consent/review", {"review_at": s.t + 60 * 86400}),
         ("POST", "/api/subjects/{s}/consent/withdrawal", {"withdrawn_at": s.t + 7260}),
         ("POST", "/api/subjects/{s}/consent/removal", {"removed_at": s.t + 7320}),
@@ -549,7 +565,8 @@ def _snapshot(m: Matrix, token: str) -> list[str]:
              "/api/subjects/{s}/curfews", "/api/subjects/{s}/curfew-exceptions",
              "/api/subjects/{s}/zones", "/api/subjects/{s}/charging", "/api/alerts/{alert}",
              "/api/subjects/{s}/shares", "/api/subjects/{s}/enrolments",
-             "/api/subjects/{s}/outcomes"]  # fmt: skip
+             "/api/subjects/{s}/outcomes",
+             "/api/subjects/{s}/victim-devices?purpose=authorization+matrix+test"]  # fmt: skip
     return [m.client.get(m.url(p), headers=bearer(token)).text for p in paths]
 
 
@@ -580,6 +597,38 @@ def test_no_share_scope_writes_anything_of_the_owning_unit(
         r = client.request(method, m.url(path), headers=bearer(owner), json=body)
         assert r.status_code in (200, 201, 204), (method, path, r.status_code, r.text[:200])
     assert _snapshot(m, owner) != before
+
+
+def test_the_victims_positions_reach_no_subject_read_even_the_owners(
+    client: TestClient, world: World, scoped: Scoped
+) -> None:
+    """The victim's fixes are stored beside the tag's, but only the victim scope's route
+    shows them: not the trail, the live map, the timeline, an evidence export, nor a
+    correlation at the victim's own place."""
+    m = Matrix(client, scoped)
+    token = login(client, world.user(UNIT_A, "supervisor"))
+    window = {"from": scoped.t - 3600, "to": scoped.t + 60}
+    victim_place = {**_place(scoped), "geometry": _point(3000, 0)}
+    answers = [
+        client.get(m.url("/api/subjects/{s}/trail"), headers=bearer(token),
+                   params={**PURPOSE, **window}),
+        client.get("/api/web/live", headers=bearer(token)),
+        client.get(m.url("/api/web/subjects/{s}/events"), headers=bearer(token), params=window),
+        client.post(m.url("/api/investigations/subjects/{s}/whereabouts"), headers=bearer(token),
+                    params=PURPOSE, json=victim_place),
+        client.post("/api/investigations/correlate", headers=bearer(token), params=PURPOSE,
+                    json=victim_place),
+        client.get(m.url("/api/subjects/{s}/assignments"), headers=bearer(token)),
+    ]  # fmt: skip
+    for r in answers:
+        assert r.status_code == 200, (r.url, r.text[:300])
+        assert str(VICTIM_DEVICE) not in r.text, (r.url, r.text[:300])
+    assert r.json()  # the subject's own equipment is listed
+    assert not client.post("/api/investigations/correlate", headers=bearer(token),
+                           params=PURPOSE, json=victim_place).json()["hits"]  # fmt: skip
+    shown = client.get(m.url("/api/victim-devices/{victim_link}/positions"),
+                       headers=bearer(token), params={**PURPOSE, **window})  # fmt: skip
+    assert shown.status_code == 200 and len(shown.json()) == 2
 
 
 @pytest.mark.parametrize("api_engine", ENGINES, indirect=True)
@@ -613,6 +662,6 @@ def test_both_streams_send_a_shared_subject_by_the_share_scopes_and_record_each_
             got = SHOWN if scoped.subject in seen else HIDDEN
             assert got == _expected(reader, obj), (reader.username, path, seen)
             if got == SHOWN:
-                recorded = _recorded(api_engine, before, reader.username, scoped.subject)
+                recorded, _ = _recorded(api_engine, before, reader.username, scoped.subject)
                 need = READ_NEEDS[obj]
                 assert f"{'read' if reader.owner else 'disclose'}.{need}" in recorded, recorded

@@ -16,7 +16,7 @@ from backend.rules.model import Episode
 from backend.rules.store import SqlRepository
 from backend.security import roles
 from backend.security.passwords import Passwords
-from backend.services import consent, outcomes, shares, subjects, units, users
+from backend.services import consent, outcomes, shares, subjects, units, users, victims
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     alerts,
@@ -111,6 +111,8 @@ def receiver(unit: str, role: str) -> str:
 
 
 TAG, HOME, CONTROL_TAG, SPARE_TAG = 5001, 5101, 5002, 5003
+VICTIM_DEVICE = 7301  # the victim's own device, linked to A-3's order (victim-safe mode off)
+SPARE_VICTIM_DEVICE = 7302  # registered, not linked
 
 
 @dataclass
@@ -179,7 +181,16 @@ def build_scoped(
         conn.execute(
             insert(charging_schedules).values(subject_id=sid, min_minutes=60, created_at=now)
         )
+    stage.device(VICTIM_DEVICE, "victim")
+    stage.device(SPARE_VICTIM_DEVICE, "victim")
+    with engine.begin() as conn:
+        ids["victim_link"] = victims.link(
+            conn, ids["order"], VICTIM_DEVICE, t - 86400, now, victim_safe=False
+        ).id
     stage.deliver(stage.fixes(TAG, [Fix(t - 300, 0, 0), Fix(t, 10, 10)]))
+    # The victim, 3 km away: their positions, stored, must show only where the victim
+    # scope lets them.
+    stage.deliver(stage.fixes(VICTIM_DEVICE, [Fix(t - 280, 3000, 0), Fix(t - 20, 3010, 0)]))
     stage.deliver([stage.presence(HOME, TAG, t, home=True)])
     stage.deliver([stage.tag_records(TAG, t, [fr.Record(fr.BATTERY, (0, 17, 0, 3600, 20))])])
     ids["alert"] = raise_alert(engine, sid, t, now)

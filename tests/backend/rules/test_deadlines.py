@@ -9,12 +9,13 @@ import random
 from typing import Any
 
 from backend.rules.base import Context, Rule
-from backend.rules.config import SubjectConfig
+from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import NEVER, Engine, State
-from backend.rules.model import Episode, Obs
+from backend.rules.model import VICTIM, Episode, Obs
 from tests.backend.rules.scenario import Builder, config, local
 from tests.backend.rules.test_arrival_order import CFG, FRAMES
 from tests.backend.rules.test_device_rules import T as DEVICE_T
+from tests.backend.rules.test_proximity import VICTIM_ID, victim_fix
 
 ENGINE = Engine()
 SPAN_S = 3 * 86400  # how far past each state's data the horizons are walked
@@ -95,3 +96,22 @@ def test_a_rule_without_a_deadline_is_always_due() -> None:
     assert engine.deadline(cfg, state) == DEVICE_T + 1
     # Rules that say nothing is pending give no deadline at all.
     assert Engine([]).deadline(cfg, state) == NEVER
+
+
+def test_a_victim_devices_silence_is_never_late() -> None:
+    b = Builder()
+    t = local("2026-05-12 14:00")
+    # Heard now and then, silent for longer than the link's 20 minutes twice; the link ends.
+    for dt in (0, 600, 3000, 3300, 9000):
+        victim_fix(b, t + dt, 0)
+    link = VictimLink(VICTIM_ID, start=t - 60, end=t + 20_000, silent_s=1200)
+    cfg = config(
+        assignments=[*config().assignments, Assignment(VICTIM_ID, VICTIM, t - 60)],
+        victims=[link],
+    )
+    rng = random.Random(5)
+    passed = 0
+    for n in range(len(b.obs) + 1):
+        state = ENGINE.run(cfg, ENGINE.initial(cfg, t - 60), b.obs[:n]).state
+        passed += _walk(cfg, state, rng)
+    assert passed >= 8

@@ -1,0 +1,388 @@
+"""The victim's own device as a moving exclusion zone (version 1): a warning and an alert when
+the subject's tag comes within an order's distances of a linked victim device, and the victim
+device's own silence.
+
+Every usable fix of either side (the tag, or a victim device linked to the subject: config.
+VictimLink) is paired with the other side's latest fix, if that is at most `pair_window_s`
+older; each side's fixes pass the same track checks as the zone rule's (track.py: jumps
+dropped, accuracy inflated where the track cannot explain a fix). With d the great-circle
+distance between the pair and u = k·√(a_tag² + a_victim²) + move_mps·|Δt| (both believed
+accuracies, plus how far a person on foot may have moved since the older fix):
+
+- *within R with confidence* when d + u <= R (the whole uncertainty is inside);
+- *apart with confidence* when d - u >= R + hysteresis_m;
+- anything between changes nothing by itself.
+
+Each distance (the order's warning distance, then its alert distance) is judged as a zone
+edge is, by the same code (visit.py): a visit opens at the first pair within R at all, dated
+at the crossing (interpolated between this pair's distance and the previous one's), and
+becomes a pending episode at the first pair within R with confidence. While pending it keeps
+a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
+than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
+explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
+it for `evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed
+since the crossing with at least `min_fixes` supporting pairs, if the median distance of all
+the pairs since the crossing (at most the last `median_window_s`) is within R: two people
+standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
+multipath pairs within it would otherwise confirm. Once confirmed only a pair apart with
+confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
+than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
+
+When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
+NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
+and within the warning distance the tag is asked to sample fast (as near an exclusion zone).
+A tag under an order with a victim device is asked once (per rule state, live data only; the
+sink does not repeat a command the device already had) to close its upload batches every
+`tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
+would learn of an approach minutes after it happened, whatever the rule did.
+
+Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference,
+never its position nor a distance per fix (several distances from known tag positions would
+place the victim); details keep the configured distance and the closest seen; the tag's
+fixes are evidence as usual.
+
+`VictimSilent` is the victim device's own comms loss: no frame from it for the link's
+`silent_s` (else `threshold_s`), dated at its last contact — a type of its own
+(victim_device_silent), never the tag's comms_loss.
+
+Everything is on event time: either side's late data is re-evaluated from the snapshot
+before it (engine.py), and gives the episodes live data would have."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from backend.rules import track, visit
+from backend.rules.base import PENDING, Context, Rule
+from backend.rules.config import SubjectConfig, VictimLink
+from backend.rules.model import TAG, VICTIM, Command, Obs
+from firmware import frame as fr
+
+WARNING = "proximity_warning"
+ALERT = "proximity_alert"
+SILENT = "victim_device_silent"
+
+# cmd_notify message ids a victim device shows (docs/protocol.md, "Victim device").
+NOTIFY_WARNING = 1
+NOTIFY_ALERT = 2
+NOTIFY_PATTERN = 3  # vibration pattern: long pulses
+NOTIFY_REPEATS = 5
+
+
+@dataclass(frozen=True)
+class ProximityParams:
+    dwell_s: int = 60
+    min_fixes: int = 2
+    k: float = 1.0
+    hysteresis_m: float = 25.0
+    max_accuracy_m: float = 100.0
+    max_speed_mps: float = 70.0
+    move_mps: float = 2.5  # how far a person on foot may have moved, unseen by their device
+    reanchor_fixes: int = 3
+    pair_window_s: int = 90  # the other side's fix must be at most this much older
+    evidence_gap_s: int = 180  # a pending episode without support for this long ends
+    # Confirmation also needs the median distance of the pairs since the crossing, at most
+    # this many seconds back, within R: a few multipath pairs among many beyond R do not
+    # confirm. Since the crossing (not a fixed minute) so that a run of one side's outliers
+    # in a real approach (a phone indoors) is outvoted by the whole approach.
+    median_window_s: int = 180
+    fast_for_s: int = 900
+    tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
+
+
+# The recent pairs kept per victim device for the median (bounds the rule's state: with both
+# sides fixing every 10 s there are about 36 in median_window_s).
+MAX_RECENT = 64
+
+
+class Pair(NamedTuple):
+    """A judged pair of fixes: distance, uncertainty (`a` of it the fixes' believed
+    accuracies, the rest how far either may have moved between them), whether both tracks
+    explain their fixes, and the event time and reference of the fix that made it."""
+
+    d: float
+    u: float
+    a: float
+    consistent: bool
+    t: int
+    ref: str
+
+
+class Proximity(Rule):
+    name = "proximity"
+    version = 1
+    Params = ProximityParams
+
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
+        # tracks: per side ("tag" or the victim device's id) the track's anchor and last
+        # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
+        # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
+        # of the last median_window_s; visit: per "device/type", the distance's visit.
+        return {
+            "open": {},
+            "tracks": {},
+            "prev": {},
+            "recent": {},
+            "visit": {},
+            "fast_until": 0,
+            "jumps": 0,
+            "batched": [],
+        }
+
+    def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+        links = ctx.config.victims
+        if not links:
+            return
+        if track.usable(obs, self.p.max_accuracy_m, TAG):
+            side, others = "tag", [(str(v.device), v) for v in links]
+        elif track.usable(obs, self.p.max_accuracy_m, VICTIM):
+            link = next((v for v in links if v.device == obs.device), None)
+            if link is None:
+                return
+            side, others = str(obs.device), [("tag", link)]
+        else:
+            return
+        fix = self._accept(st, obs, side)
+        if fix is None:
+            return
+        if side == "tag" and ctx.live and obs.device not in st["batched"]:
+            st["batched"].append(obs.device)
+            ctx.commands.append(
+                Command(
+                    obs.device,
+                    fr.CFG_BATCH_S,
+                    self.p.tag_batch_s,
+                    "bilateral order",
+                    obs.ref,
+                    min_gap=1,
+                )
+            )
+        for other, link in others:
+            there = st["tracks"].get(other, {}).get("last")
+            tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)
+            pair = self._pair(tag_fix, victim_fix, obs)
+            if pair is not None:
+                self._recent(st, link, pair)
+            for type_, radius in ((WARNING, link.warn_m), (ALERT, link.alert_m)):
+                self._judge(st, ctx, obs, link, type_, radius, pair)
+            if pair is not None:
+                st["prev"][str(link.device)] = [pair.t, pair.d]
+                if pair.d - pair.u <= link.warn_m and tag_fix is not None:
+                    track.ask_fast(
+                        st, ctx, tag_fix[6], obs.t, obs.ref, self.p.fast_for_s, "near victim"
+                    )
+
+    def _accept(self, st: dict[str, Any], obs: Obs, side: str) -> list[Any] | None:
+        """The side's fix as the track believes it, or None for a jump."""
+        tr = st["tracks"].setdefault(side, {"last": None})
+        lat, lon, acc = obs.v("lat_e7") / 1e7, obs.v("lon_e7") / 1e7, obs.v("acc_dm") / 10
+        gc = track.great_circle
+        if track.is_jump(tr["last"], obs.t, lat, lon, acc, self.p.max_speed_mps, gc):
+            st["jumps"] += 1
+            return None
+        p = self.p
+        believed = track.believed(
+            tr, obs.t, lat, lon, acc, p.move_mps, p.max_speed_mps, p.reanchor_fixes, gc
+        )
+        tr["last"] = [obs.t, lat, lon, believed, obs.ref, believed == acc, obs.device]
+        return list(tr["last"])
+
+    def _pair(
+        self, tag_fix: list[Any] | None, victim_fix: list[Any] | None, obs: Obs
+    ) -> Pair | None:
+        if tag_fix is None or victim_fix is None:
+            return None
+        gap = abs(tag_fix[0] - victim_fix[0])
+        if gap > self.p.pair_window_s:
+            return None
+        d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
+        a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
+        consistent = bool(tag_fix[5] and victim_fix[5])
+        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref)
+
+    def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
+        recent = st["recent"].setdefault(str(link.device), [])
+        recent.append([pair.t, round(pair.d, 1)])
+        keep = [r for r in recent if r[0] > pair.t - self.p.median_window_s]
+        recent[:] = keep[-MAX_RECENT:]
+
+    def _mostly_within(
+        self, st: dict[str, Any], link: VictimLink, radius: float, since: int
+    ) -> bool:
+        """Whether the median distance of the recent pairs since `since` is within `radius`."""
+        recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
+        return bool(recent) and statistics.median(recent) <= radius
+
+    def _judge(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        link: VictimLink,
+        type_: str,
+        radius: float,
+        pair: Pair | None,
+    ) -> None:
+        key = f"{link.device}/{type_}"
+        vs = st["visit"].get(key)
+        confirmed = vs is not None and self._confirmed(st, type_, vs)
+        if vs is not None and not confirmed and visit.stale(vs, obs.t, self.p.evidence_gap_s):
+            self.end(st, ctx, type_, vs["slot"], obs.t, obs.t)
+            del st["visit"][key]
+            vs = None
+        if pair is None:
+            return
+        within = pair.d + pair.u <= radius
+        apart = pair.d - pair.u >= radius + self.p.hysteresis_m
+        over = pair.d <= radius
+        # Against a pending approach: beyond R by more than both fixes' accuracies (where
+        # they were, as a zone counts a fix outside its edge; the movement allowance is for
+        # where they may be now). Merely beyond R is not enough here, unlike at a fixed
+        # edge: both ends are measured, and a victim's phone indoors at 40 m ended real
+        # approaches that way.
+        beyond = pair.d - pair.a > radius
+        if vs is not None:
+            spent = not confirmed and beyond and pair.consistent and visit.refute(vs)
+            if (apart and confirmed) or spent:
+                self.end(st, ctx, type_, vs["slot"], obs.t, obs.t, evidence=self._seen(pair))
+                del st["visit"][key]
+            elif within:
+                self._support(st, ctx, obs, link, type_, vs, pair)
+            return
+        if not over:
+            return
+        since = obs.t
+        prev = st["prev"].get(str(link.device))
+        if prev is not None and prev[1] > radius and obs.t - prev[0] <= self.p.pair_window_s:
+            f = (prev[1] - radius) / (prev[1] - pair.d)
+            since = int(prev[0] + f * (obs.t - prev[0]))
+        vs = visit.opened(since, obs.t, slot=f"{link.device}@{since}")
+        st["visit"][key] = vs
+        if within:
+            self._support(st, ctx, obs, link, type_, vs, pair)
+
+    def _support(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        link: VictimLink,
+        type_: str,
+        vs: dict[str, Any],
+        pair: Pair,
+    ) -> None:
+        visit.support(vs, obs.t)
+        radius = link.alert_m if type_ == ALERT else link.warn_m
+        if vs["n"] == 1:
+            self.begin(
+                st,
+                ctx,
+                type_,
+                vs["slot"],
+                vs["since"],
+                grace_s=None,
+                evidence=self._seen(pair, obs),
+                details={"victim_device": link.device, "distance_m": radius},
+                severity="high" if type_ == ALERT else "medium",
+            )
+        else:
+            self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
+        cur = self.slot(st, type_, vs["slot"])
+        if cur is not None:
+            details = cur["ep"]["details"]
+            details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
+        due = visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s)
+        if due and self._mostly_within(st, link, radius, int(vs["since"])):
+            was = self._confirmed(st, type_, vs)
+            self.confirm(st, type_, vs["slot"], obs.t)
+            if not was and ctx.live:
+                message = NOTIFY_ALERT if type_ == ALERT else NOTIFY_WARNING
+                ctx.commands.append(
+                    Command(
+                        link.device,
+                        message,
+                        vs["since"],
+                        f"{type_} to victim device",
+                        obs.ref,
+                        min_gap=1,
+                        cmd=fr.CMD_NOTIFY,
+                    )
+                )
+
+    @staticmethod
+    def _seen(pair: Pair, obs: Obs | None = None) -> dict[str, Any]:
+        """Evidence of a pair: the tag's fix as it was, or only the victim fix's reference.
+        Never the victim's position, nor a distance per fix: distances from several known
+        tag positions would place the victim (the episode keeps only the closest)."""
+        if obs is not None and obs.role == TAG:
+            return obs.evidence()
+        return {"t": pair.t, "ref": pair.ref, "name": "proximity"}
+
+    def _confirmed(self, st: dict[str, Any], type_: str, vs: dict[str, Any]) -> bool:
+        cur = self.slot(st, type_, vs["slot"])
+        return cur is not None and cur["ep"]["confirmed_t"] != PENDING
+
+
+@dataclass(frozen=True)
+class SilentParams:
+    threshold_s: int = 1800
+
+
+class VictimSilent(Rule):
+    name = "victim_silent"
+    version = 1
+    Params = SilentParams
+
+    def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
+        # Per victim device: its last contact, counted from the link (or the evaluation's
+        # start if later): a device cannot be silent before it is linked.
+        return {
+            "open": {},
+            "last": {str(v.device): max(v.start, start) for v in config.victims},
+        }
+
+    def _threshold(self, link: VictimLink) -> int:
+        return link.silent_s or self.p.threshold_s
+
+    def _links(self, ctx: Context) -> dict[str, VictimLink]:
+        return {str(v.device): v for v in ctx.config.victims}
+
+    def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
+        for dev, link in self._links(ctx).items():
+            last = st["last"].get(dev)
+            limit = self._threshold(link)
+            if last is None or self.is_open(st, SILENT, dev):
+                continue
+            if last + limit < to and (link.end is None or last + limit < link.end):
+                self.begin(
+                    st,
+                    ctx,
+                    SILENT,
+                    dev,
+                    last,
+                    grace_s=limit,
+                    details={"victim_device": link.device, "threshold_s": limit},
+                    severity="medium",
+                )
+        super().advance(st, ctx, to)
+
+    def due(self, st: dict[str, Any], ctx: Context) -> int | None:
+        cands = [self._pending_due(st)]
+        for dev, link in self._links(ctx).items():
+            last = st["last"].get(dev)
+            due = None if last is None else last + self._threshold(link)
+            ends = link.end is None or (due is not None and due < link.end)
+            if due is not None and ends and not self.is_open(st, SILENT, dev):
+                cands.append(due + 1)
+        return min((c for c in cands if c is not None), default=None)
+
+    def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+        if obs.role != VICTIM or obs.name == "security":
+            return
+        dev = str(obs.device)
+        self.end(st, ctx, SILENT, dev, obs.t, obs.t, evidence={"t": obs.t, "ref": obs.ref})
+        last = st["last"].get(dev)
+        st["last"][dev] = obs.t if last is None else max(last, obs.t)

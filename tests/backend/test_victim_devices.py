@@ -1,0 +1,185 @@
+"""Victim devices on real SQLite and PostgreSQL: linked to an order within bounds, their
+frames (from the reference client) ingested like a tag's, a proximity alert raised through
+the alert pipeline, the warning downlink signed for the victim device, run by the client and
+acknowledged back."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, insert, select
+
+from backend import metrics
+from backend.clock import ManualClock
+from backend.ingest import DeviceDirectory, Ingest, Message
+from backend.registry import Registry
+from backend.rules import proximity as px
+from backend.rules.sink import MonitoringSink
+from backend.services.errors import Conflict, Invalid
+from backend.services.victims import link, of_subject, unlink, warnings
+from backend.storage.schema import (
+    HOME_UNIT,
+    TAG,
+    VICTIM,
+    alerts,
+    assignments,
+    orders,
+    positions,
+    subjects,
+    units,
+)
+from firmware import frame as fr
+from firmware import topics
+from home_unit.victim_device import ALERT, WARNING, VictimDevice
+from tests.backend.rules.scenario import offset
+
+TAG_ID, UNIT_ID, VICTIM_ID = 1001, 2001, 7001
+T = 1_790_000_000
+
+
+class World:
+    def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
+        self.engine, self.clock = engine, clock
+        registry.register(UNIT_ID, HOME_UNIT)
+        self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
+        vd = registry.register(VICTIM_ID, VICTIM)
+        self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
+        self.published: list[tuple[str, bytes]] = []
+        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
+        sink = MonitoringSink(engine, clock, self._publish, keys.get)
+        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=clock,
+                             rules=sink)  # fmt: skip
+        self.seq = 0
+        with engine.begin() as conn:
+            uid = conn.execute(insert(units).values(name="IOM", kind="police", created_at=T)
+                               .returning(units.c.id)).scalar_one()  # fmt: skip
+            self.subject = conn.execute(
+                insert(subjects).values(reference="S1", name="A", unit_id=uid, risk_notes="",
+                                        created_at=T).returning(subjects.c.id)
+            ).scalar_one()  # fmt: skip
+            self.order = conn.execute(
+                insert(orders).values(subject_id=self.subject, kind="domestic_abuse",
+                                      reference="DAPO-1", starts_at=T - 3600, ends_at=None,
+                                      comms_loss_s=None, curfew_grace_s=None, conditions="",
+                                      created_at=T).returning(orders.c.id)
+            ).scalar_one()  # fmt: skip
+            conn.execute(insert(assignments).values(subject_id=self.subject, device=TAG_ID,
+                                                    role=TAG, starts_at=T - 3600,
+                                                    created_at=T))  # fmt: skip
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        self.published.append((topic, payload))
+        return True
+
+    def tag_frame(self, ts: int, xs: list[tuple[int, float]]) -> Message:
+        self.seq += 1
+        recs = []
+        for t, x in xs:
+            lat, lon = offset(x, 0)
+            recs.append(fr.Record(fr.FIX, (ts - t, round(lat * 1e7), round(lon * 1e7), 50, 2, 0,
+                                           9, 100, 0, 9)))  # fmt: skip
+        f = fr.Frame(fr.TAG_DATA, TAG_ID, 1, self.seq, ts, recs, fr.FLAG_TIME_VALID)
+        return Message(topics.tag_up(TAG_ID), fr.encode(f, self.tag.key))
+
+    def victim_frame(self, ts: int, times: list[int]) -> Message:
+        lat, lon = offset(0, 0)
+        data = self.victim.fixes(ts, [(t, lat, lon, 5.0) for t in times])
+        return Message(self.victim.up, data)
+
+    def deliver(self, msgs: list[Message], at: float) -> None:
+        self.clock.set(at)
+        self.ingest.process(msgs)
+
+    def alert_types(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return sorted(r.type for r in conn.execute(select(alerts)))
+
+
+@pytest.fixture
+def world(engine: Engine, registry: Registry, clock: ManualClock) -> World:
+    return World(engine, registry, clock)
+
+
+def test_a_link_is_checked_and_assigns_the_device(world: World) -> None:
+    with world.engine.begin() as conn:
+        for bad in ({"warn_m": 200, "alert_m": 200}, {"alert_m": 10}, {"silent_s": 5}):
+            with pytest.raises(Invalid):
+                link(conn, world.order, VICTIM_ID, T, T, **bad)  # type: ignore[arg-type]
+        with pytest.raises(Invalid, match="not a registered victim device"):
+            link(conn, world.order, TAG_ID, T, T)
+        made = link(conn, world.order, VICTIM_ID, T - 600, T, warn_m=400, alert_m=150)
+        with pytest.raises(Conflict, match="already linked"):
+            link(conn, world.order, VICTIM_ID, T, T)
+        roles = conn.execute(
+            select(assignments.c.role).where(assignments.c.device == VICTIM_ID)
+        ).scalars()
+        assert list(roles) == [VICTIM]
+        assert of_subject(conn, world.subject) == [made]
+        ended = unlink(conn, made.id, T + 60, T + 60)
+        assert ended.ends_at == T + 60
+        ends = conn.execute(
+            select(assignments.c.ends_at).where(assignments.c.device == VICTIM_ID)
+        ).scalar()
+        assert ends == T + 60
+
+
+def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
+    world: World,
+) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    # The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
+    # each device uploads every minute, fixes every 15 s.
+    path = [900 - 30 * i for i in range(28)] + [60] * 20
+    for k in range(len(path) // 4):
+        ts = T + 60 * (k + 1)
+        fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
+        world.deliver(
+            [world.tag_frame(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
+            ts + 2,
+        )
+        # The victim device answers whatever came down for it (ACKs, warnings).
+        for topic, payload in list(world.published):
+            if topic == world.victim.down:
+                world.published.remove((topic, payload))
+                reply = world.victim.downlink(payload, ts + 3)
+                if reply is not None:
+                    world.deliver([Message(world.victim.up, reply)], ts + 3)
+    assert world.alert_types() == [px.ALERT, px.WARNING]
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
+    assert set(world.victim.pending) <= {world.victim.seq}  # all but the last reply ACKed
+    with world.engine.connect() as conn:
+        sent = warnings(conn, VICTIM_ID)
+        # The victim's fixes are stored (for evidence), under its own device id only.
+        stored = conn.execute(select(positions.c.device).distinct()).scalars().all()
+    assert [(w.message, w.acknowledged) for w in sent] == [(WARNING, True), (ALERT, True)]
+    assert sorted(stored) == [TAG_ID, VICTIM_ID]
+
+
+def test_a_forged_or_replayed_warning_is_refused_by_the_client(world: World) -> None:
+    cmd = fr.Record(fr.CMD_NOTIFY, pattern=3, repeats=5, message=ALERT)
+    forged = fr.encode(fr.Frame(fr.COMMAND, VICTIM_ID, 0, 1, T, [cmd], 1), b"\x01" * 32)
+    assert world.victim.downlink(forged, T) is None and world.victim.refused == 1
+    real = fr.encode(fr.Frame(fr.COMMAND, VICTIM_ID, 0, 1, T, [cmd], 1), world.victim.key)
+    first = world.victim.downlink(real, T)
+    again = world.victim.downlink(real, T + 1)
+    assert first is not None and again is not None
+    results = [fr.decode(x, world.victim.key).records[0].result for x in (first, again)]
+    assert results == [fr.RESULT_OK, fr.RESULT_REPLAY]
+    assert len(world.victim.warnings) == 1
+
+
+def test_a_silent_victim_device_is_counted_past_its_links_threshold(world: World) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T, T, silent_s=600)
+    db = metrics.DatabaseCollector(world.engine, world.clock)
+
+    def silent() -> float | None:
+        reg = CollectorRegistry()
+        reg.register(db)
+        return reg.get_sample_value("tagwatch_devices_silent", {"kind": VICTIM})
+
+    world.clock.set(T + 500)
+    assert silent() == 0
+    world.clock.set(T + 700)
+    assert silent() == 1
