@@ -106,23 +106,19 @@ class Proximity:
     def acked(self, a: "bc.HomeAck", now_ms: int, in_rf: bool) -> None:
         """A good ack was taken at now_ms: count it towards entry, extend the lease."""
         self.good.append(now_ms)
-        self._good(now_ms)
+        self.good_acks(now_ms)
         if in_rf:
             self.lease_until = now_ms + self.lease_ms(a)
 
-    def _good(self, now_ms: int) -> int:
+    def good_acks(self, now_ms: int) -> int:
         """Good acks within the entry window up to now_ms (older ones dropped)."""
         window = self._i("rf_enter_window_s") * 1000
         while self.good and now_ms - self.good[0] > window:
             self.good.pop(0)
         return len(self.good)
 
-    def answered(self, now_ms: int) -> bool:
-        """A good ack within the entry window: the paired unit is in range."""
-        return self._good(now_ms) > 0
-
     def should_enter(self, now_ms: int) -> bool:
-        return self._good(now_ms) >= self._i("rf_enter_acks") and now_ms >= self.hold_until
+        return self.good_acks(now_ms) >= self._i("rf_enter_acks") and now_ms >= self.hold_until
 
     def entered(self, a: "bc.HomeAck", now_ms: int) -> None:
         self.lease_until = now_ms + self.lease_ms(a)

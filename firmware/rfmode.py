@@ -55,7 +55,6 @@ class RfControl:
         radio.serve(self.link)  # type: ignore[attr-defined]
         self.next_beacon_ms = 0
         self.last_beacon_ms = 0
-        self.resting = False  # the last beacon's interval was relaxed by _resting
         self.beacons = 0
         self.adv_uas = app.board.bursts.get("ble_adv", 0)
         self.contact_uas = app.board.bursts.get("ble_contact", 0)
@@ -113,24 +112,21 @@ class RfControl:
         while link.downlinks:
             app.handle_downlink(link.downlinks.pop(0), now_ms)
 
-    def _resting(self, now_ms: int) -> bool:
-        """In GPS mode, at rest and unanswered: the tag cannot reach home without moving (the
-        accelerometer wakes it), so beaconing at the GPS-mode interval would only spend."""
+    def _due(self, now_ms: int) -> int:
+        """The next beacon: as planned at the last one, or, in GPS mode at rest and with no
+        unit answering, the relaxed interval after it. The tag cannot reach home without
+        moving, so until the accelerometer or an answer says otherwise a beacon every
+        beacon_gps_s would only spend; checked at every poll, so motion or an ack brings the
+        planned one back at once."""
         app = self.app
-        return (
-            not self.in_rf()
-            and not app.sampler.moving(now_ms, app.motion.last_motion_ms)
-            and not self.prox.answered(now_ms)
-        )
-
-    def _hurry(self, now_ms: int) -> None:
-        """Relaxed at rest, then it moved or a unit answered: the GPS-mode interval again,
-        from the last beacon."""
-        if self.resting and not self._resting(now_ms):
-            self.resting = False
-            fast = self.last_beacon_ms + self.app.setting("beacon_gps_s") * 1000
-            if fast < self.next_beacon_ms:
-                self.next_beacon_ms = fast
+        if (
+            self.in_rf()
+            or not self.beacons
+            or app.sampler.moving(now_ms, app.motion.last_motion_ms)
+            or self.prox.good_acks(now_ms)
+        ):
+            return self.next_beacon_ms
+        return self.last_beacon_ms + app.setting("beacon_rf_s") * 1000
 
     def step(self, now_ms: int) -> int:
         """Take the contact results, switch modes, beacon when due; the next deadline."""
@@ -140,19 +136,15 @@ class RfControl:
             self.prox.left(now_ms)
             app.set_mode(modes.GpsMode(), now_ms, fr.MODE_REASON_LEASE_EXPIRED)
             app.sampler.locate_now(now_ms)  # back in GPS mode: a fix now
-        self._hurry(now_ms)
         # An alert-class frame goes to the home unit at the next contact: beacon at once.
         urgent = self.in_rf() and app.uplink.take_urgent()
-        if now_ms >= self.next_beacon_ms or urgent:
+        if now_ms >= self._due(now_ms) or urgent:
             self._beacon(now_ms)
-            self.resting = self._resting(now_ms)
-            relaxed = self.in_rf() or self.resting
-            every = app.setting("beacon_rf_s" if relaxed else "beacon_gps_s")
+            every = app.setting("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
             self.last_beacon_ms = now_ms
             self.next_beacon_ms = now_ms + every * 1000
             self._take(now_ms)  # a contact may answer the beacon at once
-            self._hurry(now_ms)
-        due = self.next_beacon_ms
+        due = self._due(now_ms)
         if self.in_rf() and self.prox.lease_until < due:
             due = self.prox.lease_until
         return due
