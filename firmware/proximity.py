@@ -105,20 +105,18 @@ class Proximity:
 
     def acked(self, a: "bc.HomeAck", now_ms: int, in_rf: bool) -> None:
         """A good ack was taken at now_ms: count it towards entry, extend the lease."""
+        window = self._i("rf_enter_window_s") * 1000
         self.good.append(now_ms)
-        self.good_acks(now_ms)
+        while self.good and now_ms - self.good[0] > window:
+            self.good.pop(0)
         if in_rf:
             self.lease_until = now_ms + self.lease_ms(a)
 
-    def good_acks(self, now_ms: int) -> int:
-        """Good acks within the entry window up to now_ms (older ones dropped)."""
+    def should_enter(self, now_ms: int) -> bool:
         window = self._i("rf_enter_window_s") * 1000
         while self.good and now_ms - self.good[0] > window:
             self.good.pop(0)
-        return len(self.good)
-
-    def should_enter(self, now_ms: int) -> bool:
-        return self.good_acks(now_ms) >= self._i("rf_enter_acks") and now_ms >= self.hold_until
+        return len(self.good) >= self._i("rf_enter_acks") and now_ms >= self.hold_until
 
     def entered(self, a: "bc.HomeAck", now_ms: int) -> None:
         self.lease_until = now_ms + self.lease_ms(a)

@@ -119,11 +119,14 @@ class RfControl:
         beacon_gps_s would only spend; checked at every poll, so motion or an ack brings the
         planned one back at once."""
         app = self.app
+        s = app.sampler
         if (
             self.in_rf()
             or not self.beacons
-            or app.sampler.moving(now_ms, app.motion.last_motion_ms)
-            or self.prox.good_acks(now_ms)
+            # at rest is the sampler's rest interval (nor a zone or a locate asking for fixes)
+            or s.interval_s(now_ms, app.motion.last_motion_ms, -1) != s.cfg["fix_rest_s"]
+            or self.prox.should_enter(now_ms)  # (drops the acks older than the window)
+            or self.prox.good
         ):
             return self.next_beacon_ms
         return self.last_beacon_ms + app.setting("beacon_rf_s") * 1000

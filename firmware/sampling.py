@@ -68,13 +68,9 @@ class Sampler:
             or now_ms < self.near_until_ms
         ):
             return c["fix_fast_s"]
-        if self.moving(now_ms, last_motion_ms):
+        if last_motion_ms >= 0 and now_ms - last_motion_ms < c["rest_after_s"] * 1000:
             return c["fix_moving_s"]
         return c["fix_rest_s"]
-
-    def moving(self, now_ms: int, last_motion_ms: int) -> bool:
-        """Motion within the last rest_after_s; otherwise the tag is at rest."""
-        return last_motion_ms >= 0 and now_ms - last_motion_ms < self.cfg["rest_after_s"] * 1000
 
     def wants_on(self, now_ms: int, interval_s: int) -> bool:
         if self.state != OFF:
