@@ -54,6 +54,7 @@ class RfControl:
         self.link = HomeLink(self.prox, app.store, app.board.ticks_ms)
         radio.serve(self.link)  # type: ignore[attr-defined]
         self.next_beacon_ms = 0
+        self.last_beacon_ms = 0
         self.beacons = 0
         self.adv_uas = app.board.bursts.get("ble_adv", 0)
         self.contact_uas = app.board.bursts.get("ble_contact", 0)
@@ -111,6 +112,25 @@ class RfControl:
         while link.downlinks:
             app.handle_downlink(link.downlinks.pop(0), now_ms)
 
+    def _due(self, now_ms: int) -> int:
+        """The next beacon: as planned at the last one, or, in GPS mode at rest and with no
+        unit answering, the relaxed interval after it. The tag cannot reach home without
+        moving, so until the accelerometer or an answer says otherwise a beacon every
+        beacon_gps_s would only spend; checked at every poll, so motion or an ack brings the
+        planned one back at once."""
+        app = self.app
+        s = app.sampler
+        if (
+            self.in_rf()
+            or not self.beacons
+            # at rest is the sampler's rest interval (nor a zone or a locate asking for fixes)
+            or s.interval_s(now_ms, app.motion.last_motion_ms, -1) != s.cfg["fix_rest_s"]
+            or self.prox.should_enter(now_ms)  # (drops the acks older than the window)
+            or self.prox.good
+        ):
+            return self.next_beacon_ms
+        return self.last_beacon_ms + app.setting("beacon_rf_s") * 1000
+
     def step(self, now_ms: int) -> int:
         """Take the contact results, switch modes, beacon when due; the next deadline."""
         app = self.app
@@ -121,12 +141,13 @@ class RfControl:
             app.sampler.locate_now(now_ms)  # back in GPS mode: a fix now
         # An alert-class frame goes to the home unit at the next contact: beacon at once.
         urgent = self.in_rf() and app.uplink.take_urgent()
-        if now_ms >= self.next_beacon_ms or urgent:
+        if now_ms >= self._due(now_ms) or urgent:
             self._beacon(now_ms)
             every = app.setting("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
+            self.last_beacon_ms = now_ms
             self.next_beacon_ms = now_ms + every * 1000
             self._take(now_ms)  # a contact may answer the beacon at once
-        due = self.next_beacon_ms
+        due = self._due(now_ms)
         if self.in_rf() and self.prox.lease_until < due:
             due = self.prox.lease_until
         return due

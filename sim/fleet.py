@@ -67,7 +67,7 @@ class RunOptions:
     days: int | None = None
     hil: int = 0
     slice_s: int = 5
-    beacon_s: int = 60  # the tags' beacon interval in RF mode (firmware beacon_rf_s)
+    beacon_s: int = 60  # the relaxed beacon interval (RF mode; at rest unanswered): beacon_rf_s
     unit_tick_s: int = 60
     drain_s: int = 3600  # after the end: time for tags to upload what they still hold
     # Part of the run only (benchmarks): start this many hours in, run this many hours.

@@ -33,8 +33,9 @@ from home_unit.sim_radio import SimRadio
 from home_unit.sim_radio_peer import SimRadioPeer, TagSide
 from sim.fleet_radio import TagRadio
 
-# In RF mode the simulated tags beacon every 60 s (firmware beacon_rf_s, relaxed from 30 s
-# so that a simulated day stays minutes long); away timeout and lease are scaled to it.
+# In RF mode (and at rest, unanswered, in GPS mode) the simulated tags beacon every 60 s
+# (firmware beacon_rf_s, relaxed from 30 s so that a simulated day stays minutes long); away
+# timeout and lease are scaled to it.
 AWAY_TIMEOUT_S = 300.0
 LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go unheard
 

@@ -105,8 +105,8 @@ PROFILE_PARTS = (
 def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, float, dict[str, float]]:
     """Share of a fleet-only run's profiled time in each part (cumulative), polls per
     tag-day (each poll is one run of the real firmware's step) and beacons per tag-day (a
-    fleet-only tag has no home unit, so it stays in GPS mode and beacons every 15 s, each
-    beacon a wake of its own)."""
+    fleet-only tag has no home unit, so it stays in GPS mode and beacons every 15 s while it
+    moves and for rest_after_s after, at the relaxed interval at rest)."""
     sc = scenario.load("dorset-iom-50")
     with Fleet(sc, options(tags, hours, backend=False)) as f:
         f.setup()

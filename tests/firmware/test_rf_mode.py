@@ -104,7 +104,7 @@ def test_forged_replayed_and_foreign_acks_never_enter_rf_mode():
     fb.run(app, board, 2 * MIN)
     recording = FakeHome(fb.DEVICE, fb.KEY, board)
     board.radio.home = recording
-    fb.run(app, board, 2 * MIN + 20_000)  # one or two genuine acks, recorded
+    fb.run(app, board, 2 * MIN + 35_000)  # genuine acks (relaxed beacons at rest), recorded
     board.radio.home = None
     fb.run(app, board, 20 * MIN)  # lease and window pass
     assert app.mode.code == fr.MODE_GPS or app.rf.prox.lease_until >= 0
@@ -160,7 +160,7 @@ def late_ack(board, home, unix):
 def test_ack_time_applied_with_the_delay_since_it_arrived():
     app, board, flash = make()
     board.sky = False  # no GNSS time: the ack is the only clock
-    fb.run(app, board, 50 * 1000)  # beacons at 0, 15, 30, 45 s; nobody answers
+    fb.run(app, board, 50 * 1000)  # at rest, nobody answers: beacons at 0 and 30 s
     home = FakeHome(fb.DEVICE, fb.KEY, board)
     late_ack(board, home, fb.T0 + board.clock // 1000)
     board.advance(board.clock + 40 * 1000)  # the next poll comes 40 s later
@@ -322,4 +322,44 @@ def test_minutes_moving_at_home_in_rf_mode_are_no_motion_without_a_fix():
     assert board.vibrations == []
     fb.run(app, board, 38 * MIN)  # 10 moving minutes in GPS mode without a fix
     assert board.vibrations == [(2, 3)]
+    flash.close()
+
+
+def test_at_rest_and_unanswered_it_beacons_relaxed_until_it_moves_or_a_unit_answers():
+    # A tag at rest that no home unit answers cannot arrive home without moving: it beacons at
+    # the RF-mode interval (30 s) until the accelerometer says it moved, then at the GPS-mode
+    # interval (15 s) again from its last beacon; a unit's answer also brings the fast interval
+    # back, and entry then follows the rf_enter rules as for a tag that walked in.
+    app, board, flash = make()  # at rest from boot, nobody answers
+
+    def move(b):
+        b.moving = True
+
+    def still(b):
+        b.moving = False
+
+    fb.run(app, board, 10 * MIN)
+    assert app.rf.beacons == 21  # at 0, 30, ..., 600 s (41 at 15 s)
+    fb.run(app, board, 10 * MIN + 14_999, events=[(10 * MIN + 5000, move)])
+    assert app.rf.beacons == 21
+    fb.run(app, board, 10 * MIN + 15_000)  # 15 s after the last one, not 30
+    assert app.rf.beacons == 22
+    fb.run(app, board, 12 * MIN, events=[(11 * MIN, still)])
+    assert app.rf.beacons == 22 + 7  # every 15 s while moving, and for rest_after_s after
+    fb.run(app, board, 30 * MIN)
+    before = app.rf.beacons
+    fb.run(app, board, 40 * MIN)
+    assert app.rf.beacons - before == 20  # at rest again, unanswered: relaxed
+    assert app.mode.code == fr.MODE_GPS
+    home = FakeHome(fb.DEVICE, fb.KEY, board)
+
+    def plugged(b):
+        b.radio.home = home
+
+    fb.run(app, board, 50 * MIN, events=[(40 * MIN + 1000, plugged)])
+    assert app.mode.code == fr.MODE_RF
+    f, r = records(board, home, "mode")[-1]
+    assert (r.mode, r.reason) == (fr.MODE_RF, fr.MODE_REASON_HOME_ACK)
+    # The next relaxed beacon (<= 30 s) is answered, then two more at 15 s: k = 3 acks.
+    assert f.time_of(r) - (fb.T0 + 40 * 60) <= 30 + 2 * 15 + 1
     flash.close()
