@@ -16,6 +16,7 @@ error message could name a host or a user)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -81,6 +82,19 @@ def answer(results: Mapping[str, bool]) -> tuple[int, dict[str, Any]]:
 ALIVE = {"status": "ok"}
 
 
+class _Listener(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # The standard library prints a traceback between dashed lines to stderr, which
+        # breaks the one-JSON-object-a-line log. A client gone mid-answer (a scrape that
+        # timed out on a busy machine) is not the server's fault.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            return
+        log.error("health request failed", error=repr(error))
+
+
 class OpsServer:
     """/healthz, /readyz and /metrics for a process without an HTTP API (an ingest worker),
     on a thread of its own, so a scrape never waits for a batch and a batch never waits for
@@ -91,8 +105,7 @@ class OpsServer:
     ) -> None:
         self.readiness = readiness
         self.registry = registry
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = _Listener((host, port), self._handler())
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="ops-http", daemon=True
         )
