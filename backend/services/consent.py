@@ -2,13 +2,13 @@
 
 The lifecycle: enrol (consent recorded: when, the kinds of unit the wearer agreed their data
 may be shared with, the witness, the signed document's reference, when to review it) ->
-withdraw (the wearer's decision, dated; opens a removal task) -> removal recorded (the
-equipment came off at `removed_at`: the subject's assignments end then and the enrolment
-exits). From the removal on, ingest refuses what the subject's devices send dated at or
-after it (stops.py), until a device is fitted to someone again. What was
-stored before stays and ages out under the unit's retention purge like everyone's (backend/storage/
-retention.py): withdrawal is not erasure, the record of the monitoring period is kept for
-as long as any other.
+withdraw (the wearer's decision, dated; opens a removal task and revokes the shares in
+force) -> removal recorded (the equipment came off at `removed_at`: the subject's
+assignments end then and the enrolment exits). From the removal on, ingest refuses what the
+subject's devices send dated at or after it (stops.py), until a device is fitted to someone
+again. What was stored before stays and ages out under the unit's retention purge like
+everyone's (backend/storage/retention.py): withdrawal is not erasure, the record of the
+monitoring period is kept for as long as any other.
 
 Functions take a connection in the caller's transaction and refuse with a sentence for the
 caller (errors.py): Conflict when the step does not fit the enrolment's state, Invalid for a
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, insert, select, update
 
 from backend.security import roles
-from backend.services import monitoring, pool
+from backend.services import monitoring, pool, shares
 from backend.services.errors import Conflict, Invalid
 from backend.storage.schema import assignments, enrolments, removal_tasks, subjects, units
 
@@ -118,10 +118,18 @@ def review(conn: Connection, subject_id: int, review_at: int, now: float) -> Non
     )
 
 
+@dataclass(frozen=True)
+class Withdrawn:
+    removal_task: int
+    revoked_shares: list[int]
+
+
 def withdraw(
     conn: Connection, subject_id: int, withdrawn_at: int, note: str, user_id: int, now: float
-) -> int:
-    """Record the wearer's withdrawal; returns the removal task it opens."""
+) -> Withdrawn:
+    """Record the wearer's withdrawal: a removal task opens, and the subject's shares in force
+    are revoked at once (sharing rested on the consent just withdrawn; a partner must not
+    keep reading until a share expires)."""
     row = current(conn, subject_id)
     if row is None:
         raise Conflict("the subject is not enrolled")
@@ -134,13 +142,15 @@ def withdraw(
         .where(enrolments.c.id == row.id)
         .values(withdrawn_at=withdrawn_at, withdrawal_note=note, updated_at=now)
     )
-    return int(
-        conn.execute(
-            insert(removal_tasks)
-            .values(subject_id=subject_id, enrolment_id=row.id, opened_at=now, opened_by=user_id)
-            .returning(removal_tasks.c.id)
-        ).scalar_one()
-    )
+    task = conn.execute(
+        insert(removal_tasks)
+        .values(subject_id=subject_id, enrolment_id=row.id, opened_at=now, opened_by=user_id)
+        .returning(removal_tasks.c.id)
+    ).scalar_one()
+    in_force = [r.id for r in shares.of_subject(conn, subject_id)
+                if r.revoked_at is None and r.expires_at > now]  # fmt: skip
+    revoked = [share_id for share_id in in_force if shares.revoke(conn, share_id, now)]
+    return Withdrawn(int(task), revoked)
 
 
 def complete_removal(

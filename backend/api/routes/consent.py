@@ -93,11 +93,13 @@ def withdraw(
     clock: ClockDep,
     log: Audit,
 ) -> EnrolmentPublic:
-    """The wearer withdrew consent: recorded, and a removal task opens."""
+    """The wearer withdrew consent: recorded, a removal task opens and the subject's shares
+    in force are revoked (listed in the audit record)."""
     now = clock.now()
     body.check(now)
-    task = consent.withdraw(db, subject.id, body.withdrawn_at, body.note, user.id, now)
-    detail = {"withdrawn_at": body.withdrawn_at, "removal_task": task}
+    done = consent.withdraw(db, subject.id, body.withdrawn_at, body.note, user.id, now)
+    detail = {"withdrawn_at": body.withdrawn_at, "removal_task": done.removal_task,
+              "revoked_shares": done.revoked_shares}  # fmt: skip
     return _recorded(subject, db, log, "consent.withdraw", detail)
 
 

@@ -86,6 +86,8 @@ def test_consent_withdrawal_and_removal_end_to_end(
     pool = client.get("/api/pool", headers=officer).json()
     assert [(t["device"], t["state"]) for t in pool["tags"]] == [(TAG, "fitted")]
 
+    mosovo = bearer(login(client, world.user(UNIT_B, "officer")))
+    assert client.get(base, headers=mosovo).status_code == 200  # by the share
     w = client.post(
         f"{base}/consent/withdrawal",
         headers=officer,
@@ -93,6 +95,15 @@ def test_consent_withdrawal_and_removal_end_to_end(
     )
     assert w.status_code == 200, w.text
     assert w.json()["withdrawn_at"] == now - DAY and w.json()["removal"]["done_at"] is None
+    # Sharing rested on the consent: the share to MOSOVO ends with it.
+    given = client.get(f"{base}/shares", headers=supervisor).json()
+    assert [(x["unit_id"], x["active"]) for x in given] == [(world.units[UNIT_B], False)]
+    assert client.get(base, headers=mosovo).status_code == 404  # no longer visible at all
+    with api_engine.connect() as conn:
+        detail = conn.execute(
+            select(audit_log.c.detail).where(audit_log.c.action == "consent.withdraw")
+        ).scalar_one()
+    assert detail["revoked_shares"] == [given[0]["id"]]
     pool = client.get("/api/pool", headers=officer).json()
     assert [(x["subject_id"], x["withdrawn_at"]) for x in pool["removals"]] == [
         (subject, now - DAY)
@@ -122,10 +133,9 @@ def test_consent_withdrawal_and_removal_end_to_end(
             )
         ]
     assert actions == ["consent.enrol", "consent.withdraw", "consent.removal"]
-    # MOSOVO, shared A-1's live position above, does not get its consent (the conditions
-    # scope); a partner of the owning unit reads it but cannot change it.
-    mosovo = bearer(login(client, world.user(UNIT_B, "officer")))
-    assert client.get(f"{base}/enrolments", headers=mosovo).status_code == 403
+    # MOSOVO, no longer shared A-1, does not get its consent; a partner of the owning unit
+    # reads it but cannot change it.
+    assert client.get(f"{base}/enrolments", headers=mosovo).status_code == 404
     partner = bearer(login(client, world.user(UNIT_A, "partner")))
     assert client.get(f"{base}/enrolments", headers=partner).status_code == 200
     assert (

@@ -43,7 +43,9 @@ def test_lifecycle_from_consent_to_exit(unit: Unit) -> None:
         consent.review(conn, unit.subject, now + 60 * DAY, now)
         with pytest.raises(Conflict, match="not been withdrawn"):
             consent.complete_removal(conn, unit.subject, now, unit.officer, now)
-        task = consent.withdraw(conn, unit.subject, now - DAY, "moving away", unit.officer, now)
+        task = consent.withdraw(
+            conn, unit.subject, now - DAY, "moving away", unit.officer, now
+        ).removal_task
         with pytest.raises(Conflict, match="already withdrawn"):
             consent.withdraw(conn, unit.subject, now, "", unit.officer, now)
     [row] = consent.enrolment_rows(unit.engine.connect(), unit.subject)
