@@ -211,7 +211,11 @@ def test_retained_status_again_at_resubscribe_is_no_replay(site: Site, session: 
         # Resumed: retain handling 1 kept the broker from sending the status again at all.
         # New session: it came again, and was taken as known state (not acknowledged again).
         assert w.ingest.counts["retained_known"] == (0 if session == "resumed" else 1)
-        assert w.ingest.counts["acks_queued"] == 1  # the marker's ACK only
+        # The marker's ACK only, once per copy the unit sent (deliver() retransmits until
+        # stored, as a device does; on a busy machine a copy may go before the first is in):
+        # every duplicate but the retained status is a copy of the marker.
+        c = w.ingest.counts
+        assert c["acks_queued"] == 1 + c["duplicates"] - c["retained_known"]
 
         # The exemption is for the broker's retained copy only: the same old frame published
         # again (a live message, as a replay is) is still a replay. (Published until one
