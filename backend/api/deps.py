@@ -56,6 +56,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy import ColumnElement, Connection, Engine, Select
 from starlette.requests import HTTPConnection
 
+from backend import bounds
 from backend.api.context import ApiContext
 from backend.clock import Clock
 from backend.notify.ack import AckError, page_subject
@@ -818,3 +819,14 @@ def page_scope(
 
 
 PageAck = Annotated[PageAccess, Depends(page_scope)]
+
+
+# A time window asked for in a query; backend/services/trail.window fills the defaults and
+# bounds its length.
+WindowFrom = Annotated[
+    int | None,
+    Query(alias="from", ge=0, lt=bounds.LATEST_S, description="Unix s; default to-24h"),
+]
+WindowTo = Annotated[
+    int | None, Query(alias="to", ge=0, lt=bounds.LATEST_S, description="Unix s; default now")
+]

@@ -3,12 +3,11 @@ The trail guard records the read with its stated purpose."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from backend import bounds
-from backend.api.deps import DB, ClockDep, SubjectTrail
+from backend.api.deps import DB, ClockDep, SubjectTrail, WindowFrom, WindowTo
 from backend.api.models_monitoring import FeatureCollection
 from backend.services import trail
 
@@ -20,13 +19,8 @@ def get_trail(
     subject: SubjectTrail,
     db: DB,
     clock: ClockDep,
-    start: Annotated[
-        int | None,
-        Query(alias="from", ge=0, lt=bounds.LATEST_S, description="Unix s; default to-24h"),
-    ] = None,
-    end: Annotated[
-        int | None, Query(alias="to", ge=0, lt=bounds.LATEST_S, description="Unix s; default now")
-    ] = None,
+    start: WindowFrom = None,
+    end: WindowTo = None,
 ) -> FeatureCollection:
     """The subject's positions in [from, to] as GeoJSON: one Point Feature per fix (time,
     accuracy, device) and a LineString of the path. At most 31 days per request. The read

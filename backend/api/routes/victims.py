@@ -6,11 +6,8 @@ states a purpose and is audited by the guard."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, status
 
-from fastapi import APIRouter, Query, status
-
-from backend import bounds
 from backend.api.deps import (
     DB,
     Audit,
@@ -19,6 +16,8 @@ from backend.api.deps import (
     SubjectVictim,
     VictimLinkManage,
     VictimLinkRead,
+    WindowFrom,
+    WindowTo,
 )
 from backend.api.models_victims import (
     VictimLinkCreate,
@@ -95,13 +94,8 @@ def list_positions(
     obj: VictimLinkRead,
     db: DB,
     clock: ClockDep,
-    start: Annotated[
-        int | None,
-        Query(alias="from", ge=0, lt=bounds.LATEST_S, description="Unix s; default to-24h"),
-    ] = None,
-    end: Annotated[
-        int | None, Query(alias="to", ge=0, lt=bounds.LATEST_S, description="Unix s; default now")
-    ] = None,
+    start: WindowFrom = None,
+    end: WindowTo = None,
 ) -> list[VictimPosition]:
     """The victim's own positions in [from, to] (at most 31 days), within the link's span:
     409 while victim-safe mode is on."""
