@@ -11,10 +11,9 @@ from sqlalchemy import Engine, insert, select
 
 from backend import metrics
 from backend.clock import ManualClock
-from backend.ingest import DeviceDirectory, Ingest, Message
+from backend.ingest import Message
 from backend.registry import Registry
 from backend.rules import proximity as px
-from backend.rules.sink import MonitoringSink
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
 from backend.storage.schema import (
@@ -25,70 +24,42 @@ from backend.storage.schema import (
     assignments,
     orders,
     positions,
-    subjects,
-    units,
 )
 from firmware import frame as fr
-from firmware import topics
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
+from tests.backend.pipeline import Pipeline, T, fix
 from tests.backend.rules.scenario import offset
 
 TAG_ID, UNIT_ID, VICTIM_ID = 1001, 2001, 7001
-T = 1_790_000_000
 
 
-class World:
+class World(Pipeline):
+    """A tag assigned to the subject under a domestic-abuse order, and a registered victim
+    device (the reference client) ready to be linked to it."""
+
     def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
-        self.engine, self.clock = engine, clock
         registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
         vd = registry.register(VICTIM_ID, VICTIM)
         self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
-        self.published: list[tuple[str, bytes]] = []
-        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
-        sink = MonitoringSink(engine, clock, self._publish, keys.get)
-        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=clock,
-                             rules=sink)  # fmt: skip
-        self.seq = 0
+        super().__init__(engine, registry, clock, {TAG_ID: self.tag.key, VICTIM_ID: vd.key}, TAG_ID)
         with engine.begin() as conn:
-            uid = conn.execute(insert(units).values(name="IOM", kind="police", created_at=T)
-                               .returning(units.c.id)).scalar_one()  # fmt: skip
-            self.subject = conn.execute(
-                insert(subjects).values(reference="S1", name="A", unit_id=uid, risk_notes="",
-                                        created_at=T).returning(subjects.c.id)
-            ).scalar_one()  # fmt: skip
             self.order = conn.execute(
                 insert(orders).values(subject_id=self.subject, kind="domestic_abuse",
                                       reference="DAPO-1", starts_at=T - 3600, ends_at=None,
                                       comms_loss_s=None, curfew_grace_s=None, conditions="",
                                       created_at=T).returning(orders.c.id)
             ).scalar_one()  # fmt: skip
-            conn.execute(insert(assignments).values(subject_id=self.subject, device=TAG_ID,
-                                                    role=TAG, starts_at=T - 3600,
-                                                    created_at=T))  # fmt: skip
+            self.assign(conn, TAG_ID, TAG, T - 3600)
 
-    def _publish(self, topic: str, payload: bytes) -> bool:
-        self.published.append((topic, payload))
-        return True
-
-    def tag_frame(self, ts: int, xs: list[tuple[int, float]]) -> Message:
-        self.seq += 1
-        recs = []
-        for t, x in xs:
-            lat, lon = offset(x, 0)
-            recs.append(fr.Record(fr.FIX, (ts - t, round(lat * 1e7), round(lon * 1e7), 50, 2, 0,
-                                           9, 100, 0, 9)))  # fmt: skip
-        f = fr.Frame(fr.TAG_DATA, TAG_ID, 1, self.seq, ts, recs, fr.FLAG_TIME_VALID)
-        return Message(topics.tag_up(TAG_ID), fr.encode(f, self.tag.key))
+    def walk(self, ts: int, xs: list[tuple[int, float]]) -> Message:
+        """A tag frame at `ts` of fixes (time, metres east of the victim)."""
+        return self.tag_frame(ts, [fix(ts - t, x) for t, x in xs])
 
     def victim_frame(self, ts: int, times: list[int]) -> Message:
         lat, lon = offset(0, 0)
         data = self.victim.fixes(ts, [(t, lat, lon, 5.0) for t in times])
         return Message(self.victim.up, data)
-
-    def deliver(self, msgs: list[Message], at: float) -> None:
-        self.clock.set(at)
-        self.ingest.process(msgs)
 
     def alert_types(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -135,7 +106,7 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
         ts = T + 60 * (k + 1)
         fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
         world.deliver(
-            [world.tag_frame(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
+            [world.walk(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
             ts + 2,
         )
         # The victim device answers whatever came down for it (ACKs, warnings).
