@@ -5,23 +5,32 @@ acknowledged back."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, insert, select
 
 from backend import metrics
 from backend.clock import ManualClock
+from backend.device_commands import WARNING_RESEND, notify_message
 from backend.ingest import Message
+from backend.notify.outbox import PLAN
 from backend.registry import Registry
 from backend.rules import proximity as px
+from backend.rules.delivery import UNREACHED
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
     VICTIM,
+    alert_actions,
+    alert_episodes,
     alerts,
     assignments,
+    command_deliveries,
+    notification_outbox,
     orders,
     positions,
 )
@@ -61,6 +70,32 @@ class World(Pipeline):
         data = self.victim.fixes(ts, [(t, lat, lon, 5.0) for t in times])
         return Message(self.victim.up, data)
 
+    def approach(self, take: Callable[[bytes], bool] = lambda _: True) -> int:
+        """The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
+        each device uploads every minute, fixes every 15 s; the rules' clock ticks after
+        each upload, and the victim device answers what came down for it that `take` lets
+        through. Returns the backend time at the end."""
+        path = [900 - 30 * i for i in range(28)] + [60] * 20
+        for k in range(len(path) // 4):
+            ts = T + 60 * (k + 1)
+            fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
+            self.deliver(
+                [self.walk(ts, fixes), self.victim_frame(ts, [t + 4 for t, _ in fixes])], ts + 2
+            )
+            self.sink.tick(ts + 3)
+            self.answer(ts + 4, take)
+        return T + 60 * (len(path) // 4) + 4
+
+    def answer(self, at: int, take: Callable[[bytes], bool] = lambda _: True) -> None:
+        """The victim device takes what came down for it (ACKs, warnings) that `take` lets
+        through, and its answers are delivered at `at`."""
+        for topic, payload in list(self.published):
+            if topic == self.victim.down:
+                self.published.remove((topic, payload))
+                reply = self.victim.downlink(payload, at) if take(payload) else None
+                if reply is not None:
+                    self.deliver([Message(self.victim.up, reply)], at)
+
     def alert_types(self) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(r.type for r in conn.execute(select(alerts)))
@@ -99,23 +134,7 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
 ) -> None:
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
-    # The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
-    # each device uploads every minute, fixes every 15 s.
-    path = [900 - 30 * i for i in range(28)] + [60] * 20
-    for k in range(len(path) // 4):
-        ts = T + 60 * (k + 1)
-        fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
-        world.deliver(
-            [world.walk(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
-            ts + 2,
-        )
-        # The victim device answers whatever came down for it (ACKs, warnings).
-        for topic, payload in list(world.published):
-            if topic == world.victim.down:
-                world.published.remove((topic, payload))
-                reply = world.victim.downlink(payload, ts + 3)
-                if reply is not None:
-                    world.deliver([Message(world.victim.up, reply)], ts + 3)
+    world.approach()
     assert world.alert_types() == [px.ALERT, px.WARNING]
     assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
     assert set(world.victim.pending) <= {world.victim.seq}  # all but the last reply ACKed
@@ -154,3 +173,119 @@ def test_a_silent_victim_device_is_counted_past_its_links_threshold(world: World
     assert silent() == 0
     world.clock.set(T + 700)
     assert silent() == 1
+
+
+def is_command(payload: bytes) -> bool:
+    return fr.parse(payload).mtype == fr.COMMAND
+
+
+def deliveries(world: World) -> list[tuple[int, int, str | None]]:
+    """(message, sends, outcome) of each warning's delivery, in the order first sent."""
+    with world.engine.connect() as conn:
+        rows = conn.execute(select(command_deliveries).order_by(command_deliveries.c.first_at))
+        return [(notify_message(r.key), r.sends, r.outcome) for r in rows]
+
+
+def test_a_warning_the_device_missed_goes_again_and_its_acknowledgement_ends_the_sends(
+    world: World,
+) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    missed: list[bytes] = []
+
+    def first_lost(payload: bytes) -> bool:
+        if is_command(payload) and not missed:
+            missed.append(payload)
+            return False
+        return True
+
+    end = world.approach(first_lost)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1)
+    # The first warning went twice (the second acknowledged), the alert once; nothing after.
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
+    assert fr.parse(missed[0]).seq not in {w.cmd_seq for w in world.victim.warnings}
+    assert px.ALERT in world.alert_types() and UNREACHED not in world.alert_types()
+    assert world.sink.counts["commands_resent"] == 1
+
+
+def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
+    world: World,
+) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_command(payload))
+    ticks = [end + 30 * k for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30))]
+    for at in ticks:
+        world.sink.tick(at)
+        world.answer(at + 1, lambda payload: not is_command(payload))
+    sends = WARNING_RESEND.sends
+    assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
+    with world.engine.connect() as conn:
+        sent = warnings(conn, VICTIM_ID)
+        unreached = conn.execute(select(alerts).where(alerts.c.type == UNREACHED)).one()
+        eps = conn.execute(
+            select(alert_episodes).where(alert_episodes.c.alert_id == unreached.id)
+        ).all()
+        raised = conn.execute(
+            select(alert_actions.c.action).where(alert_actions.c.alert_id == unreached.id)
+        ).scalars()
+        paged = conn.execute(
+            select(notification_outbox.c.kind).where(notification_outbox.c.alert_id == unreached.id)
+        ).scalars()
+        assert list(raised) == ["raised"] and list(paged) == [PLAN]
+    assert [w.acknowledged for w in sent] == [False] * 2 * sends
+    # Both warnings a device missed within the hour are one alert for the officer, high, on
+    # the subject, each told within the bound of its first send (plus one rules tick).
+    assert unreached.subject_id == world.subject and unreached.severity == "high"
+    assert unreached.state == "open" and len(eps) == 2
+    first = {m: min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)}
+    for ep in eps:
+        told = ep.raised_at - first[ep.details["message"]]
+        assert WARNING_RESEND.bound_s <= told <= WARNING_RESEND.bound_s + 30
+        assert ep.details["sends"] == sends and "lat" not in str(ep.evidence)
+    # Later data about the subject, live and late (a re-evaluation from a snapshot before the
+    # alert), neither clears it nor sends the victim anything more.
+    late = world.walk(T + 400, [(T + 390, 60.0)])
+    world.deliver([late, world.victim_frame(end + 600, [end + 590])], end + 600)
+    world.sink.tick(end + 630)
+    with world.engine.connect() as conn:
+        state = conn.execute(select(alerts.c.state).where(alerts.c.id == unreached.id)).scalar()
+        assert state == "open" and len(warnings(conn, VICTIM_ID)) == len(sent)
+    assert world.victim.warnings == []
+
+
+def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    commands: list[bytes] = []
+
+    def keep(payload: bytes) -> bool:
+        if is_command(payload):
+            commands.append(payload)
+        return True
+
+    end = world.approach(keep)
+    assert len(commands) == 2
+    # The same acknowledgement frame stored twice (a retransmission), and a second answer to
+    # the same command (the warning replayed at the device: answered as a replay).
+    replies = []
+    for payload in commands:
+        again = world.victim.downlink(payload, end + 1)
+        assert again is not None
+        replies.append(Message(world.victim.up, again))
+    world.deliver(replies + replies, end + 2)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1)
+    assert deliveries(world) == [(WARNING, 1, "acknowledged"), (ALERT, 1, "acknowledged")]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sent == [(WARNING, True), (ALERT, True)]
+    assert UNREACHED not in world.alert_types()
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
