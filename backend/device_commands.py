@@ -67,10 +67,12 @@ def notify_message(key: int) -> int:
 
 @dataclass(frozen=True)
 class Resend:
-    """How a command its device must acknowledge goes again: `every_s` after a send if none
-    of its sends has been acknowledged, `sends` sends in all; `every_s` after the last it is
-    unreached. So the verdict comes `every_s * sends` after the first send, plus up to one
-    rules tick (the timer that sends them, every 30 s by default)."""
+    """How a command its device must acknowledge goes again: while none of its sends has
+    been acknowledged, every `every_s` from the first send, `sends` sends in all; `every_s`
+    after the last it is unreached. Each is done at the first rules tick from its time (the
+    timer, every 30 s by default), and the device always has at least `every_s / 2` to answer
+    a send; so with ticks at most `every_s / 2` apart the verdict comes between `bound_s` and
+    `bound_s` + one tick after the first send."""
 
     every_s: float
     sends: int
@@ -272,8 +274,11 @@ def resend_due(
         assert policy is not None  # deliveries are made only for commands with a policy
         try:
             with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+                # On the schedule of the first send (a tick's delay does not add up over the
+                # sends), but never less than half a wait for the device to answer.
+                due = max(row.next_at + policy.every_s, now + policy.every_s / 2)
                 mine = update(command_deliveries).where(d.id == row.id, d.next_at == row.next_at)
-                if conn.execute(mine.values(next_at=now + policy.every_s)).rowcount != 1:
+                if conn.execute(mine.values(next_at=due)).rowcount != 1:
                     continue  # another worker settled or sent it
                 sends = conn.execute(
                     select(c.seq, c.at)

@@ -5,22 +5,29 @@ acknowledged back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, insert, select
 
+from backend import broker_credentials as bc
 from backend import metrics
+from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
 from backend.device_commands import WARNING_RESEND, notify_message
 from backend.ingest import Message
+from backend.ingest_worker import IngestWorker
 from backend.notify.outbox import PLAN
 from backend.registry import Registry
 from backend.rules import proximity as px
 from backend.rules.delivery import UNREACHED
+from backend.rules.sink import MonitoringSink, attach
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
+from backend.settings import Settings
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -30,6 +37,7 @@ from backend.storage.schema import (
     alerts,
     assignments,
     command_deliveries,
+    frames,
     notification_outbox,
     orders,
     positions,
@@ -38,6 +46,8 @@ from firmware import frame as fr
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
 from tests.backend.pipeline import Pipeline, T, fix
 from tests.backend.rules.scenario import offset
+from tests.backend.test_broker_credentials import BACKEND_PASSWORD, SERVER_KEY, Peer
+from tests.backend.test_ingest_worker_broker import wait_for
 
 TAG_ID, UNIT_ID, VICTIM_ID = 1001, 2001, 7001
 
@@ -70,21 +80,27 @@ class World(Pipeline):
         data = self.victim.fixes(ts, [(t, lat, lon, 5.0) for t in times])
         return Message(self.victim.up, data)
 
-    def approach(self, take: Callable[[bytes], bool] = lambda _: True) -> int:
+    def minutes(self) -> Iterator[tuple[int, list[Message]]]:
         """The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
-        each device uploads every minute, fixes every 15 s; the rules' clock ticks after
-        each upload, and the victim device answers what came down for it that `take` lets
-        through. Returns the backend time at the end."""
+        each device uploads every minute, fixes every 15 s: each minute's upload time and
+        frames."""
         path = [900 - 30 * i for i in range(28)] + [60] * 20
         for k in range(len(path) // 4):
             ts = T + 60 * (k + 1)
             fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
-            self.deliver(
-                [self.walk(ts, fixes), self.victim_frame(ts, [t + 4 for t, _ in fixes])], ts + 2
-            )
+            yield ts, [self.walk(ts, fixes), self.victim_frame(ts, [t + 4 for t, _ in fixes])]
+
+    def approach(self, take: Callable[[bytes], bool] = lambda _: True) -> int:
+        """The minutes delivered in turn, the rules' clock ticking after each upload, and the
+        victim device answering what came down for it that `take` lets through. Returns the
+        backend time at the end."""
+        at = T
+        for ts, msgs in self.minutes():
+            self.deliver(msgs, ts + 2)
             self.sink.tick(ts + 3)
-            self.answer(ts + 4, take)
-        return T + 60 * (len(path) // 4) + 4
+            at = ts + 4
+            self.answer(at, take)
+        return at
 
     def answer(self, at: int, take: Callable[[bytes], bool] = lambda _: True) -> None:
         """The victim device takes what came down for it (ACKs, warnings) that `take` lets
@@ -289,3 +305,113 @@ def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> N
     assert sent == [(WARNING, True), (ALERT, True)]
     assert UNREACHED not in world.alert_types()
     assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
+
+
+class Wire:
+    """The world's tag and victim device talking to the real ingest worker (rules attached,
+    its timer ticking every 0.1 s of wall time on the world's manual clock) through a real
+    Mosquitto running the generated passwd and ACL, on the world's database."""
+
+    def __init__(self, world: World, registry: Registry, db_url: str, tmp_path: Path) -> None:
+        self.world = world
+        auth = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
+        self.broker = Mosquitto(BrokerConfig(auth=auth))
+        self.broker.start()
+        settings = Settings(
+            database_url=db_url,
+            server_key=SERVER_KEY.hex(),
+            mqtt_port=self.broker.backend_port,
+            mqtt_password=BACKEND_PASSWORD,
+            ingest_batch_ms=5,
+        )
+        self.worker = IngestWorker(settings, "victim-warnings", clock=world.clock)
+        self.timer = attach(self.worker, tick_s=0.1)
+        self.thread = threading.Thread(target=self.worker.run, name="ingest")
+        self.thread.start()
+        self.tag = Peer(self.broker, f"tag-{TAG_ID}", bc.device_password(world.tag.key))
+        self.victim = Peer(self.broker, f"vd-{VICTIM_ID}", bc.device_password(world.victim.key))
+        assert self.victim.subscribe(world.victim.down) == [1]
+
+    def close(self) -> None:
+        self.worker.stopping.set()
+        self.thread.join(15)
+        self.timer.stop()
+        for p in (self.tag, self.victim):
+            p.close()
+        self.broker.close()
+        assert not self.thread.is_alive()
+
+    def stored(self, payload: bytes) -> bool:
+        f = fr.parse(payload)
+        with self.world.engine.connect() as conn:
+            c = frames.c
+            q = select(c.id).where(c.device == f.device, c.boot == f.boot, c.seq == f.seq)
+            return conn.execute(q).first() is not None
+
+    def send(self, m: Message) -> None:
+        """Publish as a device does until stored (it retransmits what is not acknowledged;
+        until the worker's subscription is in place it misses frames)."""
+        peer = self.victim if m.topic == self.world.victim.up else self.tag
+        assert wait_for(
+            lambda: self.stored(m.payload), step=lambda: peer.publish(m.topic, m.payload)
+        )
+
+    def settle(self, at: int, take: Callable[[bytes], bool]) -> None:
+        """Move the clock to `at`, let a whole tick run there, and have the victim device
+        take everything that came down for it until then (a fresh fix's ACK, published after
+        the tick, comes last on its topic), answering commands that `take` lets through."""
+        w = self.world
+        w.clock.set(at)
+        sink = self.worker.ingest.rules
+        assert isinstance(sink, MonitoringSink)
+        ticks = sink.counts["ticks"]
+        assert wait_for(lambda: sink.counts["ticks"] >= ticks + 2)
+        marker = w.victim_frame(at, [at - 1])
+        self.send(marker)
+        mark = fr.parse(marker.payload).seq
+        while mark in w.victim.pending:
+            _, payload = self.victim.received.get(timeout=30)
+            reply = w.victim.downlink(payload, at) if take(payload) else None
+            if reply is not None:
+                self.send(Message(w.victim.up, reply))
+
+
+@pytest.fixture
+def wire(world: World, registry: Registry, db_url: str, tmp_path: Path) -> Iterator[Wire]:
+    w = Wire(world, registry, db_url, tmp_path)
+    yield w
+    w.close()
+
+
+def test_over_the_broker_a_missed_warning_comes_again_and_a_mute_device_is_reported(
+    world: World, wire: Wire
+) -> None:
+    """The reference client behind a real broker and worker: it misses the first warning
+    (gets it again and answers it: no further sends), then goes mute (the alert's sends run
+    out and the officer is told)."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    seen: list[int] = []
+
+    def take(payload: bytes) -> bool:
+        f = fr.parse(payload)
+        if f.mtype != fr.COMMAND:
+            return True
+        seen.append(f.records[0].message)
+        # The first warning lost; every alert-distance warning ignored.
+        return f.records[0].message == WARNING and seen.count(WARNING) > 1
+
+    at = T
+    for ts, msgs in world.minutes():
+        world.clock.set(ts + 2)
+        for m in msgs:
+            wire.send(m)
+        at = ts + 4
+        wire.settle(at, take)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        wire.settle(at + 30 * k, take)
+    sends = WARNING_RESEND.sends
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, sends, "unreached")]
+    assert seen == [WARNING, WARNING] + [ALERT] * sends
+    assert [w.message for w in world.victim.warnings] == [WARNING]
+    assert UNREACHED in world.alert_types()
