@@ -415,3 +415,32 @@ def test_over_the_broker_a_missed_warning_comes_again_and_a_mute_device_is_repor
     assert seen == [WARNING, WARNING] + [ALERT] * sends
     assert [w.message for w in world.victim.warnings] == [WARNING]
     assert UNREACHED in world.alert_types()
+
+
+def test_only_an_answer_that_the_warning_ran_acknowledges_it(world: World) -> None:
+    """A refusal (2, replay) leaves the warning unacknowledged and it goes again; "ran
+    already" (5, what a tag answers to a second copy) acknowledges it like ok."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    answers = iter([fr.RESULT_REPLAY, fr.RESULT_DUPLICATE])
+    boot = 100
+
+    def answer(payload: bytes) -> bool:
+        nonlocal boot
+        f = fr.parse(payload)
+        if f.mtype == fr.COMMAND and f.records[0].message == WARNING:
+            boot += 1  # a frame of its own, outside the reference client's sequence
+            result = fr.Record(fr.COMMAND_RESULT, dt=0, cmd_seq=f.seq, result=next(answers))
+            frame = fr.Frame(fr.TAG_DATA, VICTIM_ID, boot, 1, f.ts, [result], fr.FLAG_TIME_VALID)
+            world.deliver([Message(world.victim.up, fr.encode(frame, world.victim.key))], f.ts)
+            return False
+        return True
+
+    end = world.approach(answer)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1, answer)
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
