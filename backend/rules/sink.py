@@ -81,7 +81,7 @@ from backend.rules.store import (
     subjects_of_devices,
 )
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import TAG, device_commands, rules_pending
+from backend.storage.schema import TAG, VICTIM, device_commands, rules_pending
 from backend.zone_push import zone_update
 from firmware import frame as fr
 from firmware import topics
@@ -460,14 +460,15 @@ class MonitoringSink(RuleSink):
         return len(sent) + len(again)
 
     def _unreached(self, conn: Connection, u: Unreached) -> None:
-        """A command given up unacknowledged: the alert, on the subject the device served
-        when it was first sent, in the transaction that gives it up."""
+        """A command given up unacknowledged: the alert, on the subject whose victim device
+        it was when first sent, in the transaction that gives it up."""
         self.counts["commands_unreached"] += 1
         t = int(u.sent_at[0]) if u.sent_at else int(u.at)
         history = subjects_of_devices(conn, {u.device}).get(u.device, [])
-        owner = next((s for s, _, a, b in history if a <= t and (b is None or t < b)), None)
+        owner = _owner(history, VICTIM, t)
         if owner is None:
-            log.error("unacknowledged command of an unassigned device", device=u.device)
+            # Only victims' warnings have a resend policy; its link gone, no one to tell.
+            log.error("unacknowledged command of no victim's device", device=u.device)
             return
         raise_unreached(conn, owner, u, u.at)
 
