@@ -9,19 +9,35 @@ and sent by an ingest worker (`send_queued`, from its rules timer): the sequence
 the command goes out, never at queueing, so a command the rules send meanwhile cannot overtake
 a queued one and get it refused as a replay. A queued command is claimed and numbered in one
 transaction (a second worker finds it claimed); the frame is published after the commit, on
-every broker, as the rules' commands are."""
+every broker, as the rules' commands are.
+
+Some commands matter only if the device ran them: a victim's warning (docs/protocol.md,
+"Victim device") has a `Resend` policy, and numbering one starts its delivery
+(command_deliveries). At every rules tick `resend_due` looks at the deliveries due: one that
+any of its sends was answered as run (a command_result ok, or duplicate: ran already) is
+acknowledged; otherwise it goes again under a new number (a device refuses an old number as a
+replay, docs/firmware.md, "Commands and acknowledgements"), up to the policy's sends; `every_s`
+after the last, it is unreached and the caller tells the on-call officer (backend/rules/
+delivery.py). The timer that sends the queued commands sends these: one loop, one place."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import command_queue, device_commands
+from backend.storage.schema import (
+    command_deliveries,
+    command_queue,
+    device_commands,
+    device_events,
+    frames,
+)
 from firmware import frame as fr
 from firmware.brokers import endpoint
 
@@ -44,7 +60,58 @@ def notify_key(message: int) -> int:
     return key
 
 
-QUEUE_BATCH = 200  # queued commands one timer tick sends; the rest go at the next
+def notify_message(key: int) -> int:
+    """The message of a cmd_notify frame recorded under device_commands.key `key`."""
+    return key - NOTIFY_COMMAND_KEYS.start
+
+
+@dataclass(frozen=True)
+class Resend:
+    """How a command its device must acknowledge goes again: while none of its sends has
+    been acknowledged, every `every_s` from the first send, `sends` sends in all; `every_s`
+    after the last it is unreached. Each is done at the first rules tick from its time (the
+    timer, every 30 s by default), and the device always has at least `every_s / 2` to answer
+    a send; so with ticks at most `every_s / 2` apart the verdict comes between `bound_s` and
+    `bound_s` + one tick after the first send."""
+
+    every_s: float
+    sends: int
+
+    @property
+    def bound_s(self) -> float:
+        return self.every_s * self.sends
+
+
+# A victim's warning: the device answers at once with an urgent frame, seconds over a phone's
+# network, so a minute is a generous wait; after three sends (three minutes) the officer is
+# told the victim may not know, soon enough to phone them.
+WARNING_RESEND = Resend(every_s=60.0, sends=3)
+# Results that say the device ran the command (5: it had run it already, a second copy).
+RAN = (fr.RESULT_OK, fr.RESULT_DUPLICATE)
+# A device's answer is looked for among its command results stored from this long before
+# the command was first sent (by the backend's clock: the device's own may be far off; this
+# allows for the clocks of the worker that sent it and the one that stored the answer).
+ANSWER_SLACK_S = 300
+
+
+def resend_policy(code: int) -> Resend | None:
+    """The policy of a command recorded under device_commands.key `code` (None: sent once)."""
+    return WARNING_RESEND if code in NOTIFY_COMMAND_KEYS else None
+
+
+@dataclass(frozen=True)
+class Unreached:
+    """A command none of whose sends its device acknowledged within its policy's bound."""
+
+    device: int
+    key: int  # device_commands.key
+    value: int  # device_commands.value (a warning: the proximity episode's start)
+    seqs: tuple[int, ...]  # the command sequences it went under
+    sent_at: tuple[float, ...]  # and when
+    at: float  # backend time it was given up
+
+
+QUEUE_BATCH = 200  # queued (or due again) commands one timer tick sends; the rest at the next
 
 
 def digest(text: str) -> int:
@@ -71,13 +138,29 @@ def numbered(
     now: float,
 ) -> tuple[int, bytes]:
     """(sequence, signed COMMAND frame) for the records, recorded in device_commands (with
-    `code` and `value` saying what it was) in the caller's transaction."""
+    `code` and `value` saying what it was) in the caller's transaction; the first send of a
+    command with a Resend policy starts its delivery."""
     seq = next_seq(conn, device)
     conn.execute(
         insert(device_commands).values(
             device=device, seq=seq, key=code, value=value, reason=reason[:64], at=now
         )
     )
+    policy = resend_policy(code)
+    d = command_deliveries.c
+    if (
+        policy is not None
+        and not conn.execute(
+            select(d.id).where(d.device == device, d.key == code, d.value == value)
+        ).first()
+    ):
+        # Its first send: resend_due sends it again, or gives it up, from here.
+        conn.execute(
+            insert(command_deliveries).values(
+                device=device, key=code, value=value, sends=1, first_at=now,
+                next_at=now + policy.every_s, outcome=None, settled_at=None,
+            )
+        )  # fmt: skip
     frame = fr.Frame(fr.COMMAND, device, 0, seq, int(now), list(recs), fr.FLAG_TIME_VALID)
     return seq, fr.encode(frame, key)
 
@@ -134,3 +217,97 @@ def send_queued(
             continue
         out.append((device, data))
     return out, dropped
+
+
+def answers(
+    conn: Connection, sent: Iterable[tuple[int, int]], since: float
+) -> dict[tuple[int, int], int]:
+    """(device, command sequence) -> the device's command_result for it, among the results
+    stored from ANSWER_SLACK_S before `since` (when the first of them was sent). A result that
+    says it ran wins over any other, ok over duplicate (the same command reached the device
+    twice, or a refusal of a replayed copy came after it)."""
+    want = set(sent)
+    if not want:
+        return {}
+    e = device_events.c
+    rows = conn.execute(
+        select(e.device, e.data)
+        .join(frames, frames.c.id == e.frame_id)
+        .where(
+            e.device.in_({d for d, _ in want}),
+            e.kind == "command_result",
+            frames.c.received_at >= since - ANSWER_SLACK_S,
+        )
+    )
+    rank = {fr.RESULT_OK: 0, fr.RESULT_DUPLICATE: 1}
+    out: dict[tuple[int, int], int] = {}
+    for device, data in rows:
+        k, result = (int(device), int(data["cmd_seq"])), int(data["result"])
+        if k in want and (k not in out or rank.get(result, 2) < rank.get(out[k], 2)):
+            out[k] = result
+    return out
+
+
+def resend_due(
+    engine: Engine,
+    key_for: Callable[[int], bytes | None],
+    records_for: Callable[[int], list[fr.Record]],
+    now: float,
+    on_unreached: Callable[[Connection, Unreached], None],
+    limit: int = QUEUE_BATCH,
+) -> list[tuple[int, bytes]]:
+    """Settle or send again the deliveries due by `now` (oldest first, at most `limit`), each
+    claimed in a transaction of its own (a second worker finds it claimed): acknowledged if
+    any of its sends was answered as run; else sent again under a new number (its records
+    from `records_for(key)`) while its policy allows; else unreached, handed to
+    `on_unreached` in the same transaction (a device with no key any more cannot be sent to
+    either). Returns [(device, frame)] to publish. A delivery whose transaction fails stays
+    due for the next call."""
+    d, c = command_deliveries.c, device_commands.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(command_deliveries).where(d.next_at <= now).order_by(d.next_at).limit(limit)
+        ).all()
+    out: list[tuple[int, bytes]] = []
+    for row in rows:
+        policy = resend_policy(row.key)
+        assert policy is not None  # deliveries are made only for commands with a policy
+        try:
+            with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+                # On the schedule of the first send (a tick's delay does not add up over the
+                # sends), but never less than half a wait for the device to answer.
+                due = max(row.next_at + policy.every_s, now + policy.every_s / 2)
+                mine = update(command_deliveries).where(d.id == row.id, d.next_at == row.next_at)
+                if conn.execute(mine.values(next_at=due)).rowcount != 1:
+                    continue  # another worker settled or sent it
+                sends = conn.execute(
+                    select(c.seq, c.at)
+                    .where(c.device == row.device, c.key == row.key, c.value == row.value)
+                    .order_by(c.seq)
+                ).all()
+                found = answers(conn, [(row.device, s.seq) for s in sends], row.first_at)
+                settle = update(command_deliveries).where(d.id == row.id)
+                if any(r in RAN for r in found.values()):
+                    done = settle.values(outcome="acknowledged", settled_at=now, next_at=None)
+                    conn.execute(done)
+                    continue
+                key = key_for(row.device)
+                if row.sends < policy.sends and key is not None:
+                    _, data = numbered(
+                        conn, row.device, records_for(row.key), key, code=row.key,
+                        value=row.value, reason="sent again: not acknowledged", now=now,
+                    )  # fmt: skip
+                    conn.execute(settle.values(sends=row.sends + 1))
+                    out.append((row.device, data))
+                    continue
+                conn.execute(settle.values(outcome="unreached", settled_at=now, next_at=None))
+                on_unreached(
+                    conn,
+                    Unreached(
+                        row.device, row.key, row.value, tuple(s.seq for s in sends),
+                        tuple(s.at for s in sends), now,
+                    ),
+                )  # fmt: skip
+        except Exception:
+            log.exception("command delivery not settled; tried again later", id=row.id)
+    return out

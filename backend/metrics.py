@@ -179,6 +179,8 @@ _COMMANDS = {
     "commands_unsendable": "unsendable",
     "commands_published": "published",
     "commands_refused": "refused",
+    "commands_resent": "resent",
+    "commands_unreached": "unreached",
 }
 _RULES = {
     "evaluations": ("tagwatch_rules_evaluations", "Subject evaluations committed."),
@@ -236,7 +238,8 @@ class IngestCollector(Collector):
         yield _labelled(
             "tagwatch_rules_commands",
             "Device commands: sent (handed to the client), failed, suppressed, unsendable, "
-            "published or refused by the broker.",
+            "published or refused by the broker, resent (not acknowledged), unreached (given "
+            "up unacknowledged: the officer is told).",
             "outcome",
             {o: both.get(k, 0) for k, o in _COMMANDS.items()},
         )

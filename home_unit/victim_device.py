@@ -12,7 +12,10 @@ names it, and is sent again at reconnection until then.
 A warning is a COMMAND frame with a cmd_notify record (message 1: the subject is within the
 warning distance; 2: within the alert distance). The client verifies it with its own key,
 refuses a command sequence it has already seen (a replay), shows it, and acknowledges it with
-a command_result record (the command's sequence, RESULT_OK) in an urgent frame at once.
+a command_result record (the command's sequence, RESULT_OK) in an urgent frame at once. A
+warning whose answer does not reach the backend comes again under a new sequence a minute
+later (three sends, then the officer is told: docs/protocol.md, "Victim device"), and is shown
+and answered again.
 
 `VictimDevice` is sans-IO ("frames in, frames out", on an injected clock); `run` is a small
 paho-mqtt loop around it for a real device."""

@@ -18,6 +18,10 @@ TAG = "tag"
 HOME_UNIT = "home_unit"
 VICTIM = "victim"  # a victim's own device, linked to the subject's order (proximity.py)
 
+# The rule name of episodes the backend raises about its own downlinks, not found by folding
+# a subject's data (backend/rules/delivery.py): re-evaluation neither finds nor clears them.
+DELIVERY = "delivery"
+
 # Observation names beyond the record names of docs/protocol.md.
 SECURITY = "security"  # a rejected frame (bad MAC, replay, ...) attributed to a device
 

@@ -30,7 +30,10 @@ subject's horizon: comms loss and a curfew absence with no further data alert on
 reads every subject's config version and state revision in one query and evaluates only
 subjects whose deadline (Rule.due: the next time the clock alone could change anything) has
 come, or whose cached entry is stale. Each tick first sends the commands operators queued (a
-tag's broker list: backend/device_commands.py), numbered under the lock of the evaluations.
+tag's broker list) and sends again those a device must acknowledge and has not (a victim's
+warning), giving up on one after its policy's sends and raising `victim_not_reached` for the
+on-call officer (backend/device_commands.py, backend/rules/delivery.py), all numbered under
+the lock of the evaluations.
 
 No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
 longer — the first evaluation after a configuration change, a backlog, an order or fitting
@@ -53,10 +56,18 @@ from sqlalchemy import Connection, Engine, select
 
 from backend import metrics
 from backend.clock import Clock, SystemClock
-from backend.device_commands import notify_key, numbered, send_queued
+from backend.device_commands import (
+    Unreached,
+    notify_key,
+    notify_message,
+    numbered,
+    resend_due,
+    send_queued,
+)
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
+from backend.rules.delivery import raise_unreached
 from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
@@ -70,7 +81,7 @@ from backend.rules.store import (
     subjects_of_devices,
 )
 from backend.storage.database import IMMEDIATE
-from backend.storage.schema import TAG, device_commands, rules_pending
+from backend.storage.schema import TAG, VICTIM, device_commands, rules_pending
 from backend.zone_push import zone_update
 from firmware import frame as fr
 from firmware import topics
@@ -229,9 +240,9 @@ class MonitoringSink(RuleSink):
     def tick(self, now: float | None = None) -> int:
         """Advance every monitored subject's horizon to backend now; returns how many
         subjects had alert changes. First, batches whose hand-over never settled are
-        evaluated (sweep) and queued operator commands sent. One query checks every subject
-        against the cache; only subjects whose deadline has come (or whose cache entry is
-        stale) are evaluated."""
+        evaluated (sweep), queued operator commands sent and unacknowledged ones sent again.
+        One query checks every subject against the cache; only subjects whose deadline has
+        come (or whose cache entry is stale) are evaluated."""
         now = self.clock.now() if now is None else now
         self.sweep(now)
         self.send_queued(now)
@@ -434,15 +445,32 @@ class MonitoringSink(RuleSink):
         return [(device, data)]
 
     def send_queued(self, now: float) -> int:
-        """Publish the commands operators queued (backend/device_commands.py); how many."""
+        """Publish the commands operators queued, and send again those their devices must
+        acknowledge and have not (or give them up: the officer is told; backend/
+        device_commands.py); how many went."""
         if self.publish is None or self.key_for is None:
             return 0
         with self._lock:  # numbered in turn with this worker's evaluations
             sent, dropped = send_queued(self.engine, self.key_for, now)
+            again = resend_due(self.engine, self.key_for, _resent, now, self._unreached)
         self.counts["commands_unsendable"] += dropped
-        for c in sent:
+        self.counts["commands_resent"] += len(again)
+        for c in sent + again:
             self._send(*c)
-        return len(sent)
+        return len(sent) + len(again)
+
+    def _unreached(self, conn: Connection, u: Unreached) -> None:
+        """A command given up unacknowledged: the alert, on the subject whose victim device
+        it was when first sent, in the transaction that gives it up."""
+        self.counts["commands_unreached"] += 1
+        t = int(u.sent_at[0]) if u.sent_at else int(u.at)
+        history = subjects_of_devices(conn, {u.device}).get(u.device, [])
+        owner = _owner(history, VICTIM, t)
+        if owner is None:
+            # Only victims' warnings have a resend policy; its link gone, no one to tell.
+            log.error("unacknowledged command of no victim's device", device=u.device)
+            return
+        raise_unreached(conn, owner, u, u.at)
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None
@@ -455,10 +483,17 @@ class MonitoringSink(RuleSink):
 def _record(c: Command) -> fr.Record:
     """The command record a rule's Command asks for."""
     if c.cmd == fr.CMD_NOTIFY:
-        return fr.Record(
-            fr.CMD_NOTIFY, pattern=NOTIFY_PATTERN, repeats=NOTIFY_REPEATS, message=c.key
-        )
+        return _notify(c.key)
     return fr.Record(fr.CMD_CONFIG, key=c.key, value=c.value)
+
+
+def _notify(message: int) -> fr.Record:
+    return fr.Record(fr.CMD_NOTIFY, pattern=NOTIFY_PATTERN, repeats=NOTIFY_REPEATS, message=message)
+
+
+def _resent(code: int) -> list[fr.Record]:
+    """The records of a command sent again: a warning (device_commands.resend_policy)."""
+    return [_notify(notify_message(code))]
 
 
 def _owner(history: list[tuple[int, str, int, int | None]], role: str, t: int) -> int | None:

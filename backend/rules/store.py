@@ -23,7 +23,7 @@ from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import REV_PREFIX, State, revision_of
 from backend.rules.evaluator import SNAPSHOT_KEEP_S, Changes
 from backend.rules.geo import ZoneSpec
-from backend.rules.model import HOME_UNIT, Episode, Obs, ordered
+from backend.rules.model import DELIVERY, HOME_UNIT, Episode, Obs, ordered
 from backend.rules.observe import frame_observations, security_observation
 from backend.rules.schedule import DEFAULT_TZ, Exception_, Weekly
 from backend.storage.schema import (
@@ -391,6 +391,7 @@ class SqlRepository:
                 c.subject_id == subject,
                 c.cleared_at.is_(None),
                 or_(c.end.is_(None), c.closed_t >= since),
+                c.rule != DELIVERY,  # no rule finds these: a run must not clear them
             )
         )
         return [_episode(r) for r in rows]

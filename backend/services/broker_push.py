@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from backend.device_commands import BROKERS
+from backend.device_commands import BROKERS, answers
 from backend.services import pool, units
 from backend.services.errors import Invalid, NotFound
-from backend.storage.schema import TAG, command_queue, device_events, devices, frames
+from backend.storage.schema import TAG, command_queue, devices
 from firmware import frame as fr
 from firmware.brokers import MAX_BROKERS, endpoint
 
@@ -33,10 +32,6 @@ RESULTS = {
     fr.RESULT_BAD_ARGS: "refused: bad arguments",
     fr.RESULT_DUPLICATE: "duplicate",
 }
-# A tag's answer is looked for among its command results that arrived from this long before
-# the command was sent (by the backend's clock: the tag's own may be far off; this allows
-# for the clocks of the worker that sent it and the one that stored the answer).
-ANSWER_SLACK_S = 300
 
 
 def checked(entries: Sequence[str]) -> list[str]:
@@ -143,10 +138,12 @@ def deliveries(conn: Connection, tags: Sequence[int]) -> list[Delivery]:
     rows = conn.execute(
         select(command_queue).where(q.id.in_(latest.values())).order_by(q.device)
     ).all()
-    answers = _answers(conn, [r for r in rows if r.seq is not None])
+    sent = [r for r in rows if r.seq is not None]
+    since = min((float(r.sent_at) for r in sent), default=0.0)
+    found = answers(conn, [(int(r.device), int(r.seq)) for r in sent], since)
     out = []
     for r in rows:
-        result = answers.get((int(r.device), r.seq)) if r.seq is not None else None
+        result = found.get((int(r.device), r.seq)) if r.seq is not None else None
         if result is not None:
             state = RESULTS.get(result, f"result {result}")
         elif r.sent_at is None:
@@ -159,29 +156,4 @@ def deliveries(conn: Connection, tags: Sequence[int]) -> list[Delivery]:
                 r.sent_at, result, state,
             )
         )  # fmt: skip
-    return out
-
-
-def _answers(conn: Connection, sent: Sequence[Any]) -> dict[tuple[int, int], int]:
-    """(tag, command sequence) -> its command_result (a result 0 wins over a duplicate's 5:
-    the same command reached the tag twice)."""
-    if not sent:
-        return {}
-    e = device_events.c
-    since = min(float(r.sent_at) for r in sent) - ANSWER_SLACK_S
-    want = {(int(r.device), int(r.seq)) for r in sent}
-    rows = conn.execute(
-        select(e.device, e.data)
-        .join(frames, frames.c.id == e.frame_id)
-        .where(
-            e.device.in_({d for d, _ in want}),
-            e.kind == "command_result",
-            frames.c.received_at >= since,
-        )
-    )
-    out: dict[tuple[int, int], int] = {}
-    for device, data in rows:
-        k = (int(device), int(data["cmd_seq"]))
-        if k in want and (k not in out or data["result"] == fr.RESULT_OK):
-            out[k] = int(data["result"])
     return out

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from backend.device_commands import NOTIFY_COMMAND_KEYS
+from backend.device_commands import NOTIFY_COMMAND_KEYS, RAN, answers, notify_message
 from backend.services import monitoring
 from backend.services.errors import Conflict, Invalid, NotFound
 from backend.storage import position_queries
@@ -25,12 +25,10 @@ from backend.storage.schema import (
     VICTIM,
     assignments,
     device_commands,
-    device_events,
     devices,
     orders,
     victim_devices,
 )
-from firmware import frame as fr
 
 MIN_ALERT_M, MAX_WARN_M = 50, 5000
 MIN_SILENT_S, MAX_SILENT_S = 300, 7 * 86400
@@ -39,7 +37,7 @@ MIN_SILENT_S, MAX_SILENT_S = 300, 7 * 86400
 @dataclass(frozen=True)
 class Warned:
     """A warning sent to a victim device, and whether the device acknowledged running it
-    (a command_result for its command sequence, RESULT_OK)."""
+    (a command_result for its command sequence saying it ran: device_commands.RAN)."""
 
     seq: int
     message: int  # backend/rules/proximity.py NOTIFY_*
@@ -181,13 +179,10 @@ def _link(r: Any) -> Link:
 
 
 def warnings(conn: Connection, device: int) -> list[Warned]:
-    """The warnings sent to a victim device, oldest first, with their acknowledgement."""
-    c, e = device_commands.c, device_events.c
-    done = {
-        int(r.data.get("cmd_seq", -1))
-        for r in conn.execute(select(e.data).where(e.device == device, e.kind == "command_result"))
-        if r.data.get("result") == fr.RESULT_OK
-    }
+    """The warnings sent to a victim device (each send: a warning not acknowledged goes again
+    under a new command sequence, backend/device_commands.py), oldest first, with their
+    acknowledgement."""
+    c = device_commands.c
     rows = conn.execute(
         select(c.seq, c.key, c.value, c.at)
         .where(
@@ -196,9 +191,13 @@ def warnings(conn: Connection, device: int) -> list[Warned]:
             c.key < NOTIFY_COMMAND_KEYS.stop,
         )
         .order_by(c.seq)
-    )
-    first = NOTIFY_COMMAND_KEYS.start
-    return [Warned(r.seq, r.key - first, r.value, r.at, r.seq in done) for r in rows]
+    ).all()
+    since = min((float(r.at) for r in rows), default=0.0)
+    found = answers(conn, [(device, r.seq) for r in rows], since)
+    return [
+        Warned(r.seq, notify_message(r.key), r.value, r.at, found.get((device, r.seq)) in RAN)
+        for r in rows
+    ]
 
 
 def positions(conn: Connection, link: Link, t0: int, t1: int) -> list[Any]:

@@ -528,6 +528,28 @@ device_commands = Table(
     UniqueConstraint("device", "seq"),
 )
 
+# A command its device must acknowledge, sent again until it is (backend/device_commands.py,
+# `resend_due`; migration 0013_command_deliveries): one row per (device, key, value) of
+# device_commands, however often it goes (a victim's warning: the notify key and the
+# episode's start), each send being a device_commands row with that key and value. sends:
+# how many went; next_at: when the next send, or the verdict, is due (NULL once settled);
+# outcome: "acknowledged" or "unreached" (the on-call officer is told), at settled_at.
+command_deliveries = Table(
+    "command_deliveries",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("device", BigInteger, nullable=False),
+    Column("key", SmallInteger, nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("sends", SmallInteger, nullable=False),
+    Column("first_at", Double, nullable=False),
+    Column("next_at", Double, nullable=True),
+    Column("outcome", String(16), nullable=True),
+    Column("settled_at", Double, nullable=True),
+    UniqueConstraint("device", "key", "value"),
+    Index(None, "next_at"),
+)
+
 # A victim's device linked to an order over [starts_at, ends_at) of event time: the
 # proximity rule's distances (warn_m > alert_m), how long the device may be silent (NULL:
 # the rule's default), and victim-safe mode (on: no one is shown the victim's positions; off:

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from backend.clock import ManualClock
-from backend.ingest import DeviceDirectory, Ingest, Message
+from backend.ingest import Message
 from backend.registry import Registry
 from backend.rules import store
-from backend.rules.sink import MonitoringSink
 from backend.rules.zones import Zones
 from backend.storage.schema import (
     HOME_UNIT,
@@ -20,49 +19,30 @@ from backend.storage.schema import (
     alert_actions,
     alert_episodes,
     alerts,
-    assignments,
     device_commands,
-    subjects,
-    units,
     users,
     zones,
 )
 from backend.zone_push import ZONE_COMMAND_KEY
 from firmware import frame as fr
 from firmware import topics
+from tests.backend.pipeline import Pipeline, T, fix
 from tests.backend.rules.scenario import offset
 
 TAG_ID, UNIT_ID = 1001, 2001
-T = 1_790_000_000  # 2026-09-21 (BST)
 
 
-def fix(dt: int, dx: float, acc_dm: int = 50) -> fr.Record:
-    lat, lon = offset(dx, 0)
-    return fr.Record(fr.FIX, (dt, round(lat * 1e7), round(lon * 1e7), acc_dm, 2, 0, 9, 100, 0, 9))
+class World(Pipeline):
+    """A tag and its home unit assigned to the subject, an exclusion zone and an officer."""
 
-
-class World:
     def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
-        self.engine, self.clock = engine, clock
         self.unit = registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
-        self.published: list[tuple[str, bytes]] = []
         keys = {TAG_ID: self.tag.key, UNIT_ID: self.unit.key}
-        self.sink = MonitoringSink(engine, clock, self._publish, keys.get)
-        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=clock,
-                             rules=self.sink)  # fmt: skip
-        self.seq = 0
+        super().__init__(engine, registry, clock, keys, TAG_ID)
         with engine.begin() as conn:
-            uid = conn.execute(insert(units).values(name="IOM", kind="police", created_at=T)
-                               .returning(units.c.id)).scalar_one()  # fmt: skip
-            self.subject = conn.execute(
-                insert(subjects).values(reference="S1", name="A", unit_id=uid, risk_notes="",
-                                        created_at=T).returning(subjects.c.id)
-            ).scalar_one()  # fmt: skip
             for dev, role in ((TAG_ID, TAG), (UNIT_ID, HOME_UNIT)):
-                conn.execute(insert(assignments).values(subject_id=self.subject, device=dev,
-                                                        role=role, starts_at=T - 600,
-                                                        created_at=T))  # fmt: skip
+                self.assign(conn, dev, role, T - 600)
             lat, lon = offset(1000, 0)
             conn.execute(insert(zones).values(
                 subject_id=self.subject, name="precinct", kind="exclusion", shape="circle",
@@ -70,31 +50,10 @@ class World:
                 buffer_m=0, victim=False, schedule=[], dwell_s=None, created_at=T))  # fmt: skip
             store.bump_config(conn, self.subject, T)
             self.user = conn.execute(
-                insert(users).values(username="o1", display_name="O", unit_id=uid, role="officer",
-                                     password_hash="x", failed_logins=0, created_at=T)
-                .returning(users.c.id)
+                insert(users).values(username="o1", display_name="O", unit_id=self.unit_id,
+                                     role="officer", password_hash="x", failed_logins=0,
+                                     created_at=T).returning(users.c.id)
             ).scalar_one()  # fmt: skip
-
-    def attach(self, engine: Engine, registry: Registry) -> None:
-        """Go on with the same devices in another database that holds this one's rows."""
-        self.engine = engine
-        keys = {TAG_ID: self.tag.key, UNIT_ID: self.unit.key}
-        self.sink = MonitoringSink(engine, self.clock, self._publish, keys.get)
-        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=self.clock,
-                             rules=self.sink)  # fmt: skip
-
-    def _publish(self, topic: str, payload: bytes) -> bool:
-        self.published.append((topic, payload))
-        return True
-
-    def tag_frame(self, ts: int, records: list[fr.Record]) -> Message:
-        self.seq += 1
-        f = fr.Frame(fr.TAG_DATA, TAG_ID, 1, self.seq, ts, records, fr.FLAG_TIME_VALID)
-        return Message(topics.tag_up(TAG_ID), fr.encode(f, self.tag.key))
-
-    def deliver(self, msgs: list[Message], at: float) -> None:
-        self.clock.set(at)
-        self.ingest.process(msgs)
 
     def alerts(self) -> list[tuple[str, str, int, int | None]]:
         with self.engine.connect() as conn:

@@ -5,90 +5,112 @@ acknowledged back."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, insert, select
 
+from backend import broker_credentials as bc
 from backend import metrics
+from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
-from backend.ingest import DeviceDirectory, Ingest, Message
+from backend.device_commands import WARNING_RESEND, notify_message
+from backend.ingest import Message
+from backend.ingest_worker import IngestWorker
+from backend.notify.outbox import PLAN
 from backend.registry import Registry
 from backend.rules import proximity as px
-from backend.rules.sink import MonitoringSink
+from backend.rules.delivery import UNREACHED
+from backend.rules.sink import MonitoringSink, attach
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
+from backend.settings import Settings
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
     VICTIM,
+    alert_actions,
+    alert_episodes,
     alerts,
     assignments,
+    command_deliveries,
+    frames,
+    notification_outbox,
     orders,
     positions,
-    subjects,
-    units,
 )
 from firmware import frame as fr
-from firmware import topics
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
+from tests.backend.pipeline import Pipeline, T, fix
 from tests.backend.rules.scenario import offset
+from tests.backend.test_broker_credentials import BACKEND_PASSWORD, SERVER_KEY, Peer
+from tests.backend.test_ingest_worker_broker import wait_for
 
 TAG_ID, UNIT_ID, VICTIM_ID = 1001, 2001, 7001
-T = 1_790_000_000
 
 
-class World:
+class World(Pipeline):
+    """A tag assigned to the subject under a domestic-abuse order, and a registered victim
+    device (the reference client) ready to be linked to it."""
+
     def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
-        self.engine, self.clock = engine, clock
         registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
         vd = registry.register(VICTIM_ID, VICTIM)
         self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
-        self.published: list[tuple[str, bytes]] = []
-        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
-        sink = MonitoringSink(engine, clock, self._publish, keys.get)
-        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=clock,
-                             rules=sink)  # fmt: skip
-        self.seq = 0
+        super().__init__(engine, registry, clock, {TAG_ID: self.tag.key, VICTIM_ID: vd.key}, TAG_ID)
         with engine.begin() as conn:
-            uid = conn.execute(insert(units).values(name="IOM", kind="police", created_at=T)
-                               .returning(units.c.id)).scalar_one()  # fmt: skip
-            self.subject = conn.execute(
-                insert(subjects).values(reference="S1", name="A", unit_id=uid, risk_notes="",
-                                        created_at=T).returning(subjects.c.id)
-            ).scalar_one()  # fmt: skip
             self.order = conn.execute(
                 insert(orders).values(subject_id=self.subject, kind="domestic_abuse",
                                       reference="DAPO-1", starts_at=T - 3600, ends_at=None,
                                       comms_loss_s=None, curfew_grace_s=None, conditions="",
                                       created_at=T).returning(orders.c.id)
             ).scalar_one()  # fmt: skip
-            conn.execute(insert(assignments).values(subject_id=self.subject, device=TAG_ID,
-                                                    role=TAG, starts_at=T - 3600,
-                                                    created_at=T))  # fmt: skip
+            self.assign(conn, TAG_ID, TAG, T - 3600)
 
-    def _publish(self, topic: str, payload: bytes) -> bool:
-        self.published.append((topic, payload))
-        return True
-
-    def tag_frame(self, ts: int, xs: list[tuple[int, float]]) -> Message:
-        self.seq += 1
-        recs = []
-        for t, x in xs:
-            lat, lon = offset(x, 0)
-            recs.append(fr.Record(fr.FIX, (ts - t, round(lat * 1e7), round(lon * 1e7), 50, 2, 0,
-                                           9, 100, 0, 9)))  # fmt: skip
-        f = fr.Frame(fr.TAG_DATA, TAG_ID, 1, self.seq, ts, recs, fr.FLAG_TIME_VALID)
-        return Message(topics.tag_up(TAG_ID), fr.encode(f, self.tag.key))
+    def walk(self, ts: int, xs: list[tuple[int, float]]) -> Message:
+        """A tag frame at `ts` of fixes (time, metres east of the victim)."""
+        return self.tag_frame(ts, [fix(ts - t, x) for t, x in xs])
 
     def victim_frame(self, ts: int, times: list[int]) -> Message:
         lat, lon = offset(0, 0)
         data = self.victim.fixes(ts, [(t, lat, lon, 5.0) for t in times])
         return Message(self.victim.up, data)
 
-    def deliver(self, msgs: list[Message], at: float) -> None:
-        self.clock.set(at)
-        self.ingest.process(msgs)
+    def minutes(self) -> Iterator[tuple[int, list[Message]]]:
+        """The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
+        each device uploads every minute, fixes every 15 s: each minute's upload time and
+        frames."""
+        path = [900 - 30 * i for i in range(28)] + [60] * 20
+        for k in range(len(path) // 4):
+            ts = T + 60 * (k + 1)
+            fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
+            yield ts, [self.walk(ts, fixes), self.victim_frame(ts, [t + 4 for t, _ in fixes])]
+
+    def approach(self, take: Callable[[bytes], bool] = lambda _: True) -> int:
+        """The minutes delivered in turn, the rules' clock ticking after each upload, and the
+        victim device answering what came down for it that `take` lets through. Returns the
+        backend time at the end."""
+        at = T
+        for ts, msgs in self.minutes():
+            self.deliver(msgs, ts + 2)
+            self.sink.tick(ts + 3)
+            at = ts + 4
+            self.answer(at, take)
+        return at
+
+    def answer(self, at: int, take: Callable[[bytes], bool] = lambda _: True) -> None:
+        """The victim device takes what came down for it (ACKs, warnings) that `take` lets
+        through, and its answers are delivered at `at`."""
+        for topic, payload in list(self.published):
+            if topic == self.victim.down:
+                self.published.remove((topic, payload))
+                reply = self.victim.downlink(payload, at) if take(payload) else None
+                if reply is not None:
+                    self.deliver([Message(self.victim.up, reply)], at)
 
     def alert_types(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -128,23 +150,7 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
 ) -> None:
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
-    # The tag walks in from 900 m to 60 m of the victim (at 2 m/s), and stays 5 minutes;
-    # each device uploads every minute, fixes every 15 s.
-    path = [900 - 30 * i for i in range(28)] + [60] * 20
-    for k in range(len(path) // 4):
-        ts = T + 60 * (k + 1)
-        fixes = [(ts - 60 + 15 * (i + 1), path[4 * k + i]) for i in range(4)]
-        world.deliver(
-            [world.tag_frame(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
-            ts + 2,
-        )
-        # The victim device answers whatever came down for it (ACKs, warnings).
-        for topic, payload in list(world.published):
-            if topic == world.victim.down:
-                world.published.remove((topic, payload))
-                reply = world.victim.downlink(payload, ts + 3)
-                if reply is not None:
-                    world.deliver([Message(world.victim.up, reply)], ts + 3)
+    world.approach()
     assert world.alert_types() == [px.ALERT, px.WARNING]
     assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
     assert set(world.victim.pending) <= {world.victim.seq}  # all but the last reply ACKed
@@ -183,3 +189,258 @@ def test_a_silent_victim_device_is_counted_past_its_links_threshold(world: World
     assert silent() == 0
     world.clock.set(T + 700)
     assert silent() == 1
+
+
+def is_command(payload: bytes) -> bool:
+    return fr.parse(payload).mtype == fr.COMMAND
+
+
+def deliveries(world: World) -> list[tuple[int, int, str | None]]:
+    """(message, sends, outcome) of each warning's delivery, in the order first sent."""
+    with world.engine.connect() as conn:
+        rows = conn.execute(select(command_deliveries).order_by(command_deliveries.c.first_at))
+        return [(notify_message(r.key), r.sends, r.outcome) for r in rows]
+
+
+def test_a_warning_the_device_missed_goes_again_and_its_acknowledgement_ends_the_sends(
+    world: World,
+) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    missed: list[bytes] = []
+
+    def first_lost(payload: bytes) -> bool:
+        if is_command(payload) and not missed:
+            missed.append(payload)
+            return False
+        return True
+
+    end = world.approach(first_lost)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1)
+    # The first warning went twice (the second acknowledged), the alert once; nothing after.
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
+    assert fr.parse(missed[0]).seq not in {w.cmd_seq for w in world.victim.warnings}
+    assert px.ALERT in world.alert_types() and UNREACHED not in world.alert_types()
+    assert world.sink.counts["commands_resent"] == 1
+
+
+def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
+    world: World,
+) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_command(payload))
+    ticks = [end + 30 * k for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30))]
+    for at in ticks:
+        world.sink.tick(at)
+        world.answer(at + 1, lambda payload: not is_command(payload))
+    sends = WARNING_RESEND.sends
+    assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
+    with world.engine.connect() as conn:
+        sent = warnings(conn, VICTIM_ID)
+        unreached = conn.execute(select(alerts).where(alerts.c.type == UNREACHED)).one()
+        eps = conn.execute(
+            select(alert_episodes).where(alert_episodes.c.alert_id == unreached.id)
+        ).all()
+        raised = conn.execute(
+            select(alert_actions.c.action).where(alert_actions.c.alert_id == unreached.id)
+        ).scalars()
+        paged = conn.execute(
+            select(notification_outbox.c.kind).where(notification_outbox.c.alert_id == unreached.id)
+        ).scalars()
+        assert list(raised) == ["raised"] and list(paged) == [PLAN]
+    assert [w.acknowledged for w in sent] == [False] * 2 * sends
+    # Both warnings a device missed within the hour are one alert for the officer, high, on
+    # the subject, each told within the bound of its first send (plus one rules tick).
+    assert unreached.subject_id == world.subject and unreached.severity == "high"
+    assert unreached.state == "open" and len(eps) == 2
+    first = {m: min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)}
+    for ep in eps:
+        told = ep.raised_at - first[ep.details["message"]]
+        assert WARNING_RESEND.bound_s <= told <= WARNING_RESEND.bound_s + 30
+        assert ep.details["sends"] == sends and "lat" not in str(ep.evidence)
+    # Later data about the subject, live and late (a re-evaluation from a snapshot before the
+    # alert), neither clears it nor sends the victim anything more.
+    late = world.walk(T + 400, [(T + 390, 60.0)])
+    world.deliver([late, world.victim_frame(end + 600, [end + 590])], end + 600)
+    world.sink.tick(end + 630)
+    with world.engine.connect() as conn:
+        state = conn.execute(select(alerts.c.state).where(alerts.c.id == unreached.id)).scalar()
+        assert state == "open" and len(warnings(conn, VICTIM_ID)) == len(sent)
+    assert world.victim.warnings == []
+
+
+def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> None:
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    commands: list[bytes] = []
+
+    def keep(payload: bytes) -> bool:
+        if is_command(payload):
+            commands.append(payload)
+        return True
+
+    end = world.approach(keep)
+    assert len(commands) == 2
+    # The same acknowledgement frame stored twice (a retransmission), and a second answer to
+    # the same command (the warning replayed at the device: answered as a replay).
+    replies = []
+    for payload in commands:
+        again = world.victim.downlink(payload, end + 1)
+        assert again is not None
+        replies.append(Message(world.victim.up, again))
+    world.deliver(replies + replies, end + 2)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1)
+    assert deliveries(world) == [(WARNING, 1, "acknowledged"), (ALERT, 1, "acknowledged")]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sent == [(WARNING, True), (ALERT, True)]
+    assert UNREACHED not in world.alert_types()
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
+
+
+class Wire:
+    """The world's tag and victim device talking to the real ingest worker (rules attached,
+    its timer ticking every 0.1 s of wall time on the world's manual clock) through a real
+    Mosquitto running the generated passwd and ACL, on the world's database."""
+
+    def __init__(self, world: World, registry: Registry, db_url: str, tmp_path: Path) -> None:
+        self.world = world
+        auth = bc.write(tmp_path / "auth", registry.all(), "backend", BACKEND_PASSWORD)
+        self.broker = Mosquitto(BrokerConfig(auth=auth))
+        self.broker.start()
+        settings = Settings(
+            database_url=db_url,
+            server_key=SERVER_KEY.hex(),
+            mqtt_port=self.broker.backend_port,
+            mqtt_password=BACKEND_PASSWORD,
+            ingest_batch_ms=5,
+        )
+        self.worker = IngestWorker(settings, "victim-warnings", clock=world.clock)
+        self.timer = attach(self.worker, tick_s=0.1)
+        self.thread = threading.Thread(target=self.worker.run, name="ingest")
+        self.thread.start()
+        self.tag = Peer(self.broker, f"tag-{TAG_ID}", bc.device_password(world.tag.key))
+        self.victim = Peer(self.broker, f"vd-{VICTIM_ID}", bc.device_password(world.victim.key))
+        assert self.victim.subscribe(world.victim.down) == [1]
+
+    def close(self) -> None:
+        self.worker.stopping.set()
+        self.thread.join(15)
+        self.timer.stop()
+        for p in (self.tag, self.victim):
+            p.close()
+        self.broker.close()
+        assert not self.thread.is_alive()
+
+    def stored(self, payload: bytes) -> bool:
+        f = fr.parse(payload)
+        with self.world.engine.connect() as conn:
+            c = frames.c
+            q = select(c.id).where(c.device == f.device, c.boot == f.boot, c.seq == f.seq)
+            return conn.execute(q).first() is not None
+
+    def send(self, m: Message) -> None:
+        """Publish as a device does until stored (it retransmits what is not acknowledged;
+        until the worker's subscription is in place it misses frames)."""
+        peer = self.victim if m.topic == self.world.victim.up else self.tag
+        assert wait_for(
+            lambda: self.stored(m.payload), step=lambda: peer.publish(m.topic, m.payload)
+        )
+
+    def settle(self, at: int, take: Callable[[bytes], bool]) -> None:
+        """Move the clock to `at`, let a whole tick run there, and have the victim device
+        take everything that came down for it until then (a fresh fix's ACK, published after
+        the tick, comes last on its topic), answering commands that `take` lets through."""
+        w = self.world
+        w.clock.set(at)
+        sink = self.worker.ingest.rules
+        assert isinstance(sink, MonitoringSink)
+        ticks = sink.counts["ticks"]
+        assert wait_for(lambda: sink.counts["ticks"] >= ticks + 2)
+        marker = w.victim_frame(at, [at - 1])
+        self.send(marker)
+        mark = fr.parse(marker.payload).seq
+        while mark in w.victim.pending:
+            _, payload = self.victim.received.get(timeout=30)
+            reply = w.victim.downlink(payload, at) if take(payload) else None
+            if reply is not None:
+                self.send(Message(w.victim.up, reply))
+
+
+@pytest.fixture
+def wire(world: World, registry: Registry, db_url: str, tmp_path: Path) -> Iterator[Wire]:
+    w = Wire(world, registry, db_url, tmp_path)
+    yield w
+    w.close()
+
+
+def test_over_the_broker_a_missed_warning_comes_again_and_a_mute_device_is_reported(
+    world: World, wire: Wire
+) -> None:
+    """The reference client behind a real broker and worker: it misses the first warning
+    (gets it again and answers it: no further sends), then goes mute (the alert's sends run
+    out and the officer is told)."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    seen: list[int] = []
+
+    def take(payload: bytes) -> bool:
+        f = fr.parse(payload)
+        if f.mtype != fr.COMMAND:
+            return True
+        seen.append(f.records[0].message)
+        # The first warning lost; every alert-distance warning ignored.
+        return f.records[0].message == WARNING and seen.count(WARNING) > 1
+
+    at = T
+    for ts, msgs in world.minutes():
+        world.clock.set(ts + 2)
+        for m in msgs:
+            wire.send(m)
+        at = ts + 4
+        wire.settle(at, take)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        wire.settle(at + 30 * k, take)
+    sends = WARNING_RESEND.sends
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, sends, "unreached")]
+    assert seen == [WARNING, WARNING] + [ALERT] * sends
+    assert [w.message for w in world.victim.warnings] == [WARNING]
+    assert UNREACHED in world.alert_types()
+
+
+def test_only_an_answer_that_the_warning_ran_acknowledges_it(world: World) -> None:
+    """A refusal (2, replay) leaves the warning unacknowledged and it goes again; "ran
+    already" (5, what a tag answers to a second copy) acknowledges it like ok."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    answers = iter([fr.RESULT_REPLAY, fr.RESULT_DUPLICATE])
+    boot = 100
+
+    def answer(payload: bytes) -> bool:
+        nonlocal boot
+        f = fr.parse(payload)
+        if f.mtype == fr.COMMAND and f.records[0].message == WARNING:
+            boot += 1  # a frame of its own, outside the reference client's sequence
+            result = fr.Record(fr.COMMAND_RESULT, dt=0, cmd_seq=f.seq, result=next(answers))
+            frame = fr.Frame(fr.TAG_DATA, VICTIM_ID, boot, 1, f.ts, [result], fr.FLAG_TIME_VALID)
+            world.deliver([Message(world.victim.up, fr.encode(frame, world.victim.key))], f.ts)
+            return False
+        return True
+
+    end = world.approach(answer)
+    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1, answer)
+    assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
+    with world.engine.connect() as conn:
+        sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
+    assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
