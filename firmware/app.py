@@ -147,6 +147,9 @@ class App:
             recs.append(fr.Record(rtype, (min(max(dt, 0), 0xFFFF),) + values))
         f = fr.Frame(fr.TAG_DATA, self.device, self.boot, self.seq, ts, recs, flags)
         data = fr.encode(f, self.key)
+        # Garbage before the store's copy of the frame: the collection an allocation makes
+        # when it finds no free run can then take the records back.
+        del f, recs
         try:
             self.store.append(data)
         except OSError:
