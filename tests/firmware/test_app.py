@@ -241,13 +241,49 @@ def test_coverage_loss_backoff_and_recovery_nothing_lost_or_doubled():
     fb.run(app, board, 60 * MIN)
     assert board.modem.sent == [] and app.uplink.failures >= 3
     attempts = board.modem.connects
-    assert attempts < 15  # exponential back-off, not a retry every poll
+    # Moving, it retries within backoff_moving_s of a failure, not at every poll.
+    assert attempts <= 60 * MIN // (app.setting("backoff_moving_s") * 1000) + 1
     board.modem.coverage = True
     fb.run(app, board, 100 * MIN)
     got = seqs(board)
     assert app.store.pending() == 0
     assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # every frame arrived
     assert len(got) == len(set(got))  # and none twice (acks came back at once)
+    flash.close()
+
+
+def test_in_a_dead_zone_at_rest_the_back_off_grows_and_moving_cuts_it_to_the_moving_cap():
+    # Hours at rest without coverage: the retries double up to backoff_max_s (a tag at rest
+    # in a dead zone stays there; retrying only spends). The wearer then walks off, and
+    # coverage returns a minute into the walk: what the tag held for hours goes within
+    # backoff_moving_s, not at the back-off's next turn 25 minutes on.
+    app, board, flash = make()
+    board.modem.coverage = False
+    fb.run(app, board, 5 * 60 * MIN)
+    fb.run(app, board, app.uplink.until_ms + 5 * MIN)  # 5 minutes past a retry
+    t = list(board.modem.connect_times)
+    gaps = [t[i + 1] - t[i] for i in range(len(t) - 1)]
+    assert len(gaps) >= 8 and gaps == sorted(gaps) and gaps[0] < 2 * MIN
+    cap = app.setting("backoff_max_s") * 1000
+    assert cap <= gaps[-2] <= gaps[-1] < cap + 10000  # grown to the maximum, and held there
+    held = app.seq
+    assert held >= 5 and board.modem.sent == []
+    move = board.clock + MIN
+    assert app.uplink.until_ms - move > 20 * MIN
+    coverage = move + MIN
+
+    def walk(b):
+        b.moving = True
+
+    def covered(b):
+        b.modem.coverage = True
+
+    moving_cap = app.setting("backoff_moving_s") * 1000
+    fb.run(app, board, coverage + moving_cap + 10000, [(move, walk), (coverage, covered)])
+    after = board.modem.connect_times[len(t) :]
+    assert after and after[0] <= move + moving_cap
+    got = set(seqs(board))
+    assert all((app.boot, s) in got for s in range(held))
     flash.close()
 
 
@@ -273,11 +309,12 @@ def test_brokers_tried_in_order_kept_while_they_work_back_off_only_when_all_fail
     assert app.store.pending() == 0
     got = seqs(board)
     assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # nothing lost
-    # Both dead: a round over the list, then the exponential back-off.
+    # Both dead: a round over the list, then the back-off (moving: backoff_moving_s at most).
     board.modem.dead = {a, b}
     n = len(board.modem.sessions)
     fb.run(app, board, 110 * MIN)
-    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n < 2 * 15
+    rounds = 60 * MIN // (app.setting("backoff_moving_s") * 1000) + 1
+    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n <= 2 * rounds
     board.modem.dead = set()
     fb.run(app, board, 170 * MIN)
     assert app.store.pending() == 0
