@@ -407,6 +407,37 @@ def test_battery_critical_is_urgent_and_reports_hours_left():
     flash.close()
 
 
+def test_the_battery_check_rides_on_other_wakes_and_wakes_the_tag_itself_after_5_minutes():
+    # A minute after the last check, the battery is checked at the tag's next wake for
+    # anything else; only after 5 minutes without one does the check wake the tag itself.
+    # Default watchdog: the tag wakes every 30 s anyway (half its timeout), so the check
+    # keeps its minute. A long watchdog and nothing else to do at rest: the check wakes the
+    # tag every 5 minutes, not every minute, and a charge starting is recorded within them.
+    for watchdog_ms, spaced_s, max_polls in ((60000, (60, 90), 140), (30 * MIN, (60, 300), 30)):
+        app, board, flash = make(watchdog_ms=watchdog_ms)
+        fb.run(app, board, 2 * 60 * MIN)  # at rest since boot
+        polls = app.polls
+        plug = board.clock + 7 * MIN + 1234
+        checks = []
+
+        def mv(b=board, checks=checks):
+            checks.append(b.clock)
+            return b.mv
+
+        def charger(b=board, plug=plug):
+            return (True, True) if b.clock >= plug else (False, False)
+
+        board.battery_mv = mv  # no wake of the tag's own at the plug (fb.run's events are)
+        board.charger = charger
+        fb.run(app, board, board.clock + 60 * MIN)
+        gaps = [(checks[i + 1] - checks[i]) // 1000 for i in range(len(checks) - 1)]
+        assert spaced_s[0] <= min(gaps) and max(gaps) <= spaced_s[1], gaps
+        assert app.polls - polls <= max_polls
+        charged = [f.time_of(r) - fb.T0 for f, r in fb.records(board, "battery") if r.flags & 1]
+        assert charged and 0 <= charged[0] - plug // 1000 <= spaced_s[1]
+        flash.close()
+
+
 def test_zone_pushed_to_the_tag_gets_an_entry_uploaded_at_once():
     app, board, flash = make()
     board.moving = True
