@@ -6,7 +6,7 @@
 from firmware import battery as bat
 from firmware import commands, motion, sampling
 from firmware import frame as fr
-from firmware.runtime import TYPE_CHECKING, collect, unload
+from firmware.runtime import TYPE_CHECKING, collect, const, unload
 
 if TYPE_CHECKING:  # (annotations only)
     from firmware.board import Board
@@ -15,6 +15,11 @@ if TYPE_CHECKING:  # (annotations only)
     from firmware.zonewatch import ZoneWatch
 
 _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
+# A battery check due waits up to this long for a wake the tag has anyway (a beacon, the
+# watchdog's, a fix) before it wakes the tag itself: 5 minutes from the last check with the
+# default battery_every_s, half the flat-battery alert's 10-minute latency limit, and each
+# edge of a charge at most that late (docs/firmware.md, "What a poll does").
+_BATTERY_WAIT_MS = const(240000)
 
 
 class App:
@@ -147,6 +152,9 @@ class App:
             recs.append(fr.Record(rtype, (min(max(dt, 0), 0xFFFF),) + values))
         f = fr.Frame(fr.TAG_DATA, self.device, self.boot, self.seq, ts, recs, flags)
         data = fr.encode(f, self.key)
+        # Garbage before the store's copy of the frame: the collection an allocation makes
+        # when it finds no free run can then take the records back.
+        del f, recs
         try:
             self.store.append(data)
         except OSError:
@@ -393,7 +401,6 @@ class App:
         due.append(self._tamper(now))
         due.append(self._motion(now))
         self._battery(now)
-        due.append(self.next_battery_ms)
         self._status(now)
         due.append(self.next_status_ms)
         self._downlink(now)
@@ -418,6 +425,9 @@ class App:
         m = self.board.modem.step(now_ticks)
         if m >= 0:
             due.append(now + m)
+        # While the receiver is on the tag polls every second anyway: the check keeps its
+        # time among the timers (App.alarm), so a board sleeping to them checks as often.
+        due.append(self.next_battery_ms + (0 if self.gnss_on else _BATTERY_WAIT_MS))
         wake = -1
         for d in due:
             if d >= 0 and (wake < 0 or d < wake):

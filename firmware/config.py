@@ -28,6 +28,7 @@ DEFAULTS = {
     "status_every_s": 3600,
     "backoff_min_s": 30,
     "backoff_max_s": 1800,
+    "backoff_moving_s": 120,  # ... but at most this while moving (docs/firmware.md, Uplink)
     "connect_timeout_s": 120,
     "ack_wait_s": 60,
     "linger_s": 15,

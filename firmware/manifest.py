@@ -40,6 +40,7 @@ package(  # noqa: F821
         "mqtt.py",
         "app.py",
         "appboot.py",  # builds the App at boot; dropped after
+        "tagboot.py",  # boots the tag (config, code, board, App); dropped after
         "main.py",
         "boards/__init__.py",
         "boards/definition.py",

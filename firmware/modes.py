@@ -55,7 +55,7 @@ class GpsMode(Mode):
             gnss_due = now_ms + (s.acquire_deadline_ms() - now_ms + 999) // 1000 * 1000
         else:
             gnss_due = now_ms + 1000
-        up_due = app.uplink.step(now_ms, app.client_id)
+        up_due = app.uplink.step(now_ms, app.client_id, interval != s.cfg["fix_rest_s"])
         if up_due < 0:
             return gnss_due
         return min(gnss_due, up_due)

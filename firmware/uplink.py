@@ -114,12 +114,19 @@ class Uplink:
         self.failures += 1
         self.until_ms = now_ms + delay * 1000
 
-    def step(self, now_ms: int, client_id: str) -> int:
-        """Advance; returns the monotonic ms at which it next needs a step."""
+    def step(self, now_ms: int, client_id: str, moving: bool) -> int:
+        """Advance; returns the monotonic ms at which it next needs a step. moving: not at
+        rest by the sampler's reckoning (motion within rest_after_s, or fixes wanted fast)."""
         st = self.state
         pending = self.store.pending()
-        if st == _BACKOFF and (now_ms >= self.until_ms or self.urgent):
-            st = self.state = _IDLE
+        if st == _BACKOFF:
+            # Coverage changes when the wearer moves: then a retry comes within
+            # backoff_moving_s (a long back-off that began at rest is cut short), and the long
+            # back-off is for a tag at rest in a dead zone, where retrying only spends.
+            if moving:
+                self.until_ms = min(self.until_ms, now_ms + self._i("backoff_moving_s") * 1000)
+            if now_ms >= self.until_ms or self.urgent:
+                st = self.state = _IDLE
         if st == _IDLE:
             if pending == 0:
                 self.urgent = False

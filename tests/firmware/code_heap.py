@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 
-from firmware import main as fw_main
+from firmware import tagboot
 from sim import micropython
 
 CPYTHON_ONLY = "drives the micropython binary"
 
 # What a tag loads, leaves first so each module's figure is its own (a module imported by an
-# earlier one costs nothing again), each with when it is in the heap. Built from main.py's
+# earlier one costs nothing again), each with when it is in the heap. Built from tagboot.py's
 # own import lists, so it follows them; measure() fails if a listed module pulls in one that
 # is not listed (its cost would hide in another's figure).
 ALWAYS = "always"
@@ -26,14 +26,14 @@ COMMAND = "while a command runs (dropped after)"
 def tag_modules(paired: bool = True) -> tuple[tuple[str, str], ...]:
     """(module, when) for what `micropython -m firmware.main` loads on the simulator board:
     an unpaired tag never loads the RF modules (docs/firmware.md, "Heap")."""
-    rows = [("firmware.main", ALWAYS), ("firmware.config", BOOT_ONLY)]
-    rows.append(("firmware.runtime", ALWAYS))
-    rows += [("firmware." + n, ALWAYS) for n in fw_main._LEAVES_FIRST.split()]
+    rows = [("firmware.main", ALWAYS), ("firmware.runtime", ALWAYS)]
+    rows += [("firmware.tagboot", BOOT_ONLY), ("firmware.config", BOOT_ONLY)]
+    rows += [("firmware." + n, ALWAYS) for n in tagboot._LEAVES_FIRST.split()]
     if paired:
-        rows += [("firmware." + n, PAIRED) for n in fw_main._RF.split()]
+        rows += [("firmware." + n, PAIRED) for n in tagboot._RF.split()]
     rows += [("firmware.app", ALWAYS), ("firmware.appboot", BOOT_ONLY)]
     rows.append(("firmware.brokers", BOOT_ONLY))  # config's and appboot's; a cmd_broker's too
-    for board in ("blockfile", "boards.definition", "boards.sim"):  # make_board("sim")
+    for board in ("blockfile", "boards.definition", "boards.sim"):  # tagboot.make_board("sim")
         rows.append(("firmware." + board, ALWAYS))
     rows += [("firmware.zonewatch", ZONES), ("firmware.cmdrun", COMMAND)]
     return tuple(rows)

@@ -63,6 +63,7 @@ class FakeModem:
         self.inbox = []
         self.connects = 0
         self.sessions = []  # (broker, client id, password) of every connect
+        self.connect_times = []  # the board's clock at every connect
         self.dead = set()  # brokers that refuse or drop every session
 
     def power(self, on):
@@ -71,6 +72,7 @@ class FakeModem:
 
     def connect(self, broker, client_id, password, down_topic):
         self.sessions.append((broker, client_id, password))
+        self.connect_times.append(self.board.clock)
         self.state = hal.MODEM_CONNECTING
         self.connect_at = self.board.clock + 5000  # registration + MQTT connect
         self.connects += 1

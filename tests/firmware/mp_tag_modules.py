@@ -15,8 +15,8 @@ _import = builtins.__import__
 
 def _record(name, g=None, lo=None, fromlist=None, level=0):
     mod = _import(name, g, lo, fromlist, level)
-    # A call of __import__() itself passes no globals: in the firmware only main.preload does.
-    src = g.get("__name__", "") if isinstance(g, dict) else "firmware.main"
+    # A call of __import__() itself passes no globals: in the firmware only tagboot.preload does.
+    src = g.get("__name__", "") if isinstance(g, dict) else "firmware.tagboot"
     names = [name]
     if isinstance(fromlist, tuple):  # (MicroPython also passes True for a submodule)
         names = [name + "." + f if (name + "." + f) in sys.modules else name for f in fromlist]
@@ -41,11 +41,15 @@ def reached():
 
 
 def main(paired):
-    from firmware import config  # noqa: F401 - loaded as main.boot does, before the preload
-    from firmware import main as fw_main
+    from firmware import (
+        config,  # noqa: F401 - loaded as tagboot.boot does, before the preload
+        tagboot,
+    )
+    from firmware import main as fw_main  # noqa: F401 - what it imports at the top
 
-    edges.append(("firmware.main", "firmware.config"))
-    fw_main.preload(paired)
+    edges.append(("firmware.main", "firmware.tagboot"))  # main.main imports it to boot
+    edges.append(("firmware.tagboot", "firmware.config"))
+    tagboot.preload(paired)
     from firmware import frame as fr
     from tests.firmware import fakeboard as fb
     from tests.firmware.test_rf_mode import make  # the RF tests' tag on the fake board

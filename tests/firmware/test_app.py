@@ -241,13 +241,49 @@ def test_coverage_loss_backoff_and_recovery_nothing_lost_or_doubled():
     fb.run(app, board, 60 * MIN)
     assert board.modem.sent == [] and app.uplink.failures >= 3
     attempts = board.modem.connects
-    assert attempts < 15  # exponential back-off, not a retry every poll
+    # Moving, it retries within backoff_moving_s of a failure, not at every poll.
+    assert attempts <= 60 * MIN // (app.setting("backoff_moving_s") * 1000) + 1
     board.modem.coverage = True
     fb.run(app, board, 100 * MIN)
     got = seqs(board)
     assert app.store.pending() == 0
     assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # every frame arrived
     assert len(got) == len(set(got))  # and none twice (acks came back at once)
+    flash.close()
+
+
+def test_in_a_dead_zone_at_rest_the_back_off_grows_and_moving_cuts_it_to_the_moving_cap():
+    # Hours at rest without coverage: the retries double up to backoff_max_s (a tag at rest
+    # in a dead zone stays there; retrying only spends). The wearer then walks off, and
+    # coverage returns a minute into the walk: what the tag held for hours goes within
+    # backoff_moving_s, not at the back-off's next turn 25 minutes on.
+    app, board, flash = make()
+    board.modem.coverage = False
+    fb.run(app, board, 5 * 60 * MIN)
+    fb.run(app, board, app.uplink.until_ms + 5 * MIN)  # 5 minutes past a retry
+    t = list(board.modem.connect_times)
+    gaps = [t[i + 1] - t[i] for i in range(len(t) - 1)]
+    assert len(gaps) >= 8 and gaps == sorted(gaps) and gaps[0] < 2 * MIN
+    cap = app.setting("backoff_max_s") * 1000
+    assert cap <= gaps[-2] <= gaps[-1] < cap + 10000  # grown to the maximum, and held there
+    held = app.seq
+    assert held >= 5 and board.modem.sent == []
+    move = board.clock + MIN
+    assert app.uplink.until_ms - move > 20 * MIN
+    coverage = move + MIN
+
+    def walk(b):
+        b.moving = True
+
+    def covered(b):
+        b.modem.coverage = True
+
+    moving_cap = app.setting("backoff_moving_s") * 1000
+    fb.run(app, board, coverage + moving_cap + 10000, [(move, walk), (coverage, covered)])
+    after = board.modem.connect_times[len(t) :]
+    assert after and after[0] <= move + moving_cap
+    got = set(seqs(board))
+    assert all((app.boot, s) in got for s in range(held))
     flash.close()
 
 
@@ -273,11 +309,12 @@ def test_brokers_tried_in_order_kept_while_they_work_back_off_only_when_all_fail
     assert app.store.pending() == 0
     got = seqs(board)
     assert sorted(set(got)) == [(app.boot, s) for s in range(app.seq)]  # nothing lost
-    # Both dead: a round over the list, then the exponential back-off.
+    # Both dead: a round over the list, then the back-off (moving: backoff_moving_s at most).
     board.modem.dead = {a, b}
     n = len(board.modem.sessions)
     fb.run(app, board, 110 * MIN)
-    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n < 2 * 15
+    rounds = 60 * MIN // (app.setting("backoff_moving_s") * 1000) + 1
+    assert app.uplink.failures >= 3 and len(board.modem.sessions) - n <= 2 * rounds
     board.modem.dead = set()
     fb.run(app, board, 170 * MIN)
     assert app.store.pending() == 0
@@ -368,6 +405,37 @@ def test_battery_critical_is_urgent_and_reports_hours_left():
     assert crit and crit[0][0].flags & fr.FLAG_URGENT
     assert crit[0][1].hours_left < 0xFFFF
     flash.close()
+
+
+def test_the_battery_check_rides_on_other_wakes_and_wakes_the_tag_itself_after_5_minutes():
+    # A minute after the last check, the battery is checked at the tag's next wake for
+    # anything else; only after 5 minutes without one does the check wake the tag itself.
+    # Default watchdog: the tag wakes every 30 s anyway (half its timeout), so the check
+    # keeps its minute. A long watchdog and nothing else to do at rest: the check wakes the
+    # tag every 5 minutes, not every minute, and a charge starting is recorded within them.
+    for watchdog_ms, spaced_s, max_polls in ((60000, (60, 90), 140), (30 * MIN, (60, 300), 30)):
+        app, board, flash = make(watchdog_ms=watchdog_ms)
+        fb.run(app, board, 2 * 60 * MIN)  # at rest since boot
+        polls = app.polls
+        plug = board.clock + 7 * MIN + 1234
+        checks = []
+
+        def mv(b=board, checks=checks):
+            checks.append(b.clock)
+            return b.mv
+
+        def charger(b=board, plug=plug):
+            return (True, True) if b.clock >= plug else (False, False)
+
+        board.battery_mv = mv  # no wake of the tag's own at the plug (fb.run's events are)
+        board.charger = charger
+        fb.run(app, board, board.clock + 60 * MIN)
+        gaps = [(checks[i + 1] - checks[i]) // 1000 for i in range(len(checks) - 1)]
+        assert spaced_s[0] <= min(gaps) and max(gaps) <= spaced_s[1], gaps
+        assert app.polls - polls <= max_polls
+        charged = [f.time_of(r) - fb.T0 for f, r in fb.records(board, "battery") if r.flags & 1]
+        assert charged and 0 <= charged[0] - plug // 1000 <= spaced_s[1]
+        flash.close()
 
 
 def test_zone_pushed_to_the_tag_gets_an_entry_uploaded_at_once():

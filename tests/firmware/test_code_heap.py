@@ -9,7 +9,7 @@ from tests.firmware import code_heap
 
 CPYTHON_ONLY = "drives the micropython binary"
 
-# Loaded by the simulator board (main.make_board("sim")), which the fake board stands in for.
+# Loaded by the simulator board (tagboot.make_board("sim")), which the fake board stands in for.
 _SIM_BOARD = {"firmware.blockfile", "firmware.boards.definition", "firmware.boards.sim"}
 
 
