@@ -38,6 +38,11 @@ from sim.fleet_radio import TagRadio
 # timeout and lease are scaled to it.
 AWAY_TIMEOUT_S = 300.0
 LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go unheard
+# A simulated unit reads its power supply once a simulated minute (the unit's SimClock):
+# the farm tells it of every change at once (set_mains), so polling only re-reads unchanged
+# files; polled every 50 ms of real time instead, each unit cost the run a read 20 times a
+# wall second, more the more units and the longer the run.
+SENSOR_POLL_S = 60.0
 
 
 class FleetTagSide(TagSide):
@@ -119,10 +124,12 @@ class HomeUnitFarm:
         return self.workdir / f"hu-{unit}" / "power_supply"
 
     def set_mains(self, unit: int, on: bool, timeout: float = 10.0) -> None:
-        """Switch a unit's mains and, once the units run, wait (real time) until the unit has
-        read the change: it polls its power supply in real time while simulated time runs
-        much faster, so on a busy machine an unplug noticed late and a plug-in noticed later
-        made a 3-minute outage look like more than the 5 minutes' grace (a false alert)."""
+        """Switch a unit's mains and, once the units run, tell the unit that its sensors
+        changed (as a udev power-supply event would) and wait (real time) until it has read
+        the change through its own sensor code: the runner moves on only then, so an outage's
+        start and end are stamped in the slices they happened in however busy the machine
+        (a plug-in noticed late made a 3-minute outage look like more than the 5 minutes'
+        grace: a false alert)."""
         if self.mains.get(unit) == on:
             return
         self.mains[unit] = on
@@ -135,6 +142,7 @@ class HomeUnitFarm:
         running = self.units.get(unit)
         if running is None or self._stop is None or self._stop.is_set():
             return
+        self.loop.call_soon_threadsafe(running.sensors_changed)
         deadline = time.monotonic() + timeout
         while not self._noticed(running, on):
             if time.monotonic() > deadline:
@@ -206,7 +214,7 @@ class HomeUnitFarm:
                     sim_radio=f"127.0.0.1:{s.radio_port or self.air.port}",
                     clock="sim",
                     power_supply_dir=self._supply(s.unit),
-                    sensor_poll_s=0.05,
+                    sensor_poll_s=SENSOR_POLL_S,
                     log_level="warning",
                 )
                 clock = SimClock(t0)
