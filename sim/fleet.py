@@ -96,6 +96,10 @@ class RunOptions:
     ha: bool = False
     brokers: int = 1
     workers: int = 1
+    # Each ingest worker (with its rules) in a process of its own, as in production: the
+    # second core works; False (and on the HA stack, whose fault tests kill a worker on its
+    # thread): on threads of the runner's process (sim/stack.py).
+    ingest_processes: bool = True
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -449,6 +453,7 @@ class Fleet:
             database_url,
             monitoring=self.o.rules,
             workers=max(self.o.workers, 2 if self.o.ha else 1),
+            processes=self.o.ingest_processes and not self.o.ha,
         )
         keys = self.backend.register(pairs)
         self.keys, self.unit_keys = keys.tags, keys.home_units
@@ -772,7 +777,7 @@ class Fleet:
         out: dict[str, Any] = {
             "database": self.backend.engine.dialect.name,
             "brokers": sum(b.proc is not None for b in self.brokers.brokers),
-            "ingest_workers": sum(w is not None for w in self.backend.workers),
+            "ingest_workers": self.backend.running,
         }
         if self.cluster is not None:
             out["patroni"] = {n.name: n.role() for n in self.cluster.nodes}

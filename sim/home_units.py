@@ -38,11 +38,11 @@ from sim.fleet_radio import TagRadio
 # timeout and lease are scaled to it.
 AWAY_TIMEOUT_S = 300.0
 LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go unheard
-# A simulated unit reads its power supply once a simulated minute (the unit's SimClock):
+# A simulated unit reads its power supply once a simulated hour (the unit's SimClock):
 # the farm tells it of every change at once (set_mains), so polling only re-reads unchanged
 # files; polled every 50 ms of real time instead, each unit cost the run a read 20 times a
 # wall second, more the more units and the longer the run.
-SENSOR_POLL_S = 60.0
+SENSOR_POLL_S = 3600.0
 
 
 class FleetTagSide(TagSide):
