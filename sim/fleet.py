@@ -100,6 +100,9 @@ class RunOptions:
     # second core works; False (and on the HA stack, whose fault tests kill a worker on its
     # thread): on threads of the runner's process (sim/stack.py).
     ingest_processes: bool = True
+    # The home units' daemons in a process of their own (sim.home_units.UnitHostProcess);
+    # False: on a thread of the runner's process.
+    home_unit_process: bool = True
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -576,7 +579,11 @@ class Fleet:
         shm = Path("/dev/shm")
         base = Path(tempfile.mkdtemp(prefix="tagwatch-hu-", dir=shm)) if shm.is_dir() else None
         self._unit_dir = base
-        farm = HomeUnitFarm(base or self.workdir / "home-units", self.brokers.device_endpoints())
+        farm = HomeUnitFarm(
+            base or self.workdir / "home-units",
+            self.brokers.device_endpoints(),
+            process=self.o.home_unit_process,
+        )
         cur = self.scenario.population.curfew
 
         def spec(i: int, radio_port: int | None = None) -> UnitSpec:
