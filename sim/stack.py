@@ -126,6 +126,8 @@ def _worker_process(
                 conn.send(False)
         elif op == "state":
             conn.send((worker.handled, dict(worker.ingest.counts)))
+        elif op == "rules":
+            conn.send(dict(sink.counts) if sink is not None else {})
         else:  # stop
             worker.stopping.set()
             thread.join(10)
@@ -166,6 +168,9 @@ class WorkerProcess:
         handled, counts = self.ask("state")
         self.counts = Counter(counts)
         return int(handled), self.counts
+
+    def rule_counts(self) -> Counter[str]:
+        return Counter(self.ask("rules"))
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -323,6 +328,17 @@ class Backend:
             finally:
                 c.disconnect()
                 c.loop_stop()
+
+    def rule_counts(self) -> Counter[str]:
+        """The running workers' rules' counters (MonitoringSink.counts) added up."""
+        total: Counter[str] = Counter()
+        for p in self.procs:
+            if p is not None:
+                total.update(p.rule_counts())
+        for w, sink in zip(self.workers, self.sinks, strict=True):
+            if w is not None and sink is not None:
+                total.update(sink.counts)
+        return total
 
     @property
     def running(self) -> int:
