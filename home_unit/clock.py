@@ -10,6 +10,11 @@ class Clock:
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        """Seconds for measuring intervals of due work (sensor polling): never jumps when
+        NTP steps the wall clock."""
+        return time.monotonic()
+
 
 class SimClock(Clock):
     """Time set from outside; never goes backwards (a late tick cannot undo a timeout).
@@ -21,6 +26,11 @@ class SimClock(Clock):
         self.started = start is not None
 
     def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        # Simulated time never goes backwards either: intervals are simulated seconds, so a
+        # unit's polling costs the same per simulated day however fast the simulation runs.
         return self._now
 
     def set(self, t: float) -> None:

@@ -177,6 +177,11 @@ class HomeUnit:
         if contact is not None:
             self.contacts.start(contact)
 
+    def sensors_changed(self) -> None:
+        """An input may have changed: read the sensors now (on the daemon's loop)."""
+        self.reports.sensors_changed()
+        self.wake.set()
+
     # -- the due work ---------------------------------------------------------------------
     def poll(self) -> None:
         """The due work: presence timeouts, sensors, heartbeat, overflow report, relay."""

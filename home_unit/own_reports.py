@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
+import math
 
 import structlog
 
@@ -50,7 +50,7 @@ class OwnReports:
 
     def poll(self, now: float) -> None:
         """The due reports: sensor changes, the heartbeat, an overflow not yet reported."""
-        mono = time.monotonic()
+        mono = self.clock.monotonic()
         if mono >= self.next_sensor_poll:
             self.next_sensor_poll = mono + self.s.sensor_poll_s
             self._poll_sensors()
@@ -58,6 +58,12 @@ class OwnReports:
             self.next_heartbeat = now + self.s.heartbeat_s
             self._heartbeat(now)
         self._report_overflow()
+
+    def sensors_changed(self) -> None:
+        """Read the sensors at the next poll, whenever the last read was: something that
+        knows an input changed (a udev power-supply event; the simulator switching a unit's
+        mains) says so rather than waiting for the polling interval."""
+        self.next_sensor_poll = -math.inf
 
     def _own(self, records: list[fr.Record], urgent: bool = False) -> None:
         now = self.clock.now()

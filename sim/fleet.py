@@ -96,6 +96,13 @@ class RunOptions:
     ha: bool = False
     brokers: int = 1
     workers: int = 1
+    # Each ingest worker (with its rules) in a process of its own, as in production: the
+    # second core works; False (and on the HA stack, whose fault tests kill a worker on its
+    # thread): on threads of the runner's process (sim/stack.py).
+    ingest_processes: bool = True
+    # The home units' daemons in a process of their own (sim.home_units.UnitHostProcess);
+    # False: on a thread of the runner's process.
+    home_unit_process: bool = True
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -449,6 +456,7 @@ class Fleet:
             database_url,
             monitoring=self.o.rules,
             workers=max(self.o.workers, 2 if self.o.ha else 1),
+            processes=self.o.ingest_processes and not self.o.ha,
         )
         keys = self.backend.register(pairs)
         self.keys, self.unit_keys = keys.tags, keys.home_units
@@ -571,7 +579,11 @@ class Fleet:
         shm = Path("/dev/shm")
         base = Path(tempfile.mkdtemp(prefix="tagwatch-hu-", dir=shm)) if shm.is_dir() else None
         self._unit_dir = base
-        farm = HomeUnitFarm(base or self.workdir / "home-units", self.brokers.device_endpoints())
+        farm = HomeUnitFarm(
+            base or self.workdir / "home-units",
+            self.brokers.device_endpoints(),
+            process=self.o.home_unit_process,
+        )
         cur = self.scenario.population.curfew
 
         def spec(i: int, radio_port: int | None = None) -> UnitSpec:
@@ -772,7 +784,7 @@ class Fleet:
         out: dict[str, Any] = {
             "database": self.backend.engine.dialect.name,
             "brokers": sum(b.proc is not None for b in self.brokers.brokers),
-            "ingest_workers": sum(w is not None for w in self.backend.workers),
+            "ingest_workers": self.backend.running,
         }
         if self.cluster is not None:
             out["patroni"] = {n.name: n.role() for n in self.cluster.nodes}

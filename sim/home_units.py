@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import multiprocessing as mp
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from firmware import beacon as bc
 from firmware import topics
@@ -38,6 +43,11 @@ from sim.fleet_radio import TagRadio
 # timeout and lease are scaled to it.
 AWAY_TIMEOUT_S = 300.0
 LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go unheard
+# A simulated unit reads its power supply once a simulated hour (the unit's SimClock):
+# the farm tells it of every change at once (set_mains), so polling only re-reads unchanged
+# files; polled every 50 ms of real time instead, each unit cost the run a read 20 times a
+# wall second, more the more units and the longer the run.
+SENSOR_POLL_S = 3600.0
 
 
 class FleetTagSide(TagSide):
@@ -95,18 +105,210 @@ class UnitSpec:
     radio_port: int | None = None
 
 
-class HomeUnitFarm:
-    def __init__(self, workdir: Path, brokers: list[str]) -> None:
+class UnitHost:
+    """The units' daemons (home_unit.daemon.HomeUnit) on one asyncio loop in a thread, and
+    what the farm asks of them from other threads."""
+
+    def __init__(self, workdir: Path, brokers: list[str], specs: list[UnitSpec], air: int):
         self.workdir = workdir
-        self.brokers = brokers  # device listeners, "host:port", in the order units try them
-        self.tags = FleetTagSide()
-        self.air = Air(self.tags)
+        self.brokers = brokers
+        self.specs = specs
+        self.air = air  # the port of the farm's air (units without a radio_port of their own)
         self.units: dict[int, HomeUnit] = {}
-        self.specs: dict[int, UnitSpec] = {}
         self.loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._done: list[asyncio.Future[None]] = []
+
+    def start(self, t0: float, timeout: float) -> None:
+        ready = threading.Event()
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            for s in self.specs:
+                port = s.radio_port or self.air
+                settings = HomeUnitSettings(
+                    unit=s.unit,
+                    key_hex=s.key.hex(),
+                    state_db=self.workdir / f"hu-{s.unit}" / "state.db",
+                    brokers=self.brokers,
+                    reconnect_min_s=0.2,
+                    reconnect_max_s=2.0,
+                    radio="sim",
+                    sim_radio=f"127.0.0.1:{port}",
+                    clock="sim",
+                    power_supply_dir=supply(self.workdir, s.unit),
+                    sensor_poll_s=SENSOR_POLL_S,
+                    log_level="warning",
+                )
+                clock = SimClock(t0)
+                unit = HomeUnit(settings, SimRadio(s.unit, "127.0.0.1", port, clock), clock)
+                self.units[s.unit] = unit
+                self._done.append(asyncio.ensure_future(unit.run(self._stop)))
+            ready.set()
+            await asyncio.gather(*self._done, return_exceptions=True)
+
+        def on_error(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
+            # Once stopping, a unit that has closed its store may still get a message paho
+            # queued just before (the daemon does not drop those); that is shutdown noise.
+            if self._stop is not None and self._stop.is_set():
+                return
+            loop.default_exception_handler(ctx)
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.set_exception_handler(on_error)
+            self.loop.run_until_complete(main())
+
+        self._thread = threading.Thread(target=run, name="sim-home-units", daemon=True)
+        self._thread.start()
+        ready.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._stop is not None and not self._stop.is_set()
+
+    def unconfigured(self) -> list[int]:
+        """Units without a configuration yet (it comes retained from the broker)."""
+        return [s.unit for s in self.specs if self.units[s.unit].config is None]
+
+    def sensors_changed(self, unit: int) -> None:
+        self.loop.call_soon_threadsafe(self.units[unit].sensors_changed)
+
+    def mains(self, unit: int) -> bool | None:
+        """The unit's mains as it last read it."""
+        known = self.units[unit].reports.known
+        return None if known is None else known.mains
+
+    def waiting(self, units: list[int]) -> list[int]:
+        """Of these units, those online with frames queued that the backend has not yet
+        acknowledged."""
+
+        def relaying(u: int) -> bool:
+            unit = self.units[u]
+            online = unit.link is not None and unit.link.connected
+            return online and unit.counters["relay_queued"] > unit.counters["relay_freed"]
+
+        return [u for u in units if relaying(u)]
+
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for u in self.units.values():
+            for k, n in u.counters.items():
+                out[k] = out.get(k, 0) + n
+        return out
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(20)
+
+
+def _host_process(
+    workdir: Path,
+    brokers: list[str],
+    specs: list[UnitSpec],
+    air: int,
+    t0: float,
+    timeout: float,
+    conn: Connection,
+) -> None:
+    """A process of home units: a UnitHost, answering the farm's requests on `conn`."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    host = UnitHost(workdir, brokers, specs, air)
+    host.start(t0, timeout)
+    conn.send(True)
+    while True:
+        op, arg = conn.recv()
+        if op == "stop":
+            host.stop()
+            conn.send(host.counters())
+            return
+        conn.send(getattr(host, op)(*arg))
+
+
+class UnitHostProcess:
+    """A UnitHost in a process of its own, so that the units' daemons use the second core.
+    The units reach the farm's air and the brokers over loopback sockets as they do from a
+    thread; only the farm's requests cross the pipe."""
+
+    def __init__(self, workdir: Path, brokers: list[str], specs: list[UnitSpec], air: int):
+        self._args = (workdir, brokers, specs, air)
+        self._ctx = mp.get_context("spawn")  # the simulator's threads hold locks a fork copies
+        self.conn, self._theirs = self._ctx.Pipe()
+        self.proc: Any = None
+        self._lock = threading.Lock()
+        self._counters: dict[str, int] = {}
+        self.running = False
+
+    def start(self, t0: float, timeout: float) -> None:
+        self.proc = self._ctx.Process(
+            target=_host_process,
+            args=(*self._args, t0, timeout, self._theirs),
+            name="sim-home-units",
+            daemon=True,
+        )
+        self.proc.start()
+        self._theirs.close()
+        # Its interpreter starts and imports first: more than the units' own start-up.
+        if not self.conn.poll(timeout + 30.0) or not self.conn.recv():
+            raise TimeoutError("the home units' process did not start")
+        self.running = True
+
+    def _ask(self, op: str, *arg: Any) -> Any:
+        with self._lock:
+            self.conn.send((op, arg))
+            if not self.conn.poll(60.0):
+                raise TimeoutError(f"the home units' process did not answer {op!r}")
+            return self.conn.recv()
+
+    def unconfigured(self) -> list[int]:
+        return list(self._ask("unconfigured"))
+
+    def sensors_changed(self, unit: int) -> None:
+        self._ask("sensors_changed", unit)
+
+    def mains(self, unit: int) -> bool | None:
+        known = self._ask("mains", unit)
+        return None if known is None else bool(known)
+
+    def waiting(self, units: list[int]) -> list[int]:
+        return list(self._ask("waiting", units))
+
+    def counters(self) -> dict[str, int]:
+        if self.running:
+            self._counters = dict(self._ask("counters"))
+        return self._counters
+
+    def stop(self) -> None:
+        if self.running:
+            self.running = False
+            try:
+                self._counters = dict(self._ask("stop"))
+            except (TimeoutError, OSError, EOFError):
+                self.proc.kill()
+        if self.proc is not None:
+            self.proc.join(20)
+
+
+def supply(workdir: Path, unit: int) -> Path:
+    """The power-supply directory the simulator writes for a unit (its sensors read it)."""
+    return workdir / f"hu-{unit}" / "power_supply"
+
+
+class HomeUnitFarm:
+    """`process`: the units in a process of their own (UnitHostProcess), else on a thread
+    of this one (UnitHost, whose units a test can reach: `units`)."""
+
+    def __init__(self, workdir: Path, brokers: list[str], process: bool = False) -> None:
+        self.workdir = workdir
+        self.brokers = brokers  # device listeners, "host:port", in the order units try them
+        self.process = process
+        self.tags = FleetTagSide()
+        self.air = Air(self.tags)
+        self.host: UnitHost | UnitHostProcess | None = None
+        self.specs: dict[int, UnitSpec] = {}
         # Units sent a beacon asking for an offload since the last settle(): their contacts
         # and relays are finished in lock-step at the slice end.
         self.to_settle: set[int] = set()
@@ -115,37 +317,37 @@ class HomeUnitFarm:
         self.mains: dict[int, bool] = {}
         self.mains_timeouts = 0
 
-    def _supply(self, unit: int) -> Path:
-        return self.workdir / f"hu-{unit}" / "power_supply"
+    @property
+    def units(self) -> dict[int, HomeUnit]:
+        """The running units' daemons, when they run on a thread of this process."""
+        return self.host.units if isinstance(self.host, UnitHost) else {}
 
     def set_mains(self, unit: int, on: bool, timeout: float = 10.0) -> None:
-        """Switch a unit's mains and, once the units run, wait (real time) until the unit has
-        read the change: it polls its power supply in real time while simulated time runs
-        much faster, so on a busy machine an unplug noticed late and a plug-in noticed later
-        made a 3-minute outage look like more than the 5 minutes' grace (a false alert)."""
+        """Switch a unit's mains and, once the units run, tell the unit that its sensors
+        changed (as a udev power-supply event would) and wait (real time) until it has read
+        the change through its own sensor code: the runner moves on only then, so an outage's
+        start and end are stamped in the slices they happened in however busy the machine
+        (a plug-in noticed late made a 3-minute outage look like more than the 5 minutes'
+        grace: a false alert)."""
         if self.mains.get(unit) == on:
             return
         self.mains[unit] = on
-        d = self._supply(unit) / "AC"
+        d = supply(self.workdir, unit) / "AC"
         d.mkdir(parents=True, exist_ok=True)
         (d / "type").write_text("Mains\n")
         tmp = d / "online.tmp"
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
-        running = self.units.get(unit)
-        if running is None or self._stop is None or self._stop.is_set():
+        host = self.host
+        if host is None or not host.running:
             return
+        host.sensors_changed(unit)
         deadline = time.monotonic() + timeout
-        while not self._noticed(running, on):
+        while host.mains(unit) != on:
             if time.monotonic() > deadline:
                 self.mains_timeouts += 1
                 return
             time.sleep(0.0005)
-
-    @staticmethod
-    def _noticed(unit: HomeUnit, on: bool) -> bool:
-        known = unit.reports.known
-        return known is not None and known.mains == on
 
     def add(self, spec: UnitSpec, radio: TagRadio | None = None) -> None:
         """A unit for a fleet tag (its TagRadio, on the farm's air) or, with
@@ -190,56 +392,17 @@ class HomeUnitFarm:
         """Start every unit with its clock at simulated time t0 (a unit signs its LINK
         online frame as it connects to the broker, before the first tick could reach it)."""
         self.air.start()
-        ready = threading.Event()
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            for s in self.specs.values():
-                settings = HomeUnitSettings(
-                    unit=s.unit,
-                    key_hex=s.key.hex(),
-                    state_db=self.workdir / f"hu-{s.unit}" / "state.db",
-                    brokers=self.brokers,
-                    reconnect_min_s=0.2,
-                    reconnect_max_s=2.0,
-                    radio="sim",
-                    sim_radio=f"127.0.0.1:{s.radio_port or self.air.port}",
-                    clock="sim",
-                    power_supply_dir=self._supply(s.unit),
-                    sensor_poll_s=0.05,
-                    log_level="warning",
-                )
-                clock = SimClock(t0)
-                radio = SimRadio(s.unit, "127.0.0.1", s.radio_port or self.air.port, clock)
-                unit = HomeUnit(settings, radio, clock)
-                self.units[s.unit] = unit
-                self._done.append(asyncio.ensure_future(unit.run(self._stop)))
-            ready.set()
-            await asyncio.gather(*self._done, return_exceptions=True)
-
-        def on_error(loop: asyncio.AbstractEventLoop, ctx: dict[str, Any]) -> None:
-            # Once stopping, a unit that has closed its store may still get a message paho
-            # queued just before (the daemon does not drop those); that is shutdown noise.
-            if self._stop is not None and self._stop.is_set():
-                return
-            loop.default_exception_handler(ctx)
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.set_exception_handler(on_error)
-            self.loop.run_until_complete(main())
-
-        self._thread = threading.Thread(target=run, name="sim-home-units", daemon=True)
-        self._thread.start()
-        ready.wait(timeout)
+        specs = list(self.specs.values())
+        kind = UnitHostProcess if self.process else UnitHost
+        self.host = host = kind(self.workdir, self.brokers, specs, self.air.port)
+        host.start(t0, timeout)
         deadline = time.monotonic() + timeout
         for u in self.on_air:
             if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
                 raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
         # Configured (from the retained message) before the run starts.
-        while any(self.units[u].config is None for u in self.specs):
+        while missing := host.unconfigured():
             if time.monotonic() > deadline:
-                missing = [u for u in self.specs if self.units[u].config is None]
                 raise TimeoutError(f"home units {missing[:5]} got no configuration")
             time.sleep(0.01)
 
@@ -272,28 +435,16 @@ class HomeUnitFarm:
             self.air.tick_all(units, t)
         units += ticked
         deadline = time.monotonic() + timeout
-
-        def waiting(u: int) -> bool:
-            unit = self.units[u]
-            online = unit.link is not None and unit.link.connected
-            return online and unit.counters["relay_queued"] > unit.counters["relay_freed"]
-
-        while any(waiting(u) for u in units):
+        while self.host is not None and self.host.waiting(units):
             if time.monotonic() > deadline:
                 self.settle_timeouts += 1
                 return
             time.sleep(0.0005)
 
     def counters(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for u in self.units.values():
-            for k, n in u.counters.items():
-                out[k] = out.get(k, 0) + n
-        return out
+        return self.host.counters() if self.host is not None else {}
 
     def stop(self) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(20)
+        if self.host is not None:
+            self.host.stop()
         self.air.close()

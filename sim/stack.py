@@ -2,21 +2,29 @@
 real brokers, with backend "now" on a clock the simulator drives (backend.clock.ManualClock).
 
 Each ingest worker is backend.ingest_worker.IngestWorker itself — paho, shared subscription
-on every broker, batches, manual PUBACKs — run on a thread of this process so the simulator
-can both set its clock and see its counters (the lock-step barrier waits until they have
-processed everything published in a slice of simulated time). The workers log in on the
-brokers' backend listeners with the backend's account, as in production; the simulator
-publishes what the backend would push (home units' configuration, zones) with that account
-too (`publish`).
+on every broker, batches, manual PUBACKs — with the rules engine behind it, run either on a
+thread of this process or (`processes`) in a process of its own, as in production, so that
+ingest and rules use the second core instead of sharing one interpreter lock with the fleet
+and the home units. Either way the simulator sets the workers' clock (a process reads it from
+shared memory: SharedClock), moves the rules' horizon (tick) and sees their counters (the
+lock-step barrier waits until they have processed everything published in a slice of
+simulated time). The workers log in on the brokers' backend listeners with the backend's
+account, as in production; the simulator publishes what the backend would push (home units'
+configuration, zones) with that account too (`publish`).
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
 import secrets
 import threading
 import time
 from collections import Counter
+from ctypes import c_double
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,139 @@ class Keys:
     home_units: dict[int, bytes]
 
 
+class SharedClock(ManualClock):
+    """backend.clock.ManualClock whose time is one double in shared memory: the simulator
+    sets it, ingest workers in other processes read it (an aligned 8-byte store is atomic)."""
+
+    def __init__(self, start: float, value: Synchronized[float] | None = None) -> None:
+        super().__init__(start)
+        if value is None:
+            value = mp.get_context("spawn").RawValue(c_double, start)  # type: ignore[assignment]
+        assert value is not None
+        self.value = value
+
+    def now(self) -> float:
+        return float(self.value.value)
+
+    def set(self, t: float) -> None:
+        self.value.value = t
+
+    def advance(self, seconds: float) -> float:
+        with self._lock:
+            self.value.value += seconds
+            return float(self.value.value)
+
+
+def monitor(worker: IngestWorker, clock: ManualClock) -> Any:
+    """The worker's rules (backend.rules.sink.MonitoringSink), wired as
+    backend.rules.sink.attach wires them minus the wall-clock timer: the simulator moves the
+    rules' horizon itself, in lock-step (Backend.tick)."""
+    from backend.rules.sink import MonitoringSink
+
+    directory = worker.ingest.directory
+
+    def key_for(device: int) -> bytes | None:
+        dev = directory.get(device)
+        return None if dev is None else dev.key
+
+    sink = MonitoringSink(worker.engine, clock, worker.ingest.publish, key_for)
+    worker.ingest.rules = sink
+    return sink
+
+
+def _worker_process(
+    settings_json: str,
+    client_id: str,
+    now: Synchronized[float],
+    monitoring: bool,
+    conn: Connection,
+) -> None:
+    """An ingest worker process: the worker runs on a thread; this one answers the
+    simulator's requests (tick, state, stop) on `conn` until told to stop."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    settings = Settings.model_validate_json(settings_json)
+    clock = SharedClock(float(now.value), now)
+    worker = IngestWorker(settings, client_id, clock)
+    sink = monitor(worker, clock) if monitoring else None
+    thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
+    thread.start()
+    conn.send(worker.connected.wait(30.0))
+    while True:
+        op, arg = conn.recv()
+        if op == "tick":
+            try:
+                if sink is not None:
+                    sink.tick(arg)
+                conn.send(True)
+            except Exception:
+                log.exception("rules tick failed", now=arg)
+                conn.send(False)
+        elif op == "state":
+            conn.send((worker.handled, dict(worker.ingest.counts)))
+        elif op == "rules":
+            conn.send(dict(sink.counts) if sink is not None else {})
+        else:  # stop
+            worker.stopping.set()
+            thread.join(10)
+            conn.send((worker.handled, dict(worker.ingest.counts)))
+            return
+
+
+class WorkerProcess:
+    """The simulator's handle on an ingest worker run in a process of its own."""
+
+    def __init__(
+        self, settings: Settings, client_id: str, clock: SharedClock, monitoring: bool
+    ) -> None:
+        ctx = mp.get_context("spawn")  # the simulator's threads hold locks a fork would copy
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_worker_process,
+            args=(settings.model_dump_json(), client_id, clock.value, monitoring, theirs),
+            name=client_id,
+            daemon=True,
+        )
+        self.proc.start()
+        theirs.close()
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()  # as of the last request
+
+    def ask(self, op: str, arg: Any = None, timeout: float = 60.0) -> Any:
+        with self._lock:
+            self.conn.send((op, arg))
+            if not self.conn.poll(timeout):
+                raise StackError(f"ingest worker {self.proc.name} did not answer {op!r}")
+            return self.conn.recv()
+
+    def ready(self, timeout: float) -> bool:
+        return self.conn.poll(timeout) and bool(self.conn.recv())
+
+    def state(self) -> tuple[int, Counter[str]]:
+        handled, counts = self.ask("state")
+        self.counts = Counter(counts)
+        return int(handled), self.counts
+
+    def rule_counts(self) -> Counter[str]:
+        return Counter(self.ask("rules"))
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            try:
+                _handled, counts = self.ask("stop", timeout=20.0)
+                self.counts = Counter(counts)
+            except (StackError, OSError, EOFError):
+                self.proc.kill()
+        self.proc.join(10)
+        self.conn.close()
+
+    def kill(self) -> None:
+        """Dies as a killed process does: the brokers keep its sessions and their queues."""
+        self.state()
+        self.proc.kill()
+        self.proc.join(10)
+        self.conn.close()
+
+
 class Backend:
     def __init__(
         self,
@@ -59,9 +200,13 @@ class Backend:
         rules: RuleSink | None = None,
         monitoring: bool = True,
         workers: int = 1,
+        processes: bool = False,
     ) -> None:
         self.monitoring = monitoring and rules is None
-        self.clock = ManualClock(start_s)
+        if processes and rules is not None:
+            raise StackError("a rule sink object cannot be handed to a worker process")
+        self.processes = processes
+        self.clock: ManualClock = SharedClock(start_s) if processes else ManualClock(start_s)
         self.settings = Settings(
             data_dir=data_dir,
             database_url=database_url,
@@ -81,6 +226,7 @@ class Backend:
         self.workers: list[IngestWorker | None] = [None] * workers
         self.sinks: list[Any] = [None] * workers  # MonitoringSink per worker, with monitoring
         self._threads: list[threading.Thread | None] = [None] * workers
+        self.procs: list[WorkerProcess | None] = [None] * workers  # with processes
         # Counts of workers stopped by kill_worker(), so that processed stays a total.
         self.retired: Counter[str] = Counter()
         self.ticks_failed = 0
@@ -103,22 +249,16 @@ class Backend:
 
     def start_worker(self, i: int, timeout: float = 30.0) -> None:
         """Start worker slot i (again, after kill_worker: it resumes its broker sessions)."""
-        worker = IngestWorker(self.settings, f"tagwatch-sim-ingest-{i}", self.clock, self.rules)
+        client_id = f"tagwatch-sim-ingest-{i}"
+        if isinstance(self.clock, SharedClock):
+            proc = WorkerProcess(self.settings, client_id, self.clock, self.monitoring)
+            self.procs[i] = proc
+            if not proc.ready(timeout):
+                raise StackError(f"ingest worker {i} did not connect to a broker")
+            return
+        worker = IngestWorker(self.settings, client_id, self.clock, self.rules)
         if self.monitoring:
-            from backend.rules.sink import MonitoringSink
-
-            directory = worker.ingest.directory
-
-            def key_for(device: int) -> bytes | None:
-                dev = directory.get(device)
-                return None if dev is None else dev.key
-
-            # As backend.rules.sink.attach wires it, minus the wall-clock timer: the
-            # simulator moves the rules' horizon itself, in lock-step (tick()).
-            self.sinks[i] = MonitoringSink(
-                worker.engine, self.clock, worker.ingest.publish, key_for
-            )
-            worker.ingest.rules = self.sinks[i]
+            self.sinks[i] = monitor(worker, self.clock)
         thread = threading.Thread(target=worker.run, name=f"sim-ingest-{i}", daemon=True)
         self.workers[i], self._threads[i] = worker, thread
         thread.start()
@@ -126,7 +266,13 @@ class Backend:
             raise StackError(f"ingest worker {i} did not connect to a broker")
 
     def kill_worker(self, i: int) -> None:
-        """Worker i dies as a killed process does (IngestWorker.abandon)."""
+        """Worker i dies as a killed process does (IngestWorker.abandon on a thread)."""
+        proc = self.procs[i]
+        if proc is not None:
+            proc.kill()
+            self.retired.update(proc.counts)
+            self.procs[i] = None
+            return
         worker, thread = self.workers[i], self._threads[i]
         if worker is None or thread is None:
             return
@@ -149,6 +295,11 @@ class Backend:
         """Move the rules' horizon to simulated now (comms loss, grace run out). A tick that
         fails (no database primary for a while) is counted and the next one catches up, as
         backend.rules.sink.RuleTimer does."""
+        proc = next((p for p in self.procs if p is not None), None)
+        if proc is not None:
+            if self.monitoring and not proc.ask("tick", now):
+                self.ticks_failed += 1
+            return
         sink = self.sink
         if sink is None:
             return
@@ -178,7 +329,26 @@ class Backend:
                 c.disconnect()
                 c.loop_stop()
 
+    def rule_counts(self) -> Counter[str]:
+        """The running workers' rules' counters (MonitoringSink.counts) added up."""
+        total: Counter[str] = Counter()
+        for p in self.procs:
+            if p is not None:
+                total.update(p.rule_counts())
+        for w, sink in zip(self.workers, self.sinks, strict=True):
+            if w is not None and sink is not None:
+                total.update(sink.counts)
+        return total
+
+    @property
+    def running(self) -> int:
+        """Ingest workers running (on threads or in processes)."""
+        return sum(w is not None for w in self.workers) + sum(p is not None for p in self.procs)
+
     def stop(self) -> None:
+        for p in self.procs:
+            if p is not None:
+                p.stop()
         for w in self.workers:
             if w is not None:
                 w.stopping.set()
@@ -196,6 +366,14 @@ class Backend:
                 if time.monotonic() > deadline:
                     return False
                 time.sleep(0.0005)
+        for p in self.procs:
+            while p is not None:
+                handled, counts = p.state()
+                if handled >= counts["received"]:
+                    break
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.0005)
         return True
 
     def counts(self) -> Counter[str]:
@@ -204,4 +382,7 @@ class Backend:
         for w in self.workers:
             if w is not None:
                 total.update(w.ingest.counts)
+        for p in self.procs:
+            if p is not None:
+                total.update(p.state()[1] if p.proc.is_alive() else p.counts)
         return total

@@ -1,7 +1,8 @@
 """Simulation speed: tag-days of the real firmware per wall-clock minute,
 fleet only (frames acknowledged in-process) in one process and sharded over worker processes
-(sim/shard.py), and through the full stack (Mosquitto, in-process ingest with the rules engine
-on; home units at 100 tags), for 100 and 1,000 tags; one tag under the micropython binary
+(sim/shard.py), and through the full stack (Mosquitto, ingest with the rules engine on and
+the home units at 100 tags, each in a process of its own, beside the same run with both on
+threads of the runner's process), for 100 and 1,000 tags; one tag under the micropython binary
 beside one CPython fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is
 what bounds it. Most runs cover two hours of a morning from 07:00 (the curfew ends; people
 wake in RF mode at home, then go out in GPS mode: the busiest hours), so the whole bench
@@ -51,10 +52,14 @@ def options(
     units: bool = True,
     start: float = 7.0,
     fast: bool = True,
+    processes: bool = True,
 ) -> RunOptions:
-    """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1."""
+    """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1; with
+    `processes`, the stack's ingest worker and the home units each in a process of its own."""
     return RunOptions(
         fast=fast,
+        ingest_processes=processes,
+        home_unit_process=processes,
         seed=1,
         subjects=tags,
         days=1,
@@ -75,9 +80,10 @@ def measure(
     units: bool = True,
     start: float = 7.0,
     fast: bool = True,
+    processes: bool = True,
 ) -> Speed:
     sc = scenario.load("dorset-iom-50")
-    with Fleet(sc, options(tags, hours, backend, hil, units, start, fast)) as f:
+    with Fleet(sc, options(tags, hours, backend, hil, units, start, fast, processes)) as f:
         f.setup()
         r = f.run()
     n = tags if hil == 0 else hil
@@ -187,6 +193,18 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"{s.realtime:.0f}x real time",
             )
         )
+        if units:
+            # The same run with the ingest worker and the home units on threads of the
+            # runner's process, sharing its interpreter lock: what the processes bring.
+            one = measure(tags, hours, backend=True, units=units, processes=False)
+            out.append(
+                (
+                    "sim run",
+                    f"full stack {what} all in one process, {tags} tags ({hours:g} h)",
+                    f"{one.tag_days_per_min:.1f} tag-days/min ({one.wall_s:.0f} s wall)",
+                    f"processes {s.tag_days_per_min / one.tag_days_per_min:.2f}x this",
+                )
+            )
     fleet = measure(1, 3.0, backend=True, units=False)
     hil = measure(1, 3.0, backend=True, hil=1, units=False)
     out.append(

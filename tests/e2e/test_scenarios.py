@@ -69,8 +69,8 @@ PRESENCE_STORED: list[int] = []  # presence rows the run's backend stored
 def table_source(fleet: Fleet, result: RunResult) -> sc_score.AlertSource:
     """The alerts table, as run() would read it; and the rules sink's counters and the
     presence stored on the way (the backend's database goes when the run ends)."""
-    assert fleet.backend is not None and fleet.backend.sink is not None
-    RULE_COUNTS.update(fleet.backend.sink.counts)
+    assert fleet.backend is not None and fleet.backend.running
+    RULE_COUNTS.update(fleet.backend.rule_counts())
     with fleet.backend.engine.connect() as conn:
         PRESENCE_STORED.append(
             conn.execute(select(func.count()).select_from(presence)).scalar_one()
