@@ -16,7 +16,8 @@ Truth (no dwell): every interval in which the true distance is within the order'
 distance, whatever caused it. The scorer requires an alert for those held at least the
 rule's dwell, within 2 minutes of becoming due; an alert matching none is false, unless it
 is *borderline*: the true distance came within the alert distance plus `BORDERLINE_M` (the
-truth's band episodes), or an approach inside it was shorter than the dwell. Those are
+truth's band episodes), or an approach inside it was shorter than the dwell or longer by
+less than the tag's fast fix interval (`TAG_FAST_S`). Those are
 neither required nor false, and counted apart (sim/score.py's excused alerts, the pattern
 curfew's and comms loss's timing borderlines follow). An approach is due when the truth says
 (dwell after it began), or later if the simulation knows both devices' evidence of it could
@@ -61,6 +62,7 @@ from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
 from backend.rules.geo import M_PER_DEG_LAT
 from backend.rules.model import TAG, VICTIM, Episode, Obs
+from firmware import config as fw_config
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
 from home_unit import victim_device as vd
@@ -81,6 +83,7 @@ _URBAN_SIGMA_M = GnssParams().environments[URBAN_CANYON].sigma_m
 BORDERLINE_M = 2.0 * math.hypot(_URBAN_SIGMA_M, _URBAN_SIGMA_M)
 OPEN_SKY, STREET, URBAN, INDOORS = 0, 1, 2, 3
 STEP_S = 5
+TAG_FAST_S = int(str(fw_config.DEFAULTS["fix_fast_s"]))  # the tag's fix interval when asked
 WALK, BUS = 1.4, 8.0
 LAT0, LON0 = 50.7192, -1.8808  # the pairs' town (Bournemouth)
 START = 1_788_220_800  # 2026-09-01 00:00 UTC
@@ -367,7 +370,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 batch_s = value
         fixes = gnss.epoch(t * 1000, np.array([p.x[i], v.x[i]]), np.array([p.y[i], v.y[i]]),
                            np.array([p.env[i], v.env[i]]))  # fmt: skip
-        every = 15 if t < fast_until else 60 if t - moved_at < 600 else 3600
+        every = TAG_FAST_S if t < fast_until else 60 if t - moved_at < 600 else 3600
         if t >= min(next_tag, last_tag + every) and not p.home[i]:
             # Sampling follows motion at once (the firmware's sampler re-plans on motion); an
             # attempt without a fix is tried again 15 s later.
@@ -500,13 +503,16 @@ def score_runs(pairs: list[Pair], runs: list[Run], prm: BilateralParams) -> Type
 def criterion(runs: Mapping[int, Run]) -> Criterion:
     """The scorer's criterion for approaches: required when held for the rule's dwell, within
     2 minutes of becoming due (or of the evidence reaching the backend, `Run.evidence_ms`);
-    borderline when shorter than the dwell, or within BORDERLINE_M beyond the distance."""
+    borderline when shorter than the dwell or longer by less than the tag's fast fix
+    interval (the confirming pair must come after the dwell: as a shielding removed just
+    after its escalation may or may not beat the next fix), or within BORDERLINE_M beyond
+    the distance."""
     dwell_ms = px.ProximityParams().dwell_s * 1000
     return Criterion(
         dwell_ms,
         2 * MIN_MS,
         tolerance_ms=MIN_MS,
-        borderline_ms=(dwell_ms, 0),
+        borderline_ms=(dwell_ms, TAG_FAST_S * 1000),
         excused_by=(PROXIMITY_BAND,),
         evidence=lambda e, due: runs[e.subject].evidence_ms(due, e.end_ms),
     )

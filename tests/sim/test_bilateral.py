@@ -64,6 +64,12 @@ def test_alerts_within_the_borderline_band_or_under_the_dwell_are_borderline_not
     s = bl.score_alerts(log, alerts, {bl.PROXIMITY: bl.criterion({})})[bl.PROXIMITY]
     assert (s.episodes, s.alerts, s.false_alerts, s.excused_alerts) == (0, 3, 1, 2)
     assert s.borderline == 1  # the short approach
+    # Held just the dwell (the confirming pair would have to come after it): borderline
+    # too, unalerted or alerted; one more fast fix interval is required.
+    for held, required in ((60, 0), (60 + bl.TAG_FAST_S - 5, 0), (60 + bl.TAG_FAST_S, 1)):
+        log = bl.truth([_standing((7200, held, 150.0))], bl.BilateralParams())
+        s = bl.score_alerts(log, [], {bl.PROXIMITY: bl.criterion({})})[bl.PROXIMITY]
+        assert (s.episodes, s.borderline) == (required, 1 - required)
 
 
 def test_an_approach_is_due_when_the_evidence_could_reach_the_backend() -> None:
