@@ -17,6 +17,11 @@ warning whose answer does not reach the backend comes again under a new sequence
 later (three sends, then the officer is told: docs/protocol.md, "Victim device"), and is shown
 and answered again.
 
+Sampling: a fix every FIX_S, every FAST_FIX_S while the backend asks for it (a cmd_config
+CFG_FAST_UNTIL: the subject may be within the warning distance, so the rule wants the
+victim's side as dense as the tag's; at most MAX_FAST_FOR_S from its arrival, so that no
+command keeps a phone's receiver busy for long) and for WARNED_FAST_S after a warning.
+
 `VictimDevice` is sans-IO ("frames in, frames out", on an injected clock); `run` is a small
 paho-mqtt loop around it for a real device."""
 
@@ -31,6 +36,15 @@ from firmware import topics
 
 WARNING, ALERT = 1, 2  # cmd_notify message ids (backend/rules/proximity.py NOTIFY_*)
 MAX_PENDING = 1000  # unacknowledged frames kept; past it the oldest goes, counted in `lost`
+FIX_S = 30  # the fix (and upload) interval
+FAST_FIX_S = 10  # ... while asked to sample fast, or warned
+MAX_FAST_FOR_S = 1800  # a CFG_FAST_UNTIL further ahead than this is cut to it
+WARNED_FAST_S = 900  # fast sampling after a warning, asked or not
+
+
+def fast_until(value: int, now: int) -> int:
+    """Until when a CFG_FAST_UNTIL `value` arriving at `now` makes the device sample fast."""
+    return min(value, now + MAX_FAST_FOR_S)
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,11 @@ class VictimDevice:
     warnings: list[Warning] = field(default_factory=list)
     lost: int = 0
     refused: int = 0  # downlinks that did not verify, or replays
+    fast_until: int = 0  # sampling every FAST_FIX_S until then
+
+    def interval(self, now: int) -> int:
+        """Seconds to the next fix."""
+        return FAST_FIX_S if now < self.fast_until else FIX_S
 
     @property
     def up(self) -> str:
@@ -121,6 +140,9 @@ class VictimDevice:
             for r in f.records:
                 if r.type == fr.CMD_NOTIFY and r.message in (WARNING, ALERT):
                     self.warnings.append(Warning(r.message, f.seq, f.ts))
+                    self.fast_until = max(self.fast_until, now + WARNED_FAST_S)
+                elif r.type == fr.CMD_CONFIG and r.key == fr.CFG_FAST_UNTIL:
+                    self.fast_until = max(self.fast_until, fast_until(r.value, now))
                 else:
                     result = fr.RESULT_UNKNOWN
         ack = fr.Record(fr.COMMAND_RESULT, dt=0, cmd_seq=f.seq, result=result)
@@ -140,9 +162,8 @@ def run(
     on_warning: Callable[[Warning], None],
     stop: threading.Event,
     fixes: Callable[[], list[tuple[int, float, float, float]]],
-    every_s: float = 30.0,
 ) -> None:
-    """Publish the device's fixes every `every_s` and answer its downlinks until `stop`."""
+    """Publish the device's fixes every `dev.interval` and answer its downlinks until `stop`."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -174,7 +195,7 @@ def run(
     client.connect(host, port)
     client.loop_start()
     try:
-        while not stop.wait(every_s):
+        while not stop.wait(dev.interval(int(clock()))):
             batch = fixes()
             if batch:
                 with lock:

@@ -14,7 +14,16 @@ foot or by bus between. Injected, per pair-day at the scenario's rates:
 
 Truth (no dwell): every interval in which the true distance is within the order's alert
 distance, whatever caused it. The scorer requires an alert for those held at least the
-rule's dwell, within 2 minutes of becoming due; an alert matching none is false.
+rule's dwell, within 2 minutes of becoming due; an alert matching none is false, unless it
+is *borderline*: the true distance came within the alert distance plus `BORDERLINE_M` (the
+truth's band episodes), or an approach inside it was shorter than the dwell or longer by
+less than the tag's fast fix interval (`TAG_FAST_S`). Those are
+neither required nor false, and counted apart (sim/score.py's excused alerts, the pattern
+curfew's and comms loss's timing borderlines follow). An approach is due when the truth says
+(dwell after it began), or later if the simulation knows both devices' evidence of it could
+not reach the backend sooner: the victim's phone offline, or a device trying and getting no
+fix (`evidence_ms`); the report lists those as held back, with the latency from the truth's
+moment too.
 
 The devices, as the stack has them: GNSS error from sim.gnss (the environment's core error,
 outliers and availability, correlated in time) on both; the tag's reported accuracy is the
@@ -23,11 +32,13 @@ none at home: RF mode), 15 s while the backend asks it to sample fast, and uploa
 when it has 10 fixes or its batch time has passed: 600 s as the firmware ships, `tag_batch_s`
 once the backend's CFG_BATCH_S command (sent by the proximity rule) has reached it. Commands
 reach the tag `downlink_s` after the evaluation that asked for them. The victim's phone
-fixes every 30 s (every 10 s for 15 minutes after a warning reached it, as the reference
-client recommends) and uploads every fix, but is offline for 10-40 minutes at a time at the
-scenario's rate, and then uploads its backlog late. Every upload is evaluated by the rule
-engine's Evaluator (live continuation, late data re-evaluated from snapshots) at its
-arrival: an alert's raised time is when the evaluation that first found it ran.
+fixes every 30 s, every 10 s while the rule asks it to (CFG_FAST_UNTIL, bounded) and for 15
+minutes after a warning reached it, as the reference client does (home_unit/
+victim_device.py), and uploads every fix, but is offline for 10-40 minutes at a time at the
+scenario's rate, and then uploads its backlog late (commands sent meanwhile are lost).
+Every upload is evaluated by the rule engine's Evaluator (live continuation, late data
+re-evaluated from snapshots) at its arrival: an alert's raised time is when the evaluation
+that first found it ran.
 
 Not through the broker or database: the scenario exercises the rules and the devices'
 timing, not the transport (test_victim_devices.py covers the reference client through
@@ -35,8 +46,10 @@ ingest and the downlink)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,15 +62,28 @@ from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
 from backend.rules.geo import M_PER_DEG_LAT
 from backend.rules.model import TAG, VICTIM, Episode, Obs
+from firmware import config as fw_config
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
+from home_unit import victim_device as vd
 from sim import truth as tr
 from sim.gnss import GnssFleet
-from sim.score import MIN_MS, Alert, Criterion, score_alerts
+from sim.params import URBAN_CANYON, GnssParams
+from sim.score import MIN_MS, Alert, Criterion, TypeScore, score_alerts
 
 PROXIMITY = "proximity_approach"  # truth type
+PROXIMITY_BAND = "proximity_borderline"  # truth: within the alert distance + BORDERLINE_M
+
+# The borderline band beyond the alert distance (docs/rules.md, "Proximity"): two standard
+# errors of a measured distance between two devices in an urban canyon. The distance's
+# error along the line between them is the difference of both fixes' errors projected on
+# it, each with the environment's per-axis sigma, so its sigma is the two combined. Derived
+# from the noise model's stated accuracy, not from the scores: 2 x sqrt(12^2 + 12^2) = 34 m.
+_URBAN_SIGMA_M = GnssParams().environments[URBAN_CANYON].sigma_m
+BORDERLINE_M = 2.0 * math.hypot(_URBAN_SIGMA_M, _URBAN_SIGMA_M)
 OPEN_SKY, STREET, URBAN, INDOORS = 0, 1, 2, 3
 STEP_S = 5
+TAG_FAST_S = int(str(fw_config.DEFAULTS["fix_fast_s"]))  # the tag's fix interval when asked
 WALK, BUS = 1.4, 8.0
 LAT0, LON0 = 50.7192, -1.8808  # the pairs' town (Bournemouth)
 START = 1_788_220_800  # 2026-09-01 00:00 UTC
@@ -77,8 +103,10 @@ class BilateralParams:
     tag_batch_s: int = px.ProximityParams().tag_batch_s  # what the rule's command sets
     firmware_batch_s: int = 600  # the tag's batch time before that command arrives
     downlink_s: int = 5
-    victim_fast_s: int = 10  # the victim app's fix interval for a while after a warning
-    victim_fast_for_s: int = 900
+    victim_fix_s: int = vd.FIX_S  # the victim app's fix interval (home_unit/victim_device.py)
+    victim_fast_s: int = vd.FAST_FIX_S  # ... when asked to sample fast, or warned
+    victim_fast_for_s: int = vd.WARNED_FAST_S  # ... for this long after a warning
+    victim_obeys_fast: bool = True  # False: the app ignores the rule's CFG_FAST_UNTIL
 
 
 @dataclass
@@ -223,15 +251,26 @@ def make_pairs(prm: BilateralParams) -> list[Pair]:
     return pairs
 
 
+def distance(pair: Pair) -> NDArray[np.float64]:
+    """The pair's true distance on the STEP_S grid."""
+    p, v = pair.perpetrator, pair.victim
+    return np.hypot(p.x - v.x, p.y - v.y)
+
+
 def truth(pairs: list[Pair], prm: BilateralParams) -> tr.TruthLog:
+    """Approaches within the alert distance, and the band episodes within it + BORDERLINE_M."""
     eps = []
     for pair in pairs:
-        p, v = pair.perpetrator, pair.victim
-        inside = np.hypot(p.x - v.x, p.y - v.y) <= prm.alert_m
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], inside.astype(np.int8), [0]])))
-        for a, b in zip(edges[::2], edges[1::2], strict=True):
-            s, e = (START + int(a) * STEP_S) * 1000, (START + int(b) * STEP_S) * 1000
-            eps.append(tr.Episode(s, e, PROXIMITY, pair.index))
+        d = distance(pair)
+        for kind, radius in (
+            (PROXIMITY, prm.alert_m),
+            (PROXIMITY_BAND, prm.alert_m + BORDERLINE_M),
+        ):
+            inside = (d <= radius).astype(np.int8)
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], inside, [0]])))
+            for a, b in zip(edges[::2], edges[1::2], strict=True):
+                s, e = (START + int(a) * STEP_S) * 1000, (START + int(b) * STEP_S) * 1000
+                eps.append(tr.Episode(s, e, kind, pair.index))
     return tr.TruthLog(sorted(eps), START * 1000, (START + prm.days * 86400) * 1000)
 
 
@@ -264,6 +303,27 @@ class Run:
     silent: int
     commands: dict[str, int]
     late_evaluations: int
+    # Every fix attempt per side ("tag", "victim"): (time, whether it got a fix); and the
+    # victim phone's outages [start, end): what the backend could have known when.
+    attempts: dict[str, list[tuple[int, bool]]] = field(default_factory=dict)
+    offline: list[tuple[int, int]] = field(default_factory=list)
+
+    def evidence_ms(self, due_ms: int, until_ms: int) -> int | None:
+        """When the evidence that an approach was due could first reach the backend, if the
+        devices were kept from it: each side from `due_ms` (to `until_ms`) until its last
+        failed attempt before its first fix (no fix possible; its sampling interval is the
+        product's and not excused), then until the victim's phone was back online. None if
+        a side made no attempt then (nothing known)."""
+        due, until = -(-due_ms // 1000), until_ms // 1000
+        ready = due
+        for side in ("tag", "victim"):
+            tries = [a for a in self.attempts.get(side, []) if due <= a[0] <= until]
+            if not tries:
+                return None
+            failed = [t for t, ok in itertools.takewhile(lambda a: not a[1], tries)]
+            ready = max(ready, failed[-1] if failed else due)
+        ready = max([ready] + [b for a, b in self.offline if a <= ready < b])
+        return ready * 1000
 
 
 def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
@@ -295,8 +355,9 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
     arrivals: list[tuple[int, list[Obs]]] = []
     pending: list[tuple[int, int, int]] = []  # (arrives at the tag, key, value)
     seen: dict[str, int] = {}
-    counts: dict[str, int] = {"fast_until": 0, "batch_s": 0, "notify": 0}
+    counts: dict[str, int] = {"fast_until": 0, "batch_s": 0, "notify": 0, "victim_fast_until": 0}
     late = 0
+    attempts: dict[str, list[tuple[int, bool]]] = {"tag": [], "victim": []}
     for i in range(n):
         t = START + i * STEP_S
         if i and (p.x[i] != p.x[i - 1] or p.y[i] != p.y[i - 1]):
@@ -309,11 +370,12 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 batch_s = value
         fixes = gnss.epoch(t * 1000, np.array([p.x[i], v.x[i]]), np.array([p.y[i], v.y[i]]),
                            np.array([p.env[i], v.env[i]]))  # fmt: skip
-        every = 15 if t < fast_until else 60 if t - moved_at < 600 else 3600
+        every = TAG_FAST_S if t < fast_until else 60 if t - moved_at < 600 else 3600
         if t >= min(next_tag, last_tag + every) and not p.home[i]:
             # Sampling follows motion at once (the firmware's sampler re-plans on motion); an
             # attempt without a fix is tried again 15 s later.
             next_tag = t + 15
+            attempts["tag"].append((t, bool(fixes.valid[0])))
             if fixes.valid[0]:
                 last_tag = t
                 seq += 1
@@ -326,7 +388,8 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
             arrivals.append((t + 2, tag_batch))
             tag_batch = []
         if t >= next_victim:
-            next_victim = t + (prm.victim_fast_s if t < victim_fast_until else 30)
+            next_victim = t + (prm.victim_fast_s if t < victim_fast_until else prm.victim_fix_s)
+            attempts["victim"].append((t, bool(fixes.valid[1])))
             if fixes.valid[1]:
                 seq += 1
                 victim_batch.append(_obs(victim, VICTIM, seq, t, fixes.x[1], fixes.y[1],
@@ -346,13 +409,22 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 if c.cmd == fr.CMD_NOTIFY:
                     counts["notify"] += 1
                     if at not in offline_at:
-                        victim_fast_until = at + prm.downlink_s + prm.victim_fast_for_s
+                        got = at + prm.downlink_s + prm.victim_fast_for_s
+                        victim_fast_until = max(victim_fast_until, got)
+                elif c.device == victim:
+                    counts["victim_fast_until"] += 1
+                    fast = c.key == fr.CFG_FAST_UNTIL and prm.victim_obeys_fast
+                    if fast and at not in offline_at:
+                        got = vd.fast_until(c.value, at + prm.downlink_s)
+                        victim_fast_until = max(victim_fast_until, got)
                 elif c.device == tag:
                     counts["fast_until" if c.key == fr.CFG_FAST_UNTIL else "batch_s"] += 1
                     pending.append((at + prm.downlink_s, c.key, c.value))
             for ep in repo.episodes.values():
                 seen.setdefault(ep.key, at)
-    return _result(pair, repo, seen, counts, late)
+    run = _result(pair, repo, seen, counts, late)
+    run.attempts, run.offline = attempts, offline
+    return run
 
 
 def _result(
@@ -387,10 +459,7 @@ def score(prm: BilateralParams) -> dict[str, Any]:
     log = truth(pairs, prm)
     engine = Engine([px.Proximity(), px.VictimSilent()])
     runs = [run_pair(pair, prm, engine) for pair in pairs]
-    alerts = [a for r in runs for a in r.alerts]
-    dwell = px.ProximityParams().dwell_s
-    crit = {PROXIMITY: Criterion(dwell * 1000, 2 * MIN_MS, tolerance_ms=MIN_MS)}
-    scored = score_alerts(log, alerts, crit)[PROXIMITY]
+    scored = score_runs(pairs, runs, prm)
     pair_days = prm.pairs * prm.days
     kinds: dict[str, int] = {}
     for pair in pairs:
@@ -406,7 +475,8 @@ def score(prm: BilateralParams) -> dict[str, Any]:
         "params": asdict(prm),
         "pair_days": pair_days,
         "injected": kinds,
-        "truth_episodes": len(log.episodes),
+        "truth_episodes": len(log.of_type(PROXIMITY)),
+        "borderline_m": round(BORDERLINE_M, 1),
         "truth_required": scored.episodes,
         "proximity_alert": report,
         "warnings": sum(r.warnings for r in runs),
@@ -414,6 +484,38 @@ def score(prm: BilateralParams) -> dict[str, Any]:
         "commands": commands,
         "late_evaluations": sum(r.late_evaluations for r in runs),
     }
+
+
+def score_runs(pairs: list[Pair], runs: list[Run], prm: BilateralParams) -> TypeScore:
+    """The pairs' runs scored against their truth; each borderline alert with the closest
+    the pair truly came around it."""
+    alerts = [a for r in runs for a in r.alerts]
+    crit = criterion({pair.index: run for pair, run in zip(pairs, runs, strict=True)})
+    scored = score_alerts(truth(pairs, prm), alerts, {PROXIMITY: crit})[PROXIMITY]
+    near = {pair.index: distance(pair) for pair in pairs}
+    for row in scored.excused:
+        i = (row["start_ms"] // 1000 - START) // STEP_S
+        span = near[row["subject"]][max(0, i - MIN_MS // 1000 // STEP_S) : i + 600 // STEP_S]
+        row["closest_true_m"] = round(float(span.min()), 1)
+    return scored
+
+
+def criterion(runs: Mapping[int, Run]) -> Criterion:
+    """The scorer's criterion for approaches: required when held for the rule's dwell, within
+    2 minutes of becoming due (or of the evidence reaching the backend, `Run.evidence_ms`);
+    borderline when shorter than the dwell or longer by less than the tag's fast fix
+    interval (the confirming pair must come after the dwell: as a shielding removed just
+    after its escalation may or may not beat the next fix), or within BORDERLINE_M beyond
+    the distance."""
+    dwell_ms = px.ProximityParams().dwell_s * 1000
+    return Criterion(
+        dwell_ms,
+        2 * MIN_MS,
+        tolerance_ms=MIN_MS,
+        borderline_ms=(dwell_ms, TAG_FAST_S * 1000),
+        excused_by=(PROXIMITY_BAND,),
+        evidence=lambda e, due: runs[e.subject].evidence_ms(due, e.end_ms),
+    )
 
 
 def main(prm: BilateralParams) -> str:

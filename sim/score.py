@@ -263,6 +263,11 @@ class Criterion:
     borderline_ms: tuple[int, int] = (0, 0)
     excused_by: tuple[str, ...] = ()
     early_ms: int | None = None  # how long before the episode its alert may begin (tolerance)
+    # When the backend could first have held the evidence that an episode was due, if the
+    # simulation knows it was later than due (`Episode -> due ms -> ms or None`): a moment
+    # due while that evidence could not reach it (a device offline, or trying and getting no
+    # fix) is due when it could, as `cellular` moves it to when coverage returns.
+    evidence: Callable[[tr.Episode, int], int | None] | None = None
     first_day: bool = True  # False: the rule never judges the run's first day (not_charged)
     # An alert late data cleared (Alert.cleared) still counts, as a detection or a false
     # alert: it was raised when the condition held, and the data that cleared it could only
@@ -348,10 +353,17 @@ class TypeScore:
     true_alerts: int
     false_alerts: int
     excused_alerts: int = 0  # for near misses at the edge or excusing truth (Criterion)
+    excused: list[dict[str, Any]] = field(default_factory=list)  # those alerts
     borderline: int = 0  # near-miss episodes within the criterion's borderline
     latencies_ms: list[int] = field(default_factory=list)
+    # From the moment the episode was due in the truth, before `cellular` or `evidence` moved
+    # it: the latency a user would see.
+    plain_latencies_ms: list[int] = field(default_factory=list)
     missed: list[dict[str, Any]] = field(default_factory=list)
     late: list[dict[str, Any]] = field(default_factory=list)
+    # In time only because the moment was moved (no coverage, evidence late): later than the
+    # criterion after the truth's due, listed so that the move hides nothing.
+    held_back: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -361,10 +373,11 @@ class TypeScore:
     def precision(self) -> float | None:
         return None if self.alerts == 0 else self.true_alerts / self.alerts
 
-    def latency_p(self, q: float) -> float | None:
-        if not self.latencies_ms:
+    def latency_p(self, q: float, plain: bool = False) -> float | None:
+        values = self.plain_latencies_ms if plain else self.latencies_ms
+        if not values:
             return None
-        return float(np.percentile(np.array(self.latencies_ms) / 1000.0, q))
+        return float(np.percentile(np.array(values) / 1000.0, q))
 
     def to_json(self, tag_days: float) -> dict[str, Any]:
         return {
@@ -375,13 +388,17 @@ class TypeScore:
             "false_alerts": self.false_alerts,
             "excused_alerts": self.excused_alerts,
             "borderline": self.borderline,
+            "excused": self.excused,
             "recall": self.recall,
             "precision": self.precision,
             "false_per_100_tag_days": false_rate(self.false_alerts, tag_days),
             "latency_p50_s": self.latency_p(50),
             "latency_p95_s": self.latency_p(95),
+            "plain_latency_p50_s": self.latency_p(50, plain=True),
+            "plain_latency_p95_s": self.latency_p(95, plain=True),
             "missed": self.missed,
             "late": self.late,
+            "held_back": self.held_back,
         }
 
 
@@ -463,13 +480,19 @@ def score_alerts(
             due = plain_due = c.due(e)
             if c.cellular:
                 due = covered_from(truth, e.subject, due)
+            if c.evidence is not None:
+                due = max(due, c.evidence(e, due) or due)
             lat = max(0, first.raised_ms - due)
+            plain = max(0, first.raised_ms - plain_due)
             ts.latencies_ms.append(lat)
+            ts.plain_latencies_ms.append(plain)
+            row = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
+            if due != plain_due:
+                row.update(due_ms=due, plain_latency_ms=plain)  # held back until then
             if lat > c.latency_ms:
-                late = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
-                if due != plain_due:
-                    late["due_ms"] = due  # held back by a coverage gap until then
-                ts.late.append(late)
+                ts.late.append(row)
+            elif plain > c.latency_ms:
+                ts.held_back.append(row)
         excusing = near + [
             e for k in c.excused_by for e in truth.of_type(k) if only is None or e.subject in only
         ]
@@ -483,6 +506,7 @@ def score_alerts(
                 for e in excusing
             ):
                 ts.excused_alerts += 1
+                ts.excused.append({"subject": a.subject, "start_ms": a.start_ms})
         ts.true_alerts = sum(1 for a in mine if id(a) in used)
         ts.false_alerts = len(mine) - ts.true_alerts - ts.excused_alerts
         out[kind] = ts

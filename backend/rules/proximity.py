@@ -30,7 +30,10 @@ than `pair_window_s` says nothing (the victim device silent, or the tag in RF mo
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
-and within the warning distance the tag is asked to sample fast (as near an exclusion zone).
+and at the first pair that may be within the warning distance both the tag and the victim
+device are asked to sample fast for `fast_for_s` (cmd_config CFG_FAST_UNTIL, as near an
+exclusion zone; the victim device every 10 s, bounded by its client: home_unit/
+victim_device.py).
 A tag under an order with a victim device is asked once (per rule state, live data only; the
 sink does not repeat a command the device already had) to close its upload batches every
 `tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
@@ -120,7 +123,8 @@ class Proximity(Rule):
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
         # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
-        # of the last median_window_s; visit: per "device/type", the distance's visit.
+        # of the last median_window_s; visit: per "device/type", the distance's visit;
+        # fast_until and victim_fast (per victim device): the last fast-sampling requests.
         return {
             "open": {},
             "tracks": {},
@@ -128,6 +132,7 @@ class Proximity(Rule):
             "recent": {},
             "visit": {},
             "fast_until": 0,
+            "victim_fast": {},
             "jumps": 0,
             "batched": [],
         }
@@ -173,6 +178,13 @@ class Proximity(Rule):
                 if pair.d - pair.u <= link.warn_m and tag_fix is not None:
                     track.ask_fast(
                         st, ctx, tag_fix[6], obs.t, obs.ref, self.p.fast_for_s, "near victim"
+                    )
+                    # The victim's side as dense as the tag's (its phone fixes every 30 s
+                    # otherwise): a sparse side is what made approaches late.
+                    asked = st.setdefault("victim_fast", {})
+                    vfast = asked.setdefault(str(link.device), {"fast_until": 0})
+                    track.ask_fast(
+                        vfast, ctx, link.device, obs.t, obs.ref, self.p.fast_for_s, "near subject"
                     )
 
     def _accept(self, st: dict[str, Any], obs: Obs, side: str) -> list[Any] | None:

@@ -103,9 +103,9 @@ def believed(
 def ask_fast(
     st: dict[str, Any], ctx: Context, device: int, t: int, ref: str, fast_for_s: int, reason: str
 ) -> None:
-    """Ask the tag to sample fast until t + fast_for_s (a COMMAND with cmd_config
-    CFG_FAST_UNTIL), unless an earlier request still covers half of that; st["fast_until"]
-    remembers the last request. Sent for live data only."""
+    """Ask a device (a tag, a victim's device) to sample fast until t + fast_for_s (a COMMAND
+    with cmd_config CFG_FAST_UNTIL), unless an earlier request still covers half of that;
+    st["fast_until"] remembers the last request. Sent for live data only."""
     if st["fast_until"] >= t + fast_for_s // 2:
         return
     st["fast_until"] = t + fast_for_s

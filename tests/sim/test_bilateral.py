@@ -39,3 +39,59 @@ def test_one_pair_day_of_approaches_is_detected_in_time_without_false_alerts() -
     assert alerts["recall"] == 1.0, alerts["missed"]
     assert alerts["false_alerts"] == 0
     assert alerts["late"] == [] and alerts["latency_p95_s"] < 120
+
+
+def _standing(*spans: tuple[int, int, float]) -> bl.Pair:
+    """A pair-day with the victim still at the centre and the perpetrator 1 km east, except
+    in each (start s, length s, distance m) span."""
+    n = 86400 // bl.STEP_S + 1
+    x = np.full(n, 1000.0)
+    for start, length, d in spans:
+        x[start // bl.STEP_S : (start + length) // bl.STEP_S] = d
+    zeros, env, home = np.zeros(n), np.full(n, bl.URBAN), np.zeros(n, bool)
+    return bl.Pair(0, bl.Person(x, zeros.copy(), env, home), bl.Person(zeros, zeros, env, home))
+
+
+def test_alerts_within_the_borderline_band_or_under_the_dwell_are_borderline_not_false() -> None:
+    # Standing 215 m apart (within 200 m + the band), 30 s at 150 m (under the 60 s dwell),
+    # and 260 m apart (beyond the band): an alert at each. Only the last is false.
+    assert 200 + bl.BORDERLINE_M > 215 and 200 + bl.BORDERLINE_M < 260
+    spans = ((3600, 1200, 215.0), (7200, 30, 150.0), (10800, 1200, 260.0))
+    log = bl.truth([_standing(*spans)], bl.BilateralParams())
+    ms = [(bl.START + s) * 1000 for s, _, _ in spans]
+    alerts = [bl.Alert(bl.PROXIMITY, 0, t + 300_000, t + 360_000, t + 600_000) for t in ms]
+    alerts[1] = bl.Alert(bl.PROXIMITY, 0, ms[1], ms[1] + 60_000, ms[1] + 90_000)
+    s = bl.score_alerts(log, alerts, {bl.PROXIMITY: bl.criterion({})})[bl.PROXIMITY]
+    assert (s.episodes, s.alerts, s.false_alerts, s.excused_alerts) == (0, 3, 1, 2)
+    assert s.borderline == 1  # the short approach
+    # Held just the dwell (the confirming pair would have to come after it): borderline
+    # too, unalerted or alerted; one more fast fix interval is required.
+    for held, required in ((60, 0), (60 + bl.TAG_FAST_S - 5, 0), (60 + bl.TAG_FAST_S, 1)):
+        log = bl.truth([_standing((7200, held, 150.0))], bl.BilateralParams())
+        s = bl.score_alerts(log, [], {bl.PROXIMITY: bl.criterion({})})[bl.PROXIMITY]
+        assert (s.episodes, s.borderline) == (required, 1 - required)
+
+
+def test_an_approach_is_due_when_the_evidence_could_reach_the_backend() -> None:
+    # Due at 1000 s. The tag fixes from 1000 s; the victim's phone tries at 1000 and 1030 s
+    # and gets no fix, then fixes at 1060 s while offline until 1500 s: its evidence could
+    # reach the backend at 1500 s. Online, the same fix was due at the last failed try.
+    run = bl.Run([], 0, 0, {}, 0)
+    tag = [(t, True) for t in range(1000, 1200, 15)]
+    run.attempts = {"tag": tag, "victim": [(1000, False), (1030, False), (1060, True)]}
+    assert run.evidence_ms(1_000_000, 1_200_000) == 1_030_000
+    run.offline = [(900, 1500)]
+    assert run.evidence_ms(1_000_000, 1_200_000) == 1_500_000
+    run.attempts["victim"] = [(1000, True)]
+    run.offline = []
+    assert run.evidence_ms(1_000_000, 1_200_000) == 1_000_000  # its interval is no excuse
+    assert run.evidence_ms(1_300_000, 1_400_000) is None  # no attempt then: nothing known
+    ep = bl.tr.Episode(940_000, 1_200_000, bl.PROXIMITY, 0)
+    run.offline = [(900, 1500)]
+    alert = bl.Alert(bl.PROXIMITY, 0, 940_000, 1_560_000, 1_200_000)
+    s = bl.score_alerts(
+        bl.tr.TruthLog([ep], 0, 10**7), [alert], {bl.PROXIMITY: bl.criterion({0: run})}
+    )
+    got = s[bl.PROXIMITY]
+    assert got.late == [] and got.latencies_ms == [60_000]
+    assert got.held_back[0]["plain_latency_ms"] == 560_000

@@ -37,6 +37,7 @@ def test_a_return_within_a_fix_interval_of_the_grace_is_a_near_miss() -> None:
     alert = Alert(tr.CURFEW_BREACH, 1, 0, 10 * M + 5000, 10 * M + 15_000)
     s = score_alerts(_truth(edge), [alert], crit)[tr.CURFEW_BREACH]
     assert (s.episodes, s.false_alerts, s.excused_alerts, s.borderline) == (0, 0, 1, 1)
+    assert s.excused == [{"subject": 1, "start_ms": 0}]  # listed, not only counted
     inside = tr.Episode(0, 8 * M + 30_000, tr.CURFEW_BREACH, 1)
     s = score_alerts(_truth(inside), [alert], crit)[tr.CURFEW_BREACH]
     assert (s.false_alerts, s.excused_alerts) == (1, 0)
@@ -89,9 +90,32 @@ def test_a_zone_entry_without_coverage_is_due_when_coverage_returns() -> None:
     assert s.detected == 1 and s.late == [] and s.latencies_ms == [M]
     late = [Alert(tr.EXCLUSION_ZONE_ENTRY, 0, 10 * M, 33 * M)]
     s = score_alerts(truth, late)[tr.EXCLUSION_ZONE_ENTRY]
-    assert s.late == [{"subject": 0, "start_ms": 10 * M, "latency_ms": 3 * M, "due_ms": 30 * M}]
+    row = {"subject": 0, "start_ms": 10 * M, "latency_ms": 3 * M, "due_ms": 30 * M}
+    assert s.late == [{**row, "plain_latency_ms": 22 * M}]  # due at 11 without the gaps
     tamper = [Alert(tr.STRAP_CUT, 0, 12 * M, 31 * M)]
     assert score_alerts(truth, tamper)[tr.STRAP_CUT].late[0]["latency_ms"] == 19 * M
+
+
+def test_an_episode_whose_evidence_reached_the_backend_late_is_due_then_and_listed() -> None:
+    # Three approaches due at minutes 11, 21 and 31; the simulation knows the evidence of
+    # the second only reached the backend at minute 26 (a device offline). Its alert at
+    # minute 27 is in time from then, but listed as held back; the third's evidence was
+    # not late, so its alert 3 minutes after due is late.
+    eps = [tr.Episode(s * M, (s + 5) * M, tr.STRAP_CUT, 0) for s in (10, 20, 30)]
+    delivered = {20 * M: 26 * M}
+    crit = {tr.STRAP_CUT: Criterion(M, 2 * M, 0, evidence=lambda e, due: delivered.get(e.start_ms))}
+    alerts = [
+        Alert(tr.STRAP_CUT, 0, s * M, (s + r) * M, (s + 5) * M)
+        for s, r in ((10, 2), (20, 7), (30, 4))
+    ]
+    s = score_alerts(_truth(*eps), alerts, crit)[tr.STRAP_CUT]
+    assert s.recall == 1.0
+    assert s.latencies_ms == [M, M, 3 * M]
+    assert s.plain_latencies_ms == [M, 6 * M, 3 * M]
+    moved = {"subject": 0, "start_ms": 20 * M, "latency_ms": M, "due_ms": 26 * M}
+    assert s.held_back == [{**moved, "plain_latency_ms": 6 * M}]
+    assert s.late == [{"subject": 0, "start_ms": 30 * M, "latency_ms": 3 * M}]
+    assert s.latency_p(50, plain=True) == 180.0
 
 
 def _shielded(start: int, end: int, moving: list[int], subject: int = 1) -> tr.Episode:

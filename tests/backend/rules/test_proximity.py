@@ -5,6 +5,7 @@ gives the alerts live data would have."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from hypothesis import HealthCheck, given, settings
@@ -101,13 +102,32 @@ def test_the_victim_device_is_warned_once_per_episode_on_live_data() -> None:
         (VICTIM_ID, px.NOTIFY_ALERT),
     ]
     # ... and the tag is asked to sample fast while within the warning distance.
-    fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL]
-    assert fast and all(c.device == TAG_ID for c in fast)
+    fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL and c.device == TAG_ID]
+    assert fast
     # ... and to upload every minute, once.
     batch = [(c.device, c.value) for c in res.commands if c.key == fr.CFG_BATCH_S]
     assert batch == [(TAG_ID, 60)]
     replay = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=False)
     assert replay.commands == []
+
+
+def test_within_the_warning_distance_the_victim_device_is_asked_to_sample_fast_too() -> None:
+    # Before the warning is confirmed (the victim's phone fixes every 30 s by itself, and a
+    # sparse side is what makes an approach's confirmation late), for a bounded time.
+    b = Builder()
+    meet(b, approach(60, 12))
+    res = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=True)
+    cmds = res.commands
+    asked = [i for i, c in enumerate(cmds) if c.device == VICTIM_ID and c.key == fr.CFG_FAST_UNTIL]
+    warned = next(i for i, c in enumerate(cmds) if c.cmd == fr.CMD_NOTIFY)
+    assert asked and asked[0] < warned
+    first = cmds[asked[0]]
+    assert first.cmd == fr.CMD_CONFIG
+    seen = {o.ref: o.t for o in b.obs}
+    assert first.value == seen[first.ref] + px.ProximityParams().fast_for_s
+    # Not again while the last request still covers half its time; a fresh one after.
+    values = [cmds[i].value for i in asked]
+    assert all(b - a >= px.ProximityParams().fast_for_s // 2 for a, b in itertools.pairwise(values))
 
 
 def test_a_near_miss_at_600_m_neither_warns_nor_alerts() -> None:
