@@ -29,8 +29,9 @@ The devices, as the stack has them: GNSS error from sim.gnss (the environment's 
 outliers and availability, correlated in time) on both; the tag's reported accuracy is the
 firmware's (firmware/fixfilter.py). The tag samples every 60 s while moving (hourly at rest,
 none at home: RF mode), 15 s while the backend asks it to sample fast, and uploads a batch
-when it has 10 fixes or its batch time has passed: 600 s as the firmware ships, `tag_batch_s`
-once the backend's CFG_BATCH_S command (sent by the proximity rule) has reached it. Commands
+when it has 10 fixes or its batch time has passed: 600 s as the firmware ships, then what the
+proximity rule's CFG_BATCH_S commands set once they reach it (`tag_batch_s`; `near_batch_s`
+while it samples fast near the victim). Commands
 reach the tag `downlink_s` after the evaluation that asked for them. The victim's phone
 fixes every 30 s, every 10 s while the rule asks it to (CFG_FAST_UNTIL, bounded) and for 15
 minutes after a warning reached it, as the reference client does (home_unit/

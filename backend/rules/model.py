@@ -140,5 +140,24 @@ class Command:
     value: int  # cmd_config: the value; cmd_notify: what it is about (an episode's start)
     reason: str
     ref: str = ""  # the observation that asked for it
-    min_gap: int = 0  # not sent if the last command's value is within this of `value`
+    min_gap: int = 0  # 0: always sent; else not sent when it repeats the last one (`repeats`)
     cmd: int = fr.CMD_CONFIG  # the command record: CMD_CONFIG or CMD_NOTIFY
+
+    @property
+    def moment(self) -> bool:
+        """Whether the value is a moment that a later one supersedes (a fast-sampling
+        deadline, a warning's episode start) rather than a setting the device keeps until
+        told another (a batch period)."""
+        return self.cmd == fr.CMD_NOTIFY or self.key == fr.CFG_FAST_UNTIL
+
+    def repeats(self, prev: int | None) -> bool:
+        """Whether the device's last command under this key, of value `prev`, already asked
+        for this one (the sink then does not send it: a rule folding its unsettled tail
+        afresh asks again for what it asked before). A moment: if no more than `min_gap`
+        earlier, or later. A setting: only the same value, so a short batch period after the
+        order's longer one, and that one back, both go."""
+        if not self.min_gap or prev is None:
+            return False
+        if self.moment:
+            return prev >= self.value - self.min_gap
+        return prev == self.value

@@ -37,7 +37,11 @@ victim_device.py).
 A tag under an order with a victim device is asked once (per rule state, live data only; the
 sink does not repeat a command the device already had) to close its upload batches every
 `tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
-would learn of an approach minutes after it happened, whatever the rule did.
+would learn of an approach minutes after it happened, whatever the rule did. With its fast
+sampling it is asked for `near_batch_s` (its confirming fixes then arrive within seconds, not
+with the next minute's batch), and for `tag_batch_s` again at its first fix after the fast
+sampling has run out: a batch period, unlike CFG_FAST_UNTIL, does not end by itself
+(Command.repeats: a setting repeats only its own value).
 
 Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference,
 never its position nor a distance per fix (several distances from known tag positions would
@@ -94,6 +98,10 @@ class ProximityParams:
     median_window_s: int = 180
     fast_for_s: int = 900
     tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
+    # ... and this often while it samples fast near a victim (for at most fast_for_s after the
+    # last pair that may be within the warning distance; the firmware's least is 10 s): with
+    # 60 s batches an approach's confirming fixes reached the backend a minute late.
+    near_batch_s: int = 15
 
 
 # The recent pairs kept per victim device for the median (bounds the rule's state: with both
@@ -124,7 +132,9 @@ class Proximity(Rule):
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
         # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
         # of the last median_window_s; visit: per "device/type", the distance's visit;
-        # fast_until and victim_fast (per victim device): the last fast-sampling requests.
+        # fast_until and victim_fast (per victim device): the last fast-sampling requests;
+        # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
+        # since (given tag_batch_s back once the tag's fast sampling ends).
         return {
             "open": {},
             "tracks": {},
@@ -135,6 +145,7 @@ class Proximity(Rule):
             "victim_fast": {},
             "jumps": 0,
             "batched": [],
+            "near_batched": [],
         }
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
@@ -153,18 +164,12 @@ class Proximity(Rule):
         fix = self._accept(st, obs, side)
         if fix is None:
             return
-        if side == "tag" and ctx.live and obs.device not in st["batched"]:
+        near = st.setdefault("near_batched", [])  # absent from states stored before it
+        # Not while on the short period (a settled state folded without live data never
+        # lists the tag as batched): that ends with the order's period anyway.
+        if side == "tag" and ctx.live and obs.device not in st["batched"] + near:
             st["batched"].append(obs.device)
-            ctx.commands.append(
-                Command(
-                    obs.device,
-                    fr.CFG_BATCH_S,
-                    self.p.tag_batch_s,
-                    "bilateral order",
-                    obs.ref,
-                    min_gap=1,
-                )
-            )
+            self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "bilateral order", obs)
         for other, link in others:
             there = st["tracks"].get(other, {}).get("last")
             tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)
@@ -179,6 +184,10 @@ class Proximity(Rule):
                     track.ask_fast(
                         st, ctx, tag_fix[6], obs.t, obs.ref, self.p.fast_for_s, "near victim"
                     )
+                    # Its fixes uploaded as promptly as they are taken, for as long.
+                    if tag_fix[6] not in near:
+                        near.append(tag_fix[6])
+                        self._ask_batch(ctx, tag_fix[6], self.p.near_batch_s, "near victim", obs)
                     # The victim's side as dense as the tag's (its phone fixes every 30 s
                     # otherwise): a sparse side is what made approaches late.
                     asked = st.setdefault("victim_fast", {})
@@ -186,6 +195,21 @@ class Proximity(Rule):
                     track.ask_fast(
                         vfast, ctx, link.device, obs.t, obs.ref, self.p.fast_for_s, "near subject"
                     )
+        if side == "tag" and obs.device in near and obs.t >= st["fast_until"]:
+            # The tag's fast sampling has ended (a pair above would have renewed it): the
+            # order's batch period back. Remembered on stored data too, as fast_until is, so
+            # a re-evaluation cannot leave a tag on the short one.
+            near.remove(obs.device)
+            self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "away from victim", obs)
+
+    @staticmethod
+    def _ask_batch(ctx: Context, device: int, batch_s: int, reason: str, obs: Obs) -> None:
+        """CFG_BATCH_S for a tag (live data only; the sink sends it unless the tag's last one
+        was the same: Command.repeats)."""
+        if ctx.live:
+            ctx.commands.append(
+                Command(device, fr.CFG_BATCH_S, batch_s, reason, obs.ref, min_gap=1)
+            )
 
     def _accept(self, st: dict[str, Any], obs: Obs, side: str) -> list[Any] | None:
         """The side's fix as the track believes it, or None for a jump."""

@@ -398,7 +398,7 @@ class MonitoringSink(RuleSink):
                     .order_by(device_commands.c.seq.desc())
                     .limit(1)
                 ).scalar()
-                if prev is not None and prev >= c.value - c.min_gap:
+                if c.repeats(prev):
                     self.counts["commands_suppressed"] += 1
                     continue
             _, data = numbered(

@@ -37,6 +37,7 @@ from backend.storage.schema import (
     alerts,
     assignments,
     command_deliveries,
+    device_commands,
     frames,
     notification_outbox,
     orders,
@@ -160,6 +161,30 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
         stored = conn.execute(select(positions.c.device).distinct()).scalars().all()
     assert [(w.message, w.acknowledged) for w in sent] == [(WARNING, True), (ALERT, True)]
     assert sorted(stored) == [TAG_ID, VICTIM_ID]
+
+
+def test_near_the_victim_the_tag_gets_short_batches_once_and_the_orders_back_after(
+    world: World,
+) -> None:
+    # Through the sink on a real database: the short period (a smaller value than the
+    # order's, recorded after it) is sent once though every upload folds the tail afresh,
+    # and the order's period goes again once the tag's fast sampling has run out.
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    at = world.approach()
+    for k in range(1, 21):  # then 20 minutes 900 m apart, one upload a minute
+        ts = at + 60 * k
+        fixes = [(ts - 60 + 15 * (i + 1), 900.0) for i in range(4)]
+        world.deliver([world.walk(ts, fixes), world.victim_frame(ts, [t + 4 for t, _ in fixes])],
+                      ts + 2)  # fmt: skip
+        world.sink.tick(ts + 3)
+    c = device_commands.c
+    with world.engine.connect() as conn:
+        batches = conn.execute(
+            select(c.value).where(c.device == TAG_ID, c.key == fr.CFG_BATCH_S).order_by(c.seq)
+        ).scalars()
+        p = px.ProximityParams()
+        assert list(batches) == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
 
 
 def test_a_forged_or_replayed_warning_is_refused_by_the_client(world: World) -> None:

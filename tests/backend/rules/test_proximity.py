@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from backend.rules import proximity as px
 from backend.rules.config import Assignment, VictimLink
-from backend.rules.engine import Engine
+from backend.rules.engine import Engine, State
 from backend.rules.evaluator import Evaluator, MemoryRepository
-from backend.rules.model import HOME_UNIT, TAG, VICTIM, Episode, Obs
+from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Episode, Obs
 from firmware import frame as fr
 from tests.backend.rules.scenario import TAG_ID, UNIT_ID, Builder, config, local, offset
 
@@ -104,9 +104,10 @@ def test_the_victim_device_is_warned_once_per_episode_on_live_data() -> None:
     # ... and the tag is asked to sample fast while within the warning distance.
     fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL and c.device == TAG_ID]
     assert fast
-    # ... and to upload every minute, once.
+    # ... and to upload every minute, once; every 15 s from the first pair that may be
+    # within the warning distance (the scene ends before its fast sampling does).
     batch = [(c.device, c.value) for c in res.commands if c.key == fr.CFG_BATCH_S]
-    assert batch == [(TAG_ID, 60)]
+    assert batch == [(TAG_ID, 60), (TAG_ID, 15)]
     replay = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=False)
     assert replay.commands == []
 
@@ -128,6 +129,83 @@ def test_within_the_warning_distance_the_victim_device_is_asked_to_sample_fast_t
     # Not again while the last request still covers half its time; a fresh one after.
     values = [cmds[i].value for i in asked]
     assert all(b - a >= px.ProximityParams().fast_for_s // 2 for a, b in itertools.pairwise(values))
+
+
+def approach_then_away(b: Builder) -> None:
+    """An approach, then both sides fixing every minute for 40 minutes 900 m apart."""
+    meet(b, approach(60, 12))
+    end = max(o.t for o in b.obs)
+    for i in range(1, 41):
+        b.fix(end + 60 * i, 900, 0, 5)
+        victim_fix(b, end + 60 * i + 4, 0, 0, 5)
+
+
+def sent_batches(cmds: list[Command], last: dict[tuple[int, int], int]) -> list[Command]:
+    """The CFG_BATCH_S commands the sink sends of `cmds`: those that do not repeat the last
+    one it recorded for their device and key (`last`, updated)."""
+    out = []
+    for c in cmds:
+        code = (c.device, c.key if c.cmd == fr.CMD_CONFIG else c.key + (c.cmd << 8))
+        if c.repeats(last.get(code)):
+            continue
+        last[code] = c.value
+        if c.key == fr.CFG_BATCH_S and c.cmd == fr.CMD_CONFIG:
+            out.append(c)
+    return out
+
+
+def test_near_the_victim_the_tag_uploads_in_short_batches_until_its_fast_sampling_ends() -> None:
+    # Its fixes reach the backend within seconds instead of with the next minute's batch,
+    # from the moment and for as long as it samples fast; then the order's period again.
+    b = Builder()
+    approach_then_away(b)
+    p = px.ProximityParams()
+    res = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=True)
+    batch = [c for c in res.commands if c.key == fr.CFG_BATCH_S]
+    assert [c.value for c in batch] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    seen = {o.ref: o.t for o in b.obs}
+    fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL and c.device == TAG_ID]
+    assert batch[1].ref == fast[0].ref and batch[1].device == TAG_ID
+    # Back at the tag's first fix once the last fast-sampling request has run out.
+    tag_ts = sorted(o.t for o in b.obs if o.device == TAG_ID)
+    assert seen[batch[2].ref] == next(t for t in tag_ts if t >= fast[-1].value)
+
+
+def test_the_short_batch_goes_once_per_approach_however_often_the_tail_is_folded() -> None:
+    # Fed one observation at a time (each evaluation folds the unsettled tail afresh and
+    # asks again), the sink sends 15 s after the order's 60 s (a setting, not a moment: a
+    # smaller value is no repeat) once, never again while the pair stays near, and 60 s
+    # back once.
+    b = Builder()
+    approach_then_away(b)
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    last: dict[tuple[int, int], int] = {}
+    sent: list[Command] = []
+    for o in sorted(b.obs, key=lambda o: o.t):
+        sent += sent_batches(ev.observe(cfg(), repo.store([o]), o.t + 2).commands, last)
+    p = px.ProximityParams()
+    assert [c.value for c in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+
+
+def test_a_state_stored_before_the_short_batch_still_loads_and_asks_for_it() -> None:
+    state = ENGINE.initial(cfg(), T)
+    del state.rules["proximity"]["near_batched"]
+    b = Builder()
+    approach_then_away(b)
+    res = ENGINE.run(cfg(), State.from_json(state.to_json()), b.obs, T + 7200, live=True)
+    batch = [c.value for c in res.commands if c.key == fr.CFG_BATCH_S]
+    assert batch == [60, 15, 60]
+
+
+def test_a_setting_repeats_only_its_own_value_a_moment_also_an_earlier_one() -> None:
+    batch = Command(TAG_ID, fr.CFG_BATCH_S, 15, "near victim", min_gap=1)
+    assert not batch.repeats(None) and not batch.repeats(60) and batch.repeats(15)
+    assert not Command(TAG_ID, fr.CFG_BATCH_S, 60, "away", min_gap=1).repeats(15)
+    fast = Command(TAG_ID, fr.CFG_FAST_UNTIL, T + 900, "near victim", min_gap=450)
+    assert fast.repeats(T + 900) and fast.repeats(T + 600) and fast.repeats(T + 2000)
+    assert not fast.repeats(T + 400)
+    assert not Command(TAG_ID, fr.CFG_BATCH_S, 15, "always").repeats(15)
 
 
 def test_a_near_miss_at_600_m_neither_warns_nor_alerts() -> None:
