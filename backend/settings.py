@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=6, ge=1, le=50)
     notify_ack_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 86_400)
 
+    # A warning the victim's device does not acknowledge goes again every resend_s after the
+    # first send, `sends` sends in all; resend_s after the last one, unanswered, the on-call
+    # officer is told (victim_not_reached): after sends x resend_s, 3 min by default, at most
+    # 25 min (docs/rules.md, "Proximity"). The device needs time to answer over a phone's
+    # network, and the rules tick (30 s) is what takes each step.
+    victim_warning_resend_s: float = Field(default=60.0, ge=30, le=300)
+    victim_warning_sends: int = Field(default=3, ge=1, le=5)
+
     def broker_list(self) -> list[tuple[str, int]]:
         """The brokers' backend listeners, (host, port), in order."""
         from firmware.brokers import endpoint

@@ -7,23 +7,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from sqlalchemy import Engine, insert, select
 
 from backend import broker_credentials as bc
 from backend import metrics
 from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
-from backend.device_commands import WARNING_RESEND, notify_message
+from backend.device_commands import notify_message
 from backend.ingest import Message
 from backend.ingest_worker import IngestWorker
 from backend.notify.outbox import PLAN
 from backend.registry import Registry
 from backend.rules import proximity as px
-from backend.rules.delivery import UNREACHED
+from backend.rules.delivery import ANSWERED, UNREACHED
 from backend.rules.sink import MonitoringSink, attach
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
@@ -57,12 +60,19 @@ class World(Pipeline):
     """A tag assigned to the subject under a domestic-abuse order, and a registered victim
     device (the reference client) ready to be linked to it."""
 
-    def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        clock: ManualClock,
+        settings: Settings | None = None,
+    ) -> None:
         registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
         vd = registry.register(VICTIM_ID, VICTIM)
         self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
-        super().__init__(engine, registry, clock, {TAG_ID: self.tag.key, VICTIM_ID: vd.key}, TAG_ID)
+        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
+        super().__init__(engine, registry, clock, keys, TAG_ID, settings)
         with engine.begin() as conn:
             self.order = conn.execute(
                 insert(orders).values(subject_id=self.subject, kind="domestic_abuse",
@@ -244,7 +254,7 @@ def test_a_warning_the_device_missed_goes_again_and_its_acknowledgement_ends_the
         return True
 
     end = world.approach(first_lost)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
         world.sink.tick(end + 30 * k)
         world.answer(end + 30 * k + 1)
     # The first warning went twice (the second acknowledged), the alert once; nothing after.
@@ -264,11 +274,11 @@ def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
     end = world.approach(lambda payload: not is_warning(payload))
-    ticks = [end + 30 * k for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30))]
+    ticks = [end + 30 * k for k in range(1, 2 * int(world.sink.warnings.bound_s / 30))]
     for at in ticks:
         world.sink.tick(at)
         world.answer(at + 1, lambda payload: not is_warning(payload))
-    sends = WARNING_RESEND.sends
+    sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
     with world.engine.connect() as conn:
         sent = warnings(conn, VICTIM_ID)
@@ -291,7 +301,7 @@ def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
     first = {m: min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)}
     for ep in eps:
         told = ep.raised_at - first[ep.details["message"]]
-        assert WARNING_RESEND.bound_s <= told <= WARNING_RESEND.bound_s + 30
+        assert world.sink.warnings.bound_s <= told <= world.sink.warnings.bound_s + 30
         assert ep.details["sends"] == sends and "lat" not in str(ep.evidence)
     # Later data about the subject, live and late (a re-evaluation from a snapshot before the
     # alert), neither clears it nor sends the victim anything more.
@@ -324,7 +334,7 @@ def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> N
         assert again is not None
         replies.append(Message(world.victim.up, again))
     world.deliver(replies + replies, end + 2)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
         world.sink.tick(end + 30 * k)
         world.answer(end + 30 * k + 1)
     assert deliveries(world) == [(WARNING, 1, "acknowledged"), (ALERT, 1, "acknowledged")]
@@ -436,9 +446,9 @@ def test_over_the_broker_a_missed_warning_comes_again_and_a_mute_device_is_repor
             wire.send(m)
         at = ts + 4
         wire.settle(at, take)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
         wire.settle(at + 30 * k, take)
-    sends = WARNING_RESEND.sends
+    sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, sends, "unreached")]
     assert seen == [WARNING, WARNING] + [ALERT] * sends
     assert [w.message for w in world.victim.warnings] == [WARNING]
@@ -465,10 +475,109 @@ def test_only_an_answer_that_the_warning_ran_acknowledges_it(world: World) -> No
         return True
 
     end = world.approach(answer)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
         world.sink.tick(end + 30 * k)
         world.answer(end + 30 * k + 1, answer)
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
     with world.engine.connect() as conn:
         sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
     assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
+
+
+def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: World) -> None:
+    """The victim's phone took no commands during the approach (its app asleep); after the
+    officer was told it runs what the broker queued for it meanwhile: its answers go in
+    through ingest, and the alert says the victim has seen the warning, once per warning,
+    whatever comes after (answers to the other sends, the same frames again). The alert
+    stays open: the officer decides."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    held: list[bytes] = []
+
+    def hold(payload: bytes) -> bool:
+        if fr.parse(payload).mtype == fr.COMMAND:
+            held.append(payload)
+            return False
+        return True
+
+    end = world.approach(hold)
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1, hold)
+    sends = world.sink.warnings.sends
+    assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
+    back = end + 1200
+    replies = [world.victim.downlink(p, back) for p in held]
+    answers = [Message(world.victim.up, r) for r in replies if r is not None]
+    results = [fr.decode(m.payload, world.victim.key).records[0].result for m in answers]
+    assert len(answers) == len(held) > 2 * sends and set(results) == {fr.RESULT_OK}
+    # One at a time, then all of them again.
+    for i, m in enumerate(answers):
+        world.deliver([m], back + 10 * i)
+    world.deliver(answers, back + 600)
+    world.sink.tick(back + 630)
+    assert deliveries(world) == [(WARNING, sends, "answered_late"), (ALERT, sends, "answered_late")]
+    with world.engine.connect() as conn:
+        alert = conn.execute(select(alerts).where(alerts.c.type == UNREACHED)).one()
+        history = conn.execute(
+            select(alert_actions)
+            .where(alert_actions.c.alert_id == alert.id)
+            .order_by(alert_actions.c.id)
+        ).all()
+        paged = conn.execute(
+            select(notification_outbox.c.kind).where(notification_outbox.c.alert_id == alert.id)
+        ).scalars()
+        assert list(paged) == [PLAN]  # told once, when raised
+    # Noted when the first answer to any of a warning's sends came, naming that send, in the
+    # subject's local time (the default zone: BST in September).
+    firsts = [
+        (i, fr.parse(p).seq)
+        for i, p in enumerate(held)
+        if is_warning(p) and fr.parse(p).records[0].message in (WARNING, ALERT)
+    ]
+    by_message = {}
+    for i, seq in firsts:
+        by_message.setdefault(fr.parse(held[i]).records[0].message, (i, seq))
+    assert [h.action for h in history] == ["raised", ANSWERED, ANSWERED]
+    for h, (m, what) in zip(history[1:], ((WARNING, "warning"), (ALERT, "alert")), strict=True):
+        i, seq = by_message[m]
+        when = datetime.fromtimestamp(back + 10 * i, ZoneInfo("Europe/London"))
+        assert h.at == back + 10 * i
+        assert f"the {what}-distance warning at {when:%H:%M:%S} BST (command {seq}," in h.note
+    assert alert.state == "open" and alert.updated_at == history[-1].at
+    assert all(h.user_id is None for h in history) and "lat" not in str([h.note for h in history])
+
+
+def test_the_warnings_resend_timing_is_a_bounded_setting(
+    engine: Engine, registry: Registry, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 30 s, 2 sends: the officer is told a minute after the first send, not three."""
+    settings = Settings(victim_warning_resend_s=30, victim_warning_sends=2)
+    world = World(engine, registry, clock, settings)
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_warning(payload))
+    for k in range(1, 9):
+        world.sink.tick(end + 15 * k)
+        world.answer(end + 15 * k + 1, lambda payload: not is_warning(payload))
+    assert deliveries(world) == [(WARNING, 2, "unreached"), (ALERT, 2, "unreached")]
+    with world.engine.connect() as conn:
+        sent = warnings(conn, VICTIM_ID)
+        e = alert_episodes.c
+        told = conn.execute(select(e.raised_at).where(e.type == UNREACHED)).scalars().all()
+    starts = sorted({min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)})
+    # Each told 60 s after its first send or a little later: the send again and the verdict
+    # are each taken at the first rules tick from their time, and the approach ticks only
+    # once a minute (so two minutes at most; the default would be three at least).
+    assert len(told) == 2
+    for first, at in zip(starts, sorted(told), strict=True):
+        assert 60 <= at - first <= 2 * 60 + 1
+    # Outside the bounds the settings do not load: the process does not start.
+    for name, value, bound in (
+        ("VICTIM_WARNING_RESEND_S", "10", "greater than or equal to 30"),
+        ("VICTIM_WARNING_SENDS", "9", "less than or equal to 5"),
+    ):
+        monkeypatch.setenv(f"TAGWATCH_{name}", value)
+        with pytest.raises(ValidationError, match=f"(?s){name.lower()}.*{bound}"):
+            Settings()
+        monkeypatch.delenv(f"TAGWATCH_{name}")
