@@ -20,7 +20,13 @@ from backend import broker_credentials as bc
 from backend import metrics
 from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
-from backend.device_commands import notify_message
+from backend.device_commands import (
+    NOTIFY_COMMAND_KEYS,
+    next_seq,
+    notify_key,
+    notify_message,
+    numbered,
+)
 from backend.ingest import Message
 from backend.ingest_worker import IngestWorker
 from backend.notify.outbox import PLAN
@@ -28,9 +34,11 @@ from backend.registry import Registry
 from backend.rules import proximity as px
 from backend.rules.delivery import ANSWERED, UNREACHED
 from backend.rules.sink import MonitoringSink, attach
+from backend.rules.store import resolve
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
 from backend.settings import Settings
+from backend.storage.retention import DAY, purge
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -39,12 +47,14 @@ from backend.storage.schema import (
     alert_episodes,
     alerts,
     assignments,
+    audit_log,
     command_deliveries,
     device_commands,
     frames,
     notification_outbox,
     orders,
     positions,
+    users,
 )
 from firmware import frame as fr
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
@@ -581,3 +591,72 @@ def test_the_warnings_resend_timing_is_a_bounded_setting(
         with pytest.raises(ValidationError, match=f"(?s){name.lower()}.*{bound}"):
             Settings()
         monkeypatch.delenv(f"TAGWATCH_{name}")
+
+
+def test_retention_keeps_what_commands_still_need_and_purges_the_rest(world: World) -> None:
+    """Commands and their deliveries as the pipeline wrote them for a device that never
+    answered, two days later, kept one day: a delivery still in flight keeps its sends, so
+    does one whose alert an officer is working, until it is resolved; the newest command of
+    each kind per device stays whatever its age (the device's sequence goes on from it)."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_warning(payload))
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
+        world.sink.tick(end + 30 * k)
+        world.answer(end + 30 * k + 1, lambda payload: not is_warning(payload))
+    # A warning sent twice, its delivery still in flight (no tick has judged it since).
+    in_flight = (notify_key(WARNING), T + 5000)
+    with world.engine.begin() as conn:
+        for at in (end + 900, end + 960):
+            numbered(conn, VICTIM_ID, [], world.victim.key, code=in_flight[0],
+                     value=in_flight[1], reason="test", now=at,
+                     resend=world.sink.warnings)  # fmt: skip
+    c = device_commands.c
+
+    def state() -> tuple[dict[int, int], dict[tuple[int, int], int], list[tuple[int, int, int]]]:
+        """Each device's next sequence, the newest sequence of each (device, key), and every
+        row's (device, key, value)."""
+        with world.engine.connect() as conn:
+            rows = conn.execute(select(c.device, c.key, c.value, c.seq).order_by(c.seq)).all()
+            nxt = {d: next_seq(conn, d) for d in (TAG_ID, VICTIM_ID)}
+        newest = {(r.device, r.key): r.seq for r in rows}
+        return nxt, newest, [(r.device, r.key, r.value) for r in rows]
+
+    before = state()
+    assert len(before[2]) > len(before[1])  # something to purge
+    settings = Settings(retention_commands_days=1, retention_batch_rows=2)
+    world.clock.set(end + 2 * DAY)
+    deleted = purge(world.engine, settings, world.clock, actor="test")
+    now = state()
+    assert now[:2] == before[:2] and deleted["device_commands"] == len(before[2]) - len(now[2]) > 0
+    # The alert is open: both given-up warnings keep their delivery and every send.
+    sends = world.sink.warnings.sends
+    notify = [(k, v) for d, k, v in now[2] if d == VICTIM_ID and k in NOTIFY_COMMAND_KEYS]
+    assert deleted["command_deliveries"] == 0 and len(notify) == 2 * sends + 2
+    assert notify.count(in_flight) == 2
+
+    with world.engine.begin() as conn:
+        unreached = conn.execute(select(alerts.c.id).where(alerts.c.type == UNREACHED)).scalar()
+        assert unreached is not None
+        officer = conn.execute(
+            insert(users).values(username="o1", display_name="O", unit_id=world.unit_id,
+                                 role="officer", password_hash="x", failed_logins=0, created_at=T)
+            .returning(users.c.id)
+        ).scalar_one()  # fmt: skip
+        resolve(conn, unreached, officer, "technical_fault", "phone off", end + 2 * DAY)
+    deleted = purge(world.engine, settings, world.clock, actor="test")
+    after = state()
+    assert after[:2] == before[:2] and deleted["command_deliveries"] == 2
+    notify = [(k, v) for d, k, v in after[2] if d == VICTIM_ID and k in NOTIFY_COMMAND_KEYS]
+    # Left: the in-flight warning's two sends, and the newest alert-distance warning.
+    last_alert = [(k, v) for d, k, v in before[2] if k == notify_key(ALERT)][-1]
+    assert sorted(notify) == sorted([in_flight, in_flight, last_alert])
+    assert deliveries(world) == [(WARNING, 1, None)]
+    with world.engine.connect() as conn:
+        audited = conn.execute(
+            select(audit_log.c.detail).where(audit_log.c.action == "retention.purge")
+        ).scalars().all()  # fmt: skip
+    classes = [
+        a["data_class"] for a in audited if a["data_class"].startswith(("command", "device_c"))
+    ]
+    assert classes == ["command_deliveries", "device_commands"] * 2
