@@ -22,12 +22,14 @@ Victim-safe: it names the device, the message and the command sequences, never a
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
-from backend.device_commands import LateAnswer, Unreached, notify_message
+from backend.device_commands import LateAnswer, Resend, Unreached, notify_message
 from backend.rules.evaluator import Changes
 from backend.rules.model import DELIVERY, Episode
 from backend.rules.proximity import NOTIFY_ALERT, NOTIFY_WARNING
@@ -39,6 +41,12 @@ UNREACHED = "victim_not_reached"
 VERSION = 1
 ANSWERED = "answered"  # alert_actions.action of a late answer
 WHAT = {NOTIFY_WARNING: "warning-distance", NOTIFY_ALERT: "alert-distance"}
+
+
+def describe(warnings: Resend) -> dict[str, Any]:
+    """Its entry beside the rules' (GET /api/rules): no rule raises its alert, but an officer
+    reading the rules should find it, with the warnings' resend policy in force (settings)."""
+    return {"rule": DELIVERY, "version": VERSION, "params": asdict(warnings)}
 
 
 def unreached_episode(subject: int, u: Unreached) -> Episode:

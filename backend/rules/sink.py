@@ -503,7 +503,7 @@ class MonitoringSink(RuleSink):
             note_answer(conn, a, at, now)
 
         with self._lock:
-            self.counts["answered_late"] += answered_late(self.engine, ran, note)
+            self.counts["commands_answered_late"] += answered_late(self.engine, ran, note)
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None

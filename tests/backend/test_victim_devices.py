@@ -549,6 +549,7 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
     for i, seq in firsts:
         by_message.setdefault(fr.parse(held[i]).records[0].message, (i, seq))
     assert [h.action for h in history] == ["raised", ANSWERED, ANSWERED]
+    assert world.sink.counts["commands_answered_late"] == 2
     for h, (m, what) in zip(history[1:], ((WARNING, "warning"), (ALERT, "alert")), strict=True):
         i, seq = by_message[m]
         when = datetime.fromtimestamp(back + 10 * i, ZoneInfo("Europe/London"))
