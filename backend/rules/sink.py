@@ -33,7 +33,9 @@ come, or whose cached entry is stale. Each tick first sends the commands operato
 tag's broker list) and sends again those a device must acknowledge and has not (a victim's
 warning), giving up on one after its policy's sends and raising `victim_not_reached` for the
 on-call officer (backend/device_commands.py, backend/rules/delivery.py), all numbered under
-the lock of the evaluations.
+the lock of the evaluations. Each hand-over first looks in its batch for answers to
+warnings already given up, and notes them on the officer's alert (device_commands.
+answered_late).
 
 No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
 longer — the first evaluation after a configuration change, a backlog, an order or fitting

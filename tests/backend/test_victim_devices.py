@@ -133,6 +133,13 @@ class World(Pipeline):
                 if reply is not None:
                     self.deliver([Message(self.victim.up, reply)], at)
 
+    def ticks_after(self, end: int, take: Callable[[bytes], bool] = lambda _: True) -> None:
+        """The rules tick every 30 s from `end` for twice the warnings' bound, the victim
+        device answering after each what `take` lets through: every warning is settled."""
+        for k in range(1, 2 * int(self.sink.warnings.bound_s / 30)):
+            self.sink.tick(end + 30 * k)
+            self.answer(end + 30 * k + 1, take)
+
     def alert_types(self) -> list[str]:
         with self.engine.connect() as conn:
             return sorted(r.type for r in conn.execute(select(alerts)))
@@ -264,9 +271,7 @@ def test_a_warning_the_device_missed_goes_again_and_its_acknowledgement_ends_the
         return True
 
     end = world.approach(first_lost)
-    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1)
+    world.ticks_after(end)
     # The first warning went twice (the second acknowledged), the alert once; nothing after.
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
     assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
@@ -284,10 +289,7 @@ def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
     end = world.approach(lambda payload: not is_warning(payload))
-    ticks = [end + 30 * k for k in range(1, 2 * int(world.sink.warnings.bound_s / 30))]
-    for at in ticks:
-        world.sink.tick(at)
-        world.answer(at + 1, lambda payload: not is_warning(payload))
+    world.ticks_after(end, lambda payload: not is_warning(payload))
     sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
     with world.engine.connect() as conn:
@@ -344,9 +346,7 @@ def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> N
         assert again is not None
         replies.append(Message(world.victim.up, again))
     world.deliver(replies + replies, end + 2)
-    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1)
+    world.ticks_after(end)
     assert deliveries(world) == [(WARNING, 1, "acknowledged"), (ALERT, 1, "acknowledged")]
     with world.engine.connect() as conn:
         sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
@@ -485,9 +485,7 @@ def test_only_an_answer_that_the_warning_ran_acknowledges_it(world: World) -> No
         return True
 
     end = world.approach(answer)
-    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1, answer)
+    world.ticks_after(end, answer)
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
     with world.engine.connect() as conn:
         sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
@@ -511,9 +509,7 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
         return True
 
     end = world.approach(hold)
-    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1, hold)
+    world.ticks_after(end, hold)
     sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
     back = end + 1200
@@ -522,8 +518,8 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
     results = [fr.decode(m.payload, world.victim.key).records[0].result for m in answers]
     assert len(answers) == len(held) > 2 * sends and set(results) == {fr.RESULT_OK}
     # One at a time, then all of them again.
-    for i, m in enumerate(answers):
-        world.deliver([m], back + 10 * i)
+    for i, answer in enumerate(answers):
+        world.deliver([answer], back + 10 * i)
     world.deliver(answers, back + 600)
     world.sink.tick(back + 630)
     assert deliveries(world) == [(WARNING, sends, "answered_late"), (ALERT, sends, "answered_late")]
@@ -540,18 +536,17 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
         assert list(paged) == [PLAN]  # told once, when raised
     # Noted when the first answer to any of a warning's sends came, naming that send, in the
     # subject's local time (the default zone: BST in September).
-    firsts = [
-        (i, fr.parse(p).seq)
-        for i, p in enumerate(held)
-        if is_warning(p) and fr.parse(p).records[0].message in (WARNING, ALERT)
-    ]
-    by_message = {}
-    for i, seq in firsts:
-        by_message.setdefault(fr.parse(held[i]).records[0].message, (i, seq))
+    first: dict[int, tuple[int, int]] = {}  # message: (its answer's index, the send)
+    for i, payload in enumerate(held):
+        if is_warning(payload):
+            f = fr.parse(payload)
+            first.setdefault(f.records[0].message, (i, f.seq))
     assert [h.action for h in history] == ["raised", ANSWERED, ANSWERED]
     assert world.sink.counts["commands_answered_late"] == 2
-    for h, (m, what) in zip(history[1:], ((WARNING, "warning"), (ALERT, "alert")), strict=True):
-        i, seq = by_message[m]
+    for h, (message, what) in zip(
+        history[1:], ((WARNING, "warning"), (ALERT, "alert")), strict=True
+    ):
+        i, seq = first[message]
         when = datetime.fromtimestamp(back + 10 * i, ZoneInfo("Europe/London"))
         assert h.at == back + 10 * i
         assert f"the {what}-distance warning at {when:%H:%M:%S} BST (command {seq}," in h.note
@@ -602,9 +597,7 @@ def test_retention_keeps_what_commands_still_need_and_purges_the_rest(world: Wor
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
     end = world.approach(lambda payload: not is_warning(payload))
-    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1, lambda payload: not is_warning(payload))
+    world.ticks_after(end, lambda payload: not is_warning(payload))
     # A warning sent twice, its delivery still in flight (no tick has judged it since).
     in_flight = (notify_key(WARNING), T + 5000)
     with world.engine.begin() as conn:
