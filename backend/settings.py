@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     # first send, `sends` sends in all; resend_s after the last one, unanswered, the on-call
     # officer is told (victim_not_reached): after sends x resend_s, 3 min by default, at most
     # 25 min (docs/rules.md, "Proximity"). The device needs time to answer over a phone's
-    # network, and the rules tick (30 s) is what takes each step.
-    victim_warning_resend_s: float = Field(default=60.0, ge=30, le=300)
+    # network, and the rules tick (30 s) takes each step: at least two ticks apart, each step
+    # comes within one tick of its time (device_commands.Resend).
+    victim_warning_resend_s: float = Field(default=60.0, ge=60, le=300)
     victim_warning_sends: int = Field(default=3, ge=1, le=5)
 
     def broker_list(self) -> list[tuple[str, int]]:
