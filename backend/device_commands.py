@@ -12,13 +12,19 @@ transaction (a second worker finds it claimed); the frame is published after the
 every broker, as the rules' commands are.
 
 Some commands matter only if the device ran them: a victim's warning (docs/protocol.md,
-"Victim device") has a `Resend` policy, and numbering one starts its delivery
+"Victim device") has a `Resend` policy (its timing: the settings' victim_warning_*), and
+numbering one starts its delivery
 (command_deliveries). At every rules tick `resend_due` looks at the deliveries due: one that
 any of its sends was answered as run (a command_result ok, or duplicate: ran already) is
 acknowledged; otherwise it goes again under a new number (a device refuses an old number as a
 replay, docs/firmware.md, "Commands and acknowledgements"), up to the policy's sends; `every_s`
 after the last, it is unreached and the caller tells the on-call officer (backend/rules/
-delivery.py). The timer that sends the queued commands sends these: one loop, one place."""
+delivery.py), whose alert the delivery then names. The timer that sends the queued commands
+sends these: one loop, one place.
+
+An answer that comes after that verdict (`answered_late`, called by the rules' hand-over of
+each batch that stored one) marks the delivery answered_late, once, and the caller notes it
+on that alert: the officer sees the victim's device has shown the warning after all."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     command_deliveries,
@@ -81,11 +88,15 @@ class Resend:
     def bound_s(self) -> float:
         return self.every_s * self.sends
 
+    @classmethod
+    def warnings(cls, settings: Settings) -> Resend:
+        """A victim's warning's. By default the device answers at once with an urgent frame,
+        seconds over a phone's network, so a minute is a generous wait; after three sends
+        (three minutes) the officer is told the victim may not know, soon enough to phone
+        them."""
+        return cls(settings.victim_warning_resend_s, settings.victim_warning_sends)
 
-# A victim's warning: the device answers at once with an urgent frame, seconds over a phone's
-# network, so a minute is a generous wait; after three sends (three minutes) the officer is
-# told the victim may not know, soon enough to phone them.
-WARNING_RESEND = Resend(every_s=60.0, sends=3)
+
 # Results that say the device ran the command (5: it had run it already, a second copy).
 RAN = (fr.RESULT_OK, fr.RESULT_DUPLICATE)
 # A device's answer is looked for among its command results stored from this long before
@@ -94,9 +105,10 @@ RAN = (fr.RESULT_OK, fr.RESULT_DUPLICATE)
 ANSWER_SLACK_S = 300
 
 
-def resend_policy(code: int) -> Resend | None:
-    """The policy of a command recorded under device_commands.key `code` (None: sent once)."""
-    return WARNING_RESEND if code in NOTIFY_COMMAND_KEYS else None
+def resend_policy(code: int, warnings: Resend) -> Resend | None:
+    """The policy of a command recorded under device_commands.key `code` (None: sent once),
+    given the warnings' (Resend.warnings)."""
+    return warnings if code in NOTIFY_COMMAND_KEYS else None
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,17 @@ class Unreached:
     seqs: tuple[int, ...]  # the command sequences it went under
     sent_at: tuple[float, ...]  # and when
     at: float  # backend time it was given up
+
+
+@dataclass(frozen=True)
+class LateAnswer:
+    """A send of a delivery already given up, answered as run by its device afterwards."""
+
+    device: int
+    key: int  # device_commands.key
+    seq: int  # the send's command sequence
+    sent_at: float  # and when it went
+    alert_id: int | None  # the alert the officer was told by (command_deliveries.alert_id)
 
 
 QUEUE_BATCH = 200  # queued (or due again) commands one timer tick sends; the rest at the next
@@ -136,20 +159,20 @@ def numbered(
     value: int,
     reason: str,
     now: float,
+    resend: Resend | None = None,
 ) -> tuple[int, bytes]:
     """(sequence, signed COMMAND frame) for the records, recorded in device_commands (with
     `code` and `value` saying what it was) in the caller's transaction; the first send of a
-    command with a Resend policy starts its delivery."""
+    command with a Resend policy (`resend`: resend_policy's) starts its delivery."""
     seq = next_seq(conn, device)
     conn.execute(
         insert(device_commands).values(
             device=device, seq=seq, key=code, value=value, reason=reason[:64], at=now
         )
     )
-    policy = resend_policy(code)
     d = command_deliveries.c
     if (
-        policy is not None
+        resend is not None
         and not conn.execute(
             select(d.id).where(d.device == device, d.key == code, d.value == value)
         ).first()
@@ -158,7 +181,7 @@ def numbered(
         conn.execute(
             insert(command_deliveries).values(
                 device=device, key=code, value=value, sends=1, first_at=now,
-                next_at=now + policy.every_s, outcome=None, settled_at=None,
+                next_at=now + resend.every_s, outcome=None, settled_at=None,
             )
         )  # fmt: skip
     frame = fr.Frame(fr.COMMAND, device, 0, seq, int(now), list(recs), fr.FLAG_TIME_VALID)
@@ -253,16 +276,18 @@ def resend_due(
     key_for: Callable[[int], bytes | None],
     records_for: Callable[[int], list[fr.Record]],
     now: float,
-    on_unreached: Callable[[Connection, Unreached], None],
+    on_unreached: Callable[[Connection, Unreached], int | None],
+    warnings: Resend,
     limit: int = QUEUE_BATCH,
 ) -> list[tuple[int, bytes]]:
     """Settle or send again the deliveries due by `now` (oldest first, at most `limit`), each
     claimed in a transaction of its own (a second worker finds it claimed): acknowledged if
     any of its sends was answered as run; else sent again under a new number (its records
     from `records_for(key)`) while its policy allows; else unreached, handed to
-    `on_unreached` in the same transaction (a device with no key any more cannot be sent to
-    either). Returns [(device, frame)] to publish. A delivery whose transaction fails stays
-    due for the next call."""
+    `on_unreached` in the same transaction, which returns the alert it raised (recorded with
+    the delivery; a device with no key any more cannot be sent to either). The policy is the
+    one in force now (`warnings`, Resend.warnings). Returns [(device, frame)] to publish. A
+    delivery whose transaction fails stays due for the next call."""
     d, c = command_deliveries.c, device_commands.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -270,7 +295,7 @@ def resend_due(
         ).all()
     out: list[tuple[int, bytes]] = []
     for row in rows:
-        policy = resend_policy(row.key)
+        policy = resend_policy(row.key, warnings)
         assert policy is not None  # deliveries are made only for commands with a policy
         try:
             with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
@@ -296,18 +321,70 @@ def resend_due(
                     _, data = numbered(
                         conn, row.device, records_for(row.key), key, code=row.key,
                         value=row.value, reason="sent again: not acknowledged", now=now,
+                        resend=policy,
                     )  # fmt: skip
                     conn.execute(settle.values(sends=row.sends + 1))
                     out.append((row.device, data))
                     continue
-                conn.execute(settle.values(outcome="unreached", settled_at=now, next_at=None))
-                on_unreached(
+                alert = on_unreached(
                     conn,
                     Unreached(
                         row.device, row.key, row.value, tuple(s.seq for s in sends),
                         tuple(s.at for s in sends), now,
                     ),
                 )  # fmt: skip
+                conn.execute(
+                    settle.values(outcome="unreached", settled_at=now, next_at=None, alert_id=alert)
+                )
         except Exception:
             log.exception("command delivery not settled; tried again later", id=row.id)
     return out
+
+
+def answered_late(
+    engine: Engine,
+    ran: Iterable[tuple[int, int]],
+    on_late: Callable[[Connection, LateAnswer], None],
+) -> int:
+    """Of the (device, command sequence) pairs a batch just stored answers to, saying the
+    command ran: those answering a send of a delivery already given up mark it answered_late
+    and go to `on_late`, in one transaction; how many. Once per delivery: a second answer
+    (another send's, a duplicate) finds it marked. Nearly every answer is to a command with
+    no delivery, or one settled as acknowledged: one read finds that, and nothing is written.
+    A delivery still in flight is read too and then written only if it has been given up
+    meanwhile (its verdict committing as the answer was stored: the conditional update waits
+    for it and then sees it), so no answer falls between the verdict and this."""
+    want = set(ran)
+    if not want:
+        return 0
+    c, d = device_commands.c, command_deliveries.c
+    same = (d.device == c.device) & (d.key == c.key) & (d.value == c.value)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(d.id, c.device, c.key, c.seq, c.at)
+            .join(command_deliveries, same)
+            .where(
+                c.device.in_({dev for dev, _ in want}),
+                c.seq.in_({seq for _, seq in want}),
+                d.outcome.is_(None) | (d.outcome == "unreached"),
+            )
+            .order_by(c.device, c.seq)
+        ).all()
+    rows = [r for r in rows if (r.device, r.seq) in want]
+    if not rows:
+        return 0
+    done = 0
+    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+        for r in rows:
+            mark = (
+                update(command_deliveries)
+                .where(d.id == r.id, d.outcome == "unreached")
+                .values(outcome="answered_late")
+                .returning(d.alert_id)
+            )
+            marked = conn.execute(mark).first()
+            if marked is None:
+                continue  # in flight (the rules tick acknowledges it), or marked already
+            done += 1
+            on_late(conn, LateAnswer(r.device, r.key, r.seq, r.at, marked.alert_id))
+    return done

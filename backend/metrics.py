@@ -181,6 +181,7 @@ _COMMANDS = {
     "commands_refused": "refused",
     "commands_resent": "resent",
     "commands_unreached": "unreached",
+    "commands_answered_late": "answered_late",
 }
 _RULES = {
     "evaluations": ("tagwatch_rules_evaluations", "Subject evaluations committed."),
@@ -239,7 +240,8 @@ class IngestCollector(Collector):
             "tagwatch_rules_commands",
             "Device commands: sent (handed to the client), failed, suppressed, unsendable, "
             "published or refused by the broker, resent (not acknowledged), unreached (given "
-            "up unacknowledged: the officer is told).",
+            "up unacknowledged: the officer is told), answered_late (answered after that: "
+            "noted on the alert).",
             "outcome",
             {o: both.get(k, 0) for k, o in _COMMANDS.items()},
         )

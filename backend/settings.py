@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     retention_security_events_days: int = 730
     # notification_outbox and notification_pages (backend/storage/retention.py)
     retention_notifications_days: int = 90
+    # command_deliveries and device_commands: as long as the devices' answers (device_events)
+    retention_commands_days: int = 365
     retention_batch_rows: int = 2000
 
     # API and access control (docs/security.md).
@@ -122,6 +124,15 @@ class Settings(BaseSettings):
     notify_retry_max_s: float = Field(default=900.0, gt=0, le=86_400)
     notify_max_attempts: int = Field(default=6, ge=1, le=50)
     notify_ack_ttl_s: int = Field(default=12 * 3600, ge=60, le=7 * 86_400)
+
+    # A warning the victim's device does not acknowledge goes again every resend_s after the
+    # first send, `sends` sends in all; resend_s after the last one, unanswered, the on-call
+    # officer is told (victim_not_reached): after sends x resend_s, 3 min by default, at most
+    # 25 min (docs/rules.md, "Proximity"). The device needs time to answer over a phone's
+    # network, and the rules tick (30 s) takes each step: at least two ticks apart, each step
+    # comes within one tick of its time (device_commands.Resend).
+    victim_warning_resend_s: float = Field(default=60.0, ge=60, le=300)
+    victim_warning_sends: int = Field(default=3, ge=1, le=5)
 
     def broker_list(self) -> list[tuple[str, int]]:
         """The brokers' backend listeners, (host, port), in order."""

@@ -33,7 +33,9 @@ come, or whose cached entry is stale. Each tick first sends the commands operato
 tag's broker list) and sends again those a device must acknowledge and has not (a victim's
 warning), giving up on one after its policy's sends and raising `victim_not_reached` for the
 on-call officer (backend/device_commands.py, backend/rules/delivery.py), all numbered under
-the lock of the evaluations.
+the lock of the evaluations. Each hand-over first looks in its batch for answers to
+warnings already given up, and notes them on the officer's alert (device_commands.
+answered_late).
 
 No evaluation folds more than a day of event time (evaluator.py): a subject whose run is
 longer — the first evaluation after a configuration change, a backlog, an order or fitting
@@ -57,17 +59,22 @@ from sqlalchemy import Connection, Engine, select
 from backend import metrics
 from backend.clock import Clock, SystemClock
 from backend.device_commands import (
+    RAN,
+    LateAnswer,
+    Resend,
     Unreached,
+    answered_late,
     notify_key,
     notify_message,
     numbered,
     resend_due,
+    resend_policy,
     send_queued,
 )
 from backend.ingest import Ingest, Rejection, RuleSink, StoredFrame
 from backend.rules.cache import CachedRepository, SubjectCache, revisions
 from backend.rules.config import SubjectConfig
-from backend.rules.delivery import raise_unreached
+from backend.rules.delivery import note_answer, raise_unreached
 from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
 from backend.rules.model import Command, Obs
@@ -80,6 +87,7 @@ from backend.rules.store import (
     settle,
     subjects_of_devices,
 )
+from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import TAG, VICTIM, device_commands, rules_pending
 from backend.zone_push import zone_update
@@ -115,8 +123,11 @@ class MonitoringSink(RuleSink):
         key_for: KeyLookup | None = None,
         rules: RuleEngine | None = None,
         cache: SubjectCache | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.engine = engine
+        # How a warning its victim's device does not acknowledge goes again (docs/rules.md).
+        self.warnings = Resend.warnings(settings or Settings())
         self.clock = clock or SystemClock()
         self.publish = publish
         self.key_for = key_for
@@ -169,6 +180,9 @@ class MonitoringSink(RuleSink):
         by_device: dict[int, list[StoredFrame]] = defaultdict(list)
         for s in stored:
             by_device[s.device].append(s)
+        # Before the evaluation settles the batch's rules_pending row: if this fails, the
+        # row stays and a sweep does both again (a second time marks nothing).
+        self._answered_late(stored, at, now)
         refused = [r for r in rejections if r.device is not None]
         devices = set(by_device) | {r.device for r in refused if r.device is not None}
         if not devices and pending is None:
@@ -410,6 +424,7 @@ class MonitoringSink(RuleSink):
                 value=c.value,
                 reason=c.reason,
                 now=now,
+                resend=resend_policy(code, self.warnings),
             )
             out.append((c.device, data))
         return out
@@ -452,16 +467,18 @@ class MonitoringSink(RuleSink):
             return 0
         with self._lock:  # numbered in turn with this worker's evaluations
             sent, dropped = send_queued(self.engine, self.key_for, now)
-            again = resend_due(self.engine, self.key_for, _resent, now, self._unreached)
+            again = resend_due(
+                self.engine, self.key_for, _resent, now, self._unreached, self.warnings
+            )
         self.counts["commands_unsendable"] += dropped
         self.counts["commands_resent"] += len(again)
         for c in sent + again:
             self._send(*c)
         return len(sent) + len(again)
 
-    def _unreached(self, conn: Connection, u: Unreached) -> None:
+    def _unreached(self, conn: Connection, u: Unreached) -> int | None:
         """A command given up unacknowledged: the alert, on the subject whose victim device
-        it was when first sent, in the transaction that gives it up."""
+        it was when first sent, in the transaction that gives it up; the alert's id."""
         self.counts["commands_unreached"] += 1
         t = int(u.sent_at[0]) if u.sent_at else int(u.at)
         history = subjects_of_devices(conn, {u.device}).get(u.device, [])
@@ -469,8 +486,26 @@ class MonitoringSink(RuleSink):
         if owner is None:
             # Only victims' warnings have a resend policy; its link gone, no one to tell.
             log.error("unacknowledged command of no victim's device", device=u.device)
+            return None
+        return raise_unreached(conn, owner, u, u.at)
+
+    def _answered_late(self, stored: Sequence[StoredFrame], at: float, now: float) -> None:
+        """Answers in the batch to a warning given up already: noted on the officer's alert
+        (backend/rules/delivery.py)."""
+        ran = [
+            (s.device, r.cmd_seq)
+            for s in stored
+            for i, r in enumerate(s.frame.records)
+            if r.type == fr.COMMAND_RESULT and r.result in RAN and i not in s.refused
+        ]
+        if not ran:
             return
-        raise_unreached(conn, owner, u, u.at)
+
+        def note(conn: Connection, a: LateAnswer) -> None:
+            note_answer(conn, a, at, now)
+
+        with self._lock:
+            self.counts["commands_answered_late"] += answered_late(self.engine, ran, note)
 
     def _send(self, device: int, payload: bytes) -> None:
         assert self.publish is not None
@@ -542,6 +577,9 @@ def attach(worker: IngestWorkerLike, tick_s: float = 30.0) -> RuleTimer:
         dev = directory.get(device)
         return None if dev is None else dev.key
 
-    sink = MonitoringSink(worker.engine, worker.ingest.clock, worker.ingest.publish, key_for)
+    ingest = worker.ingest
+    sink = MonitoringSink(
+        worker.engine, ingest.clock, ingest.publish, key_for, settings=ingest.settings
+    )
     worker.ingest.rules = sink
     return RuleTimer(sink, tick_s).start()

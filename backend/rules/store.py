@@ -545,6 +545,14 @@ class SqlRepository:
         if action and (cur.end != end or cur.start != values["start"]):
             self._action(alert_id, action, None)
 
+    def annotate(self, alert_id: int, action: str, note: str) -> None:
+        """Something the backend learned about an alert after raising it, not from its rule
+        (a victim's device answering the warning after the officer was told): a history row,
+        which the alert's page shows and the live stream carries. Its state stays the
+        officer's to change."""
+        self.conn.execute(update(alerts).where(alerts.c.id == alert_id).values(updated_at=self.now))
+        self._action(alert_id, action, note)
+
     def _action(
         self, alert_id: int, action: str, note: str | None, user: int | None = None
     ) -> None:

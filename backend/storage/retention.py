@@ -10,10 +10,14 @@ import structlog
 from sqlalchemy import Column, ColumnElement, Engine, Table, delete, exists, select
 
 from backend.clock import Clock, SystemClock
+from backend.rules.store import ACKNOWLEDGED, OPEN
 from backend.security import audit
 from backend.settings import Settings
 from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
+    alerts,
+    command_deliveries,
+    device_commands,
     device_events,
     frames,
     notification_outbox,
@@ -39,6 +43,8 @@ class DataClass:
 
 
 _outbox, _pages = notification_outbox.c, notification_pages.c
+_deliveries, _commands = command_deliveries.c, device_commands.c
+_newer = device_commands.alias("newer")
 DATA_CLASSES = (
     DataClass("positions", positions, positions.c.ts),
     DataClass("device_events", device_events, device_events.c.ts),
@@ -58,6 +64,38 @@ DATA_CLASSES = (
         _pages.paged_at,
         ~exists().where(_outbox.page_id == _pages.id),
     ),
+    # Deliveries of commands a device must acknowledge (a victim's warning), by when they
+    # were settled: one still in flight (to be sent again, or judged) is never old, nor one
+    # whose alert an officer is still working (open or acknowledged: it names the sends).
+    DataClass(
+        "command_deliveries",
+        command_deliveries,
+        _deliveries.settled_at,
+        _deliveries.next_at.is_(None)
+        & ~exists().where(
+            alerts.c.id == _deliveries.alert_id, alerts.c.state.in_((OPEN, ACKNOWLEDGED))
+        ),
+    ),
+    # The commands sent to devices, by when sent, once no delivery refers to one (after the
+    # class above, in the same run). The newest of each (device, key) stays whatever its age:
+    # the device's next command sequence follows the highest one recorded (a lower one is
+    # refused as a replay), and what was last sent of each kind is what a repeat, or a zone
+    # set, is checked against (backend/device_commands.py, backend/zone_push.py).
+    DataClass(
+        "device_commands",
+        device_commands,
+        _commands.at,
+        exists().where(
+            _newer.c.device == _commands.device,
+            _newer.c.key == _commands.key,
+            _newer.c.seq > _commands.seq,
+        )
+        & ~exists().where(
+            _deliveries.device == _commands.device,
+            _deliveries.key == _commands.key,
+            _deliveries.value == _commands.value,
+        ),
+    ),
 )
 
 
@@ -71,6 +109,8 @@ def periods(settings: Settings) -> dict[str, int]:
         "security_events": settings.retention_security_events_days,
         "notification_outbox": settings.retention_notifications_days,
         "notification_pages": settings.retention_notifications_days,
+        "command_deliveries": settings.retention_commands_days,
+        "device_commands": settings.retention_commands_days,
     }
 
 

@@ -533,7 +533,9 @@ device_commands = Table(
 # device_commands, however often it goes (a victim's warning: the notify key and the
 # episode's start), each send being a device_commands row with that key and value. sends:
 # how many went; next_at: when the next send, or the verdict, is due (NULL once settled);
-# outcome: "acknowledged" or "unreached" (the on-call officer is told), at settled_at.
+# outcome: "acknowledged" or "unreached" (the on-call officer is told by alert alert_id,
+# migration 0014_delivery_alerts), at settled_at; "answered_late" once the device answered
+# after that (the alert says so).
 command_deliveries = Table(
     "command_deliveries",
     metadata,
@@ -546,6 +548,7 @@ command_deliveries = Table(
     Column("next_at", Double, nullable=True),
     Column("outcome", String(16), nullable=True),
     Column("settled_at", Double, nullable=True),
+    Column("alert_id", BigInteger, nullable=True),
     UniqueConstraint("device", "key", "value"),
     Index(None, "next_at"),
 )

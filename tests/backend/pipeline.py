@@ -12,6 +12,7 @@ from backend.clock import ManualClock
 from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import Registry
 from backend.rules.sink import MonitoringSink
+from backend.settings import Settings
 from backend.storage.schema import assignments, subjects, units
 from firmware import frame as fr
 from firmware import topics
@@ -28,7 +29,7 @@ def fix(dt: int, dx: float, acc_dm: int = 50) -> fr.Record:
 
 class Pipeline:
     """`keys`: the signing key of each device the sink sends commands to; `tag`: the tag whose
-    frames `tag_frame` signs."""
+    frames `tag_frame` signs; `settings`: the backend's (default: Settings())."""
 
     def __init__(
         self,
@@ -37,8 +38,10 @@ class Pipeline:
         clock: ManualClock,
         keys: dict[int, bytes],
         tag: int,
+        settings: Settings | None = None,
     ) -> None:
         self.clock, self.keys, self.tag_id = clock, keys, tag
+        self.settings = settings or Settings()
         self.published: list[tuple[str, bytes]] = []
         self.seq = 0
         self.attach(engine, registry)
@@ -54,9 +57,10 @@ class Pipeline:
     def attach(self, engine: Engine, registry: Registry) -> None:
         """Go on with the same devices in `engine` (a database that holds this world's rows)."""
         self.engine = engine
-        self.sink = MonitoringSink(engine, self.clock, self._publish, self.keys.get)
-        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, clock=self.clock,
-                             rules=self.sink)  # fmt: skip
+        self.sink = MonitoringSink(engine, self.clock, self._publish, self.keys.get,
+                                   settings=self.settings)  # fmt: skip
+        self.ingest = Ingest(engine, DeviceDirectory(registry), self._publish, self.settings,
+                             clock=self.clock, rules=self.sink)  # fmt: skip
 
     def assign(self, conn: Connection, device: int, role: str, starts_at: int) -> None:
         conn.execute(insert(assignments).values(subject_id=self.subject, device=device,

@@ -143,7 +143,8 @@ def test_retention_purges_in_batches_and_audits(engine: Engine, clock: ManualClo
     assert left == sorted(int(now) - d * day for d in range(5))
     by_class = {a.detail["data_class"]: a for a in audits}
     assert set(by_class) == {"positions", "device_events", "presence", "frames", "security_events",
-                             "notification_outbox", "notification_pages"}  # fmt: skip
+                             "notification_outbox", "notification_pages", "command_deliveries",
+                             "device_commands"}  # fmt: skip
     assert by_class["positions"].detail["deleted"] == 5
     assert all(a.actor == "test" and a.action == "retention.purge" for a in audits)
     assert purge(engine, settings, clock)["positions"] == 0  # nothing more to do

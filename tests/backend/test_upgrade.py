@@ -20,13 +20,17 @@ from sqlalchemy import Engine, Integer, MetaData, func, select, text
 from backend.broker import Mosquitto
 from backend.clock import ManualClock
 from backend.registry import KeyVault, Registry
+from backend.rules.delivery import UNREACHED
 from backend.security import audit
+from backend.services.victims import link
 from backend.storage.database import current_revision, head_revision, make_engine, upgrade
-from backend.storage.schema import TAG, frames, pairings
+from backend.storage.schema import TAG, alerts, command_deliveries, frames, pairings
 from firmware import frame as fr
 from tests.backend.deploy import services
 from tests.backend.fleet import Fleet
 from tests.backend.test_alerts_pipeline import T, World, walk_frames
+from tests.backend.test_victim_devices import VICTIM_ID, WARNING, is_warning
+from tests.backend.test_victim_devices import World as VictimWorld
 
 OLD = "0003_monitoring"
 
@@ -111,6 +115,43 @@ def test_an_older_schema_with_data_migrates_to_head(db_url: str, tmp_path: Path)
     with engine.connect() as conn:
         n = conn.execute(select(func.count()).select_from(frames)).scalar_one()
     assert n == len(old["frames"]) + 6
+    engine.dispose()
+
+
+def test_a_warning_given_up_before_0014_names_its_alert_after_it(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Deliveries the pipeline gave up at 0013 get the alert that told the officer
+    (command_deliveries.alert_id), found from the alert's episodes; those it settled as
+    acknowledged get none."""
+    scratch = make_engine(f"sqlite:///{tmp_path / 'scratch.db'}")
+    upgrade(scratch)
+    clock = ManualClock(T)
+    world = VictimWorld(scratch, Registry(scratch, KeyVault(services.SERVER_KEY), clock), clock)
+    with scratch.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    lost: list[int] = []
+
+    def first_lost_then_mute(payload: bytes) -> bool:
+        """The first warning's first send lost, the alert-distance warning never answered."""
+        if not is_warning(payload):
+            return True
+        message = fr.parse(payload).records[0].message
+        lost.append(message)
+        return message == WARNING and lost.count(WARNING) > 1
+
+    end = world.approach(first_lost_then_mute)
+    world.ticks_after(end, first_lost_then_mute)
+    engine = make_engine(db_url)
+    upgrade(engine, "0013_command_deliveries")
+    copy_rows(scratch, engine)
+    scratch.dispose()
+    upgrade(engine)
+    d = command_deliveries.c
+    with engine.connect() as conn:
+        alert = conn.execute(select(alerts.c.id).where(alerts.c.type == UNREACHED)).scalar_one()
+        rows = conn.execute(select(d.key, d.outcome, d.alert_id).order_by(d.first_at)).all()
+    assert [(r.outcome, r.alert_id) for r in rows] == [("acknowledged", None), ("unreached", alert)]
     engine.dispose()
 
 

@@ -7,27 +7,38 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 from sqlalchemy import Engine, insert, select
 
 from backend import broker_credentials as bc
 from backend import metrics
 from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
-from backend.device_commands import WARNING_RESEND, notify_message
+from backend.device_commands import (
+    NOTIFY_COMMAND_KEYS,
+    next_seq,
+    notify_key,
+    notify_message,
+    numbered,
+)
 from backend.ingest import Message
 from backend.ingest_worker import IngestWorker
 from backend.notify.outbox import PLAN
 from backend.registry import Registry
 from backend.rules import proximity as px
-from backend.rules.delivery import UNREACHED
+from backend.rules.delivery import ANSWERED, UNREACHED
 from backend.rules.sink import MonitoringSink, attach
+from backend.rules.store import resolve
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
 from backend.settings import Settings
+from backend.storage.retention import DAY, purge
 from backend.storage.schema import (
     HOME_UNIT,
     TAG,
@@ -36,12 +47,14 @@ from backend.storage.schema import (
     alert_episodes,
     alerts,
     assignments,
+    audit_log,
     command_deliveries,
     device_commands,
     frames,
     notification_outbox,
     orders,
     positions,
+    users,
 )
 from firmware import frame as fr
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
@@ -57,12 +70,19 @@ class World(Pipeline):
     """A tag assigned to the subject under a domestic-abuse order, and a registered victim
     device (the reference client) ready to be linked to it."""
 
-    def __init__(self, engine: Engine, registry: Registry, clock: ManualClock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: Registry,
+        clock: ManualClock,
+        settings: Settings | None = None,
+    ) -> None:
         registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
         vd = registry.register(VICTIM_ID, VICTIM)
         self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
-        super().__init__(engine, registry, clock, {TAG_ID: self.tag.key, VICTIM_ID: vd.key}, TAG_ID)
+        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
+        super().__init__(engine, registry, clock, keys, TAG_ID, settings)
         with engine.begin() as conn:
             self.order = conn.execute(
                 insert(orders).values(subject_id=self.subject, kind="domestic_abuse",
@@ -112,6 +132,13 @@ class World(Pipeline):
                 reply = self.victim.downlink(payload, at) if take(payload) else None
                 if reply is not None:
                     self.deliver([Message(self.victim.up, reply)], at)
+
+    def ticks_after(self, end: int, take: Callable[[bytes], bool] = lambda _: True) -> None:
+        """The rules tick every 30 s from `end` for twice the warnings' bound, the victim
+        device answering after each what `take` lets through: every warning is settled."""
+        for k in range(1, 2 * int(self.sink.warnings.bound_s / 30)):
+            self.sink.tick(end + 30 * k)
+            self.answer(end + 30 * k + 1, take)
 
     def alert_types(self) -> list[str]:
         with self.engine.connect() as conn:
@@ -244,9 +271,7 @@ def test_a_warning_the_device_missed_goes_again_and_its_acknowledgement_ends_the
         return True
 
     end = world.approach(first_lost)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1)
+    world.ticks_after(end)
     # The first warning went twice (the second acknowledged), the alert once; nothing after.
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
     assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
@@ -264,11 +289,8 @@ def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
     end = world.approach(lambda payload: not is_warning(payload))
-    ticks = [end + 30 * k for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30))]
-    for at in ticks:
-        world.sink.tick(at)
-        world.answer(at + 1, lambda payload: not is_warning(payload))
-    sends = WARNING_RESEND.sends
+    world.ticks_after(end, lambda payload: not is_warning(payload))
+    sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
     with world.engine.connect() as conn:
         sent = warnings(conn, VICTIM_ID)
@@ -291,7 +313,7 @@ def test_a_device_that_never_acknowledges_puts_the_on_call_officer_on_notice(
     first = {m: min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)}
     for ep in eps:
         told = ep.raised_at - first[ep.details["message"]]
-        assert WARNING_RESEND.bound_s <= told <= WARNING_RESEND.bound_s + 30
+        assert world.sink.warnings.bound_s <= told <= world.sink.warnings.bound_s + 30
         assert ep.details["sends"] == sends and "lat" not in str(ep.evidence)
     # Later data about the subject, live and late (a re-evaluation from a snapshot before the
     # alert), neither clears it nor sends the victim anything more.
@@ -324,9 +346,7 @@ def test_a_replayed_or_duplicated_acknowledgement_is_harmless(world: World) -> N
         assert again is not None
         replies.append(Message(world.victim.up, again))
     world.deliver(replies + replies, end + 2)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1)
+    world.ticks_after(end)
     assert deliveries(world) == [(WARNING, 1, "acknowledged"), (ALERT, 1, "acknowledged")]
     with world.engine.connect() as conn:
         sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
@@ -436,9 +456,9 @@ def test_over_the_broker_a_missed_warning_comes_again_and_a_mute_device_is_repor
             wire.send(m)
         at = ts + 4
         wire.settle(at, take)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
+    for k in range(1, 2 * int(world.sink.warnings.bound_s / 30)):
         wire.settle(at + 30 * k, take)
-    sends = WARNING_RESEND.sends
+    sends = world.sink.warnings.sends
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, sends, "unreached")]
     assert seen == [WARNING, WARNING] + [ALERT] * sends
     assert [w.message for w in world.victim.warnings] == [WARNING]
@@ -465,10 +485,171 @@ def test_only_an_answer_that_the_warning_ran_acknowledges_it(world: World) -> No
         return True
 
     end = world.approach(answer)
-    for k in range(1, 2 * int(WARNING_RESEND.bound_s / 30)):
-        world.sink.tick(end + 30 * k)
-        world.answer(end + 30 * k + 1, answer)
+    world.ticks_after(end, answer)
     assert deliveries(world) == [(WARNING, 2, "acknowledged"), (ALERT, 1, "acknowledged")]
     with world.engine.connect() as conn:
         sent = [(w.message, w.acknowledged) for w in warnings(conn, VICTIM_ID)]
     assert sorted(sent) == [(WARNING, False), (WARNING, True), (ALERT, True)]
+
+
+def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: World) -> None:
+    """The victim's phone took no commands during the approach (its app asleep); after the
+    officer was told it runs what the broker queued for it meanwhile: its answers go in
+    through ingest, and the alert says the victim has seen the warning, once per warning,
+    whatever comes after (answers to the other sends, the same frames again). The alert
+    stays open: the officer decides."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    held: list[bytes] = []
+
+    def hold(payload: bytes) -> bool:
+        if fr.parse(payload).mtype == fr.COMMAND:
+            held.append(payload)
+            return False
+        return True
+
+    end = world.approach(hold)
+    world.ticks_after(end, hold)
+    sends = world.sink.warnings.sends
+    assert deliveries(world) == [(WARNING, sends, "unreached"), (ALERT, sends, "unreached")]
+    back = end + 1200
+    replies = [world.victim.downlink(p, back) for p in held]
+    answers = [Message(world.victim.up, r) for r in replies if r is not None]
+    results = [fr.decode(m.payload, world.victim.key).records[0].result for m in answers]
+    assert len(answers) == len(held) > 2 * sends and set(results) == {fr.RESULT_OK}
+    # One at a time, then all of them again.
+    for i, answer in enumerate(answers):
+        world.deliver([answer], back + 10 * i)
+    world.deliver(answers, back + 600)
+    world.sink.tick(back + 630)
+    assert deliveries(world) == [(WARNING, sends, "answered_late"), (ALERT, sends, "answered_late")]
+    with world.engine.connect() as conn:
+        alert = conn.execute(select(alerts).where(alerts.c.type == UNREACHED)).one()
+        history = conn.execute(
+            select(alert_actions)
+            .where(alert_actions.c.alert_id == alert.id)
+            .order_by(alert_actions.c.id)
+        ).all()
+        paged = conn.execute(
+            select(notification_outbox.c.kind).where(notification_outbox.c.alert_id == alert.id)
+        ).scalars()
+        assert list(paged) == [PLAN]  # told once, when raised
+    # Noted when the first answer to any of a warning's sends came, naming that send, in the
+    # subject's local time (the default zone: BST in September).
+    first: dict[int, tuple[int, int]] = {}  # message: (its answer's index, the send)
+    for i, payload in enumerate(held):
+        if is_warning(payload):
+            f = fr.parse(payload)
+            first.setdefault(f.records[0].message, (i, f.seq))
+    assert [h.action for h in history] == ["raised", ANSWERED, ANSWERED]
+    assert world.sink.counts["commands_answered_late"] == 2
+    for h, (message, what) in zip(
+        history[1:], ((WARNING, "warning"), (ALERT, "alert")), strict=True
+    ):
+        i, seq = first[message]
+        when = datetime.fromtimestamp(back + 10 * i, ZoneInfo("Europe/London"))
+        assert h.at == back + 10 * i
+        assert f"the {what}-distance warning at {when:%H:%M:%S} BST (command {seq}," in h.note
+    assert alert.state == "open" and alert.updated_at == history[-1].at
+    assert all(h.user_id is None for h in history) and "lat" not in str([h.note for h in history])
+
+
+def test_the_warnings_resend_timing_is_a_bounded_setting(
+    engine: Engine, registry: Registry, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 60 s, 2 sends: the officer is told two minutes after the first send, not three."""
+    settings = Settings(victim_warning_resend_s=60, victim_warning_sends=2)
+    world = World(engine, registry, clock, settings)
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_warning(payload))
+    for k in range(1, 9):
+        world.sink.tick(end + 15 * k)
+        world.answer(end + 15 * k + 1, lambda payload: not is_warning(payload))
+    assert deliveries(world) == [(WARNING, 2, "unreached"), (ALERT, 2, "unreached")]
+    with world.engine.connect() as conn:
+        sent = warnings(conn, VICTIM_ID)
+        e = alert_episodes.c
+        told = conn.execute(select(e.raised_at).where(e.type == UNREACHED)).scalars().all()
+    starts = sorted({min(w.sent_at for w in sent if w.message == m) for m in (WARNING, ALERT)})
+    # Each told 120 s after its first send, within a tick of the approach (once a minute) or
+    # of the ticks after it (the default would be 180 s at least).
+    assert len(told) == 2
+    for first, at in zip(starts, sorted(told), strict=True):
+        assert 120 <= at - first <= 120 + 60 + 1, at - first
+    # Outside the bounds the settings do not load: the process does not start.
+    for name, value, bound in (
+        ("VICTIM_WARNING_RESEND_S", "30", "greater than or equal to 60"),
+        ("VICTIM_WARNING_SENDS", "9", "less than or equal to 5"),
+    ):
+        monkeypatch.setenv(f"TAGWATCH_{name}", value)
+        with pytest.raises(ValidationError, match=f"(?s){name.lower()}.*{bound}"):
+            Settings()
+        monkeypatch.delenv(f"TAGWATCH_{name}")
+
+
+def test_retention_keeps_what_commands_still_need_and_purges_the_rest(world: World) -> None:
+    """Commands and their deliveries as the pipeline wrote them for a device that never
+    answered, two days later, kept one day: a delivery still in flight keeps its sends, so
+    does one whose alert an officer is working, until it is resolved; the newest command of
+    each kind per device stays whatever its age (the device's sequence goes on from it)."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    end = world.approach(lambda payload: not is_warning(payload))
+    world.ticks_after(end, lambda payload: not is_warning(payload))
+    # A warning sent twice, its delivery still in flight (no tick has judged it since).
+    in_flight = (notify_key(WARNING), T + 5000)
+    with world.engine.begin() as conn:
+        for at in (end + 900, end + 960):
+            numbered(conn, VICTIM_ID, [], world.victim.key, code=in_flight[0],
+                     value=in_flight[1], reason="test", now=at,
+                     resend=world.sink.warnings)  # fmt: skip
+    c = device_commands.c
+
+    def state() -> tuple[dict[int, int], dict[tuple[int, int], int], list[tuple[int, int, int]]]:
+        """Each device's next sequence, the newest sequence of each (device, key), and every
+        row's (device, key, value)."""
+        with world.engine.connect() as conn:
+            rows = conn.execute(select(c.device, c.key, c.value, c.seq).order_by(c.seq)).all()
+            nxt = {d: next_seq(conn, d) for d in (TAG_ID, VICTIM_ID)}
+        newest = {(r.device, r.key): r.seq for r in rows}
+        return nxt, newest, [(r.device, r.key, r.value) for r in rows]
+
+    before = state()
+    assert len(before[2]) > len(before[1])  # something to purge
+    settings = Settings(retention_commands_days=1, retention_batch_rows=2)
+    world.clock.set(end + 2 * DAY)
+    deleted = purge(world.engine, settings, world.clock, actor="test")
+    now = state()
+    assert now[:2] == before[:2] and deleted["device_commands"] == len(before[2]) - len(now[2]) > 0
+    # The alert is open: both given-up warnings keep their delivery and every send.
+    sends = world.sink.warnings.sends
+    notify = [(k, v) for d, k, v in now[2] if d == VICTIM_ID and k in NOTIFY_COMMAND_KEYS]
+    assert deleted["command_deliveries"] == 0 and len(notify) == 2 * sends + 2
+    assert notify.count(in_flight) == 2
+
+    with world.engine.begin() as conn:
+        unreached = conn.execute(select(alerts.c.id).where(alerts.c.type == UNREACHED)).scalar()
+        assert unreached is not None
+        officer = conn.execute(
+            insert(users).values(username="o1", display_name="O", unit_id=world.unit_id,
+                                 role="officer", password_hash="x", failed_logins=0, created_at=T)
+            .returning(users.c.id)
+        ).scalar_one()  # fmt: skip
+        resolve(conn, unreached, officer, "technical_fault", "phone off", end + 2 * DAY)
+    deleted = purge(world.engine, settings, world.clock, actor="test")
+    after = state()
+    assert after[:2] == before[:2] and deleted["command_deliveries"] == 2
+    notify = [(k, v) for d, k, v in after[2] if d == VICTIM_ID and k in NOTIFY_COMMAND_KEYS]
+    # Left: the in-flight warning's two sends, and the newest alert-distance warning.
+    last_alert = [(k, v) for d, k, v in before[2] if k == notify_key(ALERT)][-1]
+    assert sorted(notify) == sorted([in_flight, in_flight, last_alert])
+    assert deliveries(world) == [(WARNING, 1, None)]
+    with world.engine.connect() as conn:
+        audited = conn.execute(
+            select(audit_log.c.detail).where(audit_log.c.action == "retention.purge")
+        ).scalars().all()  # fmt: skip
+    classes = [
+        a["data_class"] for a in audited if a["data_class"].startswith(("command", "device_c"))
+    ]
+    assert classes == ["command_deliveries", "device_commands"] * 2

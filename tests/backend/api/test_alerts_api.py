@@ -216,6 +216,10 @@ def test_rules_and_parameters_are_published(setup: Setup) -> None:
     by = {r["rule"]: r for r in rules}
     assert by["curfew"]["params"]["grace_s"] == 600 and by["zones"]["version"] == Zones.version
     assert by["zones"]["params"]["exclusion_dwell_s"] == 60
+    # victim_not_reached is raised by the backend's check of its warnings, not by a rule: it
+    # is listed too, with the resend policy the settings hold.
+    assert by["delivery"] == {"rule": "delivery", "version": 1,
+                              "params": {"every_s": 60.0, "sends": 3}}  # fmt: skip
 
 
 def test_openapi_documents_the_monitoring_routes(app: FastAPI) -> None:
