@@ -50,6 +50,23 @@ LEASE_S = 300  # the lease in each home ack: five relaxed (60 s) beacons may go 
 SENSOR_POLL_S = 3600.0
 
 
+def wait_progress(missing: Callable[[], list[int]], timeout: float, what: str) -> None:
+    """Wait until `missing()` (the units not yet there) is empty, failing only once it has
+    not shrunk for `timeout` seconds: a thousand units take longer to start than ten, so a
+    bound on the whole start-up fails a large farm that is merely busy, while a stall is
+    still caught as soon in a large farm as in a small one."""
+    left = missing()
+    deadline = time.monotonic() + timeout
+    while left:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"home units {left[:5]} ({len(left)} in all) did not {what}")
+        time.sleep(0.02)
+        now = missing()
+        if len(now) < len(left):
+            deadline = time.monotonic() + timeout
+        left = now
+
+
 class FleetTagSide(TagSide):
     """The tags as their home units reach them, by the address in their beacons."""
 
@@ -162,7 +179,8 @@ class UnitHost:
 
         self._thread = threading.Thread(target=run, name="sim-home-units", daemon=True)
         self._thread.start()
-        ready.wait(timeout)
+        specs = [s.unit for s in self.specs]
+        wait_progress(lambda: [] if ready.is_set() else specs[len(self.units) :], timeout, "start")
 
     @property
     def running(self) -> bool:
@@ -251,8 +269,16 @@ class UnitHostProcess:
         )
         self.proc.start()
         self._theirs.close()
-        # Its interpreter starts and imports first: more than the units' own start-up.
-        if not self.conn.poll(timeout + 30.0) or not self.conn.recv():
+        # However long the interpreter's imports and the units' construction take: the
+        # process bounds its own start-up by progress (wait_progress) and ends if it stalls.
+        while not self.conn.poll(1.0):
+            if not self.proc.is_alive():
+                raise TimeoutError("the home units' process did not start")
+        try:
+            started = self.conn.recv()
+        except EOFError:
+            started = False
+        if not started:
             raise TimeoutError("the home units' process did not start")
         self.running = True
 
@@ -390,21 +416,22 @@ class HomeUnitFarm:
 
     def start(self, t0: float, timeout: float = 30.0) -> None:
         """Start every unit with its clock at simulated time t0 (a unit signs its LINK
-        online frame as it connects to the broker, before the first tick could reach it)."""
+        online frame as it connects to the broker, before the first tick could reach it).
+        `timeout`: how long start-up may go without one more unit started, connected or
+        configured (wait_progress)."""
         self.air.start()
         specs = list(self.specs.values())
         kind = UnitHostProcess if self.process else UnitHost
         self.host = host = kind(self.workdir, self.brokers, specs, self.air.port)
         host.start(t0, timeout)
-        deadline = time.monotonic() + timeout
-        for u in self.on_air:
-            if not self.air.wait_unit(u, max(0.1, deadline - time.monotonic())):
-                raise TimeoutError(f"home unit {u} did not connect to the simulator radio")
+        on_air = self.on_air
+        wait_progress(
+            lambda: [u for u in on_air if not self.air.connected(u)],
+            timeout,
+            "connect to the simulator radio",
+        )
         # Configured (from the retained message) before the run starts.
-        while missing := host.unconfigured():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"home units {missing[:5]} got no configuration")
-            time.sleep(0.01)
+        wait_progress(host.unconfigured, timeout, "get their configuration")
 
     def tick(self, t: float) -> None:
         units = self.on_air
