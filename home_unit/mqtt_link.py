@@ -44,6 +44,7 @@ log = structlog.get_logger("home_unit.mqtt")
 MAX_BROKERS = 8
 MISC_S = 1.0  # keep-alive checks (paho's loop_misc), as often as paho's own loop makes them
 FAREWELL_WAIT_S = 2.0  # going down: how long the offline frame and DISCONNECT may take
+CONNECT_WAIT_S = 6.0  # going down while connecting: paho's connect timeout (5 s) and a margin
 
 
 def _endpoint(b: str) -> str:
@@ -142,6 +143,7 @@ class MqttLink:
         self._closed: asyncio.Event | None = None  # set when paho closes the socket
         self._misc: asyncio.TimerHandle | None = None
         self._stopping = False
+        self._connecting = False  # a connect is under way in the executor
         self._thread: int | None = None  # the loop's thread (start() runs on it)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -220,6 +222,11 @@ class MqttLink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closed.wait(), max(0.0, deadline - self.loop.time()))
         if self._task is not None:
+            if self._connecting:
+                # A connect under way in the executor cannot be cancelled: let it end (paho's
+                # connect timeout bounds it) and close what it opened (_run).
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._task), CONNECT_WAIT_S)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -228,6 +235,7 @@ class MqttLink:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._connecting = True
             try:
                 # Blocking (name lookup, TCP connect, CONNECT): off the loop.
                 await self.loop.run_in_executor(None, self.client.reconnect)
@@ -235,7 +243,14 @@ class MqttLink:
                 log.warning("mqtt_unreachable", broker=self.broker, error=str(e))
                 self._fail_over()
             else:
+                if self._stopping:  # closed while connecting: leave at once
+                    self.client.disconnect()
+                    self.client.loop_write()
+                    return
+                self._connecting = False
                 await self._serve()
+            finally:
+                self._connecting = False
             if self._stopping:
                 return
             lo, hi = self.reconnect_min_s, self.reconnect_max_s
