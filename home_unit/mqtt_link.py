@@ -142,6 +142,7 @@ class MqttLink:
         self._task: asyncio.Task[None] | None = None
         self._closed: asyncio.Event | None = None  # set when paho closes the socket
         self._misc: asyncio.TimerHandle | None = None
+        self._fd: int | None = None  # the socket's descriptor the loop watches
         self._stopping = False
         self._connecting = False  # a connect is under way in the executor
         self._thread: int | None = None  # the loop's thread (start() runs on it)
@@ -230,7 +231,7 @@ class MqttLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._unwatch(self.client.socket())
+        self._unwatch()
         self.connected = False
 
     async def _run(self) -> None:
@@ -263,6 +264,7 @@ class MqttLink:
         if sock is None or self._closed is None:
             return
         self._closed.clear()
+        self._fd = sock.fileno()
         self.loop.add_reader(sock, self._readable)
         self._write_wanted()
         self._misc = self.loop.call_later(MISC_S, self._keepalive)
@@ -289,10 +291,12 @@ class MqttLink:
         else:
             self.loop.remove_writer(sock)
 
-    def _unwatch(self, sock: mqtt.SocketLike | None) -> None:
-        if sock is not None:
-            self.loop.remove_reader(sock)
-            self.loop.remove_writer(sock)
+    def _unwatch(self) -> None:
+        # By the descriptor watched, not the socket: one closed meanwhile says fileno -1.
+        if self._fd is not None:
+            self.loop.remove_reader(self._fd)
+            self.loop.remove_writer(self._fd)
+            self._fd = None
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
@@ -317,7 +321,7 @@ class MqttLink:
                 self.loop.call_soon_threadsafe(self._socket_closed, sock)
 
     def _socket_closed(self, sock: mqtt.SocketLike) -> None:
-        self._unwatch(sock)
+        self._unwatch()
         if self._closed is not None:
             self._closed.set()
 
