@@ -193,14 +193,15 @@ def rows() -> list[tuple[str, str, str, str]]:
             )
         )
         # The units' own process (every daemon, its MQTT link and simulator radio): CPU per
-        # simulated unit-hour, and the share of a core it kept busy over the whole run.
+        # simulated unit-hour once the units are built (connecting and configuring them
+        # included), and the share of a core that kept busy over the run's wall time.
         cpu_s = s.counters.get("home_unit_process_cpu_ms", 0) / 1000
         out.append(
             (
                 "sim run",
                 f"full stack: the home units' process, {tags} units ({hours:g} h)",
                 f"{1000 * cpu_s / (tags * s.sim_s / 3600):.1f} CPU-ms per unit-hour",
-                f"{cpu_s / s.wall_s:.2f} of a core over the run (start-up included)",
+                f"{cpu_s / s.wall_s:.2f} of a core over the run",
             )
         )
         if tags <= 100:
