@@ -4,18 +4,26 @@ what arrives for it while it is away, and manual acknowledgement of received mes
 PUBACK goes back only once the daemon has stored what the message carried, so a crash before
 that makes the broker deliver it again.
 
-paho runs its network loop in its own thread; every callback is handed to the daemon's
-asyncio loop with call_soon_threadsafe, so all state lives on one thread.
+paho runs on the daemon's asyncio loop through its external-loop API (the socket watched by
+the loop's selector, `loop_read`/`loop_write` when it is ready, `loop_misc` every second for
+the keep-alive), so all state lives on one thread; only the blocking TCP connect runs in the
+loop's executor. Not paho's own `loop_start()` thread: its `select()` refuses descriptors at
+or above FD_SETSIZE (1024) and takes them for a lost connection, so in a process holding
+many descriptors (the simulator runs a thousand units in one) a unit never got connected,
+and a thread per unit woke every second besides. Every callback is handed to the loop's next
+turn (call_soon), as it was from paho's thread.
 
-Brokers: an ordered list. paho's own reconnect loop, with its back-off (reconnect_min_s to
-reconnect_max_s, doubling), is the one retry policy; each failed or lost connection moves
-it on to the next broker of the list (`fail_over`), so a dead broker costs one failed
-attempt. The unit stays with a broker that works."""
+Brokers: an ordered list. The link's reconnect loop, with paho's back-off (reconnect_min_s
+to reconnect_max_s, doubling, back to the minimum once connected or moved on), is the one
+retry policy; each failed or lost connection moves it on to the next broker of the list
+(`fail_over`), so a dead broker costs one failed attempt. The unit stays with a broker that
+works."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -34,6 +42,9 @@ from firmware.brokers import endpoint
 log = structlog.get_logger("home_unit.mqtt")
 
 MAX_BROKERS = 8
+MISC_S = 1.0  # keep-alive checks (paho's loop_misc), as often as paho's own loop makes them
+FAREWELL_WAIT_S = 2.0  # going down: how long the offline frame and DISCONNECT may take
+CONNECT_WAIT_S = 6.0  # going down while connecting: paho's connect timeout (5 s) and a margin
 
 
 def _endpoint(b: str) -> str:
@@ -126,6 +137,15 @@ class MqttLink:
         self.session_expiry = session_expiry
         self.connected = False
         self._armed: StatusPair | None = None
+        self.reconnect_min_s, self.reconnect_max_s = reconnect
+        self._delay: float | None = None  # the back-off before the next attempt (paho's rule)
+        self._task: asyncio.Task[None] | None = None
+        self._closed: asyncio.Event | None = None  # set when paho closes the socket
+        self._misc: asyncio.TimerHandle | None = None
+        self._fd: int | None = None  # the socket's descriptor the loop watches
+        self._stopping = False
+        self._connecting = False  # a connect is under way in the executor
+        self._thread: int | None = None  # the loop's thread (start() runs on it)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             # The unit's broker username: the id a device listener binds it to anyway
@@ -136,15 +156,14 @@ class MqttLink:
         )
         if username is not None:
             self.client.username_pw_set(username, password)
-        # paho types these as int but computes with them as numbers; sub-second values let
-        # tests reconnect quickly.
-        self.client.reconnect_delay_set(reconnect[0], reconnect[1])  # type: ignore[arg-type]
         self.client.max_inflight_messages_set(inflight)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
-        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_socket_close = self._on_socket_close
+        self.client.on_socket_register_write = self._on_write_wanted
+        self.client.on_socket_unregister_write = self._on_write_wanted
 
     @property
     def broker(self) -> tuple[str, int]:
@@ -161,7 +180,9 @@ class MqttLink:
         moved = fail_over(
             self.client, self.brokers, self.current, self.keepalive, self._connect_properties()
         )
-        self.failovers += int(moved != self.current)
+        if moved != self.current:
+            self.failovers += 1
+            self._delay = None  # the next broker is tried after the shortest wait
         self.current = moved
 
     def arm(self, pair: StatusPair) -> None:
@@ -175,24 +196,134 @@ class MqttLink:
         return props
 
     def start(self) -> None:
+        """Connect (and keep reconnecting) on the loop, until close()."""
         host, port = self.broker
         self.client.connect_async(
             host, port, self.keepalive, clean_start=False, properties=self._connect_properties()
         )
-        self.client.loop_start()
+        self._thread = threading.get_ident()
+        self._closed = asyncio.Event()
+        self._task = self.loop.create_task(self._run(), name=f"mqtt-hu-{self.unit}")
 
-    def stop(self, farewell: bytes | None = None) -> None:
+    async def close(self, farewell: bytes | None = None) -> None:
         """Disconnect cleanly; a clean DISCONNECT suppresses the will, so publish `farewell`
         (the armed offline frame) first when going down on purpose."""
+        self._stopping = True
+        deadline = self.loop.time() + FAREWELL_WAIT_S
         if farewell is not None and self.connected:
             info = self.client.publish(
                 topics.home_status(self.unit), farewell, qos=topics.QOS, retain=True
             )
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                info.wait_for_publish(2.0)
+            while info.rc == mqtt.MQTT_ERR_SUCCESS and not info.is_published():
+                if self.loop.time() > deadline or self.client.socket() is None:
+                    break
+                await asyncio.sleep(0.01)
         self.client.disconnect()
-        self.client.loop_stop()
+        if self._closed is not None and self.client.socket() is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), max(0.0, deadline - self.loop.time()))
+        if self._task is not None:
+            if self._connecting:
+                # A connect under way in the executor cannot be cancelled: let it end (paho's
+                # connect timeout bounds it) and close what it opened (_run).
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._task), CONNECT_WAIT_S)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._unwatch()
         self.connected = False
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._connecting = True
+            try:
+                # Blocking (name lookup, TCP connect, CONNECT): off the loop.
+                await self.loop.run_in_executor(None, self.client.reconnect)
+            except (OSError, ValueError) as e:
+                log.warning("mqtt_unreachable", broker=self.broker, error=str(e))
+                self._fail_over()
+            else:
+                if self._stopping:  # closed while connecting: leave at once
+                    self.client.disconnect()
+                    self.client.loop_write()
+                    return
+                self._connecting = False
+                await self._serve()
+            finally:
+                self._connecting = False
+            if self._stopping:
+                return
+            lo, hi = self.reconnect_min_s, self.reconnect_max_s
+            self._delay = lo if self._delay is None else min(self._delay * 2, hi)
+            await asyncio.sleep(self._delay)
+
+    async def _serve(self) -> None:
+        """Watch the connected socket until paho closes it."""
+        sock = self.client.socket()
+        if sock is None or self._closed is None:
+            return
+        self._closed.clear()
+        self._fd = sock.fileno()
+        self.loop.add_reader(sock, self._readable)
+        self._write_wanted()
+        self._misc = self.loop.call_later(MISC_S, self._keepalive)
+        await self._closed.wait()
+
+    def _readable(self) -> None:
+        self.client.loop_read()
+
+    def _writable(self) -> None:
+        self.client.loop_write()
+
+    def _keepalive(self) -> None:
+        if self.client.socket() is not None:
+            self.client.loop_misc()
+        if self.client.socket() is not None:
+            self._misc = self.loop.call_later(MISC_S, self._keepalive)
+
+    def _write_wanted(self) -> None:
+        sock = self.client.socket()
+        if sock is None:
+            return
+        if self.client.want_write():
+            self.loop.add_writer(sock, self._writable)
+        else:
+            self.loop.remove_writer(sock)
+
+    def _unwatch(self) -> None:
+        # By the descriptor watched, not the socket: one closed meanwhile says fileno -1.
+        if self._fd is not None:
+            self.loop.remove_reader(self._fd)
+            self.loop.remove_writer(self._fd)
+            self._fd = None
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+
+    # paho's socket callbacks: on the loop, or in the executor while it connects.
+    def _on_write_wanted(
+        self, client: mqtt.Client, userdata: object, sock: mqtt.SocketLike
+    ) -> None:
+        if threading.get_ident() == self._thread:
+            self._write_wanted()
+        else:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._write_wanted)
+
+    def _on_socket_close(
+        self, client: mqtt.Client, userdata: object, sock: mqtt.SocketLike
+    ) -> None:
+        if threading.get_ident() == self._thread:
+            self._socket_closed(sock)
+        else:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._socket_closed, sock)
+
+    def _socket_closed(self, sock: mqtt.SocketLike) -> None:
+        self._unwatch()
+        if self._closed is not None:
+            self._closed.set()
 
     # -- calls from the daemon's thread --------------------------------------------------
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> int | None:
@@ -216,12 +347,12 @@ class MqttLink:
         if msg.qos > 0:
             self.client.ack(msg.mid, msg.qos)
 
-    # -- paho's network thread ------------------------------------------------------------
+    # -- paho's callbacks, on the loop --------------------------------------------------
     def _post(self, fn: Callable[..., None], *args: object) -> None:
-        """Hand an event to the daemon's loop; after the loop has closed (shutdown) there is
-        no one left to tell."""
+        """Hand an event to the daemon on the loop's next turn, outside paho's callback;
+        after the loop has closed (shutdown) there is no one left to tell."""
         with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(fn, *args)
+            self.loop.call_soon(fn, *args)
 
     def _on_connect(
         self,
@@ -235,6 +366,7 @@ class MqttLink:
             log.warning("mqtt_connect_refused", reason=str(reason), broker=self.broker)
             return
         self.connected = True
+        self._delay = None  # connected: a later loss is retried after the shortest wait
         pair = self._armed  # the will this connection's CONNECT carried
         self._post(self.events.connected, pair, flags.session_present)
 
@@ -249,10 +381,6 @@ class MqttLink:
         self.connected = False
         self._fail_over()
         self._post(self.events.disconnected, str(reason))
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: object) -> None:
-        log.warning("mqtt_unreachable", broker=self.broker)
-        self._fail_over()
 
     def _on_publish(
         self,

@@ -4,6 +4,7 @@ the backend that verifies frames with the codec and sends ACK frames."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -225,3 +226,36 @@ def test_pushed_config_refused_with_reason_old_kept_new_applied(
         assert not any(k.startswith("config_refused") for k in u.unit.counters)
     finally:
         u.stop()
+
+
+def test_a_unit_connects_from_a_process_holding_many_descriptors(world: World) -> None:
+    """The simulator runs a thousand units in one process, each with its sockets and store:
+    a unit's broker connection gets a descriptor above FD_SETSIZE (1024), which paho's own
+    network thread (select()) took for a lost connection, so it never connected. Whatever
+    number the descriptor has, the unit connects, takes its configuration and relays."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1400
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"the process may open only {hard} descriptors")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    held = [os.pipe() for _ in range(600)]  # what a thousand other units' sockets would hold
+    try:
+        assert max(max(p) for p in held) >= 1024
+        u = start_unit(world)
+        try:
+            assert world.backend.wait(lambda: bool(world.backend.status)), "online frame relayed"
+            link = u.unit.link
+            assert link is not None
+            sock = link.client.socket()
+            assert sock is not None and sock.fileno() >= 1024
+        finally:
+            u.stop()
+    finally:
+        for r, w in held:
+            os.close(r)
+            os.close(w)
+        if soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

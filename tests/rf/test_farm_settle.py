@@ -7,6 +7,7 @@ than whenever real time lets the relay catch up with the runner's slices."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from backend.broker import Mosquitto
 from firmware import beacon as bc
 from firmware import homelink
 from sim.fleet_radio import TagRadio
-from sim.home_units import HomeUnitFarm, UnitSpec
+from sim.home_units import HomeUnitFarm, UnitSpec, wait_progress
 from tests.home_unit.backend_standin import BackendStandIn
 from tests.home_unit.scripted_tag import T0, ScriptedTag
 from tests.home_unit.test_relay_integration import config
@@ -109,3 +110,44 @@ def test_switching_mains_returns_once_the_unit_has_read_it(
         known = unit.reports.known
         assert known is not None and known.mains is on
     assert f.mains_timeouts == 0
+
+
+def test_a_ticked_unit_does_no_work_on_real_time(
+    farm: tuple[HomeUnitFarm, ScriptedTag],
+) -> None:
+    """Under the simulator's clock time moves only with ticks and beacons: a unit left
+    alone for a wall second polls nothing (it polled every 0.2 s of real time, 5,000 polls a
+    wall second for a thousand units), and a tick still does the due work."""
+    f, _tag = farm
+    unit = f.units[UNIT]
+    polls: list[float] = []
+    real_poll = unit.poll
+
+    def poll() -> None:
+        polls.append(unit.clock.now())
+        real_poll()
+
+    unit.poll = poll  # type: ignore[method-assign]
+    time.sleep(1.0)  # nothing happens in it: no tick, no beacon
+    assert polls == []
+    f.tick(T0 + 60)
+    assert polls == [T0 + 60]
+
+
+def test_start_up_fails_on_a_stall_not_on_the_farm_size() -> None:
+    """A thousand units take longer to start than the timeout a handful need; start-up
+    fails only when no more unit gets going for that long."""
+    left = list(range(20))
+
+    def missing() -> list[int]:
+        if left and time.monotonic() >= due[0]:
+            left.pop()
+            due[0] = time.monotonic() + 0.03
+        return list(left)
+
+    due = [time.monotonic()]
+    started = time.monotonic()
+    wait_progress(missing, 0.25, "start")
+    assert left == [] and time.monotonic() - started > 0.25  # longer than the timeout in all
+    with pytest.raises(TimeoutError, match=r"home units \[7\] \(1 in all\) did not start"):
+        wait_progress(lambda: [7], 0.1, "start")
