@@ -20,9 +20,12 @@ becomes a pending episode at the first pair within R with confidence. While pend
 a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
 than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
 explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
-it for `evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed
-since the crossing with at least `min_fixes` supporting pairs, if the median distance of all
-the pairs since the crossing (at most the last `median_window_s`) is within R: two people
+it for `evidence_gap_s` of the time both sides were heard (a side with no fix for longer
+than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
+`dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
+pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
+<= R), if the median distance of all the pairs since the crossing (at most the last
+`median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
 multipath pairs within it would otherwise confirm. Once confirmed only a pair apart with
 confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
@@ -130,8 +133,10 @@ class Proximity(Rule):
     def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
-        # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
-        # of the last median_window_s; visit: per "device/type", the distance's visit;
+        # device, the last pair [t, d]; recent: per victim device, the pairs of the last
+        # median_window_s [t, d, a] (a: both accuracies; absent in states stored before it);
+        # visit: per "device/type", the distance's visit (visit.py; plus upto, the last time
+        # it was judged, and unheard: see _unheard);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
         # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
         # since (given tag_batch_s back once the tag's fast sampling ends).
@@ -161,6 +166,9 @@ class Proximity(Rule):
             side, others = str(obs.device), [("tag", link)]
         else:
             return
+        # When each side was last heard before this fix: a pending approach does not go stale
+        # while one side could say nothing (a victim's phone indoors getting no fix).
+        heard = {s: int(tr["last"][0]) for s, tr in st["tracks"].items() if tr.get("last")}
         fix = self._accept(st, obs, side)
         if fix is None:
             return
@@ -176,8 +184,9 @@ class Proximity(Rule):
             pair = self._pair(tag_fix, victim_fix, obs)
             if pair is not None:
                 self._recent(st, link, pair)
+            sides = [heard.get("tag"), heard.get(str(link.device))]
             for type_, radius in ((WARNING, link.warn_m), (ALERT, link.alert_m)):
-                self._judge(st, ctx, obs, link, type_, radius, pair)
+                self._judge(st, ctx, obs, link, type_, radius, pair, sides)
             if pair is not None:
                 st["prev"][str(link.device)] = [pair.t, pair.d]
                 if pair.d - pair.u <= link.warn_m and tag_fix is not None:
@@ -241,7 +250,7 @@ class Proximity(Rule):
 
     def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
         recent = st["recent"].setdefault(str(link.device), [])
-        recent.append([pair.t, round(pair.d, 1)])
+        recent.append([pair.t, round(pair.d, 1), round(pair.a, 1)])
         keep = [r for r in recent if r[0] > pair.t - self.p.median_window_s]
         recent[:] = keep[-MAX_RECENT:]
 
@@ -252,6 +261,20 @@ class Proximity(Rule):
         recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         return bool(recent) and statistics.median(recent) <= radius
 
+    def _readings(
+        self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
+    ) -> int:
+        """The independent readings of a pending approach: its supporting pairs, or if more,
+        the recent pairs since the crossing within R by both fixes' accuracies (where each
+        was when it was taken: the movement allowance is the confirming pair's question,
+        whether they are within R now). A victim's phone indoors (accuracies of 30-45 m)
+        left one pair in minutes within R with the allowance added, while every pair of the
+        approach measured well within it."""
+        recent = st["recent"].get(str(link.device)) or []
+        since = int(vs["since"])
+        within = sum(1 for r in recent if r[0] >= since and len(r) > 2 and r[1] + r[2] <= radius)
+        return max(int(vs["n"]), within)
+
     def _judge(
         self,
         st: dict[str, Any],
@@ -261,9 +284,12 @@ class Proximity(Rule):
         type_: str,
         radius: float,
         pair: Pair | None,
+        heard: list[int | None],
     ) -> None:
         key = f"{link.device}/{type_}"
         vs = st["visit"].get(key)
+        if vs is not None:
+            self._unheard(vs, obs.t, heard)
         confirmed = vs is not None and self._confirmed(st, type_, vs)
         if vs is not None and not confirmed and visit.stale(vs, obs.t, self.p.evidence_gap_s):
             self.end(st, ctx, type_, vs["slot"], obs.t, obs.t)
@@ -300,6 +326,20 @@ class Proximity(Rule):
         if within:
             self._support(st, ctx, obs, link, type_, vs, pair)
 
+    def _unheard(self, vs: dict[str, Any], t: int, heard: list[int | None]) -> None:
+        """Count into the visit's `unheard` the part of the time since it was last judged
+        (`upto`) in which a side's last fix (`heard`: each side's before this one) was older
+        than `pair_window_s`: no pair could say anything then, so the evidence gap does not
+        run (visit.stale). Judged at every fix of either side, so each side's last fix is
+        at or before `upto`."""
+        upto = int(vs.get("upto", vs["last"]))
+        if t <= upto:
+            return
+        sides = [h for h in heard if h is not None]
+        until = min(sides) + self.p.pair_window_s if len(sides) == len(heard) else upto
+        vs["unheard"] = int(vs.get("unheard", 0)) + t - max(upto, min(t, until))
+        vs["upto"] = t
+
     def _support(
         self,
         st: dict[str, Any],
@@ -330,7 +370,8 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        due = visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s)
+        readings = self._readings(st, link, radius, vs)
+        due = visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s)
         if due and self._mostly_within(st, link, radius, int(vs["since"])):
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)

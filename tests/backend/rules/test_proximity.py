@@ -295,6 +295,46 @@ def test_an_approach_seen_by_a_phone_indoors_still_confirms_on_the_dwell() -> No
     assert alert.confirmed_t - alert.start <= 90
 
 
+def test_an_approach_held_within_by_both_accuracies_confirms_at_its_one_confident_pair() -> None:
+    # The tag stands 150 m from a victim whose phone (indoors) reports 35 m: every pair is
+    # within 200 m by both fixes' accuracies, but each victim fix comes 8 s after a tag fix
+    # (and 7 s before the next), so with the movement allowance none is within with
+    # confidence, but one (a victim fix 1 s after the tag's). That one confirms the alert
+    # once the dwell has passed: the pairs before it are the second reading.
+    b = Builder()
+    tag_x = [600 - 30 * i for i in range(15)] + [150.0] * 16  # in to 180 m, 4 min at 150 m
+    for i, x in enumerate(tag_x):
+        b.fix(T + 15 * i, x, 0, 5)
+    for k in range(len(tag_x) // 2):
+        victim_fix(b, T + 30 * k + 8, 0, 0, 35)
+    aligned = T + 15 * 22 + 1
+    victim_fix(b, aligned, 0, 0, 35)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert T + 15 * 13 < alert.start <= T + 15 * 14
+    assert alert.confirmed_t == aligned
+
+
+def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
+    # The tag walks in to 170 m of the victim and stays; two pairs within 200 m with
+    # confidence, then the victim's phone (indoors) gets no fix for four minutes while the
+    # tag's fixes, paired with its last one, say nothing (the victim may have moved). Nothing
+    # argued against the approach meanwhile: it is still pending when the phone fixes again,
+    # and confirms then, dated at the crossing, instead of ending as a near miss and waiting
+    # out a new dwell.
+    b = Builder()
+    inward = [900 - 30 * i for i in range(24)]  # to 210 m
+    tag_x = inward + [170.0] * 40
+    silent = range(len(inward) + 2, len(inward) + 18)  # victim fixes missing: 240 s
+    for i, x in enumerate(tag_x):
+        b.fix(T + 15 * i, x, 0, 5)
+        if i not in silent:
+            victim_fix(b, T + 15 * i + 4, 0, 0, 5)
+    back = T + 15 * silent.stop + 4
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 7200), px.ALERT)
+    assert T + 15 * 23 < alert.start <= T + 15 * 24 + 4
+    assert alert.confirmed_t == back
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
@@ -378,7 +418,7 @@ def test_a_reading_further_than_its_neighbours_but_within_the_distance_is_proxim
     # victim's: within 200 m with confidence (182 + 7 + 10 m of allowance), it confirms the
     # alert 11 s sooner than the next pair would. The property above once added such fixes
     # (hypothesis found this); they are readings of proximity, not of separation.
-    xs = [354.0] * 19 + [414, 419, 449, 449, 440, 380, 320, 260, 200, 200, 185, 185, 166, 166]
+    xs = [354.0] * 19 + [414, 419, 449, 449, 440, 380, 320, 260, 205, 190, 185, 185, 166, 166]
     base = Builder()
     meet(base, xs)
     more = Builder()
