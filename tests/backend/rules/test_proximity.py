@@ -198,6 +198,23 @@ def test_a_state_stored_before_the_short_batch_still_loads_and_asks_for_it() -> 
     assert batch == [60, 15, 60]
 
 
+def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_orders_period_while_short() -> None:
+    # The settled state is folded from stored data (no commands, so it lists no tag as asked
+    # for the order's period) while the tag is near the victim on the short period; the live
+    # tail's first tag fix, still within its fast sampling, must not ask for 60 s (the sink
+    # would send it: 60 after 15 is no repeat) and leave the tag uploading every minute.
+    b = Builder()
+    meet(b, approach(60, 12))
+    stored = [o for o in b.obs if o.t < T + 15 * 40]
+    settled = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), stored, live=False).state
+    assert TAG_ID in settled.rules["proximity"]["near_batched"]
+    fresh = b.fix(T + 15 * 40 + 8, 60, 0, 5)
+    res = ENGINE.run(cfg(), settled, [fresh], T + 15 * 41, live=True)
+    assert px.ProximityParams().tag_batch_s not in [
+        c.value for c in res.commands if c.key == fr.CFG_BATCH_S
+    ]
+
+
 def test_a_setting_repeats_only_its_own_value_a_moment_also_an_earlier_one() -> None:
     batch = Command(TAG_ID, fr.CFG_BATCH_S, 15, "near victim", min_gap=1)
     assert not batch.repeats(None) and not batch.repeats(60) and batch.repeats(15)
