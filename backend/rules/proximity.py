@@ -70,6 +70,7 @@ from backend.rules.base import PENDING, Context, Rule
 from backend.rules.config import SubjectConfig, VictimLink
 from backend.rules.model import TAG, VICTIM, Command, Obs
 from firmware import frame as fr
+from firmware.config import DEFAULTS as FIRMWARE_DEFAULTS
 
 WARNING = "proximity_warning"
 ALERT = "proximity_alert"
@@ -80,6 +81,15 @@ NOTIFY_WARNING = 1
 NOTIFY_ALERT = 2
 NOTIFY_PATTERN = 3  # vibration pattern: long pulses
 NOTIFY_REPEATS = 5
+
+
+# The tag's upload batch period as the firmware ships it, given back when no victim link
+# remains (the order's tag_batch_s is for a bilateral order only).
+FIRMWARE_BATCH_S = int(str(FIRMWARE_DEFAULTS["batch_s"]))
+
+
+def _linked(link: VictimLink, t: int) -> bool:
+    return link.start <= t and (link.end is None or t < link.end)
 
 
 @dataclass(frozen=True)
@@ -139,7 +149,8 @@ class Proximity(Rule):
         # it was judged, and unheard: see _unheard);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
         # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
-        # since (given tag_batch_s back once the tag's fast sampling ends).
+        # since (given tag_batch_s back once the tag's fast sampling ends); released: tags
+        # under no link any more, asked for the firmware's period (live, as batched).
         return {
             "open": {},
             "tracks": {},
@@ -151,6 +162,7 @@ class Proximity(Rule):
             "jumps": 0,
             "batched": [],
             "near_batched": [],
+            "released": [],
         }
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
@@ -173,9 +185,10 @@ class Proximity(Rule):
         if fix is None:
             return
         near = st.setdefault("near_batched", [])  # absent from states stored before it
+        ordered = [v for v in links if _linked(v, obs.t)]
         # Not while on the short period (a settled state folded without live data never
         # lists the tag as batched): that ends with the order's period anyway.
-        if side == "tag" and ctx.live and obs.device not in st["batched"] + near:
+        if side == "tag" and ctx.live and ordered and obs.device not in st["batched"] + near:
             st["batched"].append(obs.device)
             self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "bilateral order", obs)
         for other, link in others:
@@ -189,7 +202,7 @@ class Proximity(Rule):
                 self._judge(st, ctx, obs, link, type_, radius, pair, sides)
             if pair is not None:
                 st["prev"][str(link.device)] = [pair.t, pair.d]
-                if pair.d - pair.u <= link.warn_m and tag_fix is not None:
+                if pair.d - pair.u <= link.warn_m and tag_fix is not None and link in ordered:
                     track.ask_fast(
                         st, ctx, tag_fix[6], obs.t, obs.ref, self.p.fast_for_s, "near victim"
                     )
@@ -204,12 +217,44 @@ class Proximity(Rule):
                     track.ask_fast(
                         vfast, ctx, link.device, obs.t, obs.ref, self.p.fast_for_s, "near subject"
                     )
-        if side == "tag" and obs.device in near and obs.t >= st["fast_until"]:
-            # The tag's fast sampling has ended (a pair above would have renewed it): the
-            # order's batch period back. Remembered on stored data too, as fast_until is, so
-            # a re-evaluation cannot leave a tag on the short one.
-            near.remove(obs.device)
-            self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "away from victim", obs)
+        if side == "tag":
+            self._batch_back(st, ctx, obs, ordered, heard.get("tag"))
+
+    def _batch_back(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        ordered: list[VictimLink],
+        prev: int | None,
+    ) -> None:
+        """At a tag fix: its period back from the short one once its fast sampling has ended
+        (a pair in apply would have renewed it) or a link has ended since its last fix: the
+        order's if a link remains, else the firmware's. Remembered on stored data too, as
+        fast_until is, so a re-evaluation cannot leave a tag on the short one. A tag under no
+        link any more is asked for the firmware's period once per live state (the sink sends
+        it only if its last period differs): unlinking restarts the rules from stored data,
+        whose folds send nothing, so neither list says what the tag was last asked."""
+        near, tag = st["near_batched"], obs.device
+        released = st.setdefault("released", [])
+        ended = prev is not None and any(
+            v.end is not None and prev < v.end <= obs.t for v in ctx.config.victims
+        )
+        if tag in near and (obs.t >= st["fast_until"] or ended or not ordered):
+            near.remove(tag)
+            if ordered:
+                self._ask_batch(ctx, tag, self.p.tag_batch_s, "away from victim", obs)
+        if ordered:
+            if tag in released:
+                released.remove(tag)
+            return
+        if not any(v.start <= obs.t for v in ctx.config.victims):
+            return  # a link yet to start: the tag has its firmware's period
+        if tag in st["batched"]:
+            st["batched"].remove(tag)
+        if ctx.live and tag not in released:
+            released.append(tag)
+            self._ask_batch(ctx, tag, FIRMWARE_BATCH_S, "no victim order", obs)
 
     @staticmethod
     def _ask_batch(ctx: Context, device: int, batch_s: int, reason: str, obs: Obs) -> None:

@@ -215,6 +215,57 @@ def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_orders_period_whil
     ]
 
 
+def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
+    """An approach (the tag on the short period), its victim link ended 30 s after, then
+    the tag fixing 900 m away every minute for 40 minutes; fed one observation at a time as the
+    backend would, the configuration changing (version 2) at the unlink. The CFG_BATCH_S
+    values the sink sends, each with its time from the unlink."""
+    b = Builder()
+    meet(b, approach(60, 12))
+    cut = max(o.t for o in b.obs) + 30
+    for i in range(1, 41):
+        b.fix(cut + 60 * i - 30, 900, 0, 5)
+    ended = VictimLink(VICTIM_ID, 500, 200, LINK.start, cut)
+    assignments = [
+        Assignment(TAG_ID, TAG, 0),
+        Assignment(UNIT_ID, HOME_UNIT, 0),
+        Assignment(VICTIM_ID, VICTIM, LINK.start, cut),
+    ]
+    if other is not None:
+        assignments.append(Assignment(other.device, VICTIM, other.start))
+    after = cfg(victims=[ended] + ([other] if other else []), assignments=assignments, version=2)
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    last: dict[tuple[int, int], int] = {}
+    sent: list[tuple[int, int]] = []
+    for o in sorted(b.obs, key=lambda o: o.t):
+        c = cfg() if o.t < cut else after
+        got = sent_batches(ev.observe(c, repo.store([o]), o.t + 2).commands, last)
+        sent += [(x.value, o.t - cut) for x in got]
+    return sent
+
+
+def test_a_tag_on_the_short_period_gets_the_firmwares_back_when_its_victim_link_ends() -> None:
+    # Unlinking restarts the rules over stored data (no commands from those folds): the
+    # tag's first fix after the link ended gives it its firmware's period (no order with a
+    # victim remains), not 15 s until its fast sampling runs out and then the order's 60 s.
+    sent = unlinked_scene(None)
+    p = px.ProximityParams()
+    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, px.FIRMWARE_BATCH_S]
+    assert px.FIRMWARE_BATCH_S == 600
+    assert 0 < sent[-1][1] <= 60  # the tag's first fix after the unlink
+
+
+def test_with_another_victim_link_left_the_tag_gets_the_orders_period_back() -> None:
+    # The other victim is far away (no fix of it here): the order's 60 s at the tag's first
+    # fix after the first link ended.
+    other = VictimLink(VICTIM_ID + 1, 500, 200, LINK.start)
+    sent = unlinked_scene(other)
+    p = px.ProximityParams()
+    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert 0 < sent[-1][1] <= 60
+
+
 def test_a_setting_repeats_only_its_own_value_a_moment_also_an_earlier_one() -> None:
     batch = Command(TAG_ID, fr.CFG_BATCH_S, 15, "near victim", min_gap=1)
     assert not batch.repeats(None) and not batch.repeats(60) and batch.repeats(15)
