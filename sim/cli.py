@@ -289,6 +289,10 @@ def bilateral(
     out: Annotated[str, typer.Option(help="file for the report (JSON)")] = (
         "build/sim-bilateral/report.json"
     ),
+    only: Annotated[
+        list[int] | None,
+        typer.Option(help="run only this pair (repeatable), as it is in the whole scenario"),
+    ] = None,
 ) -> None:
     """The bilateral scenario: tags and victims' devices with routines and injected
     approaches through the proximity rule; prints recall, false alerts per 100 pair-days and
@@ -297,7 +301,11 @@ def bilateral(
 
     from sim import bilateral as bl
 
-    text = bl.main(bl.BilateralParams(pairs=pairs, days=days, seed=seed))
+    try:
+        prm = bl.BilateralParams(pairs=pairs, days=days, seed=seed, only=tuple(only or ()))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--only") from e
+    text = bl.main(prm)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

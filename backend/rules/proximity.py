@@ -20,9 +20,12 @@ becomes a pending episode at the first pair within R with confidence. While pend
 a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
 than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
 explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
-it for `evidence_gap_s`. It is confirmed at a supporting pair once `dwell_s` has passed
-since the crossing with at least `min_fixes` supporting pairs, if the median distance of all
-the pairs since the crossing (at most the last `median_window_s`) is within R: two people
+it for `evidence_gap_s` of the time both sides were heard (a side with no fix for longer
+than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
+`dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
+pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
+<= R), if the median distance of all the pairs since the crossing (at most the last
+`median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
 multipath pairs within it would otherwise confirm. Once confirmed only a pair apart with
 confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
@@ -67,6 +70,7 @@ from backend.rules.base import PENDING, Context, Rule
 from backend.rules.config import SubjectConfig, VictimLink
 from backend.rules.model import TAG, VICTIM, Command, Obs
 from firmware import frame as fr
+from firmware.config import DEFAULTS as FIRMWARE_DEFAULTS
 
 WARNING = "proximity_warning"
 ALERT = "proximity_alert"
@@ -77,6 +81,15 @@ NOTIFY_WARNING = 1
 NOTIFY_ALERT = 2
 NOTIFY_PATTERN = 3  # vibration pattern: long pulses
 NOTIFY_REPEATS = 5
+
+
+# The tag's upload batch period as the firmware ships it, given back when no victim link
+# remains (the order's tag_batch_s is for a bilateral order only).
+FIRMWARE_BATCH_S = int(str(FIRMWARE_DEFAULTS["batch_s"]))
+
+
+def _linked(link: VictimLink, t: int) -> bool:
+    return link.start <= t and (link.end is None or t < link.end)
 
 
 @dataclass(frozen=True)
@@ -130,11 +143,14 @@ class Proximity(Rule):
     def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
-        # device, the last pair [t, d]; recent: per victim device, the distances of the pairs
-        # of the last median_window_s; visit: per "device/type", the distance's visit;
+        # device, the last pair [t, d]; recent: per victim device, the pairs of the last
+        # median_window_s [t, d, a] (a: both accuracies; absent in states stored before it);
+        # visit: per "device/type", the distance's visit (visit.py; plus upto, the last time
+        # it was judged, and unheard: see _unheard);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
         # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
-        # since (given tag_batch_s back once the tag's fast sampling ends).
+        # since (given tag_batch_s back once the tag's fast sampling ends); released: tags
+        # under no link any more, asked for the firmware's period (live, as batched).
         return {
             "open": {},
             "tracks": {},
@@ -146,6 +162,7 @@ class Proximity(Rule):
             "jumps": 0,
             "batched": [],
             "near_batched": [],
+            "released": [],
         }
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
@@ -161,13 +178,17 @@ class Proximity(Rule):
             side, others = str(obs.device), [("tag", link)]
         else:
             return
+        # When each side was last heard before this fix: a pending approach does not go stale
+        # while one side could say nothing (a victim's phone indoors getting no fix).
+        heard = {s: int(tr["last"][0]) for s, tr in st["tracks"].items() if tr.get("last")}
         fix = self._accept(st, obs, side)
         if fix is None:
             return
         near = st.setdefault("near_batched", [])  # absent from states stored before it
+        ordered = [v for v in links if _linked(v, obs.t)]
         # Not while on the short period (a settled state folded without live data never
         # lists the tag as batched): that ends with the order's period anyway.
-        if side == "tag" and ctx.live and obs.device not in st["batched"] + near:
+        if side == "tag" and ctx.live and ordered and obs.device not in st["batched"] + near:
             st["batched"].append(obs.device)
             self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "bilateral order", obs)
         for other, link in others:
@@ -176,11 +197,12 @@ class Proximity(Rule):
             pair = self._pair(tag_fix, victim_fix, obs)
             if pair is not None:
                 self._recent(st, link, pair)
+            sides = [heard.get("tag"), heard.get(str(link.device))]
             for type_, radius in ((WARNING, link.warn_m), (ALERT, link.alert_m)):
-                self._judge(st, ctx, obs, link, type_, radius, pair)
+                self._judge(st, ctx, obs, link, type_, radius, pair, sides)
             if pair is not None:
                 st["prev"][str(link.device)] = [pair.t, pair.d]
-                if pair.d - pair.u <= link.warn_m and tag_fix is not None:
+                if pair.d - pair.u <= link.warn_m and tag_fix is not None and link in ordered:
                     track.ask_fast(
                         st, ctx, tag_fix[6], obs.t, obs.ref, self.p.fast_for_s, "near victim"
                     )
@@ -195,12 +217,44 @@ class Proximity(Rule):
                     track.ask_fast(
                         vfast, ctx, link.device, obs.t, obs.ref, self.p.fast_for_s, "near subject"
                     )
-        if side == "tag" and obs.device in near and obs.t >= st["fast_until"]:
-            # The tag's fast sampling has ended (a pair above would have renewed it): the
-            # order's batch period back. Remembered on stored data too, as fast_until is, so
-            # a re-evaluation cannot leave a tag on the short one.
-            near.remove(obs.device)
-            self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "away from victim", obs)
+        if side == "tag":
+            self._batch_back(st, ctx, obs, ordered, heard.get("tag"))
+
+    def _batch_back(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        ordered: list[VictimLink],
+        prev: int | None,
+    ) -> None:
+        """At a tag fix: its period back from the short one once its fast sampling has ended
+        (a pair in apply would have renewed it) or a link has ended since its last fix: the
+        order's if a link remains, else the firmware's. Remembered on stored data too, as
+        fast_until is, so a re-evaluation cannot leave a tag on the short one. A tag under no
+        link any more is asked for the firmware's period once per live state (the sink sends
+        it only if its last period differs): unlinking restarts the rules from stored data,
+        whose folds send nothing, so neither list says what the tag was last asked."""
+        near, tag = st["near_batched"], obs.device
+        released = st.setdefault("released", [])
+        ended = prev is not None and any(
+            v.end is not None and prev < v.end <= obs.t for v in ctx.config.victims
+        )
+        if tag in near and (obs.t >= st["fast_until"] or ended or not ordered):
+            near.remove(tag)
+            if ordered:
+                self._ask_batch(ctx, tag, self.p.tag_batch_s, "away from victim", obs)
+        if ordered:
+            if tag in released:
+                released.remove(tag)
+            return
+        if not any(v.start <= obs.t for v in ctx.config.victims):
+            return  # a link yet to start: the tag has its firmware's period
+        if tag in st["batched"]:
+            st["batched"].remove(tag)
+        if ctx.live and tag not in released:
+            released.append(tag)
+            self._ask_batch(ctx, tag, FIRMWARE_BATCH_S, "no victim order", obs)
 
     @staticmethod
     def _ask_batch(ctx: Context, device: int, batch_s: int, reason: str, obs: Obs) -> None:
@@ -241,7 +295,7 @@ class Proximity(Rule):
 
     def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
         recent = st["recent"].setdefault(str(link.device), [])
-        recent.append([pair.t, round(pair.d, 1)])
+        recent.append([pair.t, round(pair.d, 1), round(pair.a, 1)])
         keep = [r for r in recent if r[0] > pair.t - self.p.median_window_s]
         recent[:] = keep[-MAX_RECENT:]
 
@@ -252,6 +306,20 @@ class Proximity(Rule):
         recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         return bool(recent) and statistics.median(recent) <= radius
 
+    def _readings(
+        self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
+    ) -> int:
+        """The independent readings of a pending approach: its supporting pairs, or if more,
+        the recent pairs since the crossing within R by both fixes' accuracies (where each
+        was when it was taken: the movement allowance is the confirming pair's question,
+        whether they are within R now). A victim's phone indoors (accuracies of 30-45 m)
+        left one pair in minutes within R with the allowance added, while every pair of the
+        approach measured well within it."""
+        recent = st["recent"].get(str(link.device)) or []
+        since = int(vs["since"])
+        within = sum(1 for r in recent if r[0] >= since and len(r) > 2 and r[1] + r[2] <= radius)
+        return max(int(vs["n"]), within)
+
     def _judge(
         self,
         st: dict[str, Any],
@@ -261,9 +329,12 @@ class Proximity(Rule):
         type_: str,
         radius: float,
         pair: Pair | None,
+        heard: list[int | None],
     ) -> None:
         key = f"{link.device}/{type_}"
         vs = st["visit"].get(key)
+        if vs is not None:
+            self._unheard(vs, obs.t, heard)
         confirmed = vs is not None and self._confirmed(st, type_, vs)
         if vs is not None and not confirmed and visit.stale(vs, obs.t, self.p.evidence_gap_s):
             self.end(st, ctx, type_, vs["slot"], obs.t, obs.t)
@@ -300,6 +371,20 @@ class Proximity(Rule):
         if within:
             self._support(st, ctx, obs, link, type_, vs, pair)
 
+    def _unheard(self, vs: dict[str, Any], t: int, heard: list[int | None]) -> None:
+        """Count into the visit's `unheard` the part of the time since it was last judged
+        (`upto`) in which a side's last fix (`heard`: each side's before this one) was older
+        than `pair_window_s`: no pair could say anything then, so the evidence gap does not
+        run (visit.stale). Judged at every fix of either side, so each side's last fix is
+        at or before `upto`."""
+        upto = int(vs.get("upto", vs["last"]))
+        if t <= upto:
+            return
+        sides = [h for h in heard if h is not None]
+        until = min(sides) + self.p.pair_window_s if len(sides) == len(heard) else upto
+        vs["unheard"] = int(vs.get("unheard", 0)) + t - max(upto, min(t, until))
+        vs["upto"] = t
+
     def _support(
         self,
         st: dict[str, Any],
@@ -330,7 +415,8 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        due = visit.due(vs, obs.t, vs["n"], self.p.min_fixes, self.p.dwell_s)
+        readings = self._readings(st, link, radius, vs)
+        due = visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s)
         if due and self._mostly_within(st, link, radius, int(vs["since"])):
             was = self._confirmed(st, type_, vs)
             self.confirm(st, type_, vs["slot"], obs.t)

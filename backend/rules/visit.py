@@ -13,8 +13,9 @@ crossing with at least `min_fixes` readings; once confirmed only a confident rea
 right side ends it (the rule's own check), so drift at the line cannot flap.
 
 State (JSON, part of the rule's snapshot): since, n (supporting readings), support (the
-balance), last (the event time of the last supporting reading or of the opening), plus what
-the rule keeps beside them."""
+balance), last (the event time of the last supporting reading or of the opening), unheard
+(optional: seconds since last in which no reading was possible), plus what the rule keeps
+beside them."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ def opened(since: int, t: int, **extra: Any) -> dict[str, Any]:
 
 
 def stale(vs: dict[str, Any], t: int, evidence_gap_s: int) -> bool:
-    """Nothing has supported the (unconfirmed) visit for longer than the evidence gap."""
-    return t - int(vs["last"]) > evidence_gap_s
+    """Nothing has supported the (unconfirmed) visit for longer than the evidence gap, not
+    counting `unheard` (seconds since `last` in which nothing could be read at all, kept by a
+    rule whose readings need two devices: one of them silent says nothing either way)."""
+    return t - int(vs["last"]) - int(vs.get("unheard", 0)) > evidence_gap_s
 
 
 def support(vs: dict[str, Any], t: int) -> None:
@@ -36,6 +39,8 @@ def support(vs: dict[str, Any], t: int) -> None:
     vs["n"] += 1
     vs["support"] += 1
     vs["last"] = t
+    if "unheard" in vs:
+        vs["unheard"] = 0
 
 
 def refute(vs: dict[str, Any]) -> bool:

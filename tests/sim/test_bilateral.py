@@ -5,6 +5,7 @@ come from `tagwatch sim bilateral`, docs/simulator.md)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sim import bilateral as bl
 
@@ -95,3 +96,22 @@ def test_an_approach_is_due_when_the_evidence_could_reach_the_backend() -> None:
     got = s[bl.PROXIMITY]
     assert got.late == [] and got.latencies_ms == [60_000]
     assert got.held_back[0]["plain_latency_ms"] == 560_000
+
+
+def test_a_chosen_pair_runs_as_it_does_in_the_whole_scenario() -> None:
+    # Its truth, noise and alerts the same: the late tail is reproduced without the rest.
+    prm = bl.BilateralParams(pairs=2, days=1, seed=3, pursuits=2, encounters=2, near_misses=0)
+    pairs = bl.make_pairs(prm)
+    engine = bl.Engine([bl.px.Proximity(), bl.px.VictimSilent()])
+    whole = bl.run_pair(pairs[1], prm, engine)
+    alone = bl.score(bl.BilateralParams(**{**bl.asdict(prm), "only": (1,)}))
+    truth = bl.truth(pairs, prm).of_subject(1)
+    assert alone["pair_days"] == 1 and alone["truth_episodes"] == len(
+        [e for e in truth if e.type == bl.PROXIMITY]
+    )
+    expected = bl.score_runs([pairs[1]], [whole], prm).to_json(1)
+    assert alone["proximity_alert"]["latency_p50_s"] == expected["latency_p50_s"]
+    assert alone["proximity_alert"]["detected"] == expected["detected"] > 0
+    assert alone["proximity_alert"]["alerts"] == expected["alerts"]
+    with pytest.raises(ValueError, match=r"among 0\.\.1"):
+        bl.BilateralParams(pairs=2, only=(2,))

@@ -198,6 +198,74 @@ def test_a_state_stored_before_the_short_batch_still_loads_and_asks_for_it() -> 
     assert batch == [60, 15, 60]
 
 
+def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_orders_period_while_short() -> None:
+    # The settled state is folded from stored data (no commands, so it lists no tag as asked
+    # for the order's period) while the tag is near the victim on the short period; the live
+    # tail's first tag fix, still within its fast sampling, must not ask for 60 s (the sink
+    # would send it: 60 after 15 is no repeat) and leave the tag uploading every minute.
+    b = Builder()
+    meet(b, approach(60, 12))
+    stored = [o for o in b.obs if o.t < T + 15 * 40]
+    settled = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), stored, live=False).state
+    assert TAG_ID in settled.rules["proximity"]["near_batched"]
+    fresh = b.fix(T + 15 * 40 + 8, 60, 0, 5)
+    res = ENGINE.run(cfg(), settled, [fresh], T + 15 * 41, live=True)
+    assert px.ProximityParams().tag_batch_s not in [
+        c.value for c in res.commands if c.key == fr.CFG_BATCH_S
+    ]
+
+
+def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
+    """An approach (the tag on the short period), its victim link ended 30 s after, then
+    the tag fixing 900 m away every minute for 40 minutes; fed one observation at a time as the
+    backend would, the configuration changing (version 2) at the unlink. The CFG_BATCH_S
+    values the sink sends, each with its time from the unlink."""
+    b = Builder()
+    meet(b, approach(60, 12))
+    cut = max(o.t for o in b.obs) + 30
+    for i in range(1, 41):
+        b.fix(cut + 60 * i - 30, 900, 0, 5)
+    ended = VictimLink(VICTIM_ID, 500, 200, LINK.start, cut)
+    assignments = [
+        Assignment(TAG_ID, TAG, 0),
+        Assignment(UNIT_ID, HOME_UNIT, 0),
+        Assignment(VICTIM_ID, VICTIM, LINK.start, cut),
+    ]
+    if other is not None:
+        assignments.append(Assignment(other.device, VICTIM, other.start))
+    after = cfg(victims=[ended] + ([other] if other else []), assignments=assignments, version=2)
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    last: dict[tuple[int, int], int] = {}
+    sent: list[tuple[int, int]] = []
+    for o in sorted(b.obs, key=lambda o: o.t):
+        c = cfg() if o.t < cut else after
+        got = sent_batches(ev.observe(c, repo.store([o]), o.t + 2).commands, last)
+        sent += [(x.value, o.t - cut) for x in got]
+    return sent
+
+
+def test_a_tag_on_the_short_period_gets_the_firmwares_back_when_its_victim_link_ends() -> None:
+    # Unlinking restarts the rules over stored data (no commands from those folds): the
+    # tag's first fix after the link ended gives it its firmware's period (no order with a
+    # victim remains), not 15 s until its fast sampling runs out and then the order's 60 s.
+    sent = unlinked_scene(None)
+    p = px.ProximityParams()
+    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, px.FIRMWARE_BATCH_S]
+    assert px.FIRMWARE_BATCH_S == 600
+    assert 0 < sent[-1][1] <= 60  # the tag's first fix after the unlink
+
+
+def test_with_another_victim_link_left_the_tag_gets_the_orders_period_back() -> None:
+    # The other victim is far away (no fix of it here): the order's 60 s at the tag's first
+    # fix after the first link ended.
+    other = VictimLink(VICTIM_ID + 1, 500, 200, LINK.start)
+    sent = unlinked_scene(other)
+    p = px.ProximityParams()
+    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert 0 < sent[-1][1] <= 60
+
+
 def test_a_setting_repeats_only_its_own_value_a_moment_also_an_earlier_one() -> None:
     batch = Command(TAG_ID, fr.CFG_BATCH_S, 15, "near victim", min_gap=1)
     assert not batch.repeats(None) and not batch.repeats(60) and batch.repeats(15)
@@ -295,6 +363,46 @@ def test_an_approach_seen_by_a_phone_indoors_still_confirms_on_the_dwell() -> No
     assert alert.confirmed_t - alert.start <= 90
 
 
+def test_an_approach_held_within_by_both_accuracies_confirms_at_its_one_confident_pair() -> None:
+    # The tag stands 150 m from a victim whose phone (indoors) reports 35 m: every pair is
+    # within 200 m by both fixes' accuracies, but each victim fix comes 8 s after a tag fix
+    # (and 7 s before the next), so with the movement allowance none is within with
+    # confidence, but one (a victim fix 1 s after the tag's). That one confirms the alert
+    # once the dwell has passed: the pairs before it are the second reading.
+    b = Builder()
+    tag_x = [600 - 30 * i for i in range(15)] + [150.0] * 16  # in to 180 m, 4 min at 150 m
+    for i, x in enumerate(tag_x):
+        b.fix(T + 15 * i, x, 0, 5)
+    for k in range(len(tag_x) // 2):
+        victim_fix(b, T + 30 * k + 8, 0, 0, 35)
+    aligned = T + 15 * 22 + 1
+    victim_fix(b, aligned, 0, 0, 35)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert T + 15 * 13 < alert.start <= T + 15 * 14
+    assert alert.confirmed_t == aligned
+
+
+def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
+    # The tag walks in to 170 m of the victim and stays; two pairs within 200 m with
+    # confidence, then the victim's phone (indoors) gets no fix for four minutes while the
+    # tag's fixes, paired with its last one, say nothing (the victim may have moved). Nothing
+    # argued against the approach meanwhile: it is still pending when the phone fixes again,
+    # and confirms then, dated at the crossing, instead of ending as a near miss and waiting
+    # out a new dwell.
+    b = Builder()
+    inward = [900 - 30 * i for i in range(24)]  # to 210 m
+    tag_x = inward + [170.0] * 40
+    silent = range(len(inward) + 2, len(inward) + 18)  # victim fixes missing: 240 s
+    for i, x in enumerate(tag_x):
+        b.fix(T + 15 * i, x, 0, 5)
+        if i not in silent:
+            victim_fix(b, T + 15 * i + 4, 0, 0, 5)
+    back = T + 15 * silent.stop + 4
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 7200), px.ALERT)
+    assert T + 15 * 23 < alert.start <= T + 15 * 24 + 4
+    assert alert.confirmed_t == back
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
@@ -378,7 +486,7 @@ def test_a_reading_further_than_its_neighbours_but_within_the_distance_is_proxim
     # victim's: within 200 m with confidence (182 + 7 + 10 m of allowance), it confirms the
     # alert 11 s sooner than the next pair would. The property above once added such fixes
     # (hypothesis found this); they are readings of proximity, not of separation.
-    xs = [354.0] * 19 + [414, 419, 449, 449, 440, 380, 320, 260, 200, 200, 185, 185, 166, 166]
+    xs = [354.0] * 19 + [414, 419, 449, 449, 440, 380, 320, 260, 205, 190, 185, 185, 166, 166]
     base = Builder()
     meet(base, xs)
     more = Builder()
