@@ -74,6 +74,7 @@ from sim.score import MIN_MS, Alert, Criterion, TypeScore, score_alerts
 
 PROXIMITY = "proximity_approach"  # truth type
 PROXIMITY_BAND = "proximity_borderline"  # truth: within the alert distance + BORDERLINE_M
+PROXIMITY_INNER = "proximity_inner"  # truth: within the alert distance - BORDERLINE_M
 
 # The borderline band beyond the alert distance (docs/rules.md, "Proximity"): two standard
 # errors of a measured distance between two devices in an urban canyon. The distance's
@@ -267,13 +268,15 @@ def distance(pair: Pair) -> NDArray[np.float64]:
 
 
 def truth(pairs: list[Pair], prm: BilateralParams) -> tr.TruthLog:
-    """Approaches within the alert distance, and the band episodes within it + BORDERLINE_M."""
+    """Approaches within the alert distance, and the band's edges: episodes within it plus
+    and minus BORDERLINE_M."""
     eps = []
     for pair in pairs:
         d = distance(pair)
         for kind, radius in (
             (PROXIMITY, prm.alert_m),
             (PROXIMITY_BAND, prm.alert_m + BORDERLINE_M),
+            (PROXIMITY_INNER, prm.alert_m - BORDERLINE_M),
         ):
             inside = (d <= radius).astype(np.int8)
             edges = np.flatnonzero(np.diff(np.concatenate([[0], inside, [0]])))
@@ -517,7 +520,10 @@ def criterion(runs: Mapping[int, Run]) -> Criterion:
     borderline when shorter than the dwell or longer by less than the tag's fast fix
     interval (the confirming pair must come after the dwell: as a shielding removed just
     after its escalation may or may not beat the next fix), or within BORDERLINE_M beyond
-    the distance."""
+    the distance. An approach that never came within the distance minus BORDERLINE_M is
+    required all the same, but not in time: the same noise that makes 205 m look like 195 m
+    makes 195 m look like 205 m, and a rule that waits for a confident pair (rather than
+    alert on people standing beyond the distance) may wait long for one there."""
     dwell_ms = px.ProximityParams().dwell_s * 1000
     return Criterion(
         dwell_ms,
@@ -525,6 +531,7 @@ def criterion(runs: Mapping[int, Run]) -> Criterion:
         tolerance_ms=MIN_MS,
         borderline_ms=(dwell_ms, TAG_FAST_S * 1000),
         excused_by=(PROXIMITY_BAND,),
+        latency_within=(PROXIMITY_INNER,),
         evidence=lambda e, due: runs[e.subject].evidence_ms(due, e.end_ms),
     )
 

@@ -274,6 +274,11 @@ class Criterion:
     # come after (comms loss: the backlog a tag uploads once it can reach the backend again
     # shows it was recording, docs/rules.md). Otherwise cleared alerts are not scored.
     cleared_counts: bool = False
+    # Where the truth cannot be measured to the limit the rule decides on (an approach that
+    # never came closer than the alert distance minus the noise band), an episode is still
+    # required, but its latency is held to latency_ms only if it overlaps an episode of one
+    # of these types; a late detection of the others is listed in `late_borderline`.
+    latency_within: tuple[str, ...] = ()
 
     def start(self, e: tr.Episode) -> int | None:
         return e.start_ms if self.onset is None else self.onset(e)
@@ -364,6 +369,8 @@ class TypeScore:
     # In time only because the moment was moved (no coverage, evidence late): later than the
     # criterion after the truth's due, listed so that the move hides nothing.
     held_back: list[dict[str, Any]] = field(default_factory=list)
+    # Detected later than the criterion where it does not hold the latency (latency_within).
+    late_borderline: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -399,6 +406,7 @@ class TypeScore:
             "missed": self.missed,
             "late": self.late,
             "held_back": self.held_back,
+            "late_borderline": self.late_borderline,
         }
 
 
@@ -407,6 +415,17 @@ def false_rate(n: int, tag_days: float) -> float:
 
 
 NO_COVERAGE = (tr.CELLULAR_DEAD_ZONE, tr.CELLULAR_OUTAGE)
+
+
+def _timed(c: Criterion, truth: tr.TruthLog, e: tr.Episode) -> bool:
+    """Whether episode `e`'s latency is held to the criterion's limit (latency_within)."""
+    if not c.latency_within:
+        return True
+    return any(
+        o.subject == e.subject and o.start_ms < e.end_ms and e.start_ms < o.end_ms
+        for k in c.latency_within
+        for o in truth.of_type(k)
+    )
 
 
 def covered_from(truth: tr.TruthLog, subject: int, t_ms: int) -> int:
@@ -489,7 +508,9 @@ def score_alerts(
             row = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
             if due != plain_due:
                 row.update(due_ms=due, plain_latency_ms=plain)  # held back until then
-            if lat > c.latency_ms:
+            if lat > c.latency_ms and not _timed(c, truth, e):
+                ts.late_borderline.append(row)
+            elif lat > c.latency_ms:
                 ts.late.append(row)
             elif plain > c.latency_ms:
                 ts.held_back.append(row)

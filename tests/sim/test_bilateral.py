@@ -115,3 +115,27 @@ def test_a_chosen_pair_runs_as_it_does_in_the_whole_scenario() -> None:
     assert alone["proximity_alert"]["alerts"] == expected["alerts"]
     with pytest.raises(ValueError, match=r"among 0\.\.1"):
         bl.BilateralParams(pairs=2, only=(2,))
+
+
+def test_an_approach_within_the_band_inside_the_distance_is_required_but_not_in_time() -> None:
+    # Standing 184 m apart (within 200 m, never within 200 m - the band) and 147 m apart,
+    # ten minutes each: both must alert; each alerts 200 s after it was due. Only the 147 m
+    # one is late: at 184 m the noise that makes 205 m look like 195 m works the other way.
+    assert 200 - bl.BORDERLINE_M < 184 and 200 - bl.BORDERLINE_M > 147
+    spans = ((3600, 600, 184.0), (10800, 600, 147.0))
+    log = bl.truth([_standing(*spans)], bl.BilateralParams())
+    dwell = bl.px.ProximityParams().dwell_s
+    alerts = []
+    for s, length, _ in spans:
+        t = (bl.START + s) * 1000
+        alerts.append(bl.Alert(bl.PROXIMITY, 0, t, (t + (dwell + 200) * 1000), t + length * 1000))
+    crit = bl.criterion({0: bl.Run([], 0, 0, {}, 0)})  # nothing held the evidence back
+    s = bl.score_alerts(log, alerts, {bl.PROXIMITY: crit})[bl.PROXIMITY]
+    assert (s.episodes, s.detected, s.false_alerts) == (2, 2, 0)
+    starts = [(bl.START + t) * 1000 for t, _, _ in spans]
+    assert [r["start_ms"] for r in s.late] == [starts[1]]
+    assert [r["start_ms"] for r in s.late_borderline] == [starts[0]]
+    assert sorted(s.latencies_ms) == [200_000, 200_000]  # both counted in the percentiles
+    # Missed, the band's approach is a miss like any other.
+    s = bl.score_alerts(log, alerts[1:], {bl.PROXIMITY: crit})[bl.PROXIMITY]
+    assert [m["start_ms"] for m in s.missed] == [starts[0]]
