@@ -32,12 +32,16 @@ class SharedUplink:
     """`brokers`: the device listeners ("host:port"), in order. The connection fails over
     along them as each tag's modem would (home_unit.mqtt_link.fail_over, paho's back-off);
     frames published on a connection that was lost before their ACK came are not waited for:
-    the tags send them again (their ACK may have been lost with a broker)."""
+    the tags send them again (their ACK may have been lost with a broker). `devices`: the
+    tags whose down topics it reads (a shard of the fleet's), None: every tag's."""
 
-    def __init__(self, brokers: list[str], username: str, password: str) -> None:
+    def __init__(
+        self, brokers: list[str], username: str, password: str, devices: list[int] | None = None
+    ) -> None:
         from firmware.brokers import endpoint
 
         self.brokers = [endpoint(b) for b in brokers]
+        self.devices = devices
         self.current = 0
         self.boxes: dict[int, DownlinkBox] = {}
         self.published = 0
@@ -83,7 +87,10 @@ class SharedUplink:
             for key in [k for k, g in self.outstanding.items() if g < self.generation]:
                 del self.outstanding[key]
                 self.waived.discard(key)
-        c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+        if self.devices is None:
+            c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+        else:
+            c.subscribe([(topics.tag_down(d), topics.QOS) for d in self.devices])
 
     def _fail_over(self) -> None:
         moved = fail_over(self.client, self.brokers, self.current, 60)
