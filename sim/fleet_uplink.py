@@ -60,6 +60,9 @@ class SharedUplink:
         self.failovers = 0
         self.heard = 0.0  # monotonic time the last downlink arrived
         self._lock = threading.Lock()
+        # Notified as downlinks arrive: the barrier sleeps until then, not in a polling loop
+        # (a sharded fleet has one barrier per worker, all waiting at once).
+        self._heard = threading.Condition(self._lock)
         self._ready = threading.Event()
         # A device listener gives the client the id of its username (use_username_as_clientid).
         self.client = mqtt.Client(
@@ -87,6 +90,7 @@ class SharedUplink:
             for key in [k for k, g in self.outstanding.items() if g < self.generation]:
                 del self.outstanding[key]
                 self.waived.discard(key)
+            self._heard.notify_all()
         if self.devices is None:
             c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
         else:
@@ -111,6 +115,7 @@ class SharedUplink:
         with self._lock:
             self.received += 1
             self.heard = time.monotonic()
+            self._heard.notify_all()  # the waiter runs once this message is sorted
             box = self.boxes.get(where[1]) if where is not None else None
             if box is None:
                 self.unknown += 1
@@ -171,16 +176,18 @@ class SharedUplink:
         """Until every frame published so far has been acknowledged (but those given up on
         before); False after `timeout`, or once nothing has come back for `quiet_s` (None:
         never), and the frames still unacknowledged are given up on."""
-        now = time.monotonic()
-        deadline = now + timeout
-        began = now
-        while len(self.outstanding) > len(self.waived):
-            now = time.monotonic()
-            if now > deadline or (quiet_s is not None and now - max(began, self.heard) > quiet_s):
-                with self._lock:
+        began = time.monotonic()
+        deadline = began + timeout
+        with self._heard:
+            while len(self.outstanding) > len(self.waived):
+                limit = deadline
+                if quiet_s is not None:
+                    limit = min(deadline, max(began, self.heard) + quiet_s)
+                left = limit - time.monotonic()
+                if left <= 0:
                     self.waived.update(self.outstanding)
-                return False
-            time.sleep(0.0005)
+                    return False
+                self._heard.wait(left)
         return True
 
 
