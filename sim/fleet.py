@@ -780,6 +780,11 @@ class Fleet:
         units = sorted(self.farm.to_settle) if self.farm is not None else []
         if self.farm is not None:
             self.farm.settle(t, ticked)
+        self.wait_acked()
+        return units
+
+    def wait_acked(self) -> None:
+        """Until the backend has acknowledged every frame the fleet's tags published."""
         up = self.uplink
         if (
             isinstance(up, SharedUplink)
@@ -787,7 +792,6 @@ class Fleet:
             and not up.wait_acked(self.o.barrier_timeout_s, self.o.barrier_quiet_s)
         ):
             self.counters["barrier_timeouts"] += 1
-        return units
 
     def _tick_units(self, t: int) -> None:
         self.farm.tick(t / 1000)

@@ -19,21 +19,25 @@ once, and a fork shares it copy-on-write. Fork is only safe in a process without
 holding locks, which a fleet-only run is (no broker client, no backend, no home units).
 
 Through the stack (`RunOptions.shards`, `StackShards`): the runner forks the workers first
-thing in its set-up, before it starts a thread, the broker or the backend; each worker
-then builds its share of the fleet's tags as the runner would (sim.fleet.Fleet.fleet_tag),
-with a broker connection of its own (sim.fleet_uplink.SharedUplink under an account of its
-own, reading only its tags' down topics) and a simulator radio of its own (a
+thing in its set-up, before it starts a thread, the broker or the backend; each worker then
+builds its share of the fleet's tags as the runner would (sim.fleet.Fleet.fleet_tag), with a
+broker connection of its own (sim.fleet_uplink.SharedUplink under an account of its own,
+reading only its tags' down topics) and a simulator radio of its own (a
 sim.home_units.HomeUnitFarm used for its air only: its tags' home units, still in the home
 units' process, connect to it). The runner keeps the backend, the home units' process, the
-mains, the HIL tags and the clock, and lock-steps the workers at every slice as it polled
-the tags itself: poll the slice (the HIL tags run meanwhile), then, with the backend's clock
-at the slice's end, each worker ticks the units whose relay its tags' beacons began and
-waits until the backend has acknowledged every frame its tags published, then the runner
-waits for those relays; every unit tick goes to the workers too. So the barrier waits for
-each shard's frames in parallel, and a tag's firmware sees what it saw in one process. The
-frames are those of one process where the stack is deterministic (the full stack is not to
-the position: see docs/simulator.md, Determinism); `tests/sim/test_shard.py` runs a small
-day both ways and compares what was stored and the alerts raised.
+mains, the HIL tags and the clock, and lock-steps the workers with one request a slice (each
+message to a worker costs a wake-up, which on a busy machine is what a slice waits for):
+each worker polls its tags for the slice and waits until the backend has acknowledged every
+frame they published (the HIL tags run meanwhile); then, with the backend's clock at the
+slice's end, the workers whose tags' beacons began a relay tick those units, and the runner
+waits for the relays; every unit tick goes to the workers too. So the barrier waits for each
+shard's frames in parallel, and a tag's firmware sees what it saw in one process, but for
+one thing: the fleet's frames are acknowledged before the backend's clock moves to the
+slice's end, as those ingest takes during a one-process run's polls are (dated up to a slice
+earlier; a tag takes no time from an ACK once its clock is set). The frames are those of one
+process where the stack is deterministic (the full stack is not to the position: see
+docs/simulator.md, Determinism); `tests/sim/test_shard.py` runs a small day both ways and
+compares what was stored and the alerts raised.
 """
 
 from __future__ import annotations
@@ -194,10 +198,14 @@ def run_sharded(scenario: Scenario, options: RunOptions, workers: int = 0) -> Sh
 ANSWER_S = 300.0
 
 
-def _poll(fleet: Fleet, t: int, t1: int) -> dict[str, int]:
+def _step(fleet: Fleet, t: int, t1: int) -> tuple[dict[str, int], bool]:
+    """A slice's polls and the wait for their frames' ACKs; whether a unit's relay is to be
+    settled at the slice's end (then the runner asks, once the backend's clock is there)."""
     fleet.poll_until(t, t1)
+    fleet.wait_acked()
     assert fleet.uplink is not None
-    return {"published": fleet.uplink.published, "beacons": fleet.counters["beacons"]}
+    seen = {"published": fleet.uplink.published, "beacons": fleet.counters["beacons"]}
+    return seen, bool(fleet.farm is not None and fleet.farm.to_settle)
 
 
 def _units(fleet: Fleet, timeout: float) -> None:
@@ -216,7 +224,7 @@ def _tick(fleet: Fleet, t: float) -> None:
 _OPS: dict[str, Callable[..., Any]] = {
     "units": _units,
     "start": Fleet.start_polls,
-    "poll": _poll,
+    "step": _step,
     "settle": lambda fleet, t: fleet.settle(t, []),
     "tick": _tick,
     "drained": Fleet.tags_drained,
@@ -277,6 +285,7 @@ class StackShards:
         self.procs = procs
         self.ports: dict[int, int] = {}  # subject -> the simulator radio its unit joins
         self.seen: list[dict[str, int]] = []  # each worker's counts after its last slice
+        self.relaying: list[int] = []  # workers whose tags began a relay this slice
         self.stopped = False
 
     @classmethod
@@ -302,20 +311,26 @@ class StackShards:
         for _p, conn in self.procs:
             conn.send((op, args))
 
+    @staticmethod
+    def _answer(p: Any, conn: Connection) -> Any:
+        try:
+            if not conn.poll(ANSWER_S):
+                raise ShardError(f"{p.name} did not answer in {ANSWER_S:.0f} s")
+            msg = conn.recv()
+        except (EOFError, OSError):
+            msg = ("error", f"died (exit code {p.exitcode})")
+        if msg[0] != "ok":
+            raise ShardError(f"{p.name}: {msg[1]}")
+        return msg[1]
+
     def _gather(self) -> list[Any]:
         out: list[Any] = []
         errors: list[str] = []
         for p, conn in self.procs:
             try:
-                if not conn.poll(ANSWER_S):
-                    raise ShardError(f"{p.name} did not answer in {ANSWER_S:.0f} s")
-                msg = conn.recv()
-            except (EOFError, OSError):
-                msg = ("error", f"{p.name} died (exit code {p.exitcode})")
-            if msg[0] == "ok":
-                out.append(msg[1])
-            else:
-                errors.append(f"{p.name}: {msg[1]}")
+                out.append(self._answer(p, conn))
+            except ShardError as e:
+                errors.append(str(e))
         if errors:
             raise ShardError("; ".join(errors))
         return out
@@ -343,15 +358,26 @@ class StackShards:
         self._all("start", start, stop)
 
     def poll(self, t: int, t1: int) -> None:
-        """Start polling the slice; `polled` waits for the workers to finish it."""
-        self._send("poll", t, t1)
+        """Start the slice: each worker polls its tags and waits for their frames' ACKs
+        (one request a slice: every message to a worker costs a wake-up, which on a busy
+        machine is what bounds a slice); `polled` waits for them."""
+        self._send("step", t, t1)
 
     def polled(self) -> None:
-        self.seen = self._gather()
+        answers = self._gather()
+        self.seen = [seen for seen, _ in answers]
+        self.relaying = [k for k, (_, relay) in enumerate(answers) if relay]
 
     def settle(self, t: float) -> list[int]:
-        """Each worker's barrier (sim.fleet.Fleet.settle); the units they ticked."""
-        return sorted(u for units in self._all("settle", t) for u in units)
+        """The rest of the barrier (sim.fleet.Fleet.settle) in the workers whose tags began
+        a relay this slice: their units ticked to t, now that the backend's clock is there;
+        the units they ticked."""
+        for k in self.relaying:
+            self.procs[k][1].send(("settle", (t,)))
+        units: list[int] = []
+        for k in self.relaying:
+            units += self._answer(*self.procs[k])
+        return sorted(units)
 
     def tick(self, t: float) -> None:
         self._all("tick", t)
