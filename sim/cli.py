@@ -97,6 +97,15 @@ def run_scenario(
         float | None,
         typer.Option(min=0.1, max=24, help="simulate only this many hours (then the drain)"),
     ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="processes the fleet's firmware runs in, lock-stepped with the stack "
+            "(default: RunOptions.shards; docs/simulator.md, Speed)",
+        ),
+    ] = None,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -109,6 +118,8 @@ def run_scenario(
         seed=seed, subjects=subjects, days=days, hil=hil, rules=rules, ha=ha,
         from_hour=from_hour, hours=hours,
     )  # fmt: skip
+    if shards is not None:
+        opts.shards = shards
     outcome = sim_run.run(sc, opts, Path(out))
     for name, path in outcome.paths.items():
         typer.echo(f"{name}: {path}")
@@ -241,6 +252,15 @@ def gate(
         typer.Option(min=0.1, help="run only this many hours, scored on what happened in them"),
     ] = None,
     out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="processes the fleet's firmware runs in, lock-stepped with the stack "
+            "(default: RunOptions.shards; docs/simulator.md, Speed)",
+        ),
+    ] = None,
 ) -> None:
     """The alert gate: the scenario through the whole stack for each seed, scored; exit
     status 1 on a missed or late alert, more than 1 false alert per 100 tag-days over all
@@ -263,6 +283,8 @@ def gate(
     results = []
     for s in chosen:
         opts = RunOptions(seed=s, hil=n_hil, from_hour=from_hour, hours=hours)
+        if shards is not None:
+            opts.shards = shards
         outcome = sim_run.run(sc, opts, Path(out) / f"seed-{s}")
         comp = outcome.completeness
         results.append(

@@ -56,6 +56,12 @@ if TYPE_CHECKING:
     from firmware.board import Board
 
 Progress = Callable[[int, int, dict[str, Any]], None]
+Key = tuple[int, int, int]  # a frame's (device, boot, seq)
+# A process's fleet tags' frames published, frames still held, (boot, seq) sealed per
+# device, counters.
+TagParts = tuple[
+    dict[Key, bytes], dict[Key, bytes], dict[int, set[tuple[int, int]]], dict[str, int]
+]
 GATEWAY = "sim-fleet"  # the broker account of the fleet's shared connection
 BEACON_RANGE_M = 200.0  # beyond this a beacon is never heard (sim.rf: ~28 m through a wall)
 
@@ -103,6 +109,11 @@ class RunOptions:
     # The home units' daemons in a process of their own (sim.home_units.UnitHostProcess);
     # False: on a thread of the runner's process.
     home_unit_process: bool = True
+    # Full stack only: the fleet's firmware polled in this many forked processes, each with
+    # its own broker connection and simulator radio, lock-stepped with the stack at every
+    # slice (sim.shard.StackShards); 1: polled in the runner's process. A fleet-only run
+    # is sharded by sim.shard.run_sharded instead.
+    shards: int = 1
 
 
 def with_subjects(sc: Scenario, n: int | None) -> Scenario:
@@ -334,7 +345,7 @@ class HilSubject:
 class RunResult:
     sim: Simulation
     options: RunOptions
-    tags: list[FleetTag]
+    tags: list[FleetTag]  # none when sharded: the firmware ran in the shards' processes
     hil: list[HilSubject]
     keys: dict[int, bytes]
     unit_keys: dict[int, bytes]
@@ -365,6 +376,13 @@ class Fleet:
         self.backend: Any = None
         self.uplink: SharedUplink | LoopbackUplink | None = None
         self.farm: Any = None
+        self.worlds: list[SubjectWorld] = []  # every subject's, by index
+        self.endpoints: list[str] = []  # the brokers' device listeners, as tags try them
+        self.shards: Any = None  # sim.shard.StackShards when the fleet is sharded
+        self._set_up = False
+        self.gateways: dict[str, str] = {}  # the fleet's broker accounts: name -> password
+        self._heap: list[tuple[int, int, int, int]] = []
+        self._by_index: dict[int, FleetTag] = {}
         self.tags: list[FleetTag] = []
         self.hil: list[HilSubject] = []
         self.counters: dict[str, int] = {"barrier_timeouts": 0, "beacons": 0, "reboots": 0}
@@ -391,6 +409,18 @@ class Fleet:
 
     def setup(self) -> None:
         sim = self.sim
+        self._set_up = True
+        if self.o.shards > 1 and not self.o.backend:
+            raise ValueError("a fleet-only run is sharded by sim.shard.run_sharded")
+        self.worlds = [SubjectWorld(sim, i) for i in range(len(sim.subjects))]
+        hil = set(self.hil_indices())
+        if self.o.shards > 1:
+            from sim.shard import StackShards
+
+            # First, while this process has no thread: the workers are forked (the world
+            # shared copy-on-write), and a fork copies locks other threads hold.
+            fleet = [i for i in range(len(sim.subjects)) if i not in hil]
+            self.shards = StackShards.fork(self, fleet, self.o.shards)
         pairs = [(s.tag_id, s.home_unit_id) for s in sim.subjects]
         if self.o.backend:
             self._stack(pairs)
@@ -400,32 +430,38 @@ class Fleet:
                 self.keys[tag_id] = keygen.randbytes(32)
                 self.unit_keys[unit] = keygen.randbytes(32)
             self.uplink = LoopbackUplink(self.keys)
-        hil = set(self.hil_indices())
-        assert self.uplink is not None
-        for i, s in enumerate(sim.subjects):
-            w = SubjectWorld(sim, i)
+        for i in range(len(sim.subjects)):
             if i in hil:
-                self.hil.append(self._hil(i, w))
-                continue
-            rng = np.random.default_rng([self.o.seed, 0xF1EE7, i])
-            board = FleetBoard(
-                s.tag_id,
-                w.view(),
-                self.uplink,
-                self.uplink.box(s.tag_id),
-                rng,
-                receiver=self.scenario.receiver(self.o.seed, i),
-            )
-            cfg = fw_config.merge(self.provisioning(i))
-            tag = FleetTag(i, s.tag_id, self.keys[s.tag_id], w, board, cfg)
-            tag.radio = TagRadio(s.tag_id, self.lock)
-            self.tags.append(tag)
-        if isinstance(self.uplink, SharedUplink):
+                self.hil.append(self._hil(i, self.worlds[i]))
+            elif self.shards is None:
+                self.tags.append(self.fleet_tag(i))
+        if self.shards is not None:
+            self.shards.build(self)
+        if self.o.backend:
             # Only now: every fleet tag has its downlink box, so the shared client does not
             # drop the commands as addressed to a tag it does not run.
-            self._push_zones(self.uplink, hil, exclude=True)
+            self._push_zones(hil, exclude=True)
         if self.o.backend and self.o.home_units:
             self._home_units()
+
+    def fleet_tag(self, i: int) -> FleetTag:
+        """Subject i's tag in this process: the firmware's board on the fleet's uplink."""
+        s = self.sim.subjects[i]
+        w = self.worlds[i]
+        assert self.uplink is not None
+        rng = np.random.default_rng([self.o.seed, 0xF1EE7, i])
+        board = FleetBoard(
+            s.tag_id,
+            w.view(),
+            self.uplink,
+            self.uplink.box(s.tag_id),
+            rng,
+            receiver=self.scenario.receiver(self.o.seed, i),
+        )
+        cfg = fw_config.merge(self.provisioning(i))
+        tag = FleetTag(i, s.tag_id, self.keys[s.tag_id], w, board, cfg)
+        tag.radio = TagRadio(s.tag_id, self.lock)
+        return tag
 
     def _stack(self, pairs: list[tuple[int, int]]) -> None:
         """Database, brokers with the credentials and ACL generated from the registry, the
@@ -464,13 +500,17 @@ class Fleet:
         broker_credentials.write(
             auth_dir, self.backend.devices(), settings.mqtt_username, settings.mqtt_password
         )
-        gateway_password = secrets.token_hex(16)
-        with files.passwd.open("a") as f:
-            f.write(f"{GATEWAY}:{broker_credentials.mosquitto_hash(gateway_password)}\n")
-        with files.acl.open("a") as f:
-            f.write(f"\nuser {GATEWAY}\ntopic write {every_device(topics.tag_up)}\n")
-            f.write(f"topic read {every_device(topics.tag_down)}\n")
+        # The fleet's connection (one per shard, each its own client id).
+        names = [GATEWAY] if self.shards is None else self.shards.gateways()
+        self.gateways = {name: secrets.token_hex(16) for name in names}
+        for name, password in self.gateways.items():
+            with files.passwd.open("a") as f:
+                f.write(f"{name}:{broker_credentials.mosquitto_hash(password)}\n")
+            with files.acl.open("a") as f:
+                f.write(f"\nuser {name}\ntopic write {every_device(topics.tag_up)}\n")
+                f.write(f"topic read {every_device(topics.tag_down)}\n")
         self.brokers.start()
+        self.endpoints = self.brokers.device_endpoints()
         if self.o.rules:
             from sim import monitoring
 
@@ -478,12 +518,20 @@ class Fleet:
                 self.backend.engine, self.sim, fitted_ms=self.begin_ms
             )
         self.backend.start()
-        up = SharedUplink(self.brokers.device_endpoints(), GATEWAY, gateway_password)
-        up.record = self.o.record_frames
-        up.start()
-        self.uplink = up
+        if self.shards is None:
+            up = self.shared_uplink(GATEWAY, self.gateways[GATEWAY])
+            up.start()
+            self.uplink = up
 
-    def _push_zones(self, up: SharedUplink, which: set[int], exclude: bool = False) -> None:
+    def shared_uplink(
+        self, name: str, password: str, devices: list[int] | None = None
+    ) -> SharedUplink:
+        """The fleet's broker connection (started once the tags' boxes exist)."""
+        up = SharedUplink(self.endpoints, name, password, devices)
+        up.record = self.o.record_frames
+        return up
+
+    def _push_zones(self, which: set[int], exclude: bool = False) -> None:
         """Each subject's exclusion zones to their tag (cmd_zone on its down topic), as the
         backend sends them when an order's zones are set (backend.zone_push). Fleet tags'
         down topics are held by the shared client; a HIL tag's session exists only after its
@@ -493,7 +541,6 @@ class Fleet:
         from backend.storage.database import IMMEDIATE
         from backend.zone_push import zone_command
 
-        hil = set(self.hil_indices())
         items: list[tuple[str, bytes, bool]] = []
         # Read then write while ingest writes: a deferred SQLite transaction cannot take the
         # write lock once another writer has committed since its read (database is locked).
@@ -502,8 +549,6 @@ class Fleet:
                 if (i in which) == exclude:
                     continue
                 tag = self.sim.subjects[i].tag_id
-                if i not in hil:
-                    up.box(tag)  # held for the tag from now on, whenever this is called
                 data = zone_command(conn, tag, sid, self.keys[tag], self.begin_ms / 1000)
                 items.append((topics.tag_down(tag), data, False))
         self.backend.publish(items)
@@ -526,7 +571,7 @@ class Fleet:
             "home_lat_e7": round(float(lat[0]) * 1e7),
             "home_lon_e7": round(float(lon[0]) * 1e7),
             "home_acc_dm": 150,
-            "brokers": self.brokers.device_endpoints() if self.brokers else [],
+            "brokers": self.endpoints,
         }
 
     def _hil(self, i: int, w: SubjectWorld) -> HilSubject:
@@ -572,7 +617,7 @@ class Fleet:
         return h
 
     def _home_units(self) -> None:
-        from sim.home_units import HomeUnitFarm, UnitSpec
+        from sim.home_units import HomeUnitFarm
 
         # The units' SQLite stores sync every commit (synchronous=FULL, as on a real unit); on a
         # RAM disk that costs microseconds instead of a disk flush per beacon.
@@ -584,26 +629,33 @@ class Fleet:
             self.brokers.device_endpoints(),
             process=self.o.home_unit_process,
         )
-        cur = self.scenario.population.curfew
-
-        def spec(i: int, radio_port: int | None = None) -> UnitSpec:
-            s = self.sim.subjects[i]
-            unit, key = s.home_unit_id, self.unit_keys[s.home_unit_id]
-            tz = self.scenario.timezone
-            curfew = (cur.start, cur.end)
-            return UnitSpec(unit, key, s.tag_id, self.keys[s.tag_id], curfew, tz, radio_port)
-
         for t in self.tags:
             assert t.radio is not None
-            farm.add(spec(t.index), t.radio)
+            farm.add(self.unit_spec(t.index), t.radio)
+        if self.shards is not None:  # on their shard's air, which ticks them
+            for i, port in self.shards.air_ports().items():
+                farm.add(self.unit_spec(i, port))
         for h in self.hil:
-            farm.add(spec(h.index, h.peer.port))
+            farm.add(self.unit_spec(h.index, h.peer.port))
         farm.push_configs(self.backend.publish, self.begin_ms // 1000)
         farm.start(self.begin_ms / 1000)
+        if self.shards is not None:
+            self.shards.wait_units()
         for h in self.hil:
             if not h.peer.wait_unit(self.sim.subjects[h.index].home_unit_id, 30.0):
                 raise TimeoutError(f"the home unit of HIL tag {h.device} did not connect")
         self.farm = farm
+
+    def unit_spec(self, i: int, radio_port: int | None = None) -> Any:
+        """Subject i's home unit (sim.home_units.UnitSpec)."""
+        from sim.home_units import UnitSpec
+
+        s = self.sim.subjects[i]
+        cur = self.scenario.population.curfew
+        unit, key = s.home_unit_id, self.unit_keys[s.home_unit_id]
+        tz = self.scenario.timezone
+        curfew = (cur.start, cur.end)
+        return UnitSpec(unit, key, s.tag_id, self.keys[s.tag_id], curfew, tz, radio_port)
 
     # -- the run -------------------------------------------------------------------------
     def _boot(self, tag: FleetTag, t: int, reset: int) -> None:
@@ -697,24 +749,67 @@ class Fleet:
             h.coverage = cov
 
     def _units_power(self, t: int) -> None:
-        for w in [tag.world for tag in self.tags] + [h.world for h in self.hil]:
+        for w in self.worlds:
             unit = self.sim.subjects[w.i].home_unit_id
             self.farm.set_mains(unit, not w._in(w.unplugged, t))
 
+    def start_polls(self, start: int, stop: int) -> None:
+        """Every fleet tag due at start, and at each of its interrupts until stop."""
+        heap = self._heap = []
+        for tag in self.tags:
+            heapq.heappush(heap, (start, tag.index, tag.gen, 0))
+            for t in tag.world.interrupts(start, stop):
+                heapq.heappush(heap, (t, tag.index, -1, 1))
+        self._by_index = {t.index: t for t in self.tags}
+
+    def poll_until(self, t: int, t1: int) -> None:
+        """Poll the fleet's tags due in the slice [t, t1], in time order."""
+        heap, by_index = self._heap, self._by_index
+        with self.lock:
+            while heap and heap[0][0] <= t1:
+                when, idx, gen, interrupt = heapq.heappop(heap)
+                tag = by_index[idx]
+                if not interrupt and gen != tag.gen:
+                    continue
+                self._poll(tag, max(when, t), heap)
+
+    def settle(self, t: float, ticked: list[int]) -> list[int]:
+        """The barrier at a slice's end: the relays its beacons began finished (the units
+        that had frames pending and `ticked`, sim.home_units.HomeUnitFarm.settle) and every
+        frame the fleet published acknowledged. Returns the units this process ticked."""
+        units = sorted(self.farm.to_settle) if self.farm is not None else []
+        if self.farm is not None:
+            self.farm.settle(t, ticked)
+        self.wait_acked()
+        return units
+
+    def wait_acked(self) -> None:
+        """Until the backend has acknowledged every frame the fleet's tags published."""
+        up = self.uplink
+        if (
+            isinstance(up, SharedUplink)
+            and up.outstanding
+            and not up.wait_acked(self.o.barrier_timeout_s, self.o.barrier_quiet_s)
+        ):
+            self.counters["barrier_timeouts"] += 1
+
+    def _tick_units(self, t: int) -> None:
+        self.farm.tick(t / 1000)
+        if self.shards is not None:
+            self.shards.tick(t / 1000)
+
     def run(self, progress: Progress | None = None) -> RunResult:
-        if self.uplink is None:
+        if not self._set_up:
             self.setup()
         sim = self.sim
         start = self.begin_ms
         end = sim.end_ms if self.o.hours is None else start + int(self.o.hours * 3_600_000)
         stop = end + self.o.drain_s * 1000
         wall0 = time.monotonic()
-        heap: list[tuple[int, int, int, int]] = []
-        for tag in self.tags:
-            heapq.heappush(heap, (start, tag.index, tag.gen, 0))
-            for t in tag.world.interrupts(start, stop):
-                heapq.heappush(heap, (t, tag.index, -1, 1))
-        by_index = {t.index: t for t in self.tags}
+        if self.shards is None:
+            self.start_polls(start, stop)
+        else:
+            self.shards.start_polls(start, stop)
         for h in self.hil:
             self._hil_slice(h, start)
             h.tag.start()
@@ -727,19 +822,16 @@ class Fleet:
             # backend's future (ingest refuses frames dated ahead of its now).
             self.backend.clock.set(start / 1000)
         if self.farm is not None:
-            self.farm.tick(start / 1000)
+            self._tick_units(start)
         hil_zones_at = start + 15 * 60_000 if self.hil else None
         while t < stop:
             t1 = min(t + slice_ms, stop)
             if self.farm is not None:
                 self._units_power(t)
-            with self.lock:
-                while heap and heap[0][0] <= t1:
-                    when, idx, gen, interrupt = heapq.heappop(heap)
-                    tag = by_index[idx]
-                    if not interrupt and gen != tag.gen:
-                        continue
-                    self._poll(tag, max(when, t), heap)
+            if self.shards is None:
+                self.poll_until(t, t1)
+            else:  # the shards poll while the HIL tags run
+                self.shards.poll(t, t1)
             relayed = []  # HIL tags' units that took frames this slice (ticked by the tag)
             for h in self.hil:
                 self._hil_slice(h, t)
@@ -748,24 +840,24 @@ class Fleet:
                 h.tag.run_until(t1 - start, moving=moving)
                 if len(h.tag.radio.offloaded) > before:
                     relayed.append(self.sim.subjects[h.index].home_unit_id)
+            if self.shards is not None:
+                self.shards.polled()
             t = t1
             if self.backend is not None:
                 self.backend.clock.set(t / 1000)
-                if self.farm is not None:  # relays this slice's beacons began, in lock-step
-                    self.farm.settle(t / 1000, relayed)
-                assert isinstance(self.uplink, SharedUplink)
-                if self.uplink.outstanding and not self.uplink.wait_acked(
-                    self.o.barrier_timeout_s, self.o.barrier_quiet_s
-                ):
-                    self.counters["barrier_timeouts"] += 1
+                # Relays this slice's beacons began, in lock-step, and the fleet's frames.
+                if self.shards is None:
+                    self.settle(t / 1000, relayed)
+                else:
+                    self.settle(t / 1000, relayed + self.shards.settle(t / 1000))
                 if hil_zones_at is not None and t >= hil_zones_at:
-                    self._push_zones(self.uplink, set(self.hil_indices()))
+                    self._push_zones(set(self.hil_indices()))
                     hil_zones_at = None
             if self.backend is not None and t >= next_rules_tick:
                 self.backend.tick(t / 1000)
                 next_rules_tick = t + self.o.rules_tick_s * 1000
             if self.farm is not None and t >= next_unit_tick:
-                self.farm.tick(t / 1000)
+                self._tick_units(t)
                 next_unit_tick = t + self.o.unit_tick_s * 1000
             for hook in self.on_slice:
                 hook(t / 1000)
@@ -791,15 +883,22 @@ class Fleet:
         return out
 
     def _live(self) -> dict[str, Any]:
+        if self.shards is not None:
+            return dict(self.shards.live())
         published = self.uplink.published if self.uplink is not None else 0
         return {"published": published, "beacons": self.counters["beacons"]}
 
-    def _drained(self) -> bool:
-        return all(t.app is None or t.app.store.pending() == 0 for t in self.tags) and all(
-            not h.tag.report().get("pending") for h in self.hil
-        )
+    def tags_drained(self) -> bool:
+        """No fleet tag of this process holds a frame."""
+        return all(t.app is None or t.app.store.pending() == 0 for t in self.tags)
 
-    def _result(self, sim_ms: int, wall_s: float) -> RunResult:
+    def _drained(self) -> bool:
+        tags = self.tags_drained() if self.shards is None else self.shards.drained()
+        return tags and all(not h.tag.report().get("pending") for h in self.hil)
+
+    def tag_parts(self) -> TagParts:
+        """What this process's fleet tags published (or handed their home units), still
+        hold and sealed, and its counters with their polls."""
         frames: dict[tuple[int, int, int], bytes] = {}
         pending: dict[tuple[int, int, int], bytes] = {}
         sealed: dict[int, set[tuple[int, int]]] = {}
@@ -824,6 +923,22 @@ class Fleet:
             for boot, seq, data in store.pending_frames():
                 pending[(tag.device, boot, seq)] = data
             sealed[tag.device] = {(b, s) for b, n in boots for s in range(n)}
+        counters = dict(self.counters)
+        counters["polls"] = sum(t.polls for t in self.tags)
+        return frames, pending, sealed, counters
+
+    def _result(self, sim_ms: int, wall_s: float) -> RunResult:
+        parts = [self.tag_parts()] if self.shards is None else self.shards.results()
+        frames, pending, sealed, counters = parts[0]
+        for f, p, s, c in parts[1:]:
+            for k, v in f.items():
+                frames.setdefault(k, v)
+            pending.update(p)
+            sealed.update(s)
+            for name, n in c.items():
+                counters[name] = counters.get(name, 0) + n
+        if self.shards is not None:
+            counters["shards"] = len(parts)
         for h in self.hil:
             rep = h.tag.report()
             for payload in [p for _ms, _topic, p in h.tag.modem.published] + h.tag.radio.offloaded:
@@ -833,9 +948,7 @@ class Fleet:
             for payload in h.tag.pending_frames():
                 f = fr.parse(payload)
                 pending[(h.device, f.boot, f.seq)] = payload
-            self.counters[f"hil_{h.device}_pending"] = int(rep.get("pending", 0))
-        counters = dict(self.counters)
-        counters["polls"] = sum(t.polls for t in self.tags)
+            counters[f"hil_{h.device}_pending"] = int(rep.get("pending", 0))
         if self.farm is not None:
             for k, v in self.farm.counters().items():
                 counters[f"home_unit_{k}"] = v
@@ -868,6 +981,8 @@ class Fleet:
                 h.tag.kill()
         if self.farm is not None:
             self.farm.stop()
+        if self.shards is not None:
+            self.shards.stop()
         for h in self.hil:
             if h.peer is not None:
                 h.peer.close()

@@ -32,12 +32,16 @@ class SharedUplink:
     """`brokers`: the device listeners ("host:port"), in order. The connection fails over
     along them as each tag's modem would (home_unit.mqtt_link.fail_over, paho's back-off);
     frames published on a connection that was lost before their ACK came are not waited for:
-    the tags send them again (their ACK may have been lost with a broker)."""
+    the tags send them again (their ACK may have been lost with a broker). `devices`: the
+    tags whose down topics it reads (a shard of the fleet's), None: every tag's."""
 
-    def __init__(self, brokers: list[str], username: str, password: str) -> None:
+    def __init__(
+        self, brokers: list[str], username: str, password: str, devices: list[int] | None = None
+    ) -> None:
         from firmware.brokers import endpoint
 
         self.brokers = [endpoint(b) for b in brokers]
+        self.devices = devices
         self.current = 0
         self.boxes: dict[int, DownlinkBox] = {}
         self.published = 0
@@ -56,6 +60,9 @@ class SharedUplink:
         self.failovers = 0
         self.heard = 0.0  # monotonic time the last downlink arrived
         self._lock = threading.Lock()
+        # Notified as downlinks arrive: the barrier sleeps until then, not in a polling loop
+        # (a sharded fleet has one barrier per worker, all waiting at once).
+        self._heard = threading.Condition(self._lock)
         self._ready = threading.Event()
         # A device listener gives the client the id of its username (use_username_as_clientid).
         self.client = mqtt.Client(
@@ -83,7 +90,11 @@ class SharedUplink:
             for key in [k for k, g in self.outstanding.items() if g < self.generation]:
                 del self.outstanding[key]
                 self.waived.discard(key)
-        c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+            self._heard.notify_all()
+        if self.devices is None:
+            c.subscribe(topics.tag_down(0).replace("/0/", "/+/"), qos=topics.QOS)
+        else:
+            c.subscribe([(topics.tag_down(d), topics.QOS) for d in self.devices])
 
     def _fail_over(self) -> None:
         moved = fail_over(self.client, self.brokers, self.current, 60)
@@ -104,6 +115,7 @@ class SharedUplink:
         with self._lock:
             self.received += 1
             self.heard = time.monotonic()
+            self._heard.notify_all()  # the waiter runs once this message is sorted
             box = self.boxes.get(where[1]) if where is not None else None
             if box is None:
                 self.unknown += 1
@@ -164,16 +176,18 @@ class SharedUplink:
         """Until every frame published so far has been acknowledged (but those given up on
         before); False after `timeout`, or once nothing has come back for `quiet_s` (None:
         never), and the frames still unacknowledged are given up on."""
-        now = time.monotonic()
-        deadline = now + timeout
-        began = now
-        while len(self.outstanding) > len(self.waived):
-            now = time.monotonic()
-            if now > deadline or (quiet_s is not None and now - max(began, self.heard) > quiet_s):
-                with self._lock:
+        began = time.monotonic()
+        deadline = began + timeout
+        with self._heard:
+            while len(self.outstanding) > len(self.waived):
+                limit = deadline
+                if quiet_s is not None:
+                    limit = min(deadline, max(began, self.heard) + quiet_s)
+                left = limit - time.monotonic()
+                if left <= 0:
                     self.waived.update(self.outstanding)
-                return False
-            time.sleep(0.0005)
+                    return False
+                self._heard.wait(left)
         return True
 
 

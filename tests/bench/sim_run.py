@@ -1,17 +1,18 @@
-"""Simulation speed: tag-days of the real firmware per wall-clock minute,
-fleet only (frames acknowledged in-process) in one process and sharded over worker processes
-(sim/shard.py), and through the full stack (Mosquitto, ingest with the rules engine on and
-the home units, each in a process of its own, beside the same run at 100 tags with both on
-threads of the runner's process, and the CPU the home units' process takes per unit-hour),
-for 100 and 1,000 tags; one tag under the micropython binary
-beside one CPython fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is
-what bounds it. Most runs cover two hours of a morning from 07:00 (the curfew ends; people
-wake in RF mode at home, then go out in GPS mode: the busiest hours), so the whole bench
-stays bounded; one covers a whole day (nights at rest are cheaper). The fast path (a tag
-whose receiver searches sleeps to its alarm, sim.fleet.Fleet._searching) is measured against
-the step-by-step run, every wake polled, which gives the same frames. The baseline column is
-the speed-up over real time (simulated seconds per wall second), over one process, or over
-the step-by-step run.
+"""Simulation speed: tag-days of the real firmware per wall-clock minute, fleet only (frames
+acknowledged in-process) in one process and sharded over worker processes (sim/shard.py),
+and through the full stack (Mosquitto, ingest with the rules engine on and the home units,
+each in a process of its own, beside the same run at 100 tags with both on threads of the
+runner's process, beside the same run with the fleet's firmware sharded over worker
+processes lock-stepped with the stack, and the CPU the home units' process takes per
+unit-hour), for 100 and 1,000 tags; one tag under the micropython binary beside one CPython
+fleet tag; and where a fleet-only run's CPU time goes (cProfile), which is what bounds it.
+Most runs cover two hours of a morning from 07:00 (the curfew ends; people wake in RF mode
+at home, then go out in GPS mode: the busiest hours), so the whole bench stays bounded; one
+covers a whole day (nights at rest are cheaper). The fast path (a tag whose receiver
+searches sleeps to its alarm, sim.fleet.Fleet._searching) is measured against the
+step-by-step run, every wake polled, which gives the same frames. The baseline column is the
+speed-up over real time (simulated seconds per wall second), over one process, or over the
+step-by-step run.
 
 One module alone: `.venv/bin/python -m tests.bench.sim_run`."""
 
@@ -55,11 +56,14 @@ def options(
     start: float = 7.0,
     fast: bool = True,
     processes: bool = True,
+    shards: int = 1,
 ) -> RunOptions:
     """`tags` subjects of dorset-iom-50 from `start` o'clock for `hours`, seed 1; with
-    `processes`, the stack's ingest worker and the home units each in a process of its own."""
+    `processes`, the stack's ingest worker and the home units each in a process of its own;
+    the fleet's firmware over `shards` processes (full stack)."""
     return RunOptions(
         fast=fast,
+        shards=shards,
         ingest_processes=processes,
         home_unit_process=processes,
         seed=1,
@@ -83,9 +87,11 @@ def measure(
     start: float = 7.0,
     fast: bool = True,
     processes: bool = True,
+    shards: int = 1,
 ) -> Speed:
     sc = scenario.load("dorset-iom-50")
-    with Fleet(sc, options(tags, hours, backend, hil, units, start, fast, processes)) as f:
+    opts = options(tags, hours, backend, hil, units, start, fast, processes, shards)
+    with Fleet(sc, opts) as f:
         f.setup()
         r = f.run()
     n = tags if hil == 0 else hil
@@ -202,6 +208,18 @@ def rows() -> list[tuple[str, str, str, str]]:
                 f"full stack: the home units' process, {tags} units ({hours:g} h)",
                 f"{1000 * cpu_s / (tags * s.sim_s / 3600):.1f} CPU-ms per unit-hour",
                 f"{cpu_s / s.wall_s:.2f} of a core over the run",
+            )
+        )
+        # The same run with the fleet's firmware sharded over the cores, each shard
+        # lock-stepped with the stack (RunOptions.shards).
+        many = measure(tags, hours, backend=True, units=units, shards=cores)
+        out.append(
+            (
+                "sim run",
+                f"full stack {what}, fleet sharded over {cores} processes, {tags} tags "
+                f"({hours:g} h)",
+                f"{many.tag_days_per_min:.1f} tag-days/min ({many.wall_s:.0f} s wall)",
+                f"{many.tag_days_per_min / s.tag_days_per_min:.2f}x one process",
             )
         )
         if tags <= 100:
