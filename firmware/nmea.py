@@ -32,12 +32,6 @@ class Fix:
         return self.days * 86400 + self.tod_ms // 1000
 
 
-def _find(data: bytes, byte: bytes, start: int, end: int) -> int:
-    """Index of `byte` in data[start:end], or `end` when absent."""
-    i = data.find(byte, start, end)
-    return end if i < 0 else i
-
-
 def _int(field: bytes, default: int = -1) -> int:
     if not field:
         return default
@@ -165,27 +159,17 @@ class Reader:
         self.done_tod = -1
 
     def feed(self, data: bytes) -> None:
-        """Consume whatever bytes the UART had; complete lines are parsed at once. The
-        delimiters (CR, LF, '$') are found with `find` and the runs between them copied
-        whole: per-byte Python was most of the reader's time on both runtimes."""
-        n = len(data)
+        """Consume whatever bytes the UART had; complete lines are parsed at once."""
         buf = self.buf
-        lf = _find(data, b"\n", 0, n)
-        cr = _find(data, b"\r", 0, n)
-        dollar = _find(data, b"$", 0, n)
-        i = 0
-        while i < n:
-            j = min(lf, cr, dollar)
-            if j > i and not self.skipping:
-                if len(buf) + j - i > MAX_LINE:
-                    self.overlong += 1
-                    self.skipping = True  # drop until the line's end or a '$'
-                    buf[:] = b""
-                else:
-                    buf.extend(data[i:j])
-            if j == n:
-                return
-            if j == dollar:  # '$' always starts a sentence, whatever came before it
+        for c in data:
+            if c == 10 or c == 13:
+                if self.skipping:
+                    self.skipping = False
+                elif buf:
+                    self._line(bytes(buf))
+                buf[:] = b""
+                continue
+            if c == 36:  # '$' always starts a sentence, whatever came before it
                 if self.skipping:
                     self.skipping = False
                 elif buf:
@@ -194,19 +178,14 @@ class Reader:
                     else:
                         self.garbage += 1  # binary output or line noise
                     buf[:] = b""
-                buf.append(36)
-                dollar = _find(data, b"$", j + 1, n)
-            else:
-                if self.skipping:
-                    self.skipping = False
-                elif buf:
-                    self._line(bytes(buf))
+            elif self.skipping:
+                continue
+            if len(buf) >= MAX_LINE:
+                self.overlong += 1
+                self.skipping = True
                 buf[:] = b""
-                if j == lf:
-                    lf = _find(data, b"\n", j + 1, n)
-                else:
-                    cr = _find(data, b"\r", j + 1, n)
-            i = j + 1
+                continue
+            buf.append(c)
 
     def take(self) -> "Fix | None":
         if self.fixes:
@@ -218,24 +197,17 @@ class Reader:
         if n < 10 or line[0] != 36 or line[n - 3] != 42:  # $....*hh
             self.garbage += 1
             return
-        a = line[n - 2]
-        b = line[n - 1]
-        if a < 32 or a > 126 or b < 32 or b > 126:
-            self.garbage += 1
-            return
-        body = line[1 : n - 3]
-        x = 0  # the checksum, in the same pass that refuses non-printable bytes
-        for c in body:
+        for c in line:
             if c < 32 or c > 126:
                 self.garbage += 1
                 return
-            x ^= c
+        body = line[1 : n - 3]
         try:
             want = int(line[n - 2 :], 16)
         except ValueError:
             self.garbage += 1
             return
-        if x != want:
+        if checksum(body) != want:
             self.checksum_errors += 1
             return
         f = body.split(b",")
