@@ -11,6 +11,17 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Simulated tags and runs through the real stack.", no_args_is_help=True)
 
+# `sim run` and `sim gate` both take it.
+ShardsOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=64,
+        help="processes the fleet's firmware runs in, lock-stepped with the stack "
+        "(default: RunOptions.shards; docs/simulator.md, Speed)",
+    ),
+]
+
 
 def _scenario(name: str, command: str) -> Scenario:
     """The scenario `name` names, or exit 2 with the reason it cannot be used."""
@@ -97,15 +108,7 @@ def run_scenario(
         float | None,
         typer.Option(min=0.1, max=24, help="simulate only this many hours (then the drain)"),
     ] = None,
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            help="processes the fleet's firmware runs in, lock-stepped with the stack "
-            "(default: RunOptions.shards; docs/simulator.md, Speed)",
-        ),
-    ] = None,
+    shards: ShardsOption = None,
 ) -> None:
     """Run a scenario through firmware, home units, Mosquitto and the backend; score it."""
     from pathlib import Path
@@ -252,15 +255,7 @@ def gate(
         typer.Option(min=0.1, help="run only this many hours, scored on what happened in them"),
     ] = None,
     out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
-    shards: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=64,
-            help="processes the fleet's firmware runs in, lock-stepped with the stack "
-            "(default: RunOptions.shards; docs/simulator.md, Speed)",
-        ),
-    ] = None,
+    shards: ShardsOption = None,
 ) -> None:
     """The alert gate: the scenario through the whole stack for each seed, scored; exit
     status 1 on a missed or late alert, more than 1 false alert per 100 tag-days over all
