@@ -132,15 +132,18 @@ def test_a_sharded_stack_run_stores_every_frame_once_and_raises_the_same_alerts(
     assert many.counters["barrier_timeouts"] == 0
     assert many.counters.get("ingest_records_refused", 0) == 0, many.counters
 
-    # The same alerts: types, subjects, raised within a slice and a beacon of each other.
+    # The same alerts: types, subjects, raised within a rules tick and a slice of each other
+    # (whether a frame reaches the rules in its slice or at the next minute's tick depends on
+    # real-time order under load, in one process as in shards).
     def key(a: score.Alert) -> tuple[str, int, int]:
         return a.type, a.subject, a.raised_ms
 
     alerts, one_alerts = sorted(alerts, key=key), sorted(one_alerts, key=key)
+    apart_ms = (RunOptions().rules_tick_s + RunOptions().slice_s) * 1000
     assert [(a.type, a.subject) for a in alerts] == [(a.type, a.subject) for a in one_alerts]
     assert (tr.STRAP_CUT, 3) in [(a.type, a.subject) for a in alerts]
     for a, b in zip(alerts, one_alerts, strict=True):
-        assert abs(a.raised_ms - b.raised_ms) <= 15_000, (a, b)
+        assert abs(a.raised_ms - b.raised_ms) <= apart_ms, (a, b)
     assert other == one_other
     # Scored against the window's truth alike.
     window = run_window(many)

@@ -284,6 +284,37 @@ def test_the_map_shows_every_subject_on_a_named_base_map(
     day_tab.shot(f"day-live-map-{size['width']}")
 
 
+def test_a_subject_shown_on_the_map_opens_its_popup_once_whatever_the_cluster_calls_back(
+    day_tab: DayBrowser, day: SimDay
+) -> None:
+    first, second = [x for x in day.get("/api/web/live")["subjects"] if x["position"]][:2]
+    page = day_tab.sign_in(OFFICER)
+    page = day_tab.go("map")
+    page.wait_for_selector("#live-subjects li[data-subject]")
+    # markercluster calls back when its zoom or fan-out ends, and may call again later: the
+    # test holds the callbacks and makes those calls itself.
+    page.evaluate(
+        """() => {
+            window.shownCallbacks = [];
+            L.MarkerClusterGroup.prototype.zoomToShowLayer = function (layer, callback) {
+                window.shownCallbacks.push(callback);
+            };
+        }"""
+    )
+    for s in (first, second):
+        page.get_by_role("button", name=f"Show {s['reference']} on the map").click()
+    popups = "() => [...document.querySelectorAll('.leaflet-popup .subject-popup')]"
+    open_ids = f"() => ({popups})().map((p) => p.dataset.subject)"
+    page.evaluate("() => window.shownCallbacks[1]()")
+    assert page.evaluate(open_ids) == [str(second["id"])]
+    page.evaluate("() => window.shownCallbacks[0]()")  # the first request's, late
+    assert page.evaluate(open_ids) == [str(second["id"])]
+    page.click(".leaflet-popup-close-button")
+    page.locator(".leaflet-popup").wait_for(state="detached")
+    page.evaluate("() => window.shownCallbacks[1]()")  # the same request's, again
+    assert page.evaluate(open_ids) == []
+
+
 @SIZES
 def test_find_a_subject_by_name_and_its_popup_survives_the_refresh(
     day_tab: DayBrowser, day: SimDay, size: dict[str, int]

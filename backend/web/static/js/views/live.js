@@ -189,12 +189,23 @@ export async function render(el, ctx, args) {
     }
   }
 
+  // The latest request to show a subject on the map. markercluster's zoomToShowLayer may
+  // call back late and more than once (a `moveend` or `spiderfied` listener it leaves
+  // registered): only the latest request opens its popup, and once, so a late call neither
+  // re-opens a popup the officer closed nor opens an earlier subject's over a later one's.
+  let showing = 0;
+
   function focusSubject(id) {
     const entry = entries.get(id);
     if (!entry || !entry.marker) return;
     select(id);
+    const request = ++showing;
     // Out of its cluster (zooming in, or fanning out subjects at one spot), then its popup.
-    layers.subjects.zoomToShowLayer(entry.marker, () => entry.marker.openPopup());
+    layers.subjects.zoomToShowLayer(entry.marker, () => {
+      if (request !== showing) return;
+      showing += 1;
+      entry.marker.openPopup();
+    });
     announce(`${entry.info.reference} shown on the map`);
   }
 
