@@ -44,6 +44,14 @@ from firmware import topics
 
 log = structlog.get_logger("sim.stack")
 
+# How long an ingest worker tries to reach a broker once it runs.
+CONNECT_S = 30.0
+# How long a worker may take to come up before the run is given up: a spawned worker first
+# imports the backend, a second or two alone but half a minute with every core busy (a 10-s
+# bound failed one start in eight beside six CPU hogs), then tries for CONNECT_S. A worker
+# that exits is reported at once, whatever this bound.
+START_S = 120.0
+
 
 class StackError(RuntimeError):
     pass
@@ -113,7 +121,7 @@ def _worker_process(
     sink = monitor(worker, clock) if monitoring else None
     thread = threading.Thread(target=worker.run, name="ingest", daemon=True)
     thread.start()
-    conn.send(worker.connected.wait(30.0))
+    conn.send(worker.connected.wait(CONNECT_S))
     while True:
         op, arg = conn.recv()
         if op == "tick":
@@ -161,8 +169,25 @@ class WorkerProcess:
                 raise StackError(f"ingest worker {self.proc.name} did not answer {op!r}")
             return self.conn.recv()
 
-    def ready(self, timeout: float) -> bool:
-        return self.conn.poll(timeout) and bool(self.conn.recv())
+    def ready(self, timeout: float) -> None:
+        """Until the worker says it reached a broker. StackError when it says it could not,
+        when its process ends (with how it ended), or when it says nothing for timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.conn.poll(0.5):
+            if not self.proc.is_alive():
+                break
+            if time.monotonic() > deadline:
+                raise StackError(f"ingest worker {self.proc.name} did not start in {timeout:.0f} s")
+        try:
+            connected = self.conn.recv()
+        except EOFError:  # its end of the pipe closed: the process is gone
+            self.proc.join(5)
+            raise StackError(
+                f"ingest worker {self.proc.name} exited while starting "
+                f"(exit code {self.proc.exitcode})"
+            ) from None
+        if not connected:
+            raise StackError(f"ingest worker {self.proc.name} did not connect to a broker")
 
     def state(self) -> tuple[int, Counter[str]]:
         handled, counts = self.ask("state")
@@ -243,18 +268,17 @@ class Backend:
     def devices(self) -> list[Any]:
         return self.registry.all()
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = START_S) -> None:
         for i in range(self.n_workers):
             self.start_worker(i, timeout)
 
-    def start_worker(self, i: int, timeout: float = 30.0) -> None:
+    def start_worker(self, i: int, timeout: float = START_S) -> None:
         """Start worker slot i (again, after kill_worker: it resumes its broker sessions)."""
         client_id = f"tagwatch-sim-ingest-{i}"
         if isinstance(self.clock, SharedClock):
             proc = WorkerProcess(self.settings, client_id, self.clock, self.monitoring)
             self.procs[i] = proc
-            if not proc.ready(timeout):
-                raise StackError(f"ingest worker {i} did not connect to a broker")
+            proc.ready(timeout)
             return
         worker = IngestWorker(self.settings, client_id, self.clock, self.rules)
         if self.monitoring:
@@ -262,7 +286,7 @@ class Backend:
         thread = threading.Thread(target=worker.run, name=f"sim-ingest-{i}", daemon=True)
         self.workers[i], self._threads[i] = worker, thread
         thread.start()
-        if not worker.connected.wait(timeout):
+        if not worker.connected.wait(min(timeout, CONNECT_S)):
             raise StackError(f"ingest worker {i} did not connect to a broker")
 
     def kill_worker(self, i: int) -> None:
