@@ -348,12 +348,12 @@ def answered_late(
 ) -> int:
     """Of the (device, command sequence) pairs a batch just stored answers to, saying the
     command ran: those answering a send of a delivery already given up mark it answered_late
-    and go to `on_late`, in one transaction; how many. Once per delivery: a second answer
+    and go to `on_late`, in the same transaction; how many. Once per delivery: a second answer
     (another send's, a duplicate) finds it marked. Nearly every answer is to a command with
     no delivery, or one settled as acknowledged: one read finds that, and nothing is written.
-    A delivery still in flight is read too and then written only if it has been given up
-    meanwhile (its verdict committing as the answer was stored: the conditional update waits
-    for it and then sees it), so no answer falls between the verdict and this."""
+    A delivery still in flight is read too, then locked — waiting for a verdict being taken
+    as the answer was stored — and marked only if that verdict gave it up; one still in flight
+    after the wait will see the answer at its verdict. So no answer falls between the two."""
     want = set(ran)
     if not want:
         return 0
@@ -374,8 +374,14 @@ def answered_late(
     if not rows:
         return 0
     done = 0
-    with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
-        for r in rows:
+    for r in rows:
+        # One transaction a delivery: none holds an alert it noted while it waits for
+        # another delivery's verdict, which may be adding to that same alert.
+        with engine.connect() as conn, conn.execution_options(**IMMEDIATE).begin():
+            # A verdict being taken holds the row; only a locking read waits for it. The
+            # conditional update alone judges the version it can see — in flight — and
+            # PostgreSQL then neither waits nor matches: the answer was lost between them.
+            conn.execute(select(d.id).where(d.id == r.id).with_for_update()).first()
             mark = (
                 update(command_deliveries)
                 .where(d.id == r.id, d.outcome == "unreached")

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from backend import broker_credentials as bc
 from backend import metrics
@@ -22,10 +22,12 @@ from backend.broker import BrokerConfig, Mosquitto
 from backend.clock import ManualClock
 from backend.device_commands import (
     NOTIFY_COMMAND_KEYS,
+    Unreached,
     next_seq,
     notify_key,
     notify_message,
     numbered,
+    resend_due,
 )
 from backend.ingest import Message
 from backend.ingest_worker import IngestWorker
@@ -552,6 +554,92 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
         assert f"the {what}-distance warning at {when:%H:%M:%S} BST (command {seq}," in h.note
     assert alert.state == "open" and alert.updated_at == history[-1].at
     assert all(h.user_id is None for h in history) and "lat" not in str([h.note for h in history])
+
+
+def test_an_answer_stored_while_the_verdict_is_taken_is_noted_after_it(world: World) -> None:
+    """The warning's verdict (given up: the officer is told) is being taken in one
+    transaction while another worker stores the device's answer and looks for deliveries
+    it settles: that worker read the delivery still in flight, so its mark waits for the
+    verdict and then notes the answer on the alert — the answer is never lost between the
+    two. On PostgreSQL the verdict is held open until the marking worker waits on it; on
+    SQLite the answer's storage itself waits for the verdict's write lock."""
+    with world.engine.begin() as conn:
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    held: list[bytes] = []
+
+    def hold(payload: bytes) -> bool:
+        if fr.parse(payload).mtype == fr.COMMAND:
+            held.append(payload)
+            return False
+        return True
+
+    sends = world.sink.warnings.sends
+
+    def verdict_due() -> float | None:
+        d = command_deliveries.c
+        with world.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(d.next_at)).where(d.sends == sends, d.outcome.is_(None))
+            ).scalar_one()
+
+    # The approach as World.approach delivers it, then the rules' ticks every 30 s, up to the
+    # first tick that would give a warning up: that verdict is taken below.
+    minutes = list(world.minutes())
+    end = minutes[-1][0] + 4
+    ticks = [ts + 3 for ts, _ in minutes] + [end + 30 * k for k in range(1, 20)]
+    for t in ticks:
+        for ts, msgs in minutes:
+            if ts + 3 == t:
+                world.deliver(msgs, ts + 2)
+        verdict_at = verdict_due()
+        if verdict_at is not None and verdict_at <= t:
+            break
+        world.sink.tick(t)
+        world.answer(t + 1, hold)
+    assert verdict_at is not None
+    postgres = world.engine.dialect.name == "postgresql"
+    raced: list[int] = []
+    marking = threading.Thread()
+
+    def waiting_on_a_lock() -> bool:
+        with world.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+
+    def verdict(conn: Connection, u: Unreached) -> int | None:
+        nonlocal marking
+        if not raced:  # the first warning given up: its answer arrives now
+            raced.append(notify_message(u.key))
+            mine = [p for p in held if is_warning(p) and fr.parse(p).records[0].message == raced[0]]
+            replies = [world.victim.downlink(p, int(verdict_at)) for p in mine]
+            answers = [Message(world.victim.up, r) for r in replies if r is not None]
+            marking = threading.Thread(target=world.deliver, args=(answers, verdict_at))
+            marking.start()
+            ready = threading.Event()
+            while postgres and marking.is_alive() and not waiting_on_a_lock():
+                assert not ready.wait(0.05)
+        return world.sink._unreached(conn, u)
+
+    resend_due(
+        world.engine, world.sink.key_for, lambda _: [], verdict_at, verdict, world.sink.warnings
+    )
+    marking.join(60)
+    assert not marking.is_alive()
+    outcome = {m: o for m, _, o in deliveries(world)}
+    assert outcome[raced[0]] == "answered_late"
+    # The other warning's verdict was not due: still in flight, unanswered.
+    assert [o for m, o in outcome.items() if m != raced[0]] == [None]
+    with world.engine.connect() as conn:
+        history = conn.execute(
+            select(alert_actions.c.action).join(alerts).where(alerts.c.type == UNREACHED)
+        ).scalars()
+        assert sorted(history) == sorted(["raised", ANSWERED])
 
 
 def test_the_warnings_resend_timing_is_a_bounded_setting(
