@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     retention_security_events_days: int = 730
     # notification_outbox and notification_pages (backend/storage/retention.py)
     retention_notifications_days: int = 90
-    # command_deliveries and device_commands: as long as the devices' answers (device_events)
+    # command_deliveries, device_commands and command_queue: as long as the devices' answers
+    # (device_events)
     retention_commands_days: int = 365
     retention_batch_rows: int = 2000
 

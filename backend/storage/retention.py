@@ -17,6 +17,7 @@ from backend.storage.database import IMMEDIATE
 from backend.storage.schema import (
     alerts,
     command_deliveries,
+    command_queue,
     device_commands,
     device_events,
     frames,
@@ -45,6 +46,8 @@ class DataClass:
 _outbox, _pages = notification_outbox.c, notification_pages.c
 _deliveries, _commands = command_deliveries.c, device_commands.c
 _newer = device_commands.alias("newer")
+_queued = command_queue.c
+_newer_queued = command_queue.alias("newer_queued")
 DATA_CLASSES = (
     DataClass("positions", positions, positions.c.ts),
     DataClass("device_events", device_events, device_events.c.ts),
@@ -96,6 +99,21 @@ DATA_CLASSES = (
             _deliveries.value == _commands.value,
         ),
     ),
+    # Commands an operator queued (a tag's broker list), by when sent, once a newer one has
+    # gone to the same tag: one still queued has no such time and is never old, and the
+    # last sent to each tag stays whatever its age (what the tag holds, and how it answered,
+    # while a newer list waits or was dropped unsent; backend/services/broker_push.py).
+    # Who queued what stays in the audit log.
+    DataClass(
+        "command_queue",
+        command_queue,
+        _queued.sent_at,
+        exists().where(
+            _newer_queued.c.device == _queued.device,
+            _newer_queued.c.id > _queued.id,
+            _newer_queued.c.seq.is_not(None),
+        ),
+    ),
 )
 
 
@@ -111,6 +129,7 @@ def periods(settings: Settings) -> dict[str, int]:
         "notification_pages": settings.retention_notifications_days,
         "command_deliveries": settings.retention_commands_days,
         "device_commands": settings.retention_commands_days,
+        "command_queue": settings.retention_commands_days,
     }
 
 

@@ -144,7 +144,7 @@ def test_retention_purges_in_batches_and_audits(engine: Engine, clock: ManualClo
     by_class = {a.detail["data_class"]: a for a in audits}
     assert set(by_class) == {"positions", "device_events", "presence", "frames", "security_events",
                              "notification_outbox", "notification_pages", "command_deliveries",
-                             "device_commands"}  # fmt: skip
+                             "device_commands", "command_queue"}  # fmt: skip
     assert by_class["positions"].detail["deleted"] == 5
     assert all(a.actor == "test" and a.action == "retention.purge" for a in audits)
     assert purge(engine, settings, clock)["positions"] == 0  # nothing more to do

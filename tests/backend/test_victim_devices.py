@@ -740,4 +740,4 @@ def test_retention_keeps_what_commands_still_need_and_purges_the_rest(world: Wor
     classes = [
         a["data_class"] for a in audited if a["data_class"].startswith(("command", "device_c"))
     ]
-    assert classes == ["command_deliveries", "device_commands"] * 2
+    assert classes == ["command_deliveries", "device_commands", "command_queue"] * 2

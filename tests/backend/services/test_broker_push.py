@@ -13,6 +13,8 @@ from backend.rules.model import Command
 from backend.rules.sink import MonitoringSink
 from backend.services import broker_push, pool
 from backend.services.errors import Invalid, NotFound
+from backend.settings import Settings
+from backend.storage.retention import DAY, purge
 from backend.storage.schema import command_queue, device_commands
 from firmware import frame as fr
 from firmware import topics
@@ -164,3 +166,39 @@ def test_targets_are_one_registered_tag_or_a_unit_with_tags(unit: Unit) -> None:
                 broker_push.target_tags(conn, tag, unit_id)
             assert str(e.value) == sentence
         assert broker_push.target_tags(conn, TAGS[1], None) == [TAGS[1]]
+
+
+def test_retention_purges_lists_a_newer_sent_list_replaced_and_keeps_what_tags_hold(
+    unit: Unit,
+) -> None:
+    # Tag 0: lists A then B sent, then A+B queued and not yet sent (B is what it holds).
+    # Tag 1: A sent, long ago. Kept one day, purged three days later: only tag 0's A goes.
+    now = unit.clock.now()
+    sink = _sink(unit)
+    with unit.engine.begin() as conn:
+        broker_push.queue(conn, [A], [TAGS[0], TAGS[1]], "admin", now)
+    sink.send_queued(now)
+    with unit.engine.begin() as conn:
+        broker_push.queue(conn, [B], [TAGS[0]], "admin", now + 60)
+    sink.send_queued(now + 60)
+    with unit.engine.begin() as conn:
+        broker_push.queue(conn, [A, B], [TAGS[0]], "admin", now + 120)
+        shown = broker_push.deliveries(conn, TAGS[:2])
+    unit.clock.set(now + 3 * DAY)
+    settings = Settings(retention_commands_days=1)
+    assert purge(unit.engine, settings, unit.clock, actor="test")["command_queue"] == 1
+    q = command_queue.c
+
+    def left() -> list[tuple[int, list[str], int | None]]:
+        with unit.engine.connect() as conn:
+            rows = conn.execute(select(q.device, q.body, q.seq).order_by(q.id)).all()
+        return [(r.device, r.body, r.seq) for r in rows]
+
+    assert left() == [(TAGS[1], [A], 1), (TAGS[0], [B], 2), (TAGS[0], [A, B], None)]
+    with unit.engine.connect() as conn:
+        assert broker_push.deliveries(conn, TAGS[:2]) == shown  # what the pages show
+    # Once A+B has gone, B may go too, when old enough; the last sent to each tag stays.
+    sink.send_queued(now + 3 * DAY)
+    unit.clock.set(now + 30 * DAY)
+    assert purge(unit.engine, settings, unit.clock, actor="test")["command_queue"] == 1
+    assert left() == [(TAGS[1], [A], 1), (TAGS[0], [A, B], 3)]
