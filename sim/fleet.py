@@ -1006,7 +1006,9 @@ class Fleet:
 
     def close(self) -> None:
         if self._hil_pool is not None:
-            self._hil_pool.shutdown(wait=True, cancel_futures=True)
+            # Not waiting: a slice interrupted mid-way may leave a thread on its tag's
+            # socket, which the kill below ends.
+            self._hil_pool.shutdown(wait=False, cancel_futures=True)
         for h in self.hil:
             with contextlib.suppress(Exception):
                 h.tag.kill()
