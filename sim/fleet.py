@@ -28,6 +28,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -387,6 +389,7 @@ class Fleet:
         self.hil: list[HilSubject] = []
         self.counters: dict[str, int] = {"barrier_timeouts": 0, "beacons": 0, "reboots": 0}
         self._unit_dir: Path | None = None
+        self._hil_pool: ThreadPoolExecutor | None = None  # runs HIL tags' slices side by side
         self.subject_of: dict[int, int] = {}  # backend subject id -> simulation index
         # Held while tags are polled: the home units' GATT operations (other threads) run
         # between polls, as a radio interrupt would.
@@ -748,6 +751,38 @@ class Fleet:
             h.tag.set_coverage(cov)
             h.coverage = cov
 
+    def _hil_slices(self, t: int, until: int) -> list[int]:
+        """Run every HIL tag to `until` (ms from the run's start) from its inputs at t; the
+        home units of those that handed theirs frames. A tag whose firmware sleeps through
+        the slice (wake_only) only has its clock moved; the others run on threads of their
+        own at once: each waits on its own micropython process and home unit, and no tag's
+        slice reads another's (the home units' process serves them side by side, as it
+        serves the fleet's units)."""
+        busy: list[HilSubject] = []
+        for h in self.hil:
+            self._hil_slice(h, t)
+            if self.o.fast and not h.world.position(t)[3] and h.tag.sleeps_through(until):
+                h.tag.run_until(until, wake_only=True)  # no turn: the clock moves
+            else:
+                busy.append(h)
+        if len(busy) > 1:
+            if self._hil_pool is None:
+                self._hil_pool = ThreadPoolExecutor(len(self.hil), thread_name_prefix="sim-hil")
+            jobs = [self._hil_pool.submit(self._hil_run, h, t, until) for h in busy]
+            futures.wait(jobs)
+            took = [j.result() for j in jobs]  # a tag's HilError raised here
+        else:
+            took = [self._hil_run(h, t, until) for h in busy]
+        units = [self.sim.subjects[h.index].home_unit_id for h in busy]
+        return [u for u, y in zip(units, took, strict=True) if y]
+
+    def _hil_run(self, h: HilSubject, t: int, until: int) -> bool:
+        """One HIL tag's slice; whether it handed its home unit frames."""
+        moving = h.world.position(t)[3]
+        before = len(h.tag.radio.offloaded)
+        h.tag.run_until(until, moving=moving, wake_only=self.o.fast)
+        return len(h.tag.radio.offloaded) > before
+
     def _units_power(self, t: int) -> None:
         for w in self.worlds:
             unit = self.sim.subjects[w.i].home_unit_id
@@ -832,14 +867,8 @@ class Fleet:
                 self.poll_until(t, t1)
             else:  # the shards poll while the HIL tags run
                 self.shards.poll(t, t1)
-            relayed = []  # HIL tags' units that took frames this slice (ticked by the tag)
-            for h in self.hil:
-                self._hil_slice(h, t)
-                _, _, _, moving = h.world.position(t)
-                before = len(h.tag.radio.offloaded)
-                h.tag.run_until(t1 - start, moving=moving)
-                if len(h.tag.radio.offloaded) > before:
-                    relayed.append(self.sim.subjects[h.index].home_unit_id)
+            # HIL tags' units that took frames this slice (ticked by the tag).
+            relayed = self._hil_slices(t, t1 - start)
             if self.shards is not None:
                 self.shards.polled()
             t = t1
@@ -976,6 +1005,10 @@ class Fleet:
         )
 
     def close(self) -> None:
+        if self._hil_pool is not None:
+            # Not waiting: a slice interrupted mid-way may leave a thread on its tag's
+            # socket, which the kill below ends.
+            self._hil_pool.shutdown(wait=False, cancel_futures=True)
         for h in self.hil:
             with contextlib.suppress(Exception):
                 h.tag.kill()

@@ -253,13 +253,27 @@ class HilTag:
         until_ms: int,
         events: list[tuple[int, Callable[[HilTag], None]]] | None = None,
         moving: bool = False,
+        wake_only: bool = False,
     ) -> None:
         """Advance simulated time to until_ms, waking the firmware when it asks and at each
-        event (as an interrupt would). moving: the accelerometer reports motion every 20 s."""
+        event (as an interrupt would). moving: the accelerometer reports motion every 20 s.
+        wake_only: no turn at until_ms itself unless the firmware, an input or the home
+        unit's tick is due then (`sleeps_through`): the time moves on with the MCU asleep, as a
+        fleet tag's does between the wakes its firmware asks for; otherwise the firmware
+        also gets a turn at until_ms (a caller stepping in slices sees it polled at each
+        slice's end)."""
         evs = sorted(events or [], key=lambda e: e[0])
         next_motion = self.now_ms if moving else None
         while self.now_ms < until_ms:
             nxt = min(self.wake_ms, until_ms)
+            if (
+                wake_only
+                and not (evs and evs[0][0] <= until_ms)
+                and not (next_motion is not None and next_motion <= until_ms)
+                and self.sleeps_through(until_ms)
+            ):
+                self.now_ms = until_ms
+                return
             if evs and evs[0][0] < nxt:
                 nxt = evs[0][0]
             if next_motion is not None and next_motion < nxt:
@@ -280,6 +294,20 @@ class HilTag:
             self.radio.air(self.now_ms, self.unix_at(self.now_ms), self.adverts[sent:])
             if self.watchdog_ms and self.now_ms - self.last_feed_ms > self.watchdog_ms:
                 raise HilError(f"watchdog: no feed for {self.now_ms - self.last_feed_ms} ms")
+
+    def sleeps_through(self, t_ms: int) -> bool:
+        """Whether the firmware sleeps through t_ms: it asked to wake later, and a turn at
+        t_ms would give it nothing it must have then: no sensor event or modem state to tell,
+        no downlink waiting, no session's outcome due and no home-unit tick due (its GATT
+        requests run on the firmware at its last turn's time). The receiver's seconds
+        meanwhile are not lost: the next turn writes every whole second since the last one
+        (`_gnss_bytes`)."""
+        if self.wake_ms <= t_ms or self.pending_lines or self.modem.has_downlink():
+            return False
+        due = self.modem.due_ms()
+        if due is not None and due <= t_ms:
+            return False
+        return not self.radio.tick_due(t_ms)
 
     # -- GNSS ---------------------------------------------------------------------------------
     def _gnss_bytes(self) -> int:

@@ -157,9 +157,18 @@ class HomeBridge:
             if rssi is not None:
                 h.peer.send_beacon(h.unit, self.address, adv, rssi, t)
                 heard = True
-        if heard or now_ms - self.last_unit_tick_ms >= self.unit_tick_ms:
+        if heard or self.tick_due(now_ms):
             self.last_unit_tick_ms = now_ms
             self._unit_lockstep(h, t)
+
+    def tick_due(self, now_ms: int) -> bool:
+        """Whether a turn at now_ms would tick the home unit (one attached and up)."""
+        h = self.home
+        return (
+            h is not None
+            and now_ms - self.last_unit_tick_ms >= self.unit_tick_ms
+            and h.peer.connected(h.unit)
+        )
 
     def _unit_lockstep(self, h: HomeRadio, t: float) -> None:
         try:

@@ -476,7 +476,9 @@ class HomeUnitFarm:
             self.air.tick_all(units, t)
         units += ticked
         deadline = time.monotonic() + timeout
-        while self.host is not None and self.host.waiting(units):
+        # Nothing relayed this slice: no question to the units' process (a round trip each
+        # slice otherwise).
+        while units and self.host is not None and self.host.waiting(units):
             if time.monotonic() > deadline:
                 self.settle_timeouts += 1
                 return

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from sim import scenario
+from sim import gate, scenario
 from sim.fleet import Fleet, RunOptions
 from sim.shard import run_sharded
 
@@ -143,6 +143,43 @@ def profile_split(tags: int = 20, hours: float = 2.0) -> tuple[float, float, dic
     return r.counters["polls"] / tag_days, beacons / tag_days, out
 
 
+def gate_window(fast: bool) -> Speed:
+    """An hour of the week's gate as `tagwatch sim gate` runs it (gate-week's 120 subjects,
+    12 of them HIL tags with home units, the full stack with rules), from 07:00 of its
+    first whole day, seed 1."""
+    sc = scenario.load("gate-week")
+    opts = RunOptions(seed=1, hil=gate.hil_tags(sc.population.subjects), fast=fast)
+    opts.from_hour, opts.hours, opts.drain_s = 31.0, 1.0, 0
+    with Fleet(sc, opts) as f:
+        f.setup()
+        r = f.run()
+    return Speed(sc.population.subjects, r.sim_ms / 1000, r.wall_s, dict(r.counters))
+
+
+def gate_rows() -> list[tuple[str, str, str, str]]:
+    """The week's gate window, and the same window step by step: every fleet tag polled at
+    every wake, and every HIL tag also at every slice's end (RunOptions.fast). Both run the
+    HIL tags that wake in a slice side by side (sim.fleet.Fleet._hil_slices): by day, when
+    they move and wake every second, that overlaps what the slice-end turns cost."""
+    sc = scenario.load("gate-week")
+    fast, step = gate_window(True), gate_window(False)
+    week = sc.population.subjects * sc.days  # tag-days a seed of the gate runs
+    return [
+        (
+            "sim run",
+            "the week's gate: 1 h from 07:00 (gate-week, 120 tags, 12 HIL, full stack)",
+            f"{fast.tag_days_per_min:.1f} tag-days/min ({fast.realtime:.0f}x real time)",
+            f"a week's seed ~{week / fast.tag_days_per_min:.0f} min at this rate",
+        ),
+        (
+            "sim run",
+            "the week's gate step by step (every wake, HIL at every slice's end, side by side)",
+            f"{step.tag_days_per_min:.1f} tag-days/min",
+            f"fast path {fast.tag_days_per_min / step.tag_days_per_min:.2f}x this",
+        ),
+    ]
+
+
 def rows() -> list[tuple[str, str, str, str]]:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     out = []
@@ -234,6 +271,7 @@ def rows() -> list[tuple[str, str, str, str]]:
                     f"processes {s.tag_days_per_min / one.tag_days_per_min:.2f}x this",
                 )
             )
+    out += gate_rows()
     fleet = measure(1, 3.0, backend=True, units=False)
     hil = measure(1, 3.0, backend=True, hil=1, units=False)
     out.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,50 @@ def test_a_long_backlog_is_read_out_of_a_device_sized_heap(
         assert len(held) == rep["pending"] and b"MemoryError" not in tag.stderr
         assert {fr.decode(p, KEY).seq for p in held} == set(range(rep["seq"]))
         tag.stop()
+
+
+def test_stepped_in_slices_wake_only_the_firmware_runs_as_in_one_step(tmp_path: Path) -> None:
+    # The fleet steps a HIL tag in 5-s slices (sim.fleet). With wake_only the slices'
+    # ends are no turns of their own: the firmware is polled exactly when it asks and at its
+    # inputs, as in one run_until over the whole time, so it seals the same bytes. Without,
+    # every slice's end is one more poll, which moves the firmware's timers (its frames
+    # differ). No broker answers (port 1): the sessions fail at once, deterministically,
+    # and every frame stays in the flash log to compare.
+    end = 40 * MIN
+    t0 = 1_795_737_600
+
+    def route(unix: int) -> tuple[int, int]:
+        return 507161700 + (unix - t0) * 37, -18753500 + (unix - t0) * 23
+
+    def at(ms: int, name: str, value: int) -> tuple[int, Any]:
+        return ms, lambda t: t.set_sensor(name, value)
+
+    # Off the slices' grid: an event at a slice's first instant is taken 1 ms later.
+    events = [at(ms, "motion", 1) for ms in range(61_234, 30 * MIN, 20_000)]
+    events += [at(17 * MIN + 2_345, "strap", 1), at(23 * MIN + 3_456, "strap", 0)]
+    events += [at(31 * MIN + 1_111, "charger", 3)]
+    events.sort(key=lambda e: e[0])
+    runs = {}
+    ways = (("one", end, True), ("wake", 5000, True), ("each", 5000, False))
+    for name, slice_ms, wake_only in ways:
+        cfg = HilConfig(
+            device=DEVICE,
+            key=KEY,
+            workdir=tmp_path / name,
+            brokers=["127.0.0.1:1"],
+            heap="192k",
+            t0_unix=t0,
+        )
+        with HilTag(cfg, route) as tag:
+            tag.start()
+            for t in range(slice_ms, end + 1, slice_ms):
+                due = [e for e in events if t - slice_ms < e[0] <= t]
+                tag.run_until(t, events=due, wake_only=wake_only)
+            runs[name] = (tag.pending_frames(), tag.report())
+    (one, one_rep), (wake, wake_rep), (each, each_rep) = runs["one"], runs["wake"], runs["each"]
+    kinds = {r.name for f in one for r in fr.parse(f).records}
+    assert {"fix", "tamper"} <= kinds
+    assert wake == one
+    assert wake_rep["polls"] == one_rep["polls"]
+    assert each != one
+    assert each_rep["polls"] > one_rep["polls"] + 0.8 * end / 5000
