@@ -35,8 +35,9 @@ side: urban multipath that measures two people 147 m apart as 160-190 m with acc
 25-40 m leaves no pair within R with the movement allowance added for minutes. No
 averaging gain is claimed (the pairs' errors drift together over tens of seconds): most
 pairs must each say what one confident pair would, bar the allowance. Once confirmed only a
-pair apart with confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
-than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
+pair apart with confidence ends it: drift across the distance cannot flap. A pair whose
+other fix is older than `pair_window_s` says nothing (the victim device silent, or the tag
+in RF mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
