@@ -35,7 +35,9 @@ side: urban multipath that measures two people 147 m apart as 160-190 m with acc
 25-40 m leaves no pair within R with the movement allowance added for minutes. No
 averaging gain is claimed (the pairs' errors drift together over tens of seconds): most
 pairs must each say what one confident pair would, bar the allowance. Once confirmed only a
-pair apart with confidence ends it: drift across the distance cannot flap. A pair whose
+pair apart with confidence whose fixes both tracks explain ends it: drift across the
+distance cannot flap, nor can one doubted pair (as against a pending approach, it says
+nothing). A pair whose
 other fix is older than `pair_window_s` says nothing (the victim device silent, or the tag
 in RF mode at home).
 
@@ -393,7 +395,7 @@ class Proximity(Rule):
         beyond = pair.d - pair.a > radius
         if vs is not None:
             spent = not confirmed and beyond and pair.consistent and visit.refute(vs)
-            if (apart and confirmed) or spent:
+            if (apart and confirmed and pair.consistent) or spent:
                 self.end(st, ctx, type_, vs["slot"], obs.t, obs.t, evidence=self._seen(pair))
                 del st["visit"][key]
             elif within:

@@ -308,6 +308,32 @@ def test_drift_around_the_alert_distance_does_not_flap() -> None:
     assert len(of(eps, px.ALERT)) <= 1
 
 
+def test_a_confirmed_approach_is_not_ended_by_a_pair_the_tracks_doubt() -> None:
+    # The tag stands 150 m from the victim; once the alert is confirmed, one pair measures
+    # them 305 m apart with confidence (the tag's fix 100 m out at 60 m accuracy, which its
+    # track explains; the victim's 55 m the other way, 7.5 m more than its track explains
+    # in 15 s): a doubted pair says nothing, as against a pending approach. The alert stays
+    # one alert, and ends when the tag walks away.
+    b = Builder()
+    inward = [600 - 30 * i for i in range(15)]  # to 180 m
+    stay = [150.0] * 12
+    for i, x in enumerate(inward + stay):
+        b.fix(T + 15 * i, x, 0, 5)
+        victim_fix(b, T + 15 * i + 4, 0, 0, 5)
+    odd = T + 15 * (len(inward) + 12)
+    b.fix(odd, 250, 0, 60)
+    victim_fix(b, odd + 4, -55, 0, 5)
+    for i in range(len(inward) + 13, len(inward) + 20):
+        b.fix(T + 15 * i, 150, 0, 5)
+        victim_fix(b, T + 15 * i + 4, 0, 0, 5)
+    out = T + 15 * (len(inward) + 20)
+    for i, x in enumerate(inward[::-1]):
+        b.fix(out + 15 * i, x, 0, 5)
+        victim_fix(b, out + 15 * i + 4, 0, 0, 5)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert alert.confirmed_t < odd and alert.end is not None and alert.end > out
+
+
 def test_a_multipath_fix_near_the_victim_does_not_alert() -> None:
     b = Builder()
     path = [800.0] * 20
