@@ -27,9 +27,19 @@ pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag
 <= R), if the median distance of all the pairs since the crossing (at most the last
 `median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
-multipath pairs within it would otherwise confirm. Once confirmed only a pair apart with
-confidence ends it: drift across the distance cannot flap. A pair whose other fix is older
-than `pair_window_s` says nothing (the victim device silent, or the tag in RF mode at home).
+multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
+*held* within R (within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes
+both tracks explain, taken at most `held_gap_s` apart) if more than half of the pairs since
+the crossing are held within R too and those take in at least `min_fixes` fixes of each
+side: urban multipath that measures two people 147 m apart as 160-190 m with accuracies of
+25-40 m leaves no pair within R with the movement allowance added for minutes. No
+averaging gain is claimed (the pairs' errors drift together over tens of seconds): most
+pairs must each say what one confident pair would, bar the allowance. Once confirmed only a
+pair apart with confidence whose fixes both tracks explain ends it: drift across the
+distance cannot flap, nor can one doubted pair (as against a pending approach, it says
+nothing). A pair whose
+other fix is older than `pair_window_s` says nothing (the victim device silent, or the tag
+in RF mode at home).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
@@ -109,6 +119,10 @@ class ProximityParams:
     # confirm. Since the crossing (not a fixed minute) so that a run of one side's outliers
     # in a real approach (a phone indoors) is outvoted by the whole approach.
     median_window_s: int = 180
+    # A pair counts toward the pairs' own confirmation (_held_within) only if its fixes are
+    # at most this far apart: the tag's fast fix interval, at which both sides sample near a
+    # victim, so it is a distance at one moment give or take move_mps times this.
+    held_gap_s: int = int(str(FIRMWARE_DEFAULTS["fix_fast_s"]))
     fast_for_s: int = 900
     tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
     # ... and this often while it samples fast near a victim (for at most fast_for_s after the
@@ -133,6 +147,7 @@ class Pair(NamedTuple):
     consistent: bool
     t: int
     ref: str
+    fixes: tuple[int, int]  # the event times of its tag fix and its victim fix
 
 
 class Proximity(Rule):
@@ -291,11 +306,17 @@ class Proximity(Rule):
         d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
         a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
-        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref)
+        fixes = (int(tag_fix[0]), int(victim_fix[0]))
+        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, fixes)
+
+    @staticmethod
+    def _row(pair: Pair) -> list[Any]:
+        """A pair as the recent pairs keep it (_held_within)."""
+        return [pair.t, round(pair.d, 1), round(pair.a, 1), *pair.fixes, pair.consistent]
 
     def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
         recent = st["recent"].setdefault(str(link.device), [])
-        recent.append([pair.t, round(pair.d, 1), round(pair.a, 1)])
+        recent.append(self._row(pair))
         keep = [r for r in recent if r[0] > pair.t - self.p.median_window_s]
         recent[:] = keep[-MAX_RECENT:]
 
@@ -305,6 +326,27 @@ class Proximity(Rule):
         """Whether the median distance of the recent pairs since `since` is within `radius`."""
         recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         return bool(recent) and statistics.median(recent) <= radius
+
+    def _held_within(self, st: dict[str, Any], link: VictimLink, radius: float, since: int) -> bool:
+        """Whether the pairs since `since` hold the approach within `radius` by themselves:
+        more than half of them are held within (`_held`), and those take in at least
+        `min_fixes` fixes of each side (a fix is in every pair until the other side's next
+        fix: one outlying fix makes two pairs or more). A pair whose accuracies alone reach R
+        could not be within whatever it measured and says nothing; pairs stored without
+        their fixes do not count."""
+        recent = [r for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
+        recent = [r for r in recent if len(r) > 5 and r[2] < radius]
+        within = [r for r in recent if self._held(r, radius)]
+        if 2 * len(within) <= len(recent):
+            return False
+        fixes = min(len({r[3] for r in within}), len({r[4] for r in within}))
+        return bool(fixes >= self.p.min_fixes)
+
+    def _held(self, r: list[Any], radius: float) -> bool:
+        """Whether a recent pair [t, d, a, tag fix's t, victim fix's t, consistent] is within
+        `radius` by both fixes' accuracies, with fixes both tracks explain (a doubted pair is
+        not) taken at most `held_gap_s` apart."""
+        return bool(r[5]) and abs(r[3] - r[4]) <= self.p.held_gap_s and r[1] + r[2] <= radius
 
     def _readings(
         self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
@@ -353,11 +395,13 @@ class Proximity(Rule):
         beyond = pair.d - pair.a > radius
         if vs is not None:
             spent = not confirmed and beyond and pair.consistent and visit.refute(vs)
-            if (apart and confirmed) or spent:
+            if (apart and confirmed and pair.consistent) or spent:
                 self.end(st, ctx, type_, vs["slot"], obs.t, obs.t, evidence=self._seen(pair))
                 del st["visit"][key]
             elif within:
                 self._support(st, ctx, obs, link, type_, vs, pair)
+            elif not confirmed and vs["n"] and self._held(self._row(pair), radius):
+                self._confirm_if_due(st, ctx, obs, link, type_, vs, pair, supporting=False)
             return
         if not over:
             return
@@ -415,24 +459,50 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
+        self._confirm_if_due(st, ctx, obs, link, type_, vs, pair, supporting=True)
+
+    def _confirm_if_due(
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        link: VictimLink,
+        type_: str,
+        vs: dict[str, Any],
+        pair: Pair,
+        supporting: bool,
+    ) -> None:
+        """Confirm a pending approach at `pair` once the dwell has passed since the crossing
+        with min_fixes readings, if either this pair supports it (within R with confidence)
+        and the median distance of the pairs since the crossing is within R
+        (`_mostly_within`), or this pair is held within R and so are most pairs since the
+        crossing (`_held_within`: what the pairs say together, when the movement allowance
+        leaves none of them confident)."""
+        radius = link.alert_m if type_ == ALERT else link.warn_m
         readings = self._readings(st, link, radius, vs)
-        due = visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s)
-        if due and self._mostly_within(st, link, radius, int(vs["since"])):
-            was = self._confirmed(st, type_, vs)
-            self.confirm(st, type_, vs["slot"], obs.t)
-            if not was and ctx.live:
-                message = NOTIFY_ALERT if type_ == ALERT else NOTIFY_WARNING
-                ctx.commands.append(
-                    Command(
-                        link.device,
-                        message,
-                        vs["since"],
-                        f"{type_} to victim device",
-                        obs.ref,
-                        min_gap=1,
-                        cmd=fr.CMD_NOTIFY,
-                    )
+        if not visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
+            return
+        since = int(vs["since"])
+        confident = supporting and self._mostly_within(st, link, radius, since)
+        if not confident and not self._held_within(st, link, radius, since):
+            return
+        if not supporting:
+            self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
+        was = self._confirmed(st, type_, vs)
+        self.confirm(st, type_, vs["slot"], obs.t)
+        if not was and ctx.live:
+            message = NOTIFY_ALERT if type_ == ALERT else NOTIFY_WARNING
+            ctx.commands.append(
+                Command(
+                    link.device,
+                    message,
+                    vs["since"],
+                    f"{type_} to victim device",
+                    obs.ref,
+                    min_gap=1,
+                    cmd=fr.CMD_NOTIFY,
                 )
+            )
 
     @staticmethod
     def _seen(pair: Pair, obs: Obs | None = None) -> dict[str, Any]:
