@@ -532,8 +532,14 @@ def criterion(runs: Mapping[int, Run]) -> Criterion:
         borderline_ms=(dwell_ms, TAG_FAST_S * 1000),
         excused_by=(PROXIMITY_BAND,),
         latency_within=(PROXIMITY_INNER,),
-        evidence=lambda e, due: runs[e.subject].evidence_ms(due, e.end_ms),
+        evidence=lambda e, due: _evidence_ms(runs.get(e.subject), due, e.end_ms),
     )
+
+
+def _evidence_ms(run: Run | None, due: int, end: int) -> int | None:
+    """When a pair's evidence could reach the backend (Run.evidence_ms); None, due as it
+    is, for a pair without a run (the scorer's tests score truth alone)."""
+    return None if run is None else run.evidence_ms(due, end)
 
 
 def main(prm: BilateralParams) -> str:

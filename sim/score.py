@@ -371,6 +371,10 @@ class TypeScore:
     held_back: list[dict[str, Any]] = field(default_factory=list)
     # Detected later than the criterion where it does not hold the latency (latency_within).
     late_borderline: list[dict[str, Any]] = field(default_factory=list)
+    # Not alerted, and due (moved for coverage or evidence) only at or after the run's end:
+    # no device could have reported it within the run (a tag entering a zone inside a dead
+    # zone the run ends in). Not counted as episodes; listed so that it hides nothing.
+    unreported: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def recall(self) -> float | None:
@@ -407,6 +411,7 @@ class TypeScore:
             "late": self.late,
             "held_back": self.held_back,
             "late_borderline": self.late_borderline,
+            "unreported": self.unreported,
         }
 
 
@@ -490,17 +495,21 @@ def score_alerts(
             # (leaving the home zone), but an alert covering the breach is not a false one.
             lo, hi = e.start_ms - early, e.end_ms + c.tolerance_ms
             cands = [a for a in by_subject.get(e.subject, []) if _overlaps(a, lo, hi)]
+            due = plain_due = c.due(e)
+            if c.cellular:
+                due = covered_from(truth, e.subject, due)
+            if c.evidence is not None:
+                due = max(due, c.evidence(e, due) or due)
+            if not cands and due >= truth.end_ms:
+                ts.episodes -= 1
+                ts.unreported.append({"subject": e.subject, "start_ms": e.start_ms})
+                continue
             if not cands:
                 ts.missed.append({"subject": e.subject, "start_ms": e.start_ms, "end_ms": e.end_ms})
                 continue
             first = min(cands, key=lambda a: a.raised_ms)
             ts.detected += 1
             used.update(id(a) for a in cands)
-            due = plain_due = c.due(e)
-            if c.cellular:
-                due = covered_from(truth, e.subject, due)
-            if c.evidence is not None:
-                due = max(due, c.evidence(e, due) or due)
             lat = max(0, first.raised_ms - due)
             plain = max(0, first.raised_ms - plain_due)
             ts.latencies_ms.append(lat)

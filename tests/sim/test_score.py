@@ -96,6 +96,25 @@ def test_a_zone_entry_without_coverage_is_due_when_coverage_returns() -> None:
     assert score_alerts(truth, tamper)[tr.STRAP_CUT].late[0]["latency_ms"] == 19 * M
 
 
+def test_a_zone_entry_in_a_dead_zone_the_run_ends_in_is_unreported_not_missed() -> None:
+    # gate-week seed 962697929, 07:00-09:00 of day 1 (subject 84): into a dead zone, a
+    # minute later into an exclusion zone, both until the run's end. No tag could report the
+    # entry within the run: it is listed as unreported, not missed. The same entry with
+    # coverage back a minute before the end and still no alert is missed.
+    entry = tr.Episode(10 * M, 60 * M, tr.EXCLUSION_ZONE_ENTRY, 0)
+    dead = tr.Episode(9 * M, 60 * M, tr.CELLULAR_DEAD_ZONE, 0)
+    truth = tr.TruthLog(sorted([entry, dead]), 0, 60 * M)
+    s = score_alerts(truth, [])[tr.EXCLUSION_ZONE_ENTRY]
+    assert (s.episodes, s.missed, s.recall) == (0, [], None)
+    assert s.unreported == [{"subject": 0, "start_ms": 10 * M}]
+    back = tr.TruthLog(
+        sorted([entry, tr.Episode(9 * M, 59 * M, tr.CELLULAR_DEAD_ZONE, 0)]), 0, 60 * M
+    )
+    s = score_alerts(back, [])[tr.EXCLUSION_ZONE_ENTRY]
+    assert (s.episodes, s.unreported) == (1, [])
+    assert s.missed == [{"subject": 0, "start_ms": 10 * M, "end_ms": 60 * M}]
+
+
 def test_an_episode_whose_evidence_reached_the_backend_late_is_due_then_and_listed() -> None:
     # Three approaches due at minutes 11, 21 and 31; the simulation knows the evidence of
     # the second only reached the backend at minute 26 (a device offline). Its alert at
