@@ -325,13 +325,13 @@ class Proximity(Rule):
         self, st: dict[str, Any], link: VictimLink, radius: float, since: int
     ) -> bool:
         """Whether the pairs since `since` put most fixes of each side within `radius`
-        (`_fixes_within`; a pair within if its distance is and both tracks explain its
-        fixes). Pairs stored without their fixes (older states): whether the median
-        distance of the pairs is within."""
+        (`_fixes_within`, a pair within if its distance is: counting the pairs the tracks
+        doubt as beyond made urban approaches to 140 m late). Pairs stored without their
+        fixes (older states): whether the median distance of the pairs is within."""
         recent = [r for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         if any(len(r) <= 5 for r in recent):
             return statistics.median(r[1] for r in recent) <= radius
-        return _fixes_within(recent, lambda r: bool(r[5]) and r[1] <= radius) > 0
+        return _fixes_within(recent, lambda r: r[1] <= radius) > 0
 
     def _held_within(self, st: dict[str, Any], link: VictimLink, radius: float, since: int) -> bool:
         """Whether the pairs since `since` hold the approach within `radius` by themselves:
