@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -324,24 +323,24 @@ class Proximity(Rule):
     def _mostly_within(
         self, st: dict[str, Any], link: VictimLink, radius: float, since: int
     ) -> bool:
-        """Whether the pairs since `since` put most fixes of each side within `radius`
-        (`_fixes_within`, a pair within if its distance is: counting the pairs the tracks
-        doubt as beyond made urban approaches to 140 m late). Pairs stored without their
-        fixes (older states): whether the median distance of the pairs is within."""
-        recent = [r for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
-        if any(len(r) <= 5 for r in recent):
-            return statistics.median(r[1] for r in recent) <= radius
-        return _fixes_within(recent, lambda r: r[1] <= radius) > 0
+        """Whether the median distance of the recent pairs since `since` is within `radius`."""
+        recent = [r[1] for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
+        return bool(recent) and statistics.median(recent) <= radius
 
     def _held_within(self, st: dict[str, Any], link: VictimLink, radius: float, since: int) -> bool:
         """Whether the pairs since `since` hold the approach within `radius` by themselves:
-        most fixes of each side are held within (`_fixes_within`, `_held`), at least
-        `min_fixes` of each. A pair whose accuracies alone reach R could not be within
-        whatever it measured and says nothing; pairs stored without their fixes do not
-        count."""
+        more than half of them are held within (`_held`), and those take in at least
+        `min_fixes` fixes of each side (a fix is in every pair until the other side's next
+        fix: one outlying fix makes two pairs or more). A pair whose accuracies alone reach R
+        could not be within whatever it measured and says nothing; pairs stored without
+        their fixes do not count."""
         recent = [r for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         recent = [r for r in recent if len(r) > 5 and r[2] < radius]
-        return _fixes_within(recent, lambda r: self._held(r, radius)) >= self.p.min_fixes
+        within = [r for r in recent if self._held(r, radius)]
+        if 2 * len(within) <= len(recent):
+            return False
+        fixes = min(len({r[3] for r in within}), len({r[4] for r in within}))
+        return bool(fixes >= self.p.min_fixes)
 
     def _held(self, r: list[Any], radius: float) -> bool:
         """Whether a recent pair [t, d, a, tag fix's t, victim fix's t, consistent] is within
@@ -519,25 +518,6 @@ class Proximity(Rule):
     def _confirmed(self, st: dict[str, Any], type_: str, vs: dict[str, Any]) -> bool:
         cur = self.slot(st, type_, vs["slot"])
         return cur is not None and cur["ep"]["confirmed_t"] != PENDING
-
-
-def _fixes_within(rows: list[list[Any]], within: Callable[[list[Any]], bool]) -> int:
-    """How many fixes of each side (the fewer) the recent pairs `rows` ([t, d, a, tag fix's
-    t, victim fix's t, consistent]) put within, if they put more than half of each side's
-    fixes within, else 0. Each fix counts once, within if more than half of its pairs are:
-    a fix is in every pair until the other side's next fix, so one outlying fix makes two
-    pairs or more (indoors a minute of them), and a majority of pairs was two outliers'
-    more than once in hours of two people standing still beyond the band."""
-    counts = []
-    for side in (3, 4):
-        votes: dict[int, list[bool]] = {}
-        for r in rows:
-            votes.setdefault(int(r[side]), []).append(within(r))
-        n = sum(1 for v in votes.values() if 2 * sum(v) > len(v))
-        if 2 * n <= len(votes):
-            return 0
-        counts.append(n)
-    return min(counts)
 
 
 @dataclass(frozen=True)
