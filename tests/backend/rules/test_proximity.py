@@ -512,6 +512,17 @@ def test_what_the_pairs_hold_together_adds_no_alert_standing_beyond_the_band(env
         ]
 
 
+def test_one_outlying_fix_in_two_pairs_is_one_reading() -> None:
+    # Indoors, standing still just beyond the band (the model's errors with outliers, one
+    # draw): the drifting core error measures a pair at 189 m, which dates a crossing, and
+    # 65 s later one tag fix lands 200 m toward the victim (multipath) and is paired with
+    # two victim fixes, both within R with confidence. Counted as pairs those were the two
+    # readings the dwell asks for, and the median of the few pairs since the crossing was
+    # within R: an alert. One fix of a side is one reading however many pairs it is in.
+    b = standing(INDOORS, BEYOND_BAND_M, 2.5, seed=10)
+    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3 * 3600), px.ALERT) == []
+
+
 def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
     # The tag walks in to 170 m of the victim and stays; two pairs within 200 m with
     # confidence, then the victim's phone (indoors) gets no fix for four minutes while the
