@@ -252,6 +252,20 @@ def is_warning(payload: bytes) -> bool:
     return f.mtype == fr.COMMAND and f.records[0].type == fr.CMD_NOTIFY
 
 
+def holding() -> tuple[list[bytes], Callable[[bytes], bool]]:
+    """A `take` for World.answer that lets no command through (the victim's app asleep: its
+    broker keeps them), and the list of those it held, in the order they came."""
+    held: list[bytes] = []
+
+    def hold(payload: bytes) -> bool:
+        if fr.parse(payload).mtype == fr.COMMAND:
+            held.append(payload)
+            return False
+        return True
+
+    return held, hold
+
+
 def deliveries(world: World) -> list[tuple[int, int, str | None]]:
     """(message, sends, outcome) of each warning's delivery, in the order first sent."""
     with world.engine.connect() as conn:
@@ -502,13 +516,7 @@ def test_an_answer_after_the_officer_was_told_is_noted_on_the_alert_once(world: 
     stays open: the officer decides."""
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
-    held: list[bytes] = []
-
-    def hold(payload: bytes) -> bool:
-        if fr.parse(payload).mtype == fr.COMMAND:
-            held.append(payload)
-            return False
-        return True
+    held, hold = holding()
 
     end = world.approach(hold)
     world.ticks_after(end, hold)
@@ -565,13 +573,7 @@ def test_an_answer_stored_while_the_verdict_is_taken_is_noted_after_it(world: Wo
     SQLite the answer's storage itself waits for the verdict's write lock."""
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
-    held: list[bytes] = []
-
-    def hold(payload: bytes) -> bool:
-        if fr.parse(payload).mtype == fr.COMMAND:
-            held.append(payload)
-            return False
-        return True
+    held, hold = holding()
 
     sends = world.sink.warnings.sends
 
