@@ -22,13 +22,12 @@ than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the trac
 explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
 it for `evidence_gap_s` of the time both sides were heard (a side with no fix for longer
 than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
-`dwell_s` has passed since the crossing with at least `min_fixes` readings (distinct fixes
-of each side, the fewer, in the pairs since the crossing within R by both accuracies, d +
-k·√(a_tag² + a_victim²) <= R: a fix is in every pair until the other side's next fix), if
-the median distance of all the pairs since the crossing (at most the last
-`median_window_s`) is within R: two people standing just beyond R in a town centre give no
-pair beyond it by both accuracies, and a few multipath pairs within it would otherwise
-confirm. It is also confirmed, once due, at a pair
+`dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
+pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
+<= R), if the median distance of all the pairs since the crossing (at most the last
+`median_window_s`) is within R: two people
+standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
+multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
 *held* within R (within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes
 both tracks explain, taken at most `held_gap_s` apart) if more than half of the pairs since
 the crossing are held within R too and those take in at least `min_fixes` fixes of each
@@ -352,22 +351,16 @@ class Proximity(Rule):
     def _readings(
         self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
     ) -> int:
-        """The independent readings of a pending approach: the distinct fixes of each side
-        (the fewer) in the recent pairs since the crossing within R by both fixes'
-        accuracies (where each was when it was taken: the movement allowance is the
-        confirming pair's question, whether they are within R now; a victim's phone indoors
-        at 30-45 m left one pair in minutes within R with the allowance added, while every
-        pair of the approach measured well within it). Fixes, not pairs: a fix is in every
-        pair until the other side's next fix, and one outlying tag fix paired with two
-        victim fixes was two readings, which confirmed people standing still beyond the
-        band. Recent pairs stored without their fixes (older states): the supporting
-        pairs."""
+        """The independent readings of a pending approach: its supporting pairs, or if more,
+        the recent pairs since the crossing within R by both fixes' accuracies (where each
+        was when it was taken: the movement allowance is the confirming pair's question,
+        whether they are within R now). A victim's phone indoors (accuracies of 30-45 m)
+        left one pair in minutes within R with the allowance added, while every pair of the
+        approach measured well within it."""
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
-        within = [r for r in recent if r[0] >= since and len(r) > 5 and r[1] + r[2] <= radius]
-        if not within:
-            return int(vs["n"]) if all(len(r) <= 5 for r in recent) else 0
-        return min(len({r[3] for r in within}), len({r[4] for r in within}))
+        within = sum(1 for r in recent if r[0] >= since and len(r) > 2 and r[1] + r[2] <= radius)
+        return max(int(vs["n"]), within)
 
     def _judge(
         self,

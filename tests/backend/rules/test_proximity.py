@@ -512,15 +512,15 @@ def test_what_the_pairs_hold_together_adds_no_alert_standing_beyond_the_band(env
         ]
 
 
-def test_one_outlying_fix_in_two_pairs_is_one_reading() -> None:
-    # Indoors, standing still just beyond the band (the model's errors with outliers, one
-    # draw): the drifting core error measures a pair at 189 m, which dates a crossing, and
-    # 65 s later one tag fix lands 200 m toward the victim (multipath) and is paired with
-    # two victim fixes, both within R with confidence. Counted as pairs those were the two
-    # readings the dwell asks for, and the median of the few pairs since the crossing was
-    # within R: an alert. One fix of a side is one reading however many pairs it is in.
-    b = standing(INDOORS, BEYOND_BAND_M, 2.5, seed=10)
-    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3 * 3600), px.ALERT) == []
+def test_an_outlier_the_track_cannot_explain_in_30_s_confirms_nothing() -> None:
+    # In an urban canyon, standing still just beyond the band (the model's errors with
+    # outliers, one draw): a tag fix 30 s after the last one the track explained lands 85 m
+    # toward the victim with a reported accuracy of 19.5 m. With both accuracies summed
+    # (19.5 + 22.5 m) and 75 m on foot the track explained it, took its 3.9 m/s as the
+    # wearer's speed, and its pairs with the victim's next fixes confirmed an alert a
+    # minute later. Combined as independent errors (30 m) the track doubts it.
+    b = standing(URBAN_CANYON, BEYOND_BAND_M, 0.5, seed=3)
+    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT) == []
 
 
 def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
