@@ -354,12 +354,16 @@ class Proximity(Rule):
         """The independent readings of a pending approach: its supporting pairs, or if more,
         the recent pairs since the crossing within R by both fixes' accuracies (where each
         was when it was taken: the movement allowance is the confirming pair's question,
-        whether they are within R now). A victim's phone indoors (accuracies of 30-45 m)
-        left one pair in minutes within R with the allowance added, while every pair of the
-        approach measured well within it."""
+        whether they are within R now) whose fixes both tracks explain: a fix the track
+        doubts is no reading of where its wearer is. A victim's phone indoors (accuracies
+        of 30-45 m) left one pair in minutes within R with the allowance added, while every
+        pair of the approach measured well within it. Recent pairs stored without whether
+        the tracks explain them (older states) count only as supporting pairs."""
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
-        within = sum(1 for r in recent if r[0] >= since and len(r) > 2 and r[1] + r[2] <= radius)
+        within = sum(
+            1 for r in recent if r[0] >= since and len(r) > 5 and r[5] and r[1] + r[2] <= radius
+        )
         return max(int(vs["n"]), within)
 
     def _judge(
