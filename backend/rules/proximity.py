@@ -24,8 +24,8 @@ it for `evidence_gap_s` of the time both sides were heard (a side with no fix fo
 than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
 `dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
 pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
-<= R), if the median distance of all the pairs since the crossing (at most the last
-`median_window_s`) is within R: two people
+<= R, whose fixes both tracks explain), if the median distance of all the pairs since the
+crossing (at most the last `median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
 multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
 *held* within R (within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes

@@ -12,9 +12,9 @@ away) and the latest becomes the anchor, believed at its reported accuracy.
 
 Both accuracies are combined in quadrature (two independent errors, as a pair of fixes is
 judged in proximity.py), and the speed a track was moving at is what its fixes showed beyond
-both accuracies: summed accuracies and a speed taken from two noisy fixes let an urban
-multipath fix 90 m off through at 15 s, and an outlier that got through raised the speed
-allowed to the next two fixes (the simulator's standing pairs, docs/rules.md).
+both accuracies: with accuracies summed, an urban multipath fix 85 m off 30 s after the
+anchor was explained, and its 3.9 m/s then widened what the next fixes were allowed (two
+people standing still in the simulator's urban canyon, docs/rules.md "Proximity").
 
 Points are opaque pairs measured by a `Distance` the caller passes: planar metres for the
 zone rule (its projected plane), great-circle metres on (lat, lon) for the proximity rule
