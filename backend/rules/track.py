@@ -10,12 +10,6 @@ the track was already moving at) has its accuracy inflated by the excess. Such a
 "unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
 away) and the latest becomes the anchor, believed at its reported accuracy.
 
-Both accuracies are combined in quadrature (two independent errors, as a pair of fixes is
-judged in proximity.py), and the speed a track was moving at is what its fixes showed beyond
-both accuracies: with accuracies summed, an urban multipath fix 85 m off 30 s after the
-anchor was explained, and its 3.9 m/s then widened what the next fixes were allowed (two
-people standing still in the simulator's urban canyon, docs/rules.md "Proximity").
-
 Points are opaque pairs measured by a `Distance` the caller passes: planar metres for the
 zone rule (its projected plane), great-circle metres on (lat, lon) for the proximity rule
 (two people may be anywhere)."""
@@ -98,12 +92,11 @@ def believed(
         return acc
     dt = t - anchor[0]
     d = dist(anchor[1], anchor[2], a, b)
-    excess = d - max(move_mps, anchor[4]) * dt - math.hypot(acc, anchor[3])
+    excess = d - max(move_mps, anchor[4]) * dt - acc - anchor[3]
     st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
     if excess > 0 and st["odd"] < reanchor_fixes:
         return acc + excess
-    shown = max(0.0, d - acc - anchor[3]) / dt
-    st["anchor"], st["odd"] = [t, a, b, acc, min(shown, max_speed_mps)], 0
+    st["anchor"], st["odd"] = [t, a, b, acc, min(d / dt, max_speed_mps)], 0
     return acc
 
 

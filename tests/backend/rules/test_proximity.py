@@ -512,17 +512,6 @@ def test_what_the_pairs_hold_together_adds_no_alert_standing_beyond_the_band(env
         ]
 
 
-def test_an_outlier_the_track_cannot_explain_in_30_s_confirms_nothing() -> None:
-    # In an urban canyon, standing still just beyond the band (the model's errors with
-    # outliers, one draw): a tag fix 30 s after the last one the track explained lands 85 m
-    # toward the victim with a reported accuracy of 19.5 m. With both accuracies summed
-    # (19.5 + 22.5 m) and 75 m on foot the track explained it, took its 3.9 m/s as the
-    # wearer's speed, and its pairs with the victim's next fixes confirmed an alert a
-    # minute later. Combined as independent errors (30 m) the track doubts it.
-    b = standing(URBAN_CANYON, BEYOND_BAND_M, 0.5, seed=3)
-    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT) == []
-
-
 def test_a_fix_the_track_doubts_is_no_reading() -> None:
     # Indoors, standing still just beyond the band (the model's errors with outliers, one
     # draw): a tag fix lands 170 m toward the victim 45 s after the last one, and its track
