@@ -24,8 +24,8 @@ it for `evidence_gap_s` of the time both sides were heard (a side with no fix fo
 than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
 `dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
 pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
-<= R), if the median distance of all the pairs since the crossing (at most the last
-`median_window_s`) is within R: two people
+<= R, whose fixes both tracks explain), if the median distance of all the pairs since the
+crossing (at most the last `median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
 multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
 *held* within R (within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes
@@ -354,12 +354,16 @@ class Proximity(Rule):
         """The independent readings of a pending approach: its supporting pairs, or if more,
         the recent pairs since the crossing within R by both fixes' accuracies (where each
         was when it was taken: the movement allowance is the confirming pair's question,
-        whether they are within R now). A victim's phone indoors (accuracies of 30-45 m)
-        left one pair in minutes within R with the allowance added, while every pair of the
-        approach measured well within it."""
+        whether they are within R now) whose fixes both tracks explain: a fix the track
+        doubts is no reading of where its wearer is. A victim's phone indoors (accuracies
+        of 30-45 m) left one pair in minutes within R with the allowance added, while every
+        pair of the approach measured well within it. Recent pairs stored without whether
+        the tracks explain them (older states) count only as supporting pairs."""
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
-        within = sum(1 for r in recent if r[0] >= since and len(r) > 2 and r[1] + r[2] <= radius)
+        within = sum(
+            1 for r in recent if r[0] >= since and len(r) > 5 and r[5] and r[1] + r[2] <= radius
+        )
         return max(int(vs["n"]), within)
 
     def _judge(

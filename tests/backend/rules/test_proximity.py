@@ -512,6 +512,16 @@ def test_what_the_pairs_hold_together_adds_no_alert_standing_beyond_the_band(env
         ]
 
 
+def test_a_fix_the_track_doubts_is_no_reading() -> None:
+    # Indoors, standing still just beyond the band (the model's errors with outliers, one
+    # draw): a tag fix lands 170 m toward the victim 45 s after the last one, and its track
+    # doubts it (inflating its 20 m accuracy to 55 m). Paired with the victim fixes before
+    # and after it, it made the two readings the dwell asks for, and with one of them within
+    # R with confidence and the median of those two pairs, an alert.
+    b = standing(INDOORS, BEYOND_BAND_M, 0.65, seed=8)
+    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT) == []
+
+
 def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
     # The tag walks in to 170 m of the victim and stays; two pairs within 200 m with
     # confidence, then the victim's phone (indoors) gets no fix for four minutes while the
