@@ -44,7 +44,8 @@ typings/.installed: $(STAMP)
 	@touch $@
 
 # The week-long alert gate (docs/simulator.md, "The week's gate"): three seeds from the last
-# commit's date through the whole stack, over an hour each on 2 cores; not part of `make test`.
+# commit's date through the whole stack, side by side (one a core; `--jobs`), ~47 minutes
+# each alone on 2 cores; not part of `make test`.
 gate: setup
 	$(BIN)/tagwatch sim gate $(GATE_ARGS)
 

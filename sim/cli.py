@@ -256,6 +256,14 @@ def gate(
     ] = None,
     out: Annotated[str, typer.Option(help="folder for each seed's report")] = "build/sim-gate",
     shards: ShardsOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="seeds run at once, each with its own stack (default: one a core)",
+        ),
+    ] = None,
 ) -> None:
     """The alert gate: the scenario through the whole stack for each seed, scored; exit
     status 1 on a missed or late alert, more than 1 false alert per 100 tag-days over all
@@ -263,9 +271,7 @@ def gate(
     from pathlib import Path
 
     from sim import gate as sim_gate
-    from sim import run as sim_run
     from sim import scenario as scn
-    from sim.fleet import RunOptions
 
     try:
         sc = scn.load(scenario)
@@ -273,23 +279,18 @@ def gate(
         typer.echo(f"tagwatch sim gate: {exc}", err=True)
         raise typer.Exit(2) from None
     chosen = list(seed) if seed else sim_gate.commit_seeds(seeds)
+    twice = sorted({s for s in chosen if chosen.count(s) > 1})
+    if twice:
+        # Its tag-days would count twice against the false alerts, its report overwritten.
+        typer.echo(f"tagwatch sim gate: seed {twice[0]} given more than once", err=True)
+        raise typer.Exit(2)
     typer.echo(f"seeds: {', '.join(map(str, chosen))}")
     n_hil = sim_gate.hil_tags(sc.population.subjects) if hil is None else hil
-    results = []
-    for s in chosen:
-        opts = RunOptions(seed=s, hil=n_hil, from_hour=from_hour, hours=hours)
-        if shards is not None:
-            opts.shards = shards
-        outcome = sim_run.run(sc, opts, Path(out) / f"seed-{s}")
-        comp = outcome.completeness
-        results.append(
-            sim_gate.SeedResult(
-                s,
-                float(outcome.report["tag_days"]),  # of the hours run, when a part of a day
-                outcome.scores or {},
-                comp is not None and comp.ok,
-            )
-        )
+    run = sim_gate.GateRun(sc, n_hil, Path(out), from_hour, hours, shards)
+    n_jobs = sim_gate.default_jobs(len(chosen)) if jobs is None else jobs
+    if n_jobs > 1 and len(chosen) > 1:
+        typer.echo(f"{min(n_jobs, len(chosen))} seeds at a time; each one's report when it ends")
+    results = sim_gate.run_seeds(run, chosen, n_jobs, typer.echo)
     failed = sim_gate.overall(results)
     for f in failed:
         typer.echo(f"FAIL {f}")

@@ -5,20 +5,28 @@
 type's latency limit (sim.score.CRITERIA), and at most 1 false alert per 100 tag-days over
 every scored type. `commit_seeds()` derives the seeds from the date of the checkout's last
 commit, so a developer cannot choose seeds by looking at results, yet a failure reproduces
-from the same commit (`--seed` with the seed the report names).
+from the same commit (`--seed` with the seed the report names). `run_seeds()` runs them, up
+to `jobs` at once, each with a stack of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import multiprocessing
+import os
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from sim import score
 from sim import truth as tr
+from sim.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 FALSE_PER_100_TAG_DAYS = 1.0
@@ -85,6 +93,82 @@ class SeedResult:
     def failures(self) -> list[str]:
         out = [] if self.completeness_ok else ["positions lost or doubled"]
         return out + failures(self.scores, self.tag_days)
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """What every seed of one gate run runs: the scenario, how many HIL tags, which part of
+    it, where each seed's report goes (`out/seed-S`), the fleet's shards (None: the
+    default, RunOptions.shards)."""
+
+    scenario: Scenario
+    hil: int
+    out: Path
+    from_hour: float = 0.0
+    hours: float | None = None
+    shards: int | None = None
+
+
+def run_seed(run: GateRun, seed: int, console: Console | None = None) -> SeedResult:
+    """One seed through the whole stack (sim.run.run), its report written and printed."""
+    from sim import run as sim_run
+    from sim.fleet import RunOptions
+
+    opts = RunOptions(seed=seed, hil=run.hil, from_hour=run.from_hour, hours=run.hours)
+    if run.shards is not None:
+        opts.shards = run.shards
+    outcome = sim_run.run(run.scenario, opts, run.out / f"seed-{seed}", console)
+    comp = outcome.completeness
+    return SeedResult(
+        seed,
+        float(outcome.report["tag_days"]),  # of the hours run, when a part of a day
+        outcome.scores or {},
+        comp is not None and comp.ok,
+    )
+
+
+def _seed_apart(run: GateRun, seed: int) -> tuple[SeedResult, str]:
+    """run_seed in a process of its own: the result, and the report it printed as text (the
+    seeds beside it would interleave their lines on one terminal)."""
+    text = io.StringIO()
+    result = run_seed(run, seed, Console(file=text, width=120))
+    return result, text.getvalue()
+
+
+def default_jobs(seeds: int) -> int:
+    """Seeds at once by default: one a core. A seed's processes together keep less than a
+    core busy (its lock-step waits on round trips between them), so two seeds on two cores
+    overlap each other's waits (docs/simulator.md, "Seeds side by side")."""
+    return max(1, min(seeds, os.cpu_count() or 1))
+
+
+def run_seeds(
+    run: GateRun, seeds: Sequence[int], jobs: int, echo: Callable[[str], None]
+) -> list[SeedResult]:
+    """Each seed's result, in the order of `seeds`. jobs 1: one after the other in this
+    process (the report and progress on this terminal). More: up to `jobs` seeds at once,
+    each in a spawned process of its own (a fresh interpreter, as `tagwatch sim run`; its
+    broker, backend, units and HIL tags on free ports in a work folder of its own), its
+    report passed to `echo` when it ends. A seed that raises stops the seeds not yet begun
+    and raises once those under way have ended (their reports written)."""
+    if jobs <= 1 or len(seeds) <= 1:
+        return [run_seed(run, s) for s in seeds]
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=spawn, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_seed_apart, run, s): s for s in seeds}
+        results: dict[int, SeedResult] = {}
+        pending: set[Future[tuple[SeedResult, str]]] = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                if f.exception() is not None:
+                    for p in pending:
+                        p.cancel()
+                    raise RuntimeError(f"seed {futures[f]} failed to run") from f.exception()
+                result, text = f.result()
+                echo(f"seed {result.seed}:\n{text.strip()}")
+                results[result.seed] = result
+    return [results[s] for s in seeds]
 
 
 def overall(results: Sequence[SeedResult]) -> list[str]:

@@ -87,21 +87,34 @@ def test_the_week_has_every_type_to_catch_twice_beside_near_misses() -> None:
 @pytest.mark.micropython
 def test_the_gate_command_passes_an_evening_through_the_stack(tmp_path: Path) -> None:
     # The week's gate as CI does not run it (over an hour a seed), in miniature: the command, the
-    # whole stack, a HIL tag whose home unit reports its wearer out and its own power cut.
+    # whole stack, a HIL tag whose home unit reports its wearer out and its own power cut;
+    # two seeds side by side, each in a process with a stack of its own.
     out = tmp_path / "gate"
     got = CliRunner().invoke(
         app,
-        ["gate", EVENING, "--seed", "5", "--hil", "1", "--from-hour", "20", "--hours", "2",
-         "--out", str(out)],
+        ["gate", EVENING, "--seed", "5", "--seed", "6", "--jobs", "2", "--hil", "1",
+         "--from-hour", "20", "--hours", "2", "--out", str(out)],
     )  # fmt: skip
     assert got.exit_code == 0, got.output
-    assert "seeds: 5\n" in got.output and "gate passed over 1 seeds" in got.output
-    report = json.loads((out / "seed-5" / "report.json").read_text())
-    assert report["hil_tags"] == 1 and report["completeness"]["ok"]
-    scores = report["alerts"]
-    # Subject 0 (the HIL tag) alone went out and alone had its unit unplugged for longer
-    # than the grace; subject 1's 3-minute unplugging is a near miss and raised nothing.
-    for kind in ("curfew_breach", "home_unit_unplugged", "strap_cut"):
-        assert (scores[kind]["episodes"], scores[kind]["detected"]) == (1, 1), scores[kind]
-    assert sum(s["alerts"] for s in scores.values()) == 3, scores
-    assert set(report["alerts"]) == set(gate.MUST_DETECT)  # every type in the report
+    assert "seeds: 5, 6\n" in got.output and "gate passed over 2 seeds" in got.output
+    for seed in (5, 6):
+        # Each seed's own report, printed under its seed and written to its own folder.
+        assert f"seed {seed}:\ngate-evening (seed {seed}): 2 tags (1 under MicroPython)" in (
+            got.output
+        )
+        report = json.loads((out / f"seed-{seed}" / "report.json").read_text())
+        assert report["seed"] == seed
+        assert report["hil_tags"] == 1 and report["completeness"]["ok"]
+        scores = report["alerts"]
+        # Subject 0 (the HIL tag) alone went out and alone had its unit unplugged for longer
+        # than the grace; subject 1's 3-minute unplugging is a near miss and raised nothing.
+        for kind in ("curfew_breach", "home_unit_unplugged", "strap_cut"):
+            assert (scores[kind]["episodes"], scores[kind]["detected"]) == (1, 1), scores[kind]
+        assert sum(s["alerts"] for s in scores.values()) == 3, scores
+        assert set(report["alerts"]) == set(gate.MUST_DETECT)  # every type in the report
+
+
+def test_a_seed_given_twice_is_refused() -> None:
+    got = CliRunner().invoke(app, ["gate", EVENING, "--seed", "5", "--seed", "5"])
+    assert got.exit_code == 2
+    assert "seed 5 given more than once" in got.output
