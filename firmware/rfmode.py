@@ -44,6 +44,12 @@ class RfMode(modes.Mode):
         return self.next_fix_ms
 
 
+# An alert-class frame in RF mode whose beacon no ack answers within this long goes out by
+# cellular (GPS mode at once) rather than waiting out the lease: a case opened at the door as
+# the wearer walks out of range reached the backend 140 s late, against 60 s.
+URGENT_WAIT_MS = 10000
+
+
 class RfControl:
     def __init__(self, app: "App", radio: "object") -> None:
         self.app = app
@@ -59,6 +65,8 @@ class RfControl:
         self.adv_uas = app.board.bursts.get("ble_adv", 0)
         self.contact_uas = app.board.bursts.get("ble_contact", 0)
         self.contacts_charged = 0
+        self.urgent_by = -1  # an urgent beacon's deadline for an ack, and the lease before it
+        self.urgent_lease = -1
 
     def in_rf(self) -> bool:
         return self.app.mode.code == fr.MODE_RF
@@ -135,12 +143,23 @@ class RfControl:
         """Take the contact results, switch modes, beacon when due; the next deadline."""
         app = self.app
         self._take(now_ms)
+        if self.urgent_by >= 0 and self.prox.lease_until != self.urgent_lease:
+            self.urgent_by = -1  # an ack renewed the lease: the unit takes the frame
+        reason = -1
         if self.in_rf() and self.prox.expired(now_ms):
+            reason = fr.MODE_REASON_LEASE_EXPIRED
+        elif self.in_rf() and 0 <= self.urgent_by <= now_ms:
+            reason = fr.MODE_REASON_URGENT_UNHEARD
+        if reason >= 0:
             self.prox.left(now_ms)
-            app.set_mode(modes.GpsMode(), now_ms, fr.MODE_REASON_LEASE_EXPIRED)
+            self.urgent_by = -1
+            app.set_mode(modes.GpsMode(), now_ms, reason)
             app.sampler.locate_now(now_ms)  # back in GPS mode: a fix now
         # An alert-class frame goes to the home unit at the next contact: beacon at once.
         urgent = self.in_rf() and app.uplink.take_urgent()
+        if urgent and self.urgent_by < 0:
+            self.urgent_by = now_ms + URGENT_WAIT_MS
+            self.urgent_lease = self.prox.lease_until
         if now_ms >= self._due(now_ms) or urgent:
             self._beacon(now_ms)
             every = app.setting("beacon_rf_s" if self.in_rf() else "beacon_gps_s")
@@ -150,4 +169,6 @@ class RfControl:
         due = self._due(now_ms)
         if self.in_rf() and self.prox.lease_until < due:
             due = self.prox.lease_until
+        if 0 <= self.urgent_by < due:
+            due = self.urgent_by
         return due

@@ -210,6 +210,43 @@ def test_tamper_at_home_goes_out_with_the_same_polls_beacon():
     flash.close()
 
 
+def test_tamper_unheard_at_home_goes_out_by_cellular_within_seconds():
+    # The strap cut as the wearer walks out of range: no ack answers the urgent beacon, so
+    # the tag leaves RF mode at once and sends the tamper by cellular, not after the lease.
+    app, board, flash = make()
+    home = arrive(app, board, 5 * MIN)
+    assert app.mode.code == fr.MODE_RF
+    cut_at = 5 * MIN + 7000
+
+    def cut(b):
+        b.strap = True
+        b.radio.home = None
+
+    fb.run(app, board, 6 * MIN, events=[(cut_at, cut)])
+    f, r = records(board, home, "mode")[-1]
+    assert (r.mode, r.reason) == (fr.MODE_GPS, fr.MODE_REASON_URGENT_UNHEARD)
+    assert 0 < f.time_of(r) - (fb.T0 + cut_at // 1000) <= 11
+    sent = [(ff, x) for ff, x in records(board, None, "tamper") if x.sensor == fr.SENSOR_STRAP]
+    assert len(sent) == 1 and sent[0][0].flags & fr.FLAG_URGENT  # by the modem
+    assert 0 <= sent[0][0].time_of(sent[0][1]) - (fb.T0 + cut_at // 1000) <= 1
+    assert (sent[0][0].boot, sent[0][0].seq) not in home.relayed
+    flash.close()
+
+
+def test_tamper_heard_at_home_keeps_rf_mode():
+    app, board, flash = make()
+    home = arrive(app, board, 5 * MIN)
+    cut_at = 5 * MIN + 7000
+
+    def cut(b):
+        b.strap = True
+
+    fb.run(app, board, 7 * MIN, events=[(cut_at, cut)])
+    assert app.mode.code == fr.MODE_RF
+    assert [r.reason for _f, r in records(board, home, "mode")][-1] == fr.MODE_REASON_HOME_ACK
+    flash.close()
+
+
 def test_edge_of_range_does_not_flap():
     app, board, flash = make()
     board.radio.hear_every = 3  # at the edge: two beacons in three are lost
