@@ -206,26 +206,23 @@ class HomeBridge:
         """One GATT operation on the firmware (docs/home-unit.md, "GATT contract")."""
         if not self.powered():
             return "out_of_range"  # the tag is off
-        # The connection opens in the same write as the first operation: the firmware
-        # answers each line in turn, exactly as it would two writes (one round trip less).
-        pre = [] if self.gatt_connected else ["N 1"]
-        self.gatt_connected = True
+        if not self.gatt_connected:
+            self.exchange(["N 1"], ("n", "e"))
+            self.gatt_connected = True
         if req.op == "ack":
             self.acks_written.append(req.data)
-            self._operate(pre, f"A {req.data.hex()}", ("a", "e"))
+            self.exchange([f"A {req.data.hex()}"], ("a", "e"))
             return None
         if req.op == "downlink":
             for i in range(0, max(len(req.data), 1), homelink.CHUNK):
                 part = req.data[i : i + homelink.CHUNK]
                 flags = homelink.FINAL if i + homelink.CHUNK >= len(req.data) else 0
-                self._operate(pre, f"K {bytes((flags,)).hex()}{part.hex()}", ("k", "e"))
-                pre = []
+                self.exchange([f"K {bytes((flags,)).hex()}{part.hex()}"], ("k", "e"))
             return None
         frames: list[bytes] = []
         cur = b""
         while True:
-            line = self._operate(pre, "O", ("o", "e"))
-            pre = []
+            line = self.exchange(["O"], ("o", "e"))[-1]
             chunk = bytes.fromhex(line[2:]) if line.startswith("o ") else b""
             if not chunk:
                 self.offloaded += frames
@@ -234,13 +231,6 @@ class HomeBridge:
             if chunk[0] & homelink.FINAL:
                 frames.append(cur)
                 cur = b""
-
-    def _operate(self, pre: list[str], line: str, until: tuple[str, ...]) -> str:
-        """The firmware's answer to `line`, written after `pre` (the connect, or nothing)."""
-        if pre:  # the connect's answer comes first, then the operation's
-            self.exchange([*pre, line], ("n", "e"))
-            return self.exchange([], until)[-1]
-        return self.exchange([line], until)[-1]
 
     def _gatt_disconnect(self) -> None:
         self.exchange(["N 0"], ("n", "e"))
