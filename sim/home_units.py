@@ -338,9 +338,8 @@ def supply(workdir: Path, unit: int) -> Path:
 
 
 class HomeUnitFarm:
-    """`process`: the units in processes of their own (UnitHostProcess: the fleet tags'
-    units in one, the HIL tags' in another), else on a thread of this one (UnitHost, whose
-    units a test can reach: `units`)."""
+    """`process`: the units in a process of their own (UnitHostProcess), else on a thread
+    of this one (UnitHost, whose units a test can reach: `units`)."""
 
     def __init__(self, workdir: Path, brokers: list[str], process: bool = False) -> None:
         self.workdir = workdir
@@ -348,8 +347,7 @@ class HomeUnitFarm:
         self.process = process
         self.tags = FleetTagSide()
         self.air = Air(self.tags)
-        self.hosts: list[UnitHost | UnitHostProcess] = []
-        self._host_of: dict[int, UnitHost | UnitHostProcess] = {}
+        self.host: UnitHost | UnitHostProcess | None = None
         self.specs: dict[int, UnitSpec] = {}
         # Units sent a beacon asking for an offload since the last settle(): their contacts
         # and relays are finished in lock-step at the slice end.
@@ -362,7 +360,7 @@ class HomeUnitFarm:
     @property
     def units(self) -> dict[int, HomeUnit]:
         """The running units' daemons, when they run on a thread of this process."""
-        return {u: d for h in self.hosts if isinstance(h, UnitHost) for u, d in h.units.items()}
+        return self.host.units if isinstance(self.host, UnitHost) else {}
 
     def set_mains(self, unit: int, on: bool, timeout: float = 10.0) -> None:
         """Switch a unit's mains and, once the units run, tell the unit that its sensors
@@ -380,7 +378,7 @@ class HomeUnitFarm:
         tmp = d / "online.tmp"
         tmp.write_text("1\n" if on else "0\n")
         tmp.replace(d / "online")
-        host = self._host_of.get(unit)
+        host = self.host
         if host is None or not host.running:
             return
         host.sensors_changed(unit)
@@ -437,21 +435,9 @@ class HomeUnitFarm:
         configured (wait_progress)."""
         self.air.start()
         specs = list(self.specs.values())
-        groups = [specs]
-        if self.process:
-            # A HIL tag waits for its unit's answer at each beacon it hands it (HilTag's
-            # lock-step): behind the fleet's units' beacons and contacts on one loop that
-            # answer took ~19 ms at night; on a loop of their own the twelve units are idle
-            # when it comes.
-            fleet = [s for s in specs if s.radio_port is None]
-            groups = [g for g in (fleet, [s for s in specs if s.radio_port is not None]) if g]
         kind = UnitHostProcess if self.process else UnitHost
-        for group in groups:
-            host = kind(self.workdir, self.brokers, group, self.air.port)
-            self.hosts.append(host)
-            self._host_of.update((s.unit, host) for s in group)
-        for host in self.hosts:
-            host.start(t0, timeout)
+        self.host = host = kind(self.workdir, self.brokers, specs, self.air.port)
+        host.start(t0, timeout)
         on_air = self.on_air
         wait_progress(
             lambda: [u for u in on_air if not self.air.connected(u)],
@@ -459,11 +445,7 @@ class HomeUnitFarm:
             "connect to the simulator radio",
         )
         # Configured (from the retained message) before the run starts.
-        wait_progress(
-            lambda: [u for h in self.hosts for u in h.unconfigured()],
-            timeout,
-            "get their configuration",
-        )
+        wait_progress(host.unconfigured, timeout, "get their configuration")
 
     def tick(self, t: float) -> None:
         units = self.on_air
@@ -496,30 +478,16 @@ class HomeUnitFarm:
         deadline = time.monotonic() + timeout
         # Nothing relayed this slice: no question to the units' process (a round trip each
         # slice otherwise).
-        while units and self._waiting(units):
+        while units and self.host is not None and self.host.waiting(units):
             if time.monotonic() > deadline:
                 self.settle_timeouts += 1
                 return
             time.sleep(0.0005)
 
-    def _waiting(self, units: list[int]) -> list[int]:
-        """Of these units, those with frames the backend has not yet acknowledged (one
-        question to each host that runs any of them)."""
-        out: list[int] = []
-        for host in self.hosts:
-            mine = [u for u in units if self._host_of.get(u) is host]
-            if mine:
-                out += host.waiting(mine)
-        return out
-
     def counters(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for host in self.hosts:
-            for k, n in host.counters().items():
-                out[k] = out.get(k, 0) + n
-        return out
+        return self.host.counters() if self.host is not None else {}
 
     def stop(self) -> None:
-        for host in self.hosts:
-            host.stop()
+        if self.host is not None:
+            self.host.stop()
         self.air.close()
