@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -751,30 +751,30 @@ class Fleet:
             h.tag.set_coverage(cov)
             h.coverage = cov
 
-    def _hil_start(self, t: int, until: int) -> list[tuple[HilSubject, Future[bool]]]:
-        """Start every HIL tag's run to `until` (ms from the run's start) from its inputs at
-        t; `_hil_done` waits for them. A tag whose firmware sleeps through the slice
-        (wake_only) only has its clock moved; the others run on threads of their own: each
-        waits on its own micropython process and home unit, and no tag's slice reads
-        another's or a fleet tag's (the home units' process serves them side by side, as it
-        serves the fleet's units). So the runner polls the fleet's tags meanwhile: a slice
-        costs the longer of the two, not their sum."""
-        busy: list[tuple[HilSubject, Future[bool]]] = []
+    def _hil_slices(self, t: int, until: int) -> list[int]:
+        """Run every HIL tag to `until` (ms from the run's start) from its inputs at t; the
+        home units of those that handed theirs frames. A tag whose firmware sleeps through
+        the slice (wake_only) only has its clock moved; the others run on threads of their
+        own at once: each waits on its own micropython process and home unit, and no tag's
+        slice reads another's (the home units' process serves them side by side, as it
+        serves the fleet's units)."""
+        busy: list[HilSubject] = []
         for h in self.hil:
             self._hil_slice(h, t)
             if self.o.fast and not h.world.position(t)[3] and h.tag.sleeps_through(until):
                 h.tag.run_until(until, wake_only=True)  # no turn: the clock moves
-                continue
+            else:
+                busy.append(h)
+        if len(busy) > 1:
             if self._hil_pool is None:
                 self._hil_pool = ThreadPoolExecutor(len(self.hil), thread_name_prefix="sim-hil")
-            busy.append((h, self._hil_pool.submit(self._hil_run, h, t, until)))
-        return busy
-
-    def _hil_done(self, busy: list[tuple[HilSubject, Future[bool]]]) -> list[int]:
-        """Wait for the HIL tags `_hil_start` started; the home units of those that handed
-        theirs frames (a tag's HilError raised here)."""
-        futures.wait([job for _, job in busy])
-        return [self.sim.subjects[h.index].home_unit_id for h, job in busy if job.result()]
+            jobs = [self._hil_pool.submit(self._hil_run, h, t, until) for h in busy]
+            futures.wait(jobs)
+            took = [j.result() for j in jobs]  # a tag's HilError raised here
+        else:
+            took = [self._hil_run(h, t, until) for h in busy]
+        units = [self.sim.subjects[h.index].home_unit_id for h in busy]
+        return [u for u, y in zip(units, took, strict=True) if y]
 
     def _hil_run(self, h: HilSubject, t: int, until: int) -> bool:
         """One HIL tag's slice; whether it handed its home unit frames."""
@@ -863,14 +863,12 @@ class Fleet:
             t1 = min(t + slice_ms, stop)
             if self.farm is not None:
                 self._units_power(t)
-            if self.shards is None:  # the fleet's tags are polled while the HIL tags run
-                hil = self._hil_start(t, t1 - start)
+            if self.shards is None:
                 self.poll_until(t, t1)
             else:  # the shards poll while the HIL tags run
                 self.shards.poll(t, t1)
-                hil = self._hil_start(t, t1 - start)
             # HIL tags' units that took frames this slice (ticked by the tag).
-            relayed = self._hil_done(hil)
+            relayed = self._hil_slices(t, t1 - start)
             if self.shards is not None:
                 self.shards.polled()
             t = t1

@@ -159,7 +159,7 @@ def gate_window(fast: bool) -> Speed:
 def gate_rows() -> list[tuple[str, str, str, str]]:
     """The week's gate window, and the same window step by step: every fleet tag polled at
     every wake, and every HIL tag also at every slice's end (RunOptions.fast). Both run the
-    HIL tags that wake in a slice side by side (sim.fleet.Fleet._hil_start): by day, when
+    HIL tags that wake in a slice side by side (sim.fleet.Fleet._hil_slices): by day, when
     they move and wake every second, that overlaps what the slice-end turns cost."""
     sc = scenario.load("gate-week")
     fast, step = gate_window(True), gate_window(False)
