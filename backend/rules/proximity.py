@@ -23,8 +23,9 @@ explain; it ends as a near miss when the balance reaches 0, or when nothing has 
 it for `evidence_gap_s` of the time both sides were heard (a side with no fix for longer
 than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
 `dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
-pairs, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²)
-<= R, whose fixes both tracks explain), if the median distance of all the pairs since the
+pairs whose fixes have both been followed by their side's next fix, or pairs since the
+crossing within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, whose fixes both
+tracks explain), if the median distance of all the pairs since the
 crossing (at most the last `median_window_s`) is within R: two people
 standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
 multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
@@ -161,7 +162,7 @@ class Proximity(Rule):
         # device, the last pair [t, d]; recent: per victim device, the pairs of the last
         # median_window_s [t, d, a] (a: both accuracies; absent in states stored before it);
         # visit: per "device/type", the distance's visit (visit.py; plus upto, the last time
-        # it was judged, and unheard: see _unheard);
+        # it was judged, unheard: see _unheard, and fixes: its supporting pairs' fix times);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
         # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
         # since (given tag_batch_s back once the tag's fast sampling ends); released: tags
@@ -293,7 +294,32 @@ class Proximity(Rule):
             tr, obs.t, lat, lon, acc, p.move_mps, p.max_speed_mps, p.reanchor_fixes, gc
         )
         tr["last"] = [obs.t, lat, lon, believed, obs.ref, believed == acc, obs.device]
+        self._doubt(st, side, tr.get("spiked") or [])
         return list(tr["last"])
+
+    def _doubt(self, st: dict[str, Any], side: str, spiked: list[int]) -> None:
+        """Fixes of `side` its track has since found to be spikes (track.believed): the recent
+        pairs that used them count as doubted from now on (no reading, no held pair), and a
+        pending approach loses the support of those that supported it."""
+        if not spiked:
+            return
+        col, rows = (
+            (3, st["recent"].values()) if side == "tag" else (4, [st["recent"].get(side) or []])
+        )
+        for recent in rows:
+            for r in recent:
+                if len(r) > 5 and r[col] in spiked:
+                    r[5] = False
+        for key, vs in st["visit"].items():
+            device, type_ = key.split("/")
+            if (side != "tag" and device != side) or "fixes" not in vs:
+                continue
+            if self._confirmed(st, type_, vs):
+                continue
+            gone = [f for f in vs["fixes"] if f[col - 3] in spiked]
+            vs["fixes"] = [f for f in vs["fixes"] if f[col - 3] not in spiked]
+            vs["n"] -= len(gone)
+            vs["support"] -= len(gone)
 
     def _pair(
         self, tag_fix: list[Any] | None, victim_fix: list[Any] | None, obs: Obs
@@ -351,20 +377,28 @@ class Proximity(Rule):
     def _readings(
         self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
     ) -> int:
-        """The independent readings of a pending approach: its supporting pairs, or if more,
-        the recent pairs since the crossing within R by both fixes' accuracies (where each
-        was when it was taken: the movement allowance is the confirming pair's question,
-        whether they are within R now) whose fixes both tracks explain: a fix the track
-        doubts is no reading of where its wearer is. A victim's phone indoors (accuracies
-        of 30-45 m) left one pair in minutes within R with the allowance added, while every
-        pair of the approach measured well within it. Recent pairs stored without whether
-        the tracks explain them (older states) count only as supporting pairs."""
+        """The independent readings of a pending approach: its supporting pairs whose fixes
+        have both been followed by their side's next fix (their tracks' spike test has then
+        judged them: an outlier toward the other side supports, and only the true fix after
+        it shows it to be one), or if more, the recent pairs since the crossing within R by
+        both fixes' accuracies (where each was when it was taken: the movement allowance is
+        the confirming pair's question, whether they are within R now) whose fixes both
+        tracks explain: a fix the track doubts is no reading of where its wearer is. A
+        victim's phone indoors (accuracies of 30-45 m) left one pair in minutes within R with
+        the allowance added, while every pair of the approach measured well within it. Recent
+        pairs stored without whether the tracks explain them, and visits stored without
+        their supporting pairs' fixes (older states), count only as supporting pairs."""
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
         within = sum(
             1 for r in recent if r[0] >= since and len(r) > 5 and r[5] and r[1] + r[2] <= radius
         )
-        return max(int(vs["n"]), within)
+        if "fixes" not in vs:  # a visit stored before it kept its supporting pairs' fixes
+            return max(int(vs["n"]), within)
+        tag_t = st["tracks"]["tag"]["last"][0]
+        victim_t = st["tracks"][str(link.device)]["last"][0]
+        judged = sum(1 for f in vs["fixes"] if f[0] < tag_t and f[1] < victim_t)
+        return max(judged, within)
 
     def _judge(
         self,
@@ -444,6 +478,10 @@ class Proximity(Rule):
         pair: Pair,
     ) -> None:
         visit.support(vs, obs.t)
+        # Its fixes, for _readings and for _doubt (bounded as the recent pairs are).
+        fixes = vs.setdefault("fixes", [])
+        fixes.append(list(pair.fixes))
+        del fixes[:-MAX_RECENT]
         radius = link.alert_m if type_ == ALERT else link.warn_m
         if vs["n"] == 1:
             self.begin(

@@ -10,6 +10,13 @@ the track was already moving at) has its accuracy inflated by the excess. Such a
 "unexplained"; after `reanchor_fixes` of them in a row the wearer has moved on (a car pulling
 away) and the latest becomes the anchor, believed at its reported accuracy.
 
+An outlier can also lie within what the anchor allows (50-110 m in 15-30 s with urban
+accuracies) and become the anchor itself, and the true fixes after it are then doubted. So a
+fix the anchor cannot explain at walking pace is also judged from the anchor before it (a
+spike test): if that one explains it and the fix lies nearer to it than the anchor did (out
+and back again, where a wearer on the move goes on), the anchor was a spike. It is dropped,
+and the caller is told (`believed`), as it may have judged the spike as explained.
+
 Points are opaque pairs measured by a `Distance` the caller passes: planar metres for the
 zone rule (its projected plane), great-circle metres on (lat, lon) for the proximity rule
 (two people may be anywhere)."""
@@ -32,6 +39,13 @@ def planar(x0: float, y0: float, x1: float, y1: float) -> float:
 
 
 EARTH_RADIUS_M = 6_371_008.8
+
+
+# The spike test (`believed`) looks this many anchors back, at most SPIKE_S before the fix
+# (an anchor from before a gap in the fixes would explain almost anything). Two anchors back
+# removed no more standing alerts than one (measured: docs/rules.md, promise (b)).
+SPIKE_FIXES = 1
+SPIKE_S = 60
 
 
 def great_circle(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
@@ -85,19 +99,71 @@ def believed(
     dist: Distance = planar,
 ) -> float:
     """The accuracy to believe for a fix at (a, b), keeping the track's anchor in
-    st["anchor"] ([t, a, b, accuracy, speed]) and the unexplained fixes since in st["odd"]."""
+    st["anchor"] ([t, a, b, accuracy, speed]), the unexplained fixes since in st["odd"], and
+    the anchors before it in st["before"] (at most SPIKE_FIXES, each the one that explained
+    the next). When the fix shows anchors to have been spikes (`_spiked_from`) they are
+    dropped, the fix is judged from the anchor before them, and their event times are left
+    in st["spiked"] until the next fix, for a caller that judged them as explained."""
+    st.pop("spiked", None)
     anchor: list[float] | None = st.get("anchor")
     if anchor is None or t <= anchor[0]:
-        st["anchor"], st["odd"] = [t, a, b, acc, 0.0], 0
+        st["anchor"], st["odd"], st["before"] = [t, a, b, acc, 0.0], 0, []
         return acc
-    dt = t - anchor[0]
-    d = dist(anchor[1], anchor[2], a, b)
-    excess = d - max(move_mps, anchor[4]) * dt - acc - anchor[3]
+    chain = [*st.get("before", []), anchor]
+    base = _spiked_from(chain, st.get("odd", 0), t, a, b, acc, move_mps, dist)
+    if base is not None:
+        st["spiked"] = [int(x[0]) for x in chain[base + 1 :]]
+        chain = chain[: base + 1]
+    excess = _excess(chain[-1], t, a, b, acc, move_mps, dist)
     st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
     if excess > 0 and st["odd"] < reanchor_fixes:
         return acc + excess
-    st["anchor"], st["odd"] = [t, a, b, acc, min(d / dt, max_speed_mps)], 0
+    last = chain[-1]
+    d = dist(last[1], last[2], a, b)
+    st["before"] = chain[-SPIKE_FIXES:] if excess <= 0 else []
+    st["anchor"], st["odd"] = [t, a, b, acc, min(d / (t - last[0]), max_speed_mps)], 0
     return acc
+
+
+def _spiked_from(
+    chain: list[list[float]],
+    odd: int,
+    t: int,
+    a: float,
+    b: float,
+    acc: float,
+    move_mps: float,
+    dist: Distance,
+) -> int | None:
+    """The index in `chain` (anchors, each explained from the one before, the last the
+    track's) of the anchor the fix at (a, b) shows the later ones to be a spike from: it
+    explains the fix, the fix is nearer to it than each later anchor is (out and back, where
+    a wearer on the move goes on), and the track's anchor cannot explain the fix at walking
+    pace (its own speed came from the spike). None if there is none, or after unexplained
+    fixes (the chain is then not what the track last believed)."""
+    last = chain[-1]
+    if odd or len(chain) < 2 or _excess([*last[:4], 0.0], t, a, b, acc, move_mps, dist) <= 0:
+        return None
+    for i in range(len(chain) - 2, -1, -1):
+        base = chain[i]
+        if t - base[0] > SPIKE_S:
+            return None
+        near = dist(base[1], base[2], a, b)
+        if all(dist(base[1], base[2], m[1], m[2]) > near for m in chain[i + 1 :]) and (
+            _excess(base, t, a, b, acc, move_mps, dist) <= 0
+        ):
+            return i
+    return None
+
+
+def _excess(
+    anchor: list[float], t: int, a: float, b: float, acc: float, move_mps: float, dist: Distance
+) -> float:
+    """How far a fix at (a, b) lies beyond what `anchor` explains: both accuracies and the
+    wearer's motion since (`move_mps` on foot, or the speed the track was moving at)."""
+    dt = t - anchor[0]
+    d = dist(anchor[1], anchor[2], a, b)
+    return d - max(move_mps, anchor[4]) * dt - acc - anchor[3]
 
 
 def ask_fast(

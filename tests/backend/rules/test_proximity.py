@@ -522,6 +522,26 @@ def test_a_fix_the_track_doubts_is_no_reading() -> None:
     assert of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT) == []
 
 
+def test_a_supporting_pair_is_a_reading_once_its_fixes_are_followed() -> None:
+    # Urban, standing still just beyond the band (the model's errors with outliers, one
+    # draw): a tag fix 53 m toward the victim that its track explains, then a victim fix
+    # 79 m toward the tag, make two pairs within R with confidence, both on that one tag
+    # fix, and with the pairs since the crossing they made an alert before either side's
+    # next fix (both back near 235 m) could say anything.
+    b = standing(URBAN_CANYON, BEYOND_BAND_M, 0.5, seed=3)
+    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT) == []
+
+
+def test_an_explained_outlier_found_to_be_a_spike_is_no_reading() -> None:
+    # Urban, standing still just beyond the band (one draw): a victim fix 111 m toward the
+    # tag, 40 s after the last one its track believed, is explained and becomes its anchor,
+    # and the true fix after it (20 s later, 5 m from where the victim stands) is doubted
+    # from there: the spike's pairs were readings and the true fix's pairs could not argue
+    # against them. The track's spike test finds it (track.believed).
+    b = standing(URBAN_CANYON, BEYOND_BAND_M, 2.05, seed=27)
+    assert of(ENGINE.evaluate(cfg(), b.obs, T + 3 * 3600), px.ALERT) == []
+
+
 def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
     # The tag walks in to 170 m of the victim and stays; two pairs within 200 m with
     # confidence, then the victim's phone (indoors) gets no fix for four minutes while the

@@ -1,0 +1,43 @@
+"""The track's spike test (backend/rules/track.py, `believed`), on planar points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backend.rules import track
+
+MOVE_MPS, MAX_SPEED_MPS, REANCHOR = 2.5, 70.0, 3
+
+
+def judge(fixes: list[tuple[int, float, float]]) -> tuple[list[float], dict[str, Any]]:
+    """The accuracy believed for each (t, x, accuracy) fix, and the track's state after."""
+    st: dict[str, Any] = {}
+    out = [
+        track.believed(st, t, x, 0.0, acc, MOVE_MPS, MAX_SPEED_MPS, REANCHOR) for t, x, acc in fixes
+    ]
+    return out, st
+
+
+def test_a_fix_out_and_back_again_is_a_spike() -> None:
+    # 80 m out after a missed fix (within 30 s on foot and both accuracies, so explained),
+    # then back where the wearer stood 15 s later: more than walking pace allows from the
+    # outlier, well within what the fix before it allows.
+    believed, st = judge([(0, 0.0, 20.0), (30, 80.0, 20.0), (45, 2.0, 10.0)])
+    assert believed == [20.0, 20.0, 10.0]
+    assert st["spiked"] == [30]
+    assert st["anchor"][:2] == [45, 2.0]
+
+
+def test_a_wearer_walking_on_or_turning_back_makes_no_spike() -> None:
+    # Walking at 2 m/s and on, and walking 30 m out and back at 2 m/s: every fix explained,
+    # none taken for a spike. Nor is a fix judged from an anchor more than SPIKE_S before
+    # it (after a gap an old anchor would explain almost anything).
+    for fixes in (
+        [(0, 0.0, 5.0), (15, 30.0, 5.0), (30, 60.0, 5.0), (45, 90.0, 5.0)],
+        [(0, 0.0, 5.0), (15, 30.0, 5.0), (30, 0.0, 5.0)],
+        [(0, 0.0, 20.0), (50, 120.0, 20.0), (65, 0.0, 10.0)],
+    ):
+        st: dict[str, Any] = {}
+        for t, x, acc in fixes:
+            track.believed(st, t, x, 0.0, acc, MOVE_MPS, MAX_SPEED_MPS, REANCHOR)
+            assert "spiked" not in st, (fixes, t)
