@@ -318,8 +318,7 @@ class Proximity(Rule):
                 continue
             gone = [f for f in vs["fixes"] if f[col - 3] in spiked]
             vs["fixes"] = [f for f in vs["fixes"] if f[col - 3] not in spiked]
-            vs["n"] -= len(gone)
-            vs["support"] -= len(gone)
+            visit.withdraw(vs, len(gone))
 
     def _pair(
         self, tag_fix: list[Any] | None, victim_fix: list[Any] | None, obs: Obs

@@ -43,6 +43,14 @@ def support(vs: dict[str, Any], t: int) -> None:
         vs["unheard"] = 0
 
 
+def withdraw(vs: dict[str, Any], k: int) -> None:
+    """Take back `k` supporting readings found since to have been no readings (a track's
+    spike): neither count nor balance keeps them. A balance so spent ends the visit at its
+    next refuting reading or when it goes stale, as any other."""
+    vs["n"] -= k
+    vs["support"] -= k
+
+
 def refute(vs: dict[str, Any]) -> bool:
     """An explained reading on the right side: whether the balance is spent (a near miss)."""
     vs["support"] -= 1
