@@ -70,7 +70,7 @@ from home_unit import victim_device as vd
 from sim import truth as tr
 from sim.gnss import GnssFleet
 from sim.params import URBAN_CANYON, GnssParams
-from sim.score import MIN_MS, Alert, Criterion, TypeScore, score_alerts
+from sim.score import MIN_MS, NEVER_MS, Alert, Criterion, TypeScore, score_alerts
 
 PROXIMITY = "proximity_approach"  # truth type
 PROXIMITY_BAND = "proximity_borderline"  # truth: within the alert distance + BORDERLINE_M
@@ -325,13 +325,19 @@ class Run:
         devices were kept from it: each side from `due_ms` (to `until_ms`) until its last
         failed attempt before its first fix (no fix possible; its sampling interval is the
         product's and not excused), then until the victim's phone was back online. None if
-        a side made no attempt then (nothing known)."""
+        a side made no attempt then (nothing known). NEVER_MS if a side got no fix from a
+        fast fix interval before `due_ms` to `until_ms`: the confirming pair (its fixes at
+        most that far apart, after the dwell) never existed, as for a victim's phone
+        indoors through an approach just longer than the dwell."""
         due, until = -(-due_ms // 1000), until_ms // 1000
         ready = due
         for side in ("tag", "victim"):
             tries = [a for a in self.attempts.get(side, []) if due <= a[0] <= until]
             if not tries:
                 return None
+            got = self.attempts.get(side, [])
+            if not any(ok for t, ok in got if due - TAG_FAST_S <= t <= until):
+                return NEVER_MS
             failed = [t for t, ok in itertools.takewhile(lambda a: not a[1], tries)]
             ready = max(ready, failed[-1] if failed else due)
         ready = max([ready] + [b for a, b in self.offline if a <= ready < b])

@@ -36,6 +36,9 @@ from sim import truth as tr
 from sim.fleet import RunResult
 
 MIN_MS = 60_000
+# An episode's evidence that never existed (Criterion.evidence): unreported, as if due after
+# the run's end.
+NEVER_MS = 2**62
 
 
 # ---- completeness ------------------------------------------------------------------------
@@ -267,6 +270,8 @@ class Criterion:
     # simulation knows it was later than due (`Episode -> due ms -> ms or None`): a moment
     # due while that evidence could not reach it (a device offline, or trying and getting no
     # fix) is due when it could, as `cellular` moves it to when coverage returns.
+    # NEVER_MS: the evidence never existed (a device that could get no fix while the episode
+    # could be confirmed), so no device could report it: unreported, an alert on it true.
     evidence: Callable[[tr.Episode, int], int | None] | None = None
     first_day: bool = True  # False: the rule never judges the run's first day (not_charged)
     # An alert late data cleared (Alert.cleared) still counts, as a detection or a false
@@ -371,9 +376,11 @@ class TypeScore:
     held_back: list[dict[str, Any]] = field(default_factory=list)
     # Detected later than the criterion where it does not hold the latency (latency_within).
     late_borderline: list[dict[str, Any]] = field(default_factory=list)
-    # Not alerted, and due (moved for coverage or evidence) only at or after the run's end:
-    # no device could have reported it within the run (a tag entering a zone inside a dead
-    # zone the run ends in). Not counted as episodes; listed so that it hides nothing.
+    # Not alerted, and due (moved for coverage or evidence) only at or after the run's end,
+    # or never (NEVER_MS): no device could have reported it within the run (a tag entering a
+    # zone inside a dead zone the run ends in; an approach during which a victim's phone
+    # indoors got no fix after the dwell). Not counted as episodes; listed so that it hides
+    # nothing.
     unreported: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -500,9 +507,13 @@ def score_alerts(
                 due = covered_from(truth, e.subject, due)
             if c.evidence is not None:
                 due = max(due, c.evidence(e, due) or due)
-            if not cands and due >= truth.end_ms:
+            if due >= NEVER_MS or (not cands and due >= truth.end_ms):
                 ts.episodes -= 1
-                ts.unreported.append({"subject": e.subject, "start_ms": e.start_ms})
+                row: dict[str, Any] = {"subject": e.subject, "start_ms": e.start_ms}
+                if due >= NEVER_MS:
+                    row.update(no_evidence=True, alerted=bool(cands))
+                    used.update(id(a) for a in cands)  # an alert on it is not a false one
+                ts.unreported.append(row)
                 continue
             if not cands:
                 ts.missed.append({"subject": e.subject, "start_ms": e.start_ms, "end_ms": e.end_ms})

@@ -98,6 +98,34 @@ def test_an_approach_is_due_when_the_evidence_could_reach_the_backend() -> None:
     assert got.held_back[0]["plain_latency_ms"] == 560_000
 
 
+def test_an_approach_no_fix_could_confirm_is_unreported_not_missed() -> None:
+    # 75 s within R (the dwell and one fast fix interval: required), due 60 s in. The victim's
+    # phone fixed 5 s in, then indoors tried every 30 s and got nothing until after the
+    # approach: no pair after the dwell could exist. Listed, not required; an alert on it is
+    # not false. A fix one fast interval before due, or any before the end, is evidence.
+    start, end = 3600, 3675
+    due, until = (start + 60) * 1000, end * 1000
+    run = bl.Run([], 0, 0, {}, 0)
+    run.attempts = {
+        "tag": [(t, True) for t in range(start, end + 30, 15)],
+        "victim": [(start + 5, True), (start + 35, False), (start + 65, False), (end + 20, True)],
+    }
+    assert run.evidence_ms(due, until) == bl.NEVER_MS
+    ep = bl.tr.Episode(start * 1000, until, bl.PROXIMITY, 0)
+    log = bl.tr.TruthLog([ep], 0, 10**7)
+    for alerts in ([], [bl.Alert(bl.PROXIMITY, 0, start * 1000, until + 30_000, until)]):
+        s = bl.score_alerts(log, alerts, {bl.PROXIMITY: bl.criterion({0: run})})[bl.PROXIMITY]
+        assert (s.episodes, s.missed, s.false_alerts, s.latencies_ms) == (0, [], 0, [])
+        assert s.unreported == [
+            {"subject": 0, "start_ms": start * 1000, "no_evidence": True, "alerted": bool(alerts)}
+        ]
+    for fixed_at in (start + 45, end):
+        run.attempts["victim"] = sorted([(start + 5, True), (start + 65, False), (fixed_at, True)])
+        assert run.evidence_ms(due, until) == (start + 65) * 1000
+        s = bl.score_alerts(log, [], {bl.PROXIMITY: bl.criterion({0: run})})[bl.PROXIMITY]
+        assert (s.episodes, len(s.missed), s.unreported) == (1, 1, [])
+
+
 def test_a_chosen_pair_runs_as_it_does_in_the_whole_scenario() -> None:
     # Its truth, noise and alerts the same: the late tail is reproduced without the rest.
     prm = bl.BilateralParams(pairs=2, days=1, seed=3, pursuits=2, encounters=2, near_misses=0)
