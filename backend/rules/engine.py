@@ -195,7 +195,8 @@ class Engine:
 
         With `settle`, only observations before it enter the returned state (which then
         covers up to `settle`); the rest are folded on a copy, for this run's episodes only,
-        and their commands (for refs in `fresh`, if given) are the run's commands. That is
+        and their commands (for refs in `fresh`, if given, or that the sink de-duplicates:
+        Command.min_gap) are the run's commands. That is
         the allowed lateness: data a little out of order across a subject's devices (a
         relayed tag frame after its home unit's) then continues the state instead of
         re-evaluating it from a snapshot."""
@@ -214,7 +215,10 @@ class Engine:
             tail_state = State(st.covers, copy_state(st.rules), st.config_version)
             tctx = self._fold(config, tail_state, tail, live, None, end=None)
             closed = list(ctx.emitted) + list(tctx.emitted)
-            commands = [c for c in tctx.commands if fresh is None or c.ref in fresh]
+            # A command the sink de-duplicates (min_gap) goes whatever its observation: the
+            # tail's state remembers what it asked, so an ask first made at stored data (a
+            # victim's fix folded again when the tag's older batch arrives) is made once.
+            commands = [c for c in tctx.commands if fresh is None or c.ref in fresh or c.min_gap]
             st.tail_covers, st.tail_rules = tail_state.covers, tail_state.rules
         open_eps: list[Episode] = []
         deadline = NEVER

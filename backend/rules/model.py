@@ -7,7 +7,7 @@ delivered twice or in another order gives the same observations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,3 +161,21 @@ class Command:
         if self.moment:
             return prev >= self.value - self.min_gap
         return prev == self.value
+
+
+def to_send(commands: Sequence[Command]) -> list[Command]:
+    """What of one evaluation's commands goes to the devices (before `Command.repeats`): a
+    setting the sink de-duplicates only at its last value per device and key, everything
+    else as asked. A tail folded afresh asks again for what it asked before, a short batch
+    period and the order's one back among it, and only the last is the tag's to keep."""
+    last = {_slot(c): i for i, c in enumerate(commands) if _kept(c)}
+    return [c for i, c in enumerate(commands) if not _kept(c) or last[_slot(c)] == i]
+
+
+def _slot(c: Command) -> tuple[int, int, int]:
+    return c.device, c.cmd, c.key
+
+
+def _kept(c: Command) -> bool:
+    """A setting the device keeps until told another, which the sink de-duplicates."""
+    return bool(c.min_gap) and not c.moment

@@ -77,7 +77,7 @@ from backend.rules.config import SubjectConfig
 from backend.rules.delivery import note_answer, raise_unreached
 from backend.rules.engine import Engine as RuleEngine
 from backend.rules.evaluator import Changes, Evaluator
-from backend.rules.model import Command, Obs
+from backend.rules.model import Command, Obs, to_send
 from backend.rules.observe import frame_observations, security_observation
 from backend.rules.proximity import NOTIFY_PATTERN, NOTIFY_REPEATS
 from backend.rules.store import (
@@ -397,7 +397,7 @@ class MonitoringSink(RuleSink):
     ) -> list[tuple[int, bytes]]:
         """Number and sign commands inside the evaluation's transaction."""
         out = []
-        for c in commands:
+        for c in to_send(commands):
             key = self.key_for(c.device) if self.key_for else None
             if key is None or self.publish is None:
                 self.counts["commands_unsendable"] += 1

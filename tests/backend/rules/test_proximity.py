@@ -19,7 +19,7 @@ from backend.rules import proximity as px
 from backend.rules.config import Assignment, VictimLink
 from backend.rules.engine import Engine, State
 from backend.rules.evaluator import Evaluator, MemoryRepository
-from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Episode, Obs
+from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Episode, Obs, to_send
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
 from sim.bilateral import BORDERLINE_M
@@ -153,7 +153,7 @@ def sent_batches(cmds: list[Command], last: dict[tuple[int, int], int]) -> list[
     """The CFG_BATCH_S commands the sink sends of `cmds`: those that do not repeat the last
     one it recorded for their device and key (`last`, updated)."""
     out = []
-    for c in cmds:
+    for c in to_send(cmds):
         code = (c.device, c.key if c.cmd == fr.CMD_CONFIG else c.key + (c.cmd << 8))
         if c.repeats(last.get(code)):
             continue
@@ -712,3 +712,32 @@ def test_either_sides_late_data_is_re_evaluated_to_the_same_alerts(
         changes = ev.tick(cfg(), HORIZON)
     got = {(e.key, e.end, e.confirmed_t) for e in repo.episodes.values()}
     assert got == EXPECTED
+
+
+def test_asks_that_arise_at_stored_data_when_a_batch_arrives_are_sent() -> None:
+    # As the devices send: the victim's phone each fix 2 s after it, the tag in batches of
+    # two fixes (every 30 s) arriving after the victim's later fixes. Each batch folds the
+    # tail afresh and the approach is first seen near at a victim fix already stored: the
+    # asks made there (upload every 15 s, sample fast) must go out, not only be remembered.
+    b = Builder()
+    approach_then_away(b)
+    arrivals: list[tuple[int, list[Obs]]] = []
+    tag_fixes = sorted((o for o in b.obs if o.device == TAG_ID), key=lambda o: o.t)
+    for o in b.obs:
+        if o.device == VICTIM_ID:
+            arrivals.append((o.t + 2, [o]))
+    for i in range(0, len(tag_fixes), 2):
+        batch = tag_fixes[i : i + 2]
+        arrivals.append((batch[-1].t + 17, batch))
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    last: dict[tuple[int, int], int] = {}
+    sent: list[Command] = []
+    fast: list[Command] = []
+    for at, obs in sorted(arrivals, key=lambda a: a[0]):
+        cmds = ev.observe(cfg(), repo.store(obs), at).commands
+        sent += sent_batches(cmds, last)
+        fast += [c for c in cmds if c.device == TAG_ID and c.key == fr.CFG_FAST_UNTIL]
+    p = px.ProximityParams()
+    assert [c.value for c in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert fast
