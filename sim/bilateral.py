@@ -29,9 +29,9 @@ The devices, as the stack has them: GNSS error from sim.gnss (the environment's 
 outliers and availability, correlated in time) on both; the tag's reported accuracy is the
 firmware's (firmware/fixfilter.py). The tag samples every 60 s while moving (hourly at rest,
 none at home: RF mode), 15 s while the backend asks it to sample fast, and uploads a batch
-when it has 10 fixes or its batch time has passed: 600 s as the firmware ships, then what the
-proximity rule's CFG_BATCH_S commands set once they reach it (`tag_batch_s`; `near_batch_s`
-while it samples fast near the victim). Commands
+when it has its batch size of fixes (10 as the firmware ships; one, each fix at once, while
+the proximity rule's CFG_BATCH_FIXES asks for it near the victim) or its batch time has
+passed: 600 s as the firmware ships, then the rule's CFG_BATCH_S (`tag_batch_s`). Commands
 reach the tag `downlink_s` after the evaluation that asked for them. The victim's phone
 fixes every 30 s, every 10 s while the rule asks it to (CFG_FAST_UNTIL, bounded) and for 15
 minutes after a warning reached it, as the reference client does (home_unit/
@@ -290,6 +290,12 @@ def truth(pairs: list[Pair], prm: BilateralParams) -> tr.TruthLog:
 
 
 TAG_BASE, VICTIM_BASE = 100_000, 200_000
+# The rule's commands to the tag, as the report counts them.
+_TAG_KEYS = {
+    fr.CFG_FAST_UNTIL: "fast_until",
+    fr.CFG_BATCH_S: "batch_s",
+    fr.CFG_BATCH_FIXES: "batch_fixes",
+}
 
 
 def _obs(dev: int, role: str, seq: int, t: int, x: float, y: float, hdop: float, sats: int) -> Obs:
@@ -365,6 +371,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
         a = START + int(rng.uniform(0, prm.days * 86400))
         offline.append((a, a + int(rng.uniform(10, 40) * 60)))
     batch_s, fast_until, moved_at = prm.firmware_batch_s, 0, -(10**9)
+    batch_fixes = px.FIRMWARE_BATCH_FIXES
     victim_fast_until = 0
     next_tag, last_tag, next_victim, seq = START, START - 3600, START, 0
     tag_batch: list[Obs] = []
@@ -373,7 +380,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
     arrivals: list[tuple[int, list[Obs]]] = []
     pending: list[tuple[int, int, int]] = []  # (arrives at the tag, key, value)
     seen: dict[str, int] = {}
-    counts: dict[str, int] = {"fast_until": 0, "batch_s": 0, "notify": 0, "victim_fast_until": 0}
+    counts = {"fast_until": 0, "batch_s": 0, "batch_fixes": 0, "notify": 0, "victim_fast_until": 0}
     late = 0
     last_sent: dict[tuple[int, int, int], int] = {}
     attempts: dict[str, list[tuple[int, bool]]] = {"tag": [], "victim": []}
@@ -387,6 +394,8 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 fast_until = max(fast_until, value)
             elif key == fr.CFG_BATCH_S:
                 batch_s = value
+            elif key == fr.CFG_BATCH_FIXES:
+                batch_fixes = value
         fixes = gnss.epoch(t * 1000, np.array([p.x[i], v.x[i]]), np.array([p.y[i], v.y[i]]),
                            np.array([p.env[i], v.env[i]]))  # fmt: skip
         every = TAG_FAST_S if t < fast_until else 60 if t - moved_at < 600 else 3600
@@ -403,7 +412,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                 if not tag_batch:
                     tag_batch_start = t
                 tag_batch.append(o)
-        if tag_batch and (len(tag_batch) >= 10 or t - tag_batch_start >= batch_s):
+        if tag_batch and (len(tag_batch) >= batch_fixes or t - tag_batch_start >= batch_s):
             arrivals.append((t + 2, tag_batch))
             tag_batch = []
         if t >= next_victim:
@@ -440,7 +449,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
                         got = vd.fast_until(c.value, at + prm.downlink_s)
                         victim_fast_until = max(victim_fast_until, got)
                 elif c.device == tag:
-                    counts["fast_until" if c.key == fr.CFG_FAST_UNTIL else "batch_s"] += 1
+                    counts[_TAG_KEYS[c.key]] += 1
                     pending.append((at + prm.downlink_s, c.key, c.value))
             for ep in repo.episodes.values():
                 seen.setdefault(ep.key, at)

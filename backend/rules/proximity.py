@@ -52,9 +52,10 @@ A tag under an order with a victim device is asked once (per rule state, live da
 sink does not repeat a command the device already had) to close its upload batches every
 `tag_batch_s` (cmd_config CFG_BATCH_S): with the firmware's default of 10 minutes the backend
 would learn of an approach minutes after it happened, whatever the rule did. With its fast
-sampling it is asked for `near_batch_s` (its confirming fixes then arrive within seconds, not
-with the next minute's batch), and for `tag_batch_s` again at its first fix after the fast
-sampling has run out: a batch period, unlike CFG_FAST_UNTIL, does not end by itself
+sampling it is asked to upload each fix as it takes it (cmd_config CFG_BATCH_FIXES
+`near_batch_fixes`: its confirming fixes then arrive within seconds, not with the next
+batch), and for the firmware's batch size again at its first fix after the fast sampling
+has run out: a batch setting, unlike CFG_FAST_UNTIL, does not end by itself
 (Command.repeats: a setting repeats only its own value).
 
 Victim-safe: what an episode keeps as evidence about the victim's side is its fix's reference,
@@ -95,8 +96,10 @@ NOTIFY_REPEATS = 5
 
 
 # The tag's upload batch period as the firmware ships it, given back when no victim link
-# remains (the order's tag_batch_s is for a bilateral order only).
+# remains (the order's tag_batch_s is for a bilateral order only), and its batch size,
+# given back when its fast sampling near a victim ends.
 FIRMWARE_BATCH_S = int(str(FIRMWARE_DEFAULTS["batch_s"]))
+FIRMWARE_BATCH_FIXES = int(str(FIRMWARE_DEFAULTS["batch_fixes"]))
 
 
 def _linked(link: VictimLink, t: int) -> bool:
@@ -126,10 +129,12 @@ class ProximityParams:
     held_gap_s: int = int(str(FIRMWARE_DEFAULTS["fix_fast_s"]))
     fast_for_s: int = 900
     tag_batch_s: int = 60  # the tag's upload batches close this often under a bilateral order
-    # ... and this often while it samples fast near a victim (for at most fast_for_s after the
-    # last pair that may be within the warning distance; the firmware's least is 10 s): with
-    # 60 s batches an approach's confirming fixes reached the backend a minute late.
-    near_batch_s: int = 15
+    # ... and close at this many fixes while it samples fast near a victim (for at most
+    # fast_for_s after the last pair that may be within the warning distance): with 60 s
+    # batches an approach's confirming fixes reached the backend a minute late, and with
+    # batches closing every 15 s, as often as it fixes, each batch's first fix still waited
+    # 15 s (an approach 122 s late).
+    near_batch_fixes: int = 1
 
 
 # The recent pairs kept per victim device for the median (bounds the rule's state: with both
@@ -164,8 +169,8 @@ class Proximity(Rule):
         # visit: per "device/type", the distance's visit (visit.py; plus upto, the last time
         # it was judged, unheard: see _unheard, and fixes: its supporting pairs' fix times);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
-        # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_s
-        # since (given tag_batch_s back once the tag's fast sampling ends); released: tags
+        # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_fixes
+        # since (given the firmware's back once the tag's fast sampling ends); released: tags
         # under no link any more, asked for the firmware's period (live, as batched).
         return {
             "open": {},
@@ -202,11 +207,15 @@ class Proximity(Rule):
             return
         near = st.setdefault("near_batched", [])  # absent from states stored before it
         ordered = [v for v in links if _linked(v, obs.t)]
-        # Not while on the short period (a settled state folded without live data never
-        # lists the tag as batched): that ends with the order's period anyway.
+        # Not while near (a settled state folded without live data never lists the tag as
+        # batched): asked at its first fix after. With the period, the firmware's batch
+        # size: rules restarted from stored data (a new configuration) may have ended a
+        # nearness whose end they could not send.
         if side == "tag" and ctx.live and ordered and obs.device not in st["batched"] + near:
             st["batched"].append(obs.device)
-            self._ask_batch(ctx, obs.device, self.p.tag_batch_s, "bilateral order", obs)
+            self._ask(ctx, obs.device, fr.CFG_BATCH_S, self.p.tag_batch_s, "bilateral order", obs)
+            self._ask(ctx, obs.device, fr.CFG_BATCH_FIXES, FIRMWARE_BATCH_FIXES, "bilateral order",
+                      obs)  # fmt: skip
         for other, link in others:
             there = st["tracks"].get(other, {}).get("last")
             tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)
@@ -225,7 +234,8 @@ class Proximity(Rule):
                     # Its fixes uploaded as promptly as they are taken, for as long.
                     if tag_fix[6] not in near:
                         near.append(tag_fix[6])
-                        self._ask_batch(ctx, tag_fix[6], self.p.near_batch_s, "near victim", obs)
+                        self._ask(ctx, tag_fix[6], fr.CFG_BATCH_FIXES, self.p.near_batch_fixes,
+                                  "near victim", obs)  # fmt: skip
                     # The victim's side as dense as the tag's (its phone fixes every 30 s
                     # otherwise): a sparse side is what made approaches late.
                     asked = st.setdefault("victim_fast", {})
@@ -244,13 +254,13 @@ class Proximity(Rule):
         ordered: list[VictimLink],
         prev: int | None,
     ) -> None:
-        """At a tag fix: its period back from the short one once its fast sampling has ended
-        (a pair in apply would have renewed it) or a link has ended since its last fix: the
-        order's if a link remains, else the firmware's. Remembered on stored data too, as
-        fast_until is, so a re-evaluation cannot leave a tag on the short one. A tag under no
-        link any more is asked for the firmware's period once per live state (the sink sends
-        it only if its last period differs): unlinking restarts the rules from stored data,
-        whose folds send nothing, so neither list says what the tag was last asked."""
+        """At a tag fix: the firmware's batch size back from a fix at a time once its fast
+        sampling has ended (a pair in apply would have renewed it) or a link has ended since
+        its last fix. Remembered on stored data too, as fast_until is, so a re-evaluation
+        cannot leave a tag uploading every fix. A tag under no link any more is asked for the
+        firmware's period and batch size once per live state (the sink sends each only if its
+        last differs): unlinking restarts the rules from stored data, whose folds send
+        nothing, so neither list says what the tag was last asked."""
         near, tag = st["near_batched"], obs.device
         released = st.setdefault("released", [])
         ended = prev is not None and any(
@@ -258,8 +268,7 @@ class Proximity(Rule):
         )
         if tag in near and (obs.t >= st["fast_until"] or ended or not ordered):
             near.remove(tag)
-            if ordered:
-                self._ask_batch(ctx, tag, self.p.tag_batch_s, "away from victim", obs)
+            self._ask(ctx, tag, fr.CFG_BATCH_FIXES, FIRMWARE_BATCH_FIXES, "away from victim", obs)
         if ordered:
             if tag in released:
                 released.remove(tag)
@@ -270,16 +279,15 @@ class Proximity(Rule):
             st["batched"].remove(tag)
         if ctx.live and tag not in released:
             released.append(tag)
-            self._ask_batch(ctx, tag, FIRMWARE_BATCH_S, "no victim order", obs)
+            self._ask(ctx, tag, fr.CFG_BATCH_S, FIRMWARE_BATCH_S, "no victim order", obs)
+            self._ask(ctx, tag, fr.CFG_BATCH_FIXES, FIRMWARE_BATCH_FIXES, "no victim order", obs)
 
     @staticmethod
-    def _ask_batch(ctx: Context, device: int, batch_s: int, reason: str, obs: Obs) -> None:
-        """CFG_BATCH_S for a tag (live data only; the sink sends it unless the tag's last one
-        was the same: Command.repeats)."""
+    def _ask(ctx: Context, device: int, key: int, value: int, reason: str, obs: Obs) -> None:
+        """A batch setting (CFG_BATCH_S, CFG_BATCH_FIXES) for a tag (live data only; the sink
+        sends it unless the tag's last one was the same: Command.repeats)."""
         if ctx.live:
-            ctx.commands.append(
-                Command(device, fr.CFG_BATCH_S, batch_s, reason, obs.ref, min_gap=1)
-            )
+            ctx.commands.append(Command(device, key, value, reason, obs.ref, min_gap=1))
 
     def _accept(self, st: dict[str, Any], obs: Obs, side: str) -> list[Any] | None:
         """The side's fix as the track believes it, or None for a jump."""

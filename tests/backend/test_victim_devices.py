@@ -192,12 +192,12 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
     assert sorted(stored) == [TAG_ID, VICTIM_ID]
 
 
-def test_near_the_victim_the_tag_gets_short_batches_once_and_the_orders_back_after(
+def test_near_the_victim_the_tag_uploads_each_fix_once_asked_and_batches_again_after(
     world: World,
 ) -> None:
-    # Through the sink on a real database: the short period (a smaller value than the
-    # order's, recorded after it) is sent once though every upload folds the tail afresh,
-    # and the order's period goes again once the tag's fast sampling has run out.
+    # Through the sink on a real database: a fix at a time (a smaller value than the
+    # firmware's, recorded after it) is sent once though every upload folds the tail afresh,
+    # and the firmware's batch size goes again once the tag's fast sampling has run out.
     with world.engine.begin() as conn:
         link(conn, world.order, VICTIM_ID, T - 600, T)
     at = world.approach()
@@ -209,11 +209,17 @@ def test_near_the_victim_the_tag_gets_short_batches_once_and_the_orders_back_aft
         world.sink.tick(ts + 3)
     c = device_commands.c
     with world.engine.connect() as conn:
+        keys = (fr.CFG_BATCH_S, fr.CFG_BATCH_FIXES)
         batches = conn.execute(
-            select(c.value).where(c.device == TAG_ID, c.key == fr.CFG_BATCH_S).order_by(c.seq)
-        ).scalars()
+            select(c.key, c.value).where(c.device == TAG_ID, c.key.in_(keys)).order_by(c.seq)
+        ).all()
         p = px.ProximityParams()
-        assert list(batches) == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+        assert [tuple(r) for r in batches] == [
+            (fr.CFG_BATCH_S, p.tag_batch_s),
+            (fr.CFG_BATCH_FIXES, px.FIRMWARE_BATCH_FIXES),
+            (fr.CFG_BATCH_FIXES, p.near_batch_fixes),
+            (fr.CFG_BATCH_FIXES, px.FIRMWARE_BATCH_FIXES),
+        ]
 
 
 def test_a_forged_or_replayed_warning_is_refused_by_the_client(world: World) -> None:

@@ -113,10 +113,10 @@ def test_the_victim_device_is_warned_once_per_episode_on_live_data() -> None:
     # ... and the tag is asked to sample fast while within the warning distance.
     fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL and c.device == TAG_ID]
     assert fast
-    # ... and to upload every minute, once; every 15 s from the first pair that may be
-    # within the warning distance (the scene ends before its fast sampling does).
-    batch = [(c.device, c.value) for c in res.commands if c.key == fr.CFG_BATCH_S]
-    assert batch == [(TAG_ID, 60), (TAG_ID, 15)]
+    # ... and to upload every minute, once; each fix as it is taken from the first pair that
+    # may be within the warning distance (the scene ends before its fast sampling does).
+    assert {c.device for c in batches(res.commands)} == {TAG_ID}
+    assert asks(batches(res.commands)) == [ORDER, FIRMWARE_SIZE, NEAR]
     replay = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=False)
     assert replay.commands == []
 
@@ -149,42 +149,57 @@ def approach_then_away(b: Builder) -> None:
         victim_fix(b, end + 60 * i + 4, 0, 0, 5)
 
 
+# The tag's batch settings as (key, value): the order's period, the firmware's batch size
+# and each fix at once near the victim.
+ORDER = (fr.CFG_BATCH_S, px.ProximityParams().tag_batch_s)
+FIRMWARE_SIZE = (fr.CFG_BATCH_FIXES, px.FIRMWARE_BATCH_FIXES)
+NEAR = (fr.CFG_BATCH_FIXES, px.ProximityParams().near_batch_fixes)
+
+
+def batches(cmds: list[Command]) -> list[Command]:
+    """The batch settings (CFG_BATCH_S, CFG_BATCH_FIXES) among `cmds`."""
+    keys = (fr.CFG_BATCH_S, fr.CFG_BATCH_FIXES)
+    return [c for c in cmds if c.cmd == fr.CMD_CONFIG and c.key in keys]
+
+
+def asks(cmds: list[Command]) -> list[tuple[int, int]]:
+    return [(c.key, c.value) for c in cmds]
+
+
 def sent_batches(cmds: list[Command], last: dict[tuple[int, int], int]) -> list[Command]:
-    """The CFG_BATCH_S commands the sink sends of `cmds`: those that do not repeat the last
-    one it recorded for their device and key (`last`, updated)."""
+    """The batch settings the sink sends of `cmds`: those that do not repeat the last one it
+    recorded for their device and key (`last`, updated)."""
     out = []
     for c in to_send(cmds):
         code = (c.device, c.key if c.cmd == fr.CMD_CONFIG else c.key + (c.cmd << 8))
         if c.repeats(last.get(code)):
             continue
         last[code] = c.value
-        if c.key == fr.CFG_BATCH_S and c.cmd == fr.CMD_CONFIG:
-            out.append(c)
-    return out
+        out.append(c)
+    return batches(out)
 
 
-def test_near_the_victim_the_tag_uploads_in_short_batches_until_its_fast_sampling_ends() -> None:
+def test_near_the_victim_the_tag_uploads_each_fix_until_its_fast_sampling_ends() -> None:
     # Its fixes reach the backend within seconds instead of with the next minute's batch,
-    # from the moment and for as long as it samples fast; then the order's period again.
+    # from the moment and for as long as it samples fast; then the firmware's batch size.
     b = Builder()
     approach_then_away(b)
-    p = px.ProximityParams()
     res = ENGINE.run(cfg(), ENGINE.initial(cfg(), T), b.obs, T + 7200, live=True)
-    batch = [c for c in res.commands if c.key == fr.CFG_BATCH_S]
-    assert [c.value for c in batch] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    batch = batches(res.commands)
+    assert asks(batch) == [ORDER, FIRMWARE_SIZE, NEAR, FIRMWARE_SIZE]
     seen = {o.ref: o.t for o in b.obs}
     fast = [c for c in res.commands if c.key == fr.CFG_FAST_UNTIL and c.device == TAG_ID]
-    assert batch[1].ref == fast[0].ref and batch[1].device == TAG_ID
+    assert batch[2].ref == fast[0].ref and batch[2].device == TAG_ID
     # Back at the tag's first fix once the last fast-sampling request has run out.
     tag_ts = sorted(o.t for o in b.obs if o.device == TAG_ID)
-    assert seen[batch[2].ref] == next(t for t in tag_ts if t >= fast[-1].value)
+    assert seen[batch[3].ref] == next(t for t in tag_ts if t >= fast[-1].value)
 
 
 def test_the_short_batch_goes_once_per_approach_however_often_the_tail_is_folded() -> None:
     # Fed one observation at a time (each evaluation folds the unsettled tail afresh and
-    # asks again), the sink sends 15 s after the order's 60 s (a setting, not a moment: a
-    # smaller value is no repeat) once, never again while the pair stays near, and 60 s
-    # back once.
+    # asks again), the sink sends a fix at a time after the firmware's 10 (a setting, not a
+    # moment: a smaller value is no repeat) once, never again while the pair stays near,
+    # and 10 back once.
     b = Builder()
     approach_then_away(b)
     repo = MemoryRepository()
@@ -193,8 +208,7 @@ def test_the_short_batch_goes_once_per_approach_however_often_the_tail_is_folded
     sent: list[Command] = []
     for o in sorted(b.obs, key=lambda o: o.t):
         sent += sent_batches(ev.observe(cfg(), repo.store([o]), o.t + 2).commands, last)
-    p = px.ProximityParams()
-    assert [c.value for c in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert asks(sent) == [ORDER, FIRMWARE_SIZE, NEAR, FIRMWARE_SIZE]
 
 
 def test_a_state_stored_before_the_short_batch_still_loads_and_asks_for_it() -> None:
@@ -203,15 +217,15 @@ def test_a_state_stored_before_the_short_batch_still_loads_and_asks_for_it() -> 
     b = Builder()
     approach_then_away(b)
     res = ENGINE.run(cfg(), State.from_json(state.to_json()), b.obs, T + 7200, live=True)
-    batch = [c.value for c in res.commands if c.key == fr.CFG_BATCH_S]
-    assert batch == [60, 15, 60]
+    assert asks(batches(res.commands)) == [ORDER, FIRMWARE_SIZE, NEAR, FIRMWARE_SIZE]
 
 
-def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_orders_period_while_short() -> None:
+def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_batch_size_back_while_near() -> None:
     # The settled state is folded from stored data (no commands, so it lists no tag as asked
-    # for the order's period) while the tag is near the victim on the short period; the live
-    # tail's first tag fix, still within its fast sampling, must not ask for 60 s (the sink
-    # would send it: 60 after 15 is no repeat) and leave the tag uploading every minute.
+    # for the order's period) while the tag is near the victim uploading each fix; the live
+    # tail's first tag fix, still within its fast sampling, must not ask for the firmware's
+    # batch size (the sink would send it: 10 after 1 is no repeat) and leave the tag
+    # uploading every minute.
     b = Builder()
     meet(b, approach(60, 12))
     stored = [o for o in b.obs if o.t < T + 15 * 40]
@@ -219,16 +233,14 @@ def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_orders_period_whil
     assert TAG_ID in settled.rules["proximity"]["near_batched"]
     fresh = b.fix(T + 15 * 40 + 8, 60, 0, 5)
     res = ENGINE.run(cfg(), settled, [fresh], T + 15 * 41, live=True)
-    assert px.ProximityParams().tag_batch_s not in [
-        c.value for c in res.commands if c.key == fr.CFG_BATCH_S
-    ]
+    assert FIRMWARE_SIZE not in asks(batches(res.commands))
 
 
 def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
     """An approach (the tag on the short period), its victim link ended 30 s after, then
     the tag fixing 900 m away every minute for 40 minutes; fed one observation at a time as the
-    backend would, the configuration changing (version 2) at the unlink. The CFG_BATCH_S
-    values the sink sends, each with its time from the unlink."""
+    backend would, the configuration changing (version 2) at the unlink. The batch settings
+    the sink sends, each with its time from the unlink."""
     b = Builder()
     meet(b, approach(60, 12))
     cut = max(o.t for o in b.obs) + 30
@@ -246,23 +258,23 @@ def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
     repo = MemoryRepository()
     ev = Evaluator(repo, ENGINE)
     last: dict[tuple[int, int], int] = {}
-    sent: list[tuple[int, int]] = []
+    sent: list[tuple[tuple[int, int], int]] = []
     for o in sorted(b.obs, key=lambda o: o.t):
         c = cfg() if o.t < cut else after
         got = sent_batches(ev.observe(c, repo.store([o]), o.t + 2).commands, last)
-        sent += [(x.value, o.t - cut) for x in got]
+        sent += [((x.key, x.value), o.t - cut) for x in got]
     return sent
 
 
-def test_a_tag_on_the_short_period_gets_the_firmwares_back_when_its_victim_link_ends() -> None:
+def test_a_tag_uploading_each_fix_gets_the_firmwares_batches_back_when_its_link_ends() -> None:
     # Unlinking restarts the rules over stored data (no commands from those folds): the
-    # tag's first fix after the link ended gives it its firmware's period (no order with a
-    # victim remains), not 15 s until its fast sampling runs out and then the order's 60 s.
+    # tag's first fix after the link ended gives it its firmware's period and batch size (no
+    # order with a victim remains), not each fix at once until its fast sampling runs out.
     sent = unlinked_scene(None)
-    p = px.ProximityParams()
-    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, px.FIRMWARE_BATCH_S]
+    firmware_period = (fr.CFG_BATCH_S, px.FIRMWARE_BATCH_S)
+    assert [v for v, _ in sent] == [ORDER, FIRMWARE_SIZE, NEAR, firmware_period, FIRMWARE_SIZE]
     assert px.FIRMWARE_BATCH_S == 600
-    assert 0 < sent[-1][1] <= 60  # the tag's first fix after the unlink
+    assert 0 < sent[-1][1] <= 60 and sent[-2][1] == sent[-1][1]  # the first fix after
 
 
 def test_with_another_victim_link_left_the_tag_gets_the_orders_period_back() -> None:
@@ -270,8 +282,7 @@ def test_with_another_victim_link_left_the_tag_gets_the_orders_period_back() -> 
     # fix after the first link ended.
     other = VictimLink(VICTIM_ID + 1, 500, 200, LINK.start)
     sent = unlinked_scene(other)
-    p = px.ProximityParams()
-    assert [v for v, _ in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert [v for v, _ in sent] == [ORDER, FIRMWARE_SIZE, NEAR, FIRMWARE_SIZE]
     assert 0 < sent[-1][1] <= 60
 
 
@@ -738,6 +749,5 @@ def test_asks_that_arise_at_stored_data_when_a_batch_arrives_are_sent() -> None:
         cmds = ev.observe(cfg(), repo.store(obs), at).commands
         sent += sent_batches(cmds, last)
         fast += [c for c in cmds if c.device == TAG_ID and c.key == fr.CFG_FAST_UNTIL]
-    p = px.ProximityParams()
-    assert [c.value for c in sent] == [p.tag_batch_s, p.near_batch_s, p.tag_batch_s]
+    assert asks(sent) == [ORDER, FIRMWARE_SIZE, NEAR, FIRMWARE_SIZE]
     assert fast
