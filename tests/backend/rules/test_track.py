@@ -28,6 +28,16 @@ def test_a_fix_out_and_back_again_is_a_spike() -> None:
     assert st["anchor"][:2] == [45, 2.0]
 
 
+def test_an_outlier_after_a_gap_is_a_spike() -> None:
+    # A phone indoors: a fix, 70 s without one, an outlier 80 m off (reported 30 m, which the
+    # fix before the gap explains at walking pace), then the true fix 10 s later. The fix
+    # before the gap is 85 s older than the true fix and still the one to judge it from.
+    believed, st = judge([(0, 0.0, 20.0), (75, 80.0, 30.0), (85, 3.0, 20.0)])
+    assert believed == [20.0, 30.0, 20.0]
+    assert st["spiked"] == [75]
+    assert st["anchor"][:2] == [85, 3.0]
+
+
 def test_a_wearer_walking_on_or_turning_back_makes_no_spike() -> None:
     # Walking at 2 m/s and on, and walking 30 m out and back at 2 m/s: every fix explained,
     # none taken for a spike. Nor is a fix judged from an anchor more than SPIKE_S before
@@ -35,7 +45,7 @@ def test_a_wearer_walking_on_or_turning_back_makes_no_spike() -> None:
     for fixes in (
         [(0, 0.0, 5.0), (15, 30.0, 5.0), (30, 60.0, 5.0), (45, 90.0, 5.0)],
         [(0, 0.0, 5.0), (15, 30.0, 5.0), (30, 0.0, 5.0)],
-        [(0, 0.0, 20.0), (50, 120.0, 20.0), (65, 0.0, 10.0)],
+        [(0, 0.0, 20.0), (80, 160.0, 20.0), (95, 0.0, 10.0)],
     ):
         st: dict[str, Any] = {}
         for t, x, acc in fixes:
