@@ -62,7 +62,7 @@ from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
 from backend.rules.geo import M_PER_DEG_LAT
-from backend.rules.model import TAG, VICTIM, Episode, Obs, to_send
+from backend.rules.model import TAG, VICTIM, Episode, Obs, sent
 from firmware import config as fw_config
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
@@ -433,10 +433,7 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
         for at, obs in sorted(due, key=lambda a: a[0]):
             late += any(o.t < at - 600 for o in obs)
             changes = ev.observe(cfg, repo.store(obs), at)
-            for c in to_send(changes.commands):
-                if c.repeats(last_sent.get((c.device, c.cmd, c.key))):
-                    continue  # as the sink: not sent again
-                last_sent[(c.device, c.cmd, c.key)] = c.value
+            for c in sent(changes.commands, last_sent):  # as the sink sends them
                 if c.cmd == fr.CMD_NOTIFY:
                     counts["notify"] += 1
                     if at not in offline_at:

@@ -154,8 +154,8 @@ class Command:
         """Whether the device's last command under this key, of value `prev`, already asked
         for this one (the sink then does not send it: a rule folding its unsettled tail
         afresh asks again for what it asked before). A moment: if no more than `min_gap`
-        earlier, or later. A setting: only the same value, so a short batch period after the
-        order's longer one, and that one back, both go."""
+        earlier, or later. A setting: only the same value, so a batch of one fix after the
+        firmware's ten, and ten back, both go."""
         if not self.min_gap or prev is None:
             return False
         if self.moment:
@@ -166,10 +166,23 @@ class Command:
 def to_send(commands: Sequence[Command]) -> list[Command]:
     """What of one evaluation's commands goes to the devices (before `Command.repeats`): a
     setting the sink de-duplicates only at its last value per device and key, everything
-    else as asked. A tail folded afresh asks again for what it asked before, a short batch
-    period and the order's one back among it, and only the last is the tag's to keep."""
+    else as asked. A tail folded afresh asks again for what it asked before, a batch of one
+    fix and the firmware's ten back among it, and only the last is the tag's to keep."""
     last = {_slot(c): i for i, c in enumerate(commands) if _kept(c)}
     return [c for i, c in enumerate(commands) if not _kept(c) or last[_slot(c)] == i]
+
+
+def sent(commands: Sequence[Command], last: dict[tuple[int, int, int], int]) -> list[Command]:
+    """The commands of one evaluation the sink sends (`to_send`, less those that repeat the
+    last value sent under their device and key: `Command.repeats`), with `last` updated.
+    The sink keeps `last` in device_commands; the simulator and the tests in memory."""
+    out = []
+    for c in to_send(commands):
+        if c.repeats(last.get(_slot(c))):
+            continue
+        last[_slot(c)] = c.value
+        out.append(c)
+    return out
 
 
 def _slot(c: Command) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from backend.rules import proximity as px
 from backend.rules.config import Assignment, VictimLink
 from backend.rules.engine import Engine, State
 from backend.rules.evaluator import Evaluator, MemoryRepository
-from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Episode, Obs, to_send
+from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Episode, Obs, sent
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
 from sim.bilateral import BORDERLINE_M
@@ -166,17 +166,10 @@ def asks(cmds: list[Command]) -> list[tuple[int, int]]:
     return [(c.key, c.value) for c in cmds]
 
 
-def sent_batches(cmds: list[Command], last: dict[tuple[int, int], int]) -> list[Command]:
+def sent_batches(cmds: list[Command], last: dict[tuple[int, int, int], int]) -> list[Command]:
     """The batch settings the sink sends of `cmds`: those that do not repeat the last one it
     recorded for their device and key (`last`, updated)."""
-    out = []
-    for c in to_send(cmds):
-        code = (c.device, c.key if c.cmd == fr.CMD_CONFIG else c.key + (c.cmd << 8))
-        if c.repeats(last.get(code)):
-            continue
-        last[code] = c.value
-        out.append(c)
-    return batches(out)
+    return batches(sent(cmds, last))
 
 
 def test_near_the_victim_the_tag_uploads_each_fix_until_its_fast_sampling_ends() -> None:
@@ -204,7 +197,7 @@ def test_the_short_batch_goes_once_per_approach_however_often_the_tail_is_folded
     approach_then_away(b)
     repo = MemoryRepository()
     ev = Evaluator(repo, ENGINE)
-    last: dict[tuple[int, int], int] = {}
+    last: dict[tuple[int, int, int], int] = {}
     sent: list[Command] = []
     for o in sorted(b.obs, key=lambda o: o.t):
         sent += sent_batches(ev.observe(cfg(), repo.store([o]), o.t + 2).commands, last)
@@ -237,7 +230,7 @@ def test_a_tail_whose_first_tag_fix_is_fresh_does_not_ask_the_batch_size_back_wh
 
 
 def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
-    """An approach (the tag on the short period), its victim link ended 30 s after, then
+    """An approach (the tag uploading each fix), its victim link ended 30 s after, then
     the tag fixing 900 m away every minute for 40 minutes; fed one observation at a time as the
     backend would, the configuration changing (version 2) at the unlink. The batch settings
     the sink sends, each with its time from the unlink."""
@@ -257,7 +250,7 @@ def unlinked_scene(other: VictimLink | None) -> list[tuple[int, int]]:
     after = cfg(victims=[ended] + ([other] if other else []), assignments=assignments, version=2)
     repo = MemoryRepository()
     ev = Evaluator(repo, ENGINE)
-    last: dict[tuple[int, int], int] = {}
+    last: dict[tuple[int, int, int], int] = {}
     sent: list[tuple[tuple[int, int], int]] = []
     for o in sorted(b.obs, key=lambda o: o.t):
         c = cfg() if o.t < cut else after
@@ -742,7 +735,7 @@ def test_asks_that_arise_at_stored_data_when_a_batch_arrives_are_sent() -> None:
         arrivals.append((batch[-1].t + 17, batch))
     repo = MemoryRepository()
     ev = Evaluator(repo, ENGINE)
-    last: dict[tuple[int, int], int] = {}
+    last: dict[tuple[int, int, int], int] = {}
     sent: list[Command] = []
     fast: list[Command] = []
     for at, obs in sorted(arrivals, key=lambda a: a[0]):
