@@ -61,15 +61,16 @@ from backend.rules import proximity as px
 from backend.rules.config import Assignment, SubjectConfig, VictimLink
 from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
-from backend.rules.geo import M_PER_DEG_LAT
-from backend.rules.model import TAG, VICTIM, Episode, Obs, sent
+from backend.rules.geo import HOME, M_PER_DEG_LAT, ZoneSpec
+from backend.rules.model import HOME_UNIT, TAG, VICTIM, Episode, Obs, sent
 from firmware import config as fw_config
 from firmware import frame as fr
 from firmware.fixfilter import accuracy_dm
+from home_unit import presence as hp
 from home_unit import victim_device as vd
 from sim import truth as tr
 from sim.gnss import GnssFleet
-from sim.params import URBAN_CANYON, GnssParams
+from sim.params import HOME_ZONE_M, URBAN_CANYON, GnssParams
 from sim.score import MIN_MS, NEVER_MS, Alert, Criterion, TypeScore, score_alerts
 
 PROXIMITY = "proximity_approach"  # truth type
@@ -86,6 +87,10 @@ BORDERLINE_M = 2.0 * math.hypot(_URBAN_SIGMA_M, _URBAN_SIGMA_M)
 OPEN_SKY, STREET, URBAN, INDOORS = 0, 1, 2, 3
 STEP_S = 5
 TAG_FAST_S = int(str(fw_config.DEFAULTS["fix_fast_s"]))  # the tag's fix interval when asked
+# The perpetrator's home unit: the tag beacons this often at home (RF mode), the unit reports
+# it away this long after the last beacon it heard (dated at that beacon), as both ship.
+BEACON_RF_S = int(str(fw_config.DEFAULTS["beacon_rf_s"]))
+AWAY_AFTER_S = int(hp.Thresholds().away_timeout_s)
 WALK, BUS = 1.4, 8.0
 LAT0, LON0 = 50.7192, -1.8808  # the pairs' town (Bournemouth)
 START = 1_788_220_800  # 2026-09-01 00:00 UTC
@@ -128,6 +133,7 @@ class Person:
     y: NDArray[np.float64]
     env: NDArray[np.int64]
     home: NDArray[np.bool_]
+    address: tuple[float, float] = (0.0, 0.0)  # where home is (its home unit, its home zone)
 
 
 @dataclass
@@ -167,7 +173,9 @@ def _speed(d: float) -> float:
 def routine(rng: np.random.Generator, days: int, home: tuple[float, float]) -> Person:
     """Home overnight, work by day, the town centre some evenings."""
     n = days * 86400 // STEP_S + 1
-    p = Person(np.full(n, home[0]), np.full(n, home[1]), np.full(n, INDOORS), np.ones(n, bool))
+    p = Person(
+        np.full(n, home[0]), np.full(n, home[1]), np.full(n, INDOORS), np.ones(n, bool), home
+    )
     work = (rng.uniform(-5000, 5000), rng.uniform(-5000, 5000))
     for d in range(days):
         i = (d * 86400 + int(rng.uniform(7.5, 9) * 3600)) // STEP_S
@@ -289,7 +297,7 @@ def truth(pairs: list[Pair], prm: BilateralParams) -> tr.TruthLog:
 # ---- the devices and the backend, in lock step ----------------------------------------
 
 
-TAG_BASE, VICTIM_BASE = 100_000, 200_000
+TAG_BASE, VICTIM_BASE, UNIT_BASE = 100_000, 200_000, 300_000
 # The rule's commands to the tag, as the report counts them.
 _TAG_KEYS = {
     fr.CFG_FAST_UNTIL: "fast_until",
@@ -298,9 +306,12 @@ _TAG_KEYS = {
 }
 
 
+def _latlon(x: float, y: float) -> tuple[float, float]:
+    return LAT0 + y / M_PER_DEG_LAT, LON0 + x / (M_PER_DEG_LAT * math.cos(math.radians(LAT0)))
+
+
 def _obs(dev: int, role: str, seq: int, t: int, x: float, y: float, hdop: float, sats: int) -> Obs:
-    lat = LAT0 + y / M_PER_DEG_LAT
-    lon = LON0 + x / (M_PER_DEG_LAT * math.cos(math.radians(LAT0)))
+    lat, lon = _latlon(x, y)
     hdop_d = min(255, round(hdop * 10))
     values = {
         "lat_e7": round(lat * 1e7),
@@ -312,6 +323,11 @@ def _obs(dev: int, role: str, seq: int, t: int, x: float, y: float, hdop: float,
         "hdop_d": hdop_d,
     }
     return Obs(t, dev, role, "fix", f"{dev}/1/{seq}/0", values)
+
+
+def _presence(unit: int, tag: int, seq: int, t: int, state: int) -> Obs:
+    values = {"home_unit": unit, "tag": tag, "state": state, "rssi": -60}
+    return Obs(t, unit, HOME_UNIT, "presence", f"{unit}/1/{seq}/0", values)
 
 
 @dataclass
@@ -353,10 +369,18 @@ class Run:
 def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
     """Drive one pair's devices and the Evaluator through the days."""
     tag, victim = TAG_BASE + pair.index, VICTIM_BASE + pair.index
+    unit = UNIT_BASE + pair.index
     link = VictimLink(victim, prm.warn_m, prm.alert_m, START)
+    lat, lon = _latlon(*pair.perpetrator.address)
+    home = ZoneSpec(1, HOME, "circle", {"type": "Point", "coordinates": [lon, lat]}, HOME_ZONE_M)
     cfg = SubjectConfig(
         pair.index + 1,
-        [Assignment(tag, TAG, START), Assignment(victim, VICTIM, START)],
+        [
+            Assignment(tag, TAG, START),
+            Assignment(unit, HOME_UNIT, START),
+            Assignment(victim, VICTIM, START),
+        ],
+        zones=[home],
         victims=[link],
         start=START,
     )
@@ -384,10 +408,20 @@ def run_pair(pair: Pair, prm: BilateralParams, engine: Engine) -> Run:
     late = 0
     last_sent: dict[tuple[int, int, int], int] = {}
     attempts: dict[str, list[tuple[int, bool]]] = {"tag": [], "victim": []}
+    home_since = START
     for i in range(n):
         t = START + i * STEP_S
         if i and (p.x[i] != p.x[i - 1] or p.y[i] != p.y[i - 1]):
             moved_at = t
+        if p.home[i] and (i == 0 or not p.home[i - 1]):
+            # Heard at its first beacon home (reported at once), reported away when its
+            # beacons have been missing for the unit's away timeout, dated at the last one.
+            home_since, seq = t, seq + 1
+            arrivals.append((t + 2, [_presence(unit, tag, seq, t, 1)]))
+        elif i and p.home[i - 1] and not p.home[i]:
+            last = t - (t - home_since) % BEACON_RF_S
+            seq += 1
+            arrivals.append((last + AWAY_AFTER_S + 2, [_presence(unit, tag, seq, last, 0)]))
         for at, key, value in [c for c in pending if c[0] <= t]:
             pending.remove((at, key, value))
             if key == fr.CFG_FAST_UNTIL:

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Select
 
 from backend.investigations import evidence as ev
 from backend.investigations.area import Area
-from backend.rules.geo import M_PER_DEG_LAT
+from backend.rules.geo import HOME_RANGE_M, M_PER_DEG_LAT
 from backend.rules.schedule import merge, subtract
 
 F64 = npt.NDArray[np.float64]
@@ -56,7 +56,7 @@ class Params:
     k: float = 1.0  # accuracy multiplier: how many accuracies a position may be off by
     max_gap_s: int = 900  # interpolate only between fixes at most this far apart in time
     margin_m: float = 1500.0  # candidates: a fix within this of the area, in the window
-    home_range_m: float = 30.0  # a home unit hears its tag within ~23-30 m (REFERENCES.md)
+    home_range_m: float = HOME_RANGE_M  # where a tag its home unit hears may be
 
 
 @dataclass

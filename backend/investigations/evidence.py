@@ -17,6 +17,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from backend.investigations.area import Area
+from backend.rules.geo import home_point
 from backend.storage.schema import (
     TAG,
     assignments,
@@ -325,7 +326,7 @@ def _all_homes(conn: Connection) -> dict[int, Home]:
     for r in conn.execute(q):
         if r.subject_id in out:
             continue
-        point = _home_point(r.shape, r.geometry)
+        point = home_point(r.shape, r.geometry)
         if point is not None:
             out[int(r.subject_id)] = Home(int(r.subject_id), point[1], point[0], int(r.id))
     if len(_HOMES) > 8:
@@ -352,22 +353,6 @@ def load_homes(
         wanted = set(subject_ids)
         homes = {s: h for s, h in homes.items() if s in wanted}
     return homes
-
-
-def _home_point(shape: str, geometry: Any) -> tuple[float, float] | None:
-    """(lon, lat) of a home zone: a circle's centre, else the mean of its first ring."""
-    try:
-        coords = geometry["coordinates"]
-        if shape == "circle":
-            return float(coords[0]), float(coords[1])
-        ring = coords[0] if shape == "polygon" else coords
-        pts = ring[:-1] if shape == "polygon" and len(ring) > 1 else ring
-        return (
-            sum(float(p[0]) for p in pts) / len(pts),
-            sum(float(p[1]) for p in pts) / len(pts),
-        )
-    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
-        return None
 
 
 def load_stays(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> list[HomeStay]:

@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from backend.rules.geo import EXCLUSION, HOME, INCLUSION, Projection, ZoneIndex, ZoneSpec
+from backend.rules.geo import (
+    EXCLUSION,
+    HOME,
+    INCLUSION,
+    Projection,
+    ZoneIndex,
+    ZoneSpec,
+    home_point,
+)
 from backend.rules.model import HOME_UNIT, TAG
 from backend.rules.schedule import DEFAULT_TZ, Exception_, Weekly
 
@@ -112,3 +120,12 @@ class SubjectConfig:
     @cached_property
     def home_index(self) -> ZoneIndex:
         return ZoneIndex.build([z for z in self.zones if z.kind == HOME], self.projection)
+
+    @cached_property
+    def home(self) -> tuple[float, float] | None:
+        """(lat, lon) where the subject's home unit is taken to be: its one home zone's point
+        (geo.home_point). None without a home zone, or with several: which of them a
+        presence report's unit sits in is not configured."""
+        homes = [z for z in self.zones if z.kind == HOME]
+        point = home_point(homes[0].shape, homes[0].geometry) if len(homes) == 1 else None
+        return None if point is None else (point[1], point[0])

@@ -26,6 +26,9 @@ EXCLUSION = "exclusion"
 HOME = "home"  # the subject's home: a circle the curfew rule uses for GPS presence
 ZONE_KINDS = (INCLUSION, EXCLUSION, HOME)
 SHAPES = ("circle", "polygon", "corridor")
+# How far from its home unit a tag is heard (REFERENCES.md: a bracelet's RF range ~23-30 m):
+# where a tag the unit hears may be, around its home's point (home_point).
+HOME_RANGE_M = 30.0
 
 F64 = npt.NDArray[np.float64]
 
@@ -46,6 +49,23 @@ class Projection:
 
     def lonlat(self, x: float, y: float) -> tuple[float, float]:
         return self.lon0 + x / self.kx, self.lat0 + y / M_PER_DEG_LAT
+
+
+def home_point(shape: str, geometry: Any) -> tuple[float, float] | None:
+    """(lon, lat) of a home zone, where its home unit is taken to be: a circle's centre, else
+    the mean of its first ring (None for geometry that is not a zone's)."""
+    try:
+        coords = geometry["coordinates"]
+        if shape == "circle":
+            return float(coords[0]), float(coords[1])
+        ring = coords[0] if shape == "polygon" else coords
+        pts = ring[:-1] if shape == "polygon" and len(ring) > 1 else ring
+        return (
+            sum(float(p[0]) for p in pts) / len(pts),
+            sum(float(p[1]) for p in pts) / len(pts),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from backend.rules import track, visit
+from backend.rules import geo, track, visit
 from backend.rules.base import PENDING, Context, Rule
 from backend.rules.config import SubjectConfig, VictimLink
-from backend.rules.model import TAG, VICTIM, Command, Obs
+from backend.rules.model import HOME_UNIT, TAG, VICTIM, Command, Obs
 from firmware import frame as fr
 from firmware.config import DEFAULTS as FIRMWARE_DEFAULTS
 
@@ -135,6 +135,9 @@ class ProximityParams:
     # batches closing every 15 s, as often as it fixes, each batch's first fix still waited
     # 15 s (an approach 122 s late).
     near_batch_fixes: int = 1
+    # Where a tag its home unit hears (presence: home) may be, around the home's point: the
+    # tag's accuracy in a pair while it is at home (in RF mode, without GNSS fixes).
+    home_range_m: float = geo.HOME_RANGE_M
 
 
 # The recent pairs kept per victim device for the median (bounds the rule's state: with both
@@ -190,6 +193,9 @@ class Proximity(Rule):
         links = ctx.config.victims
         if not links:
             return
+        if obs.role == HOME_UNIT:
+            self._home_unit(st, ctx, obs)
+            return
         if track.usable(obs, self.p.max_accuracy_m, TAG):
             side, others = "tag", [(str(v.device), v) for v in links]
         elif track.usable(obs, self.p.max_accuracy_m, VICTIM):
@@ -202,6 +208,8 @@ class Proximity(Rule):
         # When each side was last heard before this fix: a pending approach does not go stale
         # while one side could say nothing (a victim's phone indoors getting no fix).
         heard = {s: int(tr["last"][0]) for s, tr in st["tracks"].items() if tr.get("last")}
+        if self._at_home(st, ctx):
+            heard["tag"] = obs.t  # its home unit hears it all along
         fix = self._accept(st, obs, side)
         if fix is None:
             return
@@ -217,7 +225,11 @@ class Proximity(Rule):
             self._ask(ctx, obs.device, fr.CFG_BATCH_FIXES, FIRMWARE_BATCH_FIXES, "bilateral order",
                       obs)  # fmt: skip
         for other, link in others:
-            there = st["tracks"].get(other, {}).get("last")
+            there = (
+                self._tag_reading(st, ctx, obs.t)
+                if other == "tag"
+                else st["tracks"].get(other, {}).get("last")
+            )
             tag_fix, victim_fix = (fix, there) if side == "tag" else (there, fix)
             pair = self._pair(tag_fix, victim_fix, obs)
             if pair is not None:
@@ -245,6 +257,38 @@ class Proximity(Rule):
                     )
         if side == "tag":
             self._batch_back(st, ctx, obs, ordered, heard.get("tag"))
+
+    @staticmethod
+    def _home_unit(st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+        """A presence report from the subject's home unit (home: the tag is within
+        home_range_m of the home's point until it is reported away), or its link: while the
+        unit is offline its presence cannot be known (its reports, queued meanwhile, come in
+        event time, before its return online)."""
+        if obs.name == "presence":
+            tag = obs.v("tag")
+            if ctx.config.role_of(tag, obs.t) != TAG:
+                return
+            home = {"tag": tag, "t": obs.t, "evidence": obs.evidence()}
+            st["home"] = home if obs.v("state") == 1 else None
+        elif obs.name == "link" and st.get("home"):
+            st["home"]["offline"] = obs.v("state") == 0
+
+    @staticmethod
+    def _at_home(st: dict[str, Any], ctx: Context) -> bool:
+        home: dict[str, Any] | None = st.get("home")  # absent from states stored before it
+        return home is not None and not home.get("offline") and ctx.config.home is not None
+
+    def _tag_reading(self, st: dict[str, Any], ctx: Context, t: int) -> list[Any] | None:
+        """The tag's side at `t` as a fix [t, lat, lon, accuracy, ref, consistent, device]: at
+        home (its home unit hears it) the home's point with `home_range_m`, taken at `t` (a
+        home unit hears a tag continuously; no spike test doubts it), else its track's last
+        accepted fix."""
+        point = ctx.config.home
+        if point is None or not self._at_home(st, ctx):
+            last: list[Any] | None = st["tracks"].get("tag", {}).get("last")
+            return last
+        home, (lat, lon) = st["home"], point
+        return [t, lat, lon, self.p.home_range_m, home["evidence"]["ref"], True, home["tag"]]
 
     def _batch_back(
         self,
@@ -382,7 +426,13 @@ class Proximity(Rule):
         return bool(r[5]) and abs(r[3] - r[4]) <= self.p.held_gap_s and r[1] + r[2] <= radius
 
     def _readings(
-        self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any]
+        self,
+        st: dict[str, Any],
+        ctx: Context,
+        obs: Obs,
+        link: VictimLink,
+        radius: float,
+        vs: dict[str, Any],
     ) -> int:
         """The independent readings of a pending approach: its supporting pairs whose fixes
         have both been followed by their side's next fix (their tracks' spike test has then
@@ -402,7 +452,8 @@ class Proximity(Rule):
         )
         if "fixes" not in vs:  # a visit stored before it kept its supporting pairs' fixes
             return max(int(vs["n"]), within)
-        tag_t = st["tracks"]["tag"]["last"][0]
+        tag = self._tag_reading(st, ctx, obs.t)
+        tag_t = tag[0] if tag is not None else obs.t
         victim_t = st["tracks"][str(link.device)]["last"][0]
         judged = sum(1 for f in vs["fixes"] if f[0] < tag_t and f[1] < victim_t)
         return max(judged, within)
@@ -504,6 +555,9 @@ class Proximity(Rule):
             )
         else:
             self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
+        if obs.role == VICTIM and self._at_home(st, ctx):
+            # The tag's side: the presence report that placed it at home.
+            self.evidence(st, type_, vs["slot"], st["home"]["evidence"])
         cur = self.slot(st, type_, vs["slot"])
         if cur is not None:
             details = cur["ep"]["details"]
@@ -528,7 +582,7 @@ class Proximity(Rule):
         crossing (`_held_within`: what the pairs say together, when the movement allowance
         leaves none of them confident)."""
         radius = link.alert_m if type_ == ALERT else link.warn_m
-        readings = self._readings(st, link, radius, vs)
+        readings = self._readings(st, ctx, obs, link, radius, vs)
         if not visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
             return
         since = int(vs["since"])

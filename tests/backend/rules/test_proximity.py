@@ -25,7 +25,16 @@ from firmware.fixfilter import accuracy_dm
 from sim.bilateral import BORDERLINE_M
 from sim.gnss import GnssFleet
 from sim.params import INDOORS, URBAN_CANYON, GnssParams
-from tests.backend.rules.scenario import TAG_ID, UNIT_ID, Builder, config, local, offset
+from tests.backend.rules.scenario import (
+    TAG_ID,
+    UNIT_ID,
+    Builder,
+    circle,
+    config,
+    home_zone,
+    local,
+    offset,
+)
 
 VICTIM_ID = 7001
 ENGINE = Engine([px.Proximity(), px.VictimSilent()])
@@ -601,6 +610,96 @@ def test_no_victim_link_no_proximity() -> None:
     meet(b, approach(60, 12))
     assert near(ENGINE.evaluate(cfg(victims=[]), b.obs, T + 7200)) == []
 
+
+
+# ---- the tag at home: where its home unit hears it ------------------------------------------
+
+
+def victim_near_home(b: Builder, stay_m: float, stay_s: int = 300, every: int = 10) -> int:
+    """The tag walks home (fixes every 60 s) and its home unit reports it home at T; from
+    T + 600 the victim (phone fixing every `every` s) walks in from 900 m to `stay_m` from
+    the home, stays `stay_s` and walks away. Returns when she first is within 200 m."""
+    for i in range(5):
+        b.fix(T - 300 + 60 * i, 400 - 90 * i, 0, 5)
+    b.presence(T, 1)
+    t, x, crossed = T + 600, 900.0, 0
+    while x > stay_m:
+        victim_fix(b, t, x)
+        crossed = crossed or (t if x <= 200 else 0)
+        t, x = t + every, x - 1.5 * every
+    crossed = crossed or t
+    for _ in range(stay_s // every):
+        victim_fix(b, t, stay_m)
+        t += every
+    while x < 900:
+        victim_fix(b, t, x)
+        t, x = t + every, x + 1.5 * every
+    return crossed
+
+
+def test_a_victim_near_the_subjects_home_while_he_is_in_is_an_approach() -> None:
+    # In RF mode at home the tag takes no GNSS fix: the home unit's presence report puts it
+    # within HOME_RANGE_M of the home's point, and each of her fixes pairs with that.
+    b = Builder()
+    crossed = victim_near_home(b, 120)
+    home = b.obs[5]
+    eps = ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600)
+    (alert,) = of(eps, px.ALERT)
+    assert crossed - 10 <= alert.start <= crossed
+    assert alert.start + LINK_DWELL_S <= alert.confirmed_t <= alert.start + LINK_DWELL_S + 30
+    assert home.ref in [e["ref"] for e in alert.evidence]  # the tag's side: the presence report
+    assert len(of(eps, px.WARNING)) == 1
+
+
+def test_near_his_home_but_beyond_the_alert_distance_is_only_a_warning() -> None:
+    # 200 m + the home range + her accuracy: never within 200 m with confidence.
+    b = Builder()
+    victim_near_home(b, 260, stay_s=1200)
+    eps = ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 7200)
+    assert of(eps, px.ALERT) == [] and len(of(eps, px.WARNING)) == 1
+
+
+def test_reported_away_the_tag_is_not_at_home_any_more() -> None:
+    # He left before she came: his last fix is older than the pair window, nothing to pair.
+    b = Builder()
+    victim_near_home(b, 120)
+    b.presence(T + 300, 0)
+    assert near(ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600)) == []
+
+
+def test_while_the_home_unit_is_offline_its_presence_says_nothing() -> None:
+    b = Builder()
+    victim_near_home(b, 120)
+    b.link(T + 300, 0)
+    assert near(ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600)) == []
+    b.link(T + 400, 1)  # back before she came, nothing reported meanwhile: still home
+    assert len(of(ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600), px.ALERT)) == 1
+
+
+def test_without_one_home_zone_presence_places_the_tag_nowhere() -> None:
+    b = Builder()
+    victim_near_home(b, 120)
+    for zones in ([], [home_zone(), circle(2, "home", 3000, 0, 60)]):
+        assert near(ENGINE.evaluate(cfg(zones=zones), b.obs, T + 3600)) == []
+
+
+def test_the_tag_at_home_and_the_victim_arriving_late_alerts_as_live_data_would() -> None:
+    # Her phone was offline and uploads the approach afterwards: the evaluator re-evaluates
+    # from before it, with the tag still at home then.
+    b = Builder()
+    victim_near_home(b, 120)
+    early = [o for o in b.obs if o.role != VICTIM]
+    late = [o for o in b.obs if o.role == VICTIM]
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    c = cfg(zones=[home_zone()])
+    ev.observe(c, repo.store(early), T + 60)
+    ev.observe(c, repo.store(late), T + 3600)
+    whole = ENGINE.evaluate(c, b.obs, T + 3600)
+    assert [(e.type, e.start) for e in repo.episodes.values() if e.type == px.ALERT] == [
+        (e.type, e.start) for e in of(whole, px.ALERT)
+    ]
+    assert of(whole, px.ALERT)
 
 # ---- properties ------------------------------------------------------------------------
 
