@@ -28,11 +28,14 @@ moment too.
 The devices, as the stack has them: GNSS error from sim.gnss (the environment's core error,
 outliers and availability, correlated in time) on both; the tag's reported accuracy is the
 firmware's (firmware/fixfilter.py). The tag samples every 60 s while moving (hourly at rest,
-none at home: RF mode), 15 s while the backend asks it to sample fast, and uploads a batch
-when it has its batch size of fixes (10 as the firmware ships; one, each fix at once, while
-the proximity rule's CFG_BATCH_FIXES asks for it near the victim) or its batch time has
-passed: 600 s as the firmware ships, then the rule's CFG_BATCH_S (`tag_batch_s`). Commands
-reach the tag `downlink_s` after the evaluation that asked for them. The victim's phone
+none at home: RF mode, where the perpetrator's home unit reports it home at once and away
+`AWAY_AFTER_S` after its last beacon, dated at that beacon; the subject's home zone is a
+HOME_ZONE_M circle around the address), 15 s while the backend asks it to sample fast, and
+uploads a batch when it has its batch size of fixes (10 as the firmware ships; one, each fix
+at once, while the proximity rule's CFG_BATCH_FIXES asks for it near the victim) or its
+batch time has passed: 600 s as the firmware ships, then the rule's CFG_BATCH_S
+(`tag_batch_s`). Commands reach the tag `downlink_s` after the evaluation that asked for
+them. The victim's phone
 fixes every 30 s, every 10 s while the rule asks it to (CFG_FAST_UNTIL, bounded) and for 15
 minutes after a warning reached it, as the reference client does (home_unit/
 victim_device.py), and uploads every fix, but is offline for 10-40 minutes at a time at the

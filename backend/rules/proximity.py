@@ -39,8 +39,15 @@ pairs must each say what one confident pair would, bar the allowance. Once confi
 pair apart with confidence whose fixes both tracks explain ends it: drift across the
 distance cannot flap, nor can one doubted pair (as against a pending approach, it says
 nothing). A pair whose
-other fix is older than `pair_window_s` says nothing (the victim device silent, or the tag
-in RF mode at home).
+other fix is older than `pair_window_s` says nothing (the victim device silent).
+
+At home the tag is in RF mode and takes no GNSS fix: while the subject's home unit reports it
+home (presence, until it reports it away, dated at the last beacon that kept it home) the
+tag's side is the home's point (the one home zone's: SubjectConfig.home) with accuracy
+`home_range_m`, how far from its unit a tag is heard, at the moment of each victim fix — a
+victim within the alert distance of his home while he is in is an approach like any other.
+Nothing places the tag at home while the unit is offline (its link's last will) or when the
+subject has no home zone or several (which one the unit is in is not configured).
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),

@@ -167,3 +167,27 @@ def test_an_approach_within_the_band_inside_the_distance_is_required_but_not_in_
     # Missed, the band's approach is a miss like any other.
     s = bl.score_alerts(log, alerts[1:], {bl.PROXIMITY: crit})[bl.PROXIMITY]
     assert [m["start_ms"] for m in s.missed] == [starts[0]]
+
+
+def test_a_victim_near_his_home_while_he_is_in_is_alerted_through_his_home_unit() -> None:
+    # He is at home all day (RF mode: no GNSS fix); she walks to 120 m from his home at
+    # 10:00, stays 20 minutes and walks back. Only his home unit's presence places him.
+    n = 86400 // bl.STEP_S + 1
+    address = (1000.0, 0.0)
+    him = bl.Person(
+        np.full(n, address[0]), np.zeros(n), np.full(n, bl.INDOORS), np.ones(n, bool), address
+    )
+    x = np.zeros(n)
+    i0, stay = 10 * 3600 // bl.STEP_S, 1200 // bl.STEP_S
+    walk = np.linspace(0.0, 880.0, 880 // 7)  # 1.4 m/s on the 5 s grid
+    x[i0 : i0 + len(walk)] = walk
+    x[i0 + len(walk) : i0 + len(walk) + stay] = 880.0
+    x[i0 + len(walk) + stay : i0 + 2 * len(walk) + stay] = walk[::-1]
+    her = bl.Person(x, np.zeros(n), np.full(n, bl.STREET), np.zeros(n, bool))
+    pair = bl.Pair(0, him, her)
+    prm = bl.BilateralParams(pairs=1, days=1, seed=3, victim_offline=0.0)
+    log = bl.truth([pair], prm)
+    run = bl.run_pair(pair, prm, bl.Engine([bl.px.Proximity(), bl.px.VictimSilent()]))
+    s = bl.score_runs([pair], [run], prm)
+    assert s.episodes == 1 and s.missed == [] and s.false_alerts == 0, (log, run.alerts)
+    assert s.latencies_ms and max(s.latencies_ms) < 120_000

@@ -611,18 +611,22 @@ def test_no_victim_link_no_proximity() -> None:
     assert near(ENGINE.evaluate(cfg(victims=[]), b.obs, T + 7200)) == []
 
 
-
 # ---- the tag at home: where its home unit hears it ------------------------------------------
 
 
 def victim_near_home(b: Builder, stay_m: float, stay_s: int = 300, every: int = 10) -> int:
     """The tag walks home (fixes every 60 s) and its home unit reports it home at T; from
-    T + 600 the victim (phone fixing every `every` s) walks in from 900 m to `stay_m` from
-    the home, stays `stay_s` and walks away. Returns when she first is within 200 m."""
+    T + 600 the victim visits (`victim_visits`). Returns when she first is within 200 m."""
     for i in range(5):
         b.fix(T - 300 + 60 * i, 400 - 90 * i, 0, 5)
     b.presence(T, 1)
-    t, x, crossed = T + 600, 900.0, 0
+    return victim_visits(b, T + 600, stay_m, stay_s, every)
+
+
+def victim_visits(b: Builder, at: int, stay_m: float, stay_s: int, every: int = 10) -> int:
+    """From `at` the victim (phone fixing every `every` s) walks in from 900 m to `stay_m`
+    from the home, stays `stay_s` and walks away. Returns when she first is within 200 m."""
+    t, x, crossed = at, 900.0, 0
     while x > stay_m:
         victim_fix(b, t, x)
         crossed = crossed or (t if x <= 200 else 0)
@@ -701,6 +705,7 @@ def test_the_tag_at_home_and_the_victim_arriving_late_alerts_as_live_data_would(
     ]
     assert of(whole, px.ALERT)
 
+
 # ---- properties ------------------------------------------------------------------------
 
 
@@ -777,7 +782,7 @@ def test_a_reading_further_than_its_neighbours_but_within_the_distance_is_proxim
 def frames_of(b: Builder, every: int) -> list[list[Obs]]:
     """Each device's observations grouped as it would upload them, `every` at a time."""
     out: list[list[Obs]] = []
-    for dev in (TAG_ID, VICTIM_ID):
+    for dev in (TAG_ID, VICTIM_ID, UNIT_ID):
         mine = [o for o in b.obs if o.device == dev]
         out += [mine[i : i + every] for i in range(0, len(mine), every)]
     return out
@@ -815,6 +820,50 @@ def test_either_sides_late_data_is_re_evaluated_to_the_same_alerts(
         changes = ev.tick(cfg(), HORIZON)
     got = {(e.key, e.end, e.confirmed_t) for e in repo.episodes.values()}
     assert got == EXPECTED
+
+
+HOME_SCENE = Builder()
+victim_near_home(HOME_SCENE, 120)  # she stays within 200 m of his home for 5 minutes...
+victim_visits(HOME_SCENE, T + 3600, 150, 900)  # ... and again from 01:00; he leaves in it
+HOME_SCENE.presence(T + 3600 + 900, 0)
+for _i in range(20):
+    HOME_SCENE.fix(T + 3600 + 930 + 30 * _i, 60 + 40 * _i, 0)
+HOME_FRAMES = frames_of(HOME_SCENE, 3)
+HOME_CFG = cfg(zones=[home_zone()])
+HOME_EXPECTED = {
+    (e.key, e.end, e.confirmed_t) for e in ENGINE.evaluate(HOME_CFG, HOME_SCENE.obs, HORIZON)
+}
+
+
+def test_the_home_scene_raises_what_it_should() -> None:
+    alerts = sorted((c, end) for k, end, c in HOME_EXPECTED if px.ALERT in k)
+    assert len(alerts) == 2 and alerts[0][1] is not None
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    order=st.permutations(range(len(HOME_FRAMES))),
+    late=st.sampled_from([TAG_ID, VICTIM_ID, UNIT_ID]),
+)
+def test_the_home_units_presence_late_or_out_of_order_gives_the_same_alerts(
+    order: list[int], late: int
+) -> None:
+    """The tag at home as its home unit reports it: presence reports, the victim's fixes
+    and the tag's arriving in any order, one device's all after the others': the alerts of
+    evaluating everything at once."""
+    arrivals = [i for i in order if HOME_FRAMES[i][0].device != late]
+    arrivals += [i for i in order if HOME_FRAMES[i][0].device == late]
+    repo = MemoryRepository()
+    ev = Evaluator(repo, ENGINE)
+    clock = T - 600
+    for i in arrivals:
+        clock = max(clock, max(o.t for o in HOME_FRAMES[i])) + 5
+        ev.observe(HOME_CFG, repo.store(HOME_FRAMES[i]), clock)
+    changes = ev.tick(HOME_CFG, HORIZON)
+    while changes.behind:
+        changes = ev.tick(HOME_CFG, HORIZON)
+    got = {(e.key, e.end, e.confirmed_t) for e in repo.episodes.values()}
+    assert got == HOME_EXPECTED
 
 
 def test_asks_that_arise_at_stored_data_when_a_batch_arrives_are_sent() -> None:
