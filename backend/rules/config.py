@@ -16,7 +16,7 @@ from backend.rules.geo import (
     ZoneSpec,
     home_point,
 )
-from backend.rules.model import HOME_UNIT, TAG
+from backend.rules.model import HOME_UNIT, TAG, Obs
 from backend.rules.schedule import DEFAULT_TZ, Exception_, Weekly
 
 
@@ -80,6 +80,13 @@ class SubjectConfig:
     @property
     def home_units(self) -> set[int]:
         return self.devices(HOME_UNIT)
+
+    def presence(self, obs: Obs) -> bool | None:
+        """What a home unit's presence report says of one of the subject's tags: True home
+        (the unit hears it), False away; None for any other observation or another tag."""
+        if obs.name != "presence" or obs.role != HOME_UNIT or obs.v("tag") not in self.tags:
+            return None
+        return bool(obs.v("state") == 1)
 
     @property
     def fitted(self) -> int | None:

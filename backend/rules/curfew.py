@@ -46,6 +46,7 @@ from backend.rules.config import SubjectConfig
 from backend.rules.geo import ZoneIndex
 from backend.rules.model import HOME_UNIT, TAG, Obs
 from backend.rules.schedule import local_date, subtract
+from firmware import frame as fr
 
 LATE = "curfew_late_return"
 BREACH = "curfew_breach"
@@ -181,18 +182,19 @@ class Curfew(Rule):
             self.end(st, ctx, type_, night, at, at, details={"window_ended": True})
 
     def _where(self, ctx: Context, obs: Obs) -> str | None:
-        if obs.name == "presence" and obs.role == HOME_UNIT:
-            if obs.v("tag") not in ctx.config.tags:
-                return None
-            return HOME if obs.v("state") == 1 else AWAY
+        heard = ctx.config.presence(obs)
+        if heard is not None:
+            return HOME if heard else AWAY
         if obs.role != TAG:
             return None
         if obs.name == "mode" and obs.v("mode") == 1 and obs.v("reason") == 1:
             return HOME
-        if obs.name != "fix" or obs.v("fix_type") == 0:
+        if obs.name != "fix":
             return None
-        if obs.v("source") == 1:
-            return HOME
+        if obs.v("source") == fr.SOURCE_RF_HOME:
+            return HOME  # the firmware sends these with fix type 0 (not a GNSS fix)
+        if obs.v("fix_type") == 0:
+            return None
         acc = obs.v("acc_dm") / 10
         index = ctx.config.home_index
         if index.tree is None or acc > self.p.max_accuracy_m:

@@ -271,12 +271,10 @@ class Proximity(Rule):
         home_range_m of the home's point until it is reported away), or its link: while the
         unit is offline its presence cannot be known (its reports, queued meanwhile, come in
         event time, before its return online)."""
-        if obs.name == "presence":
-            tag = obs.v("tag")
-            if ctx.config.role_of(tag, obs.t) != TAG:
-                return
-            home = {"tag": tag, "t": obs.t, "evidence": obs.evidence()}
-            st["home"] = home if obs.v("state") == 1 else None
+        heard = ctx.config.presence(obs)
+        if heard is not None:
+            home = {"tag": obs.v("tag"), "t": obs.t, "evidence": obs.evidence()}
+            st["home"] = home if heard else None
         elif obs.name == "link" and st.get("home"):
             st["home"]["offline"] = obs.v("state") == 0
 

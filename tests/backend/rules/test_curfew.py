@@ -8,8 +8,19 @@ from backend.rules.curfew import Curfew
 from backend.rules.engine import Engine
 from backend.rules.evaluator import Evaluator, MemoryRepository
 from backend.rules.home_unit import HomeUnit
+from backend.rules.model import TAG
 from backend.rules.schedule import Exception_, Weekly
-from tests.backend.rules.scenario import Builder, config, curfew, home_zone, local, types
+from firmware import frame as fr
+from tests.backend.rules.scenario import (
+    TAG_ID,
+    Builder,
+    config,
+    curfew,
+    home_zone,
+    local,
+    offset,
+    types,
+)
 
 # Curfew with the home unit rule beside it (its offline alert is checked together); the
 # other rules (comms loss in particular) would alert on these sparse scenarios too.
@@ -125,6 +136,31 @@ def test_one_confident_fix_away_at_night_is_not_a_breach() -> None:
     b2.fix(local("2026-05-12 18:41"), dx_m=950, acc_m=5)
     back = b2.fix(local("2026-05-12 19:30"), dx_m=5, acc_m=5)
     eps = ENGINE.evaluate(curfew_config(), b2.obs, local("2026-05-13 08:00"))
+    assert types(eps) == ["curfew_late_return"]
+    assert (eps[0].start, eps[0].end) == (local("2026-05-12 19:00"), back.t)
+
+
+def test_an_rf_home_fix_as_the_firmware_sends_it_is_home() -> None:
+    # In RF mode a tag provisioned with its home's position reports it as a fix with source
+    # RF-home and fix type 0 (firmware/rfmode.py): not a GNSS fix, but the tag's own word
+    # that its home unit answers it.
+    b = Builder()
+    b.fix(local("2026-05-12 18:40"), dx_m=900, acc_m=5)
+    b.fix(local("2026-05-12 18:41"), dx_m=950, acc_m=5)
+    lat, lon = offset(0, 0)
+    back = b.add(
+        local("2026-05-12 19:30"),
+        TAG_ID,
+        TAG,
+        "fix",
+        lat_e7=round(lat * 1e7),
+        lon_e7=round(lon * 1e7),
+        acc_dm=300,
+        fix_type=0,
+        source=fr.SOURCE_RF_HOME,
+        sats=0,
+    )
+    eps = ENGINE.evaluate(curfew_config(), b.obs, local("2026-05-13 08:00"))
     assert types(eps) == ["curfew_late_return"]
     assert (eps[0].start, eps[0].end) == (local("2026-05-12 19:00"), back.t)
 
