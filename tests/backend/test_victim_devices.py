@@ -36,7 +36,7 @@ from backend.registry import Registry
 from backend.rules import proximity as px
 from backend.rules.delivery import ANSWERED, UNREACHED
 from backend.rules.sink import MonitoringSink, attach
-from backend.rules.store import resolve
+from backend.rules.store import bump_config, resolve
 from backend.services.errors import Conflict, Invalid
 from backend.services.victims import link, of_subject, unlink, warnings
 from backend.settings import Settings
@@ -57,8 +57,10 @@ from backend.storage.schema import (
     orders,
     positions,
     users,
+    zones,
 )
 from firmware import frame as fr
+from firmware import topics
 from home_unit.victim_device import ALERT, WARNING, VictimDevice
 from tests.backend.pipeline import Pipeline, T, fix
 from tests.backend.rules.scenario import offset
@@ -79,11 +81,11 @@ class World(Pipeline):
         clock: ManualClock,
         settings: Settings | None = None,
     ) -> None:
-        registry.register(UNIT_ID, HOME_UNIT)
+        self.unit = registry.register(UNIT_ID, HOME_UNIT)
         self.tag = registry.register(TAG_ID, TAG, home_unit=UNIT_ID)
         vd = registry.register(VICTIM_ID, VICTIM)
         self.victim = VictimDevice(VICTIM_ID, vd.key, boot=1)
-        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key}
+        keys = {TAG_ID: self.tag.key, VICTIM_ID: vd.key, UNIT_ID: self.unit.key}
         super().__init__(engine, registry, clock, keys, TAG_ID, settings)
         with engine.begin() as conn:
             self.order = conn.execute(
@@ -190,6 +192,30 @@ def test_an_approach_alerts_and_the_victim_device_acknowledges_its_warnings(
         stored = conn.execute(select(positions.c.device).distinct()).scalars().all()
     assert [(w.message, w.acknowledged) for w in sent] == [(WARNING, True), (ALERT, True)]
     assert sorted(stored) == [TAG_ID, VICTIM_ID]
+
+
+def test_near_his_home_while_his_home_unit_hears_him_the_victim_is_warned(world: World) -> None:
+    # He is at home (RF mode: no GNSS fix, his home unit reports him home); she stays 120 m
+    # from his home for five minutes. Through ingest, the sink and the real database.
+    with world.engine.begin() as conn:
+        world.assign(conn, UNIT_ID, HOME_UNIT, T - 3600)
+        lat, lon = offset(120, 0)
+        conn.execute(insert(zones).values(
+            subject_id=world.subject, name="home", kind="home", shape="circle",
+            geometry={"type": "Point", "coordinates": [lon, lat]}, radius_m=60, width_m=0,
+            buffer_m=0, victim=False, schedule=[], dwell_s=None, created_at=T))  # fmt: skip
+        bump_config(conn, world.subject, T)
+        link(conn, world.order, VICTIM_ID, T - 600, T)
+    home = fr.Record(fr.PRESENCE, dt=0, home_unit=UNIT_ID, tag=TAG_ID, state=1, rssi=-60)
+    frame = fr.Frame(fr.HOME_DATA, UNIT_ID, 1, 1, T, [home], fr.FLAG_TIME_VALID)
+    world.deliver([Message(topics.home_up(UNIT_ID), fr.encode(frame, world.unit.key))], T + 1)
+    for k in range(1, 6):
+        ts = T + 60 * k
+        world.deliver([world.victim_frame(ts, [ts - 45, ts - 30, ts - 15, ts])], ts + 2)
+        world.sink.tick(ts + 3)
+        world.answer(ts + 4)
+    assert world.alert_types() == [px.ALERT, px.WARNING]
+    assert [w.message for w in world.victim.warnings] == [WARNING, ALERT]
 
 
 def test_near_the_victim_the_tag_uploads_each_fix_once_asked_and_batches_again_after(
