@@ -13,7 +13,7 @@ from backend.ingest import DeviceDirectory, Ingest, Message
 from backend.registry import Registry
 from backend.rules.sink import MonitoringSink
 from backend.settings import Settings
-from backend.storage.schema import assignments, subjects, units
+from backend.storage.schema import assignments, subjects, units, zones
 from firmware import frame as fr
 from firmware import topics
 from tests.backend.rules.scenario import offset
@@ -66,6 +66,15 @@ class Pipeline:
         conn.execute(insert(assignments).values(subject_id=self.subject, device=device,
                                                 role=role, starts_at=starts_at,
                                                 created_at=T))  # fmt: skip
+
+    def circle(self, conn: Connection, name: str, kind: str, dx: float, radius_m: float) -> None:
+        """A circle zone of the subject's, `dx` metres east of the scenario's origin."""
+        lat, lon = offset(dx, 0)
+        point = {"type": "Point", "coordinates": [lon, lat]}
+        conn.execute(insert(zones).values(
+            subject_id=self.subject, name=name, kind=kind, shape="circle", geometry=point,
+            radius_m=radius_m, width_m=0, buffer_m=0, victim=False, schedule=[], dwell_s=None,
+            created_at=T))  # fmt: skip
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         self.published.append((topic, payload))

@@ -21,13 +21,11 @@ from backend.storage.schema import (
     alerts,
     device_commands,
     users,
-    zones,
 )
 from backend.zone_push import ZONE_COMMAND_KEY
 from firmware import frame as fr
 from firmware import topics
 from tests.backend.pipeline import Pipeline, T, fix
-from tests.backend.rules.scenario import offset
 
 TAG_ID, UNIT_ID = 1001, 2001
 
@@ -43,11 +41,7 @@ class World(Pipeline):
         with engine.begin() as conn:
             for dev, role in ((TAG_ID, TAG), (UNIT_ID, HOME_UNIT)):
                 self.assign(conn, dev, role, T - 600)
-            lat, lon = offset(1000, 0)
-            conn.execute(insert(zones).values(
-                subject_id=self.subject, name="precinct", kind="exclusion", shape="circle",
-                geometry={"type": "Point", "coordinates": [lon, lat]}, radius_m=100, width_m=0,
-                buffer_m=0, victim=False, schedule=[], dwell_s=None, created_at=T))  # fmt: skip
+            self.circle(conn, "precinct", "exclusion", 1000, 100)
             store.bump_config(conn, self.subject, T)
             self.user = conn.execute(
                 insert(users).values(username="o1", display_name="O", unit_id=self.unit_id,

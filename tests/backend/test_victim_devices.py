@@ -57,7 +57,6 @@ from backend.storage.schema import (
     orders,
     positions,
     users,
-    zones,
 )
 from firmware import frame as fr
 from firmware import topics
@@ -199,11 +198,7 @@ def test_near_his_home_while_his_home_unit_hears_him_the_victim_is_warned(world:
     # from his home for five minutes. Through ingest, the sink and the real database.
     with world.engine.begin() as conn:
         world.assign(conn, UNIT_ID, HOME_UNIT, T - 3600)
-        lat, lon = offset(120, 0)
-        conn.execute(insert(zones).values(
-            subject_id=world.subject, name="home", kind="home", shape="circle",
-            geometry={"type": "Point", "coordinates": [lon, lat]}, radius_m=60, width_m=0,
-            buffer_m=0, victim=False, schedule=[], dwell_s=None, created_at=T))  # fmt: skip
+        world.circle(conn, "home", "home", 120, 60)
         bump_config(conn, world.subject, T)
         link(conn, world.order, VICTIM_ID, T - 600, T)
     home = fr.Record(fr.PRESENCE, dt=0, home_unit=UNIT_ID, tag=TAG_ID, state=1, rssi=-60)
