@@ -431,13 +431,7 @@ class Proximity(Rule):
         return bool(r[5]) and abs(r[3] - r[4]) <= self.p.held_gap_s and r[1] + r[2] <= radius
 
     def _readings(
-        self,
-        st: dict[str, Any],
-        ctx: Context,
-        obs: Obs,
-        link: VictimLink,
-        radius: float,
-        vs: dict[str, Any],
+        self, st: dict[str, Any], link: VictimLink, radius: float, vs: dict[str, Any], tag_t: int
     ) -> int:
         """The independent readings of a pending approach: its supporting pairs whose fixes
         have both been followed by their side's next fix (their tracks' spike test has then
@@ -449,7 +443,8 @@ class Proximity(Rule):
         victim's phone indoors (accuracies of 30-45 m) left one pair in minutes within R with
         the allowance added, while every pair of the approach measured well within it. Recent
         pairs stored without whether the tracks explain them, and visits stored without
-        their supporting pairs' fixes (older states), count only as supporting pairs."""
+        their supporting pairs' fixes (older states), count only as supporting pairs.
+        `tag_t`: the time of the tag's latest reading (at home: now, `_tag_reading`)."""
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
         within = sum(
@@ -457,8 +452,6 @@ class Proximity(Rule):
         )
         if "fixes" not in vs:  # a visit stored before it kept its supporting pairs' fixes
             return max(int(vs["n"]), within)
-        tag = self._tag_reading(st, ctx, obs.t)
-        tag_t = tag[0] if tag is not None else obs.t
         victim_t = st["tracks"][str(link.device)]["last"][0]
         judged = sum(1 for f in vs["fixes"] if f[0] < tag_t and f[1] < victim_t)
         return max(judged, within)
@@ -587,7 +580,8 @@ class Proximity(Rule):
         crossing (`_held_within`: what the pairs say together, when the movement allowance
         leaves none of them confident)."""
         radius = link.alert_m if type_ == ALERT else link.warn_m
-        readings = self._readings(st, ctx, obs, link, radius, vs)
+        tag = self._tag_reading(st, ctx, obs.t)  # the tag's latest reading: `_readings`
+        readings = self._readings(st, link, radius, vs, obs.t if tag is None else tag[0])
         if not visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
             return
         since = int(vs["since"])
