@@ -554,13 +554,13 @@ def score(prm: BilateralParams) -> dict[str, Any]:
 
 
 def score_runs(pairs: list[Pair], runs: list[Run], prm: BilateralParams) -> TypeScore:
-    """The pairs' runs scored against their truth; each borderline alert with the closest
-    the pair truly came around it."""
+    """The pairs' runs scored against their truth; each borderline or false alert with the
+    closest the pair truly came around it."""
     alerts = [a for r in runs for a in r.alerts]
     crit = criterion({pair.index: run for pair, run in zip(pairs, runs, strict=True)})
     scored = score_alerts(truth(pairs, prm), alerts, {PROXIMITY: crit})[PROXIMITY]
     near = {pair.index: distance(pair) for pair in pairs}
-    for row in scored.excused:
+    for row in scored.excused + scored.false:
         i = (row["start_ms"] // 1000 - START) // STEP_S
         span = near[row["subject"]][max(0, i - MIN_MS // 1000 // STEP_S) : i + 600 // STEP_S]
         row["closest_true_m"] = round(float(span.min()), 1)

@@ -364,6 +364,7 @@ class TypeScore:
     false_alerts: int
     excused_alerts: int = 0  # for near misses at the edge or excusing truth (Criterion)
     excused: list[dict[str, Any]] = field(default_factory=list)  # those alerts
+    false: list[dict[str, Any]] = field(default_factory=list)  # the false alerts
     borderline: int = 0  # near-miss episodes within the criterion's borderline
     latencies_ms: list[int] = field(default_factory=list)
     # From the moment the episode was due in the truth, before `cellular` or `evidence` moved
@@ -407,6 +408,7 @@ class TypeScore:
             "excused_alerts": self.excused_alerts,
             "borderline": self.borderline,
             "excused": self.excused,
+            "false": self.false,
             "recall": self.recall,
             "precision": self.precision,
             "false_per_100_tag_days": false_rate(self.false_alerts, tag_days),
@@ -548,6 +550,8 @@ def score_alerts(
             ):
                 ts.excused_alerts += 1
                 ts.excused.append({"subject": a.subject, "start_ms": a.start_ms})
+            else:
+                ts.false.append({"subject": a.subject, "start_ms": a.start_ms})
         ts.true_alerts = sum(1 for a in mine if id(a) in used)
         ts.false_alerts = len(mine) - ts.true_alerts - ts.excused_alerts
         out[kind] = ts

@@ -64,6 +64,7 @@ def test_alerts_within_the_borderline_band_or_under_the_dwell_are_borderline_not
     alerts[1] = bl.Alert(bl.PROXIMITY, 0, ms[1], ms[1] + 60_000, ms[1] + 90_000)
     s = bl.score_alerts(log, alerts, {bl.PROXIMITY: bl.criterion({})})[bl.PROXIMITY]
     assert (s.episodes, s.alerts, s.false_alerts, s.excused_alerts) == (0, 3, 1, 2)
+    assert s.false == [{"subject": 0, "start_ms": alerts[2].start_ms}]
     assert s.borderline == 1  # the short approach
     # Held just the dwell (the confirming pair would have to come after it): borderline
     # too, unalerted or alerted; one more fast fix interval is required.
