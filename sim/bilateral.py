@@ -12,6 +12,8 @@ foot or by bus between. Injected, per pair-day at the scenario's rates:
   0.5-20 minutes each (a chance encounter);
 - *near miss*: the perpetrator walks to 600 m from the victim and stays there 3-20 minutes.
 
+After each, people go back by bus to where their routine has them by then (`_chase`).
+
 Truth (no dwell): every interval in which the true distance is within the order's alert
 distance, whatever caused it. The scorer requires an alert for those held at least the
 rule's dwell, within 2 minutes of becoming due; an alert matching none is false, unless it
@@ -53,7 +55,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -95,6 +97,7 @@ TAG_FAST_S = int(str(fw_config.DEFAULTS["fix_fast_s"]))  # the tag's fix interva
 BEACON_RF_S = int(str(fw_config.DEFAULTS["beacon_rf_s"]))
 AWAY_AFTER_S = int(hp.Thresholds().away_timeout_s)
 WALK, BUS = 1.4, 8.0
+CHASE_LEGS = 50  # bus legs toward a moving target (`_chase`): a routine rests within hours
 LAT0, LON0 = 50.7192, -1.8808  # the pairs' town (Bournemouth)
 START = 1_788_220_800  # 2026-09-01 00:00 UTC
 
@@ -196,9 +199,26 @@ def routine(rng: np.random.Generator, days: int, home: tuple[float, float]) -> P
     return p
 
 
+def _chase(person: Person, i0: int, target: Callable[[int], tuple[float, float]]) -> int:
+    """By bus from where the person is at i0 to a moving `target` (its position at each grid
+    index): each leg heads for where the target is when it starts, until the person ends a
+    leg within one bus step of the target (it rests somewhere in the end; at most
+    CHASE_LEGS legs). Returns the index of arrival."""
+    i = i0
+    for _ in range(CHASE_LEGS):
+        i = _route(person, i, *target(i), BUS)
+        last = len(person.x) - 1
+        gap = math.dist((person.x[i], person.y[i]), target(min(i + 1, last)))
+        if i == last or gap <= BUS * STEP_S:
+            break
+    return i
+
+
 def _rejoin(person: Person, plan: Person, i0: int) -> None:
-    """After an injected detour: back to where the routine has the person (by bus)."""
-    i = _route(person, i0, plan.x[i0], plan.y[i0], BUS)
+    """After an injected detour ending at i0 - 1: from there back to where the routine has
+    the person (by bus, `_chase`), then the routine."""
+    person.x[i0], person.y[i0] = person.x[i0 - 1], person.y[i0 - 1]
+    i = _chase(person, i0, lambda k: (plan.x[k], plan.y[k]))
     person.x[i + 1 :], person.y[i + 1 :] = plan.x[i + 1 :], plan.y[i + 1 :]
     person.env[i + 1 :], person.home[i + 1 :] = plan.env[i + 1 :], plan.home[i + 1 :]
 
@@ -242,7 +262,8 @@ def inject(rng: np.random.Generator, pair: Pair, kind: str, day: int) -> None:
     if kind == "near_miss":
         hold = rng.uniform(3, 20)
     far = 800.0 if kind == "pursuit" else 1500.0
-    j = _route(p, i, v.x[i] + far * math.cos(angle), v.y[i] + far * math.sin(angle), BUS)
+    c, s = far * math.cos(angle), far * math.sin(angle)
+    j = _chase(p, i, lambda k: (v.x[k] + c, v.y[k] + s))
     held = np.full(int(hold * 60 / STEP_S), near)
     radii = np.concatenate([_walk(far, near), held, _walk(near, 1200.0)])
     k = _follow(pair, j, radii, angle)

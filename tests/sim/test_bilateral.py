@@ -192,3 +192,14 @@ def test_a_victim_near_his_home_while_he_is_in_is_alerted_through_his_home_unit(
     s = bl.score_runs([pair], [run], prm)
     assert s.episodes == 1 and s.missed == [] and s.false_alerts == 0, (log, run.alerts)
     assert s.latencies_ms and max(s.latencies_ms) < 120_000
+
+
+def test_people_travel_back_to_their_routine_and_never_jump() -> None:
+    # After an injected detour each goes back by bus to where the routine has them by then,
+    # and a pursuer reaches a victim who is moving: a jump of kilometres in one 5 s step (a
+    # person teleported back to the routine) made the rule's tracks doubt the true fixes.
+    for pair in bl.make_pairs(bl.BilateralParams(pairs=10, days=5, seed=4)):
+        assert pair.injected
+        for person in (pair.perpetrator, pair.victim):
+            steps = np.hypot(np.diff(person.x), np.diff(person.y))
+            assert steps.max() <= 2 * bl.BUS * bl.STEP_S
