@@ -147,6 +147,10 @@ class ProximityParams:
     home_range_m: float = geo.HOME_RANGE_M
 
 
+# A tag reading [t, lat, lon, accuracy, ref, consistent, device, home] is the home's (at home,
+# `_tag_reading`) when it has this element and it is true; a track's fixes stop before it.
+HOME_READING = 7
+
 # The recent pairs kept per victim device for the median (bounds the rule's state: with both
 # sides fixing every 10 s there are about 36 in median_window_s).
 MAX_RECENT = 64
@@ -164,6 +168,7 @@ class Pair(NamedTuple):
     t: int
     ref: str
     fixes: tuple[int, int]  # the event times of its tag fix and its victim fix
+    home: bool = False  # the tag's side is its home (`_tag_reading`), not a fix
 
 
 class Proximity(Rule):
@@ -175,9 +180,11 @@ class Proximity(Rule):
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
         # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
         # device, the last pair [t, d]; recent: per victim device, the pairs of the last
-        # median_window_s [t, d, a] (a: both accuracies; absent in states stored before it);
-        # visit: per "device/type", the distance's visit (visit.py; plus upto, the last time
-        # it was judged, unheard: see _unheard, and fixes: its supporting pairs' fix times);
+        # median_window_s (_row: [t, d, a, tag fix's t, victim fix's t, consistent, home];
+        # states stored before keep fewer); home: the presence report placing the tag at home
+        # (absent or None: not at home); visit: per "device/type", the distance's visit
+        # (visit.py; plus upto, the last time it was judged, unheard: see _unheard, and
+        # fixes: its supporting pairs' fix times);
         # fast_until and victim_fast (per victim device): the last fast-sampling requests;
         # batched: tags asked for tag_batch_s; near_batched: those asked for near_batch_fixes
         # since (given the firmware's back once the tag's fast sampling ends); released: tags
@@ -286,14 +293,14 @@ class Proximity(Rule):
     def _tag_reading(self, st: dict[str, Any], ctx: Context, t: int) -> list[Any] | None:
         """The tag's side at `t` as a fix [t, lat, lon, accuracy, ref, consistent, device]: at
         home (its home unit hears it) the home's point with `home_range_m`, taken at `t` (a
-        home unit hears a tag continuously; no spike test doubts it), else its track's last
-        accepted fix."""
+        home unit hears a tag continuously; no spike test doubts it) and marked as the home's
+        (HOME_READING), else its track's last accepted fix."""
         point = ctx.config.home
         if point is None or not self._at_home(st, ctx):
             last: list[Any] | None = st["tracks"].get("tag", {}).get("last")
             return last
         home, (lat, lon) = st["home"], point
-        return [t, lat, lon, self.p.home_range_m, home["evidence"]["ref"], True, home["tag"]]
+        return [t, lat, lon, self.p.home_range_m, home["evidence"]["ref"], True, home["tag"], True]
 
     def _batch_back(
         self,
@@ -389,12 +396,24 @@ class Proximity(Rule):
         a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
         fixes = (int(tag_fix[0]), int(victim_fix[0]))
-        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, fixes)
+        home = len(tag_fix) > HOME_READING and bool(tag_fix[HOME_READING])
+        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, fixes, home)
 
     @staticmethod
     def _row(pair: Pair) -> list[Any]:
         """A pair as the recent pairs keep it (_held_within)."""
-        return [pair.t, round(pair.d, 1), round(pair.a, 1), *pair.fixes, pair.consistent]
+        return [pair.t, round(pair.d, 1), round(pair.a, 1), *pair.fixes, pair.consistent, pair.home]
+
+    @staticmethod
+    def _followed(st: dict[str, Any], link: VictimLink, r: list[Any]) -> bool:
+        """Whether a recent pair may count as a reading now: a pair of two fixes at once; a
+        home pair (the tag's side is its home, without noise of its own, so the victim's fix
+        is all it measures) once the victim's next fix has followed it, as the spike test
+        needs to judge that fix: two indoor multipath fixes a minute apart, 100 m and 176 m
+        toward his home, confirmed an alert on a victim 241 m from it."""
+        if len(r) < 7 or not r[6]:
+            return True
+        return bool(r[4] < st["tracks"][str(link.device)]["last"][0])
 
     def _recent(self, st: dict[str, Any], link: VictimLink, pair: Pair) -> None:
         recent = st["recent"].setdefault(str(link.device), [])
@@ -418,7 +437,7 @@ class Proximity(Rule):
         their fixes do not count."""
         recent = [r for r in st["recent"].get(str(link.device)) or [] if r[0] >= since]
         recent = [r for r in recent if len(r) > 5 and r[2] < radius]
-        within = [r for r in recent if self._held(r, radius)]
+        within = [r for r in recent if self._held(r, radius) and self._followed(st, link, r)]
         if 2 * len(within) <= len(recent):
             return False
         fixes = min(len({r[3] for r in within}), len({r[4] for r in within}))
@@ -448,7 +467,13 @@ class Proximity(Rule):
         recent = st["recent"].get(str(link.device)) or []
         since = int(vs["since"])
         within = sum(
-            1 for r in recent if r[0] >= since and len(r) > 5 and r[5] and r[1] + r[2] <= radius
+            1
+            for r in recent
+            if r[0] >= since
+            and len(r) > 5
+            and r[5]
+            and r[1] + r[2] <= radius
+            and self._followed(st, link, r)
         )
         if "fixes" not in vs:  # a visit stored before it kept its supporting pairs' fixes
             return max(int(vs["n"]), within)

@@ -655,6 +655,22 @@ def test_a_victim_near_the_subjects_home_while_he_is_in_is_an_approach() -> None
     assert len(of(eps, px.WARNING)) == 1
 
 
+def test_two_outlying_fixes_of_a_victim_near_his_home_are_no_approach() -> None:
+    # She is indoors 241 m from his home (fixes every 30 s at 45 m); two of them, a minute
+    # apart, land 100 m and 176 m toward it. With his side at home (no noise of its own)
+    # her fixes are all the pairs measure: each is a reading only once her next fix has
+    # followed it (the spike test's look), and the one after them is back at 241 m.
+    b = Builder()
+    b.presence(T, 1)
+    for k in range(40):
+        t = T + 30 * k
+        x = {20: 138.0, 22: 65.0}.get(k, 241.0)
+        if k != 21:
+            victim_fix(b, t, x, acc=45)
+    eps = ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600)
+    assert of(eps, px.ALERT) == []
+
+
 def test_near_his_home_but_beyond_the_alert_distance_is_only_a_warning() -> None:
     # 200 m + the home range + her accuracy: never within 200 m with confidence.
     b = Builder()
