@@ -280,7 +280,7 @@ class Proximity(Rule):
         event time, before its return online)."""
         heard = ctx.config.presence(obs)
         if heard is not None:
-            home = {"tag": obs.v("tag"), "t": obs.t, "evidence": obs.evidence()}
+            home = {"tag": obs.v("tag"), "evidence": obs.evidence()}
             st["home"] = home if heard else None
         elif obs.name == "link" and st.get("home"):
             st["home"]["offline"] = obs.v("state") == 0
