@@ -129,10 +129,8 @@ class SubjectConfig:
         return ZoneIndex.build([z for z in self.zones if z.kind == HOME], self.projection)
 
     @cached_property
-    def home(self) -> tuple[float, float] | None:
-        """(lat, lon) where the subject's home unit is taken to be: its one home zone's point
-        (geo.home_point). None without a home zone, or with several: which of them a
-        presence report's unit sits in is not configured."""
-        homes = [z for z in self.zones if z.kind == HOME]
-        point = home_point(homes[0].shape, homes[0].geometry) if len(homes) == 1 else None
-        return None if point is None else (point[1], point[0])
+    def homes(self) -> tuple[tuple[float, float], ...]:
+        """(lat, lon) of each home zone's point (geo.home_point), where its home unit is taken
+        to be; a zone whose geometry gives none is left out."""
+        points = [home_point(z.shape, z.geometry) for z in self.zones if z.kind == HOME]
+        return tuple((p[1], p[0]) for p in points if p is not None)

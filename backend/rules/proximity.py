@@ -43,11 +43,13 @@ other fix is older than `pair_window_s` says nothing (the victim device silent).
 
 At home the tag is in RF mode and takes no GNSS fix: while the subject's home unit reports it
 home (presence, until it reports it away, dated at the last beacon that kept it home) the
-tag's side is the home's point (the one home zone's: SubjectConfig.home) with accuracy
-`home_range_m`, how far from its unit a tag is heard, at the moment of each victim fix — a
-victim within the alert distance of his home while he is in is an approach like any other.
-Nothing places the tag at home while the unit is offline (its link's last will) or when the
-subject has no home zone or several (which one the unit is in is not configured).
+tag's side is the home's point with accuracy `home_range_m`, how far from its unit a tag is
+heard, at the moment of each victim fix — a victim within the alert distance of his home while
+he is in is an approach like any other. The home is the one home zone's point; with several
+(two addresses), the one nearest the tag's last fix before the report, if within `home_fix_m`
+(which zone a unit sits in is not configured: the tag came into its range since that fix).
+Nothing places the tag at home while the unit is offline (its link's last will), without a
+home zone, or with several and no tag fix near one of them.
 
 When an episode is confirmed the victim device is warned (a COMMAND with cmd_notify, message
 NOTIFY_WARNING or NOTIFY_ALERT, which it acknowledges with a command_result; live data only),
@@ -145,6 +147,10 @@ class ProximityParams:
     # Where a tag its home unit hears (presence: home) may be, around the home's point: the
     # tag's accuracy in a pair while it is at home (in RF mode, without GNSS fixes).
     home_range_m: float = geo.HOME_RANGE_M
+    # With several home zones, a presence report's home is the one nearest the tag's last fix
+    # if at most this far: a tag on a bus or in a car fixing at its moving cadence (60 s)
+    # travels up to ~1.8 km between its last fix and its home unit's range.
+    home_fix_m: float = 2000.0
 
 
 # A tag reading [t, lat, lon, accuracy, ref, consistent, device, home] is the home's (at home,
@@ -222,7 +228,7 @@ class Proximity(Rule):
         # When each side was last heard before this fix: a pending approach does not go stale
         # while one side could say nothing (a victim's phone indoors getting no fix).
         heard = {s: int(tr["last"][0]) for s, tr in st["tracks"].items() if tr.get("last")}
-        if self._at_home(st, ctx):
+        if self._home_at(st, ctx) is not None:
             heard["tag"] = obs.t  # its home unit hears it all along
         fix = self._accept(st, obs, side)
         if fix is None:
@@ -272,31 +278,52 @@ class Proximity(Rule):
         if side == "tag":
             self._batch_back(st, ctx, obs, ordered, heard.get("tag"))
 
-    @staticmethod
-    def _home_unit(st: dict[str, Any], ctx: Context, obs: Obs) -> None:
+    def _home_unit(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:
         """A presence report from the subject's home unit (home: the tag is within
-        home_range_m of the home's point until it is reported away), or its link: while the
-        unit is offline its presence cannot be known (its reports, queued meanwhile, come in
-        event time, before its return online)."""
+        home_range_m of its home's point, `_which_home`, until it is reported away), or its
+        link: while the unit is offline its presence cannot be known (its reports, queued
+        meanwhile, come in event time, before its return online)."""
         heard = ctx.config.presence(obs)
         if heard is not None:
-            home = {"tag": obs.v("tag"), "evidence": obs.evidence()}
-            st["home"] = home if heard else None
+            at = self._which_home(st, ctx) if heard else None
+            st["home"] = (
+                {"tag": obs.v("tag"), "evidence": obs.evidence(), "at": at} if heard else None
+            )
         elif obs.name == "link" and st.get("home"):
             st["home"]["offline"] = obs.v("state") == 0
 
+    def _which_home(self, st: dict[str, Any], ctx: Context) -> list[float] | None:
+        """[lat, lon] of the home a presence report's unit is in: the one home zone's point;
+        with several, the one nearest the tag's last fix (it came into its unit's range since,
+        so at most `home_fix_m` away); none without a home zone or such a fix."""
+        homes = ctx.config.homes
+        if len(homes) <= 1:
+            return list(homes[0]) if homes else None
+        last = st["tracks"].get("tag", {}).get("last")
+        if last is None:
+            return None
+        d, home = min((track.great_circle(last[1], last[2], *h), h) for h in homes)
+        return list(home) if d <= self.p.home_fix_m else None
+
     @staticmethod
-    def _at_home(st: dict[str, Any], ctx: Context) -> bool:
+    def _home_at(st: dict[str, Any], ctx: Context) -> tuple[float, float] | None:
+        """(lat, lon) of the tag while its home unit hears it; None when not at home, its unit
+        offline or which home unknown."""
         home: dict[str, Any] | None = st.get("home")  # absent from states stored before it
-        return home is not None and not home.get("offline") and ctx.config.home is not None
+        if home is None or home.get("offline"):
+            return None
+        if "at" not in home:  # stored before several homes were told apart
+            homes = ctx.config.homes
+            return homes[0] if len(homes) == 1 else None
+        return None if home["at"] is None else (home["at"][0], home["at"][1])
 
     def _tag_reading(self, st: dict[str, Any], ctx: Context, t: int) -> list[Any] | None:
         """The tag's side at `t` as a fix [t, lat, lon, accuracy, ref, consistent, device]: at
         home (its home unit hears it) the home's point with `home_range_m`, taken at `t` (a
         home unit hears a tag continuously; no spike test doubts it) and marked as the home's
         (HOME_READING), else its track's last accepted fix."""
-        point = ctx.config.home
-        if point is None or not self._at_home(st, ctx):
+        point = self._home_at(st, ctx)
+        if point is None:
             last: list[Any] | None = st["tracks"].get("tag", {}).get("last")
             return last
         home, (lat, lon) = st["home"], point
@@ -578,7 +605,7 @@ class Proximity(Rule):
             )
         else:
             self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
-        if obs.role == VICTIM and self._at_home(st, ctx):
+        if pair.home:
             # The tag's side: the presence report that placed it at home.
             self.evidence(st, type_, vs["slot"], st["home"]["evidence"])
         cur = self.slot(st, type_, vs["slot"])

@@ -696,11 +696,41 @@ def test_while_the_home_unit_is_offline_its_presence_says_nothing() -> None:
     assert len(of(ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600), px.ALERT)) == 1
 
 
-def test_without_one_home_zone_presence_places_the_tag_nowhere() -> None:
+def test_without_a_home_zone_presence_places_the_tag_nowhere() -> None:
     b = Builder()
     victim_near_home(b, 120)
-    for zones in ([], [home_zone(), circle(2, "home", 3000, 0, 60)]):
+    assert near(ENGINE.evaluate(cfg(zones=[]), b.obs, T + 3600)) == []
+
+
+def test_with_two_homes_the_tag_is_at_the_one_its_last_fix_was_near() -> None:
+    # Two addresses 3 km apart: he walked home to the first (his last fix 40 m from it)
+    # before its unit reported him in, so she near the first is an approach, near the
+    # second nothing.
+    other = circle(2, "home", 3000, 0, 60)
+    for zones in ([home_zone(), other], [other, home_zone()]):
+        b = Builder()
+        victim_near_home(b, 120)
+        assert len(of(ENGINE.evaluate(cfg(zones=zones), b.obs, T + 3600), px.ALERT)) == 1
+        b = Builder()
+        for i in range(5):
+            b.fix(T - 300 + 60 * i, 400 - 90 * i, 0, 5)
+        b.presence(T, 1)
+        victim_visits(b, T + 600, 3000 - 120, 300)  # she stays 120 m from the other home
         assert near(ENGINE.evaluate(cfg(zones=zones), b.obs, T + 3600)) == []
+
+
+def test_with_two_homes_and_no_tag_fix_near_either_which_one_is_unknown() -> None:
+    b = Builder()
+    b.fix(T - 1200, 6000, 0, 5)  # 3 km beyond the second home
+    b.presence(T, 1)
+    victim_visits(b, T + 600, 120, 300)
+    zones = [home_zone(), circle(2, "home", 3000, 0, 60)]
+    assert near(ENGINE.evaluate(cfg(zones=zones), b.obs, T + 3600)) == []
+    b = Builder()
+    b.presence(T, 1)  # no fix at all: fitted at home
+    victim_visits(b, T + 600, 120, 300)
+    assert near(ENGINE.evaluate(cfg(zones=zones), b.obs, T + 3600)) == []
+    assert len(of(ENGINE.evaluate(cfg(zones=[home_zone()]), b.obs, T + 3600), px.ALERT)) == 1
 
 
 def test_the_tag_at_home_and_the_victim_arriving_late_alerts_as_live_data_would() -> None:
