@@ -140,7 +140,6 @@ def analyse(
     t1: int,
     fixes: ev.Fixes,
     stays: list[ev.HomeStay],
-    homes: dict[int, ev.Home],
     p: Params,
 ) -> dict[int, tuple[str, Approach, int, int | None, int | None, int]]:
     """Per subject: (status, closest approach, seconds inside, first and last time inside,
@@ -148,7 +147,7 @@ def analyse(
     tab = _Table()
     _fix_approaches(tab, area, t0, t1, fixes, p)
     _segment_approaches(tab, area, t0, t1, fixes, p)
-    _stay_approaches(tab, area, t0, t1, stays, homes, p)
+    _stay_approaches(tab, area, t0, t1, stays, p)
     if not tab.subject:
         return {}
     sub = np.concatenate(tab.subject)
@@ -352,14 +351,13 @@ def _stay_approaches(
     t0: int,
     t1: int,
     stays: list[ev.HomeStay],
-    homes: dict[int, ev.Home],
     p: Params,
 ) -> None:
-    use = [s for s in stays if s.subject in homes and s.start <= t1 and s.end > t0]
+    use = [s for s in stays if s.home is not None and s.start <= t1 and s.end > t0]
     if not use:
         return
-    lat = np.array([homes[s.subject].lat for s in use]) * 1e7
-    lon = np.array([homes[s.subject].lon for s in use]) * 1e7
+    lat = np.array([s.home.lat for s in use if s.home]) * 1e7
+    lon = np.array([s.home.lon for s in use if s.home]) * 1e7
     x, y = area.xy(lat, lon)
     edge = area.signed_distance(x, y)
     acc = np.full(len(use), p.home_range_m)
@@ -372,7 +370,7 @@ def _stay_approaches(
     sub = np.array([s.subject for s in use], dtype=np.int64)
     _push(
         tab, sub, np.maximum(edge, 0.0), edge, 0, status, inside, first_in, last_in,
-        ("stay", use, homes, lo, edge, status, p.home_range_m),
+        ("stay", use, lo, edge, status, p.home_range_m),
     )  # fmt: skip
 
 
@@ -426,9 +424,10 @@ def _approach(tab: _Table, offsets: Any, row: int, status: npt.NDArray[np.int64]
             evidence=[_fixref(f, a), _fixref(f, a + 1)],
             gap_s=int(f.t[a + 1] - f.t[a]),
         )
-    _, use, homes, lo, edge, st, rng = build
+    _, use, lo, edge, st, rng = build
     s = use[j]
-    h = homes[s.subject]
+    h = s.home
+    assert h is not None  # _stay_approaches uses only stays at a known home
     return Approach(
         t=int(lo[j]),
         lat=h.lat,
@@ -511,8 +510,8 @@ def correlate(
     stays: list[ev.HomeStay] = []
     if near_home:
         home_tenures = ev.tenures(conn, t0, t1, subject_ids=near_home, visible=visible)
-        stays = ev.load_stays(conn, home_tenures, t0, t1)
-    found = analyse(area, t0, t1, fixes, stays, homes, p)
+        stays = ev.load_stays(conn, home_tenures, t0, t1, homes)
+    found = analyse(area, t0, t1, fixes, stays, p)
     hits = {s: v for s, v in found.items() if v[0] in (WITHIN, POSSIBLY)}
     names = ev.subject_names(conn, hits)
     out = []
@@ -527,15 +526,17 @@ def correlate(
     return out
 
 
-def _homes_near(area: Area, homes: dict[int, ev.Home], p: Params) -> list[int]:
-    if not homes:
+def _homes_near(area: Area, homes: dict[int, tuple[ev.Home, ...]], p: Params) -> list[int]:
+    every = [h for hs in homes.values() for h in hs]
+    if not every:
         return []
-    ids = list(homes)
-    lat = np.array([homes[s].lat for s in ids]) * 1e7
-    lon = np.array([homes[s].lon for s in ids]) * 1e7
+    lat = np.array([h.lat for h in every]) * 1e7
+    lon = np.array([h.lon for h in every]) * 1e7
     x, y = area.xy(lat, lon)
     edge = area.signed_distance(x, y)
-    return [s for s, e in zip(ids, edge, strict=True) if e <= p.k * p.home_range_m]
+    return sorted(
+        {h.subject for h, e in zip(every, edge, strict=True) if e <= p.k * p.home_range_m}
+    )
 
 
 @dataclass
@@ -573,8 +574,8 @@ def whereabouts(
     tenures = ev.tenures(conn, lo, hi, subject_ids=[subject_id])
     fixes = ev.load_fixes(conn, tenures, lo, hi)
     homes = ev.load_homes(conn, subject_ids=[subject_id])
-    stays = ev.load_stays(conn, [tn for tn in tenures if tn.clip(t0, t1)], t0, t1)
-    found = analyse(area, t0, t1, fixes, stays, homes, p).get(subject_id)
+    stays = ev.load_stays(conn, [tn for tn in tenures if tn.clip(t0, t1)], t0, t1, homes)
+    found = analyse(area, t0, t1, fixes, stays, p).get(subject_id)
     covered = _coverage(fixes, stays, t0, t1, p)
     gaps = [list(g) for g in subtract([(t0, t1)], covered)]
     span = t1 - t0
@@ -582,11 +583,13 @@ def whereabouts(
     all_t = ev.tenures(conn, 0, 2**62, subject_ids=[subject_id])
     before = ev.nearest_fix(conn, all_t, t0, before=True)
     after = ev.nearest_fix(conn, all_t, t1, before=False)
-    home = homes.get(subject_id)
-    home_d: float | None = None
-    if home is not None:
-        hx, hy = area.xy(np.array([home.lat * 1e7]), np.array([home.lon * 1e7]))
-        home_d = round(float(area.signed_distance(hx, hy)[0]), 2)
+    mine = homes.get(subject_id, ())
+    hx, hy = area.xy(np.array([h.lat * 1e7 for h in mine]), np.array([h.lon * 1e7 for h in mine]))
+    edge_of = {
+        h.zone_id: round(float(e), 2)
+        for h, e in zip(mine, area.signed_distance(hx, hy), strict=True)
+    }
+    home_d = min(edge_of.values(), default=None)  # the nearest of the subject's homes
     in_w = (fixes.t >= t0) & (fixes.t <= t1)
     w = fixes.take(np.flatnonzero(in_w))
     wx, wy = area.xy(w.lat_e7, w.lon_e7)
@@ -596,18 +599,20 @@ def whereabouts(
         pts = pts[np.linspace(0, len(pts) - 1, MAX_PATH_POINTS).round().astype(np.int64)]
     fix_list = [{**_fixref(w, int(j)), "edge_m": round(float(wedge[j]), 2)} for j in pts]
     stays_out = [
-        {**_stay_ref(s, home), "edge_m": home_d} if home is not None else
+        {**_stay_ref(s, s.home), "edge_m": edge_of[s.home.zone_id]} if s.home is not None else
         {"home_from": s.start, "home_until": s.closed_t, "tag": s.tag,
          "home_unit": s.home_unit, "home": None, "edge_m": None}
         for s in stays
     ]  # fmt: skip
+    # Where the stays in the window were (a home unknown to the stays says nothing).
+    stay_d = min((edge_of[s.home.zone_id] for s in stays if s.home is not None), default=None)
     if found is None:
         status, closest, inside_s = NO_DATA, None, 0
     else:
         # not_within speaks only for the stretches the evidence covers: `coverage` and
         # `gaps` say how much of the window that is (the summary says it in words).
         status, closest, inside_s = found[0], found[1], found[2]
-    summary = _summary(status, closest, cov, gaps, stays, home_d, span)
+    summary = _summary(status, closest, cov, gaps, stays, stay_d, span)
     return Whereabouts(
         subject_id, status, summary, closest, inside_s, round(cov, 4), not gaps, gaps,
         _bracket(area, before), _bracket(area, after), fix_list, stays_out, home_d, len(w),

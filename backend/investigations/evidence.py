@@ -9,7 +9,7 @@ place — then each candidate's trail by (device, ts)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, Select, and_, func, or_, select
 
 from backend.investigations.area import Area
-from backend.rules.geo import home_point
+from backend.rules.geo import home_point, which_home
 from backend.storage.schema import (
     TAG,
     assignments,
@@ -95,6 +95,16 @@ class Fixes:
         )
 
 
+@dataclass
+class Home:
+    """A subject's home: a `home` zone's centre (circle) or representative point."""
+
+    subject: int
+    lat: float
+    lon: float
+    zone_id: int
+
+
 @dataclass(frozen=True)
 class HomeStay:
     """The home unit heard the subject's tag over [start, end): at home."""
@@ -107,16 +117,8 @@ class HomeStay:
     # The presence records that open and close the stay (evidence), end None while open.
     opened_t: int
     closed_t: int | None
-
-
-@dataclass
-class Home:
-    """A subject's home: the `home` zone's centre (circle) or representative point."""
-
-    subject: int
-    lat: float
-    lon: float
-    zone_id: int
+    # Which of the subject's homes (load_stays, geo.which_home); None: not known.
+    home: Home | None = None
 
 
 @dataclass
@@ -308,10 +310,10 @@ def _attribute(arr: npt.NDArray[np.int64], tenures: list[Tenure], t0: int, t1: i
 # Every subject's home point, parsed from the zones' GeoJSON, per database: a correlation
 # needs all visible homes on every query. Any zone change bumps the subject's configuration
 # (subject_monitoring.updated_at), which is part of the signature that invalidates it.
-_HOMES: dict[str, tuple[tuple[Any, ...], dict[int, Home]]] = {}
+_HOMES: dict[str, tuple[tuple[Any, ...], dict[int, tuple[Home, ...]]]] = {}
 
 
-def _all_homes(conn: Connection) -> dict[int, Home]:
+def _all_homes(conn: Connection) -> dict[int, tuple[Home, ...]]:
     z = zones.c
     count, top = conn.execute(
         select(func.count(z.id), func.max(z.id)).where(z.kind == "home")
@@ -321,14 +323,13 @@ def _all_homes(conn: Connection) -> dict[int, Home]:
     cached = _HOMES.get(key)
     if cached is not None and cached[0] == sig:
         return cached[1]
-    out: dict[int, Home] = {}
+    out: dict[int, tuple[Home, ...]] = {}
     q = select(z.id, z.subject_id, z.shape, z.geometry).where(z.kind == "home").order_by(z.id)
     for r in conn.execute(q):
-        if r.subject_id in out:
-            continue
         point = home_point(r.shape, r.geometry)
         if point is not None:
-            out[int(r.subject_id)] = Home(int(r.subject_id), point[1], point[0], int(r.id))
+            sid = int(r.subject_id)
+            out[sid] = (*out.get(sid, ()), Home(sid, point[1], point[0], int(r.id)))
     if len(_HOMES) > 8:
         _HOMES.clear()
     _HOMES[key] = (sig, out)
@@ -340,8 +341,8 @@ def load_homes(
     *,
     visible: Select[Any] | None = None,
     subject_ids: Iterable[int] | None = None,
-) -> dict[int, Home]:
-    """Each subject's home point from its `home` zone (the first, if several)."""
+) -> dict[int, tuple[Home, ...]]:
+    """Each subject's home points, one per `home` zone (in zone order)."""
     homes = _all_homes(conn)
     if visible is not None:
         allowed = {
@@ -355,13 +356,21 @@ def load_homes(
     return homes
 
 
-def load_stays(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> list[HomeStay]:
+def load_stays(
+    conn: Connection,
+    tenures: list[Tenure],
+    t0: int,
+    t1: int,
+    homes: dict[int, tuple[Home, ...]] | None = None,
+) -> list[HomeStay]:
     """Home stays overlapping [t0, t1] from presence transitions (the home unit reports a
     PRESENCE record when the tag arrives and when it leaves, docs/home-unit.md): the state
-    at t0 comes from the latest record before it."""
+    at t0 comes from the latest record before it. With `homes` (load_homes), each stay at the
+    one the proximity rule would place it (`stay_home`)."""
     out: list[HomeStay] = []
     p = presence.c
     for tn in tenures:
+        first = len(out)
         span = tn.clip(t0, t1)
         if span is None:
             continue
@@ -401,7 +410,21 @@ def load_stays(conn: Connection, tenures: list[Tenure], t0: int, t1: int) -> lis
         if opened is not None and opened[0] <= hi:
             end = hi + 1 if tn.end is None else min(hi + 1, tn.end)
             out.append(HomeStay(tn.subject, opened[0], end, tn.device, opened[1], opened[0], None))
+        if homes is not None:
+            out[first:] = [stay_home(conn, tn, s, homes.get(tn.subject, ())) for s in out[first:]]
     return out
+
+
+def stay_home(conn: Connection, tenure: Tenure, stay: HomeStay, homes: Sequence[Home]) -> HomeStay:
+    """`stay` at its home among the subject's `homes`: the only one, or with several the one
+    nearest the tag's last fix before the stay opened (geo.which_home, as the proximity rule
+    places a tag its unit hears)."""
+    fix = None
+    if len(homes) > 1:
+        last = nearest_fix(conn, [tenure], stay.opened_t, before=True)
+        fix = None if last is None else (last[2] / 1e7, last[3] / 1e7)
+    i = which_home([(h.lat, h.lon) for h in homes], fix)
+    return replace(stay, home=None if i is None else homes[i])
 
 
 def subject_names(conn: Connection, ids: Iterable[int]) -> dict[int, tuple[str, str, int]]:

@@ -19,7 +19,8 @@ from shapely.geometry.base import BaseGeometry
 
 from backend.rules.schedule import Weekly
 
-M_PER_DEG_LAT = math.pi * 6_371_008.8 / 180
+EARTH_RADIUS_M = 6_371_008.8
+M_PER_DEG_LAT = math.pi * EARTH_RADIUS_M / 180
 
 INCLUSION = "inclusion"
 EXCLUSION = "exclusion"
@@ -29,6 +30,11 @@ SHAPES = ("circle", "polygon", "corridor")
 # How far from its home unit a tag is heard (REFERENCES.md: a bracelet's RF range ~23-30 m):
 # where a tag the unit hears may be, around its home's point (home_point).
 HOME_RANGE_M = 30.0
+# With several home zones (two addresses), the home a unit's presence report speaks for is
+# the one nearest the tag's last fix before it, if at most this far (which_home): a tag in a
+# car or on a bus fixing at its moving cadence (60 s) goes up to ~1.8 km between its last fix
+# and its unit's range.
+HOME_FIX_M = 2000.0
 
 F64 = npt.NDArray[np.float64]
 
@@ -66,6 +72,33 @@ def home_point(shape: str, geometry: Any) -> tuple[float, float] | None:
         )
     except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
         return None
+
+
+def great_circle(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
+    """Haversine metres between two (lat, lon) points in degrees."""
+    p0, p1 = math.radians(lat0), math.radians(lat1)
+    a = (
+        math.sin((p1 - p0) / 2) ** 2
+        + math.cos(p0) * math.cos(p1) * math.sin(math.radians(lon1 - lon0) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def which_home(
+    homes: Sequence[tuple[float, float]],
+    fix: tuple[float, float] | None,
+    max_m: float = HOME_FIX_M,
+) -> int | None:
+    """Index in `homes` ((lat, lon) each) of the home whose unit reported the tag in: the only
+    one; with several, the one nearest `fix` (lat, lon: the tag's last fix before the report)
+    if at most `max_m` from it. None without a home, or with several and no such fix: which
+    zone a unit sits in is not configured, and the tag came into its range since that fix."""
+    if len(homes) <= 1:
+        return 0 if homes else None
+    if fix is None:
+        return None
+    d, i = min((great_circle(fix[0], fix[1], lat, lon), i) for i, (lat, lon) in enumerate(homes))
+    return i if d <= max_m else None
 
 
 @dataclass(frozen=True)

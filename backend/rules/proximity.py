@@ -147,10 +147,8 @@ class ProximityParams:
     # Where a tag its home unit hears (presence: home) may be, around the home's point: the
     # tag's accuracy in a pair while it is at home (in RF mode, without GNSS fixes).
     home_range_m: float = geo.HOME_RANGE_M
-    # With several home zones, a presence report's home is the one nearest the tag's last fix
-    # if at most this far: a tag on a bus or in a car fixing at its moving cadence (60 s)
-    # travels up to ~1.8 km between its last fix and its home unit's range.
-    home_fix_m: float = 2000.0
+    # With several home zones, how far from the tag's last fix its home may be (geo.which_home).
+    home_fix_m: float = geo.HOME_FIX_M
 
 
 # A tag reading [t, lat, lon, accuracy, ref, consistent, device, home] is the home's (at home,
@@ -293,17 +291,12 @@ class Proximity(Rule):
             st["home"]["offline"] = obs.v("state") == 0
 
     def _which_home(self, st: dict[str, Any], ctx: Context) -> list[float] | None:
-        """[lat, lon] of the home a presence report's unit is in: the one home zone's point;
-        with several, the one nearest the tag's last fix (it came into its unit's range since,
-        so at most `home_fix_m` away); none without a home zone or such a fix."""
+        """[lat, lon] of the home a presence report's unit is in (geo.which_home: with several,
+        the one nearest the tag's last fix, within `home_fix_m`)."""
         homes = ctx.config.homes
-        if len(homes) <= 1:
-            return list(homes[0]) if homes else None
         last = st["tracks"].get("tag", {}).get("last")
-        if last is None:
-            return None
-        d, home = min((track.great_circle(last[1], last[2], *h), h) for h in homes)
-        return list(home) if d <= self.p.home_fix_m else None
+        i = geo.which_home(homes, None if last is None else (last[1], last[2]), self.p.home_fix_m)
+        return None if i is None else list(homes[i])
 
     @staticmethod
     def _home_at(st: dict[str, Any], ctx: Context) -> tuple[float, float] | None:
@@ -376,7 +369,7 @@ class Proximity(Rule):
         """The side's fix as the track believes it, or None for a jump."""
         tr = st["tracks"].setdefault(side, {"last": None})
         lat, lon, acc = obs.v("lat_e7") / 1e7, obs.v("lon_e7") / 1e7, obs.v("acc_dm") / 10
-        gc = track.great_circle
+        gc = geo.great_circle
         if track.is_jump(tr["last"], obs.t, lat, lon, acc, self.p.max_speed_mps, gc):
             st["jumps"] += 1
             return None
@@ -419,7 +412,7 @@ class Proximity(Rule):
         gap = abs(tag_fix[0] - victim_fix[0])
         if gap > self.p.pair_window_s:
             return None
-        d = track.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
+        d = geo.great_circle(tag_fix[1], tag_fix[2], victim_fix[1], victim_fix[2])
         a = self.p.k * math.hypot(tag_fix[3], victim_fix[3])
         consistent = bool(tag_fix[5] and victim_fix[5])
         fixes = (int(tag_fix[0]), int(victim_fix[0]))

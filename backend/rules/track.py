@@ -38,9 +38,6 @@ def planar(x0: float, y0: float, x1: float, y1: float) -> float:
     return math.hypot(x1 - x0, y1 - y0)
 
 
-EARTH_RADIUS_M = 6_371_008.8
-
-
 # The spike test (`believed`) looks this many anchors back, at most SPIKE_S before the fix
 # (an anchor from before a long gap in the fixes would explain almost anything). Two anchors
 # back removed no more standing alerts than one (measured: docs/rules.md, promise (b)); 90 s,
@@ -48,16 +45,6 @@ EARTH_RADIUS_M = 6_371_008.8
 # outlier that would otherwise become the anchor.
 SPIKE_FIXES = 1
 SPIKE_S = 90
-
-
-def great_circle(lat0: float, lon0: float, lat1: float, lon1: float) -> float:
-    """Haversine metres between two (lat, lon) points in degrees."""
-    p0, p1 = math.radians(lat0), math.radians(lat1)
-    a = (
-        math.sin((p1 - p0) / 2) ** 2
-        + math.cos(p0) * math.cos(p1) * math.sin(math.radians(lon1 - lon0) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def usable(obs: Obs, max_accuracy_m: float, role: str = TAG) -> bool:

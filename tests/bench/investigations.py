@@ -316,8 +316,10 @@ def brute(engine: Engine, area: Area, t0: int, t1: int, p: Params) -> set[int]:
         tenures = ev.tenures(conn, lo, hi, devices=devs)
         fixes = ev.load_fixes(conn, tenures, lo, hi)
         homes = ev.load_homes(conn)
-        stays = ev.load_stays(conn, ev.tenures(conn, t0, t1, subject_ids=list(homes)), t0, t1)
-    found = analyse(area, t0, t1, fixes, stays, homes, p)
+        stays = ev.load_stays(
+            conn, ev.tenures(conn, t0, t1, subject_ids=list(homes)), t0, t1, homes
+        )
+    found = analyse(area, t0, t1, fixes, stays, p)
     return {s for s, v in found.items() if v[0] in (WITHIN, POSSIBLY)}
 
 

@@ -234,6 +234,24 @@ def stage_correlation(stage: Stage, unit_a: int, unit_b: int, a2: int) -> Truth:
     msgs.append(stage.presence(4001, t, W0 - 3600, home=True))
     msgs.append(stage.presence(4001, t, W1 + 3600, home=False))
     tr.expected_a["INV-HOME"] = "within"
+    # Two addresses (two home zones, neither configured to a unit): a stay is at the one the
+    # tag's last fix before it was near. IN walked to its second home, 120 m from the centre:
+    # within. OUT walked to its second home, 5 km away, while its first is 60 m from the
+    # centre: not found (at the first it would be placed at the scene).
+    for n, (ref, first, second) in enumerate(
+        (("INV-TWO-HOMES-IN", 4000.0, 120.0), ("INV-TWO-HOMES-OUT", 60.0, 5000.0))
+    ):
+        sid, t = new(ref, unit_a)
+        unit = 4002 + n
+        stage.device(unit, HOME_UNIT)
+        stage.registry.pair(t, unit)
+        stage.assign(sid, unit, HOME_UNIT, T0 - 86400)
+        stage.home_zone(sid, first, 0)
+        stage.home_zone(sid, second, 0)
+        msgs += stage.fixes(t, line(W0 - 5400, W0 - 4200, 60, second + 1200, 0, second + 40, 0))
+        msgs.append(stage.presence(unit, t, W0 - 4100, home=True))
+        msgs.append(stage.presence(unit, t, W1 + 3600, home=False))
+    tr.expected_a["INV-TWO-HOMES-IN"] = "within"
     # Fixes 30 minutes apart either side: too far apart to interpolate: not found.
     _, t = new("INV-GAP", unit_a)
     msgs += stage.fixes(t, line(W0 + 600, W0 + 2400, 1800, -900, 0, 900, 0))

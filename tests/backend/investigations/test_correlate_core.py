@@ -121,6 +121,20 @@ def test_whereabouts_gives_the_exculpatory_evidence(api_engine: Engine, truth: T
     assert walk.status == "within"
 
 
+def test_with_two_homes_the_stay_is_at_the_one_the_tag_walked_to(
+    api_engine: Engine, truth: Truth
+) -> None:
+    # Its first home is 60 m from the centre, but it walked to its second, 5 km away, before
+    # its home unit reported it in: the stay, its evidence and the summary are there.
+    with api_engine.connect() as conn:
+        out = whereabouts(conn, truth.subjects["INV-TWO-HOMES-OUT"], AREA, W0, W1)
+    assert out.status == "not_within" and out.coverage == 1.0
+    (stay,) = out.home_stays
+    assert stay["edge_m"] == pytest.approx(5000 - RADIUS_M, abs=2)
+    assert out.home_distance_m == pytest.approx(-(RADIUS_M - 60), abs=2)  # the nearest home
+    assert "home 4,800 m from the area" in out.summary
+
+
 def test_bad_places_are_refused() -> None:
     with pytest.raises(AreaError):
         Area.circle(91, 0, 100)
