@@ -7,7 +7,7 @@ or 25 hours across a clock change). A day that ends with less than the subject's
 (SubjectConfig.charge_min_minutes) is one episode spanning that day. Counting starts at the
 first local midnight after monitoring starts (the order's start, or the first tag's fitting
 if later, or where the evaluation begins), so a partial first day is never judged, and no
-day before a tag was worn.
+day before a tag was worn; nor is the day in which the orders end, nor any after it.
 
 Parameters: `max_gap_s` 21600 — a charging stretch with no battery record for longer than
 this counts only up to it (a tag that died on the charger did not charge all night)."""
@@ -63,6 +63,11 @@ class Charging(Rule):
         need = ctx.config.charge_min_minutes
         while st["day"] is not None:
             day_end = _next_midnight(st["day"], ctx.config.tz)
+            if not ctx.config.monitored(day_end - 1):
+                # The orders end within the day: no part-day is judged (as none is at the
+                # start), nor any day after.
+                st["day"] = None
+                break
             if day_end >= to:
                 break
             self._credit(st, day_end)

@@ -5,7 +5,8 @@ reports the tag at home (the unit hears the tag's beacons; the tag is in RF mode
 uploads nothing of its own). When event time passes `threshold_s` after the last contact,
 an episode starts, dated at the last contact; the next contact ends it.
 
-The threshold is per order (SubjectConfig.comms_loss_s), defaulting to `threshold_s`.
+The threshold is per order (SubjectConfig.comms_loss_s), defaulting to `threshold_s`. A
+silence that would become comms loss only once the orders have ended is none.
 Between data it is the backend clock (the horizon, see engine.py) that moves time on, so
 the alert comes threshold_s after the last contact even if nothing else arrives — and a
 backlog that later shows the tag was recording all along clears it (late data)."""
@@ -43,15 +44,25 @@ class CommsLoss(Rule):
     def _threshold(self, ctx: Context) -> int:
         return ctx.config.comms_loss_s or self.p.threshold_s
 
-    def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
+    def _silent_at(self, st: dict[str, Any], ctx: Context) -> int | None:
+        """When the silence since the last contact becomes comms loss; None while an episode
+        is open, or if monitoring has ended by then (the order's end: a tag handed back is
+        silent, not lost)."""
         last = st["last"]
-        if last is not None and not st["open"] and last + self._threshold(ctx) < to:
+        if last is None or st["open"]:
+            return None
+        at = int(last) + self._threshold(ctx)
+        return at if ctx.config.monitored(at) else None
+
+    def advance(self, st: dict[str, Any], ctx: Context, to: int) -> None:
+        at = self._silent_at(st, ctx)
+        if at is not None and at < to:
             self.begin(
                 st,
                 ctx,
                 TYPE,
                 "tag",
-                last,
+                st["last"],
                 grace_s=self._threshold(ctx),
                 details={"threshold_s": self._threshold(ctx)},
                 severity="medium",
@@ -59,9 +70,8 @@ class CommsLoss(Rule):
         super().advance(st, ctx, to)
 
     def due(self, st: dict[str, Any], ctx: Context) -> int | None:
-        cands = [self._pending_due(st)]
-        if st["last"] is not None and not st["open"]:
-            cands.append(st["last"] + self._threshold(ctx) + 1)  # begins once last + t < to
+        at = self._silent_at(st, ctx)
+        cands = [self._pending_due(st), None if at is None else at + 1]  # begins once at < to
         return min((c for c in cands if c is not None), default=None)
 
     def apply(self, st: dict[str, Any], ctx: Context, obs: Obs) -> None:

@@ -686,6 +686,11 @@ class VictimSilent(Rule):
     def _threshold(self, link: VictimLink) -> int:
         return link.silent_s or self.p.threshold_s
 
+    @staticmethod
+    def _judged(ctx: Context, link: VictimLink, t: int) -> bool:
+        """Whether a silence due at `t` is one: before the link ends, and the orders."""
+        return (link.end is None or t < link.end) and ctx.config.monitored(t)
+
     def _links(self, ctx: Context) -> dict[str, VictimLink]:
         return {str(v.device): v for v in ctx.config.victims}
 
@@ -695,7 +700,7 @@ class VictimSilent(Rule):
             limit = self._threshold(link)
             if last is None or self.is_open(st, SILENT, dev):
                 continue
-            if last + limit < to and (link.end is None or last + limit < link.end):
+            if last + limit < to and self._judged(ctx, link, last + limit):
                 self.begin(
                     st,
                     ctx,
@@ -713,8 +718,11 @@ class VictimSilent(Rule):
         for dev, link in self._links(ctx).items():
             last = st["last"].get(dev)
             due = None if last is None else last + self._threshold(link)
-            ends = link.end is None or (due is not None and due < link.end)
-            if due is not None and ends and not self.is_open(st, SILENT, dev):
+            if (
+                due is not None
+                and self._judged(ctx, link, due)
+                and not self.is_open(st, SILENT, dev)
+            ):
                 cands.append(due + 1)
         return min((c for c in cands if c is not None), default=None)
 

@@ -96,6 +96,22 @@ def test_comms_loss_per_order_threshold_and_near_miss() -> None:
     assert run(CommsLoss(), b, horizon=back.t + 60) == []  # the 2 h default threshold
 
 
+def test_nothing_is_judged_after_the_order_ends() -> None:
+    # The order ends at 11:00; the tag, handed back, is silent from 10:50: no comms loss an
+    # hour later, and no charging day judged after the last whole day before the end (no
+    # battery record at all: every day judged is one).
+    b = Builder()
+    b.status(T - 86400 * 3)
+    b.status(T - 600)
+    b.status(T + 3000)
+    end = T + 3600
+    kw = {"start": T - 86400 * 3, "end": end, "comms_loss_s": 3600, "charge_min_minutes": 60}
+    (gap,) = run(CommsLoss(), b, horizon=T + 5 * 86400, **kw)  # the silence before the end
+    assert (gap.start, gap.end) == (T - 86400 * 3, T - 600)
+    days = run(Charging(), b, horizon=T + 5 * 86400, **kw)
+    assert [e.start for e in days] == [local("2026-05-10 00:00"), local("2026-05-11 00:00")]
+
+
 def test_comms_loss_counts_home_unit_heartbeats_while_the_tag_is_home() -> None:
     b = Builder()
     b.presence(T, 1)

@@ -588,6 +588,13 @@ def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -
     assert eps[0].details["victim_device"] == VICTIM_ID
 
 
+def test_a_victim_device_silent_only_once_the_order_has_ended_raises_nothing() -> None:
+    b = Builder()
+    victim_fix(b, T, 0)
+    assert [e.type for e in ENGINE.evaluate(cfg(end=T + 1801), b.obs, T + 7200)] == [px.SILENT]
+    assert ENGINE.evaluate(cfg(end=T + 1800), b.obs, T + 7200) == []
+
+
 def test_a_silence_ends_when_the_victim_device_speaks_again() -> None:
     b = Builder()
     victim_fix(b, T, 0)
