@@ -20,6 +20,11 @@ _ALERT = (fr.TAMPER, fr.MOTION_NO_FIX)
 # default battery_every_s, half the flat-battery alert's 10-minute latency limit, and each
 # edge of a charge at most that late (docs/firmware.md, "What a poll does").
 _BATTERY_WAIT_MS = const(240000)
+# A home unit's time does not move a clock a fix showed right this recently: GNSS is the
+# precise source, a unit without network time may be seconds off (its every ack would set the
+# clock and GNSS re-base it, refusing fixes meanwhile), and the tag's crystal (+-20 ppm)
+# drifts under half a second in 6 hours. Past it (a night at home) the unit's time stands.
+_GNSS_HOLD_MS = const(21600000)
 
 
 class App:
@@ -55,6 +60,7 @@ class App:
         self.clock_base = -1  # Unix seconds at clock_at_ms; -1 until set
         self.clock_at_ms = 0
         self.clock_src = -1  # CLOCK_* source of the clock; GNSS is the precise one
+        self.gnss_ms = -1  # when a fix last showed the clock right (mono ms; -1: never)
         self.batch: "list[tuple[int, int, tuple[int, ...]]]" = []  # (type, mono ms, values)
         self.batch_fixes = 0
         self.batch_start_ms = 0
@@ -93,6 +99,9 @@ class App:
         if old >= 0 and -2 <= unix - old <= 2:
             if source == fr.CLOCK_GNSS:
                 self.clock_src = source  # agrees with GNSS: as good as GNSS
+            return
+        held = self.gnss_ms >= 0 and at_ms - self.gnss_ms < _GNSS_HOLD_MS
+        if source == fr.CLOCK_HOME_UNIT and held:
             return
         delta = 0 if old < 0 else unix - old
         delta = max(-0x80000000, min(0x7FFFFFFF, delta))
@@ -214,6 +223,7 @@ class App:
             return
         if self.filter.set_to >= 0:  # epochs agreed on a time the clock did not have
             self.set_clock(self.filter.set_to, now_ms, fr.CLOCK_GNSS)
+        self.gnss_ms = now_ms
         if self.motion.fix() == motion.CLEARED:
             self.add(fr.MOTION_NO_FIX, now_ms, (fr.MOTION_CLEARED, 0))
         s = self.sampler

@@ -56,8 +56,9 @@ def pairing(tag):
 
 
 class FakeHome:
-    def __init__(self, tag, tag_key, board, lease=120, unit=UNIT, unit_key=UNIT_KEY):
+    def __init__(self, tag, tag_key, board, lease=120, unit=UNIT, unit_key=UNIT_KEY, clock_s=0):
         self.tag = tag
+        self.clock_s = clock_s  # how far the unit's clock is off
         self.tag_key = tag_key
         self.bkey = bc.beacon_key(tag_key)
         self.pkey = bc.pairing_key(unit_key, tag)
@@ -75,7 +76,7 @@ class FakeHome:
         if b.counter <= self.last_counter:
             return
         self.last_counter = b.counter
-        unix = T0 + self.board.clock // 1000
+        unix = T0 + self.board.clock // 1000 + self.clock_s
         offload = bool(b.status & bc.ST_PENDING)
         a = bc.HomeAck(self.unit, self.tag, unix, self.lease, b.counter, 1 if offload else 0)
         ack = bc.encode_home_ack(a, self.pkey)
