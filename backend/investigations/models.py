@@ -193,8 +193,12 @@ class WhereaboutsResult(BaseModel):
     before: FixOut | None = Field(description="last fix at or before the window")
     after: FixOut | None = Field(description="first fix at or after the window")
     fixes: list[FixOut]
-    home_stays: list[dict[str, Any]]
-    home_distance_m: float | None
+    home_stays: list[dict[str, Any]] = Field(
+        description="home presence in the window, each at its home with that home's edge_m"
+    )
+    home_distance_m: float | None = Field(
+        description="how far the nearest of the subject's homes is from the area"
+    )
     fixes_in_window: int
     audit_id: int
 

@@ -138,7 +138,7 @@ export async function render(el, ctx) {
         h("dt", { text: "After the window" }), h("dd", { text: w.after ? fixText(w.after, "first fix") : "no later fix" }),
         h("dt", { text: "Evidence covers" }), h("dd", { text: `${Math.round(w.coverage * 100)} % of the window${w.complete ? " (all of it)" : `; without data: ${gapText}`}` }),
         h("dt", { text: "Home" }),
-        h("dd", { text: `${w.home_distance_m === null ? "no home zone" : `${distanceText(w.home_distance_m)}`}${w.home_stays.length ? `; at home ${w.home_stays.map((s) => `${fmtTime(s.home_from)} → ${s.home_until === null ? "still there" : fmtTime(s.home_until)}`).join(", ")}` : "; not at home in the window"}` }),
+        h("dd", { text: `${w.home_distance_m === null ? "no home zone" : `${distanceText(w.home_distance_m)}`}${w.home_stays.length ? `; at home ${w.home_stays.map((s) => `${fmtTime(s.home_from)} → ${s.home_until === null ? "still there" : fmtTime(s.home_until)} (${s.edge_m === null ? "which home unknown" : distanceText(s.edge_m)})`).join(", ")}` : "; not at home in the window"}` }),
       ),
       h("h3", { text: `Positions in the window (${w.fixes_in_window})` }),
       w.fixes.length
