@@ -5,7 +5,8 @@ device's own silence.
 Every usable fix of either side (the tag, or a victim device linked to the subject: config.
 VictimLink) is paired with the other side's latest fix, if that is at most `pair_window_s`
 older; each side's fixes pass the same track checks as the zone rule's (track.py: jumps
-dropped, accuracy inflated where the track cannot explain a fix). With d the great-circle
+dropped, accuracy inflated where the track cannot explain a fix; fixes it doubted and later
+vindicates are judged again, `_vindicate`). With d the great-circle
 distance between the pair and u = k·√(a_tag² + a_victim²) + move_mps·|Δt| (both believed
 accuracies, plus how far a person on foot may have moved since the older fix):
 
@@ -173,6 +174,8 @@ class Pair(NamedTuple):
     ref: str
     fixes: tuple[int, int]  # the event times of its tag fix and its victim fix
     home: bool = False  # the tag's side is its home (`_tag_reading`), not a fix
+    # Each side's believed accuracy and whether its track explains it: tag, victim.
+    sides: tuple[float, float, bool, bool] = (0.0, 0.0, False, False)
 
 
 class Proximity(Rule):
@@ -231,6 +234,7 @@ class Proximity(Rule):
         fix = self._accept(st, obs, side)
         if fix is None:
             return
+        self._vindicate(st, ctx, obs, side)
         near = st.setdefault("near_batched", [])  # absent from states stored before it
         ordered = [v for v in links if _linked(v, obs.t)]
         # Not while near (a settled state folded without live data never lists the tag as
@@ -375,7 +379,7 @@ class Proximity(Rule):
             return None
         p = self.p
         believed = track.believed(
-            tr, obs.t, lat, lon, acc, p.move_mps, p.max_speed_mps, p.reanchor_fixes, gc
+            tr, obs.t, lat, lon, acc, p.move_mps, p.max_speed_mps, p.reanchor_fixes, gc, obs.ref
         )
         tr["last"] = [obs.t, lat, lon, believed, obs.ref, believed == acc, obs.device]
         self._doubt(st, side, tr.get("spiked") or [])
@@ -404,6 +408,41 @@ class Proximity(Rule):
             vs["fixes"] = [f for f in vs["fixes"] if f[col - 3] not in spiked]
             visit.withdraw(vs, len(gone))
 
+    def _vindicate(self, st: dict[str, Any], ctx: Context, obs: Obs, side: str) -> None:
+        """Fixes of `side` its track doubted and has since found to be where the wearer was
+        (track.believed: a straight run it re-anchored on, the wearer moving on): the recent
+        pairs that used them are judged again at their reported accuracies, and a pending
+        approach gains as support those now within R with confidence, as it would have had
+        at the time; one after the dwell confirms it now. A perpetrator on a bus passing a
+        victim at 5 m was missed: his true fixes at 8 m/s were doubted until it had gone.
+        Recent pairs stored without each side's accuracy are left as they are."""
+        found = st["tracks"][side].get("vindicated")
+        if not found:
+            return
+        fixes = {int(t): (float(acc), str(ref)) for t, acc, ref in found}
+        col = 3 if side == "tag" else 4  # the side's fix time in a recent pair
+        for link in ctx.config.victims:
+            if side != "tag" and str(link.device) != side:
+                continue
+            again = []
+            for r in st["recent"].get(str(link.device)) or []:
+                if len(r) > 10 and r[col] in fixes:
+                    r[col + 4], r[col + 6] = fixes[r[col]][0], True
+                    r[2], r[5] = round(self.p.k * math.hypot(r[7], r[8]), 1), bool(r[9] and r[10])
+                    again.append(r)
+            for type_, radius in ((WARNING, link.warn_m), (ALERT, link.alert_m)):
+                vs = st["visit"].get(f"{link.device}/{type_}")
+                if vs is None or self._confirmed(st, type_, vs):
+                    continue
+                for r in again:
+                    u = r[2] + self.p.move_mps * abs(r[3] - r[4])
+                    if not (r[5] and r[0] >= vs["since"] and r[1] + u <= radius):
+                        continue
+                    pair = Pair(r[1], u, r[2], True, r[0], fixes[r[col]][1], (r[3], r[4]),
+                                bool(r[6]), (r[7], r[8], True, True))  # fmt: skip
+                    after = r[0] >= vs["since"] + self.p.dwell_s
+                    self._support(st, ctx, obs, link, type_, vs, pair, self._seen(pair), after)
+
     def _pair(
         self, tag_fix: list[Any] | None, victim_fix: list[Any] | None, obs: Obs
     ) -> Pair | None:
@@ -417,12 +456,17 @@ class Proximity(Rule):
         consistent = bool(tag_fix[5] and victim_fix[5])
         fixes = (int(tag_fix[0]), int(victim_fix[0]))
         home = len(tag_fix) > HOME_READING and bool(tag_fix[HOME_READING])
-        return Pair(d, a + self.p.move_mps * gap, a, consistent, obs.t, obs.ref, fixes, home)
+        sides = (float(tag_fix[3]), float(victim_fix[3]), bool(tag_fix[5]), bool(victim_fix[5]))
+        u = a + self.p.move_mps * gap
+        return Pair(d, u, a, consistent, obs.t, obs.ref, fixes, home, sides)
 
     @staticmethod
     def _row(pair: Pair) -> list[Any]:
-        """A pair as the recent pairs keep it (_held_within)."""
-        return [pair.t, round(pair.d, 1), round(pair.a, 1), *pair.fixes, pair.consistent, pair.home]
+        """A pair as the recent pairs keep it (_held_within; each side's accuracy and whether
+        its track explains it, for `_vindicate`)."""
+        a_tag, a_victim, c_tag, c_victim = pair.sides
+        return [pair.t, round(pair.d, 1), round(pair.a, 1), *pair.fixes, pair.consistent,
+                pair.home, round(a_tag, 1), round(a_victim, 1), c_tag, c_victim]  # fmt: skip
 
     @staticmethod
     def _followed(st: dict[str, Any], link: VictimLink, r: list[Any]) -> bool:
@@ -577,7 +621,12 @@ class Proximity(Rule):
         type_: str,
         vs: dict[str, Any],
         pair: Pair,
+        seen: dict[str, Any] | None = None,
+        confirm: bool = True,
     ) -> None:
+        """A pair within R with confidence supports the visit (`seen`: its evidence, by
+        default the fix `obs` or the pair's reference), and confirms it once due unless
+        `confirm` is false."""
         visit.support(vs, obs.t)
         # Its fixes, for _readings and for _doubt (bounded as the recent pairs are).
         fixes = vs.setdefault("fixes", [])
@@ -592,12 +641,12 @@ class Proximity(Rule):
                 vs["slot"],
                 vs["since"],
                 grace_s=None,
-                evidence=self._seen(pair, obs),
+                evidence=seen or self._seen(pair, obs),
                 details={"victim_device": link.device, "distance_m": radius},
                 severity="high" if type_ == ALERT else "medium",
             )
         else:
-            self.evidence(st, type_, vs["slot"], self._seen(pair, obs))
+            self.evidence(st, type_, vs["slot"], seen or self._seen(pair, obs))
         if pair.home:
             # The tag's side: the presence report that placed it at home.
             self.evidence(st, type_, vs["slot"], st["home"]["evidence"])
@@ -605,7 +654,8 @@ class Proximity(Rule):
         if cur is not None:
             details = cur["ep"]["details"]
             details["closest_m"] = min(details.get("closest_m", 2**31), round(pair.d))
-        self._confirm_if_due(st, ctx, obs, link, type_, vs, pair, supporting=True)
+        if confirm:
+            self._confirm_if_due(st, ctx, obs, link, type_, vs, pair, supporting=True)
 
     def _confirm_if_due(
         self,

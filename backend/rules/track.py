@@ -86,17 +86,24 @@ def believed(
     max_speed_mps: float,
     reanchor_fixes: int,
     dist: Distance = planar,
+    ref: str = "",
 ) -> float:
     """The accuracy to believe for a fix at (a, b), keeping the track's anchor in
-    st["anchor"] ([t, a, b, accuracy, speed]), the unexplained fixes since in st["odd"], and
-    the anchors before it in st["before"] (at most SPIKE_FIXES, each the one that explained
-    the next). When the fix shows anchors to have been spikes (`_spiked_from`) they are
-    dropped, the fix is judged from the anchor before them, and their event times are left
-    in st["spiked"] until the next fix, for a caller that judged them as explained."""
+    st["anchor"] ([t, a, b, accuracy, speed]), the unexplained fixes since in st["odd"] (and
+    in st["odds"], [t, a, b, accuracy, ref] each), and the anchors before it in st["before"]
+    (at most SPIKE_FIXES, each the one that explained the next). When the fix shows anchors
+    to have been spikes (`_spiked_from`) they are dropped, the fix is judged from the anchor
+    before them, and their event times are left in st["spiked"] until the next fix, for a
+    caller that judged them as explained. When it re-anchors the track and lies on a straight
+    run with the unexplained fixes before it (`_straight`: the wearer moved on, as on a bus
+    pulling away, or the anchor was the outlier), those were where the wearer was: they are
+    left in st["vindicated"] ([t, accuracy, ref] each) until the next fix, for a caller that
+    judged them doubted."""
     st.pop("spiked", None)
+    st.pop("vindicated", None)
     anchor: list[float] | None = st.get("anchor")
     if anchor is None or t <= anchor[0]:
-        st["anchor"], st["odd"], st["before"] = [t, a, b, acc, 0.0], 0, []
+        st["anchor"], st["odd"], st["before"], st["odds"] = [t, a, b, acc, 0.0], 0, [], []
         return acc
     chain = [*st.get("before", []), anchor]
     base = _spiked_from(chain, st.get("odd", 0), t, a, b, acc, move_mps, dist)
@@ -104,14 +111,34 @@ def believed(
         st["spiked"] = [int(x[0]) for x in chain[base + 1 :]]
         chain = chain[: base + 1]
     excess = _excess(chain[-1], t, a, b, acc, move_mps, dist)
+    odds = st.get("odds", []) if excess > 0 else []  # absent from states stored before it
     st["odd"] = 0 if excess <= 0 else st.get("odd", 0) + 1
     if excess > 0 and st["odd"] < reanchor_fixes:
+        st["odds"] = [*odds, [t, a, b, acc, ref]][-reanchor_fixes:]
         return acc + excess
+    if odds and _straight([*odds, [t, a, b, acc]], dist):
+        st["vindicated"] = [[int(o[0]), o[3], o[4]] for o in odds]
     last = chain[-1]
     d = dist(last[1], last[2], a, b)
     st["before"] = chain[-SPIKE_FIXES:] if excess <= 0 else []
-    st["anchor"], st["odd"] = [t, a, b, acc, min(d / (t - last[0]), max_speed_mps)], 0
+    st["anchor"], st["odd"], st["odds"] = (
+        [t, a, b, acc, min(d / (t - last[0]), max_speed_mps)],
+        0,
+        [],
+    )
     return acc
+
+
+def _straight(run: list[list[Any]], dist: Distance) -> bool:
+    """Whether fixes [t, a, b, accuracy, ...] lie on a straight run: at each one between
+    two others, the way through it is longer than the direct way by no more than its own
+    accuracy. An outlier between true fixes is off to one side by tens of metres (a detour
+    of tens of metres more); true fixes of a wearer moving on, or standing, are not."""
+    for p, q, r in zip(run, run[1:], run[2:], strict=False):
+        detour = dist(p[1], p[2], q[1], q[2]) + dist(q[1], q[2], r[1], r[2])
+        if detour - dist(p[1], p[2], r[1], r[2]) > q[3]:
+            return False
+    return len(run) >= 3
 
 
 def _spiked_from(

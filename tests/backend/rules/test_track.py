@@ -51,3 +51,31 @@ def test_a_wearer_walking_on_or_turning_back_makes_no_spike() -> None:
         for t, x, acc in fixes:
             track.believed(st, t, x, 0.0, acc, MOVE_MPS, MAX_SPEED_MPS, REANCHOR)
             assert "spiked" not in st, (fixes, t)
+
+
+def run_xy(fixes: list[tuple[int, float, float, float]]) -> dict[str, Any]:
+    st: dict[str, Any] = {}
+    for t, x, y, acc in fixes:
+        track.believed(st, t, x, y, acc, MOVE_MPS, MAX_SPEED_MPS, REANCHOR, ref=f"f{t}")
+    return st
+
+
+# Standing at a bus stop, then on the bus at 8 m/s: more than the stop explains, so the first
+# two fixes on the bus are doubted and the third re-anchors the track.
+STOP = [(0, 0.0, 0.0, 5.0), (15, 0.0, 0.0, 5.0)]
+
+
+def test_a_straight_run_the_track_re_anchors_on_vindicates_the_fixes_it_doubted() -> None:
+    st = run_xy([*STOP, (30, 120.0, 0.0, 5.0), (45, 240.0, 0.0, 5.0), (60, 360.0, 0.0, 5.0)])
+    assert st["vindicated"] == [[30, 5.0, "f30"], [45, 5.0, "f45"]]
+    assert st["anchor"][:2] == [60, 360.0] and st["odds"] == []
+
+
+def test_an_outlier_in_the_run_vindicates_nothing() -> None:
+    # The middle fix 100 m to the side, reporting 10 m: the way through it is 61 m longer
+    # than the direct way. Nor does the next fix keep what only the re-anchoring fix may say.
+    st = run_xy([*STOP, (30, 120.0, 0.0, 5.0), (45, 240.0, 100.0, 10.0), (60, 360.0, 0.0, 5.0)])
+    assert "vindicated" not in st
+    st = run_xy([*STOP, (30, 120.0, 0.0, 5.0), (45, 240.0, 0.0, 5.0), (60, 360.0, 0.0, 5.0),
+                 (75, 480.0, 0.0, 5.0)])  # fmt: skip
+    assert "vindicated" not in st
