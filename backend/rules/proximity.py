@@ -14,33 +14,32 @@ accuracies, plus how far a person on foot may have moved since the older fix):
 - *apart with confidence* when d - u >= R + hysteresis_m;
 - anything between changes nothing by itself.
 
-Each distance (the order's warning distance, then its alert distance) is judged as a zone
-edge is, by the same code (visit.py): a visit opens at the first pair within R at all, dated
-at the crossing (interpolated between this pair's distance and the previous one's), and
-becomes a pending episode at the first pair within R with confidence. While pending it keeps
-a balance of support: +1 per pair within R with confidence, -1 per pair beyond R by more
-than both accuracies (d - k·√(a_tag² + a_victim²) > R) whose fixes the tracks both
-explain; it ends as a near miss when the balance reaches 0, or when nothing has supported
-it for `evidence_gap_s` of the time both sides were heard (a side with no fix for longer
-than `pair_window_s` says nothing either way). It is confirmed at a supporting pair once
-`dwell_s` has passed since the crossing with at least `min_fixes` readings (supporting
-pairs whose fixes have both been followed by their side's next fix, or pairs since the
-crossing within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, whose fixes both
-tracks explain), if the median distance of all the pairs since the
-crossing (at most the last `median_window_s`) is within R: two people
-standing just beyond R in a town centre give no pair beyond it by both accuracies, and a few
-multipath pairs within it would otherwise confirm. It is also confirmed, once due, at a pair
-*held* within R (within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes
-both tracks explain, taken at most `held_gap_s` apart) if more than half of the pairs since
-the crossing are held within R too and those take in at least `min_fixes` fixes of each
-side: urban multipath that measures two people 147 m apart as 160-190 m with accuracies of
-25-40 m leaves no pair within R with the movement allowance added for minutes. No
-averaging gain is claimed (the pairs' errors drift together over tens of seconds): most
-pairs must each say what one confident pair would, bar the allowance. Once confirmed only a
-pair apart with confidence whose fixes both tracks explain ends it: drift across the
-distance cannot flap, nor can one doubted pair (as against a pending approach, it says
-nothing). A pair whose
-other fix is older than `pair_window_s` says nothing (the victim device silent).
+Each distance (the order's warning distance, then its alert distance) is judged as a zone edge
+is, by the same code (visit.py): a visit opens at the first pair within R at all, dated at the
+crossing (interpolated between this pair's distance and the previous one's; with no pair just
+before, where the other side's recent fixes cross R: `_crossed`), and becomes a pending episode
+at the first pair within R with confidence. While pending it keeps a balance of support: +1 per
+pair within R with confidence, -1 per pair beyond R by more than both accuracies (d -
+k·√(a_tag² + a_victim²) > R) whose fixes the tracks both explain; it ends as a near miss when
+the balance reaches 0, or when nothing has supported it for `evidence_gap_s` of the time both
+sides were heard (a side with no fix for longer than `pair_window_s` says nothing either way).
+It is confirmed at a supporting pair once `dwell_s` has passed since the crossing with at least
+`min_fixes` readings (supporting pairs whose fixes have both been followed by their side's next
+fix, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R,
+whose fixes both tracks explain), if the median distance of all the pairs since the crossing
+(at most the last `median_window_s`) is within R: two people standing just beyond R in a town
+centre give no pair beyond it by both accuracies, and a few multipath pairs within it would
+otherwise confirm. It is also confirmed, once due, at a pair *held* within R (within R by both
+accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes both tracks explain, taken at most
+`held_gap_s` apart) if more than half of the pairs since the crossing are held within R too and
+those take in at least `min_fixes` fixes of each side: urban multipath that measures two people
+147 m apart as 160-190 m with accuracies of 25-40 m leaves no pair within R with the movement
+allowance added for minutes. No averaging gain is claimed (the pairs' errors drift together
+over tens of seconds): most pairs must each say what one confident pair would, bar the
+allowance. Once confirmed only a pair apart with confidence whose fixes both tracks explain
+ends it: drift across the distance cannot flap, nor can one doubted pair (as against a pending
+approach, it says nothing). A pair whose other fix is older than `pair_window_s` says nothing
+(the victim device silent).
 
 At home the tag is in RF mode and takes no GNSS fix: while the subject's home unit reports it
 home (presence, until it reports it away, dated at the last beacon that kept it home) the
@@ -159,6 +158,9 @@ HOME_READING = 7
 # The recent pairs kept per victim device for the median (bounds the rule's state: with both
 # sides fixing every 10 s there are about 36 in median_window_s).
 MAX_RECENT = 64
+# The fixes each side's track keeps of the last pair_window_s (`_crossed`): a tag fixing every
+# 15 s keeps 6, a victim device every 10 s 9.
+MAX_SEEN = 16
 
 
 class Pair(NamedTuple):
@@ -185,7 +187,8 @@ class Proximity(Rule):
 
     def initial(self, config: SubjectConfig, start: int) -> dict[str, Any]:
         # tracks: per side ("tag" or the victim device's id) the track's anchor and last
-        # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device]; prev: per victim
+        # accepted fix [t, lat, lon, believed accuracy, ref, consistent, device] (and seen: its
+        # explained fixes of the last pair_window_s, [t, lat, lon]); prev: per victim
         # device, the last pair [t, d]; recent: per victim device, the pairs of the last
         # median_window_s (_row: [t, d, a, tag fix's t, victim fix's t, consistent, home];
         # states stored before keep fewer); home: the presence report placing the tag at home
@@ -382,6 +385,11 @@ class Proximity(Rule):
             tr, obs.t, lat, lon, acc, p.move_mps, p.max_speed_mps, p.reanchor_fixes, gc, obs.ref
         )
         tr["last"] = [obs.t, lat, lon, believed, obs.ref, believed == acc, obs.device]
+        # The fixes its track explains of the last pair_window_s (`_crossed`).
+        seen = [h for h in tr.get("seen") or [] if h[0] >= obs.t - p.pair_window_s]
+        if believed == acc:
+            seen.append([obs.t, lat, lon])
+        tr["seen"] = seen[-MAX_SEEN:]
         self._doubt(st, side, tr.get("spiked") or [])
         return list(tr["last"])
 
@@ -590,13 +598,42 @@ class Proximity(Rule):
             return
         since = obs.t
         prev = st["prev"].get(str(link.device))
-        if prev is not None and prev[1] > radius and obs.t - prev[0] <= self.p.pair_window_s:
+        if prev is None or obs.t - prev[0] > self.p.pair_window_s:
+            since = self._crossed(st, obs, link, pair, radius)
+        elif prev[1] > radius:
             f = (prev[1] - radius) / (prev[1] - pair.d)
             since = int(prev[0] + f * (obs.t - prev[0]))
         vs = visit.opened(since, obs.t, slot=f"{link.device}@{since}")
         st["visit"][key] = vs
         if within:
             self._support(st, ctx, obs, link, type_, vs, pair)
+
+    def _crossed(
+        self, st: dict[str, Any], obs: Obs, link: VictimLink, pair: Pair, radius: float
+    ) -> int:
+        """When an approach first seen at `obs` crossed `radius`, with no pair just before it
+        (one side had been silent: a victim's phone indoors getting no fix): where the other
+        side's fixes of the last pair_window_s (those its track explains), each measured
+        from this fix, cross it, interpolated as between two pairs; `obs.t` if they do not
+        (all within: no crossing seen; or none). Without it the dwell ran from the silent
+        side's first fix: a perpetrator walked in past a victim indoors whose phone fixed
+        50 s into the approach, and had turned away by the time the dwell had passed."""
+        if pair.home:
+            return obs.t
+        here, other = ("tag", str(link.device)) if obs.role == TAG else (str(obs.device), "tag")
+        fix = st["tracks"][here]["last"]
+        after: tuple[int, float] | None = None
+        for h in reversed(st["tracks"].get(other, {}).get("seen") or []):
+            if h[0] < obs.t - self.p.pair_window_s:
+                break
+            d = geo.great_circle(fix[1], fix[2], h[1], h[2])
+            if d <= radius:
+                after = (int(h[0]), d)
+                continue
+            if after is not None:
+                return int(h[0] + (d - radius) / (d - after[1]) * (after[0] - h[0]))
+            break
+        return obs.t
 
     def _unheard(self, vs: dict[str, Any], t: int, heard: list[int | None]) -> None:
         """Count into the visit's `unheard` the part of the time since it was last judged

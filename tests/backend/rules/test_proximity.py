@@ -597,6 +597,26 @@ def test_a_pending_approach_outlasts_the_victims_phone_getting_no_fix() -> None:
     assert alert.confirmed_t == back
 
 
+def test_an_approach_a_silent_phone_first_sees_late_is_dated_where_his_fixes_crossed() -> None:
+    # The victim indoors: her phone's last fix was minutes ago; he walks in at 1.4 m/s
+    # (a fix every 15 s), stands at 150 m and walks out, within 200 m for 105 s. Her phone
+    # fixes again only 50 s after he crossed 200 m. Measured from her new fix, his own fixes
+    # show when he crossed: the dwell runs from there, not from her first fix (then it was
+    # due after he had turned away, and no pair within R came after it).
+    b = Builder()
+    victim_fix(b, T - 600, 0)
+    inward = [361 - 21 * i for i in range(10)]  # 361 m to 172 m
+    tag_x = inward + [150.0] * 3 + inward[::-1]
+    for i, x in enumerate(tag_x):
+        b.fix(T + 15 * i, x, 0, 5)
+    crossed = T + 15 * 7 + round(15 * (214 - 200) / (214 - 193))  # between 214 m and 193 m
+    for t in range(crossed + 50, T + 15 * len(tag_x), 10):
+        victim_fix(b, t, 0)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert abs(alert.start - crossed) <= 2
+    assert alert.confirmed_t <= crossed + LINK_DWELL_S + 15
+
+
 def test_a_silent_victim_device_has_its_own_alert_and_no_proximity_judgement() -> None:
     b = Builder()
     victim_fix(b, T, 0)
