@@ -53,6 +53,24 @@ def _local_input(t: int) -> str:
     return datetime.fromtimestamp(t, LONDON).strftime("%Y-%m-%dT%H:%M")
 
 
+def ask_where_instead(
+    page: Any, subject: int, dx: float, t0: int, t1: int, reference: str, purpose: str
+) -> None:
+    """Ask the investigations page where `subject` was between t0 and t1, for a place of
+    100 m radius `dx` m east of the scenario's origin, and wait for the answer."""
+    lat, lon = offset(dx, 0.0)
+    page.fill("#inv-lat", f"{lat:.6f}")
+    page.fill("#inv-lon", f"{lon:.6f}")
+    page.fill("#inv-radius", "100")
+    page.fill("#inv-from", _local_input(t0))
+    page.fill("#inv-to", _local_input(t1))
+    page.fill("#inv-reference", reference)
+    page.fill("#inv-purpose", purpose)
+    page.select_option("#inv-subject", str(subject))
+    page.click("#inv-run")
+    page.wait_for_selector("#inv-summary")
+
+
 def _civil(t: float) -> str:
     """Unix time t as the UI shows it: London civil time with the zone's abbreviation."""
     return datetime.fromtimestamp(t, LONDON).strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -264,18 +282,8 @@ def test_where_a_named_subject_was_instead(tab: Browser, stack: Scenario) -> Non
     page.wait_for_selector("#inv-subject")
     a1 = stack.world.subjects["A-1"]
     # An incident in the town centre (1 km east of A-1's home) while A-1 strolled near home.
-    lat, lon = offset(ZONE_DX, 0.0)
     t0, t1 = START + 2 * 3600, START + 3 * 3600
-    page.fill("#inv-lat", f"{lat:.6f}")
-    page.fill("#inv-lon", f"{lon:.6f}")
-    page.fill("#inv-radius", "100")
-    page.fill("#inv-from", _local_input(t0))
-    page.fill("#inv-to", _local_input(t1))
-    page.fill("#inv-reference", "CRIME-77")
-    page.fill("#inv-purpose", "web test: is A-1 a suspect?")
-    page.select_option("#inv-subject", str(a1))
-    page.click("#inv-run")
-    page.wait_for_selector("#inv-summary")
+    ask_where_instead(page, a1, ZONE_DX, t0, t1, "CRIME-77", "web test: is A-1 a suspect?")
     assert page.locator("#inv-results h2").inner_text() == "Where A-1 was instead"
     summary = page.inner_text("#inv-summary")
     assert summary.startswith("not within") and "evidence covers 100 % of the window" in summary

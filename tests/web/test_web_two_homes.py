@@ -19,7 +19,7 @@ from tests.backend.api.conftest import SERVER_KEY
 from tests.backend.rules.scenario import offset
 from tests.web.conftest import Browser
 from tests.web.scenario import UNIT_A, ZONE_DX, Scenario, _api, fix_record
-from tests.web.test_web_evidence import _local_input
+from tests.web.test_web_evidence import ask_where_instead
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,17 +76,7 @@ def test_a_stay_at_the_far_home_says_how_far_that_home_is(tab: Browser, stack: S
     tab.sign_in(stack.world.user(UNIT_A, "officer"))
     page = tab.go("investigations")
     page.wait_for_selector("#inv-subject")
-    lat, lon = offset(ZONE_DX, 0.0)
-    page.fill("#inv-lat", f"{lat:.6f}")
-    page.fill("#inv-lon", f"{lon:.6f}")
-    page.fill("#inv-radius", "100")
-    page.fill("#inv-from", _local_input(w0))
-    page.fill("#inv-to", _local_input(w1))
-    page.fill("#inv-reference", "CRIME-90")
-    page.fill("#inv-purpose", "web test: A-9 at either address?")
-    page.select_option("#inv-subject", str(sid))
-    page.click("#inv-run")
-    page.wait_for_selector("#inv-summary")
+    ask_where_instead(page, sid, ZONE_DX, w0, w1, "CRIME-90", "web test: A-9 at either address?")
     # At his mother's house all the window: not at the place, although his flat is 60 m
     # from it (placed at the flat, he would be "within").
     assert page.inner_text("#inv-summary").startswith("not within")
