@@ -595,7 +595,8 @@ def criterion(runs: Mapping[int, Run]) -> Criterion:
     interval (the confirming pair must come after the dwell: as a shielding removed just
     after its escalation may or may not beat the next fix), or within BORDERLINE_M beyond
     the distance. An approach that never came within the distance minus BORDERLINE_M is
-    required all the same, but not in time: the same noise that makes 205 m look like 195 m
+    required all the same, but not in time (one that did, in time from when it came within
+    that, if later than due): the same noise that makes 205 m look like 195 m
     makes 195 m look like 205 m, and a rule that waits for a confident pair (rather than
     alert on people standing beyond the distance) may wait long for one there."""
     dwell_ms = px.ProximityParams().dwell_s * 1000

@@ -281,8 +281,11 @@ class Criterion:
     cleared_counts: bool = False
     # Where the truth cannot be measured to the limit the rule decides on (an approach that
     # never came closer than the alert distance minus the noise band), an episode is still
-    # required, but its latency is held to latency_ms only if it overlaps an episode of one
-    # of these types; a late detection of the others is listed in `late_borderline`.
+    # required, but its latency is held to latency_ms only from when it overlaps an episode
+    # of one of these types, if that is later than it was due (an approach that stood in the
+    # band for 40 minutes before it came closer is held to time from then); a detection later
+    # than its due but in time from then, or of an episode with no such overlap, is listed in
+    # `late_borderline`.
     latency_within: tuple[str, ...] = ()
 
     def start(self, e: tr.Episode) -> int | None:
@@ -431,15 +434,19 @@ def false_rate(n: int, tag_days: float) -> float:
 NO_COVERAGE = (tr.CELLULAR_DEAD_ZONE, tr.CELLULAR_OUTAGE)
 
 
-def _timed(c: Criterion, truth: tr.TruthLog, e: tr.Episode) -> bool:
-    """Whether episode `e`'s latency is held to the criterion's limit (latency_within)."""
+def _timed_due(c: Criterion, truth: tr.TruthLog, e: tr.Episode, due: int) -> int | None:
+    """From when episode `e`'s latency is held to the criterion's limit: `due`, or with
+    latency_within, the first moment it overlaps such an episode if that is later (None if
+    it never does)."""
     if not c.latency_within:
-        return True
-    return any(
-        o.subject == e.subject and o.start_ms < e.end_ms and e.start_ms < o.end_ms
+        return due
+    inner = [
+        o.start_ms
         for k in c.latency_within
         for o in truth.of_type(k)
-    )
+        if o.subject == e.subject and o.start_ms < e.end_ms and e.start_ms < o.end_ms
+    ]
+    return max(due, min(inner)) if inner else None
 
 
 def covered_from(truth: tr.TruthLog, subject: int, t_ms: int) -> int:
@@ -530,7 +537,8 @@ def score_alerts(
             row = {"subject": e.subject, "start_ms": e.start_ms, "latency_ms": lat}
             if due != plain_due:
                 row.update(due_ms=due, plain_latency_ms=plain)  # held back until then
-            if lat > c.latency_ms and not _timed(c, truth, e):
+            timed = _timed_due(c, truth, e, due)
+            if lat > c.latency_ms and (timed is None or first.raised_ms - timed <= c.latency_ms):
                 ts.late_borderline.append(row)
             elif lat > c.latency_ms:
                 ts.late.append(row)

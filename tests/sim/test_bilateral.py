@@ -170,6 +170,28 @@ def test_an_approach_within_the_band_inside_the_distance_is_required_but_not_in_
     assert [m["start_ms"] for m in s.missed] == [starts[0]]
 
 
+def test_an_approach_in_the_band_before_it_came_closer_is_held_to_time_from_then() -> None:
+    # Standing 190 m apart for 40 minutes (inside 200 m, not inside 200 m - the band), then
+    # 147 m for 10 minutes, one approach. Alerted 300 s after it was due: not late, the rule
+    # had no measure of it sooner (and it alerted before the approach came closer). Alerted
+    # 200 s after the 147 m part was due: late, as any approach that deep.
+    deep = 3600 + 2400
+    log = bl.truth([_standing((3600, 2400, 190.0), (deep, 600, 147.0))], bl.BilateralParams())
+    (episode,) = log.of_type(bl.PROXIMITY)
+    dwell_ms = bl.px.ProximityParams().dwell_s * 1000
+    due = episode.start_ms + dwell_ms
+    crit = bl.criterion({0: bl.Run([], 0, 0, {}, 0)})
+    for raised, late in (
+        (due + 300_000, False),
+        ((bl.START + deep) * 1000 + dwell_ms + 200_000, True),
+    ):
+        alert = bl.Alert(bl.PROXIMITY, 0, episode.start_ms, raised, episode.end_ms)
+        s = bl.score_alerts(log, [alert], {bl.PROXIMITY: crit})[bl.PROXIMITY]
+        assert s.detected == 1
+        assert [r["start_ms"] for r in s.late] == ([episode.start_ms] if late else [])
+        assert [r["start_ms"] for r in s.late_borderline] == ([] if late else [episode.start_ms])
+
+
 def test_a_victim_near_his_home_while_he_is_in_is_alerted_through_his_home_unit() -> None:
     # He is at home all day (RF mode: no GNSS fix); she walks to 120 m from his home at
     # 10:00, stays 20 minutes and walks back. Only his home unit's presence places him.
