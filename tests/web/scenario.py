@@ -61,12 +61,15 @@ class Scenario:
     def officer(self, unit: str = UNIT_A) -> dict[str, str]:
         return bearer(login(self.http, self.world.user(unit, "officer")))
 
-    def send(self, device: int, ts: int, records: list[fr.Record]) -> None:
-        """One signed TAG_DATA frame through ingest and the rules, at backend time ts + 1."""
+    def send(self, device: int, ts: int, records: list[fr.Record], kind: int = fr.TAG_DATA) -> None:
+        """One signed frame (a tag's TAG_DATA, or a home unit's HOME_DATA) through ingest and
+        the rules, at backend time ts + 1; none of its records refused."""
         self.seq[device] = self.seq.get(device, 0) + 1
-        f = fr.Frame(fr.TAG_DATA, device, 1, self.seq[device], ts, records, fr.FLAG_TIME_VALID)
+        f = fr.Frame(kind, device, 1, self.seq[device], ts, records, fr.FLAG_TIME_VALID)
         self.clock.set(max(self.clock.now(), ts + 1))
-        self.ingest.process([Message(topics.tag_up(device), fr.encode(f, self.keys[device]))])
+        topic = topics.home_up(device) if kind == fr.HOME_DATA else topics.tag_up(device)
+        result = self.ingest.process([Message(topic, fr.encode(f, self.keys[device]))])
+        assert not result.rejected, result.rejected
 
     def history(self, device: int, t0: int, t1: int, dx0: float, step_dx: float) -> None:
         """A fix a minute from t0 to t1 (frames of five), walking east from dx0."""

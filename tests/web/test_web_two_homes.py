@@ -10,11 +10,9 @@ import re
 
 import pytest
 
-from backend.ingest import Message
 from backend.registry import KeyVault, Registry
 from backend.storage.schema import HOME_UNIT, TAG
 from firmware import frame as fr
-from firmware import topics
 from tests.backend.api.conftest import SERVER_KEY
 from tests.backend.rules.scenario import offset
 from tests.web.conftest import Browser
@@ -28,22 +26,9 @@ NEAR_HOME_DX = ZONE_DX + 160.0  # 60 m beyond the place's 100 m radius
 FAR_HOME_DX = ZONE_DX + 5000.0
 
 
-def _unit_presence(stack: Scenario, t: int, home: bool) -> None:
-    """A presence report of UNIT_C about TAG_C at t, as the home unit sends it."""
-    stack.seq[UNIT_C] = stack.seq.get(UNIT_C, 0) + 1
-    state = fr.HOME if home else fr.AWAY
-    rec = fr.Record(fr.PRESENCE, (0, UNIT_C, TAG_C, state, -60))
-    f = fr.Frame(fr.HOME_DATA, UNIT_C, 1, stack.seq[UNIT_C], t, [rec], fr.FLAG_TIME_VALID)
-    stack.clock.set(max(stack.clock.now(), t + 1))
-    result = stack.ingest.process(
-        [Message(topics.home_up(UNIT_C), fr.encode(f, stack.keys[UNIT_C]))]
-    )
-    assert not result.rejected, result.rejected
-
-
 def _two_homes(stack: Scenario) -> tuple[int, int, int]:
     """Subject A-9 with homes 60 m and 4.9 km from the place; its tag walks home to the far
-    one and its unit reports it in for two hours. Returns (subject, window from, to)."""
+    one and its unit reports it in for three hours. Returns (subject, window from, to)."""
     registry = Registry(stack.engine, KeyVault(bytes.fromhex(SERVER_KEY)), stack.clock)
     stack.keys[UNIT_C] = registry.register(UNIT_C, HOME_UNIT).key
     stack.keys[TAG_C] = registry.register(TAG_C, TAG, home_unit=UNIT_C).key
@@ -60,14 +45,15 @@ def _two_homes(stack: Scenario) -> tuple[int, int, int]:
             "type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]},
             "properties": {"name": name, "kind": "home", "radius_m": 50},
         })  # fmt: skip
-    # Walks east to the far home over 20 minutes, a fix a minute, the last 40 m from it.
-    xs = [FAR_HOME_DX + 1200 - 58 * i for i in range(21)]
+    # Walks west to the far home over 20 minutes, a fix a minute, the last 40 m from it.
+    xs = [FAR_HOME_DX + 40 + 58 * (19 - i) for i in range(20)]
     for k in range(0, 20, 5):
         ts = t0 + 60 * (k + 4)
         stack.send(TAG_C, ts, [fix_record(60 * (4 - i), xs[k + i]) for i in range(5)])
     home_at = t0 + 60 * 25
-    _unit_presence(stack, home_at, home=True)
-    _unit_presence(stack, home_at + 3 * 3600, home=False)
+    for t, state in ((home_at, fr.HOME), (home_at + 3 * 3600, fr.AWAY)):
+        rec = fr.Record(fr.PRESENCE, (0, UNIT_C, TAG_C, state, -60))
+        stack.send(UNIT_C, t, [rec], kind=fr.HOME_DATA)
     return sid, home_at + 1800, home_at + 1800 + 3600
 
 
