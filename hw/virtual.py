@@ -56,6 +56,13 @@ else:
 """
 SENSORS = ("strap", "case", "motion", "mv", "charger")
 CONSOLE_TAIL = 4000  # bytes of console output kept for `status`
+# Console output the host has not read yet, kept for it: a host this far behind (a tool on a
+# busy machine) loses nothing; beyond it, with nobody reading, the newest is lost, as a UART's.
+CONSOLE_BACKLOG = 1 << 20
+# Console input the firmware has not read yet: beyond it the board stops reading the host,
+# whose writes then wait, as USB CDC's flow control makes them (and Ctrl-C waits behind them,
+# as on a device, which sees the byte only when it is received).
+CONSOLE_INPUT = 4096
 
 
 CTRL_C = b"\x03"
@@ -133,6 +140,8 @@ class VirtualBoard(HilTag):
         self.turn_sent_ms = 0
         self.gnss_pending = bytearray()
         self.console_tail = b""
+        self.to_console = bytearray()  # MicroPython's output the host's pty has not taken yet
+        self.to_repl = bytearray()  # the host's input MicroPython's pty has not taken yet
         self.stopping = False
         self.adverts_sent = 0
         self.unknown_ops: set[str] = set()
@@ -240,6 +249,7 @@ class VirtualBoard(HilTag):
                     break
             os.close(self.repl_master)
             self.repl_master = -1
+            self.to_repl.clear()  # input the dead interpreter never read
         self._detach()
 
     def _detach(self) -> None:
@@ -337,23 +347,29 @@ class VirtualBoard(HilTag):
 
     # -- byte pumps ------------------------------------------------------------------------------
     def _pump_console_out(self) -> int:
+        """MicroPython's output to the console. It is always read, so a program never waits
+        on a host that is not there; what the host's pty cannot take yet waits in
+        `to_console` (os.write on a non-blocking pty writes part, or nothing, when it is
+        full: the rest was silently lost, and a tool reading late saw 14 KB of 150)."""
         try:
             data = os.read(self.repl_master, 4096)
         except BlockingIOError:
-            return 0
+            data = None
         except OSError:  # EIO: MicroPython closed its side (it exited)
             data = b""
-        if not data:
-            return 0
-        self.console_tail = (self.console_tail + data)[-CONSOLE_TAIL:]
-        # Nobody listening on the console: its buffer fills and output is lost, as on a UART.
-        with contextlib.suppress(BlockingIOError):
-            os.write(self.console_master, data)
-        return len(data)
+        if data:
+            self.console_tail = (self.console_tail + data)[-CONSOLE_TAIL:]
+            self.to_console += data[: max(0, CONSOLE_BACKLOG - len(self.to_console))]
+        self._flush(self.console_master, self.to_console)
+        return len(data or b"")
 
     def _pump_console_in(self) -> None:
+        """The host's input to MicroPython, read only while what it sent before has been
+        taken (CONSOLE_INPUT); a Ctrl-C is acted on as it is read (_take_interrupt)."""
+        if len(self.to_repl) >= CONSOLE_INPUT:
+            return
         try:
-            data = os.read(self.console_master, 4096)
+            data = os.read(self.console_master, CONSOLE_INPUT)
         except (BlockingIOError, OSError):
             return
         if not data or self.repl_master < 0:
@@ -368,9 +384,21 @@ class VirtualBoard(HilTag):
                         os.kill(self.repl.pid, signal.SIGINT)
                     continue
                 part = CTRL_C + part
-            if part:
-                with contextlib.suppress(OSError):
-                    os.write(self.repl_master, part)
+            self.to_repl += part
+        self._flush(self.repl_master, self.to_repl)
+
+    @staticmethod
+    def _flush(fd: int, pending: bytearray) -> None:
+        """Write what `fd` takes of `pending` now, and keep the rest."""
+        if not pending or fd < 0:
+            return
+        try:
+            n = os.write(fd, pending)
+        except BlockingIOError:
+            return
+        except OSError:  # the other side is gone: nobody will read it
+            n = len(pending)
+        del pending[:n]
 
     def _pump_gnss(self) -> None:
         try:
@@ -433,8 +461,9 @@ class VirtualBoard(HilTag):
                 self.wake_ms = self.now_ms  # a downlink arrived: the modem raises its line
             if self.now_ms >= self.wake_ms:
                 self._start_turn()
-        fds: list[Any] = [self.console_master, self.gnss_master, self.listener, self.control]
-        fds += self.controls
+        fds: list[Any] = [self.gnss_master, self.listener, self.control, *self.controls]
+        if len(self.to_repl) < CONSOLE_INPUT:  # else the host waits (_pump_console_in)
+            fds.append(self.console_master)
         if self.repl_master >= 0:
             fds.append(self.repl_master)
         if self.conn is not None:
@@ -442,11 +471,19 @@ class VirtualBoard(HilTag):
         wait = timeout_s
         if self.conn is not None and not self.awaiting:
             wait = max(0.0, min(timeout_s, (self.wake_ms - self.now_ms) / 1000))
+        out = [self.console_master] if self.to_console else []
+        if self.to_repl and self.repl_master >= 0:
+            out.append(self.repl_master)
         try:
-            ready, _, _ = select.select(fds, [], [], wait)
+            ready, writable, _ = select.select(fds, out, [], wait)
         except InterruptedError:
             return
         self._clock()
+        if self.console_master in writable:
+            self._flush(self.console_master, self.to_console)
+        if self.repl_master in writable:
+            self._flush(self.repl_master, self.to_repl)
+            self._pump_console_in()  # room again: read what the host has sent since
         for r in ready:
             if r == self.repl_master:
                 self._pump_console_out()

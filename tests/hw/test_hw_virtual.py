@@ -253,3 +253,67 @@ def test_ctrl_c_in_c_code_stops_the_program_and_leaves_the_board_at_its_repl(
         runner.join(10)
         os.close(console)
         board.close()
+
+
+def _board_running(tmp_path: Path, program: str) -> tuple[VirtualBoard, threading.Thread, int]:
+    """A virtual board running `program` as its main.py, and the host's end of its console."""
+    board = VirtualBoard(tmp_path / "vb")
+    (board.fs / "main.py").write_text(program)
+    runner = threading.Thread(target=board.run, daemon=True)
+    board.step(0)  # power on
+    runner.start()
+    return board, runner, os.open(board.console_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+
+def _board_stopped(board: VirtualBoard, runner: threading.Thread, console: int) -> None:
+    board.stop()
+    runner.join(10)
+    os.close(console)
+    board.close()
+
+
+def test_console_output_waits_for_a_host_that_reads_late(tmp_path: Path) -> None:
+    """A tool on a busy machine reads the console late: every line the program printed
+    meanwhile is still there for it (150 KB; the pty takes a few KB, and a non-blocking
+    write past that lost the rest: 277 of 3,000 lines arrived)."""
+    board, runner, console = _board_running(
+        tmp_path,
+        "import sys\nfor i in range(3000):\n    print('line %05d ' % i + 'x' * 40)\n"
+        "print('END')\nsys.stdin.readline()\n",
+    )
+    try:
+        deadline = time.monotonic() + 120  # for a hang only
+        while b"END" not in board.console_tail:  # printed, and not yet read by the host
+            assert time.monotonic() < deadline, board.console_tail[-200:]
+            time.sleep(0.05)
+        out = _console_until(console, b"END")
+        lines = [line for line in out.split(b"\n") if line.startswith(b"line ")]
+        assert [int(line.split()[1]) for line in lines] == list(range(3000))
+    finally:
+        _board_stopped(board, runner, console)
+
+
+def test_console_input_reaches_a_program_that_reads_it_slower_than_it_is_sent(
+    tmp_path: Path,
+) -> None:
+    """94 KB written to the console at once (a paste, a tool's upload): the program reading
+    it line by line gets every byte, the host's writes waiting as the firmware's pty fills,
+    as USB CDC's flow control makes them (the board's non-blocking write dropped what the
+    pty would not take, and the program never saw the end)."""
+    board, runner, console = _board_running(
+        tmp_path,
+        "import sys\nprint('ready')\nn = 0\nwhile True:\n    line = sys.stdin.readline()\n"
+        "    if line.startswith('END'):\n        break\n    n += len(line)\nprint('got', n)\n"
+        "sys.stdin.readline()\n",
+    )
+    try:
+        _console_until(console, b"ready")
+        payload = b"".join(b"%05d " % i + b"y" * 40 + b"\n" for i in range(2000)) + b"END\n"
+        os.set_blocking(console, True)
+        view = memoryview(payload)
+        while view:  # the host's own pty takes it in parts
+            view = view[os.write(console, view) :]
+        os.set_blocking(console, False)
+        _console_until(console, b"got %d\n" % (len(payload) - len(b"END\n")))
+    finally:
+        _board_stopped(board, runner, console)
