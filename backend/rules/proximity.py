@@ -23,15 +23,18 @@ pair within R with confidence, -1 per pair beyond R by more than both accuracies
 k·√(a_tag² + a_victim²) > R) whose fixes the tracks both explain; it ends as a near miss when
 the balance reaches 0, or when nothing has supported it for `evidence_gap_s` of the time both
 sides were heard (a side with no fix for longer than `pair_window_s` says nothing either way).
-It is confirmed at a supporting pair once `dwell_s` has passed since the crossing with at least
-`min_fixes` readings (supporting pairs whose fixes have both been followed by their side's next
-fix, or pairs since the crossing within R by both accuracies, d + k·√(a_tag² + a_victim²) <= R,
-whose fixes both tracks explain), if the median distance of all the pairs since the crossing
-(at most the last `median_window_s`) is within R: two people standing just beyond R in a town
-centre give no pair beyond it by both accuracies, and a few multipath pairs within it would
-otherwise confirm. It is also confirmed, once due, at a pair *held* within R (within R by both
-accuracies, d + k·√(a_tag² + a_victim²) <= R, with fixes both tracks explain, taken at most
-`held_gap_s` apart) if more than half of the pairs since the crossing are held within R too and
+It is confirmed at a supporting pair, or a pair *held* within R (within R by both accuracies,
+d + k·√(a_tag² + a_victim²) <= R, with fixes both tracks explain, taken at most `held_gap_s`
+apart), once `dwell_s` has passed since the crossing with at least `min_fixes` readings
+(supporting pairs whose fixes have both been followed by their side's next fix, or pairs since
+the crossing within R by both accuracies whose fixes both tracks explain), if the median
+distance of all the pairs since the crossing (at most the last `median_window_s`) is within R:
+two people standing just beyond R in a town centre give no pair beyond it by both accuracies,
+and a few multipath pairs within it would otherwise confirm. A held pair confirms too because
+after the dwell the pair may stand where only such pairs can say it is within R (a bus passed a
+victim indoors while her phone got no fix; her next fixes measured him walking off at 171-185
+m). It is also confirmed, once due, at a held pair if more than half of the pairs since the
+crossing (whatever their median) are held within R too and
 those take in at least `min_fixes` fixes of each side: urban multipath that measures two people
 147 m apart as 160-190 m with accuracies of 25-40 m leaves no pair within R with the movement
 allowance added for minutes. No averaging gain is claimed (the pairs' errors drift together
@@ -707,17 +710,23 @@ class Proximity(Rule):
     ) -> None:
         """Confirm a pending approach at `pair` once the dwell has passed since the crossing
         with min_fixes readings, if either this pair supports it (within R with confidence)
-        and the median distance of the pairs since the crossing is within R
-        (`_mostly_within`), or this pair is held within R and so are most pairs since the
+        or is held within R (`_held`: by both accuracies, its fixes at most `held_gap_s`
+        apart), and the median distance of the pairs since the crossing is within R
+        (`_mostly_within`); or if this pair is held within R and so are most pairs since the
         crossing (`_held_within`: what the pairs say together, when the movement allowance
-        leaves none of them confident)."""
+        leaves none of them confident). A held pair confirms with the median because after
+        the dwell the pair may stand where only such pairs say it is within R: a bus passed
+        a victim indoors within metres while her phone got no fix, and her next fixes, 20 s
+        apart, measured him walking off at 171-185 m."""
         radius = link.alert_m if type_ == ALERT else link.warn_m
         tag = self._tag_reading(st, ctx, obs.t)  # the tag's latest reading: `_readings`
         readings = self._readings(st, link, radius, vs, obs.t if tag is None else tag[0])
         if not visit.due(vs, obs.t, readings, self.p.min_fixes, self.p.dwell_s):
             return
         since = int(vs["since"])
-        confident = supporting and self._mostly_within(st, link, radius, since)
+        row = self._row(pair)
+        held = self._held(row, radius) and self._followed(st, link, row)
+        confident = (supporting or held) and self._mostly_within(st, link, radius, since)
         if not confident and not self._held_within(st, link, radius, since):
             return
         if not supporting:

@@ -430,6 +430,33 @@ def test_an_approach_held_within_by_both_accuracies_confirms_at_its_one_confiden
     assert alert.confirmed_t == aligned
 
 
+def test_an_approach_deep_while_her_phone_was_silent_confirms_at_a_held_pair_after_the_dwell() -> (
+    None
+):
+    # A bus passes a victim indoors within metres while her phone gets no fix; he gets off
+    # and walks away at 1 m/s, within 200 m for 95 s. Her last fix before pairs with two of
+    # his at 75 and 45 m (within R with confidence: the readings); after the dwell her next
+    # fixes, 20-50 s apart and 20-38 m accurate, measure him 150-165 m away: within R by
+    # both accuracies at most 10 s apart (held), never with the movement allowance, and
+    # the pairs since the crossing hold it only with the allowance's gaps among them, so no
+    # majority. The median of those pairs is within R: it confirms at the first held pair
+    # after the dwell (before, it ended unalerted: simulator seed 15, pair 31).
+    b = Builder()
+    for t, acc in ((-25, 21), (-15, 25), (-5, 30)):
+        victim_fix(b, T + t, 0, 0, acc)
+    tag = [(-50, -560), (-35, -440), (-20, -320), (-5, -195), (10, -75), (25, 45), (40, 150)]
+    tag += [(40 + 15 * i, 150 + 15 * i) for i in range(1, 8)]
+    for t, x in tag:
+        b.fix(T + t, x, 0, 5)
+    victim_fix(b, T + 45, 0, 0, 38)
+    held = T + 65
+    victim_fix(b, held, 0, 0, 20)  # with his fix at +55 (165 m): within by 20.6 m, 10 s apart
+    victim_fix(b, T + 145, 0, 0, 20)
+    (alert,) = of(ENGINE.evaluate(cfg(), b.obs, T + 3600), px.ALERT)
+    assert T - 10 < alert.start <= T - 5
+    assert alert.start + LINK_DWELL_S < alert.confirmed_t == held
+
+
 def test_an_approach_every_pair_measures_within_by_its_accuracies_confirms_after_the_dwell() -> (
     None
 ):
