@@ -6,6 +6,7 @@ stored by the backend."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -309,11 +310,14 @@ def test_console_input_reaches_a_program_that_reads_it_slower_than_it_is_sent(
     try:
         _console_until(console, b"ready")
         payload = b"".join(b"%05d " % i + b"y" * 40 + b"\n" for i in range(2000)) + b"END\n"
-        os.set_blocking(console, True)
         view = memoryview(payload)
-        while view:  # the host's own pty takes it in parts
-            view = view[os.write(console, view) :]
-        os.set_blocking(console, False)
+        deadline = time.monotonic() + 60  # for a hang only
+        while view:  # the host's own pty takes it in parts, as the board reads it
+            assert time.monotonic() < deadline, f"the board stopped reading: {len(view)} left"
+            _, writable, _ = io_select.select([], [console], [], 0.5)
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(console, view) :]
         _console_until(console, b"got %d\n" % (len(payload) - len(b"END\n")))
     finally:
         _board_stopped(board, runner, console)
