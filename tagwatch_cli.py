@@ -10,6 +10,7 @@ from hw.cli import app as hw_app
 from sim.cli import app as sim_app
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="tagwatch: open electronic monitoring for GPS/RF ankle tags.",
     no_args_is_help=True,
     add_completion=False,

@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from backend.registry import Registry
     from backend.settings import Settings
 
-app = typer.Typer(help="Monitoring backend: storage, devices, ingest.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Monitoring backend: storage, devices, ingest.",
+    no_args_is_help=True,
+)
 app.add_typer(unit_app, name="unit")
 app.add_typer(user_app, name="user")
 app.add_typer(subject_app, name="subject")
@@ -137,7 +141,7 @@ def ingest(
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 0,
     index: Annotated[int, typer.Option(min=0, help="this worker's slot (one worker)")] = 0,
     client_id: Annotated[
-        str | None, typer.Option(help="MQTT client id (one worker; never tag-<id> or hu-<id>)")
+        str | None, typer.Option(help="MQTT client id (one worker; never `tag-<id>` or `hu-<id>`)")
     ] = None,
 ) -> None:
     """Run MQTT ingest workers (N processes on a shared subscription) until stopped."""

@@ -25,10 +25,18 @@ from backend.storage.database import IMMEDIATE, make_engine, upgrade
 from backend.storage.schema import units as units_table
 from backend.storage.schema import users as users_table
 
-unit_app = typer.Typer(help="Units (police units and partner agencies).", no_args_is_help=True)
-user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
-subject_app = typer.Typer(help="Monitored subjects.", no_args_is_help=True)
-brokers_app = typer.Typer(help="Tags' broker lists (cmd_broker).", no_args_is_help=True)
+unit_app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Units (police units and partner agencies).",
+    no_args_is_help=True,
+)
+user_app = typer.Typer(rich_markup_mode="markdown", help="User accounts.", no_args_is_help=True)
+subject_app = typer.Typer(
+    rich_markup_mode="markdown", help="Monitored subjects.", no_args_is_help=True
+)
+brokers_app = typer.Typer(
+    rich_markup_mode="markdown", help="Tags' broker lists (cmd_broker).", no_args_is_help=True
+)
 console = Console()
 ACTOR = "cli"
 
@@ -82,6 +90,7 @@ def unit_add(
 
 @unit_app.command("list")
 def unit_list() -> None:
+    """List units: id, name and kind."""
     _, engine = _engine()
     table = Table("id", "name", "kind")
     with engine.connect() as conn:
@@ -125,6 +134,7 @@ def user_add(
 
 @user_app.command("list")
 def user_list() -> None:
+    """List accounts: id, username, unit, role and whether disabled or locked out."""
     _, engine = _engine()
     table = Table("id", "username", "unit", "role", "state")
     now = _now()
