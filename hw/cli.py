@@ -251,7 +251,12 @@ def decode(
             text = raw.decode(errors="ignore").strip()
             data = bytes.fromhex(text) if all(c in "0123456789abcdefABCDEF" for c in text) else raw
         else:
-            data = bytes.fromhex(frame_hex)
+            try:
+                data = bytes.fromhex(frame_hex)
+            except ValueError:
+                if Path(frame_hex).is_file():  # a capture's path without its @
+                    raise ValueError(f"{frame_hex} is a file: pass it as @{frame_hex}") from None
+                raise
         key = _read_key(key_hex, key_file)
     except (ValueError, OSError) as e:
         console.print(f"[red]bad input:[/] {e}")
