@@ -9,6 +9,8 @@ from home_unit.cli import app as home_unit_app
 from hw.cli import app as hw_app
 from sim.cli import app as sim_app
 
+# Help as markdown (the components' apps take it from here): a docstring's paragraph is
+# reflowed, not shown with the source's line breaks, and `code` spans read as code.
 app = typer.Typer(
     rich_markup_mode="markdown",
     help="tagwatch: open electronic monitoring for GPS/RF ankle tags.",

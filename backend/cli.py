@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from backend.settings import Settings
 
 app = typer.Typer(
-    rich_markup_mode="markdown",
     help="Monitoring backend: storage, devices, ingest.",
     no_args_is_help=True,
 )

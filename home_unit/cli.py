@@ -15,7 +15,6 @@ from home_unit.radio import Radio
 from home_unit.settings import HomeUnitSettings, SettingsError, load
 
 app = typer.Typer(
-    rich_markup_mode="markdown",
     help="The home monitoring unit.",
     no_args_is_help=True,
     add_completion=False,

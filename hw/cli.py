@@ -17,9 +17,7 @@ from rich.table import Table
 
 from firmware import frame as fr
 
-app = typer.Typer(
-    rich_markup_mode="markdown", help="Hardware engineers' tools.", no_args_is_help=True
-)
+app = typer.Typer(help="Hardware engineers' tools.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # one line per error, never wrapped
 

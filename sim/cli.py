@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from sim.scenario import Scenario
 
 app = typer.Typer(
-    rich_markup_mode="markdown",
     help="Simulated tags and runs through the real stack.",
     no_args_is_help=True,
 )
