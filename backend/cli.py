@@ -18,10 +18,7 @@ if TYPE_CHECKING:
     from backend.registry import Registry
     from backend.settings import Settings
 
-app = typer.Typer(
-    help="Monitoring backend: storage, devices, ingest.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help="Monitoring backend: storage, devices, ingest.", no_args_is_help=True)
 app.add_typer(unit_app, name="unit")
 app.add_typer(user_app, name="user")
 app.add_typer(subject_app, name="subject")

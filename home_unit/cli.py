@@ -14,11 +14,7 @@ from home_unit.clock import Clock, SimClock
 from home_unit.radio import Radio
 from home_unit.settings import HomeUnitSettings, SettingsError, load
 
-app = typer.Typer(
-    help="The home monitoring unit.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+app = typer.Typer(help="The home monitoring unit.", no_args_is_help=True, add_completion=False)
 
 ConfigOption = typer.Option(..., "--config", "-c", help="settings file (.toml or .json)")
 

@@ -9,10 +9,7 @@ import typer
 if TYPE_CHECKING:
     from sim.scenario import Scenario
 
-app = typer.Typer(
-    help="Simulated tags and runs through the real stack.",
-    no_args_is_help=True,
-)
+app = typer.Typer(help="Simulated tags and runs through the real stack.", no_args_is_help=True)
 
 # `sim run` and `sim gate` both take it.
 ShardsOption = Annotated[

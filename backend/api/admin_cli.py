@@ -25,10 +25,7 @@ from backend.storage.database import IMMEDIATE, make_engine, upgrade
 from backend.storage.schema import units as units_table
 from backend.storage.schema import users as users_table
 
-unit_app = typer.Typer(
-    help="Units (police units and partner agencies).",
-    no_args_is_help=True,
-)
+unit_app = typer.Typer(help="Units (police units and partner agencies).", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 subject_app = typer.Typer(help="Monitored subjects.", no_args_is_help=True)
 brokers_app = typer.Typer(help="Tags' broker lists (cmd_broker).", no_args_is_help=True)
