@@ -62,11 +62,11 @@ def register(
 ) -> None:
     """Register a tag, home unit or victim device; its key is stored encrypted with the
     server key."""
-    from backend.registry import RegistryError
+    from backend.registry import RegistryError, key_from_hex
 
     _, registry = _registry()
     try:
-        raw = bytes.fromhex(key) if key else None
+        raw = key_from_hex(key, "the device's key") if key else None
         dev = registry.register(device_id, kind, raw, home_unit)
     except (RegistryError, ValueError) as e:
         console.print(f"[red]refused:[/] {e}")

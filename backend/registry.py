@@ -61,12 +61,19 @@ def load_server_key(settings: Settings) -> bytes:
             text = path.read_text().strip()
         except OSError as e:
             raise RegistryError(f"cannot read the server key file {path}: {e}") from e
+    return key_from_hex(text, "the server key")
+
+
+def key_from_hex(text: str, what: str) -> bytes:
+    """A key (the server's or a device's) from its hex: KEY_LEN bytes, else a sentence naming
+    `what` and what was wrong (the parser's own message spoke of fromhex())."""
+    text = text.strip()
     try:
         key = bytes.fromhex(text)
     except ValueError as e:
-        raise RegistryError("the server key must be 64 hex digits") from e
+        raise RegistryError(f"{what} must be {2 * KEY_LEN} hex digits (0-9, a-f)") from e
     if len(key) != KEY_LEN:
-        raise RegistryError(f"the server key must be {KEY_LEN} bytes, got {len(key)}")
+        raise RegistryError(f"{what} must be {2 * KEY_LEN} hex digits, got {2 * len(key)}")
     return key
 
 

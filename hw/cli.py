@@ -223,10 +223,12 @@ def virtual(
 
 
 def _read_key(key_hex: str | None, key_file: Path | None) -> bytes | None:
+    from backend.registry import key_from_hex
+
     if key_file is not None:
-        return bytes.fromhex(key_file.read_text().strip())
+        return key_from_hex(key_file.read_text(), f"the key in {key_file}")
     if key_hex is not None:
-        return bytes.fromhex(key_hex)
+        return key_from_hex(key_hex, "the device's key")
     return None
 
 

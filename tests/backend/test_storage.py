@@ -229,3 +229,22 @@ def test_registry_writes_begin_immediate(tmp_path: Path, clock: ManualClock) -> 
     assert [d.id for d in registry.all()] == [2001]
     assert deferred == []
     engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [("abc", "64 hex digits (0-9, a-f)"), ("00" * 16, "64 hex digits, got 32"), ("zz" * 32, "64 hex digits")],
+)
+def test_register_refuses_a_bad_key_with_a_sentence(tmp_path: Path, key: str, says: str) -> None:
+    from typer.testing import CliRunner
+
+    from tagwatch_cli import app
+
+    env = {"TAGWATCH_DATA_DIR": str(tmp_path)}
+    res = CliRunner().invoke(app, ["backend", "register", "7", "--key", key], env=env)
+    assert res.exit_code == 2
+    shown = " ".join(res.output.split())
+    assert f"refused: the device's key must be {says}" in shown
+    assert "fromhex" not in shown
+    with pytest.raises(RegistryError, match="server key must be 64 hex digits, got 2"):
+        load_server_key(Settings(server_key="00"))

@@ -41,5 +41,8 @@ def test_decode_without_key_says_so_and_bad_hex_is_an_error(tmp_path: Path) -> N
     assert res.exit_code == 2 and "bad input" in res.output
     res = runner.invoke(app, ["hw", "decode", str(capture)])  # the capture without its @
     assert res.exit_code == 2 and f"pass it as @{capture}" in " ".join(res.output.split())
+    res = runner.invoke(app, ["hw", "decode", v["hex"], "--key", "abc"])
+    assert res.exit_code == 2
+    assert "the device's key must be 64 hex digits" in " ".join(res.output.split())
     res = runner.invoke(app, ["hw", "decode", "0101"])
     assert res.exit_code == 1 and "rejected (short)" in res.output
