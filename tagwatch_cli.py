@@ -21,3 +21,36 @@ app.add_typer(backend_app, name="backend")
 app.add_typer(home_unit_app, name="home-unit")
 app.add_typer(hw_app, name="hw")
 app.add_typer(sim_app, name="sim")
+
+
+def main() -> None:
+    """`tagwatch`: the app, with what an operator's environment got wrong said in a sentence
+    on stderr (exit status 2), not a traceback: a TAGWATCH_* setting the backend's Settings
+    refuse, a database URL tagwatch cannot use, a database that cannot be reached."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    from backend.settings import Settings
+    from backend.storage.database import DatabaseUrlError
+
+    try:
+        app()
+    except ValidationError as e:
+        if e.title != Settings.__name__:
+            raise
+        prefix = str(Settings.model_config.get("env_prefix", ""))
+        for err in e.errors():
+            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
+            _say(f"{name}={err.get('input')!r}: {err['msg']}")
+        raise SystemExit(2) from None
+    except DatabaseUrlError as e:
+        _say(f"the database (TAGWATCH_DATABASE_URL, else SQLite in TAGWATCH_DATA_DIR): {e}")
+        raise SystemExit(2) from None
+    except OperationalError as e:
+        reason = str(e.orig or e).strip().splitlines()[0]
+        _say(f"the database (TAGWATCH_DATABASE_URL, else SQLite in TAGWATCH_DATA_DIR): {reason}")
+        raise SystemExit(2) from None
+
+
+def _say(sentence: str) -> None:
+    typer.echo(f"tagwatch: {sentence}", err=True)

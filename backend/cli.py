@@ -134,7 +134,9 @@ def broker_config(
 
 @app.command()
 def ingest(
-    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 0,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="worker processes (default TAGWATCH_INGEST_WORKERS)")
+    ] = None,
     index: Annotated[int, typer.Option(min=0, help="this worker's slot (one worker)")] = 0,
     client_id: Annotated[
         str | None, typer.Option(help="MQTT client id (one worker; never `tag-<id>` or `hu-<id>`)")
@@ -147,7 +149,7 @@ def ingest(
 
     settings = Settings()
     configure(settings.log_format)
-    n = workers or settings.ingest_workers
+    n = settings.ingest_workers if workers is None else workers
     if n == 1:
         run_worker(settings, index, client_id)
     else:

@@ -82,3 +82,37 @@ def test_a_commands_help_shows_every_word_its_source_wrote(path: tuple[str, ...]
         for paragraph in text.split("\n\n"):
             words = " ".join(paragraph.replace("`", "").split())
             assert words in shown, f"not shown as written: {words!r}"
+
+
+def test_every_bounded_options_default_is_within_its_bounds() -> None:
+    # typer checks a default against the option's bounds like a value typed in, so one
+    # outside them makes the command refuse to run without the option.
+    bounded = [
+        (path, p)
+        for path, cmd in COMMANDS
+        for p in cmd.params
+        if getattr(p, "min", None) is not None or getattr(p, "max", None) is not None
+    ]
+    assert len(bounded) > 10  # the walk sees the commands' bounded options
+    for path, p in bounded:
+        d = p.default
+        if d is None or callable(d):
+            continue
+        assert p.min is None or d >= p.min, f"{' '.join(path)} --{p.name} default {d}"
+        assert p.max is None or d <= p.max, f"{' '.join(path)} --{p.name} default {d}"
+
+
+def test_ingest_without_workers_runs_the_configured_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docs/operations.md runs `tagwatch backend ingest` as is.
+    from backend import ingest_worker
+
+    ran: list[tuple[str, int]] = []
+    monkeypatch.setattr(ingest_worker, "run_worker", lambda s, i, c: ran.append(("one", i)))
+    monkeypatch.setattr(ingest_worker, "supervise", lambda s, n: ran.append(("several", n)))
+    runner = CliRunner()
+    for env, want in (({}, ("one", 0)), ({"TAGWATCH_INGEST_WORKERS": "3"}, ("several", 3))):
+        result = runner.invoke(app, ["backend", "ingest"], env=env)
+        assert result.exit_code == 0, result.output
+        assert ran.pop() == want
+    result = runner.invoke(app, ["backend", "ingest", "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output

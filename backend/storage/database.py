@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 IMMEDIATE = {"sqlite_immediate": True}
@@ -43,12 +44,28 @@ class Retry:
         self.attempt = 0
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL tagwatch cannot use, said as a sentence for the operator."""
+
+
+SUPPORTED = ("sqlite", "postgresql")
+
+
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise DatabaseUrlError(
+            "not a database URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)"
+        ) from e
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise DatabaseUrlError(
+            f"tagwatch runs on SQLite or PostgreSQL, not {parsed.get_backend_name()}"
+        )
     if parsed.get_backend_name() != "sqlite":
         if "connect_timeout" not in parsed.query:
             # Bounded, so that a readiness check or a scrape answers while the database
@@ -56,7 +73,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseUrlError(f"cannot create the database's folder {folder}: {e}") from e
     engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
     @event.listens_for(engine, "connect")

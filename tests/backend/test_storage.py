@@ -233,7 +233,11 @@ def test_registry_writes_begin_immediate(tmp_path: Path, clock: ManualClock) -> 
 
 @pytest.mark.parametrize(
     ("key", "says"),
-    [("abc", "64 hex digits (0-9, a-f)"), ("00" * 16, "64 hex digits, got 32"), ("zz" * 32, "64 hex digits")],
+    [
+        ("abc", "64 hex digits (0-9, a-f)"),
+        ("00" * 16, "64 hex digits, got 32"),
+        ("zz" * 32, "64 hex digits"),
+    ],
 )
 def test_register_refuses_a_bad_key_with_a_sentence(tmp_path: Path, key: str, says: str) -> None:
     from typer.testing import CliRunner
