@@ -26,7 +26,8 @@ app.add_typer(sim_app, name="sim")
 def main() -> None:
     """`tagwatch`: the app, with what an operator's environment got wrong said in a sentence
     on stderr (exit status 2), not a traceback: a TAGWATCH_* setting the backend's Settings
-    refuse, a database URL tagwatch cannot use, a database that cannot be reached."""
+    refuse, a database URL tagwatch cannot use, a database that cannot be reached, a path the
+    system refuses."""
     from pydantic import ValidationError
     from sqlalchemy.exc import OperationalError
 
@@ -45,6 +46,12 @@ def main() -> None:
         raise SystemExit(2) from None
     except DatabaseUrlError as e:
         _say(f"the database (TAGWATCH_DATABASE_URL, else SQLite in TAGWATCH_DATA_DIR): {e}")
+        raise SystemExit(2) from None
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # A path the user gave (an output folder, a file to read) the system refused.
+        _say(f"{e.filename}: {e.strerror or e}")
         raise SystemExit(2) from None
     except OperationalError as e:
         reason = str(e.orig or e).strip().splitlines()[0]

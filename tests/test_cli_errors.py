@@ -86,3 +86,13 @@ def test_a_database_that_cannot_be_reached_is_said(
     assert line.startswith("tagwatch: the database (TAGWATCH_DATABASE_URL")
     assert "refused" in line.lower()
     assert "pw@" not in line  # the password never shown
+
+
+def test_a_path_the_system_refuses_is_said(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = env / "a-file"
+    blocker.write_text("")
+    out = blocker / "world"  # a folder inside a file
+    line = _run(["sim", "world", "dorset-iom-50", "--out", str(out)], monkeypatch, capsys)
+    assert line == f"tagwatch: {out}: Not a directory"
