@@ -90,6 +90,11 @@ class BleakRadio(Radio):
             await self._scanner.start()
         except BleakError as e:
             raise RadioError("scan", str(e)) from e
+        except OSError as e:
+            # No system bus to reach BlueZ through (D-Bus or bluetoothd not running), no
+            # adapter: nothing this unit can hear until the host is put right.
+            self._scanner = None
+            raise RadioError("start", f"cannot reach BlueZ over D-Bus: {e}") from e
 
     async def stop(self) -> None:
         if self._scanner is not None:

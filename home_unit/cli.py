@@ -11,7 +11,7 @@ import typer
 
 from home_unit import logs, store
 from home_unit.clock import Clock, SimClock
-from home_unit.radio import Radio
+from home_unit.radio import Radio, RadioError
 from home_unit.settings import HomeUnitSettings, SettingsError, load
 
 app = typer.Typer(help="The home monitoring unit.", no_args_is_help=True, add_completion=False)
@@ -60,7 +60,12 @@ def run(config: Path = ConfigOption) -> None:
     except SettingsError as e:
         typer.echo(f"tagwatch home-unit: {e}", err=True)
         raise typer.Exit(2) from e
-    asyncio.run(_serve(s))
+    try:
+        asyncio.run(_serve(s))
+    except RadioError as e:
+        # Exit non-zero so that the service manager restarts it (deploy/: Restart=always).
+        typer.echo(f"tagwatch home-unit: the {s.radio} radio failed: {e}", err=True)
+        raise typer.Exit(1) from e
 
 
 @app.command()

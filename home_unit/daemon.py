@@ -272,10 +272,6 @@ class HomeUnit:
         if hasattr(self.radio, "on_tick") and isinstance(self.clock, SimClock):
             self.radio.on_tick = self._on_tick
             self._ticked = True
-        await self.radio.start(self.on_beacon)
-        log.info(
-            "home_unit_started", unit=self.unit, boot=self.boot, radio=type(self.radio).__name__
-        )
         # Under a simulator's clock time moves only with its ticks and beacons, which do the
         # due work themselves: polling every poll_s of real time as well found nothing new
         # and cost each unit five polls a wall second (a thousand units, 5,000).
@@ -283,6 +279,11 @@ class HomeUnit:
         stopping = asyncio.ensure_future(stop.wait())
         stopping.add_done_callback(lambda _: self.wake.set())
         try:
+            # Inside: a radio that cannot start still closes the link (its will) and the store.
+            await self.radio.start(self.on_beacon)
+            log.info(
+                "home_unit_started", unit=self.unit, boot=self.boot, radio=type(self.radio).__name__
+            )
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), poll_s)

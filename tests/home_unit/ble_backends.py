@@ -189,3 +189,11 @@ class TagGattClient(BaseBleakClient):
 
     async def stop_notify(self, characteristic: BleakGATTCharacteristic) -> None:
         raise BleakError("no notifications in the contract")
+
+
+class NoBusScanner(ScriptedScanner):
+    """A host without a system bus (D-Bus or bluetoothd not running): bleak's BlueZ backend
+    fails to connect to the bus socket."""
+
+    async def start(self) -> None:
+        raise FileNotFoundError(2, "No such file or directory")

@@ -8,6 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import structlog
 
 from firmware import beacon as bc
 from firmware import frame as fr
@@ -17,7 +18,7 @@ from home_unit.clock import SimClock
 from home_unit.daemon import HomeUnit
 from home_unit.radio import BeaconHeard, RadioError
 from home_unit.settings import HomeUnitSettings
-from tests.home_unit.ble_backends import GattTag, ScriptedScanner, TagGattClient
+from tests.home_unit.ble_backends import GattTag, NoBusScanner, ScriptedScanner, TagGattClient
 from tests.home_unit.scripted_tag import T0, ScriptedTag, device_key
 
 UNIT = 5001
@@ -165,3 +166,48 @@ def test_home_unit_over_bleak_acknowledges_and_queues_the_offload(tmp_path: Path
 def _clean_backends() -> None:
     ScriptedScanner.instances.clear()
     TagGattClient.tags.clear()
+
+
+def test_a_host_without_bluez_is_a_radio_error_and_the_daemon_says_so(tmp_path: Path) -> None:
+    # No traceback from the daemon: one line, exit 1 so the service manager restarts it, and
+    # the unit's store closed behind it.
+    from typer.testing import CliRunner
+
+    from home_unit import cli
+
+    with pytest.raises(RadioError) as err:
+        asyncio.run(ble.BleakRadio(SimClock(T0), scanner_backend=NoBusScanner).start(print))
+    assert err.value.reason == "start"
+
+    config = tmp_path / "unit.toml"
+    state = tmp_path / "state.db"
+    config.write_text(
+        f'unit = {UNIT}\nkey_hex = "{UNIT_KEY.hex()}"\nstate_db = "{state}"\n'
+        'broker_port = 1\nradio = "ble"\nlog_format = "json"\n'
+    )
+    radios: list[ble.BleakRadio] = []
+    closed: list[store.Store] = []
+    close = store.Store.close
+
+    def failing(s: HomeUnitSettings, clock: SimClock) -> ble.BleakRadio:
+        radios.append(ble.BleakRadio(clock, scanner_backend=NoBusScanner))
+        return radios[-1]
+
+    def closing(st: store.Store) -> None:
+        closed.append(st)
+        close(st)
+
+    logging = structlog.get_config()  # `run` points structlog at the runner's stderr
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(cli, "build_radio", failing)
+            mp.setattr(store.Store, "close", closing)
+            result = CliRunner().invoke(cli.app, ["run", "--config", str(config)])
+    finally:
+        structlog.configure(**logging)
+    assert result.exit_code == 1, result.output
+    assert radios, "the daemon did not build its radio"
+    shown = " ".join(result.output.split())
+    assert "tagwatch home-unit: the ble radio failed: start: cannot reach BlueZ over D-Bus" in shown
+    assert "Traceback" not in result.output
+    assert len(closed) == 1  # the daemon closed its store behind it
