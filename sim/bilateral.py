@@ -368,24 +368,34 @@ class Run:
 
     def evidence_ms(self, due_ms: int, until_ms: int) -> int | None:
         """When the evidence that an approach was due could first reach the backend, if the
-        devices were kept from it: each side from `due_ms` (to `until_ms`) until its last
+        devices were kept from it: each side from `due_ms` (to `until_ms`, the approach's end,
+        the first moment the truth has the pair beyond R again: a fix then is none of the
+        approach's) until its last
         failed attempt before its first fix (no fix possible; its sampling interval is the
         product's and not excused), then until the victim's phone was back online. None if
-        a side made no attempt then (nothing known). NEVER_MS if a side got no fix from a
-        fast fix interval before `due_ms` to `until_ms`: the confirming pair (its fixes at
-        most that far apart, after the dwell) never existed, as for a victim's phone
-        indoors through an approach just longer than the dwell."""
+        a side made no attempt then (nothing known). NEVER_MS if no fix of the tag and fix of
+        the victim's device before `until_ms` were at most a fast fix interval apart with
+        the later one at or after `due_ms`: the confirming pair (its fixes at most that far
+        apart, after the dwell) never existed, as for a victim's phone indoors through an
+        approach just longer than the dwell. (Judged per side before, her fix 10 s before
+        due counted, though his next was 20 s after it.)"""
         due, until = -(-due_ms // 1000), until_ms // 1000
         ready = due
+        fixes: dict[str, list[int]] = {}
         for side in ("tag", "victim"):
-            tries = [a for a in self.attempts.get(side, []) if due <= a[0] <= until]
+            tries = [a for a in self.attempts.get(side, []) if due <= a[0] < until]
             if not tries:
                 return None
             got = self.attempts.get(side, [])
-            if not any(ok for t, ok in got if due - TAG_FAST_S <= t <= until):
-                return NEVER_MS
+            fixes[side] = [t for t, ok in got if ok and due - TAG_FAST_S <= t < until]
             failed = [t for t, ok in itertools.takewhile(lambda a: not a[1], tries)]
             ready = max(ready, failed[-1] if failed else due)
+        if not any(
+            abs(a - b) <= TAG_FAST_S and max(a, b) >= due
+            for a in fixes["tag"]
+            for b in fixes["victim"]
+        ):
+            return NEVER_MS
         ready = max([ready] + [b for a, b in self.offline if a <= ready < b])
         return ready * 1000
 

@@ -103,7 +103,9 @@ def test_an_approach_no_fix_could_confirm_is_unreported_not_missed() -> None:
     # 75 s within R (the dwell and one fast fix interval: required), due 60 s in. The victim's
     # phone fixed 5 s in, then indoors tried every 30 s and got nothing until after the
     # approach: no pair after the dwell could exist. Listed, not required; an alert on it is
-    # not false. A fix one fast interval before due, or any before the end, is evidence.
+    # not false. A fix one fast interval before due, or any before the end, is evidence; one
+    # at the end is not: the truth has them beyond R again then (simulator seed 20261207,
+    # pair 25: her only fix after the dwell, at the end, measured 209 m; it was scored missed).
     start, end = 3600, 3675
     due, until = (start + 60) * 1000, end * 1000
     run = bl.Run([], 0, 0, {}, 0)
@@ -112,6 +114,15 @@ def test_an_approach_no_fix_could_confirm_is_unreported_not_missed() -> None:
         "victim": [(start + 5, True), (start + 35, False), (start + 65, False), (end + 20, True)],
     }
     assert run.evidence_ms(due, until) == bl.NEVER_MS
+    run.attempts["victim"].insert(-1, (end, True))
+    assert run.evidence_ms(due, until) == bl.NEVER_MS
+    del run.attempts["victim"][-2]
+    # Her fix 20 s before due pairs with his 5 s after it (both before the dwell) and with
+    # his at due, 20 s apart: still no confirming pair (seed 20261207, pair 25: hers 10 s
+    # before due, his 5 s before and 10 s after).
+    run.attempts["victim"].insert(2, (start + 40, True))
+    assert run.evidence_ms(due, until) == bl.NEVER_MS
+    del run.attempts["victim"][2]
     ep = bl.tr.Episode(start * 1000, until, bl.PROXIMITY, 0)
     log = bl.tr.TruthLog([ep], 0, 10**7)
     for alerts in ([], [bl.Alert(bl.PROXIMITY, 0, start * 1000, until + 30_000, until)]):
@@ -120,7 +131,7 @@ def test_an_approach_no_fix_could_confirm_is_unreported_not_missed() -> None:
         assert s.unreported == [
             {"subject": 0, "start_ms": start * 1000, "no_evidence": True, "alerted": bool(alerts)}
         ]
-    for fixed_at in (start + 45, end):
+    for fixed_at in (start + 45, end - 1):
         run.attempts["victim"] = sorted([(start + 5, True), (start + 65, False), (fixed_at, True)])
         assert run.evidence_ms(due, until) == (start + 65) * 1000
         s = bl.score_alerts(log, [], {bl.PROXIMITY: bl.criterion({0: run})})[bl.PROXIMITY]
