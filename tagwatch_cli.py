@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from backend.cli import app as backend_app
@@ -42,7 +44,8 @@ def main() -> None:
         prefix = str(Settings.model_config.get("env_prefix", ""))
         for err in e.errors():
             name = prefix + "_".join(str(p) for p in err["loc"]).upper()
-            _say(f"{name}={err.get('input')!r}: {err['msg']}")
+            shown = "(not shown)" if _secret(Settings, err["loc"]) else repr(err.get("input"))
+            _say(f"{name}={shown}: {err['msg']}")
         raise SystemExit(2) from None
     except DatabaseUrlError as e:
         _say(f"the database (TAGWATCH_DATABASE_URL, else SQLite in TAGWATCH_DATA_DIR): {e}")
@@ -57,6 +60,15 @@ def main() -> None:
         reason = str(e.orig or e).strip().splitlines()[0]
         _say(f"the database (TAGWATCH_DATABASE_URL, else SQLite in TAGWATCH_DATA_DIR): {reason}")
         raise SystemExit(2) from None
+
+
+def _secret(settings: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether a refused setting's value may be a secret (a key, a password: not a number
+    such as the token lifetime's), so that it is named but not echoed."""
+    field = settings.model_fields.get(str(loc[0])) if loc else None
+    if field is not None and field.annotation in (int, float, bool):
+        return False
+    return any(w in "_".join(map(str, loc)).upper() for w in ("KEY", "PASSWORD", "SECRET", "TOKEN"))
 
 
 def _say(sentence: str) -> None:

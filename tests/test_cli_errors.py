@@ -96,3 +96,28 @@ def test_a_path_the_system_refuses_is_said(
     out = blocker / "world"  # a folder inside a file
     line = _run(["sim", "world", "dorset-iom-50", "--out", str(out)], monkeypatch, capsys)
     assert line == f"tagwatch: {out}: Not a directory"
+
+
+def test_a_refused_secret_setting_is_named_but_not_shown(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pydantic import ValidationError
+
+    from backend.settings import Settings
+
+    # Any refused setting whose name says secret: its value stays off the terminal.
+    with pytest.raises(ValidationError) as refused:
+        Settings.model_validate({"api_port": "eighty"})
+    err = refused.value.errors()[0]
+    fake = ValidationError.from_exception_data(
+        Settings.__name__,
+        [{"type": err["type"], "loc": ("mqtt_password",), "input": "hunter2-hunter2"}],  # type: ignore[typeddict-item]
+    )
+
+    def refuse() -> None:
+        raise fake
+
+    monkeypatch.setattr(tagwatch_cli, "app", refuse)
+    line = _run(["backend", "serve"], monkeypatch, capsys)
+    assert line.startswith("tagwatch: TAGWATCH_MQTT_PASSWORD=(not shown): ")
+    assert "hunter2" not in line
