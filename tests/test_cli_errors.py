@@ -28,6 +28,11 @@ def _run(
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from backend import logs
+
+    # A command that got as far as configuring its logs would point structlog's cached
+    # loggers at this test's captured stderr, closed after it, for every later test.
+    monkeypatch.setattr(logs, "configure", lambda *a, **k: None)
     for name in ("TAGWATCH_DATABASE_URL", "TAGWATCH_API_PORT", "TAGWATCH_SERVER_KEY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TAGWATCH_DATA_DIR", str(tmp_path / "var"))

@@ -104,8 +104,11 @@ def test_every_bounded_options_default_is_within_its_bounds() -> None:
 
 def test_ingest_without_workers_runs_the_configured_number(monkeypatch: pytest.MonkeyPatch) -> None:
     # docs/operations.md runs `tagwatch backend ingest` as is.
-    from backend import ingest_worker
+    from backend import ingest_worker, logs
 
+    # Not configured here: structlog would cache loggers writing to the runner's stream,
+    # closed after the invoke, for every later test in this process.
+    monkeypatch.setattr(logs, "configure", lambda *a, **k: None)
     ran: list[tuple[str, int]] = []
     monkeypatch.setattr(ingest_worker, "run_worker", lambda s, i, c: ran.append(("one", i)))
     monkeypatch.setattr(ingest_worker, "supervise", lambda s, n: ran.append(("several", n)))
