@@ -259,14 +259,14 @@ def decode(
                 raise
         key = _read_key(key_hex, key_file)
     except (ValueError, OSError) as e:
-        console.print(f"[red]bad input:[/] {e}")
+        console.print(f"[red]bad input:[/] {e}", soft_wrap=True)  # one line, as `err`
         raise typer.Exit(2) from e
     try:
         f = fr.parse(data)
         if key is not None:
             fr.verify(f, key)
     except fr.DecodeError as e:
-        console.print(f"[red]rejected ({e.reason})[/]: {e.detail}")
+        console.print(f"[red]rejected ({e.reason})[/]: {e.detail}", soft_wrap=True)
         raise typer.Exit(1) from e
     verdict = "MAC verified" if key is not None else "MAC not checked (no key given)"
     console.print(f"[green]{verdict}[/]")

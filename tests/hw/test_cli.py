@@ -40,7 +40,7 @@ def test_decode_without_key_says_so_and_bad_hex_is_an_error(tmp_path: Path) -> N
     res = runner.invoke(app, ["hw", "decode", "zz"])
     assert res.exit_code == 2 and "bad input" in res.output
     res = runner.invoke(app, ["hw", "decode", str(capture)])  # the capture without its @
-    assert res.exit_code == 2 and f"pass it as @{capture}" in " ".join(res.output.split())
+    assert res.exit_code == 2 and f"pass it as @{capture}\n" in res.output  # one line
     res = runner.invoke(app, ["hw", "decode", v["hex"], "--key", "abc"])
     assert res.exit_code == 2
     assert "the device's key must be 64 hex digits" in " ".join(res.output.split())
