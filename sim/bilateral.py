@@ -377,8 +377,8 @@ class Run:
         the victim's device before `until_ms` were at most a fast fix interval apart with
         the later one at or after `due_ms`: the confirming pair (its fixes at most that far
         apart, after the dwell) never existed, as for a victim's phone indoors through an
-        approach just longer than the dwell. (Judged per side before, her fix 10 s before
-        due counted, though his next was 20 s after it.)"""
+        approach just longer than the dwell. (Judged per side, her fix 10 s before due
+        counted, though his first fix after due came 20 s after hers.)"""
         due, until = -(-due_ms // 1000), until_ms // 1000
         ready = due
         fixes: dict[str, list[int]] = {}
