@@ -18,6 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from backend.services.errors import Invalid
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 IMMEDIATE = {"sqlite_immediate": True}
 CONNECT_TIMEOUT_S = 10
@@ -49,6 +51,34 @@ class DatabaseUrlError(ValueError):
 
 
 SUPPORTED = ("sqlite", "postgresql")
+NUL_REFUSED = "text may not contain the NUL character (U+0000)"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, (list, tuple)):
+        return False
+    return any(_has_nul(v) for v in value)
+
+
+def _refuse_nul(
+    _conn: Connection,
+    _cursor: Any,
+    _statement: str,
+    parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> None:
+    # PostgreSQL cannot store U+0000 in text and answers a DataError; SQLite stores it. Every
+    # statement passes here, so neither engine takes one from any caller (an API field, a
+    # query, a login form) and the caller gets a sentence, not a 500. JSON values arrive
+    # serialized, the character escaped, and pass. The parameters' shape varies (a row, rows,
+    # one row of an insert-many batch flagged executemany): every value is looked at.
+    if _has_nul(parameters):
+        raise Invalid(NUL_REFUSED)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -71,7 +101,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # Bounded, so that a readiness check or a scrape answers while the database
             # host is unreachable instead of waiting for the operating system's timeout.
             kwargs.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        event.listen(engine, "before_cursor_execute", _refuse_nul)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).parent
         try:
@@ -79,6 +111,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         except OSError as e:
             raise DatabaseUrlError(f"cannot create the database's folder {folder}: {e}") from e
     engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+    event.listen(engine, "before_cursor_execute", _refuse_nul)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -336,6 +336,59 @@ def test_incident_files_nested_deeply_or_with_huge_numbers_are_refused(api: Api)
     assert r.status_code == 200 and r.json()["errors"] == [], r.text
 
 
+# ---- text -----------------------------------------------------------------------------------
+
+NUL = "a\x00b"
+
+
+def test_text_with_a_nul_character_is_refused_on_both_engines_and_changes_nothing(
+    api: Api,
+) -> None:
+    """PostgreSQL cannot store U+0000 in text (it answered 500 to each of these; SQLite stored
+    it), so no engine takes it: a 422 sentence, whichever field or query brings it."""
+    url = f"/api/subjects/{api.subject}"
+    name = api.client.get(url, headers=api.headers).json()["name"]
+    before = api.stored()
+    refused(api.client.patch(url, json={"name": NUL}, headers=api.headers), "NUL")
+    refused(api.client.patch(url, json={"risk_notes": NUL}, headers=api.headers), "NUL")
+    refused(api.client.patch(url, json={"tz": NUL}, headers=api.headers))
+    refused(api.post("/api/subjects", {"reference": NUL, "name": "x"}), "NUL")
+    refused(api.post(f"{url}/orders", {"kind": "bail", "reference": NUL, "starts_at": T0}), "NUL")
+    refused(api.post(f"{url}/zones", {**circle([LON, LAT]), "properties": {
+        **circle([LON, LAT])["properties"], "name": NUL}}), "NUL")  # fmt: skip
+    refused(api.client.get("/api/alerts", params={"type": NUL}, headers=api.headers), "NUL")
+    form = {"username": NUL, "password": "x"}
+    refused(api.client.post("/api/auth/token", data=form), "NUL")
+    assert api.stored() == before
+    assert api.client.get(url, headers=api.headers).json()["name"] == name
+    listing = api.client.get("/api/subjects", headers=api.headers).json()
+    assert not any("\x00" in s["reference"] for s in listing)
+
+
+def test_no_string_query_parameter_of_any_operation_answers_5xx_to_a_nul(api: Api) -> None:
+    """Every GET whose query takes text, its path ids the world's own, each such parameter a
+    text with U+0000 in turn."""
+    ids = {"subject_id": api.subject}
+    asked = 0
+    for path, ops in api.client.app.openapi()["paths"].items():  # type: ignore[attr-defined]
+        op = ops.get("get")
+        if op is None or path.endswith("/stream"):
+            continue
+        params = op.get("parameters", [])
+        if any(p["in"] == "path" and p["name"] not in ids for p in params):
+            continue
+        for p in params:
+            schema = p.get("schema", {})
+            kinds = {s.get("type") for s in [schema, *schema.get("anyOf", [])]}
+            items = {s.get("items", {}).get("type") for s in [schema, *schema.get("anyOf", [])]}
+            if p["in"] != "query" or not ({"string"} & (kinds | items)):
+                continue
+            r = api.client.get(path.format(**ids), params={p["name"]: NUL}, headers=api.headers)
+            asked += 1
+            assert r.status_code < 500, (path, p["name"], r.status_code, r.text[:200])
+    assert asked > 10, asked
+
+
 # ---- one-time codes -------------------------------------------------------------------------
 
 
