@@ -24,10 +24,12 @@ Every route takes its caller from here, never from a check of its own:
   consultation-scope data records the subjects it showed with `Auditor.consulted`.
 - `DB`: the request's connection. Its transaction begins at the route's first statement
   (BEGIN IMMEDIATE on SQLite, so a route that reads then writes cannot fail to upgrade its
-  lock) and commits when the route returns; any exception rolls it back. The dependencies
-  above use short transactions of their own, finished before the route body runs. Streams
-  (WebSocket/SSE) must not hold `DB` open for their lifetime: take `EngineDep` and open short
-  transactions per message.
+  lock; on PostgreSQL the transaction of a request other than GET/HEAD/OPTIONS begins by
+  waiting for the one before it, `storage.database.SERIAL_CHANGES`, so a route that checks
+  then writes sees what the one before it committed) and commits when the route returns; any
+  exception rolls it back. The dependencies above use short transactions of their own,
+  finished before the route body runs. Streams (WebSocket/SSE) must not hold `DB` open for
+  their lifetime: take `EngineDep` and open short transactions per message.
 - `stream_access(scope, via)`: for streams (SSE), which authenticate once: the session is
   re-checked periodically, and each event's subject at the moment it is sent (a share that
   ends stops what the stream shows at once); every subject whose data a stream sends is
@@ -71,7 +73,7 @@ from backend.security.access import (
 from backend.security.sessions import LoginError, session_stands
 from backend.security.tokens import TokenError
 from backend.services import oncall, units
-from backend.storage.database import IMMEDIATE
+from backend.storage.database import IMMEDIATE, SERIAL_CHANGES
 
 log = structlog.get_logger("tagwatch.api")
 
@@ -144,9 +146,15 @@ def get_request_id(conn: HTTPConnection) -> str:
 RequestId = Annotated[str, Depends(get_request_id)]
 
 
-def get_db(engine: EngineDep) -> Iterator[Connection]:
+# Methods that change nothing; any other request's transaction is serial with the others'.
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(engine: EngineDep, request: HTTPConnection) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**IMMEDIATE)
+        if request.scope.get("method", "GET") not in _READS:
+            conn.execution_options(**SERIAL_CHANGES)
         try:
             yield conn
         except BaseException:

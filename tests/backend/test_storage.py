@@ -30,6 +30,7 @@ from backend.storage.schema import (
     metadata,
     positions,
     security_events,
+    units,
 )
 from tests.backend.conftest import T0
 
@@ -252,3 +253,31 @@ def test_register_refuses_a_bad_key_with_a_sentence(tmp_path: Path, key: str, sa
     assert "fromhex" not in shown
     with pytest.raises(RegistryError, match="server key must be 64 hex digits, got 2"):
         load_server_key(Settings(server_key="00"))
+
+
+def test_no_text_holding_nul_reaches_either_engine_in_any_parameter_shape(engine: Engine) -> None:
+    """One row, many rows (an executemany, named on PostgreSQL, positional on SQLite), an
+    IN list, a value among numbers: U+0000 in text is refused before the statement is sent,
+    and what was stored stays; text without it, and bytes holding zeros, pass."""
+    from backend.services.errors import Invalid
+
+    row = {"name": "Unit", "kind": "police", "created_at": T0}
+    with engine.begin() as conn:
+        conn.execute(insert(units), [row])
+    for rows in (
+        [{**row, "name": "a\x00b"}],
+        [{**row, "name": f"ok {n}"} for n in range(50)] + [{**row, "name": "\x00"}],
+    ):
+        with pytest.raises(Invalid, match="NUL"), engine.begin() as conn:
+            conn.execute(insert(units), rows)
+    with pytest.raises(Invalid, match="NUL"), engine.connect() as conn:
+        conn.execute(select(units.c.id).where(units.c.name.in_(["x", "y\x00"]))).all()
+    with engine.begin() as conn:
+        conn.execute(insert(units), [{**row, "name": f"ok {n}"} for n in range(50)])
+        conn.execute(
+            insert(security_events).values(
+                at=T0, reason="short", topic="tw/v1/tag/1/up", detail="", raw=b"\x00\x00"
+            )
+        )
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(units)).scalar_one() == 51
