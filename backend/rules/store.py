@@ -253,10 +253,7 @@ class SqlRepository:
         self._saved: set[int] = set()  # subjects whose state this transaction wrote
 
     def lock(self, subject: int) -> None:
-        """Serialize evaluations of one subject across workers (SQLite: BEGIN IMMEDIATE
-        already does)."""
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 6_000_000 + subject})
+        lock_subject(self.conn, subject)
 
     def state(self, subject: int) -> State | None:
         row = self.conn.execute(
@@ -639,7 +636,23 @@ class WorkflowError(ValueError):
     pass
 
 
+def lock_subject(conn: Connection, subject: int) -> None:
+    """Serialize what changes one subject's alerts: its evaluations across workers, and an
+    officer's acknowledgement or resolution against them (SQLite: BEGIN IMMEDIATE already
+    does). Without it, a resolution committed between the rules' read of an open alert and
+    their write of its recurrence left the recurrence on a resolved alert, never reopened."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 6_000_000 + subject})
+
+
+def _lock_alert(conn: Connection, alert_id: int) -> None:
+    subject = conn.execute(select(alerts.c.subject_id).where(alerts.c.id == alert_id)).scalar()
+    if subject is not None:
+        lock_subject(conn, subject)
+
+
 def acknowledge(conn: Connection, alert_id: int, user: int, note: str | None, now: float) -> None:
+    _lock_alert(conn, alert_id)
     cur = conn.execute(select(alerts.c.state).where(alerts.c.id == alert_id)).scalar()
     if cur != OPEN:
         raise WorkflowError(f"only an open alert can be acknowledged (this one is {cur})")
@@ -660,6 +673,7 @@ def resolve(
 ) -> None:
     if outcome not in OUTCOMES:
         raise WorkflowError(f"outcome must be one of {OUTCOMES}")
+    _lock_alert(conn, alert_id)
     cur = conn.execute(select(alerts.c.state).where(alerts.c.id == alert_id)).scalar()
     if cur not in (OPEN, ACKNOWLEDGED):
         raise WorkflowError(

@@ -4,14 +4,18 @@ reordered, duplicated, by the clock — the alert workflow, and signed fast-samp
 from __future__ import annotations
 
 import random
+import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, event, insert, select
 
 from backend.clock import ManualClock
 from backend.ingest import Message
 from backend.registry import Registry
 from backend.rules import store
+from backend.rules.evaluator import Changes
+from backend.rules.model import Episode
 from backend.rules.zones import Zones
 from backend.storage.schema import (
     HOME_UNIT,
@@ -143,3 +147,72 @@ def test_home_unit_last_will_is_dated_when_received(world: World) -> None:
     world.deliver([Message(topics.home_status(UNIT_ID), fr.encode(f, world.unit.key))], T)
     world.sink.tick(T + 1000)
     assert world.alerts() == [("home_unit_offline", "open", T, None)]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_recurrence_the_rules_store_while_an_officer_resolves_reopens_the_alert(
+    world: World,
+) -> None:
+    """The rules' transaction has found the subject's alert open and is about to attach the
+    condition's recurrence to it when an officer resolves it. PostgreSQL's read committed
+    let the resolution commit between the rules' read and their write: the recurrence was
+    stored on a resolved alert that never reopened, so nobody was told it happened again.
+    (SQLite's writers cannot interleave: each transaction is BEGIN IMMEDIATE.) Now the
+    alert's workflow takes the subject's lock, which the rules hold while they evaluate it:
+    the resolution waits, and resolves the alert with the recurrence on it."""
+    for m in walk_frames(world):
+        world.deliver([m], fr.parse(m.payload).ts + 2)
+    with world.engine.connect() as conn:
+        first = conn.execute(select(alerts)).one()
+    assert first.state == "open"
+    recurrence = Episode(
+        world.subject, "zone", first.type, first.group_key.split(":", 2)[2],
+        first.start + 600, 1, first.start + 600,
+    )  # fmt: skip
+    resolved = threading.Event()
+    waiting_pids: list[int] = []
+    order: list[str] = []  # which was committed first
+
+    def resolve() -> None:
+        with world.engine.begin() as conn:
+            waiting_pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            store.resolve(conn, first.id, world.user, "breach_confirmed", "spoke", T + 1000)
+        resolved.set()
+
+    officer = threading.Thread(target=resolve)
+
+    def officer_in_between(conn: Any, _cur: Any, statement: str, *_: Any) -> None:
+        # The rules have read the alert; the officer resolves now, before they write.
+        if statement.startswith("INSERT INTO alert_episodes") and not officer.is_alive():
+            officer.start()
+            while not resolved.is_set() and not _waits_on_a_lock(world.engine, waiting_pids):
+                resolved.wait(0.05)
+            order.append("resolution" if resolved.is_set() else "recurrence")
+
+    with world.engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", officer_in_between)
+        with conn.begin():
+            repo = store.SqlRepository(conn, T + 1000)
+            repo.lock(world.subject)
+            repo.apply_episodes(Changes(raised=[recurrence]))
+    officer.join(60)
+    with world.engine.connect() as conn:
+        row = conn.execute(select(alerts).where(alerts.c.id == first.id)).one()
+        acts = [a.action for a in conn.execute(select(alert_actions).order_by(alert_actions.c.id))]
+    assert order, "the rules never reached their write"
+    if order[0] == "resolution":  # then the recurrence must reopen what was resolved
+        assert (row.state, row.reopened, acts[-1]) == ("open", 1, "reopened"), acts
+    else:  # the officer resolved the alert the recurrence was already on
+        assert (row.state, row.episodes, acts[-1]) == ("resolved", 2, "resolved"), acts
+    assert order == ["recurrence"]  # the officer's resolution waited for the rules
+
+
+def _waits_on_a_lock(engine: Engine, pids: list[int]) -> bool:
+    """Whether the officer's connection is waiting for a lock another transaction holds."""
+    if not pids:
+        return False
+    with engine.connect() as conn:
+        kind = conn.exec_driver_sql(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %(p)s", {"p": pids[0]}
+        ).scalar()
+    return kind == "Lock"
