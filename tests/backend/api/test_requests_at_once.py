@@ -11,21 +11,20 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from backend.api.app import create_app
 from backend.bounds import MAX_ORDERS
 from backend.clock import ManualClock
 from backend.storage.schema import alerts, orders, subjects, units, users
-from tests.backend.api.conftest import Server, api_settings, bearer, login
-from tests.backend.api.world import UNIT_A, World, build, raise_alert
-from tests.backend.conftest import T0
+from tests.backend.api.conftest import Server, bearer, login
+from tests.backend.api.world import UNIT_A, World, raise_alert
+from tests.backend.conftest import ENGINES, T0
 
 AT_ONCE = 8
 
@@ -58,21 +57,23 @@ class Served:
 
 
 @pytest.fixture
-def served(engine: Engine, tmp_path: Path) -> Iterator[Served]:
-    clock = ManualClock(T0)
-    app = create_app(api_settings(tmp_path), clock, engine)
-    world = build(engine, app.state.tagwatch.passwords, clock)
+def served(
+    app: FastAPI, world: World, api_engine: Engine, api_clock: ManualClock
+) -> Iterator[Served]:
     with TestClient(app) as client:
         tokens = {
             role: bearer(login(client, world.user(UNIT_A, role)))
             for role in ("officer", "administrator")
         }
-        server = Server(app)
-        server.start()
-        try:
-            yield Served(server, world, engine, clock, tokens)
-        finally:
-            server.stop()
+    server = Server(app)
+    server.start()
+    try:
+        yield Served(server, world, api_engine, api_clock, tokens)
+    finally:
+        server.stop()
+
+
+pytestmark = pytest.mark.parametrize("api_engine", ENGINES, indirect=True)
 
 
 def test_the_same_record_created_at_once_is_stored_once(served: Served) -> None:
