@@ -101,9 +101,10 @@ def _refuse_nul(
 ) -> None:
     # PostgreSQL cannot store U+0000 in text and answers a DataError; SQLite stores it. Every
     # statement passes here, so neither engine takes one from any caller (an API field, a
-    # query, a login form) and the caller gets a sentence, not a 500. JSON values arrive
-    # serialized, the character escaped, and pass. The parameters' shape varies (a row, rows,
-    # one row of an insert-many batch flagged executemany): every value is looked at.
+    # query, a login form) and the caller gets a sentence, not a 500. JSON values pass: the
+    # driver writes the character escaped, which both engines' JSON columns keep. The
+    # parameters' shape varies (a row, rows, one row of an insert-many batch flagged
+    # executemany): every value is looked at.
     if _has_nul(parameters):
         raise Invalid(NUL_REFUSED)
 
