@@ -241,11 +241,16 @@ class Sessions:
         if row.disabled_at is not None:
             raise LoginError("disabled", row.user_id, row.unit_id)
         fresh = new_refresh_token()
-        conn.execute(
+        rotated = conn.execute(
             update(auth_sessions)
-            .where(auth_sessions.c.id == row.id)
+            .where(auth_sessions.c.id == row.id, auth_sessions.c.refresh_hash == h)
             .values(refresh_hash=refresh_hash(fresh), previous_hash=h, refreshed_at=now)
-        )
+        ).rowcount
+        if rotated != 1:
+            # Rotated by another request since it was read (PostgreSQL's read committed lets
+            # two read it at once; SQLite's writers are serial): a copy is in use, as above.
+            self.revoke(conn, row.id, now, "refresh_reuse")
+            raise LoginError("refresh_reuse", row.user_id)
         user = User(row.user_id, row.username, row.unit_id, row.role, row.id)
         return Issued(user, self.signer.issue(user.id, row.id, now), fresh, self.signer.ttl_s)
 

@@ -21,9 +21,9 @@ from sqlalchemy import Engine, func, select
 
 from backend.bounds import MAX_ORDERS
 from backend.clock import ManualClock
-from backend.storage.schema import alerts, orders, subjects, units, users
+from backend.storage.schema import alerts, auth_sessions, orders, subjects, units, users
 from tests.backend.api.conftest import Server, bearer, login
-from tests.backend.api.world import UNIT_A, World, raise_alert
+from tests.backend.api.world import PASSWORD, UNIT_A, World, raise_alert
 from tests.backend.conftest import ENGINES, T0
 
 AT_ONCE = 8
@@ -37,14 +37,23 @@ class Served:
     clock: ManualClock
     tokens: dict[str, dict[str, str]]
 
-    def at_once(self, role: str, method: str, path: str, body: Callable[[int], Any]) -> list[int]:
-        """AT_ONCE requests released together; their statuses, sorted."""
+    def at_once(
+        self,
+        role: str | None,
+        method: str,
+        path: str,
+        body: Callable[[int], Any],
+        form: bool = False,
+    ) -> list[int]:
+        """AT_ONCE requests released together (as JSON, or a form); their statuses, sorted."""
         start = threading.Barrier(AT_ONCE)
+        headers = self.tokens[role] if role else {}
 
         def one(n: int) -> int:
-            with httpx.Client(base_url=self.server.url, headers=self.tokens[role]) as c:
+            sent = {"data": body(n)} if form else {"json": body(n)}
+            with httpx.Client(base_url=self.server.url, headers=headers) as c:
                 start.wait()
-                return c.request(method, path, json=body(n), timeout=120).status_code
+                return c.request(method, path, **sent, timeout=120).status_code
 
         with ThreadPoolExecutor(AT_ONCE) as pool:
             return sorted(pool.map(one, range(AT_ONCE)))
@@ -123,3 +132,30 @@ def test_the_same_setting_put_at_once_is_answered_alike(served: Served) -> None:
         "officer", "PUT", f"/api/subjects/{subject}/charging", lambda n: {"min_minutes": 30 + n}
     )
     assert codes == [200] * AT_ONCE, codes
+
+
+def test_a_refresh_token_used_at_once_is_taken_as_a_copy_in_use(served: Served) -> None:
+    """A refresh token rotates once; a second use is a copy in someone else's hands, and
+    revokes the session. Used by eight at once, PostgreSQL let each rotation read the token
+    before the others wrote: every one answered 200 with a new token, none was taken as a
+    reuse, and the session stood, so a stolen copy raced with its owner went unnoticed."""
+    form = {"username": served.world.user(UNIT_A, "officer"), "password": PASSWORD}
+    with httpx.Client(base_url=served.server.url) as c:
+        issued = c.post("/api/auth/token", data=form, timeout=60).json()
+    again = {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"]}
+    codes = served.at_once(None, "POST", "/api/auth/token", lambda n: again, form=True)
+    assert codes == [200] + [401] * (AT_ONCE - 1), codes
+    with served.engine.connect() as conn:
+        reason = conn.execute(
+            select(auth_sessions.c.revoked_reason).where(
+                auth_sessions.c.id == _session_of(conn, issued["access_token"])
+            )
+        ).scalar_one()
+    assert reason == "refresh_reuse"
+
+
+def _session_of(conn: Any, access_token: str) -> int:
+    import jwt
+
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    return int(claims["sid"])
