@@ -115,7 +115,7 @@ def _serialize_changes(conn: Connection) -> None:
     # (a reference not taken yet, an alert still open, room under a per-subject bound) sees
     # what the one before it committed. Under PostgreSQL's read committed each read its own
     # snapshot and both wrote: eight requests at once made duplicates that answered 500,
-    # acknowledged one alert three times, stored 28 orders under a bound of 20.
+    # acknowledged one alert up to three times, stored up to 27 orders under a bound of 20.
     if conn.get_execution_options().get("serial_changes", False):
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_CHANGES_LOCK})")
 
